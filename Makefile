@@ -1,0 +1,42 @@
+# orchestrator: PGXS build
+EXTENSION   = orchestrator
+EXTVERSION  = 0.1
+
+MODULE_big  = orchestrator
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# The install script is built from the files in sql/src/, concatenated in name
+# order (one file per concern).  Upgrade scripts sql/orchestrator--A--B.sql are
+# written by hand, one per release.
+SQL_SOURCES = $(sort $(wildcard sql/src/*.sql))
+DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
+PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
+SHLIB_LINK  = $(shell curl-config --libs)
+
+# pg_regress: inputs in test/sql, expected output in expected/ (test/expected is
+# a link to it), a throwaway instance with the preload setting.
+REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --outputdir=test --temp-config=test/orchestrator.conf \
+               --temp-instance=./tmp_check --dbname=contrib_regression
+ISOLATION      = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation --temp-config=test/orchestrator.conf \
+                 --temp-instance=./tmp_check_iso --dbname=contrib_regression
+
+EXTRA_CLEAN = test/results test/regression.* test/isolation/results test/isolation/output_iso \
+              tmp_check tmp_check_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(DATA_built): $(SQL_SOURCES)
+	( printf '%s\n' '-- Generated from sql/src/*.sql by the Makefile: edit those, not this file.' \
+	         '\echo Use "CREATE EXTENSION orchestrator" to load this file. \quit'; \
+	  cat $^ ) > $@
+
+.PHONY: test
+test:
+	bash test/run.sh

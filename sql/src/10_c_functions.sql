@@ -1,0 +1,53 @@
+-- Functions implemented in C (src/).  The ones whose names start with an
+-- underscore are internal: the engine and the background worker call them,
+-- ordinary roles cannot.
+
+CREATE FUNCTION orchestrator.uuid_v7()
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'orchestrator_uuid_v7'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION orchestrator.uuid_v7() IS
+'a new time-ordered UUID (RFC 9562 version 7), monotonic within a session';
+
+CREATE FUNCTION orchestrator.uuid_v7_boundary(ts timestamptz)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'orchestrator_uuid_v7_boundary'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION orchestrator.uuid_v7_boundary(timestamptz) IS
+'the smallest version 7 UUID of the millisecond of ts: the partition bound for that time';
+
+CREATE FUNCTION orchestrator.uuid_v7_time(id uuid)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orchestrator_uuid_v7_time'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION orchestrator.uuid_v7_time(uuid) IS
+'the creation time (millisecond precision) carried by a version 7 UUID';
+
+-- Arrange for the dispatchers' latches to be set when the current transaction
+-- commits (nothing happens if it aborts).
+CREATE FUNCTION orchestrator._wake_at_commit()
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_wake_at_commit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Number of statements in a SQL string; raises the parser's syntax error.
+CREATE FUNCTION orchestrator._sql_statement_count(sql text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'orchestrator_sql_statement_count'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- Run one statement of a sql step as role "owner" (never as the caller), in a
+-- security-restricted context, with jsonb parameters $1..$n and a statement
+-- timeout; returns the first row as a jsonb object, or NULL when none.
+CREATE FUNCTION orchestrator._run_sql_step(owner oid, sql text, args jsonb[], timeout_ms integer)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orchestrator_run_sql_step'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The dispatchers as shared memory sees them (for health()).
+CREATE FUNCTION orchestrator._worker_status(
+	OUT slot integer, OUT pid integer, OUT started_at timestamptz,
+	OUT last_active timestamptz, OUT steps_processed bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'orchestrator_worker_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -1,0 +1,170 @@
+-- Tables.
+--
+-- Definitions are small and unpartitioned.  Run history (runs, steps, events)
+-- is range-partitioned on the run id, a UUIDv7 whose leading 48 bits are the
+-- creation time in ms: a lookup by run id prunes to one daily partition, and
+-- retention drops whole partitions.  Every per-run table carries run_id so a
+-- run's rows stay together (and shard together).  Work that is ready or
+-- running lives in the small, unpartitioned work_queue.
+
+CREATE TABLE orchestrator.definitions (
+	name        text        NOT NULL,
+	version     integer     NOT NULL,
+	spec        jsonb       NOT NULL,
+	created_at  timestamptz NOT NULL DEFAULT now(),
+	created_by  name        NOT NULL DEFAULT current_user,
+	PRIMARY KEY (name, version)
+);
+COMMENT ON TABLE orchestrator.definitions IS 'workflow definitions, one row per version';
+
+-- One row per step of each definition version: the parsed, validated form of
+-- the spec that the engine reads.
+CREATE TABLE orchestrator.definition_steps (
+	name         text     NOT NULL,
+	version      integer  NOT NULL,
+	step         text     NOT NULL,
+	position     integer  NOT NULL,
+	kind         text     NOT NULL,
+	depends_on   text[]   NOT NULL,
+	dependents   text[]   NOT NULL,
+	condition    jsonpath,
+	spec         jsonb    NOT NULL,
+	max_attempts integer  NOT NULL,
+	backoff      interval NOT NULL,
+	multiplier   float8   NOT NULL,
+	max_backoff  interval NOT NULL,
+	jitter       float8   NOT NULL,
+	timeout      interval,
+	PRIMARY KEY (name, version, step),
+	FOREIGN KEY (name, version) REFERENCES orchestrator.definitions (name, version)
+);
+
+CREATE TABLE orchestrator.workflow_runs (
+	id              uuid          NOT NULL,
+	name            text          NOT NULL,
+	version         integer       NOT NULL,
+	status          text          NOT NULL DEFAULT 'pending',
+	tenant          text,
+	owner           name          NOT NULL,
+	input           jsonb         NOT NULL,
+	result          jsonb,
+	error           jsonb,
+	idempotency_key text,
+	priority        integer       NOT NULL DEFAULT 0,
+	deadline        timestamptz,
+	parent_id       uuid,
+	created_at      timestamptz   NOT NULL DEFAULT now(),
+	started_at      timestamptz,
+	finished_at     timestamptz,
+	cost            numeric(20,4) NOT NULL DEFAULT 0,
+	last_seq        bigint        NOT NULL DEFAULT 0,
+	steps_open      integer       NOT NULL,
+	PRIMARY KEY (id),
+	CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled', 'compensating'))
+) PARTITION BY RANGE (id);
+COMMENT ON TABLE orchestrator.workflow_runs IS 'one row per workflow run (partitioned by run id = creation day)';
+
+CREATE TABLE orchestrator.workflow_steps (
+	run_id      uuid          NOT NULL,
+	step        text          NOT NULL,
+	position    integer       NOT NULL,
+	kind        text          NOT NULL,
+	status      text          NOT NULL DEFAULT 'waiting',
+	attempt     integer       NOT NULL DEFAULT 0,
+	deps_open   integer       NOT NULL,
+	input       jsonb,
+	result      jsonb,
+	error       jsonb,
+	worker      text,
+	ready_at    timestamptz,
+	started_at  timestamptz,
+	finished_at timestamptz,
+	PRIMARY KEY (run_id, step),
+	CHECK (status IN ('waiting', 'ready', 'running', 'succeeded', 'failed', 'skipped',
+					  'cancelled', 'dead', 'compensated'))
+) PARTITION BY RANGE (run_id);
+COMMENT ON TABLE orchestrator.workflow_steps IS 'one row per step of each run (partitioned like workflow_runs)';
+
+CREATE TABLE orchestrator.workflow_events (
+	run_id uuid        NOT NULL,
+	seq    bigint      NOT NULL,
+	at     timestamptz NOT NULL,
+	type   text        NOT NULL,
+	step   text,
+	data   jsonb       NOT NULL DEFAULT '{}',
+	PRIMARY KEY (run_id, seq)
+) PARTITION BY RANGE (run_id);
+COMMENT ON TABLE orchestrator.workflow_events IS 'append-only history of every run and step state change';
+
+-- Ready and running work.  queue is an external queue name, or one of the
+-- internal queues the dispatchers serve: '@sql' (sql steps) and '@timer'
+-- (sleeps, wait timeouts, run deadlines).  available_at is when the row may be
+-- claimed: now for ready work, a retry's due time, a timer's due time, or the
+-- expiry of the lease an external worker holds (lease_token set).
+CREATE TABLE orchestrator.work_queue (
+	run_id       uuid        NOT NULL,
+	step         text        NOT NULL,
+	queue        text        NOT NULL,
+	priority     integer     NOT NULL DEFAULT 0,
+	available_at timestamptz NOT NULL,
+	lease_token  uuid,
+	lease        interval,
+	worker       text,
+	PRIMARY KEY (run_id, step)
+) WITH (fillfactor = 70);
+CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at);
+CREATE INDEX work_queue_leased ON orchestrator.work_queue (available_at) WHERE lease_token IS NOT NULL;
+
+-- A second start with the same key and definition name returns the first run.
+CREATE TABLE orchestrator.idempotency_keys (
+	name   text        NOT NULL,
+	key    text        NOT NULL,
+	run_id uuid        NOT NULL,
+	at     timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (name, key)
+);
+
+CREATE TABLE orchestrator.signals (
+	run_id  uuid        NOT NULL,
+	id      uuid        NOT NULL,
+	name    text        NOT NULL,
+	payload jsonb       NOT NULL,
+	sent_at timestamptz NOT NULL DEFAULT now(),
+	sent_by name        NOT NULL DEFAULT current_user,
+	PRIMARY KEY (run_id, id)
+);
+CREATE INDEX signals_by_name ON orchestrator.signals (run_id, name, id);
+
+-- Partitions: one per UTC day for each history table, bounded by the UUIDv7
+-- boundaries of midnight.  Created ahead by _create_partitions (at install,
+-- and by the dispatchers and maintain() afterwards).
+CREATE FUNCTION orchestrator._create_partitions(first_day date, days integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	created integer := 0;
+	day     date;
+	tbl     text;
+	part    text;
+BEGIN
+	FOR i IN 0 .. days - 1 LOOP
+		day := first_day + i;
+		FOREACH tbl IN ARRAY ARRAY['workflow_runs', 'workflow_steps', 'workflow_events'] LOOP
+			part := format('%s_p%s', tbl, to_char(day, 'YYYYMMDD'));
+			CONTINUE WHEN to_regclass(format('orchestrator.%I', part)) IS NOT NULL;
+			EXECUTE format(
+				'CREATE TABLE orchestrator.%I PARTITION OF orchestrator.%I FOR VALUES FROM (%L) TO (%L) WITH (fillfactor = %s)',
+				part, tbl,
+				orchestrator.uuid_v7_boundary(day::timestamp AT TIME ZONE 'UTC'),
+				orchestrator.uuid_v7_boundary((day + 1)::timestamp AT TIME ZONE 'UTC'),
+				CASE tbl WHEN 'workflow_events' THEN 100 ELSE 75 END);
+			created := created + 1;
+		END LOOP;
+	END LOOP;
+	RETURN created;
+END
+$$;
+
+SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 1, 9);

@@ -1,0 +1,428 @@
+-- Workflow definitions: validation and versioning.
+--
+-- Every check raises invalid_parameter_value (22023) with the definition name
+-- in errmsg, the offending step and field in errdetail, and what to do in
+-- errhint; define_workflow writes nothing unless the whole spec is valid.
+
+-- Raise a spec error.  Internal.
+CREATE FUNCTION orchestrator._spec_error(wf text, detail text, hint text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RAISE EXCEPTION 'invalid workflow definition "%"', wf
+		USING ERRCODE = 'invalid_parameter_value', DETAIL = detail,
+			  HINT = coalesce(hint, 'See docs/sql-reference.md for the definition format.');
+END
+$$;
+
+-- A JSON value must be a string holding a valid, positive interval.
+CREATE FUNCTION orchestrator._spec_interval(wf text, what text, value jsonb, allow_zero boolean DEFAULT false)
+RETURNS interval
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	result interval;
+BEGIN
+	IF value IS NULL OR jsonb_typeof(value) = 'null' THEN
+		RETURN NULL;
+	END IF;
+	IF jsonb_typeof(value) <> 'string' THEN
+		PERFORM orchestrator._spec_error(wf, format('%s must be an interval string such as "10 seconds", not %s', what, value));
+	END IF;
+	BEGIN
+		result := (value #>> '{}')::interval;
+	EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+		PERFORM orchestrator._spec_error(wf, format('%s is not a valid interval: %s', what, value));
+	END;
+	IF result < interval '0' OR (result = interval '0' AND NOT allow_zero) THEN
+		PERFORM orchestrator._spec_error(wf, format('%s must be positive, not %s', what, value));
+	END IF;
+	IF result > interval '366 days' THEN
+		PERFORM orchestrator._spec_error(wf, format('%s must be at most 366 days, not %s', what, value));
+	END IF;
+	RETURN result;
+END
+$$;
+
+-- A JSON path must parse.
+CREATE FUNCTION orchestrator._spec_jsonpath(wf text, what text, value jsonb)
+RETURNS jsonpath
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF jsonb_typeof(value) <> 'string' THEN
+		PERFORM orchestrator._spec_error(wf, format('%s must be a SQL/JSON path string, not %s', what, value));
+	END IF;
+	RETURN (value #>> '{}')::jsonpath;
+EXCEPTION WHEN syntax_error OR invalid_text_representation OR invalid_parameter_value THEN
+	PERFORM orchestrator._spec_error(wf, format('%s is not a valid SQL/JSON path: %s (%s)', what, value, SQLERRM),
+		'Write paths over the run context, for example "$.input.query" or "$.steps.fetch.result.status == 200".');
+	RETURN NULL;
+END
+$$;
+
+-- Check every {"$path": ...} template inside a value.
+CREATE FUNCTION orchestrator._spec_templates(wf text, what text, value jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	k text;
+	v jsonb;
+BEGIN
+	CASE jsonb_typeof(value)
+	WHEN 'object' THEN
+		IF value ? '$path' THEN
+			IF (SELECT count(*) FROM jsonb_object_keys(value)) <> 1 THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: a template object must hold only "$path", not %s', what, value));
+			END IF;
+			PERFORM orchestrator._spec_jsonpath(wf, what || '.$path', value -> '$path');
+		ELSE
+			FOR k, v IN SELECT * FROM jsonb_each(value) LOOP
+				PERFORM orchestrator._spec_templates(wf, what || '.' || k, v);
+			END LOOP;
+		END IF;
+	WHEN 'array' THEN
+		FOR v IN SELECT * FROM jsonb_array_elements(value) LOOP
+			PERFORM orchestrator._spec_templates(wf, what || '[]', v);
+		END LOOP;
+	ELSE
+		NULL;
+	END CASE;
+END
+$$;
+
+-- Only the listed keys may appear in an object (catches typos).
+CREATE FUNCTION orchestrator._spec_keys(wf text, what text, value jsonb, allowed text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	bad text;
+BEGIN
+	SELECT k INTO bad FROM jsonb_object_keys(value) AS k WHERE k <> ALL (allowed) ORDER BY k LIMIT 1;
+	IF bad IS NOT NULL THEN
+		PERFORM orchestrator._spec_error(wf, format('%s has unknown field "%s"', what, bad),
+			format('Allowed fields: %s.', array_to_string(allowed, ', ')));
+	END IF;
+END
+$$;
+
+-- Validate the kind-specific part of a step (or of a compensate action).
+CREATE FUNCTION orchestrator._spec_action(wf text, what text, s jsonb, kind text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	req jsonb;
+	url jsonb;
+	n   integer;
+	v   jsonb;
+BEGIN
+	CASE kind
+	WHEN 'sql' THEN
+		IF jsonb_typeof(s -> 'sql') IS DISTINCT FROM 'string' OR btrim(s ->> 'sql') = '' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "sql" must be a non-empty string', what));
+		END IF;
+		BEGIN
+			n := orchestrator._sql_statement_count(s ->> 'sql');
+		EXCEPTION WHEN syntax_error THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "sql" does not parse: %s', what, SQLERRM));
+		END;
+		IF n <> 1 THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "sql" must hold exactly one statement, not %s', what, n),
+				'Split the work into several sql steps, or wrap it in a function.');
+		END IF;
+		IF s ? 'args' THEN
+			IF jsonb_typeof(s -> 'args') <> 'array' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "args" must be an array', what));
+			END IF;
+			IF jsonb_array_length(s -> 'args') > 100 THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: at most 100 args', what));
+			END IF;
+			PERFORM orchestrator._spec_templates(wf, what || '.args', s -> 'args');
+		END IF;
+	WHEN 'http' THEN
+		req := s -> 'request';
+		IF jsonb_typeof(req) IS DISTINCT FROM 'object' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "request" must be an object with at least "url"', what));
+		END IF;
+		PERFORM orchestrator._spec_keys(wf, what || '.request', req, ARRAY['method', 'url', 'headers', 'body']);
+		IF coalesce(req ->> 'method', 'GET') NOT IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: unsupported HTTP method %s', what, req -> 'method'),
+				'Use GET, POST, PUT, PATCH, DELETE or HEAD.');
+		END IF;
+		url := req -> 'url';
+		IF jsonb_typeof(url) = 'string' THEN
+			IF url #>> '{}' !~* '^https?://[^/\s]+' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: url must be an http:// or https:// URL, not %s', what, url));
+			END IF;
+		ELSIF NOT (jsonb_typeof(url) = 'object' AND url ? '$path') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "request.url" must be a string or a {"$path": ...} template', what));
+		END IF;
+		IF req ? 'headers' THEN
+			IF jsonb_typeof(req -> 'headers') <> 'object' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "request.headers" must be an object', what));
+			END IF;
+			FOR v IN SELECT value FROM jsonb_each(req -> 'headers') LOOP
+				IF jsonb_typeof(v) <> 'string' AND NOT (jsonb_typeof(v) = 'object' AND v ? '$path') THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: header values must be strings or templates, not %s', what, v));
+				END IF;
+			END LOOP;
+		END IF;
+		PERFORM orchestrator._spec_templates(wf, what || '.request', req);
+	WHEN 'external' THEN
+		IF jsonb_typeof(s -> 'queue') IS DISTINCT FROM 'string'
+		   OR (s ->> 'queue') !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "queue" must be a name of letters, digits, "_", ".", ":" or "-" (at most 63), not %s', what, coalesce(s -> 'queue', 'null')));
+		END IF;
+		IF s ? 'input' THEN
+			PERFORM orchestrator._spec_templates(wf, what || '.input', s -> 'input');
+		END IF;
+	END CASE;
+END
+$$;
+
+-- Validate a whole spec; returns the parsed steps in spec order.
+CREATE FUNCTION orchestrator._validate_spec(wf text, spec jsonb)
+RETURNS SETOF orchestrator.definition_steps
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s        jsonb;
+	pos      integer := 0;
+	sname    text;
+	kind     text;
+	what     text;
+	names    text[] := '{}';
+	deps     text[];
+	d        text;
+	r        jsonb;
+	row      orchestrator.definition_steps;
+	rows     orchestrator.definition_steps[] := '{}';
+	remaining text[];
+	progress boolean;
+	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'description'];
+BEGIN
+	IF wf IS NULL OR wf !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
+		RAISE EXCEPTION 'invalid workflow name %', coalesce(quote_literal(wf), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A workflow name is 1 to 128 letters, digits, "_", ".", ":" or "-", starting with a letter, digit or "_".';
+	END IF;
+	IF spec IS NULL OR jsonb_typeof(spec) <> 'object' THEN
+		PERFORM orchestrator._spec_error(wf, 'the spec must be a JSON object with a "steps" array');
+	END IF;
+	IF octet_length(spec::text) > 1048576 THEN
+		PERFORM orchestrator._spec_error(wf, format('the spec is %s bytes; at most 1 MB is allowed', octet_length(spec::text)));
+	END IF;
+	PERFORM orchestrator._spec_keys(wf, 'the spec', spec, ARRAY['steps', 'result', 'description']);
+	IF jsonb_typeof(spec -> 'steps') IS DISTINCT FROM 'array' OR jsonb_array_length(spec -> 'steps') = 0 THEN
+		PERFORM orchestrator._spec_error(wf, '"steps" must be a non-empty array');
+	END IF;
+	IF jsonb_array_length(spec -> 'steps') > 1000 THEN
+		PERFORM orchestrator._spec_error(wf, format('%s steps; at most 1000 are allowed', jsonb_array_length(spec -> 'steps')));
+	END IF;
+	IF spec ? 'result' THEN
+		PERFORM orchestrator._spec_templates(wf, 'result', spec -> 'result');
+	END IF;
+
+	-- Names first, so that depends_on may name any step.
+	FOR s IN SELECT value FROM jsonb_array_elements(spec -> 'steps') LOOP
+		pos := pos + 1;
+		IF jsonb_typeof(s) <> 'object' THEN
+			PERFORM orchestrator._spec_error(wf, format('step %s must be an object, not %s', pos, s));
+		END IF;
+		sname := s ->> 'name';
+		IF jsonb_typeof(s -> 'name') IS DISTINCT FROM 'string' OR sname !~ '^[A-Za-z_][A-Za-z0-9_-]{0,62}$' THEN
+			PERFORM orchestrator._spec_error(wf, format('step %s: "name" must be 1 to 63 letters, digits, "_" or "-", starting with a letter or "_", not %s', pos, coalesce(s -> 'name', 'null')));
+		END IF;
+		IF sname = ANY (names) THEN
+			PERFORM orchestrator._spec_error(wf, format('step name "%s" is used twice', sname), 'Give every step a unique name.');
+		END IF;
+		names := names || sname;
+	END LOOP;
+
+	pos := 0;
+	FOR s IN SELECT value FROM jsonb_array_elements(spec -> 'steps') LOOP
+		sname := s ->> 'name';
+		what := format('step "%s"', sname);
+		kind := s ->> 'kind';
+		IF kind IS NULL OR kind NOT IN ('sql', 'http', 'external', 'sleep', 'wait') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: unknown kind %s', what, coalesce(s -> 'kind', 'null')),
+				'The kinds are sql, http, external, sleep and wait.');
+		END IF;
+		PERFORM orchestrator._spec_keys(wf, what, s, common || CASE kind
+			WHEN 'sql' THEN ARRAY['sql', 'args']
+			WHEN 'http' THEN ARRAY['request']
+			WHEN 'external' THEN ARRAY['queue', 'input']
+			WHEN 'sleep' THEN ARRAY['duration', 'until']
+			WHEN 'wait' THEN ARRAY['signal'] END);
+
+		deps := '{}';
+		IF s ? 'depends_on' THEN
+			IF jsonb_typeof(s -> 'depends_on') <> 'array' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "depends_on" must be an array of step names', what));
+			END IF;
+			FOR r IN SELECT value FROM jsonb_array_elements(s -> 'depends_on') LOOP
+				d := r #>> '{}';
+				IF jsonb_typeof(r) <> 'string' OR NOT d = ANY (names) THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: depends_on names unknown step %s', what, r),
+						'depends_on lists names of other steps of the same definition.');
+				END IF;
+				IF d = sname THEN
+					PERFORM orchestrator._spec_error(wf, format('%s depends on itself', what));
+				END IF;
+				IF d = ANY (deps) THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: depends_on lists "%s" twice', what, d));
+				END IF;
+				deps := deps || d;
+			END LOOP;
+		END IF;
+
+		row := NULL;
+		row.name := wf;
+		row.step := sname;
+		row.position := pos;
+		row.kind := kind;
+		row.depends_on := deps;
+		row.dependents := '{}';
+		row.spec := s;
+		IF s ? 'when' THEN
+			row.condition := orchestrator._spec_jsonpath(wf, what || '.when', s -> 'when');
+		END IF;
+
+		-- Retry policy (sleep and wait steps run once).
+		r := coalesce(s -> 'retry', '{}');
+		IF jsonb_typeof(r) <> 'object' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "retry" must be an object', what));
+		END IF;
+		PERFORM orchestrator._spec_keys(wf, what || '.retry', r, ARRAY['max_attempts', 'backoff', 'multiplier', 'max_backoff', 'jitter']);
+		IF r ? 'max_attempts' AND (jsonb_typeof(r -> 'max_attempts') <> 'number'
+				OR (r ->> 'max_attempts')::numeric NOT BETWEEN 1 AND 100
+				OR (r ->> 'max_attempts')::numeric <> trunc((r ->> 'max_attempts')::numeric)) THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: retry.max_attempts must be an integer from 1 to 100, not %s', what, r -> 'max_attempts'));
+		END IF;
+		IF r ? 'multiplier' AND (jsonb_typeof(r -> 'multiplier') <> 'number' OR (r ->> 'multiplier')::numeric NOT BETWEEN 1 AND 10) THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: retry.multiplier must be a number from 1 to 10, not %s', what, r -> 'multiplier'));
+		END IF;
+		IF r ? 'jitter' AND (jsonb_typeof(r -> 'jitter') <> 'number' OR (r ->> 'jitter')::numeric NOT BETWEEN 0 AND 1) THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: retry.jitter must be a number from 0 to 1, not %s', what, r -> 'jitter'));
+		END IF;
+		IF kind IN ('sleep', 'wait') AND s ? 'retry' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: %s steps are not retried; remove "retry"', what, kind));
+		END IF;
+		row.max_attempts := coalesce((r ->> 'max_attempts')::integer, CASE WHEN kind IN ('sleep', 'wait') THEN 1 ELSE 3 END);
+		row.backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.backoff', r -> 'backoff', true), interval '1 second');
+		row.multiplier := coalesce((r ->> 'multiplier')::float8, 2);
+		row.max_backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.max_backoff', r -> 'max_backoff', true), interval '1 minute');
+		row.jitter := coalesce((r ->> 'jitter')::float8, 0.2);
+		row.timeout := orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout');
+
+		CASE kind
+		WHEN 'sleep' THEN
+			IF (s ? 'duration') = (s ? 'until') THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: a sleep step takes exactly one of "duration" or "until"', what));
+			END IF;
+			IF s ? 'duration' THEN
+				PERFORM orchestrator._spec_interval(wf, what || '.duration', s -> 'duration');
+			ELSIF jsonb_typeof(s -> 'until') = 'string' THEN
+				BEGIN
+					PERFORM (s ->> 'until')::timestamptz;
+				EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: "until" is not a timestamp: %s', what, s -> 'until'));
+				END;
+			ELSIF jsonb_typeof(s -> 'until') = 'object' AND s -> 'until' ? '$path' THEN
+				PERFORM orchestrator._spec_templates(wf, what || '.until', s -> 'until');
+			ELSE
+				PERFORM orchestrator._spec_error(wf, format('%s: "until" must be a timestamp string or a {"$path": ...} template', what));
+			END IF;
+		WHEN 'wait' THEN
+			IF jsonb_typeof(s -> 'signal') IS DISTINCT FROM 'string' OR (s ->> 'signal') !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "signal" must be a name of letters, digits, "_", ".", ":" or "-", not %s', what, coalesce(s -> 'signal', 'null')));
+			END IF;
+		ELSE
+			PERFORM orchestrator._spec_action(wf, what, s, kind);
+		END CASE;
+
+		IF s ? 'compensate' THEN
+			r := s -> 'compensate';
+			IF jsonb_typeof(r) <> 'object' OR coalesce(r ->> 'kind', '') NOT IN ('sql', 'http', 'external') THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "compensate" must be an object of kind sql, http or external', what));
+			END IF;
+			PERFORM orchestrator._spec_keys(wf, what || '.compensate', r, ARRAY['kind', 'sql', 'args', 'request', 'queue', 'input', 'timeout']);
+			PERFORM orchestrator._spec_action(wf, what || '.compensate', r, r ->> 'kind');
+		END IF;
+
+		rows := rows || row;
+		pos := pos + 1;
+	END LOOP;
+
+	-- Dependents, and a cycle check (repeatedly remove steps whose
+	-- dependencies are all removed; whatever remains is on a cycle).
+	FOR i IN 1 .. array_length(rows, 1) LOOP
+		rows[i].dependents := ARRAY(SELECT x.step FROM unnest(rows) x WHERE rows[i].step = ANY (x.depends_on) ORDER BY x.position);
+	END LOOP;
+	remaining := names;
+	LOOP
+		progress := false;
+		FOR i IN 1 .. array_length(rows, 1) LOOP
+			IF rows[i].step = ANY (remaining) AND NOT (rows[i].depends_on && remaining) THEN
+				remaining := array_remove(remaining, rows[i].step);
+				progress := true;
+			END IF;
+		END LOOP;
+		EXIT WHEN NOT progress OR cardinality(remaining) = 0;
+	END LOOP;
+	IF cardinality(remaining) > 0 THEN
+		PERFORM orchestrator._spec_error(wf, format('the dependencies form a cycle through steps %s', array_to_string(remaining, ', ')),
+			'depends_on must describe a directed acyclic graph.');
+	END IF;
+
+	RETURN QUERY SELECT * FROM unnest(rows);
+END
+$$;
+
+CREATE FUNCTION orchestrator.define_workflow(name text, spec jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v integer;
+	steps orchestrator.definition_steps[];
+BEGIN
+	steps := ARRAY(SELECT x FROM orchestrator._validate_spec(name, spec) x);
+	IF EXISTS (SELECT 1 FROM unnest(steps) x WHERE x.kind = 'http' OR x.spec -> 'compensate' ->> 'kind' = 'http') THEN
+		RAISE EXCEPTION 'http steps are not supported by this version of orchestrator'
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = format('Workflow "%s" has an http step or compensation.', name),
+				  HINT = 'Call the endpoint from an external step for now.';
+	END IF;
+
+	-- Serialise definitions of the same name so versions are gap-free.
+	PERFORM pg_advisory_xact_lock(hashtext('orchestrator.define_workflow'), hashtext(name));
+	SELECT d.version INTO v FROM orchestrator.definitions d WHERE d.name = define_workflow.name AND d.spec = define_workflow.spec
+		ORDER BY d.version DESC LIMIT 1;
+	IF FOUND THEN
+		RETURN v;
+	END IF;
+	SELECT coalesce(max(d.version), 0) + 1 INTO v FROM orchestrator.definitions d WHERE d.name = define_workflow.name;
+	INSERT INTO orchestrator.definitions (name, version, spec, created_by) VALUES (name, v, spec, orchestrator._caller());
+	INSERT INTO orchestrator.definition_steps
+		SELECT x.name, v, x.step, x.position, x.kind, x.depends_on, x.dependents, x.condition, x.spec,
+			   x.max_attempts, x.backoff, x.multiplier, x.max_backoff, x.jitter, x.timeout
+		FROM unnest(steps) x;
+	RETURN v;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.define_workflow(text, jsonb) IS
+'validate and store a new version of a workflow definition; an identical spec returns the existing version';

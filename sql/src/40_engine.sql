@@ -1,0 +1,371 @@
+-- The DAG engine: state transitions of steps and runs.
+--
+-- Every transition runs with the run's row locked (FOR UPDATE), which
+-- serialises all changes to one run: two parallel branches finishing at once
+-- cannot both miss, or both trigger, the step that joins them, and event
+-- sequence numbers stay gap-free.  Claimers lock queue rows and run rows with
+-- SKIP LOCKED and never wait, so the only waiters take the run lock first and
+-- no lock cycle can form.
+--
+-- All functions here are internal (not granted to anyone): the SECURITY
+-- DEFINER API functions and the dispatchers call them.
+
+-- Append an event to a run's history and announce it with NOTIFY (delivered
+-- at commit).  Returns its sequence number.
+CREATE FUNCTION orchestrator._emit(run_id uuid, type text, step text DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	seq bigint;
+BEGIN
+	UPDATE orchestrator.workflow_runs r SET last_seq = r.last_seq + 1 WHERE r.id = _emit.run_id
+		RETURNING r.last_seq INTO seq;
+	INSERT INTO orchestrator.workflow_events (run_id, seq, at, type, step, data)
+		VALUES (_emit.run_id, seq, clock_timestamp(), _emit.type, _emit.step, coalesce(_emit.data, '{}'));
+	PERFORM pg_notify('orchestrator', json_build_object('run_id', _emit.run_id, 'seq', seq,
+		'type', _emit.type, 'step', _emit.step)::text);
+	RETURN seq;
+END
+$$;
+
+-- The run context that templates and conditions read.
+CREATE FUNCTION orchestrator._context(r orchestrator.workflow_runs)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_build_object(
+		'input', r.input,
+		'run', jsonb_build_object('id', r.id, 'name', r.name, 'version', r.version, 'tenant', r.tenant),
+		'steps', coalesce((SELECT jsonb_object_agg(s.step, jsonb_build_object(
+				'status', s.status, 'result', s.result, 'error', s.error, 'attempt', s.attempt))
+			FROM orchestrator.workflow_steps s WHERE s.run_id = r.id), '{}'))
+$$;
+
+-- Replace every {"$path": "<jsonpath>"} inside a template by the first match
+-- of the path over the context (JSON null when nothing matches).
+CREATE FUNCTION orchestrator._render(template jsonb, ctx jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF template IS NULL OR strpos(template::text, '"$path"') = 0 THEN
+		RETURN template;
+	END IF;
+	IF jsonb_typeof(template) = 'object' THEN
+		IF template ? '$path' THEN
+			RETURN coalesce(jsonb_path_query_first(ctx, (template ->> '$path')::jsonpath, '{}', true), 'null');
+		END IF;
+		RETURN (SELECT jsonb_object_agg(e.key, orchestrator._render(e.value, ctx)) FROM jsonb_each(template) e);
+	END IF;
+	RETURN (SELECT jsonb_agg(orchestrator._render(e.value, ctx) ORDER BY e.ord)
+			FROM jsonb_array_elements(template) WITH ORDINALITY e(value, ord));
+END
+$$;
+
+CREATE FUNCTION orchestrator._def_step(r orchestrator.workflow_runs, step text)
+RETURNS orchestrator.definition_steps
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT d FROM orchestrator.definition_steps d
+	WHERE d.name = r.name AND d.version = r.version AND d.step = _def_step.step
+$$;
+
+-- Lock a run for a transition.  Raises undefined_object when it does not
+-- exist or the caller may not see it (the two are indistinguishable on purpose).
+CREATE FUNCTION orchestrator._lock_run(run_id uuid, check_caller boolean DEFAULT true)
+RETURNS orchestrator.workflow_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+BEGIN
+	IF run_id IS NULL THEN
+		RAISE EXCEPTION 'run id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _lock_run.run_id FOR UPDATE;
+	IF NOT FOUND OR (check_caller AND NOT orchestrator._may_see(r.owner)) THEN
+		RAISE EXCEPTION 'workflow run % does not exist', run_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
+	END IF;
+	RETURN r;
+END
+$$;
+
+CREATE FUNCTION orchestrator._may_see(owner name)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT owner = orchestrator._caller()
+		OR pg_has_role(orchestrator._caller(), 'orchestrator_admin', 'MEMBER')
+$$;
+
+CREATE FUNCTION orchestrator._is_active(status text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT status IN ('pending', 'running') $$;
+
+-- Put a step on a queue; internal queues wake the dispatchers at commit,
+-- external queues are announced on channel orchestrator_queue.
+CREATE FUNCTION orchestrator._enqueue(r orchestrator.workflow_runs, step text, queue text, available_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at)
+		VALUES (r.id, step, queue, CASE WHEN queue = '@timer' THEN 0 ELSE r.priority END, available_at)
+	ON CONFLICT (run_id, step) DO UPDATE
+		SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,
+			lease_token = NULL, lease = NULL, worker = NULL;
+	IF left(queue, 1) = '@' THEN
+		PERFORM orchestrator._wake_at_commit();
+	ELSIF available_at <= now() THEN
+		PERFORM pg_notify('orchestrator_queue', queue);
+	END IF;
+END
+$$;
+
+-- A step starts an attempt: counted, timed, announced; the run becomes
+-- running at its first step.
+CREATE FUNCTION orchestrator._step_started(r orchestrator.workflow_runs, step text, worker text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE orchestrator.workflow_runs w SET status = 'running', started_at = now()
+		WHERE w.id = r.id AND w.status = 'pending';
+	IF FOUND THEN
+		PERFORM orchestrator._emit(r.id, 'workflow.started');
+	END IF;
+	UPDATE orchestrator.workflow_steps s
+		SET status = 'running', attempt = s.attempt + 1, started_at = now(), worker = _step_started.worker
+		WHERE s.run_id = r.id AND s.step = _step_started.step
+		RETURNING s.attempt INTO n;
+	PERFORM orchestrator._emit(r.id, 'step.started', step,
+		jsonb_strip_nulls(jsonb_build_object('attempt', n, 'worker', worker)));
+	RETURN n;
+END
+$$;
+
+-- All of a step's dependencies are done: skip it (condition false) or start
+-- it according to its kind.
+CREATE FUNCTION orchestrator._step_ready(r orchestrator.workflow_runs, step text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	d    orchestrator.definition_steps := orchestrator._def_step(r, step);
+	ctx  jsonb;
+	due  timestamptz;
+	sig  jsonb;
+BEGIN
+	IF d.condition IS NOT NULL OR strpos(d.spec::text, '"$path"') > 0 THEN
+		ctx := orchestrator._context(r);
+	END IF;
+	IF d.condition IS NOT NULL AND NOT coalesce(jsonb_path_match(ctx, d.condition, '{}', true), false) THEN
+		UPDATE orchestrator.workflow_steps s SET status = 'skipped', finished_at = now()
+			WHERE s.run_id = r.id AND s.step = _step_ready.step;
+		PERFORM orchestrator._emit(r.id, 'step.skipped', step, jsonb_build_object('when', d.spec -> 'when'));
+		PERFORM orchestrator._step_done(r.id, d);
+		RETURN;
+	END IF;
+
+	CASE d.kind
+	WHEN 'sql', 'external' THEN
+		UPDATE orchestrator.workflow_steps s
+			SET status = 'ready', ready_at = now(),
+				input = CASE d.kind WHEN 'external' THEN orchestrator._render(coalesce(d.spec -> 'input', '{}'), ctx) END
+			WHERE s.run_id = r.id AND s.step = _step_ready.step;
+		PERFORM orchestrator._enqueue(r, step, CASE d.kind WHEN 'sql' THEN '@sql' ELSE d.spec ->> 'queue' END, now());
+	WHEN 'sleep' THEN
+		UPDATE orchestrator.workflow_steps s SET ready_at = now() WHERE s.run_id = r.id AND s.step = _step_ready.step;
+		PERFORM orchestrator._step_started(r, step);
+		IF d.spec ? 'duration' THEN
+			due := now() + (d.spec ->> 'duration')::interval;
+		ELSE
+			BEGIN
+				due := orchestrator._render(d.spec -> 'until', ctx) #>> '{}';
+			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_text_representation THEN
+				PERFORM orchestrator._attempt_failed(r.id, step, jsonb_build_object('message',
+					format('"until" is not a timestamp: %s', orchestrator._render(d.spec -> 'until', ctx))), false);
+				RETURN;
+			END;
+			IF due IS NULL THEN
+				PERFORM orchestrator._attempt_failed(r.id, step, '{"message": "\"until\" matched nothing"}', false);
+				RETURN;
+			END IF;
+		END IF;
+		PERFORM orchestrator._enqueue(r, step, '@timer', due);
+		UPDATE orchestrator.workflow_steps s SET input = jsonb_build_object('until', due)
+			WHERE s.run_id = r.id AND s.step = _step_ready.step;
+	WHEN 'wait' THEN
+		UPDATE orchestrator.workflow_steps s SET ready_at = now() WHERE s.run_id = r.id AND s.step = _step_ready.step;
+		PERFORM orchestrator._step_started(r, step);
+		SELECT g.payload INTO sig FROM orchestrator.signals g
+			WHERE g.run_id = r.id AND g.name = d.spec ->> 'signal' ORDER BY g.id LIMIT 1;
+		IF FOUND THEN
+			PERFORM orchestrator._step_succeeded(r.id, step, sig);
+		ELSIF d.timeout IS NOT NULL THEN
+			PERFORM orchestrator._enqueue(r, step, '@timer', now() + d.timeout);
+		END IF;
+	END CASE;
+END
+$$;
+
+-- A step succeeded (result recorded, cost added to the run).
+CREATE FUNCTION orchestrator._step_succeeded(run_id uuid, step text, result jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+	cost numeric;
+BEGIN
+	DELETE FROM orchestrator.work_queue q WHERE q.run_id = _step_succeeded.run_id AND q.step = _step_succeeded.step;
+	UPDATE orchestrator.workflow_steps s SET status = 'succeeded', result = _step_succeeded.result, error = NULL,
+		finished_at = now()
+		WHERE s.run_id = _step_succeeded.run_id AND s.step = _step_succeeded.step;
+	IF jsonb_typeof(result -> 'cost') = 'number' THEN
+		cost := round((result ->> 'cost')::numeric, 4);
+		UPDATE orchestrator.workflow_runs w SET cost = w.cost + _step_succeeded.cost WHERE w.id = _step_succeeded.run_id;
+	END IF;
+	PERFORM orchestrator._emit(run_id, 'step.succeeded', step);
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_succeeded.run_id;
+	PERFORM orchestrator._step_done(run_id, orchestrator._def_step(r, step));
+END
+$$;
+
+-- A step is done (succeeded or skipped): release its dependents, and finish
+-- the run when no step is left open.
+CREATE FUNCTION orchestrator._step_done(run_id uuid, d orchestrator.definition_steps)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r     orchestrator.workflow_runs;
+	next  text;
+	open  integer;
+BEGIN
+	UPDATE orchestrator.workflow_runs w SET steps_open = w.steps_open - 1 WHERE w.id = _step_done.run_id
+		RETURNING * INTO r;
+	IF NOT orchestrator._is_active(r.status) THEN
+		RETURN;
+	END IF;
+	FOREACH next IN ARRAY d.dependents LOOP
+		UPDATE orchestrator.workflow_steps s SET deps_open = s.deps_open - 1
+			WHERE s.run_id = r.id AND s.step = next AND s.status = 'waiting'
+			RETURNING s.deps_open INTO open;
+		IF open = 0 THEN
+			SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_done.run_id;
+			PERFORM orchestrator._step_ready(r, next);
+		END IF;
+	END LOOP;
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_done.run_id;
+	IF r.steps_open = 0 AND orchestrator._is_active(r.status) THEN
+		PERFORM orchestrator._run_finish(r, 'succeeded', NULL);
+	END IF;
+END
+$$;
+
+-- Delay before the next attempt: exponential, capped, with jitter.
+CREATE FUNCTION orchestrator._backoff(d orchestrator.definition_steps, attempt integer)
+RETURNS interval
+LANGUAGE sql VOLATILE
+AS $$
+	SELECT least(d.backoff * power(d.multiplier, greatest(attempt - 1, 0)), d.max_backoff)
+		   * (1 + d.jitter * (2 * random() - 1))
+$$;
+
+-- An attempt failed.  Retry it after a backoff while attempts remain and the
+-- error is retryable; otherwise the step is dead (out of attempts) or failed
+-- (not retryable), and the run fails.
+CREATE FUNCTION orchestrator._attempt_failed(run_id uuid, step text, error jsonb, retryable boolean,
+											 retry_after interval DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r     orchestrator.workflow_runs;
+	d     orchestrator.definition_steps;
+	n     integer;
+	due   timestamptz;
+	final text;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _attempt_failed.run_id;
+	d := orchestrator._def_step(r, step);
+	SELECT s.attempt INTO n FROM orchestrator.workflow_steps s
+		WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
+	IF retryable AND n < d.max_attempts THEN
+		due := now() + greatest(orchestrator._backoff(d, n), coalesce(retry_after, interval '0'));
+		UPDATE orchestrator.workflow_steps s SET status = 'ready', error = _attempt_failed.error, ready_at = due
+			WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
+		UPDATE orchestrator.work_queue q SET available_at = due, lease_token = NULL, lease = NULL, worker = NULL
+			WHERE q.run_id = r.id AND q.step = _attempt_failed.step;
+		IF d.kind = 'sql' THEN
+			PERFORM orchestrator._wake_at_commit();
+		END IF;
+		PERFORM orchestrator._emit(r.id, 'step.retrying', step,
+			jsonb_build_object('attempt', n, 'error', error, 'retry_at', due));
+		RETURN;
+	END IF;
+	final := CASE WHEN retryable THEN 'dead' ELSE 'failed' END;
+	DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id AND q.step = _attempt_failed.step;
+	UPDATE orchestrator.workflow_steps s SET status = final, error = _attempt_failed.error, finished_at = now()
+		WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
+	PERFORM orchestrator._emit(r.id, 'step.' || final, step, jsonb_build_object('attempt', n, 'error', error));
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _attempt_failed.run_id;
+	PERFORM orchestrator._run_finish(r, 'failed',
+		jsonb_build_object('step', step, 'status', final, 'error', error));
+END
+$$;
+
+-- A run reaches a final status.  Open steps are cancelled and their queued
+-- work removed (so leases held by external workers stop being valid).
+CREATE FUNCTION orchestrator._run_finish(r orchestrator.workflow_runs, status text, error jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s      text;
+	result jsonb;
+BEGIN
+	DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id;
+	FOR s IN UPDATE orchestrator.workflow_steps x SET status = 'cancelled', finished_at = now()
+			 WHERE x.run_id = r.id AND x.status IN ('waiting', 'ready', 'running')
+			 RETURNING x.step LOOP
+		PERFORM orchestrator._emit(r.id, 'step.cancelled', s);
+	END LOOP;
+	IF status = 'succeeded' THEN
+		SELECT d.spec -> 'result' INTO result FROM orchestrator.definitions d
+			WHERE d.name = r.name AND d.version = r.version;
+		IF result IS NOT NULL THEN
+			result := orchestrator._render(result, orchestrator._context(r));
+		ELSE
+			SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') INTO result
+				FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.status = 'succeeded';
+		END IF;
+	END IF;
+	UPDATE orchestrator.workflow_runs w
+		SET status = _run_finish.status, result = _run_finish.result, error = _run_finish.error,
+			finished_at = now(), started_at = coalesce(w.started_at, now())
+		WHERE w.id = r.id;
+	PERFORM orchestrator._emit(r.id, 'workflow.' || status, NULL,
+		jsonb_strip_nulls(jsonb_build_object('error', error)));
+END
+$$;

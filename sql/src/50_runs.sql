@@ -1,0 +1,275 @@
+-- Runs: start, read, cancel, signal; the relational views.
+
+CREATE FUNCTION orchestrator.start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v        integer;
+	key      text;
+	tenant   text;
+	deadline timestamptz;
+	priority integer;
+	id       uuid := orchestrator.uuid_v7();
+	existing uuid;
+	r        orchestrator.workflow_runs;
+	s        text;
+	bad      text;
+BEGIN
+	options := coalesce(options, '{}');
+	IF jsonb_typeof(options) <> 'object' THEN
+		RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', options),
+			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority.';
+	END IF;
+	SELECT k INTO bad FROM jsonb_object_keys(options) k
+		WHERE k NOT IN ('version', 'idempotency_key', 'tenant', 'deadline', 'priority') ORDER BY k LIMIT 1;
+	IF bad IS NOT NULL THEN
+		RAISE EXCEPTION 'unknown option "%"', bad USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority.';
+	END IF;
+	IF input IS NULL THEN
+		RAISE EXCEPTION 'input must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Pass ''{}'' for a workflow that takes no input.';
+	END IF;
+
+	IF options ? 'version' THEN
+		IF jsonb_typeof(options -> 'version') <> 'number' OR (options ->> 'version') !~ '^[0-9]{1,9}$' THEN
+			RAISE EXCEPTION 'option "version" must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'version');
+		END IF;
+		v := (options ->> 'version')::integer;
+		PERFORM 1 FROM orchestrator.definitions d WHERE d.name = start_workflow.name AND d.version = v;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'workflow "%" has no version %', name, v USING ERRCODE = 'undefined_object',
+				HINT = 'Omit "version" to start the latest version.';
+		END IF;
+	ELSE
+		SELECT max(d.version) INTO v FROM orchestrator.definitions d WHERE d.name = start_workflow.name;
+		IF v IS NULL THEN
+			RAISE EXCEPTION 'workflow "%" is not defined', name USING ERRCODE = 'undefined_object',
+				HINT = 'Define it first with orchestrator.define_workflow(name, spec).';
+		END IF;
+	END IF;
+
+	IF options ? 'idempotency_key' THEN
+		IF jsonb_typeof(options -> 'idempotency_key') <> 'string' OR length(options ->> 'idempotency_key') NOT BETWEEN 1 AND 255 THEN
+			RAISE EXCEPTION 'option "idempotency_key" must be a string of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'idempotency_key');
+		END IF;
+		key := options ->> 'idempotency_key';
+	END IF;
+	IF options ? 'tenant' THEN
+		IF jsonb_typeof(options -> 'tenant') <> 'string' OR length(options ->> 'tenant') NOT BETWEEN 1 AND 255 THEN
+			RAISE EXCEPTION 'option "tenant" must be a string of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'tenant');
+		END IF;
+		tenant := options ->> 'tenant';
+	END IF;
+	IF options ? 'priority' THEN
+		IF jsonb_typeof(options -> 'priority') <> 'number' OR (options ->> 'priority') !~ '^-?[0-9]{1,4}$'
+		   OR abs((options ->> 'priority')::integer) > 1000 THEN
+			RAISE EXCEPTION 'option "priority" must be an integer from -1000 to 1000' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'priority');
+		END IF;
+		priority := (options ->> 'priority')::integer;
+	END IF;
+	IF options ? 'deadline' THEN
+		BEGIN
+			IF jsonb_typeof(options -> 'deadline') <> 'string' THEN
+				RAISE invalid_datetime_format;
+			END IF;
+			BEGIN
+				deadline := now() + (options ->> 'deadline')::interval;
+			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+				deadline := (options ->> 'deadline')::timestamptz;
+			END;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+			RAISE EXCEPTION 'option "deadline" must be an interval or a timestamp' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'deadline'),
+				HINT = 'For example "30 minutes" or "2030-01-01T00:00:00Z".';
+		END;
+		IF deadline <= now() THEN
+			RAISE EXCEPTION 'option "deadline" is not in the future' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('%s is at or before now (%s).', deadline, now());
+		END IF;
+	END IF;
+
+	IF key IS NOT NULL THEN
+		INSERT INTO orchestrator.idempotency_keys (name, key, run_id) VALUES (start_workflow.name, key, id)
+			ON CONFLICT DO NOTHING;
+		IF NOT FOUND THEN
+			SELECT k.run_id INTO existing FROM orchestrator.idempotency_keys k
+				WHERE k.name = start_workflow.name AND k.key = start_workflow.key;
+			RETURN existing;
+		END IF;
+	END IF;
+
+	INSERT INTO orchestrator.workflow_runs (id, name, version, tenant, owner, input, idempotency_key,
+											priority, deadline, steps_open)
+		SELECT id, start_workflow.name, v, tenant, orchestrator._caller(), input, key,
+			   coalesce(start_workflow.priority, 0), deadline, count(*)
+		FROM orchestrator.definition_steps d WHERE d.name = start_workflow.name AND d.version = v
+		RETURNING * INTO r;
+	INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, deps_open)
+		SELECT id, d.step, d.position, d.kind, cardinality(d.depends_on)
+		FROM orchestrator.definition_steps d WHERE d.name = start_workflow.name AND d.version = v;
+	PERFORM orchestrator._emit(id, 'workflow.created', NULL,
+		jsonb_strip_nulls(jsonb_build_object('name', name, 'version', v, 'tenant', tenant)));
+	IF deadline IS NOT NULL THEN
+		PERFORM orchestrator._enqueue(r, '@deadline', '@timer', deadline);
+	END IF;
+	FOR s IN SELECT d.step FROM orchestrator.definition_steps d
+			 WHERE d.name = start_workflow.name AND d.version = v AND cardinality(d.depends_on) = 0
+			 ORDER BY d.position LOOP
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = start_workflow.id;
+		EXIT WHEN NOT orchestrator._is_active(r.status);
+		PERFORM orchestrator._step_ready(r, s);
+	END LOOP;
+	RETURN id;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.start_workflow(text, jsonb, jsonb) IS
+'start a run of the latest (or the given) version of a workflow; returns the run id';
+
+CREATE FUNCTION orchestrator.get_workflow(run_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = get_workflow.run_id;
+	IF NOT FOUND OR NOT orchestrator._may_see(r.owner) THEN
+		RAISE EXCEPTION 'workflow run % does not exist', run_id USING ERRCODE = 'undefined_object',
+			HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
+	END IF;
+	RETURN jsonb_build_object(
+		'id', r.id, 'name', r.name, 'version', r.version, 'status', r.status, 'tenant', r.tenant,
+		'owner', r.owner, 'priority', r.priority, 'deadline', r.deadline, 'cost', r.cost,
+		'input', r.input, 'result', r.result, 'error', r.error, 'idempotency_key', r.idempotency_key,
+		'created_at', r.created_at, 'started_at', r.started_at, 'finished_at', r.finished_at,
+		'steps', (SELECT jsonb_object_agg(s.step, jsonb_build_object(
+					'kind', s.kind, 'status', s.status, 'attempt', s.attempt, 'input', s.input,
+					'result', s.result, 'error', s.error, 'started_at', s.started_at,
+					'finished_at', s.finished_at))
+				  FROM orchestrator.workflow_steps s WHERE s.run_id = r.id));
+END
+$$;
+COMMENT ON FUNCTION orchestrator.get_workflow(uuid) IS 'a run and its steps as one JSON document';
+
+CREATE FUNCTION orchestrator.workflow_result(run_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = workflow_result.run_id;
+	IF NOT FOUND OR NOT orchestrator._may_see(r.owner) THEN
+		RAISE EXCEPTION 'workflow run % does not exist', run_id USING ERRCODE = 'undefined_object',
+			HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
+	END IF;
+	RETURN CASE WHEN r.status = 'succeeded' THEN r.result END;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.workflow_result(uuid) IS 'the result of a succeeded run, else NULL';
+
+CREATE FUNCTION orchestrator.cancel_workflow(run_id uuid, reason text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orchestrator.workflow_runs := orchestrator._lock_run(run_id);
+BEGIN
+	IF NOT orchestrator._is_active(r.status) THEN
+		RETURN false;
+	END IF;
+	PERFORM orchestrator._run_finish(r, 'cancelled',
+		jsonb_strip_nulls(jsonb_build_object('reason', reason, 'by', orchestrator._caller())));
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.cancel_workflow(uuid, text) IS
+'cancel a pending or running run; false when it had already finished';
+
+CREATE FUNCTION orchestrator.signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+	s text;
+BEGIN
+	IF signal IS NULL OR signal !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid signal name %', coalesce(quote_literal(signal), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A signal name is 1 to 63 letters, digits, "_", ".", ":" or "-".';
+	END IF;
+	r := orchestrator._lock_run(run_id);
+	IF NOT orchestrator._is_active(r.status) THEN
+		RETURN false;
+	END IF;
+	payload := coalesce(payload, 'null');
+	INSERT INTO orchestrator.signals (run_id, id, name, payload, sent_by)
+		VALUES (r.id, orchestrator.uuid_v7(), signal, payload, orchestrator._caller());
+	PERFORM orchestrator._emit(r.id, 'signal.received', NULL, jsonb_build_object('signal', signal, 'payload', payload));
+	FOR s IN SELECT x.step FROM orchestrator.workflow_steps x
+			 JOIN orchestrator.definition_steps d ON d.name = r.name AND d.version = r.version AND d.step = x.step
+			 WHERE x.run_id = r.id AND x.kind = 'wait' AND x.status = 'running' AND d.spec ->> 'signal' = signal
+			 ORDER BY x.position LOOP
+		PERFORM orchestrator._step_succeeded(r.id, s, payload);
+	END LOOP;
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.signal_workflow(uuid, text, jsonb) IS
+'send a named signal to a run: completes its wait steps on that signal, now or when they start; false when the run has finished';
+
+CREATE FUNCTION orchestrator.events(run_id uuid, after_seq bigint DEFAULT 0)
+RETURNS TABLE (seq bigint, at timestamptz, type text, step text, data jsonb)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	owner name;
+BEGIN
+	SELECT w.owner INTO owner FROM orchestrator.workflow_runs w WHERE w.id = events.run_id;
+	IF NOT FOUND OR NOT orchestrator._may_see(owner) THEN
+		RAISE EXCEPTION 'workflow run % does not exist', run_id USING ERRCODE = 'undefined_object',
+			HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
+	END IF;
+	RETURN QUERY SELECT e.seq, e.at, e.type, e.step, e.data FROM orchestrator.workflow_events e
+		WHERE e.run_id = events.run_id AND e.seq > coalesce(after_seq, 0) ORDER BY e.seq;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.events(uuid, bigint) IS
+'a run''s events after sequence number after_seq, in order: how a client catches up after a disconnect';
+
+-- The relational face, for psql and Grafana.  Each role sees its own runs;
+-- members of orchestrator_admin see all.
+CREATE VIEW orchestrator.runs AS
+	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.idempotency_key, r.priority,
+		   r.deadline, r.parent_id, r.created_at, r.started_at, r.finished_at, r.cost, r.input,
+		   r.result, r.error
+	FROM orchestrator.workflow_runs r
+	WHERE orchestrator._may_see(r.owner);
+
+CREATE VIEW orchestrator.run_steps AS
+	SELECT s.run_id, r.name AS workflow, r.version, r.tenant, s.step, s.position, s.kind, s.status,
+		   s.attempt, s.input, s.result, s.error, s.worker, s.ready_at, s.started_at, s.finished_at,
+		   s.finished_at - s.started_at AS duration
+	FROM orchestrator.workflow_steps s
+	JOIN orchestrator.workflow_runs r ON r.id = s.run_id
+	WHERE orchestrator._may_see(r.owner);

@@ -1,0 +1,168 @@
+-- External steps: application workers claim them over SQL with a lease,
+-- heartbeat, and complete or fail them.  A call with a stale lease (expired,
+-- superseded, or of a run that has finished) returns false and changes nothing.
+
+CREATE FUNCTION orchestrator._check_queue_name(queue text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF queue IS NULL OR queue !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid queue name %', coalesce(quote_literal(queue), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A queue name is 1 to 63 letters, digits, "_", ".", ":" or "-", as in the step''s "queue".';
+	END IF;
+END
+$$;
+
+-- Handle a queue row whose lease has expired: the attempt is lost, so it is
+-- retried after a backoff, or the step is dead when attempts are used up.
+CREATE FUNCTION orchestrator._lease_expired(run_id uuid, step text, worker text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT orchestrator._attempt_failed(run_id, step,
+		jsonb_build_object('message', 'lease expired', 'worker', worker), true)
+$$;
+
+CREATE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
+										 lease interval DEFAULT '5 minutes')
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q     record;
+	n     integer;
+	token uuid;
+BEGIN
+	PERFORM orchestrator._check_queue_name(queue);
+	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'worker must be a name of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Name the worker so that its leases can be traced, for example host:pid.';
+	END IF;
+	IF max_steps IS NULL OR max_steps NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'max_steps must be from 1 to 1000' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(max_steps::text, 'NULL'));
+	END IF;
+	IF lease IS NULL OR lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(lease::text, 'NULL')),
+			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
+	END IF;
+
+	FOR q IN SELECT w.run_id, w.step, w.lease_token AS old_token, w.worker AS old_worker,
+					r.deadline AS run_deadline, r.name
+			 FROM orchestrator.work_queue w
+			 JOIN orchestrator.workflow_runs r ON r.id = w.run_id
+			 WHERE w.queue = claim_steps.queue AND w.available_at <= now()
+			 ORDER BY w.priority DESC, w.available_at
+			 LIMIT max_steps
+			 FOR UPDATE OF w, r SKIP LOCKED LOOP
+		IF q.old_token IS NOT NULL THEN
+			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.old_worker);
+			CONTINUE;
+		END IF;
+		token := gen_random_uuid();
+		SELECT * INTO STRICT n FROM orchestrator._step_started(
+			(SELECT w FROM orchestrator.workflow_runs w WHERE w.id = q.run_id), q.step, worker);
+		UPDATE orchestrator.work_queue w
+			SET lease_token = token, lease = claim_steps.lease, worker = claim_steps.worker,
+				available_at = now() + claim_steps.lease
+			WHERE w.run_id = q.run_id AND w.step = q.step;
+		run_id := q.run_id;
+		step := q.step;
+		attempt := n;
+		lease_token := token;
+		SELECT s.input INTO input FROM orchestrator.workflow_steps s WHERE s.run_id = q.run_id AND s.step = q.step;
+		workflow := q.name;
+		deadline := least(now() + lease, q.run_deadline);
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
+'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires';
+
+-- Find the queue row a lease token refers to, locking the run first.  Returns
+-- false when the token is stale.
+CREATE FUNCTION orchestrator._check_lease(run_id uuid, step text, lease_token uuid)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+BEGIN
+	IF step IS NULL OR lease_token IS NULL THEN
+		RAISE EXCEPTION 'step and lease_token must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Pass the values claim_steps() returned.';
+	END IF;
+	-- The lease token is the capability: the worker need not own the run.
+	r := orchestrator._lock_run(run_id, false);
+	IF NOT orchestrator._is_active(r.status) THEN
+		RETURN false;
+	END IF;
+	PERFORM 1 FROM orchestrator.work_queue w
+		WHERE w.run_id = _check_lease.run_id AND w.step = _check_lease.step
+		  AND w.lease_token = _check_lease.lease_token AND w.available_at > now()
+		FOR UPDATE;
+	RETURN FOUND;
+END
+$$;
+
+CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
+		RETURN false;
+	END IF;
+	UPDATE orchestrator.work_queue w SET available_at = now() + w.lease
+		WHERE w.run_id = heartbeat_step.run_id AND w.step = heartbeat_step.step;
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid) IS
+'extend a claimed step''s lease by its length; false when the lease is lost or the run has finished: stop working';
+
+CREATE FUNCTION orchestrator.complete_step(run_id uuid, step text, lease_token uuid, result jsonb)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
+		RETURN false;
+	END IF;
+	PERFORM orchestrator._step_succeeded(run_id, step, coalesce(result, 'null'));
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.complete_step(uuid, text, uuid, jsonb) IS
+'record the result of a claimed step; false (and nothing changed) when the lease is stale';
+
+CREATE FUNCTION orchestrator.fail_step(run_id uuid, step text, lease_token uuid, error jsonb,
+									   retryable boolean DEFAULT true)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
+		RETURN false;
+	END IF;
+	PERFORM orchestrator._attempt_failed(run_id, step, coalesce(error, 'null'), coalesce(retryable, true));
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.fail_step(uuid, text, uuid, jsonb, boolean) IS
+'report a failed attempt of a claimed step: retried with backoff while attempts remain and retryable, else the step is dead (or failed) and the run fails';

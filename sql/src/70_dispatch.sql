@@ -1,0 +1,156 @@
+-- What the background dispatchers do, one transaction per call: claim due
+-- work of the internal queues (sql steps, timers) and expired leases of
+-- external steps, and process it.  A sql step's statement, its result, its
+-- successors and its events commit together, so its effect happens exactly
+-- once.  Each item runs in its own subtransaction: one failing step does not
+-- undo the others.
+
+-- Run one sql step as its run's owner.
+CREATE FUNCTION orchestrator._exec_sql_step(run_id uuid, step text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r       orchestrator.workflow_runs;
+	d       orchestrator.definition_steps;
+	args    jsonb;
+	owner   oid;
+	timeout interval;
+	result  jsonb;
+	state   text;
+	msg     text;
+	detail  text;
+	hint    text;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _exec_sql_step.run_id;
+	d := orchestrator._def_step(r, step);
+	PERFORM orchestrator._step_started(r, step, 'dispatcher');
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _exec_sql_step.run_id;
+	SELECT oid INTO owner FROM pg_roles WHERE rolname = r.owner;
+	IF owner IS NULL THEN
+		PERFORM orchestrator._attempt_failed(r.id, step, jsonb_build_object(
+			'message', format('role "%s" that started the run does not exist', r.owner)), false);
+		RETURN;
+	END IF;
+	args := orchestrator._render(coalesce(d.spec -> 'args', '[]'), orchestrator._context(r));
+	timeout := coalesce(d.timeout, current_setting('orchestrator.default_step_timeout')::interval);
+	BEGIN
+		result := orchestrator._run_sql_step(owner, d.spec ->> 'sql',
+			ARRAY(SELECT a FROM jsonb_array_elements(args) a),
+			greatest(1, least(extract(epoch FROM timeout) * 1000, 2147483647))::integer);
+		UPDATE orchestrator.workflow_steps s SET input = jsonb_build_object('args', args)
+			WHERE s.run_id = r.id AND s.step = _exec_sql_step.step;
+		PERFORM orchestrator._step_succeeded(r.id, step, result);
+	EXCEPTION WHEN query_canceled OR others THEN
+		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+								detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+		-- Syntax and privilege errors (class 42) and unsupported features
+		-- (0A) will not go away by themselves: no retry.
+		PERFORM orchestrator._attempt_failed(r.id, step, jsonb_strip_nulls(jsonb_build_object(
+			'message', msg, 'sqlstate', state, 'detail', nullif(detail, ''), 'hint', nullif(hint, ''))),
+			left(state, 2) NOT IN ('42', '0A'));
+	END;
+END
+$$;
+
+-- A timer is due: a sleep ends, a wait times out, or a run's deadline passes.
+CREATE FUNCTION orchestrator._fire_timer(run_id uuid, step text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+	kind text;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _fire_timer.run_id;
+	IF step = '@deadline' THEN
+		DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id AND q.step = '@deadline';
+		IF orchestrator._is_active(r.status) THEN
+			PERFORM orchestrator._run_finish(r, 'failed',
+				jsonb_build_object('message', 'deadline exceeded', 'deadline', r.deadline));
+		END IF;
+		RETURN;
+	END IF;
+	SELECT s.kind INTO kind FROM orchestrator.workflow_steps s
+		WHERE s.run_id = r.id AND s.step = _fire_timer.step AND s.status = 'running';
+	IF kind = 'sleep' THEN
+		PERFORM orchestrator._step_succeeded(r.id, step, jsonb_build_object('slept_until', now()));
+	ELSIF kind = 'wait' THEN
+		PERFORM orchestrator._attempt_failed(r.id, step, jsonb_build_object(
+			'message', 'timed out waiting for signal',
+			'signal', orchestrator._def_step(r, step).spec ->> 'signal'), false);
+	ELSE
+		DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id AND q.step = _fire_timer.step;
+	END IF;
+END
+$$;
+
+-- One dispatcher pass.  Returns how many items it processed and when the
+-- next timer, retry or lease expiry is due (NULL: nothing is scheduled).
+CREATE FUNCTION orchestrator._dispatch(max_steps integer, OUT processed integer, OUT next_wake timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q     record;
+	msg   text;
+	state text;
+BEGIN
+	processed := 0;
+	FOR q IN SELECT w.run_id, w.step, w.queue, w.worker
+			 FROM orchestrator.work_queue w
+			 JOIN orchestrator.workflow_runs r ON r.id = w.run_id
+			 WHERE w.queue IN ('@sql', '@timer') AND w.available_at <= now()
+			 ORDER BY w.priority DESC, w.available_at
+			 LIMIT max_steps
+			 FOR UPDATE OF w, r SKIP LOCKED LOOP
+		BEGIN
+			IF q.queue = '@sql' THEN
+				PERFORM orchestrator._exec_sql_step(q.run_id, q.step);
+			ELSE
+				PERFORM orchestrator._fire_timer(q.run_id, q.step);
+			END IF;
+		EXCEPTION WHEN others THEN
+			-- An error of the engine itself (a step's own errors are handled
+			-- in _exec_sql_step): fail the step rather than retry the whole
+			-- batch forever.
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+			RAISE WARNING 'orchestrator: step "%" of run % failed in the dispatcher: %', q.step, q.run_id, msg;
+			IF left(q.step, 1) = '@' THEN
+				DELETE FROM orchestrator.work_queue w WHERE w.run_id = q.run_id AND w.step = q.step;
+			ELSE
+				PERFORM orchestrator._attempt_failed(q.run_id, q.step,
+					jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
+			END IF;
+		END;
+		processed := processed + 1;
+	END LOOP;
+
+	IF processed < max_steps THEN
+		FOR q IN SELECT w.run_id, w.step, w.worker
+				 FROM orchestrator.work_queue w
+				 JOIN orchestrator.workflow_runs r ON r.id = w.run_id
+				 WHERE w.lease_token IS NOT NULL AND w.available_at <= now()
+				 ORDER BY w.available_at
+				 LIMIT max_steps - processed
+				 FOR UPDATE OF w, r SKIP LOCKED LOOP
+			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.worker);
+			processed := processed + 1;
+		END LOOP;
+	END IF;
+
+	IF processed = 0 THEN
+		SELECT min(t) INTO next_wake FROM (
+			(SELECT w.available_at FROM orchestrator.work_queue w
+			 WHERE w.queue = '@timer' AND w.priority = 0 ORDER BY w.priority DESC, w.available_at LIMIT 1)
+			UNION ALL
+			(SELECT w.available_at FROM orchestrator.work_queue w
+			 WHERE w.lease_token IS NOT NULL ORDER BY w.available_at LIMIT 1)
+			UNION ALL
+			(SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@sql')
+		) due(t);
+	END IF;
+END
+$$;

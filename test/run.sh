@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Run every orchestrator test: pg_regress (SQL surface, pgTAP), isolation
+# (concurrent claims), TAP (restarts, crashes, killed workers) and client
+# tests (LISTEN/NOTIFY).  Sets everything up first (Debian 12, as root).
+# Each suite starts its own throwaway servers on 127.0.0.1 and stops them.
+# Ends with a line "N passed, N failed".
+set -uo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "$(id -u)" = 0 ]; then
+	bash "$src/test/setup.sh" || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+export PATH=/usr/lib/postgresql/15/bin:$PATH
+
+# PostgreSQL will not run as root: run the suites as postgres in a copy.
+work=$(mktemp -d /tmp/orchestrator-test.XXXXXX)
+rsync -a --exclude .git --exclude tmp_check --exclude tmp_check_iso "$src/" "$work/"
+if [ "$(id -u)" = 0 ]; then
+	chown -R postgres: "$work"
+	as_pg() { runuser -u postgres -- env PATH="$PATH" "$@"; }
+else
+	as_pg() { "$@"; }
+fi
+log=$work/test-output.log
+passed=0 failed=0
+count() {	# count(passed_pattern, failed_pattern, file)
+	local p f
+	p=$(grep -cE "$1" "$3" || true); f=$(grep -cE "$2" "$3" || true)
+	passed=$((passed + p)); failed=$((failed + f))
+	echo "-- $4: $p passed, $f failed"
+}
+
+echo "== pg_regress and isolation tests"
+(cd "$work" && as_pg make -s installcheck PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config) 2>&1 | tee "$work/regress.log"
+count '^(test |     |ok )?.* \.\.\. ok' '\.\.\. FAILED|\.\.\. failed' "$work/regress.log" "pg_regress/isolation"
+for f in "$work"/test/regression.diffs "$work"/test/isolation/regression.diffs; do
+	[ -s "$f" ] && { echo "== $f"; head -c 20000 "$f"; }
+done
+# A server that failed to start makes pg_regress stop before any test.
+if ! grep -q '\.\.\. ok\|\.\.\. FAILED' "$work/regress.log"; then failed=$((failed + 1)); fi
+
+echo "== TAP tests"
+tap_lib=/usr/lib/postgresql/15/lib/pgxs/src/test/perl
+(cd "$work" && as_pg env TESTDIR="$work" PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
+	PGPORT=56432 prove -I "$tap_lib" -I "$work/test/t" test/t/*.pl) 2>&1 | tee "$work/tap.log"
+count '^test/t/.*\.pl \.+ ok' '^test/t/.*\.pl \.+ (Dubious|Failed|not ok)|^test/t/.*\.pl \.+ [0-9]+/' "$work/tap.log" "TAP"
+[ -d "$work/tmp_check/log" ] && grep -l 'not ok' "$work"/tmp_check/log/regress_log_* 2>/dev/null | while read -r f; do tail -50 "$f"; done
+
+echo "== client tests"
+for t in "$work"/test/client/test_*.py; do
+	[ -e "$t" ] || continue
+	if as_pg /usr/bin/python3 "$t" > "$work/client.log" 2>&1; then
+		passed=$((passed + 1)); echo "ok     $(basename "$t")"
+	else
+		failed=$((failed + 1)); echo "FAILED $(basename "$t")"; cat "$work/client.log"
+	fi
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what orchestrator needs on Debian 12 (as root), then build and
+# install the extension.  Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
+          libcurl4-openssl-dev build-essential clang-14 llvm-14 libipc-run-perl
+          python3 python3-psycopg2 rsync)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "== installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian package starts a cluster on 5432; nothing here needs it.
+if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
+	pg_ctlcluster 15 main stop 2>/dev/null || true
+fi
+
+export PATH=/usr/lib/postgresql/15/bin:$PATH
+echo "== building orchestrator"
+make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install

@@ -1,0 +1,19 @@
+-- UUIDv7 ids made by the extension.
+SELECT substr(orchestrator.uuid_v7()::text, 15, 1) AS version_nibble,
+       substr(orchestrator.uuid_v7()::text, 20, 1) IN ('8', '9', 'a', 'b') AS rfc_variant;
+-- Strictly increasing within a session, even within one millisecond.
+SELECT bool_and(a < b) AS increasing, count(*) AS pairs
+FROM (SELECT id AS a, lead(id) OVER (ORDER BY n) AS b
+      FROM (SELECT n, orchestrator.uuid_v7() AS id FROM generate_series(1, 20000) n) g) p
+WHERE b IS NOT NULL;
+-- The time an id carries is the time it was made.
+SELECT abs(extract(epoch FROM orchestrator.uuid_v7_time(orchestrator.uuid_v7()) - clock_timestamp())) < 1 AS time_roundtrip;
+-- Boundaries: the smallest id of a millisecond.
+SELECT orchestrator.uuid_v7_boundary('2026-01-01 00:00:00+00');
+SELECT orchestrator.uuid_v7_time(orchestrator.uuid_v7_boundary('2026-01-01 12:34:56.789+00'));
+SELECT orchestrator.uuid_v7_boundary(now()) <= orchestrator.uuid_v7()
+   AND orchestrator.uuid_v7() < orchestrator.uuid_v7_boundary(now() + interval '1 day') AS within_bounds;
+-- Bad input.
+SELECT orchestrator.uuid_v7_boundary('1969-12-31 23:59:59+00');
+SELECT orchestrator.uuid_v7_boundary('infinity');
+SELECT orchestrator.uuid_v7_time('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');

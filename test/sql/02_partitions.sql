@@ -1,0 +1,27 @@
+-- History tables are partitioned by day of run id; partitions exist ahead.
+SELECT c.relname AS parent, count(*) >= 9 AS days_ahead_and_behind
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent
+WHERE c.relnamespace = 'orchestrator'::regnamespace
+GROUP BY c.relname ORDER BY 1;
+SELECT to_regclass('orchestrator.workflow_runs_p' || to_char((now() AT TIME ZONE 'UTC')::date, 'YYYYMMDD')) IS NOT NULL
+    AS todays_partition;
+-- Creating partitions is idempotent.
+SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date, 3) AS created_again;
+-- A lookup by run id prunes to one partition: the plan scans exactly one
+-- relation, today's partition.
+CREATE FUNCTION scanned_relations(query text) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+	plan json;
+BEGIN
+	EXECUTE 'EXPLAIN (FORMAT JSON, COSTS OFF) ' || query INTO plan;
+	RETURN ARRAY(SELECT m[1] FROM regexp_matches(plan::text, '"Relation Name": "([^"]+)"', 'g') m);
+END $$;
+SELECT cardinality(r) AS relations_scanned,
+       r[1] = 'workflow_runs_p' || to_char((now() AT TIME ZONE 'UTC')::date, 'YYYYMMDD') AS is_todays_partition
+FROM scanned_relations(format('SELECT * FROM orchestrator.workflow_runs WHERE id = %L', orchestrator.uuid_v7())) r;
+SELECT cardinality(r) AS relations_scanned,
+       r[1] = 'workflow_events_p' || to_char((now() AT TIME ZONE 'UTC')::date, 'YYYYMMDD') AS is_todays_partition
+FROM scanned_relations(format('SELECT * FROM orchestrator.workflow_events WHERE run_id = %L', orchestrator.uuid_v7())) r;
+-- The plan itself, for the reader (partition names vary by day).
+EXPLAIN (COSTS OFF)
+SELECT id FROM orchestrator.workflow_runs WHERE id = '00000000-0000-7000-8000-000000000000';
