@@ -1,0 +1,336 @@
+/*-------------------------------------------------------------------------
+ *
+ * dispatcher.c
+ *	  An orchestrator dispatcher: runs due work in orchestrator.database.
+ *
+ * Each turn is one transaction that calls orchestrator._dispatch(batch_size),
+ * written in SQL: it claims due steps (SKIP LOCKED), runs SQL steps and
+ * timers and records the results.  When it did some work the dispatcher goes
+ * again at once; otherwise it sleeps on its latch until the next timer is due
+ * or orchestrator.poll_interval passes, whichever comes first.  Transactions
+ * that make work ready set the latch when they commit (wake.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "guc.h"
+#include "shmem.h"
+#include "workers.h"
+
+/* Longest pause after repeated failures of _dispatch(). */
+#define DISPATCH_MAX_ERROR_BACKOFF_MS	30000
+
+static const char *dispatch_query =
+"SELECT processed, next_wake FROM orchestrator._dispatch($1)";
+
+/* Outcome of one dispatch turn. */
+typedef struct DispatchResult
+{
+	bool		extension_exists;
+	int32		processed;
+	bool		has_next_wake;
+	TimestampTz next_wake;
+} DispatchResult;
+
+static int	dispatcher_slot = -1;
+
+/*
+ * reload_config_if_asked
+ *		Apply a pending SIGHUP.
+ */
+static void
+reload_config_if_asked(void)
+{
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/*
+ * dispatch_once
+ *		Run one dispatch turn in its own transaction, the worker_spi way.
+ *		Errors propagate to the caller.
+ */
+static void
+dispatch_once(DispatchResult *result)
+{
+	memset(result, 0, sizeof(DispatchResult));
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	debug_query_string = dispatch_query;
+	pgstat_report_activity(STATE_RUNNING, dispatch_query);
+
+	/*
+	 * The extension may be created (or dropped) at any time after the server
+	 * starts.  get_extension_oid() is the catalog lookup that
+	 * "SELECT 1 FROM pg_extension WHERE extname = 'orchestrator'" would do,
+	 * without planning a query every turn.
+	 */
+	result->extension_exists = OidIsValid(get_extension_oid("orchestrator", true));
+	if (result->extension_exists)
+	{
+		Oid			argtypes[1] = {INT4OID};
+		Datum		values[1];
+		int			rc;
+
+		values[0] = Int32GetDatum(orchestrator_batch_size);
+		rc = SPI_execute_with_args(dispatch_query, 1, argtypes, values, NULL,
+								   false, 1);
+		if (rc != SPI_OK_SELECT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not run orchestrator._dispatch(): %s",
+							SPI_result_code_string(rc))));
+
+		if (SPI_processed > 0)
+		{
+			HeapTuple	tuple = SPI_tuptable->vals[0];
+			TupleDesc	tupdesc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Datum		d;
+
+			d = SPI_getbinval(tuple, tupdesc, 1, &isnull);
+			result->processed = isnull ? 0 : DatumGetInt32(d);
+			d = SPI_getbinval(tuple, tupdesc, 2, &isnull);
+			result->has_next_wake = !isnull;
+			if (!isnull)
+				result->next_wake = DatumGetTimestampTz(d);
+		}
+	}
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	debug_query_string = NULL;
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * recover_from_error
+ *		Clean up after an error in a dispatch turn and log it.
+ *
+ * This mirrors the error recovery of PostgresMain(): the transaction is
+ * aborted (which also releases SPI, snapshots, locks and buffer pins), the
+ * timeouts and a pending cancel are cleared, and the process carries on.  It
+ * is called with CurrentMemoryContext pointing into ErrorContext, so the
+ * error is first copied into "context".
+ */
+static void
+recover_from_error(MemoryContext context)
+{
+	ErrorData  *edata;
+
+	HOLD_INTERRUPTS();
+
+	MemoryContextSwitchTo(context);
+	edata = CopyErrorData();
+	FlushErrorState();
+
+	disable_all_timeouts(false);
+	QueryCancelPending = false;
+
+	AbortCurrentTransaction();
+	debug_query_string = NULL;
+	MemoryContextSwitchTo(context);
+
+	RESUME_INTERRUPTS();
+
+	ereport(LOG,
+			(errcode(edata->sqlerrcode),
+			 errmsg("orchestrator dispatcher %d: dispatch failed: %s",
+					dispatcher_slot, edata->message),
+			 errdetail("SQLSTATE %s%s%s",
+					   unpack_sql_state(edata->sqlerrcode),
+					   edata->detail ? ". " : "",
+					   edata->detail ? edata->detail : ""),
+			 edata->context ? errcontext("%s", edata->context) : 0,
+			 errhint("The dispatcher will try again after orchestrator.poll_interval.")));
+
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * dispatch_turn
+ *		One dispatch turn; false when it failed (the error is logged and
+ *		the transaction aborted).
+ */
+static bool
+dispatch_turn(DispatchResult *result, MemoryContext loop_context)
+{
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		dispatch_once(result);
+	}
+	PG_CATCH();
+	{
+		recover_from_error(loop_context);
+		ok = false;
+	}
+	PG_END_TRY();
+
+	return ok;
+}
+
+/*
+ * sleep_for
+ *		Sleep up to "ms" milliseconds on the latch.  With "wakeable", a set
+ *		latch (work made ready) ends the sleep early; without it (backing off
+ *		after an error) only interrupts are served and the full time passes.
+ */
+static void
+sleep_for(long ms, bool wakeable)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
+	{
+		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (remaining <= 0)
+			break;
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 remaining,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		reload_config_if_asked();
+
+		if (wakeable)
+			break;
+	}
+}
+
+/*
+ * orchestrator_dispatcher_main
+ *		Main function of a dispatcher; main_arg is its slot number.
+ *
+ * Errors of a turn (a failing step that _dispatch() did not catch, a
+ * cancel, a serialization failure, _dispatch() missing in an old schema) are
+ * caught here rather than ending the process.  Letting the process exit
+ * would also be safe, but the launcher would restart it only after a delay,
+ * a reconnect and cold caches, for every error; an in-process recovery keeps
+ * the dispatcher serving and backs off (poll_interval, doubling up to
+ * DISPATCH_MAX_ERROR_BACKOFF_MS) while the errors go on.  FATAL errors
+ * (SIGTERM, lost connection to the database) still end the process.
+ */
+void
+orchestrator_dispatcher_main(Datum main_arg)
+{
+	MemoryContext loop_context;
+	char		appname[NAMEDATALEN];
+	bool		waiting_logged = false;
+	int			failures = 0;
+
+	dispatcher_slot = DatumGetInt32(main_arg);
+	if (dispatcher_slot < 0 || dispatcher_slot >= ORCHESTRATOR_MAX_WORKERS)
+		ereport(FATAL,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("orchestrator dispatcher slot %d is out of range", dispatcher_slot)));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	/* NULL user: the bootstrap superuser */
+	BackgroundWorkerInitializeConnection(orchestrator_database, NULL, 0);
+
+	if (!orchestrator_claim_slot(dispatcher_slot))
+	{
+		ereport(LOG,
+				(errmsg("orchestrator dispatcher %d is already running, exiting",
+						dispatcher_slot)));
+		proc_exit(0);
+	}
+
+	/* shows in pg_stat_activity (the GUC's assign hook reports it) */
+	snprintf(appname, sizeof(appname), "%s %d", ORCHESTRATOR_DISPATCHER_TYPE, dispatcher_slot);
+	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
+
+	loop_context = AllocSetContextCreate(TopMemoryContext,
+										 "orchestrator dispatcher loop",
+										 ALLOCSET_DEFAULT_SIZES);
+
+	ereport(LOG,
+			(errmsg("orchestrator dispatcher %d started in database \"%s\"",
+					dispatcher_slot, orchestrator_database)));
+
+	for (;;)
+	{
+		DispatchResult result;
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		reload_config_if_asked();
+
+		MemoryContextReset(loop_context);
+		MemoryContextSwitchTo(loop_context);
+
+		if (!dispatch_turn(&result, loop_context))
+		{
+			failures++;
+			sleep_ms = (long) orchestrator_poll_interval << Min(failures - 1, 16);
+			sleep_ms = Min(sleep_ms, Max(DISPATCH_MAX_ERROR_BACKOFF_MS,
+										 orchestrator_poll_interval));
+			orchestrator_report_turn(0);
+			sleep_for(sleep_ms, false);
+			continue;
+		}
+		failures = 0;
+
+		if (!result.extension_exists)
+		{
+			if (!waiting_logged)
+				ereport(LOG,
+						(errmsg("orchestrator dispatcher %d is waiting for the extension to be created in database \"%s\"",
+								dispatcher_slot, orchestrator_database),
+						 errhint("Run CREATE EXTENSION orchestrator in that database.")));
+			waiting_logged = true;
+			sleep_for(orchestrator_poll_interval, true);
+			continue;
+		}
+		waiting_logged = false;
+
+		orchestrator_report_turn((uint64) Max(result.processed, 0));
+
+		/* Did some work: there may be more, go again at once. */
+		if (result.processed > 0)
+			continue;
+
+		sleep_ms = orchestrator_poll_interval;
+		if (result.has_next_wake)
+			sleep_ms = Min(sleep_ms,
+						   TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+														   result.next_wake));
+		sleep_for(Max(sleep_ms, 1), true);
+	}
+}

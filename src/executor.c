@@ -1,0 +1,334 @@
+/*-------------------------------------------------------------------------
+ *
+ * executor.c
+ *	  Run the statement of a sql step as the workflow's owner.
+ *
+ * The dispatcher is a superuser; the statement of a sql step must run with
+ * the privileges of the role that started the workflow.  The user id is
+ * switched for the duration of the statement inside a security-restricted
+ * operation (like a SECURITY DEFINER function, but stricter): there the
+ * statement cannot SET ROLE or SET SESSION AUTHORIZATION back to the
+ * superuser, RESET ROLE is refused as well, and it cannot create temporary
+ * objects or PREPARE statements that would outlive the step.  Settings it
+ * changes are undone when the statement ends.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "parser/parser.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "caller.h"
+
+PG_FUNCTION_INFO_V1(orchestrator_run_sql_step);
+PG_FUNCTION_INFO_V1(orchestrator_sql_statement_count);
+
+/* search_path of a step: the default one, resolved for the owner */
+#define STEP_SEARCH_PATH	"\"$user\", public"
+
+/* State of the statement timeout around a step. */
+typedef struct StepTimeout
+{
+	bool		armed;			/* we enabled STATEMENT_TIMEOUT */
+	bool		outer_active;	/* it was already enabled by the caller */
+	TimestampTz outer_finish;	/* ... and would fire then */
+} StepTimeout;
+
+/* One sql step to run: inputs, and where its result goes. */
+typedef struct SqlStep
+{
+	Oid			owner;
+	const char *sql;
+	int			nargs;
+	Oid		   *argtypes;
+	Datum	   *values;
+	char	   *nulls;
+	int			timeout_ms;
+	MemoryContext result_context;	/* the caller's, outlives SPI */
+	Datum		result;
+	bool		result_isnull;
+} SqlStep;
+
+/*
+ * count_statements
+ *		Number of statements in a SQL string.  A syntax error is raised
+ *		(SQLSTATE 42601) as the parser reports it.
+ */
+static int
+count_statements(const char *sql)
+{
+	return list_length(raw_parser(sql, RAW_PARSE_DEFAULT));
+}
+
+/*
+ * arm_step_timeout
+ *		Make STATEMENT_TIMEOUT fire timeout_ms from now, unless a statement
+ *		timeout of the caller fires earlier anyway.  The caller's timeout is
+ *		remembered so that disarm_step_timeout() can put it back: a plain
+ *		backend uses the same timer for statement_timeout.
+ */
+static void
+arm_step_timeout(StepTimeout *st, int timeout_ms)
+{
+	TimestampTz finish;
+
+	st->armed = false;
+	st->outer_active = get_timeout_active(STATEMENT_TIMEOUT);
+	st->outer_finish = st->outer_active ? get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
+
+	if (timeout_ms <= 0)
+		return;
+
+	finish = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	if (st->outer_active && st->outer_finish <= finish)
+		return;
+
+	enable_timeout_at(STATEMENT_TIMEOUT, finish);
+	st->armed = true;
+}
+
+/*
+ * disarm_step_timeout
+ *		Undo arm_step_timeout(); safe to call after the timeout fired.
+ */
+static void
+disarm_step_timeout(StepTimeout *st)
+{
+	if (!st->armed)
+		return;
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (st->outer_active)
+		enable_timeout_at(STATEMENT_TIMEOUT, st->outer_finish);
+	st->armed = false;
+}
+
+/*
+ * row_to_jsonb
+ *		A result row as a jsonb object (column name: value), built in
+ *		"target" so that it survives SPI_finish().
+ */
+static Datum
+row_to_jsonb(HeapTuple tuple, TupleDesc tupdesc, MemoryContext target)
+{
+	TupleDesc	desc = CreateTupleDescCopy(tupdesc);
+	Datum		row;
+	Datum		json;
+	Datum		jsonb;
+	MemoryContext oldcontext;
+
+	/* row_to_json() looks the row type up by its typmod */
+	BlessTupleDesc(desc);
+	row = heap_copy_tuple_as_datum(tuple, desc);
+	json = DirectFunctionCall1(row_to_json, row);
+	jsonb = DirectFunctionCall1(jsonb_in,
+								CStringGetDatum(text_to_cstring(DatumGetTextPP(json))));
+
+	oldcontext = MemoryContextSwitchTo(target);
+	jsonb = datumCopy(jsonb, false, -1);
+	MemoryContextSwitchTo(oldcontext);
+
+	return jsonb;
+}
+
+/*
+ * execute_step
+ *		Execute the statement with SPI and keep its first row.  Runs with the
+ *		owner's identity already in place.
+ */
+static void
+execute_step(SqlStep *step)
+{
+	int			rc;
+
+	SPI_connect();
+
+	rc = SPI_execute_with_args(step->sql, step->nargs, step->argtypes,
+							   step->values, step->nulls, false, 0);
+	if (rc < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not run sql step: %s", SPI_result_code_string(rc))));
+
+	/* output functions of the row's types also run as the owner */
+	step->result_isnull = true;
+	if (SPI_tuptable != NULL && SPI_processed > 0)
+	{
+		step->result = row_to_jsonb(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									step->result_context);
+		step->result_isnull = false;
+	}
+
+	SPI_finish();
+}
+
+/*
+ * run_step_as_owner
+ *		Execute the step as its owner inside a security-restricted
+ *		operation, with its own GUC nest level and statement timeout.
+ */
+static void
+run_step_as_owner(SqlStep *step)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+	Oid			save_step_owner = orchestrator_step_owner;
+	StepTimeout st;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	save_nestlevel = NewGUCNestLevel();
+
+	SetUserIdAndSecContext(step->owner,
+						   save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	(void) set_config_option("search_path", STEP_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	/* API functions the step calls act on behalf of the owner (caller.c) */
+	orchestrator_step_owner = step->owner;
+	arm_step_timeout(&st, step->timeout_ms);
+
+	PG_TRY();
+	{
+		execute_step(step);
+	}
+	PG_CATCH();
+	{
+		/*
+		 * The timer is ours to clean up: a caller that catches the error (a
+		 * PL/pgSQL exception block) must not be cancelled later.  The GUC
+		 * nest level is unwound by the (sub)transaction abort that follows,
+		 * as for SECURITY DEFINER functions; the user id (and the step owner
+		 * that _caller() reports) are restored here as well, so that error
+		 * handling never runs as the owner.
+		 */
+		disarm_step_timeout(&st);
+		orchestrator_step_owner = save_step_owner;
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	disarm_step_timeout(&st);
+	orchestrator_step_owner = save_step_owner;
+	AtEOXact_GUC(false, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/*
+ * orchestrator_run_sql_step
+ *		Run one statement as role "owner" with jsonb parameters and a
+ *		timeout; return its first row as a jsonb object, or NULL.
+ *
+ * Arguments: owner oid, sql text, args jsonb[] (NULL: no parameters; a NULL
+ * element is a SQL NULL), timeout_ms integer (NULL or 0: no timeout).
+ * The statement runs to completion (all rows of an UPDATE are updated) in
+ * the caller's transaction; an error propagates to the caller, and the
+ * (sub)transaction abort undoes the statement and its settings.
+ */
+Datum
+orchestrator_run_sql_step(PG_FUNCTION_ARGS)
+{
+	SqlStep		step;
+	int			nstmts;
+
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function _run_sql_step"),
+				 errdetail("Only the orchestrator dispatcher (a superuser) runs sql steps.")));
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("owner of a sql step must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("statement of a sql step must not be null")));
+
+	memset(&step, 0, sizeof(step));
+	step.result_context = CurrentMemoryContext;
+
+	step.owner = PG_GETARG_OID(0);
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(step.owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", step.owner),
+				 errdetail("A sql step runs as the role that started the workflow; that role has been dropped.")));
+
+	if (!PG_ARGISNULL(3))
+	{
+		step.timeout_ms = PG_GETARG_INT32(3);
+		if (step.timeout_ms < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timeout of a sql step must not be negative"),
+					 errdetail("The timeout was %d ms.", step.timeout_ms)));
+	}
+
+	step.sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	nstmts = count_statements(step.sql);
+	if (nstmts != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("a sql step must contain exactly one statement"),
+				 errdetail("The statement text contains %d statements.", nstmts),
+				 errhint("Split the work into several sql steps, or wrap it in a function.")));
+
+	if (!PG_ARGISNULL(2))
+	{
+		ArrayType  *args = PG_GETARG_ARRAYTYPE_P(2);
+		bool	   *elem_nulls;
+		int			i;
+
+		if (ARR_NDIM(args) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("arguments of a sql step must be a one-dimensional array")));
+		deconstruct_array(args, JSONBOID, -1, false, TYPALIGN_INT,
+						  &step.values, &elem_nulls, &step.nargs);
+		step.argtypes = palloc(sizeof(Oid) * Max(step.nargs, 1));
+		step.nulls = palloc(sizeof(char) * Max(step.nargs, 1));
+		for (i = 0; i < step.nargs; i++)
+		{
+			step.argtypes[i] = JSONBOID;
+			step.nulls[i] = elem_nulls[i] ? 'n' : ' ';
+		}
+	}
+
+	run_step_as_owner(&step);
+
+	if (step.result_isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(step.result);
+}
+
+/*
+ * orchestrator_sql_statement_count
+ *		Number of statements in a SQL string, so that a workflow definition
+ *		with a multi-statement sql step is refused when it is defined.
+ */
+Datum
+orchestrator_sql_statement_count(PG_FUNCTION_ARGS)
+{
+	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_INT32(count_statements(sql));
+}

@@ -1,0 +1,155 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  Configuration parameters (orchestrator.*) of the orchestrator extension.
+ *
+ * The worker settings are read by the C code; the two interval settings are
+ * read by the SQL functions with current_setting() and are only validated
+ * here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "guc.h"
+
+char	   *orchestrator_database = NULL;
+int			orchestrator_workers = 2;
+int			orchestrator_batch_size = 64;
+int			orchestrator_poll_interval = 1000;
+char	   *orchestrator_default_lease = NULL;
+char	   *orchestrator_default_step_timeout = NULL;
+
+/*
+ * parse_positive_interval
+ *		Parse an interval literal without throwing; true when it is valid and
+ *		greater than zero.
+ *
+ * GUC check hooks must not raise errors, so this follows interval_in() with
+ * the datetime routines that report failure by return code.
+ */
+static bool
+parse_positive_interval(const char *str)
+{
+	char		workbuf[256];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	int			dterr;
+	struct pg_itm_in itm_in;
+	Interval	span;
+	char	   *copy;
+
+	if (str == NULL)
+		return false;
+
+	dterr = ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype,
+						  MAXDATEFIELDS, &nf);
+	if (dterr == 0)
+		dterr = DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE,
+							   &dtype, &itm_in);
+	if (dterr == DTERR_BAD_FORMAT)
+	{
+		/* Try the ISO 8601 form (P1DT2H) as interval_in() does. */
+		copy = pstrdup(str);
+		dterr = DecodeISO8601Interval(copy, &dtype, &itm_in);
+		pfree(copy);
+	}
+	if (dterr != 0 || dtype != DTK_DELTA)
+		return false;
+	if (itmin2interval(&itm_in, &span) != 0)
+		return false;
+
+	/* Greater than zero: at least one part positive, none negative. */
+	if (span.month < 0 || span.day < 0 || span.time < 0)
+		return false;
+	return span.month > 0 || span.day > 0 || span.time > 0;
+}
+
+/*
+ * check_positive_interval
+ *		GUC check hook for the interval settings.
+ */
+static bool
+check_positive_interval(char **newval, void **extra, GucSource source)
+{
+	if (parse_positive_interval(*newval))
+		return true;
+
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errdetail("The value must be a positive interval such as '5 minutes'.");
+	return false;
+}
+
+/*
+ * orchestrator_define_gucs
+ *		Define the orchestrator.* settings and reserve the prefix, so a typo
+ *		in postgresql.conf is reported instead of silently ignored.
+ */
+void
+orchestrator_define_gucs(void)
+{
+	DefineCustomStringVariable("orchestrator.database",
+							   "Database in which the orchestrator dispatchers run.",
+							   "The extension must be created in this database.",
+							   &orchestrator_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.workers",
+							"Number of dispatcher background workers.",
+							"0 disables the dispatchers: no sql, http or timer step runs.",
+							&orchestrator_workers,
+							2,
+							0, ORCHESTRATOR_MAX_WORKERS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.batch_size",
+							"Maximum number of steps a dispatcher handles in one transaction.",
+							NULL,
+							&orchestrator_batch_size,
+							64,
+							1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.poll_interval",
+							"Longest time a dispatcher sleeps when no timer is due.",
+							"Work made ready by a committed transaction wakes the dispatchers at once; this is the fallback.",
+							&orchestrator_poll_interval,
+							1000,
+							1, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("orchestrator.default_lease",
+							   "Default lease of a claimed external step.",
+							   NULL,
+							   &orchestrator_default_lease,
+							   "5 minutes",
+							   PGC_USERSET,
+							   0,
+							   check_positive_interval, NULL, NULL);
+
+	DefineCustomStringVariable("orchestrator.default_step_timeout",
+							   "Default timeout of one attempt of a step.",
+							   NULL,
+							   &orchestrator_default_step_timeout,
+							   "1 minute",
+							   PGC_USERSET,
+							   0,
+							   check_positive_interval, NULL, NULL);
+
+	MarkGUCPrefixReserved("orchestrator");
+}
