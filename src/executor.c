@@ -65,6 +65,24 @@ typedef struct SqlStep
 } SqlStep;
 
 /*
+ * parse_error_callback
+ *		Point the cursor of a syntax error into the statement of the step,
+ *		not into the query that called us (as SPI does for its queries).
+ */
+static void
+parse_error_callback(void *arg)
+{
+	int			position = geterrposition();
+
+	if (position > 0)
+	{
+		errposition(0);
+		internalerrposition(position);
+		internalerrquery((const char *) arg);
+	}
+}
+
+/*
  * count_statements
  *		Number of statements in a SQL string.  A syntax error is raised
  *		(SQLSTATE 42601) as the parser reports it.
@@ -72,7 +90,19 @@ typedef struct SqlStep
 static int
 count_statements(const char *sql)
 {
-	return list_length(raw_parser(sql, RAW_PARSE_DEFAULT));
+	ErrorContextCallback errcallback;
+	List	   *stmts;
+
+	errcallback.callback = parse_error_callback;
+	errcallback.arg = unconstify(char *, sql);
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	stmts = raw_parser(sql, RAW_PARSE_DEFAULT);
+
+	error_context_stack = errcallback.previous;
+
+	return list_length(stmts);
 }
 
 /*
@@ -159,6 +189,15 @@ execute_step(SqlStep *step)
 
 	rc = SPI_execute_with_args(step->sql, step->nargs, step->argtypes,
 							   step->values, step->nulls, false, 0);
+	if (rc == SPI_ERROR_TRANSACTION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),
+				 errmsg("transaction control statements are not allowed in a sql step"),
+				 errdetail("A sql step runs inside the transaction that records its result.")));
+	if (rc == SPI_ERROR_COPY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("COPY to or from the client is not allowed in a sql step")));
 	if (rc < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
