@@ -11,8 +11,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	-- Details are sentences: capitalised, with a final period.
 	RAISE EXCEPTION 'invalid workflow definition "%"', wf
-		USING ERRCODE = 'invalid_parameter_value', DETAIL = detail,
+		USING ERRCODE = 'invalid_parameter_value',
+			  DETAIL = upper(left(detail, 1)) || substr(detail, 2) || '.',
 			  HINT = coalesce(hint, 'See docs/sql-reference.md for the definition format.');
 END
 $$;

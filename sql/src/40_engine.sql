@@ -122,7 +122,7 @@ AS $$
 BEGIN
 	INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at)
 		VALUES (r.id, step, queue, CASE WHEN queue = '@timer' THEN 0 ELSE r.priority END, available_at)
-	ON CONFLICT (run_id, step) DO UPDATE
+	ON CONFLICT ON CONSTRAINT work_queue_pkey DO UPDATE
 		SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,
 			lease_token = NULL, lease = NULL, worker = NULL;
 	IF left(queue, 1) = '@' THEN
@@ -231,16 +231,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	r orchestrator.workflow_runs;
-	cost numeric;
+	r     orchestrator.workflow_runs;
+	added numeric;
 BEGIN
 	DELETE FROM orchestrator.work_queue q WHERE q.run_id = _step_succeeded.run_id AND q.step = _step_succeeded.step;
 	UPDATE orchestrator.workflow_steps s SET status = 'succeeded', result = _step_succeeded.result, error = NULL,
 		finished_at = now()
 		WHERE s.run_id = _step_succeeded.run_id AND s.step = _step_succeeded.step;
 	IF jsonb_typeof(result -> 'cost') = 'number' THEN
-		cost := round((result ->> 'cost')::numeric, 4);
-		UPDATE orchestrator.workflow_runs w SET cost = w.cost + _step_succeeded.cost WHERE w.id = _step_succeeded.run_id;
+		added := round((result ->> 'cost')::numeric, 4);
+		UPDATE orchestrator.workflow_runs w SET cost = w.cost + added WHERE w.id = _step_succeeded.run_id;
 	END IF;
 	PERFORM orchestrator._emit(run_id, 'step.succeeded', step);
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_succeeded.run_id;
@@ -343,26 +343,28 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	s      text;
-	result jsonb;
+	res    jsonb;
 BEGIN
 	DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id;
-	FOR s IN UPDATE orchestrator.workflow_steps x SET status = 'cancelled', finished_at = now()
-			 WHERE x.run_id = r.id AND x.status IN ('waiting', 'ready', 'running')
-			 RETURNING x.step LOOP
+	FOR s IN WITH cancelled AS (
+				 UPDATE orchestrator.workflow_steps x SET status = 'cancelled', finished_at = now()
+				 WHERE x.run_id = r.id AND x.status IN ('waiting', 'ready', 'running')
+				 RETURNING x.step, x.position)
+			 SELECT c.step FROM cancelled c ORDER BY c.position LOOP
 		PERFORM orchestrator._emit(r.id, 'step.cancelled', s);
 	END LOOP;
 	IF status = 'succeeded' THEN
-		SELECT d.spec -> 'result' INTO result FROM orchestrator.definitions d
+		SELECT d.spec -> 'result' INTO res FROM orchestrator.definitions d
 			WHERE d.name = r.name AND d.version = r.version;
-		IF result IS NOT NULL THEN
-			result := orchestrator._render(result, orchestrator._context(r));
+		IF res IS NOT NULL THEN
+			res := orchestrator._render(res, orchestrator._context(r));
 		ELSE
-			SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') INTO result
+			SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') INTO res
 				FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.status = 'succeeded';
 		END IF;
 	END IF;
 	UPDATE orchestrator.workflow_runs w
-		SET status = _run_finish.status, result = _run_finish.result, error = _run_finish.error,
+		SET status = _run_finish.status, result = res, error = _run_finish.error,
 			finished_at = now(), started_at = coalesce(w.started_at, now())
 		WHERE w.id = r.id;
 	PERFORM orchestrator._emit(r.id, 'workflow.' || status, NULL,

@@ -8,11 +8,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	v        integer;
-	key      text;
+	idem_key text;
 	tenant   text;
 	deadline timestamptz;
-	priority integer;
-	id       uuid := orchestrator.uuid_v7();
+	prio     integer;
+	new_id   uuid := orchestrator.uuid_v7();
 	existing uuid;
 	r        orchestrator.workflow_runs;
 	s        text;
@@ -59,7 +59,7 @@ BEGIN
 			RAISE EXCEPTION 'option "idempotency_key" must be a string of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
 				DETAIL = format('Got %s.', options -> 'idempotency_key');
 		END IF;
-		key := options ->> 'idempotency_key';
+		idem_key := options ->> 'idempotency_key';
 	END IF;
 	IF options ? 'tenant' THEN
 		IF jsonb_typeof(options -> 'tenant') <> 'string' OR length(options ->> 'tenant') NOT BETWEEN 1 AND 255 THEN
@@ -74,7 +74,7 @@ BEGIN
 			RAISE EXCEPTION 'option "priority" must be an integer from -1000 to 1000' USING ERRCODE = 'invalid_parameter_value',
 				DETAIL = format('Got %s.', options -> 'priority');
 		END IF;
-		priority := (options ->> 'priority')::integer;
+		prio := (options ->> 'priority')::integer;
 	END IF;
 	IF options ? 'deadline' THEN
 		BEGIN
@@ -97,26 +97,26 @@ BEGIN
 		END IF;
 	END IF;
 
-	IF key IS NOT NULL THEN
-		INSERT INTO orchestrator.idempotency_keys (name, key, run_id) VALUES (start_workflow.name, key, id)
+	IF idem_key IS NOT NULL THEN
+		INSERT INTO orchestrator.idempotency_keys (name, key, run_id) VALUES (start_workflow.name, idem_key, new_id)
 			ON CONFLICT DO NOTHING;
 		IF NOT FOUND THEN
 			SELECT k.run_id INTO existing FROM orchestrator.idempotency_keys k
-				WHERE k.name = start_workflow.name AND k.key = start_workflow.key;
+				WHERE k.name = start_workflow.name AND k.key = idem_key;
 			RETURN existing;
 		END IF;
 	END IF;
 
 	INSERT INTO orchestrator.workflow_runs (id, name, version, tenant, owner, input, idempotency_key,
 											priority, deadline, steps_open)
-		SELECT id, start_workflow.name, v, tenant, orchestrator._caller(), input, key,
-			   coalesce(start_workflow.priority, 0), deadline, count(*)
+		SELECT new_id, start_workflow.name, v, tenant, orchestrator._caller(), input, idem_key,
+			   coalesce(prio, 0), deadline, count(*)
 		FROM orchestrator.definition_steps d WHERE d.name = start_workflow.name AND d.version = v
 		RETURNING * INTO r;
 	INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, deps_open)
-		SELECT id, d.step, d.position, d.kind, cardinality(d.depends_on)
+		SELECT new_id, d.step, d.position, d.kind, cardinality(d.depends_on)
 		FROM orchestrator.definition_steps d WHERE d.name = start_workflow.name AND d.version = v;
-	PERFORM orchestrator._emit(id, 'workflow.created', NULL,
+	PERFORM orchestrator._emit(new_id, 'workflow.created', NULL,
 		jsonb_strip_nulls(jsonb_build_object('name', name, 'version', v, 'tenant', tenant)));
 	IF deadline IS NOT NULL THEN
 		PERFORM orchestrator._enqueue(r, '@deadline', '@timer', deadline);
@@ -124,11 +124,11 @@ BEGIN
 	FOR s IN SELECT d.step FROM orchestrator.definition_steps d
 			 WHERE d.name = start_workflow.name AND d.version = v AND cardinality(d.depends_on) = 0
 			 ORDER BY d.position LOOP
-		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = start_workflow.id;
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = new_id;
 		EXIT WHEN NOT orchestrator._is_active(r.status);
 		PERFORM orchestrator._step_ready(r, s);
 	END LOOP;
-	RETURN id;
+	RETURN new_id;
 END
 $$;
 COMMENT ON FUNCTION orchestrator.start_workflow(text, jsonb, jsonb) IS

@@ -80,7 +80,7 @@ BEGIN
 	ELSIF kind = 'wait' THEN
 		PERFORM orchestrator._attempt_failed(r.id, step, jsonb_build_object(
 			'message', 'timed out waiting for signal',
-			'signal', orchestrator._def_step(r, step).spec ->> 'signal'), false);
+			'signal', (orchestrator._def_step(r, step)).spec ->> 'signal'), false);
 	ELSE
 		DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id AND q.step = _fire_timer.step;
 	END IF;

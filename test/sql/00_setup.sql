@@ -20,3 +20,14 @@ BEGIN
 	END LOOP;
 	RETURN 'timeout: ' || s;
 END $$;
+-- Helper: run a statement and show its SQLSTATE and message, with ids
+-- masked (they differ on every run).
+CREATE FUNCTION try(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE sql;
+	RETURN 'ok';
+EXCEPTION WHEN others THEN
+	RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<id>', 'g');
+END $$;
+GRANT EXECUTE ON FUNCTION try(text), wait_for_run(uuid, integer) TO PUBLIC;

@@ -1,3 +1,4 @@
+\set SHOW_CONTEXT never
 -- UUIDv7 ids made by the extension.
 SELECT substr(orchestrator.uuid_v7()::text, 15, 1) AS version_nibble,
        substr(orchestrator.uuid_v7()::text, 20, 1) IN ('8', '9', 'a', 'b') AS rfc_variant;

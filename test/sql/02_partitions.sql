@@ -1,3 +1,4 @@
+\set SHOW_CONTEXT never
 -- History tables are partitioned by day of run id; partitions exist ahead.
 SELECT c.relname AS parent, count(*) >= 9 AS days_ahead_and_behind
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent

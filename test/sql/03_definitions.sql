@@ -1,3 +1,4 @@
+\set SHOW_CONTEXT never
 -- define_workflow: versions, identical redefinition, validation.
 SELECT orchestrator.define_workflow('greet', '{"steps": [{"name": "hello", "kind": "external", "queue": "q_greet"}]}');
 SELECT orchestrator.define_workflow('greet', '{"steps": [{"name": "hello", "kind": "external", "queue": "q_greet"}]}') AS same_version;

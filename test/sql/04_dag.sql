@@ -1,3 +1,4 @@
+\set SHOW_CONTEXT never
 -- A 4-step DAG driven only over SQL: a parallel branch, a skipped branch,
 -- templates, a retry, an idempotent start; then cancellation and failure.
 SELECT orchestrator.define_workflow('order', $$
@@ -44,7 +45,7 @@ SELECT orchestrator.complete_step(:'run', 'store', :'token', '{"id": 42}');
 SELECT status, result, error, cost, started_at >= created_at AND finished_at >= started_at AS timed
 FROM orchestrator.runs WHERE id = :'run';
 SELECT orchestrator.workflow_result(:'run');
-SELECT jsonb_pretty(orchestrator.get_workflow(:'run') -> 'steps' -> 'fetch' - 'started_at' - 'finished_at');
+SELECT jsonb_pretty((orchestrator.get_workflow(:'run') -> 'steps' -> 'fetch') - 'started_at' - 'finished_at');
 SELECT seq, type, step, data - 'retry_at' AS data FROM orchestrator.events(:'run');
 SELECT count(*) AS nothing_left_queued FROM orchestrator.work_queue WHERE run_id = :'run';
 

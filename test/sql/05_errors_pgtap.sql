@@ -1,9 +1,10 @@
+\set SHOW_CONTEXT never
 -- Bad input anywhere: a specific SQLSTATE (never XX000) and nothing written.
 \set QUIET on
 \pset format unaligned
 \pset tuples_only on
 BEGIN;
-SELECT plan(27);
+SELECT plan(26);
 SELECT orchestrator.define_workflow('e_wf', '{"steps": [{"name": "a", "kind": "external", "queue": "q_err"}]}') IS NOT NULL;
 CREATE TEMP TABLE counts_before AS
 	SELECT (SELECT count(*) FROM orchestrator.definitions) AS defs, (SELECT count(*) FROM orchestrator.workflow_runs) AS runs,

@@ -1,3 +1,4 @@
+\set SHOW_CONTEXT never
 -- The API works for a non-superuser member of orchestrator_user, who sees
 -- only its own runs; orchestrator_admin sees all.
 CREATE ROLE alice LOGIN IN ROLE orchestrator_user;
@@ -17,8 +18,9 @@ RESET ROLE;
 
 SET ROLE bob;
 SELECT count(*) AS bob_sees FROM orchestrator.runs WHERE id = :'arun';
-SELECT orchestrator.get_workflow(:'arun');
-SELECT orchestrator.cancel_workflow(:'arun');
+SELECT try(format('SELECT orchestrator.get_workflow(%L)', :'arun')) AS get_others_run;
+SELECT try(format('SELECT orchestrator.cancel_workflow(%L)', :'arun')) AS cancel_others_run;
+SELECT try(format('SELECT orchestrator.signal_workflow(%L, %L)', :'arun', 'go')) AS signal_others_run;
 -- bob works the external queue: the lease token is what authorises him.
 SELECT lease_token AS btoken FROM orchestrator.claim_steps('q_roles', 'bob-worker') \gset
 SELECT orchestrator.complete_step(:'arun', 'work', :'btoken', '{"done": true}') AS bob_completed;

@@ -1,3 +1,4 @@
+\set SHOW_CONTEXT never
 -- wait steps complete on signals (sent before or after they start); sleep
 -- steps and deadlines are driven by the background dispatchers.
 SELECT orchestrator.define_workflow('approval', $$
