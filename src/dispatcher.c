@@ -37,7 +37,7 @@
 #include "workers.h"
 
 /* Longest pause after repeated failures of _dispatch(). */
-#define DISPATCH_MAX_ERROR_BACKOFF_MS	30000
+#define DISPATCH_MAX_ERROR_BACKOFF_MS	10000
 
 static const char *dispatch_query =
 "SELECT processed, next_wake FROM orchestrator._dispatch($1)";
@@ -162,14 +162,12 @@ recover_from_error(MemoryContext context)
 
 	ereport(LOG,
 			(errcode(edata->sqlerrcode),
-			 errmsg("orchestrator dispatcher %d: dispatch failed: %s",
-					dispatcher_slot, edata->message),
-			 errdetail("SQLSTATE %s%s%s",
-					   unpack_sql_state(edata->sqlerrcode),
-					   edata->detail ? ". " : "",
-					   edata->detail ? edata->detail : ""),
+			 errmsg("orchestrator dispatcher %d: dispatch failed with SQLSTATE %s: %s",
+					dispatcher_slot, unpack_sql_state(edata->sqlerrcode),
+					edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 			 edata->context ? errcontext("%s", edata->context) : 0,
-			 errhint("The dispatcher will try again after orchestrator.poll_interval.")));
+			 errhint("The dispatcher tries again after orchestrator.poll_interval, waiting longer while the error persists.")));
 
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
