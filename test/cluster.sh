@@ -25,9 +25,13 @@ max_worker_processes = 16
 CONF
 	fi
 	as_pg $bin/pg_ctl -D "$dir" -l "$dir/server.log" -w start >/dev/null
-	as_pg $bin/psql -h /tmp -p "$port" -U postgres -d postgres -qAtc \
-		"SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
+	if ! as_pg $bin/psql -h /tmp -p "$port" -U postgres -d postgres -qAtc \
+		"SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
 		as_pg $bin/createdb -h /tmp -p "$port" -U postgres "$db"
+		# The dispatchers connect to orchestrator.database at start: restart
+		# so that they find the new database at once.
+		as_pg $bin/pg_ctl -D "$dir" -l "$dir/server.log" -w restart >/dev/null
+	fi
 	;;
 stop)
 	[ -f "$dir/postmaster.pid" ] && as_pg $bin/pg_ctl -D "$dir" -m fast -w stop >/dev/null || true

@@ -27,7 +27,7 @@ AS $$
 $$;
 
 CREATE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
-										 lease interval DEFAULT '5 minutes')
+										 lease interval DEFAULT NULL)
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
 			   workflow text, deadline timestamptz)
 LANGUAGE plpgsql
@@ -48,7 +48,9 @@ BEGIN
 		RAISE EXCEPTION 'max_steps must be from 1 to 1000' USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = format('Got %s.', coalesce(max_steps::text, 'NULL'));
 	END IF;
-	IF lease IS NULL OR lease < interval '1 second' OR lease > interval '1 day' THEN
+	-- No lease given: orchestrator.default_lease (5 minutes unless set).
+	lease := coalesce(lease, current_setting('orchestrator.default_lease')::interval);
+	IF lease < interval '1 second' OR lease > interval '1 day' THEN
 		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = format('Got %s.', coalesce(lease::text, 'NULL')),
 			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
