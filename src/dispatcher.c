@@ -24,6 +24,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -65,6 +66,21 @@ reload_config_if_asked(void)
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
 	}
+}
+
+/*
+ * release_session_locks
+ *		Drop session-level advisory locks left behind by sql steps.
+ *
+ * A step cannot change the session's role or settings, or create temporary
+ * objects, but pg_advisory_lock() would survive the step and be held by the
+ * dispatcher for good.  The dispatcher takes no session-level advisory
+ * locks of its own, so after each turn it releases them all.
+ */
+static void
+release_session_locks(void)
+{
+	LockReleaseSession(USER_LOCKMETHOD);
 }
 
 /*
@@ -126,6 +142,7 @@ dispatch_once(DispatchResult *result)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	debug_query_string = NULL;
+	release_session_locks();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -156,6 +173,7 @@ recover_from_error(MemoryContext context)
 
 	AbortCurrentTransaction();
 	debug_query_string = NULL;
+	release_session_locks();
 	MemoryContextSwitchTo(context);
 
 	RESUME_INTERRUPTS();
