@@ -41,6 +41,7 @@ if ! grep -q '\.\.\. ok\|\.\.\. FAILED' "$work/regress.log"; then failed=$((fail
 
 echo "== TAP tests"
 tap_lib=/usr/lib/postgresql/15/lib/pgxs/src/test/perl
+compgen -G "$work/test/t/*.pl" >/dev/null &&
 (cd "$work" && as_pg env TESTDIR="$work" PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
 	PGPORT=56432 prove -I "$tap_lib" -I "$work/test/t" test/t/*.pl) 2>&1 | tee "$work/tap.log"
 count '^test/t/.*\.pl \.+ ok' '^test/t/.*\.pl \.+ (Dubious|Failed|not ok)|^test/t/.*\.pl \.+ [0-9]+/' "$work/tap.log" "TAP"
