@@ -23,8 +23,9 @@ else
 fi
 log=$work/test-output.log
 passed=0 failed=0
-count() {	# count(passed_pattern, failed_pattern, file)
+count() {	# count(passed_pattern, failed_pattern, file, label)
 	local p f
+	[ -f "$3" ] || return 0
 	p=$(grep -cE "$1" "$3" || true); f=$(grep -cE "$2" "$3" || true)
 	passed=$((passed + p)); failed=$((failed + f))
 	echo "-- $4: $p passed, $f failed"
@@ -57,5 +58,7 @@ for t in "$work"/test/client/test_*.py; do
 	fi
 done
 
+# Keep the copy (with logs and diffs) only when something failed.
+[ "$failed" -eq 0 ] && rm -rf "$work" || echo "logs kept in $work"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
