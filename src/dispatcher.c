@@ -129,6 +129,15 @@ dispatch_once(DispatchResult *result)
 			bool		isnull;
 			Datum		d;
 
+			if (tupdesc->natts != 2 ||
+				SPI_gettypeid(tupdesc, 1) != INT4OID ||
+				SPI_gettypeid(tupdesc, 2) != TIMESTAMPTZOID)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("orchestrator._dispatch() returned an unexpected row type"),
+						 errdetail("Expected (processed integer, next_wake timestamptz)."),
+						 errhint("The orchestrator library and the installed extension version do not match; run ALTER EXTENSION orchestrator UPDATE.")));
+
 			d = SPI_getbinval(tuple, tupdesc, 1, &isnull);
 			result->processed = isnull ? 0 : DatumGetInt32(d);
 			d = SPI_getbinval(tuple, tupdesc, 2, &isnull);
