@@ -399,8 +399,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	v integer;
-	steps orchestrator.definition_steps[];
+	v       integer;
+	creator name;
+	steps   orchestrator.definition_steps[];
 BEGIN
 	steps := ARRAY(SELECT x FROM orchestrator._validate_spec(name, spec) x);
 	IF EXISTS (SELECT 1 FROM unnest(steps) x WHERE x.kind = 'http' OR x.spec -> 'compensate' ->> 'kind' = 'http') THEN
@@ -416,6 +417,17 @@ BEGIN
 		ORDER BY d.version DESC LIMIT 1;
 	IF FOUND THEN
 		RETURN v;
+	END IF;
+	-- Only the role that created a name (or an admin) adds versions to it:
+	-- a new version decides what the next runs of that name execute.
+	SELECT d.created_by INTO creator FROM orchestrator.definitions d
+		WHERE d.name = define_workflow.name ORDER BY d.version LIMIT 1;
+	IF FOUND AND creator <> orchestrator._caller()
+	   AND NOT pg_has_role(orchestrator._caller(), 'orchestrator_admin', 'MEMBER') THEN
+		RAISE EXCEPTION 'workflow "%" belongs to role %', name, creator
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Only the role that first defined a workflow, or a member of orchestrator_admin, can add versions to it.',
+				  HINT = 'Choose another name.';
 	END IF;
 	SELECT coalesce(max(d.version), 0) + 1 INTO v FROM orchestrator.definitions d WHERE d.name = define_workflow.name;
 	INSERT INTO orchestrator.definitions (name, version, spec, created_by) VALUES (name, v, spec, orchestrator._caller());

@@ -365,7 +365,7 @@ BEGIN
 	END IF;
 	UPDATE orchestrator.workflow_runs w
 		SET status = _run_finish.status, result = res, error = _run_finish.error,
-			finished_at = now(), started_at = coalesce(w.started_at, now())
+			finished_at = now()
 		WHERE w.id = r.id;
 	PERFORM orchestrator._emit(r.id, 'workflow.' || status, NULL,
 		jsonb_strip_nulls(jsonb_build_object('error', error)));

@@ -228,6 +228,8 @@ BEGIN
 			 JOIN orchestrator.definition_steps d ON d.name = r.name AND d.version = r.version AND d.step = x.step
 			 WHERE x.run_id = r.id AND x.kind = 'wait' AND x.status = 'running' AND d.spec ->> 'signal' = signal
 			 ORDER BY x.position LOOP
+		-- Completing one wait step can finish the run; then stop.
+		EXIT WHEN NOT orchestrator._is_active((SELECT w.status FROM orchestrator.workflow_runs w WHERE w.id = r.id));
 		PERFORM orchestrator._step_succeeded(r.id, s, payload);
 	END LOOP;
 	RETURN true;
@@ -259,14 +261,14 @@ COMMENT ON FUNCTION orchestrator.events(uuid, bigint) IS
 
 -- The relational face, for psql and Grafana.  Each role sees its own runs;
 -- members of orchestrator_admin see all.
-CREATE VIEW orchestrator.runs AS
+CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.idempotency_key, r.priority,
 		   r.deadline, r.parent_id, r.created_at, r.started_at, r.finished_at, r.cost, r.input,
 		   r.result, r.error
 	FROM orchestrator.workflow_runs r
 	WHERE orchestrator._may_see(r.owner);
 
-CREATE VIEW orchestrator.run_steps AS
+CREATE VIEW orchestrator.run_steps WITH (security_barrier) AS
 	SELECT s.run_id, r.name AS workflow, r.version, r.tenant, s.step, s.position, s.kind, s.status,
 		   s.attempt, s.input, s.result, s.error, s.worker, s.ready_at, s.started_at, s.finished_at,
 		   s.finished_at - s.started_at AS duration

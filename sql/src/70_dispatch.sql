@@ -142,6 +142,11 @@ BEGIN
 	END IF;
 
 	IF processed = 0 THEN
+		-- Idle: keep a week of partitions ahead (a lookup of one name).
+		IF to_regclass(format('orchestrator.workflow_events_p%s',
+				to_char((now() AT TIME ZONE 'UTC')::date + 7, 'YYYYMMDD'))) IS NULL THEN
+			PERFORM orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date, 8);
+		END IF;
 		SELECT min(t) INTO next_wake FROM (
 			(SELECT w.available_at FROM orchestrator.work_queue w
 			 WHERE w.queue = '@timer' AND w.priority = 0 ORDER BY w.priority DESC, w.available_at LIMIT 1)
@@ -151,6 +156,9 @@ BEGIN
 			UNION ALL
 			(SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@sql')
 		) due(t);
+		-- Work that is due but locked belongs to another dispatcher's open
+		-- transaction: look again shortly rather than spin.
+		next_wake := greatest(next_wake, clock_timestamp() + interval '20 milliseconds');
 	END IF;
 END
 $$;

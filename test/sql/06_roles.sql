@@ -41,3 +41,12 @@ SELECT orchestrator.start_workflow('alice_wf');
 SELECT * FROM orchestrator.runs;
 SELECT orchestrator._run_sql_step(10, 'SELECT 1', NULL, 0);
 RESET ROLE;
+
+-- A workflow name belongs to the role that defined it first: another user
+-- cannot slip a new version (and its sql steps) under it.
+SET ROLE bob;
+SELECT try($$SELECT orchestrator.define_workflow('alice_wf', '{"steps": [{"name": "x", "kind": "sql", "sql": "SELECT 1"}]}')$$) AS takeover;
+RESET ROLE;
+SET ROLE carol;
+SELECT orchestrator.define_workflow('alice_wf', '{"steps": [{"name": "x", "kind": "external", "queue": "q_roles"}]}') AS admin_may;
+RESET ROLE;
