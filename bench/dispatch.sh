@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Benchmark of the background dispatchers and external steps, beside the raw
+# commit rate of PostgreSQL on the same machine, in one run on one throwaway
+# cluster.  Prints every figure and the command that reproduces it.
+#   bash bench/dispatch.sh            (as root on Debian 12; RUNS=... to change the size)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+[ "$(id -u)" = 0 ] && bash "$root/test/setup.sh" >/dev/null
+runs=${RUNS:-3000}
+secs=${SECONDS_PER_POINT:-5}
+port=55510
+data=$(mktemp -d /tmp/orchestrator-bench.XXXXXX)
+[ "$(id -u)" = 0 ] && chown postgres: "$data"
+trap 'bash "$root/test/cluster.sh" stop "$data"; rm -rf "$data"' EXIT
+bash "$root/test/cluster.sh" start "$data" "$port" bench
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+q() { as_pg /usr/lib/postgresql/15/bin/psql -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
+pgb() { as_pg /usr/lib/postgresql/15/bin/pgbench -h 127.0.0.1 -p "$port" -U postgres -n "$@" bench 2>/dev/null; }
+
+echo "# orchestrator dispatch benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), $(date -u +%F))"
+echo "# reproduce: bash bench/dispatch.sh   (RUNS=$runs SECONDS_PER_POINT=$secs)"
+q -c "CREATE EXTENSION orchestrator" -c "CREATE TABLE raw_commit (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())"
+echo 'INSERT INTO raw_commit DEFAULT VALUES;' > "$data/raw.sql"; chmod a+r "$data/raw.sql"
+
+echo
+echo "## (1) raw PostgreSQL: one-row insert per transaction (pgbench -T $secs)"
+declare -A raw
+for c in 1 2 4 16; do
+	raw[$c]=$(pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" | awk '/^tps/ {printf "%.0f", $3}')
+	echo "clients=$c  commits/s=${raw[$c]}"
+done
+
+echo
+echo "## (2) no-op sql workflows run by the dispatchers (orchestrator.workers=2, full history)"
+q <<'SQL'
+SELECT orchestrator.define_workflow('noop1', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"}]}');
+SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
+  {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]},
+  {"name": "c", "kind": "sql", "sql": "SELECT 3 AS three", "depends_on": ["b"]}]}');
+SQL
+for wf in noop1 noop3; do
+	for rep in 1 2 3; do
+		t0=$(q -c "SELECT extract(epoch FROM clock_timestamp())")
+		q -c "SELECT count(orchestrator.start_workflow('$wf')) FROM generate_series(1, $runs)" >/dev/null
+		t1=$(q -c "SELECT extract(epoch FROM clock_timestamp())")
+		while [ "$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE name = '$wf' AND status IN ('pending', 'running')")" != 0 ]; do sleep 0.2; done
+		q -c "SELECT format('workflow=%s rep=%s runs=%s start_rate=%s/s  dispatch: runs/s=%s steps/s=%s',
+			'$wf', $rep, $runs, round($runs / ($t1 - $t0)),
+			round($runs / extract(epoch FROM max(finished_at) - to_timestamp($t1))),
+			round($runs * (SELECT count(*) FROM orchestrator.definition_steps WHERE name = '$wf') / extract(epoch FROM max(finished_at) - to_timestamp($t1))))
+			FROM orchestrator.workflow_runs WHERE name = '$wf' AND created_at >= to_timestamp($t0)"
+	done
+done
+
+echo
+echo "## (3) external no-op steps: claim 10 and complete each (pgbench -T $secs)"
+q -c "SELECT orchestrator.define_workflow('ext1', '{\"steps\": [{\"name\": \"a\", \"kind\": \"external\", \"queue\": \"bench\"}]}')" >/dev/null
+cat > "$data/ext.sql" <<'SQL'
+SELECT count(orchestrator.complete_step(run_id, step, lease_token, '{}')) FROM orchestrator.claim_steps('bench', 'w' || :client_id, 10);
+SQL
+chmod a+r "$data/ext.sql"
+for c in 2 8; do
+	q -c "SELECT count(orchestrator.start_workflow('ext1')) FROM generate_series(1, 60000)" >/dev/null
+	before=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE kind = 'external' AND status = 'succeeded'")
+	pgb -f "$data/ext.sql" -c "$c" -j "$c" -T "$secs" >/dev/null
+	after=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE kind = 'external' AND status = 'succeeded'")
+	echo "connections=$c  external steps/s=$(( (after - before) / secs ))  (vs raw commits/s at $c clients: ${raw[$c]:-${raw[4]}})"
+	q -c "SELECT count(orchestrator.cancel_workflow(id)) FROM orchestrator.workflow_runs WHERE name = 'ext1' AND status IN ('pending', 'running')" >/dev/null
+done
+
+echo
+echo "## (4) dispatch latency on an idle system: workflow.created -> step.started of a 1-step sql run"
+for i in $(seq 1 200); do q -c "SELECT orchestrator.start_workflow('noop1', '{}', '{\"tenant\": \"latency\"}')" >/dev/null; sleep 0.01; done
+sleep 1
+q -c "WITH l AS (
+	SELECT extract(epoch FROM s.at - c.at) * 1000 AS ms
+	FROM orchestrator.workflow_runs r
+	JOIN orchestrator.workflow_events c ON c.run_id = r.id AND c.type = 'workflow.created'
+	JOIN orchestrator.workflow_events s ON s.run_id = r.id AND s.type = 'step.started'
+	WHERE r.tenant = 'latency')
+	SELECT format('runs=%s  p50=%s ms  p90=%s ms  p99=%s ms  max=%s ms', count(*),
+		round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+		round(percentile_cont(0.9) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+		round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+		round(max(ms)::numeric, 2)) FROM l"
