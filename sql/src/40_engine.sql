@@ -11,7 +11,7 @@
 -- DEFINER API functions and the dispatchers call them.
 
 -- Append an event to a run's history and announce it with NOTIFY (delivered
--- at commit).  Returns its sequence number.
+-- at commit).  Returns its sequence number.  Callers hold the run's row lock.
 CREATE FUNCTION orchestrator._emit(run_id uuid, type text, step text DEFAULT NULL, data jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
@@ -20,8 +20,10 @@ AS $$
 DECLARE
 	seq bigint;
 BEGIN
-	UPDATE orchestrator.workflow_runs r SET last_seq = r.last_seq + 1 WHERE r.id = _emit.run_id
-		RETURNING r.last_seq INTO seq;
+	-- The caller holds the run's row lock, so the next number is simply one
+	-- past the last (an index probe; no update of the run row per event).
+	SELECT coalesce(max(e.seq), 0) + 1 INTO seq FROM orchestrator.workflow_events e
+		WHERE e.run_id = _emit.run_id;
 	INSERT INTO orchestrator.workflow_events (run_id, seq, at, type, step, data)
 		VALUES (_emit.run_id, seq, clock_timestamp(), _emit.type, _emit.step, coalesce(_emit.data, '{}'));
 	PERFORM pg_notify('orchestrator', json_build_object('run_id', _emit.run_id, 'seq', seq,
@@ -242,7 +244,7 @@ BEGIN
 		added := round((result ->> 'cost')::numeric, 4);
 		UPDATE orchestrator.workflow_runs w SET cost = w.cost + added WHERE w.id = _step_succeeded.run_id;
 	END IF;
-	PERFORM orchestrator._emit(run_id, 'step.succeeded', step);
+	PERFORM orchestrator._emit(run_id, 'step.succeeded', step, jsonb_build_object('result', result));
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_succeeded.run_id;
 	PERFORM orchestrator._step_done(run_id, orchestrator._def_step(r, step));
 END
@@ -368,6 +370,6 @@ BEGIN
 			finished_at = now()
 		WHERE w.id = r.id;
 	PERFORM orchestrator._emit(r.id, 'workflow.' || status, NULL,
-		jsonb_strip_nulls(jsonb_build_object('error', error)));
+		jsonb_strip_nulls(jsonb_build_object('error', error, 'result', res)));
 END
 $$;

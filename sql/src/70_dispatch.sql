@@ -33,14 +33,22 @@ BEGIN
 			'message', format('role "%s" that started the run does not exist', r.owner)), false);
 		RETURN;
 	END IF;
-	args := orchestrator._render(coalesce(d.spec -> 'args', '[]'), orchestrator._context(r));
 	timeout := coalesce(d.timeout, current_setting('orchestrator.default_step_timeout')::interval);
+	-- Everything after the attempt is counted runs in this block: an error
+	-- of the statement (or of recording its result) fails this attempt
+	-- only, and undoes the statement's effects.
 	BEGIN
+		args := coalesce(d.spec -> 'args', '[]');
+		IF strpos(args::text, '"$path"') > 0 THEN
+			args := orchestrator._render(args, orchestrator._context(r));
+		END IF;
 		result := orchestrator._run_sql_step(owner, d.spec ->> 'sql',
 			ARRAY(SELECT a FROM jsonb_array_elements(args) a),
 			greatest(1, least(extract(epoch FROM timeout) * 1000, 2147483647))::integer);
-		UPDATE orchestrator.workflow_steps s SET input = jsonb_build_object('args', args)
-			WHERE s.run_id = r.id AND s.step = _exec_sql_step.step;
+		IF args <> '[]' THEN
+			UPDATE orchestrator.workflow_steps s SET input = jsonb_build_object('args', args)
+				WHERE s.run_id = r.id AND s.step = _exec_sql_step.step;
+		END IF;
 		PERFORM orchestrator._step_succeeded(r.id, step, result);
 	EXCEPTION WHEN query_canceled OR others THEN
 		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
@@ -106,16 +114,17 @@ BEGIN
 			 ORDER BY w.priority DESC, w.available_at
 			 LIMIT max_steps
 			 FOR UPDATE OF w, r SKIP LOCKED LOOP
+		IF q.queue = '@sql' THEN
+			-- Guards its own statement with a subtransaction.
+			PERFORM orchestrator._exec_sql_step(q.run_id, q.step);
+			processed := processed + 1;
+			CONTINUE;
+		END IF;
 		BEGIN
-			IF q.queue = '@sql' THEN
-				PERFORM orchestrator._exec_sql_step(q.run_id, q.step);
-			ELSE
-				PERFORM orchestrator._fire_timer(q.run_id, q.step);
-			END IF;
+			PERFORM orchestrator._fire_timer(q.run_id, q.step);
 		EXCEPTION WHEN others THEN
-			-- An error of the engine itself (a step's own errors are handled
-			-- in _exec_sql_step): fail the step rather than retry the whole
-			-- batch forever.
+			-- An error of the engine itself: fail the step rather than retry
+			-- the whole batch forever.
 			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
 			RAISE WARNING 'orchestrator: step "%" of run % failed in the dispatcher: %', q.step, q.run_id, msg;
 			IF left(q.step, 1) = '@' THEN
