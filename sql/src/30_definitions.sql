@@ -8,7 +8,6 @@
 CREATE FUNCTION orchestrator._spec_error(wf text, detail text, hint text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	-- Details are sentences: capitalised, with a final period.
@@ -23,7 +22,6 @@ $$;
 CREATE FUNCTION orchestrator._spec_interval(wf text, what text, value jsonb, allow_zero boolean DEFAULT false)
 RETURNS interval
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	result interval;
@@ -53,7 +51,6 @@ $$;
 CREATE FUNCTION orchestrator._spec_jsonpath(wf text, what text, value jsonb)
 RETURNS jsonpath
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF jsonb_typeof(value) <> 'string' THEN
@@ -71,7 +68,6 @@ $$;
 CREATE FUNCTION orchestrator._spec_templates(wf text, what text, value jsonb)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	k text;
@@ -103,7 +99,6 @@ $$;
 CREATE FUNCTION orchestrator._spec_keys(wf text, what text, value jsonb, allowed text[])
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	bad text;
@@ -120,7 +115,6 @@ $$;
 CREATE FUNCTION orchestrator._spec_action(wf text, what text, s jsonb, kind text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	req jsonb;
@@ -196,7 +190,6 @@ $$;
 CREATE FUNCTION orchestrator._validate_spec(wf text, spec jsonb)
 RETURNS SETOF orchestrator.definition_steps
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	s        jsonb;
@@ -397,6 +390,7 @@ RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	v       integer;

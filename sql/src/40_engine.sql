@@ -15,7 +15,6 @@
 CREATE FUNCTION orchestrator._emit(run_id uuid, type text, step text DEFAULT NULL, data jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	seq bigint;
@@ -36,7 +35,6 @@ $$;
 CREATE FUNCTION orchestrator._context(r orchestrator.workflow_runs)
 RETURNS jsonb
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT jsonb_build_object(
 		'input', r.input,
@@ -51,7 +49,6 @@ $$;
 CREATE FUNCTION orchestrator._render(template jsonb, ctx jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF template IS NULL OR strpos(template::text, '"$path"') = 0 THEN
@@ -71,7 +68,6 @@ $$;
 CREATE FUNCTION orchestrator._def_step(r orchestrator.workflow_runs, step text)
 RETURNS orchestrator.definition_steps
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT d FROM orchestrator.definition_steps d
 	WHERE d.name = r.name AND d.version = r.version AND d.step = _def_step.step
@@ -82,7 +78,6 @@ $$;
 CREATE FUNCTION orchestrator._lock_run(run_id uuid, check_caller boolean DEFAULT true)
 RETURNS orchestrator.workflow_runs
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r orchestrator.workflow_runs;
@@ -119,7 +114,6 @@ AS $$ SELECT status IN ('pending', 'running') $$;
 CREATE FUNCTION orchestrator._enqueue(r orchestrator.workflow_runs, step text, queue text, available_at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at)
@@ -140,7 +134,6 @@ $$;
 CREATE FUNCTION orchestrator._step_started(r orchestrator.workflow_runs, step text, worker text DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	n integer;
@@ -165,7 +158,6 @@ $$;
 CREATE FUNCTION orchestrator._step_ready(r orchestrator.workflow_runs, step text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	d    orchestrator.definition_steps := orchestrator._def_step(r, step);
@@ -230,7 +222,6 @@ $$;
 CREATE FUNCTION orchestrator._step_succeeded(run_id uuid, step text, result jsonb)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r     orchestrator.workflow_runs;
@@ -255,7 +246,6 @@ $$;
 CREATE FUNCTION orchestrator._step_done(run_id uuid, d orchestrator.definition_steps)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r     orchestrator.workflow_runs;
@@ -299,7 +289,6 @@ CREATE FUNCTION orchestrator._attempt_failed(run_id uuid, step text, error jsonb
 											 retry_after interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r     orchestrator.workflow_runs;
@@ -341,7 +330,6 @@ $$;
 CREATE FUNCTION orchestrator._run_finish(r orchestrator.workflow_runs, status text, error jsonb)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	s      text;

@@ -20,7 +20,6 @@ $$;
 CREATE FUNCTION orchestrator._lease_expired(run_id uuid, step text, worker text)
 RETURNS void
 LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT orchestrator._attempt_failed(run_id, step,
 		jsonb_build_object('message', 'lease expired', 'worker', worker), true)
@@ -33,6 +32,7 @@ RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input 
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	q     record;
@@ -94,7 +94,6 @@ COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
 CREATE FUNCTION orchestrator._check_lease(run_id uuid, step text, lease_token uuid)
 RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r orchestrator.workflow_runs;
@@ -121,6 +120,7 @@ RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
 	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
@@ -139,6 +139,7 @@ RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
 	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
@@ -157,6 +158,7 @@ RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
 	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN

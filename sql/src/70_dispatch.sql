@@ -9,7 +9,6 @@
 CREATE FUNCTION orchestrator._exec_sql_step(run_id uuid, step text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r       orchestrator.workflow_runs;
@@ -66,7 +65,6 @@ $$;
 CREATE FUNCTION orchestrator._fire_timer(run_id uuid, step text)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r orchestrator.workflow_runs;
@@ -100,6 +98,7 @@ $$;
 CREATE FUNCTION orchestrator._dispatch(max_steps integer, OUT processed integer, OUT next_wake timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	q     record;
