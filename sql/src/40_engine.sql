@@ -95,6 +95,18 @@ BEGIN
 END
 $$;
 
+-- Lock a run without waiting: false when another transaction holds it.
+-- Claimers use it after locking queue rows, so they never wait.
+CREATE FUNCTION orchestrator._try_lock_run(run_id uuid)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	PERFORM 1 FROM orchestrator.workflow_runs r WHERE r.id = _try_lock_run.run_id FOR UPDATE SKIP LOCKED;
+	RETURN FOUND;
+END
+$$;
+
 CREATE FUNCTION orchestrator._may_see(owner name)
 RETURNS boolean
 LANGUAGE sql STABLE

@@ -36,6 +36,7 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
 	q     record;
+	r     orchestrator.workflow_runs;
 	n     integer;
 	token uuid;
 BEGIN
@@ -56,21 +57,23 @@ BEGIN
 			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
 	END IF;
 
-	FOR q IN SELECT w.run_id, w.step, w.lease_token AS old_token, w.worker AS old_worker,
-					r.deadline AS run_deadline, r.name
+	-- Queue rows in index order, then their runs, never waiting (see
+	-- _dispatch): a step of a run that another transaction holds is left
+	-- for the next claim.
+	FOR q IN SELECT w.run_id, w.step, w.lease_token AS old_token, w.worker AS old_worker
 			 FROM orchestrator.work_queue w
-			 JOIN orchestrator.workflow_runs r ON r.id = w.run_id
 			 WHERE w.queue = claim_steps.queue AND w.available_at <= now()
 			 ORDER BY w.priority DESC, w.available_at
 			 LIMIT max_steps
-			 FOR UPDATE OF w, r SKIP LOCKED LOOP
+			 FOR UPDATE SKIP LOCKED LOOP
+		CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
 		IF q.old_token IS NOT NULL THEN
 			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.old_worker);
 			CONTINUE;
 		END IF;
 		token := gen_random_uuid();
-		SELECT * INTO STRICT n FROM orchestrator._step_started(
-			(SELECT w FROM orchestrator.workflow_runs w WHERE w.id = q.run_id), q.step, worker);
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
+		n := orchestrator._step_started(r, q.step, worker);
 		UPDATE orchestrator.work_queue w
 			SET lease_token = token, lease = claim_steps.lease, worker = claim_steps.worker,
 				available_at = now() + claim_steps.lease
@@ -80,8 +83,8 @@ BEGIN
 		attempt := n;
 		lease_token := token;
 		SELECT s.input INTO input FROM orchestrator.workflow_steps s WHERE s.run_id = q.run_id AND s.step = q.step;
-		workflow := q.name;
-		deadline := least(now() + lease, q.run_deadline);
+		workflow := r.name;
+		deadline := least(now() + lease, r.deadline);
 		RETURN NEXT;
 	END LOOP;
 END

@@ -21,6 +21,7 @@ DECLARE
 	msg     text;
 	detail  text;
 	hint    text;
+	ok      boolean;
 BEGIN
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _exec_sql_step.run_id;
 	d := orchestrator._def_step(r, step);
@@ -33,9 +34,11 @@ BEGIN
 		RETURN;
 	END IF;
 	timeout := coalesce(d.timeout, current_setting('orchestrator.default_step_timeout')::interval);
-	-- Everything after the attempt is counted runs in this block: an error
-	-- of the statement (or of recording its result) fails this attempt
-	-- only, and undoes the statement's effects.
+	-- Only the statement runs in the subtransaction: its error fails this
+	-- attempt and undoes its effects.  The bookkeeping stays in the
+	-- top-level transaction, which holds the row locks (a subtransaction
+	-- updating rows its parent locked would create multixacts).
+	ok := true;
 	BEGIN
 		args := coalesce(d.spec -> 'args', '[]');
 		IF strpos(args::text, '"$path"') > 0 THEN
@@ -44,20 +47,24 @@ BEGIN
 		result := orchestrator._run_sql_step(owner, d.spec ->> 'sql',
 			ARRAY(SELECT a FROM jsonb_array_elements(args) a),
 			greatest(1, least(extract(epoch FROM timeout) * 1000, 2147483647))::integer);
-		IF args <> '[]' THEN
-			UPDATE orchestrator.workflow_steps s SET input = jsonb_build_object('args', args)
-				WHERE s.run_id = r.id AND s.step = _exec_sql_step.step;
-		END IF;
-		PERFORM orchestrator._step_succeeded(r.id, step, result);
 	EXCEPTION WHEN query_canceled OR others THEN
 		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
 								detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+		ok := false;
+	END;
+	IF NOT ok THEN
 		-- Syntax and privilege errors (class 42) and unsupported features
 		-- (0A) will not go away by themselves: no retry.
 		PERFORM orchestrator._attempt_failed(r.id, step, jsonb_strip_nulls(jsonb_build_object(
 			'message', msg, 'sqlstate', state, 'detail', nullif(detail, ''), 'hint', nullif(hint, ''))),
 			left(state, 2) NOT IN ('42', '0A'));
-	END;
+		RETURN;
+	END IF;
+	IF args <> '[]' THEN
+		UPDATE orchestrator.workflow_steps s SET input = jsonb_build_object('args', args)
+			WHERE s.run_id = r.id AND s.step = _exec_sql_step.step;
+	END IF;
+	PERFORM orchestrator._step_succeeded(r.id, step, result);
 END
 $$;
 
@@ -106,44 +113,54 @@ DECLARE
 	state text;
 BEGIN
 	processed := 0;
-	FOR q IN SELECT w.run_id, w.step, w.queue, w.worker
+	-- Queue rows first, in index order (queue, priority, age), then their
+	-- runs; a run locked by someone else is skipped this time.  Nobody
+	-- waits, so no lock cycle can form.
+	FOR q IN SELECT w.run_id, w.step
 			 FROM orchestrator.work_queue w
-			 JOIN orchestrator.workflow_runs r ON r.id = w.run_id
-			 WHERE w.queue IN ('@sql', '@timer') AND w.available_at <= now()
+			 WHERE w.queue = '@sql' AND w.available_at <= now()
 			 ORDER BY w.priority DESC, w.available_at
 			 LIMIT max_steps
-			 FOR UPDATE OF w, r SKIP LOCKED LOOP
-		IF q.queue = '@sql' THEN
-			-- Guards its own statement with a subtransaction.
-			PERFORM orchestrator._exec_sql_step(q.run_id, q.step);
-			processed := processed + 1;
-			CONTINUE;
-		END IF;
-		BEGIN
-			PERFORM orchestrator._fire_timer(q.run_id, q.step);
-		EXCEPTION WHEN others THEN
-			-- An error of the engine itself: fail the step rather than retry
-			-- the whole batch forever.
-			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
-			RAISE WARNING 'orchestrator: step "%" of run % failed in the dispatcher: %', q.step, q.run_id, msg;
-			IF left(q.step, 1) = '@' THEN
-				DELETE FROM orchestrator.work_queue w WHERE w.run_id = q.run_id AND w.step = q.step;
-			ELSE
-				PERFORM orchestrator._attempt_failed(q.run_id, q.step,
-					jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
-			END IF;
-		END;
+			 FOR UPDATE SKIP LOCKED LOOP
+		CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
+		PERFORM orchestrator._exec_sql_step(q.run_id, q.step);
 		processed := processed + 1;
 	END LOOP;
 
 	IF processed < max_steps THEN
+		FOR q IN SELECT w.run_id, w.step
+				 FROM orchestrator.work_queue w
+				 WHERE w.queue = '@timer' AND w.priority = 0 AND w.available_at <= now()
+				 ORDER BY w.priority DESC, w.available_at
+				 LIMIT max_steps - processed
+				 FOR UPDATE SKIP LOCKED LOOP
+			CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
+			BEGIN
+				PERFORM orchestrator._fire_timer(q.run_id, q.step);
+			EXCEPTION WHEN others THEN
+				-- An error of the engine itself: fail the step rather than
+				-- retry the whole batch forever.
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+				RAISE WARNING 'orchestrator: timer "%" of run % failed in the dispatcher: %', q.step, q.run_id, msg;
+				IF left(q.step, 1) = '@' THEN
+					DELETE FROM orchestrator.work_queue w WHERE w.run_id = q.run_id AND w.step = q.step;
+				ELSE
+					PERFORM orchestrator._attempt_failed(q.run_id, q.step,
+						jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
+				END IF;
+			END;
+			processed := processed + 1;
+		END LOOP;
+	END IF;
+
+	IF processed < max_steps THEN
 		FOR q IN SELECT w.run_id, w.step, w.worker
 				 FROM orchestrator.work_queue w
-				 JOIN orchestrator.workflow_runs r ON r.id = w.run_id
 				 WHERE w.lease_token IS NOT NULL AND w.available_at <= now()
 				 ORDER BY w.available_at
 				 LIMIT max_steps - processed
-				 FOR UPDATE OF w, r SKIP LOCKED LOOP
+				 FOR UPDATE SKIP LOCKED LOOP
+			CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
 			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.worker);
 			processed := processed + 1;
 		END LOOP;
