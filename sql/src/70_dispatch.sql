@@ -183,7 +183,9 @@ BEGIN
 		) due(t);
 		-- Work that is due but locked belongs to another dispatcher's open
 		-- transaction: look again shortly rather than spin.
-		next_wake := greatest(next_wake, clock_timestamp() + interval '20 milliseconds');
+		IF next_wake IS NOT NULL THEN
+			next_wake := greatest(next_wake, clock_timestamp() + interval '20 milliseconds');
+		END IF;
 	END IF;
 END
 $$;
