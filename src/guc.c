@@ -3,9 +3,9 @@
  * guc.c
  *	  Configuration parameters (orchestrator.*) of the orchestrator extension.
  *
- * The worker settings are read by the C code; the two interval settings are
- * read by the SQL functions with current_setting() and are only validated
- * here.
+ * The worker settings are read by the C code; the interval, retention and
+ * partition settings are read by the SQL functions with current_setting()
+ * and are only validated here.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,6 +23,17 @@ int			orchestrator_batch_size = 64;
 int			orchestrator_poll_interval = 1000;
 char	   *orchestrator_default_lease = NULL;
 char	   *orchestrator_default_step_timeout = NULL;
+char	   *orchestrator_retention = NULL;
+int			orchestrator_archive_mode = ORCHESTRATOR_ARCHIVE_DROP;
+int			orchestrator_partitions_ahead = 7;
+bool		orchestrator_restoring = false;
+
+/* Values of orchestrator.archive_mode; maintain() reads the name. */
+static const struct config_enum_entry archive_mode_options[] = {
+	{"drop", ORCHESTRATOR_ARCHIVE_DROP, false},
+	{"detach", ORCHESTRATOR_ARCHIVE_DETACH, false},
+	{NULL, 0, false}
+};
 
 /*
  * parse_positive_interval
@@ -150,6 +161,44 @@ orchestrator_define_gucs(void)
 							   PGC_USERSET,
 							   0,
 							   check_positive_interval, NULL, NULL);
+
+	DefineCustomStringVariable("orchestrator.retention",
+							   "How long finished runs are kept, counted from their completion.",
+							   "orchestrator.maintain() removes runs that finished longer ago, with their steps and events.",
+							   &orchestrator_retention,
+							   "90 days",
+							   PGC_SUSET,
+							   0,
+							   check_positive_interval, NULL, NULL);
+
+	DefineCustomEnumVariable("orchestrator.archive_mode",
+							 "What orchestrator.maintain() does with a partition whose runs have all expired.",
+							 "drop deletes it; detach moves it to schema orchestrator_archive.",
+							 &orchestrator_archive_mode,
+							 ORCHESTRATOR_ARCHIVE_DROP,
+							 archive_mode_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.partitions_ahead",
+							"Number of daily history partitions kept ahead of today.",
+							NULL,
+							&orchestrator_partitions_ahead,
+							7,
+							1, 366,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("orchestrator.restoring",
+							 "Skip creating partitions in CREATE EXTENSION (set while restoring a dump).",
+							 "A dump holds the partitions; creating them at install would collide.",
+							 &orchestrator_restoring,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("orchestrator");
 }

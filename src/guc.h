@@ -18,6 +18,15 @@ extern int	orchestrator_poll_interval;
 extern char *orchestrator_default_lease;
 extern char *orchestrator_default_step_timeout;
 
+/* Values of orchestrator.archive_mode. */
+#define ORCHESTRATOR_ARCHIVE_DROP	0
+#define ORCHESTRATOR_ARCHIVE_DETACH	1
+
+extern char *orchestrator_retention;
+extern int	orchestrator_archive_mode;
+extern int	orchestrator_partitions_ahead;
+extern bool orchestrator_restoring;
+
 extern void orchestrator_define_gucs(void);
 
 #endif							/* ORCHESTRATOR_GUC_H */

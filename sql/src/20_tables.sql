@@ -166,4 +166,7 @@ BEGIN
 END
 $$;
 
-SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 1, 9);
+-- Not while restoring a dump (orchestrator.restoring = on): the dump brings
+-- its own partitions, and these would collide with them.
+SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 1, 9)
+WHERE NOT pg_catalog.current_setting('orchestrator.restoring')::boolean;

@@ -1,0 +1,293 @@
+-- Maintenance: partitions ahead, retention by completion time, archival,
+-- scheduling with pg_cron, and what pg_dump keeps.
+--
+-- History partitions are ordinary tables, not extension members: pg_dump
+-- dumps them (definition and rows) like any table, and a restore recreates
+-- them.  The partitions the install script created are released from the
+-- extension here; a restore runs CREATE EXTENSION with
+-- orchestrator.restoring = on so that it creates none (see
+-- docs/operations.md).
+
+DO $release$
+DECLARE
+	part regclass;
+BEGIN
+	FOR part IN SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
+				WHERE i.inhparent IN ('orchestrator.workflow_runs'::regclass,
+									  'orchestrator.workflow_steps'::regclass,
+									  'orchestrator.workflow_events'::regclass)
+				ORDER BY 1 LOOP
+		EXECUTE format('ALTER EXTENSION orchestrator DROP TABLE %s', part);
+	END LOOP;
+END
+$release$;
+
+-- Indexes for retention (finished_at) and for the analytics views (day of
+-- creation, minute of completion, in UTC so that they are immutable).  Each
+-- partition gets its own copy.
+CREATE INDEX workflow_runs_finished_at ON orchestrator.workflow_runs (finished_at);
+CREATE INDEX workflow_runs_created_day ON orchestrator.workflow_runs
+	((date_trunc('day', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'));
+CREATE INDEX workflow_runs_finished_minute ON orchestrator.workflow_runs
+	((date_trunc('minute', finished_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'))
+	WHERE finished_at IS NOT NULL;
+-- Retention removes the idempotency keys of the runs it removes.
+CREATE INDEX idempotency_keys_run ON orchestrator.idempotency_keys (run_id);
+
+-- Days (UTC) after today for which every history table has a partition.
+CREATE FUNCTION orchestrator._partitions_ahead()
+RETURNS integer
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	today date := (now() AT TIME ZONE 'UTC')::date;
+	n     integer := 0;
+BEGIN
+	LOOP
+		EXIT WHEN n >= 1000
+			OR to_regclass(format('orchestrator.workflow_runs_p%s', to_char(today + n + 1, 'YYYYMMDD'))) IS NULL
+			OR to_regclass(format('orchestrator.workflow_steps_p%s', to_char(today + n + 1, 'YYYYMMDD'))) IS NULL
+			OR to_regclass(format('orchestrator.workflow_events_p%s', to_char(today + n + 1, 'YYYYMMDD'))) IS NULL;
+		n := n + 1;
+	END LOOP;
+	RETURN n;
+END
+$$;
+
+-- Remove the given runs (all created on one UTC day) with their steps,
+-- events, signals and idempotency keys.  The day's bounds are spelled out so
+-- that each statement touches one partition.
+CREATE FUNCTION orchestrator._delete_runs(day date, ids uuid[])
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lo uuid := orchestrator.uuid_v7_boundary(day::timestamp AT TIME ZONE 'UTC');
+	hi uuid := orchestrator.uuid_v7_boundary((day + 1)::timestamp AT TIME ZONE 'UTC');
+	n  bigint;
+BEGIN
+	EXECUTE format('DELETE FROM orchestrator.workflow_events WHERE run_id >= %L AND run_id < %L AND run_id = ANY ($1)', lo, hi) USING ids;
+	EXECUTE format('DELETE FROM orchestrator.workflow_steps WHERE run_id >= %L AND run_id < %L AND run_id = ANY ($1)', lo, hi) USING ids;
+	DELETE FROM orchestrator.signals s WHERE s.run_id = ANY (ids);
+	DELETE FROM orchestrator.idempotency_keys k WHERE k.run_id = ANY (ids);
+	EXECUTE format('DELETE FROM orchestrator.workflow_runs WHERE id >= %L AND id < %L AND id = ANY ($1)', lo, hi) USING ids;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+
+CREATE FUNCTION orchestrator.maintain(max_runs integer DEFAULT 10000)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '5s'
+AS $$
+DECLARE
+	retention  interval := current_setting('orchestrator.retention')::interval;
+	mode       text := current_setting('orchestrator.archive_mode');
+	ahead      integer := current_setting('orchestrator.partitions_ahead')::integer;
+	cutoff     timestamptz := now() - retention;
+	today      date := (now() AT TIME ZONE 'UTC')::date;
+	created    integer;
+	day        date;
+	lo         uuid;
+	hi         uuid;
+	total      bigint;
+	live       bigint;
+	unexpired  bigint;
+	last_done  timestamptz;
+	retire     jsonb := '[]';
+	kept       jsonb := '[]';
+	retired    jsonb := '[]';
+	skipped    jsonb := '[]';
+	retire_days date[] := '{}';
+	deleted    bigint := 0;
+	batch      record;
+	more       boolean;
+	item       jsonb;
+	tbl        text;
+	part       text;
+BEGIN
+	IF max_runs IS NULL OR max_runs < 1 THEN
+		RAISE EXCEPTION 'max_runs must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(max_runs::text, 'NULL')),
+			HINT = 'It bounds how many expired runs one call deletes row by row; the default is 10000.';
+	END IF;
+	-- One maintain() at a time; a concurrent call reports and returns.
+	IF NOT pg_try_advisory_xact_lock(hashtext('orchestrator.maintain')) THEN
+		RETURN jsonb_build_object('skipped', true, 'reason', 'another maintain() is running');
+	END IF;
+
+	created := orchestrator._create_partitions(today, ahead + 1);
+
+	-- Partitions of days that ended before the cutoff: retire a day whole when
+	-- every run in it finished before the cutoff; otherwise keep it (its live
+	-- runs stay reachable) and delete its expired runs row by row below.
+	FOR day IN SELECT to_date(substr(c.relname, length('workflow_runs_p') + 1), 'YYYYMMDD')
+			   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+			   WHERE i.inhparent = 'orchestrator.workflow_runs'::regclass
+				 AND c.relname ~ '^workflow_runs_p[0-9]{8}$'
+			   ORDER BY 1 LOOP
+		EXIT WHEN (day + 1)::timestamp AT TIME ZONE 'UTC' > least(cutoff, now() - interval '1 minute');
+		part := format('orchestrator.workflow_runs_p%s', to_char(day, 'YYYYMMDD'));
+		EXECUTE format('SELECT count(*), count(*) FILTER (WHERE finished_at IS NULL),
+							   count(*) FILTER (WHERE finished_at >= $1), max(finished_at) FROM %s', part)
+			INTO total, live, unexpired, last_done USING cutoff;
+		IF live = 0 AND unexpired = 0 THEN
+			retire := retire || jsonb_build_object('day', day, 'runs', total, 'last_finished_at', last_done);
+			retire_days := retire_days || day;
+		ELSE
+			kept := kept || jsonb_build_object('day', day, 'runs', total, 'unfinished_runs', live,
+											   'unexpired_runs', unexpired);
+		END IF;
+	END LOOP;
+
+	-- Row by row: expired runs outside the partitions retired whole, oldest
+	-- completion first, at most max_runs per call.
+	FOR batch IN
+		SELECT d.day, array_agg(d.id) AS ids
+		FROM (SELECT w.id, (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date AS day
+			  FROM orchestrator.workflow_runs w
+			  WHERE w.finished_at < cutoff
+				AND (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date <> ALL (retire_days)
+			  ORDER BY w.finished_at, w.id
+			  LIMIT max_runs) d
+		GROUP BY d.day ORDER BY d.day
+	LOOP
+		deleted := deleted + orchestrator._delete_runs(batch.day, batch.ids);
+	END LOOP;
+	more := EXISTS (
+		SELECT 1 FROM orchestrator.workflow_runs w WHERE w.finished_at < cutoff
+		  AND (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date <> ALL (retire_days));
+
+	-- Whole partitions last, so the exclusive locks they take on the parent
+	-- tables are held only until the commit that follows.  A day whose
+	-- partitions cannot be locked in time is left for the next call.
+	IF mode = 'detach' AND cardinality(retire_days) > 0 AND to_regnamespace('orchestrator_archive') IS NULL THEN
+		CREATE SCHEMA orchestrator_archive;
+		COMMENT ON SCHEMA orchestrator_archive IS 'history partitions detached by orchestrator.maintain()';
+		REVOKE ALL ON SCHEMA orchestrator_archive FROM PUBLIC;
+		GRANT USAGE ON SCHEMA orchestrator_archive TO orchestrator_admin;
+	END IF;
+	FOR item IN SELECT x FROM jsonb_array_elements(retire) x ORDER BY x ->> 'last_finished_at' NULLS FIRST, x ->> 'day' LOOP
+		day := (item ->> 'day')::date;
+		lo := orchestrator.uuid_v7_boundary(day::timestamp AT TIME ZONE 'UTC');
+		hi := orchestrator.uuid_v7_boundary((day + 1)::timestamp AT TIME ZONE 'UTC');
+		BEGIN
+			LOCK TABLE orchestrator.workflow_runs, orchestrator.workflow_steps, orchestrator.workflow_events
+				IN ACCESS EXCLUSIVE MODE;
+			DELETE FROM orchestrator.signals s WHERE s.run_id >= lo AND s.run_id < hi;
+			DELETE FROM orchestrator.idempotency_keys k WHERE k.run_id >= lo AND k.run_id < hi;
+			FOREACH tbl IN ARRAY ARRAY['workflow_events', 'workflow_steps', 'workflow_runs'] LOOP
+				part := format('%s_p%s', tbl, to_char(day, 'YYYYMMDD'));
+				CONTINUE WHEN to_regclass(format('orchestrator.%I', part)) IS NULL;
+				IF mode = 'detach' THEN
+					EXECUTE format('ALTER TABLE orchestrator.%I DETACH PARTITION orchestrator.%I', tbl, part);
+					EXECUTE format('ALTER TABLE orchestrator.%I SET SCHEMA orchestrator_archive', part);
+					EXECUTE format('GRANT SELECT ON orchestrator_archive.%I TO orchestrator_admin', part);
+				ELSE
+					EXECUTE format('DROP TABLE orchestrator.%I', part);
+				END IF;
+			END LOOP;
+			retired := retired || (item || jsonb_build_object('action', CASE mode WHEN 'detach' THEN 'detached' ELSE 'dropped' END));
+		EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+			skipped := skipped || jsonb_build_object('day', day, 'reason', SQLERRM);
+		END;
+	END LOOP;
+
+	RETURN jsonb_build_object(
+		'retention', retention,
+		'archive_mode', mode,
+		'cutoff', cutoff,
+		'partitions_created', created,
+		'partitions_ahead', orchestrator._partitions_ahead(),
+		'partitions_retired', retired,
+		'partitions_kept', kept,
+		'partitions_skipped', skipped,
+		'runs_deleted', deleted,
+		'more', more);
+END
+$$;
+COMMENT ON FUNCTION orchestrator.maintain(integer) IS
+'create partitions ahead, retire runs that finished longer than orchestrator.retention ago (whole days detached or dropped, the rest row by row, oldest completion first); returns a report';
+
+-- Schedule maintain() with pg_cron (one job per database, by name: calling
+-- again changes the schedule and returns the same job id).
+CREATE FUNCTION orchestrator.schedule_maintenance(schedule text DEFAULT '*/10 * * * *')
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	job bigint;
+BEGIN
+	IF schedule IS NULL OR btrim(schedule) = '' THEN
+		RAISE EXCEPTION 'schedule must not be empty' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use a cron expression such as ''*/10 * * * *''.';
+	END IF;
+	IF to_regprocedure('cron.schedule(text, text, text)') IS NULL THEN
+		RAISE EXCEPTION 'pg_cron is not installed in database %', current_database()
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('cron.database_name is %s.', coalesce(current_setting('cron.database_name', true), 'not set')),
+				  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, and run CREATE EXTENSION pg_cron; '
+						 'or schedule "SELECT orchestrator.maintain()" with cron.schedule_in_database() from the pg_cron database.';
+	END IF;
+	BEGIN
+		EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO job
+			USING 'orchestrator-maintenance:' || current_database(), schedule, 'SELECT orchestrator.maintain()';
+	EXCEPTION WHEN invalid_parameter_value OR internal_error OR invalid_text_representation OR data_exception THEN
+		RAISE EXCEPTION 'invalid schedule %', quote_literal(schedule) USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = SQLERRM,
+			HINT = 'Use a cron expression of five fields, such as ''*/10 * * * *'' (every ten minutes).';
+	END;
+	RETURN job;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.schedule_maintenance(text) IS
+'schedule orchestrator.maintain() with pg_cron; returns the pg_cron job id';
+
+CREATE FUNCTION orchestrator.unschedule_maintenance()
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	found_job boolean;
+BEGIN
+	IF to_regprocedure('cron.unschedule(name)') IS NULL THEN
+		RETURN false;
+	END IF;
+	EXECUTE 'SELECT EXISTS (SELECT 1 FROM cron.job WHERE jobname = $1 AND username = current_user)'
+		INTO found_job USING 'orchestrator-maintenance:' || current_database();
+	IF NOT found_job THEN
+		RETURN false;
+	END IF;
+	EXECUTE 'SELECT cron.unschedule($1::name)' INTO found_job USING 'orchestrator-maintenance:' || current_database();
+	RETURN found_job;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.unschedule_maintenance() IS
+'remove the pg_cron job of schedule_maintenance(); false when there was none';
+
+-- pg_dump: the rows of the extension's own tables (definitions, the work
+-- queue, signals, ...) are dumped with the data; the partitions of the
+-- history tables are ordinary tables and dumped anyway.
+DO $dump$
+DECLARE
+	t regclass;
+BEGIN
+	FOR t IN SELECT c.oid::regclass FROM pg_catalog.pg_class c
+			 JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+				  AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+			 JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'orchestrator'
+			 WHERE c.relkind = 'r'
+			 ORDER BY 1 LOOP
+		PERFORM pg_catalog.pg_extension_config_dump(t, '');
+	END LOOP;
+END
+$dump$;
