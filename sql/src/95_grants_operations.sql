@@ -8,3 +8,12 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.schedule_maintenance(text),
 	orchestrator.unschedule_maintenance()
 TO orchestrator_admin;
+
+GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orchestrator_admin;
+
+GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestrator.error_rates,
+	orchestrator.step_errors, orchestrator.throughput, orchestrator.queue_depth,
+	orchestrator.costs_per_day
+TO orchestrator_user;
+-- Called by the views with the caller's rights; reveals nothing.
+GRANT EXECUTE ON FUNCTION orchestrator._tokens(jsonb) TO orchestrator_user;

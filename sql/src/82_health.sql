@@ -1,0 +1,136 @@
+-- Health and metrics for operators: health() as JSON for a probe or a
+-- human, metrics() in the Prometheus text exposition format for
+-- postgres_exporter (custom query) or a scrape proxy.
+
+-- Per queue: ready now, scheduled later (retries, timers), running under a
+-- lease, and the age of the oldest ready item.
+CREATE FUNCTION orchestrator._queue_stats(
+	OUT queue text, OUT ready bigint, OUT scheduled bigint, OUT running bigint,
+	OUT oldest_ready_age_seconds double precision)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT q.queue,
+		   count(*) FILTER (WHERE q.lease_token IS NULL AND q.available_at <= now()),
+		   count(*) FILTER (WHERE q.lease_token IS NULL AND q.available_at > now()),
+		   count(*) FILTER (WHERE q.lease_token IS NOT NULL),
+		   coalesce(extract(epoch FROM now() - min(q.available_at)
+				FILTER (WHERE q.lease_token IS NULL AND q.available_at <= now()))::double precision, 0)
+	FROM orchestrator.work_queue q
+	GROUP BY q.queue
+$$;
+
+CREATE FUNCTION orchestrator.health()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	configured integer := current_setting('orchestrator.workers')::integer;
+	alive      integer;
+	last_turn  timestamptz;
+	queues     jsonb;
+	depth      bigint;
+	oldest     double precision;
+	ahead      integer := orchestrator._partitions_ahead();
+	active     bigint;
+	problems   text[] := '{}';
+BEGIN
+	SELECT count(*), max(w.last_active) INTO alive, last_turn
+	FROM orchestrator._worker_status() w
+	WHERE w.pid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid);
+	SELECT coalesce(jsonb_agg(jsonb_build_object('queue', s.queue, 'ready', s.ready, 'scheduled', s.scheduled,
+					'running', s.running, 'oldest_ready_age_seconds', round(s.oldest_ready_age_seconds::numeric, 3))
+				ORDER BY s.queue), '[]'),
+		   coalesce(sum(s.ready), 0), coalesce(max(s.oldest_ready_age_seconds), 0)
+	INTO queues, depth, oldest
+	FROM orchestrator._queue_stats() s;
+	SELECT count(*) INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
+
+	IF alive < configured THEN
+		problems := problems || format('%s of %s dispatchers running', alive, configured);
+	END IF;
+	IF ahead < 1 THEN
+		problems := problems || 'no partition for tomorrow: run orchestrator.maintain()';
+	END IF;
+	RETURN jsonb_build_object(
+		'status', CASE WHEN cardinality(problems) = 0 THEN 'ok' ELSE 'degraded' END,
+		'problems', to_jsonb(problems),
+		'workers', jsonb_build_object('configured', configured, 'alive', alive, 'last_active', last_turn),
+		'active_runs', active,
+		'queue_depth', depth,
+		'oldest_ready_age_seconds', round(oldest::numeric, 3),
+		'queues', queues,
+		'partitions_ahead', ahead,
+		-- HTTP steps (and their per-host circuit breakers) are not part of
+		-- this version: the list is always empty until they are.
+		'open_circuit_breakers', '[]'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION orchestrator.health() IS
+'workers alive, queue depth and oldest ready age per queue, active runs, partitions ahead, open circuit breakers';
+
+-- A Prometheus label value: backslash, double quote and newline escaped.
+CREATE FUNCTION orchestrator._prom_label(v text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT replace(replace(replace(coalesce(v, ''), E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') $$;
+
+CREATE FUNCTION orchestrator.metrics()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	out text := '';
+	h   jsonb := orchestrator.health();
+	q   record;
+	w   record;
+	r   record;
+BEGIN
+	out := out || E'# HELP orchestrator_up 1 when health() reports no problem.\n# TYPE orchestrator_up gauge\n'
+		|| format(E'orchestrator_up %s\n', CASE h ->> 'status' WHEN 'ok' THEN 1 ELSE 0 END);
+	out := out || E'# HELP orchestrator_workers_configured Dispatchers configured (orchestrator.workers).\n# TYPE orchestrator_workers_configured gauge\n'
+		|| format(E'orchestrator_workers_configured %s\n', h -> 'workers' ->> 'configured');
+	out := out || E'# HELP orchestrator_workers_alive Dispatchers running.\n# TYPE orchestrator_workers_alive gauge\n'
+		|| format(E'orchestrator_workers_alive %s\n', h -> 'workers' ->> 'alive');
+	out := out || E'# HELP orchestrator_worker_steps_total Steps handled by a dispatcher since it started.\n# TYPE orchestrator_worker_steps_total counter\n';
+	FOR w IN SELECT s.slot, s.steps_processed FROM orchestrator._worker_status() s ORDER BY s.slot LOOP
+		out := out || format(E'orchestrator_worker_steps_total{slot="%s"} %s\n', w.slot, w.steps_processed);
+	END LOOP;
+	out := out || E'# HELP orchestrator_active_runs Runs not finished (pending, running).\n# TYPE orchestrator_active_runs gauge\n'
+		|| format(E'orchestrator_active_runs %s\n', h ->> 'active_runs');
+	out := out || E'# HELP orchestrator_queue_ready Steps ready to be claimed, per queue.\n# TYPE orchestrator_queue_ready gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_ready{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.ready);
+	END LOOP;
+	out := out || E'# HELP orchestrator_queue_scheduled Steps waiting for a retry or timer, per queue.\n# TYPE orchestrator_queue_scheduled gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_scheduled{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.scheduled);
+	END LOOP;
+	out := out || E'# HELP orchestrator_queue_running Steps claimed under a lease, per queue.\n# TYPE orchestrator_queue_running gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_running{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.running);
+	END LOOP;
+	out := out || E'# HELP orchestrator_queue_oldest_ready_age_seconds Age of the oldest ready step, per queue.\n# TYPE orchestrator_queue_oldest_ready_age_seconds gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_oldest_ready_age_seconds{queue="%s"} %s\n',
+			orchestrator._prom_label(q.queue), round(q.oldest_ready_age_seconds::numeric, 3));
+	END LOOP;
+	out := out || E'# HELP orchestrator_runs_finished_5m Runs finished in the last 5 minutes, per workflow and status.\n# TYPE orchestrator_runs_finished_5m gauge\n';
+	FOR r IN SELECT x.name, x.status, count(*) AS n FROM orchestrator.workflow_runs x
+			 WHERE x.finished_at >= now() - interval '5 minutes'
+			 GROUP BY x.name, x.status ORDER BY x.name, x.status LOOP
+		out := out || format(E'orchestrator_runs_finished_5m{workflow="%s",status="%s"} %s\n',
+			orchestrator._prom_label(r.name), orchestrator._prom_label(r.status), r.n);
+	END LOOP;
+	out := out || E'# HELP orchestrator_partitions_ahead Days after today with history partitions.\n# TYPE orchestrator_partitions_ahead gauge\n'
+		|| format(E'orchestrator_partitions_ahead %s\n', h ->> 'partitions_ahead');
+	RETURN out;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.metrics() IS
+'health and queue metrics in the Prometheus text exposition format (version 0.0.4)';

@@ -1,0 +1,127 @@
+-- Analytics views for psql and Grafana.
+--
+-- Each view is security_barrier and shows only the caller's runs (members of
+-- orchestrator_admin see all), as orchestrator.runs does.  The admin check is
+-- an uncorrelated subquery, evaluated once per query rather than per row;
+-- the per-row test is owner = _caller().  Days and minutes are UTC and are
+-- returned as timestamptz, so Grafana's $__timeFilter(day) works on them.
+-- A filter on "day" (or "minute") is pushed into the view and answered from
+-- the expression indexes on workflow_runs (see 80_maintenance.sql); a day is
+-- the day the run was created.
+
+-- Runs per definition, tenant, status and day.
+CREATE VIEW orchestrator.runs_per_day WITH (security_barrier) AS
+	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
+		   r.name AS workflow, r.tenant, r.status,
+		   count(*) AS runs,
+		   sum(r.cost)::numeric(20,4) AS cost,
+		   avg(extract(epoch FROM r.finished_at - r.created_at))::double precision AS avg_seconds
+	FROM orchestrator.workflow_runs r
+	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller()
+	GROUP BY 1, 2, 3, 4;
+COMMENT ON VIEW orchestrator.runs_per_day IS 'runs per UTC day of creation, workflow, tenant and status';
+
+-- Step duration percentiles (seconds, started to finished, succeeded
+-- attempts) per definition, step and day.
+CREATE VIEW orchestrator.step_durations WITH (security_barrier) AS
+	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
+		   r.name AS workflow, s.step, s.kind,
+		   count(*) AS samples,
+		   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision) AS p50,
+		   percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision) AS p95,
+		   percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision) AS p99,
+		   max(extract(epoch FROM s.finished_at - s.started_at))::double precision AS max
+	FROM orchestrator.workflow_runs r
+	JOIN orchestrator.workflow_steps s ON s.run_id = r.id
+	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
+	  AND s.status = 'succeeded' AND s.started_at IS NOT NULL
+	GROUP BY 1, 2, 3, 4;
+COMMENT ON VIEW orchestrator.step_durations IS 'p50, p95, p99 and max duration in seconds of succeeded steps, per UTC day, workflow and step';
+
+-- Error rates of finished runs per definition, tenant and day.
+CREATE VIEW orchestrator.error_rates WITH (security_barrier) AS
+	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
+		   r.name AS workflow, r.tenant,
+		   count(*) AS finished,
+		   count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+		   count(*) FILTER (WHERE r.status = 'failed') AS failed,
+		   count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+		   round(count(*) FILTER (WHERE r.status = 'failed')::numeric / count(*), 4) AS error_rate
+	FROM orchestrator.workflow_runs r
+	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
+	  AND r.finished_at IS NOT NULL
+	GROUP BY 1, 2, 3;
+COMMENT ON VIEW orchestrator.error_rates IS 'finished, succeeded, failed and cancelled runs and the failed share, per UTC day, workflow and tenant';
+
+-- The errors of failed and dead steps, by message.
+CREATE VIEW orchestrator.step_errors WITH (security_barrier) AS
+	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
+		   r.name AS workflow, s.step,
+		   coalesce(s.error ->> 'message', s.error #>> '{}', '(no error)') AS message,
+		   s.error ->> 'sqlstate' AS sqlstate,
+		   count(*) AS occurrences,
+		   max(s.finished_at) AS last_seen
+	FROM orchestrator.workflow_runs r
+	JOIN orchestrator.workflow_steps s ON s.run_id = r.id
+	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
+	  AND s.status IN ('failed', 'dead')
+	GROUP BY 1, 2, 3, 4, 5;
+COMMENT ON VIEW orchestrator.step_errors IS 'errors of failed and dead steps by message, per UTC day, workflow and step: sort by occurrences for the most common';
+
+-- Runs finished per minute.
+CREATE VIEW orchestrator.throughput WITH (security_barrier) AS
+	SELECT date_trunc('minute', r.finished_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS minute,
+		   r.name AS workflow, r.status,
+		   count(*) AS runs
+	FROM orchestrator.workflow_runs r
+	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
+	  AND r.finished_at IS NOT NULL
+	GROUP BY 1, 2, 3;
+COMMENT ON VIEW orchestrator.throughput IS 'runs finished per UTC minute, workflow and final status';
+
+-- Queue depth now: ready, scheduled (retry or timer due later), running
+-- (leased), and the age of the oldest ready step, per queue.
+CREATE VIEW orchestrator.queue_depth WITH (security_barrier) AS
+	SELECT q.queue,
+		   count(*) FILTER (WHERE q.lease_token IS NULL AND q.available_at <= now()) AS ready,
+		   count(*) FILTER (WHERE q.lease_token IS NULL AND q.available_at > now()) AS scheduled,
+		   count(*) FILTER (WHERE q.lease_token IS NOT NULL) AS running,
+		   coalesce(extract(epoch FROM now() - min(q.available_at)
+				FILTER (WHERE q.lease_token IS NULL AND q.available_at <= now()))::double precision, 0) AS oldest_ready_age_seconds
+	FROM orchestrator.work_queue q
+	JOIN orchestrator.workflow_runs r ON r.id = q.run_id
+	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller()
+	GROUP BY q.queue;
+COMMENT ON VIEW orchestrator.queue_depth IS 'steps ready, scheduled and running per queue, and the age in seconds of the oldest ready one';
+
+-- Tokens reported by a step result: a number, or an object with "total",
+-- or an object whose numeric fields are summed ({"input": 10, "output": 5}).
+CREATE FUNCTION orchestrator._tokens(result jsonb)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE jsonb_typeof(result -> 'tokens')
+		WHEN 'number' THEN (result ->> 'tokens')::numeric
+		WHEN 'object' THEN CASE jsonb_typeof(result -> 'tokens' -> 'total')
+			WHEN 'number' THEN (result -> 'tokens' ->> 'total')::numeric
+			ELSE (SELECT sum((e.value #>> '{}')::numeric) FROM jsonb_each(result -> 'tokens') e
+				  WHERE jsonb_typeof(e.value) = 'number') END
+		END
+$$;
+
+-- Cost (numeric, 4 decimal places, summed exactly) and tokens per
+-- definition, tenant and day.  Cost is what the steps reported in "cost"
+-- (accumulated on the run); tokens are summed from the steps' results.
+CREATE VIEW orchestrator.costs_per_day WITH (security_barrier) AS
+	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
+		   r.name AS workflow, r.tenant,
+		   count(*) AS runs,
+		   sum(r.cost)::numeric(20,4) AS cost,
+		   coalesce(sum(t.tokens), 0) AS tokens
+	FROM orchestrator.workflow_runs r
+	LEFT JOIN LATERAL (SELECT sum(orchestrator._tokens(s.result)) AS tokens
+					   FROM orchestrator.workflow_steps s
+					   WHERE s.run_id = r.id AND s.result ? 'tokens') t ON true
+	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller()
+	GROUP BY 1, 2, 3;
+COMMENT ON VIEW orchestrator.costs_per_day IS 'runs, cost (4 decimal places) and tokens per UTC day of creation, workflow and tenant';

@@ -1,0 +1,101 @@
+\set SHOW_CONTEXT never
+-- health(), metrics() and the analytics views.
+
+-- A ready external step shows up in the queue depth.
+SELECT orchestrator.define_workflow('health_wf', '{"steps": [{"name": "w", "kind": "external", "queue": "q_health"}]}') AS v;
+SELECT orchestrator.start_workflow('health_wf') IS NOT NULL AS started;
+SELECT h ->> 'status' AS status, h -> 'workers' -> 'configured' AS configured,
+       h -> 'workers' -> 'alive' AS alive, (h ->> 'partitions_ahead')::int >= 7 AS partitions_ahead,
+       h -> 'open_circuit_breakers' AS breakers, jsonb_typeof(h -> 'queues') AS queues,
+       (h ->> 'active_runs')::int >= 1 AS active_runs
+FROM orchestrator.health() h;
+SELECT q -> 'ready' AS ready, q -> 'running' AS running, (q ->> 'oldest_ready_age_seconds')::numeric >= 0 AS age
+FROM orchestrator.health() h, jsonb_array_elements(h -> 'queues') q WHERE q ->> 'queue' = 'q_health';
+-- metrics(): Prometheus text format; every sample belongs to a declared family.
+SELECT regexp_replace(line, '(age_seconds\{[^}]*\}) [0-9.]+$', '\1 <age>') AS line
+FROM regexp_split_to_table(orchestrator.metrics(), E'\n') line
+WHERE line LIKE '%q_health%' OR line LIKE 'orchestrator_workers_%' OR line LIKE 'orchestrator_up %' ORDER BY 1;
+SELECT count(*) AS undeclared_samples
+FROM regexp_split_to_table(orchestrator.metrics(), E'\n') line
+WHERE line <> '' AND line NOT LIKE '#%'
+  AND position('# TYPE ' || split_part(split_part(line, '{', 1), ' ', 1) || ' ' IN orchestrator.metrics()) = 0;
+SELECT orchestrator._prom_label(E'a"b\\c\nd') AS escaped;
+-- For administrators only.
+SET ROLE alice;
+SELECT try('SELECT orchestrator.health()') AS user_health, try('SELECT orchestrator.metrics()') AS user_metrics;
+RESET ROLE;
+
+-- Generated history with known numbers, made directly in the tables: 100
+-- runs of "analytics_wf" created today from midnight UTC, one per
+-- millisecond; run i has tenant t1 (odd i) or t2, fails when i is a multiple
+-- of 10, costs i/10000, its step "timed" lasts i seconds, its step "work"
+-- reports tokens.  Runs 1-5 belong to alice, the rest to postgres.
+CREATE FUNCTION midnight() RETURNS timestamptz LANGUAGE sql AS
+	$$ SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' $$;
+INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, input, created_at,
+	started_at, finished_at, cost, steps_open, error)
+SELECT orchestrator.uuid_v7_boundary(midnight() + i * interval '1 millisecond' + interval '7 microseconds'),
+	   'analytics_wf', 1, CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END,
+	   CASE WHEN i % 2 = 1 THEN 't1' ELSE 't2' END,
+	   CASE WHEN i <= 5 THEN 'alice' ELSE 'postgres' END, '{}',
+	   midnight() + i * interval '1 millisecond', midnight() + i * interval '1 millisecond',
+	   midnight() + i * interval '1 second', i / 10000.0, 0,
+	   CASE WHEN i % 10 = 0 THEN '{"step": "work", "status": "failed"}'::jsonb END
+FROM generate_series(1, 100) i;
+INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, status, deps_open, result, error, started_at, finished_at)
+SELECT r.id, 'timed', 0, 'sql', 'succeeded', 0, '{}', NULL, r.created_at,
+	   r.created_at + (extract(epoch FROM r.finished_at - midnight()) * interval '1 second')
+FROM orchestrator.workflow_runs r WHERE r.name = 'analytics_wf'
+UNION ALL
+SELECT r.id, 'work', 1, 'external', CASE WHEN r.status = 'failed' THEN 'dead' ELSE 'succeeded' END, 0,
+	   CASE WHEN r.status = 'failed' THEN NULL
+			WHEN r.tenant = 't1' THEN jsonb_build_object('cost', r.cost, 'tokens', 10)
+			ELSE jsonb_build_object('cost', r.cost, 'tokens', '{"input": 3, "output": 4}'::jsonb) END,
+	   CASE WHEN r.status = 'failed' THEN
+			CASE WHEN r.cost < 0.0050 THEN '{"message": "rate limited", "sqlstate": "P0001"}'::jsonb
+				 ELSE '{"message": "boom"}'::jsonb END END,
+	   r.finished_at, r.finished_at
+FROM orchestrator.workflow_runs r WHERE r.name = 'analytics_wf';
+
+SELECT day = midnight() AS today, workflow, tenant, status, runs, cost
+FROM orchestrator.runs_per_day WHERE workflow = 'analytics_wf' ORDER BY tenant, status;
+SELECT day = midnight() AS today, step, kind, samples, p50, p95, p99, max
+FROM orchestrator.step_durations WHERE workflow = 'analytics_wf' ORDER BY step;
+SELECT tenant, finished, succeeded, failed, cancelled, error_rate
+FROM orchestrator.error_rates WHERE workflow = 'analytics_wf' ORDER BY tenant;
+SELECT step, message, sqlstate, occurrences
+FROM orchestrator.step_errors WHERE workflow = 'analytics_wf' ORDER BY occurrences DESC, message;
+SELECT minute - midnight() AS minute, status, runs
+FROM orchestrator.throughput WHERE workflow = 'analytics_wf' ORDER BY 1, 2;
+SELECT tenant, runs, cost, tokens
+FROM orchestrator.costs_per_day WHERE workflow = 'analytics_wf' ORDER BY tenant;
+-- Costs are exact to the fourth decimal: the sum of i/10000 for i = 1..100.
+SELECT sum(cost) AS total_cost, sum(cost) = 0.5050 AS exact FROM orchestrator.costs_per_day WHERE workflow = 'analytics_wf';
+SELECT queue, ready, running, oldest_ready_age_seconds >= 0 AS age FROM orchestrator.queue_depth WHERE queue = 'q_health';
+-- A day filter is pushed through the security barrier and can use the
+-- expression index of each partition.
+CREATE FUNCTION plan_matches(query text, pattern text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+	l text;
+	hit boolean := false;
+BEGIN
+	FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
+		hit := hit OR l ~ pattern;
+	END LOOP;
+	RETURN hit;
+END $$;
+SET enable_seqscan = off;
+SELECT plan_matches('SELECT * FROM orchestrator.runs_per_day WHERE day >= now() - interval ''1 day''',
+	'Index Cond: .*date_trunc') AS day_filter_uses_index,
+	   plan_matches('SELECT * FROM orchestrator.throughput WHERE minute >= now() - interval ''1 hour''',
+	'Index Cond: .*date_trunc') AS minute_filter_uses_index;
+RESET enable_seqscan;
+
+-- Each role sees its own runs; admins see all.
+SET ROLE alice;
+SELECT sum(runs) AS alice_runs, sum(cost) AS alice_cost FROM orchestrator.runs_per_day WHERE workflow = 'analytics_wf';
+SELECT count(*) AS alice_queue_rows FROM orchestrator.queue_depth WHERE queue = 'q_health';
+RESET ROLE;
+SET ROLE carol;
+SELECT sum(runs) AS admin_runs FROM orchestrator.runs_per_day WHERE workflow = 'analytics_wf';
+RESET ROLE;
