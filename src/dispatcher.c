@@ -34,6 +34,7 @@
 #include "utils/timestamp.h"
 
 #include "guc.h"
+#include "http.h"
 #include "shmem.h"
 #include "workers.h"
 
@@ -156,6 +157,48 @@ dispatch_once(DispatchResult *result)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* What an HTTP turn does in its transaction. */
+typedef struct HttpTurn
+{
+	bool		record;			/* record finished requests, else claim */
+	bool		recover;		/* first claim of this process */
+	int			count;			/* recorded or claimed */
+	int			asked;
+	bool		has_next_wake;
+	TimestampTz next_wake;
+} HttpTurn;
+
+/*
+ * http_once
+ *		Record finished HTTP requests, or claim new ones, in one short
+ *		transaction.  No network I/O happens here.
+ */
+static void
+http_once(HttpTurn *turn)
+{
+	const char *query = turn->record ? "orchestrator._http_record()" : "orchestrator._http_claim()";
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	debug_query_string = query;
+	pgstat_report_activity(STATE_RUNNING, query);
+
+	if (turn->record)
+		turn->count = orchestrator_http_record();
+	else
+		turn->count = orchestrator_http_claim(turn->asked, turn->recover,
+											  &turn->has_next_wake, &turn->next_wake);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	debug_query_string = NULL;
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
 /*
  * recover_from_error
  *		Clean up after an error in a dispatch turn and log it.
@@ -202,17 +245,20 @@ recover_from_error(MemoryContext context)
 
 /*
  * dispatch_turn
- *		One dispatch turn; false when it failed (the error is logged and
- *		the transaction aborted).
+ *		One dispatch turn (http NULL) or HTTP turn; false when it failed
+ *		(the error is logged and the transaction aborted).
  */
 static bool
-dispatch_turn(DispatchResult *result, MemoryContext loop_context)
+dispatch_turn(DispatchResult *result, HttpTurn *http, MemoryContext loop_context)
 {
 	volatile bool ok = true;
 
 	PG_TRY();
 	{
-		dispatch_once(result);
+		if (http)
+			http_once(http);
+		else
+			dispatch_once(result);
 	}
 	PG_CATCH();
 	{
@@ -275,6 +321,14 @@ orchestrator_dispatcher_main(Datum main_arg)
 	char		appname[NAMEDATALEN];
 	bool		waiting_logged = false;
 	int			failures = 0;
+	bool		extension_exists = false;
+	bool		dispatch_due = true;
+	bool		dispatch_has_wake = false;
+	TimestampTz dispatch_wake = 0;
+	bool		http_claim_due = true;
+	bool		http_has_wake = false;
+	TimestampTz http_wake = 0;
+	bool		http_recover = true;
 
 	dispatcher_slot = DatumGetInt32(main_arg);
 	if (dispatcher_slot < 0 || dispatcher_slot >= ORCHESTRATOR_MAX_WORKERS)
@@ -309,10 +363,16 @@ orchestrator_dispatcher_main(Datum main_arg)
 			(errmsg("orchestrator dispatcher %d started in database \"%s\"",
 					dispatcher_slot, orchestrator_database)));
 
+	orchestrator_http_init();
+
 	for (;;)
 	{
 		DispatchResult result;
+		HttpTurn	http;
 		long		sleep_ms;
+		bool		busy = false;
+		TimestampTz now;
+		TimestampTz deadline;
 
 		CHECK_FOR_INTERRUPTS();
 		reload_config_if_asked();
@@ -320,42 +380,111 @@ orchestrator_dispatcher_main(Datum main_arg)
 		MemoryContextReset(loop_context);
 		MemoryContextSwitchTo(loop_context);
 
-		if (!dispatch_turn(&result, loop_context))
+		now = GetCurrentTimestamp();
+		if (!dispatch_due && dispatch_has_wake && now >= dispatch_wake)
+			dispatch_due = true;
+
+		if (dispatch_due)
 		{
-			failures++;
-			sleep_ms = (long) orchestrator_poll_interval << Min(failures - 1, 16);
-			sleep_ms = Min(sleep_ms, Max(DISPATCH_MAX_ERROR_BACKOFF_MS,
-										 orchestrator_poll_interval));
-			orchestrator_report_turn(0);
-			sleep_for(sleep_ms, false);
+			if (!dispatch_turn(&result, NULL, loop_context))
+			{
+				failures++;
+				sleep_ms = (long) orchestrator_poll_interval << Min(failures - 1, 16);
+				sleep_ms = Min(sleep_ms, Max(DISPATCH_MAX_ERROR_BACKOFF_MS,
+											 orchestrator_poll_interval));
+				orchestrator_report_turn(0);
+				sleep_for(sleep_ms, false);
+				continue;
+			}
+			failures = 0;
+
+			if (!result.extension_exists)
+			{
+				if (!waiting_logged)
+					ereport(LOG,
+							(errmsg("orchestrator dispatcher %d is waiting for the extension to be created in database \"%s\"",
+									dispatcher_slot, orchestrator_database),
+							 errhint("Run CREATE EXTENSION orchestrator in that database.")));
+				waiting_logged = true;
+				extension_exists = false;
+				sleep_for(orchestrator_poll_interval, true);
+				continue;
+			}
+			waiting_logged = false;
+			extension_exists = true;
+
+			orchestrator_report_turn((uint64) Max(result.processed, 0));
+
+			/* Did some work: there may be more, go again at once. */
+			dispatch_due = result.processed > 0;
+			dispatch_has_wake = result.has_next_wake;
+			dispatch_wake = result.next_wake;
+			busy = result.processed > 0;
+		}
+
+		/*
+		 * HTTP: record what finished, then claim what fits.  Each is a short
+		 * transaction of its own; the transfers run outside them.
+		 */
+		if (extension_exists && orchestrator_http_done_count() > 0)
+		{
+			memset(&http, 0, sizeof(http));
+			http.record = true;
+			orchestrator_http_recorded(http.count, dispatch_turn(NULL, &http, loop_context));
+			MemoryContextSwitchTo(loop_context);
+			http_claim_due = true;	/* retries may be due */
+			busy = true;
+		}
+		now = GetCurrentTimestamp();
+		if (!http_claim_due && http_has_wake && now >= http_wake)
+			http_claim_due = true;
+		if (extension_exists && http_claim_due && orchestrator_http_room() > 0)
+		{
+			memset(&http, 0, sizeof(http));
+			http.asked = Min(orchestrator_http_room(), Max(orchestrator_batch_size, 256));
+			http.recover = http_recover;
+			if (dispatch_turn(NULL, &http, loop_context))
+			{
+				http_recover = false;
+				http_claim_due = http.count == http.asked;
+				http_has_wake = http.has_next_wake;
+				http_wake = http.next_wake;
+				orchestrator_http_start_claimed();
+				busy |= http.count > 0;
+			}
+			else
+			{
+				orchestrator_http_discard_claimed();
+				http_claim_due = false;
+				http_has_wake = true;
+				http_wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														orchestrator_poll_interval);
+			}
+			MemoryContextSwitchTo(loop_context);
+		}
+
+		if (busy)
+		{
+			/* serve the sockets without sleeping */
+			if (orchestrator_http_wait(0))
+				dispatch_due = http_claim_due = true;
 			continue;
 		}
-		failures = 0;
 
-		if (!result.extension_exists)
-		{
-			if (!waiting_logged)
-				ereport(LOG,
-						(errmsg("orchestrator dispatcher %d is waiting for the extension to be created in database \"%s\"",
-								dispatcher_slot, orchestrator_database),
-						 errhint("Run CREATE EXTENSION orchestrator in that database.")));
-			waiting_logged = true;
-			sleep_for(orchestrator_poll_interval, true);
-			continue;
-		}
-		waiting_logged = false;
-
-		orchestrator_report_turn((uint64) Max(result.processed, 0));
-
-		/* Did some work: there may be more, go again at once. */
-		if (result.processed > 0)
-			continue;
-
-		sleep_ms = orchestrator_poll_interval;
-		if (result.has_next_wake)
-			sleep_ms = Min(sleep_ms,
-						   TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-														   result.next_wake));
-		sleep_for(Max(sleep_ms, 1), true);
+		/*
+		 * Sleep until the next timer, retry or lease expiry, a wake-up (the
+		 * latch), network activity, or poll_interval.
+		 */
+		now = GetCurrentTimestamp();
+		deadline = TimestampTzPlusMilliseconds(now, orchestrator_poll_interval);
+		if (dispatch_has_wake && dispatch_wake < deadline)
+			deadline = dispatch_wake;
+		if (http_has_wake && http_wake < deadline)
+			deadline = http_wake;
+		sleep_ms = Max(TimestampDifferenceMilliseconds(now, deadline), 1);
+		if (orchestrator_http_wait(sleep_ms))
+			dispatch_due = http_claim_due = true;
+		if (GetCurrentTimestamp() >= deadline)
+			dispatch_due = http_claim_due = true;
 	}
 }

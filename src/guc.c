@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
@@ -23,6 +25,13 @@ int			orchestrator_batch_size = 64;
 int			orchestrator_poll_interval = 1000;
 char	   *orchestrator_default_lease = NULL;
 char	   *orchestrator_default_step_timeout = NULL;
+char	   *orchestrator_http_allowed_hosts = NULL;
+int			orchestrator_http_max_concurrency = 100;
+int			orchestrator_http_max_host_connections = 0;
+int			orchestrator_http_max_response_size = 1024;
+int			orchestrator_http_breaker_threshold = 5;
+char	   *orchestrator_http_breaker_cooldown = NULL;
+char	   *orchestrator_webhook_retry_schedule = NULL;
 char	   *orchestrator_retention = NULL;
 int			orchestrator_archive_mode = ORCHESTRATOR_ARCHIVE_DROP;
 int			orchestrator_partitions_ahead = 7;
@@ -95,6 +104,69 @@ check_positive_interval(char **newval, void **extra, GucSource source)
 	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 	GUC_check_errdetail("The value must be a positive interval such as '5 minutes'.");
 	return false;
+}
+
+/*
+ * check_retry_schedule
+ *		GUC check hook for orchestrator.webhook_retry_schedule: a
+ *		comma-separated list of positive intervals.
+ */
+static bool
+check_retry_schedule(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	char	   *item;
+	char	   *saveptr = NULL;
+	int			n = 0;
+
+	if (*newval == NULL)
+		return false;
+	copy = pstrdup(*newval);
+	for (item = strtok_r(copy, ",", &saveptr); item != NULL;
+		 item = strtok_r(NULL, ",", &saveptr))
+	{
+		if (!parse_positive_interval(item))
+		{
+			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+			GUC_check_errdetail("\"%s\" is not a positive interval.", item);
+			pfree(copy);
+			return false;
+		}
+		n++;
+	}
+	pfree(copy);
+	if (n == 0 || n > 50)
+	{
+		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+		GUC_check_errdetail("The value must list 1 to 50 intervals, such as '5 seconds, 5 minutes, 30 minutes'.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * check_allowed_hosts
+ *		GUC check hook for orchestrator.http_allowed_hosts: a comma-separated
+ *		list of host names, IP addresses, "*.domain" suffixes or "*".
+ */
+static bool
+check_allowed_hosts(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (*newval == NULL)
+		return false;
+	for (p = *newval; *p; p++)
+	{
+		if (!(isalnum((unsigned char) *p) || strchr(".-_:*, []", *p) != NULL))
+		{
+			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+			GUC_check_errdetail("Character \"%c\" is not allowed in a host list.", *p);
+			GUC_check_errhint("List host names or IP addresses separated by commas, \"*.example.com\" for a domain, or \"*\" for any host.");
+			return false;
+		}
+	}
+	return true;
 }
 
 /*
@@ -199,6 +271,73 @@ orchestrator_define_gucs(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("orchestrator.http_allowed_hosts",
+							   "Hosts that http steps and webhooks may connect to.",
+							   "Comma-separated host names or IP addresses, \"*.domain\" for a domain and its subdomains, \"*\" for any host.",
+							   &orchestrator_http_allowed_hosts,
+							   "127.0.0.1,localhost,::1",
+							   PGC_SIGHUP,
+							   0,
+							   check_allowed_hosts, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.http_max_concurrency",
+							"Most HTTP requests one dispatcher keeps in flight.",
+							"Also the most connections a dispatcher opens.",
+							&orchestrator_http_max_concurrency,
+							100,
+							1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.http_max_host_connections",
+							"Most connections one dispatcher opens to one host (0: no limit of its own).",
+							"Requests beyond it wait in the dispatcher for a free connection; the wait counts toward their timeout.",
+							&orchestrator_http_max_host_connections,
+							0,
+							0, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.http_max_response_size",
+							"Largest HTTP response body kept; a larger one fails the attempt.",
+							NULL,
+							&orchestrator_http_max_response_size,
+							1024,
+							1, 1024 * 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.http_breaker_threshold",
+							"Consecutive failures of a host that open its circuit breaker (0: never).",
+							NULL,
+							&orchestrator_http_breaker_threshold,
+							5,
+							0, 1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("orchestrator.http_breaker_cooldown",
+							   "How long an open circuit breaker waits before one probe request.",
+							   NULL,
+							   &orchestrator_http_breaker_cooldown,
+							   "30 seconds",
+							   PGC_SIGHUP,
+							   0,
+							   check_positive_interval, NULL, NULL);
+
+	DefineCustomStringVariable("orchestrator.webhook_retry_schedule",
+							   "Delays before the second, third, ... attempt of a webhook delivery.",
+							   "A delivery is dead after one attempt more than the schedule lists.",
+							   &orchestrator_webhook_retry_schedule,
+							   "5 seconds, 5 minutes, 30 minutes, 2 hours, 5 hours, 10 hours, 10 hours",
+							   PGC_SIGHUP,
+							   0,
+							   check_retry_schedule, NULL, NULL);
 
 	MarkGUCPrefixReserved("orchestrator");
 }

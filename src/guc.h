@@ -17,6 +17,13 @@ extern int	orchestrator_batch_size;
 extern int	orchestrator_poll_interval;
 extern char *orchestrator_default_lease;
 extern char *orchestrator_default_step_timeout;
+extern char *orchestrator_http_allowed_hosts;
+extern int	orchestrator_http_max_concurrency;
+extern int	orchestrator_http_max_host_connections;
+extern int	orchestrator_http_max_response_size;
+extern int	orchestrator_http_breaker_threshold;
+extern char *orchestrator_http_breaker_cooldown;
+extern char *orchestrator_webhook_retry_schedule;
 
 /* Values of orchestrator.archive_mode. */
 #define ORCHESTRATOR_ARCHIVE_DROP	0

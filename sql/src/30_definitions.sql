@@ -398,12 +398,8 @@ DECLARE
 	steps   orchestrator.definition_steps[];
 BEGIN
 	steps := ARRAY(SELECT x FROM orchestrator._validate_spec(name, spec) x);
-	IF EXISTS (SELECT 1 FROM unnest(steps) x WHERE x.kind = 'http' OR x.spec -> 'compensate' ->> 'kind' = 'http') THEN
-		RAISE EXCEPTION 'http steps are not supported by this version of orchestrator'
-			USING ERRCODE = 'feature_not_supported',
-				  DETAIL = format('Workflow "%s" has an http step or compensation.', name),
-				  HINT = 'Call the endpoint from an external step for now.';
-	END IF;
+	-- Literal URLs of http steps must be allowed hosts (75_http.sql).
+	PERFORM orchestrator._http_check_spec(name, steps);
 
 	-- Serialise definitions of the same name so versions are gap-free.
 	PERFORM pg_advisory_xact_lock(hashtext('orchestrator.define_workflow'), hashtext(name));

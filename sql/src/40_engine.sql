@@ -25,6 +25,11 @@ BEGIN
 		WHERE e.run_id = _emit.run_id;
 	INSERT INTO orchestrator.workflow_events (run_id, seq, at, type, step, data)
 		VALUES (_emit.run_id, seq, clock_timestamp(), _emit.type, _emit.step, coalesce(_emit.data, '{}'));
+	-- Webhook outbox rows commit with the event (76_webhooks.sql); without
+	-- subscriptions this is one probe of an empty table.
+	IF EXISTS (SELECT 1 FROM orchestrator.webhooks) THEN
+		PERFORM orchestrator._webhook_outbox(_emit.run_id, seq, _emit.type, _emit.step, _emit.data);
+	END IF;
 	PERFORM pg_notify('orchestrator', json_build_object('run_id', _emit.run_id, 'seq', seq,
 		'type', _emit.type, 'step', _emit.step)::text);
 	RETURN seq;
@@ -195,6 +200,12 @@ BEGIN
 				input = CASE d.kind WHEN 'external' THEN orchestrator._render(coalesce(d.spec -> 'input', '{}'), ctx) END
 			WHERE s.run_id = r.id AND s.step = _step_ready.step;
 		PERFORM orchestrator._enqueue(r, step, CASE d.kind WHEN 'sql' THEN '@sql' ELSE d.spec ->> 'queue' END, now());
+	WHEN 'http' THEN
+		-- rendered now; a dispatcher claims it with a lease and sends it (75_http.sql)
+		UPDATE orchestrator.workflow_steps s
+			SET status = 'ready', ready_at = now(), input = orchestrator._render(d.spec -> 'request', ctx)
+			WHERE s.run_id = r.id AND s.step = _step_ready.step;
+		PERFORM orchestrator._enqueue(r, step, '@http', now());
 	WHEN 'sleep' THEN
 		UPDATE orchestrator.workflow_steps s SET ready_at = now() WHERE s.run_id = r.id AND s.step = _step_ready.step;
 		PERFORM orchestrator._step_started(r, step);

@@ -72,7 +72,7 @@ SELECT orchestrator.define_workflow('bad', '{"steps": [{"name": "a", "kind": "sl
 SELECT orchestrator.define_workflow('bad', '{"steps": [{"name": "a", "kind": "wait"}]}');
 SELECT orchestrator.define_workflow('bad', '{"steps": [{"name": "a", "kind": "http", "request": {"url": "ftp://example.com/x"}}]}');
 SELECT orchestrator.define_workflow('bad', '{"steps": [{"name": "a", "kind": "http", "request": {"method": "BREW", "url": "http://127.0.0.1/"}}]}');
-SELECT orchestrator.define_workflow('bad', '{"steps": [{"name": "a", "kind": "http", "request": {"url": "http://127.0.0.1/"}}]}');
+SELECT orchestrator.define_workflow('bad', '{"steps": [{"name": "a", "kind": "http", "request": {"url": "http://example.com/"}}]}');
 SELECT orchestrator.define_workflow('bad', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1", "compensate": {"kind": "sleep"}}]}');
 SELECT orchestrator.define_workflow('bad', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1", "compensate": {"kind": "sql"}}]}');
 SELECT orchestrator.define_workflow('bad', jsonb_build_object('steps', (SELECT jsonb_agg(jsonb_build_object('name', 's' || n, 'kind', 'sql', 'sql', 'SELECT 1')) FROM generate_series(1, 1001) n)));

@@ -12,7 +12,7 @@ CREATE TEMP TABLE counts_before AS
 
 SELECT throws_ok($$SELECT orchestrator.define_workflow('x', '{"steps": [{"name": "a", "kind": "nope"}]}')$$, '22023', 'invalid workflow definition "x"', 'unknown kind: 22023');
 SELECT throws_ok($$SELECT orchestrator.define_workflow('x', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1", "depends_on": ["b"]}, {"name": "b", "kind": "sql", "sql": "SELECT 1", "depends_on": ["a"]}]}')$$, '22023', NULL, 'cycle: 22023');
-SELECT throws_ok($$SELECT orchestrator.define_workflow('x', '{"steps": [{"name": "a", "kind": "http", "request": {"url": "http://127.0.0.1/"}}]}')$$, '0A000', NULL, 'http steps: 0A000 until supported');
+SELECT throws_ok($$SELECT orchestrator.define_workflow('x', '{"steps": [{"name": "a", "kind": "http", "request": {"url": "http://example.com/"}}]}')$$, '42501', NULL, 'http step to a host not allowed: 42501');
 SELECT throws_ok($$SELECT orchestrator.start_workflow('no_such_workflow')$$, '42704', 'workflow "no_such_workflow" is not defined', 'unknown workflow: 42704');
 SELECT throws_ok($$SELECT orchestrator.start_workflow('e_wf', '{}', '{"version": 99}')$$, '42704', NULL, 'unknown version: 42704');
 SELECT throws_ok($$SELECT orchestrator.start_workflow('e_wf', '{}', '{"versoin": 1}')$$, '22023', 'unknown option "versoin"', 'unknown option: 22023');

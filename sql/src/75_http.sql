@@ -1,0 +1,456 @@
+-- HTTP steps: claimed by the dispatchers with a lease, sent with libcurl
+-- outside any transaction (src/http.c), recorded in batches.  A per-host
+-- circuit breaker keeps steps from hammering a host that keeps failing.
+
+-- URL checks, done by libcurl's own URL parser (src/http_util.c).
+-- NULL when the URL may be used, else 'invalid: ...' or 'refused: ...'.
+CREATE FUNCTION orchestrator._http_check_url(url text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_http_check_url_sql'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+-- "host:port" of an http(s) URL (the circuit breaker key), NULL when invalid.
+CREATE FUNCTION orchestrator._http_url_host(url text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_http_url_host'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION orchestrator._random_bytes(n integer)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'orchestrator_random_bytes'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
+
+-- The Standard Webhooks signature 'v1,<base64 HMAC-SHA256(key, id.ts.body)>'.
+CREATE FUNCTION orchestrator._webhook_sign(key bytea, msg_id text, ts bigint, body text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_webhook_sign'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- Raise a clear error for a URL that cannot be used: 22023 when it is not
+-- an http(s) URL, 42501 when its host is not allowed.
+CREATE FUNCTION orchestrator._http_require_url(url text, what text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	why text := orchestrator._http_check_url(url);
+BEGIN
+	IF why IS NULL THEN
+		RETURN;
+	ELSIF left(why, 8) = 'refused:' THEN
+		RAISE EXCEPTION '% may not connect to %', what, url
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = upper(substr(why, 10, 1)) || substr(why, 11) || '.',
+				  HINT = format('The allowed hosts are "%s"; a superuser can add hosts to orchestrator.http_allowed_hosts in postgresql.conf and reload.',
+								current_setting('orchestrator.http_allowed_hosts'));
+	ELSE
+		RAISE EXCEPTION '% has an invalid URL %', what, url
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = upper(substr(why, 10, 1)) || substr(why, 11) || '.',
+				  HINT = 'Use an absolute http:// or https:// URL.';
+	END IF;
+END
+$$;
+
+-- define_workflow: literal URLs of http steps (and http compensations) must
+-- be valid and allowed.  Templated URLs are checked when they are sent.
+CREATE FUNCTION orchestrator._http_check_spec(wf text, steps orchestrator.definition_steps[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s   orchestrator.definition_steps;
+	req jsonb;
+BEGIN
+	FOREACH s IN ARRAY steps LOOP
+		FOREACH req IN ARRAY ARRAY[CASE WHEN s.kind = 'http' THEN s.spec -> 'request' END,
+								   CASE WHEN s.spec -> 'compensate' ->> 'kind' = 'http'
+										THEN s.spec -> 'compensate' -> 'request' END] LOOP
+			IF jsonb_typeof(req -> 'url') = 'string' THEN
+				PERFORM orchestrator._http_require_url(req ->> 'url',
+					format('step "%s" of workflow "%s"', s.step, wf));
+			END IF;
+		END LOOP;
+	END LOOP;
+END
+$$;
+
+-- Circuit breakers, one row per host:port that has failed.  closed: requests
+-- flow, failures counts consecutive failures; open: requests wait until
+-- retry_at; half_open: one probe request is in flight until retry_at.
+CREATE TABLE orchestrator.http_circuits (
+	host       text        PRIMARY KEY,
+	state      text        NOT NULL DEFAULT 'closed',
+	failures   integer     NOT NULL DEFAULT 0,
+	opened_at  timestamptz,
+	retry_at   timestamptz,
+	last_error jsonb,
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	CHECK (state IN ('closed', 'open', 'half_open'))
+);
+COMMENT ON TABLE orchestrator.http_circuits IS 'per-host circuit breakers of http steps';
+
+CREATE VIEW orchestrator.circuit_breakers AS
+	SELECT c.host, c.state, c.failures, c.opened_at,
+		   CASE WHEN c.state <> 'closed' THEN c.retry_at END AS retry_at,
+		   c.last_error, c.updated_at
+	FROM orchestrator.http_circuits c;
+COMMENT ON VIEW orchestrator.circuit_breakers IS
+'circuit breaker state per host:port (hosts that never failed are closed and not listed)';
+
+-- Does the step's host:port let a request through now?  Returns NULL when it
+-- does (and marks a probe when the cool-down is over), else the time to look
+-- again.  Never waits for a lock: claimers must not block.
+CREATE FUNCTION orchestrator._http_circuit_admit(host text, probe_lease interval)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c orchestrator.http_circuits;
+BEGIN
+	SELECT * INTO c FROM orchestrator.http_circuits h WHERE h.host = _http_circuit_admit.host;
+	IF NOT FOUND OR c.state = 'closed' THEN
+		RETURN NULL;
+	END IF;
+	IF c.retry_at > now() THEN
+		-- open: wait for the cool-down; half open: for the probe (look again soon)
+		RETURN CASE WHEN c.state = 'open' THEN c.retry_at
+					ELSE least(c.retry_at, now() + interval '1 second') END;
+	END IF;
+	-- The cool-down is over (or a probe was lost): this request is the probe.
+	PERFORM 1 FROM orchestrator.http_circuits h
+		WHERE h.host = _http_circuit_admit.host AND h.state <> 'closed' AND h.retry_at <= now()
+		FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN now() + interval '1 second';
+	END IF;
+	UPDATE orchestrator.http_circuits h SET state = 'half_open', retry_at = now() + probe_lease, updated_at = now()
+		WHERE h.host = _http_circuit_admit.host;
+	RETURN NULL;
+END
+$$;
+
+-- Claim due HTTP work for a dispatcher: '@http' steps (attempt counted,
+-- lease = timeout + 30 s, holder "http:<pid>"), then webhook deliveries.
+-- With recover, leases held by dispatchers that no longer run (the server
+-- restarted, a dispatcher died) expire at once.  The caller commits before
+-- sending anything.
+CREATE FUNCTION orchestrator._http_claim(max_items integer, worker text, recover boolean,
+	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
+	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q      record;
+	r      orchestrator.workflow_runs;
+	d      orchestrator.definition_steps;
+	req    jsonb;
+	hdrs   jsonb;
+	why    text;
+	host   text;
+	wait   timestamptz;
+	tmo    interval;
+	margin interval := interval '30 seconds';
+	n      integer;
+	taken  integer := 0;
+BEGIN
+	IF recover THEN
+		UPDATE orchestrator.work_queue w SET available_at = now()
+			WHERE w.queue = '@http' AND w.lease_token IS NOT NULL AND w.available_at > now()
+			  AND w.worker LIKE 'http:%'
+			  AND w.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
+										 WHERE s.pid IS NOT NULL));
+	END IF;
+
+	FOR q IN SELECT w.run_id, w.step, w.lease_token AS old_token, w.worker AS old_worker
+			 FROM orchestrator.work_queue w
+			 JOIN orchestrator.workflow_runs x ON x.id = w.run_id
+			 WHERE w.queue = '@http' AND w.available_at <= now()
+			 ORDER BY w.priority DESC, w.available_at
+			 LIMIT max_items
+			 FOR UPDATE OF w, x SKIP LOCKED LOOP
+		IF q.old_token IS NOT NULL THEN
+			-- the dispatcher that sent it died or lost track: a lost attempt
+			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.old_worker);
+			CONTINUE;
+		END IF;
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
+		d := orchestrator._def_step(r, q.step);
+		SELECT s.input INTO req FROM orchestrator.workflow_steps s WHERE s.run_id = q.run_id AND s.step = q.step;
+		tmo := coalesce(d.timeout, current_setting('orchestrator.default_step_timeout')::interval);
+
+		why := CASE WHEN jsonb_typeof(req -> 'url') IS DISTINCT FROM 'string'
+					THEN format('invalid: the rendered url is %s, not a string', coalesce(req -> 'url', 'null'))
+					ELSE orchestrator._http_check_url(req ->> 'url') END;
+		IF why IS NULL THEN
+			host := orchestrator._http_url_host(req ->> 'url');
+			wait := orchestrator._http_circuit_admit(host, tmo + margin);
+			IF wait IS NOT NULL THEN
+				-- the host's circuit is open: wait without counting an attempt
+				UPDATE orchestrator.work_queue w SET available_at = wait, worker = 'circuit:' || host
+					WHERE w.run_id = q.run_id AND w.step = q.step;
+				CONTINUE;
+			END IF;
+		END IF;
+
+		n := orchestrator._step_started(r, q.step, worker);
+		IF why IS NOT NULL THEN
+			-- never sent: not retryable
+			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
+				'message', substr(why, strpos(why, ':') + 2), 'url', req -> 'url'), false);
+			CONTINUE;
+		END IF;
+
+		token := gen_random_uuid();
+		UPDATE orchestrator.work_queue w
+			SET lease_token = token, lease = tmo + margin, worker = _http_claim.worker,
+				available_at = now() + tmo + margin
+			WHERE w.run_id = q.run_id AND w.step = q.step;
+		kind := 'step';
+		run_id := q.run_id;
+		step := q.step;
+		id := NULL;
+		method := coalesce(req ->> 'method', 'GET');
+		url := req ->> 'url';
+		hdrs := coalesce(req -> 'headers', '{}');
+		headers := ARRAY(SELECT h.key || ': ' || coalesce(h.value #>> '{}', '') FROM jsonb_each(hdrs) h);
+		-- the same key on every attempt, so receivers can de-duplicate
+		IF NOT EXISTS (SELECT 1 FROM jsonb_object_keys(hdrs) k WHERE lower(k) = 'idempotency-key') THEN
+			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
+		END IF;
+		-- W3C trace context: the trace is the run, the span this attempt
+		IF NOT EXISTS (SELECT 1 FROM jsonb_object_keys(hdrs) k WHERE lower(k) = 'traceparent') THEN
+			headers := headers || ('traceparent: 00-' || replace(q.run_id::text, '-', '') || '-'
+								   || left(md5(q.step || '/' || n), 16) || '-01');
+		END IF;
+		body := CASE WHEN req ? 'body' AND method NOT IN ('GET', 'HEAD') THEN (req -> 'body')::text END;
+		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
+		sign_key := NULL;
+		RETURN NEXT;
+		taken := taken + 1;
+	END LOOP;
+
+	IF taken < max_items THEN
+		RETURN QUERY SELECT * FROM orchestrator._webhook_claim(max_items - taken, worker, recover);
+	END IF;
+END
+$$;
+
+-- When the dispatcher should next look for HTTP work (retries, breaker
+-- waits, webhook deliveries); NULL when none is scheduled.
+CREATE FUNCTION orchestrator._http_next_wake()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT min(t) FROM (
+		SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@http'
+		UNION ALL
+		SELECT min(o.available_at) FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')
+	) due(t)
+$$;
+
+-- Seconds or an HTTP date in a Retry-After header, as a delay (NULL: none).
+CREATE FUNCTION orchestrator._retry_after(value text)
+RETURNS interval
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF value IS NULL THEN
+		RETURN NULL;
+	ELSIF value ~ '^\s*[0-9]{1,9}\s*$' THEN
+		RETURN least(make_interval(secs => btrim(value)::integer), interval '1 day');
+	END IF;
+	RETURN least(greatest(value::timestamptz - now(), interval '0'), interval '1 day');
+EXCEPTION WHEN others THEN
+	RETURN NULL;
+END
+$$;
+
+-- Record one finished attempt of an http step.  Returns the host and
+-- whether it counts as a failure of the host (NULL host: no effect on the
+-- circuit breaker, or a stale completion that was dropped).
+CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
+	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,
+	OUT host text, OUT failed boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r    orchestrator.workflow_runs;
+	n    integer;
+	req  jsonb;
+	b    jsonb;
+	err  jsonb;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _http_step_record.run_id FOR UPDATE;
+	IF NOT FOUND OR NOT orchestrator._is_active(r.status) THEN
+		RETURN;
+	END IF;
+	PERFORM 1 FROM orchestrator.work_queue q
+		WHERE q.run_id = _http_step_record.run_id AND q.step = _http_step_record.step
+		  AND q.lease_token = _http_step_record.token AND q.available_at > now()
+		FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN;					-- stale: lease expired or superseded
+	END IF;
+	SELECT s.attempt, s.input INTO n, req FROM orchestrator.workflow_steps s
+		WHERE s.run_id = _http_step_record.run_id AND s.step = _http_step_record.step;
+	PERFORM orchestrator._emit(run_id, 'step.http', step, jsonb_strip_nulls(jsonb_build_object(
+		'attempt', n, 'status', status, 'elapsed_ms', round(elapsed_ms::numeric, 1),
+		'error', error, 'error_kind', error_kind)));
+
+	host := orchestrator._http_url_host(req ->> 'url');
+	IF status IS NULL THEN
+		failed := error_kind IN ('network', 'timeout');
+		IF NOT failed THEN
+			host := NULL;
+		END IF;
+		PERFORM orchestrator._attempt_failed(run_id, step, jsonb_strip_nulls(jsonb_build_object(
+			'message', error, 'kind', error_kind, 'url', req ->> 'url')), failed);
+		RETURN;
+	END IF;
+
+	b := CASE body_kind WHEN 'json' THEN body::jsonb ELSE to_jsonb(body) END;
+	IF status >= 400 THEN
+		err := jsonb_build_object('message', format('HTTP %s from %s', status, req ->> 'url'), 'status', status);
+		IF octet_length(body) <= 4096 THEN
+			err := err || jsonb_build_object('body', b);
+		END IF;
+		IF status = 429 OR status >= 500 THEN
+			PERFORM orchestrator._attempt_failed(run_id, step, err, true,
+				orchestrator._retry_after(headers ->> 'retry-after'));
+			failed := status >= 500;
+			IF status = 429 THEN
+				host := NULL;			-- rate limited, not down
+			END IF;
+		ELSE
+			PERFORM orchestrator._attempt_failed(run_id, step, err, false);
+			failed := false;
+		END IF;
+		RETURN;
+	END IF;
+	PERFORM orchestrator._step_succeeded(run_id, step, jsonb_build_object(
+		'status', status, 'headers', headers, 'body', b)
+		|| CASE WHEN body_kind = 'base64' THEN '{"body_encoding": "base64"}'::jsonb ELSE '{}' END);
+	failed := false;
+END
+$$;
+
+-- Apply the outcomes of a batch to the circuit breakers, host by host (in
+-- host order, after all runs of the batch are locked, so recorders cannot
+-- deadlock).  Open and close are events of the run whose request decided.
+CREATE FUNCTION orchestrator._http_breakers(hosts text[], failed boolean[], run_ids uuid[], steps text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	threshold integer := current_setting('orchestrator.http_breaker_threshold')::integer;
+	cooldown  interval := current_setting('orchestrator.http_breaker_cooldown')::interval;
+	h text;
+	i integer;
+	c orchestrator.http_circuits;
+BEGIN
+	FOR h IN SELECT DISTINCT x FROM unnest(hosts) x WHERE x IS NOT NULL ORDER BY 1 LOOP
+		FOR i IN SELECT o FROM generate_subscripts(hosts, 1) o WHERE hosts[o] = h ORDER BY o LOOP
+			IF NOT failed[i] THEN
+				-- the common case (closed, no failures) reads and writes nothing more
+				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.host = h;
+				CONTINUE WHEN NOT FOUND OR (c.state = 'closed' AND c.failures = 0);
+				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.host = h FOR UPDATE;
+				UPDATE orchestrator.http_circuits x SET state = 'closed', failures = 0, retry_at = NULL, updated_at = now()
+					WHERE x.host = h;
+				IF c.state <> 'closed' THEN
+					PERFORM orchestrator._emit(run_ids[i], 'circuit.closed', steps[i],
+						jsonb_build_object('host', h, 'failures', c.failures, 'opened_at', c.opened_at));
+					-- steps that waited for this host may go now
+					UPDATE orchestrator.work_queue w SET available_at = now(), worker = NULL
+						WHERE w.queue = '@http' AND w.lease_token IS NULL AND w.worker = 'circuit:' || h;
+					PERFORM orchestrator._wake_at_commit();
+				END IF;
+			ELSIF threshold > 0 THEN
+				INSERT INTO orchestrator.http_circuits AS x (host) VALUES (h) ON CONFLICT (host) DO NOTHING;
+				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.host = h FOR UPDATE;
+				IF c.state = 'half_open' OR (c.state = 'closed' AND c.failures + 1 >= threshold) THEN
+					UPDATE orchestrator.http_circuits x
+						SET state = 'open', failures = c.failures + 1, opened_at = now(),
+							retry_at = now() + cooldown, updated_at = now()
+						WHERE x.host = h;
+					PERFORM orchestrator._emit(run_ids[i], 'circuit.opened', steps[i],
+						jsonb_build_object('host', h, 'failures', c.failures + 1, 'retry_at', now() + cooldown));
+				ELSE
+					UPDATE orchestrator.http_circuits x SET failures = c.failures + 1, updated_at = now()
+						WHERE x.host = h;
+				END IF;
+			END IF;
+		END LOOP;
+	END LOOP;
+END
+$$;
+
+-- Record a batch of finished HTTP requests (steps and webhook deliveries) in
+-- one transaction.  Each item is guarded by a subtransaction: an error
+-- recording one fails that step (not retried) and leaves the others.
+CREATE FUNCTION orchestrator._http_record(kinds text[], run_ids uuid[], steps text[], ids uuid[],
+	tokens uuid[], statuses integer[], headers text[], bodies text[], body_kinds text[],
+	error_kinds text[], errors text[], elapsed float8[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	o      record;
+	hosts  text[] := '{}';
+	failed boolean[] := '{}';
+	b_runs uuid[] := '{}';
+	b_steps text[] := '{}';
+	msg    text;
+	state  text;
+BEGIN
+	FOR i IN 1 .. coalesce(cardinality(kinds), 0) LOOP
+		IF kinds[i] = 'webhook' THEN
+			PERFORM orchestrator._webhook_record(ids[i], tokens[i], statuses[i], headers[i]::jsonb,
+				error_kinds[i], errors[i], elapsed[i]);
+			CONTINUE;
+		END IF;
+		BEGIN
+			o := orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
+				headers[i]::jsonb, bodies[i], body_kinds[i], error_kinds[i], errors[i], elapsed[i]);
+			IF o.host IS NOT NULL THEN
+				hosts := hosts || o.host;
+				failed := failed || o.failed;
+				b_runs := b_runs || run_ids[i];
+				b_steps := b_steps || steps[i];
+			END IF;
+		EXCEPTION WHEN others THEN
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+			RAISE WARNING 'orchestrator: recording the response of step "%" of run % failed: %', steps[i], run_ids[i], msg;
+			BEGIN
+				IF EXISTS (SELECT 1 FROM orchestrator.work_queue q
+						   WHERE q.run_id = run_ids[i] AND q.step = steps[i] AND q.lease_token = tokens[i]) THEN
+					PERFORM orchestrator._attempt_failed(run_ids[i], steps[i],
+						jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
+				END IF;
+			EXCEPTION WHEN others THEN
+				NULL;			-- its lease expires and the attempt is retried
+			END;
+		END;
+	END LOOP;
+	IF cardinality(hosts) > 0 THEN
+		BEGIN
+			PERFORM orchestrator._http_breakers(hosts, failed, b_runs, b_steps);
+		EXCEPTION WHEN others THEN
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+			RAISE WARNING 'orchestrator: updating circuit breakers failed: %', msg;
+		END;
+	END IF;
+	RETURN coalesce(cardinality(kinds), 0);
+END
+$$;

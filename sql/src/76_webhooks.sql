@@ -1,0 +1,258 @@
+-- Webhooks: subscriptions to run events, an outbox written in the same
+-- transaction as each matching event, and deliveries sent by the dispatchers
+-- with the HTTP machinery of http steps, signed per Standard Webhooks,
+-- retried on orchestrator.webhook_retry_schedule, dead after the last try.
+
+CREATE TABLE orchestrator.webhooks (
+	id         uuid        PRIMARY KEY DEFAULT orchestrator.uuid_v7(),
+	url        text        NOT NULL,
+	events     text[]      NOT NULL,
+	secret     text        NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	created_by name        NOT NULL
+);
+COMMENT ON TABLE orchestrator.webhooks IS 'webhook subscriptions; secrets are readable by orchestrator_admin only';
+
+CREATE TABLE orchestrator.webhook_outbox (
+	id              uuid        PRIMARY KEY,
+	webhook_id      uuid        NOT NULL,
+	run_id          uuid        NOT NULL,
+	seq             bigint      NOT NULL,
+	type            text        NOT NULL,
+	payload         jsonb       NOT NULL,
+	status          text        NOT NULL DEFAULT 'pending',
+	attempt         integer     NOT NULL DEFAULT 0,
+	available_at    timestamptz NOT NULL,
+	lease_token     uuid,
+	worker          text,
+	last_status     integer,
+	last_error      text,
+	last_attempt_at timestamptz,
+	created_at      timestamptz NOT NULL DEFAULT now(),
+	delivered_at    timestamptz,
+	CHECK (status IN ('pending', 'delivering', 'delivered', 'dead', 'cancelled'))
+);
+COMMENT ON TABLE orchestrator.webhook_outbox IS 'one row per event and matching webhook: the delivery and its state';
+CREATE INDEX webhook_outbox_due ON orchestrator.webhook_outbox (available_at)
+	WHERE status IN ('pending', 'delivering');
+CREATE INDEX webhook_outbox_webhook ON orchestrator.webhook_outbox (webhook_id, id);
+
+CREATE VIEW orchestrator.webhook_deliveries AS
+	SELECT o.id, o.webhook_id, w.url, o.run_id, o.seq, o.type, o.status, o.attempt AS attempts,
+		   CASE WHEN o.status IN ('pending', 'delivering') THEN o.available_at END AS next_attempt_at,
+		   o.last_status, o.last_error, o.last_attempt_at, o.created_at, o.delivered_at, o.payload
+	FROM orchestrator.webhook_outbox o
+	LEFT JOIN orchestrator.webhooks w ON w.id = o.webhook_id;
+COMMENT ON VIEW orchestrator.webhook_deliveries IS 'webhook deliveries: one row per event and subscription';
+
+-- Does an event type match a subscription pattern ('*', 'step.*', exact)?
+CREATE FUNCTION orchestrator._webhook_matches(patterns text[], type text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+	SELECT EXISTS (SELECT 1 FROM unnest(patterns) p
+				   WHERE p = '*' OR p = type OR (right(p, 2) = '.*' AND starts_with(type, left(p, -1))))
+$$;
+
+-- Called by _emit for every event while any webhook exists: one outbox row
+-- per matching subscription, in the event's transaction.
+CREATE FUNCTION orchestrator._webhook_outbox(run_id uuid, seq bigint, type text, step text, data jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, available_at)
+		SELECT orchestrator.uuid_v7(), w.id, _webhook_outbox.run_id, _webhook_outbox.seq, _webhook_outbox.type,
+			   jsonb_build_object('type', _webhook_outbox.type, 'timestamp', clock_timestamp(),
+				   'data', jsonb_build_object('run_id', _webhook_outbox.run_id,
+						'workflow', (SELECT r.name FROM orchestrator.workflow_runs r WHERE r.id = _webhook_outbox.run_id),
+						'seq', _webhook_outbox.seq, 'step', _webhook_outbox.step) || coalesce(data, '{}')),
+			   now()
+		FROM orchestrator.webhooks w
+		WHERE orchestrator._webhook_matches(w.events, _webhook_outbox.type);
+	IF FOUND THEN
+		PERFORM orchestrator._wake_at_commit();
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator.create_webhook(url text, events text[] DEFAULT '{*}', secret text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	key    bytea;
+	bad    text;
+	new_id uuid;
+BEGIN
+	IF url IS NULL THEN
+		RAISE EXCEPTION 'url must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM orchestrator._http_require_url(url, 'the webhook');
+	IF events IS NULL OR cardinality(events) = 0 THEN
+		RAISE EXCEPTION 'events must list at least one event type' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use ''{*}'' for every event, or types such as ''{workflow.failed, step.*}''.';
+	END IF;
+	SELECT e INTO bad FROM unnest(events) e
+		WHERE e IS NULL OR e !~ '^(\*|[a-z_]+(\.[a-z_]+)*(\.\*)?)$' LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'invalid event type pattern %', coalesce(quote_literal(bad), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use "*", an event type such as "workflow.failed", or a prefix such as "step.*".';
+	END IF;
+	IF secret IS NULL THEN
+		secret := 'whsec_' || encode(orchestrator._random_bytes(24), 'base64');
+	ELSE
+		BEGIN
+			key := decode(substr(secret, 7), 'base64');
+		EXCEPTION WHEN others THEN
+			key := NULL;
+		END;
+		IF left(secret, 6) <> 'whsec_' OR key IS NULL OR length(key) NOT BETWEEN 16 AND 64 THEN
+			RAISE EXCEPTION 'invalid webhook secret' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = 'A secret is "whsec_" followed by the base64 encoding of 16 to 64 random bytes.',
+				HINT = 'Pass NULL to have one generated, then read it from orchestrator.webhooks.';
+		END IF;
+	END IF;
+	INSERT INTO orchestrator.webhooks (url, events, secret, created_by)
+		VALUES (url, events, secret, orchestrator._caller())
+		RETURNING id INTO new_id;
+	RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.create_webhook(text, text[], text) IS
+'subscribe a URL to run events (patterns such as ''*'', ''workflow.failed'', ''step.*''); a NULL secret generates one';
+
+CREATE FUNCTION orchestrator.drop_webhook(id uuid)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM orchestrator.webhooks w WHERE w.id = drop_webhook.id;
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	UPDATE orchestrator.webhook_outbox o SET status = 'cancelled', lease_token = NULL
+		WHERE o.webhook_id = drop_webhook.id AND o.status IN ('pending', 'delivering');
+	RETURN true;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.drop_webhook(uuid) IS
+'remove a webhook subscription; its pending deliveries are cancelled';
+
+-- A delivery attempt failed: try again per the schedule, or it is dead.
+CREATE FUNCTION orchestrator._webhook_failed(id uuid, status integer, error text, retry_after interval)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	schedule interval[] := string_to_array(current_setting('orchestrator.webhook_retry_schedule'), ',')::interval[];
+	n integer;
+BEGIN
+	SELECT o.attempt INTO n FROM orchestrator.webhook_outbox o WHERE o.id = _webhook_failed.id;
+	UPDATE orchestrator.webhook_outbox o
+		SET status = CASE WHEN n <= cardinality(schedule) THEN 'pending' ELSE 'dead' END,
+			available_at = CASE WHEN n <= cardinality(schedule)
+								THEN now() + greatest(schedule[n], coalesce(retry_after, interval '0'))
+								ELSE o.available_at END,
+			lease_token = NULL, worker = NULL, last_status = _webhook_failed.status,
+			last_error = _webhook_failed.error
+		WHERE o.id = _webhook_failed.id;
+END
+$$;
+
+-- Claim due deliveries (called by _http_claim after http steps).
+CREATE FUNCTION orchestrator._webhook_claim(max_items integer, worker text, recover boolean,
+	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
+	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	o   record;
+	w   orchestrator.webhooks;
+	why text;
+	tmo interval := current_setting('orchestrator.default_step_timeout')::interval;
+BEGIN
+	IF recover THEN
+		UPDATE orchestrator.webhook_outbox x SET available_at = now()
+			WHERE x.status = 'delivering' AND x.available_at > now()
+			  AND x.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
+										 WHERE s.pid IS NOT NULL));
+	END IF;
+	FOR o IN SELECT x.id, x.webhook_id, x.run_id, x.status, x.payload
+			 FROM orchestrator.webhook_outbox x
+			 WHERE x.status IN ('pending', 'delivering') AND x.available_at <= now()
+			 ORDER BY x.available_at
+			 LIMIT max_items
+			 FOR UPDATE SKIP LOCKED LOOP
+		IF o.status = 'delivering' THEN
+			PERFORM orchestrator._webhook_failed(o.id, NULL, 'lease expired (the dispatcher stopped)', NULL);
+			CONTINUE;
+		END IF;
+		SELECT * INTO w FROM orchestrator.webhooks x WHERE x.id = o.webhook_id;
+		IF NOT FOUND THEN
+			UPDATE orchestrator.webhook_outbox x SET status = 'cancelled' WHERE x.id = o.id;
+			CONTINUE;
+		END IF;
+		why := orchestrator._http_check_url(w.url);
+		IF why IS NOT NULL THEN
+			UPDATE orchestrator.webhook_outbox x SET status = 'dead', last_error = why, attempt = x.attempt + 1,
+				last_attempt_at = now() WHERE x.id = o.id;
+			CONTINUE;
+		END IF;
+		UPDATE orchestrator.webhook_outbox x
+			SET status = 'delivering', attempt = x.attempt + 1, lease_token = gen_random_uuid(),
+				worker = _webhook_claim.worker, available_at = now() + tmo + interval '30 seconds',
+				last_attempt_at = now()
+			WHERE x.id = o.id
+			RETURNING x.lease_token INTO token;
+		kind := 'webhook';
+		run_id := o.run_id;
+		step := NULL;
+		id := o.id;
+		method := 'POST';
+		url := w.url;
+		headers := '{}';
+		body := o.payload::text;
+		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
+		sign_key := decode(substr(w.secret, 7), 'base64');
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+-- Record one delivery attempt (called by _http_record).  Stale leases are
+-- ignored; 2xx is delivered; anything else is retried per the schedule.
+CREATE FUNCTION orchestrator._webhook_record(id uuid, token uuid, status integer, headers jsonb,
+	error_kind text, error text, elapsed_ms float8)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM 1 FROM orchestrator.webhook_outbox o
+		WHERE o.id = _webhook_record.id AND o.lease_token = _webhook_record.token AND o.status = 'delivering'
+		FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	IF status BETWEEN 200 AND 299 THEN
+		UPDATE orchestrator.webhook_outbox o
+			SET status = 'delivered', delivered_at = now(), last_status = _webhook_record.status,
+				last_error = NULL, lease_token = NULL, worker = NULL
+			WHERE o.id = _webhook_record.id;
+	ELSE
+		PERFORM orchestrator._webhook_failed(id, status,
+			coalesce(error, format('HTTP %s', status)),
+			orchestrator._retry_after(headers ->> 'retry-after'));
+	END IF;
+END
+$$;

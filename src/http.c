@@ -1,0 +1,990 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *	  HTTP steps and webhook deliveries of a dispatcher, with libcurl multi.
+ *
+ * A request goes through three phases, and libcurl runs only in the middle
+ * one, outside any transaction:
+ *
+ *	1. claim (a short transaction): orchestrator._http_claim() takes due
+ *	   '@http' queue rows and webhook deliveries, counts the attempt, gives
+ *	   each a lease (timeout + margin) and returns the rendered requests;
+ *	   the transaction commits before anything is sent;
+ *	2. transfer: each request becomes an easy handle of this dispatcher's
+ *	   multi handle (connections are reused, capped by
+ *	   orchestrator.http_max_concurrency and http_max_host_connections);
+ *	   curl's sockets are kept in an epoll set, and that epoll descriptor
+ *	   sits in a WaitEventSet beside the latch and postmaster death, so one
+ *	   wait sees a wake-up, a shutdown and network readiness at once;
+ *	3. record (batched transactions): orchestrator._http_record() stores
+ *	   the outcomes of all finished requests with one call; a completion
+ *	   whose lease is stale is dropped there.
+ *
+ * A dispatcher that dies mid-request leaves leases behind; they expire (or
+ * are recovered at once by the next dispatcher that starts, since the
+ * holder's pid is recorded) and the attempt is retried.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "catalog/pg_type.h"
+#include "common/base64.h"
+#include "common/jsonapi.h"
+#include "executor/spi.h"
+#include "lib/ilist.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/uuid.h"
+
+#include "guc.h"
+#include "http.h"
+
+#if LIBCURL_VERSION_NUM < 0x075500
+#error "orchestrator needs libcurl 7.85.0 or later (CURLOPT_PROTOCOLS_STR)"
+#endif
+
+/* Most outcomes recorded in one transaction, and their body bytes. */
+#define HTTP_RECORD_BATCH		1000
+#define HTTP_RECORD_MAX_BYTES	(64 * 1024 * 1024)
+
+/* Times a batch may fail to be recorded before it is given up. */
+#define HTTP_RECORD_MAX_FAILURES	3
+
+#define HTTP_EPOLL_EVENTS		256
+
+typedef struct HttpRequest
+{
+	dlist_node	node;
+	MemoryContext context;		/* everything below except curl's own */
+
+	/* what to send (from _http_claim) */
+	bool		is_webhook;
+	pg_uuid_t	run_id;
+	char	   *step;
+	pg_uuid_t	id;				/* webhook delivery */
+	pg_uuid_t	token;			/* lease */
+	char	   *method;
+	char	   *url;
+	char	  **headers;		/* "Name: value" */
+	int			nheaders;
+	char	   *body;			/* NULL: none */
+	int			timeout_ms;
+	char	   *sign_headers[3];	/* webhooks: webhook-id, -timestamp, -signature */
+
+	/* the transfer */
+	CURL	   *easy;
+	struct curl_slist *header_list;
+	char		errbuf[CURL_ERROR_SIZE];
+	StringInfoData response;
+	StringInfoData resp_headers;	/* "name": "value" pairs, JSON */
+	bool		too_large;
+	char	   *content_type;
+
+	/* the outcome */
+	int			status;			/* HTTP status, 0 when none */
+	const char *error_kind;		/* NULL, network, timeout, too_large,
+								 * invalid, refused, tls */
+	char	   *error;
+	double		elapsed_ms;
+	int			record_failures;
+} HttpRequest;
+
+static CURLM *multi = NULL;
+static int	epoll_fd = -1;
+static WaitEventSet *wait_set = NULL;
+
+/* curl's timer: when to call curl_multi_socket_action(CURL_SOCKET_TIMEOUT) */
+static bool timer_set = false;
+static TimestampTz timer_due = 0;
+
+static dlist_head claimed = DLIST_STATIC_INIT(claimed);	/* not yet sent */
+static dlist_head running = DLIST_STATIC_INIT(running);	/* in curl */
+static dlist_head done = DLIST_STATIC_INIT(done);	/* outcome to record */
+static int	n_claimed = 0;
+static int	n_running = 0;
+static int	n_done = 0;
+
+/* settings applied to the multi handle */
+static int	applied_concurrency = -1;
+static int	applied_host_connections = -1;
+
+static const char *claim_query =
+"SELECT kind, run_id, step, id, token, method, url, headers, body, timeout_ms, sign_key "
+"FROM orchestrator._http_claim($1, $2, $3)";
+
+static const char *next_wake_query =
+"SELECT orchestrator._http_next_wake()";
+
+static const char *record_query =
+"SELECT orchestrator._http_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/*
+ * socket_callback
+ *		curl tells which sockets to watch for what: mirror it in the epoll
+ *		set.  Must not throw (curl is on the stack).
+ */
+static int
+socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct epoll_event ev;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
+		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	ev.data.fd = s;
+	if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev);
+	return 0;
+}
+
+/*
+ * timer_callback
+ *		curl wants to be called back after timeout_ms (-1: never).
+ */
+static int
+timer_callback(CURLM *m, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		timer_set = false;
+	else
+	{
+		timer_set = true;
+		timer_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	}
+	return 0;
+}
+
+/*
+ * write_callback
+ *		Collect the response body, up to orchestrator.http_max_response_size.
+ */
+static size_t
+write_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	HttpRequest *req = (HttpRequest *) userp;
+	size_t		len = size * nmemb;
+
+	if ((Size) req->response.len + len > (Size) orchestrator_http_max_response_size * 1024)
+	{
+		req->too_large = true;
+		return 0;				/* aborts the transfer */
+	}
+	/* appendBinaryStringInfo can only fail by running out of memory */
+	appendBinaryStringInfo(&req->response, data, len);
+	return len;
+}
+
+/*
+ * header_callback
+ *		Collect response headers as JSON members "name": "value" (names in
+ *		lowercase).  A new status line (after 100 Continue) starts over.
+ */
+static size_t
+header_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	HttpRequest *req = (HttpRequest *) userp;
+	size_t		len = size * nmemb;
+	char	   *line;
+	char	   *colon;
+	char	   *value;
+	char	   *end;
+
+	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
+	{
+		resetStringInfo(&req->resp_headers);
+		return len;
+	}
+	if (req->resp_headers.len > 256 * 1024)
+		return len;				/* enough headers */
+
+	line = palloc(len + 1);
+	memcpy(line, data, len);
+	line[len] = '\0';
+	colon = strchr(line, ':');
+	if (colon != NULL && colon != line)
+	{
+		*colon = '\0';
+		for (char *c = line; *c; c++)
+			*c = pg_tolower((unsigned char) *c);
+		value = colon + 1;
+		while (*value == ' ' || *value == '\t')
+			value++;
+		end = value + strlen(value);
+		while (end > value && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+			*--end = '\0';
+		/* headers are octets; keep only what is valid in the database encoding */
+		if (strcmp(line, "content-type") == 0)
+			req->content_type = pstrdup(value);
+		if (pg_verifymbstr(line, strlen(line), true) &&
+			pg_verifymbstr(value, strlen(value), true))
+		{
+			if (req->resp_headers.len > 0)
+				appendStringInfoString(&req->resp_headers, ", ");
+			escape_json(&req->resp_headers, line);
+			appendStringInfoString(&req->resp_headers, ": ");
+			escape_json(&req->resp_headers, value);
+		}
+	}
+	pfree(line);
+	return len;
+}
+
+/*
+ * http_cleanup
+ *		At process exit: abandon the transfers (their leases expire) and
+ *		free curl's handles.
+ */
+static void
+http_cleanup(int code, Datum arg)
+{
+	dlist_mutable_iter iter;
+
+	if (multi == NULL)
+		return;
+	dlist_foreach_modify(iter, &running)
+	{
+		HttpRequest *req = dlist_container(HttpRequest, node, iter.cur);
+
+		if (req->easy)
+		{
+			curl_multi_remove_handle(multi, req->easy);
+			curl_easy_cleanup(req->easy);
+			req->easy = NULL;
+		}
+		if (req->header_list)
+			curl_slist_free_all(req->header_list);
+	}
+	curl_multi_cleanup(multi);
+	multi = NULL;
+	if (epoll_fd >= 0)
+		close(epoll_fd);
+	epoll_fd = -1;
+}
+
+/*
+ * orchestrator_http_init
+ *		Set up this dispatcher's multi handle and the wait event set.
+ */
+void
+orchestrator_http_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not initialize libcurl")));
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (epoll_fd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("could not create an epoll descriptor: %m")));
+
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
+
+	wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);
+
+	on_proc_exit(http_cleanup, (Datum) 0);
+}
+
+/*
+ * apply_settings
+ *		Bring the multi handle's limits in line with the settings (they may
+ *		change on SIGHUP).
+ */
+static void
+apply_settings(void)
+{
+	if (applied_concurrency != orchestrator_http_max_concurrency)
+	{
+		applied_concurrency = orchestrator_http_max_concurrency;
+		curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) applied_concurrency);
+		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) applied_concurrency);
+	}
+	if (applied_host_connections != orchestrator_http_max_host_connections)
+	{
+		applied_host_connections = orchestrator_http_max_host_connections;
+		curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) applied_host_connections);
+	}
+}
+
+int
+orchestrator_http_room(void)
+{
+	return Max(orchestrator_http_max_concurrency - n_claimed - n_running, 0);
+}
+
+int
+orchestrator_http_in_flight(void)
+{
+	return n_claimed + n_running;
+}
+
+int
+orchestrator_http_done_count(void)
+{
+	return n_done;
+}
+
+/*
+ * column_text
+ *		A text column as a C string in the current context, or NULL.
+ */
+static char *
+column_text(HeapTuple tuple, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static void
+column_uuid(HeapTuple tuple, TupleDesc desc, int col, pg_uuid_t *dest)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
+
+	if (isnull)
+		memset(dest, 0, sizeof(pg_uuid_t));
+	else
+		memcpy(dest, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+}
+
+/*
+ * orchestrator_http_claim
+ *		Claim up to max_items due requests; see _http_claim().  Runs in the
+ *		caller's transaction; the requests wait in "claimed" until
+ *		orchestrator_http_start_claimed() after the commit.
+ */
+int
+orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
+						TimestampTz *next_wake)
+{
+	Oid			argtypes[3] = {INT4OID, TEXTOID, BOOLOID};
+	Datum		values[3];
+	char		worker[64];
+	int			rc;
+	uint64		i;
+	int			n;
+
+	*has_next_wake = false;
+	snprintf(worker, sizeof(worker), "http:%d", MyProcPid);
+	values[0] = Int32GetDatum(max_items);
+	values[1] = CStringGetTextDatum(worker);
+	values[2] = BoolGetDatum(recover);
+
+	rc = SPI_execute_with_args(claim_query, 3, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not run orchestrator._http_claim(): %s",
+						SPI_result_code_string(rc))));
+
+	n = (int) SPI_processed;
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext context;
+		MemoryContext old;
+		HttpRequest *req;
+		char	   *kind;
+		bool		isnull;
+		Datum		d;
+
+		context = AllocSetContextCreate(TopMemoryContext, "orchestrator http request",
+										ALLOCSET_SMALL_SIZES);
+		old = MemoryContextSwitchTo(context);
+		req = palloc0(sizeof(HttpRequest));
+		req->context = context;
+		kind = column_text(tuple, desc, 1);
+		req->is_webhook = kind != NULL && strcmp(kind, "webhook") == 0;
+		column_uuid(tuple, desc, 2, &req->run_id);
+		req->step = column_text(tuple, desc, 3);
+		column_uuid(tuple, desc, 4, &req->id);
+		column_uuid(tuple, desc, 5, &req->token);
+		req->method = column_text(tuple, desc, 6);
+		req->url = column_text(tuple, desc, 7);
+		d = SPI_getbinval(tuple, desc, 8, &isnull);
+		if (!isnull)
+		{
+			ArrayType  *arr = DatumGetArrayTypeP(d);
+			Datum	   *elems;
+			bool	   *nulls;
+			int			nelems;
+
+			deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, &nulls, &nelems);
+			req->headers = palloc0(sizeof(char *) * Max(nelems, 1));
+			for (int j = 0; j < nelems; j++)
+				if (!nulls[j])
+					req->headers[req->nheaders++] = TextDatumGetCString(elems[j]);
+		}
+		req->body = column_text(tuple, desc, 9);
+		d = SPI_getbinval(tuple, desc, 10, &isnull);
+		req->timeout_ms = isnull ? 60000 : DatumGetInt32(d);
+		d = SPI_getbinval(tuple, desc, 11, &isnull);
+		if (!isnull && req->is_webhook)
+		{
+			/*
+			 * Signed here, in the transaction: the backend's HMAC needs a
+			 * resource owner.  The timestamp is the claim's, milliseconds
+			 * before the send.
+			 */
+			bytea	   *key = DatumGetByteaPP(d);
+			char	   *msg_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&req->id)));
+			int64		ts = (int64) time(NULL);
+			char	   *sig;
+
+			sig = orchestrator_webhook_signature(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+												 msg_id, ts, req->body ? req->body : "",
+												 req->body ? strlen(req->body) : 0);
+			req->sign_headers[0] = psprintf("webhook-id: %s", msg_id);
+			req->sign_headers[1] = psprintf("webhook-timestamp: " INT64_FORMAT, ts);
+			req->sign_headers[2] = psprintf("webhook-signature: %s", sig);
+		}
+		initStringInfo(&req->response);
+		initStringInfo(&req->resp_headers);
+		MemoryContextSwitchTo(old);
+
+		dlist_push_tail(&claimed, &req->node);
+		n_claimed++;
+	}
+
+	if (n < max_items)
+	{
+		rc = SPI_execute(next_wake_query, false, 1);
+		if (rc == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+			{
+				*has_next_wake = true;
+				*next_wake = DatumGetTimestampTz(d);
+			}
+		}
+	}
+	return n;
+}
+
+/*
+ * orchestrator_http_discard_claimed
+ *		The claiming transaction failed: what it returned was never claimed.
+ */
+void
+orchestrator_http_discard_claimed(void)
+{
+	while (!dlist_is_empty(&claimed))
+	{
+		HttpRequest *req = dlist_container(HttpRequest, node, dlist_pop_head_node(&claimed));
+
+		n_claimed--;
+		MemoryContextDelete(req->context);
+	}
+}
+
+/*
+ * finish_request
+ *		A request is over (sent or not): queue its outcome for recording.
+ */
+static void
+finish_request(HttpRequest *req, const char *error_kind, const char *error)
+{
+	if (error_kind)
+	{
+		req->error_kind = error_kind;
+		req->error = MemoryContextStrdup(req->context, error);
+	}
+	dlist_push_tail(&done, &req->node);
+	n_done++;
+}
+
+/*
+ * header_ok
+ *		A header line we are willing to send: "Name: value", no line breaks.
+ */
+static bool
+header_ok(const char *h)
+{
+	return strchr(h, '\r') == NULL && strchr(h, '\n') == NULL &&
+		strchr(h, ':') != NULL && h[0] != ':';
+}
+
+/*
+ * start_request
+ *		Hand one request to curl.  Nothing here throws after the easy handle
+ *		is created except out-of-memory, which ends the process anyway.
+ */
+static void
+start_request(HttpRequest *req)
+{
+	MemoryContext old = MemoryContextSwitchTo(req->context);
+	bool		invalid;
+	char	   *refusal;
+	CURL	   *easy;
+	struct curl_slist *list = NULL;
+	bool		has_content_type = false;
+	bool		has_idempotency = false;
+
+	/* checked again here: the settings may have changed since the claim */
+	refusal = orchestrator_http_check_url(req->url, &invalid, NULL);
+	if (refusal)
+	{
+		finish_request(req, invalid ? "invalid" : "refused", refusal);
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	for (int i = 0; i < req->nheaders; i++)
+	{
+		if (!header_ok(req->headers[i]))
+		{
+			finish_request(req, "invalid",
+						   psprintf("invalid request header \"%s\"", req->headers[i]));
+			MemoryContextSwitchTo(old);
+			return;
+		}
+		if (pg_strncasecmp(req->headers[i], "content-type:", 13) == 0)
+			has_content_type = true;
+		if (pg_strncasecmp(req->headers[i], "idempotency-key:", 16) == 0)
+			has_idempotency = true;
+		list = curl_slist_append(list, req->headers[i]);
+	}
+	if (req->body && !has_content_type)
+		list = curl_slist_append(list, "Content-Type: application/json");
+	/* no "Expect: 100-continue" round trip for larger bodies */
+	list = curl_slist_append(list, "Expect:");
+	(void) has_idempotency;		/* _http_claim adds the default one */
+	for (int i = 0; i < 3 && req->sign_headers[i]; i++)
+		list = curl_slist_append(list, req->sign_headers[i]);
+	req->header_list = list;
+
+	easy = curl_easy_init();
+	if (easy == NULL)
+	{
+		finish_request(req, "network", "could not create a curl handle");
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	req->easy = easy;
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) Max(req->timeout_ms, 1));
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Max(Min(req->timeout_ms, 30000), 1));
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_callback);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "orchestrator/0.1");
+	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+					 (curl_off_t) orchestrator_http_max_response_size * 1024);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list);
+
+	if (strcmp(req->method, "HEAD") == 0)
+		curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+	else if (strcmp(req->method, "GET") != 0)
+	{
+		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+						 (curl_off_t) (req->body ? strlen(req->body) : 0));
+	}
+
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+	{
+		curl_easy_cleanup(easy);
+		req->easy = NULL;
+		finish_request(req, "network", "could not add the request to the curl multi handle");
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	dlist_push_tail(&running, &req->node);
+	n_running++;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * orchestrator_http_start_claimed
+ *		Send what the last claim returned.  Called outside any transaction.
+ */
+void
+orchestrator_http_start_claimed(void)
+{
+	apply_settings();
+	while (!dlist_is_empty(&claimed))
+	{
+		HttpRequest *req = dlist_container(HttpRequest, node, dlist_pop_head_node(&claimed));
+
+		n_claimed--;
+		start_request(req);
+	}
+}
+
+/*
+ * collect_finished
+ *		Move the transfers curl reports as done to the "done" list.
+ */
+static void
+collect_finished(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		HttpRequest *req;
+		CURL	   *easy;
+		CURLcode	res;
+		long		status = 0;
+		curl_off_t	total_us = 0;
+		const char *kind = NULL;
+		const char *text = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		easy = msg->easy_handle;
+		res = msg->data.result;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
+		curl_multi_remove_handle(multi, easy);
+		curl_easy_cleanup(easy);
+		req->easy = NULL;
+		curl_slist_free_all(req->header_list);
+		req->header_list = NULL;
+		dlist_delete(&req->node);
+		n_running--;
+
+		req->elapsed_ms = total_us / 1000.0;
+		switch (res)
+		{
+			case CURLE_OK:
+				req->status = (int) status;
+				break;
+			case CURLE_OPERATION_TIMEDOUT:
+				kind = "timeout";
+				break;
+			case CURLE_WRITE_ERROR:
+			case CURLE_FILESIZE_EXCEEDED:
+				if (req->too_large || res == CURLE_FILESIZE_EXCEEDED)
+				{
+					kind = "too_large";
+					text = psprintf("response larger than orchestrator.http_max_response_size (%d kB)",
+									orchestrator_http_max_response_size);
+				}
+				else
+					kind = "network";
+				break;
+			case CURLE_UNSUPPORTED_PROTOCOL:
+			case CURLE_URL_MALFORMAT:
+				kind = "invalid";
+				break;
+			case CURLE_PEER_FAILED_VERIFICATION:
+			case CURLE_SSL_CERTPROBLEM:
+			case CURLE_SSL_CACERT_BADFILE:
+				kind = "tls";
+				break;
+			default:
+				kind = "network";
+				break;
+		}
+		if (kind)
+		{
+			/* a response that was cut short still tells its status */
+			if (status > 0 && strcmp(kind, "too_large") != 0)
+				req->status = 0;
+			if (text == NULL)
+				text = req->errbuf[0] ? req->errbuf : curl_easy_strerror(res);
+			finish_request(req, kind, text);
+		}
+		else
+			finish_request(req, NULL, NULL);
+	}
+}
+
+/*
+ * drive
+ *		Let curl act on the sockets that are ready and on its timer.
+ */
+static void
+drive(void)
+{
+	struct epoll_event events[HTTP_EPOLL_EVENTS];
+	int			running;
+	int			n;
+
+	if (multi == NULL)
+		return;
+	do
+	{
+		n = epoll_wait(epoll_fd, events, HTTP_EPOLL_EVENTS, 0);
+		for (int i = 0; i < n; i++)
+		{
+			int			flags = 0;
+
+			if (events[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (events[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (events[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, events[i].data.fd, flags, &running);
+		}
+	} while (n == HTTP_EPOLL_EVENTS);
+
+	/* curl may ask for "at once" again while acting; bounded */
+	for (int i = 0; i < 4 && timer_set && timer_due <= GetCurrentTimestamp(); i++)
+	{
+		timer_set = false;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	collect_finished();
+}
+
+/*
+ * orchestrator_http_wait
+ *		Wait for the latch, postmaster death, curl's sockets or its timer,
+ *		up to timeout_ms (0: just look), then drive the transfers.
+ */
+bool
+orchestrator_http_wait(long timeout_ms)
+{
+	WaitEvent	events[3];
+	int			n;
+	bool		latch_set = false;
+	long		timeout = timeout_ms;
+
+	if (timer_set)
+		timeout = Min(timeout, Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), timer_due), 0));
+	/* TimestampDifferenceMilliseconds rounds down: never wait 0 ms for a timer in the future */
+	if (timer_set && timeout == 0 && timer_due > GetCurrentTimestamp() && timeout_ms > 0)
+		timeout = 1;
+
+	n = WaitEventSetWait(wait_set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+	for (int i = 0; i < n; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			latch_set = true;
+		}
+	}
+	drive();
+	return latch_set;
+}
+
+/*
+ * make_array
+ *		A one-dimensional array of n elements.
+ */
+static Datum
+make_array(Datum *values, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs,
+											  elemtype, typlen, typbyval, typalign));
+}
+
+/*
+ * body_as_text
+ *		The response body as text for _http_record(), and how to read it:
+ *		"json" (a JSON content type and valid JSON), "text" (valid in the
+ *		database encoding) or "base64" (anything else).
+ */
+static char *
+body_as_text(HttpRequest *req, const char **kind)
+{
+	char	   *data = req->response.data;
+	int			len = req->response.len;
+	char	   *out;
+	int			enclen;
+
+	if (pg_verifymbstr(data, len, true))
+	{
+		*kind = "text";
+		if (req->content_type && strstr(req->content_type, "json") != NULL && len > 0)
+		{
+			JsonLexContext *lex = makeJsonLexContextCstringLen(data, len, GetDatabaseEncoding(), false);
+
+			if (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS)
+				*kind = "json";
+		}
+		return data;
+	}
+	*kind = "base64";
+	out = palloc(pg_b64_enc_len(len) + 1);
+	enclen = pg_b64_encode(data, len, out, pg_b64_enc_len(len));
+	out[Max(enclen, 0)] = '\0';
+	return out;
+}
+
+/*
+ * orchestrator_http_record
+ *		Record the outcomes of the first finished requests (up to a batch) in
+ *		the caller's transaction, with one call of _http_record().
+ */
+int
+orchestrator_http_record(void)
+{
+	Oid			argtypes[12] = {TEXTARRAYOID, UUIDARRAYOID, TEXTARRAYOID, UUIDARRAYOID,
+	UUIDARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, FLOAT8ARRAYOID};
+	Datum		args[12];
+	Datum	   *v[12];
+	bool	   *nl[12];
+	int			n = 0;
+	Size		bytes = 0;
+	dlist_iter	iter;
+	int			rc;
+	int			max = Min(n_done, HTTP_RECORD_BATCH);
+
+	if (max == 0)
+		return 0;
+	for (int c = 0; c < 12; c++)
+	{
+		v[c] = palloc0(sizeof(Datum) * max);
+		nl[c] = palloc0(sizeof(bool) * max);
+	}
+
+	dlist_foreach(iter, &done)
+	{
+		HttpRequest *req = dlist_container(HttpRequest, node, iter.cur);
+		const char *body_kind;
+		char	   *body;
+
+		if (n >= max || (n > 0 && bytes + req->response.len > HTTP_RECORD_MAX_BYTES))
+			break;
+		v[0][n] = CStringGetTextDatum(req->is_webhook ? "webhook" : "step");
+		v[1][n] = UUIDPGetDatum(&req->run_id);
+		if (req->step)
+			v[2][n] = CStringGetTextDatum(req->step);
+		else
+			nl[2][n] = true;
+		v[3][n] = UUIDPGetDatum(&req->id);
+		v[4][n] = UUIDPGetDatum(&req->token);
+		if (req->status > 0)
+			v[5][n] = Int32GetDatum(req->status);
+		else
+			nl[5][n] = true;
+		v[6][n] = CStringGetTextDatum(psprintf("{%s}", req->resp_headers.data));
+		if (req->status > 0)
+		{
+			body = body_as_text(req, &body_kind);
+			v[7][n] = CStringGetTextDatum(body);
+			v[8][n] = CStringGetTextDatum(body_kind);
+		}
+		else
+		{
+			nl[7][n] = true;
+			nl[8][n] = true;
+		}
+		if (req->error_kind)
+		{
+			v[9][n] = CStringGetTextDatum(req->error_kind);
+			v[10][n] = CStringGetTextDatum(req->error);
+		}
+		else
+		{
+			nl[9][n] = true;
+			nl[10][n] = true;
+		}
+		v[11][n] = Float8GetDatum(req->elapsed_ms);
+		bytes += req->response.len;
+		n++;
+	}
+
+	args[0] = make_array(v[0], nl[0], n, TEXTOID);
+	args[1] = make_array(v[1], nl[1], n, UUIDOID);
+	args[2] = make_array(v[2], nl[2], n, TEXTOID);
+	args[3] = make_array(v[3], nl[3], n, UUIDOID);
+	args[4] = make_array(v[4], nl[4], n, UUIDOID);
+	args[5] = make_array(v[5], nl[5], n, INT4OID);
+	args[6] = make_array(v[6], nl[6], n, TEXTOID);
+	args[7] = make_array(v[7], nl[7], n, TEXTOID);
+	args[8] = make_array(v[8], nl[8], n, TEXTOID);
+	args[9] = make_array(v[9], nl[9], n, TEXTOID);
+	args[10] = make_array(v[10], nl[10], n, TEXTOID);
+	args[11] = make_array(v[11], nl[11], n, FLOAT8OID);
+
+	rc = SPI_execute_with_args(record_query, 12, argtypes, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not run orchestrator._http_record(): %s",
+						SPI_result_code_string(rc))));
+	return n;
+}
+
+/*
+ * orchestrator_http_recorded
+ *		The recording transaction of the first n outcomes ended.  On success
+ *		they are freed; on failure they are kept for another try, up to
+ *		HTTP_RECORD_MAX_FAILURES times (then their leases expire and the
+ *		attempts are retried).
+ */
+void
+orchestrator_http_recorded(int n, bool ok)
+{
+	dlist_mutable_iter iter;
+	int			i = 0;
+
+	dlist_foreach_modify(iter, &done)
+	{
+		HttpRequest *req = dlist_container(HttpRequest, node, iter.cur);
+
+		if (i++ >= n)
+			break;
+		if (!ok && ++req->record_failures < HTTP_RECORD_MAX_FAILURES)
+			continue;
+		if (!ok)
+			ereport(WARNING,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("orchestrator: giving up recording the outcome of an HTTP request to \"%s\"",
+							req->url),
+					 errdetail("Recording failed %d times.", req->record_failures),
+					 errhint("The attempt is retried when its lease expires.")));
+		dlist_delete(&req->node);
+		n_done--;
+		MemoryContextDelete(req->context);
+	}
+}

@@ -1,0 +1,297 @@
+/*-------------------------------------------------------------------------
+ *
+ * http_util.c
+ *	  URL checks against orchestrator.http_allowed_hosts, webhook signing,
+ *	  random bytes; and their SQL entry points.
+ *
+ * URLs are parsed with libcurl's own URL parser (curl_url), the same one the
+ * transfer uses, so the host that is checked is the host that is contacted.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include <curl/curl.h>
+
+#include "common/base64.h"
+#include "common/hmac.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "guc.h"
+#include "http.h"
+
+#if LIBCURL_VERSION_NUM < 0x075500
+#error "orchestrator needs libcurl 7.85.0 or later (CURLOPT_PROTOCOLS_STR)"
+#endif
+
+PG_FUNCTION_INFO_V1(orchestrator_http_check_url_sql);
+PG_FUNCTION_INFO_V1(orchestrator_http_url_host);
+PG_FUNCTION_INFO_V1(orchestrator_random_bytes);
+PG_FUNCTION_INFO_V1(orchestrator_webhook_sign);
+
+/*
+ * host_matches
+ *		Does host (lowercase, IPv6 without brackets) match one entry of the
+ *		allow-list?  "*" matches any host, "*.example.com" example.com and
+ *		its subdomains, anything else the host itself (case-insensitive).
+ */
+static bool
+host_matches(const char *host, const char *entry, int len)
+{
+	int			hlen = strlen(host);
+
+	/* IPv6 entries may be written with brackets */
+	if (len >= 2 && entry[0] == '[' && entry[len - 1] == ']')
+	{
+		entry++;
+		len -= 2;
+	}
+	if (len == 1 && entry[0] == '*')
+		return true;
+	if (len > 2 && entry[0] == '*' && entry[1] == '.')
+	{
+		/* the domain itself, or a name ending in ".domain" */
+		if (hlen == len - 2 && pg_strncasecmp(host, entry + 2, len - 2) == 0)
+			return true;
+		return hlen > len - 1 &&
+			pg_strncasecmp(host + hlen - (len - 1), entry + 1, len - 1) == 0;
+	}
+	return hlen == len && pg_strncasecmp(host, entry, len) == 0;
+}
+
+/*
+ * host_allowed
+ *		Is host in orchestrator.http_allowed_hosts?
+ */
+static bool
+host_allowed(const char *host)
+{
+	const char *p = orchestrator_http_allowed_hosts;
+
+	if (p == NULL)
+		return false;
+	while (*p)
+	{
+		const char *start;
+		const char *end;
+
+		while (*p == ',' || isspace((unsigned char) *p))
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && isspace((unsigned char) end[-1]))
+			end--;
+		if (end > start && host_matches(host, start, end - start))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * orchestrator_http_check_url
+ *		NULL when url is an http or https URL of an allowed host; otherwise
+ *		why not (palloc'd), with *invalid set for a URL that does not parse
+ *		or has another scheme.
+ */
+char *
+orchestrator_http_check_url(const char *url, bool *invalid, char **hostport)
+{
+	CURLU	   *h;
+	CURLUcode	rc;
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *port = NULL;
+	char	   *result = NULL;
+	char	   *bare;
+	int			len;
+
+	*invalid = false;
+	if (hostport)
+		*hostport = NULL;
+
+	h = curl_url();
+	if (h == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+
+	rc = curl_url_set(h, CURLUPART_URL, url, 0);
+	if (rc != CURLUE_OK)
+	{
+		*invalid = true;
+		result = psprintf("invalid URL: %s", curl_url_strerror(rc));
+		goto done;
+	}
+	if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		(pg_strcasecmp(scheme, "http") != 0 && pg_strcasecmp(scheme, "https") != 0))
+	{
+		*invalid = true;
+		result = psprintf("only http and https URLs are allowed, not \"%s\"",
+						  scheme ? scheme : "");
+		goto done;
+	}
+	if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0')
+	{
+		*invalid = true;
+		result = pstrdup("invalid URL: no host");
+		goto done;
+	}
+	if (curl_url_get(h, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+		port = NULL;
+
+	/* lowercase; IPv6 literals come with brackets */
+	bare = pstrdup(host);
+	for (char *c = bare; *c; c++)
+		*c = pg_tolower((unsigned char) *c);
+	len = strlen(bare);
+	if (len >= 2 && bare[0] == '[' && bare[len - 1] == ']')
+	{
+		bare[len - 1] = '\0';
+		bare++;
+	}
+	if (hostport)
+		*hostport = psprintf("%s:%s", host, port ? port : "");
+	if (!host_allowed(bare))
+		result = psprintf("host \"%s\" is not in orchestrator.http_allowed_hosts", bare);
+
+done:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(h);
+	return result;
+}
+
+/*
+ * orchestrator_http_check_url_sql
+ *		_http_check_url(url): NULL when the URL may be used, else
+ *		'invalid: <message>' or 'refused: <message>'.
+ */
+Datum
+orchestrator_http_check_url_sql(PG_FUNCTION_ARGS)
+{
+	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		invalid;
+	char	   *msg = orchestrator_http_check_url(url, &invalid, NULL);
+
+	if (msg == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s: %s", invalid ? "invalid" : "refused", msg)));
+}
+
+/*
+ * orchestrator_http_url_host
+ *		_http_url_host(url): "host:port" (lowercase host, default port made
+ *		explicit) of an http(s) URL, the key of its circuit breaker; NULL
+ *		when the URL does not parse.
+ */
+Datum
+orchestrator_http_url_host(PG_FUNCTION_ARGS)
+{
+	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		invalid;
+	char	   *hostport;
+
+	(void) orchestrator_http_check_url(url, &invalid, &hostport);
+	if (invalid || hostport == NULL)
+		PG_RETURN_NULL();
+	for (char *c = hostport; *c; c++)
+		*c = pg_tolower((unsigned char) *c);
+	PG_RETURN_TEXT_P(cstring_to_text(hostport));
+}
+
+/*
+ * orchestrator_random_bytes
+ *		_random_bytes(n): n bytes from the strong random source (webhook
+ *		secrets; pgcrypto is not required).
+ */
+Datum
+orchestrator_random_bytes(PG_FUNCTION_ARGS)
+{
+	int32		n = PG_GETARG_INT32(0);
+	bytea	   *result;
+
+	if (n < 1 || n > 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("number of random bytes must be from 1 to 1024")));
+	result = palloc(VARHDRSZ + n);
+	SET_VARSIZE(result, VARHDRSZ + n);
+	if (!pg_strong_random(VARDATA(result), n))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes")));
+	PG_RETURN_BYTEA_P(result);
+}
+
+/*
+ * orchestrator_webhook_signature
+ *		"v1," + base64(HMAC-SHA256(key, msg_id "." timestamp "." body)), the
+ *		Standard Webhooks signature.
+ */
+char *
+orchestrator_webhook_signature(const char *key, int keylen, const char *msg_id,
+							   int64 timestamp, const char *body, size_t bodylen)
+{
+	pg_hmac_ctx *ctx;
+	uint8		digest[32];
+	char		prefix[128];
+	int			prefixlen;
+	char	   *result;
+	int			enclen;
+
+	prefixlen = snprintf(prefix, sizeof(prefix), "%s." INT64_FORMAT ".", msg_id, timestamp);
+	ctx = pg_hmac_create(PG_SHA256);
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	if (pg_hmac_init(ctx, (const uint8 *) key, keylen) < 0 ||
+		pg_hmac_update(ctx, (const uint8 *) prefix, prefixlen) < 0 ||
+		pg_hmac_update(ctx, (const uint8 *) body, bodylen) < 0 ||
+		pg_hmac_final(ctx, digest, sizeof(digest)) < 0)
+	{
+		const char *err = pg_hmac_error(ctx);
+
+		pg_hmac_free(ctx);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute HMAC-SHA256: %s", err)));
+	}
+	pg_hmac_free(ctx);
+
+	result = palloc(3 + pg_b64_enc_len(sizeof(digest)) + 1);
+	memcpy(result, "v1,", 3);
+	enclen = pg_b64_encode((const char *) digest, sizeof(digest), result + 3,
+						   pg_b64_enc_len(sizeof(digest)));
+	if (enclen < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not encode the webhook signature")));
+	result[3 + enclen] = '\0';
+	return result;
+}
+
+/*
+ * orchestrator_webhook_sign
+ *		_webhook_sign(key bytea, msg_id text, ts bigint, body text): the
+ *		signature header value, for tests and receivers' reference.
+ */
+Datum
+orchestrator_webhook_sign(PG_FUNCTION_ARGS)
+{
+	bytea	   *key = PG_GETARG_BYTEA_PP(0);
+	char	   *msg_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int64		ts = PG_GETARG_INT64(2);
+	text	   *body = PG_GETARG_TEXT_PP(3);
+
+	PG_RETURN_TEXT_P(cstring_to_text(
+									 orchestrator_webhook_signature(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+																	msg_id, ts, VARDATA_ANY(body),
+																	VARSIZE_ANY_EXHDR(body))));
+}
