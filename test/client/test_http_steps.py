@@ -1,0 +1,301 @@
+"""HTTP steps and webhooks against a live sink (test/client/http_sink.py):
+
+  - JSON bodies, templated URLs and headers reach the sink; the result is
+    {status, headers, body}; Idempotency-Key and traceparent are sent;
+  - retries follow the policy: 503 retried, 429 honours Retry-After, 404
+    fails at once, a refused connection is retried until dead; every
+    attempt is a step.http event;
+  - a host outside orchestrator.http_allowed_hosts is refused at definition
+    (42501) and, for a templated URL, when sending (step failed);
+  - the circuit breaker opens after N failures, holds steps back, probes
+    after the cool-down and closes (events circuit.opened/closed);
+  - every webhook delivery carries a Standard Webhooks signature that
+    verifies with the secret (checked here with hmac/hashlib), and failing
+    deliveries are retried until the sink accepts them.
+
+Starts its own cluster (test/cluster.sh) on 127.0.0.1:5534 and sinks on
+5535/5536, and stops them.
+"""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import psycopg2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from http_sink import Sink  # noqa: E402
+
+CLUSTER = os.path.join(HERE, "..", "cluster.sh")
+PORT, SINK, SINK2 = 5534, 5535, 5536
+DATADIR = tempfile.mkdtemp(prefix="orchestrator-http-")
+SETTINGS = """
+orchestrator.http_breaker_threshold = 3
+orchestrator.http_breaker_cooldown = '2 seconds'
+orchestrator.webhook_retry_schedule = '1 second, 1 second, 1 second'
+orchestrator.poll_interval = 200
+"""
+
+
+def connect():
+    conn = psycopg2.connect(host="127.0.0.1", port=PORT, dbname="orchestrator", user="postgres")
+    conn.autocommit = True
+    return conn
+
+
+def wait_runs(cur, ids, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        cur.execute("SELECT count(*) FROM orchestrator.workflow_runs WHERE id = ANY(%s::uuid[]) "
+                    "AND status IN ('pending', 'running')", (list(ids),))
+        if cur.fetchone()[0] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("runs did not finish: %r" % (ids,))
+
+
+def run_of(cur, run_id):
+    cur.execute("SELECT orchestrator.get_workflow(%s)", (run_id,))
+    return cur.fetchone()[0]
+
+
+def events(cur, run_id, prefix=""):
+    cur.execute("SELECT type, step, data FROM orchestrator.events(%s) WHERE type LIKE %s",
+                (run_id, prefix + "%"))
+    return cur.fetchall()
+
+
+def start(cur, name, inp):
+    cur.execute("SELECT orchestrator.start_workflow(%s, %s)", (name, json.dumps(inp)))
+    return cur.fetchone()[0]
+
+
+def test_requests(cur, sink):
+    cur.execute("""SELECT orchestrator.define_workflow('post_item', %s)""", (json.dumps({"steps": [
+        {"name": "fetch", "kind": "http",
+         "request": {"method": "POST", "url": {"$path": "$.input.url"},
+                     "headers": {"x-team": {"$path": "$.input.team"}},
+                     "body": {"q": {"$path": "$.input.query"}, "n": [1, 2]}}},
+        {"name": "store", "kind": "sql", "depends_on": ["fetch"],
+         "sql": "SELECT ($1 ->> 'q') AS q", "args": [{"$path": "$.steps.fetch.result.body.body"}]},
+        {"name": "text", "kind": "http", "request": {"url": "http://127.0.0.1:%d/text" % SINK}}],
+        "result": {"status": {"$path": "$.steps.fetch.result.status"},
+                   "q": {"$path": "$.steps.store.result.q"},
+                   "text": {"$path": "$.steps.text.result.body"}}}),))
+    run_id = start(cur, "post_item", {"url": "http://127.0.0.1:%d/items/42" % SINK,
+                                      "team": "blue", "query": "héllo"})
+    wait_runs(cur, [run_id])
+    run = run_of(cur, run_id)
+    assert run["status"] == "succeeded", run
+    assert run["result"] == {"status": 200, "q": "héllo", "text": "hello"}, run["result"]
+    fetch = run["steps"]["fetch"]["result"]
+    assert fetch["status"] == 200 and fetch["headers"]["content-type"] == "application/json", fetch
+    reqs = sink.requests("/items/42")
+    assert len(reqs) == 1, reqs
+    r = reqs[0]
+    assert r["method"] == "POST" and json.loads(r["body"]) == {"q": "héllo", "n": [1, 2]}, r
+    assert r["headers"]["content-type"] == "application/json" and r["headers"]["x-team"] == "blue", r
+    assert r["headers"]["idempotency-key"] == "%s/fetch" % run_id, r
+    tp = r["headers"]["traceparent"].split("-")
+    assert tp[0] == "00" and tp[1] == run_id.replace("-", "") and len(tp[2]) == 16 and tp[3] == "01", tp
+    print("ok: JSON body, templated URL and header, result, Idempotency-Key, traceparent")
+
+
+def test_retries(cur, sink):
+    cur.execute("""SELECT orchestrator.define_workflow('retrying', %s)""", (json.dumps({"steps": [
+        {"name": "call", "kind": "http", "timeout": "2 seconds",
+         "request": {"url": {"$path": "$.input.url"}},
+         "retry": {"max_attempts": 3, "backoff": "100 milliseconds", "jitter": 0}}]}),))
+    base = "http://127.0.0.1:%d" % SINK
+    flaky = start(cur, "retrying", {"url": base + "/flaky/r1/2"})
+    limited = start(cur, "retrying", {"url": base + "/limited/r2/1"})
+    missing = start(cur, "retrying", {"url": base + "/status/404"})
+    always = start(cur, "retrying", {"url": base + "/status/502"})
+    wait_runs(cur, [flaky, limited, missing, always])
+
+    run = run_of(cur, flaky)
+    assert run["status"] == "succeeded" and run["steps"]["call"]["attempt"] == 3, run
+    assert [d["status"] for _, _, d in events(cur, flaky, "step.http")] == [503, 503, 200]
+    assert len(sink.requests("/flaky/r1/")) == 3
+    keys = {r["headers"]["idempotency-key"] for r in sink.requests("/flaky/r1/")}
+    assert keys == {"%s/call" % flaky}, keys      # the same key on every attempt
+
+    run = run_of(cur, limited)
+    assert run["status"] == "succeeded" and run["steps"]["call"]["attempt"] == 2, run
+    times = [r["at"] for r in sink.requests("/limited/r2/")]
+    assert times[1] - times[0] >= 0.95, "Retry-After: 1 not honoured: %r" % times
+
+    run = run_of(cur, missing)
+    assert run["status"] == "failed" and run["steps"]["call"]["status"] == "failed", run
+    assert run["steps"]["call"]["attempt"] == 1 and run["steps"]["call"]["error"]["status"] == 404, run
+
+    run = run_of(cur, always)
+    assert run["status"] == "failed" and run["steps"]["call"]["status"] == "dead", run
+    assert run["steps"]["call"]["attempt"] == 3, run
+    ev = [t for t, _, _ in events(cur, always, "step.")]
+    assert ev.count("step.retrying") == 2 and ev[-1] == "step.dead", ev
+    print("ok: 503 retried, 429 Retry-After honoured, 404 fails at once, 502 dead after 3 attempts")
+
+
+def test_allow_list(cur):
+    try:
+        cur.execute("""SELECT orchestrator.define_workflow('evil', '{"steps": [
+            {"name": "a", "kind": "http", "request": {"url": "http://169.254.169.254/latest/meta-data"}}]}')""")
+        raise AssertionError("disallowed host accepted")
+    except psycopg2.Error as e:
+        assert e.pgcode == "42501", e.pgcode
+        assert "169.254.169.254" in e.diag.message_detail and e.diag.message_hint, e.diag.message_detail
+    cur.execute("""SELECT orchestrator.define_workflow('templated', '{"steps": [
+        {"name": "a", "kind": "http", "request": {"url": {"$path": "$.input.url"}}}]}')""")
+    run_id = start(cur, "templated", {"url": "http://10.0.0.1/admin"})
+    wait_runs(cur, [run_id])
+    run = run_of(cur, run_id)
+    step = run["steps"]["a"]
+    assert run["status"] == "failed" and step["status"] == "failed" and step["attempt"] == 1, run
+    assert "not in orchestrator.http_allowed_hosts" in step["error"]["message"], step
+    run_id = start(cur, "templated", {"url": "file:///etc/passwd"})
+    wait_runs(cur, [run_id])
+    step = run_of(cur, run_id)["steps"]["a"]
+    assert step["status"] == "failed" and "only http and https" in step["error"]["message"], step
+    print("ok: disallowed host refused at definition (42501) and before sending")
+
+
+def test_circuit_breaker(cur):
+    cur.execute("""SELECT orchestrator.define_workflow('breaker', %s)""", (json.dumps({"steps": [
+        {"name": "call", "kind": "http", "timeout": "2 seconds",
+         "request": {"url": "http://127.0.0.1:%d/echo" % SINK2},
+         "retry": {"max_attempts": 20, "backoff": "100 milliseconds", "multiplier": 1, "jitter": 0}}]}),))
+    first = start(cur, "breaker", {})
+    # nobody listens on SINK2 yet: three refused connections open the circuit
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        cur.execute("SELECT state FROM orchestrator.circuit_breakers WHERE host = %s",
+                    ("127.0.0.1:%d" % SINK2,))
+        row = cur.fetchone()
+        if row and row[0] in ("open", "half_open"):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("circuit did not open")
+    opened = events(cur, first, "circuit.opened")
+    assert opened and opened[0][2]["failures"] == 3, opened
+    cur.execute("SELECT count(*) FROM orchestrator.events(%s) WHERE type = 'step.http'", (first,))
+    attempts_at_open = cur.fetchone()[0]
+    second = start(cur, "breaker", {})
+    time.sleep(1.0)
+    # while open, nothing is sent and no attempt is counted
+    cur.execute("SELECT count(*) FROM orchestrator.events(%s) WHERE type = 'step.http'", (first,))
+    assert cur.fetchone()[0] == attempts_at_open
+    cur.execute("SELECT status FROM orchestrator.workflow_steps WHERE run_id = %s", (second,))
+    assert cur.fetchone()[0] == "ready"
+    sink2 = Sink(SINK2).start()
+    try:
+        wait_runs(cur, [first, second], timeout=20)
+        for r in (first, second):
+            assert run_of(cur, r)["status"] == "succeeded", run_of(cur, r)
+        cur.execute("SELECT state, failures FROM orchestrator.circuit_breakers WHERE host = %s",
+                    ("127.0.0.1:%d" % SINK2,))
+        assert cur.fetchone() == ("closed", 0)
+        cur.execute("SELECT count(*) FROM orchestrator.events(%s) WHERE type = 'circuit.closed'", (first,))
+        closed_first = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM orchestrator.events(%s) WHERE type = 'circuit.closed'", (second,))
+        assert closed_first + cur.fetchone()[0] == 1
+        # the second run never got an attempt while the circuit was open
+        cur.execute("SELECT attempt FROM orchestrator.workflow_steps WHERE run_id = %s", (second,))
+        assert cur.fetchone()[0] == 1
+    finally:
+        sink2.stop()
+    print("ok: circuit opened after 3 failures, held steps back, probed and closed")
+
+
+def verify_signature(secret, headers, body):
+    """Standard Webhooks verification, independent of the extension's code."""
+    key = base64.b64decode(secret[len("whsec_"):])
+    signed = "%s.%s.%s" % (headers["webhook-id"], headers["webhook-timestamp"], body)
+    expected = base64.b64encode(hmac.new(key, signed.encode(), hashlib.sha256).digest()).decode()
+    sigs = [s.split(",", 1)[1] for s in headers["webhook-signature"].split(" ") if s.startswith("v1,")]
+    return any(hmac.compare_digest(expected, s) for s in sigs)
+
+
+def test_webhooks(cur, sink):
+    cur.execute("SELECT orchestrator.create_webhook(%s, '{workflow.*}')",
+                ("http://127.0.0.1:%d/fail-webhook/2" % SINK,))
+    hook = cur.fetchone()[0]
+    cur.execute("SELECT orchestrator.create_webhook(%s, '{step.succeeded}', %s)",
+                ("http://127.0.0.1:%d/hooks/steps" % SINK, "whsec_" + base64.b64encode(b"k" * 32).decode()))
+    hook2 = cur.fetchone()[0]
+    cur.execute("SELECT id, secret FROM orchestrator.webhooks")
+    secrets = dict(cur.fetchall())
+    assert secrets[hook].startswith("whsec_") and len(base64.b64decode(secrets[hook][6:])) == 24
+
+    cur.execute("""SELECT orchestrator.define_workflow('hooked', '{"steps": [
+        {"name": "one", "kind": "sql", "sql": "SELECT 1 AS one"}]}')""")
+    runs = [start(cur, "hooked", {}) for _ in range(5)]
+    wait_runs(cur, runs)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        cur.execute("SELECT status, count(*) FROM orchestrator.webhook_deliveries "
+                    "WHERE run_id = ANY(%s::uuid[]) GROUP BY 1", (runs,))
+        counts = dict(cur.fetchall())
+        if set(counts) == {"delivered"}:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("deliveries not done: %r" % counts)
+    # workflow.created, .started, .succeeded per run, and one step.succeeded
+    assert counts["delivered"] == 5 * 3 + 5, counts
+    cur.execute("SELECT attempts, count(*) FROM orchestrator.webhook_deliveries "
+                "WHERE run_id = ANY(%s::uuid[]) AND webhook_id = %s GROUP BY 1", (runs, hook))
+    assert cur.fetchall() == [(3, 15)], "each delivery to the failing hook takes 3 attempts"
+
+    got = sink.requests("/fail-webhook/") + sink.requests("/hooks/steps")
+    assert len(got) == 15 * 3 + 5, len(got)
+    by_id = {}
+    for r in got:
+        h = r["headers"]
+        secret = secrets[hook] if r["path"].startswith("/fail-webhook") else secrets[hook2]
+        assert verify_signature(secret, h, r["body"]), h
+        assert abs(int(h["webhook-timestamp"]) - time.time()) < 120, h
+        body = json.loads(r["body"])
+        assert set(body) == {"type", "timestamp", "data"} and body["data"]["run_id"] in runs, body
+        by_id.setdefault(h["webhook-id"], set()).add(r["body"])
+    assert all(len(bodies) == 1 for bodies in by_id.values()), "a retry changed the body"
+    # a wrong secret does not verify
+    r = got[0]
+    assert not verify_signature("whsec_" + base64.b64encode(b"x" * 24).decode(), r["headers"], r["body"])
+    cur.execute("SELECT orchestrator.drop_webhook(%s), orchestrator.drop_webhook(%s)", (hook, hook2))
+    print("ok: %d webhook requests, every signature verified; failing deliveries retried until accepted"
+          % len(got))
+
+
+def main():
+    subprocess.run(["bash", CLUSTER, "start", DATADIR, str(PORT), "orchestrator"], check=True)
+    sink = Sink(SINK).start()
+    try:
+        with open(os.path.join(DATADIR, "postgresql.conf"), "a") as f:
+            f.write(SETTINGS)
+        admin = connect()
+        cur = admin.cursor()
+        cur.execute("SELECT pg_reload_conf()")
+        cur.execute("CREATE EXTENSION IF NOT EXISTS orchestrator")
+        time.sleep(0.3)
+        test_requests(cur, sink)
+        test_retries(cur, sink)
+        test_allow_list(cur)
+        test_circuit_breaker(cur)
+        test_webhooks(cur, sink)
+    finally:
+        sink.stop()
+        subprocess.run(["bash", CLUSTER, "stop", DATADIR])
+        subprocess.run(["rm", "-rf", DATADIR])
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
