@@ -95,6 +95,11 @@ class Sink:
             request_queue_size = 1024
             allow_reuse_address = True
 
+            def handle_error(self, request, client_address):
+                # clients that go away (a server restarted mid-request) are expected
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
         self.server = Server(("127.0.0.1", port), Handler)
         self.thread = None
 
