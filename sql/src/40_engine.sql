@@ -155,10 +155,14 @@ AS $$
 DECLARE
 	n integer;
 BEGIN
-	UPDATE orchestrator.workflow_runs w SET status = 'running', started_at = now()
-		WHERE w.id = r.id AND w.status = 'pending';
-	IF FOUND THEN
-		PERFORM orchestrator._emit(r.id, 'workflow.started');
+	-- r may be stale, but only ever as 'pending' after the run started: the
+	-- guarded update then does nothing.
+	IF r.status = 'pending' THEN
+		UPDATE orchestrator.workflow_runs w SET status = 'running', started_at = now()
+			WHERE w.id = r.id AND w.status = 'pending';
+		IF FOUND THEN
+			PERFORM orchestrator._emit(r.id, 'workflow.started');
+		END IF;
 	END IF;
 	UPDATE orchestrator.workflow_steps s
 		SET status = 'running', attempt = s.attempt + 1, started_at = now(), worker = _step_started.worker

@@ -27,7 +27,7 @@ BEGIN
 	d := orchestrator._def_step(r, step);
 	PERFORM orchestrator._step_started(r, step, 'dispatcher');
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _exec_sql_step.run_id;
-	SELECT oid INTO owner FROM pg_roles WHERE rolname = r.owner;
+	owner := to_regrole(quote_ident(r.owner));
 	IF owner IS NULL THEN
 		PERFORM orchestrator._attempt_failed(r.id, step, jsonb_build_object(
 			'message', format('role "%s" that started the run does not exist', r.owner)), false);
