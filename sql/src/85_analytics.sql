@@ -56,7 +56,7 @@ COMMENT ON VIEW orchestrator.error_rates IS 'finished, succeeded, failed and can
 -- The errors of failed and dead steps, by message.
 CREATE VIEW orchestrator.step_errors WITH (security_barrier) AS
 	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
-		   r.name AS workflow, s.step,
+		   r.name AS workflow, r.tenant, s.step,
 		   coalesce(s.error ->> 'message', s.error #>> '{}', '(no error)') AS message,
 		   s.error ->> 'sqlstate' AS sqlstate,
 		   count(*) AS occurrences,
@@ -65,19 +65,19 @@ CREATE VIEW orchestrator.step_errors WITH (security_barrier) AS
 	JOIN orchestrator.workflow_steps s ON s.run_id = r.id
 	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
 	  AND s.status IN ('failed', 'dead')
-	GROUP BY 1, 2, 3, 4, 5;
-COMMENT ON VIEW orchestrator.step_errors IS 'errors of failed and dead steps by message, per UTC day, workflow and step: sort by occurrences for the most common';
+	GROUP BY 1, 2, 3, 4, 5, 6;
+COMMENT ON VIEW orchestrator.step_errors IS 'errors of failed and dead steps by message, per UTC day, workflow, tenant and step: sort by occurrences for the most common';
 
 -- Runs finished per minute.
 CREATE VIEW orchestrator.throughput WITH (security_barrier) AS
 	SELECT date_trunc('minute', r.finished_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS minute,
-		   r.name AS workflow, r.status,
+		   r.name AS workflow, r.tenant, r.status,
 		   count(*) AS runs
 	FROM orchestrator.workflow_runs r
 	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
 	  AND r.finished_at IS NOT NULL
-	GROUP BY 1, 2, 3;
-COMMENT ON VIEW orchestrator.throughput IS 'runs finished per UTC minute, workflow and final status';
+	GROUP BY 1, 2, 3, 4;
+COMMENT ON VIEW orchestrator.throughput IS 'runs finished per UTC minute, workflow, tenant and final status';
 
 -- Queue depth now: ready, scheduled (retry or timer due later), running
 -- (leased), and the age of the oldest ready step, per queue.

@@ -63,10 +63,10 @@ SELECT day = midnight() AS today, step, kind, samples, p50, p95, p99, max
 FROM orchestrator.step_durations WHERE workflow = 'analytics_wf' ORDER BY step;
 SELECT tenant, finished, succeeded, failed, cancelled, error_rate
 FROM orchestrator.error_rates WHERE workflow = 'analytics_wf' ORDER BY tenant;
-SELECT step, message, sqlstate, occurrences
+SELECT tenant, step, message, sqlstate, occurrences
 FROM orchestrator.step_errors WHERE workflow = 'analytics_wf' ORDER BY occurrences DESC, message;
-SELECT minute - midnight() AS minute, status, runs
-FROM orchestrator.throughput WHERE workflow = 'analytics_wf' ORDER BY 1, 2;
+SELECT minute - midnight() AS minute, status, sum(runs) AS runs
+FROM orchestrator.throughput WHERE workflow = 'analytics_wf' GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT tenant, runs, cost, tokens
 FROM orchestrator.costs_per_day WHERE workflow = 'analytics_wf' ORDER BY tenant;
 -- Costs are exact to the fourth decimal: the sum of i/10000 for i = 1..100.
