@@ -842,7 +842,9 @@ body_as_text(HttpRequest *req, const char **kind)
 	if (pg_verifymbstr(data, len, true))
 	{
 		*kind = "text";
-		if (req->content_type && strstr(req->content_type, "json") != NULL && len > 0)
+		/* jsonb cannot hold \u0000: such a body stays text */
+		if (req->content_type && strstr(req->content_type, "json") != NULL && len > 0 &&
+			strstr(data, "\\u0000") == NULL)
 		{
 			JsonLexContext *lex = makeJsonLexContextCstringLen(data, len, GetDatabaseEncoding(), false);
 

@@ -167,13 +167,15 @@ BEGIN
 										 WHERE s.pid IS NOT NULL));
 	END IF;
 
+	-- Queue rows in index order, then their runs (skipped when locked): nobody
+	-- waits, as in _dispatch.
 	FOR q IN SELECT w.run_id, w.step, w.lease_token AS old_token, w.worker AS old_worker
 			 FROM orchestrator.work_queue w
-			 JOIN orchestrator.workflow_runs x ON x.id = w.run_id
 			 WHERE w.queue = '@http' AND w.available_at <= now()
 			 ORDER BY w.priority DESC, w.available_at
 			 LIMIT max_items
-			 FOR UPDATE OF w, x SKIP LOCKED LOOP
+			 FOR UPDATE SKIP LOCKED LOOP
+		CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
 		IF q.old_token IS NOT NULL THEN
 			-- the dispatcher that sent it died or lost track: a lost attempt
 			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.old_worker);
@@ -396,8 +398,11 @@ END
 $$;
 
 -- Record a batch of finished HTTP requests (steps and webhook deliveries) in
--- one transaction.  Each item is guarded by a subtransaction: an error
--- recording one fails that step (not retried) and leaves the others.
+-- one transaction.  The batch is tried in one subtransaction; only when that
+-- fails is it redone item by item, each guarded by its own subtransaction (an
+-- error recording one fails that step, not retried, and leaves the others).
+-- One subtransaction per item always would overflow the backend's subxid
+-- cache with large batches, which slows every snapshot in the server.
 CREATE FUNCTION orchestrator._http_record(kinds text[], run_ids uuid[], steps text[], ids uuid[],
 	tokens uuid[], statuses integer[], headers text[], bodies text[], body_kinds text[],
 	error_kinds text[], errors text[], elapsed float8[])
@@ -405,8 +410,28 @@ RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+	BEGIN
+		PERFORM orchestrator._http_record_items(false, kinds, run_ids, steps, ids, tokens, statuses,
+			headers, bodies, body_kinds, error_kinds, errors, elapsed);
+	EXCEPTION WHEN others THEN
+		PERFORM orchestrator._http_record_items(true, kinds, run_ids, steps, ids, tokens, statuses,
+			headers, bodies, body_kinds, error_kinds, errors, elapsed);
+	END;
+	RETURN coalesce(cardinality(kinds), 0);
+END
+$$;
+
+CREATE FUNCTION orchestrator._http_record_items(guarded boolean, kinds text[], run_ids uuid[], steps text[], ids uuid[],
+	tokens uuid[], statuses integer[], headers text[], bodies text[], body_kinds text[],
+	error_kinds text[], errors text[], elapsed float8[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
-	o      record;
+	h      text;
+	f      boolean;
 	hosts  text[] := '{}';
 	failed boolean[] := '{}';
 	b_runs uuid[] := '{}';
@@ -420,37 +445,46 @@ BEGIN
 				error_kinds[i], errors[i], elapsed[i]);
 			CONTINUE;
 		END IF;
-		BEGIN
-			o := orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
-				headers[i]::jsonb, bodies[i], body_kinds[i], error_kinds[i], errors[i], elapsed[i]);
-			IF o.host IS NOT NULL THEN
-				hosts := hosts || o.host;
-				failed := failed || o.failed;
-				b_runs := b_runs || run_ids[i];
-				b_steps := b_steps || steps[i];
-			END IF;
-		EXCEPTION WHEN others THEN
-			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
-			RAISE WARNING 'orchestrator: recording the response of step "%" of run % failed: %', steps[i], run_ids[i], msg;
+		IF NOT guarded THEN
+			SELECT x.host, x.failed INTO h, f FROM orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
+				headers[i]::jsonb, bodies[i], body_kinds[i], error_kinds[i], errors[i], elapsed[i]) x;
+		ELSE
 			BEGIN
-				IF EXISTS (SELECT 1 FROM orchestrator.work_queue q
-						   WHERE q.run_id = run_ids[i] AND q.step = steps[i] AND q.lease_token = tokens[i]) THEN
-					PERFORM orchestrator._attempt_failed(run_ids[i], steps[i],
-						jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
-				END IF;
+				SELECT x.host, x.failed INTO h, f FROM orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
+					headers[i]::jsonb, bodies[i], body_kinds[i], error_kinds[i], errors[i], elapsed[i]) x;
 			EXCEPTION WHEN others THEN
-				NULL;			-- its lease expires and the attempt is retried
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+				RAISE WARNING 'orchestrator: recording the response of step "%" of run % failed: %', steps[i], run_ids[i], msg;
+				h := NULL;
+				BEGIN
+					IF EXISTS (SELECT 1 FROM orchestrator.work_queue q
+							   WHERE q.run_id = run_ids[i] AND q.step = steps[i] AND q.lease_token = tokens[i]) THEN
+						PERFORM orchestrator._attempt_failed(run_ids[i], steps[i],
+							jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
+					END IF;
+				EXCEPTION WHEN others THEN
+					NULL;			-- its lease expires and the attempt is retried
+				END;
 			END;
-		END;
+		END IF;
+		IF h IS NOT NULL THEN
+			hosts := hosts || h;
+			failed := failed || f;
+			b_runs := b_runs || run_ids[i];
+			b_steps := b_steps || steps[i];
+		END IF;
 	END LOOP;
 	IF cardinality(hosts) > 0 THEN
-		BEGIN
+		IF NOT guarded THEN
 			PERFORM orchestrator._http_breakers(hosts, failed, b_runs, b_steps);
-		EXCEPTION WHEN others THEN
-			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
-			RAISE WARNING 'orchestrator: updating circuit breakers failed: %', msg;
-		END;
+		ELSE
+			BEGIN
+				PERFORM orchestrator._http_breakers(hosts, failed, b_runs, b_steps);
+			EXCEPTION WHEN others THEN
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+				RAISE WARNING 'orchestrator: updating circuit breakers failed: %', msg;
+			END;
+		END IF;
 	END IF;
-	RETURN coalesce(cardinality(kinds), 0);
 END
 $$;

@@ -7,6 +7,7 @@ path (Python standard library only).
     /status/<code>       that status, JSON body {"status": code}
     /slow/<ms>           200 echo after <ms> milliseconds
     /text                200 text/plain "hello"
+    /nul                 200 JSON that jsonb refuses ("\u0000")
     /fail-webhook/<n>    500 for the first n requests with the same webhook-id, then 204
 
 Also a refusing endpoint: refusing_port() returns a port nobody listens on.
@@ -33,6 +34,7 @@ class Sink:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"     # keep-alive: curl reuses connections
+            disable_nagle_algorithm = True     # headers and body go in separate writes
 
             def log_message(self, *args):
                 pass
@@ -84,6 +86,8 @@ class Sink:
                     return self._reply(200, echo)
                 if head == "text":
                     return self._reply(200, b"hello", "text/plain")
+                if head == "nul":
+                    return self._reply(200, b'{"a": "\\u0000"}')
                 if head == "fast":
                     return self._reply(200, b'{"ok": true}')
                 return self._reply(200, echo)
