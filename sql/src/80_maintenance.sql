@@ -31,8 +31,10 @@ CREATE INDEX workflow_runs_created_day ON orchestrator.workflow_runs
 CREATE INDEX workflow_runs_finished_minute ON orchestrator.workflow_runs
 	((date_trunc('minute', finished_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'))
 	WHERE finished_at IS NOT NULL;
--- Retention removes the idempotency keys of the runs it removes.
+-- Retention removes the idempotency keys and webhook deliveries of the runs
+-- it removes.
 CREATE INDEX idempotency_keys_run ON orchestrator.idempotency_keys (run_id);
+CREATE INDEX webhook_outbox_run ON orchestrator.webhook_outbox (run_id);
 
 -- Days (UTC) after today for which every history table has a partition.
 CREATE FUNCTION orchestrator._partitions_ahead()
@@ -56,7 +58,7 @@ END
 $$;
 
 -- Remove the given runs (all created on one UTC day) with their steps,
--- events, signals and idempotency keys.  The day's bounds are spelled out so
+-- events, signals, idempotency keys and webhook deliveries.  The day's bounds are spelled out so
 -- that each statement touches one partition.
 CREATE FUNCTION orchestrator._delete_runs(day date, ids uuid[])
 RETURNS bigint
@@ -72,6 +74,7 @@ BEGIN
 	EXECUTE format('DELETE FROM orchestrator.workflow_steps WHERE run_id >= %L AND run_id < %L AND run_id = ANY ($1)', lo, hi) USING ids;
 	DELETE FROM orchestrator.signals s WHERE s.run_id = ANY (ids);
 	DELETE FROM orchestrator.idempotency_keys k WHERE k.run_id = ANY (ids);
+	DELETE FROM orchestrator.webhook_outbox o WHERE o.run_id = ANY (ids);
 	EXECUTE format('DELETE FROM orchestrator.workflow_runs WHERE id >= %L AND id < %L AND id = ANY ($1)', lo, hi) USING ids;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
@@ -181,6 +184,7 @@ BEGIN
 				IN ACCESS EXCLUSIVE MODE;
 			DELETE FROM orchestrator.signals s WHERE s.run_id >= lo AND s.run_id < hi;
 			DELETE FROM orchestrator.idempotency_keys k WHERE k.run_id >= lo AND k.run_id < hi;
+			DELETE FROM orchestrator.webhook_outbox o WHERE o.run_id >= lo AND o.run_id < hi;
 			FOREACH tbl IN ARRAY ARRAY['workflow_events', 'workflow_steps', 'workflow_runs'] LOOP
 				part := format('%s_p%s', tbl, to_char(day, 'YYYYMMDD'));
 				CONTINUE WHEN to_regclass(format('orchestrator.%I', part)) IS NULL;

@@ -36,6 +36,7 @@ DECLARE
 	oldest     double precision;
 	ahead      integer := orchestrator._partitions_ahead();
 	active     bigint;
+	breakers   jsonb;
 	problems   text[] := '{}';
 BEGIN
 	SELECT count(*), max(w.last_active) INTO alive, last_turn
@@ -48,6 +49,10 @@ BEGIN
 	INTO queues, depth, oldest
 	FROM orchestrator._queue_stats() s;
 	SELECT count(*) INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
+	SELECT coalesce(jsonb_agg(jsonb_build_object('host', c.host, 'state', c.state, 'failures', c.failures,
+				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host), '[]')
+	INTO breakers
+	FROM orchestrator.http_circuits c WHERE c.state <> 'closed';
 
 	IF alive < configured THEN
 		problems := problems || format('%s of %s dispatchers running', alive, configured);
@@ -64,9 +69,8 @@ BEGIN
 		'oldest_ready_age_seconds', round(oldest::numeric, 3),
 		'queues', queues,
 		'partitions_ahead', ahead,
-		-- HTTP steps (and their per-host circuit breakers) are not part of
-		-- this version: the list is always empty until they are.
-		'open_circuit_breakers', '[]'::jsonb);
+		-- Open and half-open per-host breakers of http steps and webhooks.
+		'open_circuit_breakers', breakers);
 END
 $$;
 COMMENT ON FUNCTION orchestrator.health() IS
@@ -127,6 +131,14 @@ BEGIN
 		out := out || format(E'orchestrator_runs_finished_5m{workflow="%s",status="%s"} %s\n',
 			orchestrator._prom_label(r.name), orchestrator._prom_label(r.status), r.n);
 	END LOOP;
+	out := out || E'# HELP orchestrator_http_circuit_open 1 for a host whose circuit breaker is open or half open.\n# TYPE orchestrator_http_circuit_open gauge\n';
+	FOR r IN SELECT c.host, c.state FROM orchestrator.http_circuits c WHERE c.state <> 'closed' ORDER BY c.host LOOP
+		out := out || format(E'orchestrator_http_circuit_open{host="%s",state="%s"} 1\n',
+			orchestrator._prom_label(r.host), r.state);
+	END LOOP;
+	out := out || E'# HELP orchestrator_webhook_deliveries_pending Webhook deliveries not yet delivered or dead.\n# TYPE orchestrator_webhook_deliveries_pending gauge\n'
+		|| format(E'orchestrator_webhook_deliveries_pending %s\n',
+			(SELECT count(*) FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')));
 	out := out || E'# HELP orchestrator_partitions_ahead Days after today with history partitions.\n# TYPE orchestrator_partitions_ahead gauge\n'
 		|| format(E'orchestrator_partitions_ahead %s\n', h ->> 'partitions_ahead');
 	RETURN out;

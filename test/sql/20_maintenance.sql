@@ -43,6 +43,8 @@ BEGIN
 	INSERT INTO orchestrator.workflow_events (run_id, seq, at, type) VALUES (id, 1, created, 'workflow.created');
 	INSERT INTO orchestrator.signals (run_id, id, name, payload) VALUES (id, orchestrator.uuid_v7(), 'x', '{}');
 	INSERT INTO orchestrator.idempotency_keys (name, key, run_id) VALUES ('history', label, id);
+	INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, status, available_at)
+	VALUES (orchestrator.uuid_v7(), orchestrator.uuid_v7(), id, 1, 'workflow.created', '{}', 'delivered', created);
 	RETURN id;
 END $$;
 CREATE FUNCTION days_ago(n numeric) RETURNS timestamptz LANGUAGE sql AS
@@ -86,6 +88,8 @@ SELECT part_exists(200) AS day200, part_exists(120) AS day120, part_exists(100) 
 SELECT count(*) AS signals_left FROM orchestrator.signals s
 WHERE NOT EXISTS (SELECT 1 FROM orchestrator.workflow_runs w WHERE w.id = s.run_id);
 SELECT count(*) AS keys_left FROM orchestrator.idempotency_keys k WHERE k.name = 'history';
+SELECT count(*) AS deliveries_left FROM orchestrator.webhook_outbox o
+WHERE NOT EXISTS (SELECT 1 FROM orchestrator.workflow_runs w WHERE w.id = o.run_id);
 SELECT count(*) AS orphan_steps FROM orchestrator.workflow_steps s
 WHERE NOT EXISTS (SELECT 1 FROM orchestrator.workflow_runs w WHERE w.id = s.run_id);
 
@@ -114,6 +118,8 @@ BEGIN
 	RETURN n;
 END $$;
 SELECT archived('workflow_runs') AS runs, archived('workflow_steps') AS steps, archived('workflow_events') AS events;
+SELECT count(*) AS orphan_deliveries FROM orchestrator.webhook_outbox o
+WHERE NOT EXISTS (SELECT 1 FROM orchestrator.workflow_runs w WHERE w.id = o.run_id);
 -- Idempotent: nothing left to do.
 SELECT r -> 'runs_deleted' AS deleted, jsonb_array_length(r -> 'partitions_retired') AS retired, r -> 'more' AS more
 FROM orchestrator.maintain() r;
@@ -132,3 +138,12 @@ SELECT orchestrator.schedule_maintenance('*/5 * * * *') = :job AS same_job;
 SELECT jobname, schedule, command, database FROM cron.job WHERE jobid = :job;
 SELECT orchestrator.unschedule_maintenance() AS unscheduled, orchestrator.unschedule_maintenance() AS again;
 DROP EXTENSION pg_cron;
+
+-- Leave no fake history behind for the tests that follow.
+CREATE TEMP TABLE fake_ids AS SELECT id FROM orchestrator.workflow_runs WHERE name = 'history';
+DELETE FROM orchestrator.webhook_outbox WHERE run_id IN (SELECT id FROM fake_ids);
+DELETE FROM orchestrator.signals WHERE run_id IN (SELECT id FROM fake_ids);
+DELETE FROM orchestrator.idempotency_keys WHERE run_id IN (SELECT id FROM fake_ids);
+DELETE FROM orchestrator.workflow_events WHERE run_id IN (SELECT id FROM fake_ids);
+DELETE FROM orchestrator.workflow_steps WHERE run_id IN (SELECT id FROM fake_ids);
+DELETE FROM orchestrator.workflow_runs WHERE id IN (SELECT id FROM fake_ids);
