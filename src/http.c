@@ -198,6 +198,10 @@ write_callback(char *data, size_t size, size_t nmemb, void *userp)
  * header_callback
  *		Collect response headers as JSON members "name": "value" (names in
  *		lowercase).  A new status line (after 100 Continue) starts over.
+ *
+ * curl calls this (and write_callback) from curl_multi_socket_action() in
+ * the dispatcher's loop context, which is reset every turn: whatever must
+ * last goes into req->context.
  */
 static size_t
 header_callback(char *data, size_t size, size_t nmemb, void *userp)
@@ -232,9 +236,9 @@ header_callback(char *data, size_t size, size_t nmemb, void *userp)
 		end = value + strlen(value);
 		while (end > value && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
 			*--end = '\0';
-		/* headers are octets; keep only what is valid in the database encoding */
 		if (strcmp(line, "content-type") == 0)
-			req->content_type = pstrdup(value);
+			req->content_type = MemoryContextStrdup(req->context, value);
+		/* headers are octets; keep only what is valid in the database encoding */
 		if (pg_verifymbstr(line, strlen(line), true) &&
 			pg_verifymbstr(value, strlen(value), true))
 		{

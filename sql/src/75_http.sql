@@ -148,7 +148,6 @@ AS $$
 DECLARE
 	q      record;
 	r      orchestrator.workflow_runs;
-	d      orchestrator.definition_steps;
 	req    jsonb;
 	hdrs   jsonb;
 	why    text;
@@ -158,6 +157,8 @@ DECLARE
 	margin interval := interval '30 seconds';
 	n      integer;
 	taken  integer := 0;
+	guard  boolean;
+	keys   text[];
 BEGIN
 	IF recover THEN
 		UPDATE orchestrator.work_queue w SET available_at = now()
@@ -166,6 +167,9 @@ BEGIN
 			  AND w.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
 										 WHERE s.pid IS NOT NULL));
 	END IF;
+
+	-- Breakers are looked at only while one is not closed (usually never).
+	guard := EXISTS (SELECT 1 FROM orchestrator.http_circuits c WHERE c.state <> 'closed');
 
 	-- Queue rows in index order, then their runs (skipped when locked): nobody
 	-- waits, as in _dispatch.
@@ -182,14 +186,16 @@ BEGIN
 			CONTINUE;
 		END IF;
 		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
-		d := orchestrator._def_step(r, q.step);
-		SELECT s.input INTO req FROM orchestrator.workflow_steps s WHERE s.run_id = q.run_id AND s.step = q.step;
-		tmo := coalesce(d.timeout, current_setting('orchestrator.default_step_timeout')::interval);
+		SELECT s.input, ds.timeout INTO req, tmo
+			FROM orchestrator.workflow_steps s
+			JOIN orchestrator.definition_steps ds ON ds.name = r.name AND ds.version = r.version AND ds.step = s.step
+			WHERE s.run_id = q.run_id AND s.step = q.step;
+		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
 
 		why := CASE WHEN jsonb_typeof(req -> 'url') IS DISTINCT FROM 'string'
 					THEN format('invalid: the rendered url is %s, not a string', coalesce(req -> 'url', 'null'))
 					ELSE orchestrator._http_check_url(req ->> 'url') END;
-		IF why IS NULL THEN
+		IF why IS NULL AND guard THEN
 			host := orchestrator._http_url_host(req ->> 'url');
 			wait := orchestrator._http_circuit_admit(host, tmo + margin);
 			IF wait IS NOT NULL THEN
@@ -220,13 +226,19 @@ BEGIN
 		method := coalesce(req ->> 'method', 'GET');
 		url := req ->> 'url';
 		hdrs := coalesce(req -> 'headers', '{}');
-		headers := ARRAY(SELECT h.key || ': ' || coalesce(h.value #>> '{}', '') FROM jsonb_each(hdrs) h);
+		IF hdrs = '{}' THEN
+			headers := '{}';
+			keys := '{}';
+		ELSE
+			headers := ARRAY(SELECT h.key || ': ' || coalesce(h.value #>> '{}', '') FROM jsonb_each(hdrs) h);
+			keys := ARRAY(SELECT lower(k) FROM jsonb_object_keys(hdrs) k);
+		END IF;
 		-- the same key on every attempt, so receivers can de-duplicate
-		IF NOT EXISTS (SELECT 1 FROM jsonb_object_keys(hdrs) k WHERE lower(k) = 'idempotency-key') THEN
+		IF NOT 'idempotency-key' = ANY (keys) THEN
 			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
 		END IF;
 		-- W3C trace context: the trace is the run, the span this attempt
-		IF NOT EXISTS (SELECT 1 FROM jsonb_object_keys(hdrs) k WHERE lower(k) = 'traceparent') THEN
+		IF NOT 'traceparent' = ANY (keys) THEN
 			headers := headers || ('traceparent: 00-' || replace(q.run_id::text, '-', '') || '-'
 								   || left(md5(q.step || '/' || n), 16) || '-01');
 		END IF;
@@ -308,7 +320,10 @@ BEGIN
 		'attempt', n, 'status', status, 'elapsed_ms', round(elapsed_ms::numeric, 1),
 		'error', error, 'error_kind', error_kind)));
 
-	host := orchestrator._http_url_host(req ->> 'url');
+	-- the breaker key, unless a success meets no breaker at all (the usual case)
+	IF status IS NULL OR status >= 500 OR EXISTS (SELECT 1 FROM orchestrator.http_circuits) THEN
+		host := orchestrator._http_url_host(req ->> 'url');
+	END IF;
 	IF status IS NULL THEN
 		failed := error_kind IN ('network', 'timeout');
 		IF NOT failed THEN
