@@ -92,11 +92,36 @@ BEGIN
 	END IF;
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _lock_run.run_id FOR UPDATE;
 	IF NOT FOUND OR (check_caller AND NOT orchestrator._may_see(r.owner)) THEN
-		RAISE EXCEPTION 'workflow run % does not exist', run_id
-			USING ERRCODE = 'undefined_object',
-				  HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
+		PERFORM orchestrator._run_not_found(run_id);
 	END IF;
 	RETURN r;
+END
+$$;
+
+-- A run the caller may see, unlocked (for reading).
+CREATE FUNCTION orchestrator._visible_run(run_id uuid)
+RETURNS orchestrator.workflow_runs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _visible_run.run_id;
+	IF NOT FOUND OR NOT orchestrator._may_see(r.owner) THEN
+		PERFORM orchestrator._run_not_found(run_id);
+	END IF;
+	RETURN r;
+END
+$$;
+
+CREATE FUNCTION orchestrator._run_not_found(run_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	RAISE EXCEPTION 'workflow run % does not exist', run_id
+		USING ERRCODE = 'undefined_object',
+			  HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
 END
 $$;
 

@@ -145,11 +145,7 @@ AS $$
 DECLARE
 	r orchestrator.workflow_runs;
 BEGIN
-	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = get_workflow.run_id;
-	IF NOT FOUND OR NOT orchestrator._may_see(r.owner) THEN
-		RAISE EXCEPTION 'workflow run % does not exist', run_id USING ERRCODE = 'undefined_object',
-			HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
-	END IF;
+	r := orchestrator._visible_run(run_id);
 	RETURN jsonb_build_object(
 		'id', r.id, 'name', r.name, 'version', r.version, 'status', r.status, 'tenant', r.tenant,
 		'owner', r.owner, 'priority', r.priority, 'deadline', r.deadline, 'cost', r.cost,
@@ -174,11 +170,7 @@ AS $$
 DECLARE
 	r orchestrator.workflow_runs;
 BEGIN
-	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = workflow_result.run_id;
-	IF NOT FOUND OR NOT orchestrator._may_see(r.owner) THEN
-		RAISE EXCEPTION 'workflow run % does not exist', run_id USING ERRCODE = 'undefined_object',
-			HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
-	END IF;
+	r := orchestrator._visible_run(run_id);
 	RETURN CASE WHEN r.status = 'succeeded' THEN r.result END;
 END
 $$;
@@ -250,14 +242,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
-DECLARE
-	owner name;
 BEGIN
-	SELECT w.owner INTO owner FROM orchestrator.workflow_runs w WHERE w.id = events.run_id;
-	IF NOT FOUND OR NOT orchestrator._may_see(owner) THEN
-		RAISE EXCEPTION 'workflow run % does not exist', run_id USING ERRCODE = 'undefined_object',
-			HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
-	END IF;
+	PERFORM orchestrator._visible_run(run_id);
 	RETURN QUERY SELECT e.seq, e.at, e.type, e.step, e.data FROM orchestrator.workflow_events e
 		WHERE e.run_id = events.run_id AND e.seq > coalesce(after_seq, 0) ORDER BY e.seq;
 END
