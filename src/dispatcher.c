@@ -275,6 +275,7 @@ dispatch_turn(DispatchResult *result, HttpTurn *http, MemoryContext loop_context
  *		Sleep up to "ms" milliseconds on the latch.  With "wakeable", a set
  *		latch (work made ready) ends the sleep early; without it (backing off
  *		after an error) only interrupts are served and the full time passes.
+ *		HTTP transfers in flight are served meanwhile either way.
  */
 static void
 sleep_for(long ms, bool wakeable)
@@ -284,19 +285,16 @@ sleep_for(long ms, bool wakeable)
 	for (;;)
 	{
 		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+		bool		latch_set;
 
 		if (remaining <= 0)
 			break;
 
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 remaining,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		latch_set = orchestrator_http_wait(remaining);
 		CHECK_FOR_INTERRUPTS();
 		reload_config_if_asked();
 
-		if (wakeable)
+		if (wakeable && latch_set)
 			break;
 	}
 }
