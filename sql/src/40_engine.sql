@@ -39,14 +39,18 @@ $$;
 -- The run context that templates and conditions read.
 CREATE FUNCTION orchestrator._context(r orchestrator.workflow_runs)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT jsonb_build_object(
+BEGIN
+	-- PL/pgSQL rather than SQL: its plans are cached across calls, a
+	-- non-inlined SQL function's are rebuilt on every call.
+	RETURN jsonb_build_object(
 		'input', r.input,
 		'run', jsonb_build_object('id', r.id, 'name', r.name, 'version', r.version, 'tenant', r.tenant),
 		'steps', coalesce((SELECT jsonb_object_agg(s.step, jsonb_build_object(
 				'status', s.status, 'result', s.result, 'error', s.error, 'attempt', s.attempt))
-			FROM orchestrator.workflow_steps s WHERE s.run_id = r.id), '{}'))
+			FROM orchestrator.workflow_steps s WHERE s.run_id = r.id), '{}'));
+END
 $$;
 
 -- Replace every {"$path": "<jsonpath>"} inside a template by the first match
@@ -72,10 +76,15 @@ $$;
 
 CREATE FUNCTION orchestrator._def_step(r orchestrator.workflow_runs, step text)
 RETURNS orchestrator.definition_steps
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT d FROM orchestrator.definition_steps d
-	WHERE d.name = r.name AND d.version = r.version AND d.step = _def_step.step
+DECLARE
+	d orchestrator.definition_steps;
+BEGIN
+	SELECT * INTO d FROM orchestrator.definition_steps x
+	WHERE x.name = r.name AND x.version = r.version AND x.step = _def_step.step;
+	RETURN d;
+END
 $$;
 
 -- Lock a run for a transition.  Raises undefined_object when it does not
@@ -325,13 +334,13 @@ BEGIN
 END
 $$;
 
--- Delay before the next attempt: exponential, capped, with jitter.
+-- Delay before the next attempt: exponential with jitter, capped.
 CREATE FUNCTION orchestrator._backoff(d orchestrator.definition_steps, attempt integer)
 RETURNS interval
 LANGUAGE sql VOLATILE
 AS $$
-	SELECT least(d.backoff * power(d.multiplier, greatest(attempt - 1, 0)), d.max_backoff)
-		   * (1 + d.jitter * (2 * random() - 1))
+	SELECT least(d.backoff * power(d.multiplier, greatest(attempt - 1, 0)) * (1 + d.jitter * (2 * random() - 1)),
+				 d.max_backoff)
 $$;
 
 -- An attempt failed.  Retry it after a backoff while attempts remain and the
