@@ -101,13 +101,14 @@ AS $$
 DECLARE
 	r orchestrator.workflow_runs;
 BEGIN
-	IF step IS NULL OR lease_token IS NULL THEN
-		RAISE EXCEPTION 'step and lease_token must not be null' USING ERRCODE = 'null_value_not_allowed',
+	IF run_id IS NULL OR step IS NULL OR lease_token IS NULL THEN
+		RAISE EXCEPTION 'run_id, step and lease_token must not be null' USING ERRCODE = 'null_value_not_allowed',
 			HINT = 'Pass the values claim_steps() returned.';
 	END IF;
 	-- The lease token is the capability: the worker need not own the run.
-	r := orchestrator._lock_run(run_id, false);
-	IF NOT orchestrator._is_active(r.status) THEN
+	-- A run that no longer exists (retention removed it) is a stale lease.
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _check_lease.run_id FOR UPDATE;
+	IF NOT FOUND OR NOT orchestrator._is_active(r.status) THEN
 		RETURN false;
 	END IF;
 	PERFORM 1 FROM orchestrator.work_queue w

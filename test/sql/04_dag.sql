@@ -30,6 +30,7 @@ SELECT step, attempt, lease_token AS token FROM orchestrator.claim_steps('q_orde
 SELECT :'step' AS step, :'attempt' AS attempt;
 SELECT orchestrator.heartbeat_step(:'run', 'fetch', :'token') AS heartbeat;
 SELECT orchestrator.complete_step(:'run', 'fetch', gen_random_uuid(), '{}') AS wrong_token_refused;
+SELECT orchestrator.complete_step(orchestrator.uuid_v7(), 'fetch', gen_random_uuid(), '{}') AS unknown_run_refused;
 SELECT orchestrator.complete_step(:'run', 'fetch', :'token', '{"doc": "D-1", "flagged": false, "cost": 0.00125}');
 SELECT orchestrator.complete_step(:'run', 'fetch', :'token', '{"doc": "again"}') AS second_completion_refused;
 
