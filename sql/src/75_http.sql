@@ -456,8 +456,19 @@ DECLARE
 BEGIN
 	FOR i IN 1 .. coalesce(cardinality(kinds), 0) LOOP
 		IF kinds[i] = 'webhook' THEN
-			PERFORM orchestrator._webhook_record(ids[i], tokens[i], statuses[i], headers[i]::jsonb,
-				error_kinds[i], errors[i], elapsed[i]);
+			IF NOT guarded THEN
+				PERFORM orchestrator._webhook_record(ids[i], tokens[i], statuses[i], headers[i]::jsonb,
+					error_kinds[i], errors[i], elapsed[i]);
+			ELSE
+				BEGIN
+					PERFORM orchestrator._webhook_record(ids[i], tokens[i], statuses[i], headers[i]::jsonb,
+						error_kinds[i], errors[i], elapsed[i]);
+				EXCEPTION WHEN others THEN
+					GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+					-- its lease expires and the delivery is tried again
+					RAISE WARNING 'orchestrator: recording webhook delivery % failed: %', ids[i], msg;
+				END;
+			END IF;
 			CONTINUE;
 		END IF;
 		IF NOT guarded THEN
