@@ -3,7 +3,8 @@
 # steps and six events each), on one throwaway cluster, measured in one run:
 #   - bytes per run, by table (heap + indexes + TOAST of all partitions);
 #   - lookup of a run by id, get_workflow(id) and events(run_id): p50, p99;
-#   - each analytics view over the last 1 and 30 days (as orchestrator_admin);
+#   - each analytics view over the last 1 and 30 days (as orchestrator_admin),
+#     all live, then after maintain() has rolled up the closed days;
 #   - maintain() retiring the oldest day.
 #   bash bench/history.sh              (as root on Debian 12; N=1000000 by default)
 #   N=10000000 bash bench/history.sh   (the issue's 10 million runs; long on 2 cores)
@@ -117,10 +118,9 @@ SELECT format('%-34s p50 %s ms  p99 %s ms', k, p50, p99) FROM unnest(ARRAY['by i
 SQL
 
 echo
-echo "## analytics views as orchestrator_admin (second of two runs; whole result read)"
 q <<'SQL'
 CREATE ROLE bench_admin IN ROLE orchestrator_admin;
-CREATE FUNCTION pg_temp.view_ms(sql text) RETURNS numeric LANGUAGE plpgsql AS $$
+CREATE FUNCTION view_ms(sql text) RETURNS numeric LANGUAGE plpgsql AS $$
 DECLARE
 	t timestamptz;
 	n bigint;
@@ -130,24 +130,55 @@ BEGIN
 	EXECUTE 'SELECT count(*) FROM (' || sql || ') x' INTO n;
 	RETURN round((extract(epoch FROM clock_timestamp() - t) * 1000)::numeric, 1);
 END $$;
-GRANT EXECUTE ON FUNCTION pg_temp.view_ms(text) TO bench_admin;
+GRANT EXECUTE ON FUNCTION view_ms(text) TO bench_admin;
+SQL
+views() {
+	q <<'SQL'
 SET ROLE bench_admin;
 SELECT format('%-44s 1 day: %8s ms   30 days: %8s ms', v,
-	pg_temp.view_ms(format('SELECT * FROM orchestrator.%s WHERE %s >= now() - interval ''1 day''', v, c)),
-	pg_temp.view_ms(format('SELECT * FROM orchestrator.%s WHERE %s >= now() - interval ''30 days''', v, c)))
+	view_ms(format('SELECT * FROM orchestrator.%s WHERE %s >= now() - interval ''1 day''', v, c)),
+	view_ms(format('SELECT * FROM orchestrator.%s WHERE %s >= now() - interval ''30 days''', v, c)))
 FROM (VALUES ('runs_per_day', 'day'), ('step_durations', 'day'), ('error_rates', 'day'), ('step_errors', 'day'),
 			 ('throughput', 'minute'), ('costs_per_day', 'day')) x(v, c);
-SELECT format('%-44s now:   %8s ms', 'queue_depth', pg_temp.view_ms('SELECT * FROM orchestrator.queue_depth'));
+SELECT format('%-44s now:   %8s ms', 'queue_depth', view_ms('SELECT * FROM orchestrator.queue_depth'));
 -- The views that join steps, with partition-wise joins (runs and steps are
 -- partitioned alike, so each day's runs meet only that day's steps).
 SET enable_partitionwise_join = on;
 SELECT format('%-44s 1 day: %8s ms   30 days: %8s ms', v || ' (partitionwise join)',
-	pg_temp.view_ms(format('SELECT * FROM orchestrator.%s WHERE day >= now() - interval ''1 day''', v)),
-	pg_temp.view_ms(format('SELECT * FROM orchestrator.%s WHERE day >= now() - interval ''30 days''', v)))
-FROM unnest(ARRAY['step_durations', 'step_errors', 'costs_per_day']) v;
+	view_ms(format('SELECT * FROM orchestrator.%s WHERE day >= now() - interval ''1 day''', v)),
+	view_ms(format('SELECT * FROM orchestrator.%s WHERE day >= now() - interval ''30 days''', v)))
+FROM unnest(ARRAY['step_durations', 'step_errors']) v;
 RESET enable_partitionwise_join;
 RESET ROLE;
 SQL
+}
+echo "## analytics views as orchestrator_admin, before any roll-up (all live; second of two runs, whole result read)"
+views
+
+echo
+echo "## roll-ups: maintain() calls until every closed day is aggregated (7 days per call)"
+q <<'SQL'
+SET orchestrator.retention = '1000 days';
+CREATE TEMP TABLE calls (n serial, ms numeric, days int);
+DO $$
+DECLARE
+	t timestamptz;
+	r jsonb;
+BEGIN
+	LOOP
+		t := clock_timestamp();
+		r := orchestrator.maintain();
+		INSERT INTO calls (ms, days) VALUES (extract(epoch FROM clock_timestamp() - t) * 1000, jsonb_array_length(r -> 'stats_days_rolled_up'));
+		EXIT WHEN jsonb_array_length(r -> 'stats_days_rolled_up') < 7;
+	END LOOP;
+END $$;
+SELECT format('%s calls, %s days rolled up, %s ms per call (max %s), %s ms per day; roll-up rows: %s',
+	count(*), sum(days), round(avg(ms)), round(max(ms)), round(sum(ms) / nullif(sum(days), 0)),
+	(SELECT count(*) FROM orchestrator.run_stats_daily)) FROM calls;
+SQL
+echo
+echo "## analytics views as orchestrator_admin, with roll-ups"
+views
 
 echo
 echo "## maintain() retiring the oldest day"

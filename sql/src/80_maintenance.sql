@@ -36,6 +36,105 @@ CREATE INDEX workflow_runs_finished_minute ON orchestrator.workflow_runs
 CREATE INDEX idempotency_keys_run ON orchestrator.idempotency_keys (run_id);
 CREATE INDEX webhook_outbox_run ON orchestrator.webhook_outbox (run_id);
 
+-- Daily roll-ups for the analytics views (85_analytics.sql).  Once every
+-- run of a day's partition has finished, the partition never changes again
+-- (until retention removes it), so maintain() aggregates it once into
+-- run_stats_daily, by the UTC day of creation, owner, workflow, tenant and
+-- status.  The watermark is the last day rolled up: the views read the
+-- roll-ups for partitions up to it and aggregate the runs of later
+-- partitions live.  A day with an unfinished run holds the watermark back.
+CREATE TABLE orchestrator.run_stats_daily (
+	partition_day date        NOT NULL,
+	day      date             NOT NULL,
+	owner    name             NOT NULL,
+	workflow text             NOT NULL,
+	tenant   text,
+	status   text             NOT NULL,
+	runs     bigint           NOT NULL,
+	finished bigint           NOT NULL,
+	seconds  double precision NOT NULL,
+	cost     numeric(20,4)    NOT NULL,
+	tokens   numeric          NOT NULL
+);
+COMMENT ON TABLE orchestrator.run_stats_daily IS
+'runs of closed partitions aggregated by UTC day of creation, owner, workflow, tenant and status (maintain() fills it)';
+CREATE INDEX run_stats_daily_partition ON orchestrator.run_stats_daily (partition_day);
+
+CREATE TABLE orchestrator.run_stats_watermark (
+	singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+	day       date    NOT NULL
+);
+COMMENT ON TABLE orchestrator.run_stats_watermark IS
+'the last partition day aggregated into run_stats_daily (no row: none yet)';
+
+-- The first run id the views aggregate live: the start of the day after the
+-- watermark (all ids when there is none).  SECURITY DEFINER: the views call
+-- it with the caller's rights, and it reveals only that boundary.
+CREATE FUNCTION orchestrator._stats_live_from()
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce((SELECT orchestrator.uuid_v7_boundary((w.day + 1)::timestamp AT TIME ZONE 'UTC')
+					 FROM orchestrator.run_stats_watermark w),
+					'00000000-0000-0000-0000-000000000000'::uuid)
+$$;
+
+-- Aggregate one partition day (by its id range) into run_stats_daily,
+-- replacing what was there for that day.
+CREATE FUNCTION orchestrator._roll_up_day(day date)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lo uuid := orchestrator.uuid_v7_boundary(day::timestamp AT TIME ZONE 'UTC');
+	hi uuid := orchestrator.uuid_v7_boundary((day + 1)::timestamp AT TIME ZONE 'UTC');
+	n  bigint;
+BEGIN
+	DELETE FROM orchestrator.run_stats_daily s WHERE s.partition_day = _roll_up_day.day;
+	EXECUTE format($q$
+		INSERT INTO orchestrator.run_stats_daily (partition_day, day, owner, workflow, tenant, status, runs, finished, seconds, cost, tokens)
+		SELECT %3$L::date, (r.created_at AT TIME ZONE 'UTC')::date, r.owner, r.name, r.tenant, r.status, count(*),
+			   count(r.finished_at), coalesce(sum(extract(epoch FROM r.finished_at - r.created_at)), 0),
+			   sum(r.cost), coalesce(sum(t.tokens), 0)
+		FROM orchestrator.workflow_runs r
+		LEFT JOIN LATERAL (SELECT sum(orchestrator._tokens(s.result)) AS tokens
+						   FROM orchestrator.workflow_steps s
+						   WHERE s.run_id = r.id AND s.run_id >= %1$L AND s.run_id < %2$L AND s.result ? 'tokens') t ON true
+		WHERE r.id >= %1$L AND r.id < %2$L
+		GROUP BY 2, 3, 4, 5, 6$q$, lo, hi, day);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+
+-- Forget the roll-ups from a day on, so that maintain() aggregates those
+-- days again (after loading or changing history in the past).
+CREATE FUNCTION orchestrator.rebuild_stats(from_day date DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF from_day IS NULL THEN
+		DELETE FROM orchestrator.run_stats_watermark;
+		DELETE FROM orchestrator.run_stats_daily;
+	ELSE
+		UPDATE orchestrator.run_stats_watermark w SET day = least(w.day, from_day - 1);
+		DELETE FROM orchestrator.run_stats_daily s WHERE s.partition_day >= from_day;
+	END IF;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION orchestrator.rebuild_stats(date) IS
+'forget the daily roll-ups from a day on (all when NULL); maintain() aggregates those days again';
+
 -- Days (UTC) after today for which every history table has a partition.
 CREATE FUNCTION orchestrator._partitions_ahead()
 RETURNS integer
@@ -113,6 +212,11 @@ DECLARE
 	item       jsonb;
 	tbl        text;
 	part       text;
+	watermark  date;
+	open_runs  boolean;
+	touched    date[] := '{}';
+	rolled     date[] := '{}';
+	rerolled   date[] := '{}';
 BEGIN
 	IF max_runs IS NULL OR max_runs < 1 THEN
 		RAISE EXCEPTION 'max_runs must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
@@ -161,10 +265,42 @@ BEGIN
 		GROUP BY d.day ORDER BY d.day
 	LOOP
 		deleted := deleted + orchestrator._delete_runs(batch.day, batch.ids);
+		touched := touched || batch.day;
 	END LOOP;
 	more := EXISTS (
 		SELECT 1 FROM orchestrator.workflow_runs w WHERE w.finished_at < cutoff
 		  AND (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date <> ALL (retire_days));
+
+	-- Roll-ups: days already rolled up that lost runs above are aggregated
+	-- again; then up to 7 closed days after the watermark are added, oldest
+	-- first, stopping at the first day that holds an unfinished run.
+	SELECT w.day INTO watermark FROM orchestrator.run_stats_watermark w FOR UPDATE;
+	FOREACH day IN ARRAY touched LOOP
+		IF day <= watermark THEN
+			PERFORM orchestrator._roll_up_day(day);
+			rerolled := rerolled || day;
+		END IF;
+	END LOOP;
+	IF watermark IS NULL THEN
+		SELECT min(to_date(substr(c.relname, length('workflow_runs_p') + 1), 'YYYYMMDD')) - 1 INTO watermark
+		FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'orchestrator.workflow_runs'::regclass AND c.relname ~ '^workflow_runs_p[0-9]{8}$';
+		watermark := coalesce(watermark, today - 1);
+	END IF;
+	FOR i IN 1 .. 7 LOOP
+		day := watermark + 1;
+		EXIT WHEN day >= today;
+		part := format('orchestrator.workflow_runs_p%s', to_char(day, 'YYYYMMDD'));
+		IF to_regclass(part) IS NOT NULL THEN
+			EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE finished_at IS NULL)', part) INTO open_runs;
+			EXIT WHEN open_runs;
+			PERFORM orchestrator._roll_up_day(day);
+			rolled := rolled || day;
+		END IF;
+		watermark := day;
+	END LOOP;
+	INSERT INTO orchestrator.run_stats_watermark (day) VALUES (watermark)
+		ON CONFLICT (singleton) DO UPDATE SET day = excluded.day;
 
 	-- Whole partitions last, so the exclusive locks they take on the parent
 	-- tables are held only until the commit that follows.  A day whose
@@ -185,6 +321,7 @@ BEGIN
 			DELETE FROM orchestrator.signals s WHERE s.run_id >= lo AND s.run_id < hi;
 			DELETE FROM orchestrator.idempotency_keys k WHERE k.run_id >= lo AND k.run_id < hi;
 			DELETE FROM orchestrator.webhook_outbox o WHERE o.run_id >= lo AND o.run_id < hi;
+			DELETE FROM orchestrator.run_stats_daily x WHERE x.partition_day = (item ->> 'day')::date;
 			FOREACH tbl IN ARRAY ARRAY['workflow_events', 'workflow_steps', 'workflow_runs'] LOOP
 				part := format('%s_p%s', tbl, to_char(day, 'YYYYMMDD'));
 				CONTINUE WHEN to_regclass(format('orchestrator.%I', part)) IS NULL;
@@ -212,7 +349,10 @@ BEGIN
 		'partitions_kept', kept,
 		'partitions_skipped', skipped,
 		'runs_deleted', deleted,
-		'more', more);
+		'more', more,
+		'stats_days_rolled_up', to_jsonb(rolled),
+		'stats_days_rebuilt', to_jsonb(rerolled),
+		'stats_watermark', watermark);
 END
 $$;
 COMMENT ON FUNCTION orchestrator.maintain(integer) IS

@@ -8,16 +8,32 @@
 -- A filter on "day" (or "minute") is pushed into the view and answered from
 -- the expression indexes on workflow_runs (see 80_maintenance.sql); a day is
 -- the day the run was created.
+--
+-- runs_per_day, error_rates and costs_per_day read the daily roll-ups that
+-- maintain() keeps for closed partitions (run_stats_daily, up to the
+-- watermark) and aggregate only later partitions live (ids from
+-- _stats_live_from(), pruned at run time): exactly the same numbers as a
+-- live aggregation, without reading months of runs.
 
 -- Runs per definition, tenant, status and day.
-CREATE VIEW orchestrator.runs_per_day WITH (security_barrier) AS
-	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
-		   r.name AS workflow, r.tenant, r.status,
-		   count(*) AS runs,
-		   sum(r.cost)::numeric(20,4) AS cost,
-		   avg(extract(epoch FROM r.finished_at - r.created_at))::double precision AS avg_seconds
+CREATE VIEW orchestrator._run_stats AS
+	SELECT s.day::timestamp AT TIME ZONE 'UTC' AS day, s.owner, s.workflow, s.tenant, s.status,
+		   s.runs, s.finished, s.seconds, s.cost
+	FROM orchestrator.run_stats_daily s
+	UNION ALL
+	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', r.owner, r.name, r.tenant, r.status,
+		   1::bigint, (r.finished_at IS NOT NULL)::integer::bigint,
+		   coalesce(extract(epoch FROM r.finished_at - r.created_at), 0)::double precision, r.cost
 	FROM orchestrator.workflow_runs r
-	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller()
+	WHERE r.id >= (SELECT orchestrator._stats_live_from());
+
+CREATE VIEW orchestrator.runs_per_day WITH (security_barrier) AS
+	SELECT x.day, x.workflow, x.tenant, x.status,
+		   sum(x.runs)::bigint AS runs,
+		   sum(x.cost)::numeric(20,4) AS cost,
+		   (sum(x.seconds) / nullif(sum(x.finished), 0))::double precision AS avg_seconds
+	FROM orchestrator._run_stats x
+	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller()
 	GROUP BY 1, 2, 3, 4;
 COMMENT ON VIEW orchestrator.runs_per_day IS 'runs per UTC day of creation, workflow, tenant and status';
 
@@ -40,16 +56,15 @@ COMMENT ON VIEW orchestrator.step_durations IS 'p50, p95, p99 and max duration i
 
 -- Error rates of finished runs per definition, tenant and day.
 CREATE VIEW orchestrator.error_rates WITH (security_barrier) AS
-	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
-		   r.name AS workflow, r.tenant,
-		   count(*) AS finished,
-		   count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
-		   count(*) FILTER (WHERE r.status = 'failed') AS failed,
-		   count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled,
-		   round(count(*) FILTER (WHERE r.status = 'failed')::numeric / count(*), 4) AS error_rate
-	FROM orchestrator.workflow_runs r
-	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
-	  AND r.finished_at IS NOT NULL
+	SELECT x.day, x.workflow, x.tenant,
+		   sum(x.finished)::bigint AS finished,
+		   coalesce(sum(x.runs) FILTER (WHERE x.status = 'succeeded'), 0)::bigint AS succeeded,
+		   coalesce(sum(x.runs) FILTER (WHERE x.status = 'failed'), 0)::bigint AS failed,
+		   coalesce(sum(x.runs) FILTER (WHERE x.status = 'cancelled'), 0)::bigint AS cancelled,
+		   round(coalesce(sum(x.runs) FILTER (WHERE x.status = 'failed'), 0) / sum(x.finished), 4) AS error_rate
+	FROM orchestrator._run_stats x
+	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller())
+	  AND x.finished > 0
 	GROUP BY 1, 2, 3;
 COMMENT ON VIEW orchestrator.error_rates IS 'finished, succeeded, failed and cancelled runs and the failed share, per UTC day, workflow and tenant';
 
@@ -113,15 +128,20 @@ $$;
 -- definition, tenant and day.  Cost is what the steps reported in "cost"
 -- (accumulated on the run); tokens are summed from the steps' results.
 CREATE VIEW orchestrator.costs_per_day WITH (security_barrier) AS
-	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
-		   r.name AS workflow, r.tenant,
-		   count(*) AS runs,
-		   sum(r.cost)::numeric(20,4) AS cost,
-		   coalesce(sum(t.tokens), 0) AS tokens
-	FROM orchestrator.workflow_runs r
-	LEFT JOIN LATERAL (SELECT sum(orchestrator._tokens(s.result)) AS tokens
-					   FROM orchestrator.workflow_steps s
-					   WHERE s.run_id = r.id AND s.result ? 'tokens') t ON true
-	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller()
+	SELECT x.day, x.workflow, x.tenant,
+		   sum(x.runs)::bigint AS runs,
+		   sum(x.cost)::numeric(20,4) AS cost,
+		   sum(x.tokens) AS tokens
+	FROM (SELECT s.day::timestamp AT TIME ZONE 'UTC' AS day, s.owner, s.workflow, s.tenant, s.runs, s.cost, s.tokens
+		  FROM orchestrator.run_stats_daily s
+		  UNION ALL
+		  SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', r.owner, r.name, r.tenant,
+				 1::bigint, r.cost, coalesce(t.tokens, 0)
+		  FROM orchestrator.workflow_runs r
+		  LEFT JOIN LATERAL (SELECT sum(orchestrator._tokens(s.result)) AS tokens
+							 FROM orchestrator.workflow_steps s
+							 WHERE s.run_id = r.id AND s.result ? 'tokens') t ON true
+		  WHERE r.id >= (SELECT orchestrator._stats_live_from())) x
+	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller()
 	GROUP BY 1, 2, 3;
 COMMENT ON VIEW orchestrator.costs_per_day IS 'runs, cost (4 decimal places) and tokens per UTC day of creation, workflow and tenant';

@@ -6,7 +6,8 @@
 GRANT EXECUTE ON FUNCTION
 	orchestrator.maintain(integer),
 	orchestrator.schedule_maintenance(text),
-	orchestrator.unschedule_maintenance()
+	orchestrator.unschedule_maintenance(),
+	orchestrator.rebuild_stats(date)
 TO orchestrator_admin;
 
 GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orchestrator_admin;
@@ -16,4 +17,4 @@ GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestr
 	orchestrator.costs_per_day
 TO orchestrator_user;
 -- Called by the views with the caller's rights; reveals nothing.
-GRANT EXECUTE ON FUNCTION orchestrator._tokens(jsonb) TO orchestrator_user;
+GRANT EXECUTE ON FUNCTION orchestrator._tokens(jsonb), orchestrator._stats_live_from() TO orchestrator_user;

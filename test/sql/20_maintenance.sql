@@ -147,3 +147,4 @@ DELETE FROM orchestrator.idempotency_keys WHERE run_id IN (SELECT id FROM fake_i
 DELETE FROM orchestrator.workflow_events WHERE run_id IN (SELECT id FROM fake_ids);
 DELETE FROM orchestrator.workflow_steps WHERE run_id IN (SELECT id FROM fake_ids);
 DELETE FROM orchestrator.workflow_runs WHERE id IN (SELECT id FROM fake_ids);
+DELETE FROM orchestrator.run_stats_daily WHERE workflow = 'history';

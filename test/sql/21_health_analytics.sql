@@ -92,7 +92,7 @@ BEGIN
 	RETURN hit;
 END $$;
 SET enable_seqscan = off;
-SELECT plan_matches('SELECT * FROM orchestrator.runs_per_day WHERE day >= now() - interval ''1 day''',
+SELECT plan_matches('SELECT * FROM orchestrator.step_durations WHERE day >= now() - interval ''1 day''',
 	'Index Cond: .*date_trunc') AS day_filter_uses_index,
 	   plan_matches('SELECT * FROM orchestrator.throughput WHERE minute >= now() - interval ''1 hour''',
 	'Index Cond: .*date_trunc') AS minute_filter_uses_index;
@@ -105,4 +105,49 @@ SELECT count(*) AS alice_queue_rows FROM orchestrator.queue_depth WHERE queue = 
 RESET ROLE;
 SET ROLE carol;
 SELECT sum(runs) AS admin_runs FROM orchestrator.runs_per_day WHERE workflow = 'analytics_wf';
+RESET ROLE;
+
+-- Daily roll-ups: maintain() aggregates closed days once; the views then
+-- read the roll-ups and give exactly the numbers of a live aggregation.
+-- History loaded into past days is aggregated after rebuild_stats().
+SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 3, 3) >= 0 AS partitions;
+INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, input, created_at,
+	started_at, finished_at, cost, steps_open)
+SELECT orchestrator.uuid_v7_boundary(midnight() - interval '3 days' + i * interval '1 second'),
+	   'rollup_wf', 1, (ARRAY['succeeded', 'failed', 'cancelled'])[i % 3 + 1], CASE WHEN i % 4 = 0 THEN NULL ELSE 't' || i % 2 END,
+	   CASE WHEN i <= 10 THEN 'alice' ELSE 'postgres' END, '{}',
+	   midnight() - interval '3 days' + i * interval '1 second', midnight() - interval '3 days' + i * interval '1 second',
+	   midnight() - interval '3 days' + i * interval '1 second' + (i % 7) * interval '1 second', i / 1000.0, 0
+FROM generate_series(1, 60) i;
+INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, status, deps_open, result, started_at, finished_at)
+SELECT r.id, 'work', 0, 'external', 'succeeded', 0, jsonb_build_object('tokens', jsonb_build_object('input', 2, 'output', 3)),
+	   r.started_at, r.finished_at
+FROM orchestrator.workflow_runs r WHERE r.name = 'rollup_wf';
+SELECT orchestrator.rebuild_stats((now() AT TIME ZONE 'UTC')::date - 3) >= 0 AS rebuilt;
+CREATE TEMP TABLE live_numbers AS
+	SELECT 'runs' AS v, day, workflow, tenant, status, runs::numeric AS a, cost AS b, avg_seconds::numeric AS c
+	FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'errors', day, workflow, tenant, NULL, finished, failed, error_rate FROM orchestrator.error_rates WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'costs', day, workflow, tenant, NULL, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf';
+SELECT day = midnight() - interval '3 days' AS three_days_ago, tenant, status, runs, cost, round(avg_seconds::numeric, 4) AS avg_seconds
+FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf' ORDER BY tenant, status;
+SELECT tenant, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf' ORDER BY tenant;
+SELECT r -> 'stats_days_rolled_up' @> to_jsonb((now() AT TIME ZONE 'UTC')::date - 3) AS rolled_up,
+	   (r ->> 'stats_watermark')::date = (now() AT TIME ZONE 'UTC')::date - 1 AS watermark_yesterday
+FROM orchestrator.maintain() r;
+SELECT count(*) AS rollup_rows FROM orchestrator.run_stats_daily WHERE workflow = 'rollup_wf';
+-- The plan reads roll-ups for closed days: the live part starts after the watermark.
+SELECT orchestrator._stats_live_from() = orchestrator.uuid_v7_boundary(midnight()) AS live_from_today;
+CREATE TEMP TABLE rolled_numbers AS
+	SELECT 'runs' AS v, day, workflow, tenant, status, runs::numeric AS a, cost AS b, avg_seconds::numeric AS c
+	FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'errors', day, workflow, tenant, NULL, finished, failed, error_rate FROM orchestrator.error_rates WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'costs', day, workflow, tenant, NULL, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf';
+SELECT (SELECT count(*) FROM live_numbers) AS rows,
+	   (SELECT count(*) FROM (SELECT * FROM live_numbers EXCEPT ALL SELECT * FROM rolled_numbers) d) AS only_live,
+	   (SELECT count(*) FROM (SELECT * FROM rolled_numbers EXCEPT ALL SELECT * FROM live_numbers) d) AS only_rolled;
+-- Roll-ups are filtered by owner too.
+SET ROLE alice;
+SELECT sum(runs) AS alice_rollup_runs, sum(cost) AS alice_rollup_cost FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf';
+SELECT try('SELECT orchestrator.rebuild_stats()') AS user_rebuilds;
 RESET ROLE;
