@@ -42,6 +42,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/array.h"
@@ -66,6 +67,9 @@
 #define HTTP_RECORD_MAX_FAILURES	3
 
 #define HTTP_EPOLL_EVENTS		256
+
+/* External descriptors left for the process itself (wait event sets...). */
+#define HTTP_RESERVED_EXTERNAL_FDS	16
 
 typedef struct HttpRequest
 {
@@ -121,6 +125,7 @@ static int	n_done = 0;
 
 /* settings applied to the multi handle */
 static int	applied_concurrency = -1;
+static bool fd_cap_logged = false;
 static int	applied_host_connections = -1;
 
 static const char *claim_query =
@@ -155,6 +160,63 @@ socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socket
 	if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
 		(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev);
 	return 0;
+}
+
+/*
+ * open_socket_callback
+ *		Open curl's sockets through PostgreSQL's accounting of external file
+ *		descriptors, so that sockets and the backend's own files never
+ *		exceed the process's open-file limit together.  Must not throw.
+ */
+static curl_socket_t
+open_socket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	curl_socket_t s;
+
+	if (!AcquireExternalFD())
+	{
+		errno = EMFILE;
+		return CURL_SOCKET_BAD;
+	}
+	s = socket(address->family, address->socktype, address->protocol);
+	if (s == CURL_SOCKET_BAD)
+		ReleaseExternalFD();
+	return s;
+}
+
+static int
+close_socket_callback(void *clientp, curl_socket_t s)
+{
+	int			rc = close(s);
+
+	ReleaseExternalFD();
+	return rc;
+}
+
+/*
+ * effective_concurrency
+ *		orchestrator.http_max_concurrency, lowered to the sockets PostgreSQL
+ *		lets this process hold (AcquireExternalFD allows a third of
+ *		max_safe_fds, and the process holds a few itself: the epoll
+ *		descriptors of its wait event sets).  Requests beyond it wait in the
+ *		queue instead of failing to connect.
+ */
+static int
+effective_concurrency(void)
+{
+	int			fd_cap = Max(max_safe_fds / 3 - HTTP_RESERVED_EXTERNAL_FDS, 1);
+
+	if (orchestrator_http_max_concurrency <= fd_cap)
+		return orchestrator_http_max_concurrency;
+	if (!fd_cap_logged)
+		ereport(LOG,
+				(errmsg("orchestrator: %d HTTP requests in flight at most, not %d (orchestrator.http_max_concurrency)",
+						fd_cap, orchestrator_http_max_concurrency),
+				 errdetail("Each request may hold a connection, and this process may open %d more file descriptors.",
+						   fd_cap),
+				 errhint("Raise max_files_per_process (and the open-file limit of the server) for more.")));
+	fd_cap_logged = true;
+	return fd_cap;
 }
 
 /*
@@ -301,6 +363,7 @@ orchestrator_http_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl multi handle")));
+	ReserveExternalFD();
 	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (epoll_fd < 0)
 		ereport(ERROR,
@@ -326,9 +389,9 @@ orchestrator_http_init(void)
 static void
 apply_settings(void)
 {
-	if (applied_concurrency != orchestrator_http_max_concurrency)
+	if (applied_concurrency != effective_concurrency())
 	{
-		applied_concurrency = orchestrator_http_max_concurrency;
+		applied_concurrency = effective_concurrency();
 		curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) applied_concurrency);
 		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) applied_concurrency);
 	}
@@ -342,7 +405,7 @@ apply_settings(void)
 int
 orchestrator_http_room(void)
 {
-	return Max(orchestrator_http_max_concurrency - n_claimed - n_running, 0);
+	return Max(effective_concurrency() - n_claimed - n_running, 0);
 }
 
 int
@@ -603,6 +666,8 @@ start_request(HttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_callback);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket_callback);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
