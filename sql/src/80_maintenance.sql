@@ -60,6 +60,33 @@ COMMENT ON TABLE orchestrator.run_stats_daily IS
 'runs of closed partitions aggregated by UTC day of creation, owner, workflow, tenant and status (maintain() fills it)';
 CREATE INDEX run_stats_daily_partition ON orchestrator.run_stats_daily (partition_day);
 
+-- Errors of failed and dead steps, and runs finished per minute, of the
+-- same closed partitions (for step_errors and throughput).
+CREATE TABLE orchestrator.step_error_stats_daily (
+	partition_day date        NOT NULL,
+	day         date          NOT NULL,
+	owner       name          NOT NULL,
+	workflow    text          NOT NULL,
+	tenant      text,
+	step        text          NOT NULL,
+	message     text          NOT NULL,
+	sqlstate    text,
+	occurrences bigint        NOT NULL,
+	last_seen   timestamptz
+);
+CREATE INDEX step_error_stats_daily_partition ON orchestrator.step_error_stats_daily (partition_day);
+CREATE TABLE orchestrator.throughput_stats (
+	partition_day date        NOT NULL,
+	minute      timestamptz   NOT NULL,
+	owner       name          NOT NULL,
+	workflow    text          NOT NULL,
+	tenant      text,
+	status      text          NOT NULL,
+	runs        bigint        NOT NULL
+);
+CREATE INDEX throughput_stats_partition ON orchestrator.throughput_stats (partition_day);
+CREATE INDEX throughput_stats_minute ON orchestrator.throughput_stats (minute);
+
 CREATE TABLE orchestrator.run_stats_watermark (
 	singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
 	day       date    NOT NULL
@@ -82,7 +109,8 @@ AS $$
 $$;
 
 -- Aggregate one partition day (by its id range) into run_stats_daily,
--- replacing what was there for that day.
+-- step_error_stats_daily and throughput_stats, replacing what was there for
+-- that day.
 CREATE FUNCTION orchestrator._roll_up_day(day date)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -94,6 +122,8 @@ DECLARE
 	n  bigint;
 BEGIN
 	DELETE FROM orchestrator.run_stats_daily s WHERE s.partition_day = _roll_up_day.day;
+	DELETE FROM orchestrator.step_error_stats_daily s WHERE s.partition_day = _roll_up_day.day;
+	DELETE FROM orchestrator.throughput_stats s WHERE s.partition_day = _roll_up_day.day;
 	EXECUTE format($q$
 		INSERT INTO orchestrator.run_stats_daily (partition_day, day, owner, workflow, tenant, status, runs, finished, seconds, cost, tokens)
 		SELECT %3$L::date, (r.created_at AT TIME ZONE 'UTC')::date, r.owner, r.name, r.tenant, r.status, count(*),
@@ -106,6 +136,24 @@ BEGIN
 		WHERE r.id >= %1$L AND r.id < %2$L
 		GROUP BY 2, 3, 4, 5, 6$q$, lo, hi, day);
 	GET DIAGNOSTICS n = ROW_COUNT;
+	EXECUTE format($q$
+		INSERT INTO orchestrator.step_error_stats_daily (partition_day, day, owner, workflow, tenant, step, message,
+														  sqlstate, occurrences, last_seen)
+		SELECT %3$L::date, (r.created_at AT TIME ZONE 'UTC')::date, r.owner, r.name, r.tenant, s.step,
+			   coalesce(s.error ->> 'message', s.error #>> '{}', '(no error)'), s.error ->> 'sqlstate',
+			   count(*), max(s.finished_at)
+		FROM orchestrator.workflow_runs r
+		JOIN orchestrator.workflow_steps s ON s.run_id = r.id
+		WHERE r.id >= %1$L AND r.id < %2$L AND s.run_id >= %1$L AND s.run_id < %2$L
+		  AND s.status IN ('failed', 'dead')
+		GROUP BY 2, 3, 4, 5, 6, 7, 8$q$, lo, hi, day);
+	EXECUTE format($q$
+		INSERT INTO orchestrator.throughput_stats (partition_day, minute, owner, workflow, tenant, status, runs)
+		SELECT %3$L::date, date_trunc('minute', r.finished_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+			   r.owner, r.name, r.tenant, r.status, count(*)
+		FROM orchestrator.workflow_runs r
+		WHERE r.id >= %1$L AND r.id < %2$L AND r.finished_at IS NOT NULL
+		GROUP BY 2, 3, 4, 5, 6$q$, lo, hi, day);
 	RETURN n;
 END
 $$;
@@ -124,9 +172,13 @@ BEGIN
 	IF from_day IS NULL THEN
 		DELETE FROM orchestrator.run_stats_watermark;
 		DELETE FROM orchestrator.run_stats_daily;
+		DELETE FROM orchestrator.step_error_stats_daily;
+		DELETE FROM orchestrator.throughput_stats;
 	ELSE
 		UPDATE orchestrator.run_stats_watermark w SET day = least(w.day, from_day - 1);
 		DELETE FROM orchestrator.run_stats_daily s WHERE s.partition_day >= from_day;
+		DELETE FROM orchestrator.step_error_stats_daily s WHERE s.partition_day >= from_day;
+		DELETE FROM orchestrator.throughput_stats s WHERE s.partition_day >= from_day;
 	END IF;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
@@ -322,6 +374,8 @@ BEGIN
 			DELETE FROM orchestrator.idempotency_keys k WHERE k.run_id >= lo AND k.run_id < hi;
 			DELETE FROM orchestrator.webhook_outbox o WHERE o.run_id >= lo AND o.run_id < hi;
 			DELETE FROM orchestrator.run_stats_daily x WHERE x.partition_day = (item ->> 'day')::date;
+			DELETE FROM orchestrator.step_error_stats_daily x WHERE x.partition_day = (item ->> 'day')::date;
+			DELETE FROM orchestrator.throughput_stats x WHERE x.partition_day = (item ->> 'day')::date;
 			FOREACH tbl IN ARRAY ARRAY['workflow_events', 'workflow_steps', 'workflow_runs'] LOOP
 				part := format('%s_p%s', tbl, to_char(day, 'YYYYMMDD'));
 				CONTINUE WHEN to_regclass(format('orchestrator.%I', part)) IS NULL;

@@ -9,11 +9,13 @@
 -- the expression indexes on workflow_runs (see 80_maintenance.sql); a day is
 -- the day the run was created.
 --
--- runs_per_day, error_rates and costs_per_day read the daily roll-ups that
--- maintain() keeps for closed partitions (run_stats_daily, up to the
+-- runs_per_day, error_rates, costs_per_day, step_errors and throughput read
+-- the daily roll-ups that maintain() keeps for closed partitions
+-- (run_stats_daily, step_error_stats_daily, throughput_stats, up to the
 -- watermark) and aggregate only later partitions live (ids from
 -- _stats_live_from(), pruned at run time): exactly the same numbers as a
--- live aggregation, without reading months of runs.
+-- live aggregation, without reading months of runs.  step_durations
+-- (percentiles, which do not add up across days or owners) is live.
 
 -- Runs per definition, tenant, status and day.
 CREATE VIEW orchestrator._run_stats AS
@@ -68,29 +70,39 @@ CREATE VIEW orchestrator.error_rates WITH (security_barrier) AS
 	GROUP BY 1, 2, 3;
 COMMENT ON VIEW orchestrator.error_rates IS 'finished, succeeded, failed and cancelled runs and the failed share, per UTC day, workflow and tenant';
 
--- The errors of failed and dead steps, by message.
+-- The errors of failed and dead steps, by message: roll-ups up to the
+-- watermark, live after it.
 CREATE VIEW orchestrator.step_errors WITH (security_barrier) AS
-	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
-		   r.name AS workflow, r.tenant, s.step,
-		   coalesce(s.error ->> 'message', s.error #>> '{}', '(no error)') AS message,
-		   s.error ->> 'sqlstate' AS sqlstate,
-		   count(*) AS occurrences,
-		   max(s.finished_at) AS last_seen
-	FROM orchestrator.workflow_runs r
-	JOIN orchestrator.workflow_steps s ON s.run_id = r.id
-	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
-	  AND s.status IN ('failed', 'dead')
+	SELECT x.day, x.workflow, x.tenant, x.step, x.message, x.sqlstate,
+		   sum(x.occurrences)::bigint AS occurrences,
+		   max(x.last_seen) AS last_seen
+	FROM (SELECT e.day::timestamp AT TIME ZONE 'UTC' AS day, e.owner, e.workflow, e.tenant, e.step, e.message,
+				 e.sqlstate, e.occurrences, e.last_seen
+		  FROM orchestrator.step_error_stats_daily e
+		  UNION ALL
+		  SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', r.owner, r.name, r.tenant, s.step,
+				 coalesce(s.error ->> 'message', s.error #>> '{}', '(no error)'), s.error ->> 'sqlstate',
+				 1::bigint, s.finished_at
+		  FROM orchestrator.workflow_runs r
+		  JOIN orchestrator.workflow_steps s ON s.run_id = r.id
+		  WHERE s.status IN ('failed', 'dead')
+			AND r.id >= (SELECT orchestrator._stats_live_from())
+			AND s.run_id >= (SELECT orchestrator._stats_live_from())) x
+	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller()
 	GROUP BY 1, 2, 3, 4, 5, 6;
 COMMENT ON VIEW orchestrator.step_errors IS 'errors of failed and dead steps by message, per UTC day, workflow, tenant and step: sort by occurrences for the most common';
 
--- Runs finished per minute.
+-- Runs finished per minute: roll-ups up to the watermark, live after it.
 CREATE VIEW orchestrator.throughput WITH (security_barrier) AS
-	SELECT date_trunc('minute', r.finished_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS minute,
-		   r.name AS workflow, r.tenant, r.status,
-		   count(*) AS runs
-	FROM orchestrator.workflow_runs r
-	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
-	  AND r.finished_at IS NOT NULL
+	SELECT x.minute, x.workflow, x.tenant, x.status, sum(x.runs)::bigint AS runs
+	FROM (SELECT t.minute, t.owner, t.workflow, t.tenant, t.status, t.runs
+		  FROM orchestrator.throughput_stats t
+		  UNION ALL
+		  SELECT date_trunc('minute', r.finished_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', r.owner, r.name, r.tenant,
+				 r.status, 1::bigint
+		  FROM orchestrator.workflow_runs r
+		  WHERE r.finished_at IS NOT NULL AND r.id >= (SELECT orchestrator._stats_live_from())) x
+	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller()
 	GROUP BY 1, 2, 3, 4;
 COMMENT ON VIEW orchestrator.throughput IS 'runs finished per UTC minute, workflow, tenant and final status';
 

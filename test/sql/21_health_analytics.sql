@@ -119,8 +119,10 @@ SELECT orchestrator.uuid_v7_boundary(midnight() - interval '3 days' + i * interv
 	   midnight() - interval '3 days' + i * interval '1 second', midnight() - interval '3 days' + i * interval '1 second',
 	   midnight() - interval '3 days' + i * interval '1 second' + (i % 7) * interval '1 second', i / 1000.0, 0
 FROM generate_series(1, 60) i;
-INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, status, deps_open, result, started_at, finished_at)
-SELECT r.id, 'work', 0, 'external', 'succeeded', 0, jsonb_build_object('tokens', jsonb_build_object('input', 2, 'output', 3)),
+INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, status, deps_open, result, error, started_at, finished_at)
+SELECT r.id, 'work', 0, 'external', CASE WHEN r.status = 'failed' THEN 'dead' ELSE 'succeeded' END, 0,
+	   jsonb_build_object('tokens', jsonb_build_object('input', 2, 'output', 3)),
+	   CASE WHEN r.status = 'failed' THEN jsonb_build_object('message', 'quota exceeded', 'sqlstate', '53400') END,
 	   r.started_at, r.finished_at
 FROM orchestrator.workflow_runs r WHERE r.name = 'rollup_wf';
 SELECT orchestrator.rebuild_stats((now() AT TIME ZONE 'UTC')::date - 3) >= 0 AS rebuilt;
@@ -128,21 +130,31 @@ CREATE TEMP TABLE live_numbers AS
 	SELECT 'runs' AS v, day, workflow, tenant, status, runs::numeric AS a, cost AS b, avg_seconds::numeric AS c
 	FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf'
 	UNION ALL SELECT 'errors', day, workflow, tenant, NULL, finished, failed, error_rate FROM orchestrator.error_rates WHERE workflow = 'rollup_wf'
-	UNION ALL SELECT 'costs', day, workflow, tenant, NULL, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf';
+	UNION ALL SELECT 'costs', day, workflow, tenant, NULL, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'step errors ' || message || sqlstate, day, workflow, tenant, step, occurrences, NULL, extract(epoch FROM last_seen)::numeric
+	FROM orchestrator.step_errors WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'throughput', minute, workflow, tenant, status, runs, NULL, NULL FROM orchestrator.throughput WHERE workflow = 'rollup_wf';
 SELECT day = midnight() - interval '3 days' AS three_days_ago, tenant, status, runs, cost, round(avg_seconds::numeric, 4) AS avg_seconds
 FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf' ORDER BY tenant, status;
 SELECT tenant, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf' ORDER BY tenant;
+SELECT tenant, step, message, sqlstate, occurrences FROM orchestrator.step_errors WHERE workflow = 'rollup_wf' ORDER BY tenant;
+SELECT sum(runs) AS finished_in_throughput, count(DISTINCT minute) AS minutes FROM orchestrator.throughput WHERE workflow = 'rollup_wf';
 SELECT r -> 'stats_days_rolled_up' @> to_jsonb((now() AT TIME ZONE 'UTC')::date - 3) AS rolled_up,
 	   (r ->> 'stats_watermark')::date = (now() AT TIME ZONE 'UTC')::date - 1 AS watermark_yesterday
 FROM orchestrator.maintain() r;
-SELECT count(*) AS rollup_rows FROM orchestrator.run_stats_daily WHERE workflow = 'rollup_wf';
+SELECT (SELECT count(*) FROM orchestrator.run_stats_daily WHERE workflow = 'rollup_wf') AS rollup_rows,
+	   (SELECT count(*) FROM orchestrator.step_error_stats_daily WHERE workflow = 'rollup_wf') AS error_rows,
+	   (SELECT sum(runs) FROM orchestrator.throughput_stats WHERE workflow = 'rollup_wf') AS throughput_runs;
 -- The plan reads roll-ups for closed days: the live part starts after the watermark.
 SELECT orchestrator._stats_live_from() = orchestrator.uuid_v7_boundary(midnight()) AS live_from_today;
 CREATE TEMP TABLE rolled_numbers AS
 	SELECT 'runs' AS v, day, workflow, tenant, status, runs::numeric AS a, cost AS b, avg_seconds::numeric AS c
 	FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf'
 	UNION ALL SELECT 'errors', day, workflow, tenant, NULL, finished, failed, error_rate FROM orchestrator.error_rates WHERE workflow = 'rollup_wf'
-	UNION ALL SELECT 'costs', day, workflow, tenant, NULL, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf';
+	UNION ALL SELECT 'costs', day, workflow, tenant, NULL, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'step errors ' || message || sqlstate, day, workflow, tenant, step, occurrences, NULL, extract(epoch FROM last_seen)::numeric
+	FROM orchestrator.step_errors WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'throughput', minute, workflow, tenant, status, runs, NULL, NULL FROM orchestrator.throughput WHERE workflow = 'rollup_wf';
 SELECT (SELECT count(*) FROM live_numbers) AS rows,
 	   (SELECT count(*) FROM (SELECT * FROM live_numbers EXCEPT ALL SELECT * FROM rolled_numbers) d) AS only_live,
 	   (SELECT count(*) FROM (SELECT * FROM rolled_numbers EXCEPT ALL SELECT * FROM live_numbers) d) AS only_rolled;
