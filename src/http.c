@@ -120,6 +120,7 @@ static dlist_head claimed = DLIST_STATIC_INIT(claimed);	/* not yet sent */
 static dlist_head running = DLIST_STATIC_INIT(running);	/* in curl */
 static dlist_head done = DLIST_STATIC_INIT(done);	/* outcome to record */
 static int	n_claimed = 0;
+static int	record_batch = 0;		/* size of the batch being recorded */
 static int	n_running = 0;
 static int	n_done = 0;
 
@@ -951,6 +952,7 @@ orchestrator_http_record(void)
 
 	if (max == 0)
 		return 0;
+	record_batch = max;			/* until we know better */
 	for (int c = 0; c < 12; c++)
 	{
 		v[c] = palloc0(sizeof(Datum) * max);
@@ -1004,6 +1006,7 @@ orchestrator_http_record(void)
 		n++;
 	}
 
+	record_batch = n;
 	args[0] = make_array(v[0], nl[0], n, TEXTOID);
 	args[1] = make_array(v[1], nl[1], n, UUIDOID);
 	args[2] = make_array(v[2], nl[2], n, TEXTOID);
@@ -1039,6 +1042,10 @@ orchestrator_http_recorded(int n, bool ok)
 	dlist_mutable_iter iter;
 	int			i = 0;
 
+	/* a failed transaction may not have returned how many it tried */
+	if (!ok)
+		n = Max(n, record_batch);
+	record_batch = 0;
 	dlist_foreach_modify(iter, &done)
 	{
 		HttpRequest *req = dlist_container(HttpRequest, node, iter.cur);
