@@ -622,7 +622,6 @@ start_request(HttpRequest *req)
 	CURL	   *easy;
 	struct curl_slist *list = NULL;
 	bool		has_content_type = false;
-	bool		has_idempotency = false;
 
 	/* checked again here: the settings may have changed since the claim */
 	refusal = orchestrator_http_check_url(req->url, &invalid, NULL);
@@ -636,6 +635,7 @@ start_request(HttpRequest *req)
 	{
 		if (!header_ok(req->headers[i]))
 		{
+			curl_slist_free_all(list);
 			finish_request(req, "invalid",
 						   psprintf("invalid request header \"%s\"", req->headers[i]));
 			MemoryContextSwitchTo(old);
@@ -643,15 +643,12 @@ start_request(HttpRequest *req)
 		}
 		if (pg_strncasecmp(req->headers[i], "content-type:", 13) == 0)
 			has_content_type = true;
-		if (pg_strncasecmp(req->headers[i], "idempotency-key:", 16) == 0)
-			has_idempotency = true;
 		list = curl_slist_append(list, req->headers[i]);
 	}
 	if (req->body && !has_content_type)
 		list = curl_slist_append(list, "Content-Type: application/json");
 	/* no "Expect: 100-continue" round trip for larger bodies */
 	list = curl_slist_append(list, "Expect:");
-	(void) has_idempotency;		/* _http_claim adds the default one */
 	for (int i = 0; i < 3 && req->sign_headers[i]; i++)
 		list = curl_slist_append(list, req->sign_headers[i]);
 	req->header_list = list;
@@ -659,6 +656,8 @@ start_request(HttpRequest *req)
 	easy = curl_easy_init();
 	if (easy == NULL)
 	{
+		curl_slist_free_all(list);
+		req->header_list = NULL;
 		finish_request(req, "network", "could not create a curl handle");
 		MemoryContextSwitchTo(old);
 		return;
@@ -698,6 +697,8 @@ start_request(HttpRequest *req)
 	{
 		curl_easy_cleanup(easy);
 		req->easy = NULL;
+		curl_slist_free_all(list);
+		req->header_list = NULL;
 		finish_request(req, "network", "could not add the request to the curl multi handle");
 		MemoryContextSwitchTo(old);
 		return;
