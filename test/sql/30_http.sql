@@ -67,3 +67,23 @@ RESET ROLE;
 SELECT status, count(*) FROM orchestrator.webhook_outbox GROUP BY status ORDER BY status;
 DROP ROLE http_user;
 DROP ROLE http_admin;
+
+-- A live attempt through a dispatcher: nothing listens on 127.0.0.1:1, so
+-- each attempt is a retryable connection error, and the step is dead after
+-- its last one.  Every attempt is a step.http event.
+SELECT orchestrator.define_workflow('http_refused', '{"steps": [
+  {"name": "call", "kind": "http", "request": {"url": "http://127.0.0.1:1/none"},
+   "retry": {"max_attempts": 2, "backoff": "50 milliseconds", "jitter": 0}}]}');
+SELECT orchestrator.start_workflow('http_refused') AS refused \gset
+DO $$
+BEGIN
+	FOR i IN 1 .. 300 LOOP
+		EXIT WHEN (SELECT status FROM orchestrator.workflow_runs WHERE name = 'http_refused') = 'failed';
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT type, step, data ->> 'attempt' AS attempt, data ->> 'error_kind' AS error_kind
+FROM orchestrator.events(:'refused') WHERE type LIKE 'step.%' ORDER BY seq;
+SELECT s.status, s.attempt, s.error ->> 'kind' AS kind, s.input ->> 'url' AS url
+FROM orchestrator.workflow_steps s WHERE s.run_id = :'refused';
+SELECT host, failures FROM orchestrator.http_circuits;
