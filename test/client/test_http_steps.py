@@ -11,7 +11,8 @@
     after the cool-down and closes (events circuit.opened/closed);
   - every webhook delivery carries a Standard Webhooks signature that
     verifies with the secret (checked here with hmac/hashlib), and failing
-    deliveries are retried until the sink accepts them.
+    deliveries are retried until the sink accepts them;
+  - https certificates are verified (a self-signed one fails, not retried).
 
 Starts its own cluster (test/cluster.sh) on 127.0.0.1:5534 and sinks on
 5535/5536, and stops them.
@@ -214,6 +215,38 @@ def test_circuit_breaker(cur):
     print("ok: circuit opened after 3 failures, held steps back, probed and closed")
 
 
+def test_tls_verified(cur):
+    """https to a server with a self-signed certificate fails verification
+    (certificates are checked; not retried)."""
+    import shutil
+    import ssl
+    if shutil.which("openssl") is None:
+        print("skipped: https check (no openssl command to make a certificate)")
+        return
+    certdir = tempfile.mkdtemp(prefix="orchestrator-tls-")
+    cert, key = os.path.join(certdir, "cert.pem"), os.path.join(certdir, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tls = Sink(SINK2)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    tls.server.socket = ctx.wrap_socket(tls.server.socket, server_side=True)
+    tls.start()
+    try:
+        cur.execute("""SELECT orchestrator.define_workflow('tls', %s)""", (json.dumps({"steps": [
+            {"name": "a", "kind": "http", "request": {"url": "https://127.0.0.1:%d/echo" % SINK2}}]}),))
+        run_id = start(cur, "tls", {})
+        wait_runs(cur, [run_id])
+        step = run_of(cur, run_id)["steps"]["a"]
+        assert step["status"] == "failed" and step["attempt"] == 1, step
+        assert step["error"]["kind"] == "tls", step["error"]
+    finally:
+        tls.stop()
+        subprocess.run(["rm", "-rf", certdir])
+    print("ok: https with an untrusted certificate fails verification, not retried")
+
+
 def verify_signature(secret, headers, body):
     """Standard Webhooks verification, independent of the extension's code."""
     key = base64.b64decode(secret[len("whsec_"):])
@@ -290,6 +323,7 @@ def main():
         test_allow_list(cur)
         test_circuit_breaker(cur)
         test_webhooks(cur, sink)
+        test_tls_verified(cur)
     finally:
         sink.stop()
         subprocess.run(["bash", CLUSTER, "stop", DATADIR])
