@@ -396,10 +396,14 @@ DECLARE
 	s      text;
 	res    jsonb;
 BEGIN
-	DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id;
+	-- A run succeeds only when no step is open: then only a deadline timer
+	-- can be left to remove.
+	IF status <> 'succeeded' OR r.deadline IS NOT NULL THEN
+		DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id;
+	END IF;
 	FOR s IN WITH cancelled AS (
 				 UPDATE orchestrator.workflow_steps x SET status = 'cancelled', finished_at = now()
-				 WHERE x.run_id = r.id AND x.status IN ('waiting', 'ready', 'running')
+				 WHERE _run_finish.status <> 'succeeded' AND x.run_id = r.id AND x.status IN ('waiting', 'ready', 'running')
 				 RETURNING x.step, x.position)
 			 SELECT c.step FROM cancelled c ORDER BY c.position LOOP
 		PERFORM orchestrator._emit(r.id, 'step.cancelled', s);
