@@ -25,7 +25,7 @@ $release$;
 -- Indexes for retention (finished_at) and for the analytics views (day of
 -- creation, minute of completion, in UTC so that they are immutable).  Each
 -- partition gets its own copy.
-CREATE INDEX workflow_runs_finished_at ON orchestrator.workflow_runs (finished_at);
+CREATE INDEX workflow_runs_finished_at ON orchestrator.workflow_runs (finished_at) INCLUDE (id);
 CREATE INDEX workflow_runs_created_day ON orchestrator.workflow_runs
 	((date_trunc('day', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'));
 CREATE INDEX workflow_runs_finished_minute ON orchestrator.workflow_runs
@@ -87,6 +87,24 @@ CREATE TABLE orchestrator.throughput_stats (
 CREATE INDEX throughput_stats_partition ON orchestrator.throughput_stats (partition_day);
 CREATE INDEX throughput_stats_minute ON orchestrator.throughput_stats (minute);
 
+-- Step duration percentiles of closed partitions, per partition day,
+-- workflow and step: once per owner (what that role sees) and once over all
+-- owners (owner NULL: what administrators see), since percentiles do not
+-- add up.
+CREATE TABLE orchestrator.step_duration_stats_daily (
+	partition_day date        NOT NULL,
+	owner       name,
+	workflow    text          NOT NULL,
+	step        text          NOT NULL,
+	kind        text          NOT NULL,
+	samples     bigint        NOT NULL,
+	p50         double precision,
+	p95         double precision,
+	p99         double precision,
+	max         double precision
+);
+CREATE INDEX step_duration_stats_daily_partition ON orchestrator.step_duration_stats_daily (partition_day);
+
 CREATE TABLE orchestrator.run_stats_watermark (
 	singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
 	day       date    NOT NULL
@@ -109,8 +127,8 @@ AS $$
 $$;
 
 -- Aggregate one partition day (by its id range) into run_stats_daily,
--- step_error_stats_daily and throughput_stats, replacing what was there for
--- that day.
+-- step_error_stats_daily, throughput_stats and step_duration_stats_daily,
+-- replacing what was there for that day.
 CREATE FUNCTION orchestrator._roll_up_day(day date)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -124,15 +142,17 @@ BEGIN
 	DELETE FROM orchestrator.run_stats_daily s WHERE s.partition_day = _roll_up_day.day;
 	DELETE FROM orchestrator.step_error_stats_daily s WHERE s.partition_day = _roll_up_day.day;
 	DELETE FROM orchestrator.throughput_stats s WHERE s.partition_day = _roll_up_day.day;
+	DELETE FROM orchestrator.step_duration_stats_daily s WHERE s.partition_day = _roll_up_day.day;
 	EXECUTE format($q$
 		INSERT INTO orchestrator.run_stats_daily (partition_day, day, owner, workflow, tenant, status, runs, finished, seconds, cost, tokens)
 		SELECT %3$L::date, (r.created_at AT TIME ZONE 'UTC')::date, r.owner, r.name, r.tenant, r.status, count(*),
 			   count(r.finished_at), coalesce(sum(extract(epoch FROM r.finished_at - r.created_at)), 0),
 			   sum(r.cost), coalesce(sum(t.tokens), 0)
 		FROM orchestrator.workflow_runs r
-		LEFT JOIN LATERAL (SELECT sum(orchestrator._tokens(s.result)) AS tokens
-						   FROM orchestrator.workflow_steps s
-						   WHERE s.run_id = r.id AND s.run_id >= %1$L AND s.run_id < %2$L AND s.result ? 'tokens') t ON true
+		LEFT JOIN (SELECT s.run_id, sum(orchestrator._tokens(s.result)) AS tokens
+				   FROM orchestrator.workflow_steps s
+				   WHERE s.run_id >= %1$L AND s.run_id < %2$L AND s.result ? 'tokens'
+				   GROUP BY s.run_id) t ON t.run_id = r.id
 		WHERE r.id >= %1$L AND r.id < %2$L
 		GROUP BY 2, 3, 4, 5, 6$q$, lo, hi, day);
 	GET DIAGNOSTICS n = ROW_COUNT;
@@ -154,6 +174,18 @@ BEGIN
 		FROM orchestrator.workflow_runs r
 		WHERE r.id >= %1$L AND r.id < %2$L AND r.finished_at IS NOT NULL
 		GROUP BY 2, 3, 4, 5, 6$q$, lo, hi, day);
+	EXECUTE format($q$
+		INSERT INTO orchestrator.step_duration_stats_daily (partition_day, owner, workflow, step, kind, samples, p50, p95, p99, max)
+		SELECT %3$L::date, r.owner, r.name, s.step, s.kind, count(*),
+			   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision),
+			   percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision),
+			   percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision),
+			   max(extract(epoch FROM s.finished_at - s.started_at))::double precision
+		FROM orchestrator.workflow_runs r
+		JOIN orchestrator.workflow_steps s ON s.run_id = r.id
+		WHERE r.id >= %1$L AND r.id < %2$L AND s.run_id >= %1$L AND s.run_id < %2$L
+		  AND s.status = 'succeeded' AND s.started_at IS NOT NULL
+		GROUP BY GROUPING SETS ((r.owner, r.name, s.step, s.kind), (r.name, s.step, s.kind))$q$, lo, hi, day);
 	RETURN n;
 END
 $$;
@@ -174,11 +206,13 @@ BEGIN
 		DELETE FROM orchestrator.run_stats_daily;
 		DELETE FROM orchestrator.step_error_stats_daily;
 		DELETE FROM orchestrator.throughput_stats;
+		DELETE FROM orchestrator.step_duration_stats_daily;
 	ELSE
 		UPDATE orchestrator.run_stats_watermark w SET day = least(w.day, from_day - 1);
 		DELETE FROM orchestrator.run_stats_daily s WHERE s.partition_day >= from_day;
 		DELETE FROM orchestrator.step_error_stats_daily s WHERE s.partition_day >= from_day;
 		DELETE FROM orchestrator.throughput_stats s WHERE s.partition_day >= from_day;
+		DELETE FROM orchestrator.step_duration_stats_daily s WHERE s.partition_day >= from_day;
 	END IF;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
@@ -238,6 +272,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET lock_timeout = '5s'
+SET jit = off
 AS $$
 DECLARE
 	retention  interval := current_setting('orchestrator.retention')::interval;
@@ -376,6 +411,7 @@ BEGIN
 			DELETE FROM orchestrator.run_stats_daily x WHERE x.partition_day = (item ->> 'day')::date;
 			DELETE FROM orchestrator.step_error_stats_daily x WHERE x.partition_day = (item ->> 'day')::date;
 			DELETE FROM orchestrator.throughput_stats x WHERE x.partition_day = (item ->> 'day')::date;
+			DELETE FROM orchestrator.step_duration_stats_daily x WHERE x.partition_day = (item ->> 'day')::date;
 			FOREACH tbl IN ARRAY ARRAY['workflow_events', 'workflow_steps', 'workflow_runs'] LOOP
 				part := format('%s_p%s', tbl, to_char(day, 'YYYYMMDD'));
 				CONTINUE WHEN to_regclass(format('orchestrator.%I', part)) IS NULL;

@@ -26,6 +26,7 @@ RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
 	configured integer := current_setting('orchestrator.workers')::integer;
@@ -87,6 +88,7 @@ RETURNS text
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
 	out text := '';

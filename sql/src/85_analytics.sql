@@ -14,8 +14,8 @@
 -- (run_stats_daily, step_error_stats_daily, throughput_stats, up to the
 -- watermark) and aggregate only later partitions live (ids from
 -- _stats_live_from(), pruned at run time): exactly the same numbers as a
--- live aggregation, without reading months of runs.  step_durations
--- (percentiles, which do not add up across days or owners) is live.
+-- live aggregation, without reading months of runs.  step_durations reads
+-- percentiles rolled up per partition day (see there).
 
 -- Runs per definition, tenant, status and day.
 CREATE VIEW orchestrator._run_stats AS
@@ -40,21 +40,34 @@ CREATE VIEW orchestrator.runs_per_day WITH (security_barrier) AS
 COMMENT ON VIEW orchestrator.runs_per_day IS 'runs per UTC day of creation, workflow, tenant and status';
 
 -- Step duration percentiles (seconds, started to finished, succeeded
--- attempts) per definition, step and day.
+-- attempts) per definition, step and day.  Percentiles do not add up, so the
+-- roll-ups hold them per owner and over all owners, and the view picks the
+-- rows the caller may see: all owners for administrators, its own otherwise.
+-- Here "day" is the UTC day of the run id (its creation, to the
+-- millisecond), which is also the partition: roll-ups and the live part never
+-- share a day.
 CREATE VIEW orchestrator.step_durations WITH (security_barrier) AS
-	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS day,
-		   r.name AS workflow, s.step, s.kind,
-		   count(*) AS samples,
-		   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision) AS p50,
-		   percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision) AS p95,
-		   percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision) AS p99,
-		   max(extract(epoch FROM s.finished_at - s.started_at))::double precision AS max
+	SELECT d.partition_day::timestamp AT TIME ZONE 'UTC' AS day, d.workflow, d.step, d.kind, d.samples,
+		   d.p50, d.p95, d.p99, d.max
+	FROM orchestrator.step_duration_stats_daily d
+	WHERE CASE WHEN (SELECT orchestrator._may_see(NULL::name)) IS TRUE THEN d.owner IS NULL
+			   ELSE d.owner = orchestrator._caller() END
+	UNION ALL
+	SELECT date_trunc('day', orchestrator.uuid_v7_time(r.id) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+		   r.name, s.step, s.kind,
+		   count(*),
+		   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision),
+		   percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision),
+		   percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM s.finished_at - s.started_at)::double precision),
+		   max(extract(epoch FROM s.finished_at - s.started_at))::double precision
 	FROM orchestrator.workflow_runs r
 	JOIN orchestrator.workflow_steps s ON s.run_id = r.id
 	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
 	  AND s.status = 'succeeded' AND s.started_at IS NOT NULL
+	  AND r.id >= (SELECT orchestrator._stats_live_from())
+	  AND s.run_id >= (SELECT orchestrator._stats_live_from())
 	GROUP BY 1, 2, 3, 4;
-COMMENT ON VIEW orchestrator.step_durations IS 'p50, p95, p99 and max duration in seconds of succeeded steps, per UTC day, workflow and step';
+COMMENT ON VIEW orchestrator.step_durations IS 'p50, p95, p99 and max duration in seconds of succeeded steps, per UTC day of the run id, workflow and step';
 
 -- Error rates of finished runs per definition, tenant and day.
 CREATE VIEW orchestrator.error_rates WITH (security_barrier) AS
@@ -116,8 +129,10 @@ CREATE VIEW orchestrator.queue_depth WITH (security_barrier) AS
 		   coalesce(extract(epoch FROM now() - min(q.available_at)
 				FILTER (WHERE q.lease_token IS NULL AND q.available_at <= now()))::double precision, 0) AS oldest_ready_age_seconds
 	FROM orchestrator.work_queue q
-	JOIN orchestrator.workflow_runs r ON r.id = q.run_id
-	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller()
+	-- Administrators see every queue row without a look at the runs; others
+	-- count the rows of their own runs (one probe of the run's partition each).
+	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE
+	   OR EXISTS (SELECT 1 FROM orchestrator.workflow_runs r WHERE r.id = q.run_id AND r.owner = orchestrator._caller())
 	GROUP BY q.queue;
 COMMENT ON VIEW orchestrator.queue_depth IS 'steps ready, scheduled and running per queue, and the age in seconds of the oldest ready one';
 

@@ -79,8 +79,8 @@ FROM orchestrator.costs_per_day WHERE workflow = 'analytics_wf' ORDER BY tenant;
 -- Costs are exact to the fourth decimal: the sum of i/10000 for i = 1..100.
 SELECT sum(cost) AS total_cost, sum(cost) = 0.5050 AS exact FROM orchestrator.costs_per_day WHERE workflow = 'analytics_wf';
 SELECT queue, ready, running, oldest_ready_age_seconds >= 0 AS age FROM orchestrator.queue_depth WHERE queue = 'q_health';
--- A day filter is pushed through the security barrier and can use the
--- expression index of each partition.
+-- The views read the roll-ups; a minute filter is pushed through the
+-- security barrier and can use the expression index of each partition.
 CREATE FUNCTION plan_matches(query text, pattern text) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
 	l text;
@@ -92,8 +92,8 @@ BEGIN
 	RETURN hit;
 END $$;
 SET enable_seqscan = off;
-SELECT plan_matches('SELECT * FROM orchestrator.step_durations WHERE day >= now() - interval ''1 day''',
-	'Index Cond: .*date_trunc') AS day_filter_uses_index,
+SELECT plan_matches('SELECT * FROM orchestrator.runs_per_day WHERE day >= now() - interval ''1 day''',
+	'run_stats_daily') AS reads_rollups,
 	   plan_matches('SELECT * FROM orchestrator.throughput WHERE minute >= now() - interval ''1 hour''',
 	'Index Cond: .*date_trunc') AS minute_filter_uses_index;
 RESET enable_seqscan;
@@ -133,12 +133,14 @@ CREATE TEMP TABLE live_numbers AS
 	UNION ALL SELECT 'costs', day, workflow, tenant, NULL, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf'
 	UNION ALL SELECT 'step errors ' || message || sqlstate, day, workflow, tenant, step, occurrences, NULL, extract(epoch FROM last_seen)::numeric
 	FROM orchestrator.step_errors WHERE workflow = 'rollup_wf'
-	UNION ALL SELECT 'throughput', minute, workflow, tenant, status, runs, NULL, NULL FROM orchestrator.throughput WHERE workflow = 'rollup_wf';
+	UNION ALL SELECT 'throughput', minute, workflow, tenant, status, runs, NULL, NULL FROM orchestrator.throughput WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'durations ' || kind, day, workflow, step, p50::text, samples, p95::numeric, p99::numeric FROM orchestrator.step_durations WHERE workflow = 'rollup_wf';
 SELECT day = midnight() - interval '3 days' AS three_days_ago, tenant, status, runs, cost, round(avg_seconds::numeric, 4) AS avg_seconds
 FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf' ORDER BY tenant, status;
 SELECT tenant, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf' ORDER BY tenant;
 SELECT tenant, step, message, sqlstate, occurrences FROM orchestrator.step_errors WHERE workflow = 'rollup_wf' ORDER BY tenant;
 SELECT sum(runs) AS finished_in_throughput, count(DISTINCT minute) AS minutes FROM orchestrator.throughput WHERE workflow = 'rollup_wf';
+SELECT step, samples, p50, p95, p99, max FROM orchestrator.step_durations WHERE workflow = 'rollup_wf';
 SELECT r -> 'stats_days_rolled_up' @> to_jsonb((now() AT TIME ZONE 'UTC')::date - 3) AS rolled_up,
 	   (r ->> 'stats_watermark')::date = (now() AT TIME ZONE 'UTC')::date - 1 AS watermark_yesterday
 FROM orchestrator.maintain() r;
@@ -154,12 +156,14 @@ CREATE TEMP TABLE rolled_numbers AS
 	UNION ALL SELECT 'costs', day, workflow, tenant, NULL, runs, cost, tokens FROM orchestrator.costs_per_day WHERE workflow = 'rollup_wf'
 	UNION ALL SELECT 'step errors ' || message || sqlstate, day, workflow, tenant, step, occurrences, NULL, extract(epoch FROM last_seen)::numeric
 	FROM orchestrator.step_errors WHERE workflow = 'rollup_wf'
-	UNION ALL SELECT 'throughput', minute, workflow, tenant, status, runs, NULL, NULL FROM orchestrator.throughput WHERE workflow = 'rollup_wf';
+	UNION ALL SELECT 'throughput', minute, workflow, tenant, status, runs, NULL, NULL FROM orchestrator.throughput WHERE workflow = 'rollup_wf'
+	UNION ALL SELECT 'durations ' || kind, day, workflow, step, p50::text, samples, p95::numeric, p99::numeric FROM orchestrator.step_durations WHERE workflow = 'rollup_wf';
 SELECT (SELECT count(*) FROM live_numbers) AS rows,
 	   (SELECT count(*) FROM (SELECT * FROM live_numbers EXCEPT ALL SELECT * FROM rolled_numbers) d) AS only_live,
 	   (SELECT count(*) FROM (SELECT * FROM rolled_numbers EXCEPT ALL SELECT * FROM live_numbers) d) AS only_rolled;
 -- Roll-ups are filtered by owner too.
 SET ROLE alice;
 SELECT sum(runs) AS alice_rollup_runs, sum(cost) AS alice_rollup_cost FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf';
+SELECT step, samples, p50, p95, max FROM orchestrator.step_durations WHERE workflow = 'rollup_wf';
 SELECT try('SELECT orchestrator.rebuild_stats()') AS user_rebuilds;
 RESET ROLE;
