@@ -360,7 +360,9 @@ BEGIN
 
 	-- Roll-ups: days already rolled up that lost runs above are aggregated
 	-- again; then up to 7 closed days after the watermark are added, oldest
-	-- first, stopping at the first day that holds an unfinished run.
+	-- first, stopping at the first day that holds an unfinished run, and at
+	-- days that ended less than an hour ago (a transaction that made its run
+	-- id before midnight may not have committed yet).
 	SELECT w.day INTO watermark FROM orchestrator.run_stats_watermark w FOR UPDATE;
 	FOREACH day IN ARRAY touched LOOP
 		IF day <= watermark THEN
@@ -376,7 +378,7 @@ BEGIN
 	END IF;
 	FOR i IN 1 .. 7 LOOP
 		day := watermark + 1;
-		EXIT WHEN day >= today;
+		EXIT WHEN (day + 1)::timestamp AT TIME ZONE 'UTC' > now() - interval '1 hour';
 		part := format('orchestrator.workflow_runs_p%s', to_char(day, 'YYYYMMDD'));
 		IF to_regclass(part) IS NOT NULL THEN
 			EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE finished_at IS NULL)', part) INTO open_runs;

@@ -142,13 +142,14 @@ SELECT tenant, step, message, sqlstate, occurrences FROM orchestrator.step_error
 SELECT sum(runs) AS finished_in_throughput, count(DISTINCT minute) AS minutes FROM orchestrator.throughput WHERE workflow = 'rollup_wf';
 SELECT step, samples, p50, p95, p99, max FROM orchestrator.step_durations WHERE workflow = 'rollup_wf';
 SELECT r -> 'stats_days_rolled_up' @> to_jsonb((now() AT TIME ZONE 'UTC')::date - 3) AS rolled_up,
-	   (r ->> 'stats_watermark')::date = (now() AT TIME ZONE 'UTC')::date - 1 AS watermark_yesterday
+	   (r ->> 'stats_watermark')::date = ((now() - interval '1 hour') AT TIME ZONE 'UTC')::date - 1 AS watermark_yesterday
 FROM orchestrator.maintain() r;
 SELECT (SELECT count(*) FROM orchestrator.run_stats_daily WHERE workflow = 'rollup_wf') AS rollup_rows,
 	   (SELECT count(*) FROM orchestrator.step_error_stats_daily WHERE workflow = 'rollup_wf') AS error_rows,
 	   (SELECT sum(runs) FROM orchestrator.throughput_stats WHERE workflow = 'rollup_wf') AS throughput_runs;
 -- The plan reads roll-ups for closed days: the live part starts after the watermark.
-SELECT orchestrator._stats_live_from() = orchestrator.uuid_v7_boundary(midnight()) AS live_from_today;
+SELECT orchestrator._stats_live_from() = orchestrator.uuid_v7_boundary(
+	date_trunc('day', (now() - interval '1 hour') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') AS live_from_today;
 CREATE TEMP TABLE rolled_numbers AS
 	SELECT 'runs' AS v, day, workflow, tenant, status, runs::numeric AS a, cost AS b, avg_seconds::numeric AS c
 	FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf'
