@@ -18,7 +18,8 @@ CREATE TABLE orchestrator.definitions (
 COMMENT ON TABLE orchestrator.definitions IS 'workflow definitions, one row per version';
 
 -- One row per step of each definition version: the parsed, validated form of
--- the spec that the engine reads.
+-- the spec that the engine reads.  A step's compensate action is a row of its
+-- own, "compensate:<step>", with compensates = <step>.
 CREATE TABLE orchestrator.definition_steps (
 	name         text     NOT NULL,
 	version      integer  NOT NULL,
@@ -35,6 +36,7 @@ CREATE TABLE orchestrator.definition_steps (
 	max_backoff  interval NOT NULL,
 	jitter       float8   NOT NULL,
 	timeout      interval,
+	compensates  text,
 	PRIMARY KEY (name, version, step),
 	FOREIGN KEY (name, version) REFERENCES orchestrator.definitions (name, version)
 );

@@ -205,6 +205,7 @@ DECLARE
 	rows     orchestrator.definition_steps[] := '{}';
 	remaining text[];
 	progress boolean;
+	n        integer;
 	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'description'];
 BEGIN
 	IF wf IS NULL OR wf !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
@@ -381,6 +382,31 @@ BEGIN
 			'depends_on must describe a directed acyclic graph.');
 	END IF;
 
+	-- A step's compensation is a step of its own, "compensate:<step>" (a
+	-- name no user step can take), outside the DAG: it runs only when the
+	-- run fails after <step> succeeded (see _run_finish).
+	n := cardinality(rows);
+	FOR i IN 1 .. n LOOP
+		CONTINUE WHEN NOT rows[i].spec ? 'compensate';
+		r := rows[i].spec -> 'compensate';
+		row := NULL;
+		row.name := wf;
+		row.step := 'compensate:' || rows[i].step;
+		row.position := n + rows[i].position;
+		row.kind := r ->> 'kind';
+		row.depends_on := '{}';
+		row.dependents := '{}';
+		row.spec := r;
+		row.max_attempts := 3;
+		row.backoff := interval '1 second';
+		row.multiplier := 2;
+		row.max_backoff := interval '1 minute';
+		row.jitter := 0.2;
+		row.timeout := orchestrator._spec_interval(wf, format('step "%s".compensate.timeout', rows[i].step), r -> 'timeout');
+		row.compensates := rows[i].step;
+		rows := rows || row;
+	END LOOP;
+
 	RETURN QUERY SELECT * FROM unnest(rows);
 END
 $$;
@@ -423,7 +449,7 @@ BEGIN
 	INSERT INTO orchestrator.definitions (name, version, spec, created_by) VALUES (name, v, spec, orchestrator._caller());
 	INSERT INTO orchestrator.definition_steps
 		SELECT x.name, v, x.step, x.position, x.kind, x.depends_on, x.dependents, x.condition, x.spec,
-			   x.max_attempts, x.backoff, x.multiplier, x.max_backoff, x.jitter, x.timeout
+			   x.max_attempts, x.backoff, x.multiplier, x.max_backoff, x.jitter, x.timeout, x.compensates
 		FROM unnest(steps) x;
 	RETURN v;
 END

@@ -158,7 +158,7 @@ $$;
 CREATE FUNCTION orchestrator._is_active(status text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE
-AS $$ SELECT status IN ('pending', 'running') $$;
+AS $$ SELECT status IN ('pending', 'running', 'compensating') $$;
 
 -- Put a step on a queue; internal queues wake the dispatchers at commit,
 -- external queues are announced on channel orchestrator_queue.
@@ -313,6 +313,15 @@ DECLARE
 	next  text;
 	open  integer;
 BEGIN
+	IF d.compensates IS NOT NULL THEN
+		-- A compensation is done: its step is compensated; on to the next.
+		UPDATE orchestrator.workflow_steps s SET status = 'compensated'
+			WHERE s.run_id = _step_done.run_id AND s.step = d.compensates;
+		PERFORM orchestrator._emit(_step_done.run_id, 'step.compensated', d.compensates);
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_done.run_id;
+		PERFORM orchestrator._compensate_next(r);
+		RETURN;
+	END IF;
 	UPDATE orchestrator.workflow_runs w SET steps_open = w.steps_open - 1 WHERE w.id = _step_done.run_id
 		RETURNING * INTO r;
 	IF NOT orchestrator._is_active(r.status) THEN
@@ -328,7 +337,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_done.run_id;
-	IF r.steps_open = 0 AND orchestrator._is_active(r.status) THEN
+	IF r.steps_open = 0 AND r.status IN ('pending', 'running') THEN
 		PERFORM orchestrator._run_finish(r, 'succeeded', NULL);
 	END IF;
 END
@@ -396,6 +405,11 @@ DECLARE
 	s      text;
 	res    jsonb;
 BEGIN
+	IF r.status = 'compensating' THEN
+		-- A compensation failed, or the run was cancelled while compensating:
+		-- keep the error that started the saga.
+		error := r.error || jsonb_build_object('compensation', error);
+	END IF;
 	-- A run succeeds only when no step is open: then only a deadline timer
 	-- can be left to remove.
 	IF status <> 'succeeded' OR r.deadline IS NOT NULL THEN
@@ -408,6 +422,24 @@ BEGIN
 			 SELECT c.step FROM cancelled c ORDER BY c.position LOOP
 		PERFORM orchestrator._emit(r.id, 'step.cancelled', s);
 	END LOOP;
+	-- A run that fails with succeeded steps that declare "compensate" first
+	-- undoes them, in reverse order of completion (see _compensate_next).
+	IF status = 'failed' AND r.status <> 'compensating' THEN
+		INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, deps_open)
+			SELECT r.id, d.step, d.position, d.kind, 0
+			FROM orchestrator.workflow_steps x
+			JOIN orchestrator.definition_steps d
+			  ON d.name = r.name AND d.version = r.version AND d.compensates = x.step
+			WHERE x.run_id = r.id AND x.status = 'succeeded';
+		IF FOUND THEN
+			UPDATE orchestrator.workflow_runs w SET status = 'compensating', error = _run_finish.error
+				WHERE w.id = r.id;
+			PERFORM orchestrator._emit(r.id, 'workflow.compensating', NULL, jsonb_build_object('error', error));
+			SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = r.id;
+			PERFORM orchestrator._compensate_next(r);
+			RETURN;
+		END IF;
+	END IF;
 	IF status = 'succeeded' THEN
 		SELECT d.spec -> 'result' INTO res FROM orchestrator.definitions d
 			WHERE d.name = r.name AND d.version = r.version;
@@ -424,5 +456,33 @@ BEGIN
 		WHERE w.id = r.id;
 	PERFORM orchestrator._emit(r.id, 'workflow.' || status, NULL,
 		jsonb_strip_nulls(jsonb_build_object('error', error, 'result', res)));
+END
+$$;
+
+-- Saga: start the next compensation (that of the step which completed
+-- last, so dependents are undone before what they depended on), or, when
+-- none is left, finish the run as failed with the error that started it.
+CREATE FUNCTION orchestrator._compensate_next(r orchestrator.workflow_runs)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	next text;
+BEGIN
+	SELECT c.step INTO next
+	FROM orchestrator.workflow_steps c
+	JOIN orchestrator.definition_steps d
+	  ON d.name = r.name AND d.version = r.version AND d.step = c.step
+	JOIN orchestrator.workflow_steps x ON x.run_id = c.run_id AND x.step = d.compensates
+	WHERE c.run_id = r.id AND c.status = 'waiting'
+	ORDER BY x.finished_at DESC, x.position DESC
+	LIMIT 1;
+	IF FOUND THEN
+		PERFORM orchestrator._step_ready(r, next);
+		RETURN;
+	END IF;
+	UPDATE orchestrator.workflow_runs w SET status = 'failed', finished_at = now() WHERE w.id = r.id;
+	PERFORM orchestrator._emit(r.id, 'workflow.failed', NULL,
+		jsonb_build_object('error', r.error, 'compensated', true));
 END
 $$;

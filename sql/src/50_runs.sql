@@ -112,11 +112,13 @@ BEGIN
 											priority, deadline, steps_open)
 		SELECT new_id, start_workflow.name, v, tenant, orchestrator._caller(), input, idem_key,
 			   coalesce(prio, 0), deadline, count(*)
-		FROM orchestrator.definition_steps d WHERE d.name = start_workflow.name AND d.version = v
+		FROM orchestrator.definition_steps d
+		WHERE d.name = start_workflow.name AND d.version = v AND d.compensates IS NULL
 		RETURNING * INTO r;
 	INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, deps_open)
 		SELECT new_id, d.step, d.position, d.kind, cardinality(d.depends_on)
-		FROM orchestrator.definition_steps d WHERE d.name = start_workflow.name AND d.version = v;
+		FROM orchestrator.definition_steps d
+		WHERE d.name = start_workflow.name AND d.version = v AND d.compensates IS NULL;
 	PERFORM orchestrator._emit(new_id, 'workflow.created', NULL,
 		jsonb_strip_nulls(jsonb_build_object('name', name, 'version', v, 'tenant', tenant)));
 	IF deadline IS NOT NULL THEN
@@ -124,6 +126,7 @@ BEGIN
 	END IF;
 	FOR s IN SELECT d.step FROM orchestrator.definition_steps d
 			 WHERE d.name = start_workflow.name AND d.version = v AND cardinality(d.depends_on) = 0
+			   AND d.compensates IS NULL
 			 ORDER BY d.position LOOP
 		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = new_id;
 		EXIT WHEN NOT orchestrator._is_active(r.status);

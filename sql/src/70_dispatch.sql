@@ -80,7 +80,8 @@ BEGIN
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _fire_timer.run_id;
 	IF step = '@deadline' THEN
 		DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id AND q.step = '@deadline';
-		IF orchestrator._is_active(r.status) THEN
+		-- A saga already under way is let finish.
+		IF r.status IN ('pending', 'running') THEN
 			PERFORM orchestrator._run_finish(r, 'failed',
 				jsonb_build_object('message', 'deadline exceeded', 'deadline', r.deadline));
 		END IF;
