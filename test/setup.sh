@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
           libcurl4-openssl-dev build-essential clang-14 llvm-14 libipc-run-perl
-          python3 python3-psycopg2 rsync)
+          perl python3 python3-psycopg2 rsync procps openssl)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
