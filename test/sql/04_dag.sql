@@ -77,3 +77,14 @@ SELECT orchestrator.fail_step(:'run4', 'fetch', :'token4', '{"message": "bad req
 SELECT r.status, s.status AS fetch_status, s.attempt FROM orchestrator.runs r
 JOIN orchestrator.run_steps s ON s.run_id = r.id AND s.step = 'fetch' WHERE r.id = :'run4';
 SELECT count(*) AS queue_empty FROM orchestrator.claim_steps('q_order', 'w1', 10);
+
+-- Claims take the highest priority first, then the oldest.
+SELECT orchestrator.define_workflow('prio', '{"steps": [{"name": "s", "kind": "external", "queue": "q_prio"}]}');
+SELECT orchestrator.start_workflow('prio', '{"n": "low"}', '{"priority": -5}') IS NOT NULL AS started;
+SELECT orchestrator.start_workflow('prio', '{"n": "normal-1"}') IS NOT NULL AS started;
+SELECT orchestrator.start_workflow('prio', '{"n": "high"}', '{"priority": 10}') IS NOT NULL AS started;
+SELECT orchestrator.start_workflow('prio', '{"n": "normal-2"}') IS NOT NULL AS started;
+SELECT c.n AS claim_order, r.input ->> 'n' AS run
+FROM orchestrator.claim_steps('q_prio', 'w', 4) WITH ORDINALITY c(run_id, step, attempt, lease_token, input, workflow, deadline, n)
+JOIN orchestrator.runs r ON r.id = c.run_id
+ORDER BY c.n;
