@@ -7,6 +7,9 @@
 -- SKIP LOCKED and never wait, so the only waiters take the run lock first and
 -- no lock cycle can form.
 --
+-- Step and run timings use clock_timestamp(), not the transaction time: a
+-- dispatcher runs many steps in one transaction, and their durations matter.
+--
 -- All functions here are internal (not granted to anyone): the SECURITY
 -- DEFINER API functions and the dispatchers call them.
 
@@ -192,14 +195,14 @@ BEGIN
 	-- r may be stale, but only ever as 'pending' after the run started: the
 	-- guarded update then does nothing.
 	IF r.status = 'pending' THEN
-		UPDATE orchestrator.workflow_runs w SET status = 'running', started_at = now()
+		UPDATE orchestrator.workflow_runs w SET status = 'running', started_at = clock_timestamp()
 			WHERE w.id = r.id AND w.status = 'pending';
 		IF FOUND THEN
 			PERFORM orchestrator._emit(r.id, 'workflow.started');
 		END IF;
 	END IF;
 	UPDATE orchestrator.workflow_steps s
-		SET status = 'running', attempt = s.attempt + 1, started_at = now(), worker = _step_started.worker
+		SET status = 'running', attempt = s.attempt + 1, started_at = clock_timestamp(), worker = _step_started.worker
 		WHERE s.run_id = r.id AND s.step = _step_started.step
 		RETURNING s.attempt INTO n;
 	PERFORM orchestrator._emit(r.id, 'step.started', step,
@@ -224,7 +227,7 @@ BEGIN
 		ctx := orchestrator._context(r);
 	END IF;
 	IF d.condition IS NOT NULL AND NOT coalesce(jsonb_path_match(ctx, d.condition, '{}', true), false) THEN
-		UPDATE orchestrator.workflow_steps s SET status = 'skipped', finished_at = now()
+		UPDATE orchestrator.workflow_steps s SET status = 'skipped', finished_at = clock_timestamp()
 			WHERE s.run_id = r.id AND s.step = _step_ready.step;
 		PERFORM orchestrator._emit(r.id, 'step.skipped', step, jsonb_build_object('when', d.spec -> 'when'));
 		PERFORM orchestrator._step_done(r.id, d);
@@ -234,21 +237,21 @@ BEGIN
 	CASE d.kind
 	WHEN 'sql', 'external' THEN
 		UPDATE orchestrator.workflow_steps s
-			SET status = 'ready', ready_at = now(),
+			SET status = 'ready', ready_at = clock_timestamp(),
 				input = CASE d.kind WHEN 'external' THEN orchestrator._render(coalesce(d.spec -> 'input', '{}'), ctx) END
 			WHERE s.run_id = r.id AND s.step = _step_ready.step;
 		PERFORM orchestrator._enqueue(r, step, CASE d.kind WHEN 'sql' THEN '@sql' ELSE d.spec ->> 'queue' END, now());
 	WHEN 'http' THEN
 		-- rendered now; a dispatcher claims it with a lease and sends it (75_http.sql)
 		UPDATE orchestrator.workflow_steps s
-			SET status = 'ready', ready_at = now(), input = orchestrator._render(d.spec -> 'request', ctx)
+			SET status = 'ready', ready_at = clock_timestamp(), input = orchestrator._render(d.spec -> 'request', ctx)
 			WHERE s.run_id = r.id AND s.step = _step_ready.step;
 		PERFORM orchestrator._enqueue(r, step, '@http', now());
 	WHEN 'sleep' THEN
-		UPDATE orchestrator.workflow_steps s SET ready_at = now() WHERE s.run_id = r.id AND s.step = _step_ready.step;
+		UPDATE orchestrator.workflow_steps s SET ready_at = clock_timestamp() WHERE s.run_id = r.id AND s.step = _step_ready.step;
 		PERFORM orchestrator._step_started(r, step);
 		IF d.spec ? 'duration' THEN
-			due := now() + (d.spec ->> 'duration')::interval;
+			due := clock_timestamp() + (d.spec ->> 'duration')::interval;
 		ELSE
 			BEGIN
 				due := orchestrator._render(d.spec -> 'until', ctx) #>> '{}';
@@ -266,14 +269,14 @@ BEGIN
 		UPDATE orchestrator.workflow_steps s SET input = jsonb_build_object('until', due)
 			WHERE s.run_id = r.id AND s.step = _step_ready.step;
 	WHEN 'wait' THEN
-		UPDATE orchestrator.workflow_steps s SET ready_at = now() WHERE s.run_id = r.id AND s.step = _step_ready.step;
+		UPDATE orchestrator.workflow_steps s SET ready_at = clock_timestamp() WHERE s.run_id = r.id AND s.step = _step_ready.step;
 		PERFORM orchestrator._step_started(r, step);
 		SELECT g.payload INTO sig FROM orchestrator.signals g
 			WHERE g.run_id = r.id AND g.name = d.spec ->> 'signal' ORDER BY g.id LIMIT 1;
 		IF FOUND THEN
 			PERFORM orchestrator._step_succeeded(r.id, step, sig);
 		ELSIF d.timeout IS NOT NULL THEN
-			PERFORM orchestrator._enqueue(r, step, '@timer', now() + d.timeout);
+			PERFORM orchestrator._enqueue(r, step, '@timer', clock_timestamp() + d.timeout);
 		END IF;
 	END CASE;
 END
@@ -290,7 +293,7 @@ DECLARE
 BEGIN
 	DELETE FROM orchestrator.work_queue q WHERE q.run_id = _step_succeeded.run_id AND q.step = _step_succeeded.step;
 	UPDATE orchestrator.workflow_steps s SET status = 'succeeded', result = _step_succeeded.result, error = NULL,
-		finished_at = now()
+		finished_at = clock_timestamp()
 		WHERE s.run_id = _step_succeeded.run_id AND s.step = _step_succeeded.step;
 	IF jsonb_typeof(result -> 'cost') = 'number' THEN
 		added := round((result ->> 'cost')::numeric, 4);
@@ -386,7 +389,7 @@ BEGIN
 	END IF;
 	final := CASE WHEN retryable THEN 'dead' ELSE 'failed' END;
 	DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id AND q.step = _attempt_failed.step;
-	UPDATE orchestrator.workflow_steps s SET status = final, error = _attempt_failed.error, finished_at = now()
+	UPDATE orchestrator.workflow_steps s SET status = final, error = _attempt_failed.error, finished_at = clock_timestamp()
 		WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
 	PERFORM orchestrator._emit(r.id, 'step.' || final, step, jsonb_build_object('attempt', n, 'error', error));
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _attempt_failed.run_id;
@@ -416,7 +419,7 @@ BEGIN
 		DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id;
 	END IF;
 	FOR s IN WITH cancelled AS (
-				 UPDATE orchestrator.workflow_steps x SET status = 'cancelled', finished_at = now()
+				 UPDATE orchestrator.workflow_steps x SET status = 'cancelled', finished_at = clock_timestamp()
 				 WHERE _run_finish.status <> 'succeeded' AND x.run_id = r.id AND x.status IN ('waiting', 'ready', 'running')
 				 RETURNING x.step, x.position)
 			 SELECT c.step FROM cancelled c ORDER BY c.position LOOP
@@ -452,7 +455,7 @@ BEGIN
 	END IF;
 	UPDATE orchestrator.workflow_runs w
 		SET status = _run_finish.status, result = res, error = _run_finish.error,
-			finished_at = now()
+			finished_at = clock_timestamp()
 		WHERE w.id = r.id;
 	PERFORM orchestrator._emit(r.id, 'workflow.' || status, NULL,
 		jsonb_strip_nulls(jsonb_build_object('error', error, 'result', res)));
@@ -481,7 +484,7 @@ BEGIN
 		PERFORM orchestrator._step_ready(r, next);
 		RETURN;
 	END IF;
-	UPDATE orchestrator.workflow_runs w SET status = 'failed', finished_at = now() WHERE w.id = r.id;
+	UPDATE orchestrator.workflow_runs w SET status = 'failed', finished_at = clock_timestamp() WHERE w.id = r.id;
 	PERFORM orchestrator._emit(r.id, 'workflow.failed', NULL,
 		jsonb_build_object('error', r.error, 'compensated', true));
 END

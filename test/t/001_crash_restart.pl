@@ -57,13 +57,15 @@ my $active = "status IN ('pending', 'running', 'compensating')";
 $node->safe_psql(
 	'postgres', q{
 CREATE TABLE side (run_id uuid NOT NULL, step text NOT NULL);
+-- Each step sleeps 3 ms so that the crashes below land in the middle of
+-- the work however fast the dispatchers are.
 SELECT orchestrator.define_workflow('chain', $$
 {"steps": [
-  {"name": "s1", "kind": "sql", "sql": "INSERT INTO side VALUES (($1 #>> '{}')::uuid, 's1')",
+  {"name": "s1", "kind": "sql", "sql": "INSERT INTO side SELECT ($1 #>> '{}')::uuid, 's1' FROM pg_sleep(0.003)",
    "args": [{"$path": "$.run.id"}]},
-  {"name": "s2", "kind": "sql", "depends_on": ["s1"], "sql": "INSERT INTO side VALUES (($1 #>> '{}')::uuid, 's2')",
+  {"name": "s2", "kind": "sql", "depends_on": ["s1"], "sql": "INSERT INTO side SELECT ($1 #>> '{}')::uuid, 's2' FROM pg_sleep(0.003)",
    "args": [{"$path": "$.run.id"}]},
-  {"name": "s3", "kind": "sql", "depends_on": ["s2"], "sql": "INSERT INTO side VALUES (($1 #>> '{}')::uuid, 's3')",
+  {"name": "s3", "kind": "sql", "depends_on": ["s2"], "sql": "INSERT INTO side SELECT ($1 #>> '{}')::uuid, 's3' FROM pg_sleep(0.003)",
    "args": [{"$path": "$.run.id"}]}
  ]}
 $$);
