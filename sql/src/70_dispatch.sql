@@ -112,6 +112,7 @@ DECLARE
 	q     record;
 	msg   text;
 	state text;
+	ahead integer;
 BEGIN
 	processed := 0;
 	-- Queue rows first, in index order (queue, priority, age), then their
@@ -168,10 +169,12 @@ BEGIN
 	END IF;
 
 	IF processed = 0 THEN
-		-- Idle: keep a week of partitions ahead (a lookup of one name).
+		-- Idle: keep orchestrator.partitions_ahead days of partitions ahead
+		-- (a lookup of one name), even where maintain() is not scheduled.
+		ahead := current_setting('orchestrator.partitions_ahead')::integer;
 		IF to_regclass(format('orchestrator.workflow_events_p%s',
-				to_char((now() AT TIME ZONE 'UTC')::date + 7, 'YYYYMMDD'))) IS NULL THEN
-			PERFORM orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date, 8);
+				to_char((now() AT TIME ZONE 'UTC')::date + ahead, 'YYYYMMDD'))) IS NULL THEN
+			PERFORM orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date, ahead + 1);
 		END IF;
 		SELECT min(t) INTO next_wake FROM (
 			(SELECT w.available_at FROM orchestrator.work_queue w
