@@ -25,14 +25,14 @@ echo 'INSERT INTO raw_commit DEFAULT VALUES;' > "$data/raw.sql"; chmod a+r "$dat
 echo
 echo "## (1) raw PostgreSQL: one-row insert per transaction (pgbench -T $secs)"
 declare -A raw
-for c in 1 2 4 16; do
+for c in 1 2 4 8 16; do
 	raw[$c]=$(pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" | awk '/^tps/ {printf "%.0f", $3}')
 	echo "clients=$c  commits/s=${raw[$c]}"
 done
 
 echo
 echo "## (2) no-op sql workflows run by the dispatchers (orchestrator.workers=2, full history)"
-q <<'SQL'
+q >/dev/null <<'SQL'
 SELECT orchestrator.define_workflow('noop1', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"}]}');
 SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
   {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]},
@@ -64,16 +64,22 @@ for c in 2 8; do
 	before=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE kind = 'external' AND status = 'succeeded'")
 	pgb -f "$data/ext.sql" -c "$c" -j "$c" -T "$secs" >/dev/null
 	after=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE kind = 'external' AND status = 'succeeded'")
-	echo "connections=$c  external steps/s=$(( (after - before) / secs ))  (vs raw commits/s at $c clients: ${raw[$c]:-${raw[4]}})"
+	echo "connections=$c  external steps/s=$(( (after - before) / secs ))  (vs raw commits/s at $c clients: ${raw[$c]})"
 	q -c "SELECT count(orchestrator.cancel_workflow(id)) FROM orchestrator.workflow_runs WHERE name = 'ext1' AND status IN ('pending', 'running')" >/dev/null
 done
 
 echo
-echo "## (4) dispatch latency on an idle system: workflow.created -> step.started of a 1-step sql run"
-for i in $(seq 1 200); do q -c "SELECT orchestrator.start_workflow('noop1', '{}', '{\"tenant\": \"latency\"}')" >/dev/null; sleep 0.01; done
+echo "## (4) dispatch latency on an idle system: commit of start_workflow -> step.started of a 1-step sql run"
+echo "#     (one warm connection, a start every 10 ms; commit time from track_commit_timestamp)"
+q -c "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
+bash "$root/test/cluster.sh" stop "$data"; bash "$root/test/cluster.sh" start "$data" "$port" bench
+sleep 1
+printf '%s\n' "SELECT orchestrator.start_workflow('noop1', '{}', '{\"tenant\": \"latency\"}');" '\sleep 10 ms' > "$data/start.sql"
+chmod a+r "$data/start.sql"
+pgb -f "$data/start.sql" -c 1 -t 200 >/dev/null
 sleep 1
 q -c "WITH l AS (
-	SELECT extract(epoch FROM s.at - c.at) * 1000 AS ms
+	SELECT extract(epoch FROM s.at - pg_xact_commit_timestamp(c.xmin)) * 1000 AS ms
 	FROM orchestrator.workflow_runs r
 	JOIN orchestrator.workflow_events c ON c.run_id = r.id AND c.type = 'workflow.created'
 	JOIN orchestrator.workflow_events s ON s.run_id = r.id AND s.type = 'step.started'
