@@ -65,6 +65,78 @@ typedef struct SqlStep
 } SqlStep;
 
 /*
+ * Prepared plans of step statements, kept across transactions so that a
+ * statement is parsed and planned once per dispatcher, not once per step.
+ * The plan cache revalidates them as usual: after DDL on what they use,
+ * when the search_path they were made under ("$user" differs per owner)
+ * or, with row-level security, the role differs.  A small array with
+ * least-recently-used eviction: the distinct statements of a deployment
+ * are few, and a lookup compares a handful of strings.
+ */
+#define STEP_PLAN_CACHE_SIZE 64
+
+typedef struct StepPlan
+{
+	char	   *sql;			/* in TopMemoryContext */
+	int			nargs;
+	SPIPlanPtr	plan;			/* kept with SPI_keepplan */
+	uint64		last_used;
+} StepPlan;
+
+static StepPlan step_plans[STEP_PLAN_CACHE_SIZE];
+static int	step_plan_count = 0;
+static uint64 step_plan_clock = 0;
+
+/*
+ * step_plan
+ *		The prepared plan of a step's statement, from the cache or made now
+ *		(a syntax error is raised by SPI_prepare as for any statement).
+ */
+static SPIPlanPtr
+step_plan(SqlStep *step)
+{
+	StepPlan   *slot = NULL;
+	SPIPlanPtr	plan;
+	int			i;
+
+	for (i = 0; i < step_plan_count; i++)
+	{
+		if (step_plans[i].nargs == step->nargs && strcmp(step_plans[i].sql, step->sql) == 0)
+		{
+			step_plans[i].last_used = ++step_plan_clock;
+			return step_plans[i].plan;
+		}
+	}
+
+	plan = SPI_prepare(step->sql, step->nargs, step->argtypes);
+	if (plan == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not prepare sql step: %s", SPI_result_code_string(SPI_result))));
+	if (SPI_keepplan(plan) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not keep the plan of a sql step")));
+
+	if (step_plan_count < STEP_PLAN_CACHE_SIZE)
+		slot = &step_plans[step_plan_count++];
+	else
+	{
+		slot = &step_plans[0];
+		for (i = 1; i < STEP_PLAN_CACHE_SIZE; i++)
+			if (step_plans[i].last_used < slot->last_used)
+				slot = &step_plans[i];
+		SPI_freeplan(slot->plan);
+		pfree(slot->sql);
+	}
+	slot->sql = MemoryContextStrdup(TopMemoryContext, step->sql);
+	slot->nargs = step->nargs;
+	slot->plan = plan;
+	slot->last_used = ++step_plan_clock;
+	return plan;
+}
+
+/*
  * parse_error_callback
  *		Point the cursor of a syntax error into the statement of the step,
  *		not into the query that called us (as SPI does for its queries).
@@ -187,8 +259,7 @@ execute_step(SqlStep *step)
 
 	SPI_connect();
 
-	rc = SPI_execute_with_args(step->sql, step->nargs, step->argtypes,
-							   step->values, step->nulls, false, 0);
+	rc = SPI_execute_plan(step_plan(step), step->values, step->nulls, false, 0);
 	if (rc == SPI_ERROR_TRANSACTION)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TRANSACTION_TERMINATION),

@@ -63,3 +63,33 @@ SELECT error -> 'error' ->> 'sqlstate' AS sqlstate, error -> 'error' ->> 'messag
 -- The dispatchers are visible.
 SELECT count(*) >= 1 AS dispatchers_alive FROM orchestrator._worker_status();
 SELECT count(*) >= 1 AS in_pg_stat_activity FROM pg_stat_activity WHERE application_name LIKE 'orchestrator dispatcher%';
+
+-- The same statement in two owners' runs resolves names for each owner
+-- ("$user" in the step's search_path): prepared plans are not shared wrongly.
+CREATE ROLE frank LOGIN IN ROLE orchestrator_user;
+CREATE ROLE gina LOGIN IN ROLE orchestrator_user;
+CREATE SCHEMA frank AUTHORIZATION frank;
+CREATE SCHEMA gina AUTHORIZATION gina;
+CREATE TABLE frank.notes (who name);
+ALTER TABLE frank.notes OWNER TO frank;
+CREATE TABLE gina.notes (who name);
+ALTER TABLE gina.notes OWNER TO gina;
+SET ROLE frank;
+SELECT orchestrator.define_workflow('frank_note', '{"steps": [{"name": "n", "kind": "sql", "sql": "INSERT INTO notes VALUES (current_user) RETURNING who"}]}');
+SELECT orchestrator.start_workflow('frank_note') AS note_run \gset
+SELECT wait_for_run(:'note_run');
+RESET ROLE;
+SET ROLE gina;
+SELECT orchestrator.define_workflow('gina_note', '{"steps": [{"name": "n", "kind": "sql", "sql": "INSERT INTO notes VALUES (current_user) RETURNING who"}]}');
+SELECT orchestrator.start_workflow('gina_note') AS note_run \gset
+SELECT wait_for_run(:'note_run');
+SELECT orchestrator.start_workflow('gina_note') AS note_run \gset
+SELECT wait_for_run(:'note_run');
+RESET ROLE;
+SET ROLE frank;
+SELECT orchestrator.start_workflow('frank_note') AS note_run \gset
+SELECT wait_for_run(:'note_run');
+RESET ROLE;
+SELECT 'frank' AS schema, who, count(*) FROM frank.notes GROUP BY who
+UNION ALL
+SELECT 'gina', who, count(*) FROM gina.notes GROUP BY who ORDER BY 1;
