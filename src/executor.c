@@ -92,20 +92,40 @@ static uint64 step_plan_clock = 0;
  *		The prepared plan of a step's statement, from the cache or made now
  *		(a syntax error is raised by SPI_prepare as for any statement).
  */
-static SPIPlanPtr
-step_plan(SqlStep *step)
+static StepPlan *
+step_plan_lookup(SqlStep *step)
 {
-	StepPlan   *slot = NULL;
-	SPIPlanPtr	plan;
 	int			i;
 
 	for (i = 0; i < step_plan_count; i++)
-	{
 		if (step_plans[i].nargs == step->nargs && strcmp(step_plans[i].sql, step->sql) == 0)
-		{
-			step_plans[i].last_used = ++step_plan_clock;
-			return step_plans[i].plan;
-		}
+			return &step_plans[i];
+	return NULL;
+}
+
+/* Was this text prepared before (so it holds exactly one statement)? */
+static bool
+step_sql_known(const char *sql)
+{
+	int			i;
+
+	for (i = 0; i < step_plan_count; i++)
+		if (strcmp(step_plans[i].sql, sql) == 0)
+			return true;
+	return false;
+}
+
+static SPIPlanPtr
+step_plan(SqlStep *step)
+{
+	StepPlan   *slot = step_plan_lookup(step);
+	SPIPlanPtr	plan;
+	int			i;
+
+	if (slot != NULL)
+	{
+		slot->last_used = ++step_plan_clock;
+		return slot->plan;
 	}
 
 	plan = SPI_prepare(step->sql, step->nargs, step->argtypes);
@@ -394,7 +414,8 @@ orchestrator_run_sql_step(PG_FUNCTION_ARGS)
 	}
 
 	step.sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	nstmts = count_statements(step.sql);
+	/* a statement with a kept plan was counted when it was prepared */
+	nstmts = step_sql_known(step.sql) ? 1 : count_statements(step.sql);
 	if (nstmts != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
