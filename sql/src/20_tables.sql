@@ -59,7 +59,6 @@ CREATE TABLE orchestrator.workflow_runs (
 	started_at      timestamptz,
 	finished_at     timestamptz,
 	cost            numeric(20,4) NOT NULL DEFAULT 0,
-	steps_open      integer       NOT NULL,
 	PRIMARY KEY (id),
 	CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled', 'compensating'))
 ) PARTITION BY RANGE (id);

@@ -325,8 +325,7 @@ BEGIN
 		PERFORM orchestrator._compensate_next(r);
 		RETURN;
 	END IF;
-	UPDATE orchestrator.workflow_runs w SET steps_open = w.steps_open - 1 WHERE w.id = _step_done.run_id
-		RETURNING * INTO r;
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_done.run_id;
 	IF NOT orchestrator._is_active(r.status) THEN
 		RETURN;
 	END IF;
@@ -339,8 +338,12 @@ BEGIN
 			PERFORM orchestrator._step_ready(r, next);
 		END IF;
 	END LOOP;
+	-- The run succeeds when no step is open any more (a probe of the run's
+	-- few step rows; cheaper than keeping a counter on the run row).
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_done.run_id;
-	IF r.steps_open = 0 AND r.status IN ('pending', 'running') THEN
+	IF r.status IN ('pending', 'running') AND NOT EXISTS (
+			SELECT 1 FROM orchestrator.workflow_steps s
+			WHERE s.run_id = r.id AND s.status IN ('waiting', 'ready', 'running')) THEN
 		PERFORM orchestrator._run_finish(r, 'succeeded', NULL);
 	END IF;
 END

@@ -109,11 +109,9 @@ BEGIN
 	END IF;
 
 	INSERT INTO orchestrator.workflow_runs (id, name, version, tenant, owner, input, idempotency_key,
-											priority, deadline, steps_open)
+											priority, deadline)
 		SELECT new_id, start_workflow.name, v, tenant, orchestrator._caller(), input, idem_key,
-			   coalesce(prio, 0), deadline, count(*)
-		FROM orchestrator.definition_steps d
-		WHERE d.name = start_workflow.name AND d.version = v AND d.compensates IS NULL
+			   coalesce(prio, 0), deadline
 		RETURNING * INTO r;
 	INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, deps_open)
 		SELECT new_id, d.step, d.position, d.kind, cardinality(d.depends_on)

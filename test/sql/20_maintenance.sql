@@ -33,10 +33,9 @@ DECLARE
 BEGIN
 	PERFORM orchestrator._create_partitions((created AT TIME ZONE 'UTC')::date, 1);
 	INSERT INTO orchestrator.workflow_runs (id, name, version, status, owner, input, created_at,
-		started_at, finished_at, steps_open)
+		started_at, finished_at)
 	VALUES (id, 'history', 1, CASE WHEN finished IS NULL THEN 'running' ELSE 'succeeded' END,
-		'postgres', jsonb_build_object('label', label), created, created, finished,
-		CASE WHEN finished IS NULL THEN 1 ELSE 0 END);
+		'postgres', jsonb_build_object('label', label), created, created, finished);
 	INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, status, deps_open, started_at, finished_at)
 	VALUES (id, 'only', 0, 'external', CASE WHEN finished IS NULL THEN 'running' ELSE 'succeeded' END, 0,
 		created, finished);

@@ -40,13 +40,13 @@ RESET ROLE;
 CREATE FUNCTION midnight() RETURNS timestamptz LANGUAGE sql AS
 	$$ SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' $$;
 INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, input, created_at,
-	started_at, finished_at, cost, steps_open, error)
+	started_at, finished_at, cost, error)
 SELECT orchestrator.uuid_v7_boundary(midnight() + i * interval '1 millisecond' + interval '7 microseconds'),
 	   'analytics_wf', 1, CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END,
 	   CASE WHEN i % 2 = 1 THEN 't1' ELSE 't2' END,
 	   CASE WHEN i <= 5 THEN 'alice' ELSE 'postgres' END, '{}',
 	   midnight() + i * interval '1 millisecond', midnight() + i * interval '1 millisecond',
-	   midnight() + i * interval '1 second', i / 10000.0, 0,
+	   midnight() + i * interval '1 second', i / 10000.0,
 	   CASE WHEN i % 10 = 0 THEN '{"step": "work", "status": "failed"}'::jsonb END
 FROM generate_series(1, 100) i;
 INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, status, deps_open, result, error, started_at, finished_at)
@@ -112,12 +112,12 @@ RESET ROLE;
 -- History loaded into past days is aggregated after rebuild_stats().
 SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 3, 3) >= 0 AS partitions;
 INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, input, created_at,
-	started_at, finished_at, cost, steps_open)
+	started_at, finished_at, cost)
 SELECT orchestrator.uuid_v7_boundary(midnight() - interval '3 days' + i * interval '1 second'),
 	   'rollup_wf', 1, (ARRAY['succeeded', 'failed', 'cancelled'])[i % 3 + 1], CASE WHEN i % 4 = 0 THEN NULL ELSE 't' || i % 2 END,
 	   CASE WHEN i <= 10 THEN 'alice' ELSE 'postgres' END, '{}',
 	   midnight() - interval '3 days' + i * interval '1 second', midnight() - interval '3 days' + i * interval '1 second',
-	   midnight() - interval '3 days' + i * interval '1 second' + (i % 7) * interval '1 second', i / 1000.0, 0
+	   midnight() - interval '3 days' + i * interval '1 second' + (i % 7) * interval '1 second', i / 1000.0
 FROM generate_series(1, 60) i;
 INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, status, deps_open, result, error, started_at, finished_at)
 SELECT r.id, 'work', 0, 'external', CASE WHEN r.status = 'failed' THEN 'dead' ELSE 'succeeded' END, 0,
