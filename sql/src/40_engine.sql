@@ -149,6 +149,37 @@ BEGIN
 END
 $$;
 
+-- Claim due work of one queue: queue rows in index order (priority, then
+-- age), locked with SKIP LOCKED, then their runs, skipped when another
+-- transaction holds them.  Nobody waits, so no lock cycle can form.  A row
+-- whose lease expired (its holder died or gave up) is a lost attempt: it is
+-- retried after a backoff or dead-lettered, and not returned.  Every
+-- claimer (dispatchers, claim_steps, the HTTP claim) goes through here.
+CREATE FUNCTION orchestrator._claim(queue text, max_items integer)
+RETURNS TABLE (run_id uuid, step text)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	q record;
+BEGIN
+	FOR q IN SELECT w.run_id, w.step, w.lease_token, w.worker
+			 FROM orchestrator.work_queue w
+			 WHERE w.queue = _claim.queue AND w.available_at <= now()
+			 ORDER BY w.priority DESC, w.available_at
+			 LIMIT max_items
+			 FOR UPDATE SKIP LOCKED LOOP
+		CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
+		IF q.lease_token IS NOT NULL THEN
+			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.worker);
+			CONTINUE;
+		END IF;
+		run_id := q.run_id;
+		step := q.step;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
 CREATE FUNCTION orchestrator._may_see(owner name)
 RETURNS boolean
 LANGUAGE sql STABLE

@@ -57,20 +57,9 @@ BEGIN
 			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
 	END IF;
 
-	-- Queue rows in index order, then their runs, never waiting (see
-	-- _dispatch): a step of a run that another transaction holds is left
-	-- for the next claim.
-	FOR q IN SELECT w.run_id, w.step, w.lease_token AS old_token, w.worker AS old_worker
-			 FROM orchestrator.work_queue w
-			 WHERE w.queue = claim_steps.queue AND w.available_at <= now()
-			 ORDER BY w.priority DESC, w.available_at
-			 LIMIT max_steps
-			 FOR UPDATE SKIP LOCKED LOOP
-		CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
-		IF q.old_token IS NOT NULL THEN
-			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.old_worker);
-			CONTINUE;
-		END IF;
+	-- A step of a run that another transaction holds is left for the next
+	-- claim (see _claim).
+	FOR q IN SELECT * FROM orchestrator._claim(claim_steps.queue, max_steps) LOOP
 		token := gen_random_uuid();
 		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
 		n := orchestrator._step_started(r, q.step, worker);

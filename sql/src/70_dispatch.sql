@@ -115,28 +115,13 @@ DECLARE
 	ahead integer;
 BEGIN
 	processed := 0;
-	-- Queue rows first, in index order (queue, priority, age), then their
-	-- runs; a run locked by someone else is skipped this time.  Nobody
-	-- waits, so no lock cycle can form.
-	FOR q IN SELECT w.run_id, w.step
-			 FROM orchestrator.work_queue w
-			 WHERE w.queue = '@sql' AND w.available_at <= now()
-			 ORDER BY w.priority DESC, w.available_at
-			 LIMIT max_steps
-			 FOR UPDATE SKIP LOCKED LOOP
-		CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
+	FOR q IN SELECT * FROM orchestrator._claim('@sql', max_steps) LOOP
 		PERFORM orchestrator._exec_sql_step(q.run_id, q.step);
 		processed := processed + 1;
 	END LOOP;
 
 	IF processed < max_steps THEN
-		FOR q IN SELECT w.run_id, w.step
-				 FROM orchestrator.work_queue w
-				 WHERE w.queue = '@timer' AND w.priority = 0 AND w.available_at <= now()
-				 ORDER BY w.priority DESC, w.available_at
-				 LIMIT max_steps - processed
-				 FOR UPDATE SKIP LOCKED LOOP
-			CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
+		FOR q IN SELECT * FROM orchestrator._claim('@timer', max_steps - processed) LOOP
 			BEGIN
 				PERFORM orchestrator._fire_timer(q.run_id, q.step);
 			EXCEPTION WHEN others THEN

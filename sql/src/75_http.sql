@@ -171,20 +171,9 @@ BEGIN
 	-- Breakers are looked at only while one is not closed (usually never).
 	guard := EXISTS (SELECT 1 FROM orchestrator.http_circuits c WHERE c.state <> 'closed');
 
-	-- Queue rows in index order, then their runs (skipped when locked): nobody
-	-- waits, as in _dispatch.
-	FOR q IN SELECT w.run_id, w.step, w.lease_token AS old_token, w.worker AS old_worker
-			 FROM orchestrator.work_queue w
-			 WHERE w.queue = '@http' AND w.available_at <= now()
-			 ORDER BY w.priority DESC, w.available_at
-			 LIMIT max_items
-			 FOR UPDATE SKIP LOCKED LOOP
-		CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
-		IF q.old_token IS NOT NULL THEN
-			-- the dispatcher that sent it died or lost track: a lost attempt
-			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.old_worker);
-			CONTINUE;
-		END IF;
+	-- A lease left by a dispatcher that died or lost track is a lost
+	-- attempt (see _claim).
+	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
 		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
 		SELECT s.input, ds.timeout INTO req, tmo
 			FROM orchestrator.workflow_steps s
