@@ -36,6 +36,7 @@
 #include "guc.h"
 #include "http.h"
 #include "shmem.h"
+#include "sql_steps.h"
 #include "workers.h"
 
 /* Longest pause after repeated failures of _dispatch(). */
@@ -114,7 +115,12 @@ dispatch_once(DispatchResult *result)
 		Datum		values[1];
 		int			rc;
 
-		values[0] = Int32GetDatum(orchestrator_batch_size);
+		/* sql steps in C (sql_steps.c), then timers and leases */
+		result->processed = orchestrator_run_sql_steps(orchestrator_batch_size);
+		if (result->processed >= orchestrator_batch_size)
+			goto done;
+
+		values[0] = Int32GetDatum(orchestrator_batch_size - result->processed);
 		rc = SPI_execute_with_args(dispatch_query, 1, argtypes, values, NULL,
 								   false, 1);
 		if (rc != SPI_OK_SELECT)
@@ -140,7 +146,7 @@ dispatch_once(DispatchResult *result)
 						 errhint("The orchestrator library and the installed extension version do not match; run ALTER EXTENSION orchestrator UPDATE.")));
 
 			d = SPI_getbinval(tuple, tupdesc, 1, &isnull);
-			result->processed = isnull ? 0 : DatumGetInt32(d);
+			result->processed += isnull ? 0 : DatumGetInt32(d);
 			d = SPI_getbinval(tuple, tupdesc, 2, &isnull);
 			result->has_next_wake = !isnull;
 			if (!isnull)
@@ -148,6 +154,7 @@ dispatch_once(DispatchResult *result)
 		}
 	}
 
+done:
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

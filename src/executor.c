@@ -34,6 +34,7 @@
 #include "utils/timestamp.h"
 
 #include "caller.h"
+#include "executor.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_run_sql_step);
 PG_FUNCTION_INFO_V1(orchestrator_sql_statement_count);
@@ -363,20 +364,20 @@ run_step_as_owner(SqlStep *step)
 
 /*
  * orchestrator_run_sql_step
- *		Run one statement as role "owner" with jsonb parameters and a
- *		timeout; return its first row as a jsonb object, or NULL.
+ *		SQL-callable form of orchestrator_execute_sql_step().
  *
  * Arguments: owner oid, sql text, args jsonb[] (NULL: no parameters; a NULL
  * element is a SQL NULL), timeout_ms integer (NULL or 0: no timeout).
- * The statement runs to completion (all rows of an UPDATE are updated) in
- * the caller's transaction; an error propagates to the caller, and the
- * (sub)transaction abort undoes the statement and its settings.
  */
 Datum
 orchestrator_run_sql_step(PG_FUNCTION_ARGS)
 {
-	SqlStep		step;
-	int			nstmts;
+	Datum	   *values = NULL;
+	char	   *nulls = NULL;
+	int			nargs = 0;
+	int			timeout_ms = 0;
+	Datum		result;
+	bool		isnull;
 
 	if (!superuser())
 		ereport(ERROR,
@@ -392,30 +393,76 @@ orchestrator_run_sql_step(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("statement of a sql step must not be null")));
-
-	memset(&step, 0, sizeof(step));
-	step.result_context = CurrentMemoryContext;
-
-	step.owner = PG_GETARG_OID(0);
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(step.owner)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("role with OID %u does not exist", step.owner),
-				 errdetail("A sql step runs as the role that started the workflow; that role has been dropped.")));
-
 	if (!PG_ARGISNULL(3))
 	{
-		step.timeout_ms = PG_GETARG_INT32(3);
-		if (step.timeout_ms < 0)
+		timeout_ms = PG_GETARG_INT32(3);
+		if (timeout_ms < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("timeout of a sql step must not be negative"),
-					 errdetail("The timeout was %d ms.", step.timeout_ms)));
+					 errdetail("The timeout was %d ms.", timeout_ms)));
 	}
+	if (!PG_ARGISNULL(2))
+		orchestrator_sql_step_args(PG_GETARG_ARRAYTYPE_P(2), &nargs, &values, &nulls);
 
-	step.sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	result = orchestrator_execute_sql_step(PG_GETARG_OID(0),
+										   text_to_cstring(PG_GETARG_TEXT_PP(1)),
+										   nargs, values, nulls, timeout_ms, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * orchestrator_sql_step_args
+ *		The parameters of a step from a jsonb[] (a NULL element is a SQL
+ *		NULL), as SPI wants them.
+ */
+void
+orchestrator_sql_step_args(ArrayType *args, int *nargs, Datum **values, char **nulls)
+{
+	bool	   *elem_nulls;
+	int			i;
+
+	if (ARR_NDIM(args) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("arguments of a sql step must be a one-dimensional array")));
+	deconstruct_array(args, JSONBOID, -1, false, TYPALIGN_INT,
+					  values, &elem_nulls, nargs);
+	*nulls = palloc(sizeof(char) * Max(*nargs, 1));
+	for (i = 0; i < *nargs; i++)
+		(*nulls)[i] = elem_nulls[i] ? 'n' : ' ';
+}
+
+/*
+ * orchestrator_execute_sql_step
+ *		Run one statement as role "owner" with jsonb parameters and a
+ *		timeout (0: none); return its first row as a jsonb object (in the
+ *		caller's memory context), or NULL.
+ *
+ * The statement runs to completion (all rows of an UPDATE are updated) in
+ * the caller's transaction; an error propagates to the caller, and the
+ * (sub)transaction abort undoes the statement and its settings.
+ */
+Datum
+orchestrator_execute_sql_step(Oid owner, const char *sql, int nargs,
+							  Datum *values, char *nulls, int timeout_ms,
+							  bool *isnull)
+{
+	SqlStep		step;
+	Oid		   *argtypes;
+	int			nstmts;
+	int			i;
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", owner),
+				 errdetail("A sql step runs as the role that started the workflow; that role has been dropped.")));
+
 	/* a statement with a kept plan was counted when it was prepared */
-	nstmts = step_sql_known(step.sql) ? 1 : count_statements(step.sql);
+	nstmts = step_sql_known(sql) ? 1 : count_statements(sql);
 	if (nstmts != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYNTAX_ERROR),
@@ -423,32 +470,24 @@ orchestrator_run_sql_step(PG_FUNCTION_ARGS)
 				 errdetail("The statement text contains %d statements.", nstmts),
 				 errhint("Split the work into several sql steps, or wrap it in a function.")));
 
-	if (!PG_ARGISNULL(2))
-	{
-		ArrayType  *args = PG_GETARG_ARRAYTYPE_P(2);
-		bool	   *elem_nulls;
-		int			i;
+	argtypes = palloc(sizeof(Oid) * Max(nargs, 1));
+	for (i = 0; i < nargs; i++)
+		argtypes[i] = JSONBOID;
 
-		if (ARR_NDIM(args) > 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-					 errmsg("arguments of a sql step must be a one-dimensional array")));
-		deconstruct_array(args, JSONBOID, -1, false, TYPALIGN_INT,
-						  &step.values, &elem_nulls, &step.nargs);
-		step.argtypes = palloc(sizeof(Oid) * Max(step.nargs, 1));
-		step.nulls = palloc(sizeof(char) * Max(step.nargs, 1));
-		for (i = 0; i < step.nargs; i++)
-		{
-			step.argtypes[i] = JSONBOID;
-			step.nulls[i] = elem_nulls[i] ? 'n' : ' ';
-		}
-	}
+	memset(&step, 0, sizeof(step));
+	step.owner = owner;
+	step.sql = sql;
+	step.nargs = nargs;
+	step.argtypes = argtypes;
+	step.values = values;
+	step.nulls = nulls;
+	step.timeout_ms = timeout_ms;
+	step.result_context = CurrentMemoryContext;
 
 	run_step_as_owner(&step);
 
-	if (step.result_isnull)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(step.result);
+	*isnull = step.result_isnull;
+	return step.result;
 }
 
 /*

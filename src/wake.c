@@ -17,6 +17,7 @@
 #include "fmgr.h"
 
 #include "shmem.h"
+#include "wake.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_wake_at_commit);
 
@@ -61,12 +62,12 @@ wake_xact_callback(XactEvent event, void *arg)
 }
 
 /*
- * orchestrator_wake_at_commit
+ * orchestrator_wake_dispatchers_at_commit
  *		Ask for the dispatchers to be woken when the current transaction
  *		commits.  Cheap enough to call once per step made ready.
  */
-Datum
-orchestrator_wake_at_commit(PG_FUNCTION_ARGS)
+void
+orchestrator_wake_dispatchers_at_commit(void)
 {
 	if (!wake_callback_registered)
 	{
@@ -74,6 +75,12 @@ orchestrator_wake_at_commit(PG_FUNCTION_ARGS)
 		wake_callback_registered = true;
 	}
 	wake_pending = true;
+}
 
+/* SQL-callable: orchestrator._wake_at_commit() */
+Datum
+orchestrator_wake_at_commit(PG_FUNCTION_ARGS)
+{
+	orchestrator_wake_dispatchers_at_commit();
 	PG_RETURN_VOID();
 }

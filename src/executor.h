@@ -1,0 +1,21 @@
+/*-------------------------------------------------------------------------
+ *
+ * executor.h
+ *	  Run the statement of a sql step as the workflow's owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORCHESTRATOR_EXECUTOR_H
+#define ORCHESTRATOR_EXECUTOR_H
+
+#include "postgres.h"
+
+#include "utils/array.h"
+
+extern Datum orchestrator_execute_sql_step(Oid owner, const char *sql, int nargs,
+										   Datum *values, char *nulls,
+										   int timeout_ms, bool *isnull);
+extern void orchestrator_sql_step_args(ArrayType *args, int *nargs,
+									   Datum **values, char **nulls);
+
+#endif							/* ORCHESTRATOR_EXECUTOR_H */

@@ -1,0 +1,229 @@
+/*-------------------------------------------------------------------------
+ *
+ * leaf.c
+ *	  Statements on the daily partitions of one run's history.
+ *
+ * A generic plan on a partitioned table locks every partition each time it
+ * runs and initialises run-time pruning over all of them: with 90 days of
+ * history that is ~270 partitions per statement, and it halves the step
+ * rate.  The engine's hot path knows which day a run belongs to (its id is
+ * a UUIDv7), so it finds the partitions holding the run through the
+ * relcache's partition bounds and runs statements prepared against them
+ * directly: one relation locked, no Append.  Plans are kept per set of
+ * partitions and statement, and revalidated by the plan cache as usual.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "lib/stringinfo.h"
+#include "partitioning/partbounds.h"
+#include "partitioning/partdesc.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/partcache.h"
+#include "utils/rel.h"
+#include "utils/uuid.h"
+
+#include "leaf.h"
+
+/* Plans are dropped all at once beyond this (old days' partitions go). */
+#define LEAF_PLAN_CACHE_MAX 512
+
+typedef struct LeafPlanKey
+{
+	int			id;
+	RunLeaves	leaves;
+} LeafPlanKey;
+
+typedef struct LeafPlanEntry
+{
+	LeafPlanKey key;
+	SPIPlanPtr	plan;
+} LeafPlanEntry;
+
+static HTAB *leaf_plans = NULL;
+
+/*
+ * leaf_of
+ *		The partition of orchestrator.<parent> whose range holds run_id.
+ */
+static Oid
+leaf_of(Oid nsp, const char *parent, Datum run_id)
+{
+	Oid			parent_oid = get_relname_relid(parent, nsp);
+	Relation	rel;
+	PartitionKey key;
+	PartitionDesc desc;
+	int			index = -1;
+	Oid			leaf;
+
+	if (!OidIsValid(parent_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"orchestrator.%s\" does not exist", parent)));
+
+	/* the lock keeps the partition from being detached under us */
+	rel = table_open(parent_oid, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"orchestrator.%s\" is not partitioned", parent)));
+	key = RelationGetPartitionKey(rel);
+	desc = RelationGetPartitionDesc(rel, true);
+	if (desc->nparts > 0 && key->strategy == PARTITION_STRATEGY_RANGE)
+	{
+		bool		is_equal;
+		int			offset;
+
+		offset = partition_range_datum_bsearch(key->partsupfunc, key->partcollation,
+											   desc->boundinfo, 1, &run_id, &is_equal);
+		index = desc->boundinfo->indexes[offset + 1];
+	}
+	if (index < 0 || !desc->is_leaf[index])
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("no partition of \"orchestrator.%s\" holds run %s", parent,
+						DatumGetCString(DirectFunctionCall1(uuid_out, run_id))),
+				 errhint("Partitions are created ahead by the dispatchers and by orchestrator.maintain().")));
+	leaf = desc->oids[index];
+	table_close(rel, NoLock);
+	return leaf;
+}
+
+/*
+ * orchestrator_run_leaves
+ *		The partitions of the three history tables that hold a run.
+ */
+void
+orchestrator_run_leaves(Datum run_id, RunLeaves *leaves)
+{
+	Oid			nsp = get_namespace_oid("orchestrator", false);
+
+	leaves->runs = leaf_of(nsp, "workflow_runs", run_id);
+	leaves->steps = leaf_of(nsp, "workflow_steps", run_id);
+	leaves->events = leaf_of(nsp, "workflow_events", run_id);
+}
+
+/* Append the schema-qualified, quoted name of a relation. */
+static void
+append_relation_name(StringInfo buf, Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+	char	   *nsp = get_namespace_name(get_rel_namespace(relid));
+
+	if (name == NULL || nsp == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("partition with OID %u does not exist", relid)));
+	appendStringInfoString(buf, quote_qualified_identifier(nsp, name));
+}
+
+/*
+ * expand_leaves
+ *		The statement text with @runs@, @steps@ and @events@ replaced by the
+ *		names of the run's partitions.
+ */
+static char *
+expand_leaves(const char *sql, const RunLeaves *leaves)
+{
+	StringInfoData buf;
+	const char *p = sql;
+
+	initStringInfo(&buf);
+	while (*p)
+	{
+		if (leaves != NULL && strncmp(p, "@runs@", 6) == 0)
+		{
+			append_relation_name(&buf, leaves->runs);
+			p += 6;
+		}
+		else if (leaves != NULL && strncmp(p, "@steps@", 7) == 0)
+		{
+			append_relation_name(&buf, leaves->steps);
+			p += 7;
+		}
+		else if (leaves != NULL && strncmp(p, "@events@", 8) == 0)
+		{
+			append_relation_name(&buf, leaves->events);
+			p += 8;
+		}
+		else
+			appendStringInfoChar(&buf, *p++);
+	}
+	return buf.data;
+}
+
+/* Forget every kept plan. */
+static void
+reset_leaf_plans(void)
+{
+	HASHCTL		ctl;
+
+	if (leaf_plans != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		LeafPlanEntry *entry;
+
+		hash_seq_init(&status, leaf_plans);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			if (entry->plan != NULL)
+				SPI_freeplan(entry->plan);
+		hash_destroy(leaf_plans);
+	}
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(LeafPlanKey);
+	ctl.entrysize = sizeof(LeafPlanEntry);
+	ctl.hcxt = TopMemoryContext;
+	leaf_plans = hash_create("orchestrator leaf plans", 64, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * orchestrator_leaf_plan
+ *		The kept plan of statement "id" (text "sql") for a run's partitions;
+ *		leaves NULL for a statement on unpartitioned tables only.  Must be
+ *		called inside an SPI connection.  Plans are generic from the start:
+ *		every statement here is a probe by key.
+ */
+SPIPlanPtr
+orchestrator_leaf_plan(int id, const char *sql, int nargs, Oid *argtypes,
+					   const RunLeaves *leaves)
+{
+	LeafPlanKey key;
+	LeafPlanEntry *entry;
+	bool		found;
+	SPIPlanPtr	plan;
+
+	if (leaf_plans == NULL || hash_get_num_entries(leaf_plans) >= LEAF_PLAN_CACHE_MAX)
+		reset_leaf_plans();
+
+	memset(&key, 0, sizeof(key));
+	key.id = id;
+	if (leaves != NULL)
+		key.leaves = *leaves;
+
+	entry = hash_search(leaf_plans, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->plan;
+
+	plan = SPI_prepare_cursor(expand_leaves(sql, leaves), nargs, argtypes,
+							  CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not prepare an orchestrator statement: %s",
+						SPI_result_code_string(SPI_result))));
+	if (SPI_keepplan(plan) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not keep the plan of an orchestrator statement")));
+
+	entry = hash_search(leaf_plans, &key, HASH_ENTER, &found);
+	entry->plan = plan;
+	return plan;
+}

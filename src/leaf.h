@@ -1,0 +1,28 @@
+/*-------------------------------------------------------------------------
+ *
+ * leaf.h
+ *	  Statements on the daily partitions of one run's history.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORCHESTRATOR_LEAF_H
+#define ORCHESTRATOR_LEAF_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+
+/* The partitions (of workflow_runs, _steps, _events) that hold a run. */
+typedef struct RunLeaves
+{
+	Oid			runs;
+	Oid			steps;
+	Oid			events;
+} RunLeaves;
+
+extern void orchestrator_run_leaves(Datum run_id, RunLeaves *leaves);
+
+extern SPIPlanPtr orchestrator_leaf_plan(int id, const char *sql, int nargs,
+										 Oid *argtypes, const RunLeaves *leaves);
+
+#endif							/* ORCHESTRATOR_LEAF_H */

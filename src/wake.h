@@ -1,0 +1,13 @@
+/*-------------------------------------------------------------------------
+ *
+ * wake.h
+ *	  Wake the dispatchers when the current transaction commits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORCHESTRATOR_WAKE_H
+#define ORCHESTRATOR_WAKE_H
+
+extern void orchestrator_wake_dispatchers_at_commit(void);
+
+#endif							/* ORCHESTRATOR_WAKE_H */

@@ -1,0 +1,131 @@
+\set SHOW_CONTEXT never
+-- The dispatcher runs plain sql steps in C (sql_steps.c) and hands every
+-- other case to the PL/pgSQL engine.  Each case here checks the history and
+-- state the two must agree on.
+CREATE TABLE fast_log (run_id uuid, note text);
+GRANT INSERT, SELECT ON fast_log TO PUBLIC;
+
+-- Constant arguments, a cost, a diamond (d waits for b and c).
+SELECT orchestrator.define_workflow('fast_diamond', $$
+{"steps": [
+  {"name": "a", "kind": "sql", "sql": "SELECT $1::int + $2::int AS sum, 0.125 AS cost", "args": [40, 2]},
+  {"name": "b", "kind": "sql", "sql": "SELECT 'b' AS s, 1 AS cost", "depends_on": ["a"]},
+  {"name": "c", "kind": "sql", "sql": "SELECT 'c' AS s", "depends_on": ["a"]},
+  {"name": "d", "kind": "sql", "sql": "SELECT 'd' AS s", "depends_on": ["b", "c"]}
+]}
+$$);
+SELECT orchestrator.start_workflow('fast_diamond') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT status, result, cost FROM orchestrator.runs WHERE id = :'r';
+SELECT step, status, attempt, worker, input, result FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+SELECT count(*) AS events, count(DISTINCT seq) AS distinct_seqs, max(seq) AS last_seq FROM orchestrator.events(:'r');
+SELECT type, step, data FROM orchestrator.events(:'r') WHERE type LIKE 'workflow.%' OR step = 'a' ORDER BY seq;
+SELECT bool_and(started_at <= finished_at AND ready_at <= started_at) AS timings_in_order
+FROM orchestrator.workflow_steps WHERE run_id = :'r';
+SELECT count(*) AS queue_rows_left FROM orchestrator.work_queue WHERE run_id = :'r';
+
+-- A dependent with a condition is handed to _step_ready(): skipped here.
+SELECT orchestrator.define_workflow('fast_when', $$
+{"steps": [
+  {"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
+  {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"], "when": "$.input.go == true"}
+]}
+$$);
+SELECT orchestrator.start_workflow('fast_when', '{"go": false}') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT step, status FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+SELECT type, step FROM orchestrator.events(:'r') ORDER BY seq;
+SELECT orchestrator.start_workflow('fast_when', '{"go": true}') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT step, status FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+
+-- A dependent of another kind (external) is handed over too: it is queued
+-- with its rendered input.
+SELECT orchestrator.define_workflow('fast_then_external', $$
+{"steps": [
+  {"name": "a", "kind": "sql", "sql": "SELECT 7 AS seven"},
+  {"name": "b", "kind": "external", "queue": "fast_q", "depends_on": ["a"],
+   "input": {"x": {"$path": "$.steps.a.result.seven"}}}
+]}
+$$);
+SELECT orchestrator.start_workflow('fast_then_external') AS r \gset
+CREATE FUNCTION wait_for_step(id uuid, name text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	s text;
+BEGIN
+	FOR i IN 1 .. 600 LOOP
+		SELECT status INTO s FROM orchestrator.workflow_steps WHERE run_id = id AND step = name;
+		EXIT WHEN s <> 'waiting';
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN s;
+END $$;
+SELECT wait_for_step(:'r', 'b');
+SELECT step, status, input FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+SELECT queue FROM orchestrator.work_queue WHERE run_id = :'r';
+SELECT orchestrator.cancel_workflow(:'r');
+
+-- A result template is rendered by _run_finish().
+SELECT orchestrator.define_workflow('fast_result', $$
+{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 5 AS five"}],
+ "result": {"got": {"$path": "$.steps.a.result.five"}}}
+$$);
+SELECT orchestrator.start_workflow('fast_result') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT status, result FROM orchestrator.runs WHERE id = :'r';
+
+-- A run with a deadline: its deadline timer goes when it succeeds.
+SELECT orchestrator.start_workflow('fast_result', '{}', '{"deadline": "1 hour"}') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT status, deadline IS NOT NULL AS has_deadline FROM orchestrator.runs WHERE id = :'r';
+SELECT count(*) AS queue_rows_left FROM orchestrator.work_queue WHERE run_id = :'r';
+
+-- A step that signals its own run appends an event while it runs: the rest
+-- of the transition is left to the PL/pgSQL engine, and the history stays
+-- gap-free and in order.
+SELECT orchestrator.define_workflow('fast_self_signal', $$
+{"steps": [
+  {"name": "a", "kind": "sql", "sql": "SELECT orchestrator.signal_workflow(id, 'poke') IS NOT NULL AS sent FROM orchestrator.runs WHERE name = 'fast_self_signal' AND status = 'running'"},
+  {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]}
+]}
+$$);
+SELECT orchestrator.start_workflow('fast_self_signal') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT seq, type, step FROM orchestrator.events(:'r') ORDER BY seq;
+
+-- A step that cancels its own run: the run stays cancelled (the step's own
+-- result is still recorded: its statement did run and commit).
+SELECT orchestrator.define_workflow('fast_self_cancel', $$
+{"steps": [
+  {"name": "a", "kind": "sql", "sql": "SELECT orchestrator.cancel_workflow(id, 'from inside') FROM orchestrator.runs WHERE name = 'fast_self_cancel' AND status = 'running'"},
+  {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]}
+]}
+$$);
+SELECT orchestrator.start_workflow('fast_self_cancel') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT status, error FROM orchestrator.runs WHERE id = :'r';
+SELECT step, status FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+SELECT type, step FROM orchestrator.events(:'r') ORDER BY seq;
+
+-- Webhook deliveries are queued for the events the fast path appends.
+SELECT orchestrator.create_webhook('http://127.0.0.1:9/fast', '{workflow.succeeded,step.succeeded}') AS hook \gset
+SELECT orchestrator.start_workflow('fast_diamond') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT type, count(*) FROM orchestrator.webhook_outbox WHERE run_id = :'r' GROUP BY type ORDER BY type;
+SELECT orchestrator.drop_webhook(:'hook');
+
+-- A run in yesterday's partition: the statements follow the run's day.
+BEGIN;
+SELECT orchestrator.start_workflow('fast_diamond') AS new_id \gset
+SELECT orchestrator.uuid_v7_boundary(now() - interval '1 day') AS old_id \gset
+UPDATE orchestrator.workflow_runs SET id = :'old_id' WHERE id = :'new_id';
+UPDATE orchestrator.workflow_steps SET run_id = :'old_id' WHERE run_id = :'new_id';
+UPDATE orchestrator.workflow_events SET run_id = :'old_id' WHERE run_id = :'new_id';
+UPDATE orchestrator.work_queue SET run_id = :'old_id' WHERE run_id = :'new_id';
+COMMIT;
+SELECT wait_for_run(:'old_id');
+SELECT tableoid::regclass::text = 'orchestrator.workflow_runs_p' || to_char(now() - interval '1 day', 'YYYYMMDD') AS in_yesterdays_partition,
+       status, result
+FROM orchestrator.workflow_runs WHERE id = :'old_id';
+SELECT count(*) AS events FROM orchestrator.events(:'old_id');
