@@ -60,7 +60,7 @@ typedef enum Stmt
 	S_STEP_SUCCEEDED,
 	S_ADD_COST,
 	S_RELEASE_DEPENDENT,
-	S_STEP_READY,
+	S_RELEASE_SQL_DEPENDENT,
 	S_ENQUEUE,
 	S_RUN_STATUS,
 	S_OPEN_STEPS,
@@ -95,9 +95,10 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_WEBHOOKS_EXIST] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks)", 0, {0}},
 	[S_LOCK_RUN] = {
-		"SELECT status, owner, name, version, priority, deadline IS NOT NULL FROM @runs@"
-		" WHERE id = $1 FOR UPDATE SKIP LOCKED",
-	1, {UUIDOID}},
+		"SELECT status, owner, name, version, priority, deadline IS NOT NULL,"
+		" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2)"
+		" FROM @runs@ WHERE id = $1 FOR UPDATE SKIP LOCKED",
+	2, {UUIDOID, TEXTOID}},
 	[S_STEP_DEF] = {
 		"SELECT d.kind = 'sql' AND d.compensates IS NULL"
 		"   AND jsonb_typeof(coalesce(d.spec -> 'args', '[]')) = 'array'"
@@ -107,11 +108,12 @@ static const StmtDef stmts[S_COUNT] = {
 		"   THEN ARRAY(SELECT a FROM jsonb_array_elements(coalesce(d.spec -> 'args', '[]')) a) END,"
 		" greatest(1, least(extract(epoch FROM coalesce(d.timeout,"
 		"   current_setting('orchestrator.default_step_timeout')::interval)) * 1000, 2147483647))::integer,"
-		" d.dependents, s.attempt,"
-		" (SELECT f.spec ? 'result' FROM orchestrator.definitions f WHERE f.name = d.name AND f.version = d.version)"
-		" FROM orchestrator.definition_steps d, @steps@ s"
-		" WHERE d.name = $2 AND d.version = $3 AND d.step = $4 AND s.run_id = $1 AND s.step = $4",
-	4, {UUIDOID, TEXTOID, INT4OID, TEXTOID}},
+		" d.dependents,"
+		" (SELECT f.spec ? 'result' FROM orchestrator.definitions f WHERE f.name = d.name AND f.version = d.version),"
+		" d.kind = 'sql' AND d.condition IS NULL"
+		" FROM orchestrator.definition_steps d"
+		" WHERE d.name = $1 AND d.version = $2 AND d.step = $3",
+	3, {TEXTOID, INT4OID, TEXTOID}},
 	[S_RUN_STARTED] = {
 		"UPDATE @runs@ SET status = 'running', started_at = clock_timestamp()"
 		" WHERE id = $1 AND status = 'pending'",
@@ -146,12 +148,16 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_RELEASE_DEPENDENT] = {
 		"UPDATE @steps@ s SET deps_open = s.deps_open - 1"
 		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
-		" RETURNING s.deps_open, (SELECT d.kind = 'sql' AND d.condition IS NULL FROM orchestrator.definition_steps d"
-		"   WHERE d.name = $3 AND d.version = $4 AND d.step = $2)",
-	4, {UUIDOID, TEXTOID, TEXTOID, INT4OID}},
-	[S_STEP_READY] = {
-		"UPDATE @steps@ SET status = 'ready', ready_at = clock_timestamp(), input = NULL"
-		" WHERE run_id = $1 AND step = $2",
+		" RETURNING s.deps_open",
+	2, {UUIDOID, TEXTOID}},
+	/* the same for a plain sql dependent, made ready when it was the last */
+	[S_RELEASE_SQL_DEPENDENT] = {
+		"UPDATE @steps@ s SET deps_open = s.deps_open - 1,"
+		" status = CASE WHEN s.deps_open = 1 THEN 'ready' ELSE s.status END,"
+		" ready_at = CASE WHEN s.deps_open = 1 THEN clock_timestamp() ELSE s.ready_at END,"
+		" input = CASE WHEN s.deps_open = 1 THEN NULL ELSE s.input END"
+		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
+		" RETURNING s.deps_open",
 	2, {UUIDOID, TEXTOID}},
 	[S_ENQUEUE] = {
 		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at)"
@@ -218,9 +224,34 @@ typedef struct Run
 	int32		version;
 	int32		priority;
 	bool		has_deadline;
+	int32		attempt;		/* of the claimed step, before this one */
 } Run;
 
+/*
+ * What the hot path needs of a step's definition.  Definitions never change
+ * once written; they are read once per batch (a batch's steps mostly share
+ * a few definitions).
+ */
+typedef struct StepDef
+{
+	char	   *name;
+	int32		version;
+	char	   *step;
+	bool		found;
+	bool		plain;			/* a sql step the hot path runs itself */
+	char	   *sql;
+	Datum		args_json;		/* the "args" array */
+	Datum		args;			/* ... as jsonb[] */
+	bool		args_isnull;
+	int32		timeout_ms;
+	Datum		dependents;		/* text[] */
+	bool		has_result_template;	/* of its workflow */
+	bool		plain_when_ready;	/* sql, no condition: made ready here */
+} StepDef;
+
 static bool webhooks_exist;
+static List *batch_defs;
+static MemoryContext batch_context;
 
 /*
  * run_stmt
@@ -339,6 +370,52 @@ emit(Run *run, Stmt s, const char *type, const char *step, Datum data, bool data
 }
 
 /*
+ * step_def
+ *		The definition of a step, from this batch's cache or read now.
+ */
+static StepDef *
+step_def(const char *name, int32 version, const char *step)
+{
+	ListCell   *lc;
+	StepDef    *def;
+	MemoryContext context;
+	Datum		values[3];
+	bool		isnull;
+
+	foreach(lc, batch_defs)
+	{
+		def = lfirst(lc);
+		if (def->version == version && strcmp(def->step, step) == 0 && strcmp(def->name, name) == 0)
+			return def;
+	}
+
+	context = MemoryContextSwitchTo(batch_context);
+	def = palloc0(sizeof(StepDef));
+	def->name = pstrdup(name);
+	def->version = version;
+	def->step = pstrdup(step);
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int32GetDatum(version);
+	values[2] = CStringGetTextDatum(step);
+	if (run_stmt(S_STEP_DEF, NULL, values, NULL) == 1)
+	{
+		def->found = true;
+		def->plain = DatumGetBool(get_col(1, &isnull)) && !isnull;
+		def->sql = get_text(2);
+		def->args_json = get_col(3, &isnull);
+		def->args = get_col(4, &def->args_isnull);
+		def->timeout_ms = DatumGetInt32(get_col(5, &isnull));
+		def->dependents = get_col(6, &isnull);
+		def->has_result_template = DatumGetBool(get_col(7, &isnull)) && !isnull;
+		def->plain_when_ready = DatumGetBool(get_col(8, &isnull)) && !isnull;
+	}
+	done_with_rows();
+	batch_defs = lappend(batch_defs, def);
+	MemoryContextSwitchTo(context);
+	return def;
+}
+
+/*
  * lock_run
  *		Lock the run of a claimed row without waiting; false when another
  *		transaction holds it (or it is gone).
@@ -346,12 +423,13 @@ emit(Run *run, Stmt s, const char *type, const char *step, Datum data, bool data
 static bool
 lock_run(Claimed *c, Run *run)
 {
-	Datum		values[1];
+	Datum		values[2];
 	bool		isnull;
 
 	run->id = UUIDPGetDatum(&c->run_id);
 	orchestrator_run_leaves(run->id, &run->leaves);
 	values[0] = run->id;
+	values[1] = CStringGetTextDatum(c->step);
 	if (run_stmt(S_LOCK_RUN, &run->leaves, values, NULL) != 1)
 	{
 		done_with_rows();
@@ -363,6 +441,7 @@ lock_run(Claimed *c, Run *run)
 	run->version = DatumGetInt32(get_col(4, &isnull));
 	run->priority = DatumGetInt32(get_col(5, &isnull));
 	run->has_deadline = DatumGetBool(get_col(6, &isnull));
+	run->attempt = DatumGetInt32(get_col(7, &isnull));
 	done_with_rows();
 	return true;
 }
@@ -471,40 +550,40 @@ finish_if_done(Run *run, bool reread_status, bool has_result_template)
  *		open (_step_done()).
  */
 static void
-release_dependents(Run *run, Datum dependents, bool has_result_template)
+release_dependents(Run *run, StepDef *def)
 {
-	ArrayType  *arr = DatumGetArrayTypeP(dependents);
 	Datum	   *names;
 	bool	   *name_nulls;
 	int			n;
 	bool		made_ready = false;
 	bool		handed_over = false;
 
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &names, &name_nulls, &n);
+	deconstruct_array(DatumGetArrayTypeP(def->dependents), TEXTOID, -1, false, TYPALIGN_INT,
+					  &names, &name_nulls, &n);
 	for (int i = 0; i < n; i++)
 	{
-		Datum		values[4] = {run->id, names[i], CStringGetTextDatum(run->name),
-		Int32GetDatum(run->version)};
+		char	   *next = TextDatumGetCString(names[i]);
+		StepDef    *next_def = step_def(run->name, run->version, next);
+		Datum		values[2] = {run->id, names[i]};
 		bool		isnull;
 		int32		open;
-		bool		plain;
 
-		if (run_stmt(S_RELEASE_DEPENDENT, &run->leaves, values, NULL) != 1)
+		if (run_stmt(next_def->plain_when_ready ? S_RELEASE_SQL_DEPENDENT : S_RELEASE_DEPENDENT,
+					 &run->leaves, values, NULL) != 1)
 		{
 			done_with_rows();
 			continue;
 		}
 		open = DatumGetInt32(get_col(1, &isnull));
-		plain = DatumGetBool(get_col(2, &isnull)) && !isnull;
 		done_with_rows();
 		if (open != 0)
 			continue;
 
-		if (plain)
+		if (next_def->plain_when_ready)
 		{
+			/* made ready by the update: queue it */
 			Datum		q[3] = {run->id, names[i], Int32GetDatum(run->priority)};
 
-			run_stmt(S_STEP_READY, &run->leaves, values, NULL);
 			run_stmt(S_ENQUEUE, NULL, q, NULL);
 			orchestrator_wake_dispatchers_at_commit();
 			made_ready = true;
@@ -512,7 +591,7 @@ release_dependents(Run *run, Datum dependents, bool has_result_template)
 		else
 		{
 			/* a condition, a template or another kind: _step_ready() */
-			run_stmt(S_SLOW_STEP_READY, &run->leaves, values, NULL);
+			run_stmt(S_SLOW_STEP_READY, NULL, values, NULL);
 			done_with_rows();
 			handed_over = true;
 		}
@@ -521,7 +600,7 @@ release_dependents(Run *run, Datum dependents, bool has_result_template)
 	/* a step made ready here keeps the run open */
 	if (made_ready && !handed_over)
 		return;
-	finish_if_done(run, handed_over, has_result_template);
+	finish_if_done(run, handed_over, def->has_result_template);
 }
 
 /*
@@ -531,17 +610,8 @@ release_dependents(Run *run, Datum dependents, bool has_result_template)
 static void
 run_one(Claimed *c, Run *run)
 {
-	Datum		values[6];
-	bool		isnull;
-	bool		plain;
-	char	   *sql;
-	Datum		args_json;
-	Datum		args;
-	bool		args_isnull;
-	int32		timeout_ms;
-	Datum		dependents;
-	int32		attempt;
-	bool		has_result_template;
+	Datum		values[4];
+	StepDef    *def;
 	Oid			owner;
 	TimestampTz started_at;
 	int64		started_seq;
@@ -569,26 +639,9 @@ run_one(Claimed *c, Run *run)
 		return;
 	}
 
-	{
-		Datum		d[4] = {run->id, CStringGetTextDatum(run->name), Int32GetDatum(run->version), values[1]};
-
-		if (run_stmt(S_STEP_DEF, &run->leaves, d, NULL) != 1)
-			plain = false;
-		else
-		{
-			plain = DatumGetBool(get_col(1, &isnull)) && !isnull;
-			sql = get_text(2);
-			args_json = get_col(3, &isnull);
-			args = get_col(4, &args_isnull);
-			timeout_ms = DatumGetInt32(get_col(5, &isnull));
-			dependents = get_col(6, &isnull);
-			attempt = DatumGetInt32(get_col(7, &isnull));
-			has_result_template = DatumGetBool(get_col(8, &isnull)) && !isnull;
-		}
-		done_with_rows();
-	}
-	owner = plain ? get_role_oid(run->owner, true) : InvalidOid;
-	if (!plain || sql == NULL || !OidIsValid(owner) ||
+	def = step_def(run->name, run->version, c->step);
+	owner = def->plain ? get_role_oid(run->owner, true) : InvalidOid;
+	if (!def->plain || def->sql == NULL || !OidIsValid(owner) ||
 		(strcmp(run->status, "pending") != 0 && strcmp(run->status, "running") != 0))
 	{
 		run_stmt(S_SLOW_EXEC, NULL, values, NULL);
@@ -607,14 +660,14 @@ run_one(Claimed *c, Run *run)
 	{
 		char		data[64];
 
-		snprintf(data, sizeof(data), "{\"attempt\": %d, \"worker\": \"dispatcher\"}", attempt + 1);
+		snprintf(data, sizeof(data), "{\"attempt\": %d, \"worker\": \"dispatcher\"}", run->attempt + 1);
 		started_seq = emit(run, S_EMIT, "step.started", c->step,
 						   DirectFunctionCall1(jsonb_in, CStringGetDatum(data)), false);
 	}
 
-	if (!args_isnull)
-		orchestrator_sql_step_args(DatumGetArrayTypeP(args), &nargs, &argv, &argnulls);
-	if (!run_in_subtransaction(owner, sql, nargs, argv, argnulls, timeout_ms,
+	if (!def->args_isnull)
+		orchestrator_sql_step_args(DatumGetArrayTypeP(def->args), &nargs, &argv, &argnulls);
+	if (!run_in_subtransaction(owner, def->sql, nargs, argv, argnulls, def->timeout_ms,
 							   &result, &result_isnull, &error))
 	{
 		/* the attempt failed: retry or fail it (_attempt_failed()) */
@@ -637,7 +690,7 @@ run_one(Claimed *c, Run *run)
 
 	/* the step succeeded (_step_succeeded()) */
 	{
-		Datum		u[5] = {run->id, values[1], TimestampTzGetDatum(started_at), result, args_json};
+		Datum		u[5] = {run->id, values[1], TimestampTzGetDatum(started_at), result, def->args_json};
 		char		un[5] = {' ', ' ', ' ', result_isnull ? 'n' : ' ', ' '};
 
 		run_stmt(S_DEQUEUE, NULL, values, NULL);
@@ -663,7 +716,7 @@ run_one(Claimed *c, Run *run)
 		done_with_rows();
 		return;
 	}
-	release_dependents(run, dependents, has_result_template);
+	release_dependents(run, def);
 }
 
 /*
@@ -675,7 +728,6 @@ run_one(Claimed *c, Run *run)
 int
 orchestrator_run_sql_steps(int max_steps)
 {
-	MemoryContext batch_context;
 	MemoryContext step_context;
 	MemoryContext oldcontext;
 	Claimed    *claimed;
@@ -698,6 +750,7 @@ orchestrator_run_sql_steps(int max_steps)
 	step_context = AllocSetContextCreate(batch_context, "orchestrator sql step",
 										 ALLOCSET_DEFAULT_SIZES);
 	oldcontext = MemoryContextSwitchTo(batch_context);
+	batch_defs = NIL;
 
 	values[0] = Int32GetDatum(max_steps);
 	nclaimed = run_stmt(S_CLAIM, NULL, values, NULL);
@@ -740,6 +793,8 @@ orchestrator_run_sql_steps(int max_steps)
 
 	MemoryContextSwitchTo(oldcontext);
 	MemoryContextDelete(batch_context);
+	batch_context = NULL;
+	batch_defs = NIL;
 	AtEOXact_GUC(true, nestlevel);
 	return processed;
 }
