@@ -1,18 +1,19 @@
 # orchestrator: PGXS build
 EXTENSION   = orchestrator
-EXTVERSION  = 0.1
+EXTVERSION  = 0.2
 
 MODULE_big  = orchestrator
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 # The install script is built from the files in sql/src/, concatenated in name
 # order (one file per concern).  Upgrade scripts sql/orchestrator--A--B.sql are
-# written by hand, one per release.
+# written by hand, one per release; the install scripts of released versions
+# are kept as they were, so that upgrades from them can be tested.
 SQL_SOURCES = $(sort $(wildcard sql/src/*.sql))
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*--*.sql))
+DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
-PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags) -DORCHESTRATOR_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
 SHLIB_LINK  = $(shell curl-config --libs)
 

@@ -678,7 +678,7 @@ start_request(HttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_callback);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "orchestrator/0.1");
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "orchestrator/" ORCHESTRATOR_VERSION);
 	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
 					 (curl_off_t) orchestrator_http_max_response_size * 1024);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list);
