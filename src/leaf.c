@@ -50,10 +50,11 @@ static HTAB *leaf_plans = NULL;
 
 /*
  * leaf_of
- *		The partition of orchestrator.<parent> whose range holds run_id.
+ *		The partition of orchestrator.<parent> whose range holds run_id;
+ *		InvalidOid when there is none and missing_ok.
  */
 static Oid
-leaf_of(Oid nsp, const char *parent, Datum run_id)
+leaf_of(Oid nsp, const char *parent, Datum run_id, bool missing_ok)
 {
 	Oid			parent_oid = get_relname_relid(parent, nsp);
 	Relation	rel;
@@ -84,6 +85,11 @@ leaf_of(Oid nsp, const char *parent, Datum run_id)
 											   desc->boundinfo, 1, &run_id, &is_equal);
 		index = desc->boundinfo->indexes[offset + 1];
 	}
+	if ((index < 0 || !desc->is_leaf[index]) && missing_ok)
+	{
+		table_close(rel, NoLock);
+		return InvalidOid;
+	}
 	if (index < 0 || !desc->is_leaf[index])
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
@@ -97,16 +103,19 @@ leaf_of(Oid nsp, const char *parent, Datum run_id)
 
 /*
  * orchestrator_run_leaves
- *		The partitions of the three history tables that hold a run.
+ *		The partitions of the three history tables that hold a run.  When
+ *		there are none (a run id from before the oldest partition), false if
+ *		missing_ok, else an error.
  */
-void
-orchestrator_run_leaves(Datum run_id, RunLeaves *leaves)
+bool
+orchestrator_run_leaves(Datum run_id, RunLeaves *leaves, bool missing_ok)
 {
 	Oid			nsp = get_namespace_oid("orchestrator", false);
 
-	leaves->runs = leaf_of(nsp, "workflow_runs", run_id);
-	leaves->steps = leaf_of(nsp, "workflow_steps", run_id);
-	leaves->events = leaf_of(nsp, "workflow_events", run_id);
+	leaves->runs = leaf_of(nsp, "workflow_runs", run_id, missing_ok);
+	leaves->steps = leaf_of(nsp, "workflow_steps", run_id, missing_ok);
+	leaves->events = leaf_of(nsp, "workflow_events", run_id, missing_ok);
+	return OidIsValid(leaves->runs) && OidIsValid(leaves->steps) && OidIsValid(leaves->events);
 }
 
 /* Append the schema-qualified, quoted name of a relation. */

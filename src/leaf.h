@@ -20,7 +20,7 @@ typedef struct RunLeaves
 	Oid			events;
 } RunLeaves;
 
-extern void orchestrator_run_leaves(Datum run_id, RunLeaves *leaves);
+extern bool orchestrator_run_leaves(Datum run_id, RunLeaves *leaves, bool missing_ok);
 
 extern SPIPlanPtr orchestrator_leaf_plan(int id, const char *sql, int nargs,
 										 Oid *argtypes, const RunLeaves *leaves);

@@ -1,0 +1,835 @@
+/*-------------------------------------------------------------------------
+ *
+ * engine.c
+ *	  The engine's hot transitions in C, on the partitions of one run.
+ *
+ * The transitions of 40_engine.sql that every step goes through (a run and
+ * a step start, a step succeeds, its dependents become ready, the run
+ * succeeds) are done here with statements prepared against the partitions
+ * that hold the run (leaf.c): a handful per step instead of thirty-odd
+ * PL/pgSQL statements on the partitioned parents.  The dispatcher's sql
+ * steps (sql_steps.c) and external workers' claims and completions
+ * (external.c) use them.  Everything else is handed to the PL/pgSQL engine,
+ * which stays the reference for the semantics: templates, conditions,
+ * other kinds of dependents, compensations, failures and retries, result
+ * templates, runs that are no longer active.
+ *
+ * Callers hold the run's row lock, as in the PL/pgSQL engine, and call
+ * engine_begin() and engine_end() around their work inside an SPI
+ * connection.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "engine.h"
+#include "wake.h"
+
+/* The statements of the transitions; @runs@ etc. name the run's partitions. */
+typedef enum Stmt
+{
+	S_CLAIM,
+	S_WEBHOOKS_EXIST,
+	S_LOCK_RUN,
+	S_LOCK_RUN_WAIT,
+	S_CHECK_LEASE,
+	S_STEP_CLAIMED,
+	S_LEASE,
+	S_STEP_SUCCEEDED_EXTERNAL,
+	S_STEP_DEF,
+	S_RUN_STARTED,
+	S_EMIT,
+	S_EMIT_RESULT,
+	S_STEP_RUNNING,
+	S_DEQUEUE,
+	S_STEP_SUCCEEDED,
+	S_ADD_COST,
+	S_RELEASE_DEPENDENT,
+	S_RELEASE_SQL_DEPENDENT,
+	S_ENQUEUE,
+	S_RUN_STATUS,
+	S_OPEN_STEPS,
+	S_DELETE_RUN_QUEUE,
+	S_RUN_SUCCEEDED,
+	/* hand-overs to the PL/pgSQL engine */
+	S_SLOW_EXEC,
+	S_SLOW_LEASE_EXPIRED,
+	S_SLOW_ATTEMPT_FAILED,
+	S_SLOW_STEP_DONE,
+	S_SLOW_STEP_READY,
+	S_SLOW_RUN_FINISH,
+	S_SLOW_WEBHOOK_OUTBOX,
+	S_COUNT
+} Stmt;
+
+#define MAX_ARGS 6
+
+typedef struct StmtDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[MAX_ARGS];
+} StmtDef;
+
+static const StmtDef stmts[S_COUNT] = {
+	/* as _claim(): due rows in index order, skipping locked ones */
+	[S_CLAIM] = {
+		"SELECT run_id, step, lease_token IS NOT NULL, worker FROM orchestrator.work_queue"
+		" WHERE queue = $1 AND available_at <= now()"
+		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+	2, {TEXTOID, INT4OID}},
+	[S_WEBHOOKS_EXIST] = {
+		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks)", 0, {0}},
+	[S_LOCK_RUN] = {
+		"SELECT status, owner, name, version, priority, deadline,"
+		" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2)"
+		" FROM @runs@ WHERE id = $1 FOR UPDATE SKIP LOCKED",
+	2, {UUIDOID, TEXTOID}},
+	[S_LOCK_RUN_WAIT] = {
+		"SELECT status, owner, name, version, priority, deadline,"
+		" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2)"
+		" FROM @runs@ WHERE id = $1 FOR UPDATE",
+	2, {UUIDOID, TEXTOID}},
+	/* as _check_lease() */
+	[S_CHECK_LEASE] = {
+		"SELECT 1 FROM orchestrator.work_queue"
+		" WHERE run_id = $1 AND step = $2 AND lease_token = $3 AND available_at > now() FOR UPDATE",
+	3, {UUIDOID, TEXTOID, UUIDOID}},
+	/* _step_started() for an external worker */
+	[S_STEP_CLAIMED] = {
+		"UPDATE @steps@ SET status = 'running', attempt = attempt + 1, started_at = clock_timestamp(), worker = $3"
+		" WHERE run_id = $1 AND step = $2 RETURNING attempt, input",
+	3, {UUIDOID, TEXTOID, TEXTOID}},
+	[S_LEASE] = {
+		"UPDATE orchestrator.work_queue SET lease_token = $3, lease = $4, worker = $5, available_at = now() + $4"
+		" WHERE run_id = $1 AND step = $2",
+	5, {UUIDOID, TEXTOID, UUIDOID, INTERVALOID, TEXTOID}},
+	[S_STEP_SUCCEEDED_EXTERNAL] = {
+		"UPDATE @steps@ SET status = 'succeeded', result = $3, error = NULL, finished_at = clock_timestamp()"
+		" WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+	[S_STEP_DEF] = {
+		"SELECT d.kind = 'sql' AND d.compensates IS NULL"
+		"   AND jsonb_typeof(coalesce(d.spec -> 'args', '[]')) = 'array'"
+		"   AND strpos(coalesce(d.spec -> 'args', '[]')::text, '\"$path\"') = 0,"
+		" d.spec ->> 'sql', coalesce(d.spec -> 'args', '[]'),"
+		" CASE WHEN jsonb_typeof(coalesce(d.spec -> 'args', '[]')) = 'array'"
+		"   THEN ARRAY(SELECT a FROM jsonb_array_elements(coalesce(d.spec -> 'args', '[]')) a) END,"
+		" greatest(1, least(extract(epoch FROM coalesce(d.timeout,"
+		"   current_setting('orchestrator.default_step_timeout')::interval)) * 1000, 2147483647))::integer,"
+		" d.dependents,"
+		" (SELECT f.spec ? 'result' FROM orchestrator.definitions f WHERE f.name = d.name AND f.version = d.version),"
+		" d.kind = 'sql' AND d.condition IS NULL, d.compensates IS NOT NULL"
+		" FROM orchestrator.definition_steps d"
+		" WHERE d.name = $1 AND d.version = $2 AND d.step = $3",
+	3, {TEXTOID, INT4OID, TEXTOID}},
+	[S_RUN_STARTED] = {
+		"UPDATE @runs@ SET status = 'running', started_at = clock_timestamp()"
+		" WHERE id = $1 AND status = 'pending'",
+	1, {UUIDOID}},
+	[S_EMIT] = {
+		"INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, $4 FROM @events@ e WHERE e.run_id = $1"
+		" RETURNING seq, data",
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	[S_EMIT_RESULT] = {
+		"INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, jsonb_build_object('result', $4::jsonb)"
+		" FROM @events@ e WHERE e.run_id = $1"
+		" RETURNING seq, data",
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	[S_STEP_RUNNING] = {
+		"UPDATE @steps@ SET status = 'running', attempt = attempt + 1, started_at = $3, worker = 'dispatcher'"
+		" WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
+	[S_DEQUEUE] = {
+		"DELETE FROM orchestrator.work_queue WHERE run_id = $1 AND step = $2",
+	2, {UUIDOID, TEXTOID}},
+	[S_STEP_SUCCEEDED] = {
+		"UPDATE @steps@ SET status = 'succeeded', attempt = attempt + 1, started_at = $3,"
+		" finished_at = clock_timestamp(), worker = 'dispatcher', result = $4, error = NULL,"
+		" input = CASE WHEN $5 <> '[]' THEN jsonb_build_object('args', $5) ELSE input END"
+		" WHERE run_id = $1 AND step = $2",
+	5, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID}},
+	[S_ADD_COST] = {
+		"UPDATE @runs@ SET cost = cost + round(($2 ->> 'cost')::numeric, 4) WHERE id = $1",
+	2, {UUIDOID, JSONBOID}},
+	[S_RELEASE_DEPENDENT] = {
+		"UPDATE @steps@ s SET deps_open = s.deps_open - 1"
+		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
+		" RETURNING s.deps_open",
+	2, {UUIDOID, TEXTOID}},
+	/* the same for a plain sql dependent, made ready when it was the last */
+	[S_RELEASE_SQL_DEPENDENT] = {
+		"UPDATE @steps@ s SET deps_open = s.deps_open - 1,"
+		" status = CASE WHEN s.deps_open = 1 THEN 'ready' ELSE s.status END,"
+		" ready_at = CASE WHEN s.deps_open = 1 THEN clock_timestamp() ELSE s.ready_at END,"
+		" input = CASE WHEN s.deps_open = 1 THEN NULL ELSE s.input END"
+		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
+		" RETURNING s.deps_open",
+	2, {UUIDOID, TEXTOID}},
+	[S_ENQUEUE] = {
+		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at)"
+		" VALUES ($1, $2, '@sql', $3, now())"
+		" ON CONFLICT ON CONSTRAINT work_queue_pkey DO UPDATE"
+		" SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,"
+		" lease_token = NULL, lease = NULL, worker = NULL",
+	3, {UUIDOID, TEXTOID, INT4OID}},
+	[S_RUN_STATUS] = {
+		"SELECT status FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
+	[S_OPEN_STEPS] = {
+		"SELECT EXISTS (SELECT 1 FROM @steps@ s WHERE s.run_id = $1 AND s.status IN ('waiting', 'ready', 'running'))",
+	1, {UUIDOID}},
+	[S_DELETE_RUN_QUEUE] = {
+		"DELETE FROM orchestrator.work_queue WHERE run_id = $1", 1, {UUIDOID}},
+	[S_RUN_SUCCEEDED] = {
+		"UPDATE @runs@ w SET status = 'succeeded',"
+		" result = (SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') FROM @steps@ x"
+		"   WHERE x.run_id = $1 AND x.status = 'succeeded'),"
+		" error = NULL, finished_at = clock_timestamp()"
+		" WHERE w.id = $1 RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result))",
+	1, {UUIDOID}},
+	[S_SLOW_EXEC] = {
+		"SELECT orchestrator._exec_sql_step($1, $2)", 2, {UUIDOID, TEXTOID}},
+	[S_SLOW_LEASE_EXPIRED] = {
+		"SELECT orchestrator._lease_expired($1, $2, $3)", 3, {UUIDOID, TEXTOID, TEXTOID}},
+	[S_SLOW_ATTEMPT_FAILED] = {
+		"SELECT orchestrator._attempt_failed($1, $2, jsonb_strip_nulls(jsonb_build_object("
+		"  'message', $3, 'sqlstate', $4, 'detail', nullif($5, ''), 'hint', nullif($6, ''))),"
+		"  left($4, 2) NOT IN ('42', '0A'))",
+	6, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
+	[S_SLOW_STEP_DONE] = {
+		"SELECT orchestrator._step_done($1, d) FROM orchestrator.definition_steps d"
+		" WHERE d.name = $3 AND d.version = $4 AND d.step = $2",
+	4, {UUIDOID, TEXTOID, TEXTOID, INT4OID}},
+	[S_SLOW_STEP_READY] = {
+		"SELECT orchestrator._step_ready(w, $2) FROM orchestrator.workflow_runs w WHERE w.id = $1",
+	2, {UUIDOID, TEXTOID}},
+	[S_SLOW_RUN_FINISH] = {
+		"SELECT orchestrator._run_finish(w, 'succeeded', NULL) FROM orchestrator.workflow_runs w WHERE w.id = $1",
+	1, {UUIDOID}},
+	[S_SLOW_WEBHOOK_OUTBOX] = {
+		"SELECT orchestrator._webhook_outbox($1, $2, $3, $4, $5)",
+	5, {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID}},
+};
+
+/* A claimed queue row, a locked run, a step's definition: see engine.h. */
+
+static MemoryContext engine_context = NULL;
+static List *step_defs = NIL;
+static bool webhooks_exist;
+static int	engine_nestlevel = -1;
+
+/*
+ * run_stmt
+ *		Execute statement "s" (on the run's partitions, or none) and return
+ *		the number of rows it processed; its rows are in SPI_tuptable.
+ */
+static uint64
+run_stmt(Stmt s, const RunLeaves *leaves, Datum *values, const char *nulls)
+{
+	const StmtDef *def = &stmts[s];
+	MemoryContext context = CurrentMemoryContext;
+	SPIPlanPtr	plan = orchestrator_leaf_plan(s, def->sql, def->nargs,
+											  (Oid *) def->argtypes, leaves);
+	int			rc;
+
+	rc = SPI_execute_plan(plan, values, nulls, false, 0);
+	/* SPI returns in its own context */
+	MemoryContextSwitchTo(context);
+	if (rc < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("orchestrator statement %d failed: %s", (int) s, SPI_result_code_string(rc))));
+	return SPI_processed;
+}
+
+/* Column "col" of the first result row, copied into the current context. */
+static Datum
+get_col(int col, bool *isnull)
+{
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
+	Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, col - 1);
+
+	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+}
+
+static char *
+get_text(int col)
+{
+	bool		isnull;
+	Datum		d = get_col(col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static void
+done_with_rows(void)
+{
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * emit
+ *		Append an event to the run's history, NOTIFY it and queue its webhook
+ *		deliveries, as orchestrator._emit() does.  "s" is S_EMIT (data is the
+ *		event's data; NULL for {}) or S_EMIT_RESULT (data is a step result).
+ *		Returns the event's sequence number.
+ */
+static int64
+emit(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, bool data_isnull)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	int64		seq;
+	bool		isnull;
+	Datum		event_data;
+	StringInfoData payload;
+
+	values[0] = run->id;
+	values[1] = CStringGetTextDatum(type);
+	if (step != NULL)
+		values[2] = CStringGetTextDatum(step);
+	else
+		nulls[2] = 'n';
+	if (s == S_EMIT && data_isnull)
+		values[3] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+	else if (data_isnull)
+		nulls[3] = 'n';
+	else
+		values[3] = data;
+
+	if (run_stmt(s, &run->leaves, values, nulls) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not append event \"%s\"", type)));
+	seq = DatumGetInt64(get_col(1, &isnull));
+	event_data = get_col(2, &isnull);
+	done_with_rows();
+
+	/* the same payload as json_build_object() in _emit() */
+	initStringInfo(&payload);
+	appendStringInfo(&payload, "{\"run_id\" : \"%s\", \"seq\" : " INT64_FORMAT ", \"type\" : ",
+					 DatumGetCString(DirectFunctionCall1(uuid_out, run->id)), seq);
+	escape_json(&payload, type);
+	appendStringInfoString(&payload, ", \"step\" : ");
+	if (step != NULL)
+		escape_json(&payload, step);
+	else
+		appendStringInfoString(&payload, "null");
+	appendStringInfoChar(&payload, '}');
+	Async_Notify("orchestrator", payload.data);
+
+	if (webhooks_exist)
+	{
+		Datum		w[5];
+		char		wn[5] = {' ', ' ', ' ', nulls[2], ' '};
+
+		w[0] = run->id;
+		w[1] = Int64GetDatum(seq);
+		w[2] = values[1];
+		w[3] = values[2];
+		w[4] = event_data;
+		run_stmt(S_SLOW_WEBHOOK_OUTBOX, NULL, w, wn);
+		done_with_rows();
+	}
+	return seq;
+}
+
+/*
+ * engine_step_def
+ *		The definition of a step, from this engine_begin()'s cache or read
+ *		now.
+ */
+StepDef *
+engine_step_def(const char *name, int32 version, const char *step)
+{
+	ListCell   *lc;
+	StepDef    *def;
+	MemoryContext context;
+	Datum		values[3];
+	bool		isnull;
+
+	foreach(lc, step_defs)
+	{
+		def = lfirst(lc);
+		if (def->version == version && strcmp(def->step, step) == 0 && strcmp(def->name, name) == 0)
+			return def;
+	}
+
+	context = MemoryContextSwitchTo(engine_context);
+	def = palloc0(sizeof(StepDef));
+	def->name = pstrdup(name);
+	def->version = version;
+	def->step = pstrdup(step);
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int32GetDatum(version);
+	values[2] = CStringGetTextDatum(step);
+	if (run_stmt(S_STEP_DEF, NULL, values, NULL) == 1)
+	{
+		def->found = true;
+		def->plain_sql = DatumGetBool(get_col(1, &isnull)) && !isnull;
+		def->sql = get_text(2);
+		def->args_json = get_col(3, &isnull);
+		def->args = get_col(4, &def->args_isnull);
+		def->timeout_ms = DatumGetInt32(get_col(5, &isnull));
+		def->dependents = get_col(6, &isnull);
+		def->has_result_template = DatumGetBool(get_col(7, &isnull)) && !isnull;
+		def->plain_when_ready = DatumGetBool(get_col(8, &isnull)) && !isnull;
+		def->compensates = DatumGetBool(get_col(9, &isnull)) && !isnull;
+	}
+	done_with_rows();
+	step_defs = lappend(step_defs, def);
+	MemoryContextSwitchTo(context);
+	return def;
+}
+
+/* Does a step result carry a numeric "cost" (added to the run's cost)? */
+static bool
+has_numeric_cost(Datum result)
+{
+	Jsonb	   *jb = DatumGetJsonbP(result);
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return false;
+	v = getKeyJsonValueFromContainer(&jb->root, "cost", 4, NULL);
+	return v != NULL && v->type == jbvNumeric;
+}
+
+/*
+ * finish_if_done
+ *		The run succeeds when no step is open any more (_step_done()); with
+ *		a result template, _run_finish() renders it.
+ */
+static void
+finish_if_done(EngineRun *run, bool reread_status, bool has_result_template)
+{
+	Datum		values[1] = {run->id};
+	bool		isnull;
+	bool		open;
+	char	   *status = run->status;
+
+	if (reread_status)
+	{
+		run_stmt(S_RUN_STATUS, &run->leaves, values, NULL);
+		status = get_text(1);
+		done_with_rows();
+	}
+	if (strcmp(status, "pending") != 0 && strcmp(status, "running") != 0)
+		return;
+
+	run_stmt(S_OPEN_STEPS, &run->leaves, values, NULL);
+	open = DatumGetBool(get_col(1, &isnull));
+	done_with_rows();
+	if (open)
+		return;
+
+	if (has_result_template)
+	{
+		run_stmt(S_SLOW_RUN_FINISH, NULL, values, NULL);
+		done_with_rows();
+		return;
+	}
+	if (run->has_deadline)
+		run_stmt(S_DELETE_RUN_QUEUE, NULL, values, NULL);
+
+	run_stmt(S_RUN_SUCCEEDED, &run->leaves, values, NULL);
+	{
+		Datum		data = get_col(1, &isnull);
+
+		done_with_rows();
+		emit(run, S_EMIT, "workflow.succeeded", NULL, data, false);
+	}
+}
+
+/*
+ * release_dependents
+ *		A step succeeded: count it done for each dependent, and make those
+ *		with no dependency left ready; then finish the run if nothing is
+ *		open (_step_done()).
+ */
+static void
+release_dependents(EngineRun *run, StepDef *def)
+{
+	Datum	   *names;
+	bool	   *name_nulls;
+	int			n;
+	bool		made_ready = false;
+	bool		handed_over = false;
+
+	deconstruct_array(DatumGetArrayTypeP(def->dependents), TEXTOID, -1, false, TYPALIGN_INT,
+					  &names, &name_nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *next = TextDatumGetCString(names[i]);
+		StepDef    *next_def = engine_step_def(run->name, run->version, next);
+		Datum		values[2] = {run->id, names[i]};
+		bool		isnull;
+		int32		open;
+
+		if (run_stmt(next_def->plain_when_ready ? S_RELEASE_SQL_DEPENDENT : S_RELEASE_DEPENDENT,
+					 &run->leaves, values, NULL) != 1)
+		{
+			done_with_rows();
+			continue;
+		}
+		open = DatumGetInt32(get_col(1, &isnull));
+		done_with_rows();
+		if (open != 0)
+			continue;
+
+		if (next_def->plain_when_ready)
+		{
+			/* made ready by the update: queue it */
+			Datum		q[3] = {run->id, names[i], Int32GetDatum(run->priority)};
+
+			run_stmt(S_ENQUEUE, NULL, q, NULL);
+			orchestrator_wake_dispatchers_at_commit();
+			made_ready = true;
+		}
+		else
+		{
+			/* a condition, a template or another kind: _step_ready() */
+			run_stmt(S_SLOW_STEP_READY, NULL, values, NULL);
+			done_with_rows();
+			handed_over = true;
+		}
+	}
+
+	/* a step made ready here keeps the run open */
+	if (made_ready && !handed_over)
+		return;
+	finish_if_done(run, handed_over, def->has_result_template);
+}
+
+/*
+ * engine_begin
+ *		Start a unit of work (a dispatcher batch, a call of the API): a
+ *		memory context for definitions read once, and the search_path the
+ *		statements are prepared under (their names are qualified; nothing
+ *		else may resolve them).
+ */
+void
+engine_begin(void)
+{
+	bool		isnull;
+
+	engine_nestlevel = -1;
+	if (strcmp(namespace_search_path, "pg_catalog, pg_temp") != 0)
+	{
+		engine_nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	}
+	engine_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator engine",
+										   ALLOCSET_DEFAULT_SIZES);
+	step_defs = NIL;
+
+	/* webhook outbox rows go with events only while subscriptions exist */
+	run_stmt(S_WEBHOOKS_EXIST, NULL, NULL, NULL);
+	webhooks_exist = DatumGetBool(get_col(1, &isnull));
+	done_with_rows();
+}
+
+/*
+ * engine_end
+ *		End the unit of work.  (After an error the transaction's abort
+ *		releases the context and the setting.)
+ */
+void
+engine_end(void)
+{
+	MemoryContextDelete(engine_context);
+	engine_context = NULL;
+	step_defs = NIL;
+	if (engine_nestlevel >= 0)
+		AtEOXact_GUC(true, engine_nestlevel);
+	engine_nestlevel = -1;
+}
+
+/*
+ * engine_claim
+ *		Lock up to max_items due rows of a queue, in index order, skipping
+ *		locked ones (as _claim(), whose run locks follow per row with
+ *		engine_lock_run()).  Returns how many, in *claimed (in the current
+ *		memory context).
+ */
+uint64
+engine_claim(const char *queue, int max_items, EngineClaim **claimed)
+{
+	Datum		values[2] = {CStringGetTextDatum(queue), Int32GetDatum(max_items)};
+	uint64		n = run_stmt(S_CLAIM, NULL, values, NULL);
+	bool		isnull;
+
+	*claimed = palloc0(sizeof(EngineClaim) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		EngineClaim *c = &(*claimed)[i];
+
+		memcpy(&c->run_id, DatumGetUUIDP(SPI_getbinval(tuple, desc, 1, &isnull)), sizeof(pg_uuid_t));
+		c->step = TextDatumGetCString(SPI_getbinval(tuple, desc, 2, &isnull));
+		c->leased = DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull));
+		c->worker = SPI_getvalue(tuple, desc, 4);
+	}
+	done_with_rows();
+	return n;
+}
+
+/*
+ * engine_lock_run
+ *		Lock a run (skip_locked: false at once when another transaction
+ *		holds it) and read it, with the attempts so far of one of its steps.
+ *		False when it is locked or does not exist (a run removed by
+ *		retention has no partition any more either).
+ */
+bool
+engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run)
+{
+	Datum		values[2];
+	bool		isnull;
+	Datum		deadline;
+
+	run->id = run_id;
+	if (!orchestrator_run_leaves(run_id, &run->leaves, true))
+		return false;
+	values[0] = run_id;
+	values[1] = CStringGetTextDatum(step);
+	if (run_stmt(skip_locked ? S_LOCK_RUN : S_LOCK_RUN_WAIT, &run->leaves, values, NULL) != 1)
+	{
+		done_with_rows();
+		return false;
+	}
+	run->status = get_text(1);
+	run->owner = DatumGetCString(DirectFunctionCall1(nameout, get_col(2, &isnull)));
+	run->name = get_text(3);
+	run->version = DatumGetInt32(get_col(4, &isnull));
+	run->priority = DatumGetInt32(get_col(5, &isnull));
+	deadline = get_col(6, &isnull);
+	run->has_deadline = !isnull;
+	run->deadline = isnull ? 0 : DatumGetTimestampTz(deadline);
+	run->attempt = DatumGetInt32(get_col(7, &isnull));
+	done_with_rows();
+	return true;
+}
+
+/* Is the run still going (pending or running)? */
+bool
+engine_run_active(EngineRun *run)
+{
+	return strcmp(run->status, "pending") == 0 || strcmp(run->status, "running") == 0;
+}
+
+/*
+ * engine_run_started
+ *		A pending run starts with its first step (_step_started()).
+ */
+void
+engine_run_started(EngineRun *run)
+{
+	Datum		values[1] = {run->id};
+
+	if (strcmp(run->status, "pending") != 0)
+		return;
+	if (run_stmt(S_RUN_STARTED, &run->leaves, values, NULL) == 1)
+		emit(run, S_EMIT, "workflow.started", NULL, (Datum) 0, true);
+	run->status = "running";
+}
+
+/*
+ * engine_step_started_event
+ *		The step.started event of an attempt.
+ */
+int64
+engine_step_started_event(EngineRun *run, const char *step, int32 attempt, const char *worker)
+{
+	StringInfoData data;
+
+	/* jsonb_strip_nulls(jsonb_build_object('attempt', n, 'worker', worker)) */
+	initStringInfo(&data);
+	appendStringInfo(&data, "{\"attempt\": %d", attempt);
+	if (worker != NULL)
+	{
+		appendStringInfoString(&data, ", \"worker\": ");
+		escape_json(&data, worker);
+	}
+	appendStringInfoChar(&data, '}');
+	return emit(run, S_EMIT, "step.started", step,
+				DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data)), false);
+}
+
+/*
+ * engine_step_claimed
+ *		An external worker claimed a step: the attempt starts, and the queue
+ *		row carries the lease.  Returns the attempt and the step's input.
+ */
+int32
+engine_step_claimed(EngineRun *run, const char *step, const char *worker,
+					Datum lease_token, Datum lease, Datum *input, bool *input_isnull)
+{
+	Datum		values[5];
+	bool		isnull;
+	int32		attempt;
+
+	engine_run_started(run);
+	values[0] = run->id;
+	values[1] = CStringGetTextDatum(step);
+	values[2] = CStringGetTextDatum(worker);
+	if (run_stmt(S_STEP_CLAIMED, &run->leaves, values, NULL) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("step \"%s\" of a claimed queue row does not exist", step)));
+	attempt = DatumGetInt32(get_col(1, &isnull));
+	*input = get_col(2, input_isnull);
+	done_with_rows();
+	engine_step_started_event(run, step, attempt, worker);
+
+	values[2] = lease_token;
+	values[3] = lease;
+	values[4] = CStringGetTextDatum(worker);
+	run_stmt(S_LEASE, NULL, values, NULL);
+	return attempt;
+}
+
+/*
+ * engine_check_lease
+ *		Is the lease token still the one of the step's queue row, and
+ *		unexpired (_check_lease(); the run is locked and active)?  Locks
+ *		the queue row.
+ */
+bool
+engine_check_lease(EngineRun *run, const char *step, Datum lease_token)
+{
+	Datum		values[3] = {run->id, CStringGetTextDatum(step), lease_token};
+	bool		found = run_stmt(S_CHECK_LEASE, NULL, values, NULL) == 1;
+
+	done_with_rows();
+	return found;
+}
+
+/*
+ * engine_record_success
+ *		A step succeeded (_step_succeeded() up to _step_done()): its queue row
+ *		goes, its result is recorded, its cost added, step.succeeded
+ *		appended.  For a sql step run in this transaction, sql_started_at is
+ *		when it started (its row goes from ready to succeeded in one update).
+ *		Returns the event's sequence number.
+ */
+int64
+engine_record_success(EngineRun *run, StepDef *def, const char *step,
+					  Datum result, bool result_isnull, const TimestampTz *sql_started_at)
+{
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	values[0] = run->id;
+	values[1] = CStringGetTextDatum(step);
+	run_stmt(S_DEQUEUE, NULL, values, NULL);
+	if (sql_started_at != NULL)
+	{
+		values[2] = TimestampTzGetDatum(*sql_started_at);
+		values[3] = result;
+		nulls[3] = result_isnull ? 'n' : ' ';
+		values[4] = def->args_json;
+		run_stmt(S_STEP_SUCCEEDED, &run->leaves, values, nulls);
+	}
+	else
+	{
+		values[2] = result;
+		nulls[2] = result_isnull ? 'n' : ' ';
+		run_stmt(S_STEP_SUCCEEDED_EXTERNAL, &run->leaves, values, nulls);
+	}
+	if (!result_isnull && has_numeric_cost(result))
+	{
+		Datum		k[2] = {run->id, result};
+
+		run_stmt(S_ADD_COST, &run->leaves, k, NULL);
+	}
+	return emit(run, S_EMIT_RESULT, "step.succeeded", step, result, result_isnull);
+}
+
+/*
+ * engine_step_done
+ *		After engine_record_success(): release the dependents and finish the
+ *		run when nothing is left (_step_done()).  "fresh": the run is as it
+ *		was locked; otherwise (or for a compensation, or a run that is no
+ *		longer active) _step_done() reads everything again and decides.
+ */
+void
+engine_step_done(EngineRun *run, StepDef *def, const char *step, bool fresh)
+{
+	if (!fresh || def->compensates || !engine_run_active(run))
+	{
+		Datum		values[4] = {run->id, CStringGetTextDatum(step),
+		CStringGetTextDatum(run->name), Int32GetDatum(run->version)};
+
+		run_stmt(S_SLOW_STEP_DONE, NULL, values, NULL);
+		done_with_rows();
+		return;
+	}
+	release_dependents(run, def);
+}
+
+/* The whole of a sql step by the PL/pgSQL engine (_exec_sql_step()). */
+void
+engine_slow_exec_sql_step(EngineRun *run, const char *step)
+{
+	Datum		values[2] = {run->id, CStringGetTextDatum(step)};
+
+	run_stmt(S_SLOW_EXEC, NULL, values, NULL);
+	done_with_rows();
+}
+
+/* A claimed row whose lease expired: a lost attempt (_lease_expired()). */
+void
+engine_lease_expired(EngineRun *run, EngineClaim *claim)
+{
+	Datum		values[3] = {run->id, CStringGetTextDatum(claim->step),
+	claim->worker ? CStringGetTextDatum(claim->worker) : (Datum) 0};
+	char		nulls[3] = {' ', ' ', claim->worker ? ' ' : 'n'};
+
+	run_stmt(S_SLOW_LEASE_EXPIRED, NULL, values, nulls);
+	done_with_rows();
+}
+
+/*
+ * engine_sql_attempt_failed
+ *		The statement of a sql step failed: the step is marked running (it
+ *		was ready until now) and _attempt_failed() retries or fails it.
+ *		Syntax and privilege errors (class 42) and unsupported features
+ *		(0A) will not go away by themselves: no retry.
+ */
+void
+engine_sql_attempt_failed(EngineRun *run, const char *step, TimestampTz started_at, ErrorData *error)
+{
+	Datum		r[3] = {run->id, CStringGetTextDatum(step), TimestampTzGetDatum(started_at)};
+	Datum		f[6];
+
+	run_stmt(S_STEP_RUNNING, &run->leaves, r, NULL);
+	f[0] = run->id;
+	f[1] = r[1];
+	f[2] = CStringGetTextDatum(error->message ? error->message : "");
+	f[3] = CStringGetTextDatum(unpack_sql_state(error->sqlerrcode));
+	f[4] = CStringGetTextDatum(error->detail ? error->detail : "");
+	f[5] = CStringGetTextDatum(error->hint ? error->hint : "");
+	run_stmt(S_SLOW_ATTEMPT_FAILED, NULL, f, NULL);
+	done_with_rows();
+}
