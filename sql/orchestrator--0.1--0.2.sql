@@ -7,3 +7,54 @@
 -- constraint of the partitioned parent drops it from every partition.)
 ALTER TABLE orchestrator.workflow_runs DROP CONSTRAINT workflow_runs_status_check;
 ALTER TABLE orchestrator.workflow_steps DROP CONSTRAINT workflow_steps_status_check;
+
+-- External claims and completions go through the C engine (external.c).
+CREATE FUNCTION orchestrator._claim_external(queue text, worker text, max_steps integer, lease interval)
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz)
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'orchestrator_claim_external';
+REVOKE ALL ON FUNCTION orchestrator._claim_external(text, text, integer, interval) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
+										 lease interval DEFAULT NULL)
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	PERFORM orchestrator._check_queue_name(queue);
+	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'worker must be a name of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Name the worker so that its leases can be traced, for example host:pid.';
+	END IF;
+	IF max_steps IS NULL OR max_steps NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'max_steps must be from 1 to 1000' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(max_steps::text, 'NULL'));
+	END IF;
+	-- No lease given: orchestrator.default_lease (5 minutes unless set).
+	lease := coalesce(lease, current_setting('orchestrator.default_lease')::interval);
+	IF lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(lease::text, 'NULL')),
+			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
+	END IF;
+
+	-- The claim itself is in C (external.c, as _claim() and
+	-- _step_started() would do it): a step of a run that another
+	-- transaction holds is left for the next claim.
+	RETURN QUERY SELECT * FROM orchestrator._claim_external(claim_steps.queue, claim_steps.worker, max_steps, lease);
+END
+$$;
+
+-- In C (external.c): _check_lease() and _step_succeeded() on the run's
+-- partitions.
+CREATE OR REPLACE FUNCTION orchestrator.complete_step(run_id uuid, step text, lease_token uuid, result jsonb)
+RETURNS boolean
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'orchestrator_complete_step';

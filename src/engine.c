@@ -22,6 +22,8 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
@@ -32,7 +34,9 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -61,7 +65,7 @@ typedef enum Stmt
 	S_STEP_SUCCEEDED,
 	S_ADD_COST,
 	S_RELEASE_DEPENDENT,
-	S_RELEASE_SQL_DEPENDENT,
+	S_RELEASE_READY,
 	S_ENQUEUE,
 	S_RUN_STATUS,
 	S_OPEN_STEPS,
@@ -135,7 +139,12 @@ static const StmtDef stmts[S_COUNT] = {
 		"   current_setting('orchestrator.default_step_timeout')::interval)) * 1000, 2147483647))::integer,"
 		" d.dependents,"
 		" (SELECT f.spec ? 'result' FROM orchestrator.definitions f WHERE f.name = d.name AND f.version = d.version),"
-		" d.kind = 'sql' AND d.condition IS NULL, d.compensates IS NOT NULL"
+		" d.condition IS NULL AND (d.kind = 'sql' OR (d.kind = 'external'"
+		"   AND strpos(d.spec::text, '\"$path\"') = 0)),"
+		" d.compensates IS NOT NULL,"
+		" CASE d.kind WHEN 'sql' THEN '@sql' ELSE d.spec ->> 'queue' END,"
+		" CASE d.kind WHEN 'external' THEN coalesce(d.spec -> 'input', '{}') END,"
+		" d.xmin"
 		" FROM orchestrator.definition_steps d"
 		" WHERE d.name = $1 AND d.version = $2 AND d.step = $3",
 	3, {TEXTOID, INT4OID, TEXTOID}},
@@ -175,22 +184,25 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
 		" RETURNING s.deps_open",
 	2, {UUIDOID, TEXTOID}},
-	/* the same for a plain sql dependent, made ready when it was the last */
-	[S_RELEASE_SQL_DEPENDENT] = {
+	/*
+	 * The same for a dependent made ready here (_step_ready() of a sql step,
+	 * or an external one without templates) when it was the last.
+	 */
+	[S_RELEASE_READY] = {
 		"UPDATE @steps@ s SET deps_open = s.deps_open - 1,"
 		" status = CASE WHEN s.deps_open = 1 THEN 'ready' ELSE s.status END,"
 		" ready_at = CASE WHEN s.deps_open = 1 THEN clock_timestamp() ELSE s.ready_at END,"
-		" input = CASE WHEN s.deps_open = 1 THEN NULL ELSE s.input END"
+		" input = CASE WHEN s.deps_open = 1 THEN $3 ELSE s.input END"
 		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
 		" RETURNING s.deps_open",
-	2, {UUIDOID, TEXTOID}},
+	3, {UUIDOID, TEXTOID, JSONBOID}},
 	[S_ENQUEUE] = {
 		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at)"
-		" VALUES ($1, $2, '@sql', $3, now())"
+		" VALUES ($1, $2, $4, $3, now())"
 		" ON CONFLICT ON CONSTRAINT work_queue_pkey DO UPDATE"
 		" SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,"
 		" lease_token = NULL, lease = NULL, worker = NULL",
-	3, {UUIDOID, TEXTOID, INT4OID}},
+	4, {UUIDOID, TEXTOID, INT4OID, TEXTOID}},
 	[S_RUN_STATUS] = {
 		"SELECT status FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
 	[S_OPEN_STEPS] = {
@@ -232,8 +244,64 @@ static const StmtDef stmts[S_COUNT] = {
 /* A claimed queue row, a locked run, a step's definition: see engine.h. */
 
 static MemoryContext engine_context = NULL;
-static List *step_defs = NIL;
 static bool webhooks_exist;
+
+/* The cache of step definitions: "version/name/step" -> StepDef. */
+#define DEF_KEY_LEN 256
+#define DEF_CACHE_MAX 4096
+
+typedef struct DefCacheEntry
+{
+	char		key[DEF_KEY_LEN];
+	StepDef    *def;
+} DefCacheEntry;
+
+static HTAB *def_cache = NULL;
+static MemoryContext def_cache_context = NULL;
+static Oid	def_cache_table = InvalidOid;
+
+static void
+reset_def_cache(void)
+{
+	HASHCTL		ctl;
+
+	if (def_cache_context != NULL)
+		MemoryContextDelete(def_cache_context);
+	def_cache_context = AllocSetContextCreate(TopMemoryContext, "orchestrator step definitions",
+											  ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = DEF_KEY_LEN;
+	ctl.entrysize = sizeof(DefCacheEntry);
+	ctl.hcxt = def_cache_context;
+	def_cache = hash_create("orchestrator step definitions", 64, &ctl,
+							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+static Datum
+copy_datum(Datum d, bool isnull, int16 typlen)
+{
+	return isnull ? (Datum) 0 : datumCopy(d, false, typlen);
+}
+
+/* A copy of a definition in the cache's memory. */
+static StepDef *
+copy_step_def(StepDef *def)
+{
+	MemoryContext context = MemoryContextSwitchTo(def_cache_context);
+	StepDef    *copy = palloc(sizeof(StepDef));
+
+	*copy = *def;
+	copy->name = pstrdup(def->name);
+	copy->step = pstrdup(def->step);
+	copy->sql = def->sql ? pstrdup(def->sql) : NULL;
+	copy->queue = def->queue ? pstrdup(def->queue) : NULL;
+	copy->args_json = copy_datum(def->args_json, !def->found, -1);
+	copy->args = copy_datum(def->args, def->args_isnull, -1);
+	copy->dependents = copy_datum(def->dependents, !def->found, -1);
+	copy->ready_input = copy_datum(def->ready_input, def->ready_input_isnull, -1);
+	MemoryContextSwitchTo(context);
+	return copy;
+}
 static int	engine_nestlevel = -1;
 
 /*
@@ -354,23 +422,33 @@ emit(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, boo
 
 /*
  * engine_step_def
- *		The definition of a step, from this engine_begin()'s cache or read
- *		now.
+ *		The definition of a step, from the cache or read now.
+ *
+ * Definitions are never updated or deleted, so a definition whose rows
+ * were committed is kept for the life of the process (one whose rows are
+ * not committed yet, in this transaction, might still be rolled back).
+ * The cache is emptied when the table is a new one (the extension was
+ * created again) and when it grows beyond DEF_CACHE_MAX entries.
  */
 StepDef *
 engine_step_def(const char *name, int32 version, const char *step)
 {
-	ListCell   *lc;
 	StepDef    *def;
 	MemoryContext context;
 	Datum		values[3];
 	bool		isnull;
+	char		key[DEF_KEY_LEN];
+	int			keylen;
+	bool		cacheable;
 
-	foreach(lc, step_defs)
+	keylen = snprintf(key, sizeof(key), "%d/%s/%s", version, name, step);
+	cacheable = keylen < DEF_KEY_LEN;
+	if (cacheable)
 	{
-		def = lfirst(lc);
-		if (def->version == version && strcmp(def->step, step) == 0 && strcmp(def->name, name) == 0)
-			return def;
+		DefCacheEntry *entry = hash_search(def_cache, key, HASH_FIND, NULL);
+
+		if (entry != NULL)
+			return entry->def;
 	}
 
 	context = MemoryContextSwitchTo(engine_context);
@@ -383,6 +461,8 @@ engine_step_def(const char *name, int32 version, const char *step)
 	values[2] = CStringGetTextDatum(step);
 	if (run_stmt(S_STEP_DEF, NULL, values, NULL) == 1)
 	{
+		TransactionId xmin;
+
 		def->found = true;
 		def->plain_sql = DatumGetBool(get_col(1, &isnull)) && !isnull;
 		def->sql = get_text(2);
@@ -393,10 +473,25 @@ engine_step_def(const char *name, int32 version, const char *step)
 		def->has_result_template = DatumGetBool(get_col(7, &isnull)) && !isnull;
 		def->plain_when_ready = DatumGetBool(get_col(8, &isnull)) && !isnull;
 		def->compensates = DatumGetBool(get_col(9, &isnull)) && !isnull;
+		def->queue = get_text(10);
+		def->ready_input = get_col(11, &def->ready_input_isnull);
+		xmin = DatumGetTransactionId(get_col(12, &isnull));
+		cacheable &= !TransactionIdIsCurrentTransactionId(xmin) && TransactionIdDidCommit(xmin);
 	}
+	else
+		cacheable = false;
 	done_with_rows();
-	step_defs = lappend(step_defs, def);
 	MemoryContextSwitchTo(context);
+
+	if (cacheable)
+	{
+		DefCacheEntry *entry;
+
+		if (hash_get_num_entries(def_cache) >= DEF_CACHE_MAX)
+			reset_def_cache();
+		entry = hash_search(def_cache, key, HASH_ENTER, NULL);
+		entry->def = copy_step_def(def);
+	}
 	return def;
 }
 
@@ -480,12 +575,13 @@ release_dependents(EngineRun *run, StepDef *def)
 	{
 		char	   *next = TextDatumGetCString(names[i]);
 		StepDef    *next_def = engine_step_def(run->name, run->version, next);
-		Datum		values[2] = {run->id, names[i]};
+		Datum		values[3] = {run->id, names[i], next_def->ready_input};
+		char		nulls[3] = {' ', ' ', next_def->ready_input_isnull ? 'n' : ' '};
 		bool		isnull;
 		int32		open;
 
-		if (run_stmt(next_def->plain_when_ready ? S_RELEASE_SQL_DEPENDENT : S_RELEASE_DEPENDENT,
-					 &run->leaves, values, NULL) != 1)
+		if (run_stmt(next_def->plain_when_ready ? S_RELEASE_READY : S_RELEASE_DEPENDENT,
+					 &run->leaves, values, nulls) != 1)
 		{
 			done_with_rows();
 			continue;
@@ -497,11 +593,15 @@ release_dependents(EngineRun *run, StepDef *def)
 
 		if (next_def->plain_when_ready)
 		{
-			/* made ready by the update: queue it */
-			Datum		q[3] = {run->id, names[i], Int32GetDatum(run->priority)};
+			/* made ready by the update: queue it (_enqueue()) */
+			Datum		q[4] = {run->id, names[i], Int32GetDatum(run->priority),
+			CStringGetTextDatum(next_def->queue)};
 
 			run_stmt(S_ENQUEUE, NULL, q, NULL);
-			orchestrator_wake_dispatchers_at_commit();
+			if (next_def->queue[0] == '@')
+				orchestrator_wake_dispatchers_at_commit();
+			else
+				Async_Notify("orchestrator_queue", next_def->queue);
 			made_ready = true;
 		}
 		else
@@ -540,7 +640,14 @@ engine_begin(void)
 	}
 	engine_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator engine",
 										   ALLOCSET_DEFAULT_SIZES);
-	step_defs = NIL;
+
+	/* a new definitions table: the extension was created again */
+	if (def_cache == NULL || def_cache_table != get_relname_relid("definition_steps",
+																  get_namespace_oid("orchestrator", false)))
+	{
+		reset_def_cache();
+		def_cache_table = get_relname_relid("definition_steps", get_namespace_oid("orchestrator", false));
+	}
 
 	/* webhook outbox rows go with events only while subscriptions exist */
 	run_stmt(S_WEBHOOKS_EXIST, NULL, NULL, NULL);
@@ -558,7 +665,6 @@ engine_end(void)
 {
 	MemoryContextDelete(engine_context);
 	engine_context = NULL;
-	step_defs = NIL;
 	if (engine_nestlevel >= 0)
 		AtEOXact_GUC(true, engine_nestlevel);
 	engine_nestlevel = -1;

@@ -41,8 +41,8 @@ typedef struct EngineRun
 } EngineRun;
 
 /*
- * What the transitions need of a step's definition.  Definitions never
- * change once written; they are read once per engine_begin().
+ * What the transitions need of a step's definition (cached: see
+ * engine_step_def()).
  */
 typedef struct StepDef
 {
@@ -59,7 +59,11 @@ typedef struct StepDef
 	int32		timeout_ms;
 	Datum		dependents;		/* text[] */
 	bool		has_result_template;	/* of its workflow */
-	bool		plain_when_ready;	/* sql, no condition: made ready here */
+	bool		plain_when_ready;	/* made ready here: sql, or external
+									 * without templates; no condition */
+	char	   *queue;			/* the queue it goes to when ready */
+	Datum		ready_input;	/* its input when ready (external) */
+	bool		ready_input_isnull;
 } StepDef;
 
 extern void engine_begin(void);

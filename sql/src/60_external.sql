@@ -25,6 +25,12 @@ AS $$
 		jsonb_build_object('message', 'lease expired', 'worker', worker), true)
 $$;
 
+CREATE FUNCTION orchestrator._claim_external(queue text, worker text, max_steps integer, lease interval)
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz)
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'orchestrator_claim_external';
+
 CREATE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
 										 lease interval DEFAULT NULL)
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
@@ -34,11 +40,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
-DECLARE
-	q     record;
-	r     orchestrator.workflow_runs;
-	n     integer;
-	token uuid;
 BEGIN
 	PERFORM orchestrator._check_queue_name(queue);
 	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
@@ -57,25 +58,10 @@ BEGIN
 			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
 	END IF;
 
-	-- A step of a run that another transaction holds is left for the next
-	-- claim (see _claim).
-	FOR q IN SELECT * FROM orchestrator._claim(claim_steps.queue, max_steps) LOOP
-		token := gen_random_uuid();
-		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
-		n := orchestrator._step_started(r, q.step, worker);
-		UPDATE orchestrator.work_queue w
-			SET lease_token = token, lease = claim_steps.lease, worker = claim_steps.worker,
-				available_at = now() + claim_steps.lease
-			WHERE w.run_id = q.run_id AND w.step = q.step;
-		run_id := q.run_id;
-		step := q.step;
-		attempt := n;
-		lease_token := token;
-		SELECT s.input INTO input FROM orchestrator.workflow_steps s WHERE s.run_id = q.run_id AND s.step = q.step;
-		workflow := r.name;
-		deadline := least(now() + lease, r.deadline);
-		RETURN NEXT;
-	END LOOP;
+	-- The claim itself is in C (external.c, as _claim() and
+	-- _step_started() would do it): a step of a run that another
+	-- transaction holds is left for the next claim.
+	RETURN QUERY SELECT * FROM orchestrator._claim_external(claim_steps.queue, claim_steps.worker, max_steps, lease);
 END
 $$;
 COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
@@ -127,21 +113,14 @@ $$;
 COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid) IS
 'extend a claimed step''s lease by its length; false when the lease is lost or the run has finished: stop working';
 
+-- In C (external.c): _check_lease() and _step_succeeded() on the run's
+-- partitions.
 CREATE FUNCTION orchestrator.complete_step(run_id uuid, step text, lease_token uuid, result jsonb)
 RETURNS boolean
-LANGUAGE plpgsql
+LANGUAGE C
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-BEGIN
-	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
-		RETURN false;
-	END IF;
-	PERFORM orchestrator._step_succeeded(run_id, step, coalesce(result, 'null'));
-	RETURN true;
-END
-$$;
+AS 'MODULE_PATHNAME', 'orchestrator_complete_step';
 COMMENT ON FUNCTION orchestrator.complete_step(uuid, text, uuid, jsonb) IS
 'record the result of a claimed step; false (and nothing changed) when the lease is stale';
 

@@ -66,6 +66,29 @@ SELECT step, status, input FROM orchestrator.run_steps WHERE run_id = :'r' ORDER
 SELECT queue FROM orchestrator.work_queue WHERE run_id = :'r';
 SELECT orchestrator.cancel_workflow(:'r');
 
+-- An external dependent without templates is made ready here, with its
+-- input, and announced on orchestrator_queue; completing it through the
+-- API finishes the run.
+SELECT orchestrator.define_workflow('fast_then_static_external', $$
+{"steps": [
+  {"name": "a", "kind": "sql", "sql": "SELECT 7 AS seven"},
+  {"name": "b", "kind": "external", "queue": "fast_q2", "depends_on": ["a"], "input": {"k": [1, 2]}},
+  {"name": "c", "kind": "external", "queue": "fast_q2", "depends_on": ["b"]}
+]}
+$$);
+SELECT orchestrator.start_workflow('fast_then_static_external') AS r \gset
+SELECT wait_for_step(:'r', 'b');
+SELECT step, status, input FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+SELECT step, attempt, input, workflow FROM orchestrator.claim_steps('fast_q2', 'w1', 5) \gset claimed_
+SELECT :'claimed_step' AS step, :'claimed_attempt' AS attempt, :'claimed_input' AS input;
+SELECT orchestrator.complete_step(:'r', 'b', lease_token, '{"done": "b"}')
+FROM orchestrator.work_queue WHERE run_id = :'r' AND step = 'b';
+SELECT step, status, input FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+SELECT c.step, orchestrator.complete_step(c.run_id, c.step, c.lease_token, NULL)
+FROM orchestrator.claim_steps('fast_q2', 'w1', 5) c;
+SELECT status, result FROM orchestrator.runs WHERE id = :'r';
+SELECT type, step, data FROM orchestrator.events(:'r') ORDER BY seq;
+
 -- A result template is rendered by _run_finish().
 SELECT orchestrator.define_workflow('fast_result', $$
 {"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 5 AS five"}],
