@@ -58,3 +58,34 @@ LANGUAGE C
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'orchestrator_complete_step';
+
+-- Find the queue row a lease token refers to, locking the run first.  Returns
+-- false when the token is stale.
+CREATE OR REPLACE FUNCTION orchestrator._check_lease(run_id uuid, step text, lease_token uuid)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	r     orchestrator.workflow_runs;
+	valid boolean;
+BEGIN
+	IF run_id IS NULL OR step IS NULL OR lease_token IS NULL THEN
+		RAISE EXCEPTION 'run_id, step and lease_token must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Pass the values claim_steps() returned.';
+	END IF;
+	-- The lease token is the capability: the worker need not own the run.
+	-- A run that no longer exists (retention removed it) is a stale lease.
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _check_lease.run_id FOR UPDATE;
+	IF NOT FOUND OR NOT orchestrator._is_active(r.status) THEN
+		RETURN false;
+	END IF;
+	-- By key alone: with the lease conditions in the WHERE clause the generic
+	-- plan used the partial index of leased rows and read every live lease.
+	SELECT w.lease_token = _check_lease.lease_token AND w.available_at > now() INTO valid
+		FROM orchestrator.work_queue w
+		WHERE w.run_id = _check_lease.run_id AND w.step = _check_lease.step
+		FOR UPDATE;
+	RETURN coalesce(valid, false);
+END
+$$;
+

@@ -52,7 +52,7 @@ typedef enum Stmt
 	S_WEBHOOKS_EXIST,
 	S_LOCK_RUN,
 	S_LOCK_RUN_WAIT,
-	S_CHECK_LEASE,
+	S_TAKE_LEASED,
 	S_STEP_CLAIMED,
 	S_LEASE,
 	S_STEP_SUCCEEDED_EXTERNAL,
@@ -110,10 +110,14 @@ static const StmtDef stmts[S_COUNT] = {
 		" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2)"
 		" FROM @runs@ WHERE id = $1 FOR UPDATE",
 	2, {UUIDOID, TEXTOID}},
-	/* as _check_lease() */
-	[S_CHECK_LEASE] = {
-		"SELECT 1 FROM orchestrator.work_queue"
-		" WHERE run_id = $1 AND step = $2 AND lease_token = $3 AND available_at > now() FOR UPDATE",
+	/*
+	 * _check_lease() and the dequeue of _step_succeeded() in one: the row
+	 * is found by its key (a generic plan on the partial index of leased
+	 * rows would scan every live lease).
+	 */
+	[S_TAKE_LEASED] = {
+		"DELETE FROM orchestrator.work_queue"
+		" WHERE run_id = $1 AND step = $2 AND lease_token = $3 AND available_at > now()",
 	3, {UUIDOID, TEXTOID, UUIDOID}},
 	/* _step_started() for an external worker */
 	[S_STEP_CLAIMED] = {
@@ -210,12 +214,15 @@ static const StmtDef stmts[S_COUNT] = {
 	1, {UUIDOID}},
 	[S_DELETE_RUN_QUEUE] = {
 		"DELETE FROM orchestrator.work_queue WHERE run_id = $1", 1, {UUIDOID}},
+	/* the run succeeds when no step is open any more */
 	[S_RUN_SUCCEEDED] = {
 		"UPDATE @runs@ w SET status = 'succeeded',"
 		" result = (SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') FROM @steps@ x"
 		"   WHERE x.run_id = $1 AND x.status = 'succeeded'),"
 		" error = NULL, finished_at = clock_timestamp()"
-		" WHERE w.id = $1 RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result))",
+		" WHERE w.id = $1 AND NOT EXISTS (SELECT 1 FROM @steps@ s"
+		"   WHERE s.run_id = $1 AND s.status IN ('waiting', 'ready', 'running'))"
+		" RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result))",
 	1, {UUIDOID}},
 	[S_SLOW_EXEC] = {
 		"SELECT orchestrator._exec_sql_step($1, $2)", 2, {UUIDOID, TEXTOID}},
@@ -530,26 +537,31 @@ finish_if_done(EngineRun *run, bool reread_status, bool has_result_template)
 	if (strcmp(status, "pending") != 0 && strcmp(status, "running") != 0)
 		return;
 
-	run_stmt(S_OPEN_STEPS, &run->leaves, values, NULL);
-	open = DatumGetBool(get_col(1, &isnull));
-	done_with_rows();
-	if (open)
-		return;
-
 	if (has_result_template)
 	{
-		run_stmt(S_SLOW_RUN_FINISH, NULL, values, NULL);
+		run_stmt(S_OPEN_STEPS, &run->leaves, values, NULL);
+		open = DatumGetBool(get_col(1, &isnull));
 		done_with_rows();
+		if (!open)
+		{
+			run_stmt(S_SLOW_RUN_FINISH, NULL, values, NULL);
+			done_with_rows();
+		}
 		return;
 	}
-	if (run->has_deadline)
-		run_stmt(S_DELETE_RUN_QUEUE, NULL, values, NULL);
 
-	run_stmt(S_RUN_SUCCEEDED, &run->leaves, values, NULL);
+	if (run_stmt(S_RUN_SUCCEEDED, &run->leaves, values, NULL) == 0)
+	{
+		done_with_rows();
+		return;					/* a step is still open */
+	}
 	{
 		Datum		data = get_col(1, &isnull);
 
 		done_with_rows();
+		/* a run succeeds only when no step is open: a deadline is left */
+		if (run->has_deadline)
+			run_stmt(S_DELETE_RUN_QUEUE, NULL, values, NULL);
 		emit(run, S_EMIT, "workflow.succeeded", NULL, data, false);
 	}
 }
@@ -816,39 +828,40 @@ engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 }
 
 /*
- * engine_check_lease
+ * engine_take_leased
  *		Is the lease token still the one of the step's queue row, and
- *		unexpired (_check_lease(); the run is locked and active)?  Locks
- *		the queue row.
+ *		unexpired (_check_lease(); the run is locked and active)?  Then the
+ *		row is deleted (the first thing engine_record_success() does).
  */
 bool
-engine_check_lease(EngineRun *run, const char *step, Datum lease_token)
+engine_take_leased(EngineRun *run, const char *step, Datum lease_token)
 {
 	Datum		values[3] = {run->id, CStringGetTextDatum(step), lease_token};
-	bool		found = run_stmt(S_CHECK_LEASE, NULL, values, NULL) == 1;
 
-	done_with_rows();
-	return found;
+	return run_stmt(S_TAKE_LEASED, NULL, values, NULL) == 1;
 }
 
 /*
  * engine_record_success
  *		A step succeeded (_step_succeeded() up to _step_done()): its queue row
- *		goes, its result is recorded, its cost added, step.succeeded
- *		appended.  For a sql step run in this transaction, sql_started_at is
- *		when it started (its row goes from ready to succeeded in one update).
- *		Returns the event's sequence number.
+ *		goes (dequeue false: engine_take_leased() took it), its result is
+ *		recorded, its cost added, step.succeeded appended.  For a sql step
+ *		run in this transaction, sql_started_at is when it started (its row
+ *		goes from ready to succeeded in one update).  Returns the event's
+ *		sequence number.
  */
 int64
 engine_record_success(EngineRun *run, StepDef *def, const char *step,
-					  Datum result, bool result_isnull, const TimestampTz *sql_started_at)
+					  Datum result, bool result_isnull, const TimestampTz *sql_started_at,
+					  bool dequeue)
 {
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(step);
-	run_stmt(S_DEQUEUE, NULL, values, NULL);
+	if (dequeue)
+		run_stmt(S_DEQUEUE, NULL, values, NULL);
 	if (sql_started_at != NULL)
 	{
 		values[2] = TimestampTzGetDatum(*sql_started_at);

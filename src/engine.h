@@ -79,10 +79,10 @@ extern int64 engine_step_started_event(EngineRun *run, const char *step, int32 a
 									   const char *worker);
 extern int32 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 								 Datum lease_token, Datum lease, Datum *input, bool *input_isnull);
-extern bool engine_check_lease(EngineRun *run, const char *step, Datum lease_token);
+extern bool engine_take_leased(EngineRun *run, const char *step, Datum lease_token);
 extern int64 engine_record_success(EngineRun *run, StepDef *def, const char *step,
 								   Datum result, bool result_isnull,
-								   const TimestampTz *sql_started_at);
+								   const TimestampTz *sql_started_at, bool dequeue);
 extern void engine_step_done(EngineRun *run, StepDef *def, const char *step, bool fresh);
 
 /* hand-overs to the PL/pgSQL engine */

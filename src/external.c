@@ -140,12 +140,12 @@ orchestrator_complete_step(PG_FUNCTION_ARGS)
 	 */
 	ok = engine_lock_run(run_id, step, false, &run) &&
 		(engine_run_active(&run) || strcmp(run.status, "compensating") == 0) &&
-		engine_check_lease(&run, step, token);
+		engine_take_leased(&run, step, token);
 	if (ok)
 	{
 		StepDef    *def = engine_step_def(run.name, run.version, step);
 
-		engine_record_success(&run, def, step, result, false, NULL);
+		engine_record_success(&run, def, step, result, false, NULL, false);
 		engine_step_done(&run, def, step, true);
 	}
 

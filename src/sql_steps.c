@@ -115,7 +115,7 @@ run_one(EngineClaim *claim, EngineRun *run)
 		return;
 	}
 
-	seq = engine_record_success(run, def, claim->step, result, result_isnull, &started_at);
+	seq = engine_record_success(run, def, claim->step, result, result_isnull, &started_at, true);
 
 	/*
 	 * Events between the step's start and its result were appended by the

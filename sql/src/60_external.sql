@@ -74,7 +74,8 @@ RETURNS boolean
 LANGUAGE plpgsql
 AS $$
 DECLARE
-	r orchestrator.workflow_runs;
+	r     orchestrator.workflow_runs;
+	valid boolean;
 BEGIN
 	IF run_id IS NULL OR step IS NULL OR lease_token IS NULL THEN
 		RAISE EXCEPTION 'run_id, step and lease_token must not be null' USING ERRCODE = 'null_value_not_allowed',
@@ -86,11 +87,13 @@ BEGIN
 	IF NOT FOUND OR NOT orchestrator._is_active(r.status) THEN
 		RETURN false;
 	END IF;
-	PERFORM 1 FROM orchestrator.work_queue w
+	-- By key alone: with the lease conditions in the WHERE clause the generic
+	-- plan used the partial index of leased rows and read every live lease.
+	SELECT w.lease_token = _check_lease.lease_token AND w.available_at > now() INTO valid
+		FROM orchestrator.work_queue w
 		WHERE w.run_id = _check_lease.run_id AND w.step = _check_lease.step
-		  AND w.lease_token = _check_lease.lease_token AND w.available_at > now()
 		FOR UPDATE;
-	RETURN FOUND;
+	RETURN coalesce(valid, false);
 END
 $$;
 
