@@ -89,3 +89,17 @@ BEGIN
 END
 $$;
 
+
+-- Several completions in one call (C, external.c): complete_step() for each
+-- position of the arrays, runs locked in the order of their ids (so that
+-- workers completing steps of the same runs cannot deadlock).
+CREATE FUNCTION orchestrator.complete_steps(run_ids uuid[], steps text[], lease_tokens uuid[], results jsonb[])
+RETURNS TABLE (run_id uuid, step text, completed boolean)
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'orchestrator_complete_steps';
+COMMENT ON FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]) IS
+'complete_step() for each position of the arrays, in one call; completed is false where the lease was stale';
+REVOKE ALL ON FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]) TO orchestrator_user;

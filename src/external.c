@@ -4,17 +4,19 @@
  *	  External workers' claims and completions, through engine.c.
  *
  * claim_steps() validates its arguments in PL/pgSQL and claims through
- * _claim_external(); complete_step() is this file's function itself.  Both
- * do what their PL/pgSQL versions did (60_external.sql), with statements on
- * the run's partitions.
+ * _claim_external(); complete_step() and complete_steps() are this file's
+ * functions themselves.  They do what the PL/pgSQL versions of 0.1 did, with
+ * statements on the run's partitions.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
@@ -26,6 +28,7 @@
 
 PG_FUNCTION_INFO_V1(orchestrator_claim_external);
 PG_FUNCTION_INFO_V1(orchestrator_complete_step);
+PG_FUNCTION_INFO_V1(orchestrator_complete_steps);
 
 /* A fresh version 4 UUID: the lease token (as gen_random_uuid()). */
 static Datum
@@ -105,6 +108,32 @@ orchestrator_claim_external(PG_FUNCTION_ARGS)
 }
 
 /*
+ * complete_one
+ *		Complete one claimed step (inside engine_begin()); false when the
+ *		lease is stale.
+ */
+static bool
+complete_one(Datum run_id, const char *step, Datum token, Datum result)
+{
+	EngineRun	run;
+	StepDef    *def;
+
+	/*
+	 * The lease token is the capability: the worker need not own the run.
+	 * The run is locked first, then its queue row, as everywhere.
+	 */
+	if (!engine_lock_run(run_id, step, false, &run) ||
+		!(engine_run_active(&run) || strcmp(run.status, "compensating") == 0) ||
+		!engine_take_leased(&run, step, token))
+		return false;
+
+	def = engine_step_def(run.name, run.version, step);
+	engine_record_success(&run, def, step, result, false, NULL, false);
+	engine_step_done(&run, def, step, true);
+	return true;
+}
+
+/*
  * orchestrator_complete_step
  *		complete_step(run_id, step, lease_token, result): record the result
  *		of a claimed step; false (and nothing changed) when the lease is
@@ -117,7 +146,6 @@ orchestrator_complete_step(PG_FUNCTION_ARGS)
 	char	   *step;
 	Datum		token;
 	Datum		result;
-	EngineRun	run;
 	bool		ok;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
@@ -133,24 +161,125 @@ orchestrator_complete_step(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	engine_begin();
-
-	/*
-	 * The lease token is the capability: the worker need not own the run.
-	 * The run is locked first, then its queue row, as everywhere.
-	 */
-	ok = engine_lock_run(run_id, step, false, &run) &&
-		(engine_run_active(&run) || strcmp(run.status, "compensating") == 0) &&
-		engine_take_leased(&run, step, token);
-	if (ok)
-	{
-		StepDef    *def = engine_step_def(run.name, run.version, step);
-
-		engine_record_success(&run, def, step, result, false, NULL, false);
-		engine_step_done(&run, def, step, true);
-	}
-
+	ok = complete_one(run_id, step, token, result);
 	engine_end();
 	SPI_finish();
 
 	PG_RETURN_BOOL(ok);
+}
+
+/* One item of complete_steps(). */
+typedef struct Completion
+{
+	Datum		run_id;
+	char	   *step;
+	Datum		token;
+	Datum		result;
+	int			position;
+} Completion;
+
+static int
+completion_cmp(const void *a, const void *b)
+{
+	const Completion *x = a;
+	const Completion *y = b;
+	int			c = memcmp(DatumGetUUIDP(x->run_id)->data, DatumGetUUIDP(y->run_id)->data, UUID_LEN);
+
+	return c != 0 ? c : x->position - y->position;
+}
+
+/* The elements of a one-dimensional array argument without NULLs. */
+static void
+array_arg(ArrayType *arr, Oid type, int16 typlen, bool typbyval, char typalign,
+		  const char *name, bool nulls_allowed, Datum **elems, bool **elem_nulls, int *n)
+{
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", name)));
+	deconstruct_array(arr, type, typlen, typbyval, typalign, elems, elem_nulls, n);
+	if (!nulls_allowed)
+		for (int i = 0; i < *n; i++)
+			if ((*elem_nulls)[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("%s must not contain nulls", name),
+						 errhint("Pass the values claim_steps() returned.")));
+}
+
+/*
+ * orchestrator_complete_steps
+ *		complete_steps(run_ids, steps, lease_tokens, results): complete_step()
+ *		for each position of the arrays, in one call; returns (run_id, step,
+ *		completed) for each.  Runs are locked in the order of their ids, so
+ *		two workers completing steps of the same runs cannot deadlock.
+ */
+Datum
+orchestrator_complete_steps(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *ids,
+			   *steps,
+			   *tokens,
+			   *results;
+	bool	   *id_nulls,
+			   *step_nulls,
+			   *token_nulls,
+			   *result_nulls;
+	int			n_ids,
+				n_steps,
+				n_tokens,
+				n_results;
+	Completion *items;
+	Datum		json_null;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("run_ids, steps, lease_tokens and results must not be null"),
+				 errhint("Pass arrays of the values claim_steps() returned, and of the results (a NULL element is the JSON null).")));
+	array_arg(PG_GETARG_ARRAYTYPE_P(0), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+			  "run_ids", false, &ids, &id_nulls, &n_ids);
+	array_arg(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT,
+			  "steps", false, &steps, &step_nulls, &n_steps);
+	array_arg(PG_GETARG_ARRAYTYPE_P(2), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+			  "lease_tokens", false, &tokens, &token_nulls, &n_tokens);
+	array_arg(PG_GETARG_ARRAYTYPE_P(3), JSONBOID, -1, false, TYPALIGN_INT,
+			  "results", true, &results, &result_nulls, &n_results);
+	if (n_steps != n_ids || n_tokens != n_ids || n_results != n_ids)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("run_ids, steps, lease_tokens and results must have the same length"),
+				 errdetail("They have %d, %d, %d and %d elements.", n_ids, n_steps, n_tokens, n_results)));
+
+	InitMaterializedSRF(fcinfo, 0);
+	json_null = DirectFunctionCall1(jsonb_in, CStringGetDatum("null"));
+	items = palloc(sizeof(Completion) * Max(n_ids, 1));
+	for (int i = 0; i < n_ids; i++)
+	{
+		items[i].run_id = ids[i];
+		items[i].step = TextDatumGetCString(steps[i]);
+		items[i].token = tokens[i];
+		items[i].result = result_nulls[i] ? json_null : results[i];
+		items[i].position = i;
+	}
+	qsort(items, n_ids, sizeof(Completion), completion_cmp);
+
+	SPI_connect();
+	engine_begin();
+	for (int i = 0; i < n_ids; i++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = items[i].run_id;
+		values[1] = CStringGetTextDatum(items[i].step);
+		values[2] = BoolGetDatum(complete_one(items[i].run_id, items[i].step,
+											  items[i].token, items[i].result));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	engine_end();
+	SPI_finish();
+
+	return (Datum) 0;
 }

@@ -127,6 +127,18 @@ AS 'MODULE_PATHNAME', 'orchestrator_complete_step';
 COMMENT ON FUNCTION orchestrator.complete_step(uuid, text, uuid, jsonb) IS
 'record the result of a claimed step; false (and nothing changed) when the lease is stale';
 
+-- Several completions in one call (C, external.c): complete_step() for each
+-- position of the arrays, runs locked in the order of their ids (so that
+-- workers completing steps of the same runs cannot deadlock).
+CREATE FUNCTION orchestrator.complete_steps(run_ids uuid[], steps text[], lease_tokens uuid[], results jsonb[])
+RETURNS TABLE (run_id uuid, step text, completed boolean)
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'orchestrator_complete_steps';
+COMMENT ON FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]) IS
+'complete_step() for each position of the arrays, in one call; completed is false where the lease was stale';
+
 CREATE FUNCTION orchestrator.fail_step(run_id uuid, step text, lease_token uuid, error jsonb,
 									   retryable boolean DEFAULT true)
 RETURNS boolean

@@ -19,6 +19,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.claim_steps(text, text, integer, interval),
 	orchestrator.heartbeat_step(uuid, text, uuid),
 	orchestrator.complete_step(uuid, text, uuid, jsonb),
+	orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]),
 	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean)
 TO orchestrator_user;
 
