@@ -38,34 +38,54 @@ SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "
   {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]},
   {"name": "c", "kind": "sql", "sql": "SELECT 3 AS three", "depends_on": ["b"]}]}');
 SQL
-for wf in noop1 noop3; do
+run_noop() {	# workflow, label: three repetitions of $runs runs
+	local wf=$1 label=$2 rep t0 t1
 	for rep in 1 2 3; do
 		t0=$(q -c "SELECT extract(epoch FROM clock_timestamp())")
 		q -c "SELECT count(orchestrator.start_workflow('$wf')) FROM generate_series(1, $runs)" >/dev/null
 		t1=$(q -c "SELECT extract(epoch FROM clock_timestamp())")
 		while [ "$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE name = '$wf' AND status IN ('pending', 'running')")" != 0 ]; do sleep 0.2; done
-		q -c "SELECT format('workflow=%s rep=%s runs=%s start_rate=%s/s  dispatch: runs/s=%s steps/s=%s',
-			'$wf', $rep, $runs, round($runs / ($t1 - $t0)),
-			round($runs / extract(epoch FROM max(finished_at) - to_timestamp($t1))),
-			round($runs * (SELECT count(*) FROM orchestrator.definition_steps WHERE name = '$wf') / extract(epoch FROM max(finished_at) - to_timestamp($t1))))
-			FROM orchestrator.workflow_runs WHERE name = '$wf' AND created_at >= to_timestamp($t0)"
+		q -c "SELECT format('workflow=%s %s rep=%s runs=%s start_rate=%s/s  dispatch: runs/s=%s steps/s=%s (%sx raw commits/s at 1 client)',
+			'$wf', '$label', $rep, $runs, round($runs / ($t1 - $t0)), round(r), round(r * n), round(r * n / ${raw[1]}, 2))
+			FROM (SELECT $runs / extract(epoch FROM max(finished_at) - to_timestamp($t1)) AS r,
+						 (SELECT count(*) FROM orchestrator.definition_steps WHERE name = '$wf') AS n
+				  FROM orchestrator.workflow_runs WHERE name = '$wf' AND created_at >= to_timestamp($t0)) x"
 	done
-done
+}
+for wf in noop1 noop3; do run_noop "$wf" "(9 daily partitions)"; done
 
 echo
-echo "## (3) external no-op steps: claim 10 and complete each (pgbench -T $secs)"
+echo "## (2b) the same with 90 days of partitions (the default retention): per-step cost must not grow with history"
+q -c "SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 90, 90)" >/dev/null
+echo "# partitions of workflow_steps: $(q -c "SELECT count(*) FROM pg_inherits WHERE inhparent = 'orchestrator.workflow_steps'::regclass")"
+for wf in noop1 noop3; do run_noop "$wf" "(90 days)"; done
+
+echo
+echo "## (3) external no-op steps (pgbench -T $secs): claim N and complete each, or claim N and complete_steps() once"
 q -c "SELECT orchestrator.define_workflow('ext1', '{\"steps\": [{\"name\": \"a\", \"kind\": \"external\", \"queue\": \"bench\"}]}')" >/dev/null
 cat > "$data/ext.sql" <<'SQL'
-SELECT count(orchestrator.complete_step(run_id, step, lease_token, '{}')) FROM orchestrator.claim_steps('bench', 'w' || :client_id, 10);
+SELECT count(orchestrator.complete_step(run_id, step, lease_token, '{}')) FROM orchestrator.claim_steps('bench', 'w' || :client_id, :batch);
 SQL
-chmod a+r "$data/ext.sql"
-for c in 2 8; do
-	q -c "SELECT count(orchestrator.start_workflow('ext1')) FROM generate_series(1, 60000)" >/dev/null
-	before=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE kind = 'external' AND status = 'succeeded'")
-	pgb -f "$data/ext.sql" -c "$c" -j "$c" -T "$secs" >/dev/null
-	after=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE kind = 'external' AND status = 'succeeded'")
-	echo "connections=$c  external steps/s=$(( (after - before) / secs ))  (vs raw commits/s at $c clients: ${raw[$c]})"
-	q -c "SELECT count(orchestrator.cancel_workflow(id)) FROM orchestrator.workflow_runs WHERE name = 'ext1' AND status IN ('pending', 'running')" >/dev/null
+cat > "$data/ext_batch.sql" <<'SQL'
+WITH c AS MATERIALIZED (SELECT * FROM orchestrator.claim_steps('bench', 'w' || :client_id, :batch))
+SELECT count(*) FROM orchestrator.complete_steps(coalesce((SELECT array_agg(run_id) FROM c), '{}'),
+	coalesce((SELECT array_agg(step) FROM c), '{}'), coalesce((SELECT array_agg(lease_token) FROM c), '{}'),
+	coalesce((SELECT array_agg('{}'::jsonb) FROM c), '{}'));
+SQL
+chmod a+r "$data/ext.sql" "$data/ext_batch.sql"
+for script in ext ext_batch; do
+	for batch in 10 50; do
+		for c in 2 8; do
+			# top the queue up to 80,000 ready steps
+			q -c "SELECT count(orchestrator.start_workflow('ext1')) FROM generate_series(1, 80000 - (SELECT count(*) FROM orchestrator.work_queue WHERE queue = 'bench'))" >/dev/null
+			q -c "VACUUM orchestrator.work_queue" >/dev/null
+			before=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE kind = 'external' AND status = 'succeeded'")
+			pgb -f "$data/$script.sql" -D batch="$batch" -c "$c" -j "$c" -T "$secs" >/dev/null
+			after=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE kind = 'external' AND status = 'succeeded'")
+			rate=$(( (after - before) / secs ))
+			echo "completion=$([ $script = ext ] && echo complete_step || echo complete_steps) claim=$batch connections=$c  external steps/s=$rate  ($(awk -v a="$rate" -v b="${raw[$c]}" 'BEGIN {printf "%.2f", a / b}')x raw commits/s at $c clients: ${raw[$c]})"
+		done
+	done
 done
 
 echo

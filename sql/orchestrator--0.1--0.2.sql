@@ -103,3 +103,14 @@ COMMENT ON FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[])
 'complete_step() for each position of the arrays, in one call; completed is false where the lease was stale';
 REVOKE ALL ON FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]) TO orchestrator_user;
+
+-- Append an event to a run's history and announce it with NOTIFY (delivered
+-- at commit); webhook outbox rows commit with it (76_webhooks.sql).  Returns
+-- its sequence number: one past the run's last (callers hold the run's row
+-- lock; no update of the run row per event).  In C (engine.c), on the
+-- partition that holds the run, as the C transitions append theirs.
+CREATE OR REPLACE FUNCTION orchestrator._emit(run_id uuid, type text, step text DEFAULT NULL, data jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_emit';
+

@@ -43,6 +43,7 @@
 #include "utils/uuid.h"
 
 #include "engine.h"
+#include "fmgr.h"
 #include "wake.h"
 
 /* The statements of the transitions; @runs@ etc. name the run's partitions. */
@@ -250,6 +251,8 @@ static const StmtDef stmts[S_COUNT] = {
 
 /* A claimed queue row, a locked run, a step's definition: see engine.h. */
 
+PG_FUNCTION_INFO_V1(orchestrator_emit);
+
 static MemoryContext engine_context = NULL;
 static bool webhooks_exist;
 
@@ -368,7 +371,8 @@ done_with_rows(void)
  *		Returns the event's sequence number.
  */
 static int64
-emit(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, bool data_isnull)
+emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum data,
+		   bool data_isnull, bool webhooks)
 {
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -411,7 +415,7 @@ emit(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, boo
 	appendStringInfoChar(&payload, '}');
 	Async_Notify("orchestrator", payload.data);
 
-	if (webhooks_exist)
+	if (webhooks)
 	{
 		Datum		w[5];
 		char		wn[5] = {' ', ' ', ' ', nulls[2], ' '};
@@ -425,6 +429,49 @@ emit(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, boo
 		done_with_rows();
 	}
 	return seq;
+}
+
+/* emit_event() within engine_begin() .. engine_end() */
+static int64
+emit(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, bool data_isnull)
+{
+	return emit_event(run, s, type, step, data, data_isnull, webhooks_exist);
+}
+
+/*
+ * orchestrator_emit
+ *		_emit(run_id, type, step, data): append an event to a run's history,
+ *		as the engine does, for the PL/pgSQL engine.  The caller holds the
+ *		run's row lock.  Self-contained (no engine_begin()): it is called
+ *		from PL/pgSQL functions that may catch its errors, also in the middle
+ *		of a C transition that handed a case over.
+ */
+Datum
+orchestrator_emit(PG_FUNCTION_ARGS)
+{
+	EngineRun	run;
+	int64		seq;
+	bool		webhooks;
+	bool		isnull;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("run id and event type must not be null")));
+
+	memset(&run, 0, sizeof(run));
+	run.id = PG_GETARG_DATUM(0);
+	SPI_connect();
+	orchestrator_run_leaves(run.id, &run.leaves, false);
+	run_stmt(S_WEBHOOKS_EXIST, NULL, NULL, NULL);
+	webhooks = DatumGetBool(get_col(1, &isnull));
+	done_with_rows();
+	seq = emit_event(&run, S_EMIT, text_to_cstring(PG_GETARG_TEXT_PP(1)),
+					 PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
+					 PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3), PG_ARGISNULL(3),
+					 webhooks);
+	SPI_finish();
+	PG_RETURN_INT64(seq);
 }
 
 /*

@@ -14,30 +14,14 @@
 -- DEFINER API functions and the dispatchers call them.
 
 -- Append an event to a run's history and announce it with NOTIFY (delivered
--- at commit).  Returns its sequence number.  Callers hold the run's row lock.
+-- at commit); webhook outbox rows commit with it (76_webhooks.sql).  Returns
+-- its sequence number: one past the run's last (callers hold the run's row
+-- lock; no update of the run row per event).  In C (engine.c), on the
+-- partition that holds the run, as the C transitions append theirs.
 CREATE FUNCTION orchestrator._emit(run_id uuid, type text, step text DEFAULT NULL, data jsonb DEFAULT '{}')
 RETURNS bigint
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	seq bigint;
-BEGIN
-	-- The caller holds the run's row lock, so the next number is simply one
-	-- past the last (an index probe; no update of the run row per event).
-	SELECT coalesce(max(e.seq), 0) + 1 INTO seq FROM orchestrator.workflow_events e
-		WHERE e.run_id = _emit.run_id;
-	INSERT INTO orchestrator.workflow_events (run_id, seq, at, type, step, data)
-		VALUES (_emit.run_id, seq, clock_timestamp(), _emit.type, _emit.step, coalesce(_emit.data, '{}'));
-	-- Webhook outbox rows commit with the event (76_webhooks.sql); without
-	-- subscriptions this is one probe of an empty table.
-	IF EXISTS (SELECT 1 FROM orchestrator.webhooks) THEN
-		PERFORM orchestrator._webhook_outbox(_emit.run_id, seq, _emit.type, _emit.step, _emit.data);
-	END IF;
-	PERFORM pg_notify('orchestrator', json_build_object('run_id', _emit.run_id, 'seq', seq,
-		'type', _emit.type, 'step', _emit.step)::text);
-	RETURN seq;
-END
-$$;
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_emit';
 
 -- The run context that templates and conditions read.
 CREATE FUNCTION orchestrator._context(r orchestrator.workflow_runs)
