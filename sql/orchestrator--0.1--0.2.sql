@@ -114,3 +114,77 @@ RETURNS bigint
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_emit';
 
+
+-- sql steps are claimed by the dispatcher in C before _dispatch() runs.
+-- One dispatcher pass after the sql steps: timers and expired leases.
+-- Returns how many items it processed and when the next timer, retry or
+-- lease expiry is due (NULL: nothing is scheduled).
+CREATE OR REPLACE FUNCTION orchestrator._dispatch(max_steps integer, OUT processed integer, OUT next_wake timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	q     record;
+	msg   text;
+	state text;
+	ahead integer;
+BEGIN
+	processed := 0;
+	-- sql steps were claimed and run before this, in C (sql_steps.c).
+	FOR q IN SELECT * FROM orchestrator._claim('@timer', max_steps) LOOP
+		BEGIN
+			PERFORM orchestrator._fire_timer(q.run_id, q.step);
+		EXCEPTION WHEN others THEN
+			-- An error of the engine itself: fail the step rather than
+			-- retry the whole batch forever.
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+			RAISE WARNING 'orchestrator: timer "%" of run % failed in the dispatcher: %', q.step, q.run_id, msg;
+			IF left(q.step, 1) = '@' THEN
+				DELETE FROM orchestrator.work_queue w WHERE w.run_id = q.run_id AND w.step = q.step;
+			ELSE
+				PERFORM orchestrator._attempt_failed(q.run_id, q.step,
+					jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
+			END IF;
+		END;
+		processed := processed + 1;
+	END LOOP;
+
+	IF processed < max_steps THEN
+		FOR q IN SELECT w.run_id, w.step, w.worker
+				 FROM orchestrator.work_queue w
+				 WHERE w.lease_token IS NOT NULL AND w.available_at <= now()
+				 ORDER BY w.available_at
+				 LIMIT max_steps - processed
+				 FOR UPDATE SKIP LOCKED LOOP
+			CONTINUE WHEN NOT orchestrator._try_lock_run(q.run_id);
+			PERFORM orchestrator._lease_expired(q.run_id, q.step, q.worker);
+			processed := processed + 1;
+		END LOOP;
+	END IF;
+
+	IF processed = 0 THEN
+		-- Idle: keep orchestrator.partitions_ahead days of partitions ahead
+		-- (a lookup of one name), even where maintain() is not scheduled.
+		ahead := current_setting('orchestrator.partitions_ahead')::integer;
+		IF to_regclass(format('orchestrator.workflow_events_p%s',
+				to_char((now() AT TIME ZONE 'UTC')::date + ahead, 'YYYYMMDD'))) IS NULL THEN
+			PERFORM orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date, ahead + 1);
+		END IF;
+		SELECT min(t) INTO next_wake FROM (
+			(SELECT w.available_at FROM orchestrator.work_queue w
+			 WHERE w.queue = '@timer' AND w.priority = 0 ORDER BY w.priority DESC, w.available_at LIMIT 1)
+			UNION ALL
+			(SELECT w.available_at FROM orchestrator.work_queue w
+			 WHERE w.lease_token IS NOT NULL ORDER BY w.available_at LIMIT 1)
+			UNION ALL
+			(SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@sql')
+		) due(t);
+		-- Work that is due but locked belongs to another dispatcher's open
+		-- transaction: look again shortly rather than spin.
+		IF next_wake IS NOT NULL THEN
+			next_wake := greatest(next_wake, clock_timestamp() + interval '20 milliseconds');
+		END IF;
+	END IF;
+END
+$$;

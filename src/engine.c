@@ -92,6 +92,12 @@ typedef struct StmtDef
 	Oid			argtypes[MAX_ARGS];
 } StmtDef;
 
+/* a run, with the attempts so far of one of its steps */
+#define LOCK_RUN \
+	"SELECT status, owner, name, version, priority, deadline," \
+	" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2)" \
+	" FROM @runs@ WHERE id = $1 FOR UPDATE"
+
 static const StmtDef stmts[S_COUNT] = {
 	/* as _claim(): due rows in index order, skipping locked ones */
 	[S_CLAIM] = {
@@ -101,16 +107,8 @@ static const StmtDef stmts[S_COUNT] = {
 	2, {TEXTOID, INT4OID}},
 	[S_WEBHOOKS_EXIST] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks)", 0, {0}},
-	[S_LOCK_RUN] = {
-		"SELECT status, owner, name, version, priority, deadline,"
-		" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2)"
-		" FROM @runs@ WHERE id = $1 FOR UPDATE SKIP LOCKED",
-	2, {UUIDOID, TEXTOID}},
-	[S_LOCK_RUN_WAIT] = {
-		"SELECT status, owner, name, version, priority, deadline,"
-		" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2)"
-		" FROM @runs@ WHERE id = $1 FOR UPDATE",
-	2, {UUIDOID, TEXTOID}},
+	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
+	[S_LOCK_RUN_WAIT] = {LOCK_RUN, 2, {UUIDOID, TEXTOID}},
 	/*
 	 * _check_lease() and the dequeue of _step_succeeded() in one: the row
 	 * is found by its key (a generic plan on the partial index of leased

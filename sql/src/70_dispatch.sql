@@ -1,9 +1,7 @@
--- What the background dispatchers do, one transaction per call: claim due
--- work of the internal queues (sql steps, timers) and expired leases of
--- external steps, and process it.  A sql step's statement, its result, its
--- successors and its events commit together, so its effect happens exactly
--- once.  Each item runs in its own subtransaction: one failing step does not
--- undo the others.
+-- What the background dispatchers do in PL/pgSQL: the sql steps that the C
+-- batch (sql_steps.c) hands over, timers, and expired leases of external
+-- steps.  A sql step's statement, its result, its successors and its events
+-- commit together, so its effect happens exactly once.
 
 -- Run one sql step as its run's owner.
 CREATE FUNCTION orchestrator._exec_sql_step(run_id uuid, step text)
@@ -101,8 +99,9 @@ BEGIN
 END
 $$;
 
--- One dispatcher pass.  Returns how many items it processed and when the
--- next timer, retry or lease expiry is due (NULL: nothing is scheduled).
+-- One dispatcher pass after the sql steps: timers and expired leases.
+-- Returns how many items it processed and when the next timer, retry or
+-- lease expiry is due (NULL: nothing is scheduled).
 CREATE FUNCTION orchestrator._dispatch(max_steps integer, OUT processed integer, OUT next_wake timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -115,30 +114,24 @@ DECLARE
 	ahead integer;
 BEGIN
 	processed := 0;
-	FOR q IN SELECT * FROM orchestrator._claim('@sql', max_steps) LOOP
-		PERFORM orchestrator._exec_sql_step(q.run_id, q.step);
+	-- sql steps were claimed and run before this, in C (sql_steps.c).
+	FOR q IN SELECT * FROM orchestrator._claim('@timer', max_steps) LOOP
+		BEGIN
+			PERFORM orchestrator._fire_timer(q.run_id, q.step);
+		EXCEPTION WHEN others THEN
+			-- An error of the engine itself: fail the step rather than
+			-- retry the whole batch forever.
+			GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+			RAISE WARNING 'orchestrator: timer "%" of run % failed in the dispatcher: %', q.step, q.run_id, msg;
+			IF left(q.step, 1) = '@' THEN
+				DELETE FROM orchestrator.work_queue w WHERE w.run_id = q.run_id AND w.step = q.step;
+			ELSE
+				PERFORM orchestrator._attempt_failed(q.run_id, q.step,
+					jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
+			END IF;
+		END;
 		processed := processed + 1;
 	END LOOP;
-
-	IF processed < max_steps THEN
-		FOR q IN SELECT * FROM orchestrator._claim('@timer', max_steps - processed) LOOP
-			BEGIN
-				PERFORM orchestrator._fire_timer(q.run_id, q.step);
-			EXCEPTION WHEN others THEN
-				-- An error of the engine itself: fail the step rather than
-				-- retry the whole batch forever.
-				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
-				RAISE WARNING 'orchestrator: timer "%" of run % failed in the dispatcher: %', q.step, q.run_id, msg;
-				IF left(q.step, 1) = '@' THEN
-					DELETE FROM orchestrator.work_queue w WHERE w.run_id = q.run_id AND w.step = q.step;
-				ELSE
-					PERFORM orchestrator._attempt_failed(q.run_id, q.step,
-						jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
-				END IF;
-			END;
-			processed := processed + 1;
-		END LOOP;
-	END IF;
 
 	IF processed < max_steps THEN
 		FOR q IN SELECT w.run_id, w.step, w.worker
