@@ -110,13 +110,16 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
 	[S_LOCK_RUN_WAIT] = {LOCK_RUN, 2, {UUIDOID, TEXTOID}},
 	/*
-	 * _check_lease() and the dequeue of _step_succeeded() in one: the row
-	 * is found by its key (a generic plan on the partial index of leased
-	 * rows would scan every live lease).
+	 * _check_lease() and the dequeue of _step_succeeded() in one.  The row
+	 * must be found by its key: "lease_token = $3" would let the planner
+	 * use the partial index of leased rows (it implies lease_token IS NOT
+	 * NULL), and with statistics taken while few leases were held, a
+	 * generic plan reads every live lease; IS NOT DISTINCT FROM (the token
+	 * is never NULL here) does not imply it.
 	 */
 	[S_TAKE_LEASED] = {
 		"DELETE FROM orchestrator.work_queue"
-		" WHERE run_id = $1 AND step = $2 AND lease_token = $3 AND available_at > now()",
+		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()",
 	3, {UUIDOID, TEXTOID, UUIDOID}},
 	/* _step_started() for an external worker */
 	[S_STEP_CLAIMED] = {
