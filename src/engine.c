@@ -250,12 +250,12 @@ static const StmtDef stmts[S_COUNT] = {
 	5, {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID}},
 };
 
-/* A claimed queue row, a locked run, a step's definition: see engine.h. */
-
 PG_FUNCTION_INFO_V1(orchestrator_emit);
 
+/* The unit of work between engine_begin() and engine_end(). */
 static MemoryContext engine_context = NULL;
 static bool webhooks_exist;
+static int	engine_nestlevel = -1;
 
 /* The cache of step definitions: "version/name/step" -> StepDef. */
 #define DEF_KEY_LEN 256
@@ -313,7 +313,6 @@ copy_step_def(StepDef *def)
 	MemoryContextSwitchTo(context);
 	return copy;
 }
-static int	engine_nestlevel = -1;
 
 /*
  * run_stmt
