@@ -29,6 +29,7 @@
 #include "commands/async.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -53,6 +54,8 @@ typedef enum Stmt
 	S_WEBHOOKS_EXIST,
 	S_LOCK_RUN,
 	S_LOCK_RUN_WAIT,
+	S_LOCK_RUN_ONLY,
+	S_LOCK_RUN_ONLY_WAIT,
 	S_TAKE_LEASED,
 	S_STEP_CLAIMED,
 	S_LEASE,
@@ -97,6 +100,10 @@ typedef struct StmtDef
 	"SELECT status, owner, name, version, priority, deadline," \
 	" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2)" \
 	" FROM @runs@ WHERE id = $1 FOR UPDATE"
+/* ... without the attempts */
+#define LOCK_RUN_ONLY \
+	"SELECT status, owner, name, version, priority, deadline, 0" \
+	" FROM @runs@ WHERE id = $1 FOR UPDATE"
 
 static const StmtDef stmts[S_COUNT] = {
 	/* as _claim(): due rows in index order, skipping locked ones */
@@ -109,6 +116,8 @@ static const StmtDef stmts[S_COUNT] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks)", 0, {0}},
 	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
 	[S_LOCK_RUN_WAIT] = {LOCK_RUN, 2, {UUIDOID, TEXTOID}},
+	[S_LOCK_RUN_ONLY] = {LOCK_RUN_ONLY " SKIP LOCKED", 1, {UUIDOID}},
+	[S_LOCK_RUN_ONLY_WAIT] = {LOCK_RUN_ONLY, 1, {UUIDOID}},
 	/*
 	 * _check_lease() and the dequeue of _step_succeeded() in one.  The row
 	 * must be found by its key: "lease_token = $3" would let the planner
@@ -364,6 +373,29 @@ done_with_rows(void)
 }
 
 /*
+ * webhooks_exist_now
+ *		Are there webhook subscriptions (then events get outbox rows)?  Read
+ *		once per transaction: a subscription applies from the transactions
+ *		that start after it is created.
+ */
+static bool
+webhooks_exist_now(void)
+{
+	static LocalTransactionId checked_in = InvalidLocalTransactionId;
+	static bool exist;
+	bool		isnull;
+
+	if (checked_in != MyProc->lxid || checked_in == InvalidLocalTransactionId)
+	{
+		run_stmt(S_WEBHOOKS_EXIST, NULL, NULL, NULL);
+		exist = DatumGetBool(get_col(1, &isnull));
+		done_with_rows();
+		checked_in = MyProc->lxid;
+	}
+	return exist;
+}
+
+/*
  * emit
  *		Append an event to the run's history, NOTIFY it and queue its webhook
  *		deliveries, as orchestrator._emit() does.  "s" is S_EMIT (data is the
@@ -452,7 +484,6 @@ orchestrator_emit(PG_FUNCTION_ARGS)
 	EngineRun	run;
 	int64		seq;
 	bool		webhooks;
-	bool		isnull;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -463,9 +494,7 @@ orchestrator_emit(PG_FUNCTION_ARGS)
 	run.id = PG_GETARG_DATUM(0);
 	SPI_connect();
 	orchestrator_run_leaves(run.id, &run.leaves, false);
-	run_stmt(S_WEBHOOKS_EXIST, NULL, NULL, NULL);
-	webhooks = DatumGetBool(get_col(1, &isnull));
-	done_with_rows();
+	webhooks = webhooks_exist_now();
 	seq = emit_event(&run, S_EMIT, text_to_cstring(PG_GETARG_TEXT_PP(1)),
 					 PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)),
 					 PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3), PG_ARGISNULL(3),
@@ -688,8 +717,6 @@ release_dependents(EngineRun *run, StepDef *def)
 void
 engine_begin(void)
 {
-	bool		isnull;
-
 	engine_nestlevel = -1;
 	if (strcmp(namespace_search_path, "pg_catalog, pg_temp") != 0)
 	{
@@ -708,10 +735,7 @@ engine_begin(void)
 		def_cache_table = get_relname_relid("definition_steps", get_namespace_oid("orchestrator", false));
 	}
 
-	/* webhook outbox rows go with events only while subscriptions exist */
-	run_stmt(S_WEBHOOKS_EXIST, NULL, NULL, NULL);
-	webhooks_exist = DatumGetBool(get_col(1, &isnull));
-	done_with_rows();
+	webhooks_exist = webhooks_exist_now();
 }
 
 /*
@@ -762,7 +786,8 @@ engine_claim(const char *queue, int max_items, EngineClaim **claimed)
 /*
  * engine_lock_run
  *		Lock a run (skip_locked: false at once when another transaction
- *		holds it) and read it, with the attempts so far of one of its steps.
+ *		holds it) and read it, with the attempts so far of one of its steps
+ *		(step NULL: not needed).
  *		False when it is locked or does not exist (a run removed by
  *		retention has no partition any more either).
  */
@@ -777,8 +802,10 @@ engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run
 	if (!orchestrator_run_leaves(run_id, &run->leaves, true))
 		return false;
 	values[0] = run_id;
-	values[1] = CStringGetTextDatum(step);
-	if (run_stmt(skip_locked ? S_LOCK_RUN : S_LOCK_RUN_WAIT, &run->leaves, values, NULL) != 1)
+	values[1] = step ? CStringGetTextDatum(step) : (Datum) 0;
+	if (run_stmt(step == NULL ? (skip_locked ? S_LOCK_RUN_ONLY : S_LOCK_RUN_ONLY_WAIT)
+				 : (skip_locked ? S_LOCK_RUN : S_LOCK_RUN_WAIT),
+				 &run->leaves, values, NULL) != 1)
 	{
 		done_with_rows();
 		return false;

@@ -81,7 +81,7 @@ orchestrator_claim_external(PG_FUNCTION_ARGS)
 		int32		attempt;
 
 		/* a run another transaction holds is left for the next claim */
-		if (!engine_lock_run(UUIDPGetDatum(&c->run_id), c->step, true, &run))
+		if (!engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
 			continue;
 		if (c->leased)
 		{
@@ -122,7 +122,7 @@ complete_one(Datum run_id, const char *step, Datum token, Datum result)
 	 * The lease token is the capability: the worker need not own the run.
 	 * The run is locked first, then its queue row, as everywhere.
 	 */
-	if (!engine_lock_run(run_id, step, false, &run) ||
+	if (!engine_lock_run(run_id, NULL, false, &run) ||
 		!(engine_run_active(&run) || strcmp(run.status, "compensating") == 0) ||
 		!engine_take_leased(&run, step, token))
 		return false;
