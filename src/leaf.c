@@ -5,8 +5,8 @@
  *
  * A generic plan on a partitioned table locks every partition each time it
  * runs and initialises run-time pruning over all of them: with 90 days of
- * history that is ~270 partitions per statement, and it halves the step
- * rate.  The engine's hot path knows which day a run belongs to (its id is
+ * history that is about 100 partitions per table in every statement, and it
+ * halved the step rate.  The engine's hot path knows which day a run belongs to (its id is
  * a UUIDv7), so it finds the partitions holding the run through the
  * relcache's partition bounds and runs statements prepared against them
  * directly: one relation locked, no Append.  Plans are kept per set of
@@ -31,8 +31,11 @@
 
 #include "leaf.h"
 
-/* Plans are dropped all at once beyond this (old days' partitions go). */
-#define LEAF_PLAN_CACHE_MAX 512
+/*
+ * Kept plans: about 25 statements for each day whose runs are active.
+ * Beyond this many, the least recently used plan goes.
+ */
+#define LEAF_PLAN_CACHE_MAX 1024
 
 typedef struct LeafPlanKey
 {
@@ -44,9 +47,11 @@ typedef struct LeafPlanEntry
 {
 	LeafPlanKey key;
 	SPIPlanPtr	plan;
+	uint64		last_used;
 } LeafPlanEntry;
 
 static HTAB *leaf_plans = NULL;
+static uint64 leaf_plan_clock = 0;
 
 /*
  * leaf_of
@@ -167,29 +172,36 @@ expand_leaves(const char *sql, const RunLeaves *leaves)
 	return buf.data;
 }
 
-/* Forget every kept plan. */
+/* Make the table of kept plans. */
 static void
-reset_leaf_plans(void)
+create_leaf_plans(void)
 {
 	HASHCTL		ctl;
 
-	if (leaf_plans != NULL)
-	{
-		HASH_SEQ_STATUS status;
-		LeafPlanEntry *entry;
-
-		hash_seq_init(&status, leaf_plans);
-		while ((entry = hash_seq_search(&status)) != NULL)
-			if (entry->plan != NULL)
-				SPI_freeplan(entry->plan);
-		hash_destroy(leaf_plans);
-	}
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(LeafPlanKey);
 	ctl.entrysize = sizeof(LeafPlanEntry);
 	ctl.hcxt = TopMemoryContext;
 	leaf_plans = hash_create("orchestrator leaf plans", 64, &ctl,
 							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* Drop the least recently used plan (a scan: only when the table is full). */
+static void
+evict_leaf_plan(void)
+{
+	HASH_SEQ_STATUS status;
+	LeafPlanEntry *entry;
+	LeafPlanEntry *oldest = NULL;
+
+	hash_seq_init(&status, leaf_plans);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (oldest == NULL || entry->last_used < oldest->last_used)
+			oldest = entry;
+	if (oldest == NULL)
+		return;
+	SPI_freeplan(oldest->plan);
+	hash_search(leaf_plans, &oldest->key, HASH_REMOVE, NULL);
 }
 
 /*
@@ -208,8 +220,8 @@ orchestrator_leaf_plan(int id, const char *sql, int nargs, Oid *argtypes,
 	bool		found;
 	SPIPlanPtr	plan;
 
-	if (leaf_plans == NULL || hash_get_num_entries(leaf_plans) >= LEAF_PLAN_CACHE_MAX)
-		reset_leaf_plans();
+	if (leaf_plans == NULL)
+		create_leaf_plans();
 
 	memset(&key, 0, sizeof(key));
 	key.id = id;
@@ -218,7 +230,10 @@ orchestrator_leaf_plan(int id, const char *sql, int nargs, Oid *argtypes,
 
 	entry = hash_search(leaf_plans, &key, HASH_FIND, NULL);
 	if (entry != NULL)
+	{
+		entry->last_used = ++leaf_plan_clock;
 		return entry->plan;
+	}
 
 	plan = SPI_prepare_cursor(expand_leaves(sql, leaves), nargs, argtypes,
 							  CURSOR_OPT_GENERIC_PLAN);
@@ -232,7 +247,10 @@ orchestrator_leaf_plan(int id, const char *sql, int nargs, Oid *argtypes,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not keep the plan of an orchestrator statement")));
 
+	if (hash_get_num_entries(leaf_plans) >= LEAF_PLAN_CACHE_MAX)
+		evict_leaf_plan();
 	entry = hash_search(leaf_plans, &key, HASH_ENTER, &found);
 	entry->plan = plan;
+	entry->last_used = ++leaf_plan_clock;
 	return plan;
 }
