@@ -33,6 +33,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies unless PostgreSQL was configured with
+# --enable-depend: rebuild every object when a header changes (a struct that
+# grows must not be compiled into some objects only).
+$(OBJS): $(wildcard src/*.h)
+
 $(DATA_built): $(SQL_SOURCES)
 	( printf '%s\n' '-- Generated from sql/src/*.sql by the Makefile: edit those, not this file.' \
 	         '\echo Use "CREATE EXTENSION orchestrator" to load this file. \quit'; \
