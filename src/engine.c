@@ -261,10 +261,13 @@ static const StmtDef stmts[S_COUNT] = {
 
 PG_FUNCTION_INFO_V1(orchestrator_emit);
 
-/* The unit of work between engine_begin() and engine_end(). */
-static MemoryContext engine_context = NULL;
-static bool webhooks_exist;
-static int	engine_nestlevel = -1;
+/*
+ * The current unit of work (between engine_begin() and engine_end()).  Units
+ * nest: a sql step's statement may call complete_step(), a hand-over to
+ * PL/pgSQL may call _emit(); each entry point saves the outer unit and puts
+ * it back, also when an error unwinds through it.
+ */
+static EngineState engine = {NULL, false, -1, 0};
 
 /* The cache of step definitions: "version/name/step" -> StepDef. */
 #define DEF_KEY_LEN 256
@@ -467,7 +470,7 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 static int64
 emit(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, bool data_isnull)
 {
-	return emit_event(run, s, type, step, data, data_isnull, webhooks_exist);
+	return emit_event(run, s, type, step, data, data_isnull, engine.webhooks);
 }
 
 /*
@@ -511,7 +514,8 @@ orchestrator_emit(PG_FUNCTION_ARGS)
  * were committed is kept for the life of the process (one whose rows are
  * not committed yet, in this transaction, might still be rolled back).
  * The cache is emptied when the table is a new one (the extension was
- * created again) and when it grows beyond DEF_CACHE_MAX entries.
+ * created again); beyond DEF_CACHE_MAX entries, definitions are read each
+ * time (entries are never freed while a unit of work may hold them).
  */
 StepDef *
 engine_step_def(const char *name, int32 version, const char *step)
@@ -534,7 +538,7 @@ engine_step_def(const char *name, int32 version, const char *step)
 			return entry->def;
 	}
 
-	context = MemoryContextSwitchTo(engine_context);
+	context = MemoryContextSwitchTo(engine.context);
 	def = palloc0(sizeof(StepDef));
 	def->name = pstrdup(name);
 	def->version = version;
@@ -570,8 +574,9 @@ engine_step_def(const char *name, int32 version, const char *step)
 	{
 		DefCacheEntry *entry;
 
+		/* full: no more entries (definitions in use must stay valid) */
 		if (hash_get_num_entries(def_cache) >= DEF_CACHE_MAX)
-			reset_def_cache();
+			return def;
 		entry = hash_search(def_cache, key, HASH_ENTER, NULL);
 		entry->def = copy_step_def(def);
 	}
@@ -709,48 +714,66 @@ release_dependents(EngineRun *run, StepDef *def)
 
 /*
  * engine_begin
- *		Start a unit of work (a dispatcher batch, a call of the API): a
- *		memory context for definitions read once, and the search_path the
- *		statements are prepared under (their names are qualified; nothing
- *		else may resolve them).
+ *		Start a unit of work (a dispatcher batch, a call of the API), saving
+ *		the one it runs inside (if any) in *outer: a memory context for
+ *		definitions read once, and the search_path the statements are
+ *		prepared under (their names are qualified; nothing else may resolve
+ *		them).  The caller puts *outer back with engine_end(), or with
+ *		engine_abandon() when an error unwinds through it.
  */
 void
-engine_begin(void)
+engine_begin(EngineState *outer)
 {
-	engine_nestlevel = -1;
+	*outer = engine;
+	engine.depth = outer->depth + 1;
+	engine.nestlevel = -1;
 	if (strcmp(namespace_search_path, "pg_catalog, pg_temp") != 0)
 	{
-		engine_nestlevel = NewGUCNestLevel();
+		engine.nestlevel = NewGUCNestLevel();
 		(void) set_config_option("search_path", "pg_catalog, pg_temp",
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	}
-	engine_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator engine",
+	engine.context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator engine",
 										   ALLOCSET_DEFAULT_SIZES);
 
-	/* a new definitions table: the extension was created again */
-	if (def_cache == NULL || def_cache_table != get_relname_relid("definition_steps",
-																  get_namespace_oid("orchestrator", false)))
+	/*
+	 * A new definitions table: the extension was created again.  Only in
+	 * an outermost unit: an outer one may hold cached definitions.
+	 */
+	if (engine.depth == 1 &&
+		(def_cache == NULL ||
+		 def_cache_table != get_relname_relid("definition_steps",
+											  get_namespace_oid("orchestrator", false))))
 	{
 		reset_def_cache();
 		def_cache_table = get_relname_relid("definition_steps", get_namespace_oid("orchestrator", false));
 	}
 
-	webhooks_exist = webhooks_exist_now();
+	engine.webhooks = webhooks_exist_now();
 }
 
 /*
  * engine_end
- *		End the unit of work.  (After an error the transaction's abort
- *		releases the context and the setting.)
+ *		End the unit of work and go back to the outer one.
  */
 void
-engine_end(void)
+engine_end(EngineState *outer)
 {
-	MemoryContextDelete(engine_context);
-	engine_context = NULL;
-	if (engine_nestlevel >= 0)
-		AtEOXact_GUC(true, engine_nestlevel);
-	engine_nestlevel = -1;
+	MemoryContextDelete(engine.context);
+	if (engine.nestlevel >= 0)
+		AtEOXact_GUC(true, engine.nestlevel);
+	engine = *outer;
+}
+
+/*
+ * engine_abandon
+ *		Go back to the outer unit while an error unwinds: the
+ *		(sub)transaction's abort releases this unit's memory and setting.
+ */
+void
+engine_abandon(EngineState *outer)
+{
+	engine = *outer;
 }
 
 /*

@@ -62,6 +62,7 @@ orchestrator_claim_external(PG_FUNCTION_ARGS)
 	Datum		lease_end;
 	EngineClaim *claimed;
 	uint64		nclaimed;
+	EngineState outer;
 
 	InitMaterializedSRF(fcinfo, 0);
 	lease_end = DirectFunctionCall2(timestamptz_pl_interval,
@@ -69,39 +70,48 @@ orchestrator_claim_external(PG_FUNCTION_ARGS)
 									lease);
 
 	SPI_connect();
-	engine_begin();
-	nclaimed = engine_claim(queue, max_steps, &claimed);
-	for (uint64 i = 0; i < nclaimed; i++)
+	engine_begin(&outer);
+	PG_TRY();
 	{
-		EngineClaim *c = &claimed[i];
-		EngineRun	run;
-		Datum		values[7];
-		bool		nulls[7] = {false, false, false, false, false, false, false};
-		Datum		token;
-		int32		attempt;
-
-		/* a run another transaction holds is left for the next claim */
-		if (!engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
-			continue;
-		if (c->leased)
+		nclaimed = engine_claim(queue, max_steps, &claimed);
+		for (uint64 i = 0; i < nclaimed; i++)
 		{
-			engine_lease_expired(&run, c);
-			continue;
-		}
-		token = random_uuid();
-		attempt = engine_step_claimed(&run, c->step, worker, token, lease, &values[4], &nulls[4]);
+			EngineClaim *c = &claimed[i];
+			EngineRun	run;
+			Datum		values[7];
+			bool		nulls[7] = {false, false, false, false, false, false, false};
+			Datum		token;
+			int32		attempt;
 
-		values[0] = run.id;
-		values[1] = CStringGetTextDatum(c->step);
-		values[2] = Int32GetDatum(attempt);
-		values[3] = token;
-		values[5] = CStringGetTextDatum(run.name);
-		/* least(now() + lease, the run's deadline) */
-		values[6] = run.has_deadline && run.deadline < DatumGetTimestampTz(lease_end)
-			? TimestampTzGetDatum(run.deadline) : lease_end;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			/* a run another transaction holds is left for the next claim */
+			if (!engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
+				continue;
+			if (c->leased)
+			{
+				engine_lease_expired(&run, c);
+				continue;
+			}
+			token = random_uuid();
+			attempt = engine_step_claimed(&run, c->step, worker, token, lease, &values[4], &nulls[4]);
+
+			values[0] = run.id;
+			values[1] = CStringGetTextDatum(c->step);
+			values[2] = Int32GetDatum(attempt);
+			values[3] = token;
+			values[5] = CStringGetTextDatum(run.name);
+			/* least(now() + lease, the run's deadline) */
+			values[6] = run.has_deadline && run.deadline < DatumGetTimestampTz(lease_end)
+				? TimestampTzGetDatum(run.deadline) : lease_end;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 	}
-	engine_end();
+	PG_CATCH();
+	{
+		engine_abandon(&outer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	engine_end(&outer);
 	SPI_finish();
 
 	return (Datum) 0;
@@ -146,7 +156,8 @@ orchestrator_complete_step(PG_FUNCTION_ARGS)
 	char	   *step;
 	Datum		token;
 	Datum		result;
-	bool		ok;
+	volatile bool ok = false;
+	EngineState outer;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -160,9 +171,18 @@ orchestrator_complete_step(PG_FUNCTION_ARGS)
 		: PG_GETARG_DATUM(3);
 
 	SPI_connect();
-	engine_begin();
-	ok = complete_one(run_id, step, token, result);
-	engine_end();
+	engine_begin(&outer);
+	PG_TRY();
+	{
+		ok = complete_one(run_id, step, token, result);
+	}
+	PG_CATCH();
+	{
+		engine_abandon(&outer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	engine_end(&outer);
 	SPI_finish();
 
 	PG_RETURN_BOOL(ok);
@@ -232,6 +252,7 @@ orchestrator_complete_steps(PG_FUNCTION_ARGS)
 				n_results;
 	Completion *items;
 	Datum		json_null;
+	EngineState outer;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -266,19 +287,28 @@ orchestrator_complete_steps(PG_FUNCTION_ARGS)
 	qsort(items, n_ids, sizeof(Completion), completion_cmp);
 
 	SPI_connect();
-	engine_begin();
-	for (int i = 0; i < n_ids; i++)
+	engine_begin(&outer);
+	PG_TRY();
 	{
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
+		for (int i = 0; i < n_ids; i++)
+		{
+			Datum		values[3];
+			bool		nulls[3] = {false, false, false};
 
-		values[0] = items[i].run_id;
-		values[1] = CStringGetTextDatum(items[i].step);
-		values[2] = BoolGetDatum(complete_one(items[i].run_id, items[i].step,
-											  items[i].token, items[i].result));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			values[0] = items[i].run_id;
+			values[1] = CStringGetTextDatum(items[i].step);
+			values[2] = BoolGetDatum(complete_one(items[i].run_id, items[i].step,
+												  items[i].token, items[i].result));
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 	}
-	engine_end();
+	PG_CATCH();
+	{
+		engine_abandon(&outer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	engine_end(&outer);
 	SPI_finish();
 
 	return (Datum) 0;

@@ -140,7 +140,8 @@ orchestrator_run_sql_steps(int max_steps)
 	MemoryContext oldcontext;
 	EngineClaim *claimed;
 	uint64		nclaimed;
-	int			processed = 0;
+	volatile int processed = 0;
+	EngineState outer;
 
 	if (max_steps <= 0)
 		return 0;
@@ -151,23 +152,32 @@ orchestrator_run_sql_steps(int max_steps)
 										 ALLOCSET_DEFAULT_SIZES);
 	oldcontext = MemoryContextSwitchTo(batch_context);
 
-	engine_begin();
-	nclaimed = engine_claim("@sql", max_steps, &claimed);
-	for (uint64 i = 0; i < nclaimed; i++)
+	engine_begin(&outer);
+	PG_TRY();
 	{
-		EngineRun	run;
-
-		MemoryContextSwitchTo(step_context);
-		if (engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), claimed[i].step, true, &run))
+		nclaimed = engine_claim("@sql", max_steps, &claimed);
+		for (uint64 i = 0; i < nclaimed; i++)
 		{
-			run_one(&claimed[i], &run);
-			processed++;
+			EngineRun	run;
+
+			MemoryContextSwitchTo(step_context);
+			if (engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), claimed[i].step, true, &run))
+			{
+				run_one(&claimed[i], &run);
+				processed++;
+			}
+			MemoryContextSwitchTo(batch_context);
+			MemoryContextReset(step_context);
+			CHECK_FOR_INTERRUPTS();
 		}
-		MemoryContextSwitchTo(batch_context);
-		MemoryContextReset(step_context);
-		CHECK_FOR_INTERRUPTS();
 	}
-	engine_end();
+	PG_CATCH();
+	{
+		engine_abandon(&outer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	engine_end(&outer);
 
 	MemoryContextSwitchTo(oldcontext);
 	MemoryContextDelete(batch_context);

@@ -131,6 +131,26 @@ SELECT status, error FROM orchestrator.runs WHERE id = :'r';
 SELECT step, status FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
 SELECT type, step FROM orchestrator.events(:'r') ORDER BY seq;
 
+-- A step's statement may itself use the C engine (claim and complete an
+-- external step of another run): the units of work nest (this crashed the
+-- server before they did); an error in the API call fails the step only.
+SELECT orchestrator.define_workflow('fast_ext_target', '{"steps": [{"name": "e", "kind": "external", "queue": "fast_nested_q"}]}');
+SELECT orchestrator.define_workflow('fast_nested', $$
+{"steps": [
+  {"name": "a", "kind": "sql", "sql": "SELECT count(orchestrator.complete_step(run_id, step, lease_token, '{\"via\": \"sql step\"}')) AS completed FROM orchestrator.claim_steps('fast_nested_q', 'sql-step', 5)"},
+  {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]}
+]}
+$$);
+SELECT orchestrator.define_workflow('fast_nested_error', $$
+{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT orchestrator.complete_step(orchestrator.uuid_v7(), 'x', NULL, NULL)", "retry": {"max_attempts": 1}}]}
+$$);
+SELECT orchestrator.start_workflow('fast_ext_target') AS target \gset
+SELECT orchestrator.start_workflow('fast_nested') AS r \gset
+SELECT orchestrator.start_workflow('fast_nested_error') AS e \gset
+SELECT wait_for_run(:'r') AS nested, wait_for_run(:'target') AS target, wait_for_run(:'e') AS nested_error;
+SELECT step, status, result FROM orchestrator.run_steps WHERE run_id IN (:'r', :'target') ORDER BY run_id, position;
+SELECT error -> 'error' ->> 'sqlstate' AS sqlstate FROM orchestrator.runs WHERE id = :'e';
+
 -- Webhook deliveries are queued for the events the fast path appends.
 SELECT orchestrator.create_webhook('http://127.0.0.1:9/fast', '{workflow.succeeded,step.succeeded}') AS hook \gset
 SELECT orchestrator.start_workflow('fast_diamond') AS r \gset
