@@ -188,3 +188,12 @@ BEGIN
 	END IF;
 END
 $$;
+
+-- A step succeeded: result recorded, cost added to the run, step.succeeded,
+-- then _step_done().  Callers hold the run's row lock.  In C (engine.c), on
+-- the run's partitions: the transitions the C hot path uses.
+CREATE OR REPLACE FUNCTION orchestrator._step_succeeded(run_id uuid, step text, result jsonb)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_step_succeeded';
+

@@ -56,6 +56,7 @@ typedef enum Stmt
 	S_LOCK_RUN_WAIT,
 	S_LOCK_RUN_ONLY,
 	S_LOCK_RUN_ONLY_WAIT,
+	S_READ_RUN,
 	S_TAKE_LEASED,
 	S_STEP_CLAIMED,
 	S_LEASE,
@@ -118,6 +119,10 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_LOCK_RUN_WAIT] = {LOCK_RUN, 2, {UUIDOID, TEXTOID}},
 	[S_LOCK_RUN_ONLY] = {LOCK_RUN_ONLY " SKIP LOCKED", 1, {UUIDOID}},
 	[S_LOCK_RUN_ONLY_WAIT] = {LOCK_RUN_ONLY, 1, {UUIDOID}},
+	/* a run the caller has locked already */
+	[S_READ_RUN] = {
+		"SELECT status, owner, name, version, priority, deadline, 0 FROM @runs@ WHERE id = $1",
+	1, {UUIDOID}},
 	/*
 	 * _check_lease() and the dequeue of _step_succeeded() in one.  The row
 	 * must be found by its key: "lease_token = $3" would let the planner
@@ -260,6 +265,7 @@ static const StmtDef stmts[S_COUNT] = {
 };
 
 PG_FUNCTION_INFO_V1(orchestrator_emit);
+PG_FUNCTION_INFO_V1(orchestrator_step_succeeded);
 
 /*
  * The current unit of work (between engine_begin() and engine_end()).  Units
@@ -806,16 +812,9 @@ engine_claim(const char *queue, int max_items, EngineClaim **claimed)
 	return n;
 }
 
-/*
- * engine_lock_run
- *		Lock a run (skip_locked: false at once when another transaction
- *		holds it) and read it, with the attempts so far of one of its steps
- *		(step NULL: not needed).
- *		False when it is locked or does not exist (a run removed by
- *		retention has no partition any more either).
- */
-bool
-engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run)
+/* Read the run statement "s" returns, into *run; false when no row. */
+static bool
+load_run(Stmt s, Datum run_id, const char *step, EngineRun *run)
 {
 	Datum		values[2];
 	bool		isnull;
@@ -826,9 +825,7 @@ engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run
 		return false;
 	values[0] = run_id;
 	values[1] = step ? CStringGetTextDatum(step) : (Datum) 0;
-	if (run_stmt(step == NULL ? (skip_locked ? S_LOCK_RUN_ONLY : S_LOCK_RUN_ONLY_WAIT)
-				 : (skip_locked ? S_LOCK_RUN : S_LOCK_RUN_WAIT),
-				 &run->leaves, values, NULL) != 1)
+	if (run_stmt(s, &run->leaves, values, NULL) != 1)
 	{
 		done_with_rows();
 		return false;
@@ -844,6 +841,22 @@ engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run
 	run->attempt = DatumGetInt32(get_col(7, &isnull));
 	done_with_rows();
 	return true;
+}
+
+/*
+ * engine_lock_run
+ *		Lock a run (skip_locked: false at once when another transaction
+ *		holds it) and read it, with the attempts so far of one of its steps
+ *		(step NULL: not needed).
+ *		False when it is locked or does not exist (a run removed by
+ *		retention has no partition any more either).
+ */
+bool
+engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run)
+{
+	return load_run(step == NULL ? (skip_locked ? S_LOCK_RUN_ONLY : S_LOCK_RUN_ONLY_WAIT)
+					: (skip_locked ? S_LOCK_RUN : S_LOCK_RUN_WAIT),
+					run_id, step, run);
 }
 
 /* Is the run still going (pending or running)? */
@@ -1048,4 +1061,59 @@ engine_sql_attempt_failed(EngineRun *run, const char *step, TimestampTz started_
 	f[5] = CStringGetTextDatum(error->hint ? error->hint : "");
 	run_stmt(S_SLOW_ATTEMPT_FAILED, NULL, f, NULL);
 	done_with_rows();
+}
+
+/*
+ * orchestrator_step_succeeded
+ *		_step_succeeded(run_id, step, result): a step succeeded, for the
+ *		PL/pgSQL engine (HTTP responses, timers, signals, sql steps it runs):
+ *		recorded, dependents released, run finished, through the same
+ *		transitions as above.  The caller holds the run's row lock.
+ */
+Datum
+orchestrator_step_succeeded(PG_FUNCTION_ARGS)
+{
+	Datum		run_id;
+	char	   *step;
+	EngineState outer;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("run id and step must not be null")));
+	run_id = PG_GETARG_DATUM(0);
+	step = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	SPI_connect();
+	engine_begin(&outer);
+	PG_TRY();
+	{
+		EngineRun	run;
+		StepDef    *def;
+
+		if (!load_run(S_READ_RUN, run_id, NULL, &run))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("workflow run %s does not exist",
+							DatumGetCString(DirectFunctionCall1(uuid_out, run_id)))));
+		def = engine_step_def(run.name, run.version, step);
+		if (!def->found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("step \"%s\" is not defined in workflow \"%s\" version %d",
+							step, run.name, run.version)));
+		engine_record_success(&run, def, step, PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
+							  PG_ARGISNULL(2), NULL, true);
+		engine_step_done(&run, def, step, true);
+	}
+	PG_CATCH();
+	{
+		engine_abandon(&outer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	engine_end(&outer);
+	SPI_finish();
+
+	PG_RETURN_VOID();
 }

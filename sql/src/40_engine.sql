@@ -297,28 +297,13 @@ BEGIN
 END
 $$;
 
--- A step succeeded (result recorded, cost added to the run).
+-- A step succeeded: result recorded, cost added to the run, step.succeeded,
+-- then _step_done().  Callers hold the run's row lock.  In C (engine.c), on
+-- the run's partitions: the transitions the C hot path uses.
 CREATE FUNCTION orchestrator._step_succeeded(run_id uuid, step text, result jsonb)
 RETURNS void
-LANGUAGE plpgsql
-AS $$
-DECLARE
-	r     orchestrator.workflow_runs;
-	added numeric;
-BEGIN
-	DELETE FROM orchestrator.work_queue q WHERE q.run_id = _step_succeeded.run_id AND q.step = _step_succeeded.step;
-	UPDATE orchestrator.workflow_steps s SET status = 'succeeded', result = _step_succeeded.result, error = NULL,
-		finished_at = clock_timestamp()
-		WHERE s.run_id = _step_succeeded.run_id AND s.step = _step_succeeded.step;
-	IF jsonb_typeof(result -> 'cost') = 'number' THEN
-		added := round((result ->> 'cost')::numeric, 4);
-		UPDATE orchestrator.workflow_runs w SET cost = w.cost + added WHERE w.id = _step_succeeded.run_id;
-	END IF;
-	PERFORM orchestrator._emit(run_id, 'step.succeeded', step, jsonb_build_object('result', result));
-	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _step_succeeded.run_id;
-	PERFORM orchestrator._step_done(run_id, orchestrator._def_step(r, step));
-END
-$$;
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_step_succeeded';
 
 -- A step is done (succeeded or skipped): release its dependents, and finish
 -- the run when no step is left open.
