@@ -151,6 +151,31 @@ SELECT wait_for_run(:'r') AS nested, wait_for_run(:'target') AS target, wait_for
 SELECT step, status, result FROM orchestrator.run_steps WHERE run_id IN (:'r', :'target') ORDER BY run_id, position;
 SELECT error -> 'error' ->> 'sqlstate' AS sqlstate FROM orchestrator.runs WHERE id = :'e';
 
+-- An error inside the nested unit, after it started: complete_step() waits
+-- for a run this session holds and the step's statement timeout cancels it.
+-- The step fails; the dispatcher's unit goes on (the next run succeeds).
+SELECT orchestrator.define_workflow('fast_nested_timeout', $$
+{"steps": [{"name": "w", "kind": "sleep", "duration": "1 second"},
+  {"name": "a", "kind": "sql", "depends_on": ["w"], "timeout": "200 milliseconds", "retry": {"max_attempts": 1},
+   "sql": "SELECT orchestrator.complete_step(run_id, step, lease_token, NULL) FROM public.held_lease"}]}
+$$);
+SELECT orchestrator.start_workflow('fast_ext_target') AS held \gset
+CREATE TABLE public.held_lease AS SELECT run_id, step, lease_token FROM orchestrator.claim_steps('fast_nested_q', 'held', 1);
+GRANT SELECT ON public.held_lease TO PUBLIC;
+SELECT orchestrator.start_workflow('fast_nested_timeout') AS t \gset
+-- hold the run while the step (after its 1 s sleep) tries to complete it
+BEGIN;
+SELECT 1 AS held FROM orchestrator.workflow_runs WHERE id = :'held' FOR UPDATE;
+SELECT pg_sleep(3);
+COMMIT;
+SELECT wait_for_run(:'t') AS nested_timeout;
+SELECT error -> 'error' ->> 'sqlstate' AS sqlstate FROM orchestrator.runs WHERE id = :'t';
+SELECT orchestrator.start_workflow('fast_result') AS after \gset
+SELECT wait_for_run(:'after') AS next_run;
+SELECT status FROM orchestrator.workflow_steps WHERE run_id = :'held';
+SELECT orchestrator.cancel_workflow(:'held');
+DROP TABLE public.held_lease;
+
 -- Webhook deliveries are queued for the events the fast path appends.
 SELECT orchestrator.create_webhook('http://127.0.0.1:9/fast', '{workflow.succeeded,step.succeeded}') AS hook \gset
 SELECT orchestrator.start_workflow('fast_diamond') AS r \gset
