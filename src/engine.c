@@ -8,15 +8,16 @@
  * succeeds) are done here with statements prepared against the partitions
  * that hold the run (leaf.c): a handful per step instead of thirty-odd
  * PL/pgSQL statements on the partitioned parents.  The dispatcher's sql
- * steps (sql_steps.c) and external workers' claims and completions
- * (external.c) use them.  Everything else is handed to the PL/pgSQL engine,
- * which stays the reference for the semantics: templates, conditions,
- * other kinds of dependents, compensations, failures and retries, result
- * templates, runs that are no longer active.
+ * steps (sql_steps.c), external workers' claims and completions
+ * (external.c) and the PL/pgSQL engine's _emit() and _step_succeeded() use
+ * them.  Everything else is handed to the PL/pgSQL engine, which stays the
+ * reference for the semantics: templates, conditions, other kinds of
+ * dependents, compensations, failures and retries, result templates, runs
+ * that are no longer active.
  *
- * Callers hold the run's row lock, as in the PL/pgSQL engine, and call
- * engine_begin() and engine_end() around their work inside an SPI
- * connection.
+ * Callers hold the run's row lock, as in the PL/pgSQL engine, and work
+ * inside an SPI connection between engine_begin() and engine_end() (or
+ * engine_abandon() when an error unwinds: units of work nest).
  *
  *-------------------------------------------------------------------------
  */
