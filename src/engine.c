@@ -15,9 +15,8 @@
  * dependents, compensations, failures and retries, result templates, runs
  * that are no longer active.
  *
- * Callers hold the run's row lock, as in the PL/pgSQL engine, and work
- * inside an SPI connection between engine_begin() and engine_end() (or
- * engine_abandon() when an error unwinds: units of work nest).
+ * Callers hold the run's row lock, as in the PL/pgSQL engine, and do their
+ * work through engine_unit() (units of work nest).
  *
  *-------------------------------------------------------------------------
  */
@@ -268,6 +267,15 @@ static const StmtDef stmts[S_COUNT] = {
 PG_FUNCTION_INFO_V1(orchestrator_emit);
 PG_FUNCTION_INFO_V1(orchestrator_step_succeeded);
 
+/* A unit of work of the engine (see engine_unit()). */
+typedef struct EngineState
+{
+	MemoryContext context;		/* definitions read during the unit */
+	bool		webhooks;		/* do webhook subscriptions exist? */
+	int			nestlevel;		/* GUC nest level of its search_path, or -1 */
+	int			depth;			/* units it runs inside, plus one */
+} EngineState;
+
 /*
  * The current unit of work (between engine_begin() and engine_end()).  Units
  * nest: a sql step's statement may call complete_step(), a hand-over to
@@ -473,7 +481,7 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	return seq;
 }
 
-/* emit_event() within engine_begin() .. engine_end() */
+/* emit_event() within a unit of work */
 static int64
 emit(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, bool data_isnull)
 {
@@ -484,7 +492,7 @@ emit(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, boo
  * orchestrator_emit
  *		_emit(run_id, type, step, data): append an event to a run's history,
  *		as the engine does, for the PL/pgSQL engine.  The caller holds the
- *		run's row lock.  Self-contained (no engine_begin()): it is called
+ *		run's row lock.  Outside any unit of work: it is called
  *		from PL/pgSQL functions that may catch its errors, also in the middle
  *		of a C transition that handed a case over.
  */
@@ -515,7 +523,8 @@ orchestrator_emit(PG_FUNCTION_ARGS)
 
 /*
  * engine_step_def
- *		The definition of a step, from the cache or read now.
+ *		The definition of a step, from the cache or read now (in the unit's
+ *		memory).
  *
  * Definitions are never updated or deleted, so a definition whose rows
  * were committed is kept for the life of the process (one whose rows are
@@ -728,7 +737,7 @@ release_dependents(EngineRun *run, StepDef *def)
  *		them).  The caller puts *outer back with engine_end(), or with
  *		engine_abandon() when an error unwinds through it.
  */
-void
+static void
 engine_begin(EngineState *outer)
 {
 	*outer = engine;
@@ -763,7 +772,7 @@ engine_begin(EngineState *outer)
  * engine_end
  *		End the unit of work and go back to the outer one.
  */
-void
+static void
 engine_end(EngineState *outer)
 {
 	MemoryContextDelete(engine.context);
@@ -777,10 +786,38 @@ engine_end(EngineState *outer)
  *		Go back to the outer unit while an error unwinds: the
  *		(sub)transaction's abort releases this unit's memory and setting.
  */
-void
+static void
 engine_abandon(EngineState *outer)
 {
 	engine = *outer;
+}
+
+/*
+ * engine_unit
+ *		Run "work" as a unit of work, in an SPI connection of its own.  A
+ *		unit may run inside another (a sql step's statement calls
+ *		complete_step()); the outer one is put back afterwards, also when an
+ *		error unwinds through this one.
+ */
+void
+engine_unit(void (*work) (void *arg), void *arg)
+{
+	EngineState outer;
+
+	SPI_connect();
+	engine_begin(&outer);
+	PG_TRY();
+	{
+		work(arg);
+	}
+	PG_CATCH();
+	{
+		engine_abandon(&outer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	engine_end(&outer);
+	SPI_finish();
 }
 
 /*
@@ -1071,50 +1108,49 @@ engine_sql_attempt_failed(EngineRun *run, const char *step, TimestampTz started_
  *		recorded, dependents released, run finished, through the same
  *		transitions as above.  The caller holds the run's row lock.
  */
-Datum
-orchestrator_step_succeeded(PG_FUNCTION_ARGS)
+typedef struct StepSucceeded
 {
 	Datum		run_id;
 	char	   *step;
-	EngineState outer;
+	Datum		result;
+	bool		result_isnull;
+} StepSucceeded;
+
+static void
+step_succeeded_work(void *arg)
+{
+	StepSucceeded *a = arg;
+	EngineRun	run;
+	StepDef    *def;
+
+	if (!load_run(S_READ_RUN, a->run_id, NULL, &run))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("workflow run %s does not exist",
+						DatumGetCString(DirectFunctionCall1(uuid_out, a->run_id)))));
+	def = engine_step_def(run.name, run.version, a->step);
+	if (!def->found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("step \"%s\" is not defined in workflow \"%s\" version %d",
+						a->step, run.name, run.version)));
+	engine_record_success(&run, def, a->step, a->result, a->result_isnull, NULL, true);
+	engine_step_done(&run, def, a->step, true);
+}
+
+Datum
+orchestrator_step_succeeded(PG_FUNCTION_ARGS)
+{
+	StepSucceeded a;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("run id and step must not be null")));
-	run_id = PG_GETARG_DATUM(0);
-	step = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	SPI_connect();
-	engine_begin(&outer);
-	PG_TRY();
-	{
-		EngineRun	run;
-		StepDef    *def;
-
-		if (!load_run(S_READ_RUN, run_id, NULL, &run))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("workflow run %s does not exist",
-							DatumGetCString(DirectFunctionCall1(uuid_out, run_id)))));
-		def = engine_step_def(run.name, run.version, step);
-		if (!def->found)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("step \"%s\" is not defined in workflow \"%s\" version %d",
-							step, run.name, run.version)));
-		engine_record_success(&run, def, step, PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
-							  PG_ARGISNULL(2), NULL, true);
-		engine_step_done(&run, def, step, true);
-	}
-	PG_CATCH();
-	{
-		engine_abandon(&outer);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	engine_end(&outer);
-	SPI_finish();
-
+	a.run_id = PG_GETARG_DATUM(0);
+	a.step = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	a.result_isnull = PG_ARGISNULL(2);
+	a.result = a.result_isnull ? (Datum) 0 : PG_GETARG_DATUM(2);
+	engine_unit(step_succeeded_work, &a);
 	PG_RETURN_VOID();
 }

@@ -66,18 +66,7 @@ typedef struct StepDef
 	bool		ready_input_isnull;
 } StepDef;
 
-/* A unit of work of the engine (see engine_begin()). */
-typedef struct EngineState
-{
-	MemoryContext context;		/* definitions read during the unit */
-	bool		webhooks;		/* do webhook subscriptions exist? */
-	int			nestlevel;		/* GUC nest level of its search_path, or -1 */
-	int			depth;			/* units it runs inside, plus one */
-} EngineState;
-
-extern void engine_begin(EngineState *outer);
-extern void engine_end(EngineState *outer);
-extern void engine_abandon(EngineState *outer);
+extern void engine_unit(void (*work) (void *arg), void *arg);
 
 extern uint64 engine_claim(const char *queue, int max_items, EngineClaim **claimed);
 extern bool engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run);

@@ -51,75 +51,78 @@ random_uuid(void)
  *		max_steps due steps of an external queue with a lease, as
  *		claim_steps() returns them.  The caller validated the arguments.
  */
+/* What _claim_external() works on in its unit of work. */
+typedef struct ClaimExternal
+{
+	ReturnSetInfo *rsinfo;
+	char	   *queue;
+	char	   *worker;
+	int32		max_steps;
+	Datum		lease;
+	Datum		lease_end;		/* now() + lease */
+} ClaimExternal;
+
+static void
+claim_external_work(void *arg)
+{
+	ClaimExternal *a = arg;
+	EngineClaim *claimed;
+	uint64		nclaimed = engine_claim(a->queue, a->max_steps, &claimed);
+
+	for (uint64 i = 0; i < nclaimed; i++)
+	{
+		EngineClaim *c = &claimed[i];
+		EngineRun	run;
+		Datum		values[7];
+		bool		nulls[7] = {false, false, false, false, false, false, false};
+		Datum		token;
+		int32		attempt;
+
+		/* a run another transaction holds is left for the next claim */
+		if (!engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
+			continue;
+		if (c->leased)
+		{
+			engine_lease_expired(&run, c);
+			continue;
+		}
+		token = random_uuid();
+		attempt = engine_step_claimed(&run, c->step, a->worker, token, a->lease,
+									  &values[4], &nulls[4]);
+
+		values[0] = run.id;
+		values[1] = CStringGetTextDatum(c->step);
+		values[2] = Int32GetDatum(attempt);
+		values[3] = token;
+		values[5] = CStringGetTextDatum(run.name);
+		/* least(now() + lease, the run's deadline) */
+		values[6] = run.has_deadline && run.deadline < DatumGetTimestampTz(a->lease_end)
+			? TimestampTzGetDatum(run.deadline) : a->lease_end;
+		tuplestore_putvalues(a->rsinfo->setResult, a->rsinfo->setDesc, values, nulls);
+	}
+}
+
 Datum
 orchestrator_claim_external(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *worker = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	int32		max_steps = PG_GETARG_INT32(2);
-	Datum		lease = PG_GETARG_DATUM(3);
-	Datum		lease_end;
-	EngineClaim *claimed;
-	uint64		nclaimed;
-	EngineState outer;
+	ClaimExternal a;
 
 	InitMaterializedSRF(fcinfo, 0);
-	lease_end = DirectFunctionCall2(timestamptz_pl_interval,
-									TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-									lease);
-
-	SPI_connect();
-	engine_begin(&outer);
-	PG_TRY();
-	{
-		nclaimed = engine_claim(queue, max_steps, &claimed);
-		for (uint64 i = 0; i < nclaimed; i++)
-		{
-			EngineClaim *c = &claimed[i];
-			EngineRun	run;
-			Datum		values[7];
-			bool		nulls[7] = {false, false, false, false, false, false, false};
-			Datum		token;
-			int32		attempt;
-
-			/* a run another transaction holds is left for the next claim */
-			if (!engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
-				continue;
-			if (c->leased)
-			{
-				engine_lease_expired(&run, c);
-				continue;
-			}
-			token = random_uuid();
-			attempt = engine_step_claimed(&run, c->step, worker, token, lease, &values[4], &nulls[4]);
-
-			values[0] = run.id;
-			values[1] = CStringGetTextDatum(c->step);
-			values[2] = Int32GetDatum(attempt);
-			values[3] = token;
-			values[5] = CStringGetTextDatum(run.name);
-			/* least(now() + lease, the run's deadline) */
-			values[6] = run.has_deadline && run.deadline < DatumGetTimestampTz(lease_end)
-				? TimestampTzGetDatum(run.deadline) : lease_end;
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
-	}
-	PG_CATCH();
-	{
-		engine_abandon(&outer);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	engine_end(&outer);
-	SPI_finish();
-
+	a.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	a.queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	a.worker = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	a.max_steps = PG_GETARG_INT32(2);
+	a.lease = PG_GETARG_DATUM(3);
+	a.lease_end = DirectFunctionCall2(timestamptz_pl_interval,
+									  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+									  a.lease);
+	engine_unit(claim_external_work, &a);
 	return (Datum) 0;
 }
 
 /*
  * complete_one
- *		Complete one claimed step (inside engine_begin()); false when the
+ *		Complete one claimed step (inside a unit of work); false when the
  *		lease is stale.
  */
 static bool
@@ -149,43 +152,42 @@ complete_one(Datum run_id, const char *step, Datum token, Datum result)
  *		of a claimed step; false (and nothing changed) when the lease is
  *		stale: expired, superseded, or of a run that has finished or is gone.
  */
-Datum
-orchestrator_complete_step(PG_FUNCTION_ARGS)
+/* What complete_step() works on in its unit of work. */
+typedef struct CompleteStep
 {
 	Datum		run_id;
 	char	   *step;
 	Datum		token;
 	Datum		result;
-	volatile bool ok = false;
-	EngineState outer;
+	bool		completed;
+} CompleteStep;
+
+static void
+complete_step_work(void *arg)
+{
+	CompleteStep *a = arg;
+
+	a->completed = complete_one(a->run_id, a->step, a->token, a->result);
+}
+
+Datum
+orchestrator_complete_step(PG_FUNCTION_ARGS)
+{
+	CompleteStep a;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("run_id, step and lease_token must not be null"),
 				 errhint("Pass the values claim_steps() returned.")));
-	run_id = PG_GETARG_DATUM(0);
-	step = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	token = PG_GETARG_DATUM(2);
-	result = PG_ARGISNULL(3) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("null"))
+	a.run_id = PG_GETARG_DATUM(0);
+	a.step = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	a.token = PG_GETARG_DATUM(2);
+	a.result = PG_ARGISNULL(3) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("null"))
 		: PG_GETARG_DATUM(3);
-
-	SPI_connect();
-	engine_begin(&outer);
-	PG_TRY();
-	{
-		ok = complete_one(run_id, step, token, result);
-	}
-	PG_CATCH();
-	{
-		engine_abandon(&outer);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	engine_end(&outer);
-	SPI_finish();
-
-	PG_RETURN_BOOL(ok);
+	a.completed = false;
+	engine_unit(complete_step_work, &a);
+	PG_RETURN_BOOL(a.completed);
 }
 
 /* One item of complete_steps(). */
@@ -227,6 +229,32 @@ array_arg(ArrayType *arr, Oid type, int16 typlen, bool typbyval, char typalign,
 						 errhint("Pass the values claim_steps() returned.")));
 }
 
+/* What complete_steps() works on in its unit of work. */
+typedef struct CompleteSteps
+{
+	ReturnSetInfo *rsinfo;
+	Completion *items;			/* in run id order */
+	int			n;
+} CompleteSteps;
+
+static void
+complete_steps_work(void *arg)
+{
+	CompleteSteps *a = arg;
+
+	for (int i = 0; i < a->n; i++)
+	{
+		Completion *c = &a->items[i];
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = c->run_id;
+		values[1] = CStringGetTextDatum(c->step);
+		values[2] = BoolGetDatum(complete_one(c->run_id, c->step, c->token, c->result));
+		tuplestore_putvalues(a->rsinfo->setResult, a->rsinfo->setDesc, values, nulls);
+	}
+}
+
 /*
  * orchestrator_complete_steps
  *		complete_steps(run_ids, steps, lease_tokens, results): complete_step()
@@ -252,7 +280,7 @@ orchestrator_complete_steps(PG_FUNCTION_ARGS)
 				n_results;
 	Completion *items;
 	Datum		json_null;
-	EngineState outer;
+	CompleteSteps batch;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -286,30 +314,10 @@ orchestrator_complete_steps(PG_FUNCTION_ARGS)
 	}
 	qsort(items, n_ids, sizeof(Completion), completion_cmp);
 
-	SPI_connect();
-	engine_begin(&outer);
-	PG_TRY();
-	{
-		for (int i = 0; i < n_ids; i++)
-		{
-			Datum		values[3];
-			bool		nulls[3] = {false, false, false};
-
-			values[0] = items[i].run_id;
-			values[1] = CStringGetTextDatum(items[i].step);
-			values[2] = BoolGetDatum(complete_one(items[i].run_id, items[i].step,
-												  items[i].token, items[i].result));
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
-	}
-	PG_CATCH();
-	{
-		engine_abandon(&outer);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	engine_end(&outer);
-	SPI_finish();
+	batch.rsinfo = rsinfo;
+	batch.items = items;
+	batch.n = n_ids;
+	engine_unit(complete_steps_work, &batch);
 
 	return (Datum) 0;
 }

@@ -126,60 +126,53 @@ run_one(EngineClaim *claim, EngineRun *run)
 	engine_step_done(run, def, claim->step, seq == started_seq + 1);
 }
 
-/*
- * orchestrator_run_sql_steps
- *		Claim up to max_steps due sql steps and run them in the current
- *		transaction.  Must be called inside an SPI connection.  Returns how
- *		many were processed.
- */
-int
-orchestrator_run_sql_steps(int max_steps)
+/* The dispatcher's batch in its unit of work. */
+typedef struct SqlBatch
 {
-	MemoryContext batch_context;
+	int			max_steps;
+	int			processed;
+} SqlBatch;
+
+static void
+sql_batch_work(void *arg)
+{
+	SqlBatch   *batch = arg;
 	MemoryContext step_context;
 	MemoryContext oldcontext;
 	EngineClaim *claimed;
 	uint64		nclaimed;
-	volatile int processed = 0;
-	EngineState outer;
+
+	step_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator sql step",
+										 ALLOCSET_DEFAULT_SIZES);
+	nclaimed = engine_claim("@sql", batch->max_steps, &claimed);
+	for (uint64 i = 0; i < nclaimed; i++)
+	{
+		EngineRun	run;
+
+		oldcontext = MemoryContextSwitchTo(step_context);
+		if (engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), claimed[i].step, true, &run))
+		{
+			run_one(&claimed[i], &run);
+			batch->processed++;
+		}
+		MemoryContextSwitchTo(oldcontext);
+		MemoryContextReset(step_context);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * orchestrator_run_sql_steps
+ *		Claim up to max_steps due sql steps and run them in the current
+ *		transaction.  Returns how many were processed.
+ */
+int
+orchestrator_run_sql_steps(int max_steps)
+{
+	SqlBatch	batch = {max_steps, 0};
 
 	if (max_steps <= 0)
 		return 0;
-
-	batch_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator sql steps",
-										  ALLOCSET_DEFAULT_SIZES);
-	step_context = AllocSetContextCreate(batch_context, "orchestrator sql step",
-										 ALLOCSET_DEFAULT_SIZES);
-	oldcontext = MemoryContextSwitchTo(batch_context);
-
-	engine_begin(&outer);
-	PG_TRY();
-	{
-		nclaimed = engine_claim("@sql", max_steps, &claimed);
-		for (uint64 i = 0; i < nclaimed; i++)
-		{
-			EngineRun	run;
-
-			MemoryContextSwitchTo(step_context);
-			if (engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), claimed[i].step, true, &run))
-			{
-				run_one(&claimed[i], &run);
-				processed++;
-			}
-			MemoryContextSwitchTo(batch_context);
-			MemoryContextReset(step_context);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
-	PG_CATCH();
-	{
-		engine_abandon(&outer);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	engine_end(&outer);
-
-	MemoryContextSwitchTo(oldcontext);
-	MemoryContextDelete(batch_context);
-	return processed;
+	engine_unit(sql_batch_work, &batch);
+	return batch.processed;
 }
