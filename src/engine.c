@@ -756,13 +756,16 @@ engine_begin(EngineState *outer)
 	 * A new definitions table: the extension was created again.  Only in
 	 * an outermost unit: an outer one may hold cached definitions.
 	 */
-	if (engine.depth == 1 &&
-		(def_cache == NULL ||
-		 def_cache_table != get_relname_relid("definition_steps",
-											  get_namespace_oid("orchestrator", false))))
+	if (engine.depth == 1)
 	{
-		reset_def_cache();
-		def_cache_table = get_relname_relid("definition_steps", get_namespace_oid("orchestrator", false));
+		Oid			table = get_relname_relid("definition_steps",
+											  get_namespace_oid("orchestrator", false));
+
+		if (def_cache == NULL || def_cache_table != table)
+		{
+			reset_def_cache();
+			def_cache_table = table;
+		}
 	}
 
 	engine.webhooks = webhooks_exist_now();
