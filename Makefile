@@ -1,6 +1,6 @@
 # orchestrator: PGXS build
 EXTENSION   = orchestrator
-EXTVERSION  = 0.2
+EXTVERSION  = 0.3
 
 MODULE_big  = orchestrator
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))

@@ -4,7 +4,7 @@
 #   test/cluster.sh start DIR PORT [DBNAME]   (creates DIR when missing)
 #   test/cluster.sh stop DIR
 set -euo pipefail
-bin=/usr/lib/postgresql/15/bin
+bin=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 cmd=$1 dir=$2
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 case "$cmd" in

@@ -10,14 +10,17 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" = 0 ]; then
 	bash "$src/test/setup.sh" || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+# PG_BINDIR: another installation (for two suites at once on one machine).
+bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+export PG_BINDIR=$bindir PATH=$bindir:$PATH
+libdir=$("$bindir/pg_config" --pkglibdir)
 
 # PostgreSQL will not run as root: run the suites as postgres in a copy.
 work=$(mktemp -d /tmp/orchestrator-test.XXXXXX)
 rsync -a --exclude .git --exclude tmp_check --exclude tmp_check_iso "$src/" "$work/"
 if [ "$(id -u)" = 0 ]; then
 	chown -R postgres: "$work"
-	as_pg() { runuser -u postgres -- env PATH="$PATH" "$@"; }
+	as_pg() { runuser -u postgres -- env PATH="$PATH" PG_BINDIR="$PG_BINDIR" ORCH_PORT_OFFSET="${ORCH_PORT_OFFSET:-0}" "$@"; }
 else
 	as_pg() { "$@"; }
 fi
@@ -32,7 +35,7 @@ count() {	# count(passed_pattern, failed_pattern, file, label)
 }
 
 echo "== pg_regress and isolation tests"
-(cd "$work" && as_pg make -s installcheck PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config) 2>&1 | tee "$work/regress.log"
+(cd "$work" && as_pg make -s installcheck PG_CONFIG="$bindir/pg_config") 2>&1 | tee "$work/regress.log"
 regress_rc=${PIPESTATUS[0]}
 before=$failed
 count '^(test |     |ok )?.* \.\.\. ok' '\.\.\. FAILED|\.\.\. failed' "$work/regress.log" "pg_regress/isolation"
@@ -44,12 +47,12 @@ done
 if [ "$regress_rc" -ne 0 ] && [ "$failed" -eq "$before" ]; then failed=$((failed + 1)); fi
 
 echo "== TAP tests"
-tap_lib=/usr/lib/postgresql/15/lib/pgxs/src/test/perl
+tap_lib=$libdir/pgxs/src/test/perl
 for t in "$work"/test/t/*.pl; do
 	[ -e "$t" ] || continue
 	name=test/t/$(basename "$t")
-	if (cd "$work" && as_pg env TESTDIR="$work" PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
-			PGPORT=56432 prove -I "$tap_lib" -I "$work/test/t" "$name") > "$work/tap.log" 2>&1; then
+	if (cd "$work" && as_pg env TESTDIR="$work" PG_REGRESS=$libdir/pgxs/src/test/regress/pg_regress \
+			PGPORT=$((56432 + ${ORCH_PORT_OFFSET:-0})) prove -I "$tap_lib" -I "$work/test/t" "$name") > "$work/tap.log" 2>&1; then
 		passed=$((passed + 1)); echo "ok     $name"
 	else
 		failed=$((failed + 1)); echo "FAILED $name"; cat "$work/tap.log"

@@ -22,7 +22,8 @@ if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q
 	pg_ctlcluster 15 main stop 2>/dev/null || true
 fi
 
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+export PATH=$bindir:$PATH
 echo "== building orchestrator"
-make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install
+make -s PG_CONFIG="$bindir/pg_config"
+make -s PG_CONFIG="$bindir/pg_config" install

@@ -20,7 +20,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 CLUSTER = os.path.join(HERE, "..", "cluster.sh")
 DASHBOARD = os.path.join(ROOT, "docs", "grafana", "orchestrator.json")
-PORT = 5524
+# ORCH_PORT_OFFSET / PG_BINDIR: to run two suites at once on one machine.
+OFFSET = int(os.environ.get("ORCH_PORT_OFFSET", "0"))
+BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+PORT = 5524 + OFFSET
 DATADIR = tempfile.mkdtemp(prefix="orchestrator-grafana-")
 
 # Columns each panel must return, by title.  Time series: the first column

@@ -20,7 +20,10 @@ sys.path.insert(0, HERE)
 from http_sink import Sink  # noqa: E402
 
 CLUSTER = os.path.join(HERE, "..", "cluster.sh")
-PORT, SINK = 5537, 5538
+# ORCH_PORT_OFFSET / PG_BINDIR: to run two suites at once on one machine.
+OFFSET = int(os.environ.get("ORCH_PORT_OFFSET", "0"))
+BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+PORT, SINK = 5537 + OFFSET, 5538 + OFFSET
 RUNS = 1000
 DATADIR = tempfile.mkdtemp(prefix="orchestrator-http-restart-")
 SETTINGS = """
@@ -42,7 +45,7 @@ def connect(retries=100):
 
 
 def pg_ctl(*args):
-    cmd = ["/usr/lib/postgresql/15/bin/pg_ctl", "-D", DATADIR, "-l", os.path.join(DATADIR, "server.log")] + list(args)
+    cmd = [os.path.join(BINDIR, "pg_ctl"), "-D", DATADIR, "-l", os.path.join(DATADIR, "server.log")] + list(args)
     if os.getuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--"] + cmd
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

@@ -34,7 +34,10 @@ sys.path.insert(0, HERE)
 from http_sink import Sink  # noqa: E402
 
 CLUSTER = os.path.join(HERE, "..", "cluster.sh")
-PORT, SINK, SINK2 = 5534, 5535, 5536
+# ORCH_PORT_OFFSET / PG_BINDIR: to run two suites at once on one machine.
+OFFSET = int(os.environ.get("ORCH_PORT_OFFSET", "0"))
+BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+PORT, SINK, SINK2 = 5534 + OFFSET, 5535 + OFFSET, 5536 + OFFSET
 DATADIR = tempfile.mkdtemp(prefix="orchestrator-http-")
 SETTINGS = """
 orchestrator.http_breaker_threshold = 3

@@ -16,7 +16,10 @@ import psycopg2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLUSTER = os.path.join(HERE, "..", "cluster.sh")
-PORT = 55493
+# ORCH_PORT_OFFSET / PG_BINDIR: to run two suites at once on one machine.
+OFFSET = int(os.environ.get("ORCH_PORT_OFFSET", "0"))
+BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+PORT = 55493 + OFFSET
 DATADIR = tempfile.mkdtemp(prefix="orchestrator-notify-")
 
 
