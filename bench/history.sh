@@ -40,10 +40,10 @@ SELECT i, orchestrator.uuid_v7_boundary(t) AS id, t AS created,
 FROM (SELECT i, date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - $d * interval '1 day'
 				+ (i * (86390000.0 / $per_day))::bigint * interval '1 millisecond' AS t
 	  FROM generate_series(1, $per_day) i) x;
-INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, input, result, error,
+INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, started_by, input, result, error,
 	created_at, started_at, finished_at, cost)
 SELECT id, 'wf_' || i % 4, 1, CASE WHEN i % 20 = 0 THEN 'failed' ELSE 'succeeded' END, 'tenant_' || i % 3,
-	   'postgres', jsonb_build_object('order', i, 'customer', 'c' || i % 1000),
+	   'postgres', 'postgres', jsonb_build_object('order', i, 'customer', 'c' || i % 1000),
 	   CASE WHEN i % 20 <> 0 THEN jsonb_build_object('fetch', jsonb_build_object('id', i), 'summarize', jsonb_build_object('ok', true)) END,
 	   CASE WHEN i % 20 = 0 THEN jsonb_build_object('step', 'summarize', 'status', 'dead', 'error', jsonb_build_object('message', 'upstream timeout')) END,
 	   created, created, finished, CASE WHEN i % 20 <> 0 THEN (i % 1000) / 10000.0 ELSE 0 END

@@ -1,39 +1,226 @@
 /*-------------------------------------------------------------------------
  *
  * caller.c
- *		Who is calling: the role a run belongs to.
+ *	  Who is calling: the entry gate of the SQL API.
  *
- * The API functions are SECURITY DEFINER, so inside them current_user is the
- * extension owner.  The role that called them is the "outer" user id: the
- * session user, or the role chosen with SET ROLE.  While a dispatcher runs a
- * sql step on behalf of a run's owner, the caller is that owner instead (the
- * dispatcher's own outer user is a superuser, which a step must never
- * inherit, for instance by starting a workflow of its own).
+ * The functions users call (orchestrator.start_workflow() and the others)
+ * are thin C entry points, SECURITY INVOKER, all bound to orchestrator_api().
+ * It records current_user, the role the call acts for, and calls the
+ * implementation, orchestrator._api_<name>() with the same arguments, which
+ * is SECURITY DEFINER (it owns the tables' rights) and reads the caller with
+ * orchestrator._caller().  A SECURITY DEFINER function cannot tell who
+ * called it: current_user is its owner inside, and the session's outer user
+ * may be someone else entirely (a superuser whose ANALYZE evaluates another
+ * role's index expression).  The gate is where current_user is still the
+ * caller's.
+ *
+ * Calls from inside a security-restricted operation (index expressions,
+ * ANALYZE, VACUUM, REFRESH MATERIALIZED VIEW: code run with the rights of a
+ * table owner on someone else's behalf) are refused, except a sql step's own
+ * statement, which the dispatcher runs restricted as the workflow's owner.
+ *
+ * Outside API calls (the views, the dispatchers) the caller is current_user.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "caller.h"
 
 /* Set by the sql step executor for the duration of a step. */
 Oid			orchestrator_step_owner = InvalidOid;
 
+/* The caller of the API call in progress, or InvalidOid outside one. */
+static Oid	api_caller = InvalidOid;
+
+/* What the gate keeps of an entry point's implementation (in fn_extra). */
+typedef struct ApiImpl
+{
+	Oid			oid;
+	bool		strict;
+	FmgrInfo	flinfo;
+} ApiImpl;
+
+PG_FUNCTION_INFO_V1(orchestrator_api);
+PG_FUNCTION_INFO_V1(orchestrator_caller_role);
 PG_FUNCTION_INFO_V1(orchestrator_caller);
+PG_FUNCTION_INFO_V1(orchestrator_acts_as);
+PG_FUNCTION_INFO_V1(orchestrator_is_admin);
 
 /*
- * orchestrator._caller() returns name
+ * orchestrator_current_caller
+ *		The role the current call acts for.
+ */
+Oid
+orchestrator_current_caller(void)
+{
+	return OidIsValid(api_caller) ? api_caller : GetUserId();
+}
+
+/*
+ * orchestrator_refuse_restricted
+ *		42501 inside a security-restricted operation that is not a sql
+ *		step's own statement.
+ */
+void
+orchestrator_refuse_restricted(Oid function)
+{
+	if (!InSecurityRestrictedOperation())
+		return;
+	if (OidIsValid(orchestrator_step_owner) && GetUserId() == orchestrator_step_owner)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("cannot call %s() in a security-restricted operation", get_func_name(function)),
+			 errdetail("Index expressions, ANALYZE, VACUUM, REFRESH MATERIALIZED VIEW and similar operations run code with another role's rights; orchestrator refuses to act for anyone there."),
+			 errhint("Call orchestrator functions from statements of their own, not from index expressions, materialized views or functions that maintenance operations evaluate.")));
+}
+
+/*
+ * api_impl
+ *		The implementation of the entry point "flinfo": _api_<name> with the
+ *		same argument types, in the same schema.
+ */
+static ApiImpl *
+api_impl(FmgrInfo *flinfo)
+{
+	ApiImpl    *impl = flinfo->fn_extra;
+	HeapTuple	tuple;
+	Form_pg_proc proc;
+	char	   *schema;
+	char	   *name;
+	Oid			oid;
+
+	/* functions are replaced by upgrades: look again when it is gone */
+	if (impl != NULL && SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(impl->oid)))
+		return impl;
+
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(flinfo->fn_oid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for function %u", flinfo->fn_oid);
+	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	schema = get_namespace_name(proc->pronamespace);
+	name = psprintf("_api_%s", NameStr(proc->proname));
+	oid = LookupFuncName(list_make2(makeString(schema), makeString(name)),
+						 proc->pronargs, proc->proargtypes.values, true);
+	if (!OidIsValid(oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("function %s.%s has no implementation", schema, NameStr(proc->proname)),
+				 errdetail("Function %s.%s with the same arguments does not exist.", schema, name),
+				 errhint("The installed orchestrator extension is damaged or of another version: run ALTER EXTENSION orchestrator UPDATE, or create it again.")));
+	ReleaseSysCache(tuple);
+
+	if (impl == NULL)
+		impl = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(ApiImpl));
+	impl->oid = oid;
+	impl->strict = func_strict(oid);
+	fmgr_info_cxt(oid, &impl->flinfo, flinfo->fn_mcxt);
+	flinfo->fn_extra = impl;
+	return impl;
+}
+
+/*
+ * orchestrator_api
+ *		The entry gate every public function is bound to: record the caller,
+ *		then call the implementation with the same arguments (and, for
+ *		functions returning a set, the same materialized result).
+ */
+Datum
+orchestrator_api(PG_FUNCTION_ARGS)
+{
+	ApiImpl    *impl = api_impl(fcinfo->flinfo);
+	Oid			save_caller = api_caller;
+	Datum		result;
+
+	LOCAL_FCINFO(call, FUNC_MAX_ARGS);
+
+	orchestrator_refuse_restricted(fcinfo->flinfo->fn_oid);
+
+	InitFunctionCallInfoData(*call, &impl->flinfo, fcinfo->nargs, fcinfo->fncollation,
+							 fcinfo->context, fcinfo->resultinfo);
+	for (int i = 0; i < fcinfo->nargs; i++)
+	{
+		call->args[i] = fcinfo->args[i];
+		if (impl->strict && fcinfo->args[i].isnull)
+			PG_RETURN_NULL();
+	}
+
+	api_caller = GetUserId();
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(call);
+	}
+	PG_FINALLY();
+	{
+		api_caller = save_caller;
+	}
+	PG_END_TRY();
+
+	fcinfo->isnull = call->isnull;
+	return result;
+}
+
+/*
+ * orchestrator._caller() returns regrole
+ */
+Datum
+orchestrator_caller_role(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(orchestrator_current_caller());
+}
+
+/*
+ * orchestrator._acts_as(role regrole) returns boolean
+ *		Has the caller the privileges of "role" (is it that role, a member
+ *		that inherits its rights, or a superuser)?  False for a dropped
+ *		role, whose OID no role has any more.
+ */
+Datum
+orchestrator_acts_as(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(has_privs_of_role(orchestrator_current_caller(), PG_GETARG_OID(0)));
+}
+
+/*
+ * orchestrator._is_admin() returns boolean
+ *		Is the caller a member of orchestrator_admin (or a superuser)?
+ */
+Datum
+orchestrator_is_admin(PG_FUNCTION_ARGS)
+{
+	Oid			admin = get_role_oid("orchestrator_admin", true);
+
+	PG_RETURN_BOOL(OidIsValid(admin) && is_member_of_role(orchestrator_current_caller(), admin));
+}
+
+/*
+ * orchestrator_caller
+ *		_caller() of versions 0.1 and 0.2 (returning name), which took the
+ *		session's outer user as the caller.  Their SQL functions are
+ *		SECURITY DEFINER without the gate, so no caller can be told here:
+ *		refuse until the schema is updated.
  */
 Datum
 orchestrator_caller(PG_FUNCTION_ARGS)
 {
-	Oid			roleid;
-
-	roleid = OidIsValid(orchestrator_step_owner) ? orchestrator_step_owner : GetOuterUserId();
-	PG_RETURN_DATUM(DirectFunctionCall1(namein,
-										CStringGetDatum(GetUserNameFromId(roleid, false))));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the orchestrator extension must be updated before it can be used"),
+			 errdetail("The library is version %s; the installed SQL objects are of an older version.",
+					   ORCHESTRATOR_VERSION),
+			 errhint("Run ALTER EXTENSION orchestrator UPDATE in this database.")));
+	PG_RETURN_NULL();
 }

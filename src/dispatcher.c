@@ -37,6 +37,7 @@
 #include "http.h"
 #include "shmem.h"
 #include "sql_steps.h"
+#include "version.h"
 #include "workers.h"
 
 /* Longest pause after repeated failures of _dispatch(). */
@@ -48,7 +49,8 @@ static const char *dispatch_query =
 /* Outcome of one dispatch turn. */
 typedef struct DispatchResult
 {
-	bool		extension_exists;
+	bool		extension_exists;	/* ... in this library's version */
+	char	   *other_version;	/* the version installed instead, if any */
 	int32		processed;
 	bool		has_next_wake;
 	TimestampTz next_wake;
@@ -108,7 +110,13 @@ dispatch_once(DispatchResult *result)
 	 * "SELECT 1 FROM pg_extension WHERE extname = 'orchestrator'" would do,
 	 * without planning a query every turn.
 	 */
-	result->extension_exists = OidIsValid(get_extension_oid("orchestrator", true));
+	{
+		char	   *installed = orchestrator_installed_version();
+
+		result->extension_exists = installed != NULL && strcmp(installed, ORCHESTRATOR_VERSION) == 0;
+		result->other_version = result->extension_exists || installed == NULL ? NULL
+			: MemoryContextStrdup(TopMemoryContext, installed);
+	}
 	if (result->extension_exists)
 	{
 		Oid			argtypes[1] = {INT4OID};
@@ -405,11 +413,20 @@ orchestrator_dispatcher_main(Datum main_arg)
 
 			if (!result.extension_exists)
 			{
-				if (!waiting_logged)
+				if (!waiting_logged && result.other_version)
+					ereport(LOG,
+							(errmsg("orchestrator dispatcher %d is waiting for the extension to be updated in database \"%s\"",
+									dispatcher_slot, orchestrator_database),
+							 errdetail("The library is version %s; the installed extension is version %s.",
+									   ORCHESTRATOR_VERSION, result.other_version),
+							 errhint("Run ALTER EXTENSION orchestrator UPDATE in that database.")));
+				else if (!waiting_logged)
 					ereport(LOG,
 							(errmsg("orchestrator dispatcher %d is waiting for the extension to be created in database \"%s\"",
 									dispatcher_slot, orchestrator_database),
 							 errhint("Run CREATE EXTENSION orchestrator in that database.")));
+				if (result.other_version)
+					pfree(result.other_version);
 				waiting_logged = true;
 				extension_exists = false;
 				sleep_for(orchestrator_poll_interval, true);

@@ -45,12 +45,15 @@
 
 #include "engine.h"
 #include "fmgr.h"
+#include "version.h"
 #include "wake.h"
 
 /* The statements of the transitions; @runs@ etc. name the run's partitions. */
 typedef enum Stmt
 {
 	S_CLAIM,
+	S_CLAIM_FOR,
+	S_MAY_WORK,
 	S_WEBHOOKS_EXIST,
 	S_LOCK_RUN,
 	S_LOCK_RUN_WAIT,
@@ -113,6 +116,15 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE queue = $1 AND available_at <= now()"
 		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
 	2, {TEXTOID, INT4OID}},
+	/* ... only of the workflows named in $3 (claim_steps() of a role) */
+	[S_CLAIM_FOR] = {
+		"SELECT run_id, step, lease_token IS NOT NULL, worker FROM orchestrator.work_queue"
+		" WHERE queue = $1 AND available_at <= now() AND workflow = ANY ($3)"
+		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+	3, {TEXTOID, INT4OID, TEXTARRAYOID}},
+	/* may the caller work external steps of workflow $1? */
+	[S_MAY_WORK] = {
+		"SELECT orchestrator._may($1, 'work')", 1, {TEXTOID}},
 	[S_WEBHOOKS_EXIST] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks)", 0, {0}},
 	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
@@ -217,12 +229,12 @@ static const StmtDef stmts[S_COUNT] = {
 		" RETURNING s.deps_open",
 	3, {UUIDOID, TEXTOID, JSONBOID}},
 	[S_ENQUEUE] = {
-		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at)"
-		" VALUES ($1, $2, $4, $3, now())"
+		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
+		" VALUES ($1, $2, $4, $3, now(), $5)"
 		" ON CONFLICT ON CONSTRAINT work_queue_pkey DO UPDATE"
 		" SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,"
 		" lease_token = NULL, lease = NULL, worker = NULL",
-	4, {UUIDOID, TEXTOID, INT4OID, TEXTOID}},
+	5, {UUIDOID, TEXTOID, INT4OID, TEXTOID, TEXTOID}},
 	[S_RUN_STATUS] = {
 		"SELECT status FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
 	[S_OPEN_STEPS] = {
@@ -703,8 +715,8 @@ release_dependents(EngineRun *run, StepDef *def)
 		if (next_def->plain_when_ready)
 		{
 			/* made ready by the update: queue it (_enqueue()) */
-			Datum		q[4] = {run->id, names[i], Int32GetDatum(run->priority),
-			CStringGetTextDatum(next_def->queue)};
+			Datum		q[5] = {run->id, names[i], Int32GetDatum(run->priority),
+				CStringGetTextDatum(next_def->queue), CStringGetTextDatum(run->name)};
 
 			run_stmt(S_ENQUEUE, NULL, q, NULL);
 			if (next_def->queue[0] == '@')
@@ -807,6 +819,7 @@ engine_unit(void (*work) (void *arg), void *arg)
 {
 	EngineState outer;
 
+	orchestrator_require_current_schema();
 	SPI_connect();
 	engine_begin(&outer);
 	PG_TRY();
@@ -827,14 +840,15 @@ engine_unit(void (*work) (void *arg), void *arg)
  * engine_claim
  *		Lock up to max_items due rows of a queue, in index order, skipping
  *		locked ones (as _claim(), whose run locks follow per row with
- *		engine_lock_run()).  Returns how many, in *claimed (in the current
+ *		engine_lock_run()); with workflows (a text[]), only rows of those
+ *		workflows.  Returns how many, in *claimed (in the current
  *		memory context).
  */
 uint64
-engine_claim(const char *queue, int max_items, EngineClaim **claimed)
+engine_claim(const char *queue, int max_items, Datum workflows, EngineClaim **claimed)
 {
-	Datum		values[2] = {CStringGetTextDatum(queue), Int32GetDatum(max_items)};
-	uint64		n = run_stmt(S_CLAIM, NULL, values, NULL);
+	Datum		values[3] = {CStringGetTextDatum(queue), Int32GetDatum(max_items), workflows};
+	uint64		n = run_stmt(workflows ? S_CLAIM_FOR : S_CLAIM, NULL, values, NULL);
 	bool		isnull;
 
 	*claimed = palloc0(sizeof(EngineClaim) * Max(n, 1));
@@ -872,7 +886,7 @@ load_run(Stmt s, Datum run_id, const char *step, EngineRun *run)
 		return false;
 	}
 	run->status = get_text(1);
-	run->owner = DatumGetCString(DirectFunctionCall1(nameout, get_col(2, &isnull)));
+	run->owner = DatumGetObjectId(get_col(2, &isnull));
 	run->name = get_text(3);
 	run->version = DatumGetInt32(get_col(4, &isnull));
 	run->priority = DatumGetInt32(get_col(5, &isnull));
@@ -976,6 +990,29 @@ engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 	values[4] = CStringGetTextDatum(worker);
 	run_stmt(S_LEASE, NULL, values, NULL);
 	return attempt;
+}
+
+/*
+ * engine_require_work_right
+ *		42501 unless the caller may work external steps of the run's
+ *		workflow (its owner, a role granted "work", an admin).
+ */
+void
+engine_require_work_right(EngineRun *run)
+{
+	Datum		values[1] = {CStringGetTextDatum(run->name)};
+	bool		isnull;
+	bool		may;
+
+	run_stmt(S_MAY_WORK, NULL, values, NULL);
+	may = DatumGetBool(get_col(1, &isnull)) && !isnull;
+	done_with_rows();
+	if (!may)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to work steps of workflow \"%s\"", run->name),
+				 errdetail("External steps are worked by the owner of their workflow, by roles it was granted to with privilege \"work\", and by members of orchestrator_admin."),
+				 errhint("The owner can run: SELECT orchestrator.grant_workflow('%s', '<role>', 'work');", run->name)));
 }
 
 /*

@@ -31,7 +31,7 @@ typedef struct EngineRun
 	Datum		id;
 	RunLeaves	leaves;
 	char	   *status;
-	char	   *owner;
+	Oid			owner;			/* the workflow's: steps run as this role */
 	char	   *name;
 	int32		version;
 	int32		priority;
@@ -68,7 +68,9 @@ typedef struct StepDef
 
 extern void engine_unit(void (*work) (void *arg), void *arg);
 
-extern uint64 engine_claim(const char *queue, int max_items, EngineClaim **claimed);
+extern uint64 engine_claim(const char *queue, int max_items, Datum workflows,
+						   EngineClaim **claimed);
+extern void engine_require_work_right(EngineRun *run);
 extern bool engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run);
 extern StepDef *engine_step_def(const char *name, int32 version, const char *step);
 extern bool engine_run_active(EngineRun *run);

@@ -35,6 +35,7 @@
 
 #include "caller.h"
 #include "executor.h"
+#include "guc.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_run_sql_step);
 PG_FUNCTION_INFO_V1(orchestrator_sql_statement_count);
@@ -214,8 +215,9 @@ arm_step_timeout(StepTimeout *st, int timeout_ms)
 	st->outer_active = get_timeout_active(STATEMENT_TIMEOUT);
 	st->outer_finish = st->outer_active ? get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
 
-	if (timeout_ms <= 0)
-		return;
+	/* no attempt outlives orchestrator.max_step_timeout */
+	if (timeout_ms <= 0 || timeout_ms > orchestrator_max_step_timeout)
+		timeout_ms = orchestrator_max_step_timeout;
 
 	finish = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	if (st->outer_active && st->outer_finish <= finish)
@@ -331,7 +333,7 @@ run_step_as_owner(SqlStep *step)
 	(void) set_config_option("search_path", STEP_SEARCH_PATH,
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	/* API functions the step calls act on behalf of the owner (caller.c) */
+	/* the step's own statement may call the API, as the owner (caller.c) */
 	orchestrator_step_owner = step->owner;
 	arm_step_timeout(&st, step->timeout_ms);
 

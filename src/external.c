@@ -47,9 +47,10 @@ random_uuid(void)
 
 /*
  * orchestrator_claim_external
- *		_claim_external(queue, worker, max_steps, lease): claim up to
- *		max_steps due steps of an external queue with a lease, as
- *		claim_steps() returns them.  The caller validated the arguments.
+ *		_claim_external(queue, worker, max_steps, lease, workflows): claim up
+ *		to max_steps due steps of an external queue with a lease, as
+ *		claim_steps() returns them; only steps of the workflows named
+ *		(NULL: all).  The caller validated the arguments.
  */
 /* What _claim_external() works on in its unit of work. */
 typedef struct ClaimExternal
@@ -59,6 +60,7 @@ typedef struct ClaimExternal
 	char	   *worker;
 	int32		max_steps;
 	Datum		lease;
+	Datum		workflows;		/* text[] of the workflows it may work; 0: all */
 	Datum		lease_end;		/* now() + lease */
 } ClaimExternal;
 
@@ -67,7 +69,7 @@ claim_external_work(void *arg)
 {
 	ClaimExternal *a = arg;
 	EngineClaim *claimed;
-	uint64		nclaimed = engine_claim(a->queue, a->max_steps, &claimed);
+	uint64		nclaimed = engine_claim(a->queue, a->max_steps, a->workflows, &claimed);
 
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
@@ -107,8 +109,13 @@ orchestrator_claim_external(PG_FUNCTION_ARGS)
 {
 	ClaimExternal a;
 
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("queue, worker, max_steps and lease must not be null")));
 	InitMaterializedSRF(fcinfo, 0);
 	a.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	a.workflows = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
 	a.queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	a.worker = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	a.max_steps = PG_GETARG_INT32(2);
@@ -125,18 +132,31 @@ orchestrator_claim_external(PG_FUNCTION_ARGS)
  *		Complete one claimed step (inside a unit of work); false when the
  *		lease is stale.
  */
+/* The last workflow the caller was found allowed to work, in one call. */
+typedef struct WorkRights
+{
+	const char *workflow;
+} WorkRights;
+
 static bool
-complete_one(Datum run_id, const char *step, Datum token, Datum result)
+complete_one(Datum run_id, const char *step, Datum token, Datum result, WorkRights *rights)
 {
 	EngineRun	run;
 	StepDef    *def;
 
 	/*
-	 * The lease token is the capability: the worker need not own the run.
-	 * The run is locked first, then its queue row, as everywhere.
+	 * The run is locked first, then its queue row, as everywhere.  The lease
+	 * token proves which attempt the caller works on; the caller must also
+	 * be allowed to work the workflow's steps (a token may have leaked).
 	 */
-	if (!engine_lock_run(run_id, NULL, false, &run) ||
-		!(engine_run_active(&run) || strcmp(run.status, "compensating") == 0) ||
+	if (!engine_lock_run(run_id, NULL, false, &run))
+		return false;
+	if (rights->workflow == NULL || strcmp(rights->workflow, run.name) != 0)
+	{
+		engine_require_work_right(&run);
+		rights->workflow = run.name;
+	}
+	if (!(engine_run_active(&run) || strcmp(run.status, "compensating") == 0) ||
 		!engine_take_leased(&run, step, token))
 		return false;
 
@@ -166,8 +186,9 @@ static void
 complete_step_work(void *arg)
 {
 	CompleteStep *a = arg;
+	WorkRights	rights = {NULL};
 
-	a->completed = complete_one(a->run_id, a->step, a->token, a->result);
+	a->completed = complete_one(a->run_id, a->step, a->token, a->result, &rights);
 }
 
 Datum
@@ -241,6 +262,7 @@ static void
 complete_steps_work(void *arg)
 {
 	CompleteSteps *a = arg;
+	WorkRights	rights = {NULL};
 
 	for (int i = 0; i < a->n; i++)
 	{
@@ -250,7 +272,7 @@ complete_steps_work(void *arg)
 
 		values[0] = c->run_id;
 		values[1] = CStringGetTextDatum(c->step);
-		values[2] = BoolGetDatum(complete_one(c->run_id, c->step, c->token, c->result));
+		values[2] = BoolGetDatum(complete_one(c->run_id, c->step, c->token, c->result, &rights));
 		tuplestore_putvalues(a->rsinfo->setResult, a->rsinfo->setDesc, values, nulls);
 	}
 }

@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include <ctype.h>
 
 #include "utils/datetime.h"
@@ -25,6 +27,7 @@ int			orchestrator_batch_size = 64;
 int			orchestrator_poll_interval = 1000;
 char	   *orchestrator_default_lease = NULL;
 char	   *orchestrator_default_step_timeout = NULL;
+int			orchestrator_max_step_timeout = 3600 * 1000;
 char	   *orchestrator_http_allowed_hosts = NULL;
 int			orchestrator_http_max_concurrency = 100;
 int			orchestrator_http_max_host_connections = 0;
@@ -233,6 +236,16 @@ orchestrator_define_gucs(void)
 							   PGC_USERSET,
 							   0,
 							   check_positive_interval, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_step_timeout",
+							"Longest time one attempt of a step may take.",
+							"A longer \"timeout\" is refused when a workflow is defined, and no attempt runs longer, whatever its statement does.",
+							&orchestrator_max_step_timeout,
+							3600 * 1000,
+							1000, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("orchestrator.retention",
 							   "How long finished runs are kept, counted from their completion.",

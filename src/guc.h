@@ -17,6 +17,7 @@ extern int	orchestrator_batch_size;
 extern int	orchestrator_poll_interval;
 extern char *orchestrator_default_lease;
 extern char *orchestrator_default_step_timeout;
+extern int	orchestrator_max_step_timeout;
 extern char *orchestrator_http_allowed_hosts;
 extern int	orchestrator_http_max_concurrency;
 extern int	orchestrator_http_max_host_connections;

@@ -24,6 +24,7 @@
 #include "utils/array.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 
 #include "engine.h"
 #include "executor.h"
@@ -97,7 +98,8 @@ run_one(EngineClaim *claim, EngineRun *run)
 	}
 
 	def = engine_step_def(run->name, run->version, claim->step);
-	owner = def->plain_sql ? get_role_oid(run->owner, true) : InvalidOid;
+	owner = def->plain_sql && SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run->owner))
+		? run->owner : InvalidOid;
 	if (!def->plain_sql || def->sql == NULL || !OidIsValid(owner) || !engine_run_active(run))
 	{
 		engine_slow_exec_sql_step(run, claim->step);
@@ -144,7 +146,7 @@ sql_batch_work(void *arg)
 
 	step_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator sql step",
 										 ALLOCSET_DEFAULT_SIZES);
-	nclaimed = engine_claim("@sql", batch->max_steps, &claimed);
+	nclaimed = engine_claim("@sql", batch->max_steps, (Datum) 0, &claimed);
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
 		EngineRun	run;

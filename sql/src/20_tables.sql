@@ -13,12 +13,41 @@
 -- run's rows stay together (and shard together).  Work that is ready or
 -- running lives in the small, unpartitioned work_queue.
 
+-- Workflows by name, and who owns each: the role that defined it first.  A
+-- run's sql steps and compensations execute with its owner's rights (as a
+-- SECURITY DEFINER function does), whoever starts it.  Roles are kept as
+-- OIDs (regrole): a role created later with a dropped role's name inherits
+-- nothing, and a dump names roles, so a restore maps them to the target
+-- cluster's roles.
+CREATE TABLE orchestrator.workflows (
+	name       text        NOT NULL PRIMARY KEY,
+	owner      regrole     NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE orchestrator.workflows IS 'workflow names and their owners (the role that defined each first)';
+
+-- What other roles may do with a workflow: "start" (start runs, see the
+-- runs it started) or "work" (claim, heartbeat, complete and fail its
+-- external steps).  owner repeats the workflow's owner, so that the
+-- row-level security policy of this table need not read workflows (whose
+-- policy reads this table).
+CREATE TABLE orchestrator.workflow_grants (
+	name       text        NOT NULL REFERENCES orchestrator.workflows (name),
+	grantee    regrole     NOT NULL,
+	privilege  text        NOT NULL CHECK (privilege IN ('start', 'work')),
+	owner      regrole     NOT NULL,
+	granted_by regrole     NOT NULL,
+	granted_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (name, grantee, privilege)
+);
+COMMENT ON TABLE orchestrator.workflow_grants IS 'privileges on workflows granted to other roles (grant_workflow)';
+
 CREATE TABLE orchestrator.definitions (
-	name        text        NOT NULL,
+	name        text        NOT NULL REFERENCES orchestrator.workflows (name),
 	version     integer     NOT NULL,
 	spec        jsonb       NOT NULL,
 	created_at  timestamptz NOT NULL DEFAULT now(),
-	created_by  name        NOT NULL DEFAULT current_user,
+	created_by  regrole     NOT NULL,
 	PRIMARY KEY (name, version)
 );
 COMMENT ON TABLE orchestrator.definitions IS 'workflow definitions, one row per version';
@@ -53,7 +82,7 @@ CREATE TABLE orchestrator.workflow_runs (
 	version         integer       NOT NULL,
 	status          text          NOT NULL DEFAULT 'pending',
 	tenant          text,
-	owner           name          NOT NULL,
+	owner           regrole       NOT NULL,
 	input           jsonb         NOT NULL,
 	result          jsonb,
 	error           jsonb,
@@ -65,9 +94,12 @@ CREATE TABLE orchestrator.workflow_runs (
 	started_at      timestamptz,
 	finished_at     timestamptz,
 	cost            numeric(20,4) NOT NULL DEFAULT 0,
+	started_by      regrole       NOT NULL,
 	PRIMARY KEY (id)
 ) PARTITION BY RANGE (id);
 COMMENT ON TABLE orchestrator.workflow_runs IS 'one row per workflow run (partitioned by run id = creation day)';
+COMMENT ON COLUMN orchestrator.workflow_runs.owner IS 'owner of the workflow: its sql steps run with this role''s rights';
+COMMENT ON COLUMN orchestrator.workflow_runs.started_by IS 'the role that started the run';
 
 CREATE TABLE orchestrator.workflow_steps (
 	run_id      uuid          NOT NULL,
@@ -103,7 +135,9 @@ COMMENT ON TABLE orchestrator.workflow_events IS 'append-only history of every r
 -- internal queues the dispatchers serve: '@sql' (sql steps) and '@timer'
 -- (sleeps, wait timeouts, run deadlines).  available_at is when the row may be
 -- claimed: now for ready work, a retry's due time, a timer's due time, or the
--- expiry of the lease an external worker holds (lease_token set).
+-- expiry of the lease an external worker holds (lease_token set).  workflow
+-- (the run's) lets claim_steps() skip, without locking them, the rows of
+-- workflows the claiming role may not work.
 CREATE TABLE orchestrator.work_queue (
 	run_id       uuid        NOT NULL,
 	step         text        NOT NULL,
@@ -113,18 +147,22 @@ CREATE TABLE orchestrator.work_queue (
 	lease_token  uuid,
 	lease        interval,
 	worker       text,
+	workflow     text        NOT NULL,
 	PRIMARY KEY (run_id, step)
 ) WITH (fillfactor = 70);
 CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at);
 CREATE INDEX work_queue_leased ON orchestrator.work_queue (available_at) WHERE lease_token IS NOT NULL;
 
--- A second start with the same key and definition name returns the first run.
+-- A second start by the same role with the same key and workflow name
+-- returns the first run.  Keys of different roles never meet: one role
+-- cannot take another's key, or learn its run id.
 CREATE TABLE orchestrator.idempotency_keys (
-	name   text        NOT NULL,
-	key    text        NOT NULL,
-	run_id uuid        NOT NULL,
-	at     timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (name, key)
+	name       text        NOT NULL,
+	key        text        NOT NULL,
+	run_id     uuid        NOT NULL,
+	at         timestamptz NOT NULL DEFAULT now(),
+	started_by regrole     NOT NULL,
+	PRIMARY KEY (started_by, name, key)
 );
 
 CREATE TABLE orchestrator.signals (
@@ -133,7 +171,7 @@ CREATE TABLE orchestrator.signals (
 	name    text        NOT NULL,
 	payload jsonb       NOT NULL,
 	sent_at timestamptz NOT NULL DEFAULT now(),
-	sent_by name        NOT NULL DEFAULT current_user,
+	sent_by regrole     NOT NULL,
 	PRIMARY KEY (run_id, id)
 );
 CREATE INDEX signals_by_name ON orchestrator.signals (run_id, name, id);

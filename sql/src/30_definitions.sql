@@ -47,6 +47,25 @@ BEGIN
 END
 $$;
 
+-- The timeout of an attempt that holds a dispatcher or a worker (sql, http,
+-- external, compensations): at most orchestrator.max_step_timeout.  sleep
+-- and wait steps hold nothing while they wait; their timeout is not bounded.
+CREATE FUNCTION orchestrator._spec_timeout(wf text, what text, value jsonb)
+RETURNS interval
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	result interval := orchestrator._spec_interval(wf, what, value);
+	max    interval := current_setting('orchestrator.max_step_timeout')::interval;
+BEGIN
+	IF result > max THEN
+		PERFORM orchestrator._spec_error(wf, format('%s is %s, longer than orchestrator.max_step_timeout (%s)', what, value, max),
+			'Split the work into shorter steps, or ask a superuser to raise orchestrator.max_step_timeout.');
+	END IF;
+	RETURN result;
+END
+$$;
+
 -- A JSON path must parse.
 CREATE FUNCTION orchestrator._spec_jsonpath(wf text, what text, value jsonb)
 RETURNS jsonpath
@@ -320,7 +339,8 @@ BEGIN
 		row.multiplier := coalesce((r ->> 'multiplier')::float8, 2);
 		row.max_backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.max_backoff', r -> 'max_backoff', true), interval '1 minute');
 		row.jitter := coalesce((r ->> 'jitter')::float8, 0.2);
-		row.timeout := orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout');
+		row.timeout := CASE WHEN kind IN ('sleep', 'wait') THEN orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout')
+						   ELSE orchestrator._spec_timeout(wf, what || '.timeout', s -> 'timeout') END;
 
 		CASE kind
 		WHEN 'sleep' THEN
@@ -402,7 +422,7 @@ BEGIN
 		row.multiplier := 2;
 		row.max_backoff := interval '1 minute';
 		row.jitter := 0.2;
-		row.timeout := orchestrator._spec_interval(wf, format('step "%s".compensate.timeout', rows[i].step), r -> 'timeout');
+		row.timeout := orchestrator._spec_timeout(wf, format('step "%s".compensate.timeout', rows[i].step), r -> 'timeout');
 		row.compensates := rows[i].step;
 		rows := rows || row;
 	END LOOP;
@@ -411,7 +431,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator.define_workflow(name text, spec jsonb)
+CREATE FUNCTION orchestrator._api_define_workflow(name text, spec jsonb)
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -419,9 +439,10 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	v       integer;
-	creator name;
-	steps   orchestrator.definition_steps[];
+	v      integer;
+	owner  regrole;
+	caller regrole := orchestrator._caller();
+	steps  orchestrator.definition_steps[];
 BEGIN
 	steps := ARRAY(SELECT x FROM orchestrator._validate_spec(name, spec) x);
 	-- Literal URLs of http steps must be allowed hosts (75_http.sql).
@@ -429,24 +450,27 @@ BEGIN
 
 	-- Serialise definitions of the same name so versions are gap-free.
 	PERFORM pg_advisory_xact_lock(hashtext('orchestrator.define_workflow'), hashtext(name));
-	SELECT d.version INTO v FROM orchestrator.definitions d WHERE d.name = define_workflow.name AND d.spec = define_workflow.spec
+	-- A name belongs to the role that defined it first.  Only that role (or
+	-- a role with its privileges) adds versions: a new version decides what
+	-- the next runs execute, with the owner's rights.  Checked before
+	-- anything else is looked at, so that others learn nothing of its
+	-- versions.
+	SELECT w.owner INTO owner FROM orchestrator.workflows w WHERE w.name = _api_define_workflow.name;
+	IF NOT FOUND THEN
+		INSERT INTO orchestrator.workflows (name, owner) VALUES (name, caller);
+	ELSIF NOT orchestrator._acts_as(owner) THEN
+		RAISE EXCEPTION 'workflow "%" belongs to another role', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Only the role that first defined a workflow, and roles with its privileges, can add versions to it.',
+				  HINT = 'Choose another name.';
+	END IF;
+	SELECT d.version INTO v FROM orchestrator.definitions d WHERE d.name = _api_define_workflow.name AND d.spec = _api_define_workflow.spec
 		ORDER BY d.version DESC LIMIT 1;
 	IF FOUND THEN
 		RETURN v;
 	END IF;
-	-- Only the role that created a name (or an admin) adds versions to it:
-	-- a new version decides what the next runs of that name execute.
-	SELECT d.created_by INTO creator FROM orchestrator.definitions d
-		WHERE d.name = define_workflow.name ORDER BY d.version LIMIT 1;
-	IF FOUND AND creator <> orchestrator._caller()
-	   AND NOT pg_has_role(orchestrator._caller(), 'orchestrator_admin', 'MEMBER') THEN
-		RAISE EXCEPTION 'workflow "%" belongs to role %', name, creator
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'Only the role that first defined a workflow, or a member of orchestrator_admin, can add versions to it.',
-				  HINT = 'Choose another name.';
-	END IF;
-	SELECT coalesce(max(d.version), 0) + 1 INTO v FROM orchestrator.definitions d WHERE d.name = define_workflow.name;
-	INSERT INTO orchestrator.definitions (name, version, spec, created_by) VALUES (name, v, spec, orchestrator._caller());
+	SELECT coalesce(max(d.version), 0) + 1 INTO v FROM orchestrator.definitions d WHERE d.name = _api_define_workflow.name;
+	INSERT INTO orchestrator.definitions (name, version, spec, created_by) VALUES (name, v, spec, caller);
 	INSERT INTO orchestrator.definition_steps
 		SELECT x.name, v, x.step, x.position, x.kind, x.depends_on, x.dependents, x.condition, x.spec,
 			   x.max_attempts, x.backoff, x.multiplier, x.max_backoff, x.jitter, x.timeout, x.compensates
@@ -454,5 +478,77 @@ BEGIN
 	RETURN v;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.define_workflow(text, jsonb) IS
-'validate and store a new version of a workflow definition; an identical spec returns the existing version';
+
+-- Grant or revoke a privilege on a workflow: "start" (start runs of it and
+-- see them) or "work" (its external steps).  Its owner, roles with the
+-- owner's privileges, and members of orchestrator_admin may.
+CREATE FUNCTION orchestrator._workflow_privilege_target(name text, role regrole, privilege text)
+RETURNS regrole
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	owner regrole;
+BEGIN
+	IF name IS NULL OR role IS NULL OR privilege IS NULL THEN
+		RAISE EXCEPTION 'name, role and privilege must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF privilege NOT IN ('start', 'work') THEN
+		RAISE EXCEPTION 'unknown workflow privilege "%"', privilege USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'Workflow privileges are "start" (start runs and see them) and "work" (claim, heartbeat, complete and fail external steps).';
+	END IF;
+	SELECT w.owner INTO owner FROM orchestrator.workflows w WHERE w.name = _workflow_privilege_target.name FOR UPDATE;
+	IF NOT FOUND OR NOT (orchestrator._acts_as(owner) OR orchestrator._is_admin()) THEN
+		-- whether it exists is none of the caller's business
+		RAISE EXCEPTION 'permission denied to grant privileges on workflow "%"', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Only the owner of a workflow (the role that defined it first) and members of orchestrator_admin grant and revoke its privileges.',
+				  HINT = 'Check the name; define the workflow first if it does not exist.';
+	END IF;
+	RETURN owner;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_grant_workflow(name text, role regrole, privilege text)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	owner regrole := orchestrator._workflow_privilege_target(name, role, privilege);
+BEGIN
+	INSERT INTO orchestrator.workflow_grants (name, grantee, privilege, owner, granted_by)
+		VALUES (name, role, privilege, owner, orchestrator._caller())
+		ON CONFLICT DO NOTHING;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_revoke_workflow(name text, role regrole, privilege text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	PERFORM orchestrator._workflow_privilege_target(name, role, privilege);
+	DELETE FROM orchestrator.workflow_grants g
+		WHERE g.name = _api_revoke_workflow.name AND g.grantee = role AND g.privilege = _api_revoke_workflow.privilege;
+	RETURN FOUND;
+END
+$$;
+
+-- May the caller start runs of workflow "name" (privilege 'start') or
+-- work its external steps ('work')?  Its owner, roles granted that
+-- privilege (or members of such roles), and members of orchestrator_admin.
+CREATE FUNCTION orchestrator._may(name text, privilege text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT orchestrator._is_admin()
+		OR EXISTS (SELECT 1 FROM orchestrator.workflows w WHERE w.name = _may.name AND orchestrator._acts_as(w.owner))
+		OR EXISTS (SELECT 1 FROM orchestrator.workflow_grants g
+				   WHERE g.name = _may.name AND g.privilege = _may.privilege AND orchestrator._acts_as(g.grantee))
+$$;

@@ -87,7 +87,7 @@ BEGIN
 		RAISE EXCEPTION 'run id must not be null' USING ERRCODE = 'null_value_not_allowed';
 	END IF;
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _lock_run.run_id FOR UPDATE;
-	IF NOT FOUND OR (check_caller AND NOT orchestrator._may_see(r.owner)) THEN
+	IF NOT FOUND OR (check_caller AND NOT orchestrator._may_see(r.owner, r.started_by)) THEN
 		PERFORM orchestrator._run_not_found(run_id);
 	END IF;
 	RETURN r;
@@ -103,7 +103,7 @@ DECLARE
 	r orchestrator.workflow_runs;
 BEGIN
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _visible_run.run_id;
-	IF NOT FOUND OR NOT orchestrator._may_see(r.owner) THEN
+	IF NOT FOUND OR NOT orchestrator._may_see(r.owner, r.started_by) THEN
 		PERFORM orchestrator._run_not_found(run_id);
 	END IF;
 	RETURN r;
@@ -117,7 +117,7 @@ AS $$
 BEGIN
 	RAISE EXCEPTION 'workflow run % does not exist', run_id
 		USING ERRCODE = 'undefined_object',
-			  HINT = 'Runs are visible to the role that started them and to members of orchestrator_admin.';
+			  HINT = 'Runs are visible to the role that started them, to the owner of their workflow and to members of orchestrator_admin.';
 END
 $$;
 
@@ -164,13 +164,14 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator._may_see(owner name)
+-- May the caller see a run?  Its workflow's owner, the role that started
+-- it (and roles with their privileges), and members of orchestrator_admin.
+CREATE FUNCTION orchestrator._may_see(owner regrole, started_by regrole)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT owner = orchestrator._caller()
-		OR pg_has_role(orchestrator._caller(), 'orchestrator_admin', 'MEMBER')
+	SELECT orchestrator._acts_as(owner) OR orchestrator._acts_as(started_by) OR orchestrator._is_admin()
 $$;
 
 CREATE FUNCTION orchestrator._is_active(status text)
@@ -185,8 +186,8 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-	INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at)
-		VALUES (r.id, step, queue, CASE WHEN queue = '@timer' THEN 0 ELSE r.priority END, available_at)
+	INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)
+		VALUES (r.id, step, queue, CASE WHEN queue = '@timer' THEN 0 ELSE r.priority END, available_at, r.name)
 	ON CONFLICT ON CONSTRAINT work_queue_pkey DO UPDATE
 		SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,
 			lease_token = NULL, lease = NULL, worker = NULL;

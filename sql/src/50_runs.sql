@@ -1,6 +1,6 @@
 -- Runs: start, read, cancel, signal; the relational views.
 
-CREATE FUNCTION orchestrator.start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+CREATE FUNCTION orchestrator._api_start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
 RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -14,6 +14,8 @@ DECLARE
 	deadline timestamptz;
 	prio     integer;
 	new_id   uuid := orchestrator.uuid_v7();
+	caller   regrole := orchestrator._caller();
+	owner    regrole;
 	existing uuid;
 	r        orchestrator.workflow_runs;
 	s        text;
@@ -42,17 +44,27 @@ BEGIN
 				DETAIL = format('Got %s.', options -> 'version');
 		END IF;
 		v := (options ->> 'version')::integer;
-		PERFORM 1 FROM orchestrator.definitions d WHERE d.name = start_workflow.name AND d.version = v;
+		PERFORM 1 FROM orchestrator.definitions d WHERE d.name = _api_start_workflow.name AND d.version = v;
 		IF NOT FOUND THEN
 			RAISE EXCEPTION 'workflow "%" has no version %', name, v USING ERRCODE = 'undefined_object',
 				HINT = 'Omit "version" to start the latest version.';
 		END IF;
 	ELSE
-		SELECT max(d.version) INTO v FROM orchestrator.definitions d WHERE d.name = start_workflow.name;
+		SELECT max(d.version) INTO v FROM orchestrator.definitions d WHERE d.name = _api_start_workflow.name;
 		IF v IS NULL THEN
 			RAISE EXCEPTION 'workflow "%" is not defined', name USING ERRCODE = 'undefined_object',
 				HINT = 'Define it first with orchestrator.define_workflow(name, spec).';
 		END IF;
+	END IF;
+
+	-- Its owner, roles granted "start", and admins start runs; the steps
+	-- run with the owner's rights whoever starts them.
+	SELECT w.owner INTO owner FROM orchestrator.workflows w WHERE w.name = _api_start_workflow.name;
+	IF NOT orchestrator._may(name, 'start') THEN
+		RAISE EXCEPTION 'permission denied to start workflow "%"', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Runs of a workflow are started by its owner, by roles it was granted to with privilege "start", and by members of orchestrator_admin.',
+				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, %L);', name, caller);
 	END IF;
 
 	IF options ? 'idempotency_key' THEN
@@ -99,31 +111,32 @@ BEGIN
 	END IF;
 
 	IF idem_key IS NOT NULL THEN
-		INSERT INTO orchestrator.idempotency_keys (name, key, run_id) VALUES (start_workflow.name, idem_key, new_id)
+		INSERT INTO orchestrator.idempotency_keys (started_by, name, key, run_id)
+			VALUES (caller, _api_start_workflow.name, idem_key, new_id)
 			ON CONFLICT DO NOTHING;
 		IF NOT FOUND THEN
 			SELECT k.run_id INTO existing FROM orchestrator.idempotency_keys k
-				WHERE k.name = start_workflow.name AND k.key = idem_key;
+				WHERE k.started_by = caller AND k.name = _api_start_workflow.name AND k.key = idem_key;
 			RETURN existing;
 		END IF;
 	END IF;
 
-	INSERT INTO orchestrator.workflow_runs (id, name, version, tenant, owner, input, idempotency_key,
+	INSERT INTO orchestrator.workflow_runs (id, name, version, tenant, owner, started_by, input, idempotency_key,
 											priority, deadline)
-		SELECT new_id, start_workflow.name, v, tenant, orchestrator._caller(), input, idem_key,
+		SELECT new_id, _api_start_workflow.name, v, tenant, owner, caller, input, idem_key,
 			   coalesce(prio, 0), deadline
 		RETURNING * INTO r;
 	INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, deps_open)
 		SELECT new_id, d.step, d.position, d.kind, cardinality(d.depends_on)
 		FROM orchestrator.definition_steps d
-		WHERE d.name = start_workflow.name AND d.version = v AND d.compensates IS NULL;
+		WHERE d.name = _api_start_workflow.name AND d.version = v AND d.compensates IS NULL;
 	PERFORM orchestrator._emit(new_id, 'workflow.created', NULL,
 		jsonb_strip_nulls(jsonb_build_object('name', name, 'version', v, 'tenant', tenant)));
 	IF deadline IS NOT NULL THEN
 		PERFORM orchestrator._enqueue(r, '@deadline', '@timer', deadline);
 	END IF;
 	FOR s IN SELECT d.step FROM orchestrator.definition_steps d
-			 WHERE d.name = start_workflow.name AND d.version = v AND cardinality(d.depends_on) = 0
+			 WHERE d.name = _api_start_workflow.name AND d.version = v AND cardinality(d.depends_on) = 0
 			   AND d.compensates IS NULL
 			 ORDER BY d.position LOOP
 		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = new_id;
@@ -133,10 +146,8 @@ BEGIN
 	RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.start_workflow(text, jsonb, jsonb) IS
-'start a run of the latest (or the given) version of a workflow; returns the run id';
 
-CREATE FUNCTION orchestrator.get_workflow(run_id uuid)
+CREATE FUNCTION orchestrator._api_get_workflow(run_id uuid)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
@@ -149,7 +160,7 @@ BEGIN
 	r := orchestrator._visible_run(run_id);
 	RETURN jsonb_build_object(
 		'id', r.id, 'name', r.name, 'version', r.version, 'status', r.status, 'tenant', r.tenant,
-		'owner', r.owner, 'priority', r.priority, 'deadline', r.deadline, 'cost', r.cost,
+		'owner', r.owner, 'started_by', r.started_by, 'priority', r.priority, 'deadline', r.deadline, 'cost', r.cost,
 		'input', r.input, 'result', r.result, 'error', r.error, 'idempotency_key', r.idempotency_key,
 		'created_at', r.created_at, 'started_at', r.started_at, 'finished_at', r.finished_at,
 		'steps', (SELECT jsonb_object_agg(s.step, jsonb_build_object(
@@ -159,9 +170,8 @@ BEGIN
 				  FROM orchestrator.workflow_steps s WHERE s.run_id = r.id));
 END
 $$;
-COMMENT ON FUNCTION orchestrator.get_workflow(uuid) IS 'a run and its steps as one JSON document';
 
-CREATE FUNCTION orchestrator.workflow_result(run_id uuid)
+CREATE FUNCTION orchestrator._api_workflow_result(run_id uuid)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
@@ -175,9 +185,8 @@ BEGIN
 	RETURN CASE WHEN r.status = 'succeeded' THEN r.result END;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.workflow_result(uuid) IS 'the result of a succeeded run, else NULL';
 
-CREATE FUNCTION orchestrator.cancel_workflow(run_id uuid, reason text DEFAULT NULL)
+CREATE FUNCTION orchestrator._api_cancel_workflow(run_id uuid, reason text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -195,10 +204,8 @@ BEGIN
 	RETURN true;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.cancel_workflow(uuid, text) IS
-'cancel a pending or running run; false when it had already finished';
 
-CREATE FUNCTION orchestrator.signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
+CREATE FUNCTION orchestrator._api_signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -233,10 +240,8 @@ BEGIN
 	RETURN true;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.signal_workflow(uuid, text, jsonb) IS
-'send a named signal to a run: completes its wait steps on that signal, now or when they start; false when the run has finished';
 
-CREATE FUNCTION orchestrator.events(run_id uuid, after_seq bigint DEFAULT 0)
+CREATE FUNCTION orchestrator._api_events(run_id uuid, after_seq bigint DEFAULT 0)
 RETURNS TABLE (seq bigint, at timestamptz, type text, step text, data jsonb)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
@@ -246,20 +251,19 @@ AS $$
 BEGIN
 	PERFORM orchestrator._visible_run(run_id);
 	RETURN QUERY SELECT e.seq, e.at, e.type, e.step, e.data FROM orchestrator.workflow_events e
-		WHERE e.run_id = events.run_id AND e.seq > coalesce(after_seq, 0) ORDER BY e.seq;
+		WHERE e.run_id = _api_events.run_id AND e.seq > coalesce(after_seq, 0) ORDER BY e.seq;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.events(uuid, bigint) IS
-'a run''s events after sequence number after_seq, in order: how a client catches up after a disconnect';
 
--- The relational face, for psql and Grafana.  Each role sees its own runs;
--- members of orchestrator_admin see all.
+-- The relational face, for psql and Grafana.  Each role sees the runs it
+-- started and the runs of the workflows it owns; members of
+-- orchestrator_admin see all.  owner and started_by are regrole: role names.
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
-	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.idempotency_key, r.priority,
+	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.started_by, r.idempotency_key, r.priority,
 		   r.deadline, r.parent_id, r.created_at, r.started_at, r.finished_at, r.cost, r.input,
 		   r.result, r.error
 	FROM orchestrator.workflow_runs r
-	WHERE orchestrator._may_see(r.owner);
+	WHERE orchestrator._may_see(r.owner, r.started_by);
 
 CREATE VIEW orchestrator.run_steps WITH (security_barrier) AS
 	SELECT s.run_id, r.name AS workflow, r.version, r.tenant, s.step, s.position, s.kind, s.status,
@@ -267,4 +271,4 @@ CREATE VIEW orchestrator.run_steps WITH (security_barrier) AS
 		   s.finished_at - s.started_at AS duration
 	FROM orchestrator.workflow_steps s
 	JOIN orchestrator.workflow_runs r ON r.id = s.run_id
-	WHERE orchestrator._may_see(r.owner);
+	WHERE orchestrator._may_see(r.owner, r.started_by);

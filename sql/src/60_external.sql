@@ -1,5 +1,6 @@
 -- External steps: application workers claim them over SQL with a lease,
--- heartbeat, and complete or fail them.  A call with a stale lease (expired,
+-- heartbeat, and complete or fail them.  Only the workflow's owner, roles
+-- granted "work" on it, and admins claim or report its steps.  A call with a stale lease (expired,
 -- superseded, or of a run that has finished) returns false and changes nothing.
 
 CREATE FUNCTION orchestrator._check_queue_name(queue text)
@@ -25,13 +26,30 @@ AS $$
 		jsonb_build_object('message', 'lease expired', 'worker', worker), true)
 $$;
 
-CREATE FUNCTION orchestrator._claim_external(queue text, worker text, max_steps integer, lease interval)
+-- workflows: the names whose steps may be claimed (NULL: any).
+CREATE FUNCTION orchestrator._claim_external(queue text, worker text, max_steps integer, lease interval,
+											 workflows text[])
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
 			   workflow text, deadline timestamptz)
-LANGUAGE C STRICT
+LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_claim_external';
 
-CREATE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
+-- The workflows whose external steps the caller may work: NULL for members
+-- of orchestrator_admin (all of them), else those it owns or was granted
+-- "work" on (directly or through a role it has the privileges of).
+CREATE FUNCTION orchestrator._workable_workflows()
+RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT CASE WHEN orchestrator._is_admin() THEN NULL ELSE ARRAY(
+		SELECT w.name FROM orchestrator.workflows w WHERE orchestrator._acts_as(w.owner)
+		UNION
+		SELECT g.name FROM orchestrator.workflow_grants g
+		WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee)) END
+$$;
+
+CREATE FUNCTION orchestrator._api_claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
 										 lease interval DEFAULT NULL)
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
 			   workflow text, deadline timestamptz)
@@ -61,11 +79,12 @@ BEGIN
 	-- The claim itself is in C (external.c, as _claim() and
 	-- _step_started() would do it): a step of a run that another
 	-- transaction holds is left for the next claim.
-	RETURN QUERY SELECT * FROM orchestrator._claim_external(claim_steps.queue, claim_steps.worker, max_steps, lease);
+	-- Only steps of workflows the caller may work; others' rows are not
+	-- even locked.
+	RETURN QUERY SELECT * FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
+															  orchestrator._workable_workflows());
 END
 $$;
-COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
-'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires';
 
 -- Find the queue row a lease token refers to, locking the run first.  Returns
 -- false when the token is stale.
@@ -81,10 +100,20 @@ BEGIN
 		RAISE EXCEPTION 'run_id, step and lease_token must not be null' USING ERRCODE = 'null_value_not_allowed',
 			HINT = 'Pass the values claim_steps() returned.';
 	END IF;
-	-- The lease token is the capability: the worker need not own the run.
 	-- A run that no longer exists (retention removed it) is a stale lease.
+	-- The token proves which attempt the caller works on; the caller must
+	-- also be allowed to work the workflow's steps (a token may leak).
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _check_lease.run_id FOR UPDATE;
-	IF NOT FOUND OR NOT orchestrator._is_active(r.status) THEN
+	IF NOT FOUND THEN
+		RETURN false;
+	END IF;
+	IF NOT orchestrator._may(r.name, 'work') THEN
+		RAISE EXCEPTION 'permission denied to work steps of workflow "%"', r.name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'External steps are worked by the owner of their workflow, by roles it was granted to with privilege "work", and by members of orchestrator_admin.',
+				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, ''<role>'', ''work'');', r.name);
+	END IF;
+	IF NOT orchestrator._is_active(r.status) THEN
 		RETURN false;
 	END IF;
 	-- By key alone: with the lease conditions in the WHERE clause the generic
@@ -97,7 +126,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid)
+CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -109,37 +138,31 @@ BEGIN
 		RETURN false;
 	END IF;
 	UPDATE orchestrator.work_queue w SET available_at = now() + w.lease
-		WHERE w.run_id = heartbeat_step.run_id AND w.step = heartbeat_step.step;
+		WHERE w.run_id = _api_heartbeat_step.run_id AND w.step = _api_heartbeat_step.step;
 	RETURN true;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid) IS
-'extend a claimed step''s lease by its length; false when the lease is lost or the run has finished: stop working';
 
 -- In C (external.c): _check_lease() and _step_succeeded() on the run's
 -- partitions.
-CREATE FUNCTION orchestrator.complete_step(run_id uuid, step text, lease_token uuid, result jsonb)
+CREATE FUNCTION orchestrator._api_complete_step(run_id uuid, step text, lease_token uuid, result jsonb)
 RETURNS boolean
 LANGUAGE C
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'orchestrator_complete_step';
-COMMENT ON FUNCTION orchestrator.complete_step(uuid, text, uuid, jsonb) IS
-'record the result of a claimed step; false (and nothing changed) when the lease is stale';
 
 -- Several completions in one call (C, external.c): complete_step() for each
 -- position of the arrays, runs locked in the order of their ids (so that
 -- workers completing steps of the same runs cannot deadlock).
-CREATE FUNCTION orchestrator.complete_steps(run_ids uuid[], steps text[], lease_tokens uuid[], results jsonb[])
+CREATE FUNCTION orchestrator._api_complete_steps(run_ids uuid[], steps text[], lease_tokens uuid[], results jsonb[])
 RETURNS TABLE (run_id uuid, step text, completed boolean)
 LANGUAGE C
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'orchestrator_complete_steps';
-COMMENT ON FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]) IS
-'complete_step() for each position of the arrays, in one call; completed is false where the lease was stale';
 
-CREATE FUNCTION orchestrator.fail_step(run_id uuid, step text, lease_token uuid, error jsonb,
+CREATE FUNCTION orchestrator._api_fail_step(run_id uuid, step text, lease_token uuid, error jsonb,
 									   retryable boolean DEFAULT true)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -155,5 +178,3 @@ BEGIN
 	RETURN true;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.fail_step(uuid, text, uuid, jsonb, boolean) IS
-'report a failed attempt of a claimed step: retried with backoff while attempts remain and retryable, else the step is dead (or failed) and the run fails';

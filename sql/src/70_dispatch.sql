@@ -3,7 +3,7 @@
 -- steps.  A sql step's statement, its result, its successors and its events
 -- commit together, so its effect happens exactly once.
 
--- Run one sql step as its run's owner.
+-- Run one sql step as the owner of its workflow.
 CREATE FUNCTION orchestrator._exec_sql_step(run_id uuid, step text)
 RETURNS void
 LANGUAGE plpgsql
@@ -25,10 +25,11 @@ BEGIN
 	d := orchestrator._def_step(r, step);
 	PERFORM orchestrator._step_started(r, step, 'dispatcher');
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _exec_sql_step.run_id;
-	owner := to_regrole(quote_ident(r.owner));
-	IF owner IS NULL THEN
+	-- The workflow's owner: its steps run with the owner's rights.
+	owner := r.owner;
+	IF NOT EXISTS (SELECT 1 FROM pg_roles a WHERE a.oid = owner) THEN
 		PERFORM orchestrator._attempt_failed(r.id, step, jsonb_build_object(
-			'message', format('role "%s" that started the run does not exist', r.owner)), false);
+			'message', format('role %s that owns workflow "%s" does not exist', r.owner, r.name)), false);
 		RETURN;
 	END IF;
 	timeout := coalesce(d.timeout, current_setting('orchestrator.default_step_timeout')::interval);

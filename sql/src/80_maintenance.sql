@@ -46,7 +46,7 @@ CREATE INDEX webhook_outbox_run ON orchestrator.webhook_outbox (run_id);
 CREATE TABLE orchestrator.run_stats_daily (
 	partition_day date        NOT NULL,
 	day      date             NOT NULL,
-	owner    name             NOT NULL,
+	owner    regrole          NOT NULL,
 	workflow text             NOT NULL,
 	tenant   text,
 	status   text             NOT NULL,
@@ -65,7 +65,7 @@ CREATE INDEX run_stats_daily_partition ON orchestrator.run_stats_daily (partitio
 CREATE TABLE orchestrator.step_error_stats_daily (
 	partition_day date        NOT NULL,
 	day         date          NOT NULL,
-	owner       name          NOT NULL,
+	owner       regrole       NOT NULL,
 	workflow    text          NOT NULL,
 	tenant      text,
 	step        text          NOT NULL,
@@ -78,7 +78,7 @@ CREATE INDEX step_error_stats_daily_partition ON orchestrator.step_error_stats_d
 CREATE TABLE orchestrator.throughput_stats (
 	partition_day date        NOT NULL,
 	minute      timestamptz   NOT NULL,
-	owner       name          NOT NULL,
+	owner       regrole       NOT NULL,
 	workflow    text          NOT NULL,
 	tenant      text,
 	status      text          NOT NULL,
@@ -90,10 +90,12 @@ CREATE INDEX throughput_stats_minute ON orchestrator.throughput_stats (minute);
 -- Step duration percentiles of closed partitions, per partition day,
 -- workflow and step: once per owner (what that role sees) and once over all
 -- owners (owner NULL: what administrators see), since percentiles do not
--- add up.
+-- add up.  owner is the workflow's owner; the roll-ups are what owners and
+-- administrators see (a role that only starts another's workflow sees its
+-- runs in orchestrator.runs, not in the aggregates).
 CREATE TABLE orchestrator.step_duration_stats_daily (
 	partition_day date        NOT NULL,
-	owner       name,
+	owner       regrole,
 	workflow    text          NOT NULL,
 	step        text          NOT NULL,
 	kind        text          NOT NULL,
@@ -192,7 +194,7 @@ $$;
 
 -- Forget the roll-ups from a day on, so that maintain() aggregates those
 -- days again (after loading or changing history in the past).
-CREATE FUNCTION orchestrator.rebuild_stats(from_day date DEFAULT NULL)
+CREATE FUNCTION orchestrator._api_rebuild_stats(from_day date DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -218,8 +220,6 @@ BEGIN
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.rebuild_stats(date) IS
-'forget the daily roll-ups from a day on (all when NULL); maintain() aggregates those days again';
 
 -- Days (UTC) after today for which every history table has a partition.
 CREATE FUNCTION orchestrator._partitions_ahead()
@@ -266,7 +266,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator.maintain(max_runs integer DEFAULT 10000)
+CREATE FUNCTION orchestrator._api_maintain(max_runs integer DEFAULT 10000)
 RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -447,12 +447,10 @@ BEGIN
 		'stats_watermark', watermark);
 END
 $$;
-COMMENT ON FUNCTION orchestrator.maintain(integer) IS
-'create partitions ahead, retire runs that finished longer than orchestrator.retention ago (whole days detached or dropped, the rest row by row, oldest completion first); returns a report';
 
 -- Schedule maintain() with pg_cron (one job per database, by name: calling
 -- again changes the schedule and returns the same job id).
-CREATE FUNCTION orchestrator.schedule_maintenance(schedule text DEFAULT '*/10 * * * *')
+CREATE FUNCTION orchestrator._api_schedule_maintenance(schedule text DEFAULT '*/10 * * * *')
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -483,10 +481,8 @@ BEGIN
 	RETURN job;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.schedule_maintenance(text) IS
-'schedule orchestrator.maintain() with pg_cron; returns the pg_cron job id';
 
-CREATE FUNCTION orchestrator.unschedule_maintenance()
+CREATE FUNCTION orchestrator._api_unschedule_maintenance()
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -507,8 +503,6 @@ BEGIN
 	RETURN found_job;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.unschedule_maintenance() IS
-'remove the pg_cron job of schedule_maintenance(); false when there was none';
 
 -- pg_dump: the rows of the extension's own tables (definitions, the work
 -- queue, signals, ...) are dumped with the data; the partitions of the

@@ -21,7 +21,7 @@ AS $$
 	GROUP BY q.queue
 $$;
 
-CREATE FUNCTION orchestrator.health()
+CREATE FUNCTION orchestrator._api_health()
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
@@ -74,8 +74,6 @@ BEGIN
 		'open_circuit_breakers', breakers);
 END
 $$;
-COMMENT ON FUNCTION orchestrator.health() IS
-'workers alive, queue depth and oldest ready age per queue, active runs, partitions ahead, open circuit breakers';
 
 -- A Prometheus label value: backslash, double quote and newline escaped.
 CREATE FUNCTION orchestrator._prom_label(v text)
@@ -83,7 +81,7 @@ RETURNS text
 LANGUAGE sql IMMUTABLE
 AS $$ SELECT replace(replace(replace(coalesce(v, ''), E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n') $$;
 
-CREATE FUNCTION orchestrator.metrics()
+CREATE FUNCTION orchestrator._api_metrics()
 RETURNS text
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
@@ -92,7 +90,7 @@ SET jit = off
 AS $$
 DECLARE
 	out text := '';
-	h   jsonb := orchestrator.health();
+	h   jsonb := orchestrator._api_health();
 	q   record;
 	w   record;
 	r   record;
@@ -146,5 +144,3 @@ BEGIN
 	RETURN out;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.metrics() IS
-'health and queue metrics in the Prometheus text exposition format (version 0.0.4)';

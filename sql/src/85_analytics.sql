@@ -1,9 +1,10 @@
 -- Analytics views for psql and Grafana.
 --
--- Each view is security_barrier and shows only the caller's runs (members of
--- orchestrator_admin see all), as orchestrator.runs does.  The admin check is
+-- Each view is security_barrier and shows only the runs of the workflows the
+-- caller owns (members of orchestrator_admin see all).  The admin check is
 -- an uncorrelated subquery, evaluated once per query rather than per row;
--- the per-row test is owner = _caller().  Days and minutes are UTC and are
+-- the per-row test is _acts_as(owner).  (The role that starts another's
+-- workflow sees those runs in orchestrator.runs, not in these aggregates.)  Days and minutes are UTC and are
 -- returned as timestamptz, so Grafana's $__timeFilter(day) works on them.
 -- A filter on "day" (or "minute") is pushed into the view and answered from
 -- the expression indexes on workflow_runs (see 80_maintenance.sql); a day is
@@ -35,7 +36,7 @@ CREATE VIEW orchestrator.runs_per_day WITH (security_barrier) AS
 		   sum(x.cost)::numeric(20,4) AS cost,
 		   (sum(x.seconds) / nullif(sum(x.finished), 0))::double precision AS avg_seconds
 	FROM orchestrator._run_stats x
-	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller()
+	WHERE (SELECT orchestrator._is_admin()) OR orchestrator._acts_as(x.owner)
 	GROUP BY 1, 2, 3, 4;
 COMMENT ON VIEW orchestrator.runs_per_day IS 'runs per UTC day of creation, workflow, tenant and status';
 
@@ -50,8 +51,8 @@ CREATE VIEW orchestrator.step_durations WITH (security_barrier) AS
 	SELECT d.partition_day::timestamp AT TIME ZONE 'UTC' AS day, d.workflow, d.step, d.kind, d.samples,
 		   d.p50, d.p95, d.p99, d.max
 	FROM orchestrator.step_duration_stats_daily d
-	WHERE CASE WHEN (SELECT orchestrator._may_see(NULL::name)) IS TRUE THEN d.owner IS NULL
-			   ELSE d.owner = orchestrator._caller() END
+	WHERE CASE WHEN (SELECT orchestrator._is_admin()) THEN d.owner IS NULL
+			   ELSE orchestrator._acts_as(d.owner) END
 	UNION ALL
 	SELECT date_trunc('day', orchestrator.uuid_v7_time(r.id) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
 		   r.name, s.step, s.kind,
@@ -62,7 +63,7 @@ CREATE VIEW orchestrator.step_durations WITH (security_barrier) AS
 		   max(extract(epoch FROM s.finished_at - s.started_at))::double precision
 	FROM orchestrator.workflow_runs r
 	JOIN orchestrator.workflow_steps s ON s.run_id = r.id
-	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR r.owner = orchestrator._caller())
+	WHERE ((SELECT orchestrator._is_admin()) OR orchestrator._acts_as(r.owner))
 	  AND s.status = 'succeeded' AND s.started_at IS NOT NULL
 	  AND r.id >= (SELECT orchestrator._stats_live_from())
 	  AND s.run_id >= (SELECT orchestrator._stats_live_from())
@@ -78,7 +79,7 @@ CREATE VIEW orchestrator.error_rates WITH (security_barrier) AS
 		   coalesce(sum(x.runs) FILTER (WHERE x.status = 'cancelled'), 0)::bigint AS cancelled,
 		   round(coalesce(sum(x.runs) FILTER (WHERE x.status = 'failed'), 0) / sum(x.finished), 4) AS error_rate
 	FROM orchestrator._run_stats x
-	WHERE ((SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller())
+	WHERE ((SELECT orchestrator._is_admin()) OR orchestrator._acts_as(x.owner))
 	  AND x.finished > 0
 	GROUP BY 1, 2, 3;
 COMMENT ON VIEW orchestrator.error_rates IS 'finished, succeeded, failed and cancelled runs and the failed share, per UTC day, workflow and tenant';
@@ -101,7 +102,7 @@ CREATE VIEW orchestrator.step_errors WITH (security_barrier) AS
 		  WHERE s.status IN ('failed', 'dead')
 			AND r.id >= (SELECT orchestrator._stats_live_from())
 			AND s.run_id >= (SELECT orchestrator._stats_live_from())) x
-	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller()
+	WHERE (SELECT orchestrator._is_admin()) OR orchestrator._acts_as(x.owner)
 	GROUP BY 1, 2, 3, 4, 5, 6;
 COMMENT ON VIEW orchestrator.step_errors IS 'errors of failed and dead steps by message, per UTC day, workflow, tenant and step: sort by occurrences for the most common';
 
@@ -115,7 +116,7 @@ CREATE VIEW orchestrator.throughput WITH (security_barrier) AS
 				 r.status, 1::bigint
 		  FROM orchestrator.workflow_runs r
 		  WHERE r.finished_at IS NOT NULL AND r.id >= (SELECT orchestrator._stats_live_from())) x
-	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller()
+	WHERE (SELECT orchestrator._is_admin()) OR orchestrator._acts_as(x.owner)
 	GROUP BY 1, 2, 3, 4;
 COMMENT ON VIEW orchestrator.throughput IS 'runs finished per UTC minute, workflow, tenant and final status';
 
@@ -131,8 +132,8 @@ CREATE VIEW orchestrator.queue_depth WITH (security_barrier) AS
 	FROM orchestrator.work_queue q
 	-- Administrators see every queue row without a look at the runs; others
 	-- count the rows of their own runs (one probe of the run's partition each).
-	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE
-	   OR EXISTS (SELECT 1 FROM orchestrator.workflow_runs r WHERE r.id = q.run_id AND r.owner = orchestrator._caller())
+	WHERE (SELECT orchestrator._is_admin())
+	   OR EXISTS (SELECT 1 FROM orchestrator.workflow_runs r WHERE r.id = q.run_id AND orchestrator._may_see(r.owner, r.started_by))
 	GROUP BY q.queue;
 COMMENT ON VIEW orchestrator.queue_depth IS 'steps ready, scheduled and running per queue, and the age in seconds of the oldest ready one';
 
@@ -169,6 +170,6 @@ CREATE VIEW orchestrator.costs_per_day WITH (security_barrier) AS
 							 FROM orchestrator.workflow_steps s
 							 WHERE s.run_id = r.id AND s.result ? 'tokens') t ON true
 		  WHERE r.id >= (SELECT orchestrator._stats_live_from())) x
-	WHERE (SELECT orchestrator._may_see(NULL::name)) IS TRUE OR x.owner = orchestrator._caller()
+	WHERE (SELECT orchestrator._is_admin()) OR orchestrator._acts_as(x.owner)
 	GROUP BY 1, 2, 3;
 COMMENT ON VIEW orchestrator.costs_per_day IS 'runs, cost (4 decimal places) and tokens per UTC day of creation, workflow and tenant';

@@ -1,6 +1,8 @@
--- Privileges.  Nothing is granted to PUBLIC.  Internal functions (names
--- starting with "_") are callable only by the extension owner: the API
--- functions are SECURITY DEFINER and call them on the caller's behalf.
+-- Privileges.  Nothing is granted to PUBLIC.  The public functions are the
+-- entry points of 88_api.sql; their implementations (_api_*) and every other
+-- internal function (names starting with "_") are callable only by the
+-- extension owner: the implementations are SECURITY DEFINER and act for the
+-- caller the entry point recorded.
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA orchestrator FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA orchestrator FROM PUBLIC;
@@ -10,6 +12,8 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.uuid_v7_boundary(timestamptz),
 	orchestrator.uuid_v7_time(uuid),
 	orchestrator.define_workflow(text, jsonb),
+	orchestrator.grant_workflow(text, regrole, text),
+	orchestrator.revoke_workflow(text, regrole, text),
 	orchestrator.start_workflow(text, jsonb, jsonb),
 	orchestrator.get_workflow(uuid),
 	orchestrator.workflow_result(uuid),
@@ -23,8 +27,32 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean)
 TO orchestrator_user;
 
--- The views filter rows by caller; they call _may_see and _caller, which
--- only reveal the caller's own identity.
-GRANT EXECUTE ON FUNCTION orchestrator._may_see(name), orchestrator._caller() TO orchestrator_user;
+-- The views and row-level security policies filter rows by caller; these
+-- functions only reveal what the caller may know of itself.
+GRANT EXECUTE ON FUNCTION
+	orchestrator._caller(),
+	orchestrator._acts_as(regrole),
+	orchestrator._is_admin(),
+	orchestrator._may_see(regrole, regrole)
+TO orchestrator_user;
 GRANT SELECT ON orchestrator.runs, orchestrator.run_steps TO orchestrator_user;
-GRANT SELECT ON orchestrator.definitions TO orchestrator_user;
+
+-- Workflows, their grants and their definitions are readable as tables,
+-- each row by the roles that own the workflow or were granted it, and by
+-- admins (row-level security; the extension's own functions run as the
+-- tables' owner and are not filtered).
+GRANT SELECT ON orchestrator.workflows, orchestrator.workflow_grants, orchestrator.definitions TO orchestrator_user;
+
+ALTER TABLE orchestrator.workflow_grants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY workflow_grants_visible ON orchestrator.workflow_grants FOR SELECT
+	USING (orchestrator._acts_as(grantee) OR orchestrator._acts_as(owner) OR orchestrator._is_admin());
+
+ALTER TABLE orchestrator.workflows ENABLE ROW LEVEL SECURITY;
+CREATE POLICY workflows_visible ON orchestrator.workflows FOR SELECT
+	USING (orchestrator._acts_as(owner) OR orchestrator._is_admin()
+		   OR EXISTS (SELECT 1 FROM orchestrator.workflow_grants g
+					  WHERE g.name = workflows.name AND orchestrator._acts_as(g.grantee)));
+
+ALTER TABLE orchestrator.definitions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY definitions_visible ON orchestrator.definitions FOR SELECT
+	USING (EXISTS (SELECT 1 FROM orchestrator.workflows w WHERE w.name = definitions.name));

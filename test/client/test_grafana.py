@@ -50,12 +50,12 @@ SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 11, 12
 WITH gen AS (
   SELECT i, now() - (i % 10) * interval '1 day' - (i % 1440) * interval '1 minute' - interval '10 minutes' AS created
   FROM generate_series(1, 3000) i)
-INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, input, created_at,
+INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, started_by, input, created_at,
   started_at, finished_at, cost)
 SELECT orchestrator.uuid_v7_boundary(created + (i % 997) * interval '1 microsecond' * 1000),
        'gf_' || (ARRAY['a', 'b', 'c'])[i % 3 + 1], 1,
        CASE WHEN i % 7 = 0 THEN 'failed' WHEN i % 11 = 0 THEN 'cancelled' ELSE 'succeeded' END,
-       (ARRAY['acme', 'globex', NULL])[i % 3 + 1], 'postgres', '{}', created, created,
+       (ARRAY['acme', 'globex', NULL])[i % 3 + 1], 'postgres', 'postgres', '{}', created, created,
        created + (i % 60) * interval '1 second', (i % 100) / 1000.0
 FROM gen
 ON CONFLICT DO NOTHING;

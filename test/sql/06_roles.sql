@@ -21,7 +21,14 @@ SELECT count(*) AS bob_sees FROM orchestrator.runs WHERE id = :'arun';
 SELECT try(format('SELECT orchestrator.get_workflow(%L)', :'arun')) AS get_others_run;
 SELECT try(format('SELECT orchestrator.cancel_workflow(%L)', :'arun')) AS cancel_others_run;
 SELECT try(format('SELECT orchestrator.signal_workflow(%L, %L)', :'arun', 'go')) AS signal_others_run;
--- bob works the external queue: the lease token is what authorises him.
+-- bob may not work alice's external steps: his claim returns nothing.
+SELECT count(*) AS bob_claims FROM orchestrator.claim_steps('q_roles', 'bob-worker');
+RESET ROLE;
+-- Until alice grants him "work" on her workflow.
+SET ROLE alice;
+SELECT orchestrator.grant_workflow('alice_wf', 'bob', 'work');
+RESET ROLE;
+SET ROLE bob;
 SELECT lease_token AS btoken FROM orchestrator.claim_steps('q_roles', 'bob-worker') \gset
 SELECT orchestrator.complete_step(:'arun', 'work', :'btoken', '{"done": true}') AS bob_completed;
 RESET ROLE;
@@ -47,6 +54,8 @@ RESET ROLE;
 SET ROLE bob;
 SELECT try($$SELECT orchestrator.define_workflow('alice_wf', '{"steps": [{"name": "x", "kind": "sql", "sql": "SELECT 1"}]}')$$) AS takeover;
 RESET ROLE;
+-- Not even an admin: a new version would run its sql steps with alice's
+-- rights.
 SET ROLE carol;
-SELECT orchestrator.define_workflow('alice_wf', '{"steps": [{"name": "x", "kind": "external", "queue": "q_roles"}]}') AS admin_may;
+SELECT try($$SELECT orchestrator.define_workflow('alice_wf', '{"steps": [{"name": "x", "kind": "external", "queue": "q_roles"}]}')$$) AS admin_takeover;
 RESET ROLE;

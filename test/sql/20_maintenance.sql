@@ -32,16 +32,16 @@ DECLARE
 	id uuid := orchestrator.uuid_v7_boundary(created);
 BEGIN
 	PERFORM orchestrator._create_partitions((created AT TIME ZONE 'UTC')::date, 1);
-	INSERT INTO orchestrator.workflow_runs (id, name, version, status, owner, input, created_at,
+	INSERT INTO orchestrator.workflow_runs (id, name, version, status, owner, started_by, input, created_at,
 		started_at, finished_at)
 	VALUES (id, 'history', 1, CASE WHEN finished IS NULL THEN 'running' ELSE 'succeeded' END,
-		'postgres', jsonb_build_object('label', label), created, created, finished);
+		'postgres', 'postgres', jsonb_build_object('label', label), created, created, finished);
 	INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, status, deps_open, started_at, finished_at)
 	VALUES (id, 'only', 0, 'external', CASE WHEN finished IS NULL THEN 'running' ELSE 'succeeded' END, 0,
 		created, finished);
 	INSERT INTO orchestrator.workflow_events (run_id, seq, at, type) VALUES (id, 1, created, 'workflow.created');
-	INSERT INTO orchestrator.signals (run_id, id, name, payload) VALUES (id, orchestrator.uuid_v7(), 'x', '{}');
-	INSERT INTO orchestrator.idempotency_keys (name, key, run_id) VALUES ('history', label, id);
+	INSERT INTO orchestrator.signals (run_id, id, name, payload, sent_by) VALUES (id, orchestrator.uuid_v7(), 'x', '{}', 'postgres');
+	INSERT INTO orchestrator.idempotency_keys (name, key, run_id, started_by) VALUES ('history', label, id, 'postgres');
 	INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, status, available_at)
 	VALUES (orchestrator.uuid_v7(), orchestrator.uuid_v7(), id, 1, 'workflow.created', '{}', 'delivered', created);
 	RETURN id;

@@ -39,12 +39,12 @@ RESET ROLE;
 -- reports tokens.  Runs 1-5 belong to alice, the rest to postgres.
 CREATE FUNCTION midnight() RETURNS timestamptz LANGUAGE sql AS
 	$$ SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' $$;
-INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, input, created_at,
+INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, started_by, input, created_at,
 	started_at, finished_at, cost, error)
 SELECT orchestrator.uuid_v7_boundary(midnight() + i * interval '1 millisecond' + interval '7 microseconds'),
 	   'analytics_wf', 1, CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END,
 	   CASE WHEN i % 2 = 1 THEN 't1' ELSE 't2' END,
-	   CASE WHEN i <= 5 THEN 'alice' ELSE 'postgres' END, '{}',
+	   (CASE WHEN i <= 5 THEN 'alice' ELSE 'postgres' END)::regrole, (CASE WHEN i <= 5 THEN 'alice' ELSE 'postgres' END)::regrole, '{}',
 	   midnight() + i * interval '1 millisecond', midnight() + i * interval '1 millisecond',
 	   midnight() + i * interval '1 second', i / 10000.0,
 	   CASE WHEN i % 10 = 0 THEN '{"step": "work", "status": "failed"}'::jsonb END
@@ -111,11 +111,11 @@ RESET ROLE;
 -- read the roll-ups and give exactly the numbers of a live aggregation.
 -- History loaded into past days is aggregated after rebuild_stats().
 SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 3, 3) >= 0 AS partitions;
-INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, input, created_at,
+INSERT INTO orchestrator.workflow_runs (id, name, version, status, tenant, owner, started_by, input, created_at,
 	started_at, finished_at, cost)
 SELECT orchestrator.uuid_v7_boundary(midnight() - interval '3 days' + i * interval '1 second'),
 	   'rollup_wf', 1, (ARRAY['succeeded', 'failed', 'cancelled'])[i % 3 + 1], CASE WHEN i % 4 = 0 THEN NULL ELSE 't' || i % 2 END,
-	   CASE WHEN i <= 10 THEN 'alice' ELSE 'postgres' END, '{}',
+	   (CASE WHEN i <= 10 THEN 'alice' ELSE 'postgres' END)::regrole, (CASE WHEN i <= 10 THEN 'alice' ELSE 'postgres' END)::regrole, '{}',
 	   midnight() - interval '3 days' + i * interval '1 second', midnight() - interval '3 days' + i * interval '1 second',
 	   midnight() - interval '3 days' + i * interval '1 second' + (i % 7) * interval '1 second', i / 1000.0
 FROM generate_series(1, 60) i;

@@ -1,0 +1,149 @@
+-- The public API: one entry point per function, bound to the gate in
+-- src/caller.c.  The gate records the caller (current_user at the call),
+-- refuses calls from security-restricted operations, and runs
+-- orchestrator._api_<name>() with the same arguments: the implementation,
+-- SECURITY DEFINER, which acts for that caller.  No implementation is
+-- granted to anyone; an entry point is the only way in.
+
+CREATE FUNCTION orchestrator.define_workflow(name text, spec jsonb)
+RETURNS integer
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.define_workflow(text, jsonb) IS
+'validate and store a new version of a workflow definition; an identical spec returns the existing version';
+
+CREATE FUNCTION orchestrator.grant_workflow(name text, role regrole, privilege text DEFAULT 'start')
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.grant_workflow(text, regrole, text) IS
+'let a role start runs of a workflow (privilege start) or work its external steps (work); by its owner or an admin';
+
+CREATE FUNCTION orchestrator.revoke_workflow(name text, role regrole, privilege text DEFAULT 'start')
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.revoke_workflow(text, regrole, text) IS
+'take back a privilege granted with grant_workflow; false when it was not granted';
+
+CREATE FUNCTION orchestrator.start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.start_workflow(text, jsonb, jsonb) IS
+'start a run of the latest (or the given) version of a workflow; returns the run id';
+
+CREATE FUNCTION orchestrator.get_workflow(run_id uuid)
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.get_workflow(uuid) IS
+'a run and its steps as one JSON document';
+
+CREATE FUNCTION orchestrator.workflow_result(run_id uuid)
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.workflow_result(uuid) IS
+'the result of a succeeded run, else NULL';
+
+CREATE FUNCTION orchestrator.cancel_workflow(run_id uuid, reason text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.cancel_workflow(uuid, text) IS
+'cancel a pending or running run; false when it had already finished';
+
+CREATE FUNCTION orchestrator.signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.signal_workflow(uuid, text, jsonb) IS
+'send a named signal to a run: completes its wait steps on that signal, now or when they start; false when the run has finished';
+
+CREATE FUNCTION orchestrator.events(run_id uuid, after_seq bigint DEFAULT 0)
+RETURNS TABLE (seq bigint, at timestamptz, type text, step text, data jsonb)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.events(uuid, bigint) IS
+'a run''s events after sequence number after_seq, in order: how a client catches up after a disconnect';
+
+CREATE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
+										 lease interval DEFAULT NULL)
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
+'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires';
+
+CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid) IS
+'extend a claimed step''s lease by its length; false when the lease is lost or the run has finished: stop working';
+
+CREATE FUNCTION orchestrator.complete_step(run_id uuid, step text, lease_token uuid, result jsonb)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.complete_step(uuid, text, uuid, jsonb) IS
+'record the result of a claimed step; false (and nothing changed) when the lease is stale';
+
+CREATE FUNCTION orchestrator.complete_steps(run_ids uuid[], steps text[], lease_tokens uuid[], results jsonb[])
+RETURNS TABLE (run_id uuid, step text, completed boolean)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]) IS
+'complete_step() for each position of the arrays, in one call; completed is false where the lease was stale';
+
+CREATE FUNCTION orchestrator.fail_step(run_id uuid, step text, lease_token uuid, error jsonb,
+									   retryable boolean DEFAULT true)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.fail_step(uuid, text, uuid, jsonb, boolean) IS
+'report a failed attempt of a claimed step: retried with backoff while attempts remain and retryable, else the step is dead (or failed) and the run fails';
+
+CREATE FUNCTION orchestrator.rebuild_stats(from_day date DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.rebuild_stats(date) IS
+'forget the daily roll-ups from a day on (all when NULL); maintain() aggregates those days again';
+
+CREATE FUNCTION orchestrator.maintain(max_runs integer DEFAULT 10000)
+RETURNS jsonb
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.maintain(integer) IS
+'create partitions ahead, retire runs that finished longer than orchestrator.retention ago (whole days detached or dropped, the rest row by row, oldest completion first); returns a report';
+
+CREATE FUNCTION orchestrator.schedule_maintenance(schedule text DEFAULT '*/10 * * * *')
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.schedule_maintenance(text) IS
+'schedule orchestrator.maintain() with pg_cron; returns the pg_cron job id';
+
+CREATE FUNCTION orchestrator.unschedule_maintenance()
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.unschedule_maintenance() IS
+'remove the pg_cron job of schedule_maintenance(); false when there was none';
+
+CREATE FUNCTION orchestrator.health()
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.health() IS
+'workers alive, queue depth and oldest ready age per queue, active runs, partitions ahead, open circuit breakers';
+
+CREATE FUNCTION orchestrator.metrics()
+RETURNS text
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.metrics() IS
+'health and queue metrics in the Prometheus text exposition format (version 0.0.4)';

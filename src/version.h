@@ -1,0 +1,14 @@
+/*-------------------------------------------------------------------------
+ *
+ * version.h
+ *	  Does the installed extension match this library?
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORCHESTRATOR_VERSION_H
+#define ORCHESTRATOR_VERSION_H
+
+extern char *orchestrator_installed_version(void);
+extern void orchestrator_require_current_schema(void);
+
+#endif							/* ORCHESTRATOR_VERSION_H */
