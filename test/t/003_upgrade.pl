@@ -1,8 +1,8 @@
 
 # Upgrades: every released version, installed as it was released and
 # updated with ALTER EXTENSION ... UPDATE, ends up with exactly the objects
-# of a fresh install of the current version; the current library serves the
-# old schema until it is updated, and the updated one afterwards.
+# of a fresh install of the current version; the current library refuses the
+# old schema until it is updated, and the work left in it then runs.
 
 use strict;
 use warnings;
@@ -65,7 +65,7 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
   FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.oid
   WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'orchestrator' AND d.deptype = 'e'
   UNION ALL
-  SELECT 'config ' || coalesce(extconfig::regclass[]::text, '') || ' ' || coalesce(extcondition::text, '')
+  SELECT 'config ' || coalesce((SELECT string_agg(c::regclass::text || '=' || coalesce(w, ''), ',' ORDER BY c::regclass::text) FROM unnest(extconfig, extcondition) u(c, w)), '')
   FROM pg_extension WHERE extname = 'orchestrator'
 ) x(line)
 };
@@ -80,32 +80,68 @@ my $wait_for = sub {
 		"SELECT status FROM orchestrator.workflow_runs WHERE id = '$run'", 'succeeded');
 };
 
+# The library serves only its own schema version: on an older one the API
+# refuses with 55000 and the dispatchers wait.  Work the old version left
+# (a definition owned by a role name, a run started by it and queued) is
+# migrated by the update and then runs: it is made here with plain inserts,
+# as the old version's functions would have made it.
 for my $from (@released)
 {
-	$node->safe_psql('postgres', 'DROP DATABASE IF EXISTS upgraded');
+	$node->safe_psql('postgres', 'DROP DATABASE IF EXISTS upgraded WITH (FORCE)');
 	$node->safe_psql('postgres', 'CREATE DATABASE upgraded');
 	# the dispatchers connect to orchestrator.database when they start
 	$node->restart;
 	$node->safe_psql('upgraded', "CREATE EXTENSION orchestrator VERSION '$from'");
-	$node->safe_psql('upgraded', q{
-		SELECT orchestrator.define_workflow('chain', '{"steps": [
-		  {"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
-		  {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]}]}')});
+	$node->safe_psql('upgraded', "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'upgrader') THEN CREATE ROLE upgrader IN ROLE orchestrator_user; END IF; END \$\$");
 
-	my $before = $node->safe_psql('upgraded', "SELECT orchestrator.start_workflow('chain')");
-	ok($wait_for->($before), "$from: the current library runs a workflow on the $from schema");
+	my ($rc, $out, $err) = $node->psql('upgraded',
+		q{SELECT orchestrator.define_workflow('refused', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1"}]}')});
+	like($err, qr/must be updated before it can be used.*\n.*\n.*ALTER EXTENSION orchestrator UPDATE/s,
+		"$from: the $from schema is refused by the current library, with the update as hint");
+
+	my $before = $node->safe_psql('upgraded', q{
+		INSERT INTO orchestrator.definitions (name, version, spec, created_by)
+			VALUES ('chain', 1, '{"steps": [
+			  {"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
+			  {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]}]}', 'upgrader');
+		INSERT INTO orchestrator.definition_steps
+			SELECT x.name, 1, x.step, x.position, x.kind, x.depends_on, x.dependents, x.condition, x.spec,
+				   x.max_attempts, x.backoff, x.multiplier, x.max_backoff, x.jitter, x.timeout, x.compensates
+			FROM orchestrator._validate_spec('chain', (SELECT spec FROM orchestrator.definitions)) x;
+		WITH r AS (INSERT INTO orchestrator.workflow_runs (id, name, version, owner, input)
+				   VALUES (orchestrator.uuid_v7(), 'chain', 1, 'upgrader', '{}') RETURNING id),
+			 s AS (INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, deps_open, status)
+				   SELECT r.id, d.step, d.position, d.kind, cardinality(d.depends_on),
+						  CASE WHEN cardinality(d.depends_on) = 0 THEN 'ready' ELSE 'waiting' END
+				   FROM r, orchestrator.definition_steps d),
+			 e AS (INSERT INTO orchestrator.workflow_events (run_id, seq, at, type, data)
+				   SELECT r.id, 1, now(), 'workflow.created', '{"name": "chain", "version": 1}' FROM r),
+			 q AS (INSERT INTO orchestrator.work_queue (run_id, step, queue, available_at)
+				   SELECT r.id, 'a', '@sql', now() FROM r)
+		SELECT id FROM r;
+	});
+	sleep(1);
+	is($node->safe_psql('upgraded', "SELECT status FROM orchestrator.workflow_runs WHERE id = '$before'"),
+		'pending', "$from: the dispatchers wait for the update");
 
 	$node->safe_psql('upgraded', 'ALTER EXTENSION orchestrator UPDATE');
 	is($node->safe_psql('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'orchestrator'"),
 		$current, "$from: updated to $current");
 	is($node->safe_psql('upgraded', $catalog), $want, "$from: the updated schema is that of a fresh $current");
+	is($node->safe_psql('upgraded',
+		"SELECT owner::text || ' ' || started_by::text FROM orchestrator.workflow_runs WHERE id = '$before'"),
+		'upgrader upgrader', "$from: the run's owner became a role OID, and its starter is recorded");
+	is($node->safe_psql('upgraded', "SELECT owner::text FROM orchestrator.workflows WHERE name = 'chain'"),
+		'upgrader', "$from: the workflow belongs to the role that defined it");
 
-	my $after = $node->safe_psql('upgraded', "SELECT orchestrator.start_workflow('chain')");
-	ok($wait_for->($after), "$from: a workflow runs after the update");
+	ok($wait_for->($before), "$from: the run left by $from finishes after the update");
 	is($node->safe_psql('upgraded',
 		"SELECT string_agg(type, ',' ORDER BY seq) FROM orchestrator.workflow_events WHERE run_id = '$before'"),
 		'workflow.created,workflow.started,step.started,step.succeeded,step.started,step.succeeded,workflow.succeeded',
-		"$from: the history of the run started before the update is whole");
+		"$from: the history of the run left by $from is whole");
+
+	my $after = $node->safe_psql('upgraded', "SELECT orchestrator.start_workflow('chain')");
+	ok($wait_for->($after), "$from: a workflow runs after the update");
 }
 
 $node->stop;

@@ -48,14 +48,11 @@ my $setup = q{
 };
 my $heartbeat = 'SELECT orchestrator.heartbeat_step(run_id, step, lease_token) FROM mine';
 
-$node->safe_psql('postgres', "CREATE EXTENSION orchestrator VERSION '0.1'");
+# (0.1's plan read work_queue_leased here.  The library no longer serves
+# older schemas, so only the current one is checked.)
+$node->safe_psql('postgres', 'CREATE EXTENSION orchestrator');
 $node->safe_psql('postgres', $setup);
 my $log = $plans_of->($heartbeat);
-like($log, qr/Index Scan using work_queue_leased on work_queue/,
-	'0.1: the lease check reads the partial index of leased rows');
-
-$node->safe_psql('postgres', 'ALTER EXTENSION orchestrator UPDATE');
-$log = $plans_of->($heartbeat);
 like($log, qr/Index Scan using work_queue_pkey on work_queue/, 'current: the lease check finds the row by key');
 unlike($log, qr/work_queue_leased/, 'current: no read of the leased rows');
 is($node->safe_psql('postgres', $heartbeat), 't', 'and the lease is still valid');
