@@ -29,6 +29,11 @@ DROP FUNCTION orchestrator.complete_step(uuid, text, uuid, jsonb);
 DROP FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]);
 DROP FUNCTION orchestrator.fail_step(uuid, text, uuid, jsonb, boolean);
 DROP FUNCTION orchestrator._exec_sql_step(uuid, text);
+DROP FUNCTION orchestrator._http_circuit_admit(text, interval);
+DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
+DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, text, text, text, text, float8);
+DROP FUNCTION orchestrator._http_breakers(text[], boolean[], uuid[], text[]);
+DROP FUNCTION orchestrator._http_record_items(boolean, text[], uuid[], text[], uuid[], uuid[], integer[], text[], text[], text[], text[], text[], float8[]);
 DROP FUNCTION orchestrator.rebuild_stats(date);
 DROP FUNCTION orchestrator.maintain(integer);
 DROP FUNCTION orchestrator.schedule_maintenance(text);
@@ -114,6 +119,27 @@ UPDATE orchestrator.step_duration_stats_daily s SET owner = w.owner FROM orchest
 -- pg_dump dumps the rows of the new tables too.
 SELECT pg_catalog.pg_extension_config_dump('orchestrator.workflows', '');
 SELECT pg_catalog.pg_extension_config_dump('orchestrator.workflow_grants', '');
+
+-- Circuit breakers per workflow owner and host:port.  Their state is
+-- transient (a breaker opens again on the next failures): the table is
+-- made anew.
+ALTER EXTENSION orchestrator DROP TABLE orchestrator.http_circuits;
+DROP TABLE orchestrator.http_circuits;
+CREATE TABLE orchestrator.http_circuits (
+	owner      regrole     NOT NULL,
+	host       text        NOT NULL,
+	state      text        NOT NULL DEFAULT 'closed',
+	failures   integer     NOT NULL DEFAULT 0,
+	opened_at  timestamptz,
+	retry_at   timestamptz,
+	last_error jsonb,
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (owner, host),
+	CHECK (state IN ('closed', 'open', 'half_open'))
+);
+COMMENT ON TABLE orchestrator.http_circuits IS 'circuit breakers of http steps per workflow owner and host:port';
+SELECT pg_catalog.pg_extension_config_dump('orchestrator.http_circuits', '');
+UPDATE orchestrator.work_queue SET worker = NULL, available_at = now() WHERE queue = '@http' AND worker LIKE 'circuit:%';
 
 -- Functions as a fresh install has them (sql/src/*.sql).
 
@@ -1019,6 +1045,350 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._http_circuit_tag(owner regrole, host text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 'circuit:' || owner::oid || ':' || host $$;
+
+CREATE FUNCTION orchestrator._http_circuit_admit(owner regrole, host text, probe_lease interval)
+RETURNS timestamptz
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	c orchestrator.http_circuits;
+BEGIN
+	SELECT * INTO c FROM orchestrator.http_circuits h WHERE h.owner = _http_circuit_admit.owner AND h.host = _http_circuit_admit.host;
+	IF NOT FOUND OR c.state = 'closed' THEN
+		RETURN NULL;
+	END IF;
+	IF c.retry_at > now() THEN
+		-- open: wait for the cool-down; half open: for the probe (look again soon)
+		RETURN CASE WHEN c.state = 'open' THEN c.retry_at
+					ELSE least(c.retry_at, now() + interval '1 second') END;
+	END IF;
+	-- The cool-down is over (or a probe was lost): this request is the probe.
+	PERFORM 1 FROM orchestrator.http_circuits h
+		WHERE h.owner = _http_circuit_admit.owner AND h.host = _http_circuit_admit.host
+		  AND h.state <> 'closed' AND h.retry_at <= now()
+		FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN now() + interval '1 second';
+	END IF;
+	UPDATE orchestrator.http_circuits h SET state = 'half_open', retry_at = now() + probe_lease, updated_at = now()
+		WHERE h.owner = _http_circuit_admit.owner AND h.host = _http_circuit_admit.host;
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION orchestrator._http_claim(max_items integer, worker text, recover boolean,
+	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
+	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q      record;
+	r      orchestrator.workflow_runs;
+	req    jsonb;
+	hdrs   jsonb;
+	why    text;
+	host   text;
+	wait   timestamptz;
+	tmo    interval;
+	margin interval := interval '30 seconds';
+	n      integer;
+	taken  integer := 0;
+	guard  boolean;
+	keys   text[];
+BEGIN
+	IF recover THEN
+		UPDATE orchestrator.work_queue w SET available_at = now()
+			WHERE w.queue = '@http' AND w.lease_token IS NOT NULL AND w.available_at > now()
+			  AND w.worker LIKE 'http:%'
+			  AND w.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
+										 WHERE s.pid IS NOT NULL));
+	END IF;
+
+	-- Breakers are looked at only while one is not closed (usually never).
+	guard := EXISTS (SELECT 1 FROM orchestrator.http_circuits c WHERE c.state <> 'closed');
+
+	-- A lease left by a dispatcher that died or lost track is a lost
+	-- attempt (see _claim).
+	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
+		SELECT s.input, ds.timeout INTO req, tmo
+			FROM orchestrator.workflow_steps s
+			JOIN orchestrator.definition_steps ds ON ds.name = r.name AND ds.version = r.version AND ds.step = s.step
+			WHERE s.run_id = q.run_id AND s.step = q.step;
+		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
+
+		why := CASE WHEN jsonb_typeof(req -> 'url') IS DISTINCT FROM 'string'
+					THEN format('invalid: the rendered url is %s, not a string', coalesce(req -> 'url', 'null'))
+					ELSE orchestrator._http_check_url(req ->> 'url') END;
+		IF why IS NULL AND guard THEN
+			host := orchestrator._http_url_host(req ->> 'url');
+			wait := orchestrator._http_circuit_admit(r.owner, host, tmo + margin);
+			IF wait IS NOT NULL THEN
+				-- the host's circuit is open: wait without counting an attempt
+				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(r.owner, host)
+					WHERE w.run_id = q.run_id AND w.step = q.step;
+				CONTINUE;
+			END IF;
+		END IF;
+
+		n := orchestrator._step_started(r, q.step, worker);
+		IF why IS NOT NULL THEN
+			-- never sent: not retryable
+			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
+				'message', substr(why, strpos(why, ':') + 2), 'url', req -> 'url'), false);
+			CONTINUE;
+		END IF;
+
+		token := gen_random_uuid();
+		UPDATE orchestrator.work_queue w
+			SET lease_token = token, lease = tmo + margin, worker = _http_claim.worker,
+				available_at = now() + tmo + margin
+			WHERE w.run_id = q.run_id AND w.step = q.step;
+		kind := 'step';
+		run_id := q.run_id;
+		step := q.step;
+		id := NULL;
+		method := coalesce(req ->> 'method', 'GET');
+		url := req ->> 'url';
+		hdrs := coalesce(req -> 'headers', '{}');
+		IF hdrs = '{}' THEN
+			headers := '{}';
+			keys := '{}';
+		ELSE
+			headers := ARRAY(SELECT h.key || ': ' || coalesce(h.value #>> '{}', '') FROM jsonb_each(hdrs) h);
+			keys := ARRAY(SELECT lower(k) FROM jsonb_object_keys(hdrs) k);
+		END IF;
+		-- the same key on every attempt, so receivers can de-duplicate
+		IF NOT 'idempotency-key' = ANY (keys) THEN
+			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
+		END IF;
+		-- W3C trace context: the trace is the run, the span this attempt
+		IF NOT 'traceparent' = ANY (keys) THEN
+			headers := headers || ('traceparent: 00-' || replace(q.run_id::text, '-', '') || '-'
+								   || left(md5(q.step || '/' || n), 16) || '-01');
+		END IF;
+		body := CASE WHEN req ? 'body' AND method NOT IN ('GET', 'HEAD') THEN (req -> 'body')::text END;
+		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
+		sign_key := NULL;
+		RETURN NEXT;
+		taken := taken + 1;
+	END LOOP;
+
+	IF taken < max_items THEN
+		RETURN QUERY SELECT * FROM orchestrator._webhook_claim(max_items - taken, worker, recover);
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
+	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,
+	OUT owner regrole, OUT host text, OUT failed boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r    orchestrator.workflow_runs;
+	n    integer;
+	req  jsonb;
+	b    jsonb;
+	err  jsonb;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _http_step_record.run_id FOR UPDATE;
+	IF NOT FOUND OR NOT orchestrator._is_active(r.status) THEN
+		RETURN;
+	END IF;
+	PERFORM 1 FROM orchestrator.work_queue q
+		WHERE q.run_id = _http_step_record.run_id AND q.step = _http_step_record.step
+		  AND q.lease_token = _http_step_record.token AND q.available_at > now()
+		FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN;					-- stale: lease expired or superseded
+	END IF;
+	SELECT s.attempt, s.input INTO n, req FROM orchestrator.workflow_steps s
+		WHERE s.run_id = _http_step_record.run_id AND s.step = _http_step_record.step;
+	PERFORM orchestrator._emit(run_id, 'step.http', step, jsonb_strip_nulls(jsonb_build_object(
+		'attempt', n, 'status', status, 'elapsed_ms', round(elapsed_ms::numeric, 1),
+		'error', error, 'error_kind', error_kind)));
+
+	-- the breaker key, unless a success meets no breaker at all (the usual case)
+	IF status IS NULL OR status >= 500 OR EXISTS (SELECT 1 FROM orchestrator.http_circuits) THEN
+		host := orchestrator._http_url_host(req ->> 'url');
+		owner := r.owner;
+	END IF;
+	IF status IS NULL THEN
+		failed := error_kind IN ('network', 'timeout');
+		IF NOT failed THEN
+			host := NULL;
+		END IF;
+		PERFORM orchestrator._attempt_failed(run_id, step, jsonb_strip_nulls(jsonb_build_object(
+			'message', error, 'kind', error_kind, 'url', req ->> 'url')), failed);
+		RETURN;
+	END IF;
+
+	b := CASE body_kind WHEN 'json' THEN body::jsonb ELSE to_jsonb(body) END;
+	IF status >= 400 THEN
+		err := jsonb_build_object('message', format('HTTP %s from %s', status, req ->> 'url'), 'status', status);
+		IF octet_length(body) <= 4096 THEN
+			err := err || jsonb_build_object('body', b);
+		END IF;
+		IF status = 429 OR status >= 500 THEN
+			PERFORM orchestrator._attempt_failed(run_id, step, err, true,
+				orchestrator._retry_after(headers ->> 'retry-after'));
+			failed := status >= 500;
+			IF status = 429 THEN
+				host := NULL;			-- rate limited, not down
+			END IF;
+		ELSE
+			PERFORM orchestrator._attempt_failed(run_id, step, err, false);
+			failed := false;
+		END IF;
+		RETURN;
+	END IF;
+	PERFORM orchestrator._step_succeeded(run_id, step, jsonb_build_object(
+		'status', status, 'headers', headers, 'body', b)
+		|| CASE WHEN body_kind = 'base64' THEN '{"body_encoding": "base64"}'::jsonb ELSE '{}' END);
+	failed := false;
+END
+$$;
+
+CREATE FUNCTION orchestrator._http_breakers(owners regrole[], hosts text[], failed boolean[], run_ids uuid[], steps text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	threshold integer := current_setting('orchestrator.http_breaker_threshold')::integer;
+	cooldown  interval := current_setting('orchestrator.http_breaker_cooldown')::interval;
+	o regrole;
+	h text;
+	i integer;
+	c orchestrator.http_circuits;
+BEGIN
+	FOR o, h IN SELECT DISTINCT x.o, x.h FROM unnest(owners, hosts) x(o, h) WHERE x.h IS NOT NULL ORDER BY 1, 2 LOOP
+		FOR i IN SELECT k FROM generate_subscripts(hosts, 1) k WHERE hosts[k] = h AND owners[k] = o ORDER BY k LOOP
+			IF NOT failed[i] THEN
+				-- the common case (closed, no failures) reads and writes nothing more
+				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.owner = o AND x.host = h;
+				CONTINUE WHEN NOT FOUND OR (c.state = 'closed' AND c.failures = 0);
+				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.owner = o AND x.host = h FOR UPDATE;
+				UPDATE orchestrator.http_circuits x SET state = 'closed', failures = 0, retry_at = NULL, updated_at = now()
+					WHERE x.owner = o AND x.host = h;
+				IF c.state <> 'closed' THEN
+					PERFORM orchestrator._emit(run_ids[i], 'circuit.closed', steps[i],
+						jsonb_build_object('host', h, 'failures', c.failures, 'opened_at', c.opened_at));
+					-- steps that waited for this host may go now
+					UPDATE orchestrator.work_queue w SET available_at = now(), worker = NULL
+						WHERE w.queue = '@http' AND w.lease_token IS NULL AND w.worker = orchestrator._http_circuit_tag(o, h);
+					PERFORM orchestrator._wake_at_commit();
+				END IF;
+			ELSIF threshold > 0 THEN
+				INSERT INTO orchestrator.http_circuits AS x (owner, host) VALUES (o, h) ON CONFLICT (owner, host) DO NOTHING;
+				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.owner = o AND x.host = h FOR UPDATE;
+				IF c.state = 'half_open' OR (c.state = 'closed' AND c.failures + 1 >= threshold) THEN
+					UPDATE orchestrator.http_circuits x
+						SET state = 'open', failures = c.failures + 1, opened_at = now(),
+							retry_at = now() + cooldown, updated_at = now()
+						WHERE x.owner = o AND x.host = h;
+					PERFORM orchestrator._emit(run_ids[i], 'circuit.opened', steps[i],
+						jsonb_build_object('host', h, 'failures', c.failures + 1, 'retry_at', now() + cooldown));
+				ELSE
+					UPDATE orchestrator.http_circuits x SET failures = c.failures + 1, updated_at = now()
+						WHERE x.owner = o AND x.host = h;
+				END IF;
+			END IF;
+		END LOOP;
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION orchestrator._http_record_items(guarded boolean, kinds text[], run_ids uuid[], steps text[], ids uuid[],
+	tokens uuid[], statuses integer[], headers text[], bodies text[], body_kinds text[],
+	error_kinds text[], errors text[], elapsed float8[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	o      regrole;
+	h      text;
+	f      boolean;
+	owners regrole[] := '{}';
+	hosts  text[] := '{}';
+	failed boolean[] := '{}';
+	b_runs uuid[] := '{}';
+	b_steps text[] := '{}';
+	msg    text;
+	state  text;
+BEGIN
+	FOR i IN 1 .. coalesce(cardinality(kinds), 0) LOOP
+		IF kinds[i] = 'webhook' THEN
+			IF NOT guarded THEN
+				PERFORM orchestrator._webhook_record(ids[i], tokens[i], statuses[i], headers[i]::jsonb,
+					error_kinds[i], errors[i], elapsed[i]);
+			ELSE
+				BEGIN
+					PERFORM orchestrator._webhook_record(ids[i], tokens[i], statuses[i], headers[i]::jsonb,
+						error_kinds[i], errors[i], elapsed[i]);
+				EXCEPTION WHEN others THEN
+					GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+					-- its lease expires and the delivery is tried again
+					RAISE WARNING 'orchestrator: recording webhook delivery % failed: %', ids[i], msg;
+				END;
+			END IF;
+			CONTINUE;
+		END IF;
+		IF NOT guarded THEN
+			SELECT x.owner, x.host, x.failed INTO o, h, f FROM orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
+				headers[i]::jsonb, bodies[i], body_kinds[i], error_kinds[i], errors[i], elapsed[i]) x;
+		ELSE
+			BEGIN
+				SELECT x.owner, x.host, x.failed INTO o, h, f FROM orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
+					headers[i]::jsonb, bodies[i], body_kinds[i], error_kinds[i], errors[i], elapsed[i]) x;
+			EXCEPTION WHEN others THEN
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+				RAISE WARNING 'orchestrator: recording the response of step "%" of run % failed: %', steps[i], run_ids[i], msg;
+				h := NULL;
+				BEGIN
+					IF EXISTS (SELECT 1 FROM orchestrator.work_queue q
+							   WHERE q.run_id = run_ids[i] AND q.step = steps[i] AND q.lease_token = tokens[i]) THEN
+						PERFORM orchestrator._attempt_failed(run_ids[i], steps[i],
+							jsonb_build_object('message', msg, 'sqlstate', state, 'internal', true), false);
+					END IF;
+				EXCEPTION WHEN others THEN
+					NULL;			-- its lease expires and the attempt is retried
+				END;
+			END;
+		END IF;
+		IF h IS NOT NULL THEN
+			owners := owners || o;
+			hosts := hosts || h;
+			failed := failed || f;
+			b_runs := b_runs || run_ids[i];
+			b_steps := b_steps || steps[i];
+		END IF;
+	END LOOP;
+	IF cardinality(hosts) > 0 THEN
+		IF NOT guarded THEN
+			PERFORM orchestrator._http_breakers(owners, hosts, failed, b_runs, b_steps);
+		ELSE
+			BEGIN
+				PERFORM orchestrator._http_breakers(owners, hosts, failed, b_runs, b_steps);
+			EXCEPTION WHEN others THEN
+				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
+				RAISE WARNING 'orchestrator: updating circuit breakers failed: %', msg;
+			END;
+		END IF;
+	END IF;
+END
+$$;
+
 CREATE FUNCTION orchestrator._api_rebuild_stats(from_day date DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -1311,8 +1681,8 @@ BEGIN
 	INTO queues, depth, oldest
 	FROM orchestrator._queue_stats() s;
 	SELECT count(*) INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
-	SELECT coalesce(jsonb_agg(jsonb_build_object('host', c.host, 'state', c.state, 'failures', c.failures,
-				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host), '[]')
+	SELECT coalesce(jsonb_agg(jsonb_build_object('owner', c.owner, 'host', c.host, 'state', c.state, 'failures', c.failures,
+				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host, c.owner::text), '[]')
 	INTO breakers
 	FROM orchestrator.http_circuits c WHERE c.state <> 'closed';
 
@@ -1386,10 +1756,11 @@ BEGIN
 		out := out || format(E'orchestrator_runs_finished_5m{workflow="%s",status="%s"} %s\n',
 			orchestrator._prom_label(r.name), orchestrator._prom_label(r.status), r.n);
 	END LOOP;
-	out := out || E'# HELP orchestrator_http_circuit_open 1 for a host whose circuit breaker is open or half open.\n# TYPE orchestrator_http_circuit_open gauge\n';
-	FOR r IN SELECT c.host, c.state FROM orchestrator.http_circuits c WHERE c.state <> 'closed' ORDER BY c.host LOOP
-		out := out || format(E'orchestrator_http_circuit_open{host="%s",state="%s"} 1\n',
-			orchestrator._prom_label(r.host), r.state);
+	out := out || E'# HELP orchestrator_http_circuit_open 1 for a workflow owner and host whose circuit breaker is open or half open.\n# TYPE orchestrator_http_circuit_open gauge\n';
+	FOR r IN SELECT c.owner::text AS owner, c.host, c.state FROM orchestrator.http_circuits c
+			 WHERE c.state <> 'closed' ORDER BY c.host, 1 LOOP
+		out := out || format(E'orchestrator_http_circuit_open{owner="%s",host="%s",state="%s"} 1\n',
+			orchestrator._prom_label(r.owner), orchestrator._prom_label(r.host), r.state);
 	END LOOP;
 	out := out || E'# HELP orchestrator_webhook_deliveries_pending Webhook deliveries not yet delivered or dead.\n# TYPE orchestrator_webhook_deliveries_pending gauge\n'
 		|| format(E'orchestrator_webhook_deliveries_pending %s\n',
@@ -1560,13 +1931,14 @@ CREATE VIEW orchestrator.run_steps WITH (security_barrier) AS
 	JOIN orchestrator.workflow_runs r ON r.id = s.run_id
 	WHERE orchestrator._may_see(r.owner, r.started_by);
 
-CREATE VIEW orchestrator.circuit_breakers AS
-	SELECT c.host, c.state, c.failures, c.opened_at,
+CREATE VIEW orchestrator.circuit_breakers WITH (security_barrier) AS
+	SELECT c.owner, c.host, c.state, c.failures, c.opened_at,
 		   CASE WHEN c.state <> 'closed' THEN c.retry_at END AS retry_at,
 		   c.last_error, c.updated_at
-	FROM orchestrator.http_circuits c;
+	FROM orchestrator.http_circuits c
+	WHERE (SELECT orchestrator._is_admin()) OR orchestrator._acts_as(c.owner);
 COMMENT ON VIEW orchestrator.circuit_breakers IS
-'circuit breaker state per host:port (hosts that never failed are closed and not listed)';
+'circuit breaker state per workflow owner and host:port (hosts that never failed are closed and not listed)';
 
 CREATE VIEW orchestrator.webhook_deliveries AS
 	SELECT o.id, o.webhook_id, w.url, o.run_id, o.seq, o.type, o.status, o.attempt AS attempts,

@@ -30,6 +30,15 @@ BEGIN
 					  DETAIL = 'Roles holding ADMIN OPTION on it could grant it to anyone.',
 					  HINT = format('Revoke the admin option (REVOKE ADMIN OPTION FOR %I FROM ...) or drop the role, and create the extension again.', r.rolname);
 		END IF;
+		-- Members are expected when another database has the extension;
+		-- name them, so that the operator can check.
+		SELECT string_agg(m.member::regrole::text, ', ' ORDER BY m.member::regrole::text) INTO admins
+			FROM pg_catalog.pg_auth_members m
+			WHERE m.roleid = r.oid AND m.member::regrole::text <> 'orchestrator_admin';
+		IF admins IS NOT NULL THEN
+			RAISE WARNING 'role "%" exists already; its members keep it: %', r.rolname, admins
+				USING HINT = 'Check that each of them should administer or use orchestrator in this database.';
+		END IF;
 	END LOOP;
 
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'orchestrator_user') THEN

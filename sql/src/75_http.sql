@@ -77,33 +77,45 @@ BEGIN
 END
 $$;
 
--- Circuit breakers, one row per host:port that has failed.  closed: requests
--- flow, failures counts consecutive failures; open: requests wait until
--- retry_at; half_open: one probe request is in flight until retry_at.
+-- Circuit breakers, one row per workflow owner and host:port that has
+-- failed.  closed: requests flow, failures counts consecutive failures;
+-- open: requests wait until retry_at; half_open: one probe request is in
+-- flight until retry_at.  Per owner, so that one role's failing requests
+-- (or a role provoking failures on purpose) never hold back another's.
 CREATE TABLE orchestrator.http_circuits (
-	host       text        PRIMARY KEY,
+	owner      regrole     NOT NULL,
+	host       text        NOT NULL,
 	state      text        NOT NULL DEFAULT 'closed',
 	failures   integer     NOT NULL DEFAULT 0,
 	opened_at  timestamptz,
 	retry_at   timestamptz,
 	last_error jsonb,
 	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (owner, host),
 	CHECK (state IN ('closed', 'open', 'half_open'))
 );
-COMMENT ON TABLE orchestrator.http_circuits IS 'per-host circuit breakers of http steps';
+COMMENT ON TABLE orchestrator.http_circuits IS 'circuit breakers of http steps per workflow owner and host:port';
 
-CREATE VIEW orchestrator.circuit_breakers AS
-	SELECT c.host, c.state, c.failures, c.opened_at,
+-- Each role sees the breakers of its own workflows; admins all.
+CREATE VIEW orchestrator.circuit_breakers WITH (security_barrier) AS
+	SELECT c.owner, c.host, c.state, c.failures, c.opened_at,
 		   CASE WHEN c.state <> 'closed' THEN c.retry_at END AS retry_at,
 		   c.last_error, c.updated_at
-	FROM orchestrator.http_circuits c;
+	FROM orchestrator.http_circuits c
+	WHERE (SELECT orchestrator._is_admin()) OR orchestrator._acts_as(c.owner);
 COMMENT ON VIEW orchestrator.circuit_breakers IS
-'circuit breaker state per host:port (hosts that never failed are closed and not listed)';
+'circuit breaker state per workflow owner and host:port (hosts that never failed are closed and not listed)';
+
+-- The worker tag of a queue row waiting for a breaker to close.
+CREATE FUNCTION orchestrator._http_circuit_tag(owner regrole, host text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT 'circuit:' || owner::oid || ':' || host $$;
 
 -- Does the step's host:port let a request through now?  Returns NULL when it
 -- does (and marks a probe when the cool-down is over), else the time to look
 -- again.  Never waits for a lock: claimers must not block.
-CREATE FUNCTION orchestrator._http_circuit_admit(host text, probe_lease interval)
+CREATE FUNCTION orchestrator._http_circuit_admit(owner regrole, host text, probe_lease interval)
 RETURNS timestamptz
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -111,7 +123,7 @@ AS $$
 DECLARE
 	c orchestrator.http_circuits;
 BEGIN
-	SELECT * INTO c FROM orchestrator.http_circuits h WHERE h.host = _http_circuit_admit.host;
+	SELECT * INTO c FROM orchestrator.http_circuits h WHERE h.owner = _http_circuit_admit.owner AND h.host = _http_circuit_admit.host;
 	IF NOT FOUND OR c.state = 'closed' THEN
 		RETURN NULL;
 	END IF;
@@ -122,13 +134,14 @@ BEGIN
 	END IF;
 	-- The cool-down is over (or a probe was lost): this request is the probe.
 	PERFORM 1 FROM orchestrator.http_circuits h
-		WHERE h.host = _http_circuit_admit.host AND h.state <> 'closed' AND h.retry_at <= now()
+		WHERE h.owner = _http_circuit_admit.owner AND h.host = _http_circuit_admit.host
+		  AND h.state <> 'closed' AND h.retry_at <= now()
 		FOR UPDATE SKIP LOCKED;
 	IF NOT FOUND THEN
 		RETURN now() + interval '1 second';
 	END IF;
 	UPDATE orchestrator.http_circuits h SET state = 'half_open', retry_at = now() + probe_lease, updated_at = now()
-		WHERE h.host = _http_circuit_admit.host;
+		WHERE h.owner = _http_circuit_admit.owner AND h.host = _http_circuit_admit.host;
 	RETURN NULL;
 END
 $$;
@@ -186,10 +199,10 @@ BEGIN
 					ELSE orchestrator._http_check_url(req ->> 'url') END;
 		IF why IS NULL AND guard THEN
 			host := orchestrator._http_url_host(req ->> 'url');
-			wait := orchestrator._http_circuit_admit(host, tmo + margin);
+			wait := orchestrator._http_circuit_admit(r.owner, host, tmo + margin);
 			IF wait IS NOT NULL THEN
 				-- the host's circuit is open: wait without counting an attempt
-				UPDATE orchestrator.work_queue w SET available_at = wait, worker = 'circuit:' || host
+				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(r.owner, host)
 					WHERE w.run_id = q.run_id AND w.step = q.step;
 				CONTINUE;
 			END IF;
@@ -281,7 +294,7 @@ $$;
 -- circuit breaker, or a stale completion that was dropped).
 CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
 	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,
-	OUT host text, OUT failed boolean)
+	OUT owner regrole, OUT host text, OUT failed boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -312,6 +325,7 @@ BEGIN
 	-- the breaker key, unless a success meets no breaker at all (the usual case)
 	IF status IS NULL OR status >= 500 OR EXISTS (SELECT 1 FROM orchestrator.http_circuits) THEN
 		host := orchestrator._http_url_host(req ->> 'url');
+		owner := r.owner;
 	END IF;
 	IF status IS NULL THEN
 		failed := error_kind IN ('network', 'timeout');
@@ -352,7 +366,7 @@ $$;
 -- Apply the outcomes of a batch to the circuit breakers, host by host (in
 -- host order, after all runs of the batch are locked, so recorders cannot
 -- deadlock).  Open and close are events of the run whose request decided.
-CREATE FUNCTION orchestrator._http_breakers(hosts text[], failed boolean[], run_ids uuid[], steps text[])
+CREATE FUNCTION orchestrator._http_breakers(owners regrole[], hosts text[], failed boolean[], run_ids uuid[], steps text[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -360,40 +374,41 @@ AS $$
 DECLARE
 	threshold integer := current_setting('orchestrator.http_breaker_threshold')::integer;
 	cooldown  interval := current_setting('orchestrator.http_breaker_cooldown')::interval;
+	o regrole;
 	h text;
 	i integer;
 	c orchestrator.http_circuits;
 BEGIN
-	FOR h IN SELECT DISTINCT x FROM unnest(hosts) x WHERE x IS NOT NULL ORDER BY 1 LOOP
-		FOR i IN SELECT o FROM generate_subscripts(hosts, 1) o WHERE hosts[o] = h ORDER BY o LOOP
+	FOR o, h IN SELECT DISTINCT x.o, x.h FROM unnest(owners, hosts) x(o, h) WHERE x.h IS NOT NULL ORDER BY 1, 2 LOOP
+		FOR i IN SELECT k FROM generate_subscripts(hosts, 1) k WHERE hosts[k] = h AND owners[k] = o ORDER BY k LOOP
 			IF NOT failed[i] THEN
 				-- the common case (closed, no failures) reads and writes nothing more
-				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.host = h;
+				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.owner = o AND x.host = h;
 				CONTINUE WHEN NOT FOUND OR (c.state = 'closed' AND c.failures = 0);
-				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.host = h FOR UPDATE;
+				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.owner = o AND x.host = h FOR UPDATE;
 				UPDATE orchestrator.http_circuits x SET state = 'closed', failures = 0, retry_at = NULL, updated_at = now()
-					WHERE x.host = h;
+					WHERE x.owner = o AND x.host = h;
 				IF c.state <> 'closed' THEN
 					PERFORM orchestrator._emit(run_ids[i], 'circuit.closed', steps[i],
 						jsonb_build_object('host', h, 'failures', c.failures, 'opened_at', c.opened_at));
 					-- steps that waited for this host may go now
 					UPDATE orchestrator.work_queue w SET available_at = now(), worker = NULL
-						WHERE w.queue = '@http' AND w.lease_token IS NULL AND w.worker = 'circuit:' || h;
+						WHERE w.queue = '@http' AND w.lease_token IS NULL AND w.worker = orchestrator._http_circuit_tag(o, h);
 					PERFORM orchestrator._wake_at_commit();
 				END IF;
 			ELSIF threshold > 0 THEN
-				INSERT INTO orchestrator.http_circuits AS x (host) VALUES (h) ON CONFLICT (host) DO NOTHING;
-				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.host = h FOR UPDATE;
+				INSERT INTO orchestrator.http_circuits AS x (owner, host) VALUES (o, h) ON CONFLICT (owner, host) DO NOTHING;
+				SELECT * INTO c FROM orchestrator.http_circuits x WHERE x.owner = o AND x.host = h FOR UPDATE;
 				IF c.state = 'half_open' OR (c.state = 'closed' AND c.failures + 1 >= threshold) THEN
 					UPDATE orchestrator.http_circuits x
 						SET state = 'open', failures = c.failures + 1, opened_at = now(),
 							retry_at = now() + cooldown, updated_at = now()
-						WHERE x.host = h;
+						WHERE x.owner = o AND x.host = h;
 					PERFORM orchestrator._emit(run_ids[i], 'circuit.opened', steps[i],
 						jsonb_build_object('host', h, 'failures', c.failures + 1, 'retry_at', now() + cooldown));
 				ELSE
 					UPDATE orchestrator.http_circuits x SET failures = c.failures + 1, updated_at = now()
-						WHERE x.host = h;
+						WHERE x.owner = o AND x.host = h;
 				END IF;
 			END IF;
 		END LOOP;
@@ -434,8 +449,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	o      regrole;
 	h      text;
 	f      boolean;
+	owners regrole[] := '{}';
 	hosts  text[] := '{}';
 	failed boolean[] := '{}';
 	b_runs uuid[] := '{}';
@@ -461,11 +478,11 @@ BEGIN
 			CONTINUE;
 		END IF;
 		IF NOT guarded THEN
-			SELECT x.host, x.failed INTO h, f FROM orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
+			SELECT x.owner, x.host, x.failed INTO o, h, f FROM orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
 				headers[i]::jsonb, bodies[i], body_kinds[i], error_kinds[i], errors[i], elapsed[i]) x;
 		ELSE
 			BEGIN
-				SELECT x.host, x.failed INTO h, f FROM orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
+				SELECT x.owner, x.host, x.failed INTO o, h, f FROM orchestrator._http_step_record(run_ids[i], steps[i], tokens[i], statuses[i],
 					headers[i]::jsonb, bodies[i], body_kinds[i], error_kinds[i], errors[i], elapsed[i]) x;
 			EXCEPTION WHEN others THEN
 				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
@@ -483,6 +500,7 @@ BEGIN
 			END;
 		END IF;
 		IF h IS NOT NULL THEN
+			owners := owners || o;
 			hosts := hosts || h;
 			failed := failed || f;
 			b_runs := b_runs || run_ids[i];
@@ -491,10 +509,10 @@ BEGIN
 	END LOOP;
 	IF cardinality(hosts) > 0 THEN
 		IF NOT guarded THEN
-			PERFORM orchestrator._http_breakers(hosts, failed, b_runs, b_steps);
+			PERFORM orchestrator._http_breakers(owners, hosts, failed, b_runs, b_steps);
 		ELSE
 			BEGIN
-				PERFORM orchestrator._http_breakers(hosts, failed, b_runs, b_steps);
+				PERFORM orchestrator._http_breakers(owners, hosts, failed, b_runs, b_steps);
 			EXCEPTION WHEN others THEN
 				GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT;
 				RAISE WARNING 'orchestrator: updating circuit breakers failed: %', msg;

@@ -50,8 +50,8 @@ BEGIN
 	INTO queues, depth, oldest
 	FROM orchestrator._queue_stats() s;
 	SELECT count(*) INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
-	SELECT coalesce(jsonb_agg(jsonb_build_object('host', c.host, 'state', c.state, 'failures', c.failures,
-				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host), '[]')
+	SELECT coalesce(jsonb_agg(jsonb_build_object('owner', c.owner, 'host', c.host, 'state', c.state, 'failures', c.failures,
+				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host, c.owner::text), '[]')
 	INTO breakers
 	FROM orchestrator.http_circuits c WHERE c.state <> 'closed';
 
@@ -131,10 +131,11 @@ BEGIN
 		out := out || format(E'orchestrator_runs_finished_5m{workflow="%s",status="%s"} %s\n',
 			orchestrator._prom_label(r.name), orchestrator._prom_label(r.status), r.n);
 	END LOOP;
-	out := out || E'# HELP orchestrator_http_circuit_open 1 for a host whose circuit breaker is open or half open.\n# TYPE orchestrator_http_circuit_open gauge\n';
-	FOR r IN SELECT c.host, c.state FROM orchestrator.http_circuits c WHERE c.state <> 'closed' ORDER BY c.host LOOP
-		out := out || format(E'orchestrator_http_circuit_open{host="%s",state="%s"} 1\n',
-			orchestrator._prom_label(r.host), r.state);
+	out := out || E'# HELP orchestrator_http_circuit_open 1 for a workflow owner and host whose circuit breaker is open or half open.\n# TYPE orchestrator_http_circuit_open gauge\n';
+	FOR r IN SELECT c.owner::text AS owner, c.host, c.state FROM orchestrator.http_circuits c
+			 WHERE c.state <> 'closed' ORDER BY c.host, 1 LOOP
+		out := out || format(E'orchestrator_http_circuit_open{owner="%s",host="%s",state="%s"} 1\n',
+			orchestrator._prom_label(r.owner), orchestrator._prom_label(r.host), r.state);
 	END LOOP;
 	out := out || E'# HELP orchestrator_webhook_deliveries_pending Webhook deliveries not yet delivered or dead.\n# TYPE orchestrator_webhook_deliveries_pending gauge\n'
 		|| format(E'orchestrator_webhook_deliveries_pending %s\n',

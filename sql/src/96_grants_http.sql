@@ -1,6 +1,6 @@
 -- Privileges of HTTP steps and webhooks (after 90_grants.sql, which revokes
 -- everything from PUBLIC).  Webhooks, their secrets and deliveries are for
--- orchestrator_admin; circuit breaker state is visible to every user.
+-- orchestrator_admin; each user sees the circuit breakers of its own workflows.
 
 GRANT EXECUTE ON FUNCTION
 	orchestrator.create_webhook(text, text[], text),

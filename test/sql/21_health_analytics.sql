@@ -21,8 +21,8 @@ WHERE line <> '' AND line NOT LIKE '#%'
   AND position('# TYPE ' || split_part(split_part(line, '{', 1), ' ', 1) || ' ' IN orchestrator.metrics()) = 0;
 SELECT orchestrator._prom_label(E'a"b\\c\nd') AS escaped;
 -- An open circuit breaker is reported.
-INSERT INTO orchestrator.http_circuits (host, state, failures, opened_at, retry_at)
-VALUES ('down.example:443', 'open', 5, now(), now() + interval '30 seconds');
+INSERT INTO orchestrator.http_circuits (owner, host, state, failures, opened_at, retry_at)
+VALUES ('postgres', 'down.example:443', 'open', 5, now(), now() + interval '30 seconds');
 SELECT b ->> 'host' AS host, b ->> 'state' AS state, b -> 'failures' AS failures
 FROM orchestrator.health() h, jsonb_array_elements(h -> 'open_circuit_breakers') b;
 SELECT line FROM regexp_split_to_table(orchestrator.metrics(), E'\n') line WHERE line LIKE 'orchestrator_http_circuit_open{%';

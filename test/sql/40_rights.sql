@@ -179,3 +179,17 @@ SET ROLE r_other;
 SELECT try($$SELECT orchestrator._api_start_workflow('r_billing', '{}', '{}')$$) AS call_implementation;
 SELECT try($$SELECT orchestrator._claim_external('r_billing', 'w', 1, '1 minute', NULL)$$) AS call_claim;
 RESET ROLE;
+
+-- 9. Circuit breakers are per workflow owner: r_other's failures against a
+-- host open r_other's breaker only, and each role sees its own.
+INSERT INTO orchestrator.http_circuits (owner, host, state, failures, opened_at, retry_at)
+	VALUES ('r_other', 'partner.example:443', 'open', 5, now(), now() + interval '1 hour');
+SELECT orchestrator._http_circuit_admit('r_other', 'partner.example:443', '1 minute') IS NOT NULL AS r_other_waits,
+	   orchestrator._http_circuit_admit('r_owner', 'partner.example:443', '1 minute') IS NULL AS r_owner_passes;
+SET ROLE r_owner;
+SELECT count(*) AS r_owner_sees_breakers FROM orchestrator.circuit_breakers WHERE host = 'partner.example:443';
+RESET ROLE;
+SET ROLE r_other;
+SELECT owner, host, state FROM orchestrator.circuit_breakers WHERE host = 'partner.example:443';
+RESET ROLE;
+DELETE FROM orchestrator.http_circuits WHERE host = 'partner.example:443';
