@@ -1,6 +1,7 @@
 # orchestrator: PGXS build
 EXTENSION   = orchestrator
 EXTVERSION  = 0.3
+PREVVERSION = 0.2
 
 MODULE_big  = orchestrator
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
@@ -42,6 +43,13 @@ $(DATA_built): $(SQL_SOURCES)
 	( printf '%s\n' '-- Generated from sql/src/*.sql by the Makefile: edit those, not this file.' \
 	         '\echo Use "CREATE EXTENSION orchestrator" to load this file. \quit'; \
 	  cat $^ ) > $@
+
+# The generated parts of the newest upgrade script (views, functions,
+# privileges) follow sql/src/*.sql; its hand-written part (tables, data) is
+# kept.  Run after changing sql/src, and commit the result.
+.PHONY: upgrade-script
+upgrade-script: $(DATA_built)
+	python3 sql/tools/upgrade.py $(PREVVERSION) $(EXTVERSION)
 
 .PHONY: test
 test:
