@@ -145,6 +145,17 @@ UPDATE orchestrator.work_queue SET worker = NULL, available_at = now() WHERE que
 
 -- Functions as a fresh install has them (sql/src/*.sql).
 
+CREATE FUNCTION orchestrator._notify(channel text, payload text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_notify_sql'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._relay_status(
+	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 CREATE FUNCTION orchestrator._caller()
 RETURNS regrole
 AS 'MODULE_PATHNAME', 'orchestrator_caller_role'
@@ -582,7 +593,7 @@ BEGIN
 	IF left(queue, 1) = '@' THEN
 		PERFORM orchestrator._wake_at_commit();
 	ELSIF available_at <= now() THEN
-		PERFORM pg_notify('orchestrator_queue', queue);
+		PERFORM orchestrator._notify('orchestrator_queue', queue);
 	END IF;
 END
 $$;

@@ -26,7 +26,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -45,6 +44,7 @@
 
 #include "engine.h"
 #include "fmgr.h"
+#include "relay.h"
 #include "version.h"
 #include "wake.h"
 
@@ -475,7 +475,7 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	else
 		appendStringInfoString(&payload, "null");
 	appendStringInfoChar(&payload, '}');
-	Async_Notify("orchestrator", payload.data);
+	orchestrator_notify(RELAY_EVENTS, payload.data);
 
 	if (webhooks)
 	{
@@ -722,7 +722,7 @@ release_dependents(EngineRun *run, StepDef *def)
 			if (next_def->queue[0] == '@')
 				orchestrator_wake_dispatchers_at_commit();
 			else
-				Async_Notify("orchestrator_queue", next_def->queue);
+				orchestrator_notify(RELAY_QUEUES, next_def->queue);
 			made_ready = true;
 		}
 		else

@@ -28,6 +28,7 @@ int			orchestrator_poll_interval = 1000;
 char	   *orchestrator_default_lease = NULL;
 char	   *orchestrator_default_step_timeout = NULL;
 int			orchestrator_max_step_timeout = 3600 * 1000;
+int			orchestrator_relay_queue_size = 16384;
 char	   *orchestrator_http_allowed_hosts = NULL;
 int			orchestrator_http_max_concurrency = 100;
 int			orchestrator_http_max_host_connections = 0;
@@ -245,6 +246,16 @@ orchestrator_define_gucs(void)
 							1000, INT_MAX,
 							PGC_SUSET,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.relay_queue_size",
+							"Notifications the relay's ring in shared memory holds.",
+							"Committed notifications wait there for the relay worker; when it is full, more are dropped and counted (clients catch up with orchestrator.events()).",
+							&orchestrator_relay_queue_size,
+							16384,
+							256, 1024 * 1024,
+							PGC_POSTMASTER,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("orchestrator.retention",

@@ -18,6 +18,7 @@ extern int	orchestrator_poll_interval;
 extern char *orchestrator_default_lease;
 extern char *orchestrator_default_step_timeout;
 extern int	orchestrator_max_step_timeout;
+extern int	orchestrator_relay_queue_size;
 extern char *orchestrator_http_allowed_hosts;
 extern int	orchestrator_http_max_concurrency;
 extern int	orchestrator_http_max_host_connections;

@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 
 #include "guc.h"
+#include "relay.h"
 #include "shmem.h"
 #include "workers.h"
 
@@ -45,4 +46,5 @@ _PG_init(void)
 	orchestrator_define_gucs();
 	orchestrator_shmem_install_hooks();
 	orchestrator_register_launcher();
+	orchestrator_relay_install();
 }

@@ -51,3 +51,17 @@ CREATE FUNCTION orchestrator._worker_status(
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'orchestrator_worker_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Notify a channel ("orchestrator" or "orchestrator_queue") when the current
+-- transaction commits, through the relay worker (src/relay.c).
+CREATE FUNCTION orchestrator._notify(channel text, payload text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_notify_sql'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- The relay as shared memory sees it (for health() and metrics()).
+CREATE FUNCTION orchestrator._relay_status(
+	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;

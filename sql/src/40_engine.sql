@@ -194,7 +194,7 @@ BEGIN
 	IF left(queue, 1) = '@' THEN
 		PERFORM orchestrator._wake_at_commit();
 	ELSIF available_at <= now() THEN
-		PERFORM pg_notify('orchestrator_queue', queue);
+		PERFORM orchestrator._notify('orchestrator_queue', queue);
 	END IF;
 END
 $$;

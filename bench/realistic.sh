@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The load applications produce: N clients, each starting one run per
+# transaction (pgbench, one SELECT orchestrator.start_workflow() per
+# transaction), while the dispatchers work, beside raw one-row commits at the
+# same N on the same cluster in the same run.  Prints every figure and the
+# command that reproduces it.
+#   bash bench/realistic.sh                 (as root on Debian 12)
+#   SECONDS_PER_POINT=30 CLIENTS="1 4 16" PG_BINDIR=... bash bench/realistic.sh
+#
+# Figures per N:
+#   raw        commits/s of INSERT INTO raw_commit DEFAULT VALUES
+#   starts     start_workflow('noop3') transactions/s while the dispatchers run
+#   start p50/p99  latency of one start transaction (pgbench per-transaction log)
+#   e2e        steps/s end to end: 3 steps per run started, from the first
+#              start until the last run finished (the backlog drained)
+#   latency    commit -> step.started of the first step, p50/p99 (from the
+#              events: workflow.created is appended just before the start commits)
+# Then: starts with the dispatchers off (orchestrator.workers = 0), and runs
+# of one external step started by N clients while 2 workers claim 50 and
+# complete them with complete_steps().
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+[ "$(id -u)" = 0 ] && PG_BINDIR=$bindir bash "$root/test/setup.sh" >/dev/null
+secs=${SECONDS_PER_POINT:-15}
+clients=${CLIENTS:-1 4 16}
+port=${PORT:-55520}
+data=$(mktemp -d /tmp/orchestrator-realistic.XXXXXX)
+[ "$(id -u)" = 0 ] && chown postgres: "$data"
+export PG_BINDIR=$bindir
+trap 'bash "$root/test/cluster.sh" stop "$data/pg"; rm -rf "$data"' EXIT
+bash "$root/test/cluster.sh" start "$data/pg" "$port" bench
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+q() { as_pg "$bindir/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
+pgb() { as_pg "$bindir/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n "$@" bench 2>/dev/null; }
+tps() { awk '/^tps/ {printf "%.0f", $3}'; }
+# p50 and p99 (ms) of the per-transaction latencies (column 3, us) in pgbench logs
+pctl() { cat "$@" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {if (NR == 0) {print "-"; exit}
+	printf "%.2f / %.2f", a[int(NR*0.5)+1]/1000, a[int(NR*0.99)+1]/1000}'; }
+drain() {	# wait until no run is unfinished; print the time it took to get there
+	while [ "$(q -c 'SELECT count(*) FROM orchestrator.workflow_runs WHERE finished_at IS NULL')" != 0 ]; do sleep 0.2; done
+}
+
+echo "# orchestrator realistic-load benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), $(date -u +%F))"
+echo "# reproduce: SECONDS_PER_POINT=$secs CLIENTS=\"$clients\" bash bench/realistic.sh   (synchronous_commit $(q -c 'SHOW synchronous_commit'), orchestrator.workers $(q -c 'SHOW orchestrator.workers'))"
+q -c "CREATE EXTENSION orchestrator" -c "CREATE TABLE raw_commit (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())" >/dev/null
+q >/dev/null <<'SQL'
+SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
+  {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]},
+  {"name": "c", "kind": "sql", "sql": "SELECT 3 AS three", "depends_on": ["b"]}]}');
+SELECT orchestrator.define_workflow('ext1', '{"steps": [{"name": "a", "kind": "external", "queue": "bench"}]}');
+SQL
+echo 'INSERT INTO raw_commit DEFAULT VALUES;' > "$data/raw.sql"
+echo "SELECT orchestrator.start_workflow('noop3');" > "$data/start.sql"
+echo "SELECT orchestrator.start_workflow('ext1');" > "$data/start_ext.sql"
+cat > "$data/work.sql" <<'SQL'
+WITH c AS MATERIALIZED (SELECT * FROM orchestrator.claim_steps('bench', 'bench-worker', 50))
+SELECT count(*) FROM c
+WHERE (SELECT count(*) FROM orchestrator.complete_steps(
+  (SELECT array_agg(run_id) FROM c), (SELECT array_agg(step) FROM c),
+  (SELECT array_agg(lease_token) FROM c), (SELECT array_agg('{}'::jsonb) FROM c))) >= 0;
+SQL
+chmod -R a+rX "$data"
+
+echo
+echo "## end to end: N clients start 3-step no-op sql runs (one per transaction) for ${secs}s while 2 dispatchers work"
+printf '%-8s %-10s %-10s %-16s %-10s %-8s %s\n' clients raw/s starts/s 'start p50/p99' e2e_steps/s ratio 'commit->step.started p50/p99 ms'
+for c in $clients; do
+	raw=$(pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" | tps)
+	drain
+	from=$(q -c "SELECT orchestrator.uuid_v7()")
+	rm -f "$data"/log.*
+	t0=$(date +%s.%N)
+	starts=$(cd "$data" && pgb -f "$data/start.sql" -c "$c" -j "$c" -T "$secs" -l --log-prefix="$data/log" | tps)
+	drain
+	t1=$(date +%s.%N)
+	runs=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE id > '$from' AND name = 'noop3'")
+	e2e=$(awk -v n="$runs" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", 3 * n / (b - a)}')
+	lat=$(q -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2) || ' / ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2)
+		FROM (SELECT extract(epoch FROM s.at - c.at) * 1000 AS ms FROM orchestrator.workflow_events c
+			  JOIN orchestrator.workflow_events s ON s.run_id = c.run_id AND s.type = 'step.started' AND s.step = 'a'
+			  WHERE c.type = 'workflow.created' AND c.run_id > '$from') x")
+	printf '%-8s %-10s %-10s %-16s %-10s %-8s %s\n' "$c" "$raw" "$starts" "$(pctl "$data"/log.*)" "$e2e" \
+		"$(awk -v e="$e2e" -v r="$raw" 'BEGIN {printf "%.2fx", e / r}')" "$lat"
+done
+
+echo
+echo "## starts with the dispatchers off (orchestrator.workers = 0), ${secs}s"
+q -c "ALTER SYSTEM SET orchestrator.workers = 0" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 2
+printf '%-8s %-10s %-10s %s\n' clients raw/s starts/s ratio
+for c in $clients; do
+	raw=$(pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" | tps)
+	starts=$(pgb -f "$data/start.sql" -c "$c" -j "$c" -T "$secs" | tps)
+	printf '%-8s %-10s %-10s %s\n' "$c" "$raw" "$starts" "$(awk -v s="$starts" -v r="$raw" 'BEGIN {printf "%.2fx", s / r}')"
+done
+q -c "ALTER SYSTEM RESET orchestrator.workers" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 2
+drain
+
+echo
+echo "## external steps: N clients start one-step external runs for ${secs}s while 2 workers claim 50 + complete_steps()"
+printf '%-8s %-10s %-12s\n' clients starts/s e2e_steps/s
+for c in $clients; do
+	from=$(q -c "SELECT orchestrator.uuid_v7()")
+	t0=$(date +%s.%N)
+	pgb -f "$data/work.sql" -c 2 -j 2 -T $((secs + 600)) > "$data/workers.out" &
+	wpid=$!
+	starts=$(pgb -f "$data/start_ext.sql" -c "$c" -j "$c" -T "$secs" | tps)
+	drain
+	t1=$(date +%s.%N)
+	pkill -f "$data/work.sql" 2>/dev/null || true
+	wait "$wpid" 2>/dev/null || true
+	runs=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE id > '$from' AND name = 'ext1'")
+	printf '%-8s %-10s %-12s\n' "$c" "$starts" "$(awk -v n="$runs" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')"
+done

@@ -1,0 +1,477 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay.c
+ *	  Notifications sent after commit by one relay worker, in batches.
+ *
+ * A NOTIFY in the transaction that appends an event takes, at commit, a lock
+ * that serialises every notifying transaction of the cluster and holds it
+ * through the commit's WAL flush: no two of them group-commit.  Every start
+ * of a run and every dispatcher batch notifies, so that lock capped the whole
+ * engine (each application request starting one run in its own transaction
+ * ran at a third of the plain commit rate).
+ *
+ * Instead, a transaction keeps its notifications in backend memory
+ * (orchestrator_notify()); when it commits, a transaction callback copies them
+ * into a ring in shared memory and sets the relay's latch.  The relay worker,
+ * connected to orchestrator.database, sends what the ring holds with
+ * Async_Notify() in one transaction per batch (synchronous_commit off: a
+ * notification need not survive a crash, the events do), so the notify lock
+ * is taken once per batch, by one process, off the applications' commit path.
+ *
+ * Order: the ring is filled in commit order, and transactions that change the
+ * same run are serialised by its row lock, so a run's notifications arrive
+ * in the order of their sequence numbers.
+ *
+ * Delivery is best effort, as NOTIFY always was for a client that is not
+ * connected: the events are in workflow_events, and a client catches up with
+ * orchestrator.events(run_id, after_seq).  Notifications are dropped (and
+ * counted) when the ring is full or the server's notification queue is; they
+ * go directly (the old way, in the transaction) when no relay runs for the
+ * current database: another database, or the relay restarting.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/async.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "guc.h"
+#include "relay.h"
+#include "workers.h"
+
+/* One notification: channel and payload (payloads longer than this go directly). */
+#define RELAY_PAYLOAD_MAX 250
+
+typedef struct RelayEntry
+{
+	uint8		channel;		/* RelayChannel */
+	uint8		len;			/* of payload, without the terminating zero */
+	char		payload[RELAY_PAYLOAD_MAX + 1];
+} RelayEntry;
+
+/* Most notifications the relay sends in one transaction. */
+#define RELAY_BATCH 2000
+
+typedef struct RelayShared
+{
+	LWLock	   *lock;			/* protects everything but the counters */
+	Oid			database;		/* the relay's database; InvalidOid: none runs */
+	int			pgprocno;		/* the relay's latch, -1 when none */
+	pid_t		pid;
+	uint64		head;			/* entries written so far */
+	uint64		tail;			/* entries taken by the relay so far */
+	pg_atomic_uint64 sent;
+	pg_atomic_uint64 dropped;	/* ring or notification queue full */
+	pg_atomic_uint64 direct;	/* sent in the transaction: no relay */
+	int			capacity;
+	RelayEntry	entries[FLEXIBLE_ARRAY_MEMBER];
+} RelayShared;
+
+static RelayShared *relay = NULL;
+
+static const char *const channel_names[] = {"orchestrator", "orchestrator_queue"};
+
+/* The current transaction's notifications, with the nesting level of each. */
+typedef struct Pending
+{
+	int			n;
+	int			size;
+	RelayEntry *entries;
+	int		   *levels;
+} Pending;
+
+static Pending *pending = NULL;
+static bool callbacks_registered = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+PG_FUNCTION_INFO_V1(orchestrator_notify_sql);
+PG_FUNCTION_INFO_V1(orchestrator_relay_status);
+
+static Size
+relay_shmem_size(void)
+{
+	return add_size(offsetof(RelayShared, entries),
+					mul_size(orchestrator_relay_queue_size, sizeof(RelayEntry)));
+}
+
+static void
+relay_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(relay_shmem_size()));
+	RequestNamedLWLockTranche("orchestrator relay", 1);
+}
+
+static void
+relay_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	relay = ShmemInitStruct("orchestrator relay", relay_shmem_size(), &found);
+	if (!found)
+	{
+		relay->lock = &(GetNamedLWLockTranche("orchestrator relay"))->lock;
+		relay->database = InvalidOid;
+		relay->pgprocno = -1;
+		relay->pid = 0;
+		relay->head = relay->tail = 0;
+		pg_atomic_init_u64(&relay->sent, 0);
+		pg_atomic_init_u64(&relay->dropped, 0);
+		pg_atomic_init_u64(&relay->direct, 0);
+		relay->capacity = orchestrator_relay_queue_size;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * relay_push
+ *		Copy the committed transaction's notifications into the ring and wake
+ *		the relay.  Runs in a commit callback: it must not fail, so what does
+ *		not fit is dropped and counted.
+ */
+static void
+relay_push(Pending *p)
+{
+	uint64		room;
+	int			n;
+	int			procno;
+
+	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+	room = relay->capacity - (relay->head - relay->tail);
+	n = (uint64) p->n < room ? p->n : (int) room;
+	for (int i = 0; i < n; i++)
+		relay->entries[(relay->head + i) % relay->capacity] = p->entries[i];
+	relay->head += n;
+	procno = relay->pgprocno;
+	LWLockRelease(relay->lock);
+
+	if (n < p->n)
+		pg_atomic_fetch_add_u64(&relay->dropped, p->n - n);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+static void
+relay_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending != NULL && pending->n > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that changed orchestrator runs"),
+						 errdetail("The transaction produced notifications, which are sent when it commits."),
+						 errhint("Commit the transaction instead of preparing it.")));
+			break;
+		case XACT_EVENT_COMMIT:
+			if (pending != NULL && pending->n > 0 && relay != NULL)
+				relay_push(pending);
+			pending = NULL;		/* its memory goes with the transaction */
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			pending = NULL;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * relay_subxact_callback
+ *		A subtransaction that rolls back takes its notifications with it; one
+ *		that commits hands them to its parent.
+ */
+static void
+relay_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (pending == NULL || pending->n == 0)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		while (pending->n > 0 && pending->levels[pending->n - 1] >= level)
+			pending->n--;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (int i = pending->n - 1; i >= 0 && pending->levels[i] >= level; i--)
+			pending->levels[i] = level - 1;
+	}
+}
+
+/* Is a relay serving this backend's database? */
+static bool
+relay_serves_us(void)
+{
+	return relay != NULL && relay->pgprocno >= 0 && relay->database == MyDatabaseId;
+}
+
+/*
+ * orchestrator_notify
+ *		Notify "channel" with "payload" when the current transaction commits:
+ *		through the relay when one serves this database, else directly.
+ */
+void
+orchestrator_notify(RelayChannel channel, const char *payload)
+{
+	size_t		len = strlen(payload);
+	RelayEntry *e;
+
+	if (len > RELAY_PAYLOAD_MAX || !relay_serves_us())
+	{
+		Async_Notify(channel_names[channel], payload);
+		if (relay != NULL)
+			pg_atomic_fetch_add_u64(&relay->direct, 1);
+		return;
+	}
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(relay_xact_callback, NULL);
+		RegisterSubXactCallback(relay_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (pending == NULL)
+	{
+		pending = MemoryContextAllocZero(TopTransactionContext, sizeof(Pending));
+		pending->size = 16;
+		pending->entries = MemoryContextAlloc(TopTransactionContext, sizeof(RelayEntry) * pending->size);
+		pending->levels = MemoryContextAlloc(TopTransactionContext, sizeof(int) * pending->size);
+	}
+	else if (pending->n == pending->size)
+	{
+		pending->size *= 2;
+		pending->entries = repalloc(pending->entries, sizeof(RelayEntry) * pending->size);
+		pending->levels = repalloc(pending->levels, sizeof(int) * pending->size);
+	}
+	e = &pending->entries[pending->n];
+	e->channel = (uint8) channel;
+	e->len = (uint8) len;
+	memcpy(e->payload, payload, len + 1);
+	pending->levels[pending->n] = GetCurrentTransactionNestLevel();
+	pending->n++;
+}
+
+/*
+ * orchestrator._notify(channel text, payload text)
+ *		orchestrator_notify() for the PL/pgSQL engine.
+ */
+Datum
+orchestrator_notify_sql(PG_FUNCTION_ARGS)
+{
+	char	   *channel = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *payload = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	if (strcmp(channel, "orchestrator") == 0)
+		orchestrator_notify(RELAY_EVENTS, payload);
+	else if (strcmp(channel, "orchestrator_queue") == 0)
+		orchestrator_notify(RELAY_QUEUES, payload);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown orchestrator channel \"%s\"", channel)));
+	PG_RETURN_VOID();
+}
+
+/*
+ * orchestrator._relay_status(): the relay's pid, notifications waiting in the
+ * ring, sent by it, dropped, and sent directly.
+ */
+Datum
+orchestrator_relay_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	pid_t		pid;
+	uint64		queued;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	LWLockAcquire(relay->lock, LW_SHARED);
+	pid = relay->pgprocno >= 0 ? relay->pid : 0;
+	queued = relay->head - relay->tail;
+	LWLockRelease(relay->lock);
+
+	values[0] = Int32GetDatum(pid);
+	nulls[0] = pid == 0;
+	values[1] = Int64GetDatum((int64) queued);
+	values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&relay->sent));
+	values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&relay->dropped));
+	values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&relay->direct));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/* Exit callback of the relay: backends notify directly from now on. */
+static void
+relay_detach(int code, Datum arg)
+{
+	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+	if (relay->pid == MyProcPid)
+	{
+		relay->pgprocno = -1;
+		relay->database = InvalidOid;
+		relay->pid = 0;
+	}
+	LWLockRelease(relay->lock);
+}
+
+/*
+ * relay_send
+ *		Take up to RELAY_BATCH notifications from the ring and send them in
+ *		one transaction.  Returns how many were taken.
+ */
+static int
+relay_send(RelayEntry *batch, MemoryContext loop_context)
+{
+	int			n;
+
+	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+	n = (int) Min(relay->head - relay->tail, (uint64) RELAY_BATCH);
+	for (int i = 0; i < n; i++)
+		batch[i] = relay->entries[(relay->tail + i) % relay->capacity];
+	relay->tail += n;
+	LWLockRelease(relay->lock);
+	if (n == 0)
+		return 0;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		pgstat_report_activity(STATE_RUNNING, "NOTIFY (orchestrator relay)");
+		for (int i = 0; i < n; i++)
+			Async_Notify(channel_names[batch[i].channel], batch[i].payload);
+		CommitTransactionCommand();
+		pg_atomic_fetch_add_u64(&relay->sent, n);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* the server's notification queue is full, most likely */
+		MemoryContextSwitchTo(loop_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pg_atomic_fetch_add_u64(&relay->dropped, n);
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("orchestrator relay dropped %d notifications: %s", n, edata->message),
+				 errhint("Clients catch up with orchestrator.events(run_id, after_seq).  A full notification queue is held back by a listening session that does not consume notifications (see pg_notification_queue_usage()).")));
+		FreeErrorData(edata);
+		/* back off: the queue drains only as listeners read */
+		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_stat(false);
+	return n;
+}
+
+/*
+ * orchestrator_relay_main
+ *		The relay worker: connect to orchestrator.database, announce itself,
+ *		send what the ring holds whenever the latch is set.
+ */
+void
+orchestrator_relay_main(Datum main_arg)
+{
+	MemoryContext loop_context;
+	RelayEntry *batch;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(orchestrator_database, NULL, 0);
+	pgstat_report_appname(ORCHESTRATOR_RELAY_TYPE);
+
+	/* a notification need not outlive a crash: the event it announces does */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	loop_context = AllocSetContextCreate(TopMemoryContext, "orchestrator relay",
+										 ALLOCSET_DEFAULT_SIZES);
+	batch = MemoryContextAlloc(TopMemoryContext, sizeof(RelayEntry) * RELAY_BATCH);
+
+	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+	relay->database = MyDatabaseId;
+	relay->pid = MyProcPid;
+	relay->pgprocno = MyProc->pgprocno;
+	LWLockRelease(relay->lock);
+	before_shmem_exit(relay_detach, (Datum) 0);
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loop_context);
+		MemoryContextSwitchTo(loop_context);
+
+		ResetLatch(MyLatch);
+		if (relay_send(batch, loop_context) > 0)
+			continue;			/* there may be more */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+	}
+}
+
+/*
+ * orchestrator_relay_install
+ *		From _PG_init: shared memory for the ring, and the relay worker
+ *		(restarted by the postmaster when it exits).
+ */
+void
+orchestrator_relay_install(void)
+{
+	BackgroundWorker worker;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = relay_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = relay_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	strlcpy(worker.bgw_library_name, ORCHESTRATOR_LIBRARY, BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "orchestrator_relay_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, ORCHESTRATOR_RELAY_TYPE, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, ORCHESTRATOR_RELAY_TYPE, BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}

@@ -1,0 +1,20 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay.h
+ *	  Notifications sent after commit by one relay worker, in batches.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORCHESTRATOR_RELAY_H
+#define ORCHESTRATOR_RELAY_H
+
+typedef enum RelayChannel
+{
+	RELAY_EVENTS = 0,			/* "orchestrator": run and step events */
+	RELAY_QUEUES = 1			/* "orchestrator_queue": an external queue has work */
+} RelayChannel;
+
+extern void orchestrator_notify(RelayChannel channel, const char *payload);
+extern void orchestrator_relay_install(void);
+
+#endif							/* ORCHESTRATOR_RELAY_H */
