@@ -9,6 +9,14 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'orchestrator_http_check_url_sql'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
+-- What a dispatcher decides for a URL whose host resolved to address (the
+-- URL check, then the connect-time check): NULL when it would connect, else
+-- 'invalid: ...' or 'refused: ...'.  For tests.
+CREATE FUNCTION orchestrator._http_check_connect(url text, address inet)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_http_check_connect'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
 -- "host:port" of an http(s) URL (the circuit breaker key), NULL when invalid.
 CREATE FUNCTION orchestrator._http_url_host(url text)
 RETURNS text
@@ -27,14 +35,15 @@ AS 'MODULE_PATHNAME', 'orchestrator_webhook_sign'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- Raise a clear error for a URL that cannot be used: 22023 when it is not
--- an http(s) URL, 42501 when its host is not allowed.
+-- an http(s) URL, 42501 when its host and port are not allowed.
 CREATE FUNCTION orchestrator._http_require_url(url text, what text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	why text := orchestrator._http_check_url(url);
+	why     text := orchestrator._http_check_url(url);
+	allowed text := current_setting('orchestrator.http_allowed_hosts');
 BEGIN
 	IF why IS NULL THEN
 		RETURN;
@@ -42,8 +51,10 @@ BEGIN
 		RAISE EXCEPTION '% may not connect to %', what, url
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = upper(substr(why, 10, 1)) || substr(why, 11) || '.',
-				  HINT = format('The allowed hosts are "%s"; a superuser can add hosts to orchestrator.http_allowed_hosts in postgresql.conf and reload.',
-								current_setting('orchestrator.http_allowed_hosts'));
+				  HINT = CASE WHEN btrim(allowed) = ''
+							  THEN 'orchestrator.http_allowed_hosts is empty, so no host is allowed; a superuser can list hosts, addresses and ports in it (postgresql.conf, then reload).'
+							  ELSE format('orchestrator.http_allowed_hosts is "%s"; a superuser can add entries such as "api.example.com", "api.example.com:8443" or "10.0.0.0/8:*" (postgresql.conf, then reload).',
+										  allowed) END;
 	ELSE
 		RAISE EXCEPTION '% has an invalid URL %', what, url
 			USING ERRCODE = 'invalid_parameter_value',
@@ -199,7 +210,8 @@ BEGIN
 		IF why IS NOT NULL THEN
 			-- never sent: not retryable
 			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
-				'message', substr(why, strpos(why, ':') + 2), 'url', req -> 'url'), false);
+				'message', substr(why, strpos(why, ':') + 2), 'kind', left(why, strpos(why, ':') - 1),
+				'url', req -> 'url'), false);
 			CONTINUE;
 		END IF;
 
