@@ -29,6 +29,7 @@
 #include "postgres.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -668,14 +669,38 @@ finish_request(HttpRequest *req, const char *error_kind, const char *error)
 }
 
 /*
- * header_ok
- *		A header line we are willing to send: "Name: value", no line breaks.
+ * header_refusal
+ *		NULL for a header line we are willing to send: "Name: value", the
+ *		name an HTTP token (RFC 9110), no line breaks, and not one of the
+ *		headers curl derives from the URL and the body (Host, Content-Length,
+ *		Transfer-Encoding), which a user may not override: another Host than
+ *		the checked URL's could reach another virtual host, and a wrong
+ *		length or encoding would smuggle requests.  Otherwise why not.
  */
-static bool
-header_ok(const char *h)
+static char *
+header_refusal(const char *h)
 {
-	return strchr(h, '\r') == NULL && strchr(h, '\n') == NULL &&
-		strchr(h, ':') != NULL && h[0] != ':';
+	static const char *const reserved[] = {"host", "content-length", "transfer-encoding"};
+	const char *colon = strchr(h, ':');
+	size_t		namelen;
+
+	if (strchr(h, '\r') != NULL || strchr(h, '\n') != NULL)
+		return psprintf("request header \"%s\" contains a line break", h);
+	if (colon == NULL || colon == h)
+		return psprintf("invalid request header \"%s\"", h);
+	namelen = colon - h;
+	for (const char *p = h; p < colon; p++)
+	{
+		if (!(isalnum((unsigned char) *p) || strchr("!#$%&'*+-.^_`|~", *p) != NULL))
+			return psprintf("request header name \"%.*s\" is not an HTTP token", (int) namelen, h);
+	}
+	for (size_t i = 0; i < lengthof(reserved); i++)
+	{
+		if (namelen == strlen(reserved[i]) && pg_strncasecmp(h, reserved[i], namelen) == 0)
+			return psprintf("request header \"%.*s\" may not be set: it is derived from the URL and the body",
+							(int) namelen, h);
+	}
+	return NULL;
 }
 
 /*
@@ -706,11 +731,11 @@ start_request(HttpRequest *req)
 	req->default_port = target.default_port;
 	for (int i = 0; i < req->nheaders; i++)
 	{
-		if (!header_ok(req->headers[i]))
+		refusal = header_refusal(req->headers[i]);
+		if (refusal)
 		{
 			curl_slist_free_all(list);
-			finish_request(req, "invalid",
-						   psprintf("invalid request header \"%s\"", req->headers[i]));
+			finish_request(req, "invalid", refusal);
 			MemoryContextSwitchTo(old);
 			return;
 		}

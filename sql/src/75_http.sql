@@ -65,7 +65,11 @@ END
 $$;
 
 -- define_workflow: literal URLs of http steps (and http compensations) must
--- be valid and allowed.  Templated URLs are checked when they are sent.
+-- be valid and allowed, and header names HTTP tokens other than Host,
+-- Content-Length and Transfer-Encoding (curl derives those from the URL and
+-- the body; a user's own could reach another virtual host than the checked
+-- one, or smuggle requests).  Templated URLs and headers are checked when
+-- they are sent (src/http.c).
 CREATE FUNCTION orchestrator._http_check_spec(wf text, steps orchestrator.definition_steps[])
 RETURNS void
 LANGUAGE plpgsql
@@ -74,11 +78,25 @@ AS $$
 DECLARE
 	s   orchestrator.definition_steps;
 	req jsonb;
+	k   text;
 BEGIN
 	FOREACH s IN ARRAY steps LOOP
 		FOREACH req IN ARRAY ARRAY[CASE WHEN s.kind = 'http' THEN s.spec -> 'request' END,
 								   CASE WHEN s.spec -> 'compensate' ->> 'kind' = 'http'
 										THEN s.spec -> 'compensate' -> 'request' END] LOOP
+			IF jsonb_typeof(req -> 'headers') = 'object' AND NOT req -> 'headers' ? '$path' THEN
+				FOR k IN SELECT jsonb_object_keys(req -> 'headers') LOOP
+					IF k !~ '^[-!#$%&''*+.^_`|~0-9A-Za-z]+$' THEN
+						PERFORM orchestrator._spec_error(wf,
+							format('step "%s": request header name %s is not an HTTP token', s.step, to_jsonb(k)),
+							'Header names are made of letters, digits and !#$%&''*+-.^_`|~ only.');
+					ELSIF lower(k) IN ('host', 'content-length', 'transfer-encoding') THEN
+						PERFORM orchestrator._spec_error(wf,
+							format('step "%s": request header "%s" may not be set', s.step, k),
+							'Host, Content-Length and Transfer-Encoding are derived from the URL and the body; remove the header (to reach another host, change the URL).');
+					END IF;
+				END LOOP;
+			END IF;
 			IF jsonb_typeof(req -> 'url') = 'string' THEN
 				PERFORM orchestrator._http_require_url(req ->> 'url',
 					format('step "%s" of workflow "%s"', s.step, wf));
@@ -192,8 +210,11 @@ BEGIN
 			WHERE s.run_id = q.run_id AND s.step = q.step;
 		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
 
+		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
 		why := CASE WHEN jsonb_typeof(req -> 'url') IS DISTINCT FROM 'string'
 					THEN format('invalid: the rendered url is %s, not a string', coalesce(req -> 'url', 'null'))
+					WHEN jsonb_typeof(hdrs) <> 'object'
+					THEN format('invalid: the rendered headers are %s, not an object', left(hdrs::text, 200))
 					ELSE orchestrator._http_check_url(req ->> 'url') END;
 		IF why IS NULL AND guard THEN
 			host := orchestrator._http_url_host(req ->> 'url');
@@ -226,7 +247,6 @@ BEGIN
 		id := NULL;
 		method := coalesce(req ->> 'method', 'GET');
 		url := req ->> 'url';
-		hdrs := coalesce(req -> 'headers', '{}');
 		IF hdrs = '{}' THEN
 			headers := '{}';
 			keys := '{}';

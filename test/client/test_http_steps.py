@@ -13,6 +13,8 @@
     sent) while an IP entry ("127.0.0.1:PORT") or a CIDR range
     ("127.0.0.0/8:*", "[::1/128]:*") does; "*:*" never reaches loopback;
     an entry without a port allows the scheme's default port only;
+  - Host and Transfer-Encoding request headers from a template are refused
+    when sending (nothing is sent);
   - the circuit breaker opens after N failures, holds steps back, probes
     after the cool-down and closes (events circuit.opened/closed);
   - every webhook delivery carries a Standard Webhooks signature that
@@ -277,6 +279,11 @@ def test_egress(cur, sink):
             assert e.pgcode == "42501" and "127.0.0.1:%d" % SINK2 in e.diag.message_detail, e.diag.message_detail
         assert sink.requests("/egress/port") == []
 
+        # Host and Transfer-Encoding from a template: refused when sending
+        for headers in ({"Host": "internal.example"}, {"transfer-encoding": "chunked"}):
+            assert_refused(call_step(cur, by_ip + "/header", headers), "may not be set", kind="invalid")
+        assert sink.requests("/egress/header") == []
+
         # IPv6: a CIDR range entry covers [::1] (when the machine has IPv6)
         try:
             sink6 = Sink(SINK6, host="::1").start()
@@ -296,7 +303,7 @@ def test_egress(cur, sink):
     finally:
         set_allowed(cur, ALLOWED)
     print("ok: egress policy when connecting: name entries never reach loopback, IP and CIDR "
-          "entries do, port rule")
+          "entries do, port rule, Host/Transfer-Encoding refused")
 
 
 def test_circuit_breaker(cur):

@@ -149,6 +149,32 @@ SET orchestrator.http_allowed_hosts = 'a..example';
 SET orchestrator.http_allowed_hosts = 'a.example b.example';
 SHOW orchestrator.http_allowed_hosts;
 
+-- Request headers: Host, Content-Length and Transfer-Encoding are curl's,
+-- and names must be HTTP tokens; refused at definition (nothing written)
+-- and, for templated headers, when sending (the step fails, not retried).
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"url": "http://127.0.0.1:9/", "headers": {"Host": "internal.example"}}}]}');
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"method": "POST", "url": "http://127.0.0.1:9/", "headers": {"x-ok": "1", "transfer-encoding": "chunked"}, "body": {}}}]}');
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1",
+  "compensate": {"kind": "http", "request": {"url": "http://127.0.0.1:9/", "headers": {"CONTENT-LENGTH": "0"}}}}]}');
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"url": "http://127.0.0.1:9/", "headers": {"x team": "a"}}}]}');
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"url": "http://127.0.0.1:9/", "headers": {"Host:x": "a"}}}]}');
+SELECT count(*) AS nothing_written FROM orchestrator.definitions WHERE name = 'http_hdr';
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"url": "http://127.0.0.1:9/", "headers": {"$path": "$.input.h"}}}]}');
+SELECT orchestrator.start_workflow('http_hdr', '{"h": {"Host": "internal.example"}}') AS hdr_host \gset
+SELECT orchestrator.start_workflow('http_hdr', '{"h": {"x-a": "1", "Transfer-Encoding": "chunked"}}') AS hdr_te \gset
+SELECT orchestrator.start_workflow('http_hdr', '{"h": {"bad name": "1"}}') AS hdr_name \gset
+SELECT orchestrator.start_workflow('http_hdr', '{"h": "Host: internal.example"}') AS hdr_text \gset
+SELECT wait_for_run(:'hdr_host') AS host, wait_for_run(:'hdr_te') AS te,
+       wait_for_run(:'hdr_name') AS name, wait_for_run(:'hdr_text') AS text;
+SELECT r.input ->> 'h' AS headers, s.status, s.attempt, s.error ->> 'kind' AS kind, s.error ->> 'message' AS message
+FROM orchestrator.workflow_steps s JOIN orchestrator.workflow_runs r ON r.id = s.run_id
+WHERE s.run_id IN (:'hdr_host', :'hdr_te', :'hdr_name', :'hdr_text') ORDER BY r.input ->> 'h';
+
 -- Retry-After: seconds or an HTTP date.
 SELECT orchestrator._retry_after('3') AS secs, orchestrator._retry_after('nonsense') AS bad,
        orchestrator._retry_after(to_char((now() + interval '1 hour') AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS "GMT"')) > interval '59 minutes' AS date_ok;
