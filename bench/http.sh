@@ -24,6 +24,8 @@ sink="http://127.0.0.1:$sink_port"
 
 echo "# orchestrator http benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), libcurl $(curl-config --version | cut -d' ' -f2), $(date -u +%F))"
 echo "# reproduce: bash bench/http.sh   (RUNS=$runs SLOW_RUNS=$slow_runs; orchestrator.workers=2)"
+# the sink is the only host the dispatchers may call (the default allows none)
+q -c "ALTER SYSTEM SET orchestrator.http_allowed_hosts = '127.0.0.1:$sink_port'" -c "SELECT pg_reload_conf()" >/dev/null
 q -c "CREATE EXTENSION orchestrator"
 
 echo

@@ -29,6 +29,8 @@ DROP FUNCTION orchestrator.complete_step(uuid, text, uuid, jsonb);
 DROP FUNCTION orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]);
 DROP FUNCTION orchestrator.fail_step(uuid, text, uuid, jsonb, boolean);
 DROP FUNCTION orchestrator._exec_sql_step(uuid, text);
+DROP FUNCTION orchestrator._http_require_url(text, text);
+DROP FUNCTION orchestrator._http_check_spec(text, orchestrator.definition_steps[]);
 DROP FUNCTION orchestrator._http_circuit_admit(text, interval);
 DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
 DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, text, text, text, text, float8);
@@ -1058,6 +1060,75 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._http_check_connect(url text, address inet)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_http_check_connect'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION orchestrator._http_require_url(url text, what text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	why     text := orchestrator._http_check_url(url);
+	allowed text := current_setting('orchestrator.http_allowed_hosts');
+BEGIN
+	IF why IS NULL THEN
+		RETURN;
+	ELSIF left(why, 8) = 'refused:' THEN
+		RAISE EXCEPTION '% may not connect to %', what, url
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = upper(substr(why, 10, 1)) || substr(why, 11) || '.',
+				  HINT = CASE WHEN btrim(allowed) = ''
+							  THEN 'orchestrator.http_allowed_hosts is empty, so no host is allowed; a superuser can list hosts, addresses and ports in it (postgresql.conf, then reload).'
+							  ELSE format('orchestrator.http_allowed_hosts is "%s"; a superuser can add entries such as "api.example.com", "api.example.com:8443" or "10.0.0.0/8:*" (postgresql.conf, then reload).',
+										  allowed) END;
+	ELSE
+		RAISE EXCEPTION '% has an invalid URL %', what, url
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = upper(substr(why, 10, 1)) || substr(why, 11) || '.',
+				  HINT = 'Use an absolute http:// or https:// URL.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._http_check_spec(wf text, steps orchestrator.definition_steps[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s   orchestrator.definition_steps;
+	req jsonb;
+	k   text;
+BEGIN
+	FOREACH s IN ARRAY steps LOOP
+		FOREACH req IN ARRAY ARRAY[CASE WHEN s.kind = 'http' THEN s.spec -> 'request' END,
+								   CASE WHEN s.spec -> 'compensate' ->> 'kind' = 'http'
+										THEN s.spec -> 'compensate' -> 'request' END] LOOP
+			IF jsonb_typeof(req -> 'headers') = 'object' AND NOT req -> 'headers' ? '$path' THEN
+				FOR k IN SELECT jsonb_object_keys(req -> 'headers') LOOP
+					IF k !~ '^[-!#$%&''*+.^_`|~0-9A-Za-z]+$' THEN
+						PERFORM orchestrator._spec_error(wf,
+							format('step "%s": request header name %s is not an HTTP token', s.step, to_jsonb(k)),
+							'Header names are made of letters, digits and !#$%&''*+-.^_`|~ only.');
+					ELSIF lower(k) IN ('host', 'content-length', 'transfer-encoding') THEN
+						PERFORM orchestrator._spec_error(wf,
+							format('step "%s": request header "%s" may not be set', s.step, k),
+							'Host, Content-Length and Transfer-Encoding are derived from the URL and the body; remove the header (to reach another host, change the URL).');
+					END IF;
+				END LOOP;
+			END IF;
+			IF jsonb_typeof(req -> 'url') = 'string' THEN
+				PERFORM orchestrator._http_require_url(req ->> 'url',
+					format('step "%s" of workflow "%s"', s.step, wf));
+			END IF;
+		END LOOP;
+	END LOOP;
+END
+$$;
+
 CREATE FUNCTION orchestrator._http_circuit_tag(owner regrole, host text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -1137,8 +1208,11 @@ BEGIN
 			WHERE s.run_id = q.run_id AND s.step = q.step;
 		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
 
+		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
 		why := CASE WHEN jsonb_typeof(req -> 'url') IS DISTINCT FROM 'string'
 					THEN format('invalid: the rendered url is %s, not a string', coalesce(req -> 'url', 'null'))
+					WHEN jsonb_typeof(hdrs) <> 'object'
+					THEN format('invalid: the rendered headers are %s, not an object', left(hdrs::text, 200))
 					ELSE orchestrator._http_check_url(req ->> 'url') END;
 		IF why IS NULL AND guard THEN
 			host := orchestrator._http_url_host(req ->> 'url');
@@ -1155,7 +1229,8 @@ BEGIN
 		IF why IS NOT NULL THEN
 			-- never sent: not retryable
 			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
-				'message', substr(why, strpos(why, ':') + 2), 'url', req -> 'url'), false);
+				'message', substr(why, strpos(why, ':') + 2), 'kind', left(why, strpos(why, ':') - 1),
+				'url', req -> 'url'), false);
 			CONTINUE;
 		END IF;
 
@@ -1170,7 +1245,6 @@ BEGIN
 		id := NULL;
 		method := coalesce(req ->> 'method', 'GET');
 		url := req ->> 'url';
-		hdrs := coalesce(req -> 'headers', '{}');
 		IF hdrs = '{}' THEN
 			headers := '{}';
 			keys := '{}';

@@ -13,12 +13,11 @@
 
 #include <limits.h>
 
-#include <ctype.h>
-
 #include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "egress.h"
 #include "guc.h"
 
 char	   *orchestrator_database = NULL;
@@ -149,31 +148,6 @@ check_retry_schedule(char **newval, void **extra, GucSource source)
 }
 
 /*
- * check_allowed_hosts
- *		GUC check hook for orchestrator.http_allowed_hosts: a comma-separated
- *		list of host names, IP addresses, "*.domain" suffixes or "*".
- */
-static bool
-check_allowed_hosts(char **newval, void **extra, GucSource source)
-{
-	const char *p;
-
-	if (*newval == NULL)
-		return false;
-	for (p = *newval; *p; p++)
-	{
-		if (!(isalnum((unsigned char) *p) || strchr(".-_:*, []", *p) != NULL))
-		{
-			GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
-			GUC_check_errdetail("Character \"%c\" is not allowed in a host list.", *p);
-			GUC_check_errhint("List host names or IP addresses separated by commas, \"*.example.com\" for a domain, or \"*\" for any host.");
-			return false;
-		}
-	}
-	return true;
-}
-
-/*
  * orchestrator_define_gucs
  *		Define the orchestrator.* settings and reserve the prefix, so a typo
  *		in postgresql.conf is reported instead of silently ignored.
@@ -296,14 +270,22 @@ orchestrator_define_gucs(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	/*
+	 * PGC_SUSET, not PGC_SIGHUP: the dispatchers read it from the server's
+	 * configuration like a reload setting, and only a superuser may change
+	 * it; a superuser's SET changes only the checks made in that session
+	 * (define_workflow, create_webhook), never what a dispatcher sends.
+	 */
 	DefineCustomStringVariable("orchestrator.http_allowed_hosts",
-							   "Hosts that http steps and webhooks may connect to.",
-							   "Comma-separated host names or IP addresses, \"*.domain\" for a domain and its subdomains, \"*\" for any host.",
+							   "Hosts, addresses and ports that http steps and webhooks may connect to (empty: none).",
+							   "Comma-separated host names, \"*.domain\", \"*\", IP addresses or CIDR ranges, each with an optional \":port\" or \":*\"; without a port only the scheme's default port. Loopback, link-local, metadata and other special addresses need an IP or CIDR entry.",
 							   &orchestrator_http_allowed_hosts,
-							   "127.0.0.1,localhost,::1",
-							   PGC_SIGHUP,
+							   "",
+							   PGC_SUSET,
 							   0,
-							   check_allowed_hosts, NULL, NULL);
+							   orchestrator_egress_check_hook,
+							   orchestrator_egress_assign_hook,
+							   NULL);
 
 	DefineCustomIntVariable("orchestrator.http_max_concurrency",
 							"Most HTTP requests one dispatcher keeps in flight.",

@@ -28,6 +28,8 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -52,6 +54,7 @@
 #include "utils/memutils.h"
 #include "utils/uuid.h"
 
+#include "egress.h"
 #include "guc.h"
 #include "http.h"
 
@@ -89,6 +92,13 @@ typedef struct HttpRequest
 	char	   *body;			/* NULL: none */
 	int			timeout_ms;
 	char	   *sign_headers[3];	/* webhooks: webhook-id, -timestamp, -signature */
+
+	/* the connect-time egress checks (open_socket/prereq_callback) */
+	char	   *host;			/* the URL's host, as the URL check saw it */
+	int			default_port;	/* of the URL's scheme */
+	bool		egress_passed;	/* a socket was opened to an allowed address */
+	bool		egress_stopped; /* the request's connection was refused */
+	char		egress_refusal[512];	/* why (the first refusal) */
 
 	/* the transfer */
 	CURL	   *easy;
@@ -165,14 +175,33 @@ socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socket
 
 /*
  * open_socket_callback
- *		Open curl's sockets through PostgreSQL's accounting of external file
- *		descriptors, so that sockets and the backend's own files never
- *		exceed the process's open-file limit together.  Must not throw.
+ *		Every connection curl opens comes here, with the address it is about
+ *		to connect to (after DNS, for each address it tries; a reused
+ *		connection was opened here too).  The egress policy judges that
+ *		address: a name that resolves to the server's own or the cloud's
+ *		metadata addresses is refused here, whatever the URL check said.
+ *		Allowed sockets are opened through PostgreSQL's accounting of
+ *		external file descriptors, so that sockets and the backend's own
+ *		files never exceed the process's open-file limit together.  Must not
+ *		throw.
  */
 static curl_socket_t
 open_socket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
 {
+	HttpRequest *req = (HttpRequest *) clientp;
 	curl_socket_t s;
+	char		refusal[sizeof(req->egress_refusal)];
+
+	if (!orchestrator_egress_check_address(req->host, req->default_port,
+										   &address->addr, address->addrlen,
+										   refusal, sizeof(refusal)))
+	{
+		if (req->egress_refusal[0] == '\0')
+			strlcpy(req->egress_refusal, refusal, sizeof(req->egress_refusal));
+		errno = EACCES;
+		return CURL_SOCKET_BAD;
+	}
+	req->egress_passed = true;
 
 	if (!AcquireExternalFD())
 	{
@@ -183,6 +212,48 @@ open_socket_callback(void *clientp, curlsocktype purpose, struct curl_sockaddr *
 	if (s == CURL_SOCKET_BAD)
 		ReleaseExternalFD();
 	return s;
+}
+
+/*
+ * prereq_callback
+ *		Called before each request is sent, on a new or a reused connection,
+ *		with the address it is connected to: the egress policy judges that
+ *		address again.  A connection kept open for reuse was opened under
+ *		the allow-list of its time; this keeps it from carrying requests the
+ *		current one refuses.  Must not throw.
+ */
+static int
+prereq_callback(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+				int conn_primary_port, int conn_local_port)
+{
+	HttpRequest *req = (HttpRequest *) clientp;
+	struct sockaddr_storage ss;
+	socklen_t	salen = sizeof(ss);
+	struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+	char		refusal[sizeof(req->egress_refusal)];
+
+	/* an address that does not parse stays AF_UNSPEC: refused */
+	memset(&ss, 0, sizeof(ss));
+	if (conn_primary_ip != NULL && inet_pton(AF_INET, conn_primary_ip, &in->sin_addr) == 1)
+	{
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16) conn_primary_port);
+		salen = sizeof(*in);
+	}
+	else if (conn_primary_ip != NULL && inet_pton(AF_INET6, conn_primary_ip, &in6->sin6_addr) == 1)
+	{
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16) conn_primary_port);
+		salen = sizeof(*in6);
+	}
+	if (orchestrator_egress_check_address(req->host, req->default_port,
+										  (struct sockaddr *) &ss, salen,
+										  refusal, sizeof(refusal)))
+		return CURL_PREREQFUNC_OK;
+	strlcpy(req->egress_refusal, refusal, sizeof(req->egress_refusal));
+	req->egress_stopped = true;
+	return CURL_PREREQFUNC_ABORT;
 }
 
 static int
@@ -598,14 +669,38 @@ finish_request(HttpRequest *req, const char *error_kind, const char *error)
 }
 
 /*
- * header_ok
- *		A header line we are willing to send: "Name: value", no line breaks.
+ * header_refusal
+ *		NULL for a header line we are willing to send: "Name: value", the
+ *		name an HTTP token (RFC 9110), no line breaks, and not one of the
+ *		headers curl derives from the URL and the body (Host, Content-Length,
+ *		Transfer-Encoding), which a user may not override: another Host than
+ *		the checked URL's could reach another virtual host, and a wrong
+ *		length or encoding would smuggle requests.  Otherwise why not.
  */
-static bool
-header_ok(const char *h)
+static char *
+header_refusal(const char *h)
 {
-	return strchr(h, '\r') == NULL && strchr(h, '\n') == NULL &&
-		strchr(h, ':') != NULL && h[0] != ':';
+	static const char *const reserved[] = {"host", "content-length", "transfer-encoding"};
+	const char *colon = strchr(h, ':');
+	size_t		namelen;
+
+	if (strchr(h, '\r') != NULL || strchr(h, '\n') != NULL)
+		return psprintf("request header \"%s\" contains a line break", h);
+	if (colon == NULL || colon == h)
+		return psprintf("invalid request header \"%s\"", h);
+	namelen = colon - h;
+	for (const char *p = h; p < colon; p++)
+	{
+		if (!(isalnum((unsigned char) *p) || strchr("!#$%&'*+-.^_`|~", *p) != NULL))
+			return psprintf("request header name \"%.*s\" is not an HTTP token", (int) namelen, h);
+	}
+	for (size_t i = 0; i < lengthof(reserved); i++)
+	{
+		if (namelen == strlen(reserved[i]) && pg_strncasecmp(h, reserved[i], namelen) == 0)
+			return psprintf("request header \"%.*s\" may not be set: it is derived from the URL and the body",
+							(int) namelen, h);
+	}
+	return NULL;
 }
 
 /*
@@ -619,25 +714,28 @@ start_request(HttpRequest *req)
 	MemoryContext old = MemoryContextSwitchTo(req->context);
 	bool		invalid;
 	char	   *refusal;
+	HttpUrlTarget target;
 	CURL	   *easy;
 	struct curl_slist *list = NULL;
 	bool		has_content_type = false;
 
 	/* checked again here: the settings may have changed since the claim */
-	refusal = orchestrator_http_check_url(req->url, &invalid, NULL);
+	refusal = orchestrator_http_check_url(req->url, &invalid, NULL, &target);
 	if (refusal)
 	{
 		finish_request(req, invalid ? "invalid" : "refused", refusal);
 		MemoryContextSwitchTo(old);
 		return;
 	}
+	req->host = target.host;
+	req->default_port = target.default_port;
 	for (int i = 0; i < req->nheaders; i++)
 	{
-		if (!header_ok(req->headers[i]))
+		refusal = header_refusal(req->headers[i]);
+		if (refusal)
 		{
 			curl_slist_free_all(list);
-			finish_request(req, "invalid",
-						   psprintf("invalid request header \"%s\"", req->headers[i]));
+			finish_request(req, "invalid", refusal);
 			MemoryContextSwitchTo(old);
 			return;
 		}
@@ -667,7 +765,18 @@ start_request(HttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_callback);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
 	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket_callback);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_callback);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
+
+	/*
+	 * No proxy, whatever the environment says (http_proxy, ALL_PROXY...):
+	 * through a proxy, the open-socket callback would judge the proxy's
+	 * address instead of the host's.
+	 */
+	curl_easy_setopt(easy, CURLOPT_PROXY, "");
+	curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
@@ -761,6 +870,20 @@ collect_finished(void)
 		n_running--;
 
 		req->elapsed_ms = total_us / 1000.0;
+
+		/*
+		 * The egress policy refused every address of the host, or the
+		 * connection the request was to use: not a network failure, and
+		 * not retried.  (When some address was allowed and failed to
+		 * connect, it is the network's failure.)
+		 */
+		if (res != CURLE_OK && req->egress_refusal[0] != '\0' &&
+			(req->egress_stopped || !req->egress_passed))
+		{
+			finish_request(req, "refused", req->egress_refusal);
+			continue;
+		}
+
 		switch (res)
 		{
 			case CURLE_OK:

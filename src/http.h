@@ -47,13 +47,22 @@ extern void orchestrator_http_recorded(int n, bool ok);
  */
 extern bool orchestrator_http_wait(long timeout_ms);
 
+/* What the URL check learnt of a URL, for the connect-time check. */
+typedef struct HttpUrlTarget
+{
+	char	   *host;			/* lowercase, IPv6 without brackets */
+	int			port;
+	int			default_port;	/* of the scheme: 80 (http) or 443 (https) */
+} HttpUrlTarget;
+
 /*
  * http_util.c: is a URL one we may send to?  NULL when it is; otherwise a
  * message, with *invalid telling a malformed URL from a refused host.
- * *hostport (when not NULL) receives "host:port" of a parseable URL.
+ * *hostport (when not NULL) receives "host:port" of a parseable URL,
+ * *target (when not NULL) its host and ports.
  */
 extern char *orchestrator_http_check_url(const char *url, bool *invalid,
-										 char **hostport);
+										 char **hostport, HttpUrlTarget *target);
 
 /* http_util.c: Standard Webhooks signature "v1,<base64 HMAC-SHA256>". */
 extern char *orchestrator_webhook_signature(const char *key, int keylen,

@@ -6,12 +6,14 @@
  *
  * URLs are parsed with libcurl's own URL parser (curl_url), the same one the
  * transfer uses, so the host that is checked is the host that is contacted.
+ * The egress policy itself (entries, ports, special addresses, the check
+ * of resolved addresses) is in egress.c.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <ctype.h>
+#include <netinet/in.h>
 
 #include <curl/curl.h>
 
@@ -19,8 +21,9 @@
 #include "common/hmac.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/inet.h"
 
-#include "guc.h"
+#include "egress.h"
 #include "http.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500
@@ -28,78 +31,22 @@
 #endif
 
 PG_FUNCTION_INFO_V1(orchestrator_http_check_url_sql);
+PG_FUNCTION_INFO_V1(orchestrator_http_check_connect);
 PG_FUNCTION_INFO_V1(orchestrator_http_url_host);
 PG_FUNCTION_INFO_V1(orchestrator_random_bytes);
 PG_FUNCTION_INFO_V1(orchestrator_webhook_sign);
 
 /*
- * host_matches
- *		Does host (lowercase, IPv6 without brackets) match one entry of the
- *		allow-list?  "*" matches any host, "*.example.com" example.com and
- *		its subdomains, anything else the host itself (case-insensitive).
- */
-static bool
-host_matches(const char *host, const char *entry, int len)
-{
-	int			hlen = strlen(host);
-
-	/* IPv6 entries may be written with brackets */
-	if (len >= 2 && entry[0] == '[' && entry[len - 1] == ']')
-	{
-		entry++;
-		len -= 2;
-	}
-	if (len == 1 && entry[0] == '*')
-		return true;
-	if (len > 2 && entry[0] == '*' && entry[1] == '.')
-	{
-		/* the domain itself, or a name ending in ".domain" */
-		if (hlen == len - 2 && pg_strncasecmp(host, entry + 2, len - 2) == 0)
-			return true;
-		return hlen > len - 1 &&
-			pg_strncasecmp(host + hlen - (len - 1), entry + 1, len - 1) == 0;
-	}
-	return hlen == len && pg_strncasecmp(host, entry, len) == 0;
-}
-
-/*
- * host_allowed
- *		Is host in orchestrator.http_allowed_hosts?
- */
-static bool
-host_allowed(const char *host)
-{
-	const char *p = orchestrator_http_allowed_hosts;
-
-	if (p == NULL)
-		return false;
-	while (*p)
-	{
-		const char *start;
-		const char *end;
-
-		while (*p == ',' || isspace((unsigned char) *p))
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && isspace((unsigned char) end[-1]))
-			end--;
-		if (end > start && host_matches(host, start, end - start))
-			return true;
-	}
-	return false;
-}
-
-/*
  * orchestrator_http_check_url
- *		NULL when url is an http or https URL of an allowed host; otherwise
- *		why not (palloc'd), with *invalid set for a URL that does not parse
- *		or has another scheme.
+ *		NULL when url is an http or https URL whose host and port
+ *		orchestrator.http_allowed_hosts allows; otherwise why not (palloc'd),
+ *		with *invalid set for a URL that does not parse or has another
+ *		scheme.  *target (when not NULL) receives the host and ports of a
+ *		URL that parses, for the connect-time check.
  */
 char *
-orchestrator_http_check_url(const char *url, bool *invalid, char **hostport)
+orchestrator_http_check_url(const char *url, bool *invalid, char **hostport,
+							HttpUrlTarget *target)
 {
 	CURLU	   *h;
 	CURLUcode	rc;
@@ -109,10 +56,14 @@ orchestrator_http_check_url(const char *url, bool *invalid, char **hostport)
 	char	   *result = NULL;
 	char	   *bare;
 	int			len;
+	int			portnum;
+	int			default_port;
 
 	*invalid = false;
 	if (hostport)
 		*hostport = NULL;
+	if (target)
+		memset(target, 0, sizeof(*target));
 
 	h = curl_url();
 	if (h == NULL)
@@ -143,6 +94,8 @@ orchestrator_http_check_url(const char *url, bool *invalid, char **hostport)
 	}
 	if (curl_url_get(h, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
 		port = NULL;
+	default_port = pg_strcasecmp(scheme, "https") == 0 ? 443 : 80;
+	portnum = port ? atoi(port) : default_port;
 
 	/* lowercase; IPv6 literals come with brackets */
 	bare = pstrdup(host);
@@ -156,8 +109,13 @@ orchestrator_http_check_url(const char *url, bool *invalid, char **hostport)
 	}
 	if (hostport)
 		*hostport = psprintf("%s:%s", host, port ? port : "");
-	if (!host_allowed(bare))
-		result = psprintf("host \"%s\" is not in orchestrator.http_allowed_hosts", bare);
+	if (target)
+	{
+		target->host = bare;
+		target->port = portnum;
+		target->default_port = default_port;
+	}
+	result = orchestrator_egress_check_host(bare, portnum, default_port);
 
 done:
 	curl_free(scheme);
@@ -177,11 +135,61 @@ orchestrator_http_check_url_sql(PG_FUNCTION_ARGS)
 {
 	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	bool		invalid;
-	char	   *msg = orchestrator_http_check_url(url, &invalid, NULL);
+	char	   *msg = orchestrator_http_check_url(url, &invalid, NULL, NULL);
 
 	if (msg == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s: %s", invalid ? "invalid" : "refused", msg)));
+}
+
+/*
+ * orchestrator_http_check_connect
+ *		_http_check_connect(url, address): what a dispatcher decides for url
+ *		if its host resolved to address, the URL check first, then the
+ *		connect-time check: NULL when it would connect, else 'invalid: ...'
+ *		or 'refused: ...'.  Lets tests judge addresses that no DNS they
+ *		control returns (a name resolving to a metadata address).
+ */
+Datum
+orchestrator_http_check_connect(PG_FUNCTION_ARGS)
+{
+	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	inet	   *address = PG_GETARG_INET_PP(1);
+	bool		invalid;
+	HttpUrlTarget target;
+	char	   *msg;
+	struct sockaddr_storage ss;
+	socklen_t	salen;
+	char		refusal[512];
+
+	msg = orchestrator_http_check_url(url, &invalid, NULL, &target);
+	if (msg != NULL)
+		PG_RETURN_TEXT_P(cstring_to_text(psprintf("%s: %s", invalid ? "invalid" : "refused", msg)));
+
+	memset(&ss, 0, sizeof(ss));
+	if (ip_family(address) == PGSQL_AF_INET)
+	{
+		struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16) target.port);
+		memcpy(&in->sin_addr, ip_addr(address), 4);
+		salen = sizeof(*in);
+	}
+	else
+	{
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16) target.port);
+		memcpy(&in6->sin6_addr, ip_addr(address), 16);
+		salen = sizeof(*in6);
+	}
+	if (orchestrator_egress_check_address(target.host, target.default_port,
+										  (struct sockaddr *) &ss, salen,
+										  refusal, sizeof(refusal)))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("refused: %s", refusal)));
 }
 
 /*
@@ -197,7 +205,7 @@ orchestrator_http_url_host(PG_FUNCTION_ARGS)
 	bool		invalid;
 	char	   *hostport;
 
-	(void) orchestrator_http_check_url(url, &invalid, &hostport);
+	(void) orchestrator_http_check_url(url, &invalid, &hostport, NULL);
 	if (invalid || hostport == NULL)
 		PG_RETURN_NULL();
 	for (char *c = hostport; *c; c++)

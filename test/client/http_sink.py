@@ -13,6 +13,7 @@ path (Python standard library only).
 Also a refusing endpoint: refusing_port() returns a port nobody listens on.
 
     sink = Sink(port); sink.start(); ...; sink.requests(); sink.stop()
+    Sink(port, host="::1")   (listens on IPv6 loopback instead of 127.0.0.1)
     python3 http_sink.py PORT        (serve until killed; for bench/http.sh)
 """
 import json
@@ -24,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Sink:
-    def __init__(self, port, record=True):
+    def __init__(self, port, record=True, host="127.0.0.1"):
         self.port = port
         self.record = record
         self.lock = threading.Lock()
@@ -104,7 +105,9 @@ class Sink:
                 if not isinstance(sys.exc_info()[1], ConnectionError):
                     super().handle_error(request, client_address)
 
-        self.server = Server(("127.0.0.1", port), Handler)
+        if ":" in host:
+            Server.address_family = socket.AF_INET6
+        self.server = Server((host, port), Handler)
         self.thread = None
 
     def start(self):

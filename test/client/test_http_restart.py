@@ -27,9 +27,10 @@ PORT, SINK = 5537 + OFFSET, 5538 + OFFSET
 RUNS = 1000
 DATADIR = tempfile.mkdtemp(prefix="orchestrator-http-restart-")
 SETTINGS = """
+orchestrator.http_allowed_hosts = '127.0.0.1:%d'
 orchestrator.http_max_concurrency = 300
 orchestrator.poll_interval = 200
-"""
+""" % SINK
 
 
 def connect(retries=100):

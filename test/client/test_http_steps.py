@@ -6,7 +6,15 @@
     fails at once, a refused connection is retried until dead; every
     attempt is a step.http event;
   - a host outside orchestrator.http_allowed_hosts is refused at definition
-    (42501) and, for a templated URL, when sending (step failed);
+    (42501) and, for a templated URL, when sending (step failed); the
+    default (empty) list allows nothing;
+  - the egress policy when connecting: a name entry ("localhost") does not
+    lead to a loopback address (the step fails, not retried, nothing is
+    sent) while an IP entry ("127.0.0.1:PORT") or a CIDR range
+    ("127.0.0.0/8:*", "[::1/128]:*") does; "*:*" never reaches loopback;
+    an entry without a port allows the scheme's default port only;
+  - Host and Transfer-Encoding request headers from a template are refused
+    when sending (nothing is sent);
   - the circuit breaker opens after N failures, holds steps back, probes
     after the cool-down and closes (events circuit.opened/closed);
   - every webhook delivery carries a Standard Webhooks signature that
@@ -15,7 +23,7 @@
   - https certificates are verified (a self-signed one fails, not retried).
 
 Starts its own cluster (test/cluster.sh) on 127.0.0.1:5534 and sinks on
-5535/5536, and stops them.
+5535/5536 (and [::1]:5539), and stops them.
 """
 import base64
 import hashlib
@@ -37,14 +45,16 @@ CLUSTER = os.path.join(HERE, "..", "cluster.sh")
 # ORCH_PORT_OFFSET / PG_BINDIR: to run two suites at once on one machine.
 OFFSET = int(os.environ.get("ORCH_PORT_OFFSET", "0"))
 BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
-PORT, SINK, SINK2 = 5534 + OFFSET, 5535 + OFFSET, 5536 + OFFSET
+PORT, SINK, SINK2, SINK6 = 5534 + OFFSET, 5535 + OFFSET, 5536 + OFFSET, 5539 + OFFSET
 DATADIR = tempfile.mkdtemp(prefix="orchestrator-http-")
+ALLOWED = "127.0.0.1:%d, 127.0.0.1:%d" % (SINK, SINK2)
 SETTINGS = """
+orchestrator.http_allowed_hosts = '%s'
 orchestrator.http_breaker_threshold = 3
 orchestrator.http_breaker_cooldown = '2 seconds'
 orchestrator.webhook_retry_schedule = '1 second, 1 second, 1 second'
 orchestrator.poll_interval = 200
-"""
+""" % ALLOWED
 
 
 def connect():
@@ -168,6 +178,132 @@ def test_allow_list(cur):
     step = run_of(cur, run_id)["steps"]["a"]
     assert step["status"] == "failed" and "only http and https" in step["error"]["message"], step
     print("ok: disallowed host refused at definition (42501) and before sending")
+
+
+def test_default_refuses_all(cur):
+    """Before any setting, nothing is allowed, not even 127.0.0.1."""
+    cur.execute("SHOW orchestrator.http_allowed_hosts")
+    assert cur.fetchone()[0] == "", "the default allow-list is not empty"
+    try:
+        cur.execute("""SELECT orchestrator.define_workflow('nowhere', %s)""", (json.dumps({"steps": [
+            {"name": "a", "kind": "http", "request": {"url": "http://127.0.0.1:%d/x" % SINK}}]}),))
+        raise AssertionError("127.0.0.1 allowed by the default allow-list")
+    except psycopg2.Error as e:
+        assert e.pgcode == "42501", e.pgcode
+        assert "loopback" in e.diag.message_detail and "is empty" in e.diag.message_hint, e.diag
+    print("ok: the default (empty) allow-list refuses 127.0.0.1")
+
+
+def set_allowed(cur, value):
+    """Change orchestrator.http_allowed_hosts for the server (ALTER SYSTEM,
+    reload) and wait until this session sees it; the dispatchers reload at
+    the same signal."""
+    cur.execute("ALTER SYSTEM SET orchestrator.http_allowed_hosts = %s", (value,))
+    cur.execute("SELECT pg_reload_conf()")
+    deadline = time.time() + 10
+    while True:
+        cur.execute("SHOW orchestrator.http_allowed_hosts")
+        if cur.fetchone()[0] == value:
+            break
+        assert time.time() < deadline, "the new allow-list was not loaded"
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
+def call_step(cur, url, headers=None):
+    """Run the 'egress' workflow (one http step) for url; return the run."""
+    run_id = start(cur, "egress", {"url": url, "headers": headers or {}})
+    wait_runs(cur, [run_id])
+    return run_of(cur, run_id)
+
+
+def assert_refused(run, *fragments, kind="refused"):
+    step = run["steps"]["call"]
+    assert run["status"] == "failed" and step["status"] == "failed" and step["attempt"] == 1, run
+    assert step["error"]["kind"] == kind, step["error"]
+    for f in fragments:
+        assert f in step["error"]["message"], (f, step["error"])
+
+
+def test_egress(cur, sink):
+    """The egress policy when connecting: the addresses a host resolves to
+    are judged in curl's open-socket callback."""
+    cur.execute("""SELECT orchestrator.define_workflow('egress', %s)""", (json.dumps({"steps": [
+        {"name": "call", "kind": "http", "timeout": "5 seconds",
+         "request": {"url": {"$path": "$.input.url"}, "headers": {"$path": "$.input.headers"}},
+         "retry": {"max_attempts": 3, "backoff": "100 milliseconds", "jitter": 0}}]}),))
+    by_name = "http://localhost:%d/egress" % SINK
+    by_ip = "http://127.0.0.1:%d/egress" % SINK
+    try:
+        # a name entry passes the URL check, but localhost is 127.0.0.1:
+        # refused when connecting, not retried, nothing sent
+        set_allowed(cur, "localhost:%d" % SINK)
+        run = call_step(cur, by_name + "/name-only")
+        assert_refused(run, 'address 127.0.0.1:%d (loopback) of host "localhost" is not allowed' % SINK)
+        ev = [d for _, _, d in events(cur, run["id"], "step.http")]
+        assert len(ev) == 1 and ev[0]["error_kind"] == "refused", ev
+        assert sink.requests("/egress/name-only") == []
+
+        # an IP entry for the address and port allows it
+        set_allowed(cur, "localhost:%d, 127.0.0.1:%d" % (SINK, SINK))
+        for url in (by_name + "/both", by_ip + "/ip"):
+            run = call_step(cur, url)
+            assert run["status"] == "succeeded", run
+        assert len(sink.requests("/egress/both")) == 1 and len(sink.requests("/egress/ip")) == 1
+        assert sink.requests("/egress/both")[0]["headers"]["host"] == "localhost:%d" % SINK
+
+        # a CIDR range: a name no name entry allows is judged by its address
+        set_allowed(cur, "127.0.0.0/8:*")
+        assert call_step(cur, by_name + "/range")["status"] == "succeeded"
+        assert len(sink.requests("/egress/range")) == 1
+
+        # "*" (even with any port) never reaches loopback, by name or by
+        # address; nor does the connection to localhost that the requests
+        # above kept open for reuse (every request is checked against the
+        # address of its connection before it is sent)
+        set_allowed(cur, "*:*")
+        assert_refused(call_step(cur, by_name + "/star"), '(loopback) of host "localhost" is not allowed')
+        assert_refused(call_step(cur, by_ip + "/star"), "address 127.0.0.1:%d (loopback) is not allowed" % SINK)
+        assert sink.requests("/egress/star") == []
+
+        # without a port, an entry allows the scheme's default port only
+        set_allowed(cur, "localhost, 127.0.0.1")
+        assert_refused(call_step(cur, by_name + "/port"),
+                       'host "localhost:%d" is not in orchestrator.http_allowed_hosts' % SINK)
+        set_allowed(cur, "127.0.0.1:%d" % SINK)
+        try:
+            cur.execute("""SELECT orchestrator.define_workflow('other_port', %s)""", (json.dumps({"steps": [
+                {"name": "a", "kind": "http", "request": {"url": "http://127.0.0.1:%d/x" % SINK2}}]}),))
+            raise AssertionError("a port not in the allow-list was accepted")
+        except psycopg2.Error as e:
+            assert e.pgcode == "42501" and "127.0.0.1:%d" % SINK2 in e.diag.message_detail, e.diag.message_detail
+        assert sink.requests("/egress/port") == []
+
+        # Host and Transfer-Encoding from a template: refused when sending
+        for headers in ({"Host": "internal.example"}, {"transfer-encoding": "chunked"}):
+            assert_refused(call_step(cur, by_ip + "/header", headers), "may not be set", kind="invalid")
+        assert sink.requests("/egress/header") == []
+
+        # IPv6: a CIDR range entry covers [::1] (when the machine has IPv6)
+        try:
+            sink6 = Sink(SINK6, host="::1").start()
+        except OSError as e:
+            print("skipped: IPv6 egress checks (no [::1]: %s)" % e)
+        else:
+            try:
+                v6 = "http://[::1]:%d/egress" % SINK6
+                set_allowed(cur, "[::1/128]:*")
+                assert call_step(cur, v6 + "/v6")["status"] == "succeeded"
+                assert len(sink6.requests("/egress/v6")) == 1
+                set_allowed(cur, "*:*, [fd00::/8]:*")
+                assert_refused(call_step(cur, v6 + "/v6-star"), "(loopback) is not allowed")
+                assert sink6.requests("/egress/v6-star") == []
+            finally:
+                sink6.stop()
+    finally:
+        set_allowed(cur, ALLOWED)
+    print("ok: egress policy when connecting: name entries never reach loopback, IP and CIDR "
+          "entries do, port rule, Host/Transfer-Encoding refused")
 
 
 def test_circuit_breaker(cur):
@@ -318,12 +454,14 @@ def main():
             f.write(SETTINGS)
         admin = connect()
         cur = admin.cursor()
-        cur.execute("SELECT pg_reload_conf()")
         cur.execute("CREATE EXTENSION IF NOT EXISTS orchestrator")
+        test_default_refuses_all(cur)
+        cur.execute("SELECT pg_reload_conf()")
         time.sleep(0.3)
         test_requests(cur, sink)
         test_retries(cur, sink)
         test_allow_list(cur)
+        test_egress(cur, sink)
         test_circuit_breaker(cur)
         test_webhooks(cur, sink)
         test_tls_verified(cur)

@@ -22,6 +22,159 @@ SELECT u, orchestrator._http_check_url(u) AS refusal, orchestrator._http_url_hos
 FROM unnest(ARRAY['http://127.0.0.1/', 'HTTP://LOCALHOST:8080/a', 'https://[::1]/', 'http://127.0.0.1@example.com/',
                   'http://example.com#@127.0.0.1/', 'gopher://127.0.0.1/', 'file:///etc/passwd', 'http://']) u;
 
+-- The egress policy.  The setting is empty (nothing allowed) unless the
+-- server's configuration says otherwise, and only superusers change it; a
+-- session's value governs the checks made in that session.
+SELECT boot_val = '' AS empty_by_default, context FROM pg_settings WHERE name = 'orchestrator.http_allowed_hosts';
+CREATE FUNCTION egress(setting text, url text, address inet DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('orchestrator.http_allowed_hosts', setting, true);
+	RETURN coalesce(CASE WHEN address IS NULL THEN orchestrator._http_check_url(url)
+					ELSE orchestrator._http_check_connect(url, address) END, 'ok');
+END $$;
+
+-- The URL check: names against name entries, IP addresses against IP and
+-- CIDR entries; without a port an entry allows the scheme's default port
+-- only; "*" never allows special addresses.
+SELECT setting, url, egress(setting, url) AS decision FROM (VALUES
+  ('', 'http://127.0.0.1/'),
+  ('', 'http://example.com/'),
+  ('example.com', 'http://example.com/'),
+  ('example.com', 'https://example.com/'),
+  ('example.com', 'http://example.com:8080/'),
+  ('example.com', 'http://example.com:443/'),
+  ('example.com:8080', 'http://example.com:8080/'),
+  ('example.com:8080', 'http://example.com/'),
+  ('example.com:*', 'https://example.com:1234/'),
+  ('EXAMPLE.com.', 'http://Example.COM./'),
+  ('*.example.com', 'http://a.b.example.com/'),
+  ('*.example.com', 'http://example.com/'),
+  ('*.example.com', 'http://badexample.com/'),
+  ('*.example.com', 'http://example.com.evil.net/'),
+  ('*', 'http://anything.example/'),
+  ('*', 'http://anything.example:8080/'),
+  ('*:*', 'http://anything.example:8080/'),
+  ('*', 'http://93.184.216.34/'),
+  ('*', 'http://127.0.0.1/'),
+  ('*:*', 'http://127.0.0.1:8080/'),
+  ('*', 'http://169.254.169.254/'),
+  ('*', 'http://100.100.100.200/'),
+  ('*', 'http://[fd00:ec2::254]/'),
+  ('*', 'http://[::1]/'),
+  ('*', 'http://[::ffff:127.0.0.1]/'),
+  ('*', 'http://0.0.0.0/'),
+  ('*', 'http://[::]/'),
+  ('*', 'http://224.0.0.1/'),
+  ('*', 'http://[ff02::1]/'),
+  ('*', 'http://[fe80::1]/'),
+  ('*', 'http://2130706433/'),
+  ('*', 'http://0x7f.1/'),
+  ('localhost', 'http://localhost/'),
+  ('127.0.0.1', 'http://127.0.0.1/'),
+  ('127.0.0.1', 'http://127.0.0.1:8080/'),
+  ('127.0.0.1', 'http://localhost/'),
+  ('127.0.0.1:8080', 'http://127.0.0.1:8080/'),
+  ('127.0.0.0/8:*', 'http://127.1.2.3:5/'),
+  ('127.0.0.0/8:*', 'http://localhost:5/'),
+  ('127.0.0.0/8:*', 'http://128.0.0.1/'),
+  ('10.0.0.0/8', 'http://10.1.2.3/'),
+  ('10.0.0.0/8', 'http://10.1.2.3:8080/'),
+  ('10.0.0.0/8', 'http://internal.corp/'),
+  ('10.0.0.0/8', 'http://internal.corp:8080/'),
+  ('10.0.0.0/8', 'http://11.0.0.1/'),
+  ('fd00::/8', 'http://[fd12::1]/'),
+  ('fd00::/8', 'http://[fe80::1]/'),
+  ('[fd00::/8]:*', 'https://[fd12::1]:8443/'),
+  ('[::1]:8080', 'http://[::1]:8080/'),
+  ('[::1]:8080', 'http://[::1]/'),
+  ('::1', 'http://[::1]/'),
+  ('::ffff:127.0.0.1', 'http://127.0.0.1/'),
+  ('127.0.0.1', 'http://[::ffff:127.0.0.1]/'),
+  ('169.254.169.254', 'http://169.254.169.254/'),
+  (' a.example ,, b.example:81 ', 'http://b.example:81/')
+) t(setting, url);
+
+-- The connect-time check, for the address a host resolved to: special
+-- addresses need an IP or CIDR entry (a name entry or "*" is not enough,
+-- whatever DNS says); a name no name entry allows must resolve into a CIDR
+-- range entry.
+SELECT setting, url, address, egress(setting, url, address) AS decision FROM (VALUES
+  ('localhost', 'http://localhost/', inet '127.0.0.1'),
+  ('localhost', 'http://localhost/', '::1'),
+  ('localhost, 127.0.0.1', 'http://localhost/', '127.0.0.1'),
+  ('localhost:8080, 127.0.0.1', 'http://localhost:8080/', '127.0.0.1'),
+  ('localhost:8080, 127.0.0.1:8080', 'http://localhost:8080/', '127.0.0.1'),
+  ('*', 'http://metadata.example/', '169.254.169.254'),
+  ('*', 'http://metadata.example/', 'fd00:ec2::254'),
+  ('*', 'http://metadata.example/', '100.100.100.200'),
+  ('*:*', 'http://rebind.example:8080/', '127.0.0.1'),
+  ('*', 'http://rebind.example/', '::ffff:127.0.0.1'),
+  ('*', 'http://rebind.example/', '::ffff:169.254.169.254'),
+  ('*', 'http://zero.example/', '0.0.0.0'),
+  ('*', 'http://zero.example/', '::'),
+  ('*', 'http://multicast.example/', '239.1.2.3'),
+  ('*', 'http://link.example/', 'fe80::1'),
+  ('*', 'http://public.example/', '93.184.216.34'),
+  ('*', 'http://10.1.2.3/', '10.1.2.3'),
+  ('api.example.com', 'http://api.example.com/', '10.1.2.3'),
+  ('10.0.0.0/8', 'http://internal.corp/', '10.1.2.3'),
+  ('10.0.0.0/8', 'http://internal.corp/', '93.184.216.34'),
+  ('10.0.0.0/8', 'http://internal.corp/', '127.0.0.1'),
+  ('[fd00::/8]:*', 'http://v6.corp:8443/', 'fd12::1'),
+  ('[fd00::/8]:*', 'http://v6.corp:8443/', 'fe80::1'),
+  ('[::1/128]:*', 'http://localhost:5000/', '::1'),
+  ('[::1/128]:*', 'http://localhost:5000/', '127.0.0.1'),
+  ('127.0.0.0/8:*', 'http://localhost:5000/', '127.0.0.1'),
+  ('169.254.169.254', 'http://metadata.example/', '169.254.169.254'),
+  ('0.0.0.0/0:*', 'http://anything.example:1/', '127.0.0.1')
+) t(setting, url, address);
+
+-- Invalid values are refused by the check hook, with the entry at fault.
+SET orchestrator.http_allowed_hosts = '10.0.0.1/8';
+SET orchestrator.http_allowed_hosts = 'a.example, 10.0.0.0/33';
+SET orchestrator.http_allowed_hosts = 'fd00::/129';
+SET orchestrator.http_allowed_hosts = 'example.com:0';
+SET orchestrator.http_allowed_hosts = 'example.com:65536';
+SET orchestrator.http_allowed_hosts = 'example.com:http';
+SET orchestrator.http_allowed_hosts = '[127.0.0.1]:80';
+SET orchestrator.http_allowed_hosts = '[::1';
+SET orchestrator.http_allowed_hosts = '[::1]8080';
+SET orchestrator.http_allowed_hosts = 'https://example.com';
+SET orchestrator.http_allowed_hosts = 'foo.*.com';
+SET orchestrator.http_allowed_hosts = '*example.com';
+SET orchestrator.http_allowed_hosts = '999.1.1.1';
+SET orchestrator.http_allowed_hosts = 'exa$mple.com';
+SET orchestrator.http_allowed_hosts = 'a..example';
+SET orchestrator.http_allowed_hosts = 'a.example b.example';
+SHOW orchestrator.http_allowed_hosts;
+
+-- Request headers: Host, Content-Length and Transfer-Encoding are curl's,
+-- and names must be HTTP tokens; refused at definition (nothing written)
+-- and, for templated headers, when sending (the step fails, not retried).
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"url": "http://127.0.0.1:9/", "headers": {"Host": "internal.example"}}}]}');
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"method": "POST", "url": "http://127.0.0.1:9/", "headers": {"x-ok": "1", "transfer-encoding": "chunked"}, "body": {}}}]}');
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1",
+  "compensate": {"kind": "http", "request": {"url": "http://127.0.0.1:9/", "headers": {"CONTENT-LENGTH": "0"}}}}]}');
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"url": "http://127.0.0.1:9/", "headers": {"x team": "a"}}}]}');
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"url": "http://127.0.0.1:9/", "headers": {"Host:x": "a"}}}]}');
+SELECT count(*) AS nothing_written FROM orchestrator.definitions WHERE name = 'http_hdr';
+SELECT orchestrator.define_workflow('http_hdr', '{"steps": [{"name": "a", "kind": "http",
+  "request": {"url": "http://127.0.0.1:9/", "headers": {"$path": "$.input.h"}}}]}');
+SELECT orchestrator.start_workflow('http_hdr', '{"h": {"Host": "internal.example"}}') AS hdr_host \gset
+SELECT orchestrator.start_workflow('http_hdr', '{"h": {"x-a": "1", "Transfer-Encoding": "chunked"}}') AS hdr_te \gset
+SELECT orchestrator.start_workflow('http_hdr', '{"h": {"bad name": "1"}}') AS hdr_name \gset
+SELECT orchestrator.start_workflow('http_hdr', '{"h": "Host: internal.example"}') AS hdr_text \gset
+SELECT wait_for_run(:'hdr_host') AS host, wait_for_run(:'hdr_te') AS te,
+       wait_for_run(:'hdr_name') AS name, wait_for_run(:'hdr_text') AS text;
+SELECT r.input ->> 'h' AS headers, s.status, s.attempt, s.error ->> 'kind' AS kind, s.error ->> 'message' AS message
+FROM orchestrator.workflow_steps s JOIN orchestrator.workflow_runs r ON r.id = s.run_id
+WHERE s.run_id IN (:'hdr_host', :'hdr_te', :'hdr_name', :'hdr_text') ORDER BY r.input ->> 'h';
+
 -- Retry-After: seconds or an HTTP date.
 SELECT orchestrator._retry_after('3') AS secs, orchestrator._retry_after('nonsense') AS bad,
        orchestrator._retry_after(to_char((now() + interval '1 hour') AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS "GMT"')) > interval '59 minutes' AS date_ok;
@@ -54,6 +207,7 @@ FROM orchestrator.webhook_deliveries WHERE run_id = :'run' ORDER BY seq;
 CREATE ROLE http_user LOGIN IN ROLE orchestrator_user;
 CREATE ROLE http_admin LOGIN IN ROLE orchestrator_admin;
 SET ROLE http_user;
+SET orchestrator.http_allowed_hosts = '*';
 SELECT orchestrator.create_webhook('http://127.0.0.1:9/mine');
 SELECT secret FROM orchestrator.webhooks;
 SELECT count(*) FROM orchestrator.webhook_deliveries;

@@ -87,6 +87,7 @@ my $wait_for = sub {
 # as the old version's functions would have made it.
 for my $from (@released)
 {
+	# the dispatchers of the previous round are connected to it: FORCE ends them
 	$node->safe_psql('postgres', 'DROP DATABASE IF EXISTS upgraded WITH (FORCE)');
 	$node->safe_psql('postgres', 'CREATE DATABASE upgraded');
 	# the dispatchers connect to orchestrator.database when they start
