@@ -82,7 +82,8 @@ my $wait_for = sub {
 
 for my $from (@released)
 {
-	$node->safe_psql('postgres', 'DROP DATABASE IF EXISTS upgraded');
+	# the dispatchers of the previous round are connected to it: FORCE ends them
+	$node->safe_psql('postgres', 'DROP DATABASE IF EXISTS upgraded WITH (FORCE)');
 	$node->safe_psql('postgres', 'CREATE DATABASE upgraded');
 	# the dispatchers connect to orchestrator.database when they start
 	$node->restart;
