@@ -1,9 +1,11 @@
 -- Privileges of HTTP steps and webhooks (after 90_grants.sql, which revokes
--- everything from PUBLIC).  Webhooks, their secrets and deliveries are for
--- orchestrator_admin; circuit breaker state is visible to every user.
+-- everything from PUBLIC).  Webhooks and their deliveries are for
+-- orchestrator_admin; their secrets (webhook_secrets) for no role: they are
+-- write-only.  Circuit breaker state is visible to every user.
 
 GRANT EXECUTE ON FUNCTION
 	orchestrator.create_webhook(text, text[], text),
+	orchestrator.rotate_webhook_secret(uuid, text),
 	orchestrator.drop_webhook(uuid)
 TO orchestrator_admin;
 GRANT SELECT ON orchestrator.webhooks, orchestrator.webhook_deliveries TO orchestrator_admin;
