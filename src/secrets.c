@@ -296,7 +296,7 @@ create_key_file(void)
 	/* the new name must survive a crash before any secret sealed with it */
 	strlcpy(dir, path, sizeof(dir));
 	get_parent_directory(dir);
-	fsync_fname(dir[0] ? dir : ".", true);
+	(void) fsync_fname_ext(dir[0] ? dir : ".", true, false, ERROR);
 }
 
 /*
