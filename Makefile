@@ -16,7 +16,8 @@ DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags) -DORCHESTRATOR_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
-SHLIB_LINK  = $(shell curl-config --libs)
+# libcrypto: AES-256-GCM for the secrets sealed at rest (src/secrets.c)
+SHLIB_LINK  = $(shell curl-config --libs) -lcrypto
 
 # pg_regress: inputs in test/sql, expected output in expected/ (test/expected is
 # a link to it), a throwaway instance with the preload setting.

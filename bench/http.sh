@@ -69,7 +69,7 @@ done
 
 echo
 echo "## (4) webhook deliveries (signed), outbox filled in one transaction, fast endpoint"
-hook=$(q -c "SELECT orchestrator.create_webhook('$sink/fast', '{bench.*}')")
+hook=$(q -c "SELECT id FROM orchestrator.create_webhook('$sink/fast', '{bench.*}')")
 for c in 10 100 500; do
 	set_conc "$c"
 	t0=$(q -c "SELECT extract(epoch FROM clock_timestamp())")

@@ -304,6 +304,15 @@ orchestrator_complete_steps(PG_FUNCTION_ARGS)
 	Datum		json_null;
 	CompleteSteps batch;
 
+	/*
+	 * All four NULL is nothing to complete: what array_agg() over a poll
+	 * that claimed nothing gives, as in the documented polling statement.
+	 */
+	if (PG_ARGISNULL(0) && PG_ARGISNULL(1) && PG_ARGISNULL(2) && PG_ARGISNULL(3))
+	{
+		InitMaterializedSRF(fcinfo, 0);
+		return (Datum) 0;
+	}
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

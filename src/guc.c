@@ -39,6 +39,7 @@ char	   *orchestrator_retention = NULL;
 int			orchestrator_archive_mode = ORCHESTRATOR_ARCHIVE_DROP;
 int			orchestrator_partitions_ahead = 7;
 bool		orchestrator_restoring = false;
+char	   *orchestrator_secret_key_file = NULL;
 
 /* Values of orchestrator.archive_mode; maintain() reads the name. */
 static const struct config_enum_entry archive_mode_options[] = {
@@ -145,6 +146,22 @@ check_retry_schedule(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * check_secret_key_file
+ *		GUC check hook for orchestrator.secret_key_file: a path is required
+ *		(the key is never kept in the database).
+ */
+static bool
+check_secret_key_file(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] != '\0')
+		return true;
+
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errdetail("The key file path must not be empty.");
+	return false;
 }
 
 /*
@@ -344,6 +361,15 @@ orchestrator_define_gucs(void)
 							   PGC_SIGHUP,
 							   0,
 							   check_retry_schedule, NULL, NULL);
+
+	DefineCustomStringVariable("orchestrator.secret_key_file",
+							   "File holding the key that seals webhook secrets at rest.",
+							   "A relative path is relative to the data directory.  The file is created (mode 0600) when the first secret is sealed; back it up with the cluster.",
+							   &orchestrator_secret_key_file,
+							   "orchestrator_secret.key",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   check_secret_key_file, NULL, NULL);
 
 	MarkGUCPrefixReserved("orchestrator");
 }

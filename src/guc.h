@@ -36,6 +36,9 @@ extern int	orchestrator_archive_mode;
 extern int	orchestrator_partitions_ahead;
 extern bool orchestrator_restoring;
 
+/* Key that seals secrets at rest (secrets.c). */
+extern char *orchestrator_secret_key_file;
+
 extern void orchestrator_define_gucs(void);
 
 #endif							/* ORCHESTRATOR_GUC_H */

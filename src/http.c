@@ -57,6 +57,7 @@
 #include "egress.h"
 #include "guc.h"
 #include "http.h"
+#include "secrets.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500
 #error "orchestrator needs libcurl 7.85.0 or later (CURLOPT_PROTOCOLS_STR)"
@@ -92,6 +93,7 @@ typedef struct HttpRequest
 	char	   *body;			/* NULL: none */
 	int			timeout_ms;
 	char	   *sign_headers[3];	/* webhooks: webhook-id, -timestamp, -signature */
+	char	   *sign_error;		/* webhooks: why it could not be signed (not sent) */
 
 	/* the connect-time egress checks (open_socket/prereq_callback) */
 	char	   *host;			/* the URL's host, as the URL check saw it */
@@ -518,6 +520,47 @@ column_uuid(HeapTuple tuple, TupleDesc desc, int col, pg_uuid_t *dest)
 }
 
 /*
+ * sign_delivery
+ *		Sign a webhook delivery with its sealed secret (in req's context).
+ *		Signed here, in the claiming transaction: the backend's HMAC needs a
+ *		resource owner.  The timestamp is the claim's, milliseconds before
+ *		the send.  When the secret cannot be opened (no key file, another
+ *		key) the delivery is not sent: req->sign_error says why, and the
+ *		attempt fails and is retried on the webhook schedule.
+ */
+static bool
+sign_delivery(HttpRequest *req, bytea *sealed, SecretError *err)
+{
+	char	   *msg_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&req->id)));
+	int64		ts = (int64) time(NULL);
+	const char *body = req->body ? req->body : "";
+	size_t		bodylen = req->body ? strlen(req->body) : 0;
+	char	   *sig;
+
+	memset(err, 0, sizeof(*err));
+	if (sealed == NULL)
+	{
+		err->sqlerrcode = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
+		err->message = pstrdup("the webhook has no secret");
+		err->hint = pstrdup("Set one with orchestrator.rotate_webhook_secret().");
+		sig = NULL;
+	}
+	else
+		sig = orchestrator_webhook_sign_sealed(VARDATA_ANY(sealed), VARSIZE_ANY_EXHDR(sealed),
+											   msg_id, ts, body, bodylen, err);
+	if (sig == NULL)
+	{
+		req->sign_error = psprintf("not sent: %s%s%s", err->message,
+								   err->hint ? ". " : "", err->hint ? err->hint : "");
+		return false;
+	}
+	req->sign_headers[0] = psprintf("webhook-id: %s", msg_id);
+	req->sign_headers[1] = psprintf("webhook-timestamp: " INT64_FORMAT, ts);
+	req->sign_headers[2] = psprintf("webhook-signature: %s", sig);
+	return true;
+}
+
+/*
  * orchestrator_http_claim
  *		Claim up to max_items due requests; see _http_claim().  Runs in the
  *		caller's transaction; the requests wait in "claimed" until
@@ -533,6 +576,8 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 	int			rc;
 	uint64		i;
 	int			n;
+	int			sign_failures = 0;
+	SecretError first_error = {0};
 
 	*has_next_wake = false;
 	snprintf(worker, sizeof(worker), "http:%d", MyProcPid);
@@ -591,24 +636,12 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 		d = SPI_getbinval(tuple, desc, 10, &isnull);
 		req->timeout_ms = isnull ? 60000 : DatumGetInt32(d);
 		d = SPI_getbinval(tuple, desc, 11, &isnull);
-		if (!isnull && req->is_webhook)
+		if (req->is_webhook)
 		{
-			/*
-			 * Signed here, in the transaction: the backend's HMAC needs a
-			 * resource owner.  The timestamp is the claim's, milliseconds
-			 * before the send.
-			 */
-			bytea	   *key = DatumGetByteaPP(d);
-			char	   *msg_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&req->id)));
-			int64		ts = (int64) time(NULL);
-			char	   *sig;
+			SecretError err;
 
-			sig = orchestrator_webhook_signature(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
-												 msg_id, ts, req->body ? req->body : "",
-												 req->body ? strlen(req->body) : 0);
-			req->sign_headers[0] = psprintf("webhook-id: %s", msg_id);
-			req->sign_headers[1] = psprintf("webhook-timestamp: " INT64_FORMAT, ts);
-			req->sign_headers[2] = psprintf("webhook-signature: %s", sig);
+			if (!sign_delivery(req, isnull ? NULL : DatumGetByteaPP(d), &err) && sign_failures++ == 0)
+				first_error = err;
 		}
 		initStringInfo(&req->response);
 		initStringInfo(&req->resp_headers);
@@ -617,6 +650,16 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 		dlist_push_tail(&claimed, &req->node);
 		n_claimed++;
 	}
+
+	/* once per claim, not per delivery: a missing key file fails them all */
+	if (sign_failures > 0)
+		ereport(WARNING,
+				(errcode(first_error.sqlerrcode),
+				 errmsg_plural("orchestrator: %d webhook delivery not sent: %s",
+							   "orchestrator: %d webhook deliveries not sent: %s",
+							   sign_failures, sign_failures, first_error.message),
+				 first_error.detail ? errdetail_internal("%s", first_error.detail) : 0,
+				 first_error.hint ? errhint("%s", first_error.hint) : 0));
 
 	if (n < max_items)
 	{
@@ -830,7 +873,10 @@ orchestrator_http_start_claimed(void)
 		HttpRequest *req = dlist_container(HttpRequest, node, dlist_pop_head_node(&claimed));
 
 		n_claimed--;
-		start_request(req);
+		if (req->sign_error)
+			finish_request(req, "secret", req->sign_error);	/* never unsigned */
+		else
+			start_request(req);
 	}
 }
 

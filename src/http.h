@@ -69,4 +69,14 @@ extern char *orchestrator_webhook_signature(const char *key, int keylen,
 											const char *msg_id, int64 timestamp,
 											const char *body, size_t bodylen);
 
+/*
+ * http_util.c: the same with a sealed webhook secret (secrets.h); NULL with
+ * *err filled in when it cannot be opened.
+ */
+struct SecretError;
+extern char *orchestrator_webhook_sign_sealed(const char *sealed, int sealedlen,
+											  const char *msg_id, int64 timestamp,
+											  const char *body, size_t bodylen,
+											  struct SecretError *err);
+
 #endif							/* ORCHESTRATOR_HTTP_H */

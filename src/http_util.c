@@ -25,6 +25,7 @@
 
 #include "egress.h"
 #include "http.h"
+#include "secrets.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500
 #error "orchestrator needs libcurl 7.85.0 or later (CURLOPT_PROTOCOLS_STR)"
@@ -286,20 +287,70 @@ orchestrator_webhook_signature(const char *key, int keylen, const char *msg_id,
 }
 
 /*
+ * orchestrator_webhook_sign_sealed
+ *		The Standard Webhooks signature with a webhook's sealed secret
+ *		(webhook_secrets.sealed_secret): opened here, used, wiped.  NULL with
+ *		*err filled in when the secret cannot be opened (a missing or other
+ *		key file): the caller must then not send the delivery at all.
+ */
+char *
+orchestrator_webhook_sign_sealed(const char *sealed, int sealedlen, const char *msg_id,
+								 int64 timestamp, const char *body, size_t bodylen,
+								 SecretError *err)
+{
+	char	   *plain;
+	int			plainlen;
+	uint8		key[WEBHOOK_KEY_MAX_LEN];
+	int			keylen;
+	char	   *result = NULL;
+
+	plain = orchestrator_secret_open(sealed, sealedlen, &plainlen, err);
+	if (plain == NULL)
+		return NULL;
+	keylen = orchestrator_webhook_secret_key(plain, plainlen, key);
+	explicit_bzero(plain, plainlen);
+	pfree(plain);
+	if (keylen < 0)
+	{
+		err->sqlerrcode = ERRCODE_DATA_CORRUPTED;
+		err->message = pstrdup("sealed secret is not a webhook secret");
+		err->detail = pstrdup("A webhook secret is \"whsec_\" followed by the base64 encoding of 16 to 64 bytes.");
+		err->hint = pstrdup("Set a new secret with orchestrator.rotate_webhook_secret().");
+		return NULL;
+	}
+	PG_TRY();
+	{
+		result = orchestrator_webhook_signature((const char *) key, keylen, msg_id, timestamp,
+												body, bodylen);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(key, sizeof(key));
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
  * orchestrator_webhook_sign
- *		_webhook_sign(key bytea, msg_id text, ts bigint, body text): the
- *		signature header value, for tests and receivers' reference.
+ *		_webhook_sign(sealed_secret text, msg_id text, ts bigint, body text):
+ *		the signature header value, for tests and receivers' reference.
+ *		Takes the sealed secret: no SQL function sees a plain one.
  */
 Datum
 orchestrator_webhook_sign(PG_FUNCTION_ARGS)
 {
-	bytea	   *key = PG_GETARG_BYTEA_PP(0);
+	text	   *sealed = PG_GETARG_TEXT_PP(0);
 	char	   *msg_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	int64		ts = PG_GETARG_INT64(2);
 	text	   *body = PG_GETARG_TEXT_PP(3);
+	SecretError err;
+	char	   *sig;
 
-	PG_RETURN_TEXT_P(cstring_to_text(
-									 orchestrator_webhook_signature(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
-																	msg_id, ts, VARDATA_ANY(body),
-																	VARSIZE_ANY_EXHDR(body))));
+	sig = orchestrator_webhook_sign_sealed(VARDATA_ANY(sealed), VARSIZE_ANY_EXHDR(sealed),
+										   msg_id, ts, VARDATA_ANY(body),
+										   VARSIZE_ANY_EXHDR(body), &err);
+	if (sig == NULL)
+		orchestrator_secret_report(ERROR, &err);
+	PG_RETURN_TEXT_P(cstring_to_text(sig));
 }

@@ -28,11 +28,12 @@ RETURNS bytea
 AS 'MODULE_PATHNAME', 'orchestrator_random_bytes'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 
--- The Standard Webhooks signature 'v1,<base64 HMAC-SHA256(key, id.ts.body)>'.
-CREATE FUNCTION orchestrator._webhook_sign(key bytea, msg_id text, ts bigint, body text)
+-- The Standard Webhooks signature 'v1,<base64 HMAC-SHA256(key, id.ts.body)>'
+-- with a webhook's sealed secret (webhook_secrets), opened in C only.
+CREATE FUNCTION orchestrator._webhook_sign(sealed_secret text, msg_id text, ts bigint, body text)
 RETURNS text
 AS 'MODULE_PATHNAME', 'orchestrator_webhook_sign'
-LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 -- Raise a clear error for a URL that cannot be used: 22023 when it is not
 -- an http(s) URL, 42501 when its host and port are not allowed.

@@ -7,11 +7,22 @@ CREATE TABLE orchestrator.webhooks (
 	id         uuid        PRIMARY KEY DEFAULT orchestrator.uuid_v7(),
 	url        text        NOT NULL,
 	events     text[]      NOT NULL,
-	secret     text        NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now(),
-	created_by name        NOT NULL
+	created_by regrole     NOT NULL
 );
-COMMENT ON TABLE orchestrator.webhooks IS 'webhook subscriptions; secrets are readable by orchestrator_admin only';
+COMMENT ON TABLE orchestrator.webhooks IS 'webhook subscriptions (their secrets are write-only: sealed in webhook_secrets)';
+
+-- Signing secrets are write-only: sealed (AES-256-GCM, src/secrets.c) with
+-- the key in the file orchestrator.secret_key_file, which is outside the
+-- database and its dumps, and readable by no role but the extension's owner.
+-- Only C opens them, to sign a delivery.
+CREATE TABLE orchestrator.webhook_secrets (
+	webhook_id    uuid        PRIMARY KEY REFERENCES orchestrator.webhooks (id) ON DELETE CASCADE,
+	sealed_secret text        NOT NULL CHECK (sealed_secret LIKE 'v1:%'),
+	created_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE orchestrator.webhook_secrets IS
+'the signing secret of each webhook, sealed with the key in orchestrator.secret_key_file';
 
 CREATE TABLE orchestrator.webhook_outbox (
 	id              uuid        PRIMARY KEY,
@@ -77,16 +88,29 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator.create_webhook(url text, events text[] DEFAULT '{*}', secret text DEFAULT NULL)
-RETURNS uuid
+-- "whsec_" + base64 of 16 to 64 bytes, sealed (src/secrets.c).  The secret
+-- is never echoed in an error.  With create_key, a missing key file is
+-- created; without, it is an error (secrets sealed with a key that is not
+-- here yet would never open again).
+CREATE FUNCTION orchestrator._webhook_secret_seal(secret text, create_key boolean)
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_webhook_secret_seal'
+LANGUAGE C VOLATILE STRICT;
+
+-- The secret is write-only: a generated one is returned once, here, and
+-- nothing reads a secret back.  An error inside does not log the statement
+-- (log_min_error_statement), which may hold the secret.
+CREATE FUNCTION orchestrator._api_create_webhook(url text, events text[] DEFAULT '{*}', secret text DEFAULT NULL,
+	OUT id uuid, OUT generated_secret text)
+RETURNS record
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 DECLARE
-	key    bytea;
 	bad    text;
-	new_id uuid;
+	sealed text;
 BEGIN
 	IF url IS NULL THEN
 		RAISE EXCEPTION 'url must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -104,46 +128,63 @@ BEGIN
 				  HINT = 'Use "*", an event type such as "workflow.failed", or a prefix such as "step.*".';
 	END IF;
 	IF secret IS NULL THEN
-		secret := 'whsec_' || encode(orchestrator._random_bytes(24), 'base64');
-	ELSE
-		BEGIN
-			key := decode(substr(secret, 7), 'base64');
-		EXCEPTION WHEN others THEN
-			key := NULL;
-		END;
-		IF left(secret, 6) <> 'whsec_' OR key IS NULL OR length(key) NOT BETWEEN 16 AND 64 THEN
-			RAISE EXCEPTION 'invalid webhook secret' USING ERRCODE = 'invalid_parameter_value',
-				DETAIL = 'A secret is "whsec_" followed by the base64 encoding of 16 to 64 random bytes.',
-				HINT = 'Pass NULL to have one generated, then read it from orchestrator.webhooks.';
-		END IF;
+		generated_secret := 'whsec_' || encode(orchestrator._random_bytes(24), 'base64');
 	END IF;
-	INSERT INTO orchestrator.webhooks (url, events, secret, created_by)
-		VALUES (url, events, secret, orchestrator._caller())
-		RETURNING id INTO new_id;
-	RETURN new_id;
+	-- A new key file only while no secret here needs the one that is missing
+	-- (a restore without it): rotate_webhook_secret() decides to drop that key.
+	sealed := orchestrator._webhook_secret_seal(coalesce(secret, generated_secret),
+		NOT EXISTS (SELECT 1 FROM orchestrator.webhook_secrets));
+	INSERT INTO orchestrator.webhooks AS w (url, events, created_by)
+		VALUES (url, events, orchestrator._caller())
+		RETURNING w.id INTO id;
+	INSERT INTO orchestrator.webhook_secrets (webhook_id, sealed_secret) VALUES (id, sealed);
 END
 $$;
-COMMENT ON FUNCTION orchestrator.create_webhook(text, text[], text) IS
-'subscribe a URL to run events (patterns such as ''*'', ''workflow.failed'', ''step.*''); a NULL secret generates one';
 
-CREATE FUNCTION orchestrator.drop_webhook(id uuid)
+-- Replace a webhook's secret (a NULL one generates a secret, returned once).
+-- Deliveries are signed with the new secret from their next attempt.  May
+-- create a new key file: the way out when the old key is lost.
+CREATE FUNCTION orchestrator._api_rotate_webhook_secret(id uuid, secret text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+DECLARE
+	generated text;
+BEGIN
+	PERFORM 1 FROM orchestrator.webhooks w WHERE w.id = _api_rotate_webhook_secret.id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'webhook % does not exist', coalesce(id::text, 'NULL')
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF secret IS NULL THEN
+		generated := 'whsec_' || encode(orchestrator._random_bytes(24), 'base64');
+	END IF;
+	INSERT INTO orchestrator.webhook_secrets AS s (webhook_id, sealed_secret)
+		VALUES (_api_rotate_webhook_secret.id, orchestrator._webhook_secret_seal(coalesce(secret, generated), true))
+		ON CONFLICT (webhook_id) DO UPDATE SET sealed_secret = excluded.sealed_secret, created_at = now();
+	RETURN generated;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_drop_webhook(id uuid)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	DELETE FROM orchestrator.webhooks w WHERE w.id = drop_webhook.id;
+	DELETE FROM orchestrator.webhooks w WHERE w.id = _api_drop_webhook.id;
 	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
 	UPDATE orchestrator.webhook_outbox o SET status = 'cancelled', lease_token = NULL
-		WHERE o.webhook_id = drop_webhook.id AND o.status IN ('pending', 'delivering');
+		WHERE o.webhook_id = _api_drop_webhook.id AND o.status IN ('pending', 'delivering');
 	RETURN true;
 END
 $$;
-COMMENT ON FUNCTION orchestrator.drop_webhook(uuid) IS
-'remove a webhook subscription; its pending deliveries are cancelled';
 
 -- A delivery attempt failed: try again per the schedule, or it is dead.
 CREATE FUNCTION orchestrator._webhook_failed(id uuid, status integer, error text, retry_after interval)
@@ -167,7 +208,10 @@ BEGIN
 END
 $$;
 
--- Claim due deliveries (called by _http_claim after http steps).
+-- Claim due deliveries (called by _http_claim after http steps).  sign_key
+-- is the webhook's sealed secret (its text as bytes): the dispatcher opens
+-- and uses it in C (src/http.c, sign_delivery), so no plain secret is ever
+-- a SQL value.
 CREATE FUNCTION orchestrator._webhook_claim(max_items integer, worker text, recover boolean,
 	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
 	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
@@ -223,7 +267,8 @@ BEGIN
 		headers := '{}';
 		body := o.payload::text;
 		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
-		sign_key := decode(substr(w.secret, 7), 'base64');
+		sign_key := (SELECT convert_to(s.sealed_secret, 'UTF8') FROM orchestrator.webhook_secrets s
+					 WHERE s.webhook_id = w.id);
 		RETURN NEXT;
 	END LOOP;
 END

@@ -147,3 +147,25 @@ LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.metrics() IS
 'health and queue metrics in the Prometheus text exposition format (version 0.0.4)';
+
+CREATE FUNCTION orchestrator.create_webhook(url text, events text[] DEFAULT '{*}', secret text DEFAULT NULL,
+	OUT id uuid, OUT generated_secret text)
+RETURNS record
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.create_webhook(text, text[], text) IS
+'subscribe a URL to run events (patterns such as ''*'', ''workflow.failed'', ''step.*''); a NULL secret generates one, returned once';
+
+CREATE FUNCTION orchestrator.rotate_webhook_secret(id uuid, secret text DEFAULT NULL)
+RETURNS text
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.rotate_webhook_secret(uuid, text) IS
+'replace the signing secret of a webhook; a NULL secret generates one, returned once';
+
+CREATE FUNCTION orchestrator.drop_webhook(id uuid)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.drop_webhook(uuid) IS
+'remove a webhook subscription; its pending deliveries are cancelled';

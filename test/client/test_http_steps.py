@@ -396,15 +396,23 @@ def verify_signature(secret, headers, body):
 
 
 def test_webhooks(cur, sink):
-    cur.execute("SELECT orchestrator.create_webhook(%s, '{workflow.*}')",
+    # a generated secret is returned once, by create_webhook; one's own is
+    # passed as a bound parameter (not spelled out in the statement text)
+    cur.execute("SELECT id, generated_secret FROM orchestrator.create_webhook(%s, '{workflow.*}')",
                 ("http://127.0.0.1:%d/fail-webhook/2" % SINK,))
-    hook = cur.fetchone()[0]
-    cur.execute("SELECT orchestrator.create_webhook(%s, '{step.succeeded}', %s)",
-                ("http://127.0.0.1:%d/hooks/steps" % SINK, "whsec_" + base64.b64encode(b"k" * 32).decode()))
-    hook2 = cur.fetchone()[0]
-    cur.execute("SELECT id, secret FROM orchestrator.webhooks")
-    secrets = dict(cur.fetchall())
-    assert secrets[hook].startswith("whsec_") and len(base64.b64decode(secrets[hook][6:])) == 24
+    hook, generated = cur.fetchone()
+    own = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    cur.execute("SELECT id, generated_secret FROM orchestrator.create_webhook(%s, '{step.succeeded}', %s)",
+                ("http://127.0.0.1:%d/hooks/steps" % SINK, own))
+    hook2, nothing = cur.fetchone()
+    assert generated.startswith("whsec_") and len(base64.b64decode(generated[6:])) == 24, generated
+    assert nothing is None, "a secret of one's own is not echoed back"
+    secrets = {hook: generated, hook2: own}
+    # stored sealed, never as it was given
+    cur.execute("SELECT webhook_id, sealed_secret FROM orchestrator.webhook_secrets")
+    for webhook_id, sealed in cur.fetchall():
+        assert sealed.startswith("v1:"), sealed
+        assert secrets[webhook_id][6:] not in sealed and secrets[webhook_id] not in sealed, sealed
 
     cur.execute("""SELECT orchestrator.define_workflow('hooked', '{"steps": [
         {"name": "one", "kind": "sql", "sql": "SELECT 1 AS one"}]}')""")

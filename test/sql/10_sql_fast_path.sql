@@ -177,7 +177,7 @@ SELECT orchestrator.cancel_workflow(:'held');
 DROP TABLE public.held_lease;
 
 -- Webhook deliveries are queued for the events the fast path appends.
-SELECT orchestrator.create_webhook('http://127.0.0.1:9/fast', '{workflow.succeeded,step.succeeded}') AS hook \gset
+SELECT id AS hook FROM orchestrator.create_webhook('http://127.0.0.1:9/fast', '{workflow.succeeded,step.succeeded}') \gset
 SELECT orchestrator.start_workflow('fast_diamond') AS r \gset
 SELECT wait_for_run(:'r');
 SELECT type, count(*) FROM orchestrator.webhook_outbox WHERE run_id = :'r' GROUP BY type ORDER BY type;

@@ -54,3 +54,10 @@ SELECT try($$SELECT * FROM orchestrator.complete_steps(NULL, '{}', '{}', '{}')$$
 SELECT try($$SELECT * FROM orchestrator.complete_steps('{}', '{a}', '{}', '{}')$$);
 SELECT try($$SELECT * FROM orchestrator.complete_steps(ARRAY[NULL::uuid], '{a}', ARRAY[gen_random_uuid()], '{null}')$$);
 SELECT try($$SELECT * FROM orchestrator.complete_steps(ARRAY[[gen_random_uuid()]], '{{a}}', ARRAY[[gen_random_uuid()]], '{{null}}')$$);
+-- The documented polling form, when the poll claimed nothing: array_agg()
+-- gives four NULLs, which is nothing to complete (not an error).
+WITH c AS MATERIALIZED (SELECT * FROM orchestrator.claim_steps('nothing_here', 'w', 50))
+SELECT count(*) AS completed_of_empty_poll FROM orchestrator.complete_steps(
+  (SELECT array_agg(run_id) FROM c), (SELECT array_agg(step) FROM c),
+  (SELECT array_agg(lease_token) FROM c), (SELECT array_agg('{}'::jsonb) FROM c));
+SELECT count(*) AS completed_of_empty_arrays FROM orchestrator.complete_steps('{}', '{}', '{}', '{}');

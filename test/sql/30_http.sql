@@ -179,20 +179,58 @@ WHERE s.run_id IN (:'hdr_host', :'hdr_te', :'hdr_name', :'hdr_text') ORDER BY r.
 SELECT orchestrator._retry_after('3') AS secs, orchestrator._retry_after('nonsense') AS bad,
        orchestrator._retry_after(to_char((now() + interval '1 hour') AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS "GMT"')) > interval '59 minutes' AS date_ok;
 
--- Standard Webhooks signing: the example of the specification.
-SELECT orchestrator._webhook_sign(decode('MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'base64'),
+-- Standard Webhooks signing: the example of the specification, signed with
+-- the sealed secret (the signing function never takes a plain one).
+SELECT orchestrator._webhook_sign(orchestrator._webhook_secret_seal('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', true),
        'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330,
        '{"test": 2432232314}') AS signature;
+-- A sealed secret is "v1:<key id>:<base64>", different every time (random
+-- nonce); one that was altered or is not sealed does not sign.
+SELECT s ~ '^v1:[0-9a-f]{8}:[A-Za-z0-9+/]+=*$' AS sealed_form, s <> orchestrator._webhook_secret_seal('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', true) AS random_nonce
+FROM orchestrator._webhook_secret_seal('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', true) s;
+\set VERBOSITY terse
+SELECT orchestrator._webhook_sign(overlay(s placing (CASE WHEN substr(s, 20, 1) = 'A' THEN 'B' ELSE 'A' END) from 20 for 1),
+       'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}')
+FROM orchestrator._webhook_secret_seal('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', true) s;
+SELECT orchestrator._webhook_sign('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{}');
+\set VERBOSITY default
 
--- Webhooks: admin only, validated, secrets generated.
+-- Webhooks: admin only, validated, secrets generated and returned once.
 SELECT orchestrator.create_webhook('http://example.com/hook');
 SELECT orchestrator.create_webhook('ftp://127.0.0.1/hook');
 SELECT orchestrator.create_webhook('http://127.0.0.1:9/hook', '{}');
 SELECT orchestrator.create_webhook('http://127.0.0.1:9/hook', '{"Bad Type"}');
 SELECT orchestrator.create_webhook('http://127.0.0.1:9/hook', '{*}', 'not-a-secret');
-SELECT orchestrator.create_webhook('http://127.0.0.1:9/hook', '{workflow.*, step.dead}') AS hook \gset
-SELECT url, events, secret ~ '^whsec_[A-Za-z0-9+/]{32}$' AS generated, length(decode(substr(secret, 7), 'base64')) AS key_bytes
-FROM orchestrator.webhooks;
+SELECT orchestrator.create_webhook('http://127.0.0.1:9/hook', '{*}', 'whsec_' || encode('short', 'base64'));
+SELECT id AS hook, generated_secret AS hook_secret
+FROM orchestrator.create_webhook('http://127.0.0.1:9/hook', '{workflow.*, step.dead}') \gset
+SET test.hook_secret = :'hook_secret';
+SELECT :'hook_secret' ~ '^whsec_[A-Za-z0-9+/]{32}$' AS generated, length(decode(substr(:'hook_secret', 7), 'base64')) AS key_bytes;
+SELECT url, events FROM orchestrator.webhooks;
+-- Stored sealed: neither the secret, nor its key, nor their base64 or hex.
+SELECT count(*) AS sealed, bool_and(s.sealed_secret ~ '^v1:[0-9a-f]{8}:') AS form,
+       bool_and(strpos(s.sealed_secret, substr(:'hook_secret', 7)) = 0
+                AND strpos(s.sealed_secret, encode(convert_to(:'hook_secret', 'UTF8'), 'base64')) = 0
+                AND strpos(s.sealed_secret, encode(decode(substr(:'hook_secret', 7), 'base64'), 'hex')) = 0
+                AND strpos(s.sealed_secret, encode(convert_to(:'hook_secret', 'UTF8'), 'hex')) = 0) AS not_plain
+FROM orchestrator.webhook_secrets s WHERE s.webhook_id = :'hook';
+-- A secret of one's own: nothing is returned; it signs like the plain key.
+SELECT id AS own, generated_secret IS NULL AS nothing_returned
+FROM orchestrator.create_webhook('http://127.0.0.1:9/own', '{step.dead}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw') \gset
+SELECT :'nothing_returned' AS nothing_returned,
+       orchestrator._webhook_sign(s.sealed_secret, 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}') AS signature
+FROM orchestrator.webhook_secrets s WHERE s.webhook_id = :'own';
+-- Rotation: a new generated secret, returned once; or one's own.
+SELECT sealed_secret AS before FROM orchestrator.webhook_secrets WHERE webhook_id = :'own' \gset
+SELECT orchestrator.rotate_webhook_secret(:'own') ~ '^whsec_[A-Za-z0-9+/]{32}$' AS rotated;
+SELECT sealed_secret <> :'before' AS changed FROM orchestrator.webhook_secrets WHERE webhook_id = :'own';
+SELECT orchestrator.rotate_webhook_secret(:'own', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw') IS NULL AS nothing_returned;
+SELECT orchestrator._webhook_sign(s.sealed_secret, 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}') AS signature
+FROM orchestrator.webhook_secrets s WHERE s.webhook_id = :'own';
+SELECT orchestrator.rotate_webhook_secret(:'own', 'whsec_x');
+SELECT orchestrator.rotate_webhook_secret('00000000-0000-0000-0000-000000000000');
+SELECT orchestrator.drop_webhook(:'own');
+SELECT count(*) AS secret_dropped_too FROM orchestrator.webhook_secrets WHERE webhook_id = :'own';
 SELECT orchestrator._webhook_matches('{workflow.*, step.dead}', t) AS matches, t
 FROM unnest(ARRAY['workflow.failed', 'step.dead', 'step.started', 'workflowx']) t;
 
@@ -203,18 +241,52 @@ SELECT orchestrator.cancel_workflow(:'run', 'test');
 SELECT type, payload -> 'data' ->> 'workflow' AS workflow, payload ? 'timestamp' AS has_ts
 FROM orchestrator.webhook_deliveries WHERE run_id = :'run' ORDER BY seq;
 
--- Roles: create/drop and the secrets are for orchestrator_admin only.
+-- Roles: create/rotate/drop are for orchestrator_admin only, and no role
+-- reads a secret back, not even an admin: not in a table or view, sealed or
+-- plain, and no function of theirs returns one.
 CREATE ROLE http_user LOGIN IN ROLE orchestrator_user;
 CREATE ROLE http_admin LOGIN IN ROLE orchestrator_admin;
 SET ROLE http_user;
 SET orchestrator.http_allowed_hosts = '*';
 SELECT orchestrator.create_webhook('http://127.0.0.1:9/mine');
-SELECT secret FROM orchestrator.webhooks;
+SELECT orchestrator.rotate_webhook_secret(:'hook');
+SELECT count(*) FROM orchestrator.webhooks;
 SELECT count(*) FROM orchestrator.webhook_deliveries;
 SELECT count(*) FROM orchestrator.circuit_breakers;
 RESET ROLE;
 SET ROLE http_admin;
-SELECT count(*) AS admin_sees_secrets FROM orchestrator.webhooks WHERE secret LIKE 'whsec_%';
+SELECT secret FROM orchestrator.webhooks;
+SELECT count(*) FROM orchestrator.webhook_secrets;
+SELECT orchestrator._webhook_sign('v1:00000000:AAAA', 'm', 1, 'b');
+SELECT orchestrator._webhook_secret_seal('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', true);
+SELECT count(*) AS webhooks FROM orchestrator.webhooks;
+-- every relation of the extension an admin may read, every row as text
+DO $$
+DECLARE
+	rel    regclass;
+	n      bigint;
+	seen   text[] := '{}';
+	found  text[] := '{}';
+	secret text := current_setting('test.hook_secret');
+BEGIN
+	FOR rel IN SELECT c.oid FROM pg_class c
+			   WHERE c.relnamespace::regnamespace::text IN ('orchestrator', 'orchestrator_archive')
+				 AND c.relkind IN ('r', 'v', 'm', 'p') AND has_table_privilege(c.oid, 'SELECT') LOOP
+		EXECUTE format('SELECT count(*) FROM %s x WHERE strpos(x::text, $1) > 0 OR strpos(x::text, $2) > 0', rel)
+			INTO n USING substr(secret, 7), encode(decode(substr(secret, 7), 'base64'), 'hex');
+		seen := seen || rel::text;
+		IF n > 0 THEN
+			found := found || rel::text;
+		END IF;
+	END LOOP;
+	RAISE NOTICE 'read more than 5 relations: %, webhooks among them: %; relations holding the secret: %',
+		cardinality(seen) > 5, 'orchestrator.webhooks' = ANY (seen), found;
+END $$;
+-- the webhook functions an admin may call: only the generated secret is
+-- ever returned, by the call that made it
+SELECT p.oid::regprocedure AS callable
+FROM pg_proc p WHERE p.pronamespace = 'orchestrator'::regnamespace
+  AND has_function_privilege(p.oid, 'EXECUTE') AND p.proname LIKE '%webhook%' ORDER BY 1;
 SELECT orchestrator.drop_webhook(:'hook');
 SELECT orchestrator.drop_webhook(:'hook');
 RESET ROLE;

@@ -10,6 +10,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Digest::SHA qw(hmac_sha256_base64);
+use MIME::Base64 qw(encode_base64);
 
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
 $node->init;
@@ -18,6 +20,7 @@ $node->append_conf(
 shared_preload_libraries = 'orchestrator'
 orchestrator.database = 'upgraded'
 orchestrator.poll_interval = 200
+orchestrator.http_allowed_hosts = '127.0.0.1:9'
 log_min_messages = warning
 });
 $node->start;
@@ -65,14 +68,33 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
   FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.oid
   WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'orchestrator' AND d.deptype = 'e'
   UNION ALL
-  SELECT 'config ' || coalesce((SELECT string_agg(c::regclass::text || '=' || coalesce(w, ''), ',' ORDER BY c::regclass::text) FROM unnest(extconfig, extcondition) u(c, w)), '')
-  FROM pg_extension WHERE extname = 'orchestrator'
+  -- one line per table whose rows pg_dump writes: their order in extconfig
+  -- is the order they were marked in, which means nothing (a table an
+  -- update adds comes last, a fresh install marks in creation order)
+  SELECT 'config ' || c.t::regclass::text || ' ' || c.cond
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) c(t, cond) WHERE e.extname = 'orchestrator'
 ) x(line)
 };
 
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION orchestrator');
 my $want = $node->safe_psql('fresh', $catalog);
+
+# A webhook the old schema holds, with a secret of its own: the update seals
+# it in place, and it signs as it did.
+my $old_key = join('', map { chr(($_ * 37 + 11) % 256) } 0 .. 31);
+my $old_secret = 'whsec_' . encode_base64($old_key, '');
+my $key_file = $node->data_dir . '/orchestrator_secret.key';
+# a delivery attempt's error: the dispatchers tried to send it (nothing
+# listens on port 9), or refused to ("not sent: ...")
+my $attempted = sub {
+	my ($hook, $run) = @_;
+	$node->poll_query_until('upgraded',
+		"SELECT count(*) > 0 FROM orchestrator.webhook_outbox WHERE webhook_id = '$hook' AND run_id = '$run' AND attempt > 0")
+	  or return 'no attempt';
+	return $node->safe_psql('upgraded',
+		"SELECT min(last_error) FROM orchestrator.webhook_outbox WHERE webhook_id = '$hook' AND run_id = '$run' AND attempt > 0");
+};
 
 my $wait_for = sub {
 	my ($run) = @_;
@@ -121,9 +143,16 @@ for my $from (@released)
 				   SELECT r.id, 'a', '@sql', now() FROM r)
 		SELECT id FROM r;
 	});
+	my $hook = $node->safe_psql('upgraded',
+		"INSERT INTO orchestrator.webhooks (url, events, secret, created_by)
+		 VALUES ('http://127.0.0.1:9/old', '{workflow.succeeded}', '$old_secret', 'upgrader') RETURNING id");
 	sleep(1);
 	is($node->safe_psql('upgraded', "SELECT status FROM orchestrator.workflow_runs WHERE id = '$before'"),
 		'pending', "$from: the dispatchers wait for the update");
+	$node->safe_psql('upgraded', 'CHECKPOINT');
+	isnt($node->safe_psql('upgraded',
+			"SELECT position(convert_to('$old_secret', 'UTF8') in pg_read_binary_file(pg_relation_filepath('orchestrator.webhooks')))"),
+		'0', "$from: the plain secret is in the webhooks table's file before the update");
 
 	$node->safe_psql('upgraded', 'ALTER EXTENSION orchestrator UPDATE');
 	is($node->safe_psql('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'orchestrator'"),
@@ -135,7 +164,25 @@ for my $from (@released)
 	is($node->safe_psql('upgraded', "SELECT owner::text FROM orchestrator.workflows WHERE name = 'chain'"),
 		'upgrader', "$from: the workflow belongs to the role that defined it");
 
+	# the old secret is sealed in place, and signs as before
+	my $b64 = substr($old_secret, 6);
+	is($node->safe_psql('upgraded',
+			"SELECT count(*) FROM orchestrator.webhook_secrets WHERE webhook_id = '$hook' AND sealed_secret ~ '^v1:[0-9a-f]{8}:' "
+			  . "AND strpos(sealed_secret, '$b64') = 0 AND strpos(sealed_secret, encode(convert_to('$old_secret', 'UTF8'), 'base64')) = 0"),
+		'1', "$from: the update sealed the old secret");
+	ok(-f $key_file && ((stat $key_file)[2] & 07777) == 0600, "$from: the key file exists, mode 0600");
+	my $signed = qq(msg_1.1700000000.{"a": 1});
+	is($node->safe_psql('upgraded',
+			qq(SELECT orchestrator._webhook_sign(sealed_secret, 'msg_1', 1700000000, '{"a": 1}') FROM orchestrator.webhook_secrets WHERE webhook_id = '$hook')),
+		'v1,' . hmac_sha256_base64($signed, $old_key) . '=',
+		"$from: the sealed secret signs as the plain one did (independent HMAC)");
+	$node->safe_psql('upgraded', 'CHECKPOINT');
+	is($node->safe_psql('upgraded',
+			"SELECT position(convert_to('$old_secret', 'UTF8') in pg_read_binary_file(pg_relation_filepath('orchestrator.webhooks')))"),
+		'0', "$from: the plain secret is no longer in the webhooks table's file");
+
 	ok($wait_for->($before), "$from: the run left by $from finishes after the update");
+	unlike($attempted->($hook, $before), qr/^(not sent|no attempt)/, "$from: its delivery is signed and sent after the update");
 	is($node->safe_psql('upgraded',
 		"SELECT string_agg(type, ',' ORDER BY seq) FROM orchestrator.workflow_events WHERE run_id = '$before'"),
 		'workflow.created,workflow.started,step.started,step.succeeded,step.started,step.succeeded,workflow.succeeded',

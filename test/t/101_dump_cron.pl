@@ -13,6 +13,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use Digest::SHA qw(hmac_sha256_base64);
+use MIME::Base64 qw(encode_base64);
 
 my $node = PostgreSQL::Test::Cluster->new('ops');
 $node->init;
@@ -83,6 +85,19 @@ ok( $node->poll_query_until(
 		'app', "SELECT count(*) = 5 FROM orchestrator.runs WHERE status = 'succeeded'"),
 	'five runs finished');
 
+# A webhook with a secret of its own (for an event that never happens here):
+# its secret is dumped sealed, and signs after the restore (same cluster,
+# so the same key file; test/t/005_webhook_secrets.pl restores into another).
+my $hook_key = join('', map { chr(($_ * 53 + 7) % 256) } 0 .. 23);
+my $hook = $node->safe_psql('app',
+	"SELECT id FROM orchestrator.create_webhook('http://127.0.0.1:9/hook', '{workflow.failed}', 'whsec_"
+	  . encode_base64($hook_key, '') . "')");
+my $hook_sign = "SELECT orchestrator._webhook_sign(sealed_secret, 'msg_1', 1700000000, 'body') "
+  . "FROM orchestrator.webhook_secrets WHERE webhook_id = '$hook'";
+my $hook_want = hmac_sha256_base64('msg_1.1700000000.body', $hook_key);
+$hook_want .= '=' while length($hook_want) % 4;
+is($node->safe_psql('app', $hook_sign), "v1,$hook_want", 'the webhook signs before the dump');
+
 # A fingerprint of everything the extension keeps.
 my $fingerprint = q{
 SELECT md5(string_agg(t, '|' ORDER BY t)) FROM (
@@ -148,6 +163,10 @@ is($node->safe_psql('restored',
 	't', 'idempotency keys survive');
 is($node->safe_psql('restored', "SELECT ((orchestrator.maintain()) ->> 'partitions_ahead')::int >= 7"), 't', 'maintain() on the restored database');
 is($node->safe_psql('restored', "SELECT sum(cost) FROM orchestrator.costs_per_day"), '0.1250', 'costs restored exactly');
+is($node->safe_psql('restored', "SELECT url FROM orchestrator.webhooks WHERE id = '$hook'"),
+	'http://127.0.0.1:9/hook', 'the webhook is restored');
+is($node->safe_psql('restored', $hook_sign), "v1,$hook_want",
+	'its restored secret signs as before (same key file; HMAC computed here)');
 
 $node->stop;
 done_testing();
