@@ -131,7 +131,7 @@ $node->append_conf(
 shared_preload_libraries = 'orchestrator'
 orchestrator.database = 'app'
 orchestrator.poll_interval = 200
-orchestrator.http_allowed_hosts = '127.0.0.1'
+orchestrator.http_allowed_hosts = '127.0.0.1:*'
 orchestrator.webhook_retry_schedule = '} . join(', ', ('2 seconds') x 40) . qq{'
 log_min_messages = warning
 log_min_error_statement = error
@@ -358,9 +358,15 @@ $other->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'orchestrator'
 orchestrator.database = 'app'
 orchestrator.workers = 0
-orchestrator.http_allowed_hosts = '127.0.0.1'
+orchestrator.http_allowed_hosts = '127.0.0.1:*'
 });
 $other->start;
+# roles first, as pg_dumpall --roles-only would bring them: owners are regrole
+$other->safe_psql('postgres', q{
+	CREATE ROLE orchestrator_user NOLOGIN;
+	CREATE ROLE orchestrator_admin NOLOGIN IN ROLE orchestrator_user;
+	CREATE ROLE hook_admin LOGIN IN ROLE orchestrator_admin;
+});
 $other->safe_psql('postgres', 'CREATE DATABASE app');
 my $list = $other->basedir . '/app.list';
 IPC::Run::run [ 'pg_restore', '-l', $dump ], '|',

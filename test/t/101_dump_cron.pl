@@ -22,6 +22,7 @@ $node->append_conf(
 	'postgresql.conf', q{
 shared_preload_libraries = 'orchestrator,pg_cron'
 orchestrator.database = 'app'
+orchestrator.http_allowed_hosts = '127.0.0.1:9'
 cron.database_name = 'postgres'
 cron.use_background_workers = on
 max_worker_processes = 32
