@@ -1,0 +1,194 @@
+"""Notifications go through the relay worker, after commit, in per-run order:
+
+- a run's events reach a LISTENing client with gap-free, increasing seq, sent by
+  the relay (none directly in the committing transaction);
+- the notifications of a rolled-back subtransaction, or of a rolled-back
+  transaction, are never sent;
+- many concurrent runs: each run's notifications arrive in seq order;
+- a transaction that produced notifications cannot be PREPAREd;
+- with the relay gone (terminated), notifications are sent directly, and the
+  relay comes back.
+
+Starts its own throwaway cluster (test/cluster.sh) on 127.0.0.1 and stops it.
+"""
+import json
+import os
+import select
+import subprocess
+import tempfile
+import threading
+import time
+
+import psycopg2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLUSTER = os.path.join(HERE, "..", "cluster.sh")
+# ORCH_PORT_OFFSET / PG_BINDIR: to run two suites at once on one machine.
+OFFSET = int(os.environ.get("ORCH_PORT_OFFSET", "0"))
+BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+PORT = 55539 + OFFSET
+DATADIR = tempfile.mkdtemp(prefix="orchestrator-relay-")
+
+
+def connect(autocommit=True):
+    conn = psycopg2.connect(host="127.0.0.1", port=PORT, dbname="orchestrator", user="postgres")
+    conn.autocommit = autocommit
+    return conn
+
+
+def drain(conn, seconds):
+    """All payloads that arrive on conn within the given time."""
+    got = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if select.select([conn], [], [], 0.1)[0]:
+            conn.poll()
+            while conn.notifies:
+                got.append(json.loads(conn.notifies.pop(0).payload))
+    return got
+
+
+def until(conn, pred, seconds=30):
+    got = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if select.select([conn], [], [], 0.1)[0]:
+            conn.poll()
+            while conn.notifies:
+                p = json.loads(conn.notifies.pop(0).payload)
+                got.append(p)
+                if pred(p):
+                    return got
+    raise AssertionError("timed out; got %d notifications" % len(got))
+
+
+def status(cur):
+    cur.execute("SELECT pid, queued, sent, dropped, direct FROM orchestrator._relay_status()")
+    return dict(zip(["pid", "queued", "sent", "dropped", "direct"], cur.fetchone()))
+
+
+def wait_finished(cur, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        cur.execute("SELECT count(*) FROM orchestrator.workflow_runs WHERE finished_at IS NULL AND name = 'relay3'")
+        if cur.fetchone()[0] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("runs did not finish")
+
+
+def main():
+    subprocess.run(["bash", CLUSTER, "start", DATADIR, str(PORT), "orchestrator"], check=True)
+    try:
+        admin = connect()
+        cur = admin.cursor()
+        cur.execute("CREATE EXTENSION IF NOT EXISTS orchestrator")
+        cur.execute("""SELECT orchestrator.define_workflow('relay3', '{"steps": [
+            {"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
+            {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]},
+            {"name": "c", "kind": "sql", "sql": "SELECT 3 AS three", "depends_on": ["b"]}]}')""")
+        cur.execute("""SELECT orchestrator.define_workflow('relay_wait', '{"steps": [
+            {"name": "w", "kind": "wait", "signal": "go"}]}')""")
+        for _ in range(100):
+            if status(cur)["pid"]:
+                break
+            time.sleep(0.1)
+        assert status(cur)["pid"], "no relay running"
+
+        listener = connect()
+        listener.cursor().execute("LISTEN orchestrator")
+
+        # 1. one run, through the relay
+        before = status(cur)
+        cur.execute("SELECT orchestrator.start_workflow('relay3')")
+        run = cur.fetchone()[0]
+        got = [p for p in until(listener, lambda p: p["run_id"] == run and p["type"] == "workflow.succeeded")
+               if p["run_id"] == run]
+        assert [p["seq"] for p in got] == list(range(1, 10)), got
+        after = status(cur)
+        assert after["sent"] >= before["sent"] + 9, (before, after)
+        assert after["direct"] == before["direct"], (before, after)
+        print("one run: 9 notifications in order, all by the relay (sent %d -> %d, direct %d)"
+              % (before["sent"], after["sent"], after["direct"]))
+
+        # 2. rolled back: a subtransaction, and a whole transaction
+        tx = connect(autocommit=False)
+        t = tx.cursor()
+        t.execute("SELECT orchestrator.start_workflow('relay_wait')")
+        kept = t.fetchone()[0]
+        t.execute("SAVEPOINT s")
+        t.execute("SELECT orchestrator.start_workflow('relay_wait')")
+        undone = t.fetchone()[0]
+        t.execute("ROLLBACK TO SAVEPOINT s")
+        tx.commit()
+        t.execute("SELECT orchestrator.start_workflow('relay_wait')")
+        aborted = t.fetchone()[0]
+        tx.rollback()
+        got = until(listener, lambda p: p["run_id"] == kept and p["type"] == "step.started")
+        got += drain(listener, 1.0)
+        runs = {p["run_id"] for p in got}
+        assert kept in runs and undone not in runs and aborted not in runs, got
+        print("rolled back subtransaction and transaction: nothing sent; committed run: sent")
+
+        # 3. PREPARE of a transaction with notifications is refused
+        t.execute("SELECT orchestrator.start_workflow('relay_wait')")
+        try:
+            t.execute("PREPARE TRANSACTION 'p1'")
+            raise AssertionError("PREPARE TRANSACTION was accepted")
+        except psycopg2.Error as e:
+            assert e.pgcode == "0A000", (e.pgcode, e.pgerror)
+            print("PREPARE refused: %s" % e.pgerror.splitlines()[0])
+        tx.rollback()
+
+        # 4. many concurrent runs: each run's notifications in seq order
+        def starter(n):
+            c = connect()
+            for _ in range(n):
+                c.cursor().execute("SELECT orchestrator.start_workflow('relay3')")
+            c.close()
+        threads = [threading.Thread(target=starter, args=(50,)) for _ in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        wait_finished(cur)
+        got = drain(listener, 2.0)
+        by_run = {}
+        for p in got:
+            by_run.setdefault(p["run_id"], []).append(p["seq"])
+        concurrent = [r for r, s in by_run.items() if len(s) == 9]
+        assert len(concurrent) >= 200, len(concurrent)
+        bad = {r: s for r, s in by_run.items() if s != sorted(s)}
+        assert not bad, bad
+        print("200 runs from 4 clients: %d runs complete, each in seq order" % len(concurrent))
+
+        # 5. relay terminated: direct notifications meanwhile, then it is back
+        pid = status(cur)["pid"]
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        for _ in range(50):
+            if status(cur)["pid"] != pid:
+                break
+            time.sleep(0.1)
+        direct0 = status(cur)["direct"]
+        cur.execute("SELECT orchestrator.start_workflow('relay_wait')")
+        r = cur.fetchone()[0]
+        until(listener, lambda p: p["run_id"] == r and p["type"] == "step.started")
+        s = status(cur)
+        if not s["pid"]:
+            assert s["direct"] > direct0, s
+            print("relay gone: notifications sent directly (%d)" % (s["direct"] - direct0))
+        for _ in range(150):
+            s = status(cur)
+            if s["pid"] and s["pid"] != pid:
+                break
+            time.sleep(0.1)
+        assert s["pid"] and s["pid"] != pid, s
+        print("relay restarted (pid %d -> %d)" % (pid, s["pid"]))
+
+    finally:
+        subprocess.run(["bash", CLUSTER, "stop", DATADIR])
+        subprocess.run(["rm", "-rf", DATADIR])
+
+
+if __name__ == "__main__":
+    main()
