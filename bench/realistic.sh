@@ -6,6 +6,7 @@
 # command that reproduces it.
 #   bash bench/realistic.sh                 (as root on Debian 12)
 #   SECONDS_PER_POINT=30 CLIENTS="1 4 16" PG_BINDIR=... bash bench/realistic.sh
+#   (SKIP_SETUP=1 PG_BINDIR=<another installation>: measure another build)
 #
 # Figures per N:
 #   raw        commits/s of INSERT INTO raw_commit DEFAULT VALUES
@@ -21,7 +22,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
-[ "$(id -u)" = 0 ] && PG_BINDIR=$bindir bash "$root/test/setup.sh" >/dev/null
+# SKIP_SETUP=1: use the installation as it is (to compare another build)
+[ "$(id -u)" = 0 ] && [ -z "${SKIP_SETUP:-}" ] && PG_BINDIR=$bindir bash "$root/test/setup.sh" >/dev/null
 secs=${SECONDS_PER_POINT:-15}
 clients=${CLIENTS:-1 4 16}
 port=${PORT:-55520}
@@ -55,10 +57,9 @@ echo "SELECT orchestrator.start_workflow('noop3');" > "$data/start.sql"
 echo "SELECT orchestrator.start_workflow('ext1');" > "$data/start_ext.sql"
 cat > "$data/work.sql" <<'SQL'
 WITH c AS MATERIALIZED (SELECT * FROM orchestrator.claim_steps('bench', 'bench-worker', 50))
-SELECT count(*) FROM c
-WHERE (SELECT count(*) FROM orchestrator.complete_steps(
+SELECT CASE WHEN (SELECT count(*) FROM c) > 0 THEN (SELECT count(*) FROM orchestrator.complete_steps(
   (SELECT array_agg(run_id) FROM c), (SELECT array_agg(step) FROM c),
-  (SELECT array_agg(lease_token) FROM c), (SELECT array_agg('{}'::jsonb) FROM c))) >= 0;
+  (SELECT array_agg(lease_token) FROM c), (SELECT array_agg('{}'::jsonb) FROM c))) END;
 SQL
 chmod -R a+rX "$data"
 
