@@ -79,6 +79,11 @@ typedef enum Stmt
 	S_OPEN_STEPS,
 	S_DELETE_RUN_QUEUE,
 	S_RUN_SUCCEEDED,
+	S_INSERT_RUN,
+	S_INSERT_STEPS,
+	S_ROOT_STEPS,
+	S_MAKE_READY,
+	S_ENQUEUE_TIMER,
 	/* hand-overs to the PL/pgSQL engine */
 	S_SLOW_EXEC,
 	S_SLOW_LEASE_EXPIRED,
@@ -90,7 +95,7 @@ typedef enum Stmt
 	S_COUNT
 } Stmt;
 
-#define MAX_ARGS 6
+#define MAX_ARGS 10
 
 typedef struct StmtDef
 {
@@ -252,6 +257,29 @@ static const StmtDef stmts[S_COUNT] = {
 		"   WHERE s.run_id = $1 AND s.status IN ('waiting', 'ready', 'running'))"
 		" RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result))",
 	1, {UUIDOID}},
+	/* start_workflow(): the run, its steps, the first steps made ready */
+	[S_INSERT_RUN] = {
+		"INSERT INTO @runs@ (id, name, version, tenant, owner, started_by, input, idempotency_key, priority, deadline)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+	10, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID}},
+	[S_INSERT_STEPS] = {
+		"INSERT INTO @steps@ (run_id, step, position, kind, deps_open)"
+		" SELECT $1, d.step, d.position, d.kind, cardinality(d.depends_on) FROM orchestrator.definition_steps d"
+		" WHERE d.name = $2 AND d.version = $3 AND d.compensates IS NULL",
+	3, {UUIDOID, TEXTOID, INT4OID}},
+	[S_ROOT_STEPS] = {
+		"SELECT d.step FROM orchestrator.definition_steps d"
+		" WHERE d.name = $1 AND d.version = $2 AND d.compensates IS NULL AND cardinality(d.depends_on) = 0"
+		" ORDER BY d.position",
+	2, {TEXTOID, INT4OID}},
+	[S_MAKE_READY] = {
+		"UPDATE @steps@ SET status = 'ready', ready_at = clock_timestamp(), input = $3"
+		" WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+	[S_ENQUEUE_TIMER] = {
+		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
+		" VALUES ($1, $2, '@timer', 0, $3, $4)",
+	4, {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}},
 	[S_SLOW_EXEC] = {
 		"SELECT orchestrator._exec_sql_step($1, $2)", 2, {UUIDOID, TEXTOID}},
 	[S_SLOW_LEASE_EXPIRED] = {
@@ -1093,6 +1121,128 @@ engine_step_done(EngineRun *run, StepDef *def, const char *step, bool fresh)
 		return;
 	}
 	release_dependents(run, def);
+}
+
+/*
+ * make_ready
+ *		A step whose dependencies are done (none, for a first step): queued
+ *		here when it is plain (sql, or external without templates; no
+ *		condition), else handed to _step_ready().  False when it was handed
+ *		over (which may have changed or finished the run).
+ */
+static bool
+make_ready(EngineRun *run, const char *step)
+{
+	StepDef    *def = engine_step_def(run->name, run->version, step);
+	Datum		values[3] = {run->id, CStringGetTextDatum(step), def->ready_input};
+	char		nulls[3] = {' ', ' ', def->ready_input_isnull ? 'n' : ' '};
+
+	if (!def->plain_when_ready)
+	{
+		run_stmt(S_SLOW_STEP_READY, NULL, values, NULL);
+		done_with_rows();
+		return false;
+	}
+	run_stmt(S_MAKE_READY, &run->leaves, values, nulls);
+	{
+		Datum		q[5] = {run->id, values[1], Int32GetDatum(run->priority),
+			CStringGetTextDatum(def->queue), CStringGetTextDatum(run->name)};
+
+		run_stmt(S_ENQUEUE, NULL, q, NULL);
+	}
+	if (def->queue[0] == '@')
+		orchestrator_wake_dispatchers_at_commit();
+	else
+		orchestrator_notify(RELAY_QUEUES, def->queue);
+	return true;
+}
+
+/*
+ * engine_run_created
+ *		start_workflow(): insert the run and its steps on the run's partitions,
+ *		append workflow.created, queue the deadline, and make the first steps
+ *		ready, in position order.  A step handed to _step_ready() may end the
+ *		run (a sleep whose "until" is no time fails it): the steps after it
+ *		are then left alone.  The caller set run->id, name, version, owner,
+ *		priority and deadline.
+ */
+void
+engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
+				   const char *idempotency_key)
+{
+	Datum		values[10];
+	char		nulls[10];
+	StringInfoData data;
+	uint64		nroots;
+	char	  **roots;
+
+	if (!orchestrator_run_leaves(run->id, &run->leaves, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("no partition of orchestrator.workflow_runs for run %s",
+						DatumGetCString(DirectFunctionCall1(uuid_out, run->id))),
+				 errdetail("History is partitioned by day, and no partition holds today."),
+				 errhint("Run orchestrator.maintain(), or keep the dispatchers running: they create partitions ahead.")));
+	run->status = "pending";
+	run->attempt = 0;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = run->id;
+	values[1] = CStringGetTextDatum(run->name);
+	values[2] = Int32GetDatum(run->version);
+	values[3] = tenant ? CStringGetTextDatum(tenant) : (Datum) 0;
+	nulls[3] = tenant ? ' ' : 'n';
+	values[4] = ObjectIdGetDatum(run->owner);
+	values[5] = ObjectIdGetDatum(started_by);
+	values[6] = input;
+	values[7] = idempotency_key ? CStringGetTextDatum(idempotency_key) : (Datum) 0;
+	nulls[7] = idempotency_key ? ' ' : 'n';
+	values[8] = Int32GetDatum(run->priority);
+	values[9] = TimestampTzGetDatum(run->deadline);
+	nulls[9] = run->has_deadline ? ' ' : 'n';
+	run_stmt(S_INSERT_RUN, &run->leaves, values, nulls);
+	run_stmt(S_INSERT_STEPS, &run->leaves, values, NULL);
+
+	/* jsonb_strip_nulls(jsonb_build_object('name', .., 'version', .., 'tenant', ..)) */
+	initStringInfo(&data);
+	appendStringInfoString(&data, "{\"name\": ");
+	escape_json(&data, run->name);
+	appendStringInfo(&data, ", \"version\": %d", run->version);
+	if (tenant)
+	{
+		appendStringInfoString(&data, ", \"tenant\": ");
+		escape_json(&data, tenant);
+	}
+	appendStringInfoChar(&data, '}');
+	emit(run, S_EMIT, "workflow.created", NULL,
+		 DirectFunctionCall1(jsonb_in, CStringGetDatum(data.data)), false);
+
+	if (run->has_deadline)
+	{
+		Datum		t[4] = {run->id, CStringGetTextDatum("@deadline"),
+			TimestampTzGetDatum(run->deadline), values[1]};
+
+		run_stmt(S_ENQUEUE_TIMER, NULL, t, NULL);
+		orchestrator_wake_dispatchers_at_commit();
+	}
+
+	nroots = run_stmt(S_ROOT_STEPS, NULL, values + 1, NULL);
+	roots = palloc(sizeof(char *) * Max(nroots, 1));
+	for (uint64 i = 0; i < nroots; i++)
+		roots[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	done_with_rows();
+
+	for (uint64 i = 0; i < nroots; i++)
+	{
+		if (make_ready(run, roots[i]))
+			continue;
+		/* _step_ready() may have finished the run (a step it failed) */
+		run_stmt(S_RUN_STATUS, &run->leaves, values, NULL);
+		run->status = get_text(1);
+		done_with_rows();
+		if (!engine_run_active(run))
+			break;
+	}
 }
 
 /* The whole of a sql step by the PL/pgSQL engine (_exec_sql_step()). */

@@ -85,6 +85,8 @@ extern int64 engine_record_success(EngineRun *run, StepDef *def, const char *ste
 								   Datum result, bool result_isnull,
 								   const TimestampTz *sql_started_at, bool dequeue);
 extern void engine_step_done(EngineRun *run, StepDef *def, const char *step, bool fresh);
+extern void engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
+							   const char *idempotency_key);
 
 /* hand-overs to the PL/pgSQL engine */
 extern void engine_slow_exec_sql_step(EngineRun *run, const char *step);

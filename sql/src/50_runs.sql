@@ -17,8 +17,6 @@ DECLARE
 	caller   regrole := orchestrator._caller();
 	owner    regrole;
 	existing uuid;
-	r        orchestrator.workflow_runs;
-	s        text;
 	bad      text;
 BEGIN
 	options := coalesce(options, '{}');
@@ -121,28 +119,9 @@ BEGIN
 		END IF;
 	END IF;
 
-	INSERT INTO orchestrator.workflow_runs (id, name, version, tenant, owner, started_by, input, idempotency_key,
-											priority, deadline)
-		SELECT new_id, _api_start_workflow.name, v, tenant, owner, caller, input, idem_key,
-			   coalesce(prio, 0), deadline
-		RETURNING * INTO r;
-	INSERT INTO orchestrator.workflow_steps (run_id, step, position, kind, deps_open)
-		SELECT new_id, d.step, d.position, d.kind, cardinality(d.depends_on)
-		FROM orchestrator.definition_steps d
-		WHERE d.name = _api_start_workflow.name AND d.version = v AND d.compensates IS NULL;
-	PERFORM orchestrator._emit(new_id, 'workflow.created', NULL,
-		jsonb_strip_nulls(jsonb_build_object('name', name, 'version', v, 'tenant', tenant)));
-	IF deadline IS NOT NULL THEN
-		PERFORM orchestrator._enqueue(r, '@deadline', '@timer', deadline);
-	END IF;
-	FOR s IN SELECT d.step FROM orchestrator.definition_steps d
-			 WHERE d.name = _api_start_workflow.name AND d.version = v AND cardinality(d.depends_on) = 0
-			   AND d.compensates IS NULL
-			 ORDER BY d.position LOOP
-		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = new_id;
-		EXIT WHEN NOT orchestrator._is_active(r.status);
-		PERFORM orchestrator._step_ready(r, s);
-	END LOOP;
+	-- The run, its steps and its first transitions, on its partitions (C).
+	PERFORM orchestrator._start_run(new_id, _api_start_workflow.name, v, tenant, owner, caller, input,
+									idem_key, coalesce(prio, 0), deadline);
 	RETURN new_id;
 END
 $$;
