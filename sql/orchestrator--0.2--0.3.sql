@@ -1720,7 +1720,7 @@ DECLARE
 	breakers   jsonb;
 	problems   text[] := '{}';
 	not_ready  boolean := false;
-	w          record;
+	f          record;
 BEGIN
 	SELECT count(*), max(w.last_active), count(*) FILTER (WHERE w.consecutive_failures >= 3),
 		   coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('slot', w.slot, 'pid', w.pid,
@@ -1764,10 +1764,10 @@ BEGIN
 			round(own_oldest::numeric, 1), max_age);
 		not_ready := true;
 	END IF;
-	FOR w IN SELECT x ->> 'slot' AS slot, x ->> 'consecutive_failures' AS n, x ->> 'last_error' AS error
+	FOR f IN SELECT x ->> 'slot' AS slot, x ->> 'consecutive_failures' AS n, x ->> 'last_error' AS error
 			 FROM jsonb_array_elements(dispatchers) x
 			 WHERE (x ->> 'consecutive_failures')::integer >= 3 LOOP
-		problems := problems || format('dispatcher %s failed its last %s turns: %s', w.slot, w.n, w.error);
+		problems := problems || format('dispatcher %s failed its last %s turns: %s', f.slot, f.n, f.error);
 		not_ready := true;
 	END LOOP;
 	IF ahead < 1 THEN

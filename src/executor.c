@@ -261,12 +261,20 @@ orchestrator_engine_guard_arm(int ms)
 		enable_timeout_after(STATEMENT_TIMEOUT, ms);
 }
 
-/* Disarm the engine's guard. */
+/*
+ * orchestrator_engine_guard_disarm
+ *		Disarm the engine's guard.  A guard that fired just before is served
+ *		first, so that its error belongs to the work it limited (the step in
+ *		hand), not to whatever comes next.
+ */
 void
 orchestrator_engine_guard_disarm(void)
 {
 	if (engine_guard_ms > 0)
+	{
+		CHECK_FOR_INTERRUPTS();
 		disable_timeout(STATEMENT_TIMEOUT, false);
+	}
 	engine_guard_ms = 0;
 }
 
@@ -296,7 +304,9 @@ arm_step_timeout(StepTimeout *st, int timeout_ms)
 	st->guard_ms = engine_guard_ms;
 	if (engine_guard_ms > 0)
 	{
-		orchestrator_engine_guard_disarm();
+		/* no interrupt check here: the caller is the owner already */
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		engine_guard_ms = 0;
 		st->outer_active = false;
 	}
 	else
