@@ -275,10 +275,10 @@ orchestrator_step_begin(pg_uuid_t *run_id, const char *step, int32 attempt)
 	strlcpy(in_hand_key.step, step, STEP_KEY_NAME_LEN);
 	in_hand = true;
 
+	memset(&entry, 0, sizeof(entry));
 	entry.magic = JOURNAL_MAGIC;
 	entry.state = JOURNAL_RUNNING;
 	entry.key = in_hand_key;
-	entry.reason[0] = '\0';
 	journal_write(&entry);
 	journal_dirty = true;
 	orchestrator_report_step(run_id, step);
