@@ -222,7 +222,8 @@ journal_exit(int code, Datum arg)
 
 	if (!stopped)
 		ereport(LOG,
-				(errmsg("orchestrator dispatcher %d exits while running step \"%s\" of run %s: %s",
+				(errcode(orchestrator_watchdog_fired ? ERRCODE_QUERY_CANCELED : ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("orchestrator dispatcher %d exits while running step \"%s\" of run %s: %s",
 						journal_slot, in_hand_key.step,
 						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&in_hand_key.run_id))),
 						message),
@@ -613,6 +614,7 @@ orchestrator_journal_startup(bool crash_restart)
 	}
 	if (queued > 0)
 		ereport(LOG,
-				(errmsg("orchestrator: %d sql step(s) were running in dispatchers when the server crashed; their attempts count as failed",
+				(errcode(ERRCODE_CRASH_SHUTDOWN),
+				 errmsg("orchestrator: %d sql step(s) were running in dispatchers when the server crashed; their attempts count as failed",
 						queued)));
 }

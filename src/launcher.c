@@ -166,8 +166,10 @@ manage_slot(int slot, bool wanted, TimestampTz now, long *sleep_ms)
 			if (wanted && !ls->terminating && promptly)
 			{
 				ereport(LOG,
-						(errmsg("orchestrator dispatcher %d exited because of a sql step, restarting it",
-								slot)));
+						(errcode(ERRCODE_ADMIN_SHUTDOWN),
+						 errmsg("orchestrator dispatcher %d exited because of a sql step, restarting it",
+								slot),
+						 errdetail("The step's attempt counts as failed; the dispatcher is started again at once.")));
 				ls->start_after = now;
 			}
 			else if (wanted && !ls->terminating)
