@@ -33,8 +33,10 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "executor.h"
 #include "guc.h"
 #include "http.h"
+#include "journal.h"
 #include "shmem.h"
 #include "sql_steps.h"
 #include "version.h"
@@ -46,10 +48,19 @@
 static const char *dispatch_query =
 "SELECT processed, next_wake FROM orchestrator._dispatch($1)";
 
+/* How a turn ended. */
+typedef enum TurnOutcome
+{
+	TURN_OK,
+	TURN_FAILED,				/* logged, transaction aborted */
+	TURN_STEP_FAILED			/* ... because of the sql step in hand */
+} TurnOutcome;
+
 /* Outcome of one dispatch turn. */
 typedef struct DispatchResult
 {
 	bool		extension_exists;	/* ... in this library's version */
+	bool		record_lost;	/* record lost sql step attempts first */
 	char	   *other_version;	/* the version installed instead, if any */
 	int32		processed;
 	bool		has_next_wake;
@@ -95,7 +106,17 @@ release_session_locks(void)
 static void
 dispatch_once(DispatchResult *result)
 {
+	bool		record_lost = result->record_lost;
+
 	memset(result, 0, sizeof(DispatchResult));
+
+	/*
+	 * Attempts of sql steps lost outside their statement (journal.c) are
+	 * recorded first, each in a transaction of its own; claims below leave
+	 * those still waiting alone.
+	 */
+	if (record_lost)
+		result->processed = orchestrator_record_lost_steps();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -123,14 +144,20 @@ dispatch_once(DispatchResult *result)
 		Datum		values[1];
 		int			rc;
 
+		int			sql_processed;
+
 		/* sql steps in C (sql_steps.c), then timers and leases */
-		result->processed = orchestrator_run_sql_steps(orchestrator_batch_size);
-		if (result->processed >= orchestrator_batch_size)
+		sql_processed = orchestrator_run_sql_steps(orchestrator_batch_size);
+		result->processed += sql_processed;
+		if (sql_processed >= orchestrator_batch_size)
 			goto done;
 
-		values[0] = Int32GetDatum(orchestrator_batch_size - result->processed);
+		/* the engine's templates and conditions of timers have a limit too */
+		values[0] = Int32GetDatum(orchestrator_batch_size - sql_processed);
+		orchestrator_engine_guard_arm(orchestrator_engine_timeout);
 		rc = SPI_execute_with_args(dispatch_query, 1, argtypes, values, NULL,
 								   false, 1);
+		orchestrator_engine_guard_disarm();
 		if (rc != SPI_OK_SELECT)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
@@ -216,7 +243,7 @@ http_once(HttpTurn *turn)
 
 /*
  * recover_from_error
- *		Clean up after an error in a dispatch turn and log it.
+ *		Clean up after an error in a dispatch turn; returns the error.
  *
  * This mirrors the error recovery of PostgresMain(): the transaction is
  * aborted (which also releases SPI, snapshots, locks and buffer pins), the
@@ -224,7 +251,7 @@ http_once(HttpTurn *turn)
  * is called with CurrentMemoryContext pointing into ErrorContext, so the
  * error is first copied into "context".
  */
-static void
+static ErrorData *
 recover_from_error(MemoryContext context)
 {
 	ErrorData  *edata;
@@ -236,6 +263,7 @@ recover_from_error(MemoryContext context)
 	FlushErrorState();
 
 	disable_all_timeouts(false);
+	orchestrator_engine_guard_forget();
 	QueryCancelPending = false;
 
 	AbortCurrentTransaction();
@@ -245,6 +273,24 @@ recover_from_error(MemoryContext context)
 
 	RESUME_INTERRUPTS();
 
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return edata;
+}
+
+/*
+ * log_failed_turn
+ *		Log the error of a failed turn, and count it for health().
+ */
+static void
+log_failed_turn(ErrorData *edata)
+{
+	char		error[SLOT_ERROR_LEN];
+
+	snprintf(error, sizeof(error), "SQLSTATE %s: %s",
+			 unpack_sql_state(edata->sqlerrcode), edata->message);
+	orchestrator_report_failure(error);
+
 	ereport(LOG,
 			(errcode(edata->sqlerrcode),
 			 errmsg("orchestrator dispatcher %d: dispatch failed with SQLSTATE %s: %s",
@@ -253,20 +299,19 @@ recover_from_error(MemoryContext context)
 			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 			 edata->context ? errcontext("%s", edata->context) : 0,
 			 errhint("The dispatcher tries again after orchestrator.poll_interval, waiting longer while the error persists.")));
-
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /*
- * dispatch_turn
- *		One dispatch turn (http NULL) or HTTP turn; false when it failed
- *		(the error is logged and the transaction aborted).
+ * run_turn
+ *		One dispatch turn (http NULL) or HTTP turn.  When it fails, the
+ *		transaction is aborted; an error while a sql step was in hand is that
+ *		step's failed attempt (TURN_STEP_FAILED: the batch is redone without
+ *		it), any other is the turn's (TURN_FAILED, logged and counted).
  */
-static bool
-dispatch_turn(DispatchResult *result, HttpTurn *http, MemoryContext loop_context)
+static TurnOutcome
+run_turn(DispatchResult *result, HttpTurn *http, MemoryContext loop_context)
 {
-	volatile bool ok = true;
+	ErrorData  *volatile edata = NULL;
 
 	PG_TRY();
 	{
@@ -277,12 +322,23 @@ dispatch_turn(DispatchResult *result, HttpTurn *http, MemoryContext loop_context
 	}
 	PG_CATCH();
 	{
-		recover_from_error(loop_context);
-		ok = false;
+		edata = recover_from_error(loop_context);
 	}
 	PG_END_TRY();
 
-	return ok;
+	if (edata == NULL)
+		return TURN_OK;
+	if (http == NULL && orchestrator_step_failed_in_batch(edata))
+		return TURN_STEP_FAILED;
+	log_failed_turn(edata);
+	return TURN_FAILED;
+}
+
+/* An HTTP turn: true when it worked. */
+static bool
+dispatch_turn(DispatchResult *result, HttpTurn *http, MemoryContext loop_context)
+{
+	return run_turn(result, http, loop_context) == TURN_OK;
 }
 
 /*
@@ -364,6 +420,10 @@ orchestrator_dispatcher_main(Datum main_arg)
 		proc_exit(0);
 	}
 
+	/* the journal of lost steps, and the watchdog of runaway steps */
+	orchestrator_journal_open(dispatcher_slot);
+	orchestrator_enable_step_watchdog();
+
 	/* shows in pg_stat_activity (the GUC's assign hook reports it) */
 	snprintf(appname, sizeof(appname), "%s %d", ORCHESTRATOR_DISPATCHER_TYPE, dispatcher_slot);
 	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
@@ -399,13 +459,23 @@ orchestrator_dispatcher_main(Datum main_arg)
 
 		if (dispatch_due)
 		{
-			if (!dispatch_turn(&result, NULL, loop_context))
+			TurnOutcome outcome;
+
+			result.record_lost = extension_exists;
+			outcome = run_turn(&result, NULL, loop_context);
+			if (outcome == TURN_STEP_FAILED)
+			{
+				/* that step is set aside: redo the batch without it */
+				extension_exists = true;
+				continue;
+			}
+			if (outcome == TURN_FAILED)
 			{
 				failures++;
 				sleep_ms = (long) orchestrator_poll_interval << Min(failures - 1, 16);
 				sleep_ms = Min(sleep_ms, Max(DISPATCH_MAX_ERROR_BACKOFF_MS,
 											 orchestrator_poll_interval));
-				orchestrator_report_turn(0);
+				orchestrator_report_turn(0, false);
 				sleep_for(sleep_ms, false);
 				continue;
 			}
@@ -435,7 +505,7 @@ orchestrator_dispatcher_main(Datum main_arg)
 			waiting_logged = false;
 			extension_exists = true;
 
-			orchestrator_report_turn((uint64) Max(result.processed, 0));
+			orchestrator_report_turn((uint64) Max(result.processed, 0), true);
 
 			/* Did some work: there may be more, go again at once. */
 			dispatch_due = result.processed > 0;

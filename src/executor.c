@@ -22,6 +22,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "parser/parser.h"
+#include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -36,6 +37,7 @@
 #include "caller.h"
 #include "executor.h"
 #include "guc.h"
+#include "journal.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_run_sql_step);
 PG_FUNCTION_INFO_V1(orchestrator_sql_statement_count);
@@ -49,7 +51,26 @@ typedef struct StepTimeout
 	bool		armed;			/* we enabled STATEMENT_TIMEOUT */
 	bool		outer_active;	/* it was already enabled by the caller */
 	TimestampTz outer_finish;	/* ... and would fire then */
+	int			guard_ms;		/* the engine's guard was armed (ms) */
+	bool		watchdog;		/* we enabled the watchdog */
 } StepTimeout;
+
+/*
+ * The watchdog of a dispatcher's step (registered by the dispatcher only):
+ * a timeout that the statement cannot catch.  It fires
+ * orchestrator.step_timeout_grace after the step's own timeout, when the
+ * statement went on (a PL/pgSQL block that catches query_canceled, code
+ * that does not check for interrupts often) and makes the process exit.
+ */
+static TimeoutId watchdog_timeout = MAX_TIMEOUTS;
+
+/*
+ * The engine's guard (orchestrator.engine_timeout): STATEMENT_TIMEOUT armed
+ * by the dispatcher around its own work for a step or a timer pass, so that
+ * the engine's jsonpath conditions and templates cannot hold it for ever.
+ * A step's statement has a timeout of its own instead, whatever the guard.
+ */
+static int	engine_guard_ms = 0;
 
 /* One sql step to run: inputs, and where its result goes. */
 typedef struct SqlStep
@@ -200,11 +221,78 @@ count_statements(const char *sql)
 }
 
 /*
+ * step_watchdog_handler
+ *		The step went on past its timeout and the grace: end the process as
+ *		die() would (a FATAL error at the next interrupt check, which no
+ *		exception handler catches).  The journal (journal.c) then counts the
+ *		attempt as failed, and the launcher starts a new dispatcher at once.
+ */
+static void
+step_watchdog_handler(void)
+{
+	orchestrator_watchdog_fired = true;
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+/*
+ * orchestrator_enable_step_watchdog
+ *		In a dispatcher: steps run from now on have a watchdog.
+ */
+void
+orchestrator_enable_step_watchdog(void)
+{
+	if (watchdog_timeout == MAX_TIMEOUTS)
+		watchdog_timeout = RegisterTimeout(USER_TIMEOUT, step_watchdog_handler);
+}
+
+/*
+ * orchestrator_engine_guard_arm
+ *		Arm the engine's guard: the dispatcher's own work fails with a
+ *		statement timeout (57014) after "ms".  Steps run meanwhile suspend it
+ *		and arm it afresh when their statement is done.
+ */
+void
+orchestrator_engine_guard_arm(int ms)
+{
+	engine_guard_ms = ms;
+	if (ms > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, ms);
+}
+
+/*
+ * orchestrator_engine_guard_disarm
+ *		Disarm the engine's guard.  A guard that fired just before is served
+ *		first, so that its error belongs to the work it limited (the step in
+ *		hand), not to whatever comes next.
+ */
+void
+orchestrator_engine_guard_disarm(void)
+{
+	if (engine_guard_ms > 0)
+	{
+		CHECK_FOR_INTERRUPTS();
+		disable_timeout(STATEMENT_TIMEOUT, false);
+	}
+	engine_guard_ms = 0;
+}
+
+/* After disable_all_timeouts() (error recovery): the guard is gone. */
+void
+orchestrator_engine_guard_forget(void)
+{
+	engine_guard_ms = 0;
+}
+
+/*
  * arm_step_timeout
  *		Make STATEMENT_TIMEOUT fire timeout_ms from now, unless a statement
  *		timeout of the caller fires earlier anyway.  The caller's timeout is
  *		remembered so that disarm_step_timeout() can put it back: a plain
- *		backend uses the same timer for statement_timeout.
+ *		backend uses the same timer for statement_timeout.  The engine's
+ *		guard is not the caller's timeout: it is suspended instead.  In a
+ *		dispatcher the watchdog is armed for timeout + grace.
  */
 static void
 arm_step_timeout(StepTimeout *st, int timeout_ms)
@@ -212,7 +300,17 @@ arm_step_timeout(StepTimeout *st, int timeout_ms)
 	TimestampTz finish;
 
 	st->armed = false;
-	st->outer_active = get_timeout_active(STATEMENT_TIMEOUT);
+	st->watchdog = false;
+	st->guard_ms = engine_guard_ms;
+	if (engine_guard_ms > 0)
+	{
+		/* no interrupt check here: the caller is the owner already */
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		engine_guard_ms = 0;
+		st->outer_active = false;
+	}
+	else
+		st->outer_active = get_timeout_active(STATEMENT_TIMEOUT);
 	st->outer_finish = st->outer_active ? get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
 
 	/* no attempt outlives orchestrator.max_step_timeout */
@@ -220,6 +318,14 @@ arm_step_timeout(StepTimeout *st, int timeout_ms)
 		timeout_ms = orchestrator_max_step_timeout;
 
 	finish = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	if (watchdog_timeout != MAX_TIMEOUTS)
+	{
+		enable_timeout_at(watchdog_timeout,
+						  TimestampTzPlusMilliseconds(finish, orchestrator_step_timeout_grace));
+		st->watchdog = true;
+	}
+
 	if (st->outer_active && st->outer_finish <= finish)
 		return;
 
@@ -234,12 +340,23 @@ arm_step_timeout(StepTimeout *st, int timeout_ms)
 static void
 disarm_step_timeout(StepTimeout *st)
 {
-	if (!st->armed)
-		return;
-	disable_timeout(STATEMENT_TIMEOUT, false);
-	if (st->outer_active)
-		enable_timeout_at(STATEMENT_TIMEOUT, st->outer_finish);
-	st->armed = false;
+	if (st->watchdog)
+	{
+		disable_timeout(watchdog_timeout, false);
+		st->watchdog = false;
+	}
+	if (st->armed)
+	{
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		if (st->outer_active)
+			enable_timeout_at(STATEMENT_TIMEOUT, st->outer_finish);
+		st->armed = false;
+	}
+	if (st->guard_ms > 0)
+	{
+		orchestrator_engine_guard_arm(st->guard_ms);
+		st->guard_ms = 0;
+	}
 }
 
 /*

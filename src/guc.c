@@ -28,6 +28,9 @@ char	   *orchestrator_default_lease = NULL;
 char	   *orchestrator_default_step_timeout = NULL;
 int			orchestrator_max_step_timeout = 3600 * 1000;
 int			orchestrator_relay_queue_size = 16384;
+int			orchestrator_step_timeout_grace = 5000;
+int			orchestrator_engine_timeout = 60 * 1000;
+int			orchestrator_health_max_ready_age = 60;
 char	   *orchestrator_http_allowed_hosts = NULL;
 int			orchestrator_http_max_concurrency = 100;
 int			orchestrator_http_max_host_connections = 0;
@@ -247,6 +250,34 @@ orchestrator_define_gucs(void)
 							256, 1024 * 1024,
 							PGC_POSTMASTER,
 							0,
+	DefineCustomIntVariable("orchestrator.step_timeout_grace",
+							"Time a sql step may go on after its timeout before its dispatcher process is ended.",
+							"A statement that catches its cancel or does not check for it is stopped this long after its timeout; the attempt counts as failed and a new dispatcher starts.",
+							&orchestrator_step_timeout_grace,
+							5000,
+							100, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.engine_timeout",
+							"Longest time a dispatcher spends on its own work for one sql step or one timer pass.",
+							"Recording a result, evaluating \"when\" conditions and templates; past it that work fails with SQLSTATE 57014 (for a sql step: a failed attempt).",
+							&orchestrator_engine_timeout,
+							60 * 1000,
+							100, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.health_max_ready_age",
+							"Age of the oldest ready work of the dispatchers beyond which health() reports not ready.",
+							NULL,
+							&orchestrator_health_max_ready_age,
+							60,
+							1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("orchestrator.retention",

@@ -8,7 +8,10 @@
  * postmaster never restarts (BGW_NEVER_RESTART): the launcher notices when
  * one exits (the postmaster signals it, as bgw_notify_pid) and starts it
  * again after DISPATCHER_RESTART_DELAY_MS, so a dispatcher that fails at once
- * (for example, orchestrator.database does not exist) cannot spin.  On
+ * (for example, orchestrator.database does not exist) cannot spin.  A
+ * dispatcher that exited because of a sql step (its watchdog ended it, the
+ * step terminated it) says so in its slot and is started again at once:
+ * the process was fine, and the step's lost attempt is counted.  On
  * SIGHUP it grows or shrinks the set to the new orchestrator.workers.
  *
  * Dispatchers are numbered by slot (0 .. orchestrator.workers - 1); the slot
@@ -156,9 +159,20 @@ manage_slot(int slot, bool wanted, TimestampTz now, long *sleep_ms)
 
 		if (status == BGWH_STOPPED)
 		{
+			bool		promptly = orchestrator_take_restart_promptly(slot);
+
 			pfree(ls->handle);
 			ls->handle = NULL;
-			if (wanted && !ls->terminating)
+			if (wanted && !ls->terminating && promptly)
+			{
+				ereport(LOG,
+						(errcode(ERRCODE_ADMIN_SHUTDOWN),
+						 errmsg("orchestrator dispatcher %d exited because of a sql step, restarting it",
+								slot),
+						 errdetail("The step's attempt counts as failed; the dispatcher is started again at once.")));
+				ls->start_after = now;
+			}
+			else if (wanted && !ls->terminating)
 			{
 				ereport(LOG,
 						(errmsg("orchestrator dispatcher %d exited, restarting it in %d ms",
@@ -174,6 +188,7 @@ manage_slot(int slot, bool wanted, TimestampTz now, long *sleep_ms)
 		{
 			if (!wanted && !ls->terminating)
 			{
+				orchestrator_request_stop(slot);
 				TerminateBackgroundWorker(ls->handle);
 				ls->terminating = true;
 			}
@@ -186,7 +201,10 @@ manage_slot(int slot, bool wanted, TimestampTz now, long *sleep_ms)
 	if (pid != 0)
 	{
 		if (!wanted)
+		{
+			orchestrator_request_stop(slot);
 			kill(pid, SIGTERM);
+		}
 		*sleep_ms = Min(*sleep_ms, ADOPTED_CHECK_INTERVAL_MS);
 		return;
 	}

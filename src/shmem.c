@@ -21,7 +21,9 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
+#include "utils/uuid.h"
 
+#include "journal.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_worker_status);
@@ -32,6 +34,14 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static int	my_slot = -1;
+
+/*
+ * Has this postmaster set up shared memory before?  Then the server is
+ * reinitialising after a crash of one of its processes (the postmaster
+ * itself stays), and the sql steps the dispatchers were running when it
+ * crashed are lost attempts (journal.c).
+ */
+static bool shmem_initialised_before = false;
 
 /*
  * orchestrator_shmem_request
@@ -76,10 +86,18 @@ orchestrator_shmem_startup(void)
 		{
 			pg_atomic_init_u64(&orchestrator_shared->slots[i].last_active, 0);
 			pg_atomic_init_u64(&orchestrator_shared->slots[i].steps_processed, 0);
+			SpinLockInit(&orchestrator_shared->slots[i].mutex);
 		}
+		pg_atomic_init_u32(&orchestrator_shared->nlost, 0);
 	}
 
 	LWLockRelease(AddinShmemInitLock);
+
+	if (!found && !IsUnderPostmaster)
+	{
+		orchestrator_journal_startup(shmem_initialised_before);
+		shmem_initialised_before = true;
+	}
 }
 
 /*
@@ -111,6 +129,7 @@ orchestrator_release_slot(int code, Datum arg)
 		slot->in_use = false;
 		slot->pid = 0;
 		slot->pgprocno = -1;
+		slot->stop_requested = false;
 	}
 	LWLockRelease(orchestrator_shared->lock);
 	my_slot = -1;
@@ -140,13 +159,25 @@ orchestrator_claim_slot(int slot)
 	s->pid = MyProcPid;
 	s->pgprocno = MyProc->pgprocno;
 	s->started_at = GetCurrentTimestamp();
+	s->stop_requested = false;
 	pg_atomic_write_u64(&s->last_active, 0);
 	pg_atomic_write_u64(&s->steps_processed, 0);
 	LWLockRelease(orchestrator_shared->lock);
 
+	SpinLockAcquire(&s->mutex);
+	s->has_step = false;
+	SpinLockRelease(&s->mutex);
+
 	my_slot = slot;
 	before_shmem_exit(orchestrator_release_slot, Int32GetDatum(slot));
 	return true;
+}
+
+/* The slot of the calling dispatcher, or -1. */
+int
+orchestrator_my_slot(void)
+{
+	return my_slot;
 }
 
 /*
@@ -155,7 +186,7 @@ orchestrator_claim_slot(int slot)
  *		activity, and "processed" more steps are done.
  */
 void
-orchestrator_report_turn(uint64 processed)
+orchestrator_report_turn(uint64 processed, bool succeeded)
 {
 	OrchestratorSlot *s;
 
@@ -165,6 +196,92 @@ orchestrator_report_turn(uint64 processed)
 	pg_atomic_write_u64(&s->last_active, (uint64) GetCurrentTimestamp());
 	if (processed > 0)
 		pg_atomic_fetch_add_u64(&s->steps_processed, processed);
+
+	/* a turn that worked ends a series of failures (read without the lock) */
+	if (succeeded && s->failures != 0)
+	{
+		LWLockAcquire(orchestrator_shared->lock, LW_EXCLUSIVE);
+		s->failures = 0;
+		LWLockRelease(orchestrator_shared->lock);
+	}
+}
+
+/*
+ * orchestrator_report_failure
+ *		Record a failed turn of the calling dispatcher (or its exit because
+ *		of a step) for health(): one more consecutive failure, and its error.
+ *		The count stays with the slot when the process is replaced.
+ */
+void
+orchestrator_report_failure(const char *error)
+{
+	OrchestratorSlot *s;
+
+	if (my_slot < 0)
+		return;
+	s = &orchestrator_shared->slots[my_slot];
+	LWLockAcquire(orchestrator_shared->lock, LW_EXCLUSIVE);
+	s->failures++;
+	s->last_error_at = GetCurrentTimestamp();
+	strlcpy(s->last_error, error, SLOT_ERROR_LEN);
+	LWLockRelease(orchestrator_shared->lock);
+}
+
+/*
+ * orchestrator_report_step
+ *		Publish the sql step the calling dispatcher now handles (run_id
+ *		NULL: none), for _worker_status() and health().
+ */
+void
+orchestrator_report_step(pg_uuid_t *run_id, const char *step)
+{
+	OrchestratorSlot *s;
+
+	if (my_slot < 0)
+		return;
+	s = &orchestrator_shared->slots[my_slot];
+	SpinLockAcquire(&s->mutex);
+	s->has_step = run_id != NULL;
+	if (run_id != NULL)
+	{
+		s->step_run_id = *run_id;
+		strlcpy(s->step_name, step, STEP_KEY_NAME_LEN);
+		s->step_since = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&s->mutex);
+}
+
+/*
+ * orchestrator_request_stop
+ *		The launcher is about to stop the dispatcher of a slot on purpose
+ *		(orchestrator.workers was lowered): a step it is running then is not
+ *		a lost attempt of that step.
+ */
+void
+orchestrator_request_stop(int slot)
+{
+	LWLockAcquire(orchestrator_shared->lock, LW_EXCLUSIVE);
+	if (orchestrator_shared->slots[slot].in_use)
+		orchestrator_shared->slots[slot].stop_requested = true;
+	LWLockRelease(orchestrator_shared->lock);
+}
+
+/*
+ * orchestrator_take_restart_promptly
+ *		Did the last dispatcher of a slot exit because of a step (its
+ *		watchdog, a kill by the step)?  Then the launcher starts the next one
+ *		at once: the dispatcher itself is fine.  Clears the flag.
+ */
+bool
+orchestrator_take_restart_promptly(int slot)
+{
+	bool		promptly;
+
+	LWLockAcquire(orchestrator_shared->lock, LW_EXCLUSIVE);
+	promptly = orchestrator_shared->slots[slot].restart_promptly;
+	orchestrator_shared->slots[slot].restart_promptly = false;
+	LWLockRelease(orchestrator_shared->lock);
+	return promptly;
 }
 
 /*
@@ -225,7 +342,8 @@ orchestrator_wake_dispatchers(void)
 /*
  * orchestrator_worker_status
  *		One row per live dispatcher: slot, pid, start time, time of its last
- *		dispatch turn, and the number of steps it has handled.
+ *		dispatch turn, the number of steps it has handled, its consecutive
+ *		failed turns and last error, and the sql step it is handling.
  */
 Datum
 orchestrator_worker_status(PG_FUNCTION_ARGS)
@@ -241,21 +359,41 @@ orchestrator_worker_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < ORCHESTRATOR_MAX_WORKERS; i++)
 	{
 		OrchestratorSlot *s = &orchestrator_shared->slots[i];
-		Datum		values[5];
-		bool		nulls[5] = {false};
+		Datum		values[11];
+		bool		nulls[11] = {false};
 		bool		in_use;
 		pid_t		pid;
 		TimestampTz started_at;
 		uint64		last_active;
+		uint32		failures;
+		TimestampTz last_error_at;
+		char		last_error[SLOT_ERROR_LEN];
+		bool		has_step;
+		pg_uuid_t  *run_id = palloc(sizeof(pg_uuid_t));
+		char		step[STEP_KEY_NAME_LEN];
+		TimestampTz step_since = 0;
 
 		LWLockAcquire(orchestrator_shared->lock, LW_SHARED);
 		in_use = s->in_use;
 		pid = s->pid;
 		started_at = s->started_at;
+		failures = s->failures;
+		last_error_at = s->last_error_at;
+		strlcpy(last_error, s->last_error, SLOT_ERROR_LEN);
 		LWLockRelease(orchestrator_shared->lock);
 
 		if (!in_use)
 			continue;
+
+		SpinLockAcquire(&s->mutex);
+		has_step = s->has_step;
+		if (has_step)
+		{
+			*run_id = s->step_run_id;
+			memcpy(step, s->step_name, STEP_KEY_NAME_LEN);
+			step_since = s->step_since;
+		}
+		SpinLockRelease(&s->mutex);
 
 		last_active = pg_atomic_read_u64(&s->last_active);
 
@@ -267,6 +405,23 @@ orchestrator_worker_status(PG_FUNCTION_ARGS)
 		else
 			values[3] = TimestampTzGetDatum((TimestampTz) last_active);
 		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&s->steps_processed));
+		values[5] = Int32GetDatum((int32) failures);
+		if (last_error_at == 0)
+			nulls[6] = nulls[7] = true;
+		else
+		{
+			values[6] = CStringGetTextDatum(last_error);
+			values[7] = TimestampTzGetDatum(last_error_at);
+		}
+		if (!has_step)
+			nulls[8] = nulls[9] = nulls[10] = true;
+		else
+		{
+			step[STEP_KEY_NAME_LEN - 1] = '\0';
+			values[8] = UUIDPGetDatum(run_id);
+			values[9] = CStringGetTextDatum(step);
+			values[10] = TimestampTzGetDatum(step_since);
+		}
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -15,9 +15,13 @@
 
 #include "port/atomics.h"
 #include "storage/lwlock.h"
+#include "storage/spin.h"
 #include "utils/timestamp.h"
 
 #include "guc.h"
+#include "journal.h"
+
+#define SLOT_ERROR_LEN		256
 
 typedef struct OrchestratorSlot
 {
@@ -26,24 +30,67 @@ typedef struct OrchestratorSlot
 	pid_t		pid;
 	int			pgprocno;		/* whose procLatch to set */
 	TimestampTz started_at;
+	bool		stop_requested; /* the launcher stops it on purpose */
+
+	/*
+	 * Also protected by the lock, and kept when the process exits: the
+	 * launcher and health() look at a slot, not at one process of it.
+	 */
+	bool		restart_promptly;	/* it exited because of a step */
+	uint32		failures;		/* consecutive failed turns */
+	TimestampTz last_error_at;
+	char		last_error[SLOT_ERROR_LEN];
 
 	/* Written by the owning dispatcher only, read without the lock. */
 	pg_atomic_uint64 last_active;	/* a TimestampTz, 0 = never */
 	pg_atomic_uint64 steps_processed;
+
+	/* The sql step it is handling, if any: written by its dispatcher. */
+	slock_t		mutex;
+	bool		has_step;
+	pg_uuid_t	step_run_id;
+	char		step_name[STEP_KEY_NAME_LEN];
+	TimestampTz step_since;
 } OrchestratorSlot;
+
+/*
+ * An attempt of a sql step lost outside its statement (journal.c), waiting
+ * for a dispatcher to record it.  Claims leave such a step alone meanwhile.
+ */
+typedef struct LostStep
+{
+	StepKey		key;
+	bool		internal;		/* the dispatcher's own work failed */
+	int			sqlerrcode;		/* 0: none */
+	char		message[SLOT_ERROR_LEN];
+	char		detail[SLOT_ERROR_LEN];
+	TimestampTz retry_at;		/* recording failed: not before then */
+	int			failures;		/* ... this many times */
+} LostStep;
+
+#define ORCHESTRATOR_MAX_LOST	128
 
 typedef struct OrchestratorShared
 {
 	LWLock	   *lock;
 	pid_t		launcher_pid;	/* protected by lock */
 	OrchestratorSlot slots[ORCHESTRATOR_MAX_WORKERS];
+
+	/* Lost attempts to record; protected by lock, nlost readable without */
+	pg_atomic_uint32 nlost;
+	LostStep	lost[ORCHESTRATOR_MAX_LOST];
 } OrchestratorShared;
 
 extern OrchestratorShared *orchestrator_shared;
 
 extern void orchestrator_shmem_install_hooks(void);
 extern bool orchestrator_claim_slot(int slot);
-extern void orchestrator_report_turn(uint64 processed);
+extern int	orchestrator_my_slot(void);
+extern void orchestrator_report_turn(uint64 processed, bool succeeded);
+extern void orchestrator_report_failure(const char *error);
+extern void orchestrator_report_step(pg_uuid_t *run_id, const char *step);
+extern void orchestrator_request_stop(int slot);
+extern bool orchestrator_take_restart_promptly(int slot);
 extern pid_t orchestrator_slot_pid(int slot);
 extern void orchestrator_set_launcher_pid(pid_t pid);
 extern void orchestrator_wake_dispatchers(void);

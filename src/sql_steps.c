@@ -14,6 +14,16 @@
  * holds the row locks (updating them in a subtransaction would create
  * multixacts).
  *
+ * An error in the bookkeeping of a step therefore aborts the whole batch.
+ * Each step is taken "in hand" while it is handled (journal.c): the
+ * dispatcher then records a failed attempt for that step alone, in a
+ * transaction of its own, and redoes the batch without it.  No
+ * subtransaction per step is needed for that (with the statement's own,
+ * two per step would overflow the 64 subtransactions a snapshot caches).
+ * The same key goes to the slot's journal file before the statement runs,
+ * so that a step that kills its process is counted too.  The engine's own
+ * work for a step runs under orchestrator.engine_timeout.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -28,6 +38,8 @@
 
 #include "engine.h"
 #include "executor.h"
+#include "guc.h"
+#include "journal.h"
 #include "sql_steps.h"
 
 /*
@@ -90,13 +102,6 @@ run_one(EngineClaim *claim, EngineRun *run)
 	bool		result_isnull;
 	ErrorData  *error = NULL;
 
-	if (claim->leased)
-	{
-		/* a lease on an internal queue: its holder is gone */
-		engine_lease_expired(run, claim);
-		return;
-	}
-
 	def = engine_step_def(run->name, run->version, claim->step);
 	owner = def->plain_sql && SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run->owner))
 		? run->owner : InvalidOid;
@@ -128,6 +133,28 @@ run_one(EngineClaim *claim, EngineRun *run)
 	engine_step_done(run, def, claim->step, seq == started_seq + 1);
 }
 
+/*
+ * handle_one
+ *		Run one claimed sql step whose run is locked, in hand (an error
+ *		escaping it, or the death of the process, is this step's failed
+ *		attempt) and under the engine's time limit.
+ */
+static void
+handle_one(EngineClaim *claim, EngineRun *run)
+{
+	if (claim->leased)
+	{
+		/* a lease on an internal queue: its holder is gone */
+		engine_lease_expired(run, claim);
+		return;
+	}
+	orchestrator_step_begin(&claim->run_id, claim->step, run->attempt + 1);
+	orchestrator_engine_guard_arm(orchestrator_engine_timeout);
+	run_one(claim, run);
+	orchestrator_engine_guard_disarm();
+	orchestrator_step_end();
+}
+
 /* The dispatcher's batch in its unit of work. */
 typedef struct SqlBatch
 {
@@ -151,16 +178,21 @@ sql_batch_work(void *arg)
 	{
 		EngineRun	run;
 
+		/* a lost attempt of it waits to be recorded: leave it alone */
+		if (orchestrator_step_lost_pending(&claimed[i].run_id, claimed[i].step))
+			continue;
+
 		oldcontext = MemoryContextSwitchTo(step_context);
 		if (engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), claimed[i].step, true, &run))
 		{
-			run_one(&claimed[i], &run);
+			handle_one(&claimed[i], &run);
 			batch->processed++;
 		}
 		MemoryContextSwitchTo(oldcontext);
 		MemoryContextReset(step_context);
 		CHECK_FOR_INTERRUPTS();
 	}
+	orchestrator_batch_end();
 }
 
 /*

@@ -44,10 +44,14 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'orchestrator_run_sql_step'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
--- The dispatchers as shared memory sees them (for health()).
+-- The dispatchers as shared memory sees them (for health()): consecutive
+-- failed turns and the last error stay with the slot when its process is
+-- replaced; run_id, step and step_since name the sql step it handles now.
 CREATE FUNCTION orchestrator._worker_status(
 	OUT slot integer, OUT pid integer, OUT started_at timestamptz,
-	OUT last_active timestamptz, OUT steps_processed bigint)
+	OUT last_active timestamptz, OUT steps_processed bigint,
+	OUT consecutive_failures integer, OUT last_error text, OUT last_error_at timestamptz,
+	OUT run_id uuid, OUT step text, OUT step_since timestamptz)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'orchestrator_worker_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

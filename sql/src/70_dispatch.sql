@@ -67,6 +67,47 @@ BEGIN
 END
 $$;
 
+-- An attempt of a sql step that was lost outside its statement's own error
+-- handling: the dispatcher's transaction failed while handling the step (an
+-- error of the engine's own work, "internal"), or the dispatcher process died
+-- while the step ran (it crashed or was killed, or the watchdog ended a step
+-- that ignored its timeout).  Nothing of the attempt committed; it is counted
+-- now, and retried or dead-lettered like any failed attempt.  "attempt" is
+-- the attempt that was lost: a step that has moved on since (recorded by
+-- another dispatcher, read back twice) is left alone.  Returns 'recorded',
+-- 'stale' (nothing to do) or 'busy' (the run is locked: try again later).
+CREATE FUNCTION orchestrator._sql_attempt_lost(run_id uuid, step text, attempt integer, error jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r  orchestrator.workflow_runs;
+	st text;
+	n  integer;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _sql_attempt_lost.run_id FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		RETURN CASE WHEN EXISTS (SELECT 1 FROM orchestrator.workflow_runs w WHERE w.id = _sql_attempt_lost.run_id)
+			THEN 'busy' ELSE 'stale' END;
+	END IF;
+	IF NOT orchestrator._is_active(r.status) THEN
+		RETURN 'stale';
+	END IF;
+	SELECT s.status, s.attempt INTO st, n FROM orchestrator.workflow_steps s
+		WHERE s.run_id = r.id AND s.step = _sql_attempt_lost.step;
+	IF st IS DISTINCT FROM 'ready' OR n <> attempt - 1
+	   OR NOT EXISTS (SELECT 1 FROM orchestrator.work_queue q
+					  WHERE q.run_id = r.id AND q.step = _sql_attempt_lost.step
+						AND q.queue = '@sql' AND q.lease_token IS NULL) THEN
+		RETURN 'stale';
+	END IF;
+	PERFORM orchestrator._step_started(r, step, 'dispatcher');
+	PERFORM orchestrator._attempt_failed(r.id, step, error, true);
+	RETURN 'recorded';
+END
+$$;
+
 -- A timer is due: a sleep ends, a wait times out, or a run's deadline passes.
 CREATE FUNCTION orchestrator._fire_timer(run_id uuid, step text)
 RETURNS void

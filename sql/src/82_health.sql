@@ -21,6 +21,12 @@ AS $$
 	GROUP BY q.queue
 $$;
 
+-- health(): "live" when a dispatcher is running; "ready" when the
+-- dispatchers keep up: none of their work (queues @sql, @timer, @http) has
+-- been ready for longer than orchestrator.health_max_ready_age (a step a
+-- dispatcher is running right now is not waiting), no dispatcher has
+-- failed its last 3 turns or more, and work is not ready with no dispatcher
+-- running.  Every problem is listed in "problems"; "status" is 'ok' without any.
 CREATE FUNCTION orchestrator._api_health()
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -30,17 +36,30 @@ SET jit = off
 AS $$
 DECLARE
 	configured integer := current_setting('orchestrator.workers')::integer;
+	max_age    interval := current_setting('orchestrator.health_max_ready_age')::interval;
 	alive      integer;
 	last_turn  timestamptz;
+	failing    integer;
+	dispatchers jsonb;
 	queues     jsonb;
 	depth      bigint;
 	oldest     double precision;
+	own_ready  bigint;
+	own_oldest double precision;
 	ahead      integer := orchestrator._partitions_ahead();
 	active     bigint;
 	breakers   jsonb;
 	problems   text[] := '{}';
+	not_ready  boolean := false;
+	f          record;
 BEGIN
-	SELECT count(*), max(w.last_active) INTO alive, last_turn
+	SELECT count(*), max(w.last_active), count(*) FILTER (WHERE w.consecutive_failures >= 3),
+		   coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('slot', w.slot, 'pid', w.pid,
+				'started_at', w.started_at, 'last_active', w.last_active, 'steps_processed', w.steps_processed,
+				'consecutive_failures', w.consecutive_failures, 'last_error', w.last_error,
+				'last_error_at', w.last_error_at, 'run_id', w.run_id, 'step', w.step, 'step_since', w.step_since))
+				ORDER BY w.slot), '[]')
+	INTO alive, last_turn, failing, dispatchers
 	FROM orchestrator._worker_status() w
 	WHERE w.pid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid);
 	SELECT coalesce(jsonb_agg(jsonb_build_object('queue', s.queue, 'ready', s.ready, 'scheduled', s.scheduled,
@@ -49,6 +68,15 @@ BEGIN
 		   coalesce(sum(s.ready), 0), coalesce(max(s.oldest_ready_age_seconds), 0)
 	INTO queues, depth, oldest
 	FROM orchestrator._queue_stats() s;
+	-- The dispatchers' own work that waits: ready, not leased, and not the
+	-- step a dispatcher is running.
+	WITH busy AS MATERIALIZED (
+		SELECT b.run_id, b.step FROM orchestrator._worker_status() b WHERE b.run_id IS NOT NULL)
+	SELECT count(*), coalesce(extract(epoch FROM now() - min(q.available_at))::double precision, 0)
+	INTO own_ready, own_oldest
+	FROM orchestrator.work_queue q
+	WHERE left(q.queue, 1) = '@' AND q.lease_token IS NULL AND q.available_at <= now()
+	  AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.run_id = q.run_id AND b.step = q.step);
 	SELECT count(*) INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
 	SELECT coalesce(jsonb_agg(jsonb_build_object('owner', c.owner, 'host', c.host, 'state', c.state, 'failures', c.failures,
 				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host, c.owner::text), '[]')
@@ -58,16 +86,37 @@ BEGIN
 	IF alive < configured THEN
 		problems := problems || format('%s of %s dispatchers running', alive, configured);
 	END IF;
+	IF alive = 0 AND own_ready > 0 THEN
+		problems := problems || format('no dispatcher is running and %s sql, timer or http items are ready', own_ready);
+		not_ready := true;
+	END IF;
+	IF own_ready > 0 AND own_oldest > extract(epoch FROM max_age) THEN
+		problems := problems || format('dispatcher work has been ready for %s s, longer than orchestrator.health_max_ready_age (%s)',
+			round(own_oldest::numeric, 1), max_age);
+		not_ready := true;
+	END IF;
+	FOR f IN SELECT x ->> 'slot' AS slot, x ->> 'consecutive_failures' AS n, x ->> 'last_error' AS error
+			 FROM jsonb_array_elements(dispatchers) x
+			 WHERE (x ->> 'consecutive_failures')::integer >= 3 LOOP
+		problems := problems || format('dispatcher %s failed its last %s turns: %s', f.slot, f.n, f.error);
+		not_ready := true;
+	END LOOP;
 	IF ahead < 1 THEN
 		problems := problems || 'no partition for tomorrow: run orchestrator.maintain()';
 	END IF;
 	RETURN jsonb_build_object(
 		'status', CASE WHEN cardinality(problems) = 0 THEN 'ok' ELSE 'degraded' END,
+		'live', alive > 0,
+		'ready', NOT not_ready,
 		'problems', to_jsonb(problems),
-		'workers', jsonb_build_object('configured', configured, 'alive', alive, 'last_active', last_turn),
+		'workers', jsonb_build_object('configured', configured, 'alive', alive, 'failing', failing,
+			'last_active', last_turn),
+		'dispatchers', dispatchers,
 		'active_runs', active,
 		'queue_depth', depth,
 		'oldest_ready_age_seconds', round(oldest::numeric, 3),
+		'dispatcher_ready', own_ready,
+		'dispatcher_oldest_ready_age_seconds', round(own_oldest::numeric, 3),
 		'queues', queues,
 		'partitions_ahead', ahead,
 		-- Open and half-open per-host breakers of http steps and webhooks.
@@ -97,6 +146,10 @@ DECLARE
 BEGIN
 	out := out || E'# HELP orchestrator_up 1 when health() reports no problem.\n# TYPE orchestrator_up gauge\n'
 		|| format(E'orchestrator_up %s\n', CASE h ->> 'status' WHEN 'ok' THEN 1 ELSE 0 END);
+	out := out || E'# HELP orchestrator_live 1 when a dispatcher is running (health() "live").\n# TYPE orchestrator_live gauge\n'
+		|| format(E'orchestrator_live %s\n', CASE WHEN (h ->> 'live')::boolean THEN 1 ELSE 0 END);
+	out := out || E'# HELP orchestrator_ready 1 when the dispatchers keep up with their work (health() "ready").\n# TYPE orchestrator_ready gauge\n'
+		|| format(E'orchestrator_ready %s\n', CASE WHEN (h ->> 'ready')::boolean THEN 1 ELSE 0 END);
 	out := out || E'# HELP orchestrator_workers_configured Dispatchers configured (orchestrator.workers).\n# TYPE orchestrator_workers_configured gauge\n'
 		|| format(E'orchestrator_workers_configured %s\n', h -> 'workers' ->> 'configured');
 	out := out || E'# HELP orchestrator_workers_alive Dispatchers running.\n# TYPE orchestrator_workers_alive gauge\n'
@@ -104,6 +157,10 @@ BEGIN
 	out := out || E'# HELP orchestrator_worker_steps_total Steps handled by a dispatcher since it started.\n# TYPE orchestrator_worker_steps_total counter\n';
 	FOR w IN SELECT s.slot, s.steps_processed FROM orchestrator._worker_status() s ORDER BY s.slot LOOP
 		out := out || format(E'orchestrator_worker_steps_total{slot="%s"} %s\n', w.slot, w.steps_processed);
+	END LOOP;
+	out := out || E'# HELP orchestrator_worker_consecutive_failures Failed turns of a dispatcher since its last good one.\n# TYPE orchestrator_worker_consecutive_failures gauge\n';
+	FOR w IN SELECT s.slot, s.consecutive_failures FROM orchestrator._worker_status() s ORDER BY s.slot LOOP
+		out := out || format(E'orchestrator_worker_consecutive_failures{slot="%s"} %s\n', w.slot, w.consecutive_failures);
 	END LOOP;
 	out := out || E'# HELP orchestrator_active_runs Runs not finished (pending, running).\n# TYPE orchestrator_active_runs gauge\n'
 		|| format(E'orchestrator_active_runs %s\n', h ->> 'active_runs');

@@ -11,10 +11,22 @@ SELECT h ->> 'status' AS status, h -> 'workers' -> 'configured' AS configured,
 FROM orchestrator.health() h;
 SELECT q -> 'ready' AS ready, q -> 'running' AS running, (q ->> 'oldest_ready_age_seconds')::numeric >= 0 AS age
 FROM orchestrator.health() h, jsonb_array_elements(h -> 'queues') q WHERE q ->> 'queue' = 'q_health';
+-- Live (a dispatcher runs) and ready (they keep up); per dispatcher its
+-- failed turns and the step in hand.  A ready external step is not the
+-- dispatchers' work.
+SELECT h -> 'live' AS live, h -> 'ready' AS ready, h -> 'workers' -> 'failing' AS failing,
+       jsonb_array_length(h -> 'dispatchers') AS dispatchers,
+       (SELECT bool_and(d ? 'slot' AND d ? 'pid' AND d ? 'consecutive_failures' AND d ? 'steps_processed')
+        FROM jsonb_array_elements(h -> 'dispatchers') d) AS dispatcher_keys,
+       h -> 'dispatcher_ready' AS dispatcher_ready, jsonb_typeof(h -> 'dispatcher_oldest_ready_age_seconds') AS dispatcher_age
+FROM orchestrator.health() h;
+SELECT count(*) AS slots, bool_and(consecutive_failures >= 0) AS failures_counted
+FROM orchestrator._worker_status();
 -- metrics(): Prometheus text format; every sample belongs to a declared family.
 SELECT regexp_replace(line, '(age_seconds\{[^}]*\}) [0-9.]+$', '\1 <age>') AS line
 FROM regexp_split_to_table(orchestrator.metrics(), E'\n') line
-WHERE line LIKE '%q_health%' OR line LIKE 'orchestrator_workers_%' OR line LIKE 'orchestrator_up %' ORDER BY 1;
+WHERE line LIKE '%q_health%' OR line LIKE 'orchestrator_workers_%' OR line LIKE 'orchestrator_up %'
+   OR line LIKE 'orchestrator_live %' OR line LIKE 'orchestrator_ready %' ORDER BY 1;
 SELECT count(*) AS undeclared_samples
 FROM regexp_split_to_table(orchestrator.metrics(), E'\n') line
 WHERE line <> '' AND line NOT LIKE '#%'
