@@ -250,6 +250,8 @@ orchestrator_define_gucs(void)
 							256, 1024 * 1024,
 							PGC_POSTMASTER,
 							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("orchestrator.step_timeout_grace",
 							"Time a sql step may go on after its timeout before its dispatcher process is ended.",
 							"A statement that catches its cancel or does not check for it is stopped this long after its timeout; the attempt counts as failed and a new dispatcher starts.",
