@@ -7,6 +7,7 @@
 DROP VIEW orchestrator.costs_per_day, orchestrator.queue_depth, orchestrator.throughput, orchestrator.step_errors, orchestrator.error_rates, orchestrator.step_durations, orchestrator.runs_per_day, orchestrator._run_stats, orchestrator.webhook_deliveries, orchestrator.circuit_breakers, orchestrator.run_steps, orchestrator.runs;
 
 -- Functions that are gone, or change their arguments, result or body.
+DROP FUNCTION orchestrator._wake_at_commit();
 DROP FUNCTION orchestrator._worker_status();
 DROP FUNCTION orchestrator._caller();
 DROP FUNCTION orchestrator._validate_spec(text, jsonb);
@@ -16,6 +17,7 @@ DROP FUNCTION orchestrator._visible_run(uuid);
 DROP FUNCTION orchestrator._run_not_found(uuid);
 DROP FUNCTION orchestrator._may_see(name);
 DROP FUNCTION orchestrator._enqueue(orchestrator.workflow_runs, text, text, timestamptz);
+DROP FUNCTION orchestrator._attempt_failed(uuid, text, jsonb, boolean, interval);
 DROP FUNCTION orchestrator.start_workflow(text, jsonb, jsonb);
 DROP FUNCTION orchestrator.get_workflow(uuid);
 DROP FUNCTION orchestrator.workflow_result(uuid);
@@ -38,6 +40,7 @@ DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
 DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, text, text, text, text, float8);
 DROP FUNCTION orchestrator._http_breakers(text[], boolean[], uuid[], text[]);
 DROP FUNCTION orchestrator._http_record_items(boolean, text[], uuid[], text[], uuid[], uuid[], integer[], text[], text[], text[], text[], text[], float8[]);
+DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
 DROP FUNCTION orchestrator.create_webhook(text, text[], text);
 DROP FUNCTION orchestrator.drop_webhook(uuid);
 DROP FUNCTION orchestrator._webhook_claim(integer, text, boolean);
@@ -185,6 +188,11 @@ COMMENT ON TABLE orchestrator.webhooks IS 'webhook subscriptions (their secrets 
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
+
+CREATE FUNCTION orchestrator._wake_at_commit(kind text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_wake_at_commit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION orchestrator._worker_status(
 	OUT slot integer, OUT pid integer, OUT started_at timestamptz,
@@ -648,10 +656,50 @@ BEGIN
 		SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,
 			lease_token = NULL, lease = NULL, worker = NULL;
 	IF left(queue, 1) = '@' THEN
-		PERFORM orchestrator._wake_at_commit();
+		PERFORM orchestrator._wake_at_commit(CASE queue WHEN '@sql' THEN 'sql' WHEN '@http' THEN 'http' ELSE 'timer' END);
 	ELSIF available_at <= now() THEN
 		PERFORM orchestrator._notify('orchestrator_queue', queue);
 	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._attempt_failed(run_id uuid, step text, error jsonb, retryable boolean,
+											 retry_after interval DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	r     orchestrator.workflow_runs;
+	d     orchestrator.definition_steps;
+	n     integer;
+	due   timestamptz;
+	final text;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _attempt_failed.run_id;
+	d := orchestrator._def_step(r, step);
+	SELECT s.attempt INTO n FROM orchestrator.workflow_steps s
+		WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
+	IF retryable AND n < d.max_attempts THEN
+		due := now() + greatest(orchestrator._backoff(d, n), coalesce(retry_after, interval '0'));
+		UPDATE orchestrator.workflow_steps s SET status = 'ready', error = _attempt_failed.error, ready_at = due
+			WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
+		UPDATE orchestrator.work_queue q SET available_at = due, lease_token = NULL, lease = NULL, worker = NULL
+			WHERE q.run_id = r.id AND q.step = _attempt_failed.step;
+		IF d.kind = 'sql' THEN
+			PERFORM orchestrator._wake_at_commit('sql');
+		END IF;
+		PERFORM orchestrator._emit(r.id, 'step.retrying', step,
+			jsonb_build_object('attempt', n, 'error', error, 'retry_at', due));
+		RETURN;
+	END IF;
+	final := CASE WHEN retryable THEN 'dead' ELSE 'failed' END;
+	DELETE FROM orchestrator.work_queue q WHERE q.run_id = r.id AND q.step = _attempt_failed.step;
+	UPDATE orchestrator.workflow_steps s SET status = final, error = _attempt_failed.error, finished_at = clock_timestamp()
+		WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
+	PERFORM orchestrator._emit(r.id, 'step.' || final, step, jsonb_build_object('attempt', n, 'error', error));
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _attempt_failed.run_id;
+	PERFORM orchestrator._run_finish(r, 'failed',
+		jsonb_build_object('step', step, 'status', final, 'error', error));
 END
 $$;
 
@@ -1444,7 +1492,7 @@ BEGIN
 					-- steps that waited for this host may go now
 					UPDATE orchestrator.work_queue w SET available_at = now(), worker = NULL
 						WHERE w.queue = '@http' AND w.lease_token IS NULL AND w.worker = orchestrator._http_circuit_tag(o, h);
-					PERFORM orchestrator._wake_at_commit();
+					PERFORM orchestrator._wake_at_commit('http');
 				END IF;
 			ELSIF threshold > 0 THEN
 				INSERT INTO orchestrator.http_circuits AS x (owner, host) VALUES (o, h) ON CONFLICT (owner, host) DO NOTHING;
@@ -1543,6 +1591,27 @@ BEGIN
 				RAISE WARNING 'orchestrator: updating circuit breakers failed: %', msg;
 			END;
 		END IF;
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._webhook_outbox(run_id uuid, seq bigint, type text, step text, data jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, available_at)
+		SELECT orchestrator.uuid_v7(), w.id, _webhook_outbox.run_id, _webhook_outbox.seq, _webhook_outbox.type,
+			   jsonb_build_object('type', _webhook_outbox.type, 'timestamp', clock_timestamp(),
+				   'data', jsonb_build_object('run_id', _webhook_outbox.run_id,
+						'workflow', (SELECT r.name FROM orchestrator.workflow_runs r WHERE r.id = _webhook_outbox.run_id),
+						'seq', _webhook_outbox.seq, 'step', _webhook_outbox.step) || coalesce(data, '{}')),
+			   now()
+		FROM orchestrator.webhooks w
+		WHERE orchestrator._webhook_matches(w.events, _webhook_outbox.type);
+	IF FOUND THEN
+		PERFORM orchestrator._wake_at_commit('http');
 	END IF;
 END
 $$;

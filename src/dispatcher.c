@@ -40,6 +40,7 @@
 #include "shmem.h"
 #include "sql_steps.h"
 #include "version.h"
+#include "wake.h"
 #include "workers.h"
 
 /* Longest pause after repeated failures of _dispatch(). */
@@ -371,6 +372,23 @@ sleep_for(long ms, bool wakeable)
 }
 
 /*
+ * woken_for
+ *		The latch was set: look for the kinds of work committers asked for
+ *		(wake.h).  A latch set for anything else (a reload, a shutdown) asks
+ *		for no turn.
+ */
+static void
+woken_for(bool *dispatch_due, bool *http_claim_due)
+{
+	int			kinds = orchestrator_take_wake_kinds();
+
+	if (kinds & (WAKE_SQL | WAKE_TIMER))
+		*dispatch_due = true;
+	if (kinds & WAKE_HTTP)
+		*http_claim_due = true;
+}
+
+/*
  * orchestrator_dispatcher_main
  *		Main function of a dispatcher; main_arg is its slot number.
  *
@@ -559,7 +577,7 @@ orchestrator_dispatcher_main(Datum main_arg)
 		{
 			/* serve the sockets without sleeping */
 			if (orchestrator_http_wait(0))
-				dispatch_due = http_claim_due = true;
+				woken_for(&dispatch_due, &http_claim_due);
 			continue;
 		}
 
@@ -575,7 +593,7 @@ orchestrator_dispatcher_main(Datum main_arg)
 			deadline = http_wake;
 		sleep_ms = Max(TimestampDifferenceMilliseconds(now, deadline), 1);
 		if (orchestrator_http_wait(sleep_ms))
-			dispatch_due = http_claim_due = true;
+			woken_for(&dispatch_due, &http_claim_due);
 		if (GetCurrentTimestamp() >= deadline)
 			dispatch_due = http_claim_due = true;
 	}

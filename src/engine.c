@@ -748,7 +748,7 @@ release_dependents(EngineRun *run, StepDef *def)
 
 			run_stmt(S_ENQUEUE, NULL, q, NULL);
 			if (next_def->queue[0] == '@')
-				orchestrator_wake_dispatchers_at_commit();
+				orchestrator_wake_dispatchers_at_commit(WAKE_SQL);
 			else
 				orchestrator_notify(RELAY_QUEUES, next_def->queue);
 			made_ready = true;
@@ -1151,7 +1151,7 @@ make_ready(EngineRun *run, const char *step)
 		run_stmt(S_ENQUEUE, NULL, q, NULL);
 	}
 	if (def->queue[0] == '@')
-		orchestrator_wake_dispatchers_at_commit();
+		orchestrator_wake_dispatchers_at_commit(WAKE_SQL);
 	else
 		orchestrator_notify(RELAY_QUEUES, def->queue);
 	return true;
@@ -1223,7 +1223,7 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 			TimestampTzGetDatum(run->deadline), values[1]};
 
 		run_stmt(S_ENQUEUE_TIMER, NULL, t, NULL);
-		orchestrator_wake_dispatchers_at_commit();
+		orchestrator_wake_dispatchers_at_commit(WAKE_TIMER);
 	}
 
 	nroots = run_stmt(S_ROOT_STEPS, NULL, values + 1, NULL);

@@ -25,6 +25,7 @@
 
 #include "journal.h"
 #include "shmem.h"
+#include "wake.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_worker_status);
 
@@ -86,6 +87,7 @@ orchestrator_shmem_startup(void)
 		{
 			pg_atomic_init_u64(&orchestrator_shared->slots[i].last_active, 0);
 			pg_atomic_init_u64(&orchestrator_shared->slots[i].steps_processed, 0);
+			pg_atomic_init_u32(&orchestrator_shared->slots[i].wake_kinds, 0);
 			SpinLockInit(&orchestrator_shared->slots[i].mutex);
 		}
 		pg_atomic_init_u32(&orchestrator_shared->nlost, 0);
@@ -314,14 +316,15 @@ orchestrator_set_launcher_pid(pid_t pid)
 
 /*
  * orchestrator_wake_dispatchers
- *		Set the latch of every live dispatcher.
+ *		Tell every live dispatcher which kinds of work became ready (wake.h)
+ *		and set its latch.
  *
  * Called from a commit callback, so it must not fail: it only takes the lock
- * in shared mode and sets latches, and a latch of a process that exited
- * meanwhile is harmless to set.
+ * in shared mode, sets bits and latches, and a latch of a process that
+ * exited meanwhile is harmless to set.
  */
 void
-orchestrator_wake_dispatchers(void)
+orchestrator_wake_dispatchers(int kinds)
 {
 	int			i;
 
@@ -334,9 +337,25 @@ orchestrator_wake_dispatchers(void)
 		OrchestratorSlot *s = &orchestrator_shared->slots[i];
 
 		if (s->in_use && s->pgprocno >= 0)
+		{
+			pg_atomic_fetch_or_u32(&s->wake_kinds, (uint32) kinds);
 			SetLatch(&ProcGlobal->allProcs[s->pgprocno].procLatch);
+		}
 	}
 	LWLockRelease(orchestrator_shared->lock);
+}
+
+/*
+ * orchestrator_take_wake_kinds
+ *		The kinds of work this dispatcher was woken for since it last looked
+ *		(and forget them).
+ */
+int
+orchestrator_take_wake_kinds(void)
+{
+	if (my_slot < 0)
+		return WAKE_ALL;
+	return (int) pg_atomic_exchange_u32(&orchestrator_shared->slots[my_slot].wake_kinds, 0);
 }
 
 /*

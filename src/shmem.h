@@ -45,6 +45,9 @@ typedef struct OrchestratorSlot
 	pg_atomic_uint64 last_active;	/* a TimestampTz, 0 = never */
 	pg_atomic_uint64 steps_processed;
 
+	/* Kinds of work it was woken for (wake.h), or-ed in by committers. */
+	pg_atomic_uint32 wake_kinds;
+
 	/* The sql step it is handling, if any: written by its dispatcher. */
 	slock_t		mutex;
 	bool		has_step;
@@ -93,6 +96,7 @@ extern void orchestrator_request_stop(int slot);
 extern bool orchestrator_take_restart_promptly(int slot);
 extern pid_t orchestrator_slot_pid(int slot);
 extern void orchestrator_set_launcher_pid(pid_t pid);
-extern void orchestrator_wake_dispatchers(void);
+extern void orchestrator_wake_dispatchers(int kinds);
+extern int	orchestrator_take_wake_kinds(void);
 
 #endif							/* ORCHESTRATOR_SHMEM_H */

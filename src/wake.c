@@ -3,7 +3,9 @@
  * wake.c
  *	  Wake the dispatchers when a transaction that made work ready commits.
  *
- * The SQL functions that make a step ready call _wake_at_commit().  Waking
+ * The SQL functions that make a step ready call _wake_at_commit(kind).  The
+ * kind (sql, timer, http) tells a dispatcher what to look for, so that a
+ * sql step made ready does not also cost it an empty HTTP claim.  Waking
  * the dispatchers before the commit would let them look for the work before
  * it is visible, and waking them on abort would be for nothing, so the
  * latches are set from a transaction callback at commit time (after the
@@ -15,6 +17,7 @@
 
 #include "access/xact.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
 
 #include "shmem.h"
 #include "wake.h"
@@ -24,8 +27,8 @@ PG_FUNCTION_INFO_V1(orchestrator_wake_at_commit);
 /* Is our transaction callback registered in this backend? */
 static bool wake_callback_registered = false;
 
-/* Should the current transaction wake the dispatchers when it commits? */
-static bool wake_pending = false;
+/* Kinds of work to wake the dispatchers for when the transaction commits. */
+static int	wake_pending = 0;
 
 /*
  * wake_xact_callback
@@ -47,14 +50,16 @@ wake_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_pending)
 			{
-				wake_pending = false;
-				orchestrator_wake_dispatchers();
+				int			kinds = wake_pending;
+
+				wake_pending = 0;
+				orchestrator_wake_dispatchers(kinds);
 			}
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			wake_pending = false;
+			wake_pending = 0;
 			break;
 		default:
 			break;
@@ -67,20 +72,40 @@ wake_xact_callback(XactEvent event, void *arg)
  *		commits.  Cheap enough to call once per step made ready.
  */
 void
-orchestrator_wake_dispatchers_at_commit(void)
+orchestrator_wake_dispatchers_at_commit(int kinds)
 {
 	if (!wake_callback_registered)
 	{
 		RegisterXactCallback(wake_xact_callback, NULL);
 		wake_callback_registered = true;
 	}
-	wake_pending = true;
+	wake_pending |= kinds;
 }
 
-/* SQL-callable: orchestrator._wake_at_commit() */
+/*
+ * SQL-callable: orchestrator._wake_at_commit(kind text DEFAULT NULL): kind
+ * 'sql', 'timer' or 'http'; NULL wakes for every kind.
+ */
 Datum
 orchestrator_wake_at_commit(PG_FUNCTION_ARGS)
 {
-	orchestrator_wake_dispatchers_at_commit();
+	int			kinds = WAKE_ALL;
+
+	if (PG_NARGS() > 0 && !PG_ARGISNULL(0))
+	{
+		char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+		if (strcmp(kind, "sql") == 0)
+			kinds = WAKE_SQL;
+		else if (strcmp(kind, "timer") == 0)
+			kinds = WAKE_TIMER;
+		else if (strcmp(kind, "http") == 0)
+			kinds = WAKE_HTTP;
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown kind of dispatcher work \"%s\"", kind)));
+	}
+	orchestrator_wake_dispatchers_at_commit(kinds);
 	PG_RETURN_VOID();
 }

@@ -24,8 +24,9 @@ COMMENT ON FUNCTION orchestrator.uuid_v7_time(uuid) IS
 'the creation time (millisecond precision) carried by a version 7 UUID';
 
 -- Arrange for the dispatchers' latches to be set when the current transaction
--- commits (nothing happens if it aborts).
-CREATE FUNCTION orchestrator._wake_at_commit()
+-- commits (nothing happens if it aborts), for work of a kind: 'sql', 'timer'
+-- or 'http' (NULL: any).
+CREATE FUNCTION orchestrator._wake_at_commit(kind text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'orchestrator_wake_at_commit'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -192,7 +192,7 @@ BEGIN
 		SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,
 			lease_token = NULL, lease = NULL, worker = NULL;
 	IF left(queue, 1) = '@' THEN
-		PERFORM orchestrator._wake_at_commit();
+		PERFORM orchestrator._wake_at_commit(CASE queue WHEN '@sql' THEN 'sql' WHEN '@http' THEN 'http' ELSE 'timer' END);
 	ELSIF available_at <= now() THEN
 		PERFORM orchestrator._notify('orchestrator_queue', queue);
 	END IF;
@@ -385,7 +385,7 @@ BEGIN
 		UPDATE orchestrator.work_queue q SET available_at = due, lease_token = NULL, lease = NULL, worker = NULL
 			WHERE q.run_id = r.id AND q.step = _attempt_failed.step;
 		IF d.kind = 'sql' THEN
-			PERFORM orchestrator._wake_at_commit();
+			PERFORM orchestrator._wake_at_commit('sql');
 		END IF;
 		PERFORM orchestrator._emit(r.id, 'step.retrying', step,
 			jsonb_build_object('attempt', n, 'error', error, 'retry_at', due));

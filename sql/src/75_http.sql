@@ -427,7 +427,7 @@ BEGIN
 					-- steps that waited for this host may go now
 					UPDATE orchestrator.work_queue w SET available_at = now(), worker = NULL
 						WHERE w.queue = '@http' AND w.lease_token IS NULL AND w.worker = orchestrator._http_circuit_tag(o, h);
-					PERFORM orchestrator._wake_at_commit();
+					PERFORM orchestrator._wake_at_commit('http');
 				END IF;
 			ELSIF threshold > 0 THEN
 				INSERT INTO orchestrator.http_circuits AS x (owner, host) VALUES (o, h) ON CONFLICT (owner, host) DO NOTHING;

@@ -83,7 +83,7 @@ BEGIN
 		FROM orchestrator.webhooks w
 		WHERE orchestrator._webhook_matches(w.events, _webhook_outbox.type);
 	IF FOUND THEN
-		PERFORM orchestrator._wake_at_commit();
+		PERFORM orchestrator._wake_at_commit('http');
 	END IF;
 END
 $$;
