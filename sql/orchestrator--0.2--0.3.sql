@@ -584,13 +584,14 @@ $$;
 
 CREATE FUNCTION orchestrator._may(name text, privilege text)
 RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT orchestrator._is_admin()
+BEGIN
+	RETURN orchestrator._is_admin()
 		OR EXISTS (SELECT 1 FROM orchestrator.workflows w WHERE w.name = _may.name AND orchestrator._acts_as(w.owner))
 		OR EXISTS (SELECT 1 FROM orchestrator.workflow_grants g
-				   WHERE g.name = _may.name AND g.privilege = _may.privilege AND orchestrator._acts_as(g.grantee))
+				   WHERE g.name = _may.name AND g.privilege = _may.privilege AND orchestrator._acts_as(g.grantee));
+END
 $$;
 
 CREATE FUNCTION orchestrator._lock_run(run_id uuid, check_caller boolean DEFAULT true)
@@ -640,7 +641,6 @@ $$;
 CREATE FUNCTION orchestrator._may_see(owner regrole, started_by regrole)
 RETURNS boolean
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT orchestrator._acts_as(owner) OR orchestrator._acts_as(started_by) OR orchestrator._is_admin()
 $$;
@@ -946,14 +946,18 @@ AS 'MODULE_PATHNAME', 'orchestrator_claim_external';
 
 CREATE FUNCTION orchestrator._workable_workflows()
 RETURNS text[]
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT CASE WHEN orchestrator._is_admin() THEN NULL ELSE ARRAY(
+BEGIN
+	IF orchestrator._is_admin() THEN
+		RETURN NULL;
+	END IF;
+	RETURN ARRAY(
 		SELECT w.name FROM orchestrator.workflows w WHERE orchestrator._acts_as(w.owner)
 		UNION
 		SELECT g.name FROM orchestrator.workflow_grants g
-		WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee)) END
+		WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee));
+END
 $$;
 
 CREATE FUNCTION orchestrator._api_claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
@@ -993,6 +997,20 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._require_may_work(name text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF NOT orchestrator._may(name, 'work') THEN
+		RAISE EXCEPTION 'permission denied to work steps of workflow "%"', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'External steps are worked by the owner of their workflow, by roles it was granted to with privilege "work", and by members of orchestrator_admin.',
+				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, ''<role>'', ''work'');', name);
+	END IF;
+END
+$$;
+
 CREATE FUNCTION orchestrator._check_lease(run_id uuid, step text, lease_token uuid)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -1012,12 +1030,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
-	IF NOT orchestrator._may(r.name, 'work') THEN
-		RAISE EXCEPTION 'permission denied to work steps of workflow "%"', r.name
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'External steps are worked by the owner of their workflow, by roles it was granted to with privilege "work", and by members of orchestrator_admin.',
-				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, ''<role>'', ''work'');', r.name);
-	END IF;
+	PERFORM orchestrator._require_may_work(r.name);
 	IF NOT orchestrator._is_active(r.status) THEN
 		RETURN false;
 	END IF;

@@ -127,9 +127,9 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE queue = $1 AND available_at <= now() AND workflow = ANY ($3)"
 		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
 	3, {TEXTOID, INT4OID, TEXTARRAYOID}},
-	/* may the caller work external steps of workflow $1? */
+	/* 42501 unless the caller may work external steps of workflow $1 */
 	[S_MAY_WORK] = {
-		"SELECT orchestrator._may($1, 'work')", 1, {TEXTOID}},
+		"SELECT orchestrator._require_may_work($1)", 1, {TEXTOID}},
 	[S_WEBHOOKS_EXIST] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks)", 0, {0}},
 	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
@@ -1029,18 +1029,9 @@ void
 engine_require_work_right(EngineRun *run)
 {
 	Datum		values[1] = {CStringGetTextDatum(run->name)};
-	bool		isnull;
-	bool		may;
 
 	run_stmt(S_MAY_WORK, NULL, values, NULL);
-	may = DatumGetBool(get_col(1, &isnull)) && !isnull;
 	done_with_rows();
-	if (!may)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to work steps of workflow \"%s\"", run->name),
-				 errdetail("External steps are worked by the owner of their workflow, by roles it was granted to with privilege \"work\", and by members of orchestrator_admin."),
-				 errhint("The owner can run: SELECT orchestrator.grant_workflow('%s', '<role>', 'work');", run->name)));
 }
 
 /*

@@ -542,13 +542,18 @@ $$;
 -- May the caller start runs of workflow "name" (privilege 'start') or
 -- work its external steps ('work')?  Its owner, roles granted that
 -- privilege (or members of such roles), and members of orchestrator_admin.
+-- PL/pgSQL, without a SET clause, so that its plans are kept: a SQL function
+-- that cannot be inlined (this one has subqueries) is parsed again on every
+-- call.  It runs inside the API's implementations, whose search_path is
+-- pinned; its names are qualified anyway.
 CREATE FUNCTION orchestrator._may(name text, privilege text)
 RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT orchestrator._is_admin()
+BEGIN
+	RETURN orchestrator._is_admin()
 		OR EXISTS (SELECT 1 FROM orchestrator.workflows w WHERE w.name = _may.name AND orchestrator._acts_as(w.owner))
 		OR EXISTS (SELECT 1 FROM orchestrator.workflow_grants g
-				   WHERE g.name = _may.name AND g.privilege = _may.privilege AND orchestrator._acts_as(g.grantee))
+				   WHERE g.name = _may.name AND g.privilege = _may.privilege AND orchestrator._acts_as(g.grantee));
+END
 $$;

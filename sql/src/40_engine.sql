@@ -166,10 +166,11 @@ $$;
 
 -- May the caller see a run?  Its workflow's owner, the role that started
 -- it (and roles with their privileges), and members of orchestrator_admin.
+-- No SET clause, so that the planner inlines it (a SQL function with one is
+-- parsed again on every call); its names are qualified.
 CREATE FUNCTION orchestrator._may_see(owner regrole, started_by regrole)
 RETURNS boolean
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT orchestrator._acts_as(owner) OR orchestrator._acts_as(started_by) OR orchestrator._is_admin()
 $$;

@@ -37,16 +37,21 @@ AS 'MODULE_PATHNAME', 'orchestrator_claim_external';
 -- The workflows whose external steps the caller may work: NULL for members
 -- of orchestrator_admin (all of them), else those it owns or was granted
 -- "work" on (directly or through a role it has the privileges of).
+-- PL/pgSQL so that its plan is kept (see _may()).
 CREATE FUNCTION orchestrator._workable_workflows()
 RETURNS text[]
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE
 AS $$
-	SELECT CASE WHEN orchestrator._is_admin() THEN NULL ELSE ARRAY(
+BEGIN
+	IF orchestrator._is_admin() THEN
+		RETURN NULL;
+	END IF;
+	RETURN ARRAY(
 		SELECT w.name FROM orchestrator.workflows w WHERE orchestrator._acts_as(w.owner)
 		UNION
 		SELECT g.name FROM orchestrator.workflow_grants g
-		WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee)) END
+		WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee));
+END
 $$;
 
 CREATE FUNCTION orchestrator._api_claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
@@ -86,6 +91,22 @@ BEGIN
 END
 $$;
 
+-- 42501 unless the caller may work the external steps of workflow "name"
+-- (heartbeat_step and fail_step here, complete_step(s) in C).
+CREATE FUNCTION orchestrator._require_may_work(name text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF NOT orchestrator._may(name, 'work') THEN
+		RAISE EXCEPTION 'permission denied to work steps of workflow "%"', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'External steps are worked by the owner of their workflow, by roles it was granted to with privilege "work", and by members of orchestrator_admin.',
+				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, ''<role>'', ''work'');', name);
+	END IF;
+END
+$$;
+
 -- Find the queue row a lease token refers to, locking the run first.  Returns
 -- false when the token is stale.
 CREATE FUNCTION orchestrator._check_lease(run_id uuid, step text, lease_token uuid)
@@ -107,12 +128,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN false;
 	END IF;
-	IF NOT orchestrator._may(r.name, 'work') THEN
-		RAISE EXCEPTION 'permission denied to work steps of workflow "%"', r.name
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'External steps are worked by the owner of their workflow, by roles it was granted to with privilege "work", and by members of orchestrator_admin.',
-				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, ''<role>'', ''work'');', r.name);
-	END IF;
+	PERFORM orchestrator._require_may_work(r.name);
 	IF NOT orchestrator._is_active(r.status) THEN
 		RETURN false;
 	END IF;
