@@ -40,6 +40,7 @@ DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
 DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, text, text, text, text, float8);
 DROP FUNCTION orchestrator._http_breakers(text[], boolean[], uuid[], text[]);
 DROP FUNCTION orchestrator._http_record_items(boolean, text[], uuid[], text[], uuid[], uuid[], integer[], text[], text[], text[], text[], text[], float8[]);
+DROP FUNCTION orchestrator._webhook_matches(text[], text);
 DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
 DROP FUNCTION orchestrator.create_webhook(text, text[], text);
 DROP FUNCTION orchestrator.drop_webhook(uuid);
@@ -1605,6 +1606,16 @@ BEGIN
 			END;
 		END IF;
 	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._webhook_matches(patterns text[], type text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	RETURN EXISTS (SELECT 1 FROM unnest(patterns) p
+				   WHERE p = '*' OR p = type OR (right(p, 2) = '.*' AND starts_with(type, left(p, -1))));
 END
 $$;
 

@@ -57,12 +57,16 @@ CREATE VIEW orchestrator.webhook_deliveries AS
 COMMENT ON VIEW orchestrator.webhook_deliveries IS 'webhook deliveries: one row per event and subscription';
 
 -- Does an event type match a subscription pattern ('*', 'step.*', exact)?
+-- PL/pgSQL so that its plan is kept: called for every event and
+-- subscription, and a SQL function with a subquery is parsed on every call.
 CREATE FUNCTION orchestrator._webhook_matches(patterns text[], type text)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 AS $$
-	SELECT EXISTS (SELECT 1 FROM unnest(patterns) p
-				   WHERE p = '*' OR p = type OR (right(p, 2) = '.*' AND starts_with(type, left(p, -1))))
+BEGIN
+	RETURN EXISTS (SELECT 1 FROM unnest(patterns) p
+				   WHERE p = '*' OR p = type OR (right(p, 2) = '.*' AND starts_with(type, left(p, -1))));
+END
 $$;
 
 -- Called by _emit for every event while any webhook exists: one outbox row
