@@ -116,8 +116,10 @@ CREATE TABLE orchestrator.workflow_steps (
 	ready_at    timestamptz,
 	started_at  timestamptz,
 	finished_at timestamptz,
+	attempt_base integer      NOT NULL DEFAULT 0,
 	PRIMARY KEY (run_id, step)
 ) PARTITION BY RANGE (run_id);
+COMMENT ON COLUMN orchestrator.workflow_steps.attempt_base IS 'attempts made before the run was last resumed (retry_run): max_attempts counts from here';
 COMMENT ON TABLE orchestrator.workflow_steps IS 'one row per step of each run (partitioned like workflow_runs)';
 
 CREATE TABLE orchestrator.workflow_events (
