@@ -186,6 +186,10 @@ ALTER TABLE orchestrator.webhooks
 CLUSTER orchestrator.webhooks USING webhooks_pkey;
 ALTER TABLE orchestrator.webhooks SET WITHOUT CLUSTER;
 COMMENT ON TABLE orchestrator.webhooks IS 'webhook subscriptions (their secrets are write-only: sealed in webhook_secrets)';
+
+-- retry_run(): where a resumed step's fresh attempts begin.
+ALTER TABLE orchestrator.workflow_steps ADD COLUMN attempt_base integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN orchestrator.workflow_steps.attempt_base IS 'attempts made before the run was last resumed (retry_run): max_attempts counts from here';
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
@@ -673,15 +677,17 @@ DECLARE
 	r     orchestrator.workflow_runs;
 	d     orchestrator.definition_steps;
 	n     integer;
+	base  integer;
 	due   timestamptz;
 	final text;
 BEGIN
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _attempt_failed.run_id;
 	d := orchestrator._def_step(r, step);
-	SELECT s.attempt INTO n FROM orchestrator.workflow_steps s
+	-- Attempts count from the last resume (retry_run sets attempt_base).
+	SELECT s.attempt, s.attempt_base INTO n, base FROM orchestrator.workflow_steps s
 		WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
-	IF retryable AND n < d.max_attempts THEN
-		due := now() + greatest(orchestrator._backoff(d, n), coalesce(retry_after, interval '0'));
+	IF retryable AND n - base < d.max_attempts THEN
+		due := now() + greatest(orchestrator._backoff(d, n - base), coalesce(retry_after, interval '0'));
 		UPDATE orchestrator.workflow_steps s SET status = 'ready', error = _attempt_failed.error, ready_at = due
 			WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
 		UPDATE orchestrator.work_queue q SET available_at = due, lease_token = NULL, lease = NULL, worker = NULL
@@ -884,6 +890,117 @@ BEGIN
 	END IF;
 	PERFORM orchestrator._run_finish(r, 'cancelled',
 		jsonb_strip_nulls(jsonb_build_object('reason', reason, 'by', orchestrator._caller())));
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_retry_run(run_id uuid, steps text[] DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	r     orchestrator.workflow_runs := orchestrator._lock_run(run_id);
+	bad   text;
+	todo  text[];
+	s     text;
+BEGIN
+	IF r.status = 'compensating' THEN
+		RAISE EXCEPTION 'workflow run % is compensating and cannot be resumed', r.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Its failed steps are being undone by their compensations.',
+				  HINT = 'Start a new run once the compensations are done.';
+	END IF;
+	IF r.status NOT IN ('failed', 'cancelled') THEN
+		RETURN false;
+	END IF;
+	IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
+			   JOIN orchestrator.definition_steps d
+				 ON d.name = r.name AND d.version = r.version AND d.step = x.step
+			   WHERE x.run_id = r.id AND (x.status = 'compensated' OR d.compensates IS NOT NULL)) THEN
+		RAISE EXCEPTION 'workflow run % was compensated and cannot be resumed', r.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Its failure started the compensations of its succeeded steps: what they did was undone.',
+				  HINT = 'Start a new run.';
+	END IF;
+	IF r.deadline IS NOT NULL AND r.deadline <= now() THEN
+		RAISE EXCEPTION 'the deadline of workflow run % has passed', r.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its deadline was %s.', r.deadline),
+				  HINT = 'A resumed run keeps its deadline; start a new run with a later one.';
+	END IF;
+
+	-- Every step that did not succeed and was not skipped is to do again.
+	SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}') INTO todo
+		FROM orchestrator.workflow_steps x
+		WHERE x.run_id = r.id AND x.status NOT IN ('succeeded', 'skipped');
+	IF steps IS NOT NULL THEN
+		SELECT n INTO bad FROM unnest(steps) n
+			WHERE n IS NULL OR NOT EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
+										   WHERE x.run_id = r.id AND x.step = n)
+			LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'workflow run % has no step %', r.id, coalesce(quote_literal(bad), 'NULL')
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Its steps are: %s.', (SELECT string_agg(x.step, ', ' ORDER BY x.position)
+						  FROM orchestrator.workflow_steps x WHERE x.run_id = r.id)),
+					  HINT = 'Name the failed steps to retry, or pass NULL to retry every failed step.';
+		END IF;
+		SELECT n INTO bad FROM unnest(steps) n WHERE n <> ALL (todo) LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'step % of workflow run % is %, not failed', quote_literal(bad), r.id,
+				(SELECT x.status FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.step = bad)
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A resumed run keeps the results of its succeeded and skipped steps.',
+					  HINT = 'Name only failed, dead or cancelled steps.';
+		END IF;
+		-- A run cannot go on past a failed step that stays failed.
+		SELECT x.step INTO bad FROM orchestrator.workflow_steps x
+			WHERE x.run_id = r.id AND x.status IN ('failed', 'dead') AND x.step <> ALL (steps)
+			ORDER BY x.position LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'step % of workflow run % failed and is not named', quote_literal(bad), r.id
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A run cannot continue while one of its steps stays failed.',
+					  HINT = 'Name every failed or dead step, or pass NULL to retry them all.';
+		END IF;
+	END IF;
+
+	UPDATE orchestrator.workflow_runs w
+		SET status = CASE WHEN w.started_at IS NULL THEN 'pending' ELSE 'running' END,
+			error = NULL, result = NULL, finished_at = NULL
+		WHERE w.id = r.id
+		RETURNING * INTO r;
+	-- The steps that get a new attempt: those of the steps to do that had
+	-- started (the others never ran).
+	PERFORM orchestrator._emit(r.id, 'workflow.resumed', NULL, jsonb_build_object(
+		'steps', to_jsonb((SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}')
+						   FROM orchestrator.workflow_steps x
+						   WHERE x.run_id = r.id AND x.step = ANY (todo) AND x.attempt > 0)),
+		'by', orchestrator._caller()));
+	IF r.deadline IS NOT NULL THEN
+		PERFORM orchestrator._enqueue(r, '@deadline', '@timer', r.deadline);
+	END IF;
+
+	UPDATE orchestrator.workflow_steps x
+		SET status = 'waiting', attempt_base = x.attempt, error = NULL, result = NULL, worker = NULL,
+			ready_at = NULL, started_at = NULL, finished_at = NULL,
+			deps_open = (SELECT count(*) FROM unnest(d.depends_on) dep
+						 WHERE dep = ANY (todo))
+		FROM orchestrator.definition_steps d
+		WHERE x.run_id = r.id AND x.step = ANY (todo)
+		  AND d.name = r.name AND d.version = r.version AND d.step = x.step;
+	FOREACH s IN ARRAY todo LOOP
+		-- Making a step ready may end the run (a sleep whose "until" is no time).
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = r.id;
+		EXIT WHEN r.status NOT IN ('pending', 'running');
+		IF (SELECT x.deps_open FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.step = s) = 0
+		   AND (SELECT x.status FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.step = s) = 'waiting' THEN
+			PERFORM orchestrator._step_ready(r, s);
+		END IF;
+	END LOOP;
 	RETURN true;
 END
 $$;
@@ -1723,6 +1840,35 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._api_retry_webhook_deliveries(webhook_id uuid DEFAULT NULL, since timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF webhook_id IS NOT NULL
+	   AND NOT EXISTS (SELECT 1 FROM orchestrator.webhooks w WHERE w.id = _api_retry_webhook_deliveries.webhook_id) THEN
+		RAISE EXCEPTION 'webhook % does not exist', webhook_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See orchestrator.webhooks; pass NULL to redrive the dead deliveries of every webhook.';
+	END IF;
+	UPDATE orchestrator.webhook_outbox o
+		SET status = 'pending', attempt = 0, available_at = now(), lease_token = NULL, worker = NULL
+		WHERE o.status = 'dead'
+		  AND (_api_retry_webhook_deliveries.webhook_id IS NULL OR o.webhook_id = _api_retry_webhook_deliveries.webhook_id)
+		  AND (since IS NULL OR o.created_at >= since)
+		  AND EXISTS (SELECT 1 FROM orchestrator.webhooks w WHERE w.id = o.webhook_id);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM orchestrator._wake_at_commit('http');
+	END IF;
+	RETURN n;
+END
+$$;
+
 CREATE FUNCTION orchestrator._webhook_claim(max_items integer, worker text, recover boolean,
 	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
 	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
@@ -2267,6 +2413,13 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.cancel_workflow(uuid, text) IS
 'cancel a pending or running run; false when it had already finished';
 
+CREATE FUNCTION orchestrator.retry_run(run_id uuid, steps text[] DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.retry_run(uuid, text[]) IS
+'resume a failed or cancelled run: its failed and cancelled steps run again, succeeded steps keep their results; false when the run is not failed or cancelled';
+
 CREATE FUNCTION orchestrator.signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
 RETURNS boolean
 LANGUAGE C
@@ -2382,6 +2535,13 @@ LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.drop_webhook(uuid) IS
 'remove a webhook subscription; its pending deliveries are cancelled';
+
+CREATE FUNCTION orchestrator.retry_webhook_deliveries(webhook_id uuid DEFAULT NULL, since timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.retry_webhook_deliveries(uuid, timestamptz) IS
+'queue dead webhook deliveries again (of one webhook, created at or after since); returns how many';
 
 -- Views as a fresh install has them.
 
@@ -2555,6 +2715,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.get_workflow(uuid),
 	orchestrator.workflow_result(uuid),
 	orchestrator.cancel_workflow(uuid, text),
+	orchestrator.retry_run(uuid, text[]),
 	orchestrator.signal_workflow(uuid, text, jsonb),
 	orchestrator.events(uuid, bigint),
 	orchestrator.claim_steps(text, text, integer, interval),
@@ -2597,7 +2758,8 @@ GRANT EXECUTE ON FUNCTION orchestrator._tokens(jsonb), orchestrator._stats_live_
 GRANT EXECUTE ON FUNCTION
 	orchestrator.create_webhook(text, text[], text),
 	orchestrator.rotate_webhook_secret(uuid, text),
-	orchestrator.drop_webhook(uuid)
+	orchestrator.drop_webhook(uuid),
+	orchestrator.retry_webhook_deliveries(uuid, timestamptz)
 TO orchestrator_admin;
 GRANT SELECT ON orchestrator.webhooks, orchestrator.webhook_deliveries TO orchestrator_admin;
 GRANT SELECT ON orchestrator.circuit_breakers TO orchestrator_user;

@@ -312,8 +312,8 @@ orchestrator_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("orchestrator.restoring",
-							 "Skip creating partitions in CREATE EXTENSION (set while restoring a dump).",
-							 "A dump holds the partitions; creating them at install would collide.",
+							 "No effect; kept so that scripts setting it keep working.",
+							 "Restores needed it before 0.3; a plain pg_restore works now.",
 							 &orchestrator_restoring,
 							 false,
 							 PGC_USERSET,

@@ -16,6 +16,7 @@
 
 #include "guc.h"
 #include "relay.h"
+#include "restore.h"
 #include "shmem.h"
 #include "workers.h"
 
@@ -47,4 +48,5 @@ _PG_init(void)
 	orchestrator_shmem_install_hooks();
 	orchestrator_register_launcher();
 	orchestrator_relay_install();
+	orchestrator_restore_install_hooks();
 }

@@ -116,8 +116,10 @@ CREATE TABLE orchestrator.workflow_steps (
 	ready_at    timestamptz,
 	started_at  timestamptz,
 	finished_at timestamptz,
+	attempt_base integer      NOT NULL DEFAULT 0,
 	PRIMARY KEY (run_id, step)
 ) PARTITION BY RANGE (run_id);
+COMMENT ON COLUMN orchestrator.workflow_steps.attempt_base IS 'attempts made before the run was last resumed (retry_run): max_attempts counts from here';
 COMMENT ON TABLE orchestrator.workflow_steps IS 'one row per step of each run (partitioned like workflow_runs)';
 
 CREATE TABLE orchestrator.workflow_events (
@@ -208,7 +210,6 @@ BEGIN
 END
 $$;
 
--- Not while restoring a dump (orchestrator.restoring = on): the dump brings
--- its own partitions, and these would collide with them.
-SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 1, 9)
-WHERE NOT pg_catalog.current_setting('orchestrator.restoring')::boolean;
+-- A dump restored afterwards brings partitions of some of these days too:
+-- src/restore.c lets its statements meet the ones made here.
+SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date - 1, 9);

@@ -372,15 +372,17 @@ DECLARE
 	r     orchestrator.workflow_runs;
 	d     orchestrator.definition_steps;
 	n     integer;
+	base  integer;
 	due   timestamptz;
 	final text;
 BEGIN
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _attempt_failed.run_id;
 	d := orchestrator._def_step(r, step);
-	SELECT s.attempt INTO n FROM orchestrator.workflow_steps s
+	-- Attempts count from the last resume (retry_run sets attempt_base).
+	SELECT s.attempt, s.attempt_base INTO n, base FROM orchestrator.workflow_steps s
 		WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
-	IF retryable AND n < d.max_attempts THEN
-		due := now() + greatest(orchestrator._backoff(d, n), coalesce(retry_after, interval '0'));
+	IF retryable AND n - base < d.max_attempts THEN
+		due := now() + greatest(orchestrator._backoff(d, n - base), coalesce(retry_after, interval '0'));
 		UPDATE orchestrator.workflow_steps s SET status = 'ready', error = _attempt_failed.error, ready_at = due
 			WHERE s.run_id = r.id AND s.step = _attempt_failed.step;
 		UPDATE orchestrator.work_queue q SET available_at = due, lease_token = NULL, lease = NULL, worker = NULL

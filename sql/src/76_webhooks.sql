@@ -190,6 +190,39 @@ BEGIN
 END
 $$;
 
+-- Redrive dead deliveries (of one webhook, created at or after "since"):
+-- pending again, due now, with the retry schedule from its start (attempt
+-- 0; last_status and last_error tell what happened before).  Deliveries of
+-- webhooks dropped since stay dead.
+CREATE FUNCTION orchestrator._api_retry_webhook_deliveries(webhook_id uuid DEFAULT NULL, since timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	n bigint;
+BEGIN
+	IF webhook_id IS NOT NULL
+	   AND NOT EXISTS (SELECT 1 FROM orchestrator.webhooks w WHERE w.id = _api_retry_webhook_deliveries.webhook_id) THEN
+		RAISE EXCEPTION 'webhook % does not exist', webhook_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See orchestrator.webhooks; pass NULL to redrive the dead deliveries of every webhook.';
+	END IF;
+	UPDATE orchestrator.webhook_outbox o
+		SET status = 'pending', attempt = 0, available_at = now(), lease_token = NULL, worker = NULL
+		WHERE o.status = 'dead'
+		  AND (_api_retry_webhook_deliveries.webhook_id IS NULL OR o.webhook_id = _api_retry_webhook_deliveries.webhook_id)
+		  AND (since IS NULL OR o.created_at >= since)
+		  AND EXISTS (SELECT 1 FROM orchestrator.webhooks w WHERE w.id = o.webhook_id);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	IF n > 0 THEN
+		PERFORM orchestrator._wake_at_commit('http');
+	END IF;
+	RETURN n;
+END
+$$;
+
 -- A delivery attempt failed: try again per the schedule, or it is dead.
 CREATE FUNCTION orchestrator._webhook_failed(id uuid, status integer, error text, retry_after interval)
 RETURNS void

@@ -4,9 +4,9 @@
 -- History partitions are ordinary tables, not extension members: pg_dump
 -- dumps them (definition and rows) like any table, and a restore recreates
 -- them.  The partitions the install script created are released from the
--- extension here; a restore runs CREATE EXTENSION with
--- orchestrator.restoring = on so that it creates none (see
--- docs/operations.md).
+-- extension here.  A plain pg_restore or psql of a dump works: its
+-- statements for partitions and partition indexes that exist already are
+-- skipped (src/restore.c; docs/operations.md).
 
 DO $release$
 DECLARE

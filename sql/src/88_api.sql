@@ -54,6 +54,13 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.cancel_workflow(uuid, text) IS
 'cancel a pending or running run; false when it had already finished';
 
+CREATE FUNCTION orchestrator.retry_run(run_id uuid, steps text[] DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.retry_run(uuid, text[]) IS
+'resume a failed or cancelled run: its failed and cancelled steps run again, succeeded steps keep their results; false when the run is not failed or cancelled';
+
 CREATE FUNCTION orchestrator.signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
 RETURNS boolean
 LANGUAGE C
@@ -169,3 +176,10 @@ LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.drop_webhook(uuid) IS
 'remove a webhook subscription; its pending deliveries are cancelled';
+
+CREATE FUNCTION orchestrator.retry_webhook_deliveries(webhook_id uuid DEFAULT NULL, since timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.retry_webhook_deliveries(uuid, timestamptz) IS
+'queue dead webhook deliveries again (of one webhook, created at or after since); returns how many';

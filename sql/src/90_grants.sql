@@ -18,6 +18,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.get_workflow(uuid),
 	orchestrator.workflow_result(uuid),
 	orchestrator.cancel_workflow(uuid, text),
+	orchestrator.retry_run(uuid, text[]),
 	orchestrator.signal_workflow(uuid, text, jsonb),
 	orchestrator.events(uuid, bigint),
 	orchestrator.claim_steps(text, text, integer, interval),

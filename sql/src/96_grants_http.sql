@@ -6,7 +6,8 @@
 GRANT EXECUTE ON FUNCTION
 	orchestrator.create_webhook(text, text[], text),
 	orchestrator.rotate_webhook_secret(uuid, text),
-	orchestrator.drop_webhook(uuid)
+	orchestrator.drop_webhook(uuid),
+	orchestrator.retry_webhook_deliveries(uuid, timestamptz)
 TO orchestrator_admin;
 GRANT SELECT ON orchestrator.webhooks, orchestrator.webhook_deliveries TO orchestrator_admin;
 GRANT SELECT ON orchestrator.circuit_breakers TO orchestrator_user;

@@ -3,8 +3,9 @@
 # Operations tests for orchestrator:
 #   1. the pg_cron job made by schedule_maintenance() really runs maintain()
 #      (cron.job_run_details);
-#   2. pg_dump / pg_restore keep definitions, runs, steps, events, signals,
-#      idempotency keys and queued work, and the restored database works.
+#   2. plain pg_dump -Fc / pg_restore -d, and pg_dump | psql, keep
+#      definitions, runs in every state, steps, events, signals, idempotency
+#      keys and queued work, and the restored runs are worked to completion.
 
 use strict;
 use warnings;
@@ -115,59 +116,112 @@ my $counts = q{SELECT (SELECT count(*) FROM orchestrator.workflow_runs) || ' run
   || (SELECT count(*) FROM orchestrator.workflow_events) || ' events, '
   || (SELECT count(*) FROM orchestrator.work_queue) || ' queued'};
 
+# Runs in every other state: running with a sleep timer, failed (a table
+# it needs is missing), pending (an external step nobody claimed yet),
+# external under lease; then, with the dispatchers stopped, queued (a sql
+# step no dispatcher has taken).
+$node->safe_psql(
+	'app', q{
+SELECT orchestrator.define_workflow('mix', $$ {"steps": [
+  {"name": "nap", "kind": "sleep", "duration": "2 seconds"},
+  {"name": "after", "kind": "sql", "sql": "SELECT 1", "depends_on": ["nap"]}]} $$);
+SELECT orchestrator.define_workflow('broken', $$ {"steps": [
+  {"name": "post", "kind": "sql", "sql": "INSERT INTO ledger VALUES (1) RETURNING n"}]} $$);
+SELECT orchestrator.define_workflow('partner', $$ {"steps": [
+  {"name": "call", "kind": "external", "queue": "partners"}]} $$);
+SELECT orchestrator.define_workflow('late', $$ {"steps": [
+  {"name": "write", "kind": "sql", "sql": "INSERT INTO notes(body) VALUES ('late') RETURNING id"}]} $$);
+SELECT orchestrator.start_workflow('mix');
+SELECT orchestrator.start_workflow('broken');
+SELECT orchestrator.start_workflow('partner');
+SELECT count(*) FROM orchestrator.claim_steps('reviews', 'w', 3, '1 hour');
+});
+ok($node->poll_query_until('app', "SELECT count(*) = 1 FROM orchestrator.runs WHERE name = 'broken' AND status = 'failed'"),
+	'a run failed');
+ok($node->poll_query_until('app', "SELECT count(*) = 1 FROM orchestrator.run_steps WHERE step = 'nap' AND status = 'running'"),
+	'a run sleeps');
+
 # Stop the dispatchers while dumping so the fingerprint is stable.
 $node->append_conf('postgresql.conf', 'orchestrator.workers = 0');
 $node->reload;
 $node->poll_query_until('app',
 	"SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name LIKE 'orchestrator dispatcher%'")
   or die 'dispatchers did not stop';
+$node->safe_psql('app', q{SELECT orchestrator.start_workflow('late')});
+is( $node->safe_psql('app', q{SELECT string_agg(status || ':' || n, ' ' ORDER BY status) FROM (
+  SELECT status, count(*) AS n FROM orchestrator.runs GROUP BY status) s}),
+	'failed:1 pending:2 running:16 succeeded:5', 'runs in every state');
+is( $node->safe_psql('app', q{SELECT count(*) FROM orchestrator.work_queue WHERE lease_token IS NOT NULL}),
+	'3', 'three external steps under lease');
+my $runs_total = $node->safe_psql('app', 'SELECT count(*) FROM orchestrator.runs');
 my $before = $node->safe_psql('app', $fingerprint);
 my $counts_before = $node->safe_psql('app', $counts);
 
 my $dump = $node->basedir . '/app.dump';
-my $list = $node->basedir . '/app.list';
-$node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('app'), '-f', $dump ], 'pg_dump');
-# The restore recipe of docs/operations.md: leave out the partitions' own
-# indexes and constraints (ATTACH PARTITION makes them from the parents'),
-# and create the extension without partitions (the dump has them).
-my ($stdout, $stderr);
-IPC::Run::run [ 'pg_restore', '-l', $dump ], '|', [ 'grep', '-vE', ' (CONSTRAINT|INDEX|INDEX ATTACH) orchestrator [a-z_]+_p[0-9]{8}[ _]' ], '>', $list
-  or die 'pg_restore -l failed';
-$node->safe_psql('postgres', 'CREATE DATABASE restored');
-{
-	local $ENV{PGOPTIONS} = '-c orchestrator.restoring=on';
-	$node->command_ok(
-		[ 'pg_restore', '--exit-on-error', '--single-transaction', '-L', $list, '-d', $node->connstr('restored'), $dump ],
-		'pg_restore into a new database');
-}
-is($node->safe_psql('restored', $counts), $counts_before, "same rows after restore ($counts_before)");
-is($node->safe_psql('restored', $fingerprint), $before, 'identical content after restore');
-is( $node->safe_psql('restored',
-		"SELECT count(*) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid WHERE d.deptype = 'e' AND c.relname ~ '_p[0-9]{8}\$'"),
-	'0', 'partitions are not extension members after restore');
-is( $node->safe_psql('restored',
-		"SELECT count(*) FROM pg_indexes WHERE schemaname = 'orchestrator' AND tablename ~ '^workflow_runs_p[0-9]{8}\$'")
-	  % 4,
-	0, 'each runs partition has its four indexes');
+$node->command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('app'), '-f', $dump ], 'pg_dump -Fc');
+my $plain = $node->basedir . '/app.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('app'), '-f', $plain ], 'pg_dump (plain)');
 
-# The restored database works: claim and complete the remaining reviews,
-# approve every run, and maintain() runs.
-$node->safe_psql(
-	'restored', q{
+# Restore the plain way, into new databases: no list, no setting, no flag.
+# CREATE EXTENSION makes partitions of the current days, which the dump
+# holds as well, and ATTACH PARTITION makes the partitions' indexes before
+# the dump creates them: both must be taken in stride.
+$node->safe_psql('postgres', 'CREATE DATABASE restored; CREATE DATABASE restored_sql');
+$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ], 'pg_restore -d, nothing else');
+$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored_sql'), '-f', $plain ],
+	'pg_dump | psql');
+
+foreach my $db ('restored', 'restored_sql')
+{
+	is($node->safe_psql($db, $counts), $counts_before, "$db: same rows ($counts_before)");
+	is($node->safe_psql($db, $fingerprint), $before, "$db: identical content");
+	is( $node->safe_psql($db,
+			"SELECT count(*) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid WHERE d.deptype = 'e' AND c.relname ~ '_p[0-9]{8}\$'"),
+		'0', "$db: partitions are not extension members");
+	is( $node->safe_psql($db,
+			"SELECT count(*) FROM pg_indexes WHERE schemaname = 'orchestrator' AND tablename ~ '^workflow_runs_p[0-9]{8}\$'")
+		  % 4,
+		0, "$db: each runs partition has its four indexes");
+	is( $node->safe_psql($db, q{
+SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+WHERE c.relnamespace = 'orchestrator'::regnamespace AND c.relname ~ '_p[0-9]{8}$' AND NOT i.indisvalid}),
+		'0', "$db: no invalid partition index");
+	is($node->safe_psql($db, $hook_sign), "v1,$hook_want", "$db: the webhook secret signs as before");
+
+	# Work the restored runs to completion, with the dispatchers on it.
+	$node->append_conf('postgresql.conf', "orchestrator.database = '$db'\norchestrator.workers = 2");
+	$node->restart;
+	$node->safe_psql(
+		$db, q{
+SELECT count(orchestrator.complete_step(run_id, step, lease_token, '{}'))
+FROM orchestrator.work_queue WHERE queue = 'reviews' AND lease_token IS NOT NULL;
 SELECT count(orchestrator.complete_step(run_id, step, lease_token, '{}')) FROM orchestrator.claim_steps('reviews', 'w2', 100);
-SELECT count(orchestrator.signal_workflow(id, 'ok')) FROM orchestrator.runs WHERE status = 'running';
+SELECT count(orchestrator.complete_step(run_id, step, lease_token, '{}')) FROM orchestrator.claim_steps('partners', 'w2', 100);
+CREATE TABLE ledger (n integer);
+SELECT count(orchestrator.retry_run(id)) FROM orchestrator.runs WHERE status = 'failed';
 });
-is($node->safe_psql('restored', "SELECT count(*) FROM orchestrator.runs WHERE status = 'succeeded'"),
-	'20', 'every restored run finished');
-is($node->safe_psql('restored',
-		"SELECT orchestrator.start_workflow('note', '{\"body\": \"again\"}', '{\"idempotency_key\": \"k1\"}') = (SELECT run_id FROM orchestrator.idempotency_keys WHERE key = 'k1')"),
-	't', 'idempotency keys survive');
-is($node->safe_psql('restored', "SELECT ((orchestrator.maintain()) ->> 'partitions_ahead')::int >= 7"), 't', 'maintain() on the restored database');
-is($node->safe_psql('restored', "SELECT sum(cost) FROM orchestrator.costs_per_day"), '0.1250', 'costs restored exactly');
-is($node->safe_psql('restored', "SELECT url FROM orchestrator.webhooks WHERE id = '$hook'"),
-	'http://127.0.0.1:9/hook', 'the webhook is restored');
-is($node->safe_psql('restored', $hook_sign), "v1,$hook_want",
-	'its restored secret signs as before (same key file; HMAC computed here)');
+	ok($node->poll_query_until($db, "SELECT count(*) = 15 FROM orchestrator.run_steps WHERE step = 'approve' AND status = 'running'"),
+		"$db: the approvals wait");
+	$node->safe_psql($db, q{SELECT count(orchestrator.signal_workflow(run_id, 'ok')) FROM orchestrator.run_steps
+WHERE step = 'approve' AND status = 'running'});
+	ok( $node->poll_query_until($db, "SELECT count(*) = 0 FROM orchestrator.runs WHERE status <> 'succeeded'"),
+		"$db: every restored run finished")
+	  or diag($node->safe_psql($db, 'SELECT name, status, error FROM orchestrator.runs WHERE status <> \'succeeded\''));
+	is($node->safe_psql($db, 'SELECT count(*) FROM orchestrator.runs'), $runs_total, "$db: all $runs_total runs");
+	is($node->safe_psql($db, 'SELECT count(*) FROM ledger'), '1', "$db: the failed run was resumed and its step ran once");
+	is($node->safe_psql($db, "SELECT count(*) FROM notes WHERE body = 'late'"), '1', "$db: the queued sql step ran once");
+	is($node->safe_psql($db,
+			"SELECT orchestrator.start_workflow('note', '{\"body\": \"again\"}', '{\"idempotency_key\": \"k1\"}') = (SELECT run_id FROM orchestrator.idempotency_keys WHERE key = 'k1')"),
+		't', "$db: idempotency keys survive");
+	is($node->safe_psql($db, "SELECT ((orchestrator.maintain()) ->> 'partitions_ahead')::int >= 7"), 't', "$db: maintain()");
+	is($node->safe_psql($db, "SELECT sum(cost) FROM orchestrator.costs_per_day"), '0.1250', "$db: costs restored exactly");
+	is($node->safe_psql($db, "SELECT url FROM orchestrator.webhooks WHERE id = '$hook'"),
+		'http://127.0.0.1:9/hook', "$db: the webhook is restored");
+	# New runs start on the restored database.
+	my $new = $node->safe_psql($db, q{SELECT orchestrator.start_workflow('mix', '{}', '{"version": 1}')});
+	ok($node->poll_query_until($db, "SELECT status = 'succeeded' FROM orchestrator.runs WHERE id = '$new'"),
+		"$db: a new run succeeds");
+}
 
 $node->stop;
 done_testing();
