@@ -70,6 +70,34 @@ typedef struct DispatchResult
 
 static int	dispatcher_slot = -1;
 
+/* SIGTERM arrived while HTTP requests were in flight: finish them first. */
+static volatile sig_atomic_t shutdown_requested = false;
+
+/*
+ * dispatcher_sigterm
+ *		SIGTERM (a fast or smart shutdown, the launcher stopping a slot):
+ *		with HTTP requests in flight, let the main loop finish and record
+ *		them for up to orchestrator.shutdown_grace, so that requests that
+ *		answer in milliseconds are not sent again after the restart.
+ *		Otherwise end at once, as die() does (a sql step's statement is
+ *		cancelled and its transaction rolled back).
+ */
+static void
+dispatcher_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	if (orchestrator_http_in_flight() + orchestrator_http_done_count() > 0 &&
+		orchestrator_shutdown_grace > 0 && !shutdown_requested)
+	{
+		shutdown_requested = true;
+		SetLatch(MyLatch);
+	}
+	else
+		die(postgres_signal_arg);
+	errno = save_errno;
+}
+
 /*
  * reload_config_if_asked
  *		Apply a pending SIGHUP.
@@ -372,6 +400,49 @@ sleep_for(long ms, bool wakeable)
 }
 
 /*
+ * finish_http_and_exit
+ *		The graceful part of a shutdown: claim nothing more, serve the
+ *		requests in flight and record what finishes, for up to
+ *		orchestrator.shutdown_grace; then exit.  Requests still unanswered
+ *		keep their lease and are sent again (same Idempotency-Key) after
+ *		the restart.
+ */
+static void
+finish_http_and_exit(MemoryContext loop_context)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													orchestrator_shutdown_grace);
+	int			left;
+
+	ereport(LOG,
+			(errmsg("orchestrator dispatcher %d is stopping: finishing %d HTTP requests in flight",
+					dispatcher_slot, orchestrator_http_in_flight() + orchestrator_http_done_count())));
+	for (;;)
+	{
+		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (orchestrator_http_done_count() > 0)
+		{
+			HttpTurn	http;
+
+			memset(&http, 0, sizeof(http));
+			http.record = true;
+			orchestrator_http_recorded(http.count, dispatch_turn(NULL, &http, loop_context));
+			MemoryContextSwitchTo(loop_context);
+			continue;
+		}
+		if (orchestrator_http_in_flight() == 0 || remaining <= 0)
+			break;
+		(void) orchestrator_http_wait(Min(remaining, 100));
+	}
+	left = orchestrator_http_in_flight();
+	ereport(LOG,
+			(errmsg("orchestrator dispatcher %d stopped", dispatcher_slot),
+			 left > 0 ? errdetail("%d HTTP requests did not finish within orchestrator.shutdown_grace; they are sent again after the restart.", left) : 0));
+	proc_exit(0);
+}
+
+/*
  * woken_for
  *		The latch was set: look for the kinds of work committers asked for
  *		(wake.h).  A latch set for anything else (a reload, a shutdown) asks
@@ -424,7 +495,7 @@ orchestrator_dispatcher_main(Datum main_arg)
 				 errmsg("orchestrator dispatcher slot %d is out of range", dispatcher_slot)));
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, dispatcher_sigterm);
 	BackgroundWorkerUnblockSignals();
 
 	/* NULL user: the bootstrap superuser */
@@ -467,6 +538,8 @@ orchestrator_dispatcher_main(Datum main_arg)
 
 		CHECK_FOR_INTERRUPTS();
 		reload_config_if_asked();
+		if (shutdown_requested)
+			finish_http_and_exit(loop_context);
 
 		MemoryContextReset(loop_context);
 		MemoryContextSwitchTo(loop_context);

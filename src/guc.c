@@ -28,6 +28,7 @@ char	   *orchestrator_default_lease = NULL;
 char	   *orchestrator_default_step_timeout = NULL;
 int			orchestrator_max_step_timeout = 3600 * 1000;
 int			orchestrator_relay_queue_size = 16384;
+int			orchestrator_shutdown_grace = 5000;
 int			orchestrator_step_timeout_grace = 5000;
 int			orchestrator_engine_timeout = 60 * 1000;
 int			orchestrator_health_max_ready_age = 60;
@@ -250,6 +251,16 @@ orchestrator_define_gucs(void)
 							256, 1024 * 1024,
 							PGC_POSTMASTER,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.shutdown_grace",
+							"How long a stopping dispatcher goes on serving its HTTP requests in flight.",
+							"Requests that finish within it are recorded; the others are sent again (with the same Idempotency-Key) after the restart.  0: stop at once.",
+							&orchestrator_shutdown_grace,
+							5000,
+							0, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("orchestrator.step_timeout_grace",
