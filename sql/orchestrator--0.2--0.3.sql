@@ -624,6 +624,9 @@ AS $$
 DECLARE
 	r orchestrator.workflow_runs;
 BEGIN
+	IF run_id IS NULL THEN
+		RAISE EXCEPTION 'run id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _visible_run.run_id;
 	IF NOT FOUND OR NOT orchestrator._may_see(r.owner, r.started_by) THEN
 		PERFORM orchestrator._run_not_found(run_id);
@@ -1777,11 +1780,14 @@ BEGIN
 		RAISE EXCEPTION 'events must list at least one event type' USING ERRCODE = 'invalid_parameter_value',
 			HINT = 'Use ''{*}'' for every event, or types such as ''{workflow.failed, step.*}''.';
 	END IF;
+	-- Event types are "<family>.<what>" of the families orchestrator emits;
+	-- a pattern that can match none of them is a mistake, not a subscription.
 	SELECT e INTO bad FROM unnest(events) e
-		WHERE e IS NULL OR e !~ '^(\*|[a-z_]+(\.[a-z_]+)*(\.\*)?)$' LIMIT 1;
+		WHERE e IS NULL OR e !~ '^(\*|(workflow|step|signal|circuit)(\.[a-z_]+)*(\.\*)?)$' LIMIT 1;
 	IF FOUND THEN
 		RAISE EXCEPTION 'invalid event type pattern %', coalesce(quote_literal(bad), 'NULL')
 			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Event types start with workflow., step., signal. or circuit.',
 				  HINT = 'Use "*", an event type such as "workflow.failed", or a prefix such as "step.*".';
 	END IF;
 	IF secret IS NULL THEN

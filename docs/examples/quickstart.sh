@@ -49,7 +49,8 @@ for _ in $(seq 1 300); do
 	status=$(psql_ -Atc "SELECT status FROM orchestrator.runs WHERE id = '$run'")
 	case "$status" in pending|running) sleep 0.1 ;; *) break ;; esac
 done
-pkill -TERM -f "worker.py host=127.0.0.1 port=$port" 2>/dev/null || true
+# only the worker itself (runuser, its parent, would announce "Session terminated")
+pkill -TERM -f "^/usr/bin/python3 .*worker.py host=127.0.0.1 port=$port" 2>/dev/null || true
 wait "$worker" 2>/dev/null || true
 
 echo "== events"

@@ -102,6 +102,9 @@ AS $$
 DECLARE
 	r orchestrator.workflow_runs;
 BEGIN
+	IF run_id IS NULL THEN
+		RAISE EXCEPTION 'run id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
 	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _visible_run.run_id;
 	IF NOT FOUND OR NOT orchestrator._may_see(r.owner, r.started_by) THEN
 		PERFORM orchestrator._run_not_found(run_id);

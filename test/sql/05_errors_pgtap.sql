@@ -25,7 +25,7 @@ SELECT throws_ok($$SELECT orchestrator.start_workflow('e_wf', '{}', '{"priority"
 SELECT throws_ok($$SELECT orchestrator.start_workflow('e_wf', '{}', '{"tenant": 7}')$$, '22023', NULL, 'tenant not a string: 22023');
 SELECT throws_ok($$SELECT orchestrator.start_workflow('e_wf', '{}', '{"idempotency_key": ""}')$$, '22023', NULL, 'empty idempotency key: 22023');
 SELECT throws_ok($$SELECT orchestrator.get_workflow('00000000-0000-7000-8000-000000000000')$$, '42704', NULL, 'unknown run: 42704');
-SELECT throws_ok($$SELECT orchestrator.get_workflow(NULL)$$, '42704', NULL, 'null run id: 42704');
+SELECT throws_ok($$SELECT orchestrator.get_workflow(NULL)$$, '22004', NULL, 'null run id: 22004, as for cancel_workflow');
 SELECT throws_ok($$SELECT orchestrator.cancel_workflow('00000000-0000-7000-8000-000000000000')$$, '42704', NULL, 'cancel unknown run: 42704');
 SELECT throws_ok($$SELECT orchestrator.signal_workflow('00000000-0000-7000-8000-000000000000', 'go')$$, '42704', NULL, 'signal unknown run: 42704');
 SELECT throws_ok($$SELECT orchestrator.signal_workflow(orchestrator.uuid_v7(), 'no spaces allowed')$$, '22023', NULL, 'bad signal name: 22023');

@@ -313,3 +313,6 @@ FROM orchestrator.events(:'refused') WHERE type LIKE 'step.%' ORDER BY seq;
 SELECT s.status, s.attempt, s.error ->> 'kind' AS kind, s.input ->> 'url' AS url
 FROM orchestrator.workflow_steps s WHERE s.run_id = :'refused';
 SELECT host, failures FROM orchestrator.http_circuits;
+-- An event pattern that can match no event type orchestrator emits is refused.
+SELECT try($$SELECT orchestrator.create_webhook('http://127.0.0.1:1/x', '{bogus}')$$) AS unknown_family;
+SELECT try($$SELECT orchestrator.create_webhook('http://127.0.0.1:1/x', '{workflow.*, bogus.failed}')$$) AS one_unknown;
