@@ -5,17 +5,20 @@
 #   bash bench/dispatch.sh            (as root on Debian 12; RUNS=... to change the size)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-[ "$(id -u)" = 0 ] && bash "$root/test/setup.sh" >/dev/null
+# PG_BINDIR: another installation; SKIP_SETUP=1: measure it as it is
+bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+export PG_BINDIR=$bindir
+[ "$(id -u)" = 0 ] && [ -z "${SKIP_SETUP:-}" ] && bash "$root/test/setup.sh" >/dev/null
 runs=${RUNS:-3000}
 secs=${SECONDS_PER_POINT:-5}
-port=55510
+port=${PORT:-55510}
 data=$(mktemp -d /tmp/orchestrator-bench.XXXXXX)
 [ "$(id -u)" = 0 ] && chown postgres: "$data"
 trap 'bash "$root/test/cluster.sh" stop "$data"; rm -rf "$data"' EXIT
 bash "$root/test/cluster.sh" start "$data" "$port" bench
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-q() { as_pg /usr/lib/postgresql/15/bin/psql -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
-pgb() { as_pg /usr/lib/postgresql/15/bin/pgbench -h 127.0.0.1 -p "$port" -U postgres -n "$@" bench 2>/dev/null; }
+q() { as_pg "$bindir/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
+pgb() { as_pg "$bindir/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n "$@" bench 2>/dev/null; }
 
 echo "# orchestrator dispatch benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), $(date -u +%F))"
 echo "# reproduce: bash bench/dispatch.sh   (RUNS=$runs SECONDS_PER_POINT=$secs)"
