@@ -1946,20 +1946,23 @@ AS $$
 DECLARE
 	n bigint;
 BEGIN
+	-- the number of watermark rows changed (not of the roll-up rows removed)
 	IF from_day IS NULL THEN
 		DELETE FROM orchestrator.run_stats_watermark;
+		GET DIAGNOSTICS n = ROW_COUNT;
 		DELETE FROM orchestrator.run_stats_daily;
 		DELETE FROM orchestrator.step_error_stats_daily;
 		DELETE FROM orchestrator.throughput_stats;
 		DELETE FROM orchestrator.step_duration_stats_daily;
 	ELSE
-		UPDATE orchestrator.run_stats_watermark w SET day = least(w.day, from_day - 1);
+		UPDATE orchestrator.run_stats_watermark w SET day = least(w.day, from_day - 1)
+			WHERE w.day >= from_day;
+		GET DIAGNOSTICS n = ROW_COUNT;
 		DELETE FROM orchestrator.run_stats_daily s WHERE s.partition_day >= from_day;
 		DELETE FROM orchestrator.step_error_stats_daily s WHERE s.partition_day >= from_day;
 		DELETE FROM orchestrator.throughput_stats s WHERE s.partition_day >= from_day;
 		DELETE FROM orchestrator.step_duration_stats_daily s WHERE s.partition_day >= from_day;
 	END IF;
-	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END
 $$;

@@ -137,7 +137,7 @@ SELECT r.id, 'work', 0, 'external', CASE WHEN r.status = 'failed' THEN 'dead' EL
 	   CASE WHEN r.status = 'failed' THEN jsonb_build_object('message', 'quota exceeded', 'sqlstate', '53400') END,
 	   r.started_at, r.finished_at
 FROM orchestrator.workflow_runs r WHERE r.name = 'rollup_wf';
-SELECT orchestrator.rebuild_stats((now() AT TIME ZONE 'UTC')::date - 3) >= 0 AS rebuilt;
+SELECT orchestrator.rebuild_stats((now() AT TIME ZONE 'UTC')::date - 3) AS watermark_rows_changed;
 CREATE TEMP TABLE live_numbers AS
 	SELECT 'runs' AS v, day, workflow, tenant, status, runs::numeric AS a, cost AS b, avg_seconds::numeric AS c
 	FROM orchestrator.runs_per_day WHERE workflow = 'rollup_wf'
