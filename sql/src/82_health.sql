@@ -86,6 +86,17 @@ BEGIN
 	IF alive < configured THEN
 		problems := problems || format('%s of %s dispatchers running', alive, configured);
 	END IF;
+	-- The usual reason for none: they serve another database, or one that
+	-- does not exist (then they exit at once and are started again).
+	IF current_setting('orchestrator.database') <> current_database() THEN
+		problems := problems || CASE
+			WHEN NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = current_setting('orchestrator.database'))
+			THEN format('orchestrator.database is "%s", which does not exist: the dispatchers cannot start; set it to "%s"',
+						current_setting('orchestrator.database'), current_database())
+			ELSE format('orchestrator.database is "%s": no dispatcher serves this database ("%s")',
+						current_setting('orchestrator.database'), current_database()) END;
+		not_ready := true;
+	END IF;
 	IF alive = 0 AND own_ready > 0 THEN
 		problems := problems || format('no dispatcher is running and %s sql, timer or http items are ready', own_ready);
 		not_ready := true;

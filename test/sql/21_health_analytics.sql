@@ -180,3 +180,13 @@ SELECT sum(runs) AS alice_rollup_runs, sum(cost) AS alice_rollup_cost FROM orche
 SELECT step, samples, p50, p95, max FROM orchestrator.step_durations WHERE workflow = 'rollup_wf';
 SELECT try('SELECT orchestrator.rebuild_stats()') AS user_rebuilds;
 RESET ROLE;
+-- health() in a database the dispatchers do not serve says so.
+CREATE DATABASE orchestrator_elsewhere;
+\c orchestrator_elsewhere
+SET client_min_messages = error;
+CREATE EXTENSION orchestrator;
+RESET client_min_messages;
+SELECT h -> 'ready' AS ready, p AS problem
+FROM orchestrator.health() h, jsonb_array_elements_text(h -> 'problems') p WHERE p LIKE 'orchestrator.database%';
+\c contrib_regression
+DROP DATABASE orchestrator_elsewhere;
