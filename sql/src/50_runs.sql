@@ -58,7 +58,7 @@ BEGIN
 	-- Its owner, roles granted "start", and admins start runs; the steps
 	-- run with the owner's rights whoever starts them.
 	SELECT w.owner INTO owner FROM orchestrator.workflows w WHERE w.name = _api_start_workflow.name;
-	IF NOT orchestrator._may(name, 'start') THEN
+	IF owner IS DISTINCT FROM caller AND NOT orchestrator._may(name, 'start') THEN
 		RAISE EXCEPTION 'permission denied to start workflow "%"', name
 			USING ERRCODE = 'insufficient_privilege',
 				  DETAIL = 'Runs of a workflow are started by its owner, by roles it was granted to with privilege "start", and by members of orchestrator_admin.',
@@ -202,7 +202,7 @@ AS $$
 DECLARE
 	r     orchestrator.workflow_runs := orchestrator._lock_run(run_id);
 	bad   text;
-	todo  text[];
+	redo  text[];
 	s     text;
 BEGIN
 	IF r.status = 'compensating' THEN
@@ -213,6 +213,15 @@ BEGIN
 	END IF;
 	IF r.status NOT IN ('failed', 'cancelled') THEN
 		RETURN false;
+	END IF;
+	-- Resuming runs the owner's steps again, as starting does: seeing the
+	-- run is not enough (a role whose "start" grant was revoked sees the
+	-- runs it started).
+	IF NOT orchestrator._may(r.name, 'start') THEN
+		RAISE EXCEPTION 'permission denied to resume a run of workflow "%"', r.name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Resuming a run needs the right to start its workflow: its owner, roles granted "start", members of orchestrator_admin.',
+				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, %L);', r.name, orchestrator._caller());
 	END IF;
 	IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
 			   JOIN orchestrator.definition_steps d
@@ -231,7 +240,7 @@ BEGIN
 	END IF;
 
 	-- Every step that did not succeed and was not skipped is to do again.
-	SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}') INTO todo
+	SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}') INTO redo
 		FROM orchestrator.workflow_steps x
 		WHERE x.run_id = r.id AND x.status NOT IN ('succeeded', 'skipped');
 	IF steps IS NOT NULL THEN
@@ -246,7 +255,7 @@ BEGIN
 						  FROM orchestrator.workflow_steps x WHERE x.run_id = r.id)),
 					  HINT = 'Name the failed steps to retry, or pass NULL to retry every failed step.';
 		END IF;
-		SELECT n INTO bad FROM unnest(steps) n WHERE n <> ALL (todo) LIMIT 1;
+		SELECT n INTO bad FROM unnest(steps) n WHERE n <> ALL (redo) LIMIT 1;
 		IF FOUND THEN
 			RAISE EXCEPTION 'step % of workflow run % is %, not failed', quote_literal(bad), r.id,
 				(SELECT x.status FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.step = bad)
@@ -276,7 +285,7 @@ BEGIN
 	PERFORM orchestrator._emit(r.id, 'workflow.resumed', NULL, jsonb_build_object(
 		'steps', to_jsonb((SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}')
 						   FROM orchestrator.workflow_steps x
-						   WHERE x.run_id = r.id AND x.step = ANY (todo) AND x.attempt > 0)),
+						   WHERE x.run_id = r.id AND x.step = ANY (redo) AND x.attempt > 0)),
 		'by', orchestrator._caller()));
 	IF r.deadline IS NOT NULL THEN
 		PERFORM orchestrator._enqueue(r, '@deadline', '@timer', r.deadline);
@@ -286,16 +295,16 @@ BEGIN
 		SET status = 'waiting', attempt_base = x.attempt, error = NULL, result = NULL, worker = NULL,
 			ready_at = NULL, started_at = NULL, finished_at = NULL,
 			deps_open = (SELECT count(*) FROM unnest(d.depends_on) dep
-						 WHERE dep = ANY (todo))
+						 WHERE dep = ANY (redo))
 		FROM orchestrator.definition_steps d
-		WHERE x.run_id = r.id AND x.step = ANY (todo)
+		WHERE x.run_id = r.id AND x.step = ANY (redo)
 		  AND d.name = r.name AND d.version = r.version AND d.step = x.step;
-	FOREACH s IN ARRAY todo LOOP
+	FOREACH s IN ARRAY redo LOOP
 		-- Making a step ready may end the run (a sleep whose "until" is no time).
 		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = r.id;
 		EXIT WHEN r.status NOT IN ('pending', 'running');
-		IF (SELECT x.deps_open FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.step = s) = 0
-		   AND (SELECT x.status FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.step = s) = 'waiting' THEN
+		IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
+				   WHERE x.run_id = r.id AND x.step = s AND x.deps_open = 0 AND x.status = 'waiting') THEN
 			PERFORM orchestrator._step_ready(r, s);
 		END IF;
 	END LOOP;

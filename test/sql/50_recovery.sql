@@ -165,3 +165,27 @@ SET ROLE rec_other;
 SELECT try('SELECT orchestrator.retry_webhook_deliveries()');
 RESET ROLE;
 SELECT orchestrator.cancel_workflow(:'run'), orchestrator.cancel_workflow(:'run2');
+
+-- Resuming runs the owner's steps again: it needs the right to start the
+-- workflow.  A role whose "start" grant was revoked still sees the run it
+-- started, but cannot resume it; the owner can.
+CREATE ROLE rec_owner LOGIN IN ROLE orchestrator_user;
+SET ROLE rec_owner;
+SELECT orchestrator.define_workflow('r_granted', '{"steps": [{"name": "e", "kind": "external", "queue": "q_rec_granted"}]}') IS NOT NULL AS defined;
+SELECT orchestrator.grant_workflow('r_granted', 'rec_other');
+RESET ROLE;
+SET ROLE rec_other;
+SELECT orchestrator.start_workflow('r_granted') AS run \gset
+SELECT orchestrator.cancel_workflow(:'run') AS cancelled;
+RESET ROLE;
+SET ROLE rec_owner;
+SELECT orchestrator.revoke_workflow('r_granted', 'rec_other') AS revoked;
+RESET ROLE;
+SET ROLE rec_other;
+SELECT try(format('SELECT orchestrator.retry_run(%L)', :'run')) AS resume_after_revoke;
+SELECT status FROM orchestrator.runs WHERE id = :'run';
+RESET ROLE;
+SET ROLE rec_owner;
+SELECT orchestrator.retry_run(:'run') AS owner_resumes;
+SELECT orchestrator.cancel_workflow(:'run') AS cancelled_again;
+RESET ROLE;
