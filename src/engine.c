@@ -704,6 +704,24 @@ finish_if_done(EngineRun *run, bool reread_status, bool has_result_template)
 }
 
 /*
+ * enqueue_ready
+ *		Queue a plain step that was just made ready (_enqueue()): wake the
+ *		dispatchers for a sql step, announce an external queue's work.
+ */
+static void
+enqueue_ready(EngineRun *run, Datum step, StepDef *def)
+{
+	Datum		q[5] = {run->id, step, Int32GetDatum(run->priority),
+		CStringGetTextDatum(def->queue), CStringGetTextDatum(run->name)};
+
+	run_stmt(S_ENQUEUE, NULL, q, NULL);
+	if (def->queue[0] == '@')
+		orchestrator_wake_dispatchers_at_commit(WAKE_SQL);
+	else
+		orchestrator_notify(RELAY_QUEUES, def->queue);
+}
+
+/*
  * release_dependents
  *		A step succeeded: count it done for each dependent, and make those
  *		with no dependency left ready; then finish the run if nothing is
@@ -742,15 +760,8 @@ release_dependents(EngineRun *run, StepDef *def)
 
 		if (next_def->plain_when_ready)
 		{
-			/* made ready by the update: queue it (_enqueue()) */
-			Datum		q[5] = {run->id, names[i], Int32GetDatum(run->priority),
-				CStringGetTextDatum(next_def->queue), CStringGetTextDatum(run->name)};
-
-			run_stmt(S_ENQUEUE, NULL, q, NULL);
-			if (next_def->queue[0] == '@')
-				orchestrator_wake_dispatchers_at_commit(WAKE_SQL);
-			else
-				orchestrator_notify(RELAY_QUEUES, next_def->queue);
+			/* made ready by the update: queue it */
+			enqueue_ready(run, names[i], next_def);
 			made_ready = true;
 		}
 		else
@@ -1135,16 +1146,7 @@ make_ready(EngineRun *run, const char *step)
 		return false;
 	}
 	run_stmt(S_MAKE_READY, &run->leaves, values, nulls);
-	{
-		Datum		q[5] = {run->id, values[1], Int32GetDatum(run->priority),
-			CStringGetTextDatum(def->queue), CStringGetTextDatum(run->name)};
-
-		run_stmt(S_ENQUEUE, NULL, q, NULL);
-	}
-	if (def->queue[0] == '@')
-		orchestrator_wake_dispatchers_at_commit(WAKE_SQL);
-	else
-		orchestrator_notify(RELAY_QUEUES, def->queue);
+	enqueue_ready(run, values[1], def);
 	return true;
 }
 
