@@ -696,7 +696,9 @@ BEGIN
 		UPDATE orchestrator.work_queue q SET available_at = due, lease_token = NULL, lease = NULL, worker = NULL
 			WHERE q.run_id = r.id AND q.step = _attempt_failed.step;
 		IF d.kind = 'sql' THEN
-			PERFORM orchestrator._wake_at_commit('sql');
+			-- due later: the dispatchers must learn when (_dispatch()'s next
+			-- wake), which a wake for timers gives them
+			PERFORM orchestrator._wake_at_commit('timer');
 		END IF;
 		PERFORM orchestrator._emit(r.id, 'step.retrying', step,
 			jsonb_build_object('attempt', n, 'error', error, 'retry_at', due));

@@ -62,6 +62,8 @@ typedef struct DispatchResult
 {
 	bool		extension_exists;	/* ... in this library's version */
 	bool		record_lost;	/* record lost sql step attempts first */
+	bool		timers;			/* run _dispatch() (timers, leases) too */
+	bool		timers_ran;		/* it ran: has_next_wake, next_wake are new */
 	char	   *other_version;	/* the version installed instead, if any */
 	int32		processed;
 	bool		has_next_wake;
@@ -136,6 +138,7 @@ static void
 dispatch_once(DispatchResult *result)
 {
 	bool		record_lost = result->record_lost;
+	bool		timers = result->timers;
 
 	memset(result, 0, sizeof(DispatchResult));
 
@@ -178,8 +181,9 @@ dispatch_once(DispatchResult *result)
 		/* sql steps in C (sql_steps.c), then timers and leases */
 		sql_processed = orchestrator_run_sql_steps(orchestrator_batch_size);
 		result->processed += sql_processed;
-		if (sql_processed >= orchestrator_batch_size)
+		if (sql_processed >= orchestrator_batch_size || !timers)
 			goto done;
+		result->timers_ran = true;
 
 		/* the engine's templates and conditions of timers have a limit too */
 		values[0] = Int32GetDatum(orchestrator_batch_size - sql_processed);
@@ -445,16 +449,20 @@ finish_http_and_exit(MemoryContext loop_context)
 /*
  * woken_for
  *		The latch was set: look for the kinds of work committers asked for
- *		(wake.h).  A latch set for anything else (a reload, a shutdown) asks
+ *		(wake.h).  A sql step made ready asks for a sql batch only; timers
+ *		and leases (_dispatch()) wait for a timer queued, for the next wake
+ *		_dispatch() gave, or for poll_interval.  A latch set for anything else (a reload, a shutdown) asks
  *		for no turn.
  */
 static void
-woken_for(bool *dispatch_due, bool *http_claim_due)
+woken_for(bool *dispatch_due, bool *timers_due, bool *http_claim_due)
 {
 	int			kinds = orchestrator_take_wake_kinds();
 
 	if (kinds & (WAKE_SQL | WAKE_TIMER))
 		*dispatch_due = true;
+	if (kinds & WAKE_TIMER)
+		*timers_due = true;
 	if (kinds & WAKE_HTTP)
 		*http_claim_due = true;
 }
@@ -481,6 +489,7 @@ orchestrator_dispatcher_main(Datum main_arg)
 	int			failures = 0;
 	bool		extension_exists = false;
 	bool		dispatch_due = true;
+	bool		timers_due = true;	/* _dispatch() in the next dispatch turn */
 	bool		dispatch_has_wake = false;
 	TimestampTz dispatch_wake = 0;
 	bool		http_claim_due = true;
@@ -545,14 +554,15 @@ orchestrator_dispatcher_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_context);
 
 		now = GetCurrentTimestamp();
-		if (!dispatch_due && dispatch_has_wake && now >= dispatch_wake)
-			dispatch_due = true;
+		if (dispatch_has_wake && now >= dispatch_wake)
+			dispatch_due = timers_due = true;
 
 		if (dispatch_due)
 		{
 			TurnOutcome outcome;
 
 			result.record_lost = extension_exists;
+			result.timers = timers_due;
 			outcome = run_turn(&result, NULL, loop_context);
 			if (outcome == TURN_STEP_FAILED)
 			{
@@ -600,8 +610,13 @@ orchestrator_dispatcher_main(Datum main_arg)
 
 			/* Did some work: there may be more, go again at once. */
 			dispatch_due = result.processed > 0;
-			dispatch_has_wake = result.has_next_wake;
-			dispatch_wake = result.next_wake;
+			if (result.timers_ran)
+			{
+				/* go on with timers while they found work */
+				timers_due = result.processed > 0;
+				dispatch_has_wake = result.has_next_wake;
+				dispatch_wake = result.next_wake;
+			}
 			busy = result.processed > 0;
 		}
 
@@ -650,7 +665,7 @@ orchestrator_dispatcher_main(Datum main_arg)
 		{
 			/* serve the sockets without sleeping */
 			if (orchestrator_http_wait(0))
-				woken_for(&dispatch_due, &http_claim_due);
+				woken_for(&dispatch_due, &timers_due, &http_claim_due);
 			continue;
 		}
 
@@ -666,8 +681,8 @@ orchestrator_dispatcher_main(Datum main_arg)
 			deadline = http_wake;
 		sleep_ms = Max(TimestampDifferenceMilliseconds(now, deadline), 1);
 		if (orchestrator_http_wait(sleep_ms))
-			woken_for(&dispatch_due, &http_claim_due);
+			woken_for(&dispatch_due, &timers_due, &http_claim_due);
 		if (GetCurrentTimestamp() >= deadline)
-			dispatch_due = http_claim_due = true;
+			dispatch_due = timers_due = http_claim_due = true;
 	}
 }
