@@ -1,7 +1,7 @@
 # orchestrator: PGXS build
 EXTENSION   = orchestrator
-EXTVERSION  = 0.3
-PREVVERSION = 0.2
+EXTVERSION  = 0.4
+PREVVERSION = 0.3
 
 MODULE_big  = orchestrator
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
@@ -39,6 +39,8 @@ include $(PGXS)
 # --enable-depend: rebuild every object when a header changes (a struct that
 # grows must not be compiled into some objects only).
 $(OBJS): $(wildcard src/*.h)
+# ORCHESTRATOR_VERSION comes from EXTVERSION: a new version rebuilds them all
+$(OBJS): Makefile
 
 $(DATA_built): $(SQL_SOURCES)
 	( printf '%s\n' '-- Generated from sql/src/*.sql by the Makefile: edit those, not this file.' \

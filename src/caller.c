@@ -38,6 +38,7 @@
 #include "utils/syscache.h"
 
 #include "caller.h"
+#include "version.h"
 
 /* Set by the sql step executor for the duration of a step. */
 Oid			orchestrator_step_owner = InvalidOid;
@@ -148,6 +149,8 @@ orchestrator_api(PG_FUNCTION_ARGS)
 	LOCAL_FCINFO(call, FUNC_MAX_ARGS);
 
 	orchestrator_refuse_restricted(fcinfo->flinfo->fn_oid);
+	/* the functions of another version's schema are not this library's */
+	orchestrator_require_current_schema();
 
 	InitFunctionCallInfoData(*call, &impl->flinfo, fcinfo->nargs, fcinfo->fncollation,
 							 fcinfo->context, fcinfo->resultinfo);
