@@ -10,11 +10,317 @@ DROP POLICY workflows_visible ON orchestrator.workflows;
 DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
+DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
+DROP FUNCTION orchestrator._def_step(orchestrator.workflow_runs, text);
+DROP FUNCTION orchestrator._enqueue(orchestrator.workflow_runs, text, text, timestamptz);
+DROP FUNCTION orchestrator._step_started(orchestrator.workflow_runs, text, text);
+DROP FUNCTION orchestrator._step_ready(orchestrator.workflow_runs, text);
+DROP FUNCTION orchestrator._step_done(uuid, orchestrator.definition_steps);
+DROP FUNCTION orchestrator._backoff(orchestrator.definition_steps, integer);
+DROP FUNCTION orchestrator._attempt_failed(uuid, text, jsonb, boolean, interval);
+DROP FUNCTION orchestrator._run_finish(orchestrator.workflow_runs, text, jsonb);
+DROP FUNCTION orchestrator._compensate_next(orchestrator.workflow_runs);
+DROP FUNCTION orchestrator._api_cancel_workflow(uuid, text);
+DROP FUNCTION orchestrator._api_retry_run(uuid, text[]);
+DROP FUNCTION orchestrator._lease_expired(uuid, text, text);
+DROP FUNCTION orchestrator._exec_sql_step(uuid, text);
+DROP FUNCTION orchestrator._sql_attempt_lost(uuid, text, integer, jsonb);
+DROP FUNCTION orchestrator._fire_timer(uuid, text);
+DROP FUNCTION orchestrator._dispatch(integer);
+DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
+
+CREATE FUNCTION orchestrator._step_ready(run_id uuid, step text)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_step_ready';
+
+CREATE FUNCTION orchestrator._step_started(run_id uuid, step text, worker text DEFAULT NULL)
+RETURNS integer
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_step_started';
+
+CREATE FUNCTION orchestrator._attempt_failed(run_id uuid, step text, error jsonb, retryable boolean,
+											 retry_after interval DEFAULT NULL)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_attempt_failed';
+
+CREATE FUNCTION orchestrator._run_finish(run_id uuid, status text, error jsonb)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_run_finish';
+
+CREATE FUNCTION orchestrator._enqueue(run_id uuid, step text, queue text, available_at timestamptz)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_enqueue';
+
+CREATE FUNCTION orchestrator._lease_expired(run_id uuid, step text, worker text)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_lease_expired';
+
+CREATE FUNCTION orchestrator._api_cancel_workflow(run_id uuid, reason text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	r orchestrator.workflow_runs := orchestrator._lock_run(run_id);
+BEGIN
+	IF NOT orchestrator._is_active(r.status) THEN
+		RETURN false;
+	END IF;
+	PERFORM orchestrator._run_finish(r.id, 'cancelled',
+		jsonb_strip_nulls(jsonb_build_object('reason', reason, 'by', orchestrator._caller())));
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_retry_run(run_id uuid, steps text[] DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	r     orchestrator.workflow_runs := orchestrator._lock_run(run_id);
+	bad   text;
+	redo  text[];
+	s     text;
+BEGIN
+	IF r.status = 'compensating' THEN
+		RAISE EXCEPTION 'workflow run % is compensating and cannot be resumed', r.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Its failed steps are being undone by their compensations.',
+				  HINT = 'Start a new run once the compensations are done.';
+	END IF;
+	IF r.status NOT IN ('failed', 'cancelled') THEN
+		RETURN false;
+	END IF;
+	-- Resuming runs the owner's steps again, as starting does: seeing the
+	-- run is not enough (a role whose "start" grant was revoked sees the
+	-- runs it started).
+	IF NOT orchestrator._may(r.name, 'start') THEN
+		RAISE EXCEPTION 'permission denied to resume a run of workflow "%"', r.name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Resuming a run needs the right to start its workflow: its owner, roles granted "start", members of orchestrator_admin.',
+				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, %L);', r.name, orchestrator._caller());
+	END IF;
+	IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
+			   JOIN orchestrator.definition_steps d
+				 ON d.name = r.name AND d.version = r.version AND d.step = x.step
+			   WHERE x.run_id = r.id AND (x.status = 'compensated' OR d.compensates IS NOT NULL)) THEN
+		RAISE EXCEPTION 'workflow run % was compensated and cannot be resumed', r.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Its failure started the compensations of its succeeded steps: what they did was undone.',
+				  HINT = 'Start a new run.';
+	END IF;
+	IF r.deadline IS NOT NULL AND r.deadline <= now() THEN
+		RAISE EXCEPTION 'the deadline of workflow run % has passed', r.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its deadline was %s.', r.deadline),
+				  HINT = 'A resumed run keeps its deadline; start a new run with a later one.';
+	END IF;
+
+	-- Every step that did not succeed and was not skipped is to do again.
+	SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}') INTO redo
+		FROM orchestrator.workflow_steps x
+		WHERE x.run_id = r.id AND x.status NOT IN ('succeeded', 'skipped');
+	IF steps IS NOT NULL THEN
+		SELECT n INTO bad FROM unnest(steps) n
+			WHERE n IS NULL OR NOT EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
+										   WHERE x.run_id = r.id AND x.step = n)
+			LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'workflow run % has no step %', r.id, coalesce(quote_literal(bad), 'NULL')
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Its steps are: %s.', (SELECT string_agg(x.step, ', ' ORDER BY x.position)
+						  FROM orchestrator.workflow_steps x WHERE x.run_id = r.id)),
+					  HINT = 'Name the failed steps to retry, or pass NULL to retry every failed step.';
+		END IF;
+		SELECT n INTO bad FROM unnest(steps) n WHERE n <> ALL (redo) LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'step % of workflow run % is %, not failed', quote_literal(bad), r.id,
+				(SELECT x.status FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.step = bad)
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A resumed run keeps the results of its succeeded and skipped steps.',
+					  HINT = 'Name only failed, dead or cancelled steps.';
+		END IF;
+		-- A run cannot go on past a failed step that stays failed.
+		SELECT x.step INTO bad FROM orchestrator.workflow_steps x
+			WHERE x.run_id = r.id AND x.status IN ('failed', 'dead') AND x.step <> ALL (steps)
+			ORDER BY x.position LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'step % of workflow run % failed and is not named', quote_literal(bad), r.id
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A run cannot continue while one of its steps stays failed.',
+					  HINT = 'Name every failed or dead step, or pass NULL to retry them all.';
+		END IF;
+	END IF;
+
+	UPDATE orchestrator.workflow_runs w
+		SET status = CASE WHEN w.started_at IS NULL THEN 'pending' ELSE 'running' END,
+			error = NULL, result = NULL, finished_at = NULL
+		WHERE w.id = r.id
+		RETURNING * INTO r;
+	-- The steps that get a new attempt: those of the steps to do that had
+	-- started (the others never ran).
+	PERFORM orchestrator._emit(r.id, 'workflow.resumed', NULL, jsonb_build_object(
+		'steps', to_jsonb((SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}')
+						   FROM orchestrator.workflow_steps x
+						   WHERE x.run_id = r.id AND x.step = ANY (redo) AND x.attempt > 0)),
+		'by', orchestrator._caller()));
+	IF r.deadline IS NOT NULL THEN
+		PERFORM orchestrator._enqueue(r.id, '@deadline', '@timer', r.deadline);
+	END IF;
+
+	UPDATE orchestrator.workflow_steps x
+		SET status = 'waiting', attempt_base = x.attempt, error = NULL, result = NULL, worker = NULL,
+			ready_at = NULL, started_at = NULL, finished_at = NULL,
+			deps_open = (SELECT count(*) FROM unnest(d.depends_on) dep
+						 WHERE dep = ANY (redo))
+		FROM orchestrator.definition_steps d
+		WHERE x.run_id = r.id AND x.step = ANY (redo)
+		  AND d.name = r.name AND d.version = r.version AND d.step = x.step;
+	FOREACH s IN ARRAY redo LOOP
+		-- Making a step ready may end the run (a sleep whose "until" is no time).
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = r.id;
+		EXIT WHEN r.status NOT IN ('pending', 'running');
+		IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
+				   WHERE x.run_id = r.id AND x.step = s AND x.deps_open = 0 AND x.status = 'waiting') THEN
+			PERFORM orchestrator._step_ready(r.id, s);
+		END IF;
+	END LOOP;
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION orchestrator._sql_attempt_lost(run_id uuid, step text, attempt integer, error jsonb)
+RETURNS text
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_sql_attempt_lost';
+
+CREATE FUNCTION orchestrator._dispatch(max_steps integer, OUT processed integer, OUT next_wake timestamptz)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_dispatch';
+
+CREATE FUNCTION orchestrator._http_claim(max_items integer, worker text, recover boolean,
+	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
+	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q      record;
+	r      orchestrator.workflow_runs;
+	req    jsonb;
+	hdrs   jsonb;
+	why    text;
+	host   text;
+	wait   timestamptz;
+	tmo    interval;
+	margin interval := interval '30 seconds';
+	n      integer;
+	taken  integer := 0;
+	guard  boolean;
+	keys   text[];
+BEGIN
+	IF recover THEN
+		UPDATE orchestrator.work_queue w SET available_at = now()
+			WHERE w.queue = '@http' AND w.lease_token IS NOT NULL AND w.available_at > now()
+			  AND w.worker LIKE 'http:%'
+			  AND w.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
+										 WHERE s.pid IS NOT NULL));
+	END IF;
+
+	-- Breakers are looked at only while one is not closed (usually never).
+	guard := EXISTS (SELECT 1 FROM orchestrator.http_circuits c WHERE c.state <> 'closed');
+
+	-- A lease left by a dispatcher that died or lost track is a lost
+	-- attempt (see _claim).
+	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
+		SELECT s.input, ds.timeout INTO req, tmo
+			FROM orchestrator.workflow_steps s
+			JOIN orchestrator.definition_steps ds ON ds.name = r.name AND ds.version = r.version AND ds.step = s.step
+			WHERE s.run_id = q.run_id AND s.step = q.step;
+		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
+
+		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
+		why := CASE WHEN jsonb_typeof(req -> 'url') IS DISTINCT FROM 'string'
+					THEN format('invalid: the rendered url is %s, not a string', coalesce(req -> 'url', 'null'))
+					WHEN jsonb_typeof(hdrs) <> 'object'
+					THEN format('invalid: the rendered headers are %s, not an object', left(hdrs::text, 200))
+					ELSE orchestrator._http_check_url(req ->> 'url') END;
+		IF why IS NULL AND guard THEN
+			host := orchestrator._http_url_host(req ->> 'url');
+			wait := orchestrator._http_circuit_admit(r.owner, host, tmo + margin);
+			IF wait IS NOT NULL THEN
+				-- the host's circuit is open: wait without counting an attempt
+				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(r.owner, host)
+					WHERE w.run_id = q.run_id AND w.step = q.step;
+				CONTINUE;
+			END IF;
+		END IF;
+
+		n := orchestrator._step_started(r.id, q.step, worker);
+		IF why IS NOT NULL THEN
+			-- never sent: not retryable
+			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
+				'message', substr(why, strpos(why, ':') + 2), 'kind', left(why, strpos(why, ':') - 1),
+				'url', req -> 'url'), false);
+			CONTINUE;
+		END IF;
+
+		token := gen_random_uuid();
+		UPDATE orchestrator.work_queue w
+			SET lease_token = token, lease = tmo + margin, worker = _http_claim.worker,
+				available_at = now() + tmo + margin
+			WHERE w.run_id = q.run_id AND w.step = q.step;
+		kind := 'step';
+		run_id := q.run_id;
+		step := q.step;
+		id := NULL;
+		method := coalesce(req ->> 'method', 'GET');
+		url := req ->> 'url';
+		IF hdrs = '{}' THEN
+			headers := '{}';
+			keys := '{}';
+		ELSE
+			headers := ARRAY(SELECT h.key || ': ' || coalesce(h.value #>> '{}', '') FROM jsonb_each(hdrs) h);
+			keys := ARRAY(SELECT lower(k) FROM jsonb_object_keys(hdrs) k);
+		END IF;
+		-- the same key on every attempt, so receivers can de-duplicate
+		IF NOT 'idempotency-key' = ANY (keys) THEN
+			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
+		END IF;
+		-- W3C trace context: the trace is the run, the span this attempt
+		IF NOT 'traceparent' = ANY (keys) THEN
+			headers := headers || ('traceparent: 00-' || replace(q.run_id::text, '-', '') || '-'
+								   || left(md5(q.step || '/' || n), 16) || '-01');
+		END IF;
+		body := CASE WHEN req ? 'body' AND method NOT IN ('GET', 'HEAD') THEN (req -> 'body')::text END;
+		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
+		sign_key := NULL;
+		RETURN NEXT;
+		taken := taken + 1;
+	END LOOP;
+
+	IF taken < max_items THEN
+		RETURN QUERY SELECT * FROM orchestrator._webhook_claim(max_items - taken, worker, recover);
+	END IF;
+END
+$$;
 
 -- Views as a fresh install has them.
 

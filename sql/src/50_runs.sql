@@ -178,7 +178,7 @@ BEGIN
 	IF NOT orchestrator._is_active(r.status) THEN
 		RETURN false;
 	END IF;
-	PERFORM orchestrator._run_finish(r, 'cancelled',
+	PERFORM orchestrator._run_finish(r.id, 'cancelled',
 		jsonb_strip_nulls(jsonb_build_object('reason', reason, 'by', orchestrator._caller())));
 	RETURN true;
 END
@@ -288,7 +288,7 @@ BEGIN
 						   WHERE x.run_id = r.id AND x.step = ANY (redo) AND x.attempt > 0)),
 		'by', orchestrator._caller()));
 	IF r.deadline IS NOT NULL THEN
-		PERFORM orchestrator._enqueue(r, '@deadline', '@timer', r.deadline);
+		PERFORM orchestrator._enqueue(r.id, '@deadline', '@timer', r.deadline);
 	END IF;
 
 	UPDATE orchestrator.workflow_steps x
@@ -305,7 +305,7 @@ BEGIN
 		EXIT WHEN r.status NOT IN ('pending', 'running');
 		IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
 				   WHERE x.run_id = r.id AND x.step = s AND x.deps_open = 0 AND x.status = 'waiting') THEN
-			PERFORM orchestrator._step_ready(r, s);
+			PERFORM orchestrator._step_ready(r.id, s);
 		END IF;
 	END LOOP;
 	RETURN true;

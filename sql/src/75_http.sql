@@ -241,7 +241,7 @@ BEGIN
 			END IF;
 		END IF;
 
-		n := orchestrator._step_started(r, q.step, worker);
+		n := orchestrator._step_started(r.id, q.step, worker);
 		IF why IS NOT NULL THEN
 			-- never sent: not retryable
 			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
