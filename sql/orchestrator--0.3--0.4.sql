@@ -10,6 +10,7 @@ DROP POLICY workflows_visible ON orchestrator.workflows;
 DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
+DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrole, jsonb, text, integer, timestamptz);
 DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
 DROP FUNCTION orchestrator._def_step(orchestrator.workflow_runs, text);
 DROP FUNCTION orchestrator._enqueue(orchestrator.workflow_runs, text, text, timestamptz);
@@ -20,6 +21,7 @@ DROP FUNCTION orchestrator._backoff(orchestrator.definition_steps, integer);
 DROP FUNCTION orchestrator._attempt_failed(uuid, text, jsonb, boolean, interval);
 DROP FUNCTION orchestrator._run_finish(orchestrator.workflow_runs, text, jsonb);
 DROP FUNCTION orchestrator._compensate_next(orchestrator.workflow_runs);
+DROP FUNCTION orchestrator._api_start_workflow(text, jsonb, jsonb);
 DROP FUNCTION orchestrator._api_cancel_workflow(uuid, text);
 DROP FUNCTION orchestrator._api_retry_run(uuid, text[]);
 DROP FUNCTION orchestrator._lease_expired(uuid, text, text);
@@ -64,6 +66,42 @@ CREATE FUNCTION orchestrator._lease_expired(run_id uuid, step text, worker text)
 RETURNS void
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_lease_expired';
+
+CREATE FUNCTION orchestrator._api_start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE C
+SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'orchestrator_api_start_workflow';
+
+CREATE FUNCTION orchestrator._start_deadline(deadline jsonb)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz;
+BEGIN
+	BEGIN
+		IF jsonb_typeof(deadline) <> 'string' THEN
+			RAISE invalid_datetime_format;
+		END IF;
+		BEGIN
+			t := now() + (deadline #>> '{}')::interval;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+			t := (deadline #>> '{}')::timestamptz;
+		END;
+	EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+		RAISE EXCEPTION 'option "deadline" must be an interval or a timestamp' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', deadline),
+			HINT = 'For example "30 minutes" or "2030-01-01T00:00:00Z".';
+	END;
+	IF t <= now() THEN
+		RAISE EXCEPTION 'option "deadline" is not in the future' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('%s is at or before now (%s).', t, now());
+	END IF;
+	RETURN t;
+END
+$$;
 
 CREATE FUNCTION orchestrator._api_cancel_workflow(run_id uuid, reason text DEFAULT NULL)
 RETURNS boolean

@@ -171,14 +171,13 @@ load_step_def(StepDef *def)
 
 /*
  * engine_step_def
- *		The definition of a step, from the cache or read now (in the unit of
- *		work's memory).  def->found is false when there is none.
+ *		The definition of a step, from the cache or read now (in the current
+ *		memory context).  def->found is false when there is none.
  */
 StepDef *
 engine_step_def(const char *name, int32 version, const char *step)
 {
 	StepDef    *def;
-	MemoryContext context;
 	Datum		values[3];
 	char		key[DEF_KEY_LEN];
 	int			keylen;
@@ -194,7 +193,6 @@ engine_step_def(const char *name, int32 version, const char *step)
 			return entry->def;
 	}
 
-	context = MemoryContextSwitchTo(engine_unit_context());
 	def = palloc0(sizeof(StepDef));
 	def->name = pstrdup(name);
 	def->version = version;
@@ -214,7 +212,6 @@ engine_step_def(const char *name, int32 version, const char *step)
 	else
 		cacheable = false;
 	engine_rows_done();
-	MemoryContextSwitchTo(context);
 
 	if (cacheable)
 	{

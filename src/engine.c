@@ -97,7 +97,6 @@ uint64		engine_transitions = 0;
 /* A unit of work of the engine (see engine_unit()). */
 typedef struct EngineState
 {
-	MemoryContext context;		/* definitions read during the unit */
 	bool		webhooks;		/* do webhook subscriptions exist? */
 	int			nestlevel;		/* GUC nest level of its search_path, or -1 */
 	int			depth;			/* units it runs inside, plus one */
@@ -108,13 +107,7 @@ typedef struct EngineState
  * complete_step() or signal_workflow(); each entry point saves the outer
  * unit and puts it back, also when an error unwinds through it.
  */
-static EngineState engine = {NULL, false, -1, 0};
-
-MemoryContext
-engine_unit_context(void)
-{
-	return engine.context;
-}
+static EngineState engine = {false, -1, 0};
 
 /*
  * webhooks_exist_now
@@ -259,10 +252,10 @@ engine_emit_jsonb(EngineRun *run, const char *type, const char *step, Datum data
 /*
  * engine_begin
  *		Start a unit of work (a dispatcher batch, a call of the API), saving
- *		the one it runs inside (if any) in *outer: a memory context for
- *		definitions read once, and the search_path the statements are
- *		prepared under (their names are qualified; nothing else may resolve
- *		them).
+ *		the one it runs inside (if any) in *outer: the search_path the
+ *		statements are prepared under (their names are qualified; nothing
+ *		else may resolve them) and whether webhook subscriptions exist.
+ *		Memory goes to the SPI connection of the unit.
  */
 static void
 engine_begin(EngineState *outer)
@@ -276,8 +269,6 @@ engine_begin(EngineState *outer)
 		(void) set_config_option("search_path", "pg_catalog, pg_temp",
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	}
-	engine.context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator engine",
-										   ALLOCSET_DEFAULT_SIZES);
 	if (engine.depth == 1)
 		engine_def_cache_check();
 	engine.webhooks = webhooks_exist_now();
@@ -286,7 +277,6 @@ engine_begin(EngineState *outer)
 static void
 engine_end(EngineState *outer)
 {
-	MemoryContextDelete(engine.context);
 	if (engine.nestlevel >= 0)
 		AtEOXact_GUC(true, engine.nestlevel);
 	engine = *outer;

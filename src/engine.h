@@ -168,6 +168,13 @@ typedef enum Stmt
 	S_RUN_SUCCEEDED,
 	S_INSERT_RUN,
 	S_INSERT_STEPS,
+	S_LATEST_VERSION,
+	S_VERSION_EXISTS,
+	S_WORKFLOW_OWNER,
+	S_MAY_START,
+	S_DEADLINE,
+	S_CLAIM_IDEMPOTENCY_KEY,
+	S_IDEMPOTENT_RUN,
 	S_ROOT_STEPS,
 	S_MAKE_READY,
 	S_STEP_SKIPPED,
@@ -215,7 +222,6 @@ extern char **engine_root_steps(const char *name, int32 version, int *nroots);
 
 /* engine.c: units of work */
 extern void engine_unit(void (*work) (void *arg), void *arg);
-extern MemoryContext engine_unit_context(void);
 extern uint64 engine_transitions;
 
 /* engine.c: runs */

@@ -209,6 +209,25 @@ static const StmtDef stmts[S_COUNT] = {
 		" SELECT $1, d.step, d.position, d.kind, cardinality(d.depends_on) FROM orchestrator.definition_steps d"
 		" WHERE d.name = $2 AND d.version = $3 AND d.compensates IS NULL",
 	3, {UUIDOID, TEXTOID, INT4OID}},
+	/* start_workflow()'s checks */
+	[S_LATEST_VERSION] = {
+		"SELECT max(version) AS version FROM orchestrator.definitions WHERE name = $1", 1, {TEXTOID}},
+	[S_VERSION_EXISTS] = {
+		"SELECT EXISTS (SELECT 1 FROM orchestrator.definitions WHERE name = $1 AND version = $2) AS exist",
+	2, {TEXTOID, INT4OID}},
+	[S_WORKFLOW_OWNER] = {
+		"SELECT owner FROM orchestrator.workflows WHERE name = $1", 1, {TEXTOID}},
+	[S_MAY_START] = {
+		"SELECT orchestrator._may($1, 'start') AS may", 1, {TEXTOID}},
+	[S_DEADLINE] = {
+		"SELECT orchestrator._start_deadline($1) AS deadline", 1, {JSONBOID}},
+	[S_CLAIM_IDEMPOTENCY_KEY] = {
+		"INSERT INTO orchestrator.idempotency_keys (started_by, name, key, run_id) VALUES ($1, $2, $3, $4)"
+		" ON CONFLICT DO NOTHING",
+	4, {REGROLEOID, TEXTOID, TEXTOID, UUIDOID}},
+	[S_IDEMPOTENT_RUN] = {
+		"SELECT run_id FROM orchestrator.idempotency_keys WHERE started_by = $1 AND name = $2 AND key = $3",
+	3, {REGROLEOID, TEXTOID, TEXTOID}},
 	[S_ROOT_STEPS] = {
 		"SELECT d.step, d.xmin FROM orchestrator.definition_steps d"
 		" WHERE d.name = $1 AND d.version = $2 AND d.compensates IS NULL AND cardinality(d.depends_on) = 0"
