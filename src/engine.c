@@ -97,7 +97,6 @@ uint64		engine_transitions = 0;
 /* A unit of work of the engine (see engine_unit()). */
 typedef struct EngineState
 {
-	bool		webhooks;		/* do webhook subscriptions exist? */
 	int			nestlevel;		/* GUC nest level of its search_path, or -1 */
 	int			depth;			/* units it runs inside, plus one */
 } EngineState;
@@ -107,28 +106,35 @@ typedef struct EngineState
  * complete_step() or signal_workflow(); each entry point saves the outer
  * unit and puts it back, also when an error unwinds through it.
  */
-static EngineState engine = {false, -1, 0};
+static EngineState engine = {-1, 0};
 
 /*
- * webhooks_exist_now
- *		Are there webhook subscriptions (then events get outbox rows)?  Read
- *		once per transaction: a subscription applies from the transactions
- *		that start after it is created.
+ * Are there webhook subscriptions (then events get outbox rows)?  Read once
+ * per transaction, when the first event is appended: a subscription applies
+ * from the transactions that start after it is created.
  */
+static LocalTransactionId webhooks_checked_in = InvalidLocalTransactionId;
+static bool webhooks_exist;
+
 static bool
 webhooks_exist_now(void)
 {
-	static LocalTransactionId checked_in = InvalidLocalTransactionId;
-	static bool exist;
-
-	if (checked_in != MyProc->lxid || checked_in == InvalidLocalTransactionId)
+	if (webhooks_checked_in != MyProc->lxid || webhooks_checked_in == InvalidLocalTransactionId)
 	{
 		engine_stmt(S_WEBHOOKS_EXIST, NULL, NULL, NULL);
-		exist = engine_col_bool("exist");
+		webhooks_exist = engine_col_bool("exist");
 		engine_rows_done();
-		checked_in = MyProc->lxid;
+		webhooks_checked_in = MyProc->lxid;
 	}
-	return exist;
+	return webhooks_exist;
+}
+
+/* A caller that read whether subscriptions exist in this transaction. */
+void
+engine_note_webhooks(bool exist)
+{
+	webhooks_exist = exist;
+	webhooks_checked_in = MyProc->lxid;
 }
 
 static Datum
@@ -170,11 +176,45 @@ json_object1(const char *key, Datum value, bool isnull)
 }
 
 /*
+ * announce_event
+ *		An event appended: announce it (relay.c, sent after commit) and queue
+ *		its webhook deliveries.
+ */
+static void
+announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name, const char *step,
+			   Datum event_data)
+{
+	StringInfoData payload;
+
+	engine_transitions++;
+	initStringInfo(&payload);
+	appendStringInfo(&payload, "{\"run_id\" : \"%s\", \"seq\" : " INT64_FORMAT ", \"type\" : ",
+					 uuid_string(run->id), seq);
+	escape_json(&payload, type_name);
+	appendStringInfoString(&payload, ", \"step\" : ");
+	if (step != NULL)
+		escape_json(&payload, step);
+	else
+		appendStringInfoString(&payload, "null");
+	appendStringInfoChar(&payload, '}');
+	orchestrator_notify(RELAY_EVENTS, payload.data);
+
+	if (webhooks_exist_now())
+	{
+		Datum		w[5] = {run->id, Int64GetDatum(seq), type,
+		step ? CStringGetTextDatum(step) : (Datum) 0, event_data};
+		char		wn[5] = {' ', ' ', ' ', step ? ' ' : 'n', ' '};
+
+		engine_stmt(S_WEBHOOK_OUTBOX, NULL, w, wn);
+		engine_rows_done();
+	}
+}
+
+/*
  * emit_event
- *		Append an event to the run's history, announce it (relay.c, sent
- *		after commit) and queue its webhook deliveries.  "s" is S_EMIT (data
- *		is the event's data; NULL for {}) or S_EMIT_RESULT (data is a step
- *		result).  Returns the event's sequence number.
+ *		Append an event to the run's history and announce it.  "s" is
+ *		S_EMIT (data is the event's data; NULL for {}) or S_EMIT_RESULT (data
+ *		is a step result).  Returns the event's sequence number.
  */
 static int64
 emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, bool data_isnull)
@@ -184,7 +224,6 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	int64		seq;
 	bool		isnull;
 	Datum		event_data;
-	StringInfoData payload;
 
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(type);
@@ -206,28 +245,7 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	seq = DatumGetInt64(engine_col("seq", &isnull));
 	event_data = engine_col("data", &isnull);
 	engine_rows_done();
-	engine_transitions++;
-
-	initStringInfo(&payload);
-	appendStringInfo(&payload, "{\"run_id\" : \"%s\", \"seq\" : " INT64_FORMAT ", \"type\" : ",
-					 uuid_string(run->id), seq);
-	escape_json(&payload, type);
-	appendStringInfoString(&payload, ", \"step\" : ");
-	if (step != NULL)
-		escape_json(&payload, step);
-	else
-		appendStringInfoString(&payload, "null");
-	appendStringInfoChar(&payload, '}');
-	orchestrator_notify(RELAY_EVENTS, payload.data);
-
-	if (engine.webhooks)
-	{
-		Datum		w[5] = {run->id, Int64GetDatum(seq), values[1], values[2], event_data};
-		char		wn[5] = {' ', ' ', ' ', nulls[2], ' '};
-
-		engine_stmt(S_WEBHOOK_OUTBOX, NULL, w, wn);
-		engine_rows_done();
-	}
+	announce_event(run, seq, values[1], type, step, event_data);
 	return seq;
 }
 
@@ -254,7 +272,7 @@ engine_emit_jsonb(EngineRun *run, const char *type, const char *step, Datum data
  *		Start a unit of work (a dispatcher batch, a call of the API), saving
  *		the one it runs inside (if any) in *outer: the search_path the
  *		statements are prepared under (their names are qualified; nothing
- *		else may resolve them) and whether webhook subscriptions exist.
+ *		else may resolve them).
  *		Memory goes to the SPI connection of the unit.
  */
 static void
@@ -271,7 +289,6 @@ engine_begin(EngineState *outer)
 	}
 	if (engine.depth == 1)
 		engine_def_cache_check();
-	engine.webhooks = webhooks_exist_now();
 }
 
 static void
@@ -438,21 +455,32 @@ engine_run_started(EngineRun *run)
 
 /*
  * engine_run_created
- *		start_workflow(): insert the run and its steps on the run's partitions,
- *		append workflow.created, queue the deadline, and make the first steps
- *		ready, in position order (one may end the run: a sleep whose "until"
- *		is no time fails it; the steps after it are then left alone).  The
- *		caller set run->id, name, version, owner, priority and deadline.
+ *		start_workflow(): the run, its steps, workflow.created, and its
+ *		first steps made ready.  Plain first steps (sql, external without
+ *		templates, no condition: plain_when_ready) are inserted ready and
+ *		queued by the same statement; the others then go through
+ *		engine_step_ready() in position order (one may end the run: a sleep
+ *		whose "until" is no time fails it; the steps after it are then left
+ *		alone).  The caller set run->id, name, version, owner, priority and
+ *		deadline.
  */
 void
 engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 				   const char *idempotency_key)
 {
-	Datum		values[10];
-	char		nulls[10];
+	Datum		values[13];
+	char		nulls[13];
 	StringInfoData data;
 	int			nroots;
 	char	  **roots;
+	Datum	   *plain;
+	Datum	   *queues;
+	int			nplain = 0;
+	bool	   *slow;
+	int64		seq;
+	bool		isnull;
+	Datum		event_data;
+	int			wake = 0;
 
 	if (!orchestrator_run_leaves(run->id, &run->leaves, true))
 		ereport(ERROR,
@@ -462,6 +490,37 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 				 errhint("Run orchestrator.maintain(), or keep the dispatchers running: they create partitions ahead.")));
 	run->status = RUN_PENDING;
 	run->attempt = 0;
+
+	roots = engine_root_steps(run->name, run->version, &nroots);
+	plain = palloc(sizeof(Datum) * Max(nroots, 1));
+	queues = palloc(sizeof(Datum) * Max(nroots, 1));
+	slow = palloc0(sizeof(bool) * Max(nroots, 1));
+	for (int i = 0; i < nroots; i++)
+	{
+		StepDef    *def = engine_step_def(run->name, run->version, roots[i]);
+
+		if (!def->plain_when_ready)
+		{
+			slow[i] = true;
+			continue;
+		}
+		plain[nplain] = CStringGetTextDatum(roots[i]);
+		queues[nplain] = CStringGetTextDatum(def->queue);
+		nplain++;
+		if (def->queue[0] == '@')
+			wake |= strcmp(def->queue, "@sql") == 0 ? WAKE_SQL : WAKE_TIMER;
+	}
+
+	initStringInfo(&data);
+	appendStringInfoString(&data, "{\"name\": ");
+	escape_json(&data, run->name);
+	appendStringInfo(&data, ", \"version\": %d", run->version);
+	if (tenant)
+	{
+		appendStringInfoString(&data, ", \"tenant\": ");
+		escape_json(&data, tenant);
+	}
+	appendStringInfoChar(&data, '}');
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = run->id;
@@ -477,28 +536,35 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	values[8] = Int32GetDatum(run->priority);
 	values[9] = TimestampTzGetDatum(run->deadline);
 	nulls[9] = run->has_deadline ? ' ' : 'n';
-	engine_stmt(S_INSERT_RUN, &run->leaves, values, nulls);
-	engine_stmt(S_INSERT_STEPS, &run->leaves, values, NULL);
+	values[10] = PointerGetDatum(construct_array(plain, nplain, TEXTOID, -1, false, TYPALIGN_INT));
+	values[11] = PointerGetDatum(construct_array(queues, nplain, TEXTOID, -1, false, TYPALIGN_INT));
+	values[12] = jsonb_from_cstring(data.data);
+	if (engine_stmt(S_CREATE_RUN, &run->leaves, values, nulls) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not create run %s", uuid_string(run->id))));
+	seq = DatumGetInt64(engine_col("seq", &isnull));
+	event_data = engine_col("data", &isnull);
+	engine_rows_done();
+	announce_event(run, seq, CStringGetTextDatum("workflow.created"), "workflow.created", NULL, event_data);
 
-	initStringInfo(&data);
-	appendStringInfoString(&data, "{\"name\": ");
-	escape_json(&data, run->name);
-	appendStringInfo(&data, ", \"version\": %d", run->version);
-	if (tenant)
+	/* the plain first steps' queues: dispatchers woken, workers told */
+	if (wake)
+		orchestrator_wake_dispatchers_at_commit(wake);
+	for (int i = 0; i < nplain; i++)
 	{
-		appendStringInfoString(&data, ", \"tenant\": ");
-		escape_json(&data, tenant);
+		char	   *queue = TextDatumGetCString(queues[i]);
+
+		if (queue[0] != '@')
+			orchestrator_notify(RELAY_QUEUES, queue);
 	}
-	appendStringInfoChar(&data, '}');
-	engine_emit(run, "workflow.created", NULL, data.data);
 
 	if (run->has_deadline)
 		engine_enqueue(run, "@deadline", "@timer", run->deadline);
 
-	roots = engine_root_steps(run->name, run->version, &nroots);
-
 	for (int i = 0; i < nroots && engine_run_active(run); i++)
-		engine_step_ready(run, roots[i]);
+		if (slow[i])
+			engine_step_ready(run, roots[i]);
 }
 
 /*

@@ -166,11 +166,8 @@ typedef enum Stmt
 	S_OPEN_STEPS,
 	S_DELETE_RUN_QUEUE,
 	S_RUN_SUCCEEDED,
-	S_INSERT_RUN,
-	S_INSERT_STEPS,
-	S_LATEST_VERSION,
-	S_VERSION_EXISTS,
-	S_WORKFLOW_OWNER,
+	S_CREATE_RUN,
+	S_START_LOOKUP,
 	S_MAY_START,
 	S_DEADLINE,
 	S_CLAIM_IDEMPOTENCY_KEY,
@@ -223,6 +220,7 @@ extern char **engine_root_steps(const char *name, int32 version, int *nroots);
 /* engine.c: units of work */
 extern void engine_unit(void (*work) (void *arg), void *arg);
 extern uint64 engine_transitions;
+extern void engine_note_webhooks(bool exist);
 
 /* engine.c: runs */
 extern uint64 engine_claim(const char *queue, int max_items, Datum workflows,

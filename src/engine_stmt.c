@@ -20,7 +20,7 @@
 
 #include "engine.h"
 
-#define MAX_ARGS 10
+#define MAX_ARGS 13
 
 typedef struct StmtDef
 {
@@ -199,24 +199,35 @@ static const StmtDef stmts[S_COUNT] = {
 		" RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result)) AS data",
 	1, {UUIDOID}},
 
-	/* start_workflow(): the run, its steps, the first steps */
-	[S_INSERT_RUN] = {
-		"INSERT INTO @runs@ (id, name, version, tenant, owner, started_by, input, idempotency_key, priority, deadline)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-	10, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID}},
-	[S_INSERT_STEPS] = {
-		"INSERT INTO @steps@ (run_id, step, position, kind, deps_open)"
-		" SELECT $1, d.step, d.position, d.kind, cardinality(d.depends_on) FROM orchestrator.definition_steps d"
-		" WHERE d.name = $2 AND d.version = $3 AND d.compensates IS NULL",
-	3, {UUIDOID, TEXTOID, INT4OID}},
+	/*
+	 * start_workflow(): the run, its steps (the plain first ones, $11, made
+	 * ready and queued on $12), and its first event
+	 */
+	[S_CREATE_RUN] = {
+		"WITH run AS (INSERT INTO @runs@ (id, name, version, tenant, owner, started_by, input, idempotency_key,"
+		"   priority, deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)),"
+		" steps AS (INSERT INTO @steps@ (run_id, step, position, kind, deps_open, status, ready_at, input)"
+		"   SELECT $1, d.step, d.position, d.kind, cardinality(d.depends_on),"
+		"     CASE WHEN d.step = ANY ($11) THEN 'ready' ELSE 'waiting' END,"
+		"     CASE WHEN d.step = ANY ($11) THEN clock_timestamp() END,"
+		"     CASE WHEN d.step = ANY ($11) AND d.kind = 'external' THEN coalesce(d.spec -> 'input', '{}') END"
+		"   FROM orchestrator.definition_steps d WHERE d.name = $2 AND d.version = $3 AND d.compensates IS NULL),"
+		" queued AS (INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
+		"   SELECT $1, q.step, q.queue, $9, now(), $2 FROM unnest($11, $12) q(step, queue))"
+		" INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" VALUES ($1, 1, clock_timestamp(), 'workflow.created', NULL, $13)"
+		" RETURNING seq, data",
+	13, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
+	TEXTARRAYOID, TEXTARRAYOID, JSONBOID}},
 	/* start_workflow()'s checks */
-	[S_LATEST_VERSION] = {
-		"SELECT max(version) AS version FROM orchestrator.definitions WHERE name = $1", 1, {TEXTOID}},
-	[S_VERSION_EXISTS] = {
-		"SELECT EXISTS (SELECT 1 FROM orchestrator.definitions WHERE name = $1 AND version = $2) AS exist",
+	/* the version ($2, or the latest), the owner, webhook subscriptions */
+	[S_START_LOOKUP] = {
+		"SELECT CASE WHEN $2 IS NULL"
+		"   THEN (SELECT max(version) FROM orchestrator.definitions WHERE name = $1)"
+		"   ELSE (SELECT version FROM orchestrator.definitions WHERE name = $1 AND version = $2) END AS version,"
+		" (SELECT owner FROM orchestrator.workflows WHERE name = $1) AS owner,"
+		" EXISTS (SELECT 1 FROM orchestrator.webhooks) AS webhooks",
 	2, {TEXTOID, INT4OID}},
-	[S_WORKFLOW_OWNER] = {
-		"SELECT owner FROM orchestrator.workflows WHERE name = $1", 1, {TEXTOID}},
 	[S_MAY_START] = {
 		"SELECT orchestrator._may($1, 'start') AS may", 1, {TEXTOID}},
 	[S_DEADLINE] = {

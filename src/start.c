@@ -149,8 +149,9 @@ start_work(void *arg)
 				 errmsg("workflow \"<NULL>\" is not defined"),
 				 errhint("Define it first with orchestrator.define_workflow(name, spec).")));
 
-	/* the version: the one asked for, or the latest */
+	/* the version (the one asked for, or the latest) and the owner */
 	values[0] = CStringGetTextDatum(a->name);
+	values[1] = (Datum) 0;
 	if ((v = option(options, "version")) != NULL)
 	{
 		if (!integer_option(v, 0, 999999999, &version) || json_text(v)[0] == '-')
@@ -159,22 +160,25 @@ start_work(void *arg)
 					 errmsg("option \"version\" must be a positive integer"),
 					 errdetail("Got %s.", json_text(v))));
 		values[1] = Int32GetDatum(version);
-		engine_stmt(S_VERSION_EXISTS, NULL, values, NULL);
-		if (!engine_col_bool("exist"))
+	}
+	{
+		char		nulls[2] = {' ', v ? ' ' : 'n'};
+		Datum		d;
+		bool		no_version;
+
+		engine_stmt(S_START_LOOKUP, NULL, values, nulls);
+		d = engine_col("version", &no_version);
+		run.owner = DatumGetObjectId(engine_col("owner", &isnull));
+		if (isnull)
+			run.owner = InvalidOid;
+		engine_note_webhooks(engine_col_bool("webhooks"));
+		engine_rows_done();
+		if (no_version && v != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("workflow \"%s\" has no version %d", a->name, version),
 					 errhint("Omit \"version\" to start the latest version.")));
-		engine_rows_done();
-	}
-	else
-	{
-		Datum		d;
-
-		engine_stmt(S_LATEST_VERSION, NULL, values, NULL);
-		d = engine_col("version", &isnull);
-		engine_rows_done();
-		if (isnull)
+		if (no_version)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("workflow \"%s\" is not defined", a->name),
@@ -186,9 +190,6 @@ start_work(void *arg)
 	 * Its owner, roles granted "start", and admins start runs; the steps run
 	 * with the owner's rights whoever starts them.
 	 */
-	engine_stmt(S_WORKFLOW_OWNER, NULL, values, NULL);
-	run.owner = SPI_processed == 1 ? DatumGetObjectId(engine_col("owner", &isnull)) : InvalidOid;
-	engine_rows_done();
 	if (run.owner != a->caller)
 	{
 		bool		may;
