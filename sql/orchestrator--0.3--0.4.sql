@@ -11,6 +11,7 @@ DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
 DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrole, jsonb, text, integer, timestamptz);
+DROP FUNCTION orchestrator._validate_spec(text, jsonb);
 DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
 DROP FUNCTION orchestrator._def_step(orchestrator.workflow_runs, text);
 DROP FUNCTION orchestrator._enqueue(orchestrator.workflow_runs, text, text, timestamptz);
@@ -35,6 +36,236 @@ DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
+
+CREATE FUNCTION orchestrator._validate_spec(wf text, spec jsonb)
+RETURNS SETOF orchestrator.definition_steps
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	s        jsonb;
+	pos      integer := 0;
+	sname    text;
+	kind     text;
+	what     text;
+	names    text[] := '{}';
+	deps     text[];
+	d        text;
+	r        jsonb;
+	row      orchestrator.definition_steps;
+	rows     orchestrator.definition_steps[] := '{}';
+	remaining text[];
+	progress boolean;
+	n        integer;
+	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'on_error', 'description'];
+BEGIN
+	IF wf IS NULL OR wf !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
+		RAISE EXCEPTION 'invalid workflow name %', coalesce(quote_literal(wf), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A workflow name is 1 to 128 letters, digits, "_", ".", ":" or "-", starting with a letter, digit or "_".';
+	END IF;
+	IF spec IS NULL OR jsonb_typeof(spec) <> 'object' THEN
+		PERFORM orchestrator._spec_error(wf, 'the spec must be a JSON object with a "steps" array');
+	END IF;
+	IF octet_length(spec::text) > 1048576 THEN
+		PERFORM orchestrator._spec_error(wf, format('the spec is %s bytes; at most 1 MB is allowed', octet_length(spec::text)));
+	END IF;
+	PERFORM orchestrator._spec_keys(wf, 'the spec', spec, ARRAY['steps', 'result', 'description']);
+	IF jsonb_typeof(spec -> 'steps') IS DISTINCT FROM 'array' OR jsonb_array_length(spec -> 'steps') = 0 THEN
+		PERFORM orchestrator._spec_error(wf, '"steps" must be a non-empty array');
+	END IF;
+	IF jsonb_array_length(spec -> 'steps') > 1000 THEN
+		PERFORM orchestrator._spec_error(wf, format('%s steps; at most 1000 are allowed', jsonb_array_length(spec -> 'steps')));
+	END IF;
+	IF spec ? 'result' THEN
+		PERFORM orchestrator._spec_templates(wf, 'result', spec -> 'result');
+	END IF;
+
+	-- Names first, so that depends_on may name any step.
+	FOR s IN SELECT value FROM jsonb_array_elements(spec -> 'steps') LOOP
+		pos := pos + 1;
+		IF jsonb_typeof(s) <> 'object' THEN
+			PERFORM orchestrator._spec_error(wf, format('step %s must be an object, not %s', pos, s));
+		END IF;
+		sname := s ->> 'name';
+		IF jsonb_typeof(s -> 'name') IS DISTINCT FROM 'string' OR sname !~ '^[A-Za-z_][A-Za-z0-9_-]{0,62}$' THEN
+			PERFORM orchestrator._spec_error(wf, format('step %s: "name" must be 1 to 63 letters, digits, "_" or "-", starting with a letter or "_", not %s', pos, coalesce(s -> 'name', 'null')));
+		END IF;
+		IF sname = ANY (names) THEN
+			PERFORM orchestrator._spec_error(wf, format('step name "%s" is used twice', sname), 'Give every step a unique name.');
+		END IF;
+		names := names || sname;
+	END LOOP;
+
+	pos := 0;
+	FOR s IN SELECT value FROM jsonb_array_elements(spec -> 'steps') LOOP
+		sname := s ->> 'name';
+		what := format('step "%s"', sname);
+		kind := s ->> 'kind';
+		IF kind IS NULL OR kind NOT IN ('sql', 'http', 'external', 'sleep', 'wait') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: unknown kind %s', what, coalesce(s -> 'kind', 'null')),
+				'The kinds are sql, http, external, sleep and wait.');
+		END IF;
+		PERFORM orchestrator._spec_keys(wf, what, s, common || CASE kind
+			WHEN 'sql' THEN ARRAY['sql', 'args']
+			WHEN 'http' THEN ARRAY['request']
+			WHEN 'external' THEN ARRAY['queue', 'input']
+			WHEN 'sleep' THEN ARRAY['duration', 'until']
+			WHEN 'wait' THEN ARRAY['signal'] END);
+
+		deps := '{}';
+		IF s ? 'depends_on' THEN
+			IF jsonb_typeof(s -> 'depends_on') <> 'array' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "depends_on" must be an array of step names', what));
+			END IF;
+			FOR r IN SELECT value FROM jsonb_array_elements(s -> 'depends_on') LOOP
+				d := r #>> '{}';
+				IF jsonb_typeof(r) <> 'string' OR NOT d = ANY (names) THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: depends_on names unknown step %s', what, r),
+						'depends_on lists names of other steps of the same definition.');
+				END IF;
+				IF d = sname THEN
+					PERFORM orchestrator._spec_error(wf, format('%s depends on itself', what));
+				END IF;
+				IF d = ANY (deps) THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: depends_on lists "%s" twice', what, d));
+				END IF;
+				deps := deps || d;
+			END LOOP;
+		END IF;
+
+		row := NULL;
+		row.name := wf;
+		row.step := sname;
+		row.position := pos;
+		row.kind := kind;
+		row.depends_on := deps;
+		row.dependents := '{}';
+		row.spec := s;
+		IF s ? 'when' THEN
+			row.condition := orchestrator._spec_jsonpath(wf, what || '.when', s -> 'when');
+		END IF;
+
+		-- Retry policy (sleep and wait steps run once).
+		r := coalesce(s -> 'retry', '{}');
+		IF jsonb_typeof(r) <> 'object' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "retry" must be an object', what));
+		END IF;
+		PERFORM orchestrator._spec_keys(wf, what || '.retry', r, ARRAY['max_attempts', 'backoff', 'multiplier', 'max_backoff', 'jitter']);
+		IF r ? 'max_attempts' AND (jsonb_typeof(r -> 'max_attempts') <> 'number'
+				OR (r ->> 'max_attempts')::numeric NOT BETWEEN 1 AND 100
+				OR (r ->> 'max_attempts')::numeric <> trunc((r ->> 'max_attempts')::numeric)) THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: retry.max_attempts must be an integer from 1 to 100, not %s', what, r -> 'max_attempts'));
+		END IF;
+		IF r ? 'multiplier' AND (jsonb_typeof(r -> 'multiplier') <> 'number' OR (r ->> 'multiplier')::numeric NOT BETWEEN 1 AND 10) THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: retry.multiplier must be a number from 1 to 10, not %s', what, r -> 'multiplier'));
+		END IF;
+		IF r ? 'jitter' AND (jsonb_typeof(r -> 'jitter') <> 'number' OR (r ->> 'jitter')::numeric NOT BETWEEN 0 AND 1) THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: retry.jitter must be a number from 0 to 1, not %s', what, r -> 'jitter'));
+		END IF;
+		IF kind IN ('sleep', 'wait') AND s ? 'retry' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: %s steps are not retried; remove "retry"', what, kind));
+		END IF;
+		row.max_attempts := coalesce((r ->> 'max_attempts')::integer, CASE WHEN kind IN ('sleep', 'wait') THEN 1 ELSE 3 END);
+		row.backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.backoff', r -> 'backoff', true), interval '1 second');
+		row.multiplier := coalesce((r ->> 'multiplier')::float8, 2);
+		row.max_backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.max_backoff', r -> 'max_backoff', true), interval '1 minute');
+		row.jitter := coalesce((r ->> 'jitter')::float8, 0.2);
+		row.timeout := CASE WHEN kind IN ('sleep', 'wait') THEN orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout')
+						   ELSE orchestrator._spec_timeout(wf, what || '.timeout', s -> 'timeout') END;
+
+		IF s ? 'on_error' AND (s -> 'on_error') NOT IN ('"fail"', '"continue"') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "on_error" must be "fail" or "continue", not %s', what, s -> 'on_error'),
+				'"continue": when the step fails for good, the run goes on and its dependents see its status and error.');
+		END IF;
+
+		CASE kind
+		WHEN 'sleep' THEN
+			IF (s ? 'duration') = (s ? 'until') THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: a sleep step takes exactly one of "duration" or "until"', what));
+			END IF;
+			IF s ? 'duration' THEN
+				PERFORM orchestrator._spec_interval(wf, what || '.duration', s -> 'duration');
+			ELSIF jsonb_typeof(s -> 'until') = 'string' THEN
+				BEGIN
+					PERFORM (s ->> 'until')::timestamptz;
+				EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: "until" is not a timestamp: %s', what, s -> 'until'));
+				END;
+			ELSIF jsonb_typeof(s -> 'until') = 'object' AND s -> 'until' ? '$path' THEN
+				PERFORM orchestrator._spec_templates(wf, what || '.until', s -> 'until');
+			ELSE
+				PERFORM orchestrator._spec_error(wf, format('%s: "until" must be a timestamp string or a {"$path": ...} template', what));
+			END IF;
+		WHEN 'wait' THEN
+			IF jsonb_typeof(s -> 'signal') IS DISTINCT FROM 'string' OR (s ->> 'signal') !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "signal" must be a name of letters, digits, "_", ".", ":" or "-", not %s', what, coalesce(s -> 'signal', 'null')));
+			END IF;
+		ELSE
+			PERFORM orchestrator._spec_action(wf, what, s, kind);
+		END CASE;
+
+		IF s ? 'compensate' THEN
+			r := s -> 'compensate';
+			IF jsonb_typeof(r) <> 'object' OR coalesce(r ->> 'kind', '') NOT IN ('sql', 'http', 'external') THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "compensate" must be an object of kind sql, http or external', what));
+			END IF;
+			PERFORM orchestrator._spec_keys(wf, what || '.compensate', r, ARRAY['kind', 'sql', 'args', 'request', 'queue', 'input', 'timeout']);
+			PERFORM orchestrator._spec_action(wf, what || '.compensate', r, r ->> 'kind');
+		END IF;
+
+		rows := rows || row;
+		pos := pos + 1;
+	END LOOP;
+
+	-- Dependents, and a cycle check (repeatedly remove steps whose
+	-- dependencies are all removed; whatever remains is on a cycle).
+	FOR i IN 1 .. array_length(rows, 1) LOOP
+		rows[i].dependents := ARRAY(SELECT x.step FROM unnest(rows) x WHERE rows[i].step = ANY (x.depends_on) ORDER BY x.position);
+	END LOOP;
+	remaining := names;
+	LOOP
+		progress := false;
+		FOR i IN 1 .. array_length(rows, 1) LOOP
+			IF rows[i].step = ANY (remaining) AND NOT (rows[i].depends_on && remaining) THEN
+				remaining := array_remove(remaining, rows[i].step);
+				progress := true;
+			END IF;
+		END LOOP;
+		EXIT WHEN NOT progress OR cardinality(remaining) = 0;
+	END LOOP;
+	IF cardinality(remaining) > 0 THEN
+		PERFORM orchestrator._spec_error(wf, format('the dependencies form a cycle through steps %s', array_to_string(remaining, ', ')),
+			'depends_on must describe a directed acyclic graph.');
+	END IF;
+
+	-- A step's compensation is a step of its own, "compensate:<step>" (a
+	-- name no user step can take), outside the DAG: it runs only when the
+	-- run fails after <step> succeeded (see _run_finish).
+	n := cardinality(rows);
+	FOR i IN 1 .. n LOOP
+		CONTINUE WHEN NOT rows[i].spec ? 'compensate';
+		r := rows[i].spec -> 'compensate';
+		row := NULL;
+		row.name := wf;
+		row.step := 'compensate:' || rows[i].step;
+		row.position := n + rows[i].position;
+		row.kind := r ->> 'kind';
+		row.depends_on := '{}';
+		row.dependents := '{}';
+		row.spec := r;
+		row.max_attempts := 3;
+		row.backoff := interval '1 second';
+		row.multiplier := 2;
+		row.max_backoff := interval '1 minute';
+		row.jitter := 0.2;
+		row.timeout := orchestrator._spec_timeout(wf, format('step "%s".compensate.timeout', rows[i].step), r -> 'timeout');
+		row.compensates := rows[i].step;
+		rows := rows || row;
+	END LOOP;
+
+	RETURN QUERY SELECT * FROM unnest(rows);
+END
+$$;
 
 CREATE FUNCTION orchestrator._step_ready(run_id uuid, step text)
 RETURNS void

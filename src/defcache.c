@@ -163,6 +163,7 @@ load_step_def(StepDef *def)
 	def->max_backoff = engine_col("max_backoff", &isnull);
 	d = engine_col("jitter", &isnull);
 	def->jitter = DatumGetFloat8(d);
+	def->on_error_continue = engine_col_bool("on_error_continue");
 	def->dependents = engine_col("dependents", &isnull);
 	def->has_result_template = engine_col_bool("has_result_template");
 	def->plain_when_ready = !def->has_condition &&

@@ -1290,6 +1290,12 @@ engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retrya
 	engine_stmt(S_STEP_FINAL, &run->leaves, values, NULL);
 	engine_emit_jsonb(run, psprintf("step.%s", step_status_names[final]), step,
 					  attempt_data(attempt, error, NULL, NULL), false);
+	/* "on_error": "continue": the run goes on, as after a success */
+	if (def->on_error_continue && def->compensates == NULL && engine_run_active(run))
+	{
+		engine_step_done(run, def);
+		return;
+	}
 	{
 		StringInfoData e;
 

@@ -123,6 +123,7 @@ typedef struct StepDef
 	double		multiplier;
 	Datum		max_backoff;	/* interval */
 	double		jitter;
+	bool		on_error_continue;	/* a step failed for good lets the run go on */
 	/* successors */
 	Datum		dependents;		/* text[] */
 	bool		plain_when_ready;	/* made ready by its release: sql, or

@@ -106,6 +106,7 @@ static const StmtDef stmts[S_COUNT] = {
 		"   WHEN 'http' THEN d.spec -> 'request' WHEN 'sleep' THEN d.spec -> 'until' END AS ready_input,"
 		" (d.spec ->> 'duration')::interval AS duration, d.spec ->> 'signal' AS signal, d.timeout,"
 		" d.max_attempts, d.backoff, d.multiplier, d.max_backoff, d.jitter, d.dependents,"
+		" d.spec ->> 'on_error' IS NOT DISTINCT FROM 'continue' AS on_error_continue,"
 		" (SELECT f.spec ? 'result' FROM orchestrator.definitions f WHERE f.name = d.name AND f.version = d.version)"
 		"   AS has_result_template,"
 		" d.xmin"

@@ -275,3 +275,20 @@ orchestrator_api_start_workflow(PG_FUNCTION_ARGS)
 	engine_unit(start_work, &a);
 	PG_RETURN_DATUM(a.id);
 }
+
+/*
+ * orchestrator._start_run() of versions 0.3 and before: the install scripts
+ * of released versions name it, so the library keeps the symbol (creating
+ * those versions, to update them, must work); the API refuses their schema.
+ */
+PG_FUNCTION_INFO_V1(orchestrator_start_run);
+
+Datum
+orchestrator_start_run(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the orchestrator extension must be updated before it can be used"),
+			 errhint("Run ALTER EXTENSION orchestrator UPDATE in this database.")));
+	PG_RETURN_VOID();
+}
