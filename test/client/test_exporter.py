@@ -5,8 +5,12 @@ orchestrator.metrics() under the same name, labels, type and value, plus
 today's aggregates of the analytics views; that role can do nothing else.
 The alert rules pass promtool's check and unit tests.
 
-Starts its own throwaway cluster (test/cluster.sh) and the exporter on
-127.0.0.1, and stops both.
+Then Prometheus (Debian's, when installed) scrapes the exporter with the
+alert rules loaded, and every query of the Grafana dashboard for that data
+source (docs/grafana/orchestrator-prometheus.json) returns series.
+
+Starts its own throwaway cluster (test/cluster.sh), the exporter and
+Prometheus on 127.0.0.1, and stops them.
 """
 import json
 import os
@@ -16,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 import psycopg2
@@ -29,7 +34,8 @@ EXPORTER = "/usr/bin/prometheus-postgres-exporter"
 # ORCH_PORT_OFFSET / PG_BINDIR: to run two suites at once on one machine.
 OFFSET = int(os.environ.get("ORCH_PORT_OFFSET", "0"))
 BINDIR = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
-PORT, HTTP_PORT = 5547 + OFFSET, 5548 + OFFSET
+PORT, HTTP_PORT, PROM_PORT = 5547 + OFFSET, 5548 + OFFSET, 5550 + OFFSET
+DASHBOARD = os.path.join(ROOT, "docs", "grafana", "orchestrator-prometheus.json")
 DATADIR = tempfile.mkdtemp(prefix="orchestrator-exporter-")
 ROLE = "orchestrator_exporter"
 
@@ -113,6 +119,83 @@ def check_alerts():
     check(r.returncode == 0, "promtool test rules alerts.test.yaml\n" + r.stdout + r.stderr)
     tested = set(re.findall(r"alertname: (\w+)", open(os.path.join(PROM, "alerts.test.yaml")).read()))
     check(set(names) <= tested, "every alert has a unit test (untested: %s)" % sorted(set(names) - tested))
+
+
+def check_dashboard(dash):
+    """The parts of the dashboard model Grafana needs to import it; returns its queries."""
+    for key in ("uid", "title", "schemaVersion", "panels", "templating", "time"):
+        assert key in dash, "dashboard has no %r" % key
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)), "duplicate panel ids %r" % ids
+    assert {"datasource", "server"} <= {v["name"] for v in dash["templating"]["list"]}
+    exprs = []
+    for p in dash["panels"]:
+        assert p["datasource"]["type"] == "prometheus", p["title"]
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, g
+        for t in p["targets"]:
+            exprs.append((p["title"], t["expr"]))
+    return exprs
+
+
+def prom_query(expr):
+    url = "http://127.0.0.1:%d/api/v1/query?query=%s" % (PROM_PORT, urllib.parse.quote(expr))
+    with urllib.request.urlopen(url, timeout=10) as r:
+        body = json.loads(r.read().decode())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def check_prometheus(got):
+    """Prometheus scrapes the exporter with the rules loaded; the dashboard's queries return series."""
+    binary = shutil.which("prometheus")
+    exprs = check_dashboard(json.load(open(DASHBOARD)))
+    names = {n for n, _ in got}
+    for title, expr in exprs:
+        used = set(re.findall(r"\b(orchestrator_[a-z0-9_]+)", expr))
+        check(used <= names, "dashboard panel %r uses series the exporter serves (missing: %s)"
+              % (title, sorted(used - names)))
+    if not binary:
+        print("(prometheus not installed: the dashboard's queries were not run)")
+        return
+    tsdb = tempfile.mkdtemp(prefix="orchestrator-prometheus-")
+    config = os.path.join(tsdb, "prometheus.yml")
+    with open(config, "w") as f:
+        f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                "rule_files: [%s]\n"
+                "scrape_configs:\n  - job_name: orchestrator\n"
+                "    static_configs: [{targets: ['127.0.0.1:%d']}]\n"
+                % (json.dumps(os.path.join(PROM, "alerts.yaml")), HTTP_PORT))
+    log = open(os.path.join(tsdb, "prometheus.log"), "w")
+    prom = subprocess.Popen([binary, "--config.file=" + config, "--storage.tsdb.path=" + os.path.join(tsdb, "data"),
+                             "--web.listen-address=127.0.0.1:%d" % PROM_PORT], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        ok = False
+        for _ in range(300):  # until rate() over the steps counter has two samples
+            try:
+                if prom_query("count_over_time(orchestrator_up[1m]) >= 3"):
+                    ok = True
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        check(ok, "Prometheus scrapes the exporter")
+        for title, expr in exprs:
+            result = prom_query(expr.replace("$server", ".*"))
+            check(len(result) > 0, "dashboard panel %r: %s returns %d series" % (title, expr, len(result)))
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/rules" % PROM_PORT, timeout=10) as r:
+            rules = [x for g in json.loads(r.read().decode())["data"]["groups"] for x in g["rules"]]
+        check(len(rules) > 0 and all(x["health"] == "ok" for x in rules),
+              "Prometheus evaluates the %d alert rules without error %s"
+              % (len(rules), [(x["name"], x.get("lastError")) for x in rules if x["health"] != "ok"]))
+        firing = [x["name"] for x in rules if x.get("alerts")]
+        print("alerts pending or firing on the test cluster: %s" % firing)
+    finally:
+        prom.terminate()
+        prom.wait(10)
+        if failures:
+            print(open(os.path.join(tsdb, "prometheus.log")).read()[-3000:])
+        shutil.rmtree(tsdb, ignore_errors=True)
 
 
 def main():
@@ -248,6 +331,7 @@ def main():
         p95 = value(got, "orchestrator_today_step_p95_seconds", workflow="exp_ok", step="one", kind="sql")
         check(isinstance(p95, float) and p95 >= 0, "today: p95 of step exp_ok/one is %r" % p95)
         print("\n".join(l for l in text.splitlines() if l.startswith("orchestrator_")))
+        check_prometheus(got)
     finally:
         if exporter:
             exporter.terminate()
