@@ -14,7 +14,7 @@
 # expects, ready to paste.
 #
 # Also: the docs stand alone; no file of README.md or docs/ mentions
-# ../shared, API.md or DESIGN.md.
+# ../shared, API.md or DESIGN.md, and their links to each other resolve.
 
 use strict;
 use warnings;
@@ -43,6 +43,46 @@ for my $file (sort @doc_files)
 }
 is(join("\n", @mentions), '',
 	'README.md and docs/ never mention ../shared, API.md or DESIGN.md');
+
+# --- links between the documents resolve ---------------------------------
+# Relative links of README.md and docs/*.md name files that exist and, for a
+# document, an anchor one of its headings makes (GitHub's rule: lower case,
+# punctuation dropped, spaces to hyphens).
+sub slug
+{
+	my ($h) = @_;
+	$h = lc $h;
+	$h =~ s/^\s+|\s+$//g;
+	$h =~ s/[^\w\- ]//g;
+	$h =~ s/ /-/g;
+	return $h;
+}
+my (%anchors, %texts, @broken);
+for my $file (grep { /\.md$/ } @doc_files)
+{
+	open my $fh, '<', $file or die "$file: $!";
+	local $/;
+	my $text = <$fh>;
+	close $fh;
+	$text =~ s/^```.*?^```//gms;
+	$texts{$file} = $text;
+	$anchors{$file} = { map { slug($_) => 1 } ($text =~ /^#+\s+(.*)$/mg) };
+}
+for my $file (sort keys %texts)
+{
+	(my $dir = $file) =~ s{/[^/]*$}{};
+	while ($texts{$file} =~ /\]\(([^)#\s]*)(?:#([^)\s]*))?\)/g)
+	{
+		my ($target, $anchor) = ($1, $2);
+		next if $target =~ /^[a-z]+:/;
+		my $path = $target eq '' ? $file : "$dir/$target";
+		1 while $path =~ s{/[^/]+/\.\./}{/};
+		if (!-e $path) { push @broken, "$file: link to missing $target"; next; }
+		push @broken, "$file: link to $target#$anchor: no such heading"
+		  if defined $anchor && $path =~ /\.md$/ && $anchors{$path} && !$anchors{$path}{$anchor};
+	}
+}
+is(join("\n", @broken), '', 'links between README.md and docs/ resolve');
 
 # --- the headings of the reference ---------------------------------------
 open my $fh, '<', $reference or die "$reference: $!";
