@@ -13,8 +13,10 @@
 # names the function or the heading and prints the heading the catalog
 # expects, ready to paste.
 #
-# Also: the docs stand alone; no file of README.md or docs/ mentions
-# ../shared, API.md or DESIGN.md, and their links to each other resolve.
+# The table "Roles and grants" of the reference names every function in the
+# row of each role it is granted to.  Also: the docs stand alone; no file of
+# README.md or docs/ mentions ../shared, API.md or DESIGN.md, and their links
+# to each other resolve.
 
 use strict;
 use warnings;
@@ -85,6 +87,7 @@ for my $file (sort keys %texts)
 is(join("\n", @broken), '', 'links between README.md and docs/ resolve');
 
 # --- the headings of the reference ---------------------------------------
+my $reference_text = do { local (@ARGV, $/) = ($reference); <> };
 open my $fh, '<', $reference or die "$reference: $!";
 my @headings;	# [line, text, name, args, result]
 while (my $line = <$fh>)
@@ -187,16 +190,22 @@ my $catalog = $node->safe_psql('postgres', q{
 			SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
 			WHERE a.privilege_type = 'EXECUTE'
 			  AND (a.grantee = 0 OR a.grantee IN (SELECT r.oid FROM pg_roles r WHERE r.rolname IN
-					('orchestrator_user', 'orchestrator_admin', 'orchestrator_http'))))
+					('orchestrator_user', 'orchestrator_admin', 'orchestrator_http')))),
+		   (SELECT string_agg(DISTINCT r.rolname, ' ')
+			FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+			JOIN pg_roles r ON r.oid = a.grantee
+			WHERE a.privilege_type = 'EXECUTE'
+			  AND r.rolname IN ('orchestrator_user', 'orchestrator_admin', 'orchestrator_http'))
 	FROM pg_proc p
 	WHERE p.pronamespace = 'orchestrator'::regnamespace
 	ORDER BY 1, 2});
 my (%by_name, @public);
 for my $row (split /\n/, $catalog)
 {
-	my ($name, $args, $result, $public) = split /\|/, $row, 4;
+	my ($name, $args, $result, $public, $grantees) = split /\|/, $row, 5;
 	my $f = {
 		name => $name,
+		grantees => [ split / /, $grantees // '' ],
 		text => "$name($args) returns $result",
 		sig => norm_signature($args, $result),
 		public => $public eq 't',
@@ -241,6 +250,24 @@ for my $f (@public)
 {
 	ok($documented{ $f->{text} }, "$f->{name} is documented in sql-reference.md")
 	  or diag("public function orchestrator.$f->{text} has no heading in docs/sql-reference.md; add:\n$f->{heading}");
+}
+
+# The table "Roles and grants" lists each function (public or one of the
+# "_" helpers the views need) in the row of every role it is granted to.
+my ($roles_section) = $reference_text =~ /^## Roles and grants\n(.*?)(?=^## )/ms;
+ok(defined $roles_section, 'sql-reference.md has a section "Roles and grants"');
+my %role_row;
+$role_row{$1} = $2 while ($roles_section // '') =~ /^\| `([a-z_]+)` \|(.*)$/mg;
+for my $f (map { @$_ } values %by_name)
+{
+	for my $role (@{ $f->{grantees} })
+	{
+		ok(defined $role_row{$role} && $role_row{$role} =~ /`\Q$f->{name}\E`/,
+			"the roles table lists $f->{name} for $role")
+		  or diag("sql-reference.md, \"Roles and grants\": "
+			  . (defined $role_row{$role} ? "the row of `$role` does not name `$f->{name}`"
+				  : "no row | `$role` | ... for $f->{name}"));
+	}
 }
 
 $node->stop;
