@@ -2,10 +2,12 @@
 
 Its code blocks, in order:
   - ```ini: the postgresql.conf lines, appended to a throwaway cluster's
-    configuration (initdb'd here, on 127.0.0.1);
+    configuration (initdb'd here: trust over the Unix socket, which the test
+    uses as the superuser, and scram-sha-256 over TCP on 127.0.0.1, as in
+    Debian's pg_hba.conf, so the worker's password is checked);
   - ```sh: commands that run a program of docs/examples are run (in the
     background, from the repository root, with PGHOST/PGPORT pointing at the
-    cluster); the install commands are compared with what test/setup.sh does
+    cluster's socket); the install commands are compared with what test/setup.sh does
     (apt-get packages, make, make install) and the server commands with what
     this test does itself (createdb, restart); any other command fails;
   - ```sql: sent, in one psql session (ON_ERROR_STOP, so any error fails the
@@ -100,11 +102,12 @@ def main():
     items = blocks(open(GUIDE).read())
     kinds = [k for k, _ in items]
     assert kinds.count("sql") >= 5 and "wait" in kinds and "ini" in kinds, kinds
-    env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(PORT), PATH=BINDIR + ":" + os.environ["PATH"])
+    env = dict(os.environ, PGHOST="/tmp", PGPORT=str(PORT), PATH=BINDIR + ":" + os.environ["PATH"])
     packages = setup_packages()
 
     # The server, configured as the guide says.
-    subprocess.run([os.path.join(BINDIR, "initdb"), "-D", DATADIR, "-A", "trust", "-U", "postgres"],
+    subprocess.run([os.path.join(BINDIR, "initdb"), "-D", DATADIR, "--auth-local=trust",
+                    "--auth-host=scram-sha-256", "-U", "postgres"],
                    check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(DATADIR, "postgresql.conf"), "a") as conf:
         conf.write("listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '/tmp'\n" % PORT)
