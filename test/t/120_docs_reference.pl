@@ -14,7 +14,8 @@
 # expects, ready to paste.
 #
 # The table "Roles and grants" of the reference names every function in the
-# row of each role it is granted to.  Also: the docs stand alone; no file of
+# row of each role it is granted to, and every orchestrator.* setting has a
+# row in the reference's and the README's tables.  Also: the docs stand alone; no file of
 # README.md or docs/ mentions ../shared, API.md or DESIGN.md, and their links
 # to each other resolve.
 
@@ -268,6 +269,17 @@ for my $f (map { @$_ } values %by_name)
 			  . (defined $role_row{$role} ? "the row of `$role` does not name `$f->{name}`"
 				  : "no row | `$role` | ... for $f->{name}"));
 	}
+}
+
+# Every setting is in the reference's GUC table and in the README's.
+my $readme_text = do { local (@ARGV, $/) = ("$root/README.md"); <> };
+for my $guc (split /\n/, $node->safe_psql('postgres',
+		"SELECT name FROM pg_settings WHERE name LIKE 'orchestrator.%' ORDER BY 1"))
+{
+	ok($reference_text =~ /^\| `\Q$guc\E` \|/m, "sql-reference.md documents setting $guc")
+	  or diag("setting $guc has no row | `$guc` | ... in the GUCs table of docs/sql-reference.md");
+	ok($readme_text =~ /^\| `\Q$guc\E` \|/m, "README.md lists setting $guc")
+	  or diag("setting $guc has no row | `$guc` | ... in the Settings table of README.md");
 }
 
 $node->stop;
