@@ -31,6 +31,7 @@ DROP FUNCTION orchestrator._sql_attempt_lost(uuid, text, integer, jsonb);
 DROP FUNCTION orchestrator._fire_timer(uuid, text);
 DROP FUNCTION orchestrator._dispatch(integer);
 DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
+DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
 -- END hand-written

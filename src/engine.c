@@ -201,12 +201,12 @@ announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name, con
 
 	if (webhooks_exist_now())
 	{
-		Datum		w[5] = {run->id, Int64GetDatum(seq), type,
-		step ? CStringGetTextDatum(step) : (Datum) 0, event_data};
-		char		wn[5] = {' ', ' ', ' ', step ? ' ' : 'n', ' '};
+		Datum		w[6] = {run->id, Int64GetDatum(seq), type,
+			step ? CStringGetTextDatum(step) : (Datum) 0, event_data, CStringGetTextDatum(run->name)};
+		char		wn[6] = {' ', ' ', ' ', step ? ' ' : 'n', ' ', ' '};
 
-		engine_stmt(S_WEBHOOK_OUTBOX, NULL, w, wn);
-		engine_rows_done();
+		if (engine_stmt(S_WEBHOOK_OUTBOX, NULL, w, wn) > 0)
+			orchestrator_wake_dispatchers_at_commit(WAKE_HTTP);
 	}
 }
 

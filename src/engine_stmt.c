@@ -130,9 +130,16 @@ static const StmtDef stmts[S_COUNT] = {
 		" FROM @events@ e WHERE e.run_id = $1"
 		" RETURNING seq, data",
 	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	/* an event's deliveries, one per subscription whose patterns match it */
 	[S_WEBHOOK_OUTBOX] = {
-		"SELECT orchestrator._webhook_outbox($1, $2, $3, $4, $5)",
-	5, {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID}},
+		"INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, available_at)"
+		" SELECT orchestrator.uuid_v7(), w.id, $1, $2, $3,"
+		"   jsonb_build_object('type', $3, 'timestamp', clock_timestamp(),"
+		"     'data', jsonb_build_object('run_id', $1, 'workflow', $6::text, 'seq', $2, 'step', $4)"
+		"       || coalesce($5, '{}')),"
+		"   now()"
+		" FROM orchestrator.webhooks w WHERE orchestrator._webhook_matches(w.events, $3)",
+	6, {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID}},
 
 	[S_STEP_STARTED] = {
 		"UPDATE @steps@ SET status = 'running', attempt = attempt + 1, started_at = clock_timestamp(), worker = $3"
