@@ -31,6 +31,7 @@ DROP FUNCTION orchestrator._sql_attempt_lost(uuid, text, integer, jsonb);
 DROP FUNCTION orchestrator._fire_timer(uuid, text);
 DROP FUNCTION orchestrator._dispatch(integer);
 DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
+DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, text, text, text, text, float8);
 DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
@@ -591,6 +592,12 @@ BEGIN
 	END IF;
 END
 $$;
+
+CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
+	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,
+	OUT owner regrole, OUT host text, OUT failed boolean)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_http_step_record';
 
 -- Views as a fresh install has them.
 

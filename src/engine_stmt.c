@@ -356,6 +356,19 @@ static const StmtDef stmts[S_COUNT] = {
 		" RETURNING jsonb_strip_nulls(jsonb_build_object('error', error, 'result', result)) AS data",
 	4, {UUIDOID, TEXTOID, JSONBOID, JSONBOID}},
 
+	/* a finished HTTP request (http_record.c): its lease, its step */
+	[S_HTTP_LEASE] = {
+		"SELECT 1 FROM orchestrator.work_queue"
+		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()"
+		" FOR UPDATE",
+	3, {UUIDOID, TEXTOID, UUIDOID}},
+	[S_HTTP_STEP] = {
+		"SELECT attempt, input ->> 'url' AS url, EXISTS (SELECT 1 FROM orchestrator.http_circuits) AS circuits"
+		" FROM @steps@ WHERE run_id = $1 AND step = $2",
+	2, {UUIDOID, TEXTOID}},
+	[S_RETRY_AFTER] = {
+		"SELECT orchestrator._retry_after($1) AS delay", 1, {TEXTOID}},
+
 	/* the dispatchers' pass over timers and leases (engine_fn.c) */
 	[S_EXPIRED_LEASES] = {
 		"SELECT run_id, step, worker FROM orchestrator.work_queue"
