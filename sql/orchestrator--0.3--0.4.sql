@@ -493,7 +493,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	q      record;
-	r      orchestrator.workflow_runs;
+	own    regrole;
 	req    jsonb;
 	hdrs   jsonb;
 	why    text;
@@ -520,11 +520,7 @@ BEGIN
 	-- A lease left by a dispatcher that died or lost track is a lost
 	-- attempt (see _claim).
 	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
-		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
-		SELECT s.input, ds.timeout INTO req, tmo
-			FROM orchestrator.workflow_steps s
-			JOIN orchestrator.definition_steps ds ON ds.name = r.name AND ds.version = r.version AND ds.step = s.step
-			WHERE s.run_id = q.run_id AND s.step = q.step;
+		SELECT i.owner, i.request, i.timeout INTO own, req, tmo FROM orchestrator._http_step_info(q.run_id, q.step) i;
 		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
 
 		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
@@ -535,16 +531,16 @@ BEGIN
 					ELSE orchestrator._http_check_url(req ->> 'url') END;
 		IF why IS NULL AND guard THEN
 			host := orchestrator._http_url_host(req ->> 'url');
-			wait := orchestrator._http_circuit_admit(r.owner, host, tmo + margin);
+			wait := orchestrator._http_circuit_admit(own, host, tmo + margin);
 			IF wait IS NOT NULL THEN
 				-- the host's circuit is open: wait without counting an attempt
-				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(r.owner, host)
+				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(own, host)
 					WHERE w.run_id = q.run_id AND w.step = q.step;
 				CONTINUE;
 			END IF;
 		END IF;
 
-		n := orchestrator._step_started(r.id, q.step, worker);
+		n := orchestrator._step_started(q.run_id, q.step, worker);
 		IF why IS NOT NULL THEN
 			-- never sent: not retryable
 			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
@@ -592,6 +588,11 @@ BEGIN
 	END IF;
 END
 $$;
+
+CREATE FUNCTION orchestrator._http_step_info(run_id uuid, step text,
+	OUT owner regrole, OUT request jsonb, OUT timeout interval)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_http_step_info';
 
 CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
 	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,

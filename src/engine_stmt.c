@@ -366,6 +366,8 @@ static const StmtDef stmts[S_COUNT] = {
 		"SELECT attempt, input ->> 'url' AS url, EXISTS (SELECT 1 FROM orchestrator.http_circuits) AS circuits"
 		" FROM @steps@ WHERE run_id = $1 AND step = $2",
 	2, {UUIDOID, TEXTOID}},
+	[S_STEP_INPUT] = {
+		"SELECT input FROM @steps@ WHERE run_id = $1 AND step = $2", 2, {UUIDOID, TEXTOID}},
 	[S_RETRY_AFTER] = {
 		"SELECT orchestrator._retry_after($1) AS delay", 1, {TEXTOID}},
 
