@@ -10,18 +10,636 @@ DROP POLICY workflows_visible ON orchestrator.workflows;
 DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
+DROP FUNCTION orchestrator._api_start_workflow(text, jsonb, jsonb);
+DROP FUNCTION orchestrator._api_get_workflow(uuid);
+DROP FUNCTION orchestrator._api_claim_steps(text, text, integer, interval);
+DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
+DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, text, text, text, text, float8);
+DROP FUNCTION orchestrator._webhook_claim(integer, text, boolean);
+DROP FUNCTION orchestrator._webhook_record(uuid, uuid, integer, jsonb, text, text, float8);
+DROP FUNCTION orchestrator._api_metrics();
+DROP FUNCTION orchestrator.claim_steps(text, text, integer, interval);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
+
+-- W3C trace context of runs.  Existing runs keep NULL (their run id serves
+-- as trace id): a volatile default given to ADD COLUMN would rewrite every
+-- partition.
+CREATE FUNCTION orchestrator._new_trace_id()
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_new_trace_id'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+ALTER TABLE orchestrator.workflow_runs ADD COLUMN trace_id text;
+ALTER TABLE orchestrator.workflow_runs ALTER COLUMN trace_id SET DEFAULT orchestrator._new_trace_id();
+ALTER TABLE orchestrator.workflow_runs ADD COLUMN trace_parent text;
+COMMENT ON COLUMN orchestrator.workflow_runs.trace_id IS 'W3C trace id (32 hex digits) of the run''s trace: the caller''s (option traceparent) or a random one; NULL for runs created before 0.4 (their run id serves)';
+COMMENT ON COLUMN orchestrator.workflow_runs.trace_parent IS 'the traceparent given to start_workflow (normalised to version 00): the caller''s span is the parent of the run''s span';
+
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
+
+CREATE FUNCTION orchestrator._span_id(run_id uuid, step text, attempt integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT left(md5(run_id::text || '/' || coalesce(step, '') || '/' || coalesce(attempt, 0)), 16) $$;
+
+CREATE FUNCTION orchestrator._traceparent(run_id uuid, trace_id text, trace_parent text, step text, attempt integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '00-' || coalesce(trace_id, replace(run_id::text, '-', '')) || '-'
+		   || orchestrator._span_id(run_id, step, attempt) || '-' || coalesce(right(trace_parent, 2), '01')
+$$;
+
+CREATE FUNCTION orchestrator._api_start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	v        integer;
+	idem_key text;
+	tenant   text;
+	deadline timestamptz;
+	prio     integer;
+	new_id   uuid := orchestrator.uuid_v7();
+	caller   regrole := orchestrator._caller();
+	owner    regrole;
+	existing uuid;
+	bad      text;
+	tp       text;
+	trace    text;
+BEGIN
+	options := coalesce(options, '{}');
+	IF jsonb_typeof(options) <> 'object' THEN
+		RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', options),
+			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority, traceparent.';
+	END IF;
+	SELECT k INTO bad FROM jsonb_object_keys(options) k
+		WHERE k NOT IN ('version', 'idempotency_key', 'tenant', 'deadline', 'priority', 'traceparent') ORDER BY k LIMIT 1;
+	IF bad IS NOT NULL THEN
+		RAISE EXCEPTION 'unknown option "%"', bad USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority, traceparent.';
+	END IF;
+	IF input IS NULL THEN
+		RAISE EXCEPTION 'input must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Pass ''{}'' for a workflow that takes no input.';
+	END IF;
+
+	IF options ? 'version' THEN
+		IF jsonb_typeof(options -> 'version') <> 'number' OR (options ->> 'version') !~ '^[0-9]{1,9}$' THEN
+			RAISE EXCEPTION 'option "version" must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'version');
+		END IF;
+		v := (options ->> 'version')::integer;
+		PERFORM 1 FROM orchestrator.definitions d WHERE d.name = _api_start_workflow.name AND d.version = v;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'workflow "%" has no version %', name, v USING ERRCODE = 'undefined_object',
+				HINT = 'Omit "version" to start the latest version.';
+		END IF;
+	ELSE
+		SELECT max(d.version) INTO v FROM orchestrator.definitions d WHERE d.name = _api_start_workflow.name;
+		IF v IS NULL THEN
+			RAISE EXCEPTION 'workflow "%" is not defined', name USING ERRCODE = 'undefined_object',
+				HINT = 'Define it first with orchestrator.define_workflow(name, spec).';
+		END IF;
+	END IF;
+
+	-- Its owner, roles granted "start", and admins start runs; the steps
+	-- run with the owner's rights whoever starts them.
+	SELECT w.owner INTO owner FROM orchestrator.workflows w WHERE w.name = _api_start_workflow.name;
+	IF owner IS DISTINCT FROM caller AND NOT orchestrator._may(name, 'start') THEN
+		RAISE EXCEPTION 'permission denied to start workflow "%"', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Runs of a workflow are started by its owner, by roles it was granted to with privilege "start", and by members of orchestrator_admin.',
+				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, %L);', name, caller);
+	END IF;
+
+	IF options ? 'idempotency_key' THEN
+		IF jsonb_typeof(options -> 'idempotency_key') <> 'string' OR length(options ->> 'idempotency_key') NOT BETWEEN 1 AND 255 THEN
+			RAISE EXCEPTION 'option "idempotency_key" must be a string of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'idempotency_key');
+		END IF;
+		idem_key := options ->> 'idempotency_key';
+	END IF;
+	IF options ? 'tenant' THEN
+		IF jsonb_typeof(options -> 'tenant') <> 'string' OR length(options ->> 'tenant') NOT BETWEEN 1 AND 255 THEN
+			RAISE EXCEPTION 'option "tenant" must be a string of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'tenant');
+		END IF;
+		tenant := options ->> 'tenant';
+	END IF;
+	IF options ? 'priority' THEN
+		IF jsonb_typeof(options -> 'priority') <> 'number' OR (options ->> 'priority') !~ '^-?[0-9]{1,4}$'
+		   OR abs((options ->> 'priority')::integer) > 1000 THEN
+			RAISE EXCEPTION 'option "priority" must be an integer from -1000 to 1000' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'priority');
+		END IF;
+		prio := (options ->> 'priority')::integer;
+	END IF;
+	IF options ? 'deadline' THEN
+		BEGIN
+			IF jsonb_typeof(options -> 'deadline') <> 'string' THEN
+				RAISE invalid_datetime_format;
+			END IF;
+			BEGIN
+				deadline := now() + (options ->> 'deadline')::interval;
+			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+				deadline := (options ->> 'deadline')::timestamptz;
+			END;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+			RAISE EXCEPTION 'option "deadline" must be an interval or a timestamp' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'deadline'),
+				HINT = 'For example "30 minutes" or "2030-01-01T00:00:00Z".';
+		END;
+		IF deadline <= now() THEN
+			RAISE EXCEPTION 'option "deadline" is not in the future' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('%s is at or before now (%s).', deadline, now());
+		END IF;
+	END IF;
+
+	-- W3C trace context: the run continues the caller's trace.  Versions
+	-- after 00 may append fields, which are ignored; version ff and all-zero
+	-- ids are invalid.
+	IF options ? 'traceparent' THEN
+		tp := options ->> 'traceparent';
+		IF jsonb_typeof(options -> 'traceparent') <> 'string'
+		   OR tp !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$'
+		   OR left(tp, 2) = 'ff' OR (left(tp, 2) = '00' AND length(tp) <> 55)
+		   OR substr(tp, 4, 32) = repeat('0', 32) OR substr(tp, 37, 16) = repeat('0', 16) THEN
+			RAISE EXCEPTION 'option "traceparent" is not a valid W3C traceparent' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'traceparent'),
+				HINT = 'The form is 00-<trace id: 32 lowercase hex digits>-<parent span id: 16 lowercase hex digits>-<flags: 2 hex digits>, ids not all zero, for example 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.';
+		END IF;
+		trace := substr(tp, 4, 32);
+		tp := '00-' || substr(tp, 4, 52);
+	END IF;
+
+	IF idem_key IS NOT NULL THEN
+		INSERT INTO orchestrator.idempotency_keys (started_by, name, key, run_id)
+			VALUES (caller, _api_start_workflow.name, idem_key, new_id)
+			ON CONFLICT DO NOTHING;
+		IF NOT FOUND THEN
+			SELECT k.run_id INTO existing FROM orchestrator.idempotency_keys k
+				WHERE k.started_by = caller AND k.name = _api_start_workflow.name AND k.key = idem_key;
+			RETURN existing;
+		END IF;
+	END IF;
+
+	-- The run, its steps and its first transitions, on its partitions (C).
+	PERFORM orchestrator._start_run(new_id, _api_start_workflow.name, v, tenant, owner, caller, input,
+									idem_key, coalesce(prio, 0), deadline);
+	IF trace IS NOT NULL THEN
+		-- (the run's row is new in this transaction: nobody has read its
+		-- default trace id)
+		UPDATE orchestrator.workflow_runs w SET trace_id = trace, trace_parent = tp WHERE w.id = new_id;
+	END IF;
+	RETURN new_id;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_get_workflow(run_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+BEGIN
+	r := orchestrator._visible_run(run_id);
+	RETURN jsonb_build_object(
+		'id', r.id, 'name', r.name, 'version', r.version, 'status', r.status, 'tenant', r.tenant,
+		'owner', r.owner, 'started_by', r.started_by, 'priority', r.priority, 'deadline', r.deadline, 'cost', r.cost,
+		'input', r.input, 'result', r.result, 'error', r.error, 'idempotency_key', r.idempotency_key,
+		'created_at', r.created_at, 'started_at', r.started_at, 'finished_at', r.finished_at,
+		'trace_id', coalesce(r.trace_id, replace(r.id::text, '-', '')),
+		'steps', (SELECT jsonb_object_agg(s.step, jsonb_build_object(
+					'kind', s.kind, 'status', s.status, 'attempt', s.attempt, 'input', s.input,
+					'result', s.result, 'error', s.error, 'started_at', s.started_at,
+					'finished_at', s.finished_at))
+				  FROM orchestrator.workflow_steps s WHERE s.run_id = r.id));
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
+										 lease interval DEFAULT NULL)
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz, traceparent text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	PERFORM orchestrator._check_queue_name(queue);
+	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'worker must be a name of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Name the worker so that its leases can be traced, for example host:pid.';
+	END IF;
+	IF max_steps IS NULL OR max_steps NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'max_steps must be from 1 to 1000' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(max_steps::text, 'NULL'));
+	END IF;
+	-- No lease given: orchestrator.default_lease (5 minutes unless set).
+	lease := coalesce(lease, current_setting('orchestrator.default_lease')::interval);
+	IF lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(lease::text, 'NULL')),
+			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
+	END IF;
+
+	-- The claim itself is in C (external.c, as _claim() and
+	-- _step_started() would do it): a step of a run that another
+	-- transaction holds is left for the next claim.
+	-- Only steps of workflows the caller may work; others' rows are not
+	-- even locked.
+	-- traceparent: the attempt's span in the run's trace, for the worker to
+	-- continue.
+	RETURN QUERY SELECT c.*, (SELECT orchestrator._traceparent(r.id, r.trace_id, r.trace_parent, c.step, c.attempt)
+							  FROM orchestrator.workflow_runs r WHERE r.id = c.run_id)
+		FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
+										  orchestrator._workable_workflows()) c;
+END
+$$;
+
+CREATE FUNCTION orchestrator._http_claim(max_items integer, worker text, recover boolean,
+	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
+	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q      record;
+	r      orchestrator.workflow_runs;
+	req    jsonb;
+	hdrs   jsonb;
+	why    text;
+	host   text;
+	wait   timestamptz;
+	tmo    interval;
+	margin interval := interval '30 seconds';
+	n      integer;
+	taken  integer := 0;
+	guard  boolean;
+	keys   text[];
+BEGIN
+	IF recover THEN
+		UPDATE orchestrator.work_queue w SET available_at = now()
+			WHERE w.queue = '@http' AND w.lease_token IS NOT NULL AND w.available_at > now()
+			  AND w.worker LIKE 'http:%'
+			  AND w.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
+										 WHERE s.pid IS NOT NULL));
+	END IF;
+
+	-- Breakers are looked at only while one is not closed (usually never).
+	guard := EXISTS (SELECT 1 FROM orchestrator.http_circuits c WHERE c.state <> 'closed');
+
+	-- A lease left by a dispatcher that died or lost track is a lost
+	-- attempt (see _claim).
+	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
+		SELECT s.input, ds.timeout INTO req, tmo
+			FROM orchestrator.workflow_steps s
+			JOIN orchestrator.definition_steps ds ON ds.name = r.name AND ds.version = r.version AND ds.step = s.step
+			WHERE s.run_id = q.run_id AND s.step = q.step;
+		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
+
+		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
+		why := CASE WHEN jsonb_typeof(req -> 'url') IS DISTINCT FROM 'string'
+					THEN format('invalid: the rendered url is %s, not a string', coalesce(req -> 'url', 'null'))
+					WHEN jsonb_typeof(hdrs) <> 'object'
+					THEN format('invalid: the rendered headers are %s, not an object', left(hdrs::text, 200))
+					ELSE orchestrator._http_check_url(req ->> 'url') END;
+		IF why IS NULL AND guard THEN
+			host := orchestrator._http_url_host(req ->> 'url');
+			wait := orchestrator._http_circuit_admit(r.owner, host, tmo + margin);
+			IF wait IS NOT NULL THEN
+				-- the host's circuit is open: wait without counting an attempt
+				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(r.owner, host)
+					WHERE w.run_id = q.run_id AND w.step = q.step;
+				CONTINUE;
+			END IF;
+		END IF;
+
+		n := orchestrator._step_started(r, q.step, worker);
+		IF why IS NOT NULL THEN
+			-- never sent: not retryable
+			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
+				'message', substr(why, strpos(why, ':') + 2), 'kind', left(why, strpos(why, ':') - 1),
+				'url', req -> 'url'), false);
+			CONTINUE;
+		END IF;
+
+		token := gen_random_uuid();
+		UPDATE orchestrator.work_queue w
+			SET lease_token = token, lease = tmo + margin, worker = _http_claim.worker,
+				available_at = now() + tmo + margin
+			WHERE w.run_id = q.run_id AND w.step = q.step;
+		kind := 'step';
+		run_id := q.run_id;
+		step := q.step;
+		id := NULL;
+		method := coalesce(req ->> 'method', 'GET');
+		url := req ->> 'url';
+		IF hdrs = '{}' THEN
+			headers := '{}';
+			keys := '{}';
+		ELSE
+			headers := ARRAY(SELECT h.key || ': ' || coalesce(h.value #>> '{}', '') FROM jsonb_each(hdrs) h);
+			keys := ARRAY(SELECT lower(k) FROM jsonb_object_keys(hdrs) k);
+		END IF;
+		-- the same key on every attempt, so receivers can de-duplicate
+		IF NOT 'idempotency-key' = ANY (keys) THEN
+			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
+		END IF;
+		-- W3C trace context: the run's trace, the span of this attempt
+		IF NOT 'traceparent' = ANY (keys) THEN
+			headers := headers || ('traceparent: ' || orchestrator._traceparent(r.id, r.trace_id, r.trace_parent, q.step, n));
+		END IF;
+		body := CASE WHEN req ? 'body' AND method NOT IN ('GET', 'HEAD') THEN (req -> 'body')::text END;
+		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
+		sign_key := NULL;
+		RETURN NEXT;
+		taken := taken + 1;
+	END LOOP;
+
+	IF taken < max_items THEN
+		RETURN QUERY SELECT * FROM orchestrator._webhook_claim(max_items - taken, worker, recover);
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
+	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,
+	OUT owner regrole, OUT host text, OUT failed boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r    orchestrator.workflow_runs;
+	n    integer;
+	req  jsonb;
+	b    jsonb;
+	err  jsonb;
+BEGIN
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _http_step_record.run_id FOR UPDATE;
+	IF NOT FOUND OR NOT orchestrator._is_active(r.status) THEN
+		RETURN;
+	END IF;
+	PERFORM 1 FROM orchestrator.work_queue q
+		WHERE q.run_id = _http_step_record.run_id AND q.step = _http_step_record.step
+		  AND q.lease_token = _http_step_record.token AND q.available_at > now()
+		FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN;					-- stale: lease expired or superseded
+	END IF;
+	SELECT s.attempt, s.input INTO n, req FROM orchestrator.workflow_steps s
+		WHERE s.run_id = _http_step_record.run_id AND s.step = _http_step_record.step;
+	PERFORM orchestrator._metrics_http(false, status, error_kind);
+	PERFORM orchestrator._emit(run_id, 'step.http', step, jsonb_strip_nulls(jsonb_build_object(
+		'attempt', n, 'status', status, 'elapsed_ms', round(elapsed_ms::numeric, 1),
+		'error', error, 'error_kind', error_kind)));
+
+	-- the breaker key, unless a success meets no breaker at all (the usual case)
+	IF status IS NULL OR status >= 500 OR EXISTS (SELECT 1 FROM orchestrator.http_circuits) THEN
+		host := orchestrator._http_url_host(req ->> 'url');
+		owner := r.owner;
+	END IF;
+	IF status IS NULL THEN
+		failed := error_kind IN ('network', 'timeout');
+		IF NOT failed THEN
+			host := NULL;
+		END IF;
+		PERFORM orchestrator._attempt_failed(run_id, step, jsonb_strip_nulls(jsonb_build_object(
+			'message', error, 'kind', error_kind, 'url', req ->> 'url')), failed);
+		RETURN;
+	END IF;
+
+	b := CASE body_kind WHEN 'json' THEN body::jsonb ELSE to_jsonb(body) END;
+	IF status >= 400 THEN
+		err := jsonb_build_object('message', format('HTTP %s from %s', status, req ->> 'url'), 'status', status);
+		IF octet_length(body) <= 4096 THEN
+			err := err || jsonb_build_object('body', b);
+		END IF;
+		IF status = 429 OR status >= 500 THEN
+			PERFORM orchestrator._attempt_failed(run_id, step, err, true,
+				orchestrator._retry_after(headers ->> 'retry-after'));
+			failed := status >= 500;
+			IF status = 429 THEN
+				host := NULL;			-- rate limited, not down
+			END IF;
+		ELSE
+			PERFORM orchestrator._attempt_failed(run_id, step, err, false);
+			failed := false;
+		END IF;
+		RETURN;
+	END IF;
+	PERFORM orchestrator._step_succeeded(run_id, step, jsonb_build_object(
+		'status', status, 'headers', headers, 'body', b)
+		|| CASE WHEN body_kind = 'base64' THEN '{"body_encoding": "base64"}'::jsonb ELSE '{}' END);
+	failed := false;
+END
+$$;
+
+CREATE FUNCTION orchestrator._webhook_claim(max_items integer, worker text, recover boolean,
+	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
+	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	o   record;
+	w   orchestrator.webhooks;
+	why text;
+	tmo interval := current_setting('orchestrator.default_step_timeout')::interval;
+BEGIN
+	IF recover THEN
+		UPDATE orchestrator.webhook_outbox x SET available_at = now()
+			WHERE x.status = 'delivering' AND x.available_at > now()
+			  AND x.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
+										 WHERE s.pid IS NOT NULL));
+	END IF;
+	FOR o IN SELECT x.id, x.webhook_id, x.run_id, x.status, x.payload
+			 FROM orchestrator.webhook_outbox x
+			 WHERE x.status IN ('pending', 'delivering') AND x.available_at <= now()
+			 ORDER BY x.available_at
+			 LIMIT max_items
+			 FOR UPDATE SKIP LOCKED LOOP
+		IF o.status = 'delivering' THEN
+			PERFORM orchestrator._webhook_failed(o.id, NULL, 'lease expired (the dispatcher stopped)', NULL);
+			CONTINUE;
+		END IF;
+		SELECT * INTO w FROM orchestrator.webhooks x WHERE x.id = o.webhook_id;
+		IF NOT FOUND THEN
+			UPDATE orchestrator.webhook_outbox x SET status = 'cancelled' WHERE x.id = o.id;
+			CONTINUE;
+		END IF;
+		why := orchestrator._http_check_url(w.url);
+		IF why IS NOT NULL THEN
+			UPDATE orchestrator.webhook_outbox x SET status = 'dead', last_error = why, attempt = x.attempt + 1,
+				last_attempt_at = now() WHERE x.id = o.id;
+			CONTINUE;
+		END IF;
+		UPDATE orchestrator.webhook_outbox x
+			SET status = 'delivering', attempt = x.attempt + 1, lease_token = gen_random_uuid(),
+				worker = _webhook_claim.worker, available_at = now() + tmo + interval '30 seconds',
+				last_attempt_at = now()
+			WHERE x.id = o.id
+			RETURNING x.lease_token INTO token;
+		kind := 'webhook';
+		run_id := o.run_id;
+		step := NULL;
+		id := o.id;
+		method := 'POST';
+		url := w.url;
+		-- W3C trace context: the trace of the event's run, a span per
+		-- delivery attempt
+		headers := ARRAY(SELECT 'traceparent: ' || orchestrator._traceparent(r.id, r.trace_id, r.trace_parent,
+																		  'webhook:' || o.id, a.attempt)
+						 FROM orchestrator.workflow_runs r, orchestrator.webhook_outbox a
+						 WHERE r.id = o.run_id AND a.id = o.id);
+		body := o.payload::text;
+		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
+		sign_key := (SELECT convert_to(s.sealed_secret, 'UTF8') FROM orchestrator.webhook_secrets s
+					 WHERE s.webhook_id = w.id);
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION orchestrator._webhook_record(id uuid, token uuid, status integer, headers jsonb,
+	error_kind text, error text, elapsed_ms float8)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM 1 FROM orchestrator.webhook_outbox o
+		WHERE o.id = _webhook_record.id AND o.lease_token = _webhook_record.token AND o.status = 'delivering'
+		FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	PERFORM orchestrator._metrics_http(true, status, error_kind);
+	IF status BETWEEN 200 AND 299 THEN
+		UPDATE orchestrator.webhook_outbox o
+			SET status = 'delivered', delivered_at = now(), last_status = _webhook_record.status,
+				last_error = NULL, lease_token = NULL, worker = NULL
+			WHERE o.id = _webhook_record.id;
+	ELSE
+		PERFORM orchestrator._webhook_failed(id, status,
+			coalesce(error, format('HTTP %s', status)),
+			orchestrator._retry_after(headers ->> 'retry-after'));
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._metrics_text()
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_metrics_text'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION orchestrator._metrics_http(webhook boolean, status integer, error_kind text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_metrics_http_sql'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._api_metrics()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+	out text := '';
+	h   jsonb := orchestrator._api_health();
+	q   record;
+	w   record;
+	r   record;
+BEGIN
+	out := out || E'# HELP orchestrator_up 1 when health() reports no problem.\n# TYPE orchestrator_up gauge\n'
+		|| format(E'orchestrator_up %s\n', CASE h ->> 'status' WHEN 'ok' THEN 1 ELSE 0 END);
+	out := out || E'# HELP orchestrator_live 1 when a dispatcher is running (health() "live").\n# TYPE orchestrator_live gauge\n'
+		|| format(E'orchestrator_live %s\n', CASE WHEN (h ->> 'live')::boolean THEN 1 ELSE 0 END);
+	out := out || E'# HELP orchestrator_ready 1 when the dispatchers keep up with their work (health() "ready").\n# TYPE orchestrator_ready gauge\n'
+		|| format(E'orchestrator_ready %s\n', CASE WHEN (h ->> 'ready')::boolean THEN 1 ELSE 0 END);
+	out := out || E'# HELP orchestrator_workers_configured Dispatchers configured (orchestrator.workers).\n# TYPE orchestrator_workers_configured gauge\n'
+		|| format(E'orchestrator_workers_configured %s\n', h -> 'workers' ->> 'configured');
+	out := out || E'# HELP orchestrator_workers_alive Dispatchers running.\n# TYPE orchestrator_workers_alive gauge\n'
+		|| format(E'orchestrator_workers_alive %s\n', h -> 'workers' ->> 'alive');
+	out := out || E'# HELP orchestrator_worker_steps_total Steps handled by a dispatcher since it started.\n# TYPE orchestrator_worker_steps_total counter\n';
+	FOR w IN SELECT s.slot, s.steps_processed FROM orchestrator._worker_status() s ORDER BY s.slot LOOP
+		out := out || format(E'orchestrator_worker_steps_total{slot="%s"} %s\n', w.slot, w.steps_processed);
+	END LOOP;
+	out := out || E'# HELP orchestrator_worker_consecutive_failures Failed turns of a dispatcher since its last good one.\n# TYPE orchestrator_worker_consecutive_failures gauge\n';
+	FOR w IN SELECT s.slot, s.consecutive_failures FROM orchestrator._worker_status() s ORDER BY s.slot LOOP
+		out := out || format(E'orchestrator_worker_consecutive_failures{slot="%s"} %s\n', w.slot, w.consecutive_failures);
+	END LOOP;
+	out := out || E'# HELP orchestrator_active_runs Runs not finished (pending, running).\n# TYPE orchestrator_active_runs gauge\n'
+		|| format(E'orchestrator_active_runs %s\n', h ->> 'active_runs');
+	out := out || E'# HELP orchestrator_queue_ready Steps ready to be claimed, per queue.\n# TYPE orchestrator_queue_ready gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_ready{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.ready);
+	END LOOP;
+	out := out || E'# HELP orchestrator_queue_scheduled Steps waiting for a retry or timer, per queue.\n# TYPE orchestrator_queue_scheduled gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_scheduled{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.scheduled);
+	END LOOP;
+	out := out || E'# HELP orchestrator_queue_running Steps claimed under a lease, per queue.\n# TYPE orchestrator_queue_running gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_running{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.running);
+	END LOOP;
+	out := out || E'# HELP orchestrator_queue_oldest_ready_age_seconds Age of the oldest ready step, per queue.\n# TYPE orchestrator_queue_oldest_ready_age_seconds gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_oldest_ready_age_seconds{queue="%s"} %s\n',
+			orchestrator._prom_label(q.queue), round(q.oldest_ready_age_seconds::numeric, 3));
+	END LOOP;
+	out := out || E'# HELP orchestrator_runs_finished_5m Runs finished in the last 5 minutes, per workflow and status.\n# TYPE orchestrator_runs_finished_5m gauge\n';
+	FOR r IN SELECT x.name, x.status, count(*) AS n FROM orchestrator.workflow_runs x
+			 WHERE x.finished_at >= now() - interval '5 minutes'
+			 GROUP BY x.name, x.status ORDER BY x.name, x.status LOOP
+		out := out || format(E'orchestrator_runs_finished_5m{workflow="%s",status="%s"} %s\n',
+			orchestrator._prom_label(r.name), orchestrator._prom_label(r.status), r.n);
+	END LOOP;
+	out := out || E'# HELP orchestrator_http_circuit_open 1 for a workflow owner and host whose circuit breaker is open or half open.\n# TYPE orchestrator_http_circuit_open gauge\n';
+	FOR r IN SELECT c.owner::text AS owner, c.host, c.state FROM orchestrator.http_circuits c
+			 WHERE c.state <> 'closed' ORDER BY c.host, 1 LOOP
+		out := out || format(E'orchestrator_http_circuit_open{owner="%s",host="%s",state="%s"} 1\n',
+			orchestrator._prom_label(r.owner), orchestrator._prom_label(r.host), r.state);
+	END LOOP;
+	out := out || E'# HELP orchestrator_webhook_deliveries_pending Webhook deliveries not yet delivered or dead.\n# TYPE orchestrator_webhook_deliveries_pending gauge\n'
+		|| format(E'orchestrator_webhook_deliveries_pending %s\n',
+			(SELECT count(*) FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')));
+	out := out || E'# HELP orchestrator_partitions_ahead Days after today with history partitions.\n# TYPE orchestrator_partitions_ahead gauge\n'
+		|| format(E'orchestrator_partitions_ahead %s\n', h ->> 'partitions_ahead');
+	RETURN out || coalesce(orchestrator._metrics_text(), '');
+END
+$$;
+
+CREATE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
+										 lease interval DEFAULT NULL)
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz, traceparent text)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
+'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires; traceparent is the W3C trace context of the attempt';
 
 -- Views as a fresh install has them.
 
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.started_by, r.idempotency_key, r.priority,
 		   r.deadline, r.parent_id, r.created_at, r.started_at, r.finished_at, r.cost, r.input,
-		   r.result, r.error
+		   r.result, r.error, coalesce(r.trace_id, replace(r.id::text, '-', '')) AS trace_id
 	FROM orchestrator.workflow_runs r
 	WHERE orchestrator._may_see(r.owner, r.started_by);
 

@@ -44,6 +44,7 @@
 
 #include "engine.h"
 #include "fmgr.h"
+#include "metrics.h"
 #include "relay.h"
 #include "version.h"
 #include "wake.h"
@@ -92,6 +93,7 @@ typedef enum Stmt
 	S_SLOW_STEP_READY,
 	S_SLOW_RUN_FINISH,
 	S_SLOW_WEBHOOK_OUTBOX,
+	S_METRICS,
 	S_COUNT
 } Stmt;
 
@@ -302,6 +304,11 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_SLOW_WEBHOOK_OUTBOX] = {
 		"SELECT orchestrator._webhook_outbox($1, $2, $3, $4, $5)",
 	5, {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID}},
+	/* what metrics.c needs of a counted event (metrics_event()) */
+	[S_METRICS] = {
+		"SELECT r.name, s.kind, s.started_at, s.ready_at, clock_timestamp()"
+		" FROM @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $2 WHERE r.id = $1",
+	2, {UUIDOID, TEXTOID}},
 };
 
 PG_FUNCTION_INFO_V1(orchestrator_emit);
@@ -454,6 +461,46 @@ webhooks_exist_now(void)
 }
 
 /*
+ * metrics_event
+ *		Note a counted transition for metrics() (metrics.c): the workflow,
+ *		the step's kind and times are read from the run's rows.  Counted
+ *		when the transaction commits.
+ */
+static void
+metrics_event(EngineRun *run, const char *type, const char *step)
+{
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	bool		isnull;
+	TimestampTz started_at;
+	TimestampTz ready_at;
+	TimestampTz at;
+
+	if (!orchestrator_metrics_counts(type))
+		return;
+	values[0] = run->id;
+	if (step != NULL)
+		values[1] = CStringGetTextDatum(step);
+	else
+		nulls[1] = 'n';
+	if (run_stmt(S_METRICS, &run->leaves, values, nulls) == 1)
+	{
+		char	   *name = get_text(1);
+		char	   *kind = get_text(2);
+
+		started_at = DatumGetTimestampTz(get_col(3, &isnull));
+		if (isnull)
+			started_at = 0;
+		ready_at = DatumGetTimestampTz(get_col(4, &isnull));
+		if (isnull)
+			ready_at = 0;
+		at = DatumGetTimestampTz(get_col(5, &isnull));
+		orchestrator_metrics_event(type, name, kind, started_at, ready_at, at);
+	}
+	done_with_rows();
+}
+
+/*
  * emit
  *		Append an event to the run's history, NOTIFY it and queue its webhook
  *		deliveries, as orchestrator._emit() does.  "s" is S_EMIT (data is the
@@ -491,6 +538,7 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	seq = DatumGetInt64(get_col(1, &isnull));
 	event_data = get_col(2, &isnull);
 	done_with_rows();
+	metrics_event(run, type, step);
 
 	/* the same payload as json_build_object() in _emit() */
 	initStringInfo(&payload);

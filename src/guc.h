@@ -43,6 +43,10 @@ extern bool orchestrator_restoring;
 /* Key that seals secrets at rest (secrets.c). */
 extern char *orchestrator_secret_key_file;
 
+/* Counters of metrics() (metrics.c) and span export (otlp.c). */
+extern int	orchestrator_metrics_max_workflows;
+extern char *orchestrator_otlp_endpoint;
+
 extern void orchestrator_define_gucs(void);
 
 #endif							/* ORCHESTRATOR_GUC_H */

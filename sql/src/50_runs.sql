@@ -18,18 +18,20 @@ DECLARE
 	owner    regrole;
 	existing uuid;
 	bad      text;
+	tp       text;
+	trace    text;
 BEGIN
 	options := coalesce(options, '{}');
 	IF jsonb_typeof(options) <> 'object' THEN
 		RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = format('Got %s.', options),
-			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority.';
+			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority, traceparent.';
 	END IF;
 	SELECT k INTO bad FROM jsonb_object_keys(options) k
-		WHERE k NOT IN ('version', 'idempotency_key', 'tenant', 'deadline', 'priority') ORDER BY k LIMIT 1;
+		WHERE k NOT IN ('version', 'idempotency_key', 'tenant', 'deadline', 'priority', 'traceparent') ORDER BY k LIMIT 1;
 	IF bad IS NOT NULL THEN
 		RAISE EXCEPTION 'unknown option "%"', bad USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority.';
+			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority, traceparent.';
 	END IF;
 	IF input IS NULL THEN
 		RAISE EXCEPTION 'input must not be null' USING ERRCODE = 'null_value_not_allowed',
@@ -108,6 +110,23 @@ BEGIN
 		END IF;
 	END IF;
 
+	-- W3C trace context: the run continues the caller's trace.  Versions
+	-- after 00 may append fields, which are ignored; version ff and all-zero
+	-- ids are invalid.
+	IF options ? 'traceparent' THEN
+		tp := options ->> 'traceparent';
+		IF jsonb_typeof(options -> 'traceparent') <> 'string'
+		   OR tp !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$'
+		   OR left(tp, 2) = 'ff' OR (left(tp, 2) = '00' AND length(tp) <> 55)
+		   OR substr(tp, 4, 32) = repeat('0', 32) OR substr(tp, 37, 16) = repeat('0', 16) THEN
+			RAISE EXCEPTION 'option "traceparent" is not a valid W3C traceparent' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'traceparent'),
+				HINT = 'The form is 00-<trace id: 32 lowercase hex digits>-<parent span id: 16 lowercase hex digits>-<flags: 2 hex digits>, ids not all zero, for example 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.';
+		END IF;
+		trace := substr(tp, 4, 32);
+		tp := '00-' || substr(tp, 4, 52);
+	END IF;
+
 	IF idem_key IS NOT NULL THEN
 		INSERT INTO orchestrator.idempotency_keys (started_by, name, key, run_id)
 			VALUES (caller, _api_start_workflow.name, idem_key, new_id)
@@ -122,6 +141,11 @@ BEGIN
 	-- The run, its steps and its first transitions, on its partitions (C).
 	PERFORM orchestrator._start_run(new_id, _api_start_workflow.name, v, tenant, owner, caller, input,
 									idem_key, coalesce(prio, 0), deadline);
+	IF trace IS NOT NULL THEN
+		-- (the run's row is new in this transaction: nobody has read its
+		-- default trace id)
+		UPDATE orchestrator.workflow_runs w SET trace_id = trace, trace_parent = tp WHERE w.id = new_id;
+	END IF;
 	RETURN new_id;
 END
 $$;
@@ -142,6 +166,7 @@ BEGIN
 		'owner', r.owner, 'started_by', r.started_by, 'priority', r.priority, 'deadline', r.deadline, 'cost', r.cost,
 		'input', r.input, 'result', r.result, 'error', r.error, 'idempotency_key', r.idempotency_key,
 		'created_at', r.created_at, 'started_at', r.started_at, 'finished_at', r.finished_at,
+		'trace_id', coalesce(r.trace_id, replace(r.id::text, '-', '')),
 		'steps', (SELECT jsonb_object_agg(s.step, jsonb_build_object(
 					'kind', s.kind, 'status', s.status, 'attempt', s.attempt, 'input', s.input,
 					'result', s.result, 'error', s.error, 'started_at', s.started_at,
@@ -368,7 +393,7 @@ $$;
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.started_by, r.idempotency_key, r.priority,
 		   r.deadline, r.parent_id, r.created_at, r.started_at, r.finished_at, r.cost, r.input,
-		   r.result, r.error
+		   r.result, r.error, coalesce(r.trace_id, replace(r.id::text, '-', '')) AS trace_id
 	FROM orchestrator.workflow_runs r
 	WHERE orchestrator._may_see(r.owner, r.started_by);
 

@@ -57,7 +57,7 @@ $$;
 CREATE FUNCTION orchestrator._api_claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
 										 lease interval DEFAULT NULL)
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
-			   workflow text, deadline timestamptz)
+			   workflow text, deadline timestamptz, traceparent text)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -86,8 +86,12 @@ BEGIN
 	-- transaction holds is left for the next claim.
 	-- Only steps of workflows the caller may work; others' rows are not
 	-- even locked.
-	RETURN QUERY SELECT * FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
-															  orchestrator._workable_workflows());
+	-- traceparent: the attempt's span in the run's trace, for the worker to
+	-- continue.
+	RETURN QUERY SELECT c.*, (SELECT orchestrator._traceparent(r.id, r.trace_id, r.trace_parent, c.step, c.attempt)
+							  FROM orchestrator.workflow_runs r WHERE r.id = c.run_id)
+		FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
+										  orchestrator._workable_workflows()) c;
 END
 $$;
 

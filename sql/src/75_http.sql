@@ -272,10 +272,9 @@ BEGIN
 		IF NOT 'idempotency-key' = ANY (keys) THEN
 			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
 		END IF;
-		-- W3C trace context: the trace is the run, the span this attempt
+		-- W3C trace context: the run's trace, the span of this attempt
 		IF NOT 'traceparent' = ANY (keys) THEN
-			headers := headers || ('traceparent: 00-' || replace(q.run_id::text, '-', '') || '-'
-								   || left(md5(q.step || '/' || n), 16) || '-01');
+			headers := headers || ('traceparent: ' || orchestrator._traceparent(r.id, r.trace_id, r.trace_parent, q.step, n));
 		END IF;
 		body := CASE WHEN req ? 'body' AND method NOT IN ('GET', 'HEAD') THEN (req -> 'body')::text END;
 		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
@@ -351,6 +350,7 @@ BEGIN
 	END IF;
 	SELECT s.attempt, s.input INTO n, req FROM orchestrator.workflow_steps s
 		WHERE s.run_id = _http_step_record.run_id AND s.step = _http_step_record.step;
+	PERFORM orchestrator._metrics_http(false, status, error_kind);
 	PERFORM orchestrator._emit(run_id, 'step.http', step, jsonb_strip_nulls(jsonb_build_object(
 		'attempt', n, 'status', status, 'elapsed_ms', round(elapsed_ms::numeric, 1),
 		'error', error, 'error_kind', error_kind)));
