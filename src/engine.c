@@ -306,7 +306,8 @@ static const StmtDef stmts[S_COUNT] = {
 	5, {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID}},
 	/* what metrics.c needs of a counted event (metrics_event()) */
 	[S_METRICS] = {
-		"SELECT r.name, s.kind, s.started_at, s.ready_at, clock_timestamp()"
+		"SELECT r.name, s.kind, s.started_at, s.ready_at, clock_timestamp(),"
+		" r.trace_id, r.trace_parent, r.created_at, s.attempt"
 		" FROM @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $2 WHERE r.id = $1",
 	2, {UUIDOID, TEXTOID}},
 };
@@ -462,9 +463,9 @@ webhooks_exist_now(void)
 
 /*
  * metrics_event
- *		Note a counted transition for metrics() (metrics.c): the workflow,
- *		the step's kind and times are read from the run's rows.  Counted
- *		when the transaction commits.
+ *		Note a counted transition for metrics() and the spans (metrics.c,
+ *		otlp.c): the workflow, the step's kind and times and the run's trace
+ *		are read from the run's rows.  Counted when the transaction commits.
  */
 static void
 metrics_event(EngineRun *run, const char *type, const char *step)
@@ -472,9 +473,7 @@ metrics_event(EngineRun *run, const char *type, const char *step)
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
 	bool		isnull;
-	TimestampTz started_at;
-	TimestampTz ready_at;
-	TimestampTz at;
+	MetricsEvent e;
 
 	if (!orchestrator_metrics_counts(type))
 		return;
@@ -485,17 +484,26 @@ metrics_event(EngineRun *run, const char *type, const char *step)
 		nulls[1] = 'n';
 	if (run_stmt(S_METRICS, &run->leaves, values, nulls) == 1)
 	{
-		char	   *name = get_text(1);
-		char	   *kind = get_text(2);
-
-		started_at = DatumGetTimestampTz(get_col(3, &isnull));
+		memset(&e, 0, sizeof(e));
+		e.type = type;
+		e.run_id = DatumGetCString(DirectFunctionCall1(uuid_out, run->id));
+		e.step = step;
+		e.workflow = get_text(1);
+		e.kind = get_text(2);
+		e.started_at = DatumGetTimestampTz(get_col(3, &isnull));
 		if (isnull)
-			started_at = 0;
-		ready_at = DatumGetTimestampTz(get_col(4, &isnull));
+			e.started_at = 0;
+		e.ready_at = DatumGetTimestampTz(get_col(4, &isnull));
 		if (isnull)
-			ready_at = 0;
-		at = DatumGetTimestampTz(get_col(5, &isnull));
-		orchestrator_metrics_event(type, name, kind, started_at, ready_at, at);
+			e.ready_at = 0;
+		e.at = DatumGetTimestampTz(get_col(5, &isnull));
+		e.trace_id = get_text(6);
+		e.trace_parent = get_text(7);
+		e.created_at = DatumGetTimestampTz(get_col(8, &isnull));
+		e.attempt = DatumGetInt32(get_col(9, &isnull));
+		if (isnull)
+			e.attempt = 0;
+		orchestrator_metrics_event(&e);
 	}
 	done_with_rows();
 }

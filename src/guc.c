@@ -46,6 +46,7 @@ bool		orchestrator_restoring = false;
 char	   *orchestrator_secret_key_file = NULL;
 int			orchestrator_metrics_max_workflows = 100;
 char	   *orchestrator_otlp_endpoint = NULL;
+int			orchestrator_otlp_queue_size = 8192;
 
 /* Values of orchestrator.archive_mode; maintain() reads the name. */
 static const struct config_enum_entry archive_mode_options[] = {
@@ -435,6 +436,16 @@ orchestrator_define_gucs(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.otlp_queue_size",
+							"Spans the export queue in shared memory holds.",
+							"Committed spans wait there for the exporter; when it is full, more are dropped and counted.",
+							&orchestrator_otlp_queue_size,
+							8192,
+							64, 1024 * 1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("orchestrator");
 }

@@ -42,6 +42,7 @@
 
 #include "guc.h"
 #include "metrics.h"
+#include "otlp.h"
 
 #define METRICS_NAME_LEN 128
 
@@ -117,7 +118,8 @@ typedef enum DeltaKind
 	D_STEP,
 	D_STARTED,
 	D_HTTP,
-	D_WEBHOOK
+	D_WEBHOOK,
+	D_SPAN						/* a span to export (otlp.c) */
 } DeltaKind;
 
 typedef struct Delta
@@ -127,6 +129,7 @@ typedef struct Delta
 	uint8		status;			/* run or step status, or outcome */
 	int			level;			/* subtransaction nesting level */
 	double		seconds;		/* duration or latency; < 0: none */
+	OtlpSpan   *span;			/* D_SPAN */
 	char		workflow[METRICS_NAME_LEN];	/* "" for none or too long */
 } Delta;
 
@@ -277,9 +280,15 @@ metrics_publish(Pending *p)
 			case D_WEBHOOK:
 				metrics->webhook[d->status]++;
 				break;
+			case D_SPAN:
+				break;
 		}
 	}
 	LWLockRelease(metrics->lock);
+
+	for (int i = 0; i < p->n; i++)
+		if (p->deltas[i].what == D_SPAN)
+			orchestrator_otlp_push(p->deltas[i].span);
 }
 
 static void
@@ -395,17 +404,77 @@ set_workflow(Delta *d, const char *workflow)
 }
 
 /*
+ * note_span
+ *		The span of a run that ended or of a step attempt that ended, when
+ *		spans are exported and the run's trace is sampled.
+ */
+static void
+note_span(const MetricsEvent *e, bool run, const char *status)
+{
+	OtlpSpan   *span;
+	Delta	   *d;
+
+	if (!orchestrator_otlp_enabled())
+		return;
+	/* the caller's trace, not sampled: no spans */
+	if (e->trace_parent != NULL && strlen(e->trace_parent) == 55 &&
+		(e->trace_parent[54] == '0' || e->trace_parent[54] == '2' || e->trace_parent[54] == '4' ||
+		 e->trace_parent[54] == '6' || e->trace_parent[54] == '8' || e->trace_parent[54] == 'a' ||
+		 e->trace_parent[54] == 'c' || e->trace_parent[54] == 'e'))
+		return;
+	span = MemoryContextAllocZero(TopTransactionContext, sizeof(OtlpSpan));
+	if (e->trace_id != NULL && strlen(e->trace_id) == 32)
+		strlcpy(span->trace_id, e->trace_id, sizeof(span->trace_id));
+	else
+	{
+		/* a run from before 0.4: its id is its trace id */
+		int			j = 0;
+
+		for (const char *c = e->run_id; *c && j < 32; c++)
+			if (*c != '-')
+				span->trace_id[j++] = *c;
+	}
+	strlcpy(span->run_id, e->run_id, sizeof(span->run_id));
+	strlcpy(span->workflow, e->workflow ? e->workflow : "", sizeof(span->workflow));
+	strlcpy(span->status, status, sizeof(span->status));
+	if (run)
+	{
+		orchestrator_span_id(e->run_id, NULL, 0, span->span_id);
+		if (e->trace_parent != NULL && strlen(e->trace_parent) == 55)
+			strlcpy(span->parent_span_id, e->trace_parent + 36, 17);
+		span->start = e->created_at;
+	}
+	else
+	{
+		strlcpy(span->step, e->step ? e->step : "", sizeof(span->step));
+		strlcpy(span->kind, e->kind ? e->kind : "", sizeof(span->kind));
+		span->attempt = e->attempt;
+		orchestrator_span_id(e->run_id, e->step, e->attempt, span->span_id);
+		orchestrator_span_id(e->run_id, NULL, 0, span->parent_span_id);
+		span->start = e->started_at;
+	}
+	span->end = e->at;
+	if (span->span_id[0] == '\0' || span->start == 0 || span->start > span->end)
+	{
+		pfree(span);
+		return;
+	}
+	d = add_delta(D_SPAN);
+	d->span = span;
+}
+
+/*
  * orchestrator_metrics_event
  *		Note a transition of the current transaction (see metrics.h):
  *		workflow.<final status> counts a run; step.<status> counts a step
  *		and, for the end of an attempt, its duration (from started_at);
  *		step.started of a step dispatched through a queue observes how long
- *		it was due (from ready_at).
+ *		it was due (from ready_at).  Runs and attempts that end make spans.
  */
 void
-orchestrator_metrics_event(const char *type, const char *workflow, const char *kind,
-						   TimestampTz started_at, TimestampTz ready_at, TimestampTz at)
+orchestrator_metrics_event(const MetricsEvent *e)
 {
+	const char *type = e->type;
 	Delta	   *d;
 	int			k;
 
@@ -419,21 +488,22 @@ orchestrator_metrics_event(const char *type, const char *workflow, const char *k
 			return;
 		d = add_delta(D_RUN);
 		d->status = (uint8) s;
-		set_workflow(d, workflow);
+		set_workflow(d, e->workflow);
+		note_span(e, true, run_status_names[s]);
 		return;
 	}
 	if (strncmp(type, "step.", 5) != 0)
 		return;
-	k = index_of(kind_names, NKINDS - 1, kind ? kind : "", NKINDS - 1);
+	k = index_of(kind_names, NKINDS - 1, e->kind ? e->kind : "", NKINDS - 1);
 	if (strcmp(type + 5, "started") == 0)
 	{
 		/* sleep and wait steps start when they become ready: no dispatch */
-		if (ready_at == 0 || ready_at > at ||
+		if (e->ready_at == 0 || e->ready_at > e->at ||
 			!(strcmp(kind_names[k], "sql") == 0 || strcmp(kind_names[k], "http") == 0 ||
 			  strcmp(kind_names[k], "external") == 0))
 			return;
 		d = add_delta(D_STARTED);
-		d->seconds = (double) (at - ready_at) / USECS_PER_SEC;
+		d->seconds = (double) (e->at - e->ready_at) / USECS_PER_SEC;
 		return;
 	}
 	else
@@ -445,10 +515,13 @@ orchestrator_metrics_event(const char *type, const char *workflow, const char *k
 		d = add_delta(D_STEP);
 		d->status = (uint8) s;
 		d->kind = (uint8) k;
-		set_workflow(d, workflow);
+		set_workflow(d, e->workflow);
 		/* the end of an attempt: succeeded, retrying, failed, dead */
-		if (s <= 3 && started_at != 0 && started_at <= at)
-			d->seconds = (double) (at - started_at) / USECS_PER_SEC;
+		if (s <= 3 && e->started_at != 0 && e->started_at <= e->at)
+		{
+			d->seconds = (double) (e->at - e->started_at) / USECS_PER_SEC;
+			note_span(e, false, step_status_names[s]);
+		}
 	}
 }
 

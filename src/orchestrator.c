@@ -16,6 +16,7 @@
 
 #include "guc.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "relay.h"
 #include "restore.h"
 #include "shmem.h"
@@ -50,5 +51,6 @@ _PG_init(void)
 	orchestrator_register_launcher();
 	orchestrator_relay_install();
 	orchestrator_metrics_install();
+	orchestrator_otlp_install();
 	orchestrator_restore_install_hooks();
 }
