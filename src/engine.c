@@ -45,6 +45,7 @@
 #include "engine.h"
 #include "fmgr.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "relay.h"
 #include "version.h"
 #include "wake.h"
@@ -93,7 +94,10 @@ typedef enum Stmt
 	S_SLOW_STEP_READY,
 	S_SLOW_RUN_FINISH,
 	S_SLOW_WEBHOOK_OUTBOX,
-	S_METRICS,
+	S_EMIT_COUNTED,
+	S_EMIT_RESULT_COUNTED,
+	S_EMIT_STEP_COUNTED,
+	S_EMIT_RESULT_STEP_COUNTED,
 	S_COUNT
 } Stmt;
 
@@ -304,12 +308,46 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_SLOW_WEBHOOK_OUTBOX] = {
 		"SELECT orchestrator._webhook_outbox($1, $2, $3, $4, $5)",
 	5, {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID}},
-	/* what metrics.c needs of a counted event (metrics_event()) */
-	[S_METRICS] = {
-		"SELECT r.name, s.kind, s.started_at, s.ready_at, clock_timestamp(),"
+	/*
+	 * S_EMIT and S_EMIT_RESULT for an event metrics.c counts, returning also
+	 * what it needs: the workflow, the step's kind, times and attempt, the
+	 * run's trace (metrics_event()).
+	 */
+	[S_EMIT_COUNTED] = {
+		"WITH ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, $4 FROM @events@ e WHERE e.run_id = $1"
+		" RETURNING seq, data, at)"
+		" SELECT ins.seq, ins.data, r.name, s.kind, s.started_at, s.ready_at, ins.at,"
 		" r.trace_id, r.trace_parent, r.created_at, s.attempt"
-		" FROM @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $2 WHERE r.id = $1",
-	2, {UUIDOID, TEXTOID}},
+		" FROM ins, @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $3 WHERE r.id = $1",
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	[S_EMIT_RESULT_COUNTED] = {
+		"WITH ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, jsonb_build_object('result', $4::jsonb)"
+		" FROM @events@ e WHERE e.run_id = $1"
+		" RETURNING seq, data, at)"
+		" SELECT ins.seq, ins.data, r.name, s.kind, s.started_at, s.ready_at, ins.at,"
+		" r.trace_id, r.trace_parent, r.created_at, s.attempt"
+		" FROM ins, @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $3 WHERE r.id = $1",
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	/* ... when the workflow is known and no span is made: the step only */
+	[S_EMIT_STEP_COUNTED] = {
+		"WITH ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, $4 FROM @events@ e WHERE e.run_id = $1"
+		" RETURNING seq, data, at)"
+		" SELECT ins.seq, ins.data, NULL::text, s.kind, s.started_at, s.ready_at, ins.at,"
+		" NULL::text, NULL::text, NULL::timestamptz, s.attempt"
+		" FROM ins LEFT JOIN @steps@ s ON s.run_id = $1 AND s.step = $3",
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	[S_EMIT_RESULT_STEP_COUNTED] = {
+		"WITH ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, jsonb_build_object('result', $4::jsonb)"
+		" FROM @events@ e WHERE e.run_id = $1"
+		" RETURNING seq, data, at)"
+		" SELECT ins.seq, ins.data, NULL::text, s.kind, s.started_at, s.ready_at, ins.at,"
+		" NULL::text, NULL::text, NULL::timestamptz, s.attempt"
+		" FROM ins LEFT JOIN @steps@ s ON s.run_id = $1 AND s.step = $3",
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
 };
 
 PG_FUNCTION_INFO_V1(orchestrator_emit);
@@ -464,48 +502,36 @@ webhooks_exist_now(void)
 /*
  * metrics_event
  *		Note a counted transition for metrics() and the spans (metrics.c,
- *		otlp.c): the workflow, the step's kind and times and the run's trace
- *		are read from the run's rows.  Counted when the transaction commits.
+ *		otlp.c), from the row S_EMIT_COUNTED returned: the workflow, the
+ *		step's kind, times and attempt, the run's trace.  Counted when the
+ *		transaction commits.
  */
 static void
 metrics_event(EngineRun *run, const char *type, const char *step)
 {
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
 	bool		isnull;
 	MetricsEvent e;
 
-	if (!orchestrator_metrics_counts(type))
-		return;
-	values[0] = run->id;
-	if (step != NULL)
-		values[1] = CStringGetTextDatum(step);
-	else
-		nulls[1] = 'n';
-	if (run_stmt(S_METRICS, &run->leaves, values, nulls) == 1)
-	{
-		memset(&e, 0, sizeof(e));
-		e.type = type;
-		e.run_id = DatumGetCString(DirectFunctionCall1(uuid_out, run->id));
-		e.step = step;
-		e.workflow = get_text(1);
-		e.kind = get_text(2);
-		e.started_at = DatumGetTimestampTz(get_col(3, &isnull));
-		if (isnull)
-			e.started_at = 0;
-		e.ready_at = DatumGetTimestampTz(get_col(4, &isnull));
-		if (isnull)
-			e.ready_at = 0;
-		e.at = DatumGetTimestampTz(get_col(5, &isnull));
-		e.trace_id = get_text(6);
-		e.trace_parent = get_text(7);
-		e.created_at = DatumGetTimestampTz(get_col(8, &isnull));
-		e.attempt = DatumGetInt32(get_col(9, &isnull));
-		if (isnull)
-			e.attempt = 0;
-		orchestrator_metrics_event(&e);
-	}
-	done_with_rows();
+	memset(&e, 0, sizeof(e));
+	e.type = type;
+	e.run_id = DatumGetCString(DirectFunctionCall1(uuid_out, run->id));
+	e.step = step;
+	e.workflow = run->name != NULL ? run->name : get_text(3);
+	e.kind = get_text(4);
+	e.started_at = DatumGetTimestampTz(get_col(5, &isnull));
+	if (isnull)
+		e.started_at = 0;
+	e.ready_at = DatumGetTimestampTz(get_col(6, &isnull));
+	if (isnull)
+		e.ready_at = 0;
+	e.at = DatumGetTimestampTz(get_col(7, &isnull));
+	e.trace_id = get_text(8);
+	e.trace_parent = get_text(9);
+	e.created_at = DatumGetTimestampTz(get_col(10, &isnull));
+	e.attempt = DatumGetInt32(get_col(11, &isnull));
+	if (isnull)
+		e.attempt = 0;
+	orchestrator_metrics_event(&e);
 }
 
 /*
@@ -525,6 +551,7 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	bool		isnull;
 	Datum		event_data;
 	StringInfoData payload;
+	bool		counted;
 
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(type);
@@ -539,14 +566,35 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	else
 		values[3] = data;
 
+	/*
+	 * metrics.c counts some events: then it reads what it needs as well,
+	 * the step's row (and the run's, unless the workflow is known here and
+	 * no span is made; then the end of a run needs nothing).
+	 */
+	counted = orchestrator_metrics_counts(type);
+	if (counted && run->name != NULL && !orchestrator_otlp_enabled())
+	{
+		if (step == NULL)
+		{
+			MetricsEvent e = {.type = type, .workflow = run->name};
+
+			orchestrator_metrics_event(&e);
+			counted = false;
+		}
+		else
+			s = s == S_EMIT ? S_EMIT_STEP_COUNTED : S_EMIT_RESULT_STEP_COUNTED;
+	}
+	else if (counted)
+		s = s == S_EMIT ? S_EMIT_COUNTED : S_EMIT_RESULT_COUNTED;
 	if (run_stmt(s, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not append event \"%s\"", type)));
 	seq = DatumGetInt64(get_col(1, &isnull));
 	event_data = get_col(2, &isnull);
+	if (counted)
+		metrics_event(run, type, step);
 	done_with_rows();
-	metrics_event(run, type, step);
 
 	/* the same payload as json_build_object() in _emit() */
 	initStringInfo(&payload);

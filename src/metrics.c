@@ -312,29 +312,29 @@ metrics_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-/* A subtransaction that rolls back takes its deltas with it. */
+/*
+ * A subtransaction that rolls back takes its deltas with it; one that
+ * commits hands them to its parent.  The deltas of the current
+ * subtransaction are the last ones (levels never decrease towards the end).
+ */
 static void
 metrics_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						 SubTransactionId parentSubid, void *arg)
 {
-	int			level = GetCurrentTransactionNestLevel();
+	int			level;
 
 	if (pending == NULL || pending->n == 0)
 		return;
+	level = GetCurrentTransactionNestLevel();
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
-		int			kept = 0;
-
-		for (int i = 0; i < pending->n; i++)
-			if (pending->deltas[i].level < level)
-				pending->deltas[kept++] = pending->deltas[i];
-		pending->n = kept;
+		while (pending->n > 0 && pending->deltas[pending->n - 1].level >= level)
+			pending->n--;
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
-		for (int i = 0; i < pending->n; i++)
-			if (pending->deltas[i].level >= level)
-				pending->deltas[i].level = level - 1;
+		for (int i = pending->n - 1; i >= 0 && pending->deltas[i].level >= level; i--)
+			pending->deltas[i].level = level - 1;
 	}
 }
 
