@@ -48,3 +48,16 @@ FROM orchestrator.claim_steps('q_traced', 'tracer', 10) c
 WHERE c.run_id IN (:'r1', :'r2') ORDER BY c.run_id = :'r1' DESC;
 SELECT (SELECT array_agg(n ORDER BY o) FROM unnest(p.proargnames, p.proargmodes) WITH ORDINALITY AS x(n, m, o) WHERE m = 't') AS columns
 FROM pg_proc p WHERE p.oid = 'orchestrator.claim_steps(text, text, integer, interval)'::regprocedure;
+
+-- An orchestrator_user cannot inflate the counters, read them, or make ids
+-- through the internal functions; it may give its own runs a trace.
+SET ROLE alice;
+SELECT try('SELECT orchestrator._metrics_http(false, 200, NULL)') AS count_http,
+	   try('SELECT orchestrator._metrics_text()') AS read_counters,
+	   try('SELECT orchestrator._new_trace_id()') AS new_trace_id,
+	   try('SELECT orchestrator.metrics()') AS metrics;
+SELECT orchestrator.define_workflow('alice_traced', '{"steps": [{"name": "w", "kind": "external", "queue": "q_alice_traced"}]}') AS v;
+SELECT orchestrator.get_workflow(orchestrator.start_workflow('alice_traced', '{}',
+	'{"traceparent": "00-11111111111111111111111111111111-2222222222222222-01"}')) ->> 'trace_id' AS alice_trace;
+SELECT split_part(traceparent, '-', 2) AS claimed_trace FROM orchestrator.claim_steps('q_alice_traced', 'alice-worker');
+RESET ROLE;
