@@ -23,9 +23,12 @@ DROP FUNCTION orchestrator._attempt_failed(uuid, text, jsonb, boolean, interval)
 DROP FUNCTION orchestrator._run_finish(orchestrator.workflow_runs, text, jsonb);
 DROP FUNCTION orchestrator._compensate_next(orchestrator.workflow_runs);
 DROP FUNCTION orchestrator._api_start_workflow(text, jsonb, jsonb);
+DROP FUNCTION orchestrator._api_get_workflow(uuid);
 DROP FUNCTION orchestrator._api_cancel_workflow(uuid, text);
 DROP FUNCTION orchestrator._api_retry_run(uuid, text[]);
 DROP FUNCTION orchestrator._lease_expired(uuid, text, text);
+DROP FUNCTION orchestrator._claim_external(text, text, integer, interval, text[]);
+DROP FUNCTION orchestrator._api_claim_steps(text, text, integer, interval);
 DROP FUNCTION orchestrator._exec_sql_step(uuid, text);
 DROP FUNCTION orchestrator._sql_attempt_lost(uuid, text, integer, jsonb);
 DROP FUNCTION orchestrator._fire_timer(uuid, text);
@@ -33,11 +36,42 @@ DROP FUNCTION orchestrator._dispatch(integer);
 DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
 DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, text, text, text, text, float8);
 DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
+DROP FUNCTION orchestrator._webhook_claim(integer, text, boolean);
+DROP FUNCTION orchestrator._webhook_record(uuid, uuid, integer, jsonb, text, text, float8);
+DROP FUNCTION orchestrator._api_metrics();
+DROP FUNCTION orchestrator.claim_steps(text, text, integer, interval);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
+
+-- W3C trace context of runs.  Existing runs keep NULL (their run id serves
+-- as trace id): a volatile default given to ADD COLUMN would rewrite every
+-- partition.
+CREATE FUNCTION orchestrator._new_trace_id()
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_new_trace_id'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+ALTER TABLE orchestrator.workflow_runs ADD COLUMN trace_id text;
+ALTER TABLE orchestrator.workflow_runs ALTER COLUMN trace_id SET DEFAULT orchestrator._new_trace_id();
+ALTER TABLE orchestrator.workflow_runs ADD COLUMN trace_parent text;
+COMMENT ON COLUMN orchestrator.workflow_runs.trace_id IS 'W3C trace id (32 hex digits) of the run''s trace: the caller''s (option traceparent) or a random one; NULL for runs created before 0.4 (their run id serves)';
+COMMENT ON COLUMN orchestrator.workflow_runs.trace_parent IS 'the traceparent given to start_workflow (normalised to version 00): the caller''s span is the parent of the run''s span';
+
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
+
+CREATE FUNCTION orchestrator._span_id(run_id uuid, step text, attempt integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT left(md5(run_id::text || '/' || coalesce(step, '') || '/' || coalesce(attempt, 0)), 16) $$;
+
+CREATE FUNCTION orchestrator._traceparent(run_id uuid, trace_id text, trace_parent text, step text, attempt integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '00-' || coalesce(trace_id, replace(run_id::text, '-', '')) || '-'
+		   || orchestrator._span_id(run_id, step, attempt) || '-' || coalesce(right(trace_parent, 2), '01')
+$$;
 
 CREATE FUNCTION orchestrator._validate_spec(wf text, spec jsonb)
 RETURNS SETOF orchestrator.definition_steps
@@ -336,6 +370,31 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._api_get_workflow(run_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+BEGIN
+	r := orchestrator._visible_run(run_id);
+	RETURN jsonb_build_object(
+		'id', r.id, 'name', r.name, 'version', r.version, 'status', r.status, 'tenant', r.tenant,
+		'owner', r.owner, 'started_by', r.started_by, 'priority', r.priority, 'deadline', r.deadline, 'cost', r.cost,
+		'input', r.input, 'result', r.result, 'error', r.error, 'idempotency_key', r.idempotency_key,
+		'created_at', r.created_at, 'started_at', r.started_at, 'finished_at', r.finished_at,
+		'trace_id', coalesce(r.trace_id, replace(r.id::text, '-', '')),
+		'steps', (SELECT jsonb_object_agg(s.step, jsonb_build_object(
+					'kind', s.kind, 'status', s.status, 'attempt', s.attempt, 'input', s.input,
+					'result', s.result, 'error', s.error, 'started_at', s.started_at,
+					'finished_at', s.finished_at))
+				  FROM orchestrator.workflow_steps s WHERE s.run_id = r.id));
+END
+$$;
+
 CREATE FUNCTION orchestrator._api_cancel_workflow(run_id uuid, reason text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -475,6 +534,52 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._claim_external(queue text, worker text, max_steps integer, lease interval,
+											 workflows text[])
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz, traceparent text)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_claim_external';
+
+CREATE FUNCTION orchestrator._api_claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
+										 lease interval DEFAULT NULL)
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz, traceparent text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+	PERFORM orchestrator._check_queue_name(queue);
+	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'worker must be a name of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Name the worker so that its leases can be traced, for example host:pid.';
+	END IF;
+	IF max_steps IS NULL OR max_steps NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'max_steps must be from 1 to 1000' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(max_steps::text, 'NULL'));
+	END IF;
+	-- No lease given: orchestrator.default_lease (5 minutes unless set).
+	lease := coalesce(lease, current_setting('orchestrator.default_lease')::interval);
+	IF lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(lease::text, 'NULL')),
+			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
+	END IF;
+
+	-- The claim itself is in C (external.c, as _claim() and
+	-- _step_started() would do it): a step of a run that another
+	-- transaction holds is left for the next claim.
+	-- Only steps of workflows the caller may work; others' rows are not
+	-- even locked.
+	-- traceparent: the attempt's span in the run's trace, for the worker to
+	-- continue.
+	RETURN QUERY SELECT * FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
+															  orchestrator._workable_workflows());
+END
+$$;
+
 CREATE FUNCTION orchestrator._sql_attempt_lost(run_id uuid, step text, attempt integer, error jsonb)
 RETURNS text
 LANGUAGE C
@@ -494,6 +599,8 @@ AS $$
 DECLARE
 	q      record;
 	own    regrole;
+	tid    text;
+	tpar   text;
 	req    jsonb;
 	hdrs   jsonb;
 	why    text;
@@ -520,7 +627,8 @@ BEGIN
 	-- A lease left by a dispatcher that died or lost track is a lost
 	-- attempt (see _claim).
 	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
-		SELECT i.owner, i.request, i.timeout INTO own, req, tmo FROM orchestrator._http_step_info(q.run_id, q.step) i;
+		SELECT i.owner, i.request, i.timeout, i.trace_id, i.trace_parent INTO own, req, tmo, tid, tpar
+			FROM orchestrator._http_step_info(q.run_id, q.step) i;
 		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
 
 		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
@@ -571,10 +679,9 @@ BEGIN
 		IF NOT 'idempotency-key' = ANY (keys) THEN
 			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
 		END IF;
-		-- W3C trace context: the trace is the run, the span this attempt
+		-- W3C trace context: the run's trace, the span of this attempt
 		IF NOT 'traceparent' = ANY (keys) THEN
-			headers := headers || ('traceparent: 00-' || replace(q.run_id::text, '-', '') || '-'
-								   || left(md5(q.step || '/' || n), 16) || '-01');
+			headers := headers || ('traceparent: ' || orchestrator._traceparent(q.run_id, tid, tpar, q.step, n));
 		END IF;
 		body := CASE WHEN req ? 'body' AND method NOT IN ('GET', 'HEAD') THEN (req -> 'body')::text END;
 		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
@@ -590,7 +697,7 @@ END
 $$;
 
 CREATE FUNCTION orchestrator._http_step_info(run_id uuid, step text,
-	OUT owner regrole, OUT request jsonb, OUT timeout interval)
+	OUT owner regrole, OUT request jsonb, OUT timeout interval, OUT trace_id text, OUT trace_parent text)
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_http_step_info';
 
@@ -600,12 +707,198 @@ CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uui
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_http_step_record';
 
+CREATE FUNCTION orchestrator._webhook_claim(max_items integer, worker text, recover boolean,
+	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
+	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	o   record;
+	w   orchestrator.webhooks;
+	why text;
+	tmo interval := current_setting('orchestrator.default_step_timeout')::interval;
+BEGIN
+	IF recover THEN
+		UPDATE orchestrator.webhook_outbox x SET available_at = now()
+			WHERE x.status = 'delivering' AND x.available_at > now()
+			  AND x.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
+										 WHERE s.pid IS NOT NULL));
+	END IF;
+	FOR o IN SELECT x.id, x.webhook_id, x.run_id, x.status, x.payload
+			 FROM orchestrator.webhook_outbox x
+			 WHERE x.status IN ('pending', 'delivering') AND x.available_at <= now()
+			 ORDER BY x.available_at
+			 LIMIT max_items
+			 FOR UPDATE SKIP LOCKED LOOP
+		IF o.status = 'delivering' THEN
+			PERFORM orchestrator._webhook_failed(o.id, NULL, 'lease expired (the dispatcher stopped)', NULL);
+			CONTINUE;
+		END IF;
+		SELECT * INTO w FROM orchestrator.webhooks x WHERE x.id = o.webhook_id;
+		IF NOT FOUND THEN
+			UPDATE orchestrator.webhook_outbox x SET status = 'cancelled' WHERE x.id = o.id;
+			CONTINUE;
+		END IF;
+		why := orchestrator._http_check_url(w.url);
+		IF why IS NOT NULL THEN
+			UPDATE orchestrator.webhook_outbox x SET status = 'dead', last_error = why, attempt = x.attempt + 1,
+				last_attempt_at = now() WHERE x.id = o.id;
+			CONTINUE;
+		END IF;
+		UPDATE orchestrator.webhook_outbox x
+			SET status = 'delivering', attempt = x.attempt + 1, lease_token = gen_random_uuid(),
+				worker = _webhook_claim.worker, available_at = now() + tmo + interval '30 seconds',
+				last_attempt_at = now()
+			WHERE x.id = o.id
+			RETURNING x.lease_token INTO token;
+		kind := 'webhook';
+		run_id := o.run_id;
+		step := NULL;
+		id := o.id;
+		method := 'POST';
+		url := w.url;
+		-- W3C trace context: the trace of the event's run, a span per
+		-- delivery attempt
+		headers := ARRAY(SELECT 'traceparent: ' || orchestrator._traceparent(r.id, r.trace_id, r.trace_parent,
+																		  'webhook:' || o.id, a.attempt)
+						 FROM orchestrator.workflow_runs r, orchestrator.webhook_outbox a
+						 WHERE r.id = o.run_id AND a.id = o.id);
+		body := o.payload::text;
+		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
+		sign_key := (SELECT convert_to(s.sealed_secret, 'UTF8') FROM orchestrator.webhook_secrets s
+					 WHERE s.webhook_id = w.id);
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION orchestrator._webhook_record(id uuid, token uuid, status integer, headers jsonb,
+	error_kind text, error text, elapsed_ms float8)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM 1 FROM orchestrator.webhook_outbox o
+		WHERE o.id = _webhook_record.id AND o.lease_token = _webhook_record.token AND o.status = 'delivering'
+		FOR UPDATE;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	PERFORM orchestrator._metrics_http(true, status, error_kind);
+	IF status BETWEEN 200 AND 299 THEN
+		UPDATE orchestrator.webhook_outbox o
+			SET status = 'delivered', delivered_at = now(), last_status = _webhook_record.status,
+				last_error = NULL, lease_token = NULL, worker = NULL
+			WHERE o.id = _webhook_record.id;
+	ELSE
+		PERFORM orchestrator._webhook_failed(id, status,
+			coalesce(error, format('HTTP %s', status)),
+			orchestrator._retry_after(headers ->> 'retry-after'));
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._metrics_text()
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_metrics_text'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION orchestrator._metrics_http(webhook boolean, status integer, error_kind text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_metrics_http_sql'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._api_metrics()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+	out text := '';
+	h   jsonb := orchestrator._api_health();
+	q   record;
+	w   record;
+	r   record;
+BEGIN
+	out := out || E'# HELP orchestrator_up 1 when health() reports no problem.\n# TYPE orchestrator_up gauge\n'
+		|| format(E'orchestrator_up %s\n', CASE h ->> 'status' WHEN 'ok' THEN 1 ELSE 0 END);
+	out := out || E'# HELP orchestrator_live 1 when a dispatcher is running (health() "live").\n# TYPE orchestrator_live gauge\n'
+		|| format(E'orchestrator_live %s\n', CASE WHEN (h ->> 'live')::boolean THEN 1 ELSE 0 END);
+	out := out || E'# HELP orchestrator_ready 1 when the dispatchers keep up with their work (health() "ready").\n# TYPE orchestrator_ready gauge\n'
+		|| format(E'orchestrator_ready %s\n', CASE WHEN (h ->> 'ready')::boolean THEN 1 ELSE 0 END);
+	out := out || E'# HELP orchestrator_workers_configured Dispatchers configured (orchestrator.workers).\n# TYPE orchestrator_workers_configured gauge\n'
+		|| format(E'orchestrator_workers_configured %s\n', h -> 'workers' ->> 'configured');
+	out := out || E'# HELP orchestrator_workers_alive Dispatchers running.\n# TYPE orchestrator_workers_alive gauge\n'
+		|| format(E'orchestrator_workers_alive %s\n', h -> 'workers' ->> 'alive');
+	out := out || E'# HELP orchestrator_worker_steps_total Steps handled by a dispatcher since it started.\n# TYPE orchestrator_worker_steps_total counter\n';
+	FOR w IN SELECT s.slot, s.steps_processed FROM orchestrator._worker_status() s ORDER BY s.slot LOOP
+		out := out || format(E'orchestrator_worker_steps_total{slot="%s"} %s\n', w.slot, w.steps_processed);
+	END LOOP;
+	out := out || E'# HELP orchestrator_worker_consecutive_failures Failed turns of a dispatcher since its last good one.\n# TYPE orchestrator_worker_consecutive_failures gauge\n';
+	FOR w IN SELECT s.slot, s.consecutive_failures FROM orchestrator._worker_status() s ORDER BY s.slot LOOP
+		out := out || format(E'orchestrator_worker_consecutive_failures{slot="%s"} %s\n', w.slot, w.consecutive_failures);
+	END LOOP;
+	out := out || E'# HELP orchestrator_active_runs Runs not finished (pending, running).\n# TYPE orchestrator_active_runs gauge\n'
+		|| format(E'orchestrator_active_runs %s\n', h ->> 'active_runs');
+	out := out || E'# HELP orchestrator_queue_ready Steps ready to be claimed, per queue.\n# TYPE orchestrator_queue_ready gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_ready{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.ready);
+	END LOOP;
+	out := out || E'# HELP orchestrator_queue_scheduled Steps waiting for a retry or timer, per queue.\n# TYPE orchestrator_queue_scheduled gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_scheduled{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.scheduled);
+	END LOOP;
+	out := out || E'# HELP orchestrator_queue_running Steps claimed under a lease, per queue.\n# TYPE orchestrator_queue_running gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_running{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.running);
+	END LOOP;
+	out := out || E'# HELP orchestrator_queue_oldest_ready_age_seconds Age of the oldest ready step, per queue.\n# TYPE orchestrator_queue_oldest_ready_age_seconds gauge\n';
+	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
+		out := out || format(E'orchestrator_queue_oldest_ready_age_seconds{queue="%s"} %s\n',
+			orchestrator._prom_label(q.queue), round(q.oldest_ready_age_seconds::numeric, 3));
+	END LOOP;
+	out := out || E'# HELP orchestrator_runs_finished_5m Runs finished in the last 5 minutes, per workflow and status.\n# TYPE orchestrator_runs_finished_5m gauge\n';
+	FOR r IN SELECT x.name, x.status, count(*) AS n FROM orchestrator.workflow_runs x
+			 WHERE x.finished_at >= now() - interval '5 minutes'
+			 GROUP BY x.name, x.status ORDER BY x.name, x.status LOOP
+		out := out || format(E'orchestrator_runs_finished_5m{workflow="%s",status="%s"} %s\n',
+			orchestrator._prom_label(r.name), orchestrator._prom_label(r.status), r.n);
+	END LOOP;
+	out := out || E'# HELP orchestrator_http_circuit_open 1 for a workflow owner and host whose circuit breaker is open or half open.\n# TYPE orchestrator_http_circuit_open gauge\n';
+	FOR r IN SELECT c.owner::text AS owner, c.host, c.state FROM orchestrator.http_circuits c
+			 WHERE c.state <> 'closed' ORDER BY c.host, 1 LOOP
+		out := out || format(E'orchestrator_http_circuit_open{owner="%s",host="%s",state="%s"} 1\n',
+			orchestrator._prom_label(r.owner), orchestrator._prom_label(r.host), r.state);
+	END LOOP;
+	out := out || E'# HELP orchestrator_webhook_deliveries_pending Webhook deliveries not yet delivered or dead.\n# TYPE orchestrator_webhook_deliveries_pending gauge\n'
+		|| format(E'orchestrator_webhook_deliveries_pending %s\n',
+			(SELECT count(*) FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')));
+	out := out || E'# HELP orchestrator_partitions_ahead Days after today with history partitions.\n# TYPE orchestrator_partitions_ahead gauge\n'
+		|| format(E'orchestrator_partitions_ahead %s\n', h ->> 'partitions_ahead');
+	RETURN out || coalesce(orchestrator._metrics_text(), '');
+END
+$$;
+
+CREATE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
+										 lease interval DEFAULT NULL)
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz, traceparent text)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
+'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires; traceparent is the W3C trace context of the attempt';
+
 -- Views as a fresh install has them.
 
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.started_by, r.idempotency_key, r.priority,
 		   r.deadline, r.parent_id, r.created_at, r.started_at, r.finished_at, r.cost, r.input,
-		   r.result, r.error
+		   r.result, r.error, coalesce(r.trace_id, replace(r.id::text, '-', '')) AS trace_id
 	FROM orchestrator.workflow_runs r
 	WHERE orchestrator._may_see(r.owner, r.started_by);
 

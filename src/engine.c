@@ -35,6 +35,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/md5.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -50,6 +51,8 @@
 #include "utils/timestamp.h"
 
 #include "engine.h"
+#include "metrics.h"
+#include "otlp.h"
 #include "relay.h"
 #include "version.h"
 #include "wake.h"
@@ -210,6 +213,44 @@ announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name, con
 	}
 }
 
+/* A time column of the statement's row, 0 when NULL. */
+static TimestampTz
+col_time(const char *name)
+{
+	bool		isnull;
+	Datum		d = engine_col(name, &isnull);
+
+	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * metrics_event
+ *		Note a counted transition for metrics() and the spans (metrics.c,
+ *		otlp.c), from the row a counting statement returned: the workflow,
+ *		the step's kind, times and attempt, the run's trace.  Counted when
+ *		the transaction commits.
+ */
+static void
+metrics_event(EngineRun *run, const char *type, const char *step)
+{
+	MetricsEvent e;
+
+	memset(&e, 0, sizeof(e));
+	e.type = type;
+	e.run_id = uuid_string(run->id);
+	e.step = step;
+	e.workflow = run->name != NULL ? run->name : engine_col_text("name");
+	e.kind = engine_col_text("kind");
+	e.started_at = col_time("started_at");
+	e.ready_at = col_time("ready_at");
+	e.at = col_time("at");
+	e.trace_id = engine_col_text("trace_id");
+	e.trace_parent = engine_col_text("trace_parent");
+	e.created_at = col_time("created_at");
+	e.attempt = engine_col_int32("attempt");
+	orchestrator_metrics_event(&e);
+}
+
 /*
  * emit_event
  *		Append an event to the run's history and announce it.  "s" is
@@ -224,6 +265,7 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	int64		seq;
 	bool		isnull;
 	Datum		event_data;
+	bool		counted;
 
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(type);
@@ -238,12 +280,36 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	else
 		values[3] = data;
 
+	/*
+	 * metrics.c counts some events (at commit): then the statement reads
+	 * what it needs as well, the step's row (and the run's, unless the
+	 * workflow is known here and no span is made; then the end of a run
+	 * needs nothing).
+	 */
+	counted = orchestrator_metrics_counts(type);
+	if (counted && run->name != NULL && !orchestrator_otlp_enabled())
+	{
+		if (step == NULL)
+		{
+			MetricsEvent e = {.type = type, .workflow = run->name};
+
+			orchestrator_metrics_event(&e);
+			counted = false;
+		}
+		else
+			s = s == S_EMIT ? S_EMIT_STEP_COUNTED : S_EMIT_RESULT_STEP_COUNTED;
+	}
+	else if (counted)
+		s = s == S_EMIT ? S_EMIT_COUNTED : S_EMIT_RESULT_COUNTED;
+
 	if (engine_stmt(s, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not append event \"%s\"", type)));
 	seq = DatumGetInt64(engine_col("seq", &isnull));
 	event_data = engine_col("data", &isnull);
+	if (counted)
+		metrics_event(run, type, step);
 	engine_rows_done();
 	announce_event(run, seq, values[1], type, step, event_data);
 	return seq;
@@ -393,8 +459,45 @@ load_run(Stmt s, Datum run_id, const char *step, EngineRun *run)
 	run->has_deadline = !isnull;
 	run->deadline = isnull ? 0 : DatumGetTimestampTz(deadline);
 	run->attempt = engine_col_int32("attempt");
+	run->trace_id = engine_col_text("trace_id");
+	run->trace_parent = engine_col_text("trace_parent");
 	engine_rows_done();
 	return true;
+}
+
+/*
+ * engine_traceparent
+ *		The W3C traceparent of an attempt of a step: the run's trace (its id
+ *		for runs created before 0.4), the attempt's span, the flags the run's
+ *		caller sent (else sampled).  The span id is derived, not stored
+ *		(_span_id()), so HTTP headers, claims and exported spans agree.
+ */
+char *
+engine_traceparent(EngineRun *run, const char *step, int32 attempt)
+{
+	char	   *id = uuid_string(run->id);
+	char	   *seed = psprintf("%s/%s/%d", id, step ? step : "", attempt);
+	char		md5[33];
+	const char *errstr = NULL;
+	char		trace[33];
+	int			n = 0;
+
+	if (!pg_md5_hash(seed, strlen(seed), md5, &errstr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute a span id: %s", errstr ? errstr : "md5 failed")));
+	if (run->trace_id)
+		strlcpy(trace, run->trace_id, sizeof(trace));
+	else
+	{
+		for (const char *c = id; *c && n < 32; c++)
+			if (*c != '-')
+				trace[n++] = *c;
+		trace[n] = '\0';
+	}
+	return psprintf("00-%s-%.16s-%s", trace, md5,
+					run->trace_parent && strlen(run->trace_parent) >= 2
+					? run->trace_parent + strlen(run->trace_parent) - 2 : "01");
 }
 
 /*
@@ -468,8 +571,8 @@ void
 engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 				   const char *idempotency_key)
 {
-	Datum		values[13];
-	char		nulls[13];
+	Datum		values[15];
+	char		nulls[15];
 	StringInfoData data;
 	int			nroots;
 	char	  **roots;
@@ -539,6 +642,10 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	values[10] = PointerGetDatum(construct_array(plain, nplain, TEXTOID, -1, false, TYPALIGN_INT));
 	values[11] = PointerGetDatum(construct_array(queues, nplain, TEXTOID, -1, false, TYPALIGN_INT));
 	values[12] = jsonb_from_cstring(data.data);
+	values[13] = run->trace_id ? CStringGetTextDatum(run->trace_id) : (Datum) 0;
+	nulls[13] = run->trace_id ? ' ' : 'n';
+	values[14] = run->trace_parent ? CStringGetTextDatum(run->trace_parent) : (Datum) 0;
+	nulls[14] = run->trace_parent ? ' ' : 'n';
 	if (engine_stmt(S_CREATE_RUN, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),

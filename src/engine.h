@@ -82,6 +82,8 @@ typedef struct EngineRun
 	bool		has_deadline;
 	TimestampTz deadline;
 	int32		attempt;		/* of the step it was locked for, so far */
+	char	   *trace_id;		/* W3C trace (NULL: a random one, or the run id) */
+	char	   *trace_parent;	/* the caller's traceparent, if given */
 } EngineRun;
 
 /*
@@ -153,6 +155,10 @@ typedef enum Stmt
 	S_RUN_STARTED,
 	S_EMIT,
 	S_EMIT_RESULT,
+	S_EMIT_COUNTED,
+	S_EMIT_RESULT_COUNTED,
+	S_EMIT_STEP_COUNTED,
+	S_EMIT_RESULT_STEP_COUNTED,
 	S_WEBHOOK_OUTBOX,
 	S_STEP_STARTED,
 	S_STEP_RUNNING,
@@ -234,6 +240,7 @@ extern bool engine_lock_run(Datum run_id, const char *step, bool skip_locked, En
 extern bool engine_read_run(Datum run_id, EngineRun *run);
 extern void engine_require_work_right(EngineRun *run);
 extern bool engine_run_active(EngineRun *run);
+extern char *engine_traceparent(EngineRun *run, const char *step, int32 attempt);
 extern void engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 							   const char *idempotency_key);
 extern void engine_run_started(EngineRun *run);

@@ -42,7 +42,10 @@ PG_FUNCTION_INFO_V1(orchestrator_lease_expired);
 PG_FUNCTION_INFO_V1(orchestrator_sql_attempt_lost);
 PG_FUNCTION_INFO_V1(orchestrator_dispatch);
 
-/* The arguments of a call, for its unit of work. */
+/*
+ * The arguments of a call, for its unit of work.  Results must be passed by
+ * value: the unit's memory (its SPI connection's) is gone when it returns.
+ */
 typedef struct Call
 {
 	FunctionCallInfo fcinfo;
@@ -310,17 +313,19 @@ sql_attempt_lost_work(void *arg)
 			outcome = "recorded";
 		}
 	}
-	c->result = CStringGetTextDatum(outcome);
+	/* an int: the text is made by the caller, outside the unit's memory */
+	c->result = Int32GetDatum(strcmp(outcome, "recorded") == 0 ? 0 : strcmp(outcome, "busy") == 0 ? 1 : 2);
 	c->result_isnull = false;
 }
 
 Datum
 orchestrator_sql_attempt_lost(PG_FUNCTION_ARGS)
 {
+	static const char *const outcomes[] = {"recorded", "busy", "stale"};
 	bool		isnull;
 	Datum		d = call_unit(fcinfo, 4, sql_attempt_lost_work, &isnull);
 
-	PG_RETURN_DATUM(d);
+	PG_RETURN_TEXT_P(cstring_to_text(outcomes[DatumGetInt32(d)]));
 }
 
 /* ----------------------------------------------------------------

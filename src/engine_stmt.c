@@ -20,7 +20,7 @@
 
 #include "engine.h"
 
-#define MAX_ARGS 13
+#define MAX_ARGS 15
 
 typedef struct StmtDef
 {
@@ -31,12 +31,12 @@ typedef struct StmtDef
 
 /* a run, with the attempts so far of one of its steps */
 #define LOCK_RUN \
-	"SELECT status, owner, name, version, priority, deadline," \
+	"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent," \
 	" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2) AS attempt" \
 	" FROM @runs@ WHERE id = $1 FOR UPDATE"
 /* ... without the attempts */
 #define LOCK_RUN_ONLY \
-	"SELECT status, owner, name, version, priority, deadline, 0 AS attempt" \
+	"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, 0 AS attempt" \
 	" FROM @runs@ WHERE id = $1 FOR UPDATE"
 #define OPEN_STATUSES "('waiting', 'ready', 'running')"
 
@@ -64,7 +64,8 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_LOCK_RUN_ONLY_WAIT] = {LOCK_RUN_ONLY, 1, {UUIDOID}},
 	/* a run the caller has locked already */
 	[S_READ_RUN] = {
-		"SELECT status, owner, name, version, priority, deadline, 0 AS attempt FROM @runs@ WHERE id = $1",
+		"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, 0 AS attempt"
+		" FROM @runs@ WHERE id = $1",
 	1, {UUIDOID}},
 	[S_RUN_EXISTS] = {
 		"SELECT EXISTS (SELECT 1 FROM @runs@ WHERE id = $1) AS exist", 1, {UUIDOID}},
@@ -131,6 +132,32 @@ static const StmtDef stmts[S_COUNT] = {
 		" RETURNING seq, data",
 	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
 	/* an event's deliveries, one per subscription whose patterns match it */
+	/*
+	 * S_EMIT and S_EMIT_RESULT for an event metrics.c counts, returning also
+	 * what it needs: the workflow, the step's kind, times and attempt, the
+	 * run's trace (metrics_event() in engine.c).
+	 */
+#define EMIT_COUNTED(data) \
+		"WITH ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)" \
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, " data " FROM @events@ e WHERE e.run_id = $1" \
+		" RETURNING seq, data, at)" \
+		" SELECT ins.seq, ins.data, r.name, s.kind, s.started_at, s.ready_at, ins.at," \
+		" r.trace_id, r.trace_parent, r.created_at, s.attempt" \
+		" FROM ins, @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $3 WHERE r.id = $1"
+	/* ... when the workflow is known and no span is made: the step only */
+#define EMIT_STEP_COUNTED(data) \
+		"WITH ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)" \
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, " data " FROM @events@ e WHERE e.run_id = $1" \
+		" RETURNING seq, data, at)" \
+		" SELECT ins.seq, ins.data, NULL::text AS name, s.kind, s.started_at, s.ready_at, ins.at," \
+		" NULL::text AS trace_id, NULL::text AS trace_parent, NULL::timestamptz AS created_at, s.attempt" \
+		" FROM ins LEFT JOIN @steps@ s ON s.run_id = $1 AND s.step = $3"
+	[S_EMIT_COUNTED] = {EMIT_COUNTED("$4"), 4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	[S_EMIT_RESULT_COUNTED] = {EMIT_COUNTED("jsonb_build_object('result', $4::jsonb)"),
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	[S_EMIT_STEP_COUNTED] = {EMIT_STEP_COUNTED("$4"), 4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	[S_EMIT_RESULT_STEP_COUNTED] = {EMIT_STEP_COUNTED("jsonb_build_object('result', $4::jsonb)"),
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
 	[S_WEBHOOK_OUTBOX] = {
 		"INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, available_at)"
 		" SELECT orchestrator.uuid_v7(), w.id, $1, $2, $3,"
@@ -213,7 +240,8 @@ static const StmtDef stmts[S_COUNT] = {
 	 */
 	[S_CREATE_RUN] = {
 		"WITH run AS (INSERT INTO @runs@ (id, name, version, tenant, owner, started_by, input, idempotency_key,"
-		"   priority, deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)),"
+		"   priority, deadline, trace_id, trace_parent)"
+		"   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($14, orchestrator._new_trace_id()), $15)),"
 		" steps AS (INSERT INTO @steps@ (run_id, step, position, kind, deps_open, status, ready_at, input)"
 		"   SELECT $1, d.step, d.position, d.kind, cardinality(d.depends_on),"
 		"     CASE WHEN d.step = ANY ($11) THEN 'ready' ELSE 'waiting' END,"
@@ -225,8 +253,8 @@ static const StmtDef stmts[S_COUNT] = {
 		" INSERT INTO @events@ (run_id, seq, at, type, step, data)"
 		" VALUES ($1, 1, clock_timestamp(), 'workflow.created', NULL, $13)"
 		" RETURNING seq, data",
-	13, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
-	TEXTARRAYOID, TEXTARRAYOID, JSONBOID}},
+	15, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
+	TEXTARRAYOID, TEXTARRAYOID, JSONBOID, TEXTOID, TEXTOID}},
 	/* start_workflow()'s checks */
 	/* the version ($2, or the latest), the owner, webhook subscriptions */
 	[S_START_LOOKUP] = {
@@ -367,7 +395,9 @@ static const StmtDef stmts[S_COUNT] = {
 		" FROM @steps@ WHERE run_id = $1 AND step = $2",
 	2, {UUIDOID, TEXTOID}},
 	[S_STEP_INPUT] = {
-		"SELECT input FROM @steps@ WHERE run_id = $1 AND step = $2", 2, {UUIDOID, TEXTOID}},
+		"SELECT s.input, r.trace_id, r.trace_parent FROM @steps@ s, @runs@ r"
+		" WHERE s.run_id = $1 AND s.step = $2 AND r.id = $1",
+	2, {UUIDOID, TEXTOID}},
 	[S_RETRY_AFTER] = {
 		"SELECT orchestrator._retry_after($1) AS delay", 1, {TEXTOID}},
 

@@ -75,8 +75,8 @@ claim_external_work(void *arg)
 	{
 		EngineClaim *c = &claimed[i];
 		EngineRun	run;
-		Datum		values[7];
-		bool		nulls[7] = {false, false, false, false, false, false, false};
+		Datum		values[8];
+		bool		nulls[8] = {false, false, false, false, false, false, false, false};
 		Datum		token;
 		int32		attempt;
 
@@ -100,6 +100,8 @@ claim_external_work(void *arg)
 		/* least(now() + lease, the run's deadline) */
 		values[6] = run.has_deadline && run.deadline < DatumGetTimestampTz(a->lease_end)
 			? TimestampTzGetDatum(run.deadline) : a->lease_end;
+		/* the attempt's span in the run's trace, for the worker to continue */
+		values[7] = CStringGetTextDatum(engine_traceparent(&run, c->step, attempt));
 		tuplestore_putvalues(a->rsinfo->setResult, a->rsinfo->setDesc, values, nulls);
 	}
 }

@@ -46,6 +46,9 @@ int			orchestrator_archive_mode = ORCHESTRATOR_ARCHIVE_DROP;
 int			orchestrator_partitions_ahead = 7;
 bool		orchestrator_restoring = false;
 char	   *orchestrator_secret_key_file = NULL;
+int			orchestrator_metrics_max_workflows = 100;
+char	   *orchestrator_otlp_endpoint = NULL;
+int			orchestrator_otlp_queue_size = 8192;
 
 /* Values of orchestrator.archive_mode; maintain() reads the name. */
 static const struct config_enum_entry archive_mode_options[] = {
@@ -416,6 +419,35 @@ orchestrator_define_gucs(void)
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY,
 							   check_secret_key_file, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.metrics_max_workflows",
+							"Workflows that get their own series in the counters of metrics().",
+							"The first workflow names seen since the server started get their own workflow label; later ones are counted under \"other\".",
+							&orchestrator_metrics_max_workflows,
+							100,
+							1, 100000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("orchestrator.otlp_endpoint",
+							   "Base URL of an OpenTelemetry collector (OTLP/HTTP, JSON) that receives the spans of runs and steps.",
+							   "Spans are posted to <endpoint>/v1/traces.  Empty: no export.",
+							   &orchestrator_otlp_endpoint,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.otlp_queue_size",
+							"Spans the export queue in shared memory holds.",
+							"Committed spans wait there for the exporter; when it is full, more are dropped and counted.",
+							&orchestrator_otlp_queue_size,
+							8192,
+							64, 1024 * 1024,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("orchestrator");
 }

@@ -43,6 +43,11 @@ extern bool orchestrator_restoring;
 /* Key that seals secrets at rest (secrets.c). */
 extern char *orchestrator_secret_key_file;
 
+/* Counters of metrics() (metrics.c) and span export (otlp.c). */
+extern int	orchestrator_metrics_max_workflows;
+extern char *orchestrator_otlp_endpoint;
+extern int	orchestrator_otlp_queue_size;
+
 extern void orchestrator_define_gucs(void);
 extern int	orchestrator_default_step_timeout_ms(void);
 

@@ -26,10 +26,12 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
 #include "engine.h"
+#include "metrics.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_http_step_record);
 PG_FUNCTION_INFO_V1(orchestrator_http_step_info);
@@ -39,6 +41,8 @@ extern Datum orchestrator_http_url_host(PG_FUNCTION_ARGS);
 typedef struct HttpOutcome
 {
 	FunctionCallInfo fcinfo;
+	MemoryContext caller_context;	/* where results go: the unit's memory
+									 * is gone when it returns */
 	Oid			owner;			/* of the breaker key; InvalidOid: none */
 	char	   *host;
 	bool		failed;
@@ -127,6 +131,7 @@ record_work(void *arg)
 	/* stale: the lease expired or was superseded */
 	if (engine_stmt(S_HTTP_LEASE, NULL, values, NULL) != 1)
 		return;
+	orchestrator_metrics_http(false, has_status ? status : 0, error_kind);
 	if (engine_stmt(S_HTTP_STEP, &run.leaves, values, NULL) == 1)
 	{
 		attempt = engine_col_int32("attempt");
@@ -151,7 +156,9 @@ record_work(void *arg)
 	/* the breaker key, unless a success meets no breaker at all (the usual case) */
 	if (!has_status || status >= 500 || circuits)
 	{
-		o->host = url_host(url);
+		char	   *host = url_host(url);
+
+		o->host = host ? MemoryContextStrdup(o->caller_context, host) : NULL;
 		o->owner = run.owner;
 	}
 
@@ -251,6 +258,7 @@ orchestrator_http_step_record(PG_FUNCTION_ARGS)
 				 errmsg("run id, step and lease token must not be null")));
 	memset(&o, 0, sizeof(o));
 	o.fcinfo = fcinfo;
+	o.caller_context = CurrentMemoryContext;
 	engine_unit(record_work, &o);
 	if (o.host != NULL)
 	{
@@ -263,17 +271,20 @@ orchestrator_http_step_record(PG_FUNCTION_ARGS)
 }
 
 /*
- * _http_step_info(run_id, step, OUT owner, OUT request, OUT timeout)
+ * _http_step_info(run_id, step, OUT owner, OUT request, OUT timeout,
+ *		OUT trace_id, OUT trace_parent)
  *		What the HTTP claim needs of a claimed step whose run it locked: the
- *		workflow's owner (the breakers' key), the rendered request and the
- *		attempt's timeout (NULL: the default), read on the run's partitions.
+ *		workflow's owner (the breakers' key), the rendered request, the
+ *		attempt's timeout (NULL: the default) and the run's trace, read on
+ *		the run's partitions.
  */
 typedef struct HttpInfo
 {
+	MemoryContext caller_context;	/* where results go */
 	Datum		run_id;
 	char	   *step;
-	Datum		values[3];
-	bool		nulls[3];
+	Datum		values[5];
+	bool		nulls[5];
 } HttpInfo;
 
 static void
@@ -283,20 +294,27 @@ info_work(void *arg)
 	EngineRun	run;
 	Datum		values[2] = {a->run_id, CStringGetTextDatum(a->step)};
 	StepDef    *def;
+	MemoryContext unit_context;
 
 	if (!engine_read_run(a->run_id, &run))
 		return;
+	unit_context = MemoryContextSwitchTo(a->caller_context);
 	a->values[0] = ObjectIdGetDatum(run.owner);
 	a->nulls[0] = false;
 	if (engine_stmt(S_STEP_INPUT, &run.leaves, values, NULL) == 1)
+	{
 		a->values[1] = engine_col("input", &a->nulls[1]);
+		a->values[3] = engine_col("trace_id", &a->nulls[3]);
+		a->values[4] = engine_col("trace_parent", &a->nulls[4]);
+	}
 	engine_rows_done();
 	def = engine_step_def(run.name, run.version, a->step);
 	if (def->found && !def->timeout_isnull)
 	{
-		a->values[2] = def->timeout;
+		a->values[2] = datumCopy(def->timeout, false, 16);
 		a->nulls[2] = false;
 	}
+	MemoryContextSwitchTo(unit_context);
 }
 
 Datum
@@ -312,9 +330,11 @@ orchestrator_http_step_info(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("run id and step must not be null")));
 	memset(&a, 0, sizeof(a));
+	a.caller_context = CurrentMemoryContext;
 	a.run_id = PG_GETARG_DATUM(0);
 	a.step = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	a.nulls[0] = a.nulls[1] = a.nulls[2] = true;
+	for (int i = 0; i < 5; i++)
+		a.nulls[i] = true;
 	engine_unit(info_work, &a);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), a.values, a.nulls)));
 }

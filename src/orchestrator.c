@@ -15,6 +15,8 @@
 #include "miscadmin.h"
 
 #include "guc.h"
+#include "metrics.h"
+#include "otlp.h"
 #include "relay.h"
 #include "restore.h"
 #include "shmem.h"
@@ -48,5 +50,7 @@ _PG_init(void)
 	orchestrator_shmem_install_hooks();
 	orchestrator_register_launcher();
 	orchestrator_relay_install();
+	orchestrator_metrics_install();
+	orchestrator_otlp_install();
 	orchestrator_restore_install_hooks();
 }

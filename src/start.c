@@ -30,7 +30,7 @@ PG_FUNCTION_INFO_V1(orchestrator_api_start_workflow);
 
 extern Datum orchestrator_uuid_v7(PG_FUNCTION_ARGS);
 
-#define KNOWN_OPTIONS "Known options: version, idempotency_key, tenant, deadline, priority."
+#define KNOWN_OPTIONS "Known options: version, idempotency_key, tenant, deadline, priority, traceparent."
 
 typedef struct StartRun
 {
@@ -39,7 +39,7 @@ typedef struct StartRun
 	bool		input_isnull;
 	Jsonb	   *options;
 	Oid			caller;
-	Datum		id;				/* the run started, or the one the key names */
+	pg_uuid_t	id;				/* the run started, or the one the key names */
 } StartRun;
 
 static char *
@@ -86,6 +86,49 @@ integer_option(JsonbValue *v, int32 min, int32 max, int32 *value)
 	return true;
 }
 
+static bool
+lower_hex(const char *s, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static bool
+all_zero(const char *s, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (s[i] != '0')
+			return false;
+	return true;
+}
+
+/*
+ * A W3C traceparent: version-traceid-parentid-flags, lowercase hex; version
+ * ff and all-zero ids are invalid; versions after 00 may append fields,
+ * which are dropped (the run keeps it as version 00).  Sets the run's trace
+ * id and the normalised traceparent.
+ */
+static void
+traceparent_option(JsonbValue *v, char **trace_id, char **trace_parent)
+{
+	char	   *tp = v->type == jbvString ? pnstrdup(v->val.string.val, v->val.string.len) : NULL;
+	int			len = tp ? strlen(tp) : 0;
+
+	if (tp == NULL || len < 55 || !lower_hex(tp, 2) || tp[2] != '-' || !lower_hex(tp + 3, 32) ||
+		tp[35] != '-' || !lower_hex(tp + 36, 16) || tp[52] != '-' || !lower_hex(tp + 53, 2) ||
+		(len > 55 && tp[55] != '-') || strncmp(tp, "ff", 2) == 0 ||
+		(strncmp(tp, "00", 2) == 0 && len != 55) || all_zero(tp + 3, 32) || all_zero(tp + 36, 16))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"traceparent\" is not a valid W3C traceparent"),
+				 errdetail("Got %s.", json_text(v)),
+				 errhint("The form is 00-<trace id: 32 lowercase hex digits>-<parent span id: 16 lowercase hex digits>-<flags: 2 hex digits>, ids not all zero, for example 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.")));
+	*trace_id = pnstrdup(tp + 3, 32);
+	*trace_parent = psprintf("00-%.52s", tp + 3);
+}
+
 static JsonbValue *
 option(Jsonb *options, const char *key)
 {
@@ -104,6 +147,8 @@ start_work(void *arg)
 	char	   *tenant;
 	Datum		values[4];
 	bool		isnull;
+
+	memset(&run, 0, sizeof(run));
 
 	/* options: an object of known keys */
 	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
@@ -128,6 +173,7 @@ start_work(void *arg)
 			k = pnstrdup(key.val.string.val, key.val.string.len);
 			if (strcmp(k, "version") != 0 && strcmp(k, "idempotency_key") != 0 &&
 				strcmp(k, "tenant") != 0 && strcmp(k, "deadline") != 0 && strcmp(k, "priority") != 0 &&
+				strcmp(k, "traceparent") != 0 &&
 				(unknown == NULL || strcmp(k, unknown) < 0))
 				unknown = k;
 		}
@@ -227,11 +273,14 @@ start_work(void *arg)
 		engine_rows_done();
 	}
 
+	if ((v = option(options, "traceparent")) != NULL)
+		traceparent_option(v, &run.trace_id, &run.trace_parent);
+
 	{
 		LOCAL_FCINFO(fc, 0);
 
 		InitFunctionCallInfoData(*fc, NULL, 0, InvalidOid, NULL, NULL);
-		a->id = orchestrator_uuid_v7(fc);
+		a->id = *DatumGetUUIDP(orchestrator_uuid_v7(fc));
 	}
 
 	/* a key used before names the run it started */
@@ -240,17 +289,17 @@ start_work(void *arg)
 		values[0] = ObjectIdGetDatum(a->caller);
 		values[1] = CStringGetTextDatum(a->name);
 		values[2] = CStringGetTextDatum(idempotency_key);
-		values[3] = a->id;
+		values[3] = UUIDPGetDatum(&a->id);
 		if (engine_stmt(S_CLAIM_IDEMPOTENCY_KEY, NULL, values, NULL) == 0)
 		{
 			engine_stmt(S_IDEMPOTENT_RUN, NULL, values, NULL);
-			a->id = engine_col("run_id", &isnull);
+			a->id = *DatumGetUUIDP(engine_col("run_id", &isnull));
 			engine_rows_done();
 			return;
 		}
 	}
 
-	run.id = a->id;
+	run.id = UUIDPGetDatum(&a->id);
 	run.name = a->name;
 	run.version = version;
 	engine_run_created(&run, a->caller, tenant, a->input, idempotency_key);
@@ -273,7 +322,13 @@ orchestrator_api_start_workflow(PG_FUNCTION_ARGS)
 		: PG_GETARG_JSONB_P(2);
 	a.caller = orchestrator_current_caller();
 	engine_unit(start_work, &a);
-	PG_RETURN_DATUM(a.id);
+	/* the unit's memory is gone: the id is returned from a copy made here */
+	{
+		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+		*id = a.id;
+		PG_RETURN_UUID_P(id);
+	}
 }
 
 /*

@@ -23,6 +23,32 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION orchestrator.uuid_v7_time(uuid) IS
 'the creation time (millisecond precision) carried by a version 7 UUID';
 
+-- A random W3C trace id (32 hex digits): the trace of a run started without
+-- option "traceparent" (the default of workflow_runs.trace_id).
+CREATE FUNCTION orchestrator._new_trace_id()
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_new_trace_id'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+-- The span id (16 hex digits) of a step attempt, or of the run itself
+-- (step NULL): derived, not stored, so that the traceparent headers of
+-- HTTP requests, claim_steps() and the exported spans agree.
+CREATE FUNCTION orchestrator._span_id(run_id uuid, step text, attempt integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT left(md5(run_id::text || '/' || coalesce(step, '') || '/' || coalesce(attempt, 0)), 16) $$;
+
+-- The traceparent header of a step attempt of a run (its trace, the
+-- attempt's span, the flags the run's caller sent, else sampled).  Runs
+-- created before 0.4 have no trace id: their trace id is their run id.
+CREATE FUNCTION orchestrator._traceparent(run_id uuid, trace_id text, trace_parent text, step text, attempt integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT '00-' || coalesce(trace_id, replace(run_id::text, '-', '')) || '-'
+		   || orchestrator._span_id(run_id, step, attempt) || '-' || coalesce(right(trace_parent, 2), '01')
+$$;
+
 -- Arrange for the dispatchers' latches to be set when the current transaction
 -- commits (nothing happens if it aborts), for work of a kind: 'sql', 'timer'
 -- or 'http' (NULL: any).

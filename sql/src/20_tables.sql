@@ -95,11 +95,15 @@ CREATE TABLE orchestrator.workflow_runs (
 	finished_at     timestamptz,
 	cost            numeric(20,4) NOT NULL DEFAULT 0,
 	started_by      regrole       NOT NULL,
+	trace_id        text          DEFAULT orchestrator._new_trace_id(),
+	trace_parent    text,
 	PRIMARY KEY (id)
 ) PARTITION BY RANGE (id);
 COMMENT ON TABLE orchestrator.workflow_runs IS 'one row per workflow run (partitioned by run id = creation day)';
 COMMENT ON COLUMN orchestrator.workflow_runs.owner IS 'owner of the workflow: its sql steps run with this role''s rights';
 COMMENT ON COLUMN orchestrator.workflow_runs.started_by IS 'the role that started the run';
+COMMENT ON COLUMN orchestrator.workflow_runs.trace_id IS 'W3C trace id (32 hex digits) of the run''s trace: the caller''s (option traceparent) or a random one; NULL for runs created before 0.4 (their run id serves)';
+COMMENT ON COLUMN orchestrator.workflow_runs.trace_parent IS 'the traceparent given to start_workflow (normalised to version 00): the caller''s span is the parent of the run''s span';
 
 CREATE TABLE orchestrator.workflow_steps (
 	run_id      uuid          NOT NULL,

@@ -57,6 +57,7 @@ BEGIN
 		'owner', r.owner, 'started_by', r.started_by, 'priority', r.priority, 'deadline', r.deadline, 'cost', r.cost,
 		'input', r.input, 'result', r.result, 'error', r.error, 'idempotency_key', r.idempotency_key,
 		'created_at', r.created_at, 'started_at', r.started_at, 'finished_at', r.finished_at,
+		'trace_id', coalesce(r.trace_id, replace(r.id::text, '-', '')),
 		'steps', (SELECT jsonb_object_agg(s.step, jsonb_build_object(
 					'kind', s.kind, 'status', s.status, 'attempt', s.attempt, 'input', s.input,
 					'result', s.result, 'error', s.error, 'started_at', s.started_at,
@@ -283,7 +284,7 @@ $$;
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.started_by, r.idempotency_key, r.priority,
 		   r.deadline, r.parent_id, r.created_at, r.started_at, r.finished_at, r.cost, r.input,
-		   r.result, r.error
+		   r.result, r.error, coalesce(r.trace_id, replace(r.id::text, '-', '')) AS trace_id
 	FROM orchestrator.workflow_runs r
 	WHERE orchestrator._may_see(r.owner, r.started_by);
 

@@ -20,7 +20,7 @@ $$;
 CREATE FUNCTION orchestrator._claim_external(queue text, worker text, max_steps integer, lease interval,
 											 workflows text[])
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
-			   workflow text, deadline timestamptz)
+			   workflow text, deadline timestamptz, traceparent text)
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_claim_external';
 
@@ -47,7 +47,7 @@ $$;
 CREATE FUNCTION orchestrator._api_claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
 										 lease interval DEFAULT NULL)
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
-			   workflow text, deadline timestamptz)
+			   workflow text, deadline timestamptz, traceparent text)
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -76,6 +76,8 @@ BEGIN
 	-- transaction holds is left for the next claim.
 	-- Only steps of workflows the caller may work; others' rows are not
 	-- even locked.
+	-- traceparent: the attempt's span in the run's trace, for the worker to
+	-- continue.
 	RETURN QUERY SELECT * FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
 															  orchestrator._workable_workflows());
 END

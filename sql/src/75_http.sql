@@ -191,6 +191,8 @@ AS $$
 DECLARE
 	q      record;
 	own    regrole;
+	tid    text;
+	tpar   text;
 	req    jsonb;
 	hdrs   jsonb;
 	why    text;
@@ -217,7 +219,8 @@ BEGIN
 	-- A lease left by a dispatcher that died or lost track is a lost
 	-- attempt (see _claim).
 	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
-		SELECT i.owner, i.request, i.timeout INTO own, req, tmo FROM orchestrator._http_step_info(q.run_id, q.step) i;
+		SELECT i.owner, i.request, i.timeout, i.trace_id, i.trace_parent INTO own, req, tmo, tid, tpar
+			FROM orchestrator._http_step_info(q.run_id, q.step) i;
 		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
 
 		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
@@ -268,10 +271,9 @@ BEGIN
 		IF NOT 'idempotency-key' = ANY (keys) THEN
 			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
 		END IF;
-		-- W3C trace context: the trace is the run, the span this attempt
+		-- W3C trace context: the run's trace, the span of this attempt
 		IF NOT 'traceparent' = ANY (keys) THEN
-			headers := headers || ('traceparent: 00-' || replace(q.run_id::text, '-', '') || '-'
-								   || left(md5(q.step || '/' || n), 16) || '-01');
+			headers := headers || ('traceparent: ' || orchestrator._traceparent(q.run_id, tid, tpar, q.step, n));
 		END IF;
 		body := CASE WHEN req ? 'body' AND method NOT IN ('GET', 'HEAD') THEN (req -> 'body')::text END;
 		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
@@ -319,9 +321,10 @@ END
 $$;
 
 -- What the claim needs of a step whose run it locked: the workflow's owner,
--- the rendered request, the step's timeout (src/http_record.c).
+-- the rendered request, the step's timeout, the run's trace
+-- (src/http_record.c).
 CREATE FUNCTION orchestrator._http_step_info(run_id uuid, step text,
-	OUT owner regrole, OUT request jsonb, OUT timeout interval)
+	OUT owner regrole, OUT request jsonb, OUT timeout interval, OUT trace_id text, OUT trace_parent text)
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_http_step_info';
 

@@ -281,7 +281,12 @@ BEGIN
 		id := o.id;
 		method := 'POST';
 		url := w.url;
-		headers := '{}';
+		-- W3C trace context: the trace of the event's run, a span per
+		-- delivery attempt
+		headers := ARRAY(SELECT 'traceparent: ' || orchestrator._traceparent(r.id, r.trace_id, r.trace_parent,
+																		  'webhook:' || o.id, a.attempt)
+						 FROM orchestrator.workflow_runs r, orchestrator.webhook_outbox a
+						 WHERE r.id = o.run_id AND a.id = o.id);
 		body := o.payload::text;
 		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
 		sign_key := (SELECT convert_to(s.sealed_secret, 'UTF8') FROM orchestrator.webhook_secrets s
@@ -306,6 +311,7 @@ BEGIN
 	IF NOT FOUND THEN
 		RETURN;
 	END IF;
+	PERFORM orchestrator._metrics_http(true, status, error_kind);
 	IF status BETWEEN 200 AND 299 THEN
 		UPDATE orchestrator.webhook_outbox o
 			SET status = 'delivered', delivered_at = now(), last_status = _webhook_record.status,

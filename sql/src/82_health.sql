@@ -135,6 +135,21 @@ BEGIN
 END
 $$;
 
+-- Counters and histograms of committed transitions, kept in shared memory
+-- (src/metrics.c), in the Prometheus text format.
+CREATE FUNCTION orchestrator._metrics_text()
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_metrics_text'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+-- Count the outcome of an HTTP request of a step (webhook false) or of a
+-- webhook delivery when the transaction commits: its status (NULL when
+-- none came) or its error kind.
+CREATE FUNCTION orchestrator._metrics_http(webhook boolean, status integer, error_kind text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_metrics_http_sql'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 -- A Prometheus label value: backslash, double quote and newline escaped.
 CREATE FUNCTION orchestrator._prom_label(v text)
 RETURNS text
@@ -210,6 +225,6 @@ BEGIN
 			(SELECT count(*) FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')));
 	out := out || E'# HELP orchestrator_partitions_ahead Days after today with history partitions.\n# TYPE orchestrator_partitions_ahead gauge\n'
 		|| format(E'orchestrator_partitions_ahead %s\n', h ->> 'partitions_ahead');
-	RETURN out;
+	RETURN out || coalesce(orchestrator._metrics_text(), '');
 END
 $$;

@@ -78,11 +78,11 @@ COMMENT ON FUNCTION orchestrator.events(uuid, bigint) IS
 CREATE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
 										 lease interval DEFAULT NULL)
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
-			   workflow text, deadline timestamptz)
+			   workflow text, deadline timestamptz, traceparent text)
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
-'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires';
+'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires; traceparent is the W3C trace context of the attempt';
 
 CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid)
 RETURNS boolean

@@ -1,7 +1,8 @@
 """HTTP steps and webhooks against a live sink (test/client/http_sink.py):
 
   - JSON bodies, templated URLs and headers reach the sink; the result is
-    {status, headers, body}; Idempotency-Key and traceparent are sent;
+    {status, headers, body}; Idempotency-Key and traceparent (the run's
+    trace, the attempt's span) are sent;
   - retries follow the policy: 503 retried, 429 honours Retry-After, 404
     fails at once, a refused connection is retried until dead; every
     attempt is a step.http event;
@@ -116,8 +117,11 @@ def test_requests(cur, sink):
     assert r["method"] == "POST" and json.loads(r["body"]) == {"q": "héllo", "n": [1, 2]}, r
     assert r["headers"]["content-type"] == "application/json" and r["headers"]["x-team"] == "blue", r
     assert r["headers"]["idempotency-key"] == "%s/fetch" % run_id, r
+    # the run's trace (a random one: no traceparent given), the attempt's span
     tp = r["headers"]["traceparent"].split("-")
-    assert tp[0] == "00" and tp[1] == run_id.replace("-", "") and len(tp[2]) == 16 and tp[3] == "01", tp
+    cur.execute("SELECT trace_id, orchestrator._span_id(id, 'fetch', 1) FROM orchestrator.runs WHERE id = %s", (run_id,))
+    trace, span = cur.fetchone()
+    assert tp == ["00", trace, span, "01"] and trace != run_id.replace("-", ""), (tp, trace, span)
     print("ok: JSON body, templated URL and header, result, Idempotency-Key, traceparent")
 
 

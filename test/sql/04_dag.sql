@@ -85,6 +85,6 @@ SELECT orchestrator.start_workflow('prio', '{"n": "normal-1"}') IS NOT NULL AS s
 SELECT orchestrator.start_workflow('prio', '{"n": "high"}', '{"priority": 10}') IS NOT NULL AS started;
 SELECT orchestrator.start_workflow('prio', '{"n": "normal-2"}') IS NOT NULL AS started;
 SELECT c.n AS claim_order, r.input ->> 'n' AS run
-FROM orchestrator.claim_steps('q_prio', 'w', 4) WITH ORDINALITY c(run_id, step, attempt, lease_token, input, workflow, deadline, n)
+FROM orchestrator.claim_steps('q_prio', 'w', 4) WITH ORDINALITY c(run_id, step, attempt, lease_token, input, workflow, deadline, traceparent, n)
 JOIN orchestrator.runs r ON r.id = c.run_id
 ORDER BY c.n;

@@ -22,7 +22,8 @@ SELECT h -> 'live' AS live, h -> 'ready' AS ready, h -> 'workers' -> 'failing' A
 FROM orchestrator.health() h;
 SELECT count(*) AS slots, bool_and(consecutive_failures >= 0) AS failures_counted
 FROM orchestrator._worker_status();
--- metrics(): Prometheus text format; every sample belongs to a declared family.
+-- metrics(): Prometheus text format; every sample belongs to a declared
+-- family (_bucket, _sum and _count to a histogram).
 SELECT regexp_replace(line, '(age_seconds\{[^}]*\}) [0-9.]+$', '\1 <age>') AS line
 FROM regexp_split_to_table(orchestrator.metrics(), E'\n') line
 WHERE line LIKE '%q_health%' OR line LIKE 'orchestrator_workers_%' OR line LIKE 'orchestrator_up %'
@@ -30,7 +31,9 @@ WHERE line LIKE '%q_health%' OR line LIKE 'orchestrator_workers_%' OR line LIKE 
 SELECT count(*) AS undeclared_samples
 FROM regexp_split_to_table(orchestrator.metrics(), E'\n') line
 WHERE line <> '' AND line NOT LIKE '#%'
-  AND position('# TYPE ' || split_part(split_part(line, '{', 1), ' ', 1) || ' ' IN orchestrator.metrics()) = 0;
+  AND position('# TYPE ' || split_part(split_part(line, '{', 1), ' ', 1) || ' ' IN orchestrator.metrics()) = 0
+  AND position('# TYPE ' || regexp_replace(split_part(split_part(line, '{', 1), ' ', 1), '_(bucket|sum|count)$', '')
+			   || ' histogram' IN orchestrator.metrics()) = 0;
 SELECT orchestrator._prom_label(E'a"b\\c\nd') AS escaped;
 -- An open circuit breaker is reported.
 INSERT INTO orchestrator.http_circuits (owner, host, state, failures, opened_at, retry_at)
