@@ -176,6 +176,22 @@ relay_push(Pending *p)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
 
+/*
+ * orchestrator_relay_commit
+ *		Hand the committed transaction's notifications to the relay.  Called
+ *		at commit, by this module's callback and by wake.c's before it wakes
+ *		the dispatchers (transaction callbacks run in the reverse order of
+ *		their registration: a dispatcher woken first could commit and push
+ *		a run's next events before this transaction's, out of order).
+ */
+void
+orchestrator_relay_commit(void)
+{
+	if (pending != NULL && pending->n > 0 && relay != NULL)
+		relay_push(pending);
+	pending = NULL;				/* its memory goes with the transaction */
+}
+
 static void
 relay_xact_callback(XactEvent event, void *arg)
 {
@@ -190,9 +206,7 @@ relay_xact_callback(XactEvent event, void *arg)
 						 errhint("Commit the transaction instead of preparing it.")));
 			break;
 		case XACT_EVENT_COMMIT:
-			if (pending != NULL && pending->n > 0 && relay != NULL)
-				relay_push(pending);
-			pending = NULL;		/* its memory goes with the transaction */
+			orchestrator_relay_commit();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:

@@ -16,5 +16,6 @@ typedef enum RelayChannel
 
 extern void orchestrator_notify(RelayChannel channel, const char *payload);
 extern void orchestrator_relay_install(void);
+extern void orchestrator_relay_commit(void);
 
 #endif							/* ORCHESTRATOR_RELAY_H */

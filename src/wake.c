@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 
 #include "shmem.h"
+#include "relay.h"
 #include "wake.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_wake_at_commit);
@@ -48,6 +49,8 @@ wake_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			/* this transaction's events go to the relay first */
+			orchestrator_relay_commit();
 			if (wake_pending)
 			{
 				int			kinds = wake_pending;
