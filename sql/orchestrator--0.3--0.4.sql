@@ -16,6 +16,29 @@ DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions as a fresh install has them (sql/src/*.sql).
 
+CREATE FUNCTION orchestrator._yaml_to_jsonb(yaml text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orchestrator_yaml_to_jsonb'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION orchestrator._api_define_workflow_yaml(name text, spec text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN orchestrator._api_define_workflow(name, orchestrator._yaml_to_jsonb(spec));
+END
+$$;
+
+CREATE FUNCTION orchestrator.define_workflow_yaml(name text, spec text)
+RETURNS integer
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.define_workflow_yaml(text, text) IS
+'define_workflow() of a spec written in YAML (one document of plain data); syntax errors name the line and column';
+
 -- Views as a fresh install has them.
 
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
@@ -182,6 +205,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.uuid_v7_boundary(timestamptz),
 	orchestrator.uuid_v7_time(uuid),
 	orchestrator.define_workflow(text, jsonb),
+	orchestrator.define_workflow_yaml(text, text),
 	orchestrator.grant_workflow(text, regrole, text),
 	orchestrator.revoke_workflow(text, regrole, text),
 	orchestrator.start_workflow(text, jsonb, jsonb),

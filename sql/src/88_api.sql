@@ -12,6 +12,13 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.define_workflow(text, jsonb) IS
 'validate and store a new version of a workflow definition; an identical spec returns the existing version';
 
+CREATE FUNCTION orchestrator.define_workflow_yaml(name text, spec text)
+RETURNS integer
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.define_workflow_yaml(text, text) IS
+'define_workflow() of a spec written in YAML (one document of plain data); syntax errors name the line and column';
+
 CREATE FUNCTION orchestrator.grant_workflow(name text, role regrole, privilege text DEFAULT 'start')
 RETURNS void
 LANGUAGE C

@@ -12,6 +12,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.uuid_v7_boundary(timestamptz),
 	orchestrator.uuid_v7_time(uuid),
 	orchestrator.define_workflow(text, jsonb),
+	orchestrator.define_workflow_yaml(text, text),
 	orchestrator.grant_workflow(text, regrole, text),
 	orchestrator.revoke_workflow(text, regrole, text),
 	orchestrator.start_workflow(text, jsonb, jsonb),
