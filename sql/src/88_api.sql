@@ -40,6 +40,28 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.start_workflow(text, jsonb, jsonb) IS
 'start a run of the latest (or the given) version of a workflow; returns the run id';
 
+CREATE FUNCTION orchestrator.schedule_workflow(job_name text, schedule text, workflow text,
+											   input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.schedule_workflow(text, text, text, jsonb, jsonb) IS
+'start a workflow on a cron schedule (pg_cron), as the calling role; the same job name again replaces the schedule; returns the pg_cron job id';
+
+CREATE FUNCTION orchestrator.unschedule_workflow(job_name text)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.unschedule_workflow(text) IS
+'remove a schedule of the calling role; false when it has none of that name';
+
+CREATE FUNCTION orchestrator.start_workflow_trigger()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.start_workflow_trigger() IS
+'trigger function: FOR EACH ROW EXECUTE FUNCTION orchestrator.start_workflow_trigger(''<workflow>'') starts a run per row (input: the new row, the old one on DELETE) as the role whose statement fired it';
+
 CREATE FUNCTION orchestrator.get_workflow(run_id uuid)
 RETURNS jsonb
 LANGUAGE C STABLE
