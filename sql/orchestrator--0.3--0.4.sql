@@ -10,8 +10,19 @@ DROP POLICY workflows_visible ON orchestrator.workflows;
 DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
+DROP FUNCTION orchestrator._api_claim_steps(text, text, integer, interval);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
+-- Queue limits (set_queue_limit), as in sql/src/20_tables.sql.
+CREATE TABLE orchestrator.queue_limits (
+	queue       text        NOT NULL PRIMARY KEY,
+	max_running integer     NOT NULL CHECK (max_running >= 0),
+	set_by      regrole     NOT NULL,
+	set_at      timestamptz NOT NULL DEFAULT now(),
+	claimed_at  timestamptz
+);
+COMMENT ON TABLE orchestrator.queue_limits IS 'the most leased steps of an external queue at once (set_queue_limit)';
+SELECT pg_catalog.pg_extension_config_dump('orchestrator.queue_limits', '');
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
@@ -29,6 +40,86 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RETURN orchestrator._api_define_workflow(name, orchestrator._yaml_to_jsonb(spec));
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
+										 lease interval DEFAULT NULL)
+RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
+			   workflow text, deadline timestamptz)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	lim     integer;
+	running bigint;
+BEGIN
+	PERFORM orchestrator._check_queue_name(queue);
+	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'worker must be a name of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Name the worker so that its leases can be traced, for example host:pid.';
+	END IF;
+	IF max_steps IS NULL OR max_steps NOT BETWEEN 1 AND 1000 THEN
+		RAISE EXCEPTION 'max_steps must be from 1 to 1000' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(max_steps::text, 'NULL'));
+	END IF;
+	-- No lease given: orchestrator.default_lease (5 minutes unless set).
+	lease := coalesce(lease, current_setting('orchestrator.default_lease')::interval);
+	IF lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(lease::text, 'NULL')),
+			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
+	END IF;
+
+	-- A limited queue (set_queue_limit): at most max_running live leases.
+	-- Updating its row makes claims of the queue follow one another (under
+	-- REPEATABLE READ a second claim fails with 40001 rather than count
+	-- leases it cannot see); the count is a new snapshot, after the lock.
+	UPDATE orchestrator.queue_limits l SET claimed_at = now()
+		WHERE l.queue = _api_claim_steps.queue
+		RETURNING l.max_running INTO lim;
+	IF FOUND THEN
+		SELECT count(*) INTO running FROM orchestrator.work_queue w
+			WHERE w.queue = _api_claim_steps.queue AND w.lease_token IS NOT NULL AND w.available_at > now();
+		IF running >= lim THEN
+			RETURN;
+		END IF;
+		max_steps := least(max_steps, lim - running);
+	END IF;
+
+	-- The claim itself is in C (external.c, as _claim() and
+	-- _step_started() would do it): a step of a run that another
+	-- transaction holds is left for the next claim.
+	-- Only steps of workflows the caller may work; others' rows are not
+	-- even locked.
+	RETURN QUERY SELECT * FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
+															  orchestrator._workable_workflows());
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_set_queue_limit(queue text, max_running integer)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orchestrator._check_queue_name(queue);
+	IF max_running < 0 OR max_running > 1000000 THEN
+		RAISE EXCEPTION 'max_running must be from 0 to 1000000, or NULL for no limit' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', max_running),
+			HINT = '0 pauses the queue: claims return nothing until the limit is raised or removed.';
+	END IF;
+	IF max_running IS NULL THEN
+		DELETE FROM orchestrator.queue_limits l WHERE l.queue = _api_set_queue_limit.queue;
+	ELSE
+		INSERT INTO orchestrator.queue_limits AS l (queue, max_running, set_by)
+			VALUES (queue, max_running, orchestrator._caller())
+			ON CONFLICT ON CONSTRAINT queue_limits_pkey DO UPDATE
+			SET max_running = excluded.max_running, set_by = excluded.set_by, set_at = now();
+	END IF;
 END
 $$;
 
@@ -261,6 +352,13 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.start_workflow_trigger() IS
 'trigger function: FOR EACH ROW EXECUTE FUNCTION orchestrator.start_workflow_trigger(''<workflow>'') starts a run per row (input: the new row, the old one on DELETE) as the role whose statement fired it';
 
+CREATE FUNCTION orchestrator.set_queue_limit(queue text, max_running integer)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.set_queue_limit(text, integer) IS
+'claim_steps() hands out at most max_running leased steps of the queue at once (NULL: no limit; 0: none)';
+
 -- Views as a fresh install has them.
 
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
@@ -469,8 +567,10 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.maintain(integer),
 	orchestrator.schedule_maintenance(text),
 	orchestrator.unschedule_maintenance(),
-	orchestrator.rebuild_stats(date)
+	orchestrator.rebuild_stats(date),
+	orchestrator.set_queue_limit(text, integer)
 TO orchestrator_admin;
+GRANT SELECT ON orchestrator.queue_limits TO orchestrator_admin;
 GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orchestrator_admin;
 GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestrator.error_rates,
 	orchestrator.step_errors, orchestrator.throughput, orchestrator.queue_depth,

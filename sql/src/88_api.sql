@@ -113,6 +113,13 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
 'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires';
 
+CREATE FUNCTION orchestrator.set_queue_limit(queue text, max_running integer)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.set_queue_limit(text, integer) IS
+'claim_steps() hands out at most max_running leased steps of the queue at once (NULL: no limit; 0: none)';
+
 CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid)
 RETURNS boolean
 LANGUAGE C
