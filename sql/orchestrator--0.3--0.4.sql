@@ -11,6 +11,8 @@ DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
 DROP FUNCTION orchestrator._api_claim_steps(text, text, integer, interval);
+DROP FUNCTION orchestrator._api_heartbeat_step(uuid, text, uuid);
+DROP FUNCTION orchestrator.heartbeat_step(uuid, text, uuid);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
 -- Queue limits (set_queue_limit), as in sql/src/20_tables.sql.
@@ -23,6 +25,10 @@ CREATE TABLE orchestrator.queue_limits (
 );
 COMMENT ON TABLE orchestrator.queue_limits IS 'the most leased steps of an external queue at once (set_queue_limit)';
 SELECT pg_catalog.pg_extension_config_dump('orchestrator.queue_limits', '');
+-- The latest progress of an external step (heartbeat_step), as in
+-- sql/src/20_tables.sql.
+ALTER TABLE orchestrator.workflow_steps ADD COLUMN progress jsonb;
+COMMENT ON COLUMN orchestrator.workflow_steps.progress IS 'the latest progress an external worker reported (heartbeat_step)';
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
@@ -120,6 +126,40 @@ BEGIN
 			ON CONFLICT ON CONSTRAINT queue_limits_pkey DO UPDATE
 			SET max_running = excluded.max_running, set_by = excluded.set_by, set_at = now();
 	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid,
+												 lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', lease),
+			HINT = 'NULL extends the lease by the length it has.';
+	END IF;
+	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
+		RETURN false;
+	END IF;
+	UPDATE orchestrator.work_queue w
+		SET lease = coalesce(_api_heartbeat_step.lease, w.lease),
+			available_at = now() + coalesce(_api_heartbeat_step.lease, w.lease)
+		WHERE w.run_id = _api_heartbeat_step.run_id AND w.step = _api_heartbeat_step.step;
+	IF progress IS NOT NULL THEN
+		UPDATE orchestrator.workflow_steps s SET progress = _api_heartbeat_step.progress
+			WHERE s.run_id = _api_heartbeat_step.run_id AND s.step = _api_heartbeat_step.step
+			RETURNING s.attempt INTO n;
+		PERFORM orchestrator._emit(run_id, 'step.progress', step,
+								   jsonb_build_object('attempt', n, 'progress', progress));
+	END IF;
+	RETURN true;
 END
 $$;
 
@@ -359,6 +399,14 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.set_queue_limit(text, integer) IS
 'claim_steps() hands out at most max_running leased steps of the queue at once (NULL: no limit; 0: none)';
 
+CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid,
+											lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb) IS
+'extend a claimed step''s lease (by its length, or by a new one); keep progress on the step (event step.progress); false when the lease is lost or the run has finished: stop working';
+
 -- Views as a fresh install has them.
 
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
@@ -371,7 +419,7 @@ CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 CREATE VIEW orchestrator.run_steps WITH (security_barrier) AS
 	SELECT s.run_id, r.name AS workflow, r.version, r.tenant, s.step, s.position, s.kind, s.status,
 		   s.attempt, s.input, s.result, s.error, s.worker, s.ready_at, s.started_at, s.finished_at,
-		   s.finished_at - s.started_at AS duration
+		   s.finished_at - s.started_at AS duration, s.progress
 	FROM orchestrator.workflow_steps s
 	JOIN orchestrator.workflow_runs r ON r.id = s.run_id
 	WHERE orchestrator._may_see(r.owner, r.started_by);
@@ -539,7 +587,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.signal_workflow(uuid, text, jsonb),
 	orchestrator.events(uuid, bigint),
 	orchestrator.claim_steps(text, text, integer, interval),
-	orchestrator.heartbeat_step(uuid, text, uuid),
+	orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb),
 	orchestrator.complete_step(uuid, text, uuid, jsonb),
 	orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]),
 	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean)

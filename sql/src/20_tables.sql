@@ -117,9 +117,11 @@ CREATE TABLE orchestrator.workflow_steps (
 	started_at  timestamptz,
 	finished_at timestamptz,
 	attempt_base integer      NOT NULL DEFAULT 0,
+	progress    jsonb,
 	PRIMARY KEY (run_id, step)
 ) PARTITION BY RANGE (run_id);
 COMMENT ON COLUMN orchestrator.workflow_steps.attempt_base IS 'attempts made before the run was last resumed (retry_run): max_attempts counts from here';
+COMMENT ON COLUMN orchestrator.workflow_steps.progress IS 'the latest progress an external worker reported (heartbeat_step)';
 COMMENT ON TABLE orchestrator.workflow_steps IS 'one row per step of each run (partitioned like workflow_runs)';
 
 CREATE TABLE orchestrator.workflow_events (

@@ -188,19 +188,39 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid)
+-- Extend a claimed step's lease: by its length, or by a new length from now
+-- on; progress (when not NULL) is kept on the step and appended as event
+-- step.progress.
+CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid,
+												 lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+	n integer;
 BEGIN
+	IF lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', lease),
+			HINT = 'NULL extends the lease by the length it has.';
+	END IF;
 	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
 		RETURN false;
 	END IF;
-	UPDATE orchestrator.work_queue w SET available_at = now() + w.lease
+	UPDATE orchestrator.work_queue w
+		SET lease = coalesce(_api_heartbeat_step.lease, w.lease),
+			available_at = now() + coalesce(_api_heartbeat_step.lease, w.lease)
 		WHERE w.run_id = _api_heartbeat_step.run_id AND w.step = _api_heartbeat_step.step;
+	IF progress IS NOT NULL THEN
+		UPDATE orchestrator.workflow_steps s SET progress = _api_heartbeat_step.progress
+			WHERE s.run_id = _api_heartbeat_step.run_id AND s.step = _api_heartbeat_step.step
+			RETURNING s.attempt INTO n;
+		PERFORM orchestrator._emit(run_id, 'step.progress', step,
+								   jsonb_build_object('attempt', n, 'progress', progress));
+	END IF;
 	RETURN true;
 END
 $$;

@@ -120,12 +120,13 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.set_queue_limit(text, integer) IS
 'claim_steps() hands out at most max_running leased steps of the queue at once (NULL: no limit; 0: none)';
 
-CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid)
+CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid,
+											lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
-COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid) IS
-'extend a claimed step''s lease by its length; false when the lease is lost or the run has finished: stop working';
+COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb) IS
+'extend a claimed step''s lease (by its length, or by a new one); keep progress on the step (event step.progress); false when the lease is lost or the run has finished: stop working';
 
 CREATE FUNCTION orchestrator.complete_step(run_id uuid, step text, lease_token uuid, result jsonb)
 RETURNS boolean

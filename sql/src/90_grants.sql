@@ -26,7 +26,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.signal_workflow(uuid, text, jsonb),
 	orchestrator.events(uuid, bigint),
 	orchestrator.claim_steps(text, text, integer, interval),
-	orchestrator.heartbeat_step(uuid, text, uuid),
+	orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb),
 	orchestrator.complete_step(uuid, text, uuid, jsonb),
 	orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]),
 	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean)

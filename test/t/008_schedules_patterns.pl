@@ -58,6 +58,10 @@ for my $i (0 .. $#blocks)
 	my ($rc, $out, $err) = $node->psql('postgres', $sql, extra_params => [ '-U', $role ], on_error_stop => 1);
 	is($rc, 0, "block $i runs as $role") or diag("block:\n$sql\nstdout:\n$out\nstderr:\n$err");
 
+	if ($sql =~ /claim_steps\('packing'/)
+	{
+		like($out, qr/^2\n0\n/m, 'the packer claimed two orders (the limit), a second claim none');
+	}
 	if ($sql =~ /INSERT INTO shop\.orders/)
 	{
 		is( $node->safe_psql(
@@ -67,6 +71,12 @@ for my $i (0 .. $#blocks)
 	}
 }
 
+ok( $node->poll_query_until(
+		'postgres', q{SELECT count(*) = 2 FROM shop.orders WHERE parcel LIKE 'P-%'}),
+	'the two packed orders got their parcel numbers');
+is( $node->safe_psql(
+		'postgres', q{SELECT count(*) FROM orchestrator.workflow_events WHERE type = 'step.progress'}),
+	'2', 'one progress event per packed order');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM cron.job WHERE jobname LIKE 'workflow:%'}),
 	'0', 'the schedules are removed');
 is( $node->safe_psql(
