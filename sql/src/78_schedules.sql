@@ -37,9 +37,9 @@ $$;
 
 -- Start "workflow" with "input" and "options" on a cron schedule, as the
 -- calling role.  The pg_cron job runs start_workflow() as that role, so the
--- right to start is checked at every run as well as here; its command
--- starts nothing when the role's OID is not the scheduler's (a role created
--- later under a dropped role's name inherits no schedule).  Calling again
+-- right to start is checked at every run as well as here; its command fails
+-- when the role's OID is not the scheduler's (a role created later under a
+-- dropped role's name inherits no schedule).  Calling again
 -- with the same job name replaces the schedule and returns the same job id.
 CREATE FUNCTION orchestrator._api_schedule_workflow(job_name text, schedule text, workflow text,
 													input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
@@ -138,9 +138,19 @@ BEGIN
 				  HINT = 'Schedule as a role with LOGIN (pg_cron connects as it), or give this role LOGIN.';
 	END IF;
 
-	command := format('SELECT orchestrator.start_workflow(%L, %L::pg_catalog.jsonb, %L::pg_catalog.jsonb) '
-					  'WHERE (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) = %s',
-					  workflow, input, options, caller::oid);
+	-- pg_cron knows the user by name: the command checks it is still the
+	-- same role (not one created later under a dropped role's name, nor the
+	-- role of a cluster the database was restored into) and says so when not.
+	command := format('DO %L', format(
+		'BEGIN'
+		' IF (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) IS DISTINCT FROM %s THEN'
+		'  RAISE EXCEPTION ''schedule "%s" was made by the role of OID %s, not by this role'''
+		'   USING ERRCODE = ''insufficient_privilege'','
+		'   HINT = ''The role was dropped and created again, or the database restored into another cluster: schedule the workflow again.'';'
+		' END IF;'
+		' PERFORM orchestrator.start_workflow(%L, %L::pg_catalog.jsonb, %L::pg_catalog.jsonb);'
+		' END',
+		caller::oid, job_name, caller::oid, workflow, input, options));
 	BEGIN
 		EXECUTE 'SELECT cron.schedule_in_database($1, $2, $3, $4, $5)' INTO job
 			USING 'workflow:' || job_name, schedule, command, current_database(), role.rolname::text;
