@@ -115,6 +115,9 @@ SELECT try_detail($$SELECT orchestrator._yaml_to_jsonb(E'a: .NaN')$$) AS nan;
 SELECT try_detail($$SELECT orchestrator._yaml_to_jsonb(E'a: !!float .nan')$$) AS tagged_nan;
 SELECT try_detail($$SELECT orchestrator._yaml_to_jsonb(E'a: 0x8000000000000000')$$) AS hex_too_big;
 SELECT try_detail($$SELECT orchestrator._yaml_to_jsonb(E'a: "x\\0y"')$$) AS nul_in_string;
+SELECT try($$SELECT orchestrator._yaml_to_jsonb(E'a: 1e999999')$$) AS number_beyond_numeric;
+-- Nesting deeper than the server's stack allows (jsonb's own limit).
+SELECT try($$SELECT orchestrator._yaml_to_jsonb(repeat('[', 100000))$$) AS deep_nesting;
 SELECT try_detail($$SELECT orchestrator._yaml_to_jsonb(E'[1]: x')$$) AS sequence_key;
 SELECT try_detail($$SELECT orchestrator._yaml_to_jsonb(E'? {a: 1}\n: x')$$) AS mapping_key;
 SELECT try_detail($$SELECT orchestrator._yaml_to_jsonb(E'steps:\n  - name: a\n    kind: sql\n    name: b')$$) AS duplicate_key;
