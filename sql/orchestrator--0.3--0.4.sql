@@ -10,8 +10,31 @@ DROP POLICY workflows_visible ON orchestrator.workflows;
 DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
+DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrole, jsonb, text, integer, timestamptz);
+DROP FUNCTION orchestrator._validate_spec(text, jsonb);
+DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
+DROP FUNCTION orchestrator._def_step(orchestrator.workflow_runs, text);
+DROP FUNCTION orchestrator._enqueue(orchestrator.workflow_runs, text, text, timestamptz);
+DROP FUNCTION orchestrator._step_started(orchestrator.workflow_runs, text, text);
+DROP FUNCTION orchestrator._step_ready(orchestrator.workflow_runs, text);
+DROP FUNCTION orchestrator._step_done(uuid, orchestrator.definition_steps);
+DROP FUNCTION orchestrator._backoff(orchestrator.definition_steps, integer);
+DROP FUNCTION orchestrator._attempt_failed(uuid, text, jsonb, boolean, interval);
+DROP FUNCTION orchestrator._run_finish(orchestrator.workflow_runs, text, jsonb);
+DROP FUNCTION orchestrator._compensate_next(orchestrator.workflow_runs);
+DROP FUNCTION orchestrator._api_start_workflow(text, jsonb, jsonb);
+DROP FUNCTION orchestrator._api_cancel_workflow(uuid, text);
+DROP FUNCTION orchestrator._api_retry_run(uuid, text[]);
+DROP FUNCTION orchestrator._lease_expired(uuid, text, text);
 DROP FUNCTION orchestrator._api_claim_steps(text, text, integer, interval);
 DROP FUNCTION orchestrator._api_heartbeat_step(uuid, text, uuid);
+DROP FUNCTION orchestrator._exec_sql_step(uuid, text);
+DROP FUNCTION orchestrator._sql_attempt_lost(uuid, text, integer, jsonb);
+DROP FUNCTION orchestrator._fire_timer(uuid, text);
+DROP FUNCTION orchestrator._dispatch(integer);
+DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
+DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, text, text, text, text, float8);
+DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
 DROP FUNCTION orchestrator.heartbeat_step(uuid, text, uuid);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
@@ -33,6 +56,236 @@ COMMENT ON COLUMN orchestrator.workflow_steps.progress IS 'the latest progress a
 
 -- Functions as a fresh install has them (sql/src/*.sql).
 
+CREATE FUNCTION orchestrator._validate_spec(wf text, spec jsonb)
+RETURNS SETOF orchestrator.definition_steps
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	s        jsonb;
+	pos      integer := 0;
+	sname    text;
+	kind     text;
+	what     text;
+	names    text[] := '{}';
+	deps     text[];
+	d        text;
+	r        jsonb;
+	row      orchestrator.definition_steps;
+	rows     orchestrator.definition_steps[] := '{}';
+	remaining text[];
+	progress boolean;
+	n        integer;
+	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'on_error', 'description'];
+BEGIN
+	IF wf IS NULL OR wf !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
+		RAISE EXCEPTION 'invalid workflow name %', coalesce(quote_literal(wf), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A workflow name is 1 to 128 letters, digits, "_", ".", ":" or "-", starting with a letter, digit or "_".';
+	END IF;
+	IF spec IS NULL OR jsonb_typeof(spec) <> 'object' THEN
+		PERFORM orchestrator._spec_error(wf, 'the spec must be a JSON object with a "steps" array');
+	END IF;
+	IF octet_length(spec::text) > 1048576 THEN
+		PERFORM orchestrator._spec_error(wf, format('the spec is %s bytes; at most 1 MB is allowed', octet_length(spec::text)));
+	END IF;
+	PERFORM orchestrator._spec_keys(wf, 'the spec', spec, ARRAY['steps', 'result', 'description']);
+	IF jsonb_typeof(spec -> 'steps') IS DISTINCT FROM 'array' OR jsonb_array_length(spec -> 'steps') = 0 THEN
+		PERFORM orchestrator._spec_error(wf, '"steps" must be a non-empty array');
+	END IF;
+	IF jsonb_array_length(spec -> 'steps') > 1000 THEN
+		PERFORM orchestrator._spec_error(wf, format('%s steps; at most 1000 are allowed', jsonb_array_length(spec -> 'steps')));
+	END IF;
+	IF spec ? 'result' THEN
+		PERFORM orchestrator._spec_templates(wf, 'result', spec -> 'result');
+	END IF;
+
+	-- Names first, so that depends_on may name any step.
+	FOR s IN SELECT value FROM jsonb_array_elements(spec -> 'steps') LOOP
+		pos := pos + 1;
+		IF jsonb_typeof(s) <> 'object' THEN
+			PERFORM orchestrator._spec_error(wf, format('step %s must be an object, not %s', pos, s));
+		END IF;
+		sname := s ->> 'name';
+		IF jsonb_typeof(s -> 'name') IS DISTINCT FROM 'string' OR sname !~ '^[A-Za-z_][A-Za-z0-9_-]{0,62}$' THEN
+			PERFORM orchestrator._spec_error(wf, format('step %s: "name" must be 1 to 63 letters, digits, "_" or "-", starting with a letter or "_", not %s', pos, coalesce(s -> 'name', 'null')));
+		END IF;
+		IF sname = ANY (names) THEN
+			PERFORM orchestrator._spec_error(wf, format('step name "%s" is used twice', sname), 'Give every step a unique name.');
+		END IF;
+		names := names || sname;
+	END LOOP;
+
+	pos := 0;
+	FOR s IN SELECT value FROM jsonb_array_elements(spec -> 'steps') LOOP
+		sname := s ->> 'name';
+		what := format('step "%s"', sname);
+		kind := s ->> 'kind';
+		IF kind IS NULL OR kind NOT IN ('sql', 'http', 'external', 'sleep', 'wait') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: unknown kind %s', what, coalesce(s -> 'kind', 'null')),
+				'The kinds are sql, http, external, sleep and wait.');
+		END IF;
+		PERFORM orchestrator._spec_keys(wf, what, s, common || CASE kind
+			WHEN 'sql' THEN ARRAY['sql', 'args']
+			WHEN 'http' THEN ARRAY['request']
+			WHEN 'external' THEN ARRAY['queue', 'input']
+			WHEN 'sleep' THEN ARRAY['duration', 'until']
+			WHEN 'wait' THEN ARRAY['signal'] END);
+
+		deps := '{}';
+		IF s ? 'depends_on' THEN
+			IF jsonb_typeof(s -> 'depends_on') <> 'array' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "depends_on" must be an array of step names', what));
+			END IF;
+			FOR r IN SELECT value FROM jsonb_array_elements(s -> 'depends_on') LOOP
+				d := r #>> '{}';
+				IF jsonb_typeof(r) <> 'string' OR NOT d = ANY (names) THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: depends_on names unknown step %s', what, r),
+						'depends_on lists names of other steps of the same definition.');
+				END IF;
+				IF d = sname THEN
+					PERFORM orchestrator._spec_error(wf, format('%s depends on itself', what));
+				END IF;
+				IF d = ANY (deps) THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: depends_on lists "%s" twice', what, d));
+				END IF;
+				deps := deps || d;
+			END LOOP;
+		END IF;
+
+		row := NULL;
+		row.name := wf;
+		row.step := sname;
+		row.position := pos;
+		row.kind := kind;
+		row.depends_on := deps;
+		row.dependents := '{}';
+		row.spec := s;
+		IF s ? 'when' THEN
+			row.condition := orchestrator._spec_jsonpath(wf, what || '.when', s -> 'when');
+		END IF;
+
+		-- Retry policy (sleep and wait steps run once).
+		r := coalesce(s -> 'retry', '{}');
+		IF jsonb_typeof(r) <> 'object' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "retry" must be an object', what));
+		END IF;
+		PERFORM orchestrator._spec_keys(wf, what || '.retry', r, ARRAY['max_attempts', 'backoff', 'multiplier', 'max_backoff', 'jitter']);
+		IF r ? 'max_attempts' AND (jsonb_typeof(r -> 'max_attempts') <> 'number'
+				OR (r ->> 'max_attempts')::numeric NOT BETWEEN 1 AND 100
+				OR (r ->> 'max_attempts')::numeric <> trunc((r ->> 'max_attempts')::numeric)) THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: retry.max_attempts must be an integer from 1 to 100, not %s', what, r -> 'max_attempts'));
+		END IF;
+		IF r ? 'multiplier' AND (jsonb_typeof(r -> 'multiplier') <> 'number' OR (r ->> 'multiplier')::numeric NOT BETWEEN 1 AND 10) THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: retry.multiplier must be a number from 1 to 10, not %s', what, r -> 'multiplier'));
+		END IF;
+		IF r ? 'jitter' AND (jsonb_typeof(r -> 'jitter') <> 'number' OR (r ->> 'jitter')::numeric NOT BETWEEN 0 AND 1) THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: retry.jitter must be a number from 0 to 1, not %s', what, r -> 'jitter'));
+		END IF;
+		IF kind IN ('sleep', 'wait') AND s ? 'retry' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: %s steps are not retried; remove "retry"', what, kind));
+		END IF;
+		row.max_attempts := coalesce((r ->> 'max_attempts')::integer, CASE WHEN kind IN ('sleep', 'wait') THEN 1 ELSE 3 END);
+		row.backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.backoff', r -> 'backoff', true), interval '1 second');
+		row.multiplier := coalesce((r ->> 'multiplier')::float8, 2);
+		row.max_backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.max_backoff', r -> 'max_backoff', true), interval '1 minute');
+		row.jitter := coalesce((r ->> 'jitter')::float8, 0.2);
+		row.timeout := CASE WHEN kind IN ('sleep', 'wait') THEN orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout')
+						   ELSE orchestrator._spec_timeout(wf, what || '.timeout', s -> 'timeout') END;
+
+		IF s ? 'on_error' AND (s -> 'on_error') NOT IN ('"fail"', '"continue"') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "on_error" must be "fail" or "continue", not %s', what, s -> 'on_error'),
+				'"continue": when the step fails for good, the run goes on and its dependents see its status and error.');
+		END IF;
+
+		CASE kind
+		WHEN 'sleep' THEN
+			IF (s ? 'duration') = (s ? 'until') THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: a sleep step takes exactly one of "duration" or "until"', what));
+			END IF;
+			IF s ? 'duration' THEN
+				PERFORM orchestrator._spec_interval(wf, what || '.duration', s -> 'duration');
+			ELSIF jsonb_typeof(s -> 'until') = 'string' THEN
+				BEGIN
+					PERFORM (s ->> 'until')::timestamptz;
+				EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: "until" is not a timestamp: %s', what, s -> 'until'));
+				END;
+			ELSIF jsonb_typeof(s -> 'until') = 'object' AND s -> 'until' ? '$path' THEN
+				PERFORM orchestrator._spec_templates(wf, what || '.until', s -> 'until');
+			ELSE
+				PERFORM orchestrator._spec_error(wf, format('%s: "until" must be a timestamp string or a {"$path": ...} template', what));
+			END IF;
+		WHEN 'wait' THEN
+			IF jsonb_typeof(s -> 'signal') IS DISTINCT FROM 'string' OR (s ->> 'signal') !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "signal" must be a name of letters, digits, "_", ".", ":" or "-", not %s', what, coalesce(s -> 'signal', 'null')));
+			END IF;
+		ELSE
+			PERFORM orchestrator._spec_action(wf, what, s, kind);
+		END CASE;
+
+		IF s ? 'compensate' THEN
+			r := s -> 'compensate';
+			IF jsonb_typeof(r) <> 'object' OR coalesce(r ->> 'kind', '') NOT IN ('sql', 'http', 'external') THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "compensate" must be an object of kind sql, http or external', what));
+			END IF;
+			PERFORM orchestrator._spec_keys(wf, what || '.compensate', r, ARRAY['kind', 'sql', 'args', 'request', 'queue', 'input', 'timeout']);
+			PERFORM orchestrator._spec_action(wf, what || '.compensate', r, r ->> 'kind');
+		END IF;
+
+		rows := rows || row;
+		pos := pos + 1;
+	END LOOP;
+
+	-- Dependents, and a cycle check (repeatedly remove steps whose
+	-- dependencies are all removed; whatever remains is on a cycle).
+	FOR i IN 1 .. array_length(rows, 1) LOOP
+		rows[i].dependents := ARRAY(SELECT x.step FROM unnest(rows) x WHERE rows[i].step = ANY (x.depends_on) ORDER BY x.position);
+	END LOOP;
+	remaining := names;
+	LOOP
+		progress := false;
+		FOR i IN 1 .. array_length(rows, 1) LOOP
+			IF rows[i].step = ANY (remaining) AND NOT (rows[i].depends_on && remaining) THEN
+				remaining := array_remove(remaining, rows[i].step);
+				progress := true;
+			END IF;
+		END LOOP;
+		EXIT WHEN NOT progress OR cardinality(remaining) = 0;
+	END LOOP;
+	IF cardinality(remaining) > 0 THEN
+		PERFORM orchestrator._spec_error(wf, format('the dependencies form a cycle through steps %s', array_to_string(remaining, ', ')),
+			'depends_on must describe a directed acyclic graph.');
+	END IF;
+
+	-- A step's compensation is a step of its own, "compensate:<step>" (a
+	-- name no user step can take), outside the DAG: it runs only when the
+	-- run fails after <step> succeeded (see _run_finish).
+	n := cardinality(rows);
+	FOR i IN 1 .. n LOOP
+		CONTINUE WHEN NOT rows[i].spec ? 'compensate';
+		r := rows[i].spec -> 'compensate';
+		row := NULL;
+		row.name := wf;
+		row.step := 'compensate:' || rows[i].step;
+		row.position := n + rows[i].position;
+		row.kind := r ->> 'kind';
+		row.depends_on := '{}';
+		row.dependents := '{}';
+		row.spec := r;
+		row.max_attempts := 3;
+		row.backoff := interval '1 second';
+		row.multiplier := 2;
+		row.max_backoff := interval '1 minute';
+		row.jitter := 0.2;
+		row.timeout := orchestrator._spec_timeout(wf, format('step "%s".compensate.timeout', rows[i].step), r -> 'timeout');
+		row.compensates := rows[i].step;
+		rows := rows || row;
+	END LOOP;
+
+	RETURN QUERY SELECT * FROM unnest(rows);
+END
+$$;
+
 CREATE FUNCTION orchestrator._yaml_to_jsonb(yaml text)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'orchestrator_yaml_to_jsonb'
@@ -46,6 +299,212 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	RETURN orchestrator._api_define_workflow(name, orchestrator._yaml_to_jsonb(spec));
+END
+$$;
+
+CREATE FUNCTION orchestrator._step_ready(run_id uuid, step text)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_step_ready';
+
+CREATE FUNCTION orchestrator._step_started(run_id uuid, step text, worker text DEFAULT NULL)
+RETURNS integer
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_step_started';
+
+CREATE FUNCTION orchestrator._attempt_failed(run_id uuid, step text, error jsonb, retryable boolean,
+											 retry_after interval DEFAULT NULL)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_attempt_failed';
+
+CREATE FUNCTION orchestrator._run_finish(run_id uuid, status text, error jsonb)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_run_finish';
+
+CREATE FUNCTION orchestrator._enqueue(run_id uuid, step text, queue text, available_at timestamptz)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_enqueue';
+
+CREATE FUNCTION orchestrator._lease_expired(run_id uuid, step text, worker text)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_lease_expired';
+
+CREATE FUNCTION orchestrator._api_start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE C
+SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'orchestrator_api_start_workflow';
+
+CREATE FUNCTION orchestrator._start_deadline(deadline jsonb)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t timestamptz;
+BEGIN
+	BEGIN
+		IF jsonb_typeof(deadline) <> 'string' THEN
+			RAISE invalid_datetime_format;
+		END IF;
+		BEGIN
+			t := now() + (deadline #>> '{}')::interval;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+			t := (deadline #>> '{}')::timestamptz;
+		END;
+	EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+		RAISE EXCEPTION 'option "deadline" must be an interval or a timestamp' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', deadline),
+			HINT = 'For example "30 minutes" or "2030-01-01T00:00:00Z".';
+	END;
+	IF t <= now() THEN
+		RAISE EXCEPTION 'option "deadline" is not in the future' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('%s is at or before now (%s).', t, now());
+	END IF;
+	RETURN t;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_cancel_workflow(run_id uuid, reason text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	r orchestrator.workflow_runs := orchestrator._lock_run(run_id);
+BEGIN
+	IF NOT orchestrator._is_active(r.status) THEN
+		RETURN false;
+	END IF;
+	PERFORM orchestrator._run_finish(r.id, 'cancelled',
+		jsonb_strip_nulls(jsonb_build_object('reason', reason, 'by', orchestrator._caller())));
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_retry_run(run_id uuid, steps text[] DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	r     orchestrator.workflow_runs := orchestrator._lock_run(run_id);
+	bad   text;
+	redo  text[];
+	s     text;
+BEGIN
+	IF r.status = 'compensating' THEN
+		RAISE EXCEPTION 'workflow run % is compensating and cannot be resumed', r.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Its failed steps are being undone by their compensations.',
+				  HINT = 'Start a new run once the compensations are done.';
+	END IF;
+	IF r.status NOT IN ('failed', 'cancelled') THEN
+		RETURN false;
+	END IF;
+	-- Resuming runs the owner's steps again, as starting does: seeing the
+	-- run is not enough (a role whose "start" grant was revoked sees the
+	-- runs it started).
+	IF NOT orchestrator._may(r.name, 'start') THEN
+		RAISE EXCEPTION 'permission denied to resume a run of workflow "%"', r.name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Resuming a run needs the right to start its workflow: its owner, roles granted "start", members of orchestrator_admin.',
+				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, %L);', r.name, orchestrator._caller());
+	END IF;
+	IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
+			   JOIN orchestrator.definition_steps d
+				 ON d.name = r.name AND d.version = r.version AND d.step = x.step
+			   WHERE x.run_id = r.id AND (x.status = 'compensated' OR d.compensates IS NOT NULL)) THEN
+		RAISE EXCEPTION 'workflow run % was compensated and cannot be resumed', r.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Its failure started the compensations of its succeeded steps: what they did was undone.',
+				  HINT = 'Start a new run.';
+	END IF;
+	IF r.deadline IS NOT NULL AND r.deadline <= now() THEN
+		RAISE EXCEPTION 'the deadline of workflow run % has passed', r.id
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its deadline was %s.', r.deadline),
+				  HINT = 'A resumed run keeps its deadline; start a new run with a later one.';
+	END IF;
+
+	-- Every step that did not succeed and was not skipped is to do again.
+	SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}') INTO redo
+		FROM orchestrator.workflow_steps x
+		WHERE x.run_id = r.id AND x.status NOT IN ('succeeded', 'skipped');
+	IF steps IS NOT NULL THEN
+		SELECT n INTO bad FROM unnest(steps) n
+			WHERE n IS NULL OR NOT EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
+										   WHERE x.run_id = r.id AND x.step = n)
+			LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'workflow run % has no step %', r.id, coalesce(quote_literal(bad), 'NULL')
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Its steps are: %s.', (SELECT string_agg(x.step, ', ' ORDER BY x.position)
+						  FROM orchestrator.workflow_steps x WHERE x.run_id = r.id)),
+					  HINT = 'Name the failed steps to retry, or pass NULL to retry every failed step.';
+		END IF;
+		SELECT n INTO bad FROM unnest(steps) n WHERE n <> ALL (redo) LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'step % of workflow run % is %, not failed', quote_literal(bad), r.id,
+				(SELECT x.status FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.step = bad)
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A resumed run keeps the results of its succeeded and skipped steps.',
+					  HINT = 'Name only failed, dead or cancelled steps.';
+		END IF;
+		-- A run cannot go on past a failed step that stays failed.
+		SELECT x.step INTO bad FROM orchestrator.workflow_steps x
+			WHERE x.run_id = r.id AND x.status IN ('failed', 'dead') AND x.step <> ALL (steps)
+			ORDER BY x.position LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'step % of workflow run % failed and is not named', quote_literal(bad), r.id
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A run cannot continue while one of its steps stays failed.',
+					  HINT = 'Name every failed or dead step, or pass NULL to retry them all.';
+		END IF;
+	END IF;
+
+	UPDATE orchestrator.workflow_runs w
+		SET status = CASE WHEN w.started_at IS NULL THEN 'pending' ELSE 'running' END,
+			error = NULL, result = NULL, finished_at = NULL
+		WHERE w.id = r.id
+		RETURNING * INTO r;
+	-- The steps that get a new attempt: those of the steps to do that had
+	-- started (the others never ran).
+	PERFORM orchestrator._emit(r.id, 'workflow.resumed', NULL, jsonb_build_object(
+		'steps', to_jsonb((SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}')
+						   FROM orchestrator.workflow_steps x
+						   WHERE x.run_id = r.id AND x.step = ANY (redo) AND x.attempt > 0)),
+		'by', orchestrator._caller()));
+	IF r.deadline IS NOT NULL THEN
+		PERFORM orchestrator._enqueue(r.id, '@deadline', '@timer', r.deadline);
+	END IF;
+
+	UPDATE orchestrator.workflow_steps x
+		SET status = 'waiting', attempt_base = x.attempt, error = NULL, result = NULL, worker = NULL,
+			ready_at = NULL, started_at = NULL, finished_at = NULL,
+			deps_open = (SELECT count(*) FROM unnest(d.depends_on) dep
+						 WHERE dep = ANY (redo))
+		FROM orchestrator.definition_steps d
+		WHERE x.run_id = r.id AND x.step = ANY (redo)
+		  AND d.name = r.name AND d.version = r.version AND d.step = x.step;
+	FOREACH s IN ARRAY redo LOOP
+		-- Making a step ready may end the run (a sleep whose "until" is no time).
+		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = r.id;
+		EXIT WHEN r.status NOT IN ('pending', 'running');
+		IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
+				   WHERE x.run_id = r.id AND x.step = s AND x.deps_open = 0 AND x.status = 'waiting') THEN
+			PERFORM orchestrator._step_ready(r.id, s);
+		END IF;
+	END LOOP;
+	RETURN true;
 END
 $$;
 
@@ -162,6 +621,131 @@ BEGIN
 	RETURN true;
 END
 $$;
+
+CREATE FUNCTION orchestrator._sql_attempt_lost(run_id uuid, step text, attempt integer, error jsonb)
+RETURNS text
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_sql_attempt_lost';
+
+CREATE FUNCTION orchestrator._dispatch(max_steps integer, OUT processed integer, OUT next_wake timestamptz)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_dispatch';
+
+CREATE FUNCTION orchestrator._http_claim(max_items integer, worker text, recover boolean,
+	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
+	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
+RETURNS SETOF record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	q      record;
+	own    regrole;
+	req    jsonb;
+	hdrs   jsonb;
+	why    text;
+	host   text;
+	wait   timestamptz;
+	tmo    interval;
+	margin interval := interval '30 seconds';
+	n      integer;
+	taken  integer := 0;
+	guard  boolean;
+	keys   text[];
+BEGIN
+	IF recover THEN
+		UPDATE orchestrator.work_queue w SET available_at = now()
+			WHERE w.queue = '@http' AND w.lease_token IS NOT NULL AND w.available_at > now()
+			  AND w.worker LIKE 'http:%'
+			  AND w.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
+										 WHERE s.pid IS NOT NULL));
+	END IF;
+
+	-- Breakers are looked at only while one is not closed (usually never).
+	guard := EXISTS (SELECT 1 FROM orchestrator.http_circuits c WHERE c.state <> 'closed');
+
+	-- A lease left by a dispatcher that died or lost track is a lost
+	-- attempt (see _claim).
+	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
+		SELECT i.owner, i.request, i.timeout INTO own, req, tmo FROM orchestrator._http_step_info(q.run_id, q.step) i;
+		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
+
+		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
+		why := CASE WHEN jsonb_typeof(req -> 'url') IS DISTINCT FROM 'string'
+					THEN format('invalid: the rendered url is %s, not a string', coalesce(req -> 'url', 'null'))
+					WHEN jsonb_typeof(hdrs) <> 'object'
+					THEN format('invalid: the rendered headers are %s, not an object', left(hdrs::text, 200))
+					ELSE orchestrator._http_check_url(req ->> 'url') END;
+		IF why IS NULL AND guard THEN
+			host := orchestrator._http_url_host(req ->> 'url');
+			wait := orchestrator._http_circuit_admit(own, host, tmo + margin);
+			IF wait IS NOT NULL THEN
+				-- the host's circuit is open: wait without counting an attempt
+				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(own, host)
+					WHERE w.run_id = q.run_id AND w.step = q.step;
+				CONTINUE;
+			END IF;
+		END IF;
+
+		n := orchestrator._step_started(q.run_id, q.step, worker);
+		IF why IS NOT NULL THEN
+			-- never sent: not retryable
+			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
+				'message', substr(why, strpos(why, ':') + 2), 'kind', left(why, strpos(why, ':') - 1),
+				'url', req -> 'url'), false);
+			CONTINUE;
+		END IF;
+
+		token := gen_random_uuid();
+		UPDATE orchestrator.work_queue w
+			SET lease_token = token, lease = tmo + margin, worker = _http_claim.worker,
+				available_at = now() + tmo + margin
+			WHERE w.run_id = q.run_id AND w.step = q.step;
+		kind := 'step';
+		run_id := q.run_id;
+		step := q.step;
+		id := NULL;
+		method := coalesce(req ->> 'method', 'GET');
+		url := req ->> 'url';
+		IF hdrs = '{}' THEN
+			headers := '{}';
+			keys := '{}';
+		ELSE
+			headers := ARRAY(SELECT h.key || ': ' || coalesce(h.value #>> '{}', '') FROM jsonb_each(hdrs) h);
+			keys := ARRAY(SELECT lower(k) FROM jsonb_object_keys(hdrs) k);
+		END IF;
+		-- the same key on every attempt, so receivers can de-duplicate
+		IF NOT 'idempotency-key' = ANY (keys) THEN
+			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
+		END IF;
+		-- W3C trace context: the trace is the run, the span this attempt
+		IF NOT 'traceparent' = ANY (keys) THEN
+			headers := headers || ('traceparent: 00-' || replace(q.run_id::text, '-', '') || '-'
+								   || left(md5(q.step || '/' || n), 16) || '-01');
+		END IF;
+		body := CASE WHEN req ? 'body' AND method NOT IN ('GET', 'HEAD') THEN (req -> 'body')::text END;
+		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
+		sign_key := NULL;
+		RETURN NEXT;
+		taken := taken + 1;
+	END LOOP;
+
+	IF taken < max_items THEN
+		RETURN QUERY SELECT * FROM orchestrator._webhook_claim(max_items - taken, worker, recover);
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._http_step_info(run_id uuid, step text,
+	OUT owner regrole, OUT request jsonb, OUT timeout interval)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_http_step_info';
+
+CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
+	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,
+	OUT owner regrole, OUT host text, OUT failed boolean)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_http_step_record';
 
 CREATE FUNCTION orchestrator._check_job_name(job_name text)
 RETURNS void

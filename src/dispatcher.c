@@ -3,12 +3,31 @@
  * dispatcher.c
  *	  An orchestrator dispatcher: runs due work in orchestrator.database.
  *
- * Each turn is one transaction that calls orchestrator._dispatch(batch_size),
- * written in SQL: it claims due steps (SKIP LOCKED), runs SQL steps and
- * timers and records the results.  When it did some work the dispatcher goes
- * again at once; otherwise it sleeps on its latch until the next timer is due
- * or orchestrator.poll_interval passes, whichever comes first.  Transactions
- * that make work ready set the latch when they commit (wake.c).
+ * The launcher (launcher.c) keeps one dispatcher per slot of
+ * orchestrator.workers.  A dispatcher loops over turns, each of them a
+ * transaction of its own:
+ *
+ *	- a dispatch turn (dispatch_once): first the attempts of sql steps lost
+ *	  outside their statement are recorded, each in a short transaction
+ *	  (journal.c), then, if the
+ *	  installed extension is this library's version, a batch of due sql
+ *	  steps is claimed and run in C (sql_steps.c), and, when timers are due,
+ *	  orchestrator._dispatch() fires timers and expires leases (PL/pgSQL)
+ *	  and returns when the next one is due;
+ *	- an HTTP turn (http_once): records the requests that finished and claims
+ *	  new http steps and webhook deliveries; the transfers themselves run
+ *	  between turns, outside any transaction, with libcurl (http.c).
+ *
+ * After a turn that did work the dispatcher goes again at once; otherwise it
+ * sleeps on its latch until the next timer is due or orchestrator.poll_interval
+ * passes.  Transactions that make work ready set the latch at commit and say
+ * which kind of work (wake.c), so a woken dispatcher runs only that turn.
+ * A turn that fails is rolled back and the dispatcher carries on: an error
+ * while a sql step was in hand is that step's failed attempt and the batch is
+ * redone without it; any other failure is logged, counted for health() and
+ * backed off.  SIGTERM lets HTTP requests in flight finish for up to
+ * orchestrator.shutdown_grace.  docs/architecture.md ("Background workers",
+ * "Faults stay contained") has the details.
  *
  *-------------------------------------------------------------------------
  */

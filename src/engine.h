@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * engine.h
- *	  The engine's hot transitions in C, on the partitions of one run.
+ *	  The state machine of runs and steps, in C (engine.c), its statements
+ *	  (engine_stmt.c), the step definitions it reads (defcache.c) and its
+ *	  SQL-callable entry points (engine_fn.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -15,6 +17,48 @@
 #include "utils/uuid.h"
 
 #include "leaf.h"
+
+/* The statuses of a run (workflow_runs.status). */
+typedef enum RunStatus
+{
+	RUN_PENDING,				/* created, no step started yet */
+	RUN_RUNNING,
+	RUN_COMPENSATING,			/* failed; undoing its succeeded steps */
+	RUN_SUCCEEDED,
+	RUN_FAILED,
+	RUN_CANCELLED,
+	RUN_STATUS_COUNT
+} RunStatus;
+
+/* The statuses of a step (workflow_steps.status). */
+typedef enum StepStatus
+{
+	STEP_WAITING,				/* for its dependencies */
+	STEP_READY,					/* queued (or due later, after a failure) */
+	STEP_RUNNING,				/* an attempt, a sleep or a wait is under way */
+	STEP_SUCCEEDED,
+	STEP_SKIPPED,				/* its condition was false */
+	STEP_FAILED,				/* an error that no retry would cure */
+	STEP_DEAD,					/* out of attempts */
+	STEP_CANCELLED,				/* the run ended first */
+	STEP_COMPENSATED,			/* undone by its compensation */
+	STEP_STATUS_COUNT
+} StepStatus;
+
+/* The kinds of step. */
+typedef enum StepKind
+{
+	KIND_SQL,
+	KIND_EXTERNAL,
+	KIND_HTTP,
+	KIND_SLEEP,
+	KIND_WAIT,
+	KIND_COUNT
+} StepKind;
+
+extern const char *const run_status_names[RUN_STATUS_COUNT];
+extern const char *const step_status_names[STEP_STATUS_COUNT];
+extern RunStatus run_status_from_name(const char *name);
 
 /* A claimed queue row. */
 typedef struct EngineClaim
@@ -30,7 +74,7 @@ typedef struct EngineRun
 {
 	Datum		id;
 	RunLeaves	leaves;
-	char	   *status;
+	RunStatus	status;			/* kept current by the transitions */
 	Oid			owner;			/* the workflow's: steps run as this role */
 	char	   *name;
 	int32		version;
@@ -41,8 +85,9 @@ typedef struct EngineRun
 } EngineRun;
 
 /*
- * What the transitions need of a step's definition (cached: see
- * engine_step_def()).
+ * A step's definition, as the transitions use it (definition_steps, read
+ * once per process: defcache.c).  Datums are jsonb unless said otherwise;
+ * the *_isnull flags say when they are absent.
  */
 typedef struct StepDef
 {
@@ -50,32 +95,158 @@ typedef struct StepDef
 	int32		version;
 	char	   *step;
 	bool		found;
-	bool		plain_sql;		/* a sql step run without the PL/pgSQL engine */
-	bool		compensates;	/* a compensation */
+	StepKind	kind;
+	char	   *compensates;	/* the step it undoes, or NULL */
+	bool		templated;		/* its spec holds {"$path": ...} templates */
+	bool		has_condition;
+	Datum		condition;		/* jsonpath */
+	Datum		when;			/* the "when" text, for step.skipped */
+	char	   *queue;			/* where it goes when ready (sql, external) */
+	/* sql */
 	char	   *sql;
 	Datum		args_json;		/* the "args" array */
-	Datum		args;			/* ... as jsonb[] */
+	Datum		args;			/* ... as jsonb[], when it has no templates */
 	bool		args_isnull;
-	int32		timeout_ms;
-	Datum		dependents;		/* text[] */
-	bool		has_result_template;	/* of its workflow */
-	bool		plain_when_ready;	/* made ready here: sql, or external
-									 * without templates; no condition */
-	char	   *queue;			/* the queue it goes to when ready */
-	Datum		ready_input;	/* its input when ready (external) */
+	int32		timeout_ms;		/* 0: orchestrator.default_step_timeout */
+	/* external input, http request, sleep "until": templates */
+	Datum		ready_input;
 	bool		ready_input_isnull;
+	/* sleep, wait */
+	Datum		duration;		/* interval */
+	bool		duration_isnull;
+	char	   *signal;
+	Datum		timeout;		/* interval: a wait's limit */
+	bool		timeout_isnull;
+	/* retries */
+	int32		max_attempts;
+	Datum		backoff;		/* interval */
+	double		multiplier;
+	Datum		max_backoff;	/* interval */
+	double		jitter;
+	bool		on_error_continue;	/* a step failed for good lets the run go on */
+	/* successors */
+	Datum		dependents;		/* text[] */
+	bool		plain_when_ready;	/* made ready by its release: sql, or
+									 * external without templates; no
+									 * condition */
+	/* its workflow */
+	bool		has_result_template;
 } StepDef;
 
-extern void engine_unit(void (*work) (void *arg), void *arg);
+/* engine_stmt.c: the statements of the transitions */
+typedef enum Stmt
+{
+	S_CLAIM,
+	S_CLAIM_FOR,
+	S_MAY_WORK,
+	S_WEBHOOKS_EXIST,
+	S_LOCK_RUN,
+	S_LOCK_RUN_WAIT,
+	S_LOCK_RUN_ONLY,
+	S_LOCK_RUN_ONLY_WAIT,
+	S_READ_RUN,
+	S_RUN_EXISTS,
+	S_TAKE_LEASED,
+	S_STEP_CLAIMED,
+	S_LEASE,
+	S_STEP_DEF,
+	S_RUN_STARTED,
+	S_EMIT,
+	S_EMIT_RESULT,
+	S_WEBHOOK_OUTBOX,
+	S_STEP_STARTED,
+	S_STEP_RUNNING,
+	S_DEQUEUE,
+	S_STEP_SUCCEEDED_SQL,
+	S_STEP_SUCCEEDED,
+	S_SET_ARGS_INPUT,
+	S_ADD_COST,
+	S_RELEASE_DEPENDENT,
+	S_RELEASE_READY,
+	S_ENQUEUE,
+	S_OPEN_STEPS,
+	S_DELETE_RUN_QUEUE,
+	S_RUN_SUCCEEDED,
+	S_CREATE_RUN,
+	S_START_LOOKUP,
+	S_MAY_START,
+	S_DEADLINE,
+	S_CLAIM_IDEMPOTENCY_KEY,
+	S_IDEMPOTENT_RUN,
+	S_ROOT_STEPS,
+	S_MAKE_READY,
+	S_STEP_SKIPPED,
+	S_STEP_READY_AT,
+	S_SET_INPUT,
+	S_CONTEXT,
+	S_RENDER,
+	S_CONDITION,
+	S_UNTIL,
+	S_DUE_AFTER,
+	S_FIRST_SIGNAL,
+	S_STEP_ATTEMPTS,
+	S_STEP_STATE,
+	S_RETRY_STEP,
+	S_RETRY_QUEUE,
+	S_STEP_FINAL,
+	S_CANCEL_OPEN_STEPS,
+	S_ADD_COMPENSATIONS,
+	S_RUN_COMPENSATING,
+	S_NEXT_COMPENSATION,
+	S_STEP_COMPENSATED,
+	S_RUN_COMPENSATED,
+	S_RUN_ERROR,
+	S_RESULT_TEMPLATE,
+	S_STEP_RESULTS,
+	S_RUN_FINISH,
+	S_HTTP_LEASE,
+	S_HTTP_STEP,
+	S_STEP_INPUT,
+	S_RETRY_AFTER,
+	S_EXPIRED_LEASES,
+	S_NEXT_WAKE,
+	S_PARTITION_AHEAD,
+	S_CREATE_PARTITIONS,
+	S_COUNT
+} Stmt;
 
+extern uint64 engine_stmt(Stmt s, const RunLeaves *leaves, Datum *values, const char *nulls);
+extern Datum engine_col(const char *name, bool *isnull);
+extern char *engine_col_text(const char *name);
+extern bool engine_col_bool(const char *name);
+extern int32 engine_col_int32(const char *name);
+extern void engine_rows_done(void);
+
+/* defcache.c */
+extern StepDef *engine_step_def(const char *name, int32 version, const char *step);
+extern void engine_def_cache_check(void);
+extern char **engine_root_steps(const char *name, int32 version, int *nroots);
+
+/* engine.c: units of work */
+extern void engine_unit(void (*work) (void *arg), void *arg);
+extern uint64 engine_transitions;
+extern void engine_note_webhooks(bool exist);
+
+/* engine.c: runs */
 extern uint64 engine_claim(const char *queue, int max_items, Datum workflows,
 						   EngineClaim **claimed);
-extern void engine_require_work_right(EngineRun *run);
 extern bool engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run);
-extern StepDef *engine_step_def(const char *name, int32 version, const char *step);
+extern bool engine_read_run(Datum run_id, EngineRun *run);
+extern void engine_require_work_right(EngineRun *run);
 extern bool engine_run_active(EngineRun *run);
-
+extern void engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
+							   const char *idempotency_key);
 extern void engine_run_started(EngineRun *run);
+extern void engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnull);
+
+/* engine.c: steps */
+extern int64 engine_emit(EngineRun *run, const char *type, const char *step, const char *data_json);
+extern int64 engine_emit_jsonb(EngineRun *run, const char *type, const char *step, Datum data,
+							   bool data_isnull);
+extern void engine_enqueue(EngineRun *run, const char *step, const char *queue,
+						   TimestampTz available_at);
+extern void engine_step_ready(EngineRun *run, const char *step);
+extern int32 engine_step_started(EngineRun *run, const char *step, const char *worker);
 extern int64 engine_step_started_event(EngineRun *run, const char *step, int32 attempt,
 									   const char *worker);
 extern int32 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
@@ -84,14 +255,14 @@ extern bool engine_take_leased(EngineRun *run, const char *step, Datum lease_tok
 extern int64 engine_record_success(EngineRun *run, StepDef *def, const char *step,
 								   Datum result, bool result_isnull,
 								   const TimestampTz *sql_started_at, bool dequeue);
-extern void engine_step_done(EngineRun *run, StepDef *def, const char *step, bool fresh);
-extern void engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
-							   const char *idempotency_key);
-
-/* hand-overs to the PL/pgSQL engine */
-extern void engine_slow_exec_sql_step(EngineRun *run, const char *step);
-extern void engine_lease_expired(EngineRun *run, EngineClaim *claim);
-extern void engine_sql_attempt_failed(EngineRun *run, const char *step,
-									  TimestampTz started_at, ErrorData *error);
+extern void engine_step_done(EngineRun *run, StepDef *def);
+extern void engine_step_succeeded(EngineRun *run, const char *step, Datum result, bool result_isnull);
+extern void engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retryable,
+								  Datum retry_after, bool retry_after_isnull);
+extern void engine_sql_attempt_failed(EngineRun *run, const char *step, TimestampTz started_at,
+									  ErrorData *error);
+extern void engine_lease_expired(EngineRun *run, const char *step, const char *worker);
+extern void engine_fire_timer(EngineRun *run, const char *step);
+extern Datum engine_render(EngineRun *run, Datum template, Datum *context, bool *context_ready);
 
 #endif							/* ORCHESTRATOR_ENGINE_H */

@@ -85,7 +85,7 @@ claim_external_work(void *arg)
 			continue;
 		if (c->leased)
 		{
-			engine_lease_expired(&run, c);
+			engine_lease_expired(&run, c->step, c->worker);
 			continue;
 		}
 		token = random_uuid();
@@ -156,13 +156,13 @@ complete_one(Datum run_id, const char *step, Datum token, Datum result, WorkRigh
 		engine_require_work_right(&run);
 		rights->workflow = run.name;
 	}
-	if (!(engine_run_active(&run) || strcmp(run.status, "compensating") == 0) ||
+	if (!(engine_run_active(&run) || run.status == RUN_COMPENSATING) ||
 		!engine_take_leased(&run, step, token))
 		return false;
 
 	def = engine_step_def(run.name, run.version, step);
 	engine_record_success(&run, def, step, result, false, NULL, false);
-	engine_step_done(&run, def, step, true);
+	engine_step_done(&run, def);
 	return true;
 }
 

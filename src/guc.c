@@ -14,7 +14,9 @@
 #include <limits.h>
 
 #include "utils/datetime.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "egress.h"
@@ -416,4 +418,33 @@ orchestrator_define_gucs(void)
 							   check_secret_key_file, NULL, NULL);
 
 	MarkGUCPrefixReserved("orchestrator");
+}
+
+/*
+ * orchestrator_default_step_timeout_ms
+ *		orchestrator.default_step_timeout in milliseconds (1 to INT_MAX), as
+ *		extract(epoch FROM ...) counts an interval; parsed again only when the
+ *		setting changes.
+ */
+int
+orchestrator_default_step_timeout_ms(void)
+{
+	static char *parsed = NULL;
+	static int	ms = 60000;
+
+	if (parsed == NULL || strcmp(parsed, orchestrator_default_step_timeout) != 0)
+	{
+		Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															   CStringGetDatum(orchestrator_default_step_timeout),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)));
+		double		total = iv->time / 1000.0 +
+			((double) iv->day * SECS_PER_DAY + (double) iv->month * DAYS_PER_MONTH * SECS_PER_DAY) * 1000.0;
+
+		ms = total < 1 ? 1 : total > INT_MAX ? INT_MAX : (int) total;
+		if (parsed)
+			pfree(parsed);
+		parsed = MemoryContextStrdup(TopMemoryContext, orchestrator_default_step_timeout);
+	}
+	return ms;
 }

@@ -44,5 +44,6 @@ extern bool orchestrator_restoring;
 extern char *orchestrator_secret_key_file;
 
 extern void orchestrator_define_gucs(void);
+extern int	orchestrator_default_step_timeout_ms(void);
 
 #endif							/* ORCHESTRATOR_GUC_H */

@@ -285,7 +285,7 @@ orchestrator_notify(RelayChannel channel, const char *payload)
 
 /*
  * orchestrator._notify(channel text, payload text)
- *		orchestrator_notify() for the PL/pgSQL engine.
+ *		orchestrator_notify() for SQL callers (PL/pgSQL API functions).
  */
 Datum
 orchestrator_notify_sql(PG_FUNCTION_ARGS)

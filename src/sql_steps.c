@@ -3,10 +3,8 @@
  * sql_steps.c
  *	  The dispatcher's batch of sql steps: claim, run, record.
  *
- * Each claimed sql step whose run is locked is run here, and its
- * transitions recorded by engine.c; steps the hot path does not handle
- * (templates in their arguments, compensations, runs that are no longer
- * going, a dropped owner) are run by the PL/pgSQL engine (_exec_sql_step()).
+ * Each claimed sql step (or sql compensation) whose run is locked is run
+ * here as the workflow's owner, and its transitions recorded by engine.c.
  *
  * All of a batch commits together, in the dispatcher's transaction; each
  * step's statement runs in its own subtransaction, so a failing step undoes
@@ -30,7 +28,10 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/array.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -49,8 +50,8 @@
  *		back and the error returned in *error.
  */
 static bool
-run_in_subtransaction(Oid owner, StepDef *def, Datum *result, bool *result_isnull,
-					  ErrorData **error)
+run_in_subtransaction(Oid owner, StepDef *def, ArrayType *args_array, Datum *result,
+					  bool *result_isnull, ErrorData **error)
 {
 	MemoryContext context = CurrentMemoryContext;
 	ResourceOwner owner_before = CurrentResourceOwner;
@@ -59,15 +60,17 @@ run_in_subtransaction(Oid owner, StepDef *def, Datum *result, bool *result_isnul
 	Datum	   *args = NULL;
 	char	   *argnulls = NULL;
 
-	if (!def->args_isnull)
-		orchestrator_sql_step_args(DatumGetArrayTypeP(def->args), &nargs, &args, &argnulls);
+	if (args_array != NULL)
+		orchestrator_sql_step_args(args_array, &nargs, &args, &argnulls);
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(context);
 	PG_TRY();
 	{
 		*result = orchestrator_execute_sql_step(owner, def->sql, nargs, args, argnulls,
-												def->timeout_ms, result_isnull);
+												def->timeout_ms > 0 ? def->timeout_ms
+												: orchestrator_default_step_timeout_ms(),
+												result_isnull);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(context);
 		CurrentResourceOwner = owner_before;
@@ -87,50 +90,101 @@ run_in_subtransaction(Oid owner, StepDef *def, Datum *result, bool *result_isnul
 }
 
 /*
+ * step_args
+ *		The step's arguments as a jsonb[] (NULL: none), and as the JSON
+ *		array recorded as its input: rendered now when they hold templates.
+ */
+static ArrayType *
+step_args(EngineRun *run, StepDef *def, Datum *args_json)
+{
+	Datum		context = (Datum) 0;
+	bool		context_ready = false;
+	Jsonb	   *rendered;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken token;
+	Datum	   *elems;
+	int			n = 0;
+	int			size;
+
+	*args_json = def->args_json;
+	if (!def->args_isnull)
+		return DatumGetArrayTypeP(def->args);
+	*args_json = engine_render(run, def->args_json, &context, &context_ready);
+	rendered = DatumGetJsonbP(*args_json);
+	if (!JB_ROOT_IS_ARRAY(rendered) || JB_ROOT_IS_SCALAR(rendered))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the \"args\" of sql step \"%s\" are not an array", def->step)));
+	size = JB_ROOT_COUNT(rendered);
+	elems = palloc(sizeof(Datum) * Max(size, 1));
+	it = JsonbIteratorInit(&rendered->root);
+	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (token == WJB_ELEM)
+			elems[n++] = JsonbPGetDatum(JsonbValueToJsonb(&v));
+	return construct_array(elems, n, JSONBOID, -1, false, TYPALIGN_INT);
+}
+
+/*
  * run_one
- *		Run one claimed sql step whose run is locked.
+ *		Run one claimed sql step (or compensation) whose run is locked.
  */
 static void
 run_one(EngineClaim *claim, EngineRun *run)
 {
 	StepDef    *def;
-	Oid			owner;
 	TimestampTz started_at;
-	int64		started_seq;
-	int64		seq;
+	uint64		transitions;
 	Datum		result;
 	bool		result_isnull;
 	ErrorData  *error = NULL;
+	ArrayType  *args;
+	Datum		args_json;
 
 	def = engine_step_def(run->name, run->version, claim->step);
-	owner = def->plain_sql && SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run->owner))
-		? run->owner : InvalidOid;
-	if (!def->plain_sql || def->sql == NULL || !OidIsValid(owner) || !engine_run_active(run))
+	if (!def->found || def->sql == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("step \"%s\" is not a sql step of workflow \"%s\" version %d",
+						claim->step, run->name, run->version)));
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(run->owner)))
 	{
-		engine_slow_exec_sql_step(run, claim->step);
+		engine_step_started(run, claim->step, "dispatcher");
+		engine_attempt_failed(run, claim->step,
+							  DirectFunctionCall1(jsonb_in, CStringGetDatum(
+								  psprintf("{\"message\": \"role %u that owns workflow %s does not exist\"}",
+										   run->owner, run->name))),
+							  false, (Datum) 0, true);
 		return;
 	}
+	args = step_args(run, def, &args_json);
 
 	engine_run_started(run);
 	started_at = GetCurrentTimestamp();
-	started_seq = engine_step_started_event(run, claim->step, run->attempt + 1, "dispatcher");
+	engine_step_started_event(run, claim->step, run->attempt + 1, "dispatcher");
 
-	if (!run_in_subtransaction(owner, def, &result, &result_isnull, &error))
+	transitions = engine_transitions;
+	if (!run_in_subtransaction(run->owner, def, args, &result, &result_isnull, &error))
 	{
 		engine_sql_attempt_failed(run, claim->step, started_at, error);
 		FreeErrorData(error);
 		return;
 	}
 
-	seq = engine_record_success(run, def, claim->step, result, result_isnull, &started_at, true);
-
 	/*
-	 * Events between the step's start and its result were appended by the
-	 * step's own statement through the API (it signalled, cancelled or
-	 * started something in this run): the run may have changed, so the rest
-	 * is left to the PL/pgSQL engine, which reads everything afresh.
+	 * The statement appended events through the API (it signalled,
+	 * cancelled or started something, maybe in this run): read the run
+	 * again before going on.
 	 */
-	engine_step_done(run, def, claim->step, seq == started_seq + 1);
+	if (engine_transitions != transitions && !engine_read_run(run->id, run))
+		return;
+	{
+		StepDef		with_args = *def;
+
+		with_args.args_json = args_json;
+		engine_record_success(run, &with_args, claim->step, result, result_isnull, &started_at, true);
+	}
+	engine_step_done(run, def);
 }
 
 /*
@@ -145,7 +199,15 @@ handle_one(EngineClaim *claim, EngineRun *run)
 	if (claim->leased)
 	{
 		/* a lease on an internal queue: its holder is gone */
-		engine_lease_expired(run, claim);
+		engine_lease_expired(run, claim->step, claim->worker);
+		return;
+	}
+	if (!engine_run_active(run) && run->status != RUN_COMPENSATING)
+	{
+		/* a run's end removes its queue rows: a leftover, let go */
+		Datum		values[2] = {run->id, CStringGetTextDatum(claim->step)};
+
+		engine_stmt(S_DEQUEUE, NULL, values, NULL);
 		return;
 	}
 	orchestrator_step_begin(&claim->run_id, claim->step, run->attempt + 1);

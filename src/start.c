@@ -1,72 +1,294 @@
 /*-------------------------------------------------------------------------
  *
  * start.c
- *	  Starting a run, on the engine (engine_run_created()).
+ *	  start_workflow(): the options checked, the caller's right, the
+ *	  idempotency key, then the run (engine_run_created()).
  *
- * start_workflow()'s implementation validates its options and the caller's
- * right in PL/pgSQL (sql/src/50_runs.sql), then calls _start_run(), which
- * writes the run on the partitions that hold it, as the engine's other
- * transitions do: PL/pgSQL statements on the partitioned parents would set
- * up run-time pruning over every day of history for each of them.
+ * This is the call every application request makes, so it is C through
+ * and through: a PL/pgSQL implementation cost a SECURITY DEFINER function's
+ * settings, a handful of queries per call and the statements of the run on
+ * the partitioned parents.  Only a "deadline" option (an interval or a
+ * time) is parsed by a SQL function, _start_deadline().
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
+#include "caller.h"
 #include "engine.h"
 
-PG_FUNCTION_INFO_V1(orchestrator_start_run);
+PG_FUNCTION_INFO_V1(orchestrator_api_start_workflow);
+
+extern Datum orchestrator_uuid_v7(PG_FUNCTION_ARGS);
+
+#define KNOWN_OPTIONS "Known options: version, idempotency_key, tenant, deadline, priority."
 
 typedef struct StartRun
 {
-	EngineRun	run;
-	Oid			started_by;
-	char	   *tenant;
+	char	   *name;
 	Datum		input;
-	char	   *idempotency_key;
+	bool		input_isnull;
+	Jsonb	   *options;
+	Oid			caller;
+	Datum		id;				/* the run started, or the one the key names */
 } StartRun;
 
+static char *
+json_text(JsonbValue *v)
+{
+	if (v->type == jbvBinary)
+		return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+	return JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0);
+}
+
+/* A string option of 1 to 255 characters, or NULL when absent. */
+static char *
+string_option(JsonbValue *v, const char *option)
+{
+	if (v == NULL)
+		return NULL;
+	if (v->type != jbvString || v->val.string.len < 1 ||
+		pg_mbstrlen_with_len(v->val.string.val, v->val.string.len) > 255)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a string of 1 to 255 characters", option),
+				 errdetail("Got %s.", json_text(v))));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* An integer option within [min, max] (digits only, as written in JSON). */
+static bool
+integer_option(JsonbValue *v, int32 min, int32 max, int32 *value)
+{
+	char	   *text;
+	char	   *end;
+	long		n;
+
+	if (v->type != jbvNumeric)
+		return false;
+	text = json_text(v);
+	if (strspn(text + (text[0] == '-'), "0123456789") != strlen(text + (text[0] == '-')) ||
+		strlen(text) > 10)
+		return false;
+	n = strtol(text, &end, 10);
+	if (n < min || n > max)
+		return false;
+	*value = (int32) n;
+	return true;
+}
+
+static JsonbValue *
+option(Jsonb *options, const char *key)
+{
+	return getKeyJsonValueFromContainer(&options->root, key, strlen(key), NULL);
+}
+
 static void
-start_run_work(void *arg)
+start_work(void *arg)
 {
 	StartRun   *a = arg;
+	Jsonb	   *options = a->options;
+	JsonbValue *v;
+	EngineRun	run;
+	int32		version = 0;
+	char	   *idempotency_key;
+	char	   *tenant;
+	Datum		values[4];
+	bool		isnull;
 
-	engine_run_created(&a->run, a->started_by, a->tenant, a->input, a->idempotency_key);
+	/* options: an object of known keys */
+	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object"),
+				 errdetail("Got %s.", JsonbToCString(NULL, &options->root, 0)),
+				 errhint(KNOWN_OPTIONS)));
+	if (JB_ROOT_COUNT(options) > 0)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&options->root);
+		JsonbIteratorToken token;
+		JsonbValue	key;
+		char	   *unknown = NULL;
+
+		while ((token = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+		{
+			char	   *k;
+
+			if (token != WJB_KEY)
+				continue;
+			k = pnstrdup(key.val.string.val, key.val.string.len);
+			if (strcmp(k, "version") != 0 && strcmp(k, "idempotency_key") != 0 &&
+				strcmp(k, "tenant") != 0 && strcmp(k, "deadline") != 0 && strcmp(k, "priority") != 0 &&
+				(unknown == NULL || strcmp(k, unknown) < 0))
+				unknown = k;
+		}
+		if (unknown)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown option \"%s\"", unknown),
+					 errhint(KNOWN_OPTIONS)));
+	}
+
+	if (a->input_isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("input must not be null"),
+				 errhint("Pass '{}' for a workflow that takes no input.")));
+	if (a->name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("workflow \"<NULL>\" is not defined"),
+				 errhint("Define it first with orchestrator.define_workflow(name, spec).")));
+
+	/* the version (the one asked for, or the latest) and the owner */
+	values[0] = CStringGetTextDatum(a->name);
+	values[1] = (Datum) 0;
+	if ((v = option(options, "version")) != NULL)
+	{
+		if (!integer_option(v, 0, 999999999, &version) || json_text(v)[0] == '-')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"version\" must be a positive integer"),
+					 errdetail("Got %s.", json_text(v))));
+		values[1] = Int32GetDatum(version);
+	}
+	{
+		char		nulls[2] = {' ', v ? ' ' : 'n'};
+		Datum		d;
+		bool		no_version;
+
+		engine_stmt(S_START_LOOKUP, NULL, values, nulls);
+		d = engine_col("version", &no_version);
+		run.owner = DatumGetObjectId(engine_col("owner", &isnull));
+		if (isnull)
+			run.owner = InvalidOid;
+		engine_note_webhooks(engine_col_bool("webhooks"));
+		engine_rows_done();
+		if (no_version && v != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("workflow \"%s\" has no version %d", a->name, version),
+					 errhint("Omit \"version\" to start the latest version.")));
+		if (no_version)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("workflow \"%s\" is not defined", a->name),
+					 errhint("Define it first with orchestrator.define_workflow(name, spec).")));
+		version = DatumGetInt32(d);
+	}
+
+	/*
+	 * Its owner, roles granted "start", and admins start runs; the steps run
+	 * with the owner's rights whoever starts them.
+	 */
+	if (run.owner != a->caller)
+	{
+		bool		may;
+
+		engine_stmt(S_MAY_START, NULL, values, NULL);
+		may = engine_col_bool("may");
+		engine_rows_done();
+		if (!may)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to start workflow \"%s\"", a->name),
+					 errdetail("Runs of a workflow are started by its owner, by roles it was granted to with privilege \"start\", and by members of orchestrator_admin."),
+					 errhint("The owner can run: SELECT orchestrator.grant_workflow(%s, %s);",
+							 quote_literal_cstr(a->name),
+							 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(regroleout,
+																				  ObjectIdGetDatum(a->caller)))))));
+	}
+
+	idempotency_key = string_option(option(options, "idempotency_key"), "idempotency_key");
+	tenant = string_option(option(options, "tenant"), "tenant");
+	run.priority = 0;
+	if ((v = option(options, "priority")) != NULL && !integer_option(v, -1000, 1000, &run.priority))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"priority\" must be an integer from -1000 to 1000"),
+				 errdetail("Got %s.", json_text(v))));
+	run.has_deadline = false;
+	if ((v = option(options, "deadline")) != NULL)
+	{
+		Datum		d[1] = {JsonbPGetDatum(JsonbValueToJsonb(v))};
+
+		engine_stmt(S_DEADLINE, NULL, d, NULL);
+		run.deadline = DatumGetTimestampTz(engine_col("deadline", &isnull));
+		run.has_deadline = true;
+		engine_rows_done();
+	}
+
+	{
+		LOCAL_FCINFO(fc, 0);
+
+		InitFunctionCallInfoData(*fc, NULL, 0, InvalidOid, NULL, NULL);
+		a->id = orchestrator_uuid_v7(fc);
+	}
+
+	/* a key used before names the run it started */
+	if (idempotency_key != NULL)
+	{
+		values[0] = ObjectIdGetDatum(a->caller);
+		values[1] = CStringGetTextDatum(a->name);
+		values[2] = CStringGetTextDatum(idempotency_key);
+		values[3] = a->id;
+		if (engine_stmt(S_CLAIM_IDEMPOTENCY_KEY, NULL, values, NULL) == 0)
+		{
+			engine_stmt(S_IDEMPOTENT_RUN, NULL, values, NULL);
+			a->id = engine_col("run_id", &isnull);
+			engine_rows_done();
+			return;
+		}
+	}
+
+	run.id = a->id;
+	run.name = a->name;
+	run.version = version;
+	engine_run_created(&run, a->caller, tenant, a->input, idempotency_key);
 }
 
 /*
- * orchestrator._start_run(id uuid, name text, version integer, tenant text,
- *		owner regrole, started_by regrole, input jsonb, idempotency_key text,
- *		priority integer, deadline timestamptz) returns void
- *
- * Internal: the caller validated everything (and holds the idempotency key).
+ * orchestrator._api_start_workflow(name text, input jsonb, options jsonb)
+ *		returns uuid: start_workflow() behind the API gate.
  */
 Datum
-orchestrator_start_run(PG_FUNCTION_ARGS)
+orchestrator_api_start_workflow(PG_FUNCTION_ARGS)
 {
 	StartRun	a;
 
-	for (int i = 0; i < 7; i++)
-		if (i != 3 && PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("argument %d of _start_run() must not be null", i + 1)));
 	memset(&a, 0, sizeof(a));
-	a.run.id = PG_GETARG_DATUM(0);
-	a.run.name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	a.run.version = PG_GETARG_INT32(2);
-	a.tenant = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	a.run.owner = PG_GETARG_OID(4);
-	a.started_by = PG_GETARG_OID(5);
-	a.input = PG_GETARG_DATUM(6);
-	a.idempotency_key = PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
-	a.run.priority = PG_ARGISNULL(8) ? 0 : PG_GETARG_INT32(8);
-	a.run.has_deadline = !PG_ARGISNULL(9);
-	a.run.deadline = a.run.has_deadline ? PG_GETARG_TIMESTAMPTZ(9) : 0;
-	engine_unit(start_run_work, &a);
+	a.name = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	a.input_isnull = PG_ARGISNULL(1);
+	a.input = a.input_isnull ? (Datum) 0 : PG_GETARG_DATUM(1);
+	a.options = PG_ARGISNULL(2) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
+		: PG_GETARG_JSONB_P(2);
+	a.caller = orchestrator_current_caller();
+	engine_unit(start_work, &a);
+	PG_RETURN_DATUM(a.id);
+}
+
+/*
+ * orchestrator._start_run() of versions 0.3 and before: the install scripts
+ * of released versions name it, so the library keeps the symbol (creating
+ * those versions, to update them, must work); the API refuses their schema.
+ */
+PG_FUNCTION_INFO_V1(orchestrator_start_run);
+
+Datum
+orchestrator_start_run(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the orchestrator extension must be updated before it can be used"),
+			 errhint("Run ALTER EXTENSION orchestrator UPDATE in this database.")));
 	PG_RETURN_VOID();
 }

@@ -70,13 +70,3 @@ CREATE FUNCTION orchestrator._relay_status(
 RETURNS record
 AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-
--- Write a new run (start_workflow(), after its checks): the run and its steps
--- on the partitions that hold it, workflow.created, the first steps made
--- ready (src/start.c, src/engine.c).
-CREATE FUNCTION orchestrator._start_run(id uuid, name text, version integer, tenant text,
-	owner regrole, started_by regrole, input jsonb, idempotency_key text, priority integer,
-	deadline timestamptz)
-RETURNS void
-AS 'MODULE_PATHNAME', 'orchestrator_start_run'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -225,7 +225,7 @@ DECLARE
 	remaining text[];
 	progress boolean;
 	n        integer;
-	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'description'];
+	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'on_error', 'description'];
 BEGIN
 	IF wf IS NULL OR wf !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
 		RAISE EXCEPTION 'invalid workflow name %', coalesce(quote_literal(wf), 'NULL')
@@ -341,6 +341,11 @@ BEGIN
 		row.jitter := coalesce((r ->> 'jitter')::float8, 0.2);
 		row.timeout := CASE WHEN kind IN ('sleep', 'wait') THEN orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout')
 						   ELSE orchestrator._spec_timeout(wf, what || '.timeout', s -> 'timeout') END;
+
+		IF s ? 'on_error' AND (s -> 'on_error') NOT IN ('"fail"', '"continue"') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "on_error" must be "fail" or "continue", not %s', what, s -> 'on_error'),
+				'"continue": when the step fails for good, the run goes on and its dependents see its status and error.');
+		END IF;
 
 		CASE kind
 		WHEN 'sleep' THEN

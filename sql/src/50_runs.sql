@@ -1,128 +1,43 @@
 -- Runs: start, read, cancel, signal; the relational views.
 
+-- start_workflow() (src/start.c): options, the caller's right, the
+-- idempotency key, then the run, its steps and its first transitions on the
+-- run's partitions.
 CREATE FUNCTION orchestrator._api_start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
 RETURNS uuid
-LANGUAGE plpgsql
+LANGUAGE C
 SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'orchestrator_api_start_workflow';
+
+-- start_workflow()'s "deadline" option: an interval from now, or a time in
+-- the future.
+CREATE FUNCTION orchestrator._start_deadline(deadline jsonb)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-	v        integer;
-	idem_key text;
-	tenant   text;
-	deadline timestamptz;
-	prio     integer;
-	new_id   uuid := orchestrator.uuid_v7();
-	caller   regrole := orchestrator._caller();
-	owner    regrole;
-	existing uuid;
-	bad      text;
+	t timestamptz;
 BEGIN
-	options := coalesce(options, '{}');
-	IF jsonb_typeof(options) <> 'object' THEN
-		RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
-			DETAIL = format('Got %s.', options),
-			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority.';
-	END IF;
-	SELECT k INTO bad FROM jsonb_object_keys(options) k
-		WHERE k NOT IN ('version', 'idempotency_key', 'tenant', 'deadline', 'priority') ORDER BY k LIMIT 1;
-	IF bad IS NOT NULL THEN
-		RAISE EXCEPTION 'unknown option "%"', bad USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'Known options: version, idempotency_key, tenant, deadline, priority.';
-	END IF;
-	IF input IS NULL THEN
-		RAISE EXCEPTION 'input must not be null' USING ERRCODE = 'null_value_not_allowed',
-			HINT = 'Pass ''{}'' for a workflow that takes no input.';
-	END IF;
-
-	IF options ? 'version' THEN
-		IF jsonb_typeof(options -> 'version') <> 'number' OR (options ->> 'version') !~ '^[0-9]{1,9}$' THEN
-			RAISE EXCEPTION 'option "version" must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
-				DETAIL = format('Got %s.', options -> 'version');
+	BEGIN
+		IF jsonb_typeof(deadline) <> 'string' THEN
+			RAISE invalid_datetime_format;
 		END IF;
-		v := (options ->> 'version')::integer;
-		PERFORM 1 FROM orchestrator.definitions d WHERE d.name = _api_start_workflow.name AND d.version = v;
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'workflow "%" has no version %', name, v USING ERRCODE = 'undefined_object',
-				HINT = 'Omit "version" to start the latest version.';
-		END IF;
-	ELSE
-		SELECT max(d.version) INTO v FROM orchestrator.definitions d WHERE d.name = _api_start_workflow.name;
-		IF v IS NULL THEN
-			RAISE EXCEPTION 'workflow "%" is not defined', name USING ERRCODE = 'undefined_object',
-				HINT = 'Define it first with orchestrator.define_workflow(name, spec).';
-		END IF;
-	END IF;
-
-	-- Its owner, roles granted "start", and admins start runs; the steps
-	-- run with the owner's rights whoever starts them.
-	SELECT w.owner INTO owner FROM orchestrator.workflows w WHERE w.name = _api_start_workflow.name;
-	IF owner IS DISTINCT FROM caller AND NOT orchestrator._may(name, 'start') THEN
-		RAISE EXCEPTION 'permission denied to start workflow "%"', name
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'Runs of a workflow are started by its owner, by roles it was granted to with privilege "start", and by members of orchestrator_admin.',
-				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, %L);', name, caller);
-	END IF;
-
-	IF options ? 'idempotency_key' THEN
-		IF jsonb_typeof(options -> 'idempotency_key') <> 'string' OR length(options ->> 'idempotency_key') NOT BETWEEN 1 AND 255 THEN
-			RAISE EXCEPTION 'option "idempotency_key" must be a string of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
-				DETAIL = format('Got %s.', options -> 'idempotency_key');
-		END IF;
-		idem_key := options ->> 'idempotency_key';
-	END IF;
-	IF options ? 'tenant' THEN
-		IF jsonb_typeof(options -> 'tenant') <> 'string' OR length(options ->> 'tenant') NOT BETWEEN 1 AND 255 THEN
-			RAISE EXCEPTION 'option "tenant" must be a string of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
-				DETAIL = format('Got %s.', options -> 'tenant');
-		END IF;
-		tenant := options ->> 'tenant';
-	END IF;
-	IF options ? 'priority' THEN
-		IF jsonb_typeof(options -> 'priority') <> 'number' OR (options ->> 'priority') !~ '^-?[0-9]{1,4}$'
-		   OR abs((options ->> 'priority')::integer) > 1000 THEN
-			RAISE EXCEPTION 'option "priority" must be an integer from -1000 to 1000' USING ERRCODE = 'invalid_parameter_value',
-				DETAIL = format('Got %s.', options -> 'priority');
-		END IF;
-		prio := (options ->> 'priority')::integer;
-	END IF;
-	IF options ? 'deadline' THEN
 		BEGIN
-			IF jsonb_typeof(options -> 'deadline') <> 'string' THEN
-				RAISE invalid_datetime_format;
-			END IF;
-			BEGIN
-				deadline := now() + (options ->> 'deadline')::interval;
-			EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
-				deadline := (options ->> 'deadline')::timestamptz;
-			END;
-		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
-			RAISE EXCEPTION 'option "deadline" must be an interval or a timestamp' USING ERRCODE = 'invalid_parameter_value',
-				DETAIL = format('Got %s.', options -> 'deadline'),
-				HINT = 'For example "30 minutes" or "2030-01-01T00:00:00Z".';
+			t := now() + (deadline #>> '{}')::interval;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+			t := (deadline #>> '{}')::timestamptz;
 		END;
-		IF deadline <= now() THEN
-			RAISE EXCEPTION 'option "deadline" is not in the future' USING ERRCODE = 'invalid_parameter_value',
-				DETAIL = format('%s is at or before now (%s).', deadline, now());
-		END IF;
+	EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+		RAISE EXCEPTION 'option "deadline" must be an interval or a timestamp' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', deadline),
+			HINT = 'For example "30 minutes" or "2030-01-01T00:00:00Z".';
+	END;
+	IF t <= now() THEN
+		RAISE EXCEPTION 'option "deadline" is not in the future' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('%s is at or before now (%s).', t, now());
 	END IF;
-
-	IF idem_key IS NOT NULL THEN
-		INSERT INTO orchestrator.idempotency_keys (started_by, name, key, run_id)
-			VALUES (caller, _api_start_workflow.name, idem_key, new_id)
-			ON CONFLICT DO NOTHING;
-		IF NOT FOUND THEN
-			SELECT k.run_id INTO existing FROM orchestrator.idempotency_keys k
-				WHERE k.started_by = caller AND k.name = _api_start_workflow.name AND k.key = idem_key;
-			RETURN existing;
-		END IF;
-	END IF;
-
-	-- The run, its steps and its first transitions, on its partitions (C).
-	PERFORM orchestrator._start_run(new_id, _api_start_workflow.name, v, tenant, owner, caller, input,
-									idem_key, coalesce(prio, 0), deadline);
-	RETURN new_id;
+	RETURN t;
 END
 $$;
 
@@ -178,7 +93,7 @@ BEGIN
 	IF NOT orchestrator._is_active(r.status) THEN
 		RETURN false;
 	END IF;
-	PERFORM orchestrator._run_finish(r, 'cancelled',
+	PERFORM orchestrator._run_finish(r.id, 'cancelled',
 		jsonb_strip_nulls(jsonb_build_object('reason', reason, 'by', orchestrator._caller())));
 	RETURN true;
 END
@@ -288,7 +203,7 @@ BEGIN
 						   WHERE x.run_id = r.id AND x.step = ANY (redo) AND x.attempt > 0)),
 		'by', orchestrator._caller()));
 	IF r.deadline IS NOT NULL THEN
-		PERFORM orchestrator._enqueue(r, '@deadline', '@timer', r.deadline);
+		PERFORM orchestrator._enqueue(r.id, '@deadline', '@timer', r.deadline);
 	END IF;
 
 	UPDATE orchestrator.workflow_steps x
@@ -305,7 +220,7 @@ BEGIN
 		EXIT WHEN r.status NOT IN ('pending', 'running');
 		IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
 				   WHERE x.run_id = r.id AND x.step = s AND x.deps_open = 0 AND x.status = 'waiting') THEN
-			PERFORM orchestrator._step_ready(r, s);
+			PERFORM orchestrator._step_ready(r.id, s);
 		END IF;
 	END LOOP;
 	RETURN true;

@@ -16,16 +16,6 @@ BEGIN
 END
 $$;
 
--- Handle a queue row whose lease has expired: the attempt is lost, so it is
--- retried after a backoff, or the step is dead when attempts are used up.
-CREATE FUNCTION orchestrator._lease_expired(run_id uuid, step text, worker text)
-RETURNS void
-LANGUAGE sql
-AS $$
-	SELECT orchestrator._attempt_failed(run_id, step,
-		jsonb_build_object('message', 'lease expired', 'worker', worker), true)
-$$;
-
 -- workflows: the names whose steps may be claimed (NULL: any).
 CREATE FUNCTION orchestrator._claim_external(queue text, worker text, max_steps integer, lease interval,
 											 workflows text[])

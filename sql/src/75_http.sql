@@ -190,7 +190,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	q      record;
-	r      orchestrator.workflow_runs;
+	own    regrole;
 	req    jsonb;
 	hdrs   jsonb;
 	why    text;
@@ -217,11 +217,7 @@ BEGIN
 	-- A lease left by a dispatcher that died or lost track is a lost
 	-- attempt (see _claim).
 	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
-		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = q.run_id;
-		SELECT s.input, ds.timeout INTO req, tmo
-			FROM orchestrator.workflow_steps s
-			JOIN orchestrator.definition_steps ds ON ds.name = r.name AND ds.version = r.version AND ds.step = s.step
-			WHERE s.run_id = q.run_id AND s.step = q.step;
+		SELECT i.owner, i.request, i.timeout INTO own, req, tmo FROM orchestrator._http_step_info(q.run_id, q.step) i;
 		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
 
 		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
@@ -232,16 +228,16 @@ BEGIN
 					ELSE orchestrator._http_check_url(req ->> 'url') END;
 		IF why IS NULL AND guard THEN
 			host := orchestrator._http_url_host(req ->> 'url');
-			wait := orchestrator._http_circuit_admit(r.owner, host, tmo + margin);
+			wait := orchestrator._http_circuit_admit(own, host, tmo + margin);
 			IF wait IS NOT NULL THEN
 				-- the host's circuit is open: wait without counting an attempt
-				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(r.owner, host)
+				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(own, host)
 					WHERE w.run_id = q.run_id AND w.step = q.step;
 				CONTINUE;
 			END IF;
 		END IF;
 
-		n := orchestrator._step_started(r, q.step, worker);
+		n := orchestrator._step_started(q.run_id, q.step, worker);
 		IF why IS NOT NULL THEN
 			-- never sent: not retryable
 			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
@@ -322,79 +318,22 @@ EXCEPTION WHEN others THEN
 END
 $$;
 
--- Record one finished attempt of an http step.  Returns the host and
--- whether it counts as a failure of the host (NULL host: no effect on the
--- circuit breaker, or a stale completion that was dropped).
+-- What the claim needs of a step whose run it locked: the workflow's owner,
+-- the rendered request, the step's timeout (src/http_record.c).
+CREATE FUNCTION orchestrator._http_step_info(run_id uuid, step text,
+	OUT owner regrole, OUT request jsonb, OUT timeout interval)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_http_step_info';
+
+-- Record one finished attempt of an http step (src/http_record.c): a
+-- success, a retry or a failure.  Returns the breaker's key and whether the
+-- attempt counts as a failure of the host (NULL host: no effect on the
+-- circuit breaker, or a stale response that was dropped).
 CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
 	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,
 	OUT owner regrole, OUT host text, OUT failed boolean)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	r    orchestrator.workflow_runs;
-	n    integer;
-	req  jsonb;
-	b    jsonb;
-	err  jsonb;
-BEGIN
-	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _http_step_record.run_id FOR UPDATE;
-	IF NOT FOUND OR NOT orchestrator._is_active(r.status) THEN
-		RETURN;
-	END IF;
-	PERFORM 1 FROM orchestrator.work_queue q
-		WHERE q.run_id = _http_step_record.run_id AND q.step = _http_step_record.step
-		  AND q.lease_token = _http_step_record.token AND q.available_at > now()
-		FOR UPDATE;
-	IF NOT FOUND THEN
-		RETURN;					-- stale: lease expired or superseded
-	END IF;
-	SELECT s.attempt, s.input INTO n, req FROM orchestrator.workflow_steps s
-		WHERE s.run_id = _http_step_record.run_id AND s.step = _http_step_record.step;
-	PERFORM orchestrator._emit(run_id, 'step.http', step, jsonb_strip_nulls(jsonb_build_object(
-		'attempt', n, 'status', status, 'elapsed_ms', round(elapsed_ms::numeric, 1),
-		'error', error, 'error_kind', error_kind)));
-
-	-- the breaker key, unless a success meets no breaker at all (the usual case)
-	IF status IS NULL OR status >= 500 OR EXISTS (SELECT 1 FROM orchestrator.http_circuits) THEN
-		host := orchestrator._http_url_host(req ->> 'url');
-		owner := r.owner;
-	END IF;
-	IF status IS NULL THEN
-		failed := error_kind IN ('network', 'timeout');
-		IF NOT failed THEN
-			host := NULL;
-		END IF;
-		PERFORM orchestrator._attempt_failed(run_id, step, jsonb_strip_nulls(jsonb_build_object(
-			'message', error, 'kind', error_kind, 'url', req ->> 'url')), failed);
-		RETURN;
-	END IF;
-
-	b := CASE body_kind WHEN 'json' THEN body::jsonb ELSE to_jsonb(body) END;
-	IF status >= 400 THEN
-		err := jsonb_build_object('message', format('HTTP %s from %s', status, req ->> 'url'), 'status', status);
-		IF octet_length(body) <= 4096 THEN
-			err := err || jsonb_build_object('body', b);
-		END IF;
-		IF status = 429 OR status >= 500 THEN
-			PERFORM orchestrator._attempt_failed(run_id, step, err, true,
-				orchestrator._retry_after(headers ->> 'retry-after'));
-			failed := status >= 500;
-			IF status = 429 THEN
-				host := NULL;			-- rate limited, not down
-			END IF;
-		ELSE
-			PERFORM orchestrator._attempt_failed(run_id, step, err, false);
-			failed := false;
-		END IF;
-		RETURN;
-	END IF;
-	PERFORM orchestrator._step_succeeded(run_id, step, jsonb_build_object(
-		'status', status, 'headers', headers, 'body', b)
-		|| CASE WHEN body_kind = 'base64' THEN '{"body_encoding": "base64"}'::jsonb ELSE '{}' END);
-	failed := false;
-END
-$$;
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_http_step_record';
 
 -- Apply the outcomes of a batch to the circuit breakers, host by host (in
 -- host order, after all runs of the batch are locked, so recorders cannot

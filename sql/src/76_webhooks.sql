@@ -69,29 +69,6 @@ BEGIN
 END
 $$;
 
--- Called by _emit for every event while any webhook exists: one outbox row
--- per matching subscription, in the event's transaction.
-CREATE FUNCTION orchestrator._webhook_outbox(run_id uuid, seq bigint, type text, step text, data jsonb)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, available_at)
-		SELECT orchestrator.uuid_v7(), w.id, _webhook_outbox.run_id, _webhook_outbox.seq, _webhook_outbox.type,
-			   jsonb_build_object('type', _webhook_outbox.type, 'timestamp', clock_timestamp(),
-				   'data', jsonb_build_object('run_id', _webhook_outbox.run_id,
-						'workflow', (SELECT r.name FROM orchestrator.workflow_runs r WHERE r.id = _webhook_outbox.run_id),
-						'seq', _webhook_outbox.seq, 'step', _webhook_outbox.step) || coalesce(data, '{}')),
-			   now()
-		FROM orchestrator.webhooks w
-		WHERE orchestrator._webhook_matches(w.events, _webhook_outbox.type);
-	IF FOUND THEN
-		PERFORM orchestrator._wake_at_commit('http');
-	END IF;
-END
-$$;
-
 -- "whsec_" + base64 of 16 to 64 bytes, sealed (src/secrets.c).  The secret
 -- is never echoed in an error.  With create_key, a missing key file is
 -- created; without, it is an error (secrets sealed with a key that is not

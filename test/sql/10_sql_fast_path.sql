@@ -1,7 +1,8 @@
 \set SHOW_CONTEXT never
--- The dispatcher runs plain sql steps in C (sql_steps.c) and hands every
--- other case to the PL/pgSQL engine.  Each case here checks the history and
--- state the two must agree on.
+-- The dispatcher's sql steps (sql_steps.c) and the cases around them:
+-- arguments, costs, joins, dependents of other kinds, conditions, result
+-- templates, deadlines, steps that call the API on their own run.  Each
+-- case checks the history and state the state machine leaves.
 CREATE TABLE fast_log (run_id uuid, note text);
 GRANT INSERT, SELECT ON fast_log TO PUBLIC;
 
@@ -24,7 +25,7 @@ SELECT bool_and(started_at <= finished_at AND ready_at <= started_at) AS timings
 FROM orchestrator.workflow_steps WHERE run_id = :'r';
 SELECT count(*) AS queue_rows_left FROM orchestrator.work_queue WHERE run_id = :'r';
 
--- A dependent with a condition is handed to _step_ready(): skipped here.
+-- A dependent with a condition: skipped here.
 SELECT orchestrator.define_workflow('fast_when', $$
 {"steps": [
   {"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
@@ -39,7 +40,7 @@ SELECT orchestrator.start_workflow('fast_when', '{"go": true}') AS r \gset
 SELECT wait_for_run(:'r');
 SELECT step, status FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
 
--- A dependent of another kind (external) is handed over too: it is queued
+-- A dependent of another kind (external): it is queued
 -- with its rendered input.
 SELECT orchestrator.define_workflow('fast_then_external', $$
 {"steps": [
@@ -104,8 +105,8 @@ SELECT wait_for_run(:'r');
 SELECT status, deadline IS NOT NULL AS has_deadline FROM orchestrator.runs WHERE id = :'r';
 SELECT count(*) AS queue_rows_left FROM orchestrator.work_queue WHERE run_id = :'r';
 
--- A step that signals its own run appends an event while it runs: the rest
--- of the transition is left to the PL/pgSQL engine, and the history stays
+-- A step that signals its own run appends an event while it runs: the run
+-- is read again before its success is recorded, and the history stays
 -- gap-free and in order.
 SELECT orchestrator.define_workflow('fast_self_signal', $$
 {"steps": [

@@ -1,0 +1,515 @@
+/*-------------------------------------------------------------------------
+ *
+ * engine_fn.c
+ *	  SQL-callable entry points of the state machine (engine.c), and the
+ *	  dispatchers' pass over timers and expired leases.
+ *
+ * The API functions written in PL/pgSQL (cancel, signal, resume, the HTTP
+ * claim and recording) call these internal functions (granted to nobody)
+ * with the run's row locked; each is one transition of engine.c in a unit
+ * of work of its own.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "engine.h"
+#include "guc.h"
+
+PG_FUNCTION_INFO_V1(orchestrator_emit);
+PG_FUNCTION_INFO_V1(orchestrator_step_succeeded);
+PG_FUNCTION_INFO_V1(orchestrator_step_ready);
+PG_FUNCTION_INFO_V1(orchestrator_step_started);
+PG_FUNCTION_INFO_V1(orchestrator_attempt_failed);
+PG_FUNCTION_INFO_V1(orchestrator_run_finish);
+PG_FUNCTION_INFO_V1(orchestrator_enqueue);
+PG_FUNCTION_INFO_V1(orchestrator_lease_expired);
+PG_FUNCTION_INFO_V1(orchestrator_sql_attempt_lost);
+PG_FUNCTION_INFO_V1(orchestrator_dispatch);
+
+/* The arguments of a call, for its unit of work. */
+typedef struct Call
+{
+	FunctionCallInfo fcinfo;
+	EngineRun	run;
+	Datum		result;
+	bool		result_isnull;
+} Call;
+
+static void
+require_args(FunctionCallInfo fcinfo, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d of %s must not be null", i + 1,
+							get_func_name(fcinfo->flinfo->fn_oid))));
+}
+
+static char *
+arg_text(FunctionCallInfo fcinfo, int i)
+{
+	return PG_ARGISNULL(i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(i));
+}
+
+/* The run of argument 1, whose row the caller has locked. */
+static void
+read_run(Call *c)
+{
+	FunctionCallInfo fcinfo = c->fcinfo;
+
+	if (!engine_read_run(PG_GETARG_DATUM(0), &c->run))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("workflow run %s does not exist",
+						DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0))))));
+}
+
+static Datum
+call_unit(FunctionCallInfo fcinfo, int required, void (*work) (void *arg), bool *isnull)
+{
+	Call		c;
+
+	require_args(fcinfo, required);
+	memset(&c, 0, sizeof(c));
+	c.fcinfo = fcinfo;
+	c.result_isnull = true;
+	engine_unit(work, &c);
+	*isnull = c.result_isnull;
+	return c.result;
+}
+
+/* _emit(run_id, type, step, data): append an event */
+static void
+emit_work(void *arg)
+{
+	Call	   *c = arg;
+	FunctionCallInfo fcinfo = c->fcinfo;
+
+	read_run(c);
+	c->result = Int64GetDatum(engine_emit_jsonb(&c->run, arg_text(fcinfo, 1), arg_text(fcinfo, 2),
+												PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3),
+												PG_ARGISNULL(3)));
+	c->result_isnull = false;
+}
+
+Datum
+orchestrator_emit(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	Datum		d = call_unit(fcinfo, 2, emit_work, &isnull);
+
+	PG_RETURN_DATUM(d);
+}
+
+/* _step_succeeded(run_id, step, result) */
+static void
+step_succeeded_work(void *arg)
+{
+	Call	   *c = arg;
+	FunctionCallInfo fcinfo = c->fcinfo;
+
+	read_run(c);
+	engine_step_succeeded(&c->run, arg_text(fcinfo, 1),
+						  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2));
+}
+
+Datum
+orchestrator_step_succeeded(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+
+	call_unit(fcinfo, 2, step_succeeded_work, &isnull);
+	PG_RETURN_VOID();
+}
+
+/* _step_ready(run_id, step) */
+static void
+step_ready_work(void *arg)
+{
+	Call	   *c = arg;
+
+	read_run(c);
+	engine_step_ready(&c->run, arg_text(c->fcinfo, 1));
+}
+
+Datum
+orchestrator_step_ready(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+
+	call_unit(fcinfo, 2, step_ready_work, &isnull);
+	PG_RETURN_VOID();
+}
+
+/* _step_started(run_id, step, worker) returns the attempt */
+static void
+step_started_work(void *arg)
+{
+	Call	   *c = arg;
+
+	read_run(c);
+	c->result = Int32GetDatum(engine_step_started(&c->run, arg_text(c->fcinfo, 1),
+												  arg_text(c->fcinfo, 2)));
+	c->result_isnull = false;
+}
+
+Datum
+orchestrator_step_started(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	Datum		d = call_unit(fcinfo, 2, step_started_work, &isnull);
+
+	PG_RETURN_DATUM(d);
+}
+
+/* _attempt_failed(run_id, step, error, retryable, retry_after) */
+static void
+attempt_failed_work(void *arg)
+{
+	Call	   *c = arg;
+	FunctionCallInfo fcinfo = c->fcinfo;
+
+	read_run(c);
+	engine_attempt_failed(&c->run, arg_text(fcinfo, 1), PG_GETARG_DATUM(2), PG_GETARG_BOOL(3),
+						  PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4), PG_ARGISNULL(4));
+}
+
+Datum
+orchestrator_attempt_failed(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+
+	call_unit(fcinfo, 4, attempt_failed_work, &isnull);
+	PG_RETURN_VOID();
+}
+
+/* _run_finish(run_id, status, error): succeeded, failed or cancelled */
+static void
+run_finish_work(void *arg)
+{
+	Call	   *c = arg;
+	FunctionCallInfo fcinfo = c->fcinfo;
+	RunStatus	status = run_status_from_name(arg_text(fcinfo, 1));
+
+	if (status != RUN_SUCCEEDED && status != RUN_FAILED && status != RUN_CANCELLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not a final run status", run_status_names[status])));
+	read_run(c);
+	engine_run_finish(&c->run, status, PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
+					  PG_ARGISNULL(2));
+}
+
+Datum
+orchestrator_run_finish(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+
+	call_unit(fcinfo, 2, run_finish_work, &isnull);
+	PG_RETURN_VOID();
+}
+
+/* _enqueue(run_id, step, queue, available_at) */
+static void
+enqueue_work(void *arg)
+{
+	Call	   *c = arg;
+	FunctionCallInfo fcinfo = c->fcinfo;
+
+	read_run(c);
+	engine_enqueue(&c->run, arg_text(fcinfo, 1), arg_text(fcinfo, 2), PG_GETARG_TIMESTAMPTZ(3));
+}
+
+Datum
+orchestrator_enqueue(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+
+	call_unit(fcinfo, 4, enqueue_work, &isnull);
+	PG_RETURN_VOID();
+}
+
+/* _lease_expired(run_id, step, worker) */
+static void
+lease_expired_work(void *arg)
+{
+	Call	   *c = arg;
+
+	read_run(c);
+	engine_lease_expired(&c->run, arg_text(c->fcinfo, 1), arg_text(c->fcinfo, 2));
+}
+
+Datum
+orchestrator_lease_expired(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+
+	call_unit(fcinfo, 2, lease_expired_work, &isnull);
+	PG_RETURN_VOID();
+}
+
+/*
+ * _sql_attempt_lost(run_id, step, attempt, error) returns text
+ *		An attempt of a sql step that was lost outside its statement's own
+ *		error handling (journal.c): the dispatcher's transaction failed while
+ *		handling the step, or its process died while the step ran.  Nothing
+ *		of the attempt committed; it is counted now, and retried or
+ *		dead-lettered like any failed attempt.  A step that has moved on since
+ *		is left alone.  Returns 'recorded', 'stale' (nothing to do) or 'busy'
+ *		(the run is locked: try again later).
+ */
+static void
+sql_attempt_lost_work(void *arg)
+{
+	Call	   *c = arg;
+	FunctionCallInfo fcinfo = c->fcinfo;
+	char	   *step = arg_text(fcinfo, 1);
+	int32		attempt = PG_GETARG_INT32(2);
+	const char *outcome = "stale";
+	Datum		values[2] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1)};
+
+	if (!engine_lock_run(PG_GETARG_DATUM(0), NULL, true, &c->run))
+	{
+		if (orchestrator_run_leaves(PG_GETARG_DATUM(0), &c->run.leaves, true))
+		{
+			engine_stmt(S_RUN_EXISTS, &c->run.leaves, values, NULL);
+			if (engine_col_bool("exist"))
+				outcome = "busy";
+			engine_rows_done();
+		}
+	}
+	else if (engine_run_active(&c->run) || c->run.status == RUN_COMPENSATING)
+	{
+		bool		lost = false;
+
+		if (engine_stmt(S_STEP_STATE, &c->run.leaves, values, NULL) == 1)
+			lost = strcmp(engine_col_text("status"), "ready") == 0 &&
+				engine_col_int32("attempt") == attempt - 1 && engine_col_bool("queued");
+		engine_rows_done();
+		if (lost)
+		{
+			engine_step_started(&c->run, step, "dispatcher");
+			engine_attempt_failed(&c->run, step, PG_GETARG_DATUM(3), true, (Datum) 0, true);
+			outcome = "recorded";
+		}
+	}
+	c->result = CStringGetTextDatum(outcome);
+	c->result_isnull = false;
+}
+
+Datum
+orchestrator_sql_attempt_lost(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+	Datum		d = call_unit(fcinfo, 4, sql_attempt_lost_work, &isnull);
+
+	PG_RETURN_DATUM(d);
+}
+
+/* ----------------------------------------------------------------
+ * The dispatchers' pass over timers and leases
+ * ---------------------------------------------------------------- */
+
+/*
+ * fire_contained
+ *		Fire a timer in a subtransaction: an error of the engine itself fails
+ *		the step (or drops a run's own timer) rather than the whole pass,
+ *		which would otherwise retry it forever.
+ */
+static void
+fire_contained(EngineRun *run, const char *step)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		engine_fire_timer(run, step);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+		Datum		values[2] = {run->id, CStringGetTextDatum(step)};
+
+		MemoryContextSwitchTo(context);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+		ereport(WARNING,
+				(errmsg("orchestrator: timer \"%s\" of run %s failed in the dispatcher: %s", step,
+						DatumGetCString(DirectFunctionCall1(uuid_out, run->id)), e->message)));
+		/* the subtransaction's changes to the run are gone: read it again */
+		if (!engine_read_run(run->id, run))
+			return;
+		if (step[0] == '@')
+			engine_stmt(S_DEQUEUE, NULL, values, NULL);
+		else
+		{
+			StringInfoData err;
+
+			initStringInfo(&err);
+			appendStringInfoString(&err, "{\"message\": ");
+			escape_json(&err, e->message ? e->message : "");
+			appendStringInfo(&err, ", \"sqlstate\": \"%s\", \"internal\": true}",
+							 unpack_sql_state(e->sqlerrcode));
+			engine_attempt_failed(run, step, DirectFunctionCall1(jsonb_in, CStringGetDatum(err.data)),
+								  false, (Datum) 0, true);
+		}
+	}
+	PG_END_TRY();
+}
+
+typedef struct DispatchPass
+{
+	int			max_steps;
+	int			processed;
+	bool		has_next_wake;
+	TimestampTz next_wake;
+} DispatchPass;
+
+static void
+dispatch_work(void *arg)
+{
+	DispatchPass *pass = arg;
+	MemoryContext item_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator timer",
+													   ALLOCSET_DEFAULT_SIZES);
+	EngineClaim *claimed;
+	uint64		n;
+
+	n = engine_claim("@timer", pass->max_steps, (Datum) 0, &claimed);
+	for (uint64 i = 0; i < n; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(item_context);
+		EngineRun	run;
+
+		if (engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), NULL, true, &run))
+		{
+			if (claimed[i].leased)
+				engine_lease_expired(&run, claimed[i].step, claimed[i].worker);
+			else
+				fire_contained(&run, claimed[i].step);
+			pass->processed++;
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(item_context);
+	}
+
+	if (pass->processed < pass->max_steps)
+	{
+		Datum		values[1] = {Int32GetDatum(pass->max_steps - pass->processed)};
+		EngineClaim *expired;
+		TupleDesc	desc;
+
+		n = engine_stmt(S_EXPIRED_LEASES, NULL, values, NULL);
+		desc = SPI_tuptable->tupdesc;
+		expired = palloc0(sizeof(EngineClaim) * Max(n, 1));
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			memcpy(&expired[i].run_id,
+				   DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], desc, SPI_fnumber(desc, "run_id"), &isnull)),
+				   sizeof(pg_uuid_t));
+			expired[i].step = SPI_getvalue(SPI_tuptable->vals[i], desc, SPI_fnumber(desc, "step"));
+			expired[i].worker = SPI_getvalue(SPI_tuptable->vals[i], desc, SPI_fnumber(desc, "worker"));
+		}
+		engine_rows_done();
+		for (uint64 i = 0; i < n; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(item_context);
+			EngineRun	run;
+
+			if (engine_lock_run(UUIDPGetDatum(&expired[i].run_id), NULL, true, &run))
+			{
+				engine_lease_expired(&run, expired[i].step, expired[i].worker);
+				pass->processed++;
+			}
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(item_context);
+		}
+	}
+
+	if (pass->processed == 0)
+	{
+		Datum		ahead[1] = {Int32GetDatum(orchestrator_partitions_ahead)};
+		bool		exists;
+		bool		isnull;
+		Datum		d;
+
+		/*
+		 * Idle: keep orchestrator.partitions_ahead days of partitions ahead
+		 * (a lookup of one name), even where maintain() is not scheduled.
+		 */
+		engine_stmt(S_PARTITION_AHEAD, NULL, ahead, NULL);
+		exists = engine_col_bool("exist");
+		engine_rows_done();
+		if (!exists)
+		{
+			engine_stmt(S_CREATE_PARTITIONS, NULL, ahead, NULL);
+			engine_rows_done();
+		}
+		engine_stmt(S_NEXT_WAKE, NULL, NULL, NULL);
+		d = engine_col("next_wake", &isnull);
+		engine_rows_done();
+		pass->has_next_wake = !isnull;
+		if (!isnull)
+		{
+			/*
+			 * Work that is due but locked belongs to another dispatcher's
+			 * open transaction: look again shortly rather than spin.
+			 */
+			TimestampTz soon = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 20);
+
+			pass->next_wake = Max(DatumGetTimestampTz(d), soon);
+		}
+	}
+}
+
+/*
+ * _dispatch(max_steps, OUT processed, OUT next_wake)
+ *		One dispatcher pass after the sql steps: timers and expired leases.
+ *		Returns how many items it processed and when the next timer, retry
+ *		or lease expiry is due (NULL: nothing is scheduled).
+ */
+Datum
+orchestrator_dispatch(PG_FUNCTION_ARGS)
+{
+	DispatchPass pass = {0};
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	pass.max_steps = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0);
+	if (pass.max_steps > 0)
+		engine_unit(dispatch_work, &pass);
+	values[0] = Int32GetDatum(pass.processed);
+	values[1] = TimestampTzGetDatum(pass.next_wake);
+	nulls[1] = !pass.has_next_wake;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}

@@ -1,0 +1,470 @@
+/*-------------------------------------------------------------------------
+ *
+ * engine_stmt.c
+ *	  The statements of the state machine (engine.c), prepared once per
+ *	  process and per partition set.
+ *
+ * "@runs@", "@steps@" and "@events@" in a statement stand for the
+ * partitions that hold one run (leaf.c): the transitions of a run touch
+ * those tables directly rather than the partitioned parents.  Results are
+ * read by column name (engine_col()).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+
+#include "engine.h"
+
+#define MAX_ARGS 13
+
+typedef struct StmtDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[MAX_ARGS];
+} StmtDef;
+
+/* a run, with the attempts so far of one of its steps */
+#define LOCK_RUN \
+	"SELECT status, owner, name, version, priority, deadline," \
+	" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2) AS attempt" \
+	" FROM @runs@ WHERE id = $1 FOR UPDATE"
+/* ... without the attempts */
+#define LOCK_RUN_ONLY \
+	"SELECT status, owner, name, version, priority, deadline, 0 AS attempt" \
+	" FROM @runs@ WHERE id = $1 FOR UPDATE"
+#define OPEN_STATUSES "('waiting', 'ready', 'running')"
+
+static const StmtDef stmts[S_COUNT] = {
+	/* due rows of a queue in index order, skipping locked ones */
+	[S_CLAIM] = {
+		"SELECT run_id, step, lease_token IS NOT NULL AS leased, worker FROM orchestrator.work_queue"
+		" WHERE queue = $1 AND available_at <= now()"
+		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+	2, {TEXTOID, INT4OID}},
+	/* ... only of the workflows named in $3 (claim_steps() of a role) */
+	[S_CLAIM_FOR] = {
+		"SELECT run_id, step, lease_token IS NOT NULL AS leased, worker FROM orchestrator.work_queue"
+		" WHERE queue = $1 AND available_at <= now() AND workflow = ANY ($3)"
+		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+	3, {TEXTOID, INT4OID, TEXTARRAYOID}},
+	/* 42501 unless the caller may work external steps of workflow $1 */
+	[S_MAY_WORK] = {
+		"SELECT orchestrator._require_may_work($1)", 1, {TEXTOID}},
+	[S_WEBHOOKS_EXIST] = {
+		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks) AS exist", 0, {0}},
+	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
+	[S_LOCK_RUN_WAIT] = {LOCK_RUN, 2, {UUIDOID, TEXTOID}},
+	[S_LOCK_RUN_ONLY] = {LOCK_RUN_ONLY " SKIP LOCKED", 1, {UUIDOID}},
+	[S_LOCK_RUN_ONLY_WAIT] = {LOCK_RUN_ONLY, 1, {UUIDOID}},
+	/* a run the caller has locked already */
+	[S_READ_RUN] = {
+		"SELECT status, owner, name, version, priority, deadline, 0 AS attempt FROM @runs@ WHERE id = $1",
+	1, {UUIDOID}},
+	[S_RUN_EXISTS] = {
+		"SELECT EXISTS (SELECT 1 FROM @runs@ WHERE id = $1) AS exist", 1, {UUIDOID}},
+
+	/*
+	 * A lease token that is still the one of the step's queue row, and
+	 * unexpired: the row is taken.  The row must be found by its key:
+	 * "lease_token = $3" would let the planner use the partial index of
+	 * leased rows (it implies lease_token IS NOT NULL), and with statistics
+	 * taken while few leases were held, a generic plan reads every live
+	 * lease; IS NOT DISTINCT FROM (the token is never NULL here) does not
+	 * imply it.
+	 */
+	[S_TAKE_LEASED] = {
+		"DELETE FROM orchestrator.work_queue"
+		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()",
+	3, {UUIDOID, TEXTOID, UUIDOID}},
+	[S_STEP_CLAIMED] = {
+		"UPDATE @steps@ SET status = 'running', attempt = attempt + 1, started_at = clock_timestamp(), worker = $3"
+		" WHERE run_id = $1 AND step = $2 RETURNING attempt, input",
+	3, {UUIDOID, TEXTOID, TEXTOID}},
+	[S_LEASE] = {
+		"UPDATE orchestrator.work_queue SET lease_token = $3, lease = $4, worker = $5, available_at = now() + $4"
+		" WHERE run_id = $1 AND step = $2",
+	5, {UUIDOID, TEXTOID, UUIDOID, INTERVALOID, TEXTOID}},
+
+	/* a step's definition (defcache.c) */
+	[S_STEP_DEF] = {
+		"SELECT d.kind, d.compensates, strpos(d.spec::text, '\"$path\"') > 0 AS templated,"
+		" d.condition, d.spec -> 'when' AS \"when\","
+		" CASE d.kind WHEN 'sql' THEN '@sql' WHEN 'http' THEN '@http' ELSE d.spec ->> 'queue' END AS queue,"
+		" d.spec ->> 'sql' AS sql, coalesce(d.spec -> 'args', '[]') AS args_json,"
+		" CASE WHEN jsonb_typeof(coalesce(d.spec -> 'args', '[]')) = 'array'"
+		"   AND strpos(coalesce(d.spec -> 'args', '[]')::text, '\"$path\"') = 0"
+		"   THEN ARRAY(SELECT a FROM jsonb_array_elements(coalesce(d.spec -> 'args', '[]')) a) END AS args,"
+		" CASE WHEN d.kind = 'sql' AND d.timeout IS NOT NULL THEN"
+		"   greatest(1, least(extract(epoch FROM d.timeout) * 1000, 2147483647))::integer END AS timeout_ms,"
+		" CASE d.kind WHEN 'external' THEN coalesce(d.spec -> 'input', '{}')"
+		"   WHEN 'http' THEN d.spec -> 'request' WHEN 'sleep' THEN d.spec -> 'until' END AS ready_input,"
+		" (d.spec ->> 'duration')::interval AS duration, d.spec ->> 'signal' AS signal, d.timeout,"
+		" d.max_attempts, d.backoff, d.multiplier, d.max_backoff, d.jitter, d.dependents,"
+		" d.spec ->> 'on_error' IS NOT DISTINCT FROM 'continue' AS on_error_continue,"
+		" (SELECT f.spec ? 'result' FROM orchestrator.definitions f WHERE f.name = d.name AND f.version = d.version)"
+		"   AS has_result_template,"
+		" d.xmin"
+		" FROM orchestrator.definition_steps d"
+		" WHERE d.name = $1 AND d.version = $2 AND d.step = $3",
+	3, {TEXTOID, INT4OID, TEXTOID}},
+
+	[S_RUN_STARTED] = {
+		"UPDATE @runs@ SET status = 'running', started_at = clock_timestamp()"
+		" WHERE id = $1 AND status = 'pending'",
+	1, {UUIDOID}},
+	/* events: the next sequence number of the run (its row is locked) */
+	[S_EMIT] = {
+		"INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, $4 FROM @events@ e WHERE e.run_id = $1"
+		" RETURNING seq, data",
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	[S_EMIT_RESULT] = {
+		"INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, jsonb_build_object('result', $4::jsonb)"
+		" FROM @events@ e WHERE e.run_id = $1"
+		" RETURNING seq, data",
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+	/* an event's deliveries, one per subscription whose patterns match it */
+	[S_WEBHOOK_OUTBOX] = {
+		"INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, available_at)"
+		" SELECT orchestrator.uuid_v7(), w.id, $1, $2, $3,"
+		"   jsonb_build_object('type', $3, 'timestamp', clock_timestamp(),"
+		"     'data', jsonb_build_object('run_id', $1, 'workflow', $6::text, 'seq', $2, 'step', $4)"
+		"       || coalesce($5, '{}')),"
+		"   now()"
+		" FROM orchestrator.webhooks w WHERE orchestrator._webhook_matches(w.events, $3)",
+	6, {UUIDOID, INT8OID, TEXTOID, TEXTOID, JSONBOID, TEXTOID}},
+
+	[S_STEP_STARTED] = {
+		"UPDATE @steps@ SET status = 'running', attempt = attempt + 1, started_at = clock_timestamp(), worker = $3"
+		" WHERE run_id = $1 AND step = $2 RETURNING attempt",
+	3, {UUIDOID, TEXTOID, TEXTOID}},
+	/* a sql step that was ready until its statement failed */
+	[S_STEP_RUNNING] = {
+		"UPDATE @steps@ SET status = 'running', attempt = attempt + 1, started_at = $3, worker = 'dispatcher'"
+		" WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
+	[S_DEQUEUE] = {
+		"DELETE FROM orchestrator.work_queue WHERE run_id = $1 AND step = $2",
+	2, {UUIDOID, TEXTOID}},
+	/* a sql step run in this transaction: from ready to succeeded at once */
+	[S_STEP_SUCCEEDED_SQL] = {
+		"UPDATE @steps@ SET status = 'succeeded', attempt = attempt + 1, started_at = $3,"
+		" finished_at = clock_timestamp(), worker = 'dispatcher', result = $4, error = NULL,"
+		" input = CASE WHEN $5 <> '[]' THEN jsonb_build_object('args', $5) ELSE input END"
+		" WHERE run_id = $1 AND step = $2",
+	5, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID}},
+	[S_STEP_SUCCEEDED] = {
+		"UPDATE @steps@ SET status = 'succeeded', result = $3, error = NULL, finished_at = clock_timestamp()"
+		" WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+	[S_SET_ARGS_INPUT] = {
+		"UPDATE @steps@ SET input = jsonb_build_object('args', $3::jsonb) WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+	[S_ADD_COST] = {
+		"UPDATE @runs@ SET cost = cost + round(($2 ->> 'cost')::numeric, 4) WHERE id = $1",
+	2, {UUIDOID, JSONBOID}},
+	[S_RELEASE_DEPENDENT] = {
+		"UPDATE @steps@ s SET deps_open = s.deps_open - 1"
+		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
+		" RETURNING s.deps_open",
+	2, {UUIDOID, TEXTOID}},
+	/* the same, making a plain dependent ready when it was the last */
+	[S_RELEASE_READY] = {
+		"UPDATE @steps@ s SET deps_open = s.deps_open - 1,"
+		" status = CASE WHEN s.deps_open = 1 THEN 'ready' ELSE s.status END,"
+		" ready_at = CASE WHEN s.deps_open = 1 THEN clock_timestamp() ELSE s.ready_at END,"
+		" input = CASE WHEN s.deps_open = 1 THEN $3 ELSE s.input END"
+		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
+		" RETURNING s.deps_open",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+	[S_ENQUEUE] = {
+		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
+		" VALUES ($1, $2, $4, $3, $6, $5)"
+		" ON CONFLICT ON CONSTRAINT work_queue_pkey DO UPDATE"
+		" SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,"
+		" lease_token = NULL, lease = NULL, worker = NULL",
+	6, {UUIDOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TIMESTAMPTZOID}},
+	[S_OPEN_STEPS] = {
+		"SELECT EXISTS (SELECT 1 FROM @steps@ s WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ") AS open",
+	1, {UUIDOID}},
+	[S_DELETE_RUN_QUEUE] = {
+		"DELETE FROM orchestrator.work_queue WHERE run_id = $1", 1, {UUIDOID}},
+	/* the run succeeds when no step is open any more (no result template) */
+	[S_RUN_SUCCEEDED] = {
+		"UPDATE @runs@ w SET status = 'succeeded',"
+		" result = (SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') FROM @steps@ x"
+		"   WHERE x.run_id = $1 AND x.status = 'succeeded'),"
+		" error = NULL, finished_at = clock_timestamp()"
+		" WHERE w.id = $1 AND NOT EXISTS (SELECT 1 FROM @steps@ s"
+		"   WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ")"
+		" RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result)) AS data",
+	1, {UUIDOID}},
+
+	/*
+	 * start_workflow(): the run, its steps (the plain first ones, $11, made
+	 * ready and queued on $12), and its first event
+	 */
+	[S_CREATE_RUN] = {
+		"WITH run AS (INSERT INTO @runs@ (id, name, version, tenant, owner, started_by, input, idempotency_key,"
+		"   priority, deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)),"
+		" steps AS (INSERT INTO @steps@ (run_id, step, position, kind, deps_open, status, ready_at, input)"
+		"   SELECT $1, d.step, d.position, d.kind, cardinality(d.depends_on),"
+		"     CASE WHEN d.step = ANY ($11) THEN 'ready' ELSE 'waiting' END,"
+		"     CASE WHEN d.step = ANY ($11) THEN clock_timestamp() END,"
+		"     CASE WHEN d.step = ANY ($11) AND d.kind = 'external' THEN coalesce(d.spec -> 'input', '{}') END"
+		"   FROM orchestrator.definition_steps d WHERE d.name = $2 AND d.version = $3 AND d.compensates IS NULL),"
+		" queued AS (INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
+		"   SELECT $1, q.step, q.queue, $9, now(), $2 FROM unnest($11, $12) q(step, queue))"
+		" INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" VALUES ($1, 1, clock_timestamp(), 'workflow.created', NULL, $13)"
+		" RETURNING seq, data",
+	13, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
+	TEXTARRAYOID, TEXTARRAYOID, JSONBOID}},
+	/* start_workflow()'s checks */
+	/* the version ($2, or the latest), the owner, webhook subscriptions */
+	[S_START_LOOKUP] = {
+		"SELECT CASE WHEN $2 IS NULL"
+		"   THEN (SELECT max(version) FROM orchestrator.definitions WHERE name = $1)"
+		"   ELSE (SELECT version FROM orchestrator.definitions WHERE name = $1 AND version = $2) END AS version,"
+		" (SELECT owner FROM orchestrator.workflows WHERE name = $1) AS owner,"
+		" EXISTS (SELECT 1 FROM orchestrator.webhooks) AS webhooks",
+	2, {TEXTOID, INT4OID}},
+	[S_MAY_START] = {
+		"SELECT orchestrator._may($1, 'start') AS may", 1, {TEXTOID}},
+	[S_DEADLINE] = {
+		"SELECT orchestrator._start_deadline($1) AS deadline", 1, {JSONBOID}},
+	[S_CLAIM_IDEMPOTENCY_KEY] = {
+		"INSERT INTO orchestrator.idempotency_keys (started_by, name, key, run_id) VALUES ($1, $2, $3, $4)"
+		" ON CONFLICT DO NOTHING",
+	4, {REGROLEOID, TEXTOID, TEXTOID, UUIDOID}},
+	[S_IDEMPOTENT_RUN] = {
+		"SELECT run_id FROM orchestrator.idempotency_keys WHERE started_by = $1 AND name = $2 AND key = $3",
+	3, {REGROLEOID, TEXTOID, TEXTOID}},
+	[S_ROOT_STEPS] = {
+		"SELECT d.step, d.xmin FROM orchestrator.definition_steps d"
+		" WHERE d.name = $1 AND d.version = $2 AND d.compensates IS NULL AND cardinality(d.depends_on) = 0"
+		" ORDER BY d.position",
+	2, {TEXTOID, INT4OID}},
+
+	/* a step whose dependencies are done */
+	[S_MAKE_READY] = {
+		"UPDATE @steps@ SET status = 'ready', ready_at = clock_timestamp(), input = $3"
+		" WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+	[S_STEP_SKIPPED] = {
+		"UPDATE @steps@ SET status = 'skipped', finished_at = clock_timestamp() WHERE run_id = $1 AND step = $2",
+	2, {UUIDOID, TEXTOID}},
+	[S_STEP_READY_AT] = {
+		"UPDATE @steps@ SET ready_at = clock_timestamp() WHERE run_id = $1 AND step = $2",
+	2, {UUIDOID, TEXTOID}},
+	[S_SET_INPUT] = {
+		"UPDATE @steps@ SET input = $3 WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+	/* what templates and conditions read */
+	[S_CONTEXT] = {
+		"SELECT jsonb_build_object('input', r.input,"
+		" 'run', jsonb_build_object('id', r.id, 'name', r.name, 'version', r.version, 'tenant', r.tenant),"
+		" 'steps', coalesce((SELECT jsonb_object_agg(s.step, jsonb_build_object("
+		"   'status', s.status, 'result', s.result, 'error', s.error, 'attempt', s.attempt))"
+		"   FROM @steps@ s WHERE s.run_id = r.id), '{}')) AS context"
+		" FROM @runs@ r WHERE r.id = $1",
+	1, {UUIDOID}},
+	[S_RENDER] = {
+		"SELECT orchestrator._render($1, $2) AS rendered", 2, {JSONBOID, JSONBOID}},
+	[S_CONDITION] = {
+		"SELECT coalesce(jsonb_path_match($2, $1, '{}', true), false) AS holds", 2, {JSONPATHOID, JSONBOID}},
+	[S_UNTIL] = {
+		"SELECT ($1 #>> '{}')::timestamptz AS due", 1, {JSONBOID}},
+	[S_DUE_AFTER] = {
+		"SELECT clock_timestamp() + $1 AS due", 1, {INTERVALOID}},
+	[S_FIRST_SIGNAL] = {
+		"SELECT g.payload FROM orchestrator.signals g WHERE g.run_id = $1 AND g.name = $2 ORDER BY g.id LIMIT 1",
+	2, {UUIDOID, TEXTOID}},
+
+	/* failures: attempts count from the last resume (attempt_base) */
+	[S_STEP_ATTEMPTS] = {
+		"SELECT attempt, attempt_base FROM @steps@ WHERE run_id = $1 AND step = $2",
+	2, {UUIDOID, TEXTOID}},
+	[S_STEP_STATE] = {
+		"SELECT s.status, s.attempt, s.kind,"
+		" EXISTS (SELECT 1 FROM orchestrator.work_queue q WHERE q.run_id = $1 AND q.step = $2"
+		"   AND q.queue = '@sql' AND q.lease_token IS NULL) AS queued"
+		" FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2",
+	2, {UUIDOID, TEXTOID}},
+	/* exponential backoff with jitter, capped; at least retry_after ($8) */
+	[S_RETRY_STEP] = {
+		"UPDATE @steps@ SET status = 'ready', error = $3,"
+		" ready_at = now() + greatest(least($4 * power($5, greatest($9 - 1, 0)) * (1 + $6 * (2 * random() - 1)), $7),"
+		"   coalesce($8, interval '0'))"
+		" WHERE run_id = $1 AND step = $2 RETURNING ready_at",
+	9, {UUIDOID, TEXTOID, JSONBOID, INTERVALOID, FLOAT8OID, FLOAT8OID, INTERVALOID, INTERVALOID, INT4OID}},
+	[S_RETRY_QUEUE] = {
+		"UPDATE orchestrator.work_queue SET available_at = $3, lease_token = NULL, lease = NULL, worker = NULL"
+		" WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
+	[S_STEP_FINAL] = {
+		"UPDATE @steps@ SET status = $3, error = $4, finished_at = clock_timestamp() WHERE run_id = $1 AND step = $2",
+	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
+
+	/* a run ends */
+	[S_CANCEL_OPEN_STEPS] = {
+		"WITH cancelled AS (UPDATE @steps@ x SET status = 'cancelled', finished_at = clock_timestamp()"
+		"   WHERE x.run_id = $1 AND x.status IN " OPEN_STATUSES " RETURNING x.step, x.position)"
+		" SELECT step FROM cancelled ORDER BY position",
+	1, {UUIDOID}},
+	/* a failed run's succeeded steps with a compensation get it */
+	[S_ADD_COMPENSATIONS] = {
+		"INSERT INTO @steps@ (run_id, step, position, kind, deps_open)"
+		" SELECT $1, d.step, d.position, d.kind, 0 FROM @steps@ x"
+		" JOIN orchestrator.definition_steps d ON d.name = $2 AND d.version = $3 AND d.compensates = x.step"
+		" WHERE x.run_id = $1 AND x.status = 'succeeded'",
+	3, {UUIDOID, TEXTOID, INT4OID}},
+	[S_RUN_COMPENSATING] = {
+		"UPDATE @runs@ SET status = 'compensating', error = $2 WHERE id = $1", 2, {UUIDOID, JSONBOID}},
+	/* the compensation of the step that completed last goes first */
+	[S_NEXT_COMPENSATION] = {
+		"SELECT c.step FROM @steps@ c"
+		" JOIN orchestrator.definition_steps d ON d.name = $2 AND d.version = $3 AND d.step = c.step"
+		" JOIN @steps@ x ON x.run_id = c.run_id AND x.step = d.compensates"
+		" WHERE c.run_id = $1 AND c.status = 'waiting'"
+		" ORDER BY x.finished_at DESC, x.position DESC LIMIT 1",
+	3, {UUIDOID, TEXTOID, INT4OID}},
+	[S_STEP_COMPENSATED] = {
+		"UPDATE @steps@ SET status = 'compensated' WHERE run_id = $1 AND step = $2", 2, {UUIDOID, TEXTOID}},
+	[S_RUN_COMPENSATED] = {
+		"UPDATE @runs@ SET status = 'failed', finished_at = clock_timestamp() WHERE id = $1"
+		" RETURNING jsonb_build_object('error', error, 'compensated', true) AS data",
+	1, {UUIDOID}},
+	[S_RUN_ERROR] = {
+		"SELECT error FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
+	[S_RESULT_TEMPLATE] = {
+		"SELECT spec -> 'result' AS template FROM orchestrator.definitions WHERE name = $1 AND version = $2",
+	2, {TEXTOID, INT4OID}},
+	[S_STEP_RESULTS] = {
+		"SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') AS results FROM @steps@ x"
+		" WHERE x.run_id = $1 AND x.status = 'succeeded'",
+	1, {UUIDOID}},
+	[S_RUN_FINISH] = {
+		"UPDATE @runs@ SET status = $2, result = $3, error = $4, finished_at = clock_timestamp() WHERE id = $1"
+		" RETURNING jsonb_strip_nulls(jsonb_build_object('error', error, 'result', result)) AS data",
+	4, {UUIDOID, TEXTOID, JSONBOID, JSONBOID}},
+
+	/* a finished HTTP request (http_record.c): its lease, its step */
+	[S_HTTP_LEASE] = {
+		"SELECT 1 FROM orchestrator.work_queue"
+		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()"
+		" FOR UPDATE",
+	3, {UUIDOID, TEXTOID, UUIDOID}},
+	[S_HTTP_STEP] = {
+		"SELECT attempt, input ->> 'url' AS url, EXISTS (SELECT 1 FROM orchestrator.http_circuits) AS circuits"
+		" FROM @steps@ WHERE run_id = $1 AND step = $2",
+	2, {UUIDOID, TEXTOID}},
+	[S_STEP_INPUT] = {
+		"SELECT input FROM @steps@ WHERE run_id = $1 AND step = $2", 2, {UUIDOID, TEXTOID}},
+	[S_RETRY_AFTER] = {
+		"SELECT orchestrator._retry_after($1) AS delay", 1, {TEXTOID}},
+
+	/* the dispatchers' pass over timers and leases (engine_fn.c) */
+	[S_EXPIRED_LEASES] = {
+		"SELECT run_id, step, worker FROM orchestrator.work_queue"
+		" WHERE lease_token IS NOT NULL AND available_at <= now()"
+		" ORDER BY available_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+	1, {INT4OID}},
+	[S_NEXT_WAKE] = {
+		"SELECT min(t) AS next_wake FROM ("
+		" (SELECT w.available_at FROM orchestrator.work_queue w"
+		"  WHERE w.queue = '@timer' AND w.priority = 0 ORDER BY w.priority DESC, w.available_at LIMIT 1)"
+		" UNION ALL"
+		" (SELECT w.available_at FROM orchestrator.work_queue w"
+		"  WHERE w.lease_token IS NOT NULL ORDER BY w.available_at LIMIT 1)"
+		" UNION ALL"
+		" (SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@sql')) due(t)",
+	0, {0}},
+	[S_PARTITION_AHEAD] = {
+		"SELECT to_regclass(format('orchestrator.workflow_events_p%s',"
+		" to_char((now() AT TIME ZONE 'UTC')::date + $1, 'YYYYMMDD'))) IS NOT NULL AS exist",
+	1, {INT4OID}},
+	[S_CREATE_PARTITIONS] = {
+		"SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date, $1 + 1)", 1, {INT4OID}},
+};
+
+/*
+ * engine_stmt
+ *		Execute statement "s" (on the run's partitions, or none) and return
+ *		the number of rows it processed; its rows are in SPI_tuptable until
+ *		engine_rows_done().
+ */
+uint64
+engine_stmt(Stmt s, const RunLeaves *leaves, Datum *values, const char *nulls)
+{
+	const StmtDef *def = &stmts[s];
+	MemoryContext context = CurrentMemoryContext;
+	SPIPlanPtr	plan = orchestrator_leaf_plan(s, def->sql, def->nargs,
+											  (Oid *) def->argtypes, leaves);
+	int			rc;
+
+	rc = SPI_execute_plan(plan, values, nulls, false, 0);
+	/* SPI returns in its own context */
+	MemoryContextSwitchTo(context);
+	if (rc < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("orchestrator statement %d failed: %s", (int) s, SPI_result_code_string(rc))));
+	return SPI_processed;
+}
+
+/* Column "name" of the first result row, copied into the current context. */
+Datum
+engine_col(const char *name, bool *isnull)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	int			col = SPI_fnumber(desc, name);
+	Form_pg_attribute att;
+	Datum		d;
+
+	if (col <= 0)
+		elog(ERROR, "orchestrator statement has no column \"%s\"", name);
+	att = TupleDescAttr(desc, col - 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], desc, col, isnull);
+	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+}
+
+char *
+engine_col_text(const char *name)
+{
+	bool		isnull;
+	Datum		d = engine_col(name, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+bool
+engine_col_bool(const char *name)
+{
+	bool		isnull;
+	Datum		d = engine_col(name, &isnull);
+
+	return !isnull && DatumGetBool(d);
+}
+
+int32
+engine_col_int32(const char *name)
+{
+	bool		isnull;
+	Datum		d = engine_col(name, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+void
+engine_rows_done(void)
+{
+	SPI_freetuptable(SPI_tuptable);
+}

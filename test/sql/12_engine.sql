@@ -1,0 +1,59 @@
+\set SHOW_CONTEXT never
+-- The state machine in C (src/engine.c): settings read when a step runs,
+-- not when its definition was first read.
+
+-- orchestrator.default_step_timeout applies to a step without "timeout"
+-- as it is now: 0.3 kept the value it had when the dispatcher first read
+-- the step's definition.
+SELECT orchestrator.define_workflow('engine_default_timeout', $$
+{"steps": [{"name": "nap", "kind": "sql", "sql": "SELECT pg_sleep($1::float8) IS NOT NULL AS slept", "args": [1.5],
+            "retry": {"max_attempts": 1}}]}
+$$);
+SELECT orchestrator.start_workflow('engine_default_timeout') AS r1 \gset
+SELECT wait_for_run(:'r1');
+
+ALTER SYSTEM SET orchestrator.default_step_timeout = '300ms';
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SELECT orchestrator.start_workflow('engine_default_timeout') AS r2 \gset
+SELECT wait_for_run(:'r2');
+SELECT s.status, s.error ->> 'sqlstate' AS sqlstate, s.error ->> 'message' AS message
+FROM orchestrator.run_steps s WHERE s.run_id = :'r2';
+
+ALTER SYSTEM RESET orchestrator.default_step_timeout;
+SELECT pg_reload_conf();
+
+-- "on_error": "continue": a step that fails for good lets the run go on;
+-- its dependents see its status and error and branch on them.
+SELECT orchestrator.define_workflow('engine_on_error', $$
+{"steps": [
+  {"name": "risky", "kind": "sql", "sql": "SELECT 1 / 0 AS never", "retry": {"max_attempts": 1}, "on_error": "continue"},
+  {"name": "fallback", "kind": "sql", "sql": "SELECT 'used the fallback' AS note", "depends_on": ["risky"],
+   "when": "$.steps.risky.status == \"dead\""},
+  {"name": "normal", "kind": "sql", "sql": "SELECT 'normal path' AS note", "depends_on": ["risky"],
+   "when": "$.steps.risky.status == \"succeeded\""},
+  {"name": "report", "kind": "sql", "sql": "SELECT $1::jsonb AS risky_error", "depends_on": ["fallback", "normal"],
+   "args": [{"$path": "$.steps.risky.error.sqlstate"}]}
+]}
+$$);
+SELECT orchestrator.start_workflow('engine_on_error') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT step, status, result FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+SELECT string_agg(type || coalesce(':' || step, ''), ', ' ORDER BY seq) AS history FROM orchestrator.events(:'r');
+SELECT result FROM orchestrator.runs WHERE id = :'r';
+
+-- Without it (the default, "fail"), the same failure fails the run.
+SELECT orchestrator.define_workflow('engine_on_error_fail', $$
+{"steps": [
+  {"name": "risky", "kind": "sql", "sql": "SELECT 1 / 0 AS never", "retry": {"max_attempts": 1}, "on_error": "fail"},
+  {"name": "after", "kind": "sql", "sql": "SELECT 1 AS one", "depends_on": ["risky"]}
+]}
+$$);
+SELECT orchestrator.start_workflow('engine_on_error_fail') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT step, status FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+
+-- A value other than "fail" or "continue" is refused, and nothing is written.
+SELECT try($$SELECT orchestrator.define_workflow('engine_on_error_bad',
+  '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1", "on_error": "ignore"}]}')$$);
+SELECT count(*) AS written FROM orchestrator.workflows WHERE name = 'engine_on_error_bad';
