@@ -16,8 +16,9 @@ DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags) -DORCHESTRATOR_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS   = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Werror
-# libcrypto: AES-256-GCM for the secrets sealed at rest (src/secrets.c)
-SHLIB_LINK  = $(shell curl-config --libs) -lcrypto
+# libcrypto: AES-256-GCM for the secrets sealed at rest (src/secrets.c);
+# libyaml: workflow specs written in YAML (src/yaml_spec.c)
+SHLIB_LINK  = $(shell curl-config --libs) -lcrypto -lyaml
 
 # pg_regress: inputs in test/sql, expected output in expected/ (test/expected is
 # a link to it), a throwaway instance with the preload setting.

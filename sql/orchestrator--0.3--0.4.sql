@@ -29,6 +29,7 @@ DROP FUNCTION orchestrator._api_retry_run(uuid, text[]);
 DROP FUNCTION orchestrator._lease_expired(uuid, text, text);
 DROP FUNCTION orchestrator._claim_external(text, text, integer, interval, text[]);
 DROP FUNCTION orchestrator._api_claim_steps(text, text, integer, interval);
+DROP FUNCTION orchestrator._api_heartbeat_step(uuid, text, uuid);
 DROP FUNCTION orchestrator._exec_sql_step(uuid, text);
 DROP FUNCTION orchestrator._sql_attempt_lost(uuid, text, integer, jsonb);
 DROP FUNCTION orchestrator._fire_timer(uuid, text);
@@ -40,6 +41,7 @@ DROP FUNCTION orchestrator._webhook_claim(integer, text, boolean);
 DROP FUNCTION orchestrator._webhook_record(uuid, uuid, integer, jsonb, text, text, float8);
 DROP FUNCTION orchestrator._api_metrics();
 DROP FUNCTION orchestrator.claim_steps(text, text, integer, interval);
+DROP FUNCTION orchestrator.heartbeat_step(uuid, text, uuid);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
 
@@ -56,6 +58,20 @@ ALTER TABLE orchestrator.workflow_runs ADD COLUMN trace_parent text;
 COMMENT ON COLUMN orchestrator.workflow_runs.trace_id IS 'W3C trace id (32 hex digits) of the run''s trace: the caller''s (option traceparent) or a random one; NULL for runs created before 0.4 (their run id serves)';
 COMMENT ON COLUMN orchestrator.workflow_runs.trace_parent IS 'the traceparent given to start_workflow (normalised to version 00): the caller''s span is the parent of the run''s span';
 
+-- Queue limits (set_queue_limit), as in sql/src/20_tables.sql.
+CREATE TABLE orchestrator.queue_limits (
+	queue       text        NOT NULL PRIMARY KEY,
+	max_running integer     NOT NULL CHECK (max_running >= 0),
+	set_by      regrole     NOT NULL,
+	set_at      timestamptz NOT NULL DEFAULT now(),
+	claimed_at  timestamptz
+);
+COMMENT ON TABLE orchestrator.queue_limits IS 'the most leased steps of an external queue at once (set_queue_limit)';
+SELECT pg_catalog.pg_extension_config_dump('orchestrator.queue_limits', '');
+-- The latest progress of an external step (heartbeat_step), as in
+-- sql/src/20_tables.sql.
+ALTER TABLE orchestrator.workflow_steps ADD COLUMN progress jsonb;
+COMMENT ON COLUMN orchestrator.workflow_steps.progress IS 'the latest progress an external worker reported (heartbeat_step)';
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
@@ -300,6 +316,22 @@ BEGIN
 	END LOOP;
 
 	RETURN QUERY SELECT * FROM unnest(rows);
+END
+$$;
+
+CREATE FUNCTION orchestrator._yaml_to_jsonb(yaml text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orchestrator_yaml_to_jsonb'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION orchestrator._api_define_workflow_yaml(name text, spec text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN orchestrator._api_define_workflow(name, orchestrator._yaml_to_jsonb(spec));
 END
 $$;
 
@@ -550,6 +582,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+	lim     integer;
+	running bigint;
 BEGIN
 	PERFORM orchestrator._check_queue_name(queue);
 	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
@@ -568,6 +603,22 @@ BEGIN
 			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
 	END IF;
 
+	-- A limited queue (set_queue_limit): at most max_running live leases.
+	-- Updating its row makes claims of the queue follow one another (under
+	-- REPEATABLE READ a second claim fails with 40001 rather than count
+	-- leases it cannot see); the count is a new snapshot, after the lock.
+	UPDATE orchestrator.queue_limits l SET claimed_at = now()
+		WHERE l.queue = _api_claim_steps.queue
+		RETURNING l.max_running INTO lim;
+	IF FOUND THEN
+		SELECT count(*) INTO running FROM orchestrator.work_queue w
+			WHERE w.queue = _api_claim_steps.queue AND w.lease_token IS NOT NULL AND w.available_at > now();
+		IF running >= lim THEN
+			RETURN;
+		END IF;
+		max_steps := least(max_steps, lim - running);
+	END IF;
+
 	-- The claim itself is in C (external.c, as _claim() and
 	-- _step_started() would do it): a step of a run that another
 	-- transaction holds is left for the next claim.
@@ -577,6 +628,64 @@ BEGIN
 	-- continue.
 	RETURN QUERY SELECT * FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
 															  orchestrator._workable_workflows());
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_set_queue_limit(queue text, max_running integer)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orchestrator._check_queue_name(queue);
+	IF max_running < 0 OR max_running > 1000000 THEN
+		RAISE EXCEPTION 'max_running must be from 0 to 1000000, or NULL for no limit' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', max_running),
+			HINT = '0 pauses the queue: claims return nothing until the limit is raised or removed.';
+	END IF;
+	IF max_running IS NULL THEN
+		DELETE FROM orchestrator.queue_limits l WHERE l.queue = _api_set_queue_limit.queue;
+	ELSE
+		INSERT INTO orchestrator.queue_limits AS l (queue, max_running, set_by)
+			VALUES (queue, max_running, orchestrator._caller())
+			ON CONFLICT ON CONSTRAINT queue_limits_pkey DO UPDATE
+			SET max_running = excluded.max_running, set_by = excluded.set_by, set_at = now();
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid,
+												 lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', lease),
+			HINT = 'NULL extends the lease by the length it has.';
+	END IF;
+	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
+		RETURN false;
+	END IF;
+	UPDATE orchestrator.work_queue w
+		SET lease = coalesce(_api_heartbeat_step.lease, w.lease),
+			available_at = now() + coalesce(_api_heartbeat_step.lease, w.lease)
+		WHERE w.run_id = _api_heartbeat_step.run_id AND w.step = _api_heartbeat_step.step;
+	IF progress IS NOT NULL THEN
+		UPDATE orchestrator.workflow_steps s SET progress = _api_heartbeat_step.progress
+			WHERE s.run_id = _api_heartbeat_step.run_id AND s.step = _api_heartbeat_step.step
+			RETURNING s.attempt INTO n;
+		PERFORM orchestrator._emit(run_id, 'step.progress', step,
+								   jsonb_build_object('attempt', n, 'progress', progress));
+	END IF;
+	RETURN true;
 END
 $$;
 
@@ -801,6 +910,216 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._check_job_name(job_name text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF job_name IS NULL OR job_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,53}$' THEN
+		RAISE EXCEPTION 'invalid job name %', coalesce(quote_literal(job_name), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A job name is 1 to 54 letters, digits, "_", ".", ":" or "-", starting with a letter, digit or "_".';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._require_pg_cron()
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	IF to_regprocedure('cron.schedule_in_database(text, text, text, text, text, boolean)') IS NULL THEN
+		RAISE EXCEPTION 'pg_cron is not installed in database %', current_database()
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('cron.database_name is %s.', coalesce(current_setting('cron.database_name', true), 'not set')),
+				  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, and run CREATE EXTENSION pg_cron.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_schedule_workflow(job_name text, schedule text, workflow text,
+													input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	caller  regrole := orchestrator._caller();
+	role    pg_catalog.pg_roles;
+	bad     text;
+	command text;
+	job     bigint;
+	d       interval;
+BEGIN
+	PERFORM orchestrator._check_job_name(job_name);
+	IF schedule IS NULL OR btrim(schedule) = '' THEN
+		RAISE EXCEPTION 'schedule must not be empty' USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Use a cron expression such as ''0 6 * * *'' (every day at 06:00).';
+	END IF;
+	IF workflow IS NULL THEN
+		RAISE EXCEPTION 'workflow must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF input IS NULL THEN
+		RAISE EXCEPTION 'input must not be null' USING ERRCODE = 'null_value_not_allowed',
+			HINT = 'Pass ''{}'' for a workflow that takes no input.';
+	END IF;
+	options := coalesce(options, '{}');
+	IF jsonb_typeof(options) <> 'object' THEN
+		RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', options),
+			HINT = 'Options of scheduled runs: version, tenant, deadline (an interval), priority.';
+	END IF;
+	IF options ? 'idempotency_key' THEN
+		RAISE EXCEPTION 'option "idempotency_key" cannot be scheduled' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = 'Every run after the first would return the first run.',
+			HINT = 'Leave it out: each time the schedule fires starts a run of its own.';
+	END IF;
+	SELECT k INTO bad FROM jsonb_object_keys(options) k
+		WHERE k NOT IN ('version', 'tenant', 'deadline', 'priority') ORDER BY k LIMIT 1;
+	IF bad IS NOT NULL THEN
+		RAISE EXCEPTION 'unknown option "%"', bad USING ERRCODE = 'invalid_parameter_value',
+			HINT = 'Options of scheduled runs: version, tenant, deadline (an interval), priority.';
+	END IF;
+	IF options ? 'tenant' AND (jsonb_typeof(options -> 'tenant') <> 'string'
+							   OR length(options ->> 'tenant') NOT BETWEEN 1 AND 255) THEN
+		RAISE EXCEPTION 'option "tenant" must be a string of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', options -> 'tenant');
+	END IF;
+	IF options ? 'priority' AND (jsonb_typeof(options -> 'priority') <> 'number'
+								 OR (options ->> 'priority') !~ '^-?[0-9]{1,4}$'
+								 OR abs((options ->> 'priority')::integer) > 1000) THEN
+		RAISE EXCEPTION 'option "priority" must be an integer from -1000 to 1000' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', options -> 'priority');
+	END IF;
+	IF options ? 'version' AND (jsonb_typeof(options -> 'version') <> 'number'
+								OR (options ->> 'version') !~ '^[0-9]{1,9}$') THEN
+		RAISE EXCEPTION 'option "version" must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', options -> 'version');
+	END IF;
+	IF options ? 'deadline' THEN
+		BEGIN
+			d := (options ->> 'deadline')::interval;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+			d := NULL;
+		END;
+		IF jsonb_typeof(options -> 'deadline') <> 'string' OR d IS NULL OR d <= interval '0' THEN
+			RAISE EXCEPTION 'option "deadline" of a scheduled run must be a positive interval' USING ERRCODE = 'invalid_parameter_value',
+				DETAIL = format('Got %s.', options -> 'deadline'),
+				HINT = 'For example "30 minutes": each run''s deadline is that long after it starts.';
+		END IF;
+	END IF;
+
+	PERFORM orchestrator._require_pg_cron();
+	-- The same checks and errors as start_workflow().
+	IF NOT EXISTS (SELECT 1 FROM orchestrator.definitions d WHERE d.name = workflow) THEN
+		RAISE EXCEPTION 'workflow "%" is not defined', workflow USING ERRCODE = 'undefined_object',
+			HINT = 'Define it first with orchestrator.define_workflow(name, spec).';
+	END IF;
+	IF options ? 'version' AND NOT EXISTS (SELECT 1 FROM orchestrator.definitions d
+										   WHERE d.name = workflow AND d.version = (options ->> 'version')::integer) THEN
+		RAISE EXCEPTION 'workflow "%" has no version %', workflow, options ->> 'version' USING ERRCODE = 'undefined_object',
+			HINT = 'Omit "version" to start the latest version.';
+	END IF;
+	IF NOT orchestrator._may(workflow, 'start') THEN
+		RAISE EXCEPTION 'permission denied to start workflow "%"', workflow
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Runs of a workflow are started by its owner, by roles it was granted to with privilege "start", and by members of orchestrator_admin; a schedule starts them as the role that scheduled it.',
+				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, %L);', workflow, caller);
+	END IF;
+	SELECT * INTO role FROM pg_catalog.pg_roles r WHERE r.oid = caller;
+	IF NOT role.rolcanlogin THEN
+		RAISE EXCEPTION 'role % cannot log in, and pg_cron starts its jobs as the role that scheduled them', caller
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Schedule as a role with LOGIN (pg_cron connects as it), or give this role LOGIN.';
+	END IF;
+
+	-- pg_cron knows the user by name: the command checks it is still the
+	-- same role (not one created later under a dropped role's name, nor the
+	-- role of a cluster the database was restored into) and says so when not.
+	command := format('DO %L', format(
+		'BEGIN'
+		' IF (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER) IS DISTINCT FROM %s THEN'
+		'  RAISE EXCEPTION ''schedule "%s" was made by the role of OID %s, not by this role'''
+		'   USING ERRCODE = ''insufficient_privilege'','
+		'   HINT = ''The role was dropped and created again, or the database restored into another cluster: schedule the workflow again.'';'
+		' END IF;'
+		' PERFORM orchestrator.start_workflow(%L, %L::pg_catalog.jsonb, %L::pg_catalog.jsonb);'
+		' END',
+		caller::oid, job_name, caller::oid, workflow, input, options));
+	BEGIN
+		EXECUTE 'SELECT cron.schedule_in_database($1, $2, $3, $4, $5)' INTO job
+			USING 'workflow:' || job_name, schedule, command, current_database(), role.rolname::text;
+	EXCEPTION WHEN invalid_parameter_value OR internal_error OR invalid_text_representation OR data_exception THEN
+		RAISE EXCEPTION 'invalid schedule %', quote_literal(schedule) USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = SQLERRM,
+			HINT = 'Use a cron expression of five fields, such as ''0 6 * * *'' (every day at 06:00), or @hourly, @daily.';
+	END;
+	RETURN job;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_unschedule_workflow(job_name text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	job  bigint;
+	done boolean;
+BEGIN
+	PERFORM orchestrator._check_job_name(job_name);
+	IF to_regprocedure('cron.unschedule(bigint)') IS NULL THEN
+		RETURN false;
+	END IF;
+	EXECUTE 'SELECT j.jobid FROM cron.job j WHERE j.jobname = $1 AND j.username = $2'
+		INTO job USING 'workflow:' || job_name,
+					   (SELECT r.rolname::text FROM pg_catalog.pg_roles r WHERE r.oid = orchestrator._caller());
+	IF job IS NULL THEN
+		RETURN false;
+	END IF;
+	EXECUTE 'SELECT cron.unschedule($1)' INTO done USING job;
+	RETURN done;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_start_workflow_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	input jsonb;
+BEGIN
+	IF TG_LEVEL <> 'ROW' THEN
+		RAISE EXCEPTION 'start_workflow_trigger() must be fired FOR EACH ROW'
+			USING ERRCODE = 'trigger_protocol_violated',
+				  DETAIL = format('Trigger %I on %s is FOR EACH STATEMENT.', TG_NAME, TG_RELID::regclass),
+				  HINT = 'Create the trigger FOR EACH ROW: it starts a run per row.';
+	END IF;
+	IF TG_NARGS <> 1 THEN
+		RAISE EXCEPTION 'start_workflow_trigger() takes one argument, the workflow''s name'
+			USING ERRCODE = 'trigger_protocol_violated',
+				  DETAIL = format('Trigger %I on %s passes %s arguments.', TG_NAME, TG_RELID::regclass, TG_NARGS),
+				  HINT = 'EXECUTE FUNCTION orchestrator.start_workflow_trigger(''<workflow>'')';
+	END IF;
+	IF TG_OP = 'DELETE' THEN
+		input := to_jsonb(OLD);
+	ELSE
+		input := to_jsonb(NEW);
+	END IF;
+	PERFORM orchestrator._api_start_workflow(TG_ARGV[0], input, '{}');
+	IF TG_WHEN = 'AFTER' THEN
+		RETURN NULL;
+	ELSIF TG_OP = 'DELETE' THEN
+		RETURN OLD;
+	END IF;
+	RETURN NEW;
+END
+$$;
+
 CREATE FUNCTION orchestrator._metrics_text()
 RETURNS text
 AS 'MODULE_PATHNAME', 'orchestrator_metrics_text'
@@ -884,6 +1203,35 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator.define_workflow_yaml(name text, spec text)
+RETURNS integer
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.define_workflow_yaml(text, text) IS
+'define_workflow() of a spec written in YAML (one document of plain data); syntax errors name the line and column';
+
+CREATE FUNCTION orchestrator.schedule_workflow(job_name text, schedule text, workflow text,
+											   input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.schedule_workflow(text, text, text, jsonb, jsonb) IS
+'start a workflow on a cron schedule (pg_cron), as the calling role; the same job name again replaces the schedule; returns the pg_cron job id';
+
+CREATE FUNCTION orchestrator.unschedule_workflow(job_name text)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.unschedule_workflow(text) IS
+'remove a schedule of the calling role; false when it has none of that name';
+
+CREATE FUNCTION orchestrator.start_workflow_trigger()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.start_workflow_trigger() IS
+'trigger function: FOR EACH ROW EXECUTE FUNCTION orchestrator.start_workflow_trigger(''<workflow>'') starts a run per row (input: the new row, the old one on DELETE) as the role whose statement fired it';
+
 CREATE FUNCTION orchestrator.claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
 										 lease interval DEFAULT NULL)
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
@@ -892,6 +1240,21 @@ LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
 'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires; traceparent is the W3C trace context of the attempt';
+
+CREATE FUNCTION orchestrator.set_queue_limit(queue text, max_running integer)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.set_queue_limit(text, integer) IS
+'claim_steps() hands out at most max_running leased steps of the queue at once (NULL: no limit; 0: none)';
+
+CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid,
+											lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb) IS
+'extend a claimed step''s lease (by its length, or by a new one); keep progress on the step (event step.progress); false when the lease is lost or the run has finished: stop working';
 
 -- Views as a fresh install has them.
 
@@ -905,7 +1268,7 @@ CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 CREATE VIEW orchestrator.run_steps WITH (security_barrier) AS
 	SELECT s.run_id, r.name AS workflow, r.version, r.tenant, s.step, s.position, s.kind, s.status,
 		   s.attempt, s.input, s.result, s.error, s.worker, s.ready_at, s.started_at, s.finished_at,
-		   s.finished_at - s.started_at AS duration
+		   s.finished_at - s.started_at AS duration, s.progress
 	FROM orchestrator.workflow_steps s
 	JOIN orchestrator.workflow_runs r ON r.id = s.run_id
 	WHERE orchestrator._may_see(r.owner, r.started_by);
@@ -1059,9 +1422,13 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.uuid_v7_boundary(timestamptz),
 	orchestrator.uuid_v7_time(uuid),
 	orchestrator.define_workflow(text, jsonb),
+	orchestrator.define_workflow_yaml(text, text),
 	orchestrator.grant_workflow(text, regrole, text),
 	orchestrator.revoke_workflow(text, regrole, text),
 	orchestrator.start_workflow(text, jsonb, jsonb),
+	orchestrator.schedule_workflow(text, text, text, jsonb, jsonb),
+	orchestrator.unschedule_workflow(text),
+	orchestrator.start_workflow_trigger(),
 	orchestrator.get_workflow(uuid),
 	orchestrator.workflow_result(uuid),
 	orchestrator.cancel_workflow(uuid, text),
@@ -1069,7 +1436,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.signal_workflow(uuid, text, jsonb),
 	orchestrator.events(uuid, bigint),
 	orchestrator.claim_steps(text, text, integer, interval),
-	orchestrator.heartbeat_step(uuid, text, uuid),
+	orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb),
 	orchestrator.complete_step(uuid, text, uuid, jsonb),
 	orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]),
 	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean)
@@ -1097,8 +1464,10 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.maintain(integer),
 	orchestrator.schedule_maintenance(text),
 	orchestrator.unschedule_maintenance(),
-	orchestrator.rebuild_stats(date)
+	orchestrator.rebuild_stats(date),
+	orchestrator.set_queue_limit(text, integer)
 TO orchestrator_admin;
+GRANT SELECT ON orchestrator.queue_limits TO orchestrator_admin;
 GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orchestrator_admin;
 GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestrator.error_rates,
 	orchestrator.step_errors, orchestrator.throughput, orchestrator.queue_depth,

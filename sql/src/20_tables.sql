@@ -121,9 +121,11 @@ CREATE TABLE orchestrator.workflow_steps (
 	started_at  timestamptz,
 	finished_at timestamptz,
 	attempt_base integer      NOT NULL DEFAULT 0,
+	progress    jsonb,
 	PRIMARY KEY (run_id, step)
 ) PARTITION BY RANGE (run_id);
 COMMENT ON COLUMN orchestrator.workflow_steps.attempt_base IS 'attempts made before the run was last resumed (retry_run): max_attempts counts from here';
+COMMENT ON COLUMN orchestrator.workflow_steps.progress IS 'the latest progress an external worker reported (heartbeat_step)';
 COMMENT ON TABLE orchestrator.workflow_steps IS 'one row per step of each run (partitioned like workflow_runs)';
 
 CREATE TABLE orchestrator.workflow_events (
@@ -158,6 +160,19 @@ CREATE TABLE orchestrator.work_queue (
 ) WITH (fillfactor = 70);
 CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at);
 CREATE INDEX work_queue_leased ON orchestrator.work_queue (available_at) WHERE lease_token IS NOT NULL;
+
+-- Queue limits (set_queue_limit): claim_steps() never hands out more than
+-- max_running live leases of the queue at once.  Claims of a limited queue
+-- update its row first (claimed_at), so they follow one another and each
+-- counts the leases the others committed.
+CREATE TABLE orchestrator.queue_limits (
+	queue       text        NOT NULL PRIMARY KEY,
+	max_running integer     NOT NULL CHECK (max_running >= 0),
+	set_by      regrole     NOT NULL,
+	set_at      timestamptz NOT NULL DEFAULT now(),
+	claimed_at  timestamptz
+);
+COMMENT ON TABLE orchestrator.queue_limits IS 'the most leased steps of an external queue at once (set_queue_limit)';
 
 -- A second start by the same role with the same key and workflow name
 -- returns the first run.  Keys of different roles never meet: one role

@@ -484,6 +484,28 @@ BEGIN
 END
 $$;
 
+-- The value of a YAML text (src/yaml_spec.c): one document of plain data,
+-- scalars typed by the YAML 1.2 core schema; anchors, aliases, other tags,
+-- duplicate keys and further documents refused (22P02, with line and column).
+CREATE FUNCTION orchestrator._yaml_to_jsonb(yaml text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orchestrator_yaml_to_jsonb'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- define_workflow() of a spec written in YAML: the same validation, the
+-- same errors, the same stored jsonb (an identical spec, in YAML or JSON,
+-- returns the existing version).
+CREATE FUNCTION orchestrator._api_define_workflow_yaml(name text, spec text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN orchestrator._api_define_workflow(name, orchestrator._yaml_to_jsonb(spec));
+END
+$$;
+
 -- Grant or revoke a privilege on a workflow: "start" (start runs of it and
 -- see them) or "work" (its external steps).  Its owner, roles with the
 -- owner's privileges, and members of orchestrator_admin may.

@@ -291,7 +291,7 @@ CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 CREATE VIEW orchestrator.run_steps WITH (security_barrier) AS
 	SELECT s.run_id, r.name AS workflow, r.version, r.tenant, s.step, s.position, s.kind, s.status,
 		   s.attempt, s.input, s.result, s.error, s.worker, s.ready_at, s.started_at, s.finished_at,
-		   s.finished_at - s.started_at AS duration
+		   s.finished_at - s.started_at AS duration, s.progress
 	FROM orchestrator.workflow_steps s
 	JOIN orchestrator.workflow_runs r ON r.id = s.run_id
 	WHERE orchestrator._may_see(r.owner, r.started_by);

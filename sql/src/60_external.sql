@@ -53,6 +53,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+	lim     integer;
+	running bigint;
 BEGIN
 	PERFORM orchestrator._check_queue_name(queue);
 	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
@@ -71,6 +74,22 @@ BEGIN
 			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
 	END IF;
 
+	-- A limited queue (set_queue_limit): at most max_running live leases.
+	-- Updating its row makes claims of the queue follow one another (under
+	-- REPEATABLE READ a second claim fails with 40001 rather than count
+	-- leases it cannot see); the count is a new snapshot, after the lock.
+	UPDATE orchestrator.queue_limits l SET claimed_at = now()
+		WHERE l.queue = _api_claim_steps.queue
+		RETURNING l.max_running INTO lim;
+	IF FOUND THEN
+		SELECT count(*) INTO running FROM orchestrator.work_queue w
+			WHERE w.queue = _api_claim_steps.queue AND w.lease_token IS NOT NULL AND w.available_at > now();
+		IF running >= lim THEN
+			RETURN;
+		END IF;
+		max_steps := least(max_steps, lim - running);
+	END IF;
+
 	-- The claim itself is in C (external.c, as _claim() and
 	-- _step_started() would do it): a step of a run that another
 	-- transaction holds is left for the next claim.
@@ -80,6 +99,33 @@ BEGIN
 	-- continue.
 	RETURN QUERY SELECT * FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
 															  orchestrator._workable_workflows());
+END
+$$;
+
+-- Limit how many steps of an external queue are leased at once (NULL: no
+-- limit; 0: none are handed out, a pause).  Queues are shared by every
+-- workflow that names them, so the limit is an operator's: admins only.
+CREATE FUNCTION orchestrator._api_set_queue_limit(queue text, max_running integer)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orchestrator._check_queue_name(queue);
+	IF max_running < 0 OR max_running > 1000000 THEN
+		RAISE EXCEPTION 'max_running must be from 0 to 1000000, or NULL for no limit' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', max_running),
+			HINT = '0 pauses the queue: claims return nothing until the limit is raised or removed.';
+	END IF;
+	IF max_running IS NULL THEN
+		DELETE FROM orchestrator.queue_limits l WHERE l.queue = _api_set_queue_limit.queue;
+	ELSE
+		INSERT INTO orchestrator.queue_limits AS l (queue, max_running, set_by)
+			VALUES (queue, max_running, orchestrator._caller())
+			ON CONFLICT ON CONSTRAINT queue_limits_pkey DO UPDATE
+			SET max_running = excluded.max_running, set_by = excluded.set_by, set_at = now();
+	END IF;
 END
 $$;
 
@@ -134,19 +180,39 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid)
+-- Extend a claimed step's lease: by its length, or by a new length from now
+-- on; progress (when not NULL) is kept on the step and appended as event
+-- step.progress.
+CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid,
+												 lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+	n integer;
 BEGIN
+	IF lease < interval '1 second' OR lease > interval '1 day' THEN
+		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', lease),
+			HINT = 'NULL extends the lease by the length it has.';
+	END IF;
 	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
 		RETURN false;
 	END IF;
-	UPDATE orchestrator.work_queue w SET available_at = now() + w.lease
+	UPDATE orchestrator.work_queue w
+		SET lease = coalesce(_api_heartbeat_step.lease, w.lease),
+			available_at = now() + coalesce(_api_heartbeat_step.lease, w.lease)
 		WHERE w.run_id = _api_heartbeat_step.run_id AND w.step = _api_heartbeat_step.step;
+	IF progress IS NOT NULL THEN
+		UPDATE orchestrator.workflow_steps s SET progress = _api_heartbeat_step.progress
+			WHERE s.run_id = _api_heartbeat_step.run_id AND s.step = _api_heartbeat_step.step
+			RETURNING s.attempt INTO n;
+		PERFORM orchestrator._emit(run_id, 'step.progress', step,
+								   jsonb_build_object('attempt', n, 'progress', progress));
+	END IF;
 	RETURN true;
 END
 $$;

@@ -12,6 +12,13 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.define_workflow(text, jsonb) IS
 'validate and store a new version of a workflow definition; an identical spec returns the existing version';
 
+CREATE FUNCTION orchestrator.define_workflow_yaml(name text, spec text)
+RETURNS integer
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.define_workflow_yaml(text, text) IS
+'define_workflow() of a spec written in YAML (one document of plain data); syntax errors name the line and column';
+
 CREATE FUNCTION orchestrator.grant_workflow(name text, role regrole, privilege text DEFAULT 'start')
 RETURNS void
 LANGUAGE C
@@ -32,6 +39,28 @@ LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.start_workflow(text, jsonb, jsonb) IS
 'start a run of the latest (or the given) version of a workflow; returns the run id';
+
+CREATE FUNCTION orchestrator.schedule_workflow(job_name text, schedule text, workflow text,
+											   input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.schedule_workflow(text, text, text, jsonb, jsonb) IS
+'start a workflow on a cron schedule (pg_cron), as the calling role; the same job name again replaces the schedule; returns the pg_cron job id';
+
+CREATE FUNCTION orchestrator.unschedule_workflow(job_name text)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.unschedule_workflow(text) IS
+'remove a schedule of the calling role; false when it has none of that name';
+
+CREATE FUNCTION orchestrator.start_workflow_trigger()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.start_workflow_trigger() IS
+'trigger function: FOR EACH ROW EXECUTE FUNCTION orchestrator.start_workflow_trigger(''<workflow>'') starts a run per row (input: the new row, the old one on DELETE) as the role whose statement fired it';
 
 CREATE FUNCTION orchestrator.get_workflow(run_id uuid)
 RETURNS jsonb
@@ -84,12 +113,20 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.claim_steps(text, text, integer, interval) IS
 'claim up to max_steps ready steps of a queue (highest priority, then oldest) with a lease; deadline is when the lease or the run''s deadline expires; traceparent is the W3C trace context of the attempt';
 
-CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid)
+CREATE FUNCTION orchestrator.set_queue_limit(queue text, max_running integer)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.set_queue_limit(text, integer) IS
+'claim_steps() hands out at most max_running leased steps of the queue at once (NULL: no limit; 0: none)';
+
+CREATE FUNCTION orchestrator.heartbeat_step(run_id uuid, step text, lease_token uuid,
+											lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
 RETURNS boolean
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
-COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid) IS
-'extend a claimed step''s lease by its length; false when the lease is lost or the run has finished: stop working';
+COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb) IS
+'extend a claimed step''s lease (by its length, or by a new one); keep progress on the step (event step.progress); false when the lease is lost or the run has finished: stop working';
 
 CREATE FUNCTION orchestrator.complete_step(run_id uuid, step text, lease_token uuid, result jsonb)
 RETURNS boolean

@@ -7,8 +7,11 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.maintain(integer),
 	orchestrator.schedule_maintenance(text),
 	orchestrator.unschedule_maintenance(),
-	orchestrator.rebuild_stats(date)
+	orchestrator.rebuild_stats(date),
+	orchestrator.set_queue_limit(text, integer)
 TO orchestrator_admin;
+-- Admins read the queue limits they set.
+GRANT SELECT ON orchestrator.queue_limits TO orchestrator_admin;
 
 GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orchestrator_admin;
 

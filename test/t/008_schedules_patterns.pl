@@ -1,0 +1,88 @@
+# Copyright and license: see the top-level README.
+#
+# docs/patterns.md runs as written: every ```sql block, in order, as the
+# role its first line names ("-- as <role>").  On the way, pg_cron really
+# starts a run of a scheduled workflow (schedule_workflow), as the role that
+# scheduled it, and a trigger starts a run per row inserted.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('patterns');
+$node->init;
+$node->append_conf(
+	'postgresql.conf', q{
+shared_preload_libraries = 'orchestrator,pg_cron'
+orchestrator.database = 'postgres'
+orchestrator.http_allowed_hosts = '127.0.0.1:9'
+cron.database_name = 'postgres'
+cron.use_background_workers = on
+max_worker_processes = 32
+log_min_messages = warning
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION orchestrator; CREATE EXTENSION pg_cron;');
+
+my $doc = slurp_file("$ENV{TESTDIR}/docs/patterns.md");
+my @blocks = $doc =~ /^```sql\n(.*?)^```$/msg;
+ok(@blocks >= 8, scalar(@blocks) . ' SQL blocks in docs/patterns.md');
+
+for my $i (0 .. $#blocks)
+{
+	my $sql = $blocks[$i];
+	my ($role) = $sql =~ /\A-- as (\w+)\n/;
+	ok(defined $role, "block $i names its role") or next;
+
+	# Before the schedules are removed: pg_cron has started the scheduled
+	# workflow on its own, as shop.
+	if ($sql =~ /unschedule_workflow/)
+	{
+		local $PostgreSQL::Test::Utils::timeout_default = 150;
+		ok( $node->poll_query_until(
+				'postgres', q{SELECT EXISTS (SELECT 1 FROM cron.job_run_details d JOIN cron.job j USING (jobid)
+				 WHERE j.jobname = 'workflow:report-every-minute' AND d.status = 'succeeded')}),
+			'pg_cron ran the every-minute schedule (pg_cron starts jobs on the minute)');
+		ok( $node->poll_query_until(
+				'postgres', q{SELECT count(*) >= 2 FROM orchestrator.runs
+				 WHERE name = 'daily_report' AND started_by = 'shop'::regrole AND status = 'succeeded'}),
+			'the scheduled run succeeded, started as shop');
+		is( $node->safe_psql(
+				'postgres', q{SELECT count(*) FROM orchestrator.runs WHERE name = 'daily_report' AND started_by <> 'shop'::regrole}),
+			'0', 'no run of the schedule was started as another role');
+	}
+
+	my ($rc, $out, $err) = $node->psql('postgres', $sql, extra_params => [ '-U', $role ], on_error_stop => 1);
+	is($rc, 0, "block $i runs as $role") or diag("block:\n$sql\nstdout:\n$out\nstderr:\n$err");
+
+	if ($sql =~ /claim_steps\('packing'/)
+	{
+		like($out, qr/^2\n0\n/m, 'the packer claimed two orders (the limit), a second claim none');
+	}
+	if ($sql =~ /INSERT INTO shop\.orders/)
+	{
+		is( $node->safe_psql(
+				'postgres', q{SELECT string_agg(started_by::text || ':' || (input ->> 'customer'), ',' ORDER BY id)
+				 FROM orchestrator.runs WHERE name = 'fulfil_order'}),
+			'clerk:ada,clerk:grace,clerk:edsger', 'the trigger started a run per order, as clerk');
+	}
+}
+
+ok( $node->poll_query_until(
+		'postgres', q{SELECT count(*) = 2 FROM shop.orders WHERE parcel LIKE 'P-%'}),
+	'the two packed orders got their parcel numbers');
+is( $node->safe_psql(
+		'postgres', q{SELECT count(*) FROM orchestrator.workflow_events WHERE type = 'step.progress'}),
+	'2', 'one progress event per packed order');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM cron.job WHERE jobname LIKE 'workflow:%'}),
+	'0', 'the schedules are removed');
+is( $node->safe_psql(
+		'postgres', q{SELECT (result ->> 'day')::date = current_date - 1 FROM orchestrator.runs
+		 WHERE name = 'daily_report' AND status = 'succeeded' ORDER BY id DESC LIMIT 1}),
+	't', 'a scheduled run reported yesterday');
+
+$node->stop;
+done_testing();
