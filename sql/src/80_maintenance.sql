@@ -307,6 +307,7 @@ DECLARE
 	touched    date[] := '{}';
 	rolled     date[] := '{}';
 	rerolled   date[] := '{}';
+	sessions_purged bigint;
 BEGIN
 	IF max_runs IS NULL OR max_runs < 1 THEN
 		RAISE EXCEPTION 'max_runs must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
@@ -434,6 +435,9 @@ BEGIN
 		END;
 	END LOOP;
 
+	-- Last, so that the rows it locks are held only until maintain() commits.
+	sessions_purged := orchestrator._session_purge(max_runs);
+
 	RETURN jsonb_build_object(
 		'retention', retention,
 		'archive_mode', mode,
@@ -447,7 +451,8 @@ BEGIN
 		'more', more,
 		'stats_days_rolled_up', to_jsonb(rolled),
 		'stats_days_rebuilt', to_jsonb(rerolled),
-		'stats_watermark', watermark);
+		'stats_watermark', watermark,
+		'sessions_purged', sessions_purged);
 END
 $$;
 
