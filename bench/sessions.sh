@@ -15,7 +15,9 @@
 #   PostgreSQL: SELECT orchestrator.session_get(key) / session_set(key, value)
 #     through pgbench -M prepared, synchronous_commit = on, fsync = on (each
 #     set is a committed transaction flushed to the WAL before it returns);
-#     baseline: the same row read by a plain SELECT as the table owner.
+#     baselines: the same row read by a plain SELECT, and written by a plain
+#     INSERT ... ON CONFLICT DO UPDATE, as the table owner (one statement,
+#     without the entry point, the checks and the announcement).
 #   Redis: GET / SET key value, appendonly yes with appendfsync everysec (a
 #     second of writes may be lost) and with appendfsync always (each write
 #     is fsynced before the reply, the durable setting), no RDB snapshots.
@@ -65,6 +67,10 @@ cat > "$data/raw_get.sql" <<EOF
 \set id random(1, $keys)
 SELECT value FROM orchestrator.session_store WHERE owner = 'bench'::regrole AND key = 'session:' || :id AND (expires_at IS NULL OR expires_at > now());
 EOF
+cat > "$data/raw_set.sql" <<EOF
+\set id random(1, $keys)
+INSERT INTO orchestrator.session_store AS s (owner, key, value, version, updated_at) VALUES ('bench'::regrole, 'session:' || :id, '$value', 1, now()) ON CONFLICT ON CONSTRAINT session_store_pkey DO UPDATE SET value = excluded.value, version = s.version + 1, updated_at = excluded.updated_at WHERE s.lock_expires_at IS NULL RETURNING s.version;
+EOF
 chmod a+r "$data"/*.sql
 
 # pgbench_point(script, user, clients): "ops/s p50_ms p99_ms" from the per-transaction log
@@ -113,6 +119,7 @@ for rep in $(seq "$reps"); do
 		row "postgres session_get (C)" get "$c" "$(pgbench_point get bench "$c")"
 		row "postgres plain SELECT (baseline)" get "$c" "$(pgbench_point raw_get postgres "$c")"
 		row "postgres session_set (durable)" set "$c" "$(pgbench_point set bench "$c")"
+		row "postgres plain upsert (baseline)" set "$c" "$(pgbench_point raw_set postgres "$c")"
 	done
 	for mode in everysec always; do
 		redis_start "$mode"

@@ -228,6 +228,7 @@ RETURNS TABLE (key text, version bigint, expires_at timestamptz)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
 	IF prefix IS NULL THEN

@@ -229,11 +229,14 @@ BEGIN
 END
 $$;
 
+-- A plan for each prefix (plan_cache_mode): the planner turns "key ^@
+-- 'abc'" into the index range 'abc' <= key < 'abd' only for a known prefix.
 CREATE FUNCTION orchestrator._api_session_list(prefix text DEFAULT '', max_keys integer DEFAULT 100)
 RETURNS TABLE (key text, version bigint, expires_at timestamptz)
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
 	IF prefix IS NULL THEN
