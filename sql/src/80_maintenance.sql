@@ -395,6 +395,12 @@ BEGIN
 	INSERT INTO orchestrator.run_stats_watermark (day) VALUES (watermark)
 		ON CONFLICT (singleton) DO UPDATE SET day = excluded.day;
 
+	-- Expired sessions, before the whole partitions (whose exclusive locks
+	-- on the history tables must not wait for this scan); the rows it
+	-- deletes stay locked until maintain() commits, which only a client
+	-- writing one of those expired keys waits for.
+	sessions_purged := orchestrator._session_purge(max_runs);
+
 	-- Whole partitions last, so the exclusive locks they take on the parent
 	-- tables are held only until the commit that follows.  A day whose
 	-- partitions cannot be locked in time is left for the next call.
@@ -434,9 +440,6 @@ BEGIN
 			skipped := skipped || jsonb_build_object('day', day, 'reason', SQLERRM);
 		END;
 	END LOOP;
-
-	-- Last, so that the rows it locks are held only until maintain() commits.
-	sessions_purged := orchestrator._session_purge(max_runs);
 
 	RETURN jsonb_build_object(
 		'retention', retention,
