@@ -39,6 +39,7 @@ DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, t
 DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
 DROP FUNCTION orchestrator._webhook_claim(integer, text, boolean);
 DROP FUNCTION orchestrator._webhook_record(uuid, uuid, integer, jsonb, text, text, float8);
+DROP FUNCTION orchestrator._api_maintain(integer);
 DROP FUNCTION orchestrator._api_metrics();
 DROP FUNCTION orchestrator.claim_steps(text, text, integer, interval);
 DROP FUNCTION orchestrator.heartbeat_step(uuid, text, uuid);
@@ -72,6 +73,20 @@ SELECT pg_catalog.pg_extension_config_dump('orchestrator.queue_limits', '');
 -- sql/src/20_tables.sql.
 ALTER TABLE orchestrator.workflow_steps ADD COLUMN progress jsonb;
 COMMENT ON COLUMN orchestrator.workflow_steps.progress IS 'the latest progress an external worker reported (heartbeat_step)';
+
+-- The session store (sql/src/78_sessions.sql).
+CREATE TABLE orchestrator.session_store (
+	owner           regrole NOT NULL,
+	key             text COLLATE "C" NOT NULL,
+	value           jsonb NOT NULL,
+	version         bigint NOT NULL,
+	expires_at      timestamptz,
+	lock_token      uuid,
+	lock_expires_at timestamptz,
+	updated_at      timestamptz NOT NULL,
+	PRIMARY KEY (owner, key)
+) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.05);
+SELECT pg_catalog.pg_extension_config_dump('orchestrator.session_store', '');
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
@@ -1120,6 +1135,495 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._session_notify(owner regrole, op text, key text, version bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_session_notify'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._api_session_channel()
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_session_channel'
+LANGUAGE C STABLE SECURITY DEFINER PARALLEL RESTRICTED;
+
+CREATE FUNCTION orchestrator._session_check(key text, ttl interval DEFAULT NULL, ttl_name text DEFAULT 'ttl')
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	IF key IS NULL THEN
+		RAISE EXCEPTION 'session key must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+			DETAIL = 'Every session is named by a key.',
+			HINT = 'Pass a non-empty text of at most 512 bytes.';
+	END IF;
+	IF key = '' OR octet_length(key) > 512 THEN
+		RAISE EXCEPTION 'session key must be 1 to 512 bytes long' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('The key has %s bytes.', octet_length(key)),
+			HINT = 'Shorten long keys, for example to a hash of what they name.';
+	END IF;
+	IF ttl <= interval '0' THEN
+		RAISE EXCEPTION '% must be a positive interval', ttl_name USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', ttl),
+			HINT = CASE ttl_name WHEN 'ttl' THEN 'Pass NULL for a session that does not expire, or delete the session.'
+				 ELSE 'A lock expires after its ttl; unlock it with session_unlock() to release it early.' END;
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._session_refuse(me regrole, key text, expected_version bigint, lock_token uuid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s record;
+BEGIN
+	SELECT st.version, st.lock_token, st.lock_expires_at > now() AS locked INTO s
+		FROM orchestrator.session_store st
+		WHERE st.owner = me AND st.key = _session_refuse.key
+		  AND (st.expires_at IS NULL OR st.expires_at > now());
+	IF lock_token IS NOT NULL AND (NOT found OR NOT coalesce(s.locked, false) OR s.lock_token <> lock_token) THEN
+		RAISE EXCEPTION 'session "%" is not locked under this token', key USING ERRCODE = 'lock_not_available',
+			DETAIL = CASE WHEN NOT found THEN 'The session does not exist or has expired.'
+						  WHEN coalesce(s.locked, false) THEN 'Another token holds its lock.'
+						  ELSE 'Its lock has expired or was released.' END,
+			HINT = 'Take the lock again with session_lock(), read the session and retry.';
+	END IF;
+	IF lock_token IS NULL AND found AND coalesce(s.locked, false) THEN
+		RAISE EXCEPTION 'session "%" is locked', key USING ERRCODE = 'lock_not_available',
+			DETAIL = 'Another client holds its lock.',
+			HINT = 'Wait for session_unlock() or the lock''s expiry, or pass the lock''s token.';
+	END IF;
+	IF expected_version IS NOT NULL THEN
+		RAISE EXCEPTION 'session "%" is not at version %', key, expected_version USING ERRCODE = 'serialization_failure',
+			DETAIL = CASE WHEN found THEN format('Its version is %s.', s.version)
+						  ELSE 'The session does not exist or has expired.' END,
+			HINT = 'Read the session again (session_read) and retry with its version; 0 means "does not exist".';
+	END IF;
+	RAISE EXCEPTION 'session "%" changed concurrently', key USING ERRCODE = 'serialization_failure',
+		DETAIL = 'Another transaction changed it while this one waited.',
+		HINT = 'Retry the call.';
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_session_create(key text, value jsonb, ttl interval DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me      regrole := orchestrator._caller();
+	created boolean;
+BEGIN
+	PERFORM orchestrator._session_set_check(key, value, ttl, NULL);
+	INSERT INTO orchestrator.session_store AS s (owner, key, value, version, expires_at, updated_at)
+		VALUES (me, key, value, 1, now() + ttl, now())
+	ON CONFLICT ON CONSTRAINT session_store_pkey DO UPDATE
+		SET value = excluded.value, version = 1, expires_at = excluded.expires_at,
+			lock_token = NULL, lock_expires_at = NULL, updated_at = excluded.updated_at
+		WHERE s.expires_at <= now()
+	RETURNING true INTO created;
+	IF created THEN
+		PERFORM orchestrator._session_notify(me, 'set', key, 1);
+	END IF;
+	RETURN coalesce(created, false);
+END
+$$;
+
+CREATE FUNCTION orchestrator._session_set_check(key text, value jsonb, ttl interval, expected_version bigint)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+	PERFORM orchestrator._session_check(key, ttl);
+	IF value IS NULL THEN
+		RAISE EXCEPTION 'session value must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+			DETAIL = format('Key "%s".', key),
+			HINT = 'Store the JSON null (''null''::jsonb), or delete the session with session_delete().';
+	END IF;
+	IF expected_version < 0 THEN
+		RAISE EXCEPTION 'expected_version must not be negative' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', expected_version),
+			HINT = 'Pass the version session_read() or session_set() returned, 0 for "does not exist yet", or NULL for no check.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_session_set(key text, value jsonb, ttl interval DEFAULT NULL,
+	expected_version bigint DEFAULT NULL, lock_token uuid DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'orchestrator_session_set'
+LANGUAGE C VOLATILE SECURITY DEFINER PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._api_session_get(key text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'orchestrator_session_get'
+LANGUAGE C STABLE SECURITY DEFINER PARALLEL RESTRICTED;
+
+CREATE FUNCTION orchestrator._api_session_read(key text)
+RETURNS TABLE (value jsonb, version bigint, expires_at timestamptz, locked boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	PERFORM orchestrator._session_check(key);
+	RETURN QUERY
+		SELECT s.value, s.version, s.expires_at, coalesce(s.lock_expires_at > now(), false)
+		FROM orchestrator.session_store s
+		WHERE s.owner = orchestrator._caller() AND s.key = _api_session_read.key
+		  AND (s.expires_at IS NULL OR s.expires_at > now());
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_session_touch(key text, ttl interval)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	done boolean;
+BEGIN
+	PERFORM orchestrator._session_check(key, ttl);
+	-- a NULL ttl makes the session permanent
+	UPDATE orchestrator.session_store s SET expires_at = now() + ttl
+		WHERE s.owner = orchestrator._caller() AND s.key = _api_session_touch.key
+		  AND (s.expires_at IS NULL OR s.expires_at > now())
+		RETURNING true INTO done;
+	RETURN coalesce(done, false);
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_session_delete(key text)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me   regrole := orchestrator._caller();
+	live boolean;
+	v    bigint;
+BEGIN
+	PERFORM orchestrator._session_check(key);
+	-- an expired row goes too (it reads as absent: false)
+	DELETE FROM orchestrator.session_store s
+		WHERE s.owner = me AND s.key = _api_session_delete.key
+		  AND (s.expires_at <= now() OR NOT coalesce(s.lock_expires_at > now(), false))
+		RETURNING s.expires_at IS NULL OR s.expires_at > now(), s.version INTO live, v;
+	IF live IS NULL AND EXISTS (
+			SELECT FROM orchestrator.session_store s
+			WHERE s.owner = me AND s.key = _api_session_delete.key
+			  AND (s.expires_at IS NULL OR s.expires_at > now()) AND s.lock_expires_at > now()) THEN
+		RAISE EXCEPTION 'session "%" is locked', key USING ERRCODE = 'lock_not_available',
+			DETAIL = 'A client holds its lock.',
+			HINT = 'Delete it after session_unlock() or the lock''s expiry.';
+	END IF;
+	IF live THEN
+		PERFORM orchestrator._session_notify(me, 'delete', key, v);
+	END IF;
+	RETURN coalesce(live, false);
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_session_list(prefix text DEFAULT '', max_keys integer DEFAULT 100)
+RETURNS TABLE (key text, version bigint, expires_at timestamptz)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_custom_plan
+AS $$
+BEGIN
+	IF prefix IS NULL THEN
+		RAISE EXCEPTION 'prefix must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+			DETAIL = 'session_list() lists the keys that start with prefix.',
+			HINT = 'Pass '''' to list every key.';
+	END IF;
+	IF max_keys IS NULL OR max_keys < 1 OR max_keys > 10000 THEN
+		RAISE EXCEPTION 'max_keys must be between 1 and 10000' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(max_keys::text, 'NULL')),
+			HINT = 'List more keys page by page: ask again with a longer prefix.';
+	END IF;
+	RETURN QUERY
+		SELECT s.key::text, s.version, s.expires_at
+		FROM orchestrator.session_store s
+		WHERE s.owner = orchestrator._caller() AND s.key ^@ prefix
+		  AND (s.expires_at IS NULL OR s.expires_at > now())
+		ORDER BY s.key
+		LIMIT max_keys;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_session_lock(key text, lock_token uuid, ttl interval)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	done boolean;
+BEGIN
+	PERFORM orchestrator._session_check(key, ttl, 'lock ttl');
+	IF lock_token IS NULL OR ttl IS NULL THEN
+		RAISE EXCEPTION 'lock_token and ttl must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+			DETAIL = format('Key "%s".', key),
+			HINT = 'Lock with a token of your own (gen_random_uuid()) and a ttl after which the lock lapses if you never unlock.';
+	END IF;
+	-- free, lapsed, or held under the same token (which extends it)
+	UPDATE orchestrator.session_store s
+		SET lock_token = _api_session_lock.lock_token, lock_expires_at = now() + ttl
+		WHERE s.owner = orchestrator._caller() AND s.key = _api_session_lock.key
+		  AND (s.expires_at IS NULL OR s.expires_at > now())
+		  AND (NOT coalesce(s.lock_expires_at > now(), false) OR s.lock_token = _api_session_lock.lock_token)
+		RETURNING true INTO done;
+	RETURN coalesce(done, false);
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_session_unlock(key text, lock_token uuid)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	me regrole := orchestrator._caller();
+	v  bigint;
+BEGIN
+	PERFORM orchestrator._session_check(key);
+	IF lock_token IS NULL THEN
+		RAISE EXCEPTION 'lock_token must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+			DETAIL = format('Key "%s".', key),
+			HINT = 'Pass the token the lock was taken with.';
+	END IF;
+	UPDATE orchestrator.session_store s SET lock_token = NULL, lock_expires_at = NULL
+		WHERE s.owner = me AND s.key = _api_session_unlock.key
+		  AND (s.expires_at IS NULL OR s.expires_at > now())
+		  AND s.lock_token = _api_session_unlock.lock_token AND s.lock_expires_at > now()
+		RETURNING s.version INTO v;
+	IF v IS NOT NULL THEN
+		PERFORM orchestrator._session_notify(me, 'unlock', key, v);
+	END IF;
+	RETURN v IS NOT NULL;
+END
+$$;
+
+CREATE FUNCTION orchestrator._session_purge(max_rows integer)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	total bigint := 0;
+	n     bigint;
+BEGIN
+	LOOP
+		DELETE FROM orchestrator.session_store s
+			WHERE s.ctid = ANY (ARRAY(
+				SELECT e.ctid FROM orchestrator.session_store e
+				WHERE e.expires_at <= now()
+				LIMIT least(1000, max_rows - total)
+				FOR UPDATE SKIP LOCKED))
+			  AND s.expires_at <= now();
+		GET DIAGNOSTICS n = ROW_COUNT;
+		total := total + n;
+		EXIT WHEN n < 1000 OR total >= max_rows;
+	END LOOP;
+	RETURN total;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_maintain(max_runs integer DEFAULT 10000)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '5s'
+SET jit = off
+AS $$
+DECLARE
+	retention  interval := current_setting('orchestrator.retention')::interval;
+	mode       text := current_setting('orchestrator.archive_mode');
+	ahead      integer := current_setting('orchestrator.partitions_ahead')::integer;
+	cutoff     timestamptz := now() - retention;
+	today      date := (now() AT TIME ZONE 'UTC')::date;
+	created    integer;
+	day        date;
+	lo         uuid;
+	hi         uuid;
+	total      bigint;
+	live       bigint;
+	unexpired  bigint;
+	last_done  timestamptz;
+	retire     jsonb := '[]';
+	kept       jsonb := '[]';
+	retired    jsonb := '[]';
+	skipped    jsonb := '[]';
+	retire_days date[] := '{}';
+	deleted    bigint := 0;
+	batch      record;
+	more       boolean;
+	item       jsonb;
+	tbl        text;
+	part       text;
+	watermark  date;
+	open_runs  boolean;
+	touched    date[] := '{}';
+	rolled     date[] := '{}';
+	rerolled   date[] := '{}';
+	sessions_purged bigint;
+BEGIN
+	IF max_runs IS NULL OR max_runs < 1 THEN
+		RAISE EXCEPTION 'max_runs must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(max_runs::text, 'NULL')),
+			HINT = 'It bounds how many expired runs one call deletes row by row; the default is 10000.';
+	END IF;
+	-- One maintain() at a time; a concurrent call reports and returns.
+	IF NOT pg_try_advisory_xact_lock(hashtext('orchestrator.maintain')) THEN
+		RETURN jsonb_build_object('skipped', true, 'reason', 'another maintain() is running');
+	END IF;
+
+	created := orchestrator._create_partitions(today, ahead + 1);
+
+	-- Partitions of days that ended before the cutoff: retire a day whole when
+	-- every run in it finished before the cutoff; otherwise keep it (its live
+	-- runs stay reachable) and delete its expired runs row by row below.
+	FOR day IN SELECT to_date(substr(c.relname, length('workflow_runs_p') + 1), 'YYYYMMDD')
+			   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+			   WHERE i.inhparent = 'orchestrator.workflow_runs'::regclass
+				 AND c.relname ~ '^workflow_runs_p[0-9]{8}$'
+			   ORDER BY 1 LOOP
+		EXIT WHEN (day + 1)::timestamp AT TIME ZONE 'UTC' > least(cutoff, now() - interval '1 minute');
+		part := format('orchestrator.workflow_runs_p%s', to_char(day, 'YYYYMMDD'));
+		EXECUTE format('SELECT count(*), count(*) FILTER (WHERE finished_at IS NULL),
+							   count(*) FILTER (WHERE finished_at >= $1), max(finished_at) FROM %s', part)
+			INTO total, live, unexpired, last_done USING cutoff;
+		IF live = 0 AND unexpired = 0 THEN
+			retire := retire || jsonb_build_object('day', day, 'runs', total, 'last_finished_at', last_done);
+			retire_days := retire_days || day;
+		ELSE
+			kept := kept || jsonb_build_object('day', day, 'runs', total, 'unfinished_runs', live,
+											   'unexpired_runs', unexpired);
+		END IF;
+	END LOOP;
+
+	-- Row by row: expired runs outside the partitions retired whole, oldest
+	-- completion first, at most max_runs per call.
+	FOR batch IN
+		SELECT d.day, array_agg(d.id) AS ids
+		FROM (SELECT w.id, (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date AS day
+			  FROM orchestrator.workflow_runs w
+			  WHERE w.finished_at < cutoff
+				AND (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date <> ALL (retire_days)
+			  ORDER BY w.finished_at, w.id
+			  LIMIT max_runs) d
+		GROUP BY d.day ORDER BY d.day
+	LOOP
+		deleted := deleted + orchestrator._delete_runs(batch.day, batch.ids);
+		touched := touched || batch.day;
+	END LOOP;
+	more := EXISTS (
+		SELECT 1 FROM orchestrator.workflow_runs w WHERE w.finished_at < cutoff
+		  AND (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date <> ALL (retire_days));
+
+	-- Roll-ups: days already rolled up that lost runs above are aggregated
+	-- again; then up to 7 closed days after the watermark are added, oldest
+	-- first, stopping at the first day that holds an unfinished run, and at
+	-- days that ended less than an hour ago (a transaction that made its run
+	-- id before midnight may not have committed yet).
+	SELECT w.day INTO watermark FROM orchestrator.run_stats_watermark w FOR UPDATE;
+	FOREACH day IN ARRAY touched LOOP
+		IF day <= watermark THEN
+			PERFORM orchestrator._roll_up_day(day);
+			rerolled := rerolled || day;
+		END IF;
+	END LOOP;
+	IF watermark IS NULL THEN
+		SELECT min(to_date(substr(c.relname, length('workflow_runs_p') + 1), 'YYYYMMDD')) - 1 INTO watermark
+		FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'orchestrator.workflow_runs'::regclass AND c.relname ~ '^workflow_runs_p[0-9]{8}$';
+		watermark := coalesce(watermark, today - 1);
+	END IF;
+	FOR i IN 1 .. 7 LOOP
+		day := watermark + 1;
+		EXIT WHEN (day + 1)::timestamp AT TIME ZONE 'UTC' > now() - interval '1 hour';
+		part := format('orchestrator.workflow_runs_p%s', to_char(day, 'YYYYMMDD'));
+		IF to_regclass(part) IS NOT NULL THEN
+			EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE finished_at IS NULL)', part) INTO open_runs;
+			EXIT WHEN open_runs;
+			PERFORM orchestrator._roll_up_day(day);
+			rolled := rolled || day;
+		END IF;
+		watermark := day;
+	END LOOP;
+	INSERT INTO orchestrator.run_stats_watermark (day) VALUES (watermark)
+		ON CONFLICT (singleton) DO UPDATE SET day = excluded.day;
+
+	-- Expired sessions, before the whole partitions (whose exclusive locks
+	-- on the history tables must not wait for this scan); the rows it
+	-- deletes stay locked until maintain() commits, which only a client
+	-- writing one of those expired keys waits for.
+	sessions_purged := orchestrator._session_purge(max_runs);
+
+	-- Whole partitions last, so the exclusive locks they take on the parent
+	-- tables are held only until the commit that follows.  A day whose
+	-- partitions cannot be locked in time is left for the next call.
+	IF mode = 'detach' AND cardinality(retire_days) > 0 AND to_regnamespace('orchestrator_archive') IS NULL THEN
+		CREATE SCHEMA orchestrator_archive;
+		COMMENT ON SCHEMA orchestrator_archive IS 'history partitions detached by orchestrator.maintain()';
+		REVOKE ALL ON SCHEMA orchestrator_archive FROM PUBLIC;
+		GRANT USAGE ON SCHEMA orchestrator_archive TO orchestrator_admin;
+	END IF;
+	FOR item IN SELECT x FROM jsonb_array_elements(retire) x ORDER BY x ->> 'last_finished_at' NULLS FIRST, x ->> 'day' LOOP
+		day := (item ->> 'day')::date;
+		lo := orchestrator.uuid_v7_boundary(day::timestamp AT TIME ZONE 'UTC');
+		hi := orchestrator.uuid_v7_boundary((day + 1)::timestamp AT TIME ZONE 'UTC');
+		BEGIN
+			LOCK TABLE orchestrator.workflow_runs, orchestrator.workflow_steps, orchestrator.workflow_events
+				IN ACCESS EXCLUSIVE MODE;
+			DELETE FROM orchestrator.signals s WHERE s.run_id >= lo AND s.run_id < hi;
+			DELETE FROM orchestrator.idempotency_keys k WHERE k.run_id >= lo AND k.run_id < hi;
+			DELETE FROM orchestrator.webhook_outbox o WHERE o.run_id >= lo AND o.run_id < hi;
+			DELETE FROM orchestrator.run_stats_daily x WHERE x.partition_day = (item ->> 'day')::date;
+			DELETE FROM orchestrator.step_error_stats_daily x WHERE x.partition_day = (item ->> 'day')::date;
+			DELETE FROM orchestrator.throughput_stats x WHERE x.partition_day = (item ->> 'day')::date;
+			DELETE FROM orchestrator.step_duration_stats_daily x WHERE x.partition_day = (item ->> 'day')::date;
+			FOREACH tbl IN ARRAY ARRAY['workflow_events', 'workflow_steps', 'workflow_runs'] LOOP
+				part := format('%s_p%s', tbl, to_char(day, 'YYYYMMDD'));
+				CONTINUE WHEN to_regclass(format('orchestrator.%I', part)) IS NULL;
+				IF mode = 'detach' THEN
+					EXECUTE format('ALTER TABLE orchestrator.%I DETACH PARTITION orchestrator.%I', tbl, part);
+					EXECUTE format('ALTER TABLE orchestrator.%I SET SCHEMA orchestrator_archive', part);
+					EXECUTE format('GRANT SELECT ON orchestrator_archive.%I TO orchestrator_admin', part);
+				ELSE
+					EXECUTE format('DROP TABLE orchestrator.%I', part);
+				END IF;
+			END LOOP;
+			retired := retired || (item || jsonb_build_object('action', CASE mode WHEN 'detach' THEN 'detached' ELSE 'dropped' END));
+		EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+			skipped := skipped || jsonb_build_object('day', day, 'reason', SQLERRM);
+		END;
+	END LOOP;
+
+	RETURN jsonb_build_object(
+		'retention', retention,
+		'archive_mode', mode,
+		'cutoff', cutoff,
+		'partitions_created', created,
+		'partitions_ahead', orchestrator._partitions_ahead(),
+		'partitions_retired', retired,
+		'partitions_kept', kept,
+		'partitions_skipped', skipped,
+		'runs_deleted', deleted,
+		'more', more,
+		'stats_days_rolled_up', to_jsonb(rolled),
+		'stats_days_rebuilt', to_jsonb(rerolled),
+		'stats_watermark', watermark,
+		'sessions_purged', sessions_purged);
+END
+$$;
+
 CREATE FUNCTION orchestrator._metrics_text()
 RETURNS text
 AS 'MODULE_PATHNAME', 'orchestrator_metrics_text'
@@ -1256,6 +1760,77 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb) IS
 'extend a claimed step''s lease (by its length, or by a new one); keep progress on the step (event step.progress); false when the lease is lost or the run has finished: stop working';
 
+CREATE FUNCTION orchestrator.session_create(key text, value jsonb, ttl interval DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_create(text, jsonb, interval) IS
+'create a session of the caller, expiring after ttl (never when NULL); false when the key exists and has not expired';
+
+CREATE FUNCTION orchestrator.session_set(key text, value jsonb, ttl interval DEFAULT NULL,
+	expected_version bigint DEFAULT NULL, lock_token uuid DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_set(text, jsonb, interval, bigint, uuid) IS
+'create or replace a session of the caller; returns the new version (1 for a new key); 40001 when expected_version is stale (0: must not exist), 55P03 when locked under another token';
+
+CREATE FUNCTION orchestrator.session_get(key text)
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_get(text) IS
+'the value of a session of the caller; NULL when absent or expired';
+
+CREATE FUNCTION orchestrator.session_read(key text)
+RETURNS TABLE (value jsonb, version bigint, expires_at timestamptz, locked boolean)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_read(text) IS
+'a session of the caller with its version, expiry and lock state; no row when absent or expired';
+
+CREATE FUNCTION orchestrator.session_touch(key text, ttl interval)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_touch(text, interval) IS
+'let a session expire ttl from now (never when NULL); false when absent or expired';
+
+CREATE FUNCTION orchestrator.session_delete(key text)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_delete(text) IS
+'delete a session of the caller; false when absent or expired; 55P03 while it is locked';
+
+CREATE FUNCTION orchestrator.session_list(prefix text DEFAULT '', max_keys integer DEFAULT 100)
+RETURNS TABLE (key text, version bigint, expires_at timestamptz)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_list(text, integer) IS
+'the caller''s live sessions whose key starts with prefix, in byte order of the keys, at most max_keys';
+
+CREATE FUNCTION orchestrator.session_lock(key text, lock_token uuid, ttl interval)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_lock(text, uuid, interval) IS
+'lock a session under a token until ttl from now (again with the same token: extend); false when another token holds it or the session is absent';
+
+CREATE FUNCTION orchestrator.session_unlock(key text, lock_token uuid)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_unlock(text, uuid) IS
+'release a session lock held under this token; false when it is not (any more)';
+
+CREATE FUNCTION orchestrator.session_channel()
+RETURNS text
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_channel() IS
+'the channel to LISTEN to for changes of the caller''s sessions (private to the caller; changes when the server restarts)';
+
 -- Views as a fresh install has them.
 
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
@@ -1289,6 +1864,15 @@ CREATE VIEW orchestrator.webhook_deliveries AS
 	FROM orchestrator.webhook_outbox o
 	LEFT JOIN orchestrator.webhooks w ON w.id = o.webhook_id;
 COMMENT ON VIEW orchestrator.webhook_deliveries IS 'webhook deliveries: one row per event and subscription';
+
+CREATE VIEW orchestrator.sessions WITH (security_barrier) AS
+	SELECT s.owner, s.key::text AS key, s.version, s.expires_at, s.updated_at,
+		   coalesce(s.lock_expires_at > now(), false) AS locked,
+		   CASE WHEN s.lock_expires_at > now() THEN s.lock_expires_at END AS lock_expires_at,
+		   pg_catalog.pg_column_size(s.value) AS value_bytes
+	FROM orchestrator.session_store s
+	WHERE (s.expires_at IS NULL OR s.expires_at > now())
+	  AND ((SELECT orchestrator._is_admin()) OR s.owner = orchestrator._caller());
 
 CREATE VIEW orchestrator._run_stats AS
 	SELECT s.day::timestamp AT TIME ZONE 'UTC' AS day, s.owner, s.workflow, s.tenant, s.status,
@@ -1439,7 +2023,17 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb),
 	orchestrator.complete_step(uuid, text, uuid, jsonb),
 	orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]),
-	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean)
+	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean),
+	orchestrator.session_create(text, jsonb, interval),
+	orchestrator.session_set(text, jsonb, interval, bigint, uuid),
+	orchestrator.session_get(text),
+	orchestrator.session_read(text),
+	orchestrator.session_touch(text, interval),
+	orchestrator.session_delete(text),
+	orchestrator.session_list(text, integer),
+	orchestrator.session_lock(text, uuid, interval),
+	orchestrator.session_unlock(text, uuid),
+	orchestrator.session_channel()
 TO orchestrator_user;
 GRANT EXECUTE ON FUNCTION
 	orchestrator._caller(),
@@ -1447,7 +2041,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator._is_admin(),
 	orchestrator._may_see(regrole, regrole)
 TO orchestrator_user;
-GRANT SELECT ON orchestrator.runs, orchestrator.run_steps TO orchestrator_user;
+GRANT SELECT ON orchestrator.runs, orchestrator.run_steps, orchestrator.sessions TO orchestrator_user;
 GRANT SELECT ON orchestrator.workflows, orchestrator.workflow_grants, orchestrator.definitions TO orchestrator_user;
 ALTER TABLE orchestrator.workflow_grants ENABLE ROW LEVEL SECURITY;
 CREATE POLICY workflow_grants_visible ON orchestrator.workflow_grants FOR SELECT

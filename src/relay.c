@@ -22,6 +22,13 @@
  * same run are serialised by its row lock, so a run's notifications arrive
  * in the order of their sequence numbers.
  *
+ * Private channels: besides the two shared channels, an entry may name its
+ * own channel (RELAY_PRIVATE: the name, a zero byte, the payload).  Their
+ * names are keyed hashes of (database, role) that only that role is told
+ * (orchestrator_private_channel()): LISTEN takes no privilege in PostgreSQL,
+ * so a name nobody else can compute is what keeps one role's announcements
+ * (session keys, src/sessions.c) from the others.
+ *
  * Delivery is best effort, as NOTIFY always was for a client that is not
  * connected: the events are in workflow_events, and a client catches up with
  * orchestrator.events(run_id, after_seq).  Notifications are dropped (and
@@ -35,6 +42,8 @@
 
 #include "access/xact.h"
 #include "commands/async.h"
+#include "common/hmac.h"
+#include "common/sha2.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -70,6 +79,9 @@ typedef struct RelayEntry
 /* Most notifications the relay sends in one transaction. */
 #define RELAY_BATCH 2000
 
+/* Random bytes, made at every start of shared memory, that name private channels. */
+#define RELAY_CHANNEL_KEY_LEN 32
+
 typedef struct RelayShared
 {
 	LWLock	   *lock;			/* protects everything but the counters */
@@ -82,6 +94,7 @@ typedef struct RelayShared
 	pg_atomic_uint64 dropped;	/* ring or notification queue full */
 	pg_atomic_uint64 direct;	/* sent in the transaction: no relay */
 	int			capacity;
+	uint8		channel_key[RELAY_CHANNEL_KEY_LEN];	/* names private channels */
 	RelayEntry	entries[FLEXIBLE_ARRAY_MEMBER];
 } RelayShared;
 
@@ -100,6 +113,8 @@ typedef struct Pending
 
 static Pending *pending = NULL;
 static bool callbacks_registered = false;
+
+static void relay_queue(RelayChannel channel, const char *text, size_t len);
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -144,6 +159,8 @@ relay_shmem_startup(void)
 		pg_atomic_init_u64(&relay->dropped, 0);
 		pg_atomic_init_u64(&relay->direct, 0);
 		relay->capacity = orchestrator_relay_queue_size;
+		if (!pg_strong_random(relay->channel_key, RELAY_CHANNEL_KEY_LEN))
+			elog(FATAL, "could not generate random bytes for the orchestrator relay");
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -260,7 +277,6 @@ void
 orchestrator_notify(RelayChannel channel, const char *payload)
 {
 	size_t		len = strlen(payload);
-	RelayEntry *e;
 
 	if (len > RELAY_PAYLOAD_MAX || !relay_serves_us())
 	{
@@ -269,6 +285,18 @@ orchestrator_notify(RelayChannel channel, const char *payload)
 			pg_atomic_fetch_add_u64(&relay->direct, 1);
 		return;
 	}
+	relay_queue(channel, payload, len);
+}
+
+/*
+ * relay_queue
+ *		Keep an entry (len bytes of text, at most RELAY_PAYLOAD_MAX, and a
+ *		terminating zero) until the transaction ends.
+ */
+static void
+relay_queue(RelayChannel channel, const char *text, size_t len)
+{
+	RelayEntry *e;
 
 	if (!callbacks_registered)
 	{
@@ -292,9 +320,74 @@ orchestrator_notify(RelayChannel channel, const char *payload)
 	e = &pending->entries[pending->n];
 	e->channel = (uint8) channel;
 	e->len = (uint8) len;
-	memcpy(e->payload, payload, len + 1);
+	memcpy(e->payload, text, len);
+	e->payload[len] = '\0';
 	pending->levels[pending->n] = GetCurrentTransactionNestLevel();
 	pending->n++;
+}
+
+/*
+ * orchestrator_notify_private
+ *		Notify the private channel "channel" (a name made by
+ *		orchestrator_private_channel()) with "payload" when the current
+ *		transaction commits.  The entry holds the channel name, a zero byte
+ *		and the payload; what does not fit goes directly.
+ */
+void
+orchestrator_notify_private(const char *channel, const char *payload)
+{
+	size_t		clen = strlen(channel);
+	size_t		plen = strlen(payload);
+	char	   *both;
+
+	if (clen + 1 + plen > RELAY_PAYLOAD_MAX || !relay_serves_us())
+	{
+		Async_Notify(channel, payload);
+		if (relay != NULL)
+			pg_atomic_fetch_add_u64(&relay->direct, 1);
+		return;
+	}
+	both = palloc(clen + 1 + plen + 1);
+	memcpy(both, channel, clen + 1);
+	memcpy(both + clen + 1, payload, plen + 1);
+	relay_queue(RELAY_PRIVATE, both, clen + 1 + plen);
+	pfree(both);
+}
+
+/*
+ * orchestrator_private_channel
+ *		The name of the private channel of "role" in this database:
+ *		"<prefix>_" and 32 hex digits of an HMAC-SHA256, keyed with random
+ *		bytes made when the server started, of (database, role).  Nobody
+ *		can compute another role's name; it changes at every restart of the
+ *		server (when every LISTEN ends anyway).  Written to buf, which has
+ *		room for NAMEDATALEN bytes.
+ */
+void
+orchestrator_private_channel(const char *prefix, Oid role, char *buf)
+{
+	pg_hmac_ctx *ctx;
+	uint8		input[2 * sizeof(Oid)];
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	int			n;
+
+	if (relay == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("orchestrator must be loaded via shared_preload_libraries")));
+	memcpy(input, &MyDatabaseId, sizeof(Oid));
+	memcpy(input + sizeof(Oid), &role, sizeof(Oid));
+	ctx = pg_hmac_create(PG_SHA256);
+	if (ctx == NULL ||
+		pg_hmac_init(ctx, relay->channel_key, RELAY_CHANNEL_KEY_LEN) < 0 ||
+		pg_hmac_update(ctx, input, sizeof(input)) < 0 ||
+		pg_hmac_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute a channel name: %s", pg_hmac_error(ctx));
+	pg_hmac_free(ctx);
+	n = snprintf(buf, NAMEDATALEN, "%s_", prefix);
+	Assert(n + 32 < NAMEDATALEN);
+	hex_encode((const char *) digest, 16, buf + n);
+	buf[n + 32] = '\0';
 }
 
 /*
@@ -386,7 +479,13 @@ relay_send(RelayEntry *batch, MemoryContext loop_context)
 		StartTransactionCommand();
 		pgstat_report_activity(STATE_RUNNING, "NOTIFY (orchestrator relay)");
 		for (int i = 0; i < n; i++)
-			Async_Notify(channel_names[batch[i].channel], batch[i].payload);
+		{
+			if (batch[i].channel == RELAY_PRIVATE)
+				Async_Notify(batch[i].payload,
+							 batch[i].payload + strlen(batch[i].payload) + 1);
+			else
+				Async_Notify(channel_names[batch[i].channel], batch[i].payload);
+		}
 		CommitTransactionCommand();
 		pg_atomic_fetch_add_u64(&relay->sent, n);
 	}

@@ -307,6 +307,7 @@ DECLARE
 	touched    date[] := '{}';
 	rolled     date[] := '{}';
 	rerolled   date[] := '{}';
+	sessions_purged bigint;
 BEGIN
 	IF max_runs IS NULL OR max_runs < 1 THEN
 		RAISE EXCEPTION 'max_runs must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
@@ -394,6 +395,12 @@ BEGIN
 	INSERT INTO orchestrator.run_stats_watermark (day) VALUES (watermark)
 		ON CONFLICT (singleton) DO UPDATE SET day = excluded.day;
 
+	-- Expired sessions, before the whole partitions (whose exclusive locks
+	-- on the history tables must not wait for this scan); the rows it
+	-- deletes stay locked until maintain() commits, which only a client
+	-- writing one of those expired keys waits for.
+	sessions_purged := orchestrator._session_purge(max_runs);
+
 	-- Whole partitions last, so the exclusive locks they take on the parent
 	-- tables are held only until the commit that follows.  A day whose
 	-- partitions cannot be locked in time is left for the next call.
@@ -447,7 +454,8 @@ BEGIN
 		'more', more,
 		'stats_days_rolled_up', to_jsonb(rolled),
 		'stats_days_rebuilt', to_jsonb(rerolled),
-		'stats_watermark', watermark);
+		'stats_watermark', watermark,
+		'sessions_purged', sessions_purged);
 END
 $$;
 

@@ -162,7 +162,7 @@ RETURNS jsonb
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.maintain(integer) IS
-'create partitions ahead, retire runs that finished longer than orchestrator.retention ago (whole days detached or dropped, the rest row by row, oldest completion first); returns a report';
+'create partitions ahead, retire runs that finished longer than orchestrator.retention ago (whole days detached or dropped, the rest row by row, oldest completion first), purge up to max_runs expired sessions; returns a report';
 
 CREATE FUNCTION orchestrator.schedule_maintenance(schedule text DEFAULT '*/10 * * * *')
 RETURNS bigint
@@ -220,3 +220,74 @@ LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.retry_webhook_deliveries(uuid, timestamptz) IS
 'queue dead webhook deliveries again (of one webhook, created at or after since); returns how many';
+
+CREATE FUNCTION orchestrator.session_create(key text, value jsonb, ttl interval DEFAULT NULL)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_create(text, jsonb, interval) IS
+'create a session of the caller, expiring after ttl (never when NULL); false when the key exists and has not expired';
+
+CREATE FUNCTION orchestrator.session_set(key text, value jsonb, ttl interval DEFAULT NULL,
+	expected_version bigint DEFAULT NULL, lock_token uuid DEFAULT NULL)
+RETURNS bigint
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_set(text, jsonb, interval, bigint, uuid) IS
+'create or replace a session of the caller; returns the new version (1 for a new key); 40001 when expected_version is stale (0: must not exist), 55P03 when locked under another token';
+
+CREATE FUNCTION orchestrator.session_get(key text)
+RETURNS jsonb
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_get(text) IS
+'the value of a session of the caller; NULL when absent or expired';
+
+CREATE FUNCTION orchestrator.session_read(key text)
+RETURNS TABLE (value jsonb, version bigint, expires_at timestamptz, locked boolean)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_read(text) IS
+'a session of the caller with its version, expiry and lock state; no row when absent or expired';
+
+CREATE FUNCTION orchestrator.session_touch(key text, ttl interval)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_touch(text, interval) IS
+'let a session expire ttl from now (never when NULL); false when absent or expired';
+
+CREATE FUNCTION orchestrator.session_delete(key text)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_delete(text) IS
+'delete a session of the caller; false when absent or expired; 55P03 while it is locked';
+
+CREATE FUNCTION orchestrator.session_list(prefix text DEFAULT '', max_keys integer DEFAULT 100)
+RETURNS TABLE (key text, version bigint, expires_at timestamptz)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_list(text, integer) IS
+'the caller''s live sessions whose key starts with prefix, in byte order of the keys, at most max_keys';
+
+CREATE FUNCTION orchestrator.session_lock(key text, lock_token uuid, ttl interval)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_lock(text, uuid, interval) IS
+'lock a session under a token until ttl from now (again with the same token: extend); false when another token holds it or the session is absent';
+
+CREATE FUNCTION orchestrator.session_unlock(key text, lock_token uuid)
+RETURNS boolean
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_unlock(text, uuid) IS
+'release a session lock held under this token; false when it is not (any more)';
+
+CREATE FUNCTION orchestrator.session_channel()
+RETURNS text
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.session_channel() IS
+'the channel to LISTEN to for changes of the caller''s sessions (private to the caller; changes when the server restarts)';

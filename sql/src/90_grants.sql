@@ -29,7 +29,17 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb),
 	orchestrator.complete_step(uuid, text, uuid, jsonb),
 	orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]),
-	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean)
+	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean),
+	orchestrator.session_create(text, jsonb, interval),
+	orchestrator.session_set(text, jsonb, interval, bigint, uuid),
+	orchestrator.session_get(text),
+	orchestrator.session_read(text),
+	orchestrator.session_touch(text, interval),
+	orchestrator.session_delete(text),
+	orchestrator.session_list(text, integer),
+	orchestrator.session_lock(text, uuid, interval),
+	orchestrator.session_unlock(text, uuid),
+	orchestrator.session_channel()
 TO orchestrator_user;
 
 -- The views and row-level security policies filter rows by caller; these
@@ -40,7 +50,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator._is_admin(),
 	orchestrator._may_see(regrole, regrole)
 TO orchestrator_user;
-GRANT SELECT ON orchestrator.runs, orchestrator.run_steps TO orchestrator_user;
+GRANT SELECT ON orchestrator.runs, orchestrator.run_steps, orchestrator.sessions TO orchestrator_user;
 
 -- Workflows, their grants and their definitions are readable as tables,
 -- each row by the roles that own the workflow or were granted it, and by
