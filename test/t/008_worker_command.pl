@@ -5,7 +5,8 @@
 #   2. success (input on stdin, identity in the environment), empty output,
 #      failure with stderr (retried per the step's policy), output that is
 #      not JSON, a handler killed by a signal, a long stderr cut to its end;
-#   3. heartbeats keep a lease shorter than the handler;
+#   3. heartbeats keep a lease shorter than the handler; a lost lease (run
+#      cancelled) stops the handler;
 #   4. concurrency N runs N handlers at once;
 #   5. a claim woken by NOTIFY alone (poll interval of an hour);
 #   6. the connection terminated under the worker: it connects again;
@@ -209,6 +210,16 @@ $run = start_run('beats');
 ok(wait_run($run, 'succeeded'), 'a handler running three times its lease of 1 s succeeds');
 is(query("SELECT attempt || ' ' || result FROM orchestrator.run_steps WHERE run_id = '$run'"),
 	'1 {"beat": true}', 'in its first attempt: heartbeats kept the lease');
+
+# A lost lease (here: the run is cancelled) stops the handler with SIGTERM.
+define('cancelled', 'main', 1, 'cancelme');
+$run = start_run('cancelled');
+ok(wait_for_file("$dir/cancelme.started"), 'a handler runs');
+query("SELECT orchestrator.cancel_workflow('$run')");
+ok(wait_for_file("$dir/cancelme.terminated"), 'its run cancelled, the next heartbeat fails and the handler gets SIGTERM');
+ok(wait_for_log('main', qr/warning: lease of step "cancelme" of run $run is lost: stopping its handler/),
+	'the worker says so');
+is(query("SELECT status FROM orchestrator.run_steps WHERE run_id = '$run'"), 'cancelled', 'the step stays cancelled');
 
 # --- 4. concurrency ----------------------------------------------------------
 

@@ -43,6 +43,10 @@ killed)
 		while :; do sleep 0.1; done
 	fi
 	echo "{\"attempt\": $ORCHESTRATOR_ATTEMPT}" ;;
+cancelme)
+	trap 'touch "$D/cancelme.terminated"; exit 1' TERM
+	touch "$D/cancelme.started"
+	while :; do sleep 0.1; done ;;
 term)
 	touch "$D/term.started.$ORCHESTRATOR_RUN_ID"
 	while [ ! -f "$D/term.go" ]; do sleep 0.05; done
