@@ -203,6 +203,33 @@ ok(length($noisy) <= 4096 && length($noisy) > 3000, 'a long stderr is cut to its
   or diag(length($noisy));
 like($noisy, qr/line 1999 of noise on stderr, to be cut\nthe last line\n$/, 'and its end is kept');
 
+# Hostile input and output: input is data on stdin, never a command; an
+# output over 16 MB fails the step.
+$node->safe_psql('postgres', q{SELECT orchestrator.define_workflow('hostile', '{"steps": [
+  {"name": "ok", "kind": "external", "queue": "main", "input": {"$path": "$.input"}},
+  {"name": "huge", "kind": "external", "queue": "main", "depends_on": ["ok"], "retry": {"max_attempts": 1}}]}')});
+my $evil = '$(touch ' . $dir . '/pwned); `touch ' . $dir . '/pwned2`; \\\"quoted\\\"';
+$run = $node->safe_psql('postgres', qq{SELECT orchestrator.start_workflow('hostile', jsonb_build_object('s', \$x\$$evil\$x\$))});
+ok(wait_run($run, 'failed'), 'a run with shell syntax in its input and a huge result');
+is(query("SELECT result->'input'->>'s' FROM orchestrator.run_steps WHERE run_id = '$run' AND step = 'ok'"),
+	$evil, 'the input reached the handler verbatim');
+ok(!-e "$dir/pwned" && !-e "$dir/pwned2", 'and nothing in it was executed');
+is(query("SELECT status || ' ' || (error->>'message') FROM orchestrator.run_steps WHERE run_id = '$run' AND step = 'huge'"),
+	'dead handler output is larger than 16777216 bytes', 'an output over 16 MB fails the step');
+
+# TRACEPARENT: when claim_steps returns a traceparent column.
+SKIP:
+{
+	skip 'claim_steps has no traceparent column in this version', 2
+	  unless query("SELECT count(*) FROM pg_proc WHERE proname = 'claim_steps'
+	                AND pronamespace = 'orchestrator'::regnamespace AND 'traceparent' = ANY (proargnames)") > 0;
+	$run = query(q{SELECT orchestrator.start_workflow('outcomes', '{}',
+	               '{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}')});
+	ok(wait_run($run, 'succeeded'), 'a run started with a traceparent');
+	like(query("SELECT result->>'traceparent' FROM orchestrator.run_steps WHERE run_id = '$run' AND step = 'ok'"),
+		qr/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-0[01]$/, 'TRACEPARENT continues the run\'s trace');
+}
+
 # --- 3. heartbeats ---------------------------------------------------------
 
 define('beats', 'main', 1, 'beat');

@@ -9,6 +9,11 @@ ok)
 		"$input" "$ORCHESTRATOR_RUN_ID" "$ORCHESTRATOR_STEP" "$ORCHESTRATOR_ATTEMPT" \
 		"$ORCHESTRATOR_WORKFLOW" "$ORCHESTRATOR_QUEUE" "${TRACEPARENT:-none}" ;;
 empty) ;;
+huge)
+	# a result over the 16 MB the worker accepts
+	printf '"'
+	head -c 17000000 /dev/zero | tr '\0' a
+	printf '"' ;;
 fail)
 	echo "first line" >&2
 	echo "boom: attempt $ORCHESTRATOR_ATTEMPT" >&2
