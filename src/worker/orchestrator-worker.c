@@ -482,9 +482,12 @@ lose_connection(const char *what)
 {
 	int64		now = now_ms();
 
-	pg_log_warning("connection to server lost while %s: %s", what,
-				   conn ? PQerrorMessage(conn) : "");
-	pg_log_warning_detail("Connecting again in %.1f s; running handlers go on.",
+	if (strcmp(what, "connecting") == 0)
+		pg_log_warning("could not connect to server: %s", conn ? PQerrorMessage(conn) : "out of memory");
+	else
+		pg_log_warning("connection to server lost while %s: %s", what,
+					   conn ? PQerrorMessage(conn) : "");
+	pg_log_warning_detail("Trying again in %.1f s; running handlers go on.",
 						  reconnect_delay / 1000.0);
 	if (conn)
 		PQfinish(conn);
