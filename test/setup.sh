@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
-          libcurl4-openssl-dev libssl-dev libyaml-dev build-essential clang-14 llvm-14 libipc-run-perl
+          libpq-dev libcurl4-openssl-dev libssl-dev libyaml-dev build-essential clang-14 llvm-14 libipc-run-perl
           perl python3 python3-psycopg2 python3-psycopg python3-yaml rsync procps openssl
           prometheus-postgres-exporter prometheus)
 missing=()

@@ -1130,6 +1130,18 @@ report(Slot *s)
 			return true;
 		}
 		/* not JSON (22P02), not UTF-8 (22021), too deep (54001)...: a failure */
+		{
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+			if (state == NULL || (strncmp(state, "22", 2) != 0 && strncmp(state, "54", 2) != 0))
+			{
+				/* refused for another reason (rights revoked...): the lease will expire */
+				pg_log_error("could not complete step \"%s\" of run %s: %s",
+							 s->step, s->run_id, PQresultErrorMessage(res));
+				PQclear(res);
+				return true;
+			}
+		}
 		msg = psprintf("handler output is not JSON: %s", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 		PQclear(res);
 		ok = report_failure(s, msg, 0, 0);

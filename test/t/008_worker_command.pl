@@ -296,6 +296,20 @@ query("SELECT orchestrator.grant_workflow('private', 'stranger', 'work')");
 $w_stranger = start_worker_as('stranger', 'stranger', '-q', 'private', '--poll-interval', '100ms');
 ok(wait_run($run, 'succeeded'), 'granted "work", it claims and completes the step');
 is(query("SELECT worker FROM orchestrator.run_steps WHERE run_id = '$run'") =~ /:\d+$/ ? 1 : 0, 1, 'as host:pid');
+# "work" revoked while a handler runs: its result is refused and the step
+# is left to its lease.
+define('gate', 'private', 1, 'gated');
+query("SELECT orchestrator.grant_workflow('gate', 'stranger', 'work')");
+$run = start_run('gate');
+ok(wait_for_file("$dir/gated.started"), 'a handler of the role runs');
+query("SELECT orchestrator.revoke_workflow('gate', 'stranger', 'work')");
+open(my $go, '>', "$dir/gated.go") or die;
+close($go);
+ok( wait_for_log('stranger',
+		qr/error: could not complete step "gated" of run $run: ERROR:  permission denied to work steps of workflow "gate"/),
+	'"work" revoked meanwhile: the completion is refused, and said so');
+is(query("SELECT status || ' ' || coalesce(result::text, '-') FROM orchestrator.run_steps WHERE run_id = '$run'"),
+	'running -', 'the step is left to its lease');
 is(stop_worker($w_stranger, 'TERM'), 0, 'and stops');
 
 # --- 8. timeout ------------------------------------------------------------

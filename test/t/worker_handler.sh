@@ -52,6 +52,10 @@ cancelme)
 	trap 'touch "$D/cancelme.terminated"; exit 1' TERM
 	touch "$D/cancelme.started"
 	while :; do sleep 0.1; done ;;
+gated)
+	touch "$D/gated.started"
+	while [ ! -f "$D/gated.go" ]; do sleep 0.05; done
+	echo '{"gated": true}' ;;
 term)
 	touch "$D/term.started.$ORCHESTRATOR_RUN_ID"
 	while [ ! -f "$D/term.go" ]; do sleep 0.05; done
