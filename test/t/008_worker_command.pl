@@ -4,18 +4,22 @@
 #   1. usage, version, connection and missing-extension errors (exit 1);
 #   2. success (input on stdin, identity in the environment), empty output,
 #      failure with stderr (retried per the step's policy), output that is
-#      not JSON, a handler killed by a signal, a long stderr cut to its end;
+#      not JSON, a handler killed by a signal, a long stderr cut to its end,
+#      shell syntax in the input passed as data, an output over 16 MB;
 #   3. heartbeats keep a lease shorter than the handler; a lost lease (run
 #      cancelled) stops the handler;
 #   4. concurrency N runs N handlers at once;
 #   5. a claim woken by NOTIFY alone (poll interval of an hour);
 #   6. the connection terminated under the worker: it connects again;
-#   7. a worker's role claims only steps of workflows it may work;
+#   7. a worker's role claims only steps of workflows it may work, and a
+#      completion after "work" was revoked is refused;
 #   8. a handler over its timeout is killed and the step fails;
 #   9. kill -9 of the worker mid-step: the step is retried after its lease
 #      and completed by a new worker;
 #  10. SIGTERM: no more claims, the running handler finishes, exit 0; with a
-#      short grace the handler is killed and its step made ready again.
+#      short grace the handler is killed and its step made ready again;
+#  11. the server restarts while a handler runs: its result is kept and
+#      reported once the worker has connected again.
 
 use strict;
 use warnings;
@@ -368,6 +372,23 @@ like($hang, qr/^(ready|running) 1 handler killed: the worker was stopped and its
   or diag($hang);
 is(query("SELECT count(*) FROM orchestrator.workflow_events WHERE run_id = '$run' AND type = 'step.retrying'"),
 	'1', 'the step will be retried');
+
+# --- 11. the server restarts while a handler runs ----------------------------
+
+define('holding', 'held', 1, 'held');
+my $w_held = start_worker('held', '-q', 'held', '--lease', '5min');
+$run = start_run('holding');
+ok(wait_for_file("$dir/held.started"), 'a handler runs');
+$node->stop('fast');
+open(my $held, '>', "$dir/held.go") or die;
+close($held);
+ok(wait_for_log('held', qr/could not connect to server/), 'the server is down: the worker tries again');
+$node->start;
+ok(wait_run($run, 'succeeded'), 'the result the handler gave meanwhile is reported once the server is back');
+is(query("SELECT attempt || ' ' || result FROM orchestrator.run_steps WHERE run_id = '$run'"),
+	'1 {"held": true}', 'in the same attempt (the lease held)');
+like(slurp_log('held'), qr/connected again/, 'the worker said it connected again');
+is(stop_worker($w_held, 'TERM'), 0, 'exit 0');
 
 $node->stop;
 done_testing();

@@ -56,6 +56,10 @@ gated)
 	touch "$D/gated.started"
 	while [ ! -f "$D/gated.go" ]; do sleep 0.05; done
 	echo '{"gated": true}' ;;
+held)
+	touch "$D/held.started"
+	while [ ! -f "$D/held.go" ]; do sleep 0.05; done
+	echo '{"held": true}' ;;
 term)
 	touch "$D/term.started.$ORCHESTRATOR_RUN_ID"
 	while [ ! -f "$D/term.go" ]; do sleep 0.05; done
