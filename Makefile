@@ -43,6 +43,24 @@ $(OBJS): $(wildcard src/*.h)
 # ORCHESTRATOR_VERSION comes from EXTVERSION: a new version rebuilds them all
 $(OBJS): Makefile
 
+# orchestrator-worker (src/worker/): a client program on libpq.  PGXS builds a
+# module or programs per Makefile, not both, so it has a Makefile of its own,
+# run from here; it is installed beside the PostgreSQL binaries (bindir).
+WORKER_MAKE = $(MAKE) -C src/worker PG_CONFIG=$(PG_CONFIG) EXTVERSION=$(EXTVERSION)
+.PHONY: worker install-worker uninstall-worker clean-worker
+all: worker
+worker:
+	$(WORKER_MAKE) all
+install: install-worker
+install-worker: worker
+	$(WORKER_MAKE) install
+uninstall: uninstall-worker
+uninstall-worker:
+	$(WORKER_MAKE) uninstall
+clean: clean-worker
+clean-worker:
+	$(WORKER_MAKE) clean
+
 $(DATA_built): $(SQL_SOURCES)
 	( printf '%s\n' '-- Generated from sql/src/*.sql by the Makefile: edit those, not this file.' \
 	         '\echo Use "CREATE EXTENSION orchestrator" to load this file. \quit'; \

@@ -5,13 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
-          libcurl4-openssl-dev libssl-dev libyaml-dev build-essential clang-14 llvm-14 libipc-run-perl
-          perl python3 python3-psycopg2 python3-yaml rsync procps openssl
+          libpq-dev libcurl4-openssl-dev libssl-dev libyaml-dev build-essential clang-14 llvm-14 libipc-run-perl
+          perl python3 python3-psycopg2 python3-psycopg python3-yaml rsync procps openssl
           prometheus-postgres-exporter prometheus)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# Node.js and npm for the Node example worker (docs/examples/worker_pg.js):
+# Debian's packages, unless a node with its npm is installed already.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	missing+=(nodejs npm)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "== installing: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
@@ -29,6 +34,12 @@ done
 # The Debian package starts a cluster on 5432; nothing here needs it.
 if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q online; then
 	pg_ctlcluster 15 main stop 2>/dev/null || true
+fi
+
+# pg from npm, for the Node example worker's test (test/client/package.json)
+if [ ! -f test/client/node_modules/pg/package.json ]; then
+	echo "== installing the Node packages of the client tests"
+	npm install --prefix test/client --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null
 fi
 
 bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
