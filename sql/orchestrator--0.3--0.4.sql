@@ -10,6 +10,7 @@ DROP POLICY workflows_visible ON orchestrator.workflows;
 DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
+DROP FUNCTION orchestrator._relay_status();
 DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrole, jsonb, text, integer, timestamptz);
 DROP FUNCTION orchestrator._validate_spec(text, jsonb);
 DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
@@ -39,6 +40,7 @@ DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, t
 DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
 DROP FUNCTION orchestrator._webhook_claim(integer, text, boolean);
 DROP FUNCTION orchestrator._webhook_record(uuid, uuid, integer, jsonb, text, text, float8);
+DROP FUNCTION orchestrator._api_health();
 DROP FUNCTION orchestrator._api_metrics();
 DROP FUNCTION orchestrator.claim_steps(text, text, integer, interval);
 DROP FUNCTION orchestrator.heartbeat_step(uuid, text, uuid);
@@ -88,6 +90,23 @@ AS $$
 	SELECT '00-' || coalesce(trace_id, replace(run_id::text, '-', '')) || '-'
 		   || orchestrator._span_id(run_id, step, attempt) || '-' || coalesce(right(trace_parent, 2), '01')
 $$;
+
+CREATE FUNCTION orchestrator._relay_status(
+	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint,
+	OUT deferrals bigint, OUT deferred_since timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._notify_listeners(OUT pid integer, OUT database oid, OUT behind_bytes bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'orchestrator_notify_listeners'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._notify_queue_usage()
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'orchestrator_notify_queue_usage'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION orchestrator._validate_spec(wf text, spec jsonb)
 RETURNS SETOF orchestrator.definition_steps
@@ -1120,6 +1139,151 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._api_health()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+	configured integer := current_setting('orchestrator.workers')::integer;
+	max_age    interval := current_setting('orchestrator.health_max_ready_age')::interval;
+	alive      integer;
+	last_turn  timestamptz;
+	failing    integer;
+	dispatchers jsonb;
+	queues     jsonb;
+	depth      bigint;
+	oldest     double precision;
+	own_ready  bigint;
+	own_oldest double precision;
+	ahead      integer := orchestrator._partitions_ahead();
+	active     bigint;
+	breakers   jsonb;
+	problems   text[] := '{}';
+	not_ready  boolean := false;
+	f          record;
+	relay      record;
+	usage      double precision := orchestrator._notify_queue_usage();
+	holders    jsonb;
+	notify     jsonb;
+BEGIN
+	SELECT count(*), max(w.last_active), count(*) FILTER (WHERE w.consecutive_failures >= 3),
+		   coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('slot', w.slot, 'pid', w.pid,
+				'started_at', w.started_at, 'last_active', w.last_active, 'steps_processed', w.steps_processed,
+				'consecutive_failures', w.consecutive_failures, 'last_error', w.last_error,
+				'last_error_at', w.last_error_at, 'run_id', w.run_id, 'step', w.step, 'step_since', w.step_since))
+				ORDER BY w.slot), '[]')
+	INTO alive, last_turn, failing, dispatchers
+	FROM orchestrator._worker_status() w
+	WHERE w.pid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid);
+	SELECT coalesce(jsonb_agg(jsonb_build_object('queue', s.queue, 'ready', s.ready, 'scheduled', s.scheduled,
+					'running', s.running, 'oldest_ready_age_seconds', round(s.oldest_ready_age_seconds::numeric, 3))
+				ORDER BY s.queue), '[]'),
+		   coalesce(sum(s.ready), 0), coalesce(max(s.oldest_ready_age_seconds), 0)
+	INTO queues, depth, oldest
+	FROM orchestrator._queue_stats() s;
+	-- The dispatchers' own work that waits: ready, not leased, and not the
+	-- step a dispatcher is running.
+	WITH busy AS MATERIALIZED (
+		SELECT b.run_id, b.step FROM orchestrator._worker_status() b WHERE b.run_id IS NOT NULL)
+	SELECT count(*), coalesce(extract(epoch FROM now() - min(q.available_at))::double precision, 0)
+	INTO own_ready, own_oldest
+	FROM orchestrator.work_queue q
+	WHERE left(q.queue, 1) = '@' AND q.lease_token IS NULL AND q.available_at <= now()
+	  AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.run_id = q.run_id AND b.step = q.step);
+	SELECT count(*) INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
+	SELECT coalesce(jsonb_agg(jsonb_build_object('owner', c.owner, 'host', c.host, 'state', c.state, 'failures', c.failures,
+				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host, c.owner::text), '[]')
+	INTO breakers
+	FROM orchestrator.http_circuits c WHERE c.state <> 'closed';
+
+	IF alive < configured THEN
+		problems := problems || format('%s of %s dispatchers running', alive, configured);
+	END IF;
+	-- The usual reason for none: they serve another database, or one that
+	-- does not exist (then they exit at once and are started again).
+	IF current_setting('orchestrator.database') <> current_database() THEN
+		problems := problems || CASE
+			WHEN NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = current_setting('orchestrator.database'))
+			THEN format('orchestrator.database is "%s", which does not exist: the dispatchers cannot start; set it to "%s"',
+						current_setting('orchestrator.database'), current_database())
+			ELSE format('orchestrator.database is "%s": no dispatcher serves this database ("%s")',
+						current_setting('orchestrator.database'), current_database()) END;
+		not_ready := true;
+	END IF;
+	IF alive = 0 AND own_ready > 0 THEN
+		problems := problems || format('no dispatcher is running and %s sql, timer or http items are ready', own_ready);
+		not_ready := true;
+	END IF;
+	IF own_ready > 0 AND own_oldest > extract(epoch FROM max_age) THEN
+		problems := problems || format('dispatcher work has been ready for %s s, longer than orchestrator.health_max_ready_age (%s)',
+			round(own_oldest::numeric, 1), max_age);
+		not_ready := true;
+	END IF;
+	FOR f IN SELECT x ->> 'slot' AS slot, x ->> 'consecutive_failures' AS n, x ->> 'last_error' AS error
+			 FROM jsonb_array_elements(dispatchers) x
+			 WHERE (x ->> 'consecutive_failures')::integer >= 3 LOOP
+		problems := problems || format('dispatcher %s failed its last %s turns: %s', f.slot, f.n, f.error);
+		not_ready := true;
+	END LOOP;
+	IF ahead < 1 THEN
+		problems := problems || 'no partition for tomorrow: run orchestrator.maintain()';
+	END IF;
+	-- The server's notification queue: how full, the relay's counts, and when
+	-- notifications wait, the sessions furthest behind in reading it (the one
+	-- at the queue's tail holds it back: a listener in a long transaction).
+	SELECT * INTO relay FROM orchestrator._relay_status();
+	WITH l AS MATERIALIZED (SELECT * FROM orchestrator._notify_listeners())
+	SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('pid', l.pid, 'database', d.datname,
+				'usename', a.usename, 'application_name', a.application_name, 'client_addr', a.client_addr,
+				'state', a.state, 'xact_start', a.xact_start, 'behind_bytes', l.behind_bytes))
+				ORDER BY l.behind_bytes DESC, l.pid), '[]')
+	INTO holders
+	FROM l
+	LEFT JOIN pg_database d ON d.oid = l.database
+	LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+	WHERE l.behind_bytes > 0 AND l.behind_bytes >= (SELECT max(m.behind_bytes) FROM l m) / 2;
+	notify := jsonb_strip_nulls(jsonb_build_object(
+		'queue_usage', round(usage::numeric, 6),
+		'server_queue_usage', round(pg_notification_queue_usage()::numeric, 6),
+		'max_usage', current_setting('orchestrator.notify_queue_max_usage')::integer / 100.0,
+		'relay_pid', relay.pid, 'relay_queued', relay.queued, 'sent', relay.sent, 'dropped', relay.dropped,
+		'direct', relay.direct, 'deferrals', relay.deferrals, 'deferred_since', relay.deferred_since,
+		'listeners_behind', CASE WHEN relay.deferred_since IS NOT NULL
+			OR usage * 100 >= current_setting('orchestrator.notify_queue_max_usage')::integer / 2.0
+			THEN holders END));
+	IF usage * 100 >= current_setting('orchestrator.notify_queue_max_usage')::integer THEN
+		problems := problems || format('the notification queue is %s%% full (orchestrator.notify_queue_max_usage is %s%%): notifications wait or are dropped%s',
+			round((usage * 100)::numeric, 1), current_setting('orchestrator.notify_queue_max_usage'),
+			coalesce(format('; held back by pid %s (%s, %s since %s)', holders -> 0 ->> 'pid',
+				coalesce(holders -> 0 ->> 'usename', 'unknown user'), coalesce(holders -> 0 ->> 'state', 'unknown state'),
+				coalesce(holders -> 0 ->> 'xact_start', '?')), ''));
+	ELSIF relay.deferred_since IS NOT NULL THEN
+		problems := problems || format('the relay has been waiting for room in the notification queue since %s', relay.deferred_since);
+	END IF;
+	RETURN jsonb_build_object(
+		'status', CASE WHEN cardinality(problems) = 0 THEN 'ok' ELSE 'degraded' END,
+		'live', alive > 0,
+		'ready', NOT not_ready,
+		'problems', to_jsonb(problems),
+		'workers', jsonb_build_object('configured', configured, 'alive', alive, 'failing', failing,
+			'last_active', last_turn),
+		'dispatchers', dispatchers,
+		'active_runs', active,
+		'queue_depth', depth,
+		'oldest_ready_age_seconds', round(oldest::numeric, 3),
+		'dispatcher_ready', own_ready,
+		'dispatcher_oldest_ready_age_seconds', round(own_oldest::numeric, 3),
+		'queues', queues,
+		'partitions_ahead', ahead,
+		-- Open and half-open per-host breakers of http steps and webhooks.
+		'open_circuit_breakers', breakers,
+		'notifications', notify);
+END
+$$;
+
 CREATE FUNCTION orchestrator._metrics_text()
 RETURNS text
 AS 'MODULE_PATHNAME', 'orchestrator_metrics_text'
@@ -1197,6 +1361,14 @@ BEGIN
 	out := out || E'# HELP orchestrator_webhook_deliveries_pending Webhook deliveries not yet delivered or dead.\n# TYPE orchestrator_webhook_deliveries_pending gauge\n'
 		|| format(E'orchestrator_webhook_deliveries_pending %s\n',
 			(SELECT count(*) FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')));
+	out := out || E'# HELP orchestrator_notify_queue_usage Fraction of the server\'s notification queue in use (pg_notification_queue_usage()).\n# TYPE orchestrator_notify_queue_usage gauge\n'
+		|| format(E'orchestrator_notify_queue_usage %s\n', h -> 'notifications' ->> 'queue_usage');
+	out := out || E'# HELP orchestrator_notifications_dropped_total Notifications dropped: relay ring full, queue too full, or NOTIFY failed.\n# TYPE orchestrator_notifications_dropped_total counter\n'
+		|| format(E'orchestrator_notifications_dropped_total %s\n', h -> 'notifications' ->> 'dropped');
+	out := out || E'# HELP orchestrator_relay_deferrals_total Pauses of the relay because the notification queue was too full.\n# TYPE orchestrator_relay_deferrals_total counter\n'
+		|| format(E'orchestrator_relay_deferrals_total %s\n', h -> 'notifications' ->> 'deferrals');
+	out := out || E'# HELP orchestrator_relay_queued Notifications waiting in the relay\'s ring.\n# TYPE orchestrator_relay_queued gauge\n'
+		|| format(E'orchestrator_relay_queued %s\n', h -> 'notifications' ->> 'relay_queued');
 	out := out || E'# HELP orchestrator_partitions_ahead Days after today with history partitions.\n# TYPE orchestrator_partitions_ahead gauge\n'
 		|| format(E'orchestrator_partitions_ahead %s\n', h ->> 'partitions_ahead');
 	RETURN out || coalesce(orchestrator._metrics_text(), '');

@@ -30,6 +30,7 @@ char	   *orchestrator_default_lease = NULL;
 char	   *orchestrator_default_step_timeout = NULL;
 int			orchestrator_max_step_timeout = 3600 * 1000;
 int			orchestrator_relay_queue_size = 16384;
+int			orchestrator_notify_queue_max_usage = 50;
 int			orchestrator_shutdown_grace = 5000;
 int			orchestrator_step_timeout_grace = 5000;
 int			orchestrator_engine_timeout = 60 * 1000;
@@ -255,6 +256,16 @@ orchestrator_define_gucs(void)
 							16384,
 							256, 1024 * 1024,
 							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.notify_queue_max_usage",
+							"Percentage of the server's notification queue above which the orchestrator stops sending notifications.",
+							"The relay keeps them in its ring and retries with a growing pause; a transaction that notifies directly (no relay) drops its notifications.  Either way no start, step or dispatcher batch fails because the queue is full; clients catch up with orchestrator.events().",
+							&orchestrator_notify_queue_max_usage,
+							50,
+							1, 99,
+							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
 

@@ -19,6 +19,7 @@ extern char *orchestrator_default_lease;
 extern char *orchestrator_default_step_timeout;
 extern int	orchestrator_max_step_timeout;
 extern int	orchestrator_relay_queue_size;
+extern int	orchestrator_notify_queue_max_usage;
 extern int	orchestrator_shutdown_grace;
 extern int	orchestrator_step_timeout_grace;
 extern int	orchestrator_engine_timeout;

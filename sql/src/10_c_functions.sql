@@ -90,9 +90,29 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'orchestrator_notify_sql'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 
--- The relay as shared memory sees it (for health() and metrics()).
+-- The relay as shared memory sees it (for health() and metrics()): deferrals
+-- counts its pauses because the server's notification queue was fuller than
+-- orchestrator.notify_queue_max_usage, deferred_since is set while it waits.
 CREATE FUNCTION orchestrator._relay_status(
-	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint)
+	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint,
+	OUT deferrals bigint, OUT deferred_since timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Every backend listening for notifications (any database) and the bytes of
+-- the server's notification queue it has still to read: the one furthest
+-- behind holds the queue back (src/relay.c).
+CREATE FUNCTION orchestrator._notify_listeners(OUT pid integer, OUT database oid, OUT behind_bytes bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'orchestrator_notify_listeners'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- How full the notification queue is, as pg_notification_queue_usage()
+-- counts but up to the listener furthest behind (the server moves its tail
+-- only now and then): what the relay compares with
+-- orchestrator.notify_queue_max_usage.
+CREATE FUNCTION orchestrator._notify_queue_usage()
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'orchestrator_notify_queue_usage'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
