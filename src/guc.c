@@ -31,6 +31,8 @@ char	   *orchestrator_default_step_timeout = NULL;
 int			orchestrator_max_step_timeout = 3600 * 1000;
 int			orchestrator_relay_queue_size = 16384;
 int			orchestrator_notify_queue_max_usage = 50;
+int			orchestrator_definition_cache_size = 16 * 1024;
+int			orchestrator_plan_cache_size = 16 * 1024;
 int			orchestrator_shutdown_grace = 5000;
 int			orchestrator_step_timeout_grace = 5000;
 int			orchestrator_engine_timeout = 60 * 1000;
@@ -267,6 +269,26 @@ orchestrator_define_gucs(void)
 							1, 99,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.definition_cache_size",
+							"Memory each process may use to keep step definitions.",
+							"Least recently used definitions are dropped to stay under it; those the current unit of work uses are kept (a definition that does not fit then is read again next time).  0: no cache.",
+							&orchestrator_definition_cache_size,
+							16 * 1024,
+							0, INT_MAX / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.plan_cache_size",
+							"Memory each dispatcher may use to keep the prepared plans of sql steps.",
+							"Least recently used plans are dropped to stay under it (at most 64 plans); a plan that does not fit alone is not kept.  0: no cache.",
+							&orchestrator_plan_cache_size,
+							16 * 1024,
+							0, INT_MAX / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("orchestrator.shutdown_grace",

@@ -20,6 +20,8 @@ extern char *orchestrator_default_step_timeout;
 extern int	orchestrator_max_step_timeout;
 extern int	orchestrator_relay_queue_size;
 extern int	orchestrator_notify_queue_max_usage;
+extern int	orchestrator_definition_cache_size;
+extern int	orchestrator_plan_cache_size;
 extern int	orchestrator_shutdown_grace;
 extern int	orchestrator_step_timeout_grace;
 extern int	orchestrator_engine_timeout;

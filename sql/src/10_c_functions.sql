@@ -83,6 +83,18 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'orchestrator_worker_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- The per-process caches of each live dispatcher, as it last reported them
+-- (at most a second old): step definitions (bounded by
+-- orchestrator.definition_cache_size), sql steps' plans (by
+-- orchestrator.plan_cache_size), the engine's statements (by count:
+-- limit_bytes 0).
+CREATE FUNCTION orchestrator._cache_status(
+	OUT slot integer, OUT pid integer, OUT cache text, OUT entries bigint, OUT bytes bigint,
+	OUT limit_bytes bigint, OUT hits bigint, OUT misses bigint, OUT evictions bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'orchestrator_cache_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 -- Notify a channel ("orchestrator" or "orchestrator_queue") when the current
 -- transaction commits, through the relay worker (src/relay.c).
 CREATE FUNCTION orchestrator._notify(channel text, payload text)

@@ -56,6 +56,7 @@ DECLARE
 	usage      double precision := orchestrator._notify_queue_usage();
 	holders    jsonb;
 	notify     jsonb;
+	caches     jsonb;
 BEGIN
 	SELECT count(*), max(w.last_active), count(*) FILTER (WHERE w.consecutive_failures >= 3),
 		   coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('slot', w.slot, 'pid', w.pid,
@@ -122,6 +123,13 @@ BEGIN
 	-- The server's notification queue: how full, the relay's counts, and when
 	-- notifications wait, the sessions furthest behind in reading it (the one
 	-- at the queue's tail holds it back: a listener in a long transaction).
+	-- Each dispatcher's per-process caches (bounded in bytes, see
+	-- orchestrator.definition_cache_size and orchestrator.plan_cache_size).
+	SELECT coalesce(jsonb_agg(jsonb_build_object('slot', c.slot, 'pid', c.pid, 'cache', c.cache,
+				'entries', c.entries, 'bytes', c.bytes, 'limit_bytes', c.limit_bytes, 'hits', c.hits,
+				'misses', c.misses, 'evictions', c.evictions) ORDER BY c.slot, c.cache), '[]')
+	INTO caches
+	FROM orchestrator._cache_status() c;
 	SELECT * INTO relay FROM orchestrator._relay_status();
 	WITH l AS MATERIALIZED (SELECT * FROM orchestrator._notify_listeners())
 	SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('pid', l.pid, 'database', d.datname,
@@ -168,7 +176,8 @@ BEGIN
 		'partitions_ahead', ahead,
 		-- Open and half-open per-host breakers of http steps and webhooks.
 		'open_circuit_breakers', breakers,
-		'notifications', notify);
+		'notifications', notify,
+		'caches', caches);
 END
 $$;
 
@@ -260,6 +269,30 @@ BEGIN
 	out := out || E'# HELP orchestrator_webhook_deliveries_pending Webhook deliveries not yet delivered or dead.\n# TYPE orchestrator_webhook_deliveries_pending gauge\n'
 		|| format(E'orchestrator_webhook_deliveries_pending %s\n',
 			(SELECT count(*) FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')));
+	out := out || E'# HELP orchestrator_cache_entries Entries in a dispatcher\'s per-process cache.\n# TYPE orchestrator_cache_entries gauge\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_entries{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.entries);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_bytes Memory of a dispatcher\'s per-process cache.\n# TYPE orchestrator_cache_bytes gauge\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_bytes{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.bytes);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_limit_bytes Bound of a dispatcher\'s per-process cache (0: bounded by count only).\n# TYPE orchestrator_cache_limit_bytes gauge\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_limit_bytes{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.limit_bytes);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_hits_total Lookups a dispatcher\'s cache answered.\n# TYPE orchestrator_cache_hits_total counter\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_hits_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.hits);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_misses_total Lookups a dispatcher\'s cache did not answer.\n# TYPE orchestrator_cache_misses_total counter\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_misses_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.misses);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_evictions_total Entries a dispatcher\'s cache dropped to stay within its bound.\n# TYPE orchestrator_cache_evictions_total counter\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_evictions_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.evictions);
+	END LOOP;
 	out := out || E'# HELP orchestrator_notify_queue_usage Fraction of the server\'s notification queue in use (pg_notification_queue_usage()).\n# TYPE orchestrator_notify_queue_usage gauge\n'
 		|| format(E'orchestrator_notify_queue_usage %s\n', h -> 'notifications' ->> 'queue_usage');
 	out := out || E'# HELP orchestrator_notifications_dropped_total Notifications dropped: relay ring full, queue too full, or NOTIFY failed.\n# TYPE orchestrator_notifications_dropped_total counter\n'
