@@ -27,6 +27,7 @@ DROP FUNCTION orchestrator._api_start_workflow(text, jsonb, jsonb);
 DROP FUNCTION orchestrator._api_get_workflow(uuid);
 DROP FUNCTION orchestrator._api_cancel_workflow(uuid, text);
 DROP FUNCTION orchestrator._api_retry_run(uuid, text[]);
+DROP FUNCTION orchestrator._api_signal_workflow(uuid, text, jsonb);
 DROP FUNCTION orchestrator._lease_expired(uuid, text, text);
 DROP FUNCTION orchestrator._claim_external(text, text, integer, interval, text[]);
 DROP FUNCTION orchestrator._api_claim_steps(text, text, integer, interval);
@@ -46,6 +47,22 @@ DROP FUNCTION orchestrator.claim_steps(text, text, integer, interval);
 DROP FUNCTION orchestrator.heartbeat_step(uuid, text, uuid);
 
 -- BEGIN hand-written: tables and data (kept by sql/tools/upgrade.py)
+
+-- Hard limits per owner role (sql/src/52_quotas.sql).
+CREATE TABLE orchestrator.owner_limits (
+	owner                regrole     PRIMARY KEY,
+	max_input_bytes      bigint      CHECK (max_input_bytes >= 0),
+	max_result_bytes     bigint      CHECK (max_result_bytes >= 0),
+	max_signal_bytes     bigint      CHECK (max_signal_bytes >= 0),
+	max_events_per_run   bigint      CHECK (max_events_per_run >= 0),
+	max_active_runs      bigint      CHECK (max_active_runs >= 0),
+	max_pending_webhooks bigint      CHECK (max_pending_webhooks >= 0),
+	updated_at           timestamptz NOT NULL DEFAULT now(),
+	updated_by           regrole     NOT NULL
+);
+COMMENT ON TABLE orchestrator.owner_limits IS 'hard limits per owner role (NULL: the orchestrator.max_* default; 0: none), set with set_owner_limits()';
+CREATE INDEX workflow_runs_active_owner ON orchestrator.workflow_runs (owner) WHERE finished_at IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('orchestrator.owner_limits', '');
 
 -- W3C trace context of runs.  Existing runs keep NULL (their run id serves
 -- as trace id): a volatile default given to ADD COLUMN would rewrite every
@@ -589,6 +606,158 @@ BEGIN
 		END IF;
 	END LOOP;
 	RETURN true;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+	s text;
+BEGIN
+	IF signal IS NULL OR signal !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid signal name %', coalesce(quote_literal(signal), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A signal name is 1 to 63 letters, digits, "_", ".", ":" or "-".';
+	END IF;
+	r := orchestrator._lock_run(run_id);
+	IF NOT orchestrator._is_active(r.status) THEN
+		RETURN false;
+	END IF;
+	payload := coalesce(payload, 'null');
+	PERFORM orchestrator._check_signal(r.id, r.owner, payload);
+	INSERT INTO orchestrator.signals (run_id, id, name, payload, sent_by)
+		VALUES (r.id, orchestrator.uuid_v7(), signal, payload, orchestrator._caller());
+	PERFORM orchestrator._emit(r.id, 'signal.received', NULL, jsonb_build_object('signal', signal, 'payload', payload));
+	FOR s IN SELECT x.step FROM orchestrator.workflow_steps x
+			 JOIN orchestrator.definition_steps d ON d.name = r.name AND d.version = r.version AND d.step = x.step
+			 WHERE x.run_id = r.id AND x.kind = 'wait' AND x.status = 'running' AND d.spec ->> 'signal' = signal
+			 ORDER BY x.position LOOP
+		-- Completing one wait step can finish the run; then stop.
+		EXIT WHEN NOT orchestrator._is_active((SELECT w.status FROM orchestrator.workflow_runs w WHERE w.id = r.id));
+		PERFORM orchestrator._step_succeeded(r.id, s, payload);
+	END LOOP;
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION orchestrator._owner_limit(owner regrole, name text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'orchestrator_owner_limit'
+LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._check_signal(run_id uuid, owner regrole, payload jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_check_signal'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._owner_limits_changed()
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_owner_limits_changed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._effective_owner_limits(role regrole)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_object_agg(k, orchestrator._owner_limit(role, k))
+	FROM unnest(ARRAY['max_input_bytes', 'max_result_bytes', 'max_signal_bytes', 'max_events_per_run',
+					  'max_active_runs', 'max_pending_webhooks']) k
+$$;
+
+CREATE FUNCTION orchestrator._api_set_owner_limits(role regrole, limits jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	known text[] := ARRAY['max_input_bytes', 'max_result_bytes', 'max_signal_bytes', 'max_events_per_run',
+						  'max_active_runs', 'max_pending_webhooks'];
+	bad   text;
+	k     text;
+	v     jsonb;
+BEGIN
+	IF NOT orchestrator._is_admin() THEN
+		RAISE EXCEPTION 'permission denied to set owner limits'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Owner limits are set by members of orchestrator_admin.',
+				  HINT = 'Ask an administrator; orchestrator.get_owner_limits() shows your limits.';
+	END IF;
+	IF role IS NULL THEN
+		RAISE EXCEPTION 'role must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF limits IS NULL OR jsonb_typeof(limits) <> 'object' THEN
+		RAISE EXCEPTION 'limits must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(limits::text, 'NULL')),
+			HINT = format('Known limits: %s; a number (0: no limit) or null (the default).', array_to_string(known, ', '));
+	END IF;
+	SELECT x INTO bad FROM jsonb_object_keys(limits) x WHERE x <> ALL (known) ORDER BY x LIMIT 1;
+	IF bad IS NOT NULL THEN
+		RAISE EXCEPTION 'unknown owner limit "%"', bad USING ERRCODE = 'invalid_parameter_value',
+			HINT = format('Known limits: %s.', array_to_string(known, ', '));
+	END IF;
+	FOR k, v IN SELECT * FROM jsonb_each(limits) LOOP
+		IF jsonb_typeof(v) <> 'null' AND (jsonb_typeof(v) <> 'number' OR (v #>> '{}') !~ '^[0-9]{1,18}$') THEN
+			RAISE EXCEPTION 'owner limit "%" must be a non-negative integer or null', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Got %s.', v),
+					  HINT = '0 is no limit; null goes back to the default (the setting orchestrator.max_*).';
+		END IF;
+	END LOOP;
+
+	INSERT INTO orchestrator.owner_limits AS l (owner, updated_by) VALUES (role, orchestrator._caller())
+		ON CONFLICT (owner) DO UPDATE SET updated_at = now(), updated_by = excluded.updated_by;
+	UPDATE orchestrator.owner_limits l SET
+		max_input_bytes      = CASE WHEN limits ? 'max_input_bytes' THEN (limits ->> 'max_input_bytes')::bigint ELSE l.max_input_bytes END,
+		max_result_bytes     = CASE WHEN limits ? 'max_result_bytes' THEN (limits ->> 'max_result_bytes')::bigint ELSE l.max_result_bytes END,
+		max_signal_bytes     = CASE WHEN limits ? 'max_signal_bytes' THEN (limits ->> 'max_signal_bytes')::bigint ELSE l.max_signal_bytes END,
+		max_events_per_run   = CASE WHEN limits ? 'max_events_per_run' THEN (limits ->> 'max_events_per_run')::bigint ELSE l.max_events_per_run END,
+		max_active_runs      = CASE WHEN limits ? 'max_active_runs' THEN (limits ->> 'max_active_runs')::bigint ELSE l.max_active_runs END,
+		max_pending_webhooks = CASE WHEN limits ? 'max_pending_webhooks' THEN (limits ->> 'max_pending_webhooks')::bigint ELSE l.max_pending_webhooks END
+	WHERE l.owner = role;
+	-- a row of defaults only is no row
+	DELETE FROM orchestrator.owner_limits l WHERE l.owner = role
+		AND l.max_input_bytes IS NULL AND l.max_result_bytes IS NULL AND l.max_signal_bytes IS NULL
+		AND l.max_events_per_run IS NULL AND l.max_active_runs IS NULL AND l.max_pending_webhooks IS NULL;
+	-- every backend forgets the rows it keeps when this commits; this one now
+	PERFORM orchestrator._owner_limits_changed();
+	RETURN orchestrator._effective_owner_limits(role);
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_get_owner_limits(role regrole)
+RETURNS TABLE (name text, value bigint, source text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	who regrole := coalesce(role, orchestrator._caller());
+	l   orchestrator.owner_limits;
+BEGIN
+	IF NOT (orchestrator._acts_as(who) OR orchestrator._is_admin()) THEN
+		RAISE EXCEPTION 'permission denied to read the limits of role "%"', who
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A role reads its own limits; members of orchestrator_admin read every role''s.';
+	END IF;
+	SELECT * INTO l FROM orchestrator.owner_limits x WHERE x.owner = who;
+	RETURN QUERY
+	SELECT k.name, orchestrator._owner_limit(who, k.name),
+		   CASE WHEN to_jsonb(l) ->> k.name IS NOT NULL THEN 'role' ELSE k.setting END
+	FROM (VALUES (1, 'max_input_bytes', 'orchestrator.max_input_size'),
+				 (2, 'max_result_bytes', 'orchestrator.max_result_size'),
+				 (3, 'max_signal_bytes', 'orchestrator.max_signal_size'),
+				 (4, 'max_events_per_run', 'orchestrator.max_events_per_run'),
+				 (5, 'max_active_runs', 'orchestrator.max_active_runs'),
+				 (6, 'max_pending_webhooks', 'orchestrator.max_pending_webhooks')) k(n, name, setting)
+	ORDER BY k.n;
 END
 $$;
 
@@ -1468,6 +1637,20 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb) IS
 'extend a claimed step''s lease (by its length, or by a new one); keep progress on the step (event step.progress); false when the lease is lost or the run has finished: stop working';
 
+CREATE FUNCTION orchestrator.set_owner_limits(role regrole, limits jsonb)
+RETURNS jsonb
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) IS
+'set hard limits of a role (max_input_bytes, max_result_bytes, max_signal_bytes, max_events_per_run, max_active_runs, max_pending_webhooks; null: the default, 0: none); admins only; returns the limits as they apply';
+
+CREATE FUNCTION orchestrator.get_owner_limits(role regrole DEFAULT NULL)
+RETURNS TABLE (name text, value bigint, source text)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.get_owner_limits(regrole) IS
+'the hard limits that apply to a role (default: the caller) and where each comes from (role, or the setting); 0: no limit';
+
 -- Views as a fresh install has them.
 
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
@@ -1651,7 +1834,8 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb),
 	orchestrator.complete_step(uuid, text, uuid, jsonb),
 	orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]),
-	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean)
+	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean),
+	orchestrator.get_owner_limits(regrole)
 TO orchestrator_user;
 GRANT EXECUTE ON FUNCTION
 	orchestrator._caller(),
@@ -1681,6 +1865,8 @@ GRANT EXECUTE ON FUNCTION
 TO orchestrator_admin;
 GRANT SELECT ON orchestrator.queue_limits TO orchestrator_admin;
 GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orchestrator_admin;
+GRANT EXECUTE ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) TO orchestrator_admin;
+GRANT SELECT ON orchestrator.owner_limits TO orchestrator_admin;
 GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestrator.error_rates,
 	orchestrator.step_errors, orchestrator.throughput, orchestrator.queue_depth,
 	orchestrator.costs_per_day

@@ -33,6 +33,12 @@ int			orchestrator_relay_queue_size = 16384;
 int			orchestrator_notify_queue_max_usage = 50;
 int			orchestrator_definition_cache_size = 16 * 1024;
 int			orchestrator_plan_cache_size = 16 * 1024;
+int			orchestrator_max_input_size = 1024;
+int			orchestrator_max_result_size = 1024;
+int			orchestrator_max_signal_size = 1024;
+int			orchestrator_max_events_per_run = 10000;
+int			orchestrator_max_active_runs = 0;
+int			orchestrator_max_pending_webhooks = 0;
 int			orchestrator_shutdown_grace = 5000;
 int			orchestrator_step_timeout_grace = 5000;
 int			orchestrator_engine_timeout = 60 * 1000;
@@ -289,6 +295,66 @@ orchestrator_define_gucs(void)
 							0, INT_MAX / 1024,
 							PGC_SIGHUP,
 							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_input_size",
+							"Default largest input of a run, per owner (orchestrator.owner_limits max_input_bytes overrides it).",
+							"Larger inputs are refused with SQLSTATE 54000.  0: no limit.",
+							&orchestrator_max_input_size,
+							1024,
+							0, INT_MAX / 1024,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_result_size",
+							"Default largest result of a step, per owner (orchestrator.owner_limits max_result_bytes overrides it).",
+							"A larger result is refused with SQLSTATE 54000 (complete_step), or fails the attempt (sql steps).  0: no limit.",
+							&orchestrator_max_result_size,
+							1024,
+							0, INT_MAX / 1024,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_signal_size",
+							"Default largest signal payload, per owner (orchestrator.owner_limits max_signal_bytes overrides it).",
+							"Larger payloads are refused with SQLSTATE 54000.  0: no limit.",
+							&orchestrator_max_signal_size,
+							1024,
+							0, INT_MAX / 1024,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_events_per_run",
+							"Default most events a run may have before signals to it are refused, per owner (orchestrator.owner_limits max_events_per_run overrides it).",
+							"0: no limit.",
+							&orchestrator_max_events_per_run,
+							10000,
+							0, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_active_runs",
+							"Default most pending or running runs of workflows one role owns (orchestrator.owner_limits max_active_runs overrides it).",
+							"More starts are refused with SQLSTATE 54000.  0: no limit (no count is made).",
+							&orchestrator_max_active_runs,
+							0,
+							0, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_pending_webhooks",
+							"Default most pending webhook deliveries of the runs of workflows one role owns (orchestrator.owner_limits max_pending_webhooks overrides it).",
+							"Starts and signals are refused with SQLSTATE 54000 beyond it.  0: no limit (no count is made).",
+							&orchestrator_max_pending_webhooks,
+							0,
+							0, INT_MAX,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("orchestrator.shutdown_grace",

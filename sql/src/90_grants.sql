@@ -29,7 +29,8 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.heartbeat_step(uuid, text, uuid, interval, jsonb),
 	orchestrator.complete_step(uuid, text, uuid, jsonb),
 	orchestrator.complete_steps(uuid[], text[], uuid[], jsonb[]),
-	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean)
+	orchestrator.fail_step(uuid, text, uuid, jsonb, boolean),
+	orchestrator.get_owner_limits(regrole)
 TO orchestrator_user;
 
 -- The views and row-level security policies filter rows by caller; these
