@@ -1570,7 +1570,7 @@ BEGIN
 	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
 		out := out || format(E'orchestrator_cache_evictions_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.evictions);
 	END LOOP;
-	out := out || E'# HELP orchestrator_notify_queue_usage Fraction of the server\'s notification queue in use (pg_notification_queue_usage()).\n# TYPE orchestrator_notify_queue_usage gauge\n'
+	out := out || E'# HELP orchestrator_notify_queue_usage Fraction of the server\'s notification queue in use, up to the listener furthest behind.\n# TYPE orchestrator_notify_queue_usage gauge\n'
 		|| format(E'orchestrator_notify_queue_usage %s\n', h -> 'notifications' ->> 'queue_usage');
 	out := out || E'# HELP orchestrator_notifications_dropped_total Notifications dropped: relay ring full, queue too full, or NOTIFY failed.\n# TYPE orchestrator_notifications_dropped_total counter\n'
 		|| format(E'orchestrator_notifications_dropped_total %s\n', h -> 'notifications' ->> 'dropped');

@@ -7,7 +7,8 @@
 #   1. each cache holds at most its bound, and evicted least recently used
 #      entries to stay there;
 #   2. the dispatcher's resident memory grew by far less than the 60 MB of
-#      text it went through, twice (definitions and plans): under 24 MB;
+#      text it went through, twice (definitions and plans): under 24 MB, and
+#      its memory contexts (pg_log_backend_memory_contexts) hold under 12 MB;
 #   3. a lowered bound (reload) is applied at the next unit of work;
 #   4. health() and metrics() report the figures.
 
@@ -17,6 +18,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes;
 
 my $node = PostgreSQL::Test::Cluster->new('caches');
 $node->init;
@@ -29,7 +31,7 @@ orchestrator.poll_interval = 200
 orchestrator.definition_cache_size = '2MB'
 orchestrator.plan_cache_size = '2MB'
 max_worker_processes = 16
-log_min_messages = warning
+log_min_messages = log
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION orchestrator');
@@ -107,6 +109,22 @@ my $figures = $node->safe_psql('postgres',
 note "caches (cache entries bytes limit hits misses evictions):\n$figures";
 note "dispatcher VmRSS: $rss_before kB after 40 workflows, $rss_after kB after 300";
 
+# The dispatcher's memory contexts, as it logs them (the "Grand total" line).
+sub contexts_total
+{
+	my $offset = -s $node->logfile;
+	$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
+	for (1 .. 100)
+	{
+		my $log = slurp_file($node->logfile, $offset);
+		return $1 if $log =~ /Grand total: (\d+) bytes in/;
+		Time::HiRes::usleep(100_000);
+	}
+	die "no memory context report of $pid";
+}
+my $contexts = contexts_total();
+note "dispatcher memory contexts: $contexts bytes";
+
 ###########################################################################
 # 1. Each cache within its bound, least recently used out.
 ###########################################################################
@@ -124,6 +142,10 @@ FROM orchestrator._cache_status() WHERE cache IN ('definitions', 'sql_step_plans
 
 cmp_ok($rss_after - $rss_before, '<', 24 * 1024,
 	'the dispatcher grew by less than 24 MB over 260 workflows of 200 kB');
+# its memory contexts: the two bounds (2 MB each) and what a dispatcher
+# holds anyway (relcache, catcache, the engine's statements: about 4 MB);
+# unbounded, the definitions alone hold 60 MB here
+cmp_ok($contexts, '<', 12 * 1024 * 1024, 'the dispatcher\'s memory contexts hold less than 12 MB');
 
 ###########################################################################
 # 3. A lowered bound applies at the next unit of work.
