@@ -10,6 +10,7 @@ DROP POLICY workflows_visible ON orchestrator.workflows;
 DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
+DROP FUNCTION orchestrator._relay_status();
 DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrole, jsonb, text, integer, timestamptz);
 DROP FUNCTION orchestrator._validate_spec(text, jsonb);
 DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
@@ -26,6 +27,7 @@ DROP FUNCTION orchestrator._api_start_workflow(text, jsonb, jsonb);
 DROP FUNCTION orchestrator._api_get_workflow(uuid);
 DROP FUNCTION orchestrator._api_cancel_workflow(uuid, text);
 DROP FUNCTION orchestrator._api_retry_run(uuid, text[]);
+DROP FUNCTION orchestrator._api_signal_workflow(uuid, text, jsonb);
 DROP FUNCTION orchestrator._lease_expired(uuid, text, text);
 DROP FUNCTION orchestrator._claim_external(text, text, integer, interval, text[]);
 DROP FUNCTION orchestrator._api_claim_steps(text, text, integer, interval);
@@ -40,6 +42,7 @@ DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
 DROP FUNCTION orchestrator._webhook_claim(integer, text, boolean);
 DROP FUNCTION orchestrator._webhook_record(uuid, uuid, integer, jsonb, text, text, float8);
 DROP FUNCTION orchestrator._api_maintain(integer);
+DROP FUNCTION orchestrator._api_health();
 DROP FUNCTION orchestrator._api_metrics();
 DROP FUNCTION orchestrator.claim_steps(text, text, integer, interval);
 DROP FUNCTION orchestrator.heartbeat_step(uuid, text, uuid);
@@ -87,6 +90,22 @@ CREATE TABLE orchestrator.session_store (
 	PRIMARY KEY (owner, key)
 ) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.05);
 SELECT pg_catalog.pg_extension_config_dump('orchestrator.session_store', '');
+
+-- Hard limits per owner role (sql/src/52_quotas.sql).
+CREATE TABLE orchestrator.owner_limits (
+	owner                regrole     PRIMARY KEY,
+	max_input_bytes      bigint      CHECK (max_input_bytes >= 0),
+	max_result_bytes     bigint      CHECK (max_result_bytes >= 0),
+	max_signal_bytes     bigint      CHECK (max_signal_bytes >= 0),
+	max_events_per_run   bigint      CHECK (max_events_per_run >= 0),
+	max_active_runs      bigint      CHECK (max_active_runs >= 0),
+	max_pending_webhooks bigint      CHECK (max_pending_webhooks >= 0),
+	updated_at           timestamptz NOT NULL DEFAULT now(),
+	updated_by           regrole     NOT NULL
+);
+COMMENT ON TABLE orchestrator.owner_limits IS 'hard limits per owner role (NULL: the orchestrator.max_* default; 0: none), set with set_owner_limits()';
+CREATE INDEX workflow_runs_active_owner ON orchestrator.workflow_runs (owner) WHERE finished_at IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('orchestrator.owner_limits', '');
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
@@ -103,6 +122,30 @@ AS $$
 	SELECT '00-' || coalesce(trace_id, replace(run_id::text, '-', '')) || '-'
 		   || orchestrator._span_id(run_id, step, attempt) || '-' || coalesce(right(trace_parent, 2), '01')
 $$;
+
+CREATE FUNCTION orchestrator._cache_status(
+	OUT slot integer, OUT pid integer, OUT cache text, OUT entries bigint, OUT bytes bigint,
+	OUT limit_bytes bigint, OUT hits bigint, OUT misses bigint, OUT evictions bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'orchestrator_cache_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._relay_status(
+	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint,
+	OUT deferrals bigint, OUT deferred_since timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._notify_listeners(OUT pid integer, OUT database oid, OUT behind_bytes bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'orchestrator_notify_listeners'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._notify_queue_usage()
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'orchestrator_notify_queue_usage'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION orchestrator._validate_spec(wf text, spec jsonb)
 RETURNS SETOF orchestrator.definition_steps
@@ -578,6 +621,158 @@ BEGIN
 		END IF;
 	END LOOP;
 	RETURN true;
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+	s text;
+BEGIN
+	IF signal IS NULL OR signal !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid signal name %', coalesce(quote_literal(signal), 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'A signal name is 1 to 63 letters, digits, "_", ".", ":" or "-".';
+	END IF;
+	r := orchestrator._lock_run(run_id);
+	IF NOT orchestrator._is_active(r.status) THEN
+		RETURN false;
+	END IF;
+	payload := coalesce(payload, 'null');
+	PERFORM orchestrator._check_signal(r.id, r.owner, payload);
+	INSERT INTO orchestrator.signals (run_id, id, name, payload, sent_by)
+		VALUES (r.id, orchestrator.uuid_v7(), signal, payload, orchestrator._caller());
+	PERFORM orchestrator._emit(r.id, 'signal.received', NULL, jsonb_build_object('signal', signal, 'payload', payload));
+	FOR s IN SELECT x.step FROM orchestrator.workflow_steps x
+			 JOIN orchestrator.definition_steps d ON d.name = r.name AND d.version = r.version AND d.step = x.step
+			 WHERE x.run_id = r.id AND x.kind = 'wait' AND x.status = 'running' AND d.spec ->> 'signal' = signal
+			 ORDER BY x.position LOOP
+		-- Completing one wait step can finish the run; then stop.
+		EXIT WHEN NOT orchestrator._is_active((SELECT w.status FROM orchestrator.workflow_runs w WHERE w.id = r.id));
+		PERFORM orchestrator._step_succeeded(r.id, s, payload);
+	END LOOP;
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION orchestrator._owner_limit(owner regrole, name text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'orchestrator_owner_limit'
+LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._check_signal(run_id uuid, owner regrole, payload jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_check_signal'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._owner_limits_changed()
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_owner_limits_changed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._effective_owner_limits(role regrole)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT jsonb_object_agg(k, orchestrator._owner_limit(role, k))
+	FROM unnest(ARRAY['max_input_bytes', 'max_result_bytes', 'max_signal_bytes', 'max_events_per_run',
+					  'max_active_runs', 'max_pending_webhooks']) k
+$$;
+
+CREATE FUNCTION orchestrator._api_set_owner_limits(role regrole, limits jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	known text[] := ARRAY['max_input_bytes', 'max_result_bytes', 'max_signal_bytes', 'max_events_per_run',
+						  'max_active_runs', 'max_pending_webhooks'];
+	bad   text;
+	k     text;
+	v     jsonb;
+BEGIN
+	IF NOT orchestrator._is_admin() THEN
+		RAISE EXCEPTION 'permission denied to set owner limits'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Owner limits are set by members of orchestrator_admin.',
+				  HINT = 'Ask an administrator; orchestrator.get_owner_limits() shows your limits.';
+	END IF;
+	IF role IS NULL THEN
+		RAISE EXCEPTION 'role must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF limits IS NULL OR jsonb_typeof(limits) <> 'object' THEN
+		RAISE EXCEPTION 'limits must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+			DETAIL = format('Got %s.', coalesce(limits::text, 'NULL')),
+			HINT = format('Known limits: %s; a number (0: no limit) or null (the default).', array_to_string(known, ', '));
+	END IF;
+	SELECT x INTO bad FROM jsonb_object_keys(limits) x WHERE x <> ALL (known) ORDER BY x LIMIT 1;
+	IF bad IS NOT NULL THEN
+		RAISE EXCEPTION 'unknown owner limit "%"', bad USING ERRCODE = 'invalid_parameter_value',
+			HINT = format('Known limits: %s.', array_to_string(known, ', '));
+	END IF;
+	FOR k, v IN SELECT * FROM jsonb_each(limits) LOOP
+		IF jsonb_typeof(v) <> 'null' AND (jsonb_typeof(v) <> 'number' OR (v #>> '{}') !~ '^[0-9]{1,18}$') THEN
+			RAISE EXCEPTION 'owner limit "%" must be a non-negative integer or null', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Got %s.', v),
+					  HINT = '0 is no limit; null goes back to the default (the setting orchestrator.max_*).';
+		END IF;
+	END LOOP;
+
+	INSERT INTO orchestrator.owner_limits AS l (owner, updated_by) VALUES (role, orchestrator._caller())
+		ON CONFLICT (owner) DO UPDATE SET updated_at = now(), updated_by = excluded.updated_by;
+	UPDATE orchestrator.owner_limits l SET
+		max_input_bytes      = CASE WHEN limits ? 'max_input_bytes' THEN (limits ->> 'max_input_bytes')::bigint ELSE l.max_input_bytes END,
+		max_result_bytes     = CASE WHEN limits ? 'max_result_bytes' THEN (limits ->> 'max_result_bytes')::bigint ELSE l.max_result_bytes END,
+		max_signal_bytes     = CASE WHEN limits ? 'max_signal_bytes' THEN (limits ->> 'max_signal_bytes')::bigint ELSE l.max_signal_bytes END,
+		max_events_per_run   = CASE WHEN limits ? 'max_events_per_run' THEN (limits ->> 'max_events_per_run')::bigint ELSE l.max_events_per_run END,
+		max_active_runs      = CASE WHEN limits ? 'max_active_runs' THEN (limits ->> 'max_active_runs')::bigint ELSE l.max_active_runs END,
+		max_pending_webhooks = CASE WHEN limits ? 'max_pending_webhooks' THEN (limits ->> 'max_pending_webhooks')::bigint ELSE l.max_pending_webhooks END
+	WHERE l.owner = role;
+	-- a row of defaults only is no row
+	DELETE FROM orchestrator.owner_limits l WHERE l.owner = role
+		AND l.max_input_bytes IS NULL AND l.max_result_bytes IS NULL AND l.max_signal_bytes IS NULL
+		AND l.max_events_per_run IS NULL AND l.max_active_runs IS NULL AND l.max_pending_webhooks IS NULL;
+	-- every backend forgets the rows it keeps when this commits; this one now
+	PERFORM orchestrator._owner_limits_changed();
+	RETURN orchestrator._effective_owner_limits(role);
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_get_owner_limits(role regrole)
+RETURNS TABLE (name text, value bigint, source text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	who regrole := coalesce(role, orchestrator._caller());
+	l   orchestrator.owner_limits;
+BEGIN
+	IF NOT (orchestrator._acts_as(who) OR orchestrator._is_admin()) THEN
+		RAISE EXCEPTION 'permission denied to read the limits of role "%"', who
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A role reads its own limits; members of orchestrator_admin read every role''s.';
+	END IF;
+	SELECT * INTO l FROM orchestrator.owner_limits x WHERE x.owner = who;
+	RETURN QUERY
+	SELECT k.name, orchestrator._owner_limit(who, k.name),
+		   CASE WHEN to_jsonb(l) ->> k.name IS NOT NULL THEN 'role' ELSE k.setting END
+	FROM (VALUES (1, 'max_input_bytes', 'orchestrator.max_input_size'),
+				 (2, 'max_result_bytes', 'orchestrator.max_result_size'),
+				 (3, 'max_signal_bytes', 'orchestrator.max_signal_size'),
+				 (4, 'max_events_per_run', 'orchestrator.max_events_per_run'),
+				 (5, 'max_active_runs', 'orchestrator.max_active_runs'),
+				 (6, 'max_pending_webhooks', 'orchestrator.max_pending_webhooks')) k(n, name, setting)
+	ORDER BY k.n;
 END
 $$;
 
@@ -1624,6 +1819,160 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._api_health()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off
+AS $$
+DECLARE
+	configured integer := current_setting('orchestrator.workers')::integer;
+	max_age    interval := current_setting('orchestrator.health_max_ready_age')::interval;
+	alive      integer;
+	last_turn  timestamptz;
+	failing    integer;
+	dispatchers jsonb;
+	queues     jsonb;
+	depth      bigint;
+	oldest     double precision;
+	own_ready  bigint;
+	own_oldest double precision;
+	ahead      integer := orchestrator._partitions_ahead();
+	active     bigint;
+	breakers   jsonb;
+	problems   text[] := '{}';
+	not_ready  boolean := false;
+	f          record;
+	relay      record;
+	usage      double precision := orchestrator._notify_queue_usage();
+	holders    jsonb;
+	notify     jsonb;
+	caches     jsonb;
+BEGIN
+	SELECT count(*), max(w.last_active), count(*) FILTER (WHERE w.consecutive_failures >= 3),
+		   coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('slot', w.slot, 'pid', w.pid,
+				'started_at', w.started_at, 'last_active', w.last_active, 'steps_processed', w.steps_processed,
+				'consecutive_failures', w.consecutive_failures, 'last_error', w.last_error,
+				'last_error_at', w.last_error_at, 'run_id', w.run_id, 'step', w.step, 'step_since', w.step_since))
+				ORDER BY w.slot), '[]')
+	INTO alive, last_turn, failing, dispatchers
+	FROM orchestrator._worker_status() w
+	WHERE w.pid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = w.pid);
+	SELECT coalesce(jsonb_agg(jsonb_build_object('queue', s.queue, 'ready', s.ready, 'scheduled', s.scheduled,
+					'running', s.running, 'oldest_ready_age_seconds', round(s.oldest_ready_age_seconds::numeric, 3))
+				ORDER BY s.queue), '[]'),
+		   coalesce(sum(s.ready), 0), coalesce(max(s.oldest_ready_age_seconds), 0)
+	INTO queues, depth, oldest
+	FROM orchestrator._queue_stats() s;
+	-- The dispatchers' own work that waits: ready, not leased, and not the
+	-- step a dispatcher is running.
+	WITH busy AS MATERIALIZED (
+		SELECT b.run_id, b.step FROM orchestrator._worker_status() b WHERE b.run_id IS NOT NULL)
+	SELECT count(*), coalesce(extract(epoch FROM now() - min(q.available_at))::double precision, 0)
+	INTO own_ready, own_oldest
+	FROM orchestrator.work_queue q
+	WHERE left(q.queue, 1) = '@' AND q.lease_token IS NULL AND q.available_at <= now()
+	  AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.run_id = q.run_id AND b.step = q.step);
+	SELECT count(*) INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
+	SELECT coalesce(jsonb_agg(jsonb_build_object('owner', c.owner, 'host', c.host, 'state', c.state, 'failures', c.failures,
+				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host, c.owner::text), '[]')
+	INTO breakers
+	FROM orchestrator.http_circuits c WHERE c.state <> 'closed';
+
+	IF alive < configured THEN
+		problems := problems || format('%s of %s dispatchers running', alive, configured);
+	END IF;
+	-- The usual reason for none: they serve another database, or one that
+	-- does not exist (then they exit at once and are started again).
+	IF current_setting('orchestrator.database') <> current_database() THEN
+		problems := problems || CASE
+			WHEN NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = current_setting('orchestrator.database'))
+			THEN format('orchestrator.database is "%s", which does not exist: the dispatchers cannot start; set it to "%s"',
+						current_setting('orchestrator.database'), current_database())
+			ELSE format('orchestrator.database is "%s": no dispatcher serves this database ("%s")',
+						current_setting('orchestrator.database'), current_database()) END;
+		not_ready := true;
+	END IF;
+	IF alive = 0 AND own_ready > 0 THEN
+		problems := problems || format('no dispatcher is running and %s sql, timer or http items are ready', own_ready);
+		not_ready := true;
+	END IF;
+	IF own_ready > 0 AND own_oldest > extract(epoch FROM max_age) THEN
+		problems := problems || format('dispatcher work has been ready for %s s, longer than orchestrator.health_max_ready_age (%s)',
+			round(own_oldest::numeric, 1), max_age);
+		not_ready := true;
+	END IF;
+	FOR f IN SELECT x ->> 'slot' AS slot, x ->> 'consecutive_failures' AS n, x ->> 'last_error' AS error
+			 FROM jsonb_array_elements(dispatchers) x
+			 WHERE (x ->> 'consecutive_failures')::integer >= 3 LOOP
+		problems := problems || format('dispatcher %s failed its last %s turns: %s', f.slot, f.n, f.error);
+		not_ready := true;
+	END LOOP;
+	IF ahead < 1 THEN
+		problems := problems || 'no partition for tomorrow: run orchestrator.maintain()';
+	END IF;
+	-- The server's notification queue: how full, the relay's counts, and when
+	-- notifications wait, the sessions furthest behind in reading it (the one
+	-- at the queue's tail holds it back: a listener in a long transaction).
+	-- Each dispatcher's per-process caches (bounded in bytes, see
+	-- orchestrator.definition_cache_size and orchestrator.plan_cache_size).
+	SELECT coalesce(jsonb_agg(jsonb_build_object('slot', c.slot, 'pid', c.pid, 'cache', c.cache,
+				'entries', c.entries, 'bytes', c.bytes, 'limit_bytes', c.limit_bytes, 'hits', c.hits,
+				'misses', c.misses, 'evictions', c.evictions) ORDER BY c.slot, c.cache), '[]')
+	INTO caches
+	FROM orchestrator._cache_status() c;
+	SELECT * INTO relay FROM orchestrator._relay_status();
+	WITH l AS MATERIALIZED (SELECT * FROM orchestrator._notify_listeners())
+	SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('pid', l.pid, 'database', d.datname,
+				'usename', a.usename, 'application_name', a.application_name, 'client_addr', a.client_addr,
+				'state', a.state, 'xact_start', a.xact_start, 'behind_bytes', l.behind_bytes))
+				ORDER BY l.behind_bytes DESC, l.pid), '[]')
+	INTO holders
+	FROM l
+	LEFT JOIN pg_database d ON d.oid = l.database
+	LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+	WHERE l.behind_bytes > 0 AND l.behind_bytes >= (SELECT max(m.behind_bytes) FROM l m) / 2;
+	notify := jsonb_strip_nulls(jsonb_build_object(
+		'queue_usage', round(usage::numeric, 6),
+		'server_queue_usage', round(pg_notification_queue_usage()::numeric, 6),
+		'max_usage', current_setting('orchestrator.notify_queue_max_usage')::integer / 100.0,
+		'relay_pid', relay.pid, 'relay_queued', relay.queued, 'sent', relay.sent, 'dropped', relay.dropped,
+		'direct', relay.direct, 'deferrals', relay.deferrals, 'deferred_since', relay.deferred_since,
+		'listeners_behind', CASE WHEN relay.deferred_since IS NOT NULL
+			OR usage * 100 >= current_setting('orchestrator.notify_queue_max_usage')::integer / 2.0
+			THEN holders END));
+	IF usage * 100 >= current_setting('orchestrator.notify_queue_max_usage')::integer THEN
+		problems := problems || format('the notification queue is %s%% full (orchestrator.notify_queue_max_usage is %s%%): notifications wait or are dropped%s',
+			round((usage * 100)::numeric, 1), current_setting('orchestrator.notify_queue_max_usage'),
+			coalesce(format('; held back by pid %s (%s, %s since %s)', holders -> 0 ->> 'pid',
+				coalesce(holders -> 0 ->> 'usename', 'unknown user'), coalesce(holders -> 0 ->> 'state', 'unknown state'),
+				coalesce(holders -> 0 ->> 'xact_start', '?')), ''));
+	ELSIF relay.deferred_since IS NOT NULL THEN
+		problems := problems || format('the relay has been waiting for room in the notification queue since %s', relay.deferred_since);
+	END IF;
+	RETURN jsonb_build_object(
+		'status', CASE WHEN cardinality(problems) = 0 THEN 'ok' ELSE 'degraded' END,
+		'live', alive > 0,
+		'ready', NOT not_ready,
+		'problems', to_jsonb(problems),
+		'workers', jsonb_build_object('configured', configured, 'alive', alive, 'failing', failing,
+			'last_active', last_turn),
+		'dispatchers', dispatchers,
+		'active_runs', active,
+		'queue_depth', depth,
+		'oldest_ready_age_seconds', round(oldest::numeric, 3),
+		'dispatcher_ready', own_ready,
+		'dispatcher_oldest_ready_age_seconds', round(own_oldest::numeric, 3),
+		'queues', queues,
+		'partitions_ahead', ahead,
+		-- Open and half-open per-host breakers of http steps and webhooks.
+		'open_circuit_breakers', breakers,
+		'notifications', notify,
+		'caches', caches);
+END
+$$;
+
 CREATE FUNCTION orchestrator._metrics_text()
 RETURNS text
 AS 'MODULE_PATHNAME', 'orchestrator_metrics_text'
@@ -1701,6 +2050,38 @@ BEGIN
 	out := out || E'# HELP orchestrator_webhook_deliveries_pending Webhook deliveries not yet delivered or dead.\n# TYPE orchestrator_webhook_deliveries_pending gauge\n'
 		|| format(E'orchestrator_webhook_deliveries_pending %s\n',
 			(SELECT count(*) FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')));
+	out := out || E'# HELP orchestrator_cache_entries Entries in a dispatcher\'s per-process cache.\n# TYPE orchestrator_cache_entries gauge\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_entries{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.entries);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_bytes Memory of a dispatcher\'s per-process cache.\n# TYPE orchestrator_cache_bytes gauge\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_bytes{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.bytes);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_limit_bytes Bound of a dispatcher\'s per-process cache (0: bounded by count only).\n# TYPE orchestrator_cache_limit_bytes gauge\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_limit_bytes{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.limit_bytes);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_hits_total Lookups a dispatcher\'s cache answered.\n# TYPE orchestrator_cache_hits_total counter\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_hits_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.hits);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_misses_total Lookups a dispatcher\'s cache did not answer.\n# TYPE orchestrator_cache_misses_total counter\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_misses_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.misses);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_evictions_total Entries a dispatcher\'s cache dropped to stay within its bound.\n# TYPE orchestrator_cache_evictions_total counter\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_evictions_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.evictions);
+	END LOOP;
+	out := out || E'# HELP orchestrator_notify_queue_usage Fraction of the server\'s notification queue in use, up to the listener furthest behind.\n# TYPE orchestrator_notify_queue_usage gauge\n'
+		|| format(E'orchestrator_notify_queue_usage %s\n', h -> 'notifications' ->> 'queue_usage');
+	out := out || E'# HELP orchestrator_notifications_dropped_total Notifications dropped: relay ring full, queue too full, or NOTIFY failed.\n# TYPE orchestrator_notifications_dropped_total counter\n'
+		|| format(E'orchestrator_notifications_dropped_total %s\n', h -> 'notifications' ->> 'dropped');
+	out := out || E'# HELP orchestrator_relay_deferrals_total Pauses of the relay because the notification queue was too full.\n# TYPE orchestrator_relay_deferrals_total counter\n'
+		|| format(E'orchestrator_relay_deferrals_total %s\n', h -> 'notifications' ->> 'deferrals');
+	out := out || E'# HELP orchestrator_relay_queued Notifications waiting in the relay\'s ring.\n# TYPE orchestrator_relay_queued gauge\n'
+		|| format(E'orchestrator_relay_queued %s\n', h -> 'notifications' ->> 'relay_queued');
 	out := out || E'# HELP orchestrator_partitions_ahead Days after today with history partitions.\n# TYPE orchestrator_partitions_ahead gauge\n'
 		|| format(E'orchestrator_partitions_ahead %s\n', h ->> 'partitions_ahead');
 	RETURN out || coalesce(orchestrator._metrics_text(), '');
@@ -1830,6 +2211,20 @@ LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.session_channel() IS
 'the channel to LISTEN to for changes of the caller''s sessions (private to the caller; changes when the server restarts)';
+
+CREATE FUNCTION orchestrator.set_owner_limits(role regrole, limits jsonb)
+RETURNS jsonb
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) IS
+'set hard limits of a role (max_input_bytes, max_result_bytes, max_signal_bytes, max_events_per_run, max_active_runs, max_pending_webhooks; null: the default, 0: none); admins only; returns the limits as they apply';
+
+CREATE FUNCTION orchestrator.get_owner_limits(role regrole DEFAULT NULL)
+RETURNS TABLE (name text, value bigint, source text)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.get_owner_limits(regrole) IS
+'the hard limits that apply to a role (default: the caller) and where each comes from (role, or the setting); 0: no limit';
 
 -- Views as a fresh install has them.
 
@@ -2033,7 +2428,8 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.session_list(text, integer),
 	orchestrator.session_lock(text, uuid, interval),
 	orchestrator.session_unlock(text, uuid),
-	orchestrator.session_channel()
+	orchestrator.session_channel(),
+	orchestrator.get_owner_limits(regrole)
 TO orchestrator_user;
 GRANT EXECUTE ON FUNCTION
 	orchestrator._caller(),
@@ -2063,6 +2459,8 @@ GRANT EXECUTE ON FUNCTION
 TO orchestrator_admin;
 GRANT SELECT ON orchestrator.queue_limits TO orchestrator_admin;
 GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orchestrator_admin;
+GRANT EXECUTE ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) TO orchestrator_admin;
+GRANT SELECT ON orchestrator.owner_limits TO orchestrator_admin;
 GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestrator.error_rates,
 	orchestrator.step_errors, orchestrator.throughput, orchestrator.queue_depth,
 	orchestrator.costs_per_day

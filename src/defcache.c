@@ -5,11 +5,21 @@
  *	  process.
  *
  * Definitions are never updated or deleted, so a definition whose rows
- * were committed is kept for the life of the process (one whose rows are
- * not committed yet, in this transaction, might still be rolled back).
+ * were committed can be kept for the life of the process (one whose rows
+ * are not committed yet, in this transaction, might still be rolled back).
  * The cache is emptied when the table is a new one (the extension was
- * created again); beyond DEF_CACHE_MAX entries, definitions are read each
- * time (entries are never freed while a unit of work may hold them).
+ * created again).
+ *
+ * A definition can be large (a sql step's text, its args, its dependents)
+ * and users define as many workflows as they like, so the cache holds at
+ * most orchestrator.definition_cache_size bytes per process: each entry has
+ * its own memory context, whose size is what it costs, and the least
+ * recently used entries go first when a new one needs room.  The engine
+ * holds what it looked up until its outermost unit of work ends: every
+ * outermost unit starts a new epoch (engine_def_cache_check()), and an entry
+ * used in the current epoch is in use and never freed.  When the entries in
+ * use fill the cache, a new one is not kept (the caller has its own copy):
+ * the bound holds whatever one unit needs.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +28,7 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "lib/ilist.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -25,10 +36,11 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "defcache.h"
 #include "engine.h"
+#include "guc.h"
 
 #define DEF_KEY_LEN 256
-#define DEF_CACHE_MAX 4096
 
 typedef struct DefCacheEntry
 {
@@ -36,11 +48,18 @@ typedef struct DefCacheEntry
 	StepDef    *def;			/* "version/name/step" */
 	char	  **roots;			/* "version/name/": its first steps */
 	int			nroots;
+	MemoryContext context;		/* holds def or roots */
+	Size		bytes;			/* what the entry costs */
+	uint64		epoch;			/* of the outermost unit that used it last */
+	dlist_node	lru;			/* least recently used first */
 } DefCacheEntry;
 
 static HTAB *def_cache = NULL;
 static MemoryContext def_cache_context = NULL;
 static Oid	def_cache_table = InvalidOid;
+static dlist_head def_lru = DLIST_STATIC_INIT(def_lru);
+static uint64 def_epoch = 0;
+static CacheFigures def_figures;
 
 static void
 reset_def_cache(void)
@@ -57,13 +76,117 @@ reset_def_cache(void)
 	ctl.hcxt = def_cache_context;
 	def_cache = hash_create("orchestrator step definitions", 64, &ctl,
 							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	dlist_init(&def_lru);
+	def_figures.entries = 0;
+	def_figures.bytes = 0;
+}
+
+/* The bound in bytes (the setting is in kB). */
+static Size
+def_cache_limit(void)
+{
+	return (Size) orchestrator_definition_cache_size * 1024;
+}
+
+/* A hit: the entry is in use in this epoch and the most recently used. */
+static void
+def_cache_touch(DefCacheEntry *entry)
+{
+	def_figures.hits++;
+	entry->epoch = def_epoch;
+	dlist_move_tail(&def_lru, &entry->lru);
+}
+
+/*
+ * def_cache_make_room
+ *		Evict least recently used entries not in use until "bytes" more fit
+ *		under the bound; false when they cannot.
+ */
+static bool
+def_cache_make_room(Size bytes)
+{
+	dlist_mutable_iter iter;
+	Size		limit = def_cache_limit();
+
+	if (bytes > limit)
+		return false;
+	dlist_foreach_modify(iter, &def_lru)
+	{
+		DefCacheEntry *entry = dlist_container(DefCacheEntry, lru, iter.cur);
+
+		if (def_figures.bytes + bytes <= limit)
+			break;
+		if (entry->epoch == def_epoch)
+			continue;
+		def_figures.bytes -= entry->bytes;
+		def_figures.entries--;
+		def_figures.evictions++;
+		dlist_delete(&entry->lru);
+		MemoryContextDelete(entry->context);
+		hash_search(def_cache, entry->key, HASH_REMOVE, NULL);
+	}
+	return def_figures.bytes + bytes <= limit;
+}
+
+/* A context for a new entry's copy. */
+static MemoryContext
+def_entry_context(void)
+{
+	return AllocSetContextCreate(def_cache_context, "orchestrator step definition",
+								 ALLOCSET_SMALL_SIZES);
+}
+
+/*
+ * def_cache_add
+ *		Enter "key" with what "context" holds, if it fits; else drop the
+ *		context.  NULL when not kept.
+ */
+static DefCacheEntry *
+def_cache_add(const char *key, MemoryContext context)
+{
+	Size		bytes = MemoryContextMemAllocated(context, true) + sizeof(DefCacheEntry);
+	DefCacheEntry *entry;
+	bool		found;
+
+	if (!def_cache_make_room(bytes))
+	{
+		MemoryContextDelete(context);
+		return NULL;
+	}
+	entry = hash_search(def_cache, key, HASH_ENTER, &found);
+	if (found)
+	{
+		/* cannot happen: looked up first; keep the one that may be in use */
+		MemoryContextDelete(context);
+		return NULL;
+	}
+	entry->def = NULL;
+	entry->roots = NULL;
+	entry->nroots = 0;
+	entry->context = context;
+	entry->bytes = bytes;
+	entry->epoch = def_epoch;
+	dlist_push_tail(&def_lru, &entry->lru);
+	def_figures.entries++;
+	def_figures.bytes += bytes;
+	return entry;
+}
+
+/* The cache's figures in this process. */
+void
+defcache_figures(CacheFigures *figures)
+{
+	*figures = def_figures;
+	figures->limit_bytes = def_cache_limit();
 }
 
 /*
  * engine_def_cache_check
- *		Empty the cache when the definitions table is a new one (the
- *		extension was created again).  Only in an outermost unit of work: an
- *		outer one may hold cached definitions.
+ *		An outermost unit of work begins: what earlier units looked up is no
+ *		longer in use (a new epoch), a lowered bound applies, and the cache is
+ *		emptied when the definitions table is a new one (the extension was
+ *		created again).  Only in an outermost unit: an outer one holds the
+ *		definitions it looked up.
  */
 void
 engine_def_cache_check(void)
@@ -76,6 +199,8 @@ engine_def_cache_check(void)
 		reset_def_cache();
 		def_cache_table = table;
 	}
+	def_epoch++;
+	(void) def_cache_make_room(0);
 }
 
 static Datum
@@ -90,11 +215,11 @@ copy_string(const char *s)
 	return s ? pstrdup(s) : NULL;
 }
 
-/* A copy of a definition in the cache's memory. */
+/* A copy of a definition in "target". */
 static StepDef *
-copy_step_def(StepDef *def)
+copy_step_def(StepDef *def, MemoryContext target)
 {
-	MemoryContext context = MemoryContextSwitchTo(def_cache_context);
+	MemoryContext context = MemoryContextSwitchTo(target);
 	StepDef    *copy = palloc(sizeof(StepDef));
 
 	*copy = *def;
@@ -191,7 +316,11 @@ engine_step_def(const char *name, int32 version, const char *step)
 		DefCacheEntry *entry = hash_search(def_cache, key, HASH_FIND, NULL);
 
 		if (entry != NULL)
+		{
+			def_cache_touch(entry);
 			return entry->def;
+		}
+		def_figures.misses++;
 	}
 
 	def = palloc0(sizeof(StepDef));
@@ -216,13 +345,12 @@ engine_step_def(const char *name, int32 version, const char *step)
 
 	if (cacheable)
 	{
-		DefCacheEntry *entry;
+		MemoryContext context = def_entry_context();
+		StepDef    *copy = copy_step_def(def, context);
+		DefCacheEntry *entry = def_cache_add(key, context);
 
-		/* full: no more entries (definitions in use must stay valid) */
-		if (hash_get_num_entries(def_cache) >= DEF_CACHE_MAX)
-			return def;
-		entry = hash_search(def_cache, key, HASH_ENTER, NULL);
-		entry->def = copy_step_def(def);
+		if (entry != NULL)
+			entry->def = copy;
 	}
 	return def;
 }
@@ -247,9 +375,12 @@ engine_root_steps(const char *name, int32 version, int *nroots)
 	cacheable = keylen < DEF_KEY_LEN;
 	if (cacheable && (entry = hash_search(def_cache, key, HASH_FIND, NULL)) != NULL)
 	{
+		def_cache_touch(entry);
 		*nroots = entry->nroots;
 		return entry->roots;
 	}
+	if (cacheable)
+		def_figures.misses++;
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = Int32GetDatum(version);
@@ -269,17 +400,21 @@ engine_root_steps(const char *name, int32 version, int *nroots)
 	engine_rows_done();
 	*nroots = (int) n;
 
-	if (cacheable && n > 0 && hash_get_num_entries(def_cache) < DEF_CACHE_MAX)
+	if (cacheable && n > 0)
 	{
-		MemoryContext context = MemoryContextSwitchTo(def_cache_context);
+		MemoryContext target = def_entry_context();
+		MemoryContext context = MemoryContextSwitchTo(target);
+		char	  **copy = palloc(sizeof(char *) * n);
 
-		entry = hash_search(def_cache, key, HASH_ENTER, NULL);
-		entry->def = NULL;
-		entry->nroots = (int) n;
-		entry->roots = palloc(sizeof(char *) * n);
 		for (uint64 i = 0; i < n; i++)
-			entry->roots[i] = pstrdup(roots[i]);
+			copy[i] = pstrdup(roots[i]);
 		MemoryContextSwitchTo(context);
+		entry = def_cache_add(key, target);
+		if (entry != NULL)
+		{
+			entry->roots = copy;
+			entry->nroots = (int) n;
+		}
 	}
 	return roots;
 }

@@ -53,6 +53,7 @@
 #include "engine.h"
 #include "metrics.h"
 #include "otlp.h"
+#include "quota.h"
 #include "relay.h"
 #include "version.h"
 #include "wake.h"
@@ -1178,6 +1179,7 @@ engine_record_success(EngineRun *run, StepDef *def, const char *step,
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
+	orchestrator_quota_check_result(run->owner, result, result_isnull);
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(step);
 	if (dequeue)

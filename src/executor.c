@@ -35,7 +35,9 @@
 #include "utils/timestamp.h"
 
 #include "caller.h"
+#include "defcache.h"
 #include "executor.h"
+#include "leaf.h"
 #include "guc.h"
 #include "journal.h"
 
@@ -94,7 +96,10 @@ typedef struct SqlStep
  * when the search_path they were made under ("$user" differs per owner)
  * or, with row-level security, the role differs.  A small array with
  * least-recently-used eviction: the distinct statements of a deployment
- * are few, and a lookup compares a handful of strings.
+ * are few, and a lookup compares a handful of strings.  Bounded by count and
+ * by orchestrator.plan_cache_size bytes: a statement's text and its plans
+ * (measured again at each use: the generic plan is made at a later run).  A
+ * plan that does not fit alone is used once and not kept.
  */
 #define STEP_PLAN_CACHE_SIZE 64
 
@@ -104,11 +109,13 @@ typedef struct StepPlan
 	int			nargs;
 	SPIPlanPtr	plan;			/* kept with SPI_keepplan */
 	uint64		last_used;
+	Size		bytes;			/* text and plans, when last measured */
 } StepPlan;
 
 static StepPlan step_plans[STEP_PLAN_CACHE_SIZE];
 static int	step_plan_count = 0;
 static uint64 step_plan_clock = 0;
+static CacheFigures step_plan_figures;
 
 /*
  * step_plan
@@ -138,45 +145,95 @@ step_sql_known(const char *sql)
 	return false;
 }
 
+static Size
+step_plan_limit(void)
+{
+	return (Size) orchestrator_plan_cache_size * 1024;
+}
+
+/* Evict the least recently used plan but "keep"; false when there is none. */
+static bool
+step_plan_evict(SPIPlanPtr keep)
+{
+	int			oldest = -1;
+
+	for (int i = 0; i < step_plan_count; i++)
+		if (step_plans[i].plan != keep &&
+			(oldest < 0 || step_plans[i].last_used < step_plans[oldest].last_used))
+			oldest = i;
+	if (oldest < 0)
+		return false;
+	SPI_freeplan(step_plans[oldest].plan);
+	pfree(step_plans[oldest].sql);
+	step_plan_figures.bytes -= step_plans[oldest].bytes;
+	step_plan_figures.evictions++;
+	step_plans[oldest] = step_plans[--step_plan_count];
+	return true;
+}
+
+/* Evict least recently used plans but "keep" until "more" bytes fit. */
+static void
+step_plans_shrink(SPIPlanPtr keep, Size more)
+{
+	while (step_plan_figures.bytes + more > step_plan_limit() && step_plan_evict(keep))
+		;
+}
+
 static SPIPlanPtr
 step_plan(SqlStep *step)
 {
 	StepPlan   *slot = step_plan_lookup(step);
 	SPIPlanPtr	plan;
-	int			i;
+	Size		bytes;
 
 	if (slot != NULL)
 	{
+		step_plan_figures.hits++;
 		slot->last_used = ++step_plan_clock;
-		return slot->plan;
+		bytes = strlen(slot->sql) + 1 + orchestrator_plan_bytes(slot->plan);
+		step_plan_figures.bytes += bytes - slot->bytes;
+		slot->bytes = bytes;
+		plan = slot->plan;
+		step_plans_shrink(plan, 0);
+		return plan;
 	}
+	step_plan_figures.misses++;
 
 	plan = SPI_prepare(step->sql, step->nargs, step->argtypes);
 	if (plan == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not prepare sql step: %s", SPI_result_code_string(SPI_result))));
+
+	/* not kept (freed with the SPI connection) when it does not fit */
+	bytes = strlen(step->sql) + 1 + orchestrator_plan_bytes(plan);
+	if (bytes > step_plan_limit())
+		return plan;
+	if (step_plan_count == STEP_PLAN_CACHE_SIZE)
+		(void) step_plan_evict(NULL);
+	step_plans_shrink(NULL, bytes);
+
 	if (SPI_keepplan(plan) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not keep the plan of a sql step")));
-
-	if (step_plan_count < STEP_PLAN_CACHE_SIZE)
-		slot = &step_plans[step_plan_count++];
-	else
-	{
-		slot = &step_plans[0];
-		for (i = 1; i < STEP_PLAN_CACHE_SIZE; i++)
-			if (step_plans[i].last_used < slot->last_used)
-				slot = &step_plans[i];
-		SPI_freeplan(slot->plan);
-		pfree(slot->sql);
-	}
+	slot = &step_plans[step_plan_count++];
 	slot->sql = MemoryContextStrdup(TopMemoryContext, step->sql);
 	slot->nargs = step->nargs;
 	slot->plan = plan;
 	slot->last_used = ++step_plan_clock;
+	slot->bytes = bytes;
+	step_plan_figures.bytes += bytes;
 	return plan;
+}
+
+/* The figures of the cache of sql steps' plans in this process. */
+void
+orchestrator_step_plan_figures(CacheFigures *figures)
+{
+	*figures = step_plan_figures;
+	figures->entries = step_plan_count;
+	figures->limit_bytes = step_plan_limit();
 }
 
 /*

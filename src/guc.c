@@ -30,6 +30,15 @@ char	   *orchestrator_default_lease = NULL;
 char	   *orchestrator_default_step_timeout = NULL;
 int			orchestrator_max_step_timeout = 3600 * 1000;
 int			orchestrator_relay_queue_size = 16384;
+int			orchestrator_notify_queue_max_usage = 50;
+int			orchestrator_definition_cache_size = 16 * 1024;
+int			orchestrator_plan_cache_size = 16 * 1024;
+int			orchestrator_max_input_size = 1024;
+int			orchestrator_max_result_size = 1024;
+int			orchestrator_max_signal_size = 1024;
+int			orchestrator_max_events_per_run = 10000;
+int			orchestrator_max_active_runs = 0;
+int			orchestrator_max_pending_webhooks = 0;
 int			orchestrator_shutdown_grace = 5000;
 int			orchestrator_step_timeout_grace = 5000;
 int			orchestrator_engine_timeout = 60 * 1000;
@@ -255,6 +264,96 @@ orchestrator_define_gucs(void)
 							16384,
 							256, 1024 * 1024,
 							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.notify_queue_max_usage",
+							"Percentage of the server's notification queue above which the orchestrator stops sending notifications.",
+							"The relay keeps them in its ring and retries with a growing pause; a transaction that notifies directly (no relay) drops its notifications.  Either way no start, step or dispatcher batch fails because the queue is full; clients catch up with orchestrator.events().",
+							&orchestrator_notify_queue_max_usage,
+							50,
+							1, 99,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.definition_cache_size",
+							"Memory each process may use to keep step definitions.",
+							"Least recently used definitions are dropped to stay under it; those the current unit of work uses are kept (a definition that does not fit then is read again next time).  0: no cache.",
+							&orchestrator_definition_cache_size,
+							16 * 1024,
+							0, INT_MAX / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.plan_cache_size",
+							"Memory each dispatcher may use to keep the prepared plans of sql steps.",
+							"Least recently used plans are dropped to stay under it (at most 64 plans); a plan that does not fit alone is not kept.  0: no cache.",
+							&orchestrator_plan_cache_size,
+							16 * 1024,
+							0, INT_MAX / 1024,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_input_size",
+							"Default largest input of a run, per owner (orchestrator.owner_limits max_input_bytes overrides it).",
+							"Larger inputs are refused with SQLSTATE 54000.  0: no limit.",
+							&orchestrator_max_input_size,
+							1024,
+							0, INT_MAX / 1024,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_result_size",
+							"Default largest result of a step, per owner (orchestrator.owner_limits max_result_bytes overrides it).",
+							"A larger result is refused with SQLSTATE 54000 (complete_step), or fails the attempt (sql steps).  0: no limit.",
+							&orchestrator_max_result_size,
+							1024,
+							0, INT_MAX / 1024,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_signal_size",
+							"Default largest signal payload, per owner (orchestrator.owner_limits max_signal_bytes overrides it).",
+							"Larger payloads are refused with SQLSTATE 54000.  0: no limit.",
+							&orchestrator_max_signal_size,
+							1024,
+							0, INT_MAX / 1024,
+							PGC_SUSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_events_per_run",
+							"Default most events a run may have before signals to it are refused, per owner (orchestrator.owner_limits max_events_per_run overrides it).",
+							"0: no limit.",
+							&orchestrator_max_events_per_run,
+							10000,
+							0, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_active_runs",
+							"Default most pending or running runs of workflows one role owns (orchestrator.owner_limits max_active_runs overrides it).",
+							"More starts are refused with SQLSTATE 54000.  0: no limit (no count is made).",
+							&orchestrator_max_active_runs,
+							0,
+							0, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_pending_webhooks",
+							"Default most pending webhook deliveries of the runs of workflows one role owns (orchestrator.owner_limits max_pending_webhooks overrides it).",
+							"Starts and signals are refused with SQLSTATE 54000 beyond it.  0: no limit (no count is made).",
+							&orchestrator_max_pending_webhooks,
+							0,
+							0, INT_MAX,
+							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
 

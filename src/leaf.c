@@ -18,6 +18,7 @@
 
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "executor/spi_priv.h"
 #include "lib/stringinfo.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
@@ -29,6 +30,7 @@
 #include "utils/rel.h"
 #include "utils/uuid.h"
 
+#include "defcache.h"
 #include "leaf.h"
 
 /*
@@ -52,6 +54,41 @@ typedef struct LeafPlanEntry
 
 static HTAB *leaf_plans = NULL;
 static uint64 leaf_plan_clock = 0;
+static CacheFigures leaf_plan_counts;	/* hits, misses, evictions */
+
+/* Is "context" "ancestor" or one of its descendants? */
+static bool
+context_within(MemoryContext context, MemoryContext ancestor)
+{
+	for (; context != NULL; context = context->parent)
+		if (context == ancestor)
+			return true;
+	return false;
+}
+
+/*
+ * orchestrator_plan_bytes
+ *		Memory a prepared plan holds: its statements' parse and query trees
+ *		and their generic plans (custom plans are not kept).
+ */
+Size
+orchestrator_plan_bytes(SPIPlanPtr plan)
+{
+	Size		bytes = MemoryContextMemAllocated(plan->plancxt, true);
+	ListCell   *lc;
+
+	foreach(lc, plan->plancache_list)
+	{
+		CachedPlanSource *source = (CachedPlanSource *) lfirst(lc);
+
+		/* plancxt may be the source's parent (SPI's own plans): no matter */
+		if (!context_within(source->context, plan->plancxt))
+			bytes += MemoryContextMemAllocated(source->context, true);
+		if (source->gplan != NULL)
+			bytes += MemoryContextMemAllocated(source->gplan->context, true);
+	}
+	return bytes;
+}
 
 /*
  * leaf_of
@@ -202,6 +239,7 @@ evict_leaf_plan(void)
 		return;
 	SPI_freeplan(oldest->plan);
 	hash_search(leaf_plans, &oldest->key, HASH_REMOVE, NULL);
+	leaf_plan_counts.evictions++;
 }
 
 /*
@@ -231,9 +269,11 @@ orchestrator_leaf_plan(int id, const char *sql, int nargs, Oid *argtypes,
 	entry = hash_search(leaf_plans, &key, HASH_FIND, NULL);
 	if (entry != NULL)
 	{
+		leaf_plan_counts.hits++;
 		entry->last_used = ++leaf_plan_clock;
 		return entry->plan;
 	}
+	leaf_plan_counts.misses++;
 
 	plan = SPI_prepare_cursor(expand_leaves(sql, leaves), nargs, argtypes,
 							  CURSOR_OPT_GENERIC_PLAN);
@@ -253,4 +293,29 @@ orchestrator_leaf_plan(int id, const char *sql, int nargs, Oid *argtypes,
 	entry->plan = plan;
 	entry->last_used = ++leaf_plan_clock;
 	return plan;
+}
+
+/*
+ * orchestrator_leaf_plan_figures
+ *		The figures of the engine's kept statements in this process: bytes
+ *		measured now (a scan: for the dispatcher's report after a turn).
+ */
+void
+orchestrator_leaf_plan_figures(CacheFigures *figures)
+{
+	HASH_SEQ_STATUS status;
+	LeafPlanEntry *entry;
+
+	*figures = leaf_plan_counts;
+	figures->entries = 0;
+	figures->bytes = 0;
+	figures->limit_bytes = 0;
+	if (leaf_plans == NULL)
+		return;
+	hash_seq_init(&status, leaf_plans);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		figures->entries++;
+		figures->bytes += orchestrator_plan_bytes(entry->plan);
+	}
 }

@@ -20,9 +20,14 @@ typedef struct RunLeaves
 	Oid			events;
 } RunLeaves;
 
+struct CacheFigures;
+
 extern bool orchestrator_run_leaves(Datum run_id, RunLeaves *leaves, bool missing_ok);
 
 extern SPIPlanPtr orchestrator_leaf_plan(int id, const char *sql, int nargs,
 										 Oid *argtypes, const RunLeaves *leaves);
+
+extern Size orchestrator_plan_bytes(SPIPlanPtr plan);
+extern void orchestrator_leaf_plan_figures(struct CacheFigures *figures);
 
 #endif							/* ORCHESTRATOR_LEAF_H */

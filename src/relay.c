@@ -31,10 +31,24 @@
  *
  * Delivery is best effort, as NOTIFY always was for a client that is not
  * connected: the events are in workflow_events, and a client catches up with
- * orchestrator.events(run_id, after_seq).  Notifications are dropped (and
- * counted) when the ring is full or the server's notification queue is; they
- * go directly (the old way, in the transaction) when no relay runs for the
- * current database: another database, or the relay restarting.
+ * orchestrator.events(run_id, after_seq).  Notifications go directly (the
+ * old way, in the transaction) when no relay runs for the current database:
+ * another database, or the relay restarting.
+ *
+ * A full notification queue never fails the engine.  The server's queue is
+ * finite (8 GB in PostgreSQL 15) and advances only as fast as its slowest
+ * listener: a session that LISTENs and then stays in a transaction holds it
+ * back until, full, it makes every NOTIFY fail at commit.  So nothing is sent
+ * once the queue is more than orchestrator.notify_queue_max_usage percent
+ * full: the relay keeps the notifications in its ring and looks again after
+ * a pause that doubles up to RELAY_BACKOFF_MAX (counted in "deferrals", the
+ * start of the wait in "deferred_since"); when the ring is full, a commit
+ * drops what does not fit (counted in "dropped") rather than wait.  A
+ * transaction that would notify directly drops its notifications then
+ * (counted too).  If NOTIFY fails in the relay all the same, the batch is
+ * dropped, counted and the relay pauses.  orchestrator._notify_listeners()
+ * reads the server's own record of each listening backend's position, so
+ * health() names the session that holds the queue back.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,6 +69,8 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "storage/lwlock.h"
+#include "access/slru.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -82,6 +98,10 @@ typedef struct RelayEntry
 /* Random bytes, made at every start of shared memory, that name private channels. */
 #define RELAY_CHANNEL_KEY_LEN 32
 
+/* Pauses of the relay while the server's queue is too full (ms), doubling. */
+#define RELAY_BACKOFF_MIN 250
+#define RELAY_BACKOFF_MAX 8000
+
 typedef struct RelayShared
 {
 	LWLock	   *lock;			/* protects everything but the counters */
@@ -93,12 +113,125 @@ typedef struct RelayShared
 	pg_atomic_uint64 sent;
 	pg_atomic_uint64 dropped;	/* ring or notification queue full */
 	pg_atomic_uint64 direct;	/* sent in the transaction: no relay */
+	pg_atomic_uint64 deferrals; /* pauses because the queue was too full */
+	TimestampTz deferred_since; /* 0 unless the relay is waiting for room */
+	struct NotifyQueueControl *notify_queue;	/* the server's, or NULL */
 	int			capacity;
 	uint8		channel_key[RELAY_CHANNEL_KEY_LEN];	/* names private channels */
 	RelayEntry	entries[FLEXIBLE_ARRAY_MEMBER];
 } RelayShared;
 
 static RelayShared *relay = NULL;
+
+/*
+ * The server's record of the notification queue: where it begins and ends
+ * and how far each listening backend has read.  PostgreSQL keeps it private
+ * to commands/async.c; this is its layout in PostgreSQL 14 to 16 (stable
+ * within a major release), found by its shared-memory name when shared memory is set up.  A size
+ * that differs from the entry's (another layout) leaves it unread: the
+ * queue's usage then comes from pg_notification_queue_usage() and no
+ * listener is named.
+ */
+typedef struct NotifyQueuePos
+{
+	int			page;
+	int			offset;
+} NotifyQueuePos;
+
+typedef struct NotifyListener
+{
+	int32		pid;			/* InvalidPid: this slot does not listen */
+	Oid			dboid;
+	BackendId	next;			/* next listening slot */
+	NotifyQueuePos pos;			/* next entry it will read */
+} NotifyListener;
+
+typedef struct NotifyQueueControl
+{
+	NotifyQueuePos head;
+	NotifyQueuePos tail;
+	int			stop_page;
+	BackendId	first;			/* first listening slot */
+	TimestampTz last_fill_warning;
+	NotifyListener slots[FLEXIBLE_ARRAY_MEMBER];	/* [1..MaxBackends] */
+} NotifyQueueControl;
+
+/* Pages of the queue before it wraps (async.c's QUEUE_MAX_PAGE + 1). */
+#define NOTIFY_QUEUE_PAGES ((int64) SLRU_PAGES_PER_SEGMENT * 0x10000)
+
+/* Bytes of the queue listener "l" has still to read. */
+static int64
+notify_listener_behind(NotifyQueueControl *q, NotifyListener *l)
+{
+	int64		pages = ((int64) q->head.page - l->pos.page + NOTIFY_QUEUE_PAGES) % NOTIFY_QUEUE_PAGES;
+
+	return pages * BLCKSZ + q->head.offset - l->pos.offset;
+}
+
+/*
+ * notify_queue_find
+ *		In the postmaster, after the server's own shared memory is set up:
+ *		the server's record of the notification queue, or NULL.
+ */
+static NotifyQueueControl *
+notify_queue_find(void)
+{
+#if PG_VERSION_NUM >= 140000 && PG_VERSION_NUM < 170000
+	NotifyQueueControl *volatile q = NULL;
+	Size		size = add_size(offsetof(NotifyQueueControl, slots),
+								mul_size(MaxBackends + 1, sizeof(NotifyListener)));
+	MemoryContext context = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		bool		found;
+		NotifyQueueControl *c = ShmemInitStruct("Async Queue Control", size, &found);
+
+		if (found)
+			q = c;
+	}
+	PG_CATCH();
+	{
+		/* "ShmemIndex entry size is wrong": a layout we do not know */
+		MemoryContextSwitchTo(context);
+		FlushErrorState();
+		q = NULL;
+	}
+	PG_END_TRY();
+	return q;
+#else
+	return NULL;
+#endif
+}
+
+/*
+ * notify_queue_behind
+ *		Bytes of the notification queue the listener furthest behind has
+ *		still to read (the real extent of the queue: the server moves its
+ *		tail only now and then, when a notifying transaction crosses some
+ *		pages), and through "pid" that listener.
+ */
+static int64
+notify_queue_behind(NotifyQueueControl *q, int32 *pid)
+{
+	int64		most = 0;
+
+	*pid = 0;
+	LWLockAcquire(NotifyQueueLock, LW_SHARED);
+	for (BackendId i = q->first; i > 0 && i <= MaxBackends; i = q->slots[i].next)
+	{
+		int64		b = notify_listener_behind(q, &q->slots[i]);
+
+		if (q->slots[i].pid != InvalidPid && b > most)
+		{
+			most = b;
+			*pid = q->slots[i].pid;
+		}
+	}
+	LWLockRelease(NotifyQueueLock);
+	return most;
+}
+
 
 static const char *const channel_names[] = {"orchestrator", "orchestrator_queue"};
 
@@ -121,6 +254,8 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 PG_FUNCTION_INFO_V1(orchestrator_notify_sql);
 PG_FUNCTION_INFO_V1(orchestrator_relay_status);
+PG_FUNCTION_INFO_V1(orchestrator_notify_listeners);
+PG_FUNCTION_INFO_V1(orchestrator_notify_queue_usage);
 
 static Size
 relay_shmem_size(void)
@@ -158,11 +293,15 @@ relay_shmem_startup(void)
 		pg_atomic_init_u64(&relay->sent, 0);
 		pg_atomic_init_u64(&relay->dropped, 0);
 		pg_atomic_init_u64(&relay->direct, 0);
+		pg_atomic_init_u64(&relay->deferrals, 0);
+		relay->deferred_since = 0;
 		relay->capacity = orchestrator_relay_queue_size;
 		if (!pg_strong_random(relay->channel_key, RELAY_CHANNEL_KEY_LEN))
 			elog(FATAL, "could not generate random bytes for the orchestrator relay");
 	}
 	LWLockRelease(AddinShmemInitLock);
+	/* set up before this hook runs; found again after a crash restart */
+	relay->notify_queue = notify_queue_find();
 }
 
 /*
@@ -261,6 +400,35 @@ relay_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/*
+ * notify_queue_usage
+ *		How full the server's notification queue is, as
+ *		pg_notification_queue_usage() counts (1: the half of its pages it
+ *		can use), but up to the listener furthest behind rather than to the
+ *		tail the server last recorded.
+ */
+static double
+notify_queue_usage(void)
+{
+	int32		pid;
+
+	if (relay == NULL || relay->notify_queue == NULL)
+		return DatumGetFloat8(DirectFunctionCall1(pg_notification_queue_usage, (Datum) 0));
+	return (double) notify_queue_behind(relay->notify_queue, &pid) /
+		((double) NOTIFY_QUEUE_PAGES / 2 * BLCKSZ);
+}
+
+/*
+ * notify_queue_has_room
+ *		Is the server's notification queue below
+ *		orchestrator.notify_queue_max_usage?
+ */
+static bool
+notify_queue_has_room(void)
+{
+	return notify_queue_usage() * 100.0 < (double) orchestrator_notify_queue_max_usage;
+}
+
 /* Is a relay serving this backend's database? */
 static bool
 relay_serves_us(void)
@@ -280,6 +448,13 @@ orchestrator_notify(RelayChannel channel, const char *payload)
 
 	if (len > RELAY_PAYLOAD_MAX || !relay_serves_us())
 	{
+		/* a full queue would fail this transaction at commit: drop instead */
+		if (!notify_queue_has_room())
+		{
+			if (relay != NULL)
+				pg_atomic_fetch_add_u64(&relay->dropped, 1);
+			return;
+		}
 		Async_Notify(channel_names[channel], payload);
 		if (relay != NULL)
 			pg_atomic_fetch_add_u64(&relay->direct, 1);
@@ -413,22 +588,25 @@ orchestrator_notify_sql(PG_FUNCTION_ARGS)
 
 /*
  * orchestrator._relay_status(): the relay's pid, notifications waiting in the
- * ring, sent by it, dropped, and sent directly.
+ * ring, sent by it, dropped, sent directly, the pauses it made because the
+ * server's queue was too full and since when it has been waiting for room.
  */
 Datum
 orchestrator_relay_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
 	pid_t		pid;
 	uint64		queued;
+	TimestampTz deferred_since;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	LWLockAcquire(relay->lock, LW_SHARED);
 	pid = relay->pgprocno >= 0 ? relay->pid : 0;
 	queued = relay->head - relay->tail;
+	deferred_since = relay->deferred_since;
 	LWLockRelease(relay->lock);
 
 	values[0] = Int32GetDatum(pid);
@@ -437,7 +615,55 @@ orchestrator_relay_status(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&relay->sent));
 	values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&relay->dropped));
 	values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&relay->direct));
+	values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&relay->deferrals));
+	values[6] = TimestampTzGetDatum(deferred_since);
+	nulls[6] = deferred_since == 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * orchestrator._notify_listeners(): every backend that listens (in any
+ * database), with how many bytes of the notification queue it has still to
+ * read; the one with the most holds the queue back (its position is the
+ * queue's tail).  No rows when the server's record cannot be read.
+ */
+Datum
+orchestrator_notify_listeners(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	NotifyQueueControl *q;
+
+	InitMaterializedSRF(fcinfo, 0);
+	q = relay != NULL ? relay->notify_queue : NULL;
+	if (q == NULL)
+		PG_RETURN_VOID();
+
+	LWLockAcquire(NotifyQueueLock, LW_SHARED);
+	for (BackendId i = q->first; i > 0 && i <= MaxBackends; i = q->slots[i].next)
+	{
+		NotifyListener *l = &q->slots[i];
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		if (l->pid == InvalidPid)
+			continue;
+		values[0] = Int32GetDatum(l->pid);
+		values[1] = ObjectIdGetDatum(l->dboid);
+		values[2] = Int64GetDatum(notify_listener_behind(q, l));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(NotifyQueueLock);
+	PG_RETURN_VOID();
+}
+
+/*
+ * orchestrator._notify_queue_usage(): notify_queue_usage(), what the relay
+ * compares with orchestrator.notify_queue_max_usage.
+ */
+Datum
+orchestrator_notify_queue_usage(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(notify_queue_usage());
 }
 
 /* Exit callback of the relay: backends notify directly from now on. */
@@ -450,6 +676,7 @@ relay_detach(int code, Datum arg)
 		relay->pgprocno = -1;
 		relay->database = InvalidOid;
 		relay->pid = 0;
+		relay->deferred_since = 0;
 	}
 	LWLockRelease(relay->lock);
 }
@@ -463,6 +690,18 @@ static int
 relay_send(RelayEntry *batch, MemoryContext loop_context)
 {
 	int			n;
+
+	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+	if (relay->head == relay->tail)
+	{
+		LWLockRelease(relay->lock);
+		return 0;
+	}
+	LWLockRelease(relay->lock);
+
+	/* the server's queue too full: leave them in the ring (see the top) */
+	if (!notify_queue_has_room())
+		return -1;
 
 	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
 	n = (int) Min(relay->head - relay->tail, (uint64) RELAY_BATCH);
@@ -504,13 +743,40 @@ relay_send(RelayEntry *batch, MemoryContext loop_context)
 				 errmsg("orchestrator relay dropped %d notifications: %s", n, edata->message),
 				 errhint("Clients catch up with orchestrator.events(run_id, after_seq).  A full notification queue is held back by a listening session that does not consume notifications (see pg_notification_queue_usage()).")));
 		FreeErrorData(edata);
-		/* back off: the queue drains only as listeners read */
-		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+		n = -1;					/* back off: the queue drains only as listeners read */
 	}
 	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	pgstat_report_stat(false);
 	return n;
+}
+
+/*
+ * relay_pause
+ *		Wait "ms" milliseconds, answering interrupts and reloads (pushes set
+ *		the latch all the time while the relay waits for room).
+ */
+static void
+relay_pause(long ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	for (;;)
+	{
+		long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		CHECK_FOR_INTERRUPTS();
+		if (left <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
 }
 
 /*
@@ -523,6 +789,7 @@ orchestrator_relay_main(Datum main_arg)
 {
 	MemoryContext loop_context;
 	RelayEntry *batch;
+	long		backoff = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -546,6 +813,8 @@ orchestrator_relay_main(Datum main_arg)
 
 	for (;;)
 	{
+		int			sent;
+
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -556,7 +825,27 @@ orchestrator_relay_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_context);
 
 		ResetLatch(MyLatch);
-		if (relay_send(batch, loop_context) > 0)
+		sent = relay_send(batch, loop_context);
+		if (sent < 0)
+		{
+			/* the queue is (too) full: wait for listeners to read it */
+			backoff = backoff == 0 ? RELAY_BACKOFF_MIN : Min(backoff * 2, RELAY_BACKOFF_MAX);
+			LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+			if (relay->deferred_since == 0)
+				relay->deferred_since = GetCurrentTimestamp();
+			LWLockRelease(relay->lock);
+			pg_atomic_fetch_add_u64(&relay->deferrals, 1);
+			relay_pause(backoff);
+			continue;
+		}
+		if (backoff != 0)
+		{
+			backoff = 0;
+			LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+			relay->deferred_since = 0;
+			LWLockRelease(relay->lock);
+		}
+		if (sent > 0)
 			continue;			/* there may be more */
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, PG_WAIT_EXTENSION);

@@ -23,11 +23,14 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
+#include "executor.h"
 #include "journal.h"
+#include "leaf.h"
 #include "shmem.h"
 #include "wake.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_worker_status);
+PG_FUNCTION_INFO_V1(orchestrator_cache_status);
 
 OrchestratorShared *orchestrator_shared = NULL;
 
@@ -168,6 +171,7 @@ orchestrator_claim_slot(int slot)
 
 	SpinLockAcquire(&s->mutex);
 	s->has_step = false;
+	memset(s->caches, 0, sizeof(s->caches));
 	SpinLockRelease(&s->mutex);
 
 	my_slot = slot;
@@ -190,14 +194,31 @@ orchestrator_my_slot(void)
 void
 orchestrator_report_turn(uint64 processed, bool succeeded)
 {
+	static TimestampTz last_cache_report = 0;
 	OrchestratorSlot *s;
+	TimestampTz now;
 
 	if (my_slot < 0)
 		return;
 	s = &orchestrator_shared->slots[my_slot];
-	pg_atomic_write_u64(&s->last_active, (uint64) GetCurrentTimestamp());
+	now = GetCurrentTimestamp();
+	pg_atomic_write_u64(&s->last_active, (uint64) now);
 	if (processed > 0)
 		pg_atomic_fetch_add_u64(&s->steps_processed, processed);
+
+	/* its caches, at most once a second (the engine plans' bytes: a scan) */
+	if (now - last_cache_report >= USECS_PER_SEC)
+	{
+		CacheFigures f[ORCHESTRATOR_CACHES];
+
+		defcache_figures(&f[CACHE_DEFINITIONS]);
+		orchestrator_step_plan_figures(&f[CACHE_STEP_PLANS]);
+		orchestrator_leaf_plan_figures(&f[CACHE_ENGINE_PLANS]);
+		SpinLockAcquire(&s->mutex);
+		memcpy(s->caches, f, sizeof(f));
+		SpinLockRelease(&s->mutex);
+		last_cache_report = now;
+	}
 
 	/* a turn that worked ends a series of failures (read without the lock) */
 	if (succeeded && s->failures != 0)
@@ -445,5 +466,62 @@ orchestrator_worker_status(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 
+	PG_RETURN_VOID();
+}
+
+/*
+ * orchestrator_cache_status
+ *		One row per live dispatcher and per-process cache: its entries, bytes,
+ *		limit (0: bounded by count only), hits, misses and evictions, as the
+ *		dispatcher last reported them (at most a second old).
+ */
+Datum
+orchestrator_cache_status(PG_FUNCTION_ARGS)
+{
+	static const char *const names[ORCHESTRATOR_CACHES] = {
+		[CACHE_DEFINITIONS] = "definitions",
+		[CACHE_STEP_PLANS] = "sql_step_plans",
+		[CACHE_ENGINE_PLANS] = "engine_plans",
+	};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (orchestrator_shared == NULL)
+		PG_RETURN_VOID();
+
+	for (int i = 0; i < ORCHESTRATOR_MAX_WORKERS; i++)
+	{
+		OrchestratorSlot *s = &orchestrator_shared->slots[i];
+		CacheFigures f[ORCHESTRATOR_CACHES];
+		bool		in_use;
+		pid_t		pid;
+
+		LWLockAcquire(orchestrator_shared->lock, LW_SHARED);
+		in_use = s->in_use;
+		pid = s->pid;
+		LWLockRelease(orchestrator_shared->lock);
+		if (!in_use)
+			continue;
+		SpinLockAcquire(&s->mutex);
+		memcpy(f, s->caches, sizeof(f));
+		SpinLockRelease(&s->mutex);
+
+		for (int c = 0; c < ORCHESTRATOR_CACHES; c++)
+		{
+			Datum		values[9];
+			bool		nulls[9] = {false};
+
+			values[0] = Int32GetDatum(i);
+			values[1] = Int32GetDatum((int32) pid);
+			values[2] = CStringGetTextDatum(names[c]);
+			values[3] = Int64GetDatum((int64) f[c].entries);
+			values[4] = Int64GetDatum((int64) f[c].bytes);
+			values[5] = Int64GetDatum((int64) f[c].limit_bytes);
+			values[6] = Int64GetDatum((int64) f[c].hits);
+			values[7] = Int64GetDatum((int64) f[c].misses);
+			values[8] = Int64GetDatum((int64) f[c].evictions);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
 	PG_RETURN_VOID();
 }

@@ -18,10 +18,17 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
+#include "defcache.h"
 #include "guc.h"
 #include "journal.h"
 
 #define SLOT_ERROR_LEN		256
+
+/* The per-process caches a dispatcher reports (orchestrator._cache_status()). */
+#define CACHE_DEFINITIONS	0	/* step definitions (defcache.c) */
+#define CACHE_STEP_PLANS	1	/* plans of sql steps (executor.c) */
+#define CACHE_ENGINE_PLANS	2	/* the engine's statements (leaf.c) */
+#define ORCHESTRATOR_CACHES	3
 
 typedef struct OrchestratorSlot
 {
@@ -54,6 +61,9 @@ typedef struct OrchestratorSlot
 	pg_uuid_t	step_run_id;
 	char		step_name[STEP_KEY_NAME_LEN];
 	TimestampTz step_since;
+
+	/* Its per-process caches (CACHE_*), also under "mutex". */
+	CacheFigures caches[ORCHESTRATOR_CACHES];
 } OrchestratorSlot;
 
 /*

@@ -25,6 +25,7 @@
 
 #include "caller.h"
 #include "engine.h"
+#include "quota.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_api_start_workflow);
 
@@ -298,6 +299,9 @@ start_work(void *arg)
 			return;
 		}
 	}
+
+	/* the owner's limits (quota.c): 54000, and nothing is written */
+	orchestrator_quota_check_start(run.owner, a->input, a->input_isnull);
 
 	run.id = UUIDPGetDatum(&a->id);
 	run.name = a->name;

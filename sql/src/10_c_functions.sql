@@ -83,6 +83,18 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'orchestrator_worker_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- The per-process caches of each live dispatcher, as it last reported them
+-- (at most a second old): step definitions (bounded by
+-- orchestrator.definition_cache_size), sql steps' plans (by
+-- orchestrator.plan_cache_size), the engine's statements (by count:
+-- limit_bytes 0).
+CREATE FUNCTION orchestrator._cache_status(
+	OUT slot integer, OUT pid integer, OUT cache text, OUT entries bigint, OUT bytes bigint,
+	OUT limit_bytes bigint, OUT hits bigint, OUT misses bigint, OUT evictions bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'orchestrator_cache_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 -- Notify a channel ("orchestrator" or "orchestrator_queue") when the current
 -- transaction commits, through the relay worker (src/relay.c).
 CREATE FUNCTION orchestrator._notify(channel text, payload text)
@@ -90,9 +102,29 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'orchestrator_notify_sql'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 
--- The relay as shared memory sees it (for health() and metrics()).
+-- The relay as shared memory sees it (for health() and metrics()): deferrals
+-- counts its pauses because the server's notification queue was fuller than
+-- orchestrator.notify_queue_max_usage, deferred_since is set while it waits.
 CREATE FUNCTION orchestrator._relay_status(
-	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint)
+	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint,
+	OUT deferrals bigint, OUT deferred_since timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Every backend listening for notifications (any database) and the bytes of
+-- the server's notification queue it has still to read: the one furthest
+-- behind holds the queue back (src/relay.c).
+CREATE FUNCTION orchestrator._notify_listeners(OUT pid integer, OUT database oid, OUT behind_bytes bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'orchestrator_notify_listeners'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- How full the notification queue is, as pg_notification_queue_usage()
+-- counts but up to the listener furthest behind (the server moves its tail
+-- only now and then): what the relay compares with
+-- orchestrator.notify_queue_max_usage.
+CREATE FUNCTION orchestrator._notify_queue_usage()
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'orchestrator_notify_queue_usage'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -249,6 +249,7 @@ BEGIN
 		RETURN false;
 	END IF;
 	payload := coalesce(payload, 'null');
+	PERFORM orchestrator._check_signal(r.id, r.owner, payload);
 	INSERT INTO orchestrator.signals (run_id, id, name, payload, sent_by)
 		VALUES (r.id, orchestrator.uuid_v7(), signal, payload, orchestrator._caller());
 	PERFORM orchestrator._emit(r.id, 'signal.received', NULL, jsonb_build_object('signal', signal, 'payload', payload));

@@ -52,6 +52,11 @@ DECLARE
 	problems   text[] := '{}';
 	not_ready  boolean := false;
 	f          record;
+	relay      record;
+	usage      double precision := orchestrator._notify_queue_usage();
+	holders    jsonb;
+	notify     jsonb;
+	caches     jsonb;
 BEGIN
 	SELECT count(*), max(w.last_active), count(*) FILTER (WHERE w.consecutive_failures >= 3),
 		   coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('slot', w.slot, 'pid', w.pid,
@@ -115,6 +120,45 @@ BEGIN
 	IF ahead < 1 THEN
 		problems := problems || 'no partition for tomorrow: run orchestrator.maintain()';
 	END IF;
+	-- The server's notification queue: how full, the relay's counts, and when
+	-- notifications wait, the sessions furthest behind in reading it (the one
+	-- at the queue's tail holds it back: a listener in a long transaction).
+	-- Each dispatcher's per-process caches (bounded in bytes, see
+	-- orchestrator.definition_cache_size and orchestrator.plan_cache_size).
+	SELECT coalesce(jsonb_agg(jsonb_build_object('slot', c.slot, 'pid', c.pid, 'cache', c.cache,
+				'entries', c.entries, 'bytes', c.bytes, 'limit_bytes', c.limit_bytes, 'hits', c.hits,
+				'misses', c.misses, 'evictions', c.evictions) ORDER BY c.slot, c.cache), '[]')
+	INTO caches
+	FROM orchestrator._cache_status() c;
+	SELECT * INTO relay FROM orchestrator._relay_status();
+	WITH l AS MATERIALIZED (SELECT * FROM orchestrator._notify_listeners())
+	SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object('pid', l.pid, 'database', d.datname,
+				'usename', a.usename, 'application_name', a.application_name, 'client_addr', a.client_addr,
+				'state', a.state, 'xact_start', a.xact_start, 'behind_bytes', l.behind_bytes))
+				ORDER BY l.behind_bytes DESC, l.pid), '[]')
+	INTO holders
+	FROM l
+	LEFT JOIN pg_database d ON d.oid = l.database
+	LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+	WHERE l.behind_bytes > 0 AND l.behind_bytes >= (SELECT max(m.behind_bytes) FROM l m) / 2;
+	notify := jsonb_strip_nulls(jsonb_build_object(
+		'queue_usage', round(usage::numeric, 6),
+		'server_queue_usage', round(pg_notification_queue_usage()::numeric, 6),
+		'max_usage', current_setting('orchestrator.notify_queue_max_usage')::integer / 100.0,
+		'relay_pid', relay.pid, 'relay_queued', relay.queued, 'sent', relay.sent, 'dropped', relay.dropped,
+		'direct', relay.direct, 'deferrals', relay.deferrals, 'deferred_since', relay.deferred_since,
+		'listeners_behind', CASE WHEN relay.deferred_since IS NOT NULL
+			OR usage * 100 >= current_setting('orchestrator.notify_queue_max_usage')::integer / 2.0
+			THEN holders END));
+	IF usage * 100 >= current_setting('orchestrator.notify_queue_max_usage')::integer THEN
+		problems := problems || format('the notification queue is %s%% full (orchestrator.notify_queue_max_usage is %s%%): notifications wait or are dropped%s',
+			round((usage * 100)::numeric, 1), current_setting('orchestrator.notify_queue_max_usage'),
+			coalesce(format('; held back by pid %s (%s, %s since %s)', holders -> 0 ->> 'pid',
+				coalesce(holders -> 0 ->> 'usename', 'unknown user'), coalesce(holders -> 0 ->> 'state', 'unknown state'),
+				coalesce(holders -> 0 ->> 'xact_start', '?')), ''));
+	ELSIF relay.deferred_since IS NOT NULL THEN
+		problems := problems || format('the relay has been waiting for room in the notification queue since %s', relay.deferred_since);
+	END IF;
 	RETURN jsonb_build_object(
 		'status', CASE WHEN cardinality(problems) = 0 THEN 'ok' ELSE 'degraded' END,
 		'live', alive > 0,
@@ -131,7 +175,9 @@ BEGIN
 		'queues', queues,
 		'partitions_ahead', ahead,
 		-- Open and half-open per-host breakers of http steps and webhooks.
-		'open_circuit_breakers', breakers);
+		'open_circuit_breakers', breakers,
+		'notifications', notify,
+		'caches', caches);
 END
 $$;
 
@@ -223,6 +269,38 @@ BEGIN
 	out := out || E'# HELP orchestrator_webhook_deliveries_pending Webhook deliveries not yet delivered or dead.\n# TYPE orchestrator_webhook_deliveries_pending gauge\n'
 		|| format(E'orchestrator_webhook_deliveries_pending %s\n',
 			(SELECT count(*) FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')));
+	out := out || E'# HELP orchestrator_cache_entries Entries in a dispatcher\'s per-process cache.\n# TYPE orchestrator_cache_entries gauge\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_entries{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.entries);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_bytes Memory of a dispatcher\'s per-process cache.\n# TYPE orchestrator_cache_bytes gauge\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_bytes{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.bytes);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_limit_bytes Bound of a dispatcher\'s per-process cache (0: bounded by count only).\n# TYPE orchestrator_cache_limit_bytes gauge\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_limit_bytes{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.limit_bytes);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_hits_total Lookups a dispatcher\'s cache answered.\n# TYPE orchestrator_cache_hits_total counter\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_hits_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.hits);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_misses_total Lookups a dispatcher\'s cache did not answer.\n# TYPE orchestrator_cache_misses_total counter\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_misses_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.misses);
+	END LOOP;
+	out := out || E'# HELP orchestrator_cache_evictions_total Entries a dispatcher\'s cache dropped to stay within its bound.\n# TYPE orchestrator_cache_evictions_total counter\n';
+	FOR r IN SELECT * FROM orchestrator._cache_status() c ORDER BY c.slot, c.cache LOOP
+		out := out || format(E'orchestrator_cache_evictions_total{slot="%s",cache="%s"} %s\n', r.slot, r.cache, r.evictions);
+	END LOOP;
+	out := out || E'# HELP orchestrator_notify_queue_usage Fraction of the server\'s notification queue in use, up to the listener furthest behind.\n# TYPE orchestrator_notify_queue_usage gauge\n'
+		|| format(E'orchestrator_notify_queue_usage %s\n', h -> 'notifications' ->> 'queue_usage');
+	out := out || E'# HELP orchestrator_notifications_dropped_total Notifications dropped: relay ring full, queue too full, or NOTIFY failed.\n# TYPE orchestrator_notifications_dropped_total counter\n'
+		|| format(E'orchestrator_notifications_dropped_total %s\n', h -> 'notifications' ->> 'dropped');
+	out := out || E'# HELP orchestrator_relay_deferrals_total Pauses of the relay because the notification queue was too full.\n# TYPE orchestrator_relay_deferrals_total counter\n'
+		|| format(E'orchestrator_relay_deferrals_total %s\n', h -> 'notifications' ->> 'deferrals');
+	out := out || E'# HELP orchestrator_relay_queued Notifications waiting in the relay\'s ring.\n# TYPE orchestrator_relay_queued gauge\n'
+		|| format(E'orchestrator_relay_queued %s\n', h -> 'notifications' ->> 'relay_queued');
 	out := out || E'# HELP orchestrator_partitions_ahead Days after today with history partitions.\n# TYPE orchestrator_partitions_ahead gauge\n'
 		|| format(E'orchestrator_partitions_ahead %s\n', h ->> 'partitions_ahead');
 	RETURN out || coalesce(orchestrator._metrics_text(), '');

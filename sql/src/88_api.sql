@@ -291,3 +291,17 @@ LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.session_channel() IS
 'the channel to LISTEN to for changes of the caller''s sessions (private to the caller; changes when the server restarts)';
+
+CREATE FUNCTION orchestrator.set_owner_limits(role regrole, limits jsonb)
+RETURNS jsonb
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) IS
+'set hard limits of a role (max_input_bytes, max_result_bytes, max_signal_bytes, max_events_per_run, max_active_runs, max_pending_webhooks; null: the default, 0: none); admins only; returns the limits as they apply';
+
+CREATE FUNCTION orchestrator.get_owner_limits(role regrole DEFAULT NULL)
+RETURNS TABLE (name text, value bigint, source text)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.get_owner_limits(regrole) IS
+'the hard limits that apply to a role (default: the caller) and where each comes from (role, or the setting); 0: no limit';

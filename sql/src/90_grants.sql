@@ -39,7 +39,8 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.session_list(text, integer),
 	orchestrator.session_lock(text, uuid, interval),
 	orchestrator.session_unlock(text, uuid),
-	orchestrator.session_channel()
+	orchestrator.session_channel(),
+	orchestrator.get_owner_limits(regrole)
 TO orchestrator_user;
 
 -- The views and row-level security policies filter rows by caller; these

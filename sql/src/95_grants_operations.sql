@@ -15,6 +15,11 @@ GRANT SELECT ON orchestrator.queue_limits TO orchestrator_admin;
 
 GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orchestrator_admin;
 
+-- Hard limits per owner role (52_quotas.sql): set by admins; every role reads
+-- its own with get_owner_limits() (90_grants.sql), admins the table.
+GRANT EXECUTE ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) TO orchestrator_admin;
+GRANT SELECT ON orchestrator.owner_limits TO orchestrator_admin;
+
 GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestrator.error_rates,
 	orchestrator.step_errors, orchestrator.throughput, orchestrator.queue_depth,
 	orchestrator.costs_per_day
