@@ -29,7 +29,7 @@ SETTINGS = """
 orchestrator.http_allowed_hosts = '127.0.0.1:%d'
 orchestrator.http_max_concurrency = 40
 orchestrator.poll_interval = 200
-orchestrator.shutdown_grace = '5s'
+orchestrator.shutdown_grace = '30s'
 """ % SINK
 
 
