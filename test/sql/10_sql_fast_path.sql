@@ -196,7 +196,7 @@ UPDATE orchestrator.workflow_events SET run_id = :'old_id' WHERE run_id = :'new_
 UPDATE orchestrator.work_queue SET run_id = :'old_id' WHERE run_id = :'new_id';
 COMMIT;
 SELECT wait_for_run(:'old_id');
-SELECT tableoid::regclass::text = 'orchestrator.workflow_runs_p' || to_char(now() - interval '1 day', 'YYYYMMDD') AS in_yesterdays_partition,
+SELECT tableoid::regclass::text = 'orchestrator.workflow_runs_p' || to_char((now() AT TIME ZONE 'UTC') - interval '1 day', 'YYYYMMDD') AS in_yesterdays_partition,
        status, result
 FROM orchestrator.workflow_runs WHERE id = :'old_id';
 SELECT count(*) AS events FROM orchestrator.events(:'old_id');
