@@ -873,60 +873,93 @@ engine_render(EngineRun *run, Datum template, Datum *context, bool *context_read
 }
 
 /*
- * until_time
- *		A sleep's rendered "until" as a time; false (and *why) when it is not
- *		one.  The cast runs in a subtransaction: its error is the step's.
+ * engine_try
+ *		Run fn(arg) in a subtransaction of its own.  True when it returned;
+ *		false when it raised an error: the subtransaction is then rolled
+ *		back (whatever fn did is undone) and the error returned in *error,
+ *		in the caller's memory context.  The one way the engine contains an
+ *		error: a sql step's statement, a timer, a value that is no time.
  */
-static bool
-until_time(Datum until, TimestampTz *due, char **why)
+bool
+engine_try(void (*fn) (void *arg), void *arg, ErrorData **error)
 {
 	MemoryContext context = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool ok = true;
-	Datum		values[1] = {until};
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(context);
+		*error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+typedef struct UntilCast
+{
+	Datum		until;
+	TimestampTz due;
+	bool		isnull;
+} UntilCast;
+
+static void
+until_cast(void *arg)
+{
+	UntilCast  *c = arg;
+	Datum		values[1] = {c->until};
+
+	engine_stmt(S_UNTIL, NULL, values, NULL);
+	c->due = DatumGetTimestampTz(engine_col("due", &c->isnull));
+	engine_rows_done();
+}
+
+/*
+ * until_time
+ *		A sleep's rendered "until" as a time; false (and *why) when it is not
+ *		one.  The cast's error is the step's; any other error is raised.
+ */
+static bool
+until_time(Datum until, TimestampTz *due, char **why)
+{
+	UntilCast	c = {until, 0, true};
+	ErrorData  *e;
 
 	if (strcmp(json_text(until, false), "null") == 0)
 	{
 		*why = "\"until\" matched nothing";
 		return false;
 	}
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(context);
-	PG_TRY();
+	if (!engine_try(until_cast, &c, &e))
 	{
-		bool		isnull;
-
-		engine_stmt(S_UNTIL, NULL, values, NULL);
-		*due = DatumGetTimestampTz(engine_col("due", &isnull));
-		engine_rows_done();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner;
-		if (isnull)
-		{
-			*why = "\"until\" matched nothing";
-			ok = false;
-		}
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(context);
-		e = CopyErrorData();
 		if (e->sqlerrcode != ERRCODE_INVALID_DATETIME_FORMAT &&
 			e->sqlerrcode != ERRCODE_DATETIME_FIELD_OVERFLOW &&
 			e->sqlerrcode != ERRCODE_INVALID_TEXT_REPRESENTATION)
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner;
+			ReThrowError(e);
 		*why = psprintf("\"until\" is not a timestamp: %s", json_text(until, false));
-		ok = false;
+		return false;
 	}
-	PG_END_TRY();
-	return ok;
+	if (c.isnull)
+	{
+		*why = "\"until\" matched nothing";
+		return false;
+	}
+	*due = c.due;
+	return true;
 }
 
 /* {"message": msg}, for errors the engine raises itself */

@@ -165,7 +165,6 @@ typedef enum Stmt
 	S_DEQUEUE,
 	S_STEP_SUCCEEDED_SQL,
 	S_STEP_SUCCEEDED,
-	S_SET_ARGS_INPUT,
 	S_ADD_COST,
 	S_RELEASE_DEPENDENT,
 	S_RELEASE_READY,
@@ -230,6 +229,7 @@ extern char **engine_root_steps(const char *name, int32 version, int *nroots);
 
 /* engine.c: units of work */
 extern void engine_unit(void (*work) (void *arg), void *arg);
+extern bool engine_try(void (*fn) (void *arg), void *arg, ErrorData **error);
 extern uint64 engine_transitions;
 extern void engine_note_webhooks(bool exist);
 

@@ -338,54 +338,48 @@ orchestrator_sql_attempt_lost(PG_FUNCTION_ARGS)
  *		the step (or drops a run's own timer) rather than the whole pass,
  *		which would otherwise retry it forever.
  */
+typedef struct Timer
+{
+	EngineRun  *run;
+	const char *step;
+} Timer;
+
+static void
+fire(void *arg)
+{
+	Timer	   *t = arg;
+
+	engine_fire_timer(t->run, t->step);
+}
+
 static void
 fire_contained(EngineRun *run, const char *step)
 {
-	MemoryContext context = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	Timer		t = {run, step};
+	ErrorData  *e;
+	Datum		values[2] = {run->id, CStringGetTextDatum(step)};
+	StringInfoData err;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(context);
-	PG_TRY();
+	if (engine_try(fire, &t, &e))
+		return;
+	ereport(WARNING,
+			(errmsg("orchestrator: timer \"%s\" of run %s failed in the dispatcher: %s", step,
+					DatumGetCString(DirectFunctionCall1(uuid_out, run->id)), e->message)));
+	/* the subtransaction's changes to the run are gone: read it again */
+	if (!engine_read_run(run->id, run))
+		return;
+	if (step[0] == '@')
 	{
-		engine_fire_timer(run, step);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner;
+		engine_stmt(S_DEQUEUE, NULL, values, NULL);
+		return;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-		Datum		values[2] = {run->id, CStringGetTextDatum(step)};
-
-		MemoryContextSwitchTo(context);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner;
-		ereport(WARNING,
-				(errmsg("orchestrator: timer \"%s\" of run %s failed in the dispatcher: %s", step,
-						DatumGetCString(DirectFunctionCall1(uuid_out, run->id)), e->message)));
-		/* the subtransaction's changes to the run are gone: read it again */
-		if (!engine_read_run(run->id, run))
-			return;
-		if (step[0] == '@')
-			engine_stmt(S_DEQUEUE, NULL, values, NULL);
-		else
-		{
-			StringInfoData err;
-
-			initStringInfo(&err);
-			appendStringInfoString(&err, "{\"message\": ");
-			escape_json(&err, e->message ? e->message : "");
-			appendStringInfo(&err, ", \"sqlstate\": \"%s\", \"internal\": true}",
-							 unpack_sql_state(e->sqlerrcode));
-			engine_attempt_failed(run, step, DirectFunctionCall1(jsonb_in, CStringGetDatum(err.data)),
-								  false, (Datum) 0, true);
-		}
-	}
-	PG_END_TRY();
+	initStringInfo(&err);
+	appendStringInfoString(&err, "{\"message\": ");
+	escape_json(&err, e->message ? e->message : "");
+	appendStringInfo(&err, ", \"sqlstate\": \"%s\", \"internal\": true}",
+					 unpack_sql_state(e->sqlerrcode));
+	engine_attempt_failed(run, step, DirectFunctionCall1(jsonb_in, CStringGetDatum(err.data)),
+						  false, (Datum) 0, true);
 }
 
 typedef struct DispatchPass

@@ -43,50 +43,28 @@
 #include "journal.h"
 #include "sql_steps.h"
 
-/*
- * run_in_subtransaction
- *		Execute the step's statement in a subtransaction.  On success
- *		returns true with the result; on error the subtransaction is rolled
- *		back and the error returned in *error.
- */
-static bool
-run_in_subtransaction(Oid owner, StepDef *def, ArrayType *args_array, Datum *result,
-					  bool *result_isnull, ErrorData **error)
+/* A sql step's statement, run by engine_try(). */
+typedef struct Statement
 {
-	MemoryContext context = CurrentMemoryContext;
-	ResourceOwner owner_before = CurrentResourceOwner;
-	volatile bool ok = true;
-	int			nargs = 0;
-	Datum	   *args = NULL;
-	char	   *argnulls = NULL;
+	Oid			owner;
+	StepDef    *def;
+	int			nargs;
+	Datum	   *args;
+	char	   *argnulls;
+	Datum		result;
+	bool		result_isnull;
+} Statement;
 
-	if (args_array != NULL)
-		orchestrator_sql_step_args(args_array, &nargs, &args, &argnulls);
+static void
+run_statement(void *arg)
+{
+	Statement  *st = arg;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(context);
-	PG_TRY();
-	{
-		*result = orchestrator_execute_sql_step(owner, def->sql, nargs, args, argnulls,
-												def->timeout_ms > 0 ? def->timeout_ms
-												: orchestrator_default_step_timeout_ms(),
-												result_isnull);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner_before;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(context);
-		*error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner_before;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	st->result = orchestrator_execute_sql_step(st->owner, st->def->sql, st->nargs, st->args,
+											   st->argnulls,
+											   st->def->timeout_ms > 0 ? st->def->timeout_ms
+											   : orchestrator_default_step_timeout_ms(),
+											   &st->result_isnull);
 }
 
 /*
@@ -135,8 +113,7 @@ run_one(EngineClaim *claim, EngineRun *run)
 	StepDef    *def;
 	TimestampTz started_at;
 	uint64		transitions;
-	Datum		result;
-	bool		result_isnull;
+	Statement	st;
 	ErrorData  *error = NULL;
 	ArrayType  *args;
 	Datum		args_json;
@@ -164,7 +141,15 @@ run_one(EngineClaim *claim, EngineRun *run)
 	engine_step_started_event(run, claim->step, run->attempt + 1, "dispatcher");
 
 	transitions = engine_transitions;
-	if (!run_in_subtransaction(run->owner, def, args, &result, &result_isnull, &error))
+	st.owner = run->owner;
+	st.def = def;
+	st.nargs = 0;
+	st.args = NULL;
+	st.argnulls = NULL;
+	if (args != NULL)
+		orchestrator_sql_step_args(args, &st.nargs, &st.args, &st.argnulls);
+	/* only the statement runs in the subtransaction: its error is the attempt's */
+	if (!engine_try(run_statement, &st, &error))
 	{
 		engine_sql_attempt_failed(run, claim->step, started_at, error);
 		FreeErrorData(error);
@@ -182,7 +167,7 @@ run_one(EngineClaim *claim, EngineRun *run)
 		StepDef		with_args = *def;
 
 		with_args.args_json = args_json;
-		engine_record_success(run, &with_args, claim->step, result, result_isnull, &started_at, true);
+		engine_record_success(run, &with_args, claim->step, st.result, st.result_isnull, &started_at, true);
 	}
 	engine_step_done(run, def);
 }
