@@ -191,9 +191,6 @@ static const StmtDef stmts[S_COUNT] = {
 		"UPDATE @steps@ SET status = 'succeeded', result = $3, error = NULL, finished_at = clock_timestamp()"
 		" WHERE run_id = $1 AND step = $2",
 	3, {UUIDOID, TEXTOID, JSONBOID}},
-	[S_SET_ARGS_INPUT] = {
-		"UPDATE @steps@ SET input = jsonb_build_object('args', $3::jsonb) WHERE run_id = $1 AND step = $2",
-	3, {UUIDOID, TEXTOID, JSONBOID}},
 	[S_ADD_COST] = {
 		"UPDATE @runs@ SET cost = cost + round(($2 ->> 'cost')::numeric, 4) WHERE id = $1",
 	2, {UUIDOID, JSONBOID}},

@@ -525,26 +525,26 @@ orchestrator_record_lost_steps(void)
 {
 	OrchestratorShared *sh = orchestrator_shared;
 	MemoryContext context = CurrentMemoryContext;
-	LostStep   *todo;
+	LostStep   *due;
 	uint32		n;
-	int			ntodo = 0;
+	int			ndue = 0;
 	int			recorded = 0;
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (pg_atomic_read_u32(&sh->nlost) == 0)
 		return 0;
 
-	todo = palloc(sizeof(LostStep) * ORCHESTRATOR_MAX_LOST);
+	due = palloc(sizeof(LostStep) * ORCHESTRATOR_MAX_LOST);
 	LWLockAcquire(sh->lock, LW_SHARED);
 	n = pg_atomic_read_u32(&sh->nlost);
 	for (uint32 i = 0; i < n; i++)
 		if (sh->lost[i].retry_at <= now)
-			todo[ntodo++] = sh->lost[i];
+			due[ndue++] = sh->lost[i];
 	LWLockRelease(sh->lock);
 
-	for (int i = 0; i < ntodo; i++)
+	for (int i = 0; i < ndue; i++)
 	{
-		LostStep   *l = &todo[i];
+		LostStep   *l = &due[i];
 		char	   *outcome = try_record_one(l, context);
 
 		if (outcome == NULL)
@@ -556,7 +556,7 @@ orchestrator_record_lost_steps(void)
 				recorded++;
 		}
 	}
-	pfree(todo);
+	pfree(due);
 	return recorded;
 }
 
