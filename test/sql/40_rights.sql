@@ -178,7 +178,22 @@ RESET ROLE;
 SET ROLE r_other;
 SELECT try($$SELECT orchestrator._api_start_workflow('r_billing', '{}', '{}')$$) AS call_implementation;
 SELECT try($$SELECT orchestrator._claim_external('r_billing', 'w', 1, '1 minute', NULL)$$) AS call_claim;
+-- the state machine's SQL-callable transitions, on any run id
+SELECT try($$SELECT orchestrator._run_finish(orchestrator.uuid_v7(), 'cancelled', NULL)$$) AS call_run_finish;
+SELECT try($$SELECT orchestrator._step_ready(orchestrator.uuid_v7(), 'a')$$) AS call_step_ready;
+SELECT try($$SELECT orchestrator._step_succeeded(orchestrator.uuid_v7(), 'a', '{}')$$) AS call_step_succeeded;
+SELECT try($$SELECT orchestrator._attempt_failed(orchestrator.uuid_v7(), 'a', '{}', false)$$) AS call_attempt_failed;
+SELECT try($$SELECT orchestrator._http_step_info(orchestrator.uuid_v7(), 'a')$$) AS call_http_step_info;
+SELECT try($$SELECT * FROM orchestrator._dispatch(10)$$) AS call_dispatch;
 RESET ROLE;
+-- Every internal function (a name starting with "_") a user may execute: only
+-- these, which reveal nothing but what the caller may know of itself (a new
+-- internal function granted by mistake shows here).
+SELECT p.proname
+FROM pg_proc p
+WHERE p.pronamespace = 'orchestrator'::regnamespace AND p.proname LIKE '\_%'
+  AND has_function_privilege('r_other', p.oid, 'EXECUTE')
+ORDER BY 1;
 
 -- 9. Circuit breakers are per workflow owner: r_other's failures against a
 -- host open r_other's breaker only, and each role sees its own.
