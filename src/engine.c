@@ -103,6 +103,7 @@ typedef struct EngineState
 {
 	int			nestlevel;		/* GUC nest level of its search_path, or -1 */
 	int			depth;			/* units it runs inside, plus one */
+	EngineChainHook chain;		/* set by the unit itself (sql_steps.c) */
 } EngineState;
 
 /*
@@ -258,6 +259,39 @@ metrics_event(EngineRun *run, const char *type, const char *step)
  *		S_EMIT (data is the event's data; NULL for {}) or S_EMIT_RESULT (data
  *		is a step result).  Returns the event's sequence number.
  */
+/*
+ * The step.started of a sql step whose statement is running: appended with
+ * the step's outcome (engine_sql_step_succeeded()), or before any other
+ * event of its run that the statement appends through the API, so that the
+ * history keeps its order.
+ */
+static struct
+{
+	bool		pending;
+	Datum		run_id;
+	const char *step;
+	int32		attempt;
+}			deferred_start;
+
+void
+engine_defer_step_started(EngineRun *run, const char *step, int32 attempt)
+{
+	deferred_start.pending = true;
+	deferred_start.run_id = run->id;
+	deferred_start.step = step;
+	deferred_start.attempt = attempt;
+}
+
+/* Is the deferred step.started still to be appended?  Forgets it. */
+bool
+engine_take_deferred_start(void)
+{
+	bool		pending = deferred_start.pending;
+
+	deferred_start.pending = false;
+	return pending;
+}
+
 static int64
 emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, bool data_isnull)
 {
@@ -267,6 +301,13 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	bool		isnull;
 	Datum		event_data;
 	bool		counted;
+
+	if (deferred_start.pending &&
+		DatumGetBool(DirectFunctionCall2(uuid_eq, run->id, deferred_start.run_id)))
+	{
+		deferred_start.pending = false;
+		engine_step_started_event(run, deferred_start.step, deferred_start.attempt, "dispatcher");
+	}
 
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(type);
@@ -348,6 +389,7 @@ engine_begin(EngineState *outer)
 	*outer = engine;
 	engine.depth = outer->depth + 1;
 	engine.nestlevel = -1;
+	engine.chain = NULL;
 	if (strcmp(namespace_search_path, "pg_catalog, pg_temp") != 0)
 	{
 		engine.nestlevel = NewGUCNestLevel();
@@ -388,11 +430,24 @@ engine_unit(void (*work) (void *arg), void *arg)
 	PG_CATCH();
 	{
 		engine = outer;
+		deferred_start.pending = false;
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	engine_end(&outer);
 	SPI_finish();
+}
+
+/*
+ * engine_set_chain_hook
+ *		The current unit offers the sql steps made ready to "hook" (NULL:
+ *		none); units run inside it don't (an API call made by a step's
+ *		statement queues what it makes ready).
+ */
+void
+engine_set_chain_hook(EngineChainHook hook)
+{
+	engine.chain = hook;
 }
 
 /* ----------------------------------------------------------------
@@ -1196,48 +1251,118 @@ has_numeric_cost(Datum result)
 	return v != NULL && v->type == jbvNumeric;
 }
 
-/*
- * engine_record_success
- *		A step succeeded: its queue row goes (dequeue false: the caller took
- *		it), its result is recorded, its cost added, step.succeeded
- *		appended.  For a sql step run in this transaction, sql_started_at is
- *		when it started (its row goes from ready to succeeded in one update).
- *		Returns the event's sequence number.
- */
-int64
-engine_record_success(EngineRun *run, StepDef *def, const char *step,
-					  Datum result, bool result_isnull, const TimestampTz *sql_started_at,
-					  bool dequeue)
+/* A numeric "cost" in a step's result is added to the run's cost. */
+static void
+add_cost(EngineRun *run, Datum result, bool result_isnull)
 {
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-
-	orchestrator_quota_check_result(run->owner, result, result_isnull);
-	values[0] = run->id;
-	values[1] = CStringGetTextDatum(step);
-	if (dequeue)
-		engine_stmt(S_DEQUEUE, NULL, values, NULL);
-	if (sql_started_at != NULL)
-	{
-		values[2] = TimestampTzGetDatum(*sql_started_at);
-		values[3] = result;
-		nulls[3] = result_isnull ? 'n' : ' ';
-		values[4] = def->args_json;
-		engine_stmt(S_STEP_SUCCEEDED_SQL, &run->leaves, values, nulls);
-	}
-	else
-	{
-		values[2] = result;
-		nulls[2] = result_isnull ? 'n' : ' ';
-		engine_stmt(S_STEP_SUCCEEDED, &run->leaves, values, nulls);
-	}
 	if (!result_isnull && has_numeric_cost(result))
 	{
 		Datum		k[2] = {run->id, result};
 
 		engine_stmt(S_ADD_COST, &run->leaves, k, NULL);
 	}
+}
+
+/*
+ * engine_record_success
+ *		A step succeeded: its queue row goes (dequeue false: the caller took
+ *		it), its result is recorded, its cost added, step.succeeded
+ *		appended.  Returns the event's sequence number.
+ */
+int64
+engine_record_success(EngineRun *run, StepDef *def, const char *step,
+					  Datum result, bool result_isnull, bool dequeue)
+{
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	orchestrator_quota_check_result(run->owner, result, result_isnull);
+	values[0] = run->id;
+	values[1] = CStringGetTextDatum(step);
+	if (dequeue)
+		engine_stmt(S_DEQUEUE, NULL, values, NULL);
+	values[2] = result;
+	nulls[2] = result_isnull ? 'n' : ' ';
+	engine_stmt(S_STEP_SUCCEEDED, &run->leaves, values, nulls);
+	add_cost(run, result, result_isnull);
 	return emit_event(run, S_EMIT_RESULT, "step.succeeded", step, result, result_isnull);
+}
+
+/* An event appended by S_SQL_STEP_SUCCEEDED, read back to be announced. */
+typedef struct AppendedEvent
+{
+	int64		seq;
+	char	   *type;
+	Datum		type_text;
+	Datum		data;
+	MetricsEvent metrics;
+} AppendedEvent;
+
+/*
+ * engine_sql_step_succeeded
+ *		A sql step run in this transaction succeeded: its row goes from ready
+ *		to succeeded, and its step.started (unless started_appended: it was
+ *		appended before the statement ran) and step.succeeded are appended,
+ *		all in one statement.  step.started is appended afterwards so that
+ *		the step costs one statement, not three; the step's own statement
+ *		therefore does not see it (it commits with the rest).
+ */
+void
+engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
+						  Datum result, bool result_isnull, TimestampTz started_at,
+						  bool started_appended, bool dequeue)
+{
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	AppendedEvent events[2];
+	uint64		n;
+	bool		isnull;
+
+	orchestrator_quota_check_result(run->owner, result, result_isnull);
+	values[0] = run->id;
+	values[1] = CStringGetTextDatum(step);
+	if (dequeue)
+		engine_stmt(S_DEQUEUE, NULL, values, NULL);
+	values[2] = TimestampTzGetDatum(started_at);
+	values[3] = result;
+	nulls[3] = result_isnull ? 'n' : ' ';
+	values[4] = def->args_json;
+	values[5] = BoolGetDatum(!started_appended);
+	n = engine_stmt(S_SQL_STEP_SUCCEEDED, &run->leaves, values, nulls);
+	if (n != (started_appended ? 1 : 2))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("workflow run %s has no step \"%s\"", uuid_string(run->id), step)));
+	for (uint64 i = 0; i < n; i++)
+	{
+		AppendedEvent *e = &events[i];
+		Datum		ready_at = engine_col_at(i, "ready_at", &isnull);
+
+		e->seq = DatumGetInt64(engine_col_at(i, "seq", &isnull));
+		e->type_text = engine_col_at(i, "type", &isnull);
+		e->type = TextDatumGetCString(e->type_text);
+		e->data = engine_col_at(i, "data", &isnull);
+		memset(&e->metrics, 0, sizeof(MetricsEvent));
+		e->metrics.type = e->type;
+		e->metrics.run_id = uuid_string(run->id);
+		e->metrics.step = step;
+		e->metrics.workflow = run->name;
+		e->metrics.kind = "sql";
+		e->metrics.started_at = started_at;
+		e->metrics.ready_at = isnull ? 0 : DatumGetTimestampTz(ready_at);
+		e->metrics.at = DatumGetTimestampTz(engine_col_at(i, "at", &isnull));
+		e->metrics.trace_id = run->trace_id;
+		e->metrics.trace_parent = run->trace_parent;
+		e->metrics.attempt = DatumGetInt32(engine_col_at(i, "attempt", &isnull));
+	}
+	engine_rows_done();
+	for (uint64 i = 0; i < n; i++)
+	{
+		if (orchestrator_metrics_counts(events[i].type))
+			orchestrator_metrics_event(&events[i].metrics);
+		announce_event(run, events[i].seq, events[i].type_text, events[i].type, step, events[i].data);
+	}
+	add_cost(run, result, result_isnull);
 }
 
 /*
@@ -1277,6 +1402,7 @@ engine_step_done(EngineRun *run, StepDef *def)
 		Datum		values[3] = {run->id, names[i], next_def->ready_input};
 		char		nulls[3] = {' ', ' ', next_def->ready_input_isnull ? 'n' : ' '};
 		int32		open;
+		int32		attempt;
 
 		/* a plain dependent is made ready by the update that releases it */
 		if (engine_stmt(next_def->plain_when_ready ? S_RELEASE_READY : S_RELEASE_DEPENDENT,
@@ -1286,12 +1412,16 @@ engine_step_done(EngineRun *run, StepDef *def)
 			continue;
 		}
 		open = DatumGetInt32(engine_col("deps_open", &isnull));
+		attempt = next_def->plain_when_ready ? engine_col_int32("attempt") : 0;
 		engine_rows_done();
 		if (open != 0)
 			continue;
 		if (next_def->plain_when_ready)
 		{
-			engine_enqueue(run, next, next_def->queue, GetCurrentTransactionStartTimestamp());
+			/* a sql step may be run at once by the dispatcher's batch */
+			if (next_def->kind != KIND_SQL || engine.chain == NULL ||
+				!engine.chain(run, next, attempt))
+				engine_enqueue(run, next, next_def->queue, GetCurrentTransactionStartTimestamp());
 			made_ready = true;
 		}
 		else
@@ -1349,7 +1479,7 @@ engine_step_succeeded(EngineRun *run, const char *step, Datum result, bool resul
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("step \"%s\" is not defined in workflow \"%s\" version %d",
 						step, run->name, run->version)));
-	engine_record_success(run, def, step, result, result_isnull, NULL, true);
+	engine_record_success(run, def, step, result, result_isnull, true);
 	engine_step_done(run, def);
 }
 

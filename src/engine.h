@@ -163,7 +163,7 @@ typedef enum Stmt
 	S_STEP_STARTED,
 	S_STEP_RUNNING,
 	S_DEQUEUE,
-	S_STEP_SUCCEEDED_SQL,
+	S_SQL_STEP_SUCCEEDED,
 	S_STEP_SUCCEEDED,
 	S_ADD_COST,
 	S_RELEASE_DEPENDENT,
@@ -217,6 +217,7 @@ typedef enum Stmt
 
 extern uint64 engine_stmt(Stmt s, const RunLeaves *leaves, Datum *values, const char *nulls);
 extern Datum engine_col(const char *name, bool *isnull);
+extern Datum engine_col_at(uint64 row, const char *name, bool *isnull);
 extern char *engine_col_text(const char *name);
 extern bool engine_col_bool(const char *name);
 extern int32 engine_col_int32(const char *name);
@@ -259,10 +260,22 @@ extern int64 engine_step_started_event(EngineRun *run, const char *step, int32 a
 extern int32 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 								 Datum lease_token, Datum lease, Datum *input, bool *input_isnull);
 extern bool engine_take_leased(EngineRun *run, const char *step, Datum lease_token);
+extern void engine_defer_step_started(EngineRun *run, const char *step, int32 attempt);
+extern bool engine_take_deferred_start(void);
+extern void engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
+									  Datum result, bool result_isnull, TimestampTz started_at,
+									  bool started_appended, bool dequeue);
 extern int64 engine_record_success(EngineRun *run, StepDef *def, const char *step,
-								   Datum result, bool result_isnull,
-								   const TimestampTz *sql_started_at, bool dequeue);
+								   Datum result, bool result_isnull, bool dequeue);
 extern void engine_step_done(EngineRun *run, StepDef *def);
+
+/*
+ * Set by the dispatcher's sql batch (sql_steps.c) for its unit: offered
+ * each sql step made ready, it returns true when it takes the step to run
+ * at once, in the same transaction, instead of the step being queued.
+ */
+typedef bool (*EngineChainHook) (EngineRun *run, const char *step, int32 attempt);
+extern void engine_set_chain_hook(EngineChainHook hook);
 extern void engine_step_succeeded(EngineRun *run, const char *step, Datum result, bool result_isnull);
 extern void engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retryable,
 								  Datum retry_after, bool retry_after_isnull);

@@ -180,13 +180,28 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_DEQUEUE] = {
 		"DELETE FROM orchestrator.work_queue WHERE run_id = $1 AND step = $2",
 	2, {UUIDOID, TEXTOID}},
-	/* a sql step run in this transaction: from ready to succeeded at once */
-	[S_STEP_SUCCEEDED_SQL] = {
-		"UPDATE @steps@ SET status = 'succeeded', attempt = attempt + 1, started_at = $3,"
-		" finished_at = clock_timestamp(), worker = 'dispatcher', result = $4, error = NULL,"
-		" input = CASE WHEN $5 <> '[]' THEN jsonb_build_object('args', $5) ELSE input END"
-		" WHERE run_id = $1 AND step = $2",
-	5, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID}},
+	/*
+	 * a sql step run in this transaction: from ready to succeeded at once,
+	 * with its events in the same statement: step.started ($6: unless it
+	 * was appended already) and step.succeeded, in that order; each row
+	 * returns what metrics.c counts
+	 */
+	[S_SQL_STEP_SUCCEEDED] = {
+		"WITH upd AS (UPDATE @steps@ SET status = 'succeeded', attempt = attempt + 1, started_at = $3,"
+		"   finished_at = clock_timestamp(), worker = 'dispatcher', result = $4, error = NULL,"
+		"   input = CASE WHEN $5 <> '[]' THEN jsonb_build_object('args', $5) ELSE input END"
+		"   WHERE run_id = $1 AND step = $2 RETURNING kind, attempt, ready_at, finished_at),"
+		" last AS (SELECT coalesce(max(e.seq), 0) AS seq FROM @events@ e WHERE e.run_id = $1),"
+		" ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		"   SELECT $1, last.seq + 1, $3, 'step.started', $2,"
+		"     jsonb_build_object('attempt', upd.attempt, 'worker', 'dispatcher') FROM last, upd WHERE $6"
+		"   UNION ALL"
+		"   SELECT $1, last.seq + CASE WHEN $6 THEN 2 ELSE 1 END, upd.finished_at, 'step.succeeded', $2,"
+		"     jsonb_build_object('result', $4::jsonb) FROM last, upd"
+		"   RETURNING seq, type, data, at)"
+		" SELECT ins.seq, ins.type, ins.data, ins.at, upd.kind, upd.attempt, upd.ready_at,"
+		" $3::timestamptz AS started_at FROM ins, upd ORDER BY ins.seq",
+	6, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID, BOOLOID}},
 	[S_STEP_SUCCEEDED] = {
 		"UPDATE @steps@ SET status = 'succeeded', result = $3, error = NULL, finished_at = clock_timestamp()"
 		" WHERE run_id = $1 AND step = $2",
@@ -206,7 +221,7 @@ static const StmtDef stmts[S_COUNT] = {
 		" ready_at = CASE WHEN s.deps_open = 1 THEN clock_timestamp() ELSE s.ready_at END,"
 		" input = CASE WHEN s.deps_open = 1 THEN $3 ELSE s.input END"
 		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
-		" RETURNING s.deps_open",
+		" RETURNING s.deps_open, s.attempt",
 	3, {UUIDOID, TEXTOID, JSONBOID}},
 	[S_ENQUEUE] = {
 		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
@@ -449,7 +464,7 @@ engine_stmt(Stmt s, const RunLeaves *leaves, Datum *values, const char *nulls)
 
 /* Column "name" of the first result row, copied into the current context. */
 Datum
-engine_col(const char *name, bool *isnull)
+engine_col_at(uint64 row, const char *name, bool *isnull)
 {
 	TupleDesc	desc = SPI_tuptable->tupdesc;
 	int			col = SPI_fnumber(desc, name);
@@ -459,8 +474,14 @@ engine_col(const char *name, bool *isnull)
 	if (col <= 0)
 		elog(ERROR, "orchestrator statement has no column \"%s\"", name);
 	att = TupleDescAttr(desc, col - 1);
-	d = SPI_getbinval(SPI_tuptable->vals[0], desc, col, isnull);
+	d = SPI_getbinval(SPI_tuptable->vals[row], desc, col, isnull);
 	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+}
+
+Datum
+engine_col(const char *name, bool *isnull)
+{
+	return engine_col_at(0, name, isnull);
 }
 
 char *

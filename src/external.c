@@ -163,7 +163,7 @@ complete_one(Datum run_id, const char *step, Datum token, Datum result, WorkRigh
 		return false;
 
 	def = engine_step_def(run.name, run.version, step);
-	engine_record_success(&run, def, step, result, false, NULL, false);
+	engine_record_success(&run, def, step, result, false, false);
 	engine_step_done(&run, def);
 	return true;
 }

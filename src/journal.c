@@ -513,6 +513,52 @@ defer_lost(const StepKey *key)
 }
 
 /*
+ * add_unchained
+ *		A lost attempt came to nothing ("stale"): its step is no longer
+ *		ready.  When the step had been chained (run at once after the step
+ *		it depends on, sql_steps.c), that step's success was lost with it,
+ *		and chaining it again would lose it again, forever if the step kills
+ *		its process or its bookkeeping fails each time.  Such a step goes
+ *		through the queue from now on (as long as it stays in the ring), where
+ *		its next lost attempt is recorded.
+ */
+static void
+add_unchained(const StepKey *key)
+{
+	OrchestratorShared *sh = orchestrator_shared;
+	uint32		n;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	n = pg_atomic_read_u32(&sh->nunchained);
+	sh->unchained[n % ORCHESTRATOR_MAX_UNCHAINED] = *key;
+	pg_atomic_write_u32(&sh->nunchained, n + 1);
+	LWLockRelease(sh->lock);
+}
+
+/*
+ * orchestrator_step_unchained
+ *		May this step not be chained (add_unchained)?  Cheap when no step
+ *		ever came to that (one atomic read).
+ */
+bool
+orchestrator_step_unchained(pg_uuid_t *run_id, const char *step)
+{
+	OrchestratorShared *sh = orchestrator_shared;
+	bool		found = false;
+	uint32		n;
+
+	if (pg_atomic_read_u32(&sh->nunchained) == 0)
+		return false;
+	LWLockAcquire(sh->lock, LW_SHARED);
+	n = Min(pg_atomic_read_u32(&sh->nunchained), ORCHESTRATOR_MAX_UNCHAINED);
+	for (uint32 i = 0; i < n && !found; i++)
+		found = memcmp(&sh->unchained[i].run_id, run_id, sizeof(pg_uuid_t)) == 0 &&
+			strcmp(sh->unchained[i].step, step) == 0;
+	LWLockRelease(sh->lock);
+	return found;
+}
+
+/*
  * orchestrator_record_lost_steps
  *		Record the lost attempts that are due, each in a transaction of its
  *		own, before the dispatcher claims anything.  One whose recording
@@ -554,6 +600,8 @@ orchestrator_record_lost_steps(void)
 			remove_lost(&l->key);
 			if (strcmp(outcome, "recorded") == 0)
 				recorded++;
+			else
+				add_unchained(&l->key);
 		}
 	}
 	pfree(due);

@@ -30,6 +30,7 @@ extern void orchestrator_step_begin(pg_uuid_t *run_id, const char *step, int32 a
 extern void orchestrator_step_end(void);
 extern void orchestrator_batch_end(void);
 extern bool orchestrator_step_in_hand(StepKey *key);
+extern bool orchestrator_step_unchained(pg_uuid_t *run_id, const char *step);
 extern bool orchestrator_step_lost_pending(pg_uuid_t *run_id, const char *step);
 
 /* The dispatcher's life and turns (dispatcher.c). */

@@ -83,6 +83,9 @@ typedef struct LostStep
 
 #define ORCHESTRATOR_MAX_LOST	128
 
+/* Steps whose lost attempt came to nothing (see journal.c): never chained */
+#define ORCHESTRATOR_MAX_UNCHAINED	64
+
 typedef struct OrchestratorShared
 {
 	LWLock	   *lock;
@@ -92,6 +95,10 @@ typedef struct OrchestratorShared
 	/* Lost attempts to record; protected by lock, nlost readable without */
 	pg_atomic_uint32 nlost;
 	LostStep	lost[ORCHESTRATOR_MAX_LOST];
+
+	/* A ring of them; protected by lock, nunchained readable without */
+	pg_atomic_uint32 nunchained;	/* entries written so far */
+	StepKey		unchained[ORCHESTRATOR_MAX_UNCHAINED];
 } OrchestratorShared;
 
 extern OrchestratorShared *orchestrator_shared;

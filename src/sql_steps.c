@@ -108,8 +108,10 @@ step_args(EngineRun *run, StepDef *def, Datum *args_json)
  *		Run one claimed sql step (or compensation) whose run is locked.
  */
 static void
-run_one(EngineClaim *claim, EngineRun *run)
+run_one(EngineClaim *claim, EngineRun *run, bool chained)
 {
+	bool		started_appended;
+	bool		ok;
 	StepDef    *def;
 	TimestampTz started_at;
 	uint64		transitions;
@@ -138,8 +140,12 @@ run_one(EngineClaim *claim, EngineRun *run)
 
 	engine_run_started(run);
 	started_at = GetCurrentTimestamp();
-	engine_step_started_event(run, claim->step, run->attempt + 1, "dispatcher");
 
+	/*
+	 * step.started is appended with the step's outcome (one statement), or
+	 * before an event the statement appends to this run through the API
+	 */
+	engine_defer_step_started(run, claim->step, run->attempt + 1);
 	transitions = engine_transitions;
 	st.owner = run->owner;
 	st.def = def;
@@ -149,8 +155,12 @@ run_one(EngineClaim *claim, EngineRun *run)
 	if (args != NULL)
 		orchestrator_sql_step_args(args, &st.nargs, &st.args, &st.argnulls);
 	/* only the statement runs in the subtransaction: its error is the attempt's */
-	if (!engine_try(run_statement, &st, &error))
+	ok = engine_try(run_statement, &st, &error);
+	started_appended = !engine_take_deferred_start();
+	if (!ok)
 	{
+		/* any step.started the statement appended was rolled back with it */
+		engine_step_started_event(run, claim->step, run->attempt + 1, "dispatcher");
 		engine_sql_attempt_failed(run, claim->step, started_at, error);
 		FreeErrorData(error);
 		return;
@@ -167,7 +177,8 @@ run_one(EngineClaim *claim, EngineRun *run)
 		StepDef		with_args = *def;
 
 		with_args.args_json = args_json;
-		engine_record_success(run, &with_args, claim->step, st.result, st.result_isnull, &started_at, true);
+		engine_sql_step_succeeded(run, &with_args, claim->step, st.result, st.result_isnull,
+								  started_at, started_appended, !chained);
 	}
 	engine_step_done(run, def);
 }
@@ -179,7 +190,7 @@ run_one(EngineClaim *claim, EngineRun *run)
  *		attempt) and under the engine's time limit.
  */
 static void
-handle_one(EngineClaim *claim, EngineRun *run)
+handle_one(EngineClaim *claim, EngineRun *run, bool chained)
 {
 	if (claim->leased)
 	{
@@ -197,9 +208,49 @@ handle_one(EngineClaim *claim, EngineRun *run)
 	}
 	orchestrator_step_begin(&claim->run_id, claim->step, run->attempt + 1);
 	orchestrator_engine_guard_arm(orchestrator_engine_timeout);
-	run_one(claim, run);
+	run_one(claim, run, chained);
 	orchestrator_engine_guard_disarm();
 	orchestrator_step_end();
+}
+
+/*
+ * Chaining: the sql steps that a step of the batch makes ready are run at
+ * once, in the same transaction, while their run is locked, instead of
+ * being queued for a later batch (each would cost a queue row written,
+ * claimed and deleted, and the run locked again; and the wait for the
+ * next turn).  At most max_steps of them per batch; the others are
+ * queued.  A step whose lost attempt came to nothing is never chained
+ * (journal.c, add_unchained).
+ */
+typedef struct ChainedStep
+{
+	char	   *step;
+	int32		attempt;		/* so far */
+} ChainedStep;
+
+typedef struct Chain
+{
+	Datum		run_id;			/* of the step being run */
+	int			room;			/* how many more this batch may chain */
+	int			n;
+	ChainedStep *steps;			/* n of them, to run in order */
+} Chain;
+
+static Chain chain;
+
+static bool
+chain_take(EngineRun *run, const char *step, int32 attempt)
+{
+	if (chain.room <= 0 || !DatumGetBool(DirectFunctionCall2(uuid_eq, run->id, chain.run_id)) ||
+		orchestrator_step_unchained(DatumGetUUIDP(run->id), step))
+		return false;
+	if (chain.steps == NULL)
+		chain.steps = palloc(sizeof(ChainedStep) * chain.room);
+	chain.steps[chain.n].step = pstrdup(step);
+	chain.steps[chain.n].attempt = attempt;
+	chain.n++;
+	chain.room--;
+	return true;
 }
 
 /* The dispatcher's batch in its unit of work. */
@@ -208,6 +259,29 @@ typedef struct SqlBatch
 	int			max_steps;
 	int			processed;
 } SqlBatch;
+
+/*
+ * run_chained
+ *		Run the steps the last step of a run made ready (and those they make
+ *		ready in turn), while the run is locked.  A step left out when the
+ *		run ended meanwhile was cancelled with it.
+ */
+static void
+run_chained(SqlBatch *batch, EngineRun *run)
+{
+	for (int i = 0; i < chain.n && engine_run_active(run); i++)
+	{
+		EngineClaim claim;
+
+		memcpy(&claim.run_id, DatumGetUUIDP(run->id), sizeof(pg_uuid_t));
+		claim.step = chain.steps[i].step;
+		claim.leased = false;
+		claim.worker = NULL;
+		run->attempt = chain.steps[i].attempt;
+		handle_one(&claim, run, true);
+		batch->processed++;
+	}
+}
 
 static void
 sql_batch_work(void *arg)
@@ -221,6 +295,7 @@ sql_batch_work(void *arg)
 	step_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator sql step",
 										 ALLOCSET_DEFAULT_SIZES);
 	nclaimed = engine_claim("@sql", batch->max_steps, (Datum) 0, &claimed);
+	chain.room = 3 * batch->max_steps;
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
 		EngineRun	run;
@@ -232,8 +307,14 @@ sql_batch_work(void *arg)
 		oldcontext = MemoryContextSwitchTo(step_context);
 		if (engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), claimed[i].step, true, &run))
 		{
-			handle_one(&claimed[i], &run);
+			chain.run_id = run.id;
+			chain.n = 0;
+			chain.steps = NULL;
+			engine_set_chain_hook(chain_take);
+			handle_one(&claimed[i], &run, false);
 			batch->processed++;
+			run_chained(batch, &run);
+			engine_set_chain_hook(NULL);
 		}
 		MemoryContextSwitchTo(oldcontext);
 		MemoryContextReset(step_context);

@@ -92,6 +92,31 @@ is( $node->safe_psql('postgres',
 		"SELECT count(*) FROM orchestrator.events('$poison') WHERE type = 'step.retrying'"),
 	'2', 'and was retried twice');
 
+# The same poison step after a first step: a dispatcher runs it at once in
+# the transaction of the step it depends on (chaining), so its failed
+# bookkeeping takes that step's success with it.  The lost attempt comes to
+# nothing (the step is waiting again); the step is then queued instead of
+# chained, and is retried to death as above, not chained forever.
+$node->safe_psql(
+	'postgres', q{
+SELECT orchestrator.define_workflow('poison_chained', $$
+{"steps": [{"name": "a", "kind": "sql", "sql": "INSERT INTO side VALUES (($1 #>> '{}')::uuid)",
+            "args": [{"$path": "$.run.id"}]},
+           {"name": "p", "kind": "sql", "sql": "SELECT 1e30 AS cost", "depends_on": ["a"],
+            "retry": {"max_attempts": 3, "backoff": "100 milliseconds", "jitter": 0}}]}
+$$);
+});
+my $chained = $node->safe_psql('postgres', "SELECT orchestrator.start_workflow('poison_chained')");
+ok(poll_until("SELECT status = 'failed' FROM orchestrator.runs WHERE id = '$chained'", 't', 60),
+	'a chained poison step fails its run');
+is( $node->safe_psql('postgres',
+		"SELECT string_agg(step || '/' || status || '/' || attempt, ',' ORDER BY step)"
+		  . " FROM orchestrator.run_steps WHERE run_id = '$chained'"),
+	'a/succeeded/1,p/dead/3',
+	'its first step succeeded once; the poison step is dead after its 3 attempts');
+is($node->safe_psql('postgres', "SELECT count(*) FROM side WHERE run_id = '$chained'"),
+	'1', 'the first step took effect once');
+
 ###########################################################################
 # 2. Steps that swallow their timeout are ended by the watchdog.
 ###########################################################################
