@@ -292,6 +292,18 @@ engine_take_deferred_start(void)
 	return pending;
 }
 
+/* An event of the run is appended: its deferred step.started goes first. */
+static void
+flush_deferred_start(EngineRun *run)
+{
+	if (deferred_start.pending &&
+		DatumGetBool(DirectFunctionCall2(uuid_eq, run->id, deferred_start.run_id)))
+	{
+		deferred_start.pending = false;
+		engine_step_started_event(run, deferred_start.step, deferred_start.attempt, "dispatcher");
+	}
+}
+
 static int64
 emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, bool data_isnull)
 {
@@ -302,12 +314,7 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	Datum		event_data;
 	bool		counted;
 
-	if (deferred_start.pending &&
-		DatumGetBool(DirectFunctionCall2(uuid_eq, run->id, deferred_start.run_id)))
-	{
-		deferred_start.pending = false;
-		engine_step_started_event(run, deferred_start.step, deferred_start.attempt, "dispatcher");
-	}
+	flush_deferred_start(run);
 
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(type);
@@ -607,8 +614,17 @@ engine_run_started(EngineRun *run)
 
 	if (run->status != RUN_PENDING)
 		return;
+	flush_deferred_start(run);
 	if (engine_stmt(S_RUN_STARTED, &run->leaves, values, NULL) == 1)
-		engine_emit(run, "workflow.started", NULL, NULL);
+	{
+		bool		isnull;
+		int64		seq = DatumGetInt64(engine_col("seq", &isnull));
+		Datum		data = engine_col("data", &isnull);
+
+		engine_rows_done();
+		announce_event(run, seq, CStringGetTextDatum("workflow.started"), "workflow.started",
+					   NULL, data);
+	}
 	run->status = RUN_RUNNING;
 }
 
@@ -1448,19 +1464,33 @@ engine_step_done(EngineRun *run, StepDef *def)
 	{
 		Datum		values[1] = {run->id};
 		Datum		data;
+		int64		seq;
+		MetricsEvent e;
 
+		flush_deferred_start(run);
 		if (engine_stmt(S_RUN_SUCCEEDED, &run->leaves, values, NULL) == 0)
 		{
 			engine_rows_done();
 			return;				/* a step is still open */
 		}
+		seq = DatumGetInt64(engine_col("seq", &isnull));
 		data = engine_col("data", &isnull);
+		memset(&e, 0, sizeof(e));
+		e.type = "workflow.succeeded";
+		e.run_id = uuid_string(run->id);
+		e.workflow = run->name;
+		e.at = col_time("at");
+		e.trace_id = engine_col_text("trace_id");
+		e.trace_parent = engine_col_text("trace_parent");
+		e.created_at = col_time("created_at");
 		engine_rows_done();
 		run->status = RUN_SUCCEEDED;
 		/* a run succeeds only when no step is open: a deadline is left */
 		if (run->has_deadline)
 			engine_stmt(S_DELETE_RUN_QUEUE, NULL, values, NULL);
-		engine_emit_jsonb(run, "workflow.succeeded", NULL, data, false);
+		orchestrator_metrics_event(&e);
+		announce_event(run, seq, CStringGetTextDatum("workflow.succeeded"), "workflow.succeeded",
+					   NULL, data);
 	}
 }
 

@@ -115,9 +115,14 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE d.name = $1 AND d.version = $2 AND d.step = $3",
 	3, {TEXTOID, INT4OID, TEXTOID}},
 
+	/* a pending run starts, with workflow.started (no row: it had started) */
 	[S_RUN_STARTED] = {
-		"UPDATE @runs@ SET status = 'running', started_at = clock_timestamp()"
-		" WHERE id = $1 AND status = 'pending'",
+		"WITH r AS (UPDATE @runs@ SET status = 'running', started_at = clock_timestamp()"
+		"   WHERE id = $1 AND status = 'pending' RETURNING id)"
+		" INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		" SELECT $1, coalesce((SELECT max(e.seq) FROM @events@ e WHERE e.run_id = $1), 0) + 1,"
+		"   clock_timestamp(), 'workflow.started', NULL, '{}' FROM r"
+		" RETURNING seq, data",
 	1, {UUIDOID}},
 	/* events: the next sequence number of the run (its row is locked) */
 	[S_EMIT] = {
@@ -236,14 +241,24 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_DELETE_RUN_QUEUE] = {
 		"DELETE FROM orchestrator.work_queue WHERE run_id = $1", 1, {UUIDOID}},
 	/* the run succeeds when no step is open any more (no result template) */
+	/*
+	 * a run with no step open succeeds, with workflow.succeeded, returning
+	 * what metrics.c counts (no row: a step is still open)
+	 */
 	[S_RUN_SUCCEEDED] = {
-		"UPDATE @runs@ w SET status = 'succeeded',"
-		" result = (SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') FROM @steps@ x"
-		"   WHERE x.run_id = $1 AND x.status = 'succeeded'),"
-		" error = NULL, finished_at = clock_timestamp()"
-		" WHERE w.id = $1 AND NOT EXISTS (SELECT 1 FROM @steps@ s"
-		"   WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ")"
-		" RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result)) AS data",
+		"WITH w AS (UPDATE @runs@ w SET status = 'succeeded',"
+		"   result = (SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') FROM @steps@ x"
+		"     WHERE x.run_id = $1 AND x.status = 'succeeded'),"
+		"   error = NULL, finished_at = clock_timestamp()"
+		"   WHERE w.id = $1 AND NOT EXISTS (SELECT 1 FROM @steps@ s"
+		"     WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ")"
+		"   RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result)) AS data,"
+		"     w.trace_id, w.trace_parent, w.created_at),"
+		" ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
+		"   SELECT $1, coalesce((SELECT max(e.seq) FROM @events@ e WHERE e.run_id = $1), 0) + 1,"
+		"     clock_timestamp(), 'workflow.succeeded', NULL, w.data FROM w"
+		"   RETURNING seq, data, at)"
+		" SELECT ins.seq, ins.data, ins.at, w.trace_id, w.trace_parent, w.created_at FROM ins, w",
 	1, {UUIDOID}},
 
 	/*
