@@ -1,14 +1,14 @@
 \set SHOW_CONTEXT never
 -- "timeout" bounds an attempt of every kind of step, counted from its start
 -- (a claim, for external steps); the outcomes are awaited, never timed.
-CREATE FUNCTION wait_for_step(run uuid, step_name text, wanted text, seconds integer DEFAULT 30) RETURNS text
+CREATE OR REPLACE FUNCTION wait_for_step(run uuid, step_name text, want text, seconds integer DEFAULT 30) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
 	s text;
 BEGIN
 	FOR i IN 1 .. seconds * 20 LOOP
 		SELECT status INTO s FROM orchestrator.run_steps r WHERE r.run_id = run AND r.step = step_name;
-		IF s = wanted THEN
+		IF s = want THEN
 			RETURN s;
 		END IF;
 		PERFORM pg_sleep(0.05);
