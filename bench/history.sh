@@ -162,7 +162,7 @@ views
 echo
 echo "## roll-ups: maintain() calls until every closed day is aggregated (7 days per call)"
 q <<'SQL'
-SET orchestrator.retention = '1000 days';
+SET orchestrator.retention = '1000d';
 CREATE TEMP TABLE calls (n serial, ms numeric, days int);
 DO $$
 DECLARE
@@ -196,7 +196,7 @@ DECLARE
 	cutoff timestamptz := date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 						  - interval '89 days' + interval '2 minutes 10 seconds';
 BEGIN
-	PERFORM set_config('orchestrator.retention', extract(epoch FROM now() - cutoff)::bigint || ' seconds', false);
+	PERFORM set_config('orchestrator.retention', extract(epoch FROM now() - cutoff)::bigint || 's', false);
 END $$;
 SELECT format('maintain(): %s ms, retired %s, runs deleted row by row %s',
 	round((extract(epoch FROM clock_timestamp() - t) * 1000)::numeric, 1), r -> 'partitions_retired', r -> 'runs_deleted')

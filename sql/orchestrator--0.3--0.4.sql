@@ -294,7 +294,12 @@ BEGIN
 				PERFORM orchestrator._spec_error(wf, format('%s: a sleep step takes exactly one of "duration" or "until"', what));
 			END IF;
 			IF s ? 'duration' THEN
-				PERFORM orchestrator._spec_interval(wf, what || '.duration', s -> 'duration');
+				-- a sleep longer than its timeout would always time out
+				IF orchestrator._spec_interval(wf, what || '.duration', s -> 'duration') > row.timeout THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: "duration" %s is longer than its "timeout" %s, so the sleep could never end',
+															   what, s -> 'duration', s -> 'timeout'),
+						'A sleep with a "timeout" fails when it would end after it; give a "duration" at most the timeout, or drop the timeout.');
+				END IF;
 			ELSIF jsonb_typeof(s -> 'until') = 'string' THEN
 				BEGIN
 					PERFORM (s ->> 'until')::timestamptz;
@@ -865,6 +870,11 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._extend_lease(run_id uuid, step text, lease interval)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_extend_lease';
+
 CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid,
 												 lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
 RETURNS boolean
@@ -884,10 +894,8 @@ BEGIN
 	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
 		RETURN false;
 	END IF;
-	UPDATE orchestrator.work_queue w
-		SET lease = coalesce(_api_heartbeat_step.lease, w.lease),
-			available_at = now() + coalesce(_api_heartbeat_step.lease, w.lease)
-		WHERE w.run_id = _api_heartbeat_step.run_id AND w.step = _api_heartbeat_step.step;
+	-- In C: never past the end of the attempt (the step's timeout).
+	PERFORM orchestrator._extend_lease(run_id, step, lease);
 	IF progress IS NOT NULL THEN
 		UPDATE orchestrator.workflow_steps s SET progress = _api_heartbeat_step.progress
 			WHERE s.run_id = _api_heartbeat_step.run_id AND s.step = _api_heartbeat_step.step
@@ -1668,7 +1676,23 @@ DECLARE
 	rolled     date[] := '{}';
 	rerolled   date[] := '{}';
 	sessions_purged bigint;
+	unread     record;
 BEGIN
+	-- 0.3 wrote orchestrator.retention as interval text ('90 days'); the
+	-- integer setting refuses that spelling, and the server then starts with
+	-- the default (90d), a warning in its log the only sign.  Retiring runs
+	-- by a retention nobody chose could delete history meant to be kept, so
+	-- maintain() refuses until the configuration is spelled anew.
+	SELECT f.sourcefile, f.sourceline, f.setting, f.error INTO unread
+		FROM pg_catalog.pg_file_settings f
+		WHERE f.name = 'orchestrator.retention'
+		ORDER BY f.seqno DESC LIMIT 1;
+	IF unread.error IS NOT NULL THEN
+		RAISE EXCEPTION USING MESSAGE = format('orchestrator.retention = %L in %s line %s is not a valid setting', unread.setting, unread.sourcefile, unread.sourceline),
+				  ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The server uses %s instead, so maintain() retires nothing until it is fixed.', current_setting('orchestrator.retention')),
+				  HINT = 'Since 0.4 the retention is an integer with a unit: write ''90d'', ''2160h'' or ''7776000s'' (not ''90 days''), then reload.';
+	END IF;
 	IF max_runs IS NULL OR max_runs < 1 THEN
 		RAISE EXCEPTION 'max_runs must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = format('Got %s.', coalesce(max_runs::text, 'NULL')),

@@ -173,6 +173,17 @@ json_time(TimestampTz t)
 	return pstrdup(buf);
 }
 
+/* An interval as JSON text, as to_jsonb() writes it. */
+static char *
+json_interval(Datum interval)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	escape_json(&s, DatumGetCString(DirectFunctionCall1(interval_out, interval)));
+	return s.data;
+}
+
 /* {"key": value} */
 static Datum
 json_object1(const char *key, Datum value, bool isnull)
@@ -1126,10 +1137,22 @@ engine_step_ready(EngineRun *run, const char *step)
 					engine_attempt_failed(run, step, message_error(why), false, (Datum) 0, true);
 					return;
 				}
-				engine_enqueue(run, step, "@timer", due);
 				values[2] = jsonb_from_cstring(psprintf("{\"until\": %s}", json_time(due)));
 				nulls[2] = ' ';
 				engine_stmt(S_SET_INPUT, &run->leaves, values, nulls);
+				/* an "until" after the timeout: the timer is the timeout */
+				if (!def->timeout_isnull && def->duration_isnull)
+				{
+					Datum		d[1] = {def->timeout};
+					TimestampTz limit;
+
+					engine_stmt(S_DUE_AFTER, NULL, d, NULL);
+					limit = DatumGetTimestampTz(engine_col("due", &isnull));
+					engine_rows_done();
+					if (limit < due)
+						due = limit;
+				}
+				engine_enqueue(run, step, "@timer", due);
 				break;
 			}
 
@@ -1211,33 +1234,65 @@ engine_step_started(EngineRun *run, const char *step, const char *worker)
 /*
  * engine_step_claimed
  *		An external worker claimed a step: the attempt starts, and the queue
- *		row carries the lease.  Returns the attempt and the step's input.
+ *		row carries the lease.  Returns the attempt and the step's input, and
+ *		when the attempt ends (its "timeout" after the claim; DT_NOEND
+ *		without one): the lease never outlasts that, whatever heartbeats
+ *		ask, so the token stops being accepted then.
  */
 int32
 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
-					Datum lease_token, Datum lease, Datum *input, bool *input_isnull)
+					Datum lease_token, Datum lease, Datum *input, bool *input_isnull,
+					TimestampTz *attempt_end)
 {
-	Datum		values[5];
+	StepDef    *def = engine_step_def(run->name, run->version, step);
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	int32		attempt;
+	bool		isnull;
+	Datum		end;
 
 	engine_run_started(run);
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(step);
 	values[2] = CStringGetTextDatum(worker);
-	if (engine_stmt(S_STEP_CLAIMED, &run->leaves, values, NULL) != 1)
+	values[3] = def->timeout;
+	nulls[3] = def->found && !def->timeout_isnull ? ' ' : 'n';
+	if (engine_stmt(S_STEP_CLAIMED, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("step \"%s\" of a claimed queue row does not exist", step)));
 	attempt = engine_col_int32("attempt");
 	*input = engine_col("input", input_isnull);
+	end = engine_col("attempt_end", &isnull);
+	*attempt_end = isnull ? DT_NOEND : DatumGetTimestampTz(end);
 	engine_rows_done();
 	engine_step_started_event(run, step, attempt, worker);
 
 	values[2] = lease_token;
 	values[3] = lease;
 	values[4] = CStringGetTextDatum(worker);
-	engine_stmt(S_LEASE, NULL, values, NULL);
+	values[5] = TimestampTzGetDatum(*attempt_end);
+	nulls[3] = ' ';
+	nulls[5] = isnull ? 'n' : ' ';
+	engine_stmt(S_LEASE, NULL, values, nulls);
 	return attempt;
+}
+
+/*
+ * engine_extend_lease
+ *		heartbeat_step: the lease of a claimed step (its token checked, the
+ *		run locked) runs on from now, by a new length or the one it has; no
+ *		further than the end of the attempt (its "timeout" after the claim).
+ */
+void
+engine_extend_lease(EngineRun *run, const char *step, Datum lease, bool lease_isnull)
+{
+	StepDef    *def = engine_step_def(run->name, run->version, step);
+	Datum		values[4] = {run->id, CStringGetTextDatum(step), lease, def->timeout};
+	char		nulls[4] = {' ', ' ', lease_isnull ? 'n' : ' ',
+	def->found && !def->timeout_isnull ? ' ' : 'n'};
+
+	engine_stmt(S_EXTEND_LEASE, &run->leaves, values, nulls);
 }
 
 /*
@@ -1655,10 +1710,26 @@ engine_sql_attempt_failed(EngineRun *run, const char *step, TimestampTz started_
 void
 engine_lease_expired(EngineRun *run, const char *step, const char *worker)
 {
+	StepDef    *def = engine_step_def(run->name, run->version, step);
+	bool		timed_out = false;
 	StringInfoData e;
 
+	/* the lease ran to the end of the attempt: its timeout, not a lost worker */
+	if (def->found && def->kind == KIND_EXTERNAL && !def->timeout_isnull)
+	{
+		Datum		values[3] = {run->id, CStringGetTextDatum(step), def->timeout};
+
+		if (engine_stmt(S_LEASE_TIMED_OUT, &run->leaves, values, NULL) == 1)
+			timed_out = engine_col_bool("timed_out");
+		engine_rows_done();
+	}
+
 	initStringInfo(&e);
-	appendStringInfoString(&e, "{\"message\": \"lease expired\", \"worker\": ");
+	if (timed_out)
+		appendStringInfo(&e, "{\"message\": \"timed out\", \"timeout\": %s, \"worker\": ",
+						 json_interval(def->timeout));
+	else
+		appendStringInfoString(&e, "{\"message\": \"lease expired\", \"worker\": ");
 	if (worker)
 		escape_json(&e, worker);
 	else
@@ -1706,8 +1777,35 @@ engine_fire_timer(EngineRun *run, const char *step)
 	if (def->kind == KIND_SLEEP)
 	{
 		char	   *now = json_time(GetCurrentTransactionStartTimestamp());
+		bool		timed_out = false;
+		char	   *until = NULL;
 
-		engine_step_succeeded(run, step, jsonb_from_cstring(psprintf("{\"slept_until\": %s}", now)), false);
+		/*
+		 * An "until" later than its timeout allows (a "duration" is at most
+		 * the timeout: define_workflow checks).
+		 */
+		if (!def->timeout_isnull && def->duration_isnull)
+		{
+			Datum		t[3] = {run->id, values[1], def->timeout};
+
+			if (engine_stmt(S_SLEEP_TIMED_OUT, &run->leaves, t, NULL) == 1)
+			{
+				bool		isnull;
+				Datum		u;
+
+				timed_out = engine_col_bool("timed_out");
+				u = engine_col("until", &isnull);
+				until = json_text(u, isnull);
+			}
+			engine_rows_done();
+		}
+		if (timed_out)
+			engine_attempt_failed(run, step,
+								  jsonb_from_cstring(psprintf("{\"message\": \"timed out\", \"timeout\": %s, \"until\": %s}",
+															  json_interval(def->timeout), until)),
+								  false, (Datum) 0, true);
+		else
+			engine_step_succeeded(run, step, jsonb_from_cstring(psprintf("{\"slept_until\": %s}", now)), false);
 	}
 	else if (def->kind == KIND_WAIT)
 	{

@@ -117,7 +117,7 @@ typedef struct StepDef
 	Datum		duration;		/* interval */
 	bool		duration_isnull;
 	char	   *signal;
-	Datum		timeout;		/* interval: a wait's limit */
+	Datum		timeout;		/* interval: the step's "timeout" */
 	bool		timeout_isnull;
 	/* retries */
 	int32		max_attempts;
@@ -151,6 +151,8 @@ typedef enum Stmt
 	S_TAKE_LEASED,
 	S_STEP_CLAIMED,
 	S_LEASE,
+	S_EXTEND_LEASE,
+	S_LEASE_TIMED_OUT,
 	S_STEP_DEF,
 	S_RUN_STARTED,
 	S_EMIT,
@@ -188,6 +190,7 @@ typedef enum Stmt
 	S_CONDITION,
 	S_UNTIL,
 	S_DUE_AFTER,
+	S_SLEEP_TIMED_OUT,
 	S_FIRST_SIGNAL,
 	S_STEP_ATTEMPTS,
 	S_STEP_STATE,
@@ -258,7 +261,9 @@ extern int32 engine_step_started(EngineRun *run, const char *step, const char *w
 extern int64 engine_step_started_event(EngineRun *run, const char *step, int32 attempt,
 									   const char *worker);
 extern int32 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
-								 Datum lease_token, Datum lease, Datum *input, bool *input_isnull);
+								 Datum lease_token, Datum lease, Datum *input, bool *input_isnull,
+								 TimestampTz *attempt_end);
+extern void engine_extend_lease(EngineRun *run, const char *step, Datum lease, bool lease_isnull);
 extern bool engine_take_leased(EngineRun *run, const char *step, Datum lease_token);
 extern void engine_defer_step_started(EngineRun *run, const char *step, int32 attempt);
 extern bool engine_take_deferred_start(void);

@@ -39,6 +39,7 @@ PG_FUNCTION_INFO_V1(orchestrator_attempt_failed);
 PG_FUNCTION_INFO_V1(orchestrator_run_finish);
 PG_FUNCTION_INFO_V1(orchestrator_enqueue);
 PG_FUNCTION_INFO_V1(orchestrator_lease_expired);
+PG_FUNCTION_INFO_V1(orchestrator_extend_lease);
 PG_FUNCTION_INFO_V1(orchestrator_sql_attempt_lost);
 PG_FUNCTION_INFO_V1(orchestrator_dispatch);
 
@@ -265,6 +266,27 @@ orchestrator_lease_expired(PG_FUNCTION_ARGS)
 	bool		isnull;
 
 	call_unit(fcinfo, 2, lease_expired_work, &isnull);
+	PG_RETURN_VOID();
+}
+
+/* _extend_lease(run_id, step, lease): heartbeat_step, its token checked */
+static void
+extend_lease_work(void *arg)
+{
+	Call	   *c = arg;
+	FunctionCallInfo fcinfo = c->fcinfo;
+
+	read_run(c);
+	engine_extend_lease(&c->run, arg_text(fcinfo, 1), PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
+						PG_ARGISNULL(2));
+}
+
+Datum
+orchestrator_extend_lease(PG_FUNCTION_ARGS)
+{
+	bool		isnull;
+
+	call_unit(fcinfo, 2, extend_lease_work, &isnull);
 	PG_RETURN_VOID();
 }
 

@@ -83,14 +83,30 @@ static const StmtDef stmts[S_COUNT] = {
 		"DELETE FROM orchestrator.work_queue"
 		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()",
 	3, {UUIDOID, TEXTOID, UUIDOID}},
+	/* the attempt ends at started_at + the step's timeout ($4; NULL: none) */
 	[S_STEP_CLAIMED] = {
 		"UPDATE @steps@ SET status = 'running', attempt = attempt + 1, started_at = clock_timestamp(), worker = $3"
-		" WHERE run_id = $1 AND step = $2 RETURNING attempt, input",
-	3, {UUIDOID, TEXTOID, TEXTOID}},
+		" WHERE run_id = $1 AND step = $2 RETURNING attempt, input, started_at + $4 AS attempt_end",
+	4, {UUIDOID, TEXTOID, TEXTOID, INTERVALOID}},
+	/* a lease never outlasts its attempt's end ($6; NULL: none) */
 	[S_LEASE] = {
-		"UPDATE orchestrator.work_queue SET lease_token = $3, lease = $4, worker = $5, available_at = now() + $4"
+		"UPDATE orchestrator.work_queue SET lease_token = $3, lease = $4, worker = $5,"
+		" available_at = least(now() + $4, $6)"
 		" WHERE run_id = $1 AND step = $2",
-	5, {UUIDOID, TEXTOID, UUIDOID, INTERVALOID, TEXTOID}},
+	6, {UUIDOID, TEXTOID, UUIDOID, INTERVALOID, TEXTOID, TIMESTAMPTZOID}},
+	/* heartbeat_step: a new expiry, by a new length ($3) or the lease's own */
+	[S_EXTEND_LEASE] = {
+		"UPDATE orchestrator.work_queue w SET lease = coalesce($3, w.lease),"
+		" available_at = least(now() + coalesce($3, w.lease),"
+		"   (SELECT s.started_at + $4 FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2))"
+		" WHERE w.run_id = $1 AND w.step = $2",
+	4, {UUIDOID, TEXTOID, INTERVALOID, INTERVALOID}},
+	/* an expired lease that was the end of its attempt (timeout $3) */
+	[S_LEASE_TIMED_OUT] = {
+		"SELECT s.started_at + $3 <= w.available_at AS timed_out"
+		" FROM @steps@ s JOIN orchestrator.work_queue w ON w.run_id = s.run_id AND w.step = s.step"
+		" WHERE s.run_id = $1 AND s.step = $2",
+	3, {UUIDOID, TEXTOID, INTERVALOID}},
 
 	/* a step's definition (defcache.c) */
 	[S_STEP_DEF] = {
@@ -339,6 +355,11 @@ static const StmtDef stmts[S_COUNT] = {
 		"SELECT ($1 #>> '{}')::timestamptz AS due", 1, {JSONBOID}},
 	[S_DUE_AFTER] = {
 		"SELECT clock_timestamp() + $1 AS due", 1, {INTERVALOID}},
+	/* a sleep whose end (its input's "until") comes after its timeout ($3) */
+	[S_SLEEP_TIMED_OUT] = {
+		"SELECT coalesce((input ->> 'until')::timestamptz > started_at + $3, false) AS timed_out,"
+		" input -> 'until' AS until FROM @steps@ WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, INTERVALOID}},
 	[S_FIRST_SIGNAL] = {
 		"SELECT g.payload FROM orchestrator.signals g WHERE g.run_id = $1 AND g.name = $2 ORDER BY g.id LIMIT 1",
 	2, {UUIDOID, TEXTOID}},

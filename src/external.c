@@ -79,6 +79,8 @@ claim_external_work(void *arg)
 		bool		nulls[8] = {false, false, false, false, false, false, false, false};
 		Datum		token;
 		int32		attempt;
+		TimestampTz deadline = DatumGetTimestampTz(a->lease_end);
+		TimestampTz attempt_end;
 
 		/* a run another transaction holds is left for the next claim */
 		if (!engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
@@ -90,16 +92,19 @@ claim_external_work(void *arg)
 		}
 		token = random_uuid();
 		attempt = engine_step_claimed(&run, c->step, a->worker, token, a->lease,
-									  &values[4], &nulls[4]);
+									  &values[4], &nulls[4], &attempt_end);
 
 		values[0] = run.id;
 		values[1] = CStringGetTextDatum(c->step);
 		values[2] = Int32GetDatum(attempt);
 		values[3] = token;
 		values[5] = CStringGetTextDatum(run.name);
-		/* least(now() + lease, the run's deadline) */
-		values[6] = run.has_deadline && run.deadline < DatumGetTimestampTz(a->lease_end)
-			? TimestampTzGetDatum(run.deadline) : a->lease_end;
+		/* least(now() + lease, the end of the attempt, the run's deadline) */
+		if (attempt_end < deadline)
+			deadline = attempt_end;
+		if (run.has_deadline && run.deadline < deadline)
+			deadline = run.deadline;
+		values[6] = TimestampTzGetDatum(deadline);
 		/* the attempt's span in the run's trace, for the worker to continue */
 		values[7] = CStringGetTextDatum(engine_traceparent(&run, c->step, attempt));
 		tuplestore_putvalues(a->rsinfo->setResult, a->rsinfo->setDesc, values, nulls);

@@ -3,9 +3,12 @@
  * guc.c
  *	  Configuration parameters (orchestrator.*) of the orchestrator extension.
  *
- * The worker settings are read by the C code; the interval, retention and
- * partition settings are read by the SQL functions with current_setting()
- * and are only validated here.
+ * The worker settings are read by the C code; the retention, partition and
+ * HTTP settings are read by the SQL functions with current_setting().
+ * Settings that are a time or a size are integers with a unit (GUC_UNIT_MS,
+ * GUC_UNIT_S, GUC_UNIT_KB), so PostgreSQL parses, bounds and shows them; a
+ * time's text ("5min", "90d", "300ms") is also a valid interval, which is how
+ * the SQL functions read it.  Only webhook_retry_schedule, a list, is text.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,8 +29,8 @@ char	   *orchestrator_database = NULL;
 int			orchestrator_workers = 2;
 int			orchestrator_batch_size = 64;
 int			orchestrator_poll_interval = 1000;
-char	   *orchestrator_default_lease = NULL;
-char	   *orchestrator_default_step_timeout = NULL;
+int			orchestrator_default_lease = 5 * 60 * 1000;
+int			orchestrator_default_step_timeout = 60 * 1000;
 int			orchestrator_max_step_timeout = 3600 * 1000;
 int			orchestrator_relay_queue_size = 16384;
 int			orchestrator_notify_queue_max_usage = 50;
@@ -48,9 +51,9 @@ int			orchestrator_http_max_concurrency = 100;
 int			orchestrator_http_max_host_connections = 0;
 int			orchestrator_http_max_response_size = 1024;
 int			orchestrator_http_breaker_threshold = 5;
-char	   *orchestrator_http_breaker_cooldown = NULL;
+int			orchestrator_http_breaker_cooldown = 30 * 1000;
 char	   *orchestrator_webhook_retry_schedule = NULL;
-char	   *orchestrator_retention = NULL;
+int			orchestrator_retention = 90 * 24 * 3600;
 int			orchestrator_archive_mode = ORCHESTRATOR_ARCHIVE_DROP;
 int			orchestrator_partitions_ahead = 7;
 bool		orchestrator_restoring = false;
@@ -69,7 +72,7 @@ static const struct config_enum_entry archive_mode_options[] = {
 /*
  * parse_positive_interval
  *		Parse an interval literal without throwing; true when it is valid and
- *		greater than zero.
+ *		greater than zero (an item of orchestrator.webhook_retry_schedule).
  *
  * GUC check hooks must not raise errors, so this follows interval_in() with
  * the datetime routines that report failure by return code.
@@ -111,21 +114,6 @@ parse_positive_interval(const char *str)
 	if (span.month < 0 || span.day < 0 || span.time < 0)
 		return false;
 	return span.month > 0 || span.day > 0 || span.time > 0;
-}
-
-/*
- * check_positive_interval
- *		GUC check hook for the interval settings.
- */
-static bool
-check_positive_interval(char **newval, void **extra, GucSource source)
-{
-	if (parse_positive_interval(*newval))
-		return true;
-
-	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
-	GUC_check_errdetail("The value must be a positive interval such as '5 minutes'.");
-	return false;
 }
 
 /*
@@ -229,23 +217,25 @@ orchestrator_define_gucs(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("orchestrator.default_lease",
-							   "Default lease of a claimed external step.",
-							   NULL,
-							   &orchestrator_default_lease,
-							   "5 minutes",
-							   PGC_USERSET,
-							   0,
-							   check_positive_interval, NULL, NULL);
+	DefineCustomIntVariable("orchestrator.default_lease",
+							"Default lease of a claimed external step.",
+							"claim_steps() uses it when its lease argument is NULL.",
+							&orchestrator_default_lease,
+							5 * 60 * 1000,
+							1000, 24 * 3600 * 1000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("orchestrator.default_step_timeout",
-							   "Default timeout of one attempt of a step.",
-							   NULL,
-							   &orchestrator_default_step_timeout,
-							   "1 minute",
-							   PGC_USERSET,
-							   0,
-							   check_positive_interval, NULL, NULL);
+	DefineCustomIntVariable("orchestrator.default_step_timeout",
+							"Default timeout of one attempt of a sql or http step.",
+							"Steps with a \"timeout\" of their own use that; external, sleep and wait steps without one have none.",
+							&orchestrator_default_step_timeout,
+							60 * 1000,
+							1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("orchestrator.max_step_timeout",
 							"Longest time one attempt of a step may take.",
@@ -397,14 +387,15 @@ orchestrator_define_gucs(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("orchestrator.retention",
-							   "How long finished runs are kept, counted from their completion.",
-							   "orchestrator.maintain() removes runs that finished longer ago, with their steps and events.",
-							   &orchestrator_retention,
-							   "90 days",
-							   PGC_SUSET,
-							   0,
-							   check_positive_interval, NULL, NULL);
+	DefineCustomIntVariable("orchestrator.retention",
+							"How long finished runs are kept, counted from their completion.",
+							"orchestrator.maintain() removes runs that finished longer ago, with their steps and events.",
+							&orchestrator_retention,
+							90 * 24 * 3600,
+							1, INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("orchestrator.archive_mode",
 							 "What orchestrator.maintain() does with a partition whose runs have all expired.",
@@ -492,14 +483,15 @@ orchestrator_define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("orchestrator.http_breaker_cooldown",
-							   "How long an open circuit breaker waits before one probe request.",
-							   NULL,
-							   &orchestrator_http_breaker_cooldown,
-							   "30 seconds",
-							   PGC_SIGHUP,
-							   0,
-							   check_positive_interval, NULL, NULL);
+	DefineCustomIntVariable("orchestrator.http_breaker_cooldown",
+							"How long an open circuit breaker waits before one probe request.",
+							NULL,
+							&orchestrator_http_breaker_cooldown,
+							30 * 1000,
+							1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("orchestrator.webhook_retry_schedule",
 							   "Delays before the second, third, ... attempt of a webhook delivery.",
@@ -549,33 +541,4 @@ orchestrator_define_gucs(void)
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("orchestrator");
-}
-
-/*
- * orchestrator_default_step_timeout_ms
- *		orchestrator.default_step_timeout in milliseconds (1 to INT_MAX), as
- *		extract(epoch FROM ...) counts an interval; parsed again only when the
- *		setting changes.
- */
-int
-orchestrator_default_step_timeout_ms(void)
-{
-	static char *parsed = NULL;
-	static int	ms = 60000;
-
-	if (parsed == NULL || strcmp(parsed, orchestrator_default_step_timeout) != 0)
-	{
-		Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
-															   CStringGetDatum(orchestrator_default_step_timeout),
-															   ObjectIdGetDatum(InvalidOid),
-															   Int32GetDatum(-1)));
-		double		total = iv->time / 1000.0 +
-			((double) iv->day * SECS_PER_DAY + (double) iv->month * DAYS_PER_MONTH * SECS_PER_DAY) * 1000.0;
-
-		ms = total < 1 ? 1 : total > INT_MAX ? INT_MAX : (int) total;
-		if (parsed)
-			pfree(parsed);
-		parsed = MemoryContextStrdup(TopMemoryContext, orchestrator_default_step_timeout);
-	}
-	return ms;
 }

@@ -15,8 +15,8 @@ extern char *orchestrator_database;
 extern int	orchestrator_workers;
 extern int	orchestrator_batch_size;
 extern int	orchestrator_poll_interval;
-extern char *orchestrator_default_lease;
-extern char *orchestrator_default_step_timeout;
+extern int	orchestrator_default_lease;
+extern int	orchestrator_default_step_timeout;
 extern int	orchestrator_max_step_timeout;
 extern int	orchestrator_relay_queue_size;
 extern int	orchestrator_notify_queue_max_usage;
@@ -37,14 +37,14 @@ extern int	orchestrator_http_max_concurrency;
 extern int	orchestrator_http_max_host_connections;
 extern int	orchestrator_http_max_response_size;
 extern int	orchestrator_http_breaker_threshold;
-extern char *orchestrator_http_breaker_cooldown;
+extern int	orchestrator_http_breaker_cooldown;
 extern char *orchestrator_webhook_retry_schedule;
 
 /* Values of orchestrator.archive_mode. */
 #define ORCHESTRATOR_ARCHIVE_DROP	0
 #define ORCHESTRATOR_ARCHIVE_DETACH	1
 
-extern char *orchestrator_retention;
+extern int	orchestrator_retention;
 extern int	orchestrator_archive_mode;
 extern int	orchestrator_partitions_ahead;
 extern bool orchestrator_restoring;
@@ -58,6 +58,5 @@ extern char *orchestrator_otlp_endpoint;
 extern int	orchestrator_otlp_queue_size;
 
 extern void orchestrator_define_gucs(void);
-extern int	orchestrator_default_step_timeout_ms(void);
 
 #endif							/* ORCHESTRATOR_GUC_H */

@@ -63,7 +63,7 @@ run_statement(void *arg)
 	st->result = orchestrator_execute_sql_step(st->owner, st->def->sql, st->nargs, st->args,
 											   st->argnulls,
 											   st->def->timeout_ms > 0 ? st->def->timeout_ms
-											   : orchestrator_default_step_timeout_ms(),
+											   : orchestrator_default_step_timeout,
 											   &st->result_isnull);
 }
 

@@ -353,7 +353,12 @@ BEGIN
 				PERFORM orchestrator._spec_error(wf, format('%s: a sleep step takes exactly one of "duration" or "until"', what));
 			END IF;
 			IF s ? 'duration' THEN
-				PERFORM orchestrator._spec_interval(wf, what || '.duration', s -> 'duration');
+				-- a sleep longer than its timeout would always time out
+				IF orchestrator._spec_interval(wf, what || '.duration', s -> 'duration') > row.timeout THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: "duration" %s is longer than its "timeout" %s, so the sleep could never end',
+															   what, s -> 'duration', s -> 'timeout'),
+						'A sleep with a "timeout" fails when it would end after it; give a "duration" at most the timeout, or drop the timeout.');
+				END IF;
 			ELSIF jsonb_typeof(s -> 'until') = 'string' THEN
 				BEGIN
 					PERFORM (s ->> 'until')::timestamptz;

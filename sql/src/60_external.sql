@@ -180,8 +180,15 @@ BEGIN
 END
 $$;
 
+-- A claimed step's lease runs on from now, by its length or a new one, but
+-- never past the end of its attempt ("timeout" after the claim).  Internal.
+CREATE FUNCTION orchestrator._extend_lease(run_id uuid, step text, lease interval)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_extend_lease';
+
 -- Extend a claimed step's lease: by its length, or by a new length from now
--- on; progress (when not NULL) is kept on the step and appended as event
+-- on (never past the end of the attempt: the step's timeout); progress (when not NULL) is kept on the step and appended as event
 -- step.progress.
 CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid,
 												 lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
@@ -202,10 +209,8 @@ BEGIN
 	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
 		RETURN false;
 	END IF;
-	UPDATE orchestrator.work_queue w
-		SET lease = coalesce(_api_heartbeat_step.lease, w.lease),
-			available_at = now() + coalesce(_api_heartbeat_step.lease, w.lease)
-		WHERE w.run_id = _api_heartbeat_step.run_id AND w.step = _api_heartbeat_step.step;
+	-- In C: never past the end of the attempt (the step's timeout).
+	PERFORM orchestrator._extend_lease(run_id, step, lease);
 	IF progress IS NOT NULL THEN
 		UPDATE orchestrator.workflow_steps s SET progress = _api_heartbeat_step.progress
 			WHERE s.run_id = _api_heartbeat_step.run_id AND s.step = _api_heartbeat_step.step

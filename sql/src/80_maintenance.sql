@@ -308,7 +308,23 @@ DECLARE
 	rolled     date[] := '{}';
 	rerolled   date[] := '{}';
 	sessions_purged bigint;
+	unread     record;
 BEGIN
+	-- 0.3 wrote orchestrator.retention as interval text ('90 days'); the
+	-- integer setting refuses that spelling, and the server then starts with
+	-- the default (90d), a warning in its log the only sign.  Retiring runs
+	-- by a retention nobody chose could delete history meant to be kept, so
+	-- maintain() refuses until the configuration is spelled anew.
+	SELECT f.sourcefile, f.sourceline, f.setting, f.error INTO unread
+		FROM pg_catalog.pg_file_settings f
+		WHERE f.name = 'orchestrator.retention'
+		ORDER BY f.seqno DESC LIMIT 1;
+	IF unread.error IS NOT NULL THEN
+		RAISE EXCEPTION USING MESSAGE = format('orchestrator.retention = %L in %s line %s is not a valid setting', unread.setting, unread.sourcefile, unread.sourceline),
+				  ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The server uses %s instead, so maintain() retires nothing until it is fixed.', current_setting('orchestrator.retention')),
+				  HINT = 'Since 0.4 the retention is an integer with a unit: write ''90d'', ''2160h'' or ''7776000s'' (not ''90 days''), then reload.';
+	END IF;
 	IF max_runs IS NULL OR max_runs < 1 THEN
 		RAISE EXCEPTION 'max_runs must be a positive integer' USING ERRCODE = 'invalid_parameter_value',
 			DETAIL = format('Got %s.', coalesce(max_runs::text, 'NULL')),

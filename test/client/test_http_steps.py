@@ -52,7 +52,7 @@ ALLOWED = "127.0.0.1:%d, 127.0.0.1:%d" % (SINK, SINK2)
 SETTINGS = """
 orchestrator.http_allowed_hosts = '%s'
 orchestrator.http_breaker_threshold = 3
-orchestrator.http_breaker_cooldown = '2 seconds'
+orchestrator.http_breaker_cooldown = '2s'
 orchestrator.webhook_retry_schedule = '1 second, 1 second, 1 second'
 orchestrator.poll_interval = 200
 """ % ALLOWED

@@ -6,6 +6,19 @@ SHOW orchestrator.partitions_ahead;
 -- Bad settings and arguments are refused.
 SELECT try('SET orchestrator.retention = ''-1 day''') AS negative_retention;
 SELECT try('SET orchestrator.retention = ''soon''') AS bad_retention;
+-- 0.3 spelled it as an interval; now an integer with a unit, refused by PostgreSQL itself.
+SELECT try('SET orchestrator.retention = ''90 days''') AS interval_spelling;
+SET orchestrator.retention = '2160h';
+SHOW orchestrator.retention;
+RESET orchestrator.retention;
+-- Every setting with a time or size meaning is an integer with a unit; text
+-- settings are names, paths, lists and URLs.
+SELECT name, unit, min_val, max_val FROM pg_settings
+WHERE name IN ('orchestrator.default_lease', 'orchestrator.default_step_timeout', 'orchestrator.retention',
+			   'orchestrator.http_breaker_cooldown', 'orchestrator.max_step_timeout', 'orchestrator.health_max_ready_age')
+ORDER BY name;
+SELECT string_agg(name, ', ' ORDER BY name) AS text_settings FROM pg_settings
+WHERE name LIKE 'orchestrator.%' AND vartype = 'string';
 SELECT try('SET orchestrator.archive_mode = ''zip''') AS bad_mode;
 SELECT try('SET orchestrator.partitions_ahead = 0') AS no_days_ahead;
 SELECT try('SELECT orchestrator.maintain(0)') AS zero_batch;
@@ -101,7 +114,7 @@ SELECT fake_run('c110', days_ago(110), days_ago(109)) IS NOT NULL,
        fake_run('today', now() - interval '3 hours', now() - interval '2 hours') IS NOT NULL,
        fake_run('today_recent', now() - interval '3 hours' + interval '1 second', now() - interval '10 minutes') IS NOT NULL;
 SET orchestrator.archive_mode = 'detach';
-SET orchestrator.retention = '1 hour';
+SET orchestrator.retention = '1h';
 SELECT r -> 'runs_deleted' AS deleted, r -> 'more' AS more,
        (SELECT jsonb_agg(jsonb_build_object('days_ago', (now() AT TIME ZONE 'UTC')::date - (x ->> 'day')::date,
 			'runs', x -> 'runs', 'action', x -> 'action')) FROM jsonb_array_elements(r -> 'partitions_retired') x
