@@ -15,6 +15,8 @@ DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrol
 DROP FUNCTION orchestrator._validate_spec(text, jsonb);
 DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
 DROP FUNCTION orchestrator._def_step(orchestrator.workflow_runs, text);
+DROP FUNCTION orchestrator._try_lock_run(uuid);
+DROP FUNCTION orchestrator._claim(text, integer);
 DROP FUNCTION orchestrator._enqueue(orchestrator.workflow_runs, text, text, timestamptz);
 DROP FUNCTION orchestrator._step_started(orchestrator.workflow_runs, text, text);
 DROP FUNCTION orchestrator._step_ready(orchestrator.workflow_runs, text);
@@ -834,8 +836,8 @@ BEGIN
 		max_steps := least(max_steps, lim - running);
 	END IF;
 
-	-- The claim itself is in C (external.c, as _claim() and
-	-- _step_started() would do it): a step of a run that another
+	-- The claim itself is in C (external.c, with engine_claim() and
+	-- engine_step_claimed()): a step of a run that another
 	-- transaction holds is left for the next claim.
 	-- Only steps of workflows the caller may work; others' rows are not
 	-- even locked.
@@ -915,113 +917,6 @@ AS 'MODULE_PATHNAME', 'orchestrator_sql_attempt_lost';
 CREATE FUNCTION orchestrator._dispatch(max_steps integer, OUT processed integer, OUT next_wake timestamptz)
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_dispatch';
-
-CREATE FUNCTION orchestrator._http_claim(max_items integer, worker text, recover boolean,
-	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
-	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
-RETURNS SETOF record
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	q      record;
-	own    regrole;
-	tid    text;
-	tpar   text;
-	req    jsonb;
-	hdrs   jsonb;
-	why    text;
-	host   text;
-	wait   timestamptz;
-	tmo    interval;
-	margin interval := interval '30 seconds';
-	n      integer;
-	taken  integer := 0;
-	guard  boolean;
-	keys   text[];
-BEGIN
-	IF recover THEN
-		UPDATE orchestrator.work_queue w SET available_at = now()
-			WHERE w.queue = '@http' AND w.lease_token IS NOT NULL AND w.available_at > now()
-			  AND w.worker LIKE 'http:%'
-			  AND w.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
-										 WHERE s.pid IS NOT NULL));
-	END IF;
-
-	-- Breakers are looked at only while one is not closed (usually never).
-	guard := EXISTS (SELECT 1 FROM orchestrator.http_circuits c WHERE c.state <> 'closed');
-
-	-- A lease left by a dispatcher that died or lost track is a lost
-	-- attempt (see _claim).
-	FOR q IN SELECT * FROM orchestrator._claim('@http', max_items) LOOP
-		SELECT i.owner, i.request, i.timeout, i.trace_id, i.trace_parent INTO own, req, tmo, tid, tpar
-			FROM orchestrator._http_step_info(q.run_id, q.step) i;
-		tmo := coalesce(tmo, current_setting('orchestrator.default_step_timeout')::interval);
-
-		hdrs := coalesce(nullif(req -> 'headers', 'null'), '{}');
-		why := CASE WHEN jsonb_typeof(req -> 'url') IS DISTINCT FROM 'string'
-					THEN format('invalid: the rendered url is %s, not a string', coalesce(req -> 'url', 'null'))
-					WHEN jsonb_typeof(hdrs) <> 'object'
-					THEN format('invalid: the rendered headers are %s, not an object', left(hdrs::text, 200))
-					ELSE orchestrator._http_check_url(req ->> 'url') END;
-		IF why IS NULL AND guard THEN
-			host := orchestrator._http_url_host(req ->> 'url');
-			wait := orchestrator._http_circuit_admit(own, host, tmo + margin);
-			IF wait IS NOT NULL THEN
-				-- the host's circuit is open: wait without counting an attempt
-				UPDATE orchestrator.work_queue w SET available_at = wait, worker = orchestrator._http_circuit_tag(own, host)
-					WHERE w.run_id = q.run_id AND w.step = q.step;
-				CONTINUE;
-			END IF;
-		END IF;
-
-		n := orchestrator._step_started(q.run_id, q.step, worker);
-		IF why IS NOT NULL THEN
-			-- never sent: not retryable
-			PERFORM orchestrator._attempt_failed(q.run_id, q.step, jsonb_build_object(
-				'message', substr(why, strpos(why, ':') + 2), 'kind', left(why, strpos(why, ':') - 1),
-				'url', req -> 'url'), false);
-			CONTINUE;
-		END IF;
-
-		token := gen_random_uuid();
-		UPDATE orchestrator.work_queue w
-			SET lease_token = token, lease = tmo + margin, worker = _http_claim.worker,
-				available_at = now() + tmo + margin
-			WHERE w.run_id = q.run_id AND w.step = q.step;
-		kind := 'step';
-		run_id := q.run_id;
-		step := q.step;
-		id := NULL;
-		method := coalesce(req ->> 'method', 'GET');
-		url := req ->> 'url';
-		IF hdrs = '{}' THEN
-			headers := '{}';
-			keys := '{}';
-		ELSE
-			headers := ARRAY(SELECT h.key || ': ' || coalesce(h.value #>> '{}', '') FROM jsonb_each(hdrs) h);
-			keys := ARRAY(SELECT lower(k) FROM jsonb_object_keys(hdrs) k);
-		END IF;
-		-- the same key on every attempt, so receivers can de-duplicate
-		IF NOT 'idempotency-key' = ANY (keys) THEN
-			headers := headers || ('Idempotency-Key: ' || q.run_id || '/' || q.step);
-		END IF;
-		-- W3C trace context: the run's trace, the span of this attempt
-		IF NOT 'traceparent' = ANY (keys) THEN
-			headers := headers || ('traceparent: ' || orchestrator._traceparent(q.run_id, tid, tpar, q.step, n));
-		END IF;
-		body := CASE WHEN req ? 'body' AND method NOT IN ('GET', 'HEAD') THEN (req -> 'body')::text END;
-		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
-		sign_key := NULL;
-		RETURN NEXT;
-		taken := taken + 1;
-	END LOOP;
-
-	IF taken < max_items THEN
-		RETURN QUERY SELECT * FROM orchestrator._webhook_claim(max_items - taken, worker, recover);
-	END IF;
-END
-$$;
 
 CREATE FUNCTION orchestrator._http_step_info(run_id uuid, step text,
 	OUT owner regrole, OUT request jsonb, OUT timeout interval, OUT trace_id text, OUT trace_parent text)

@@ -208,6 +208,10 @@ typedef enum Stmt
 	S_STEP_RESULTS,
 	S_RUN_FINISH,
 	S_HTTP_LEASE,
+	S_HTTP_RECOVER,
+	S_HTTP_CIRCUITS_OPEN,
+	S_HTTP_CIRCUIT_ADMIT,
+	S_HTTP_CIRCUIT_WAIT,
 	S_HTTP_STEP,
 	S_STEP_INPUT,
 	S_RETRY_AFTER,
@@ -281,6 +285,9 @@ extern void engine_step_done(EngineRun *run, StepDef *def);
  */
 typedef bool (*EngineChainHook) (EngineRun *run, const char *step, int32 attempt);
 extern void engine_set_chain_hook(EngineChainHook hook);
+
+/* A fresh version 4 UUID (a lease token), in external.c. */
+extern Datum engine_random_uuid(void);
 extern void engine_step_succeeded(EngineRun *run, const char *step, Datum result, bool result_isnull);
 extern void engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retryable,
 								  Datum retry_after, bool retry_after_isnull);

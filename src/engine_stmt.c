@@ -438,6 +438,26 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()"
 		" FOR UPDATE",
 	3, {UUIDOID, TEXTOID, UUIDOID}},
+	/* the HTTP claim (http_claim.c): leases of dispatchers gone expire now */
+	[S_HTTP_RECOVER] = {
+		"UPDATE orchestrator.work_queue w SET available_at = now()"
+		" WHERE w.queue = '@http' AND w.lease_token IS NOT NULL AND w.available_at > now()"
+		" AND w.worker LIKE 'http:%'"
+		" AND w.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s"
+		"   WHERE s.pid IS NOT NULL))",
+	0, {0}},
+	[S_HTTP_CIRCUITS_OPEN] = {
+		"SELECT EXISTS (SELECT 1 FROM orchestrator.http_circuits c WHERE c.state <> 'closed') AS open",
+	0, {0}},
+	/* NULL when the host's circuit lets a request through, else when to look again */
+	[S_HTTP_CIRCUIT_ADMIT] = {
+		"SELECT orchestrator._http_circuit_admit($1::regrole, $2, $3) AS wait",
+	3, {OIDOID, TEXTOID, INTERVALOID}},
+	[S_HTTP_CIRCUIT_WAIT] = {
+		"UPDATE orchestrator.work_queue w SET available_at = $3,"
+		" worker = orchestrator._http_circuit_tag($4::regrole, $5)"
+		" WHERE w.run_id = $1 AND w.step = $2",
+	5, {UUIDOID, TEXTOID, TIMESTAMPTZOID, OIDOID, TEXTOID}},
 	[S_HTTP_STEP] = {
 		"SELECT attempt, input ->> 'url' AS url, EXISTS (SELECT 1 FROM orchestrator.http_circuits) AS circuits"
 		" FROM @steps@ WHERE run_id = $1 AND step = $2",

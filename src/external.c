@@ -30,9 +30,9 @@ PG_FUNCTION_INFO_V1(orchestrator_claim_external);
 PG_FUNCTION_INFO_V1(orchestrator_complete_step);
 PG_FUNCTION_INFO_V1(orchestrator_complete_steps);
 
-/* A fresh version 4 UUID: the lease token (as gen_random_uuid()). */
-static Datum
-random_uuid(void)
+/* A fresh version 4 UUID: the lease token (as gen_engine_random_uuid()). */
+Datum
+engine_random_uuid(void)
 {
 	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
 
@@ -90,7 +90,7 @@ claim_external_work(void *arg)
 			engine_lease_expired(&run, c->step, c->worker);
 			continue;
 		}
-		token = random_uuid();
+		token = engine_random_uuid();
 		attempt = engine_step_claimed(&run, c->step, a->worker, token, a->lease,
 									  &values[4], &nulls[4], &attempt_end);
 

@@ -6,8 +6,8 @@
  * A request goes through three phases, and libcurl runs only in the middle
  * one, outside any transaction:
  *
- *	1. claim (a short transaction): orchestrator._http_claim() takes due
- *	   '@http' queue rows and webhook deliveries, counts the attempt, gives
+ *	1. claim (a short transaction): http_claim.c takes due '@http' queue
+ *	   rows, then _webhook_claim() webhook deliveries; counts the attempt, gives
  *	   each a lease (timeout + margin) and returns the rendered requests;
  *	   the transaction commits before anything is sent;
  *	2. transfer: each request becomes an easy handle of this dispatcher's
@@ -80,7 +80,7 @@ typedef struct HttpRequest
 	dlist_node	node;
 	MemoryContext context;		/* everything below except curl's own */
 
-	/* what to send (from _http_claim) */
+	/* what to send (from http_claim.c, or _webhook_claim) */
 	bool		is_webhook;
 	pg_uuid_t	run_id;
 	char	   *step;
@@ -141,9 +141,9 @@ static int	applied_concurrency = -1;
 static bool fd_cap_logged = false;
 static int	applied_host_connections = -1;
 
-static const char *claim_query =
+static const char *webhook_claim_query =
 "SELECT kind, run_id, step, id, token, method, url, headers, body, timeout_ms, sign_key "
-"FROM orchestrator._http_claim($1, $2, $3)";
+"FROM orchestrator._webhook_claim($1, $2, $3)";
 
 static const char *next_wake_query =
 "SELECT orchestrator._http_next_wake()";
@@ -560,11 +560,37 @@ sign_delivery(HttpRequest *req, bytea *sealed, SecretError *err)
 	return true;
 }
 
+/* A new request, in a memory context of its own. */
+static HttpRequest *
+new_request(void)
+{
+	MemoryContext context = AllocSetContextCreate(TopMemoryContext, "orchestrator http request",
+												  ALLOCSET_SMALL_SIZES);
+	HttpRequest *req = MemoryContextAllocZero(context, sizeof(HttpRequest));
+
+	req->context = context;
+	return req;
+}
+
+/* A request is ready to send. */
+static void
+add_claimed(HttpRequest *req)
+{
+	MemoryContext old = MemoryContextSwitchTo(req->context);
+
+	initStringInfo(&req->response);
+	initStringInfo(&req->resp_headers);
+	MemoryContextSwitchTo(old);
+	dlist_push_tail(&claimed, &req->node);
+	n_claimed++;
+}
+
 /*
  * orchestrator_http_claim
- *		Claim up to max_items due requests; see _http_claim().  Runs in the
- *		caller's transaction; the requests wait in "claimed" until
- *		orchestrator_http_start_claimed() after the commit.
+ *		Claim up to max_items due requests: http steps (http_claim.c), then
+ *		webhook deliveries (_webhook_claim()).  Runs in the dispatcher's
+ *		transaction; the requests are started by
+ *		orchestrator_http_start_claimed() once it committed.
  */
 int
 orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
@@ -578,39 +604,56 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 	int			n;
 	int			sign_failures = 0;
 	SecretError first_error = {0};
+	HttpStepClaim *steps;
 
 	*has_next_wake = false;
 	snprintf(worker, sizeof(worker), "http:%d", MyProcPid);
-	values[0] = Int32GetDatum(max_items);
+
+	n = orchestrator_http_claim_steps(max_items, worker, recover, &steps);
+	for (int k = 0; k < n; k++)
+	{
+		HttpRequest *req = new_request();
+		MemoryContext old = MemoryContextSwitchTo(req->context);
+
+		req->run_id = steps[k].run_id;
+		req->step = pstrdup(steps[k].step);
+		req->token = steps[k].token;
+		req->method = pstrdup(steps[k].method);
+		req->url = pstrdup(steps[k].url);
+		req->headers = palloc0(sizeof(char *) * Max(steps[k].nheaders, 1));
+		for (int j = 0; j < steps[k].nheaders; j++)
+			req->headers[req->nheaders++] = pstrdup(steps[k].headers[j]);
+		req->body = steps[k].body ? pstrdup(steps[k].body) : NULL;
+		req->timeout_ms = steps[k].timeout_ms;
+		MemoryContextSwitchTo(old);
+		add_claimed(req);
+	}
+	if (n >= max_items)
+		return n;
+
+	values[0] = Int32GetDatum(max_items - n);
 	values[1] = CStringGetTextDatum(worker);
 	values[2] = BoolGetDatum(recover);
-
-	rc = SPI_execute_with_args(claim_query, 3, argtypes, values, NULL, false, 0);
+	rc = SPI_execute_with_args(webhook_claim_query, 3, argtypes, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not run orchestrator._http_claim(): %s",
+				 errmsg("could not run orchestrator._webhook_claim(): %s",
 						SPI_result_code_string(rc))));
 
-	n = (int) SPI_processed;
+	n += (int) SPI_processed;
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext context;
 		MemoryContext old;
-		HttpRequest *req;
-		char	   *kind;
+		HttpRequest *req = new_request();
 		bool		isnull;
 		Datum		d;
+		SecretError err;
 
-		context = AllocSetContextCreate(TopMemoryContext, "orchestrator http request",
-										ALLOCSET_SMALL_SIZES);
-		old = MemoryContextSwitchTo(context);
-		req = palloc0(sizeof(HttpRequest));
-		req->context = context;
-		kind = column_text(tuple, desc, 1);
-		req->is_webhook = kind != NULL && strcmp(kind, "webhook") == 0;
+		old = MemoryContextSwitchTo(req->context);
+		req->is_webhook = true;
 		column_uuid(tuple, desc, 2, &req->run_id);
 		req->step = column_text(tuple, desc, 3);
 		column_uuid(tuple, desc, 4, &req->id);
@@ -636,19 +679,10 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 		d = SPI_getbinval(tuple, desc, 10, &isnull);
 		req->timeout_ms = isnull ? 60000 : DatumGetInt32(d);
 		d = SPI_getbinval(tuple, desc, 11, &isnull);
-		if (req->is_webhook)
-		{
-			SecretError err;
-
-			if (!sign_delivery(req, isnull ? NULL : DatumGetByteaPP(d), &err) && sign_failures++ == 0)
-				first_error = err;
-		}
-		initStringInfo(&req->response);
-		initStringInfo(&req->resp_headers);
+		if (!sign_delivery(req, isnull ? NULL : DatumGetByteaPP(d), &err) && sign_failures++ == 0)
+			first_error = err;
 		MemoryContextSwitchTo(old);
-
-		dlist_push_tail(&claimed, &req->node);
-		n_claimed++;
+		add_claimed(req);
 	}
 
 	/* once per claim, not per delivery: a missing key file fails them all */

@@ -9,6 +9,7 @@
 #define ORCHESTRATOR_HTTP_H
 
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 /* Set up curl, the epoll set of its sockets and the wait event set. */
 extern void orchestrator_http_init(void);
@@ -21,6 +22,23 @@ extern int	orchestrator_http_in_flight(void);
 
 /* Finished requests whose outcome is not recorded yet. */
 extern int	orchestrator_http_done_count(void);
+
+/* An http step claimed, to send (http_claim.c). */
+typedef struct HttpStepClaim
+{
+	pg_uuid_t	run_id;
+	char	   *step;
+	pg_uuid_t	token;			/* its lease */
+	char	   *method;
+	char	   *url;
+	char	  **headers;		/* "Name: value" */
+	int			nheaders;
+	char	   *body;			/* NULL: none */
+	int			timeout_ms;
+} HttpStepClaim;
+
+extern int	orchestrator_http_claim_steps(int max_items, const char *worker, bool recover,
+										  HttpStepClaim **claims);
 
 /*
  * In a transaction: claim up to max_items due requests (lease, attempt

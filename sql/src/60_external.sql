@@ -90,8 +90,8 @@ BEGIN
 		max_steps := least(max_steps, lim - running);
 	END IF;
 
-	-- The claim itself is in C (external.c, as _claim() and
-	-- _step_started() would do it): a step of a run that another
+	-- The claim itself is in C (external.c, with engine_claim() and
+	-- engine_step_claimed()): a step of a run that another
 	-- transaction holds is left for the next claim.
 	-- Only steps of workflows the caller may work; others' rows are not
 	-- even locked.

@@ -225,7 +225,7 @@ BEGIN
 END
 $$;
 
--- Claim due deliveries (called by _http_claim after http steps).  sign_key
+-- Claim due deliveries (by the dispatchers' HTTP claim, after http steps).  sign_key
 -- is the webhook's sealed secret (its text as bytes): the dispatcher opens
 -- and uses it in C (src/http.c, sign_delivery), so no plain secret is ever
 -- a SQL value.

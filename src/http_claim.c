@@ -1,0 +1,341 @@
+/*-------------------------------------------------------------------------
+ *
+ * http_claim.c
+ *	  The claim of due http steps: each becomes a request to send.
+ *
+ * A dispatcher's HTTP turn (http.c) claims in one short transaction: rows of
+ * the '@http' queue in index order, skipping locked ones, then their runs,
+ * skipping locked ones (nobody waits).  For each step the request is read
+ * from the step's rendered input and checked (a URL that is not http(s) or
+ * not allowed fails the attempt at once, not retryable), its host's circuit
+ * breaker is asked (an open circuit moves the row to later without counting
+ * an attempt), the attempt starts, and the queue row gets a lease for the
+ * step's timeout plus a margin, held by "http:<pid>".  A lease left by a
+ * dispatcher that died is a lost attempt (engine_lease_expired); with
+ * "recover" (a dispatcher's first claim) the leases of dispatchers that no
+ * longer run expire at once.  Nothing is sent here: the caller commits
+ * first.  Webhook deliveries are claimed afterwards by _webhook_claim().
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "engine.h"
+#include "guc.h"
+#include "http.h"
+
+/* a request's lease: its timeout plus this, to answer and be recorded */
+#define HTTP_LEASE_MARGIN_MS	30000
+
+typedef struct ClaimArgs
+{
+	MemoryContext caller_context;	/* where the claims go */
+	int			max_items;
+	const char *worker;
+	bool		recover;
+	HttpStepClaim *claims;
+	int			n;
+} ClaimArgs;
+
+/* The value of key in a jsonb object, or NULL. */
+static JsonbValue *
+object_value(Jsonb *jb, const char *key)
+{
+	if (jb == NULL || !JB_ROOT_IS_OBJECT(jb))
+		return NULL;
+	return getKeyJsonValueFromContainer(&jb->root, key, strlen(key), NULL);
+}
+
+/* A JSON value as JSON text. */
+static char *
+json_text(JsonbValue *v)
+{
+	return JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0);
+}
+
+/* A JSON value as text (#>> '{}'): a string as is, null as "", else JSON. */
+static char *
+json_value_text(JsonbValue *v)
+{
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNull)
+		return pstrdup("");
+	return json_text(v);
+}
+
+/* ms in an interval, at least 1 (0: none) */
+static int
+interval_ms(Datum interval)
+{
+	Interval   *i = DatumGetIntervalP(interval);
+	double		us = (double) i->time + (double) i->day * USECS_PER_DAY +
+		(double) i->month * DAYS_PER_MONTH * USECS_PER_DAY;
+
+	return (int) Max(1, Min(us / 1000.0, (double) INT_MAX));
+}
+
+/* A request's lease: its timeout, plus the margin to answer and be recorded. */
+static Datum
+lease_interval(int timeout_ms)
+{
+	Interval   *i = palloc0(sizeof(Interval));
+
+	i->time = ((int64) timeout_ms + HTTP_LEASE_MARGIN_MS) * 1000;
+	return IntervalPGetDatum(i);
+}
+
+/*
+ * fail_unsendable
+ *		A request that can never be sent (no string URL, headers that are not
+ *		an object, a URL not http(s) or not allowed): the attempt fails, not
+ *		retryable.
+ */
+static void
+fail_unsendable(EngineRun *run, const char *step, const char *kind, const char *message,
+				JsonbValue *url)
+{
+	StringInfoData e;
+
+	initStringInfo(&e);
+	appendStringInfoString(&e, "{\"message\": ");
+	escape_json(&e, message);
+	appendStringInfoString(&e, ", \"kind\": ");
+	escape_json(&e, kind);
+	appendStringInfoString(&e, ", \"url\": ");
+	appendStringInfoString(&e, url != NULL ? json_text(url) : "null");
+	appendStringInfoChar(&e, '}');
+	engine_attempt_failed(run, step, DirectFunctionCall1(jsonb_in, CStringGetDatum(e.data)),
+						  false, (Datum) 0, true);
+}
+
+/*
+ * request_headers
+ *		"Name: value" lines of the request's headers, then Idempotency-Key
+ *		(the same on every attempt, so receivers can de-duplicate) and the
+ *		W3C traceparent of the attempt, unless the step sets them.
+ */
+static void
+request_headers(HttpStepClaim *c, Jsonb *headers, EngineRun *run, const char *step, int32 attempt)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken r;
+	int			room = 2;
+	bool		has_key = false;
+	bool		has_trace = false;
+
+	if (headers != NULL)
+		room += JsonContainerSize(&headers->root);
+	c->headers = palloc0(sizeof(char *) * room);
+	c->nheaders = 0;
+	if (headers != NULL)
+	{
+		char	   *name = NULL;
+
+		it = JsonbIteratorInit(&headers->root);
+		while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (r == WJB_KEY)
+				name = pnstrdup(v.val.string.val, v.val.string.len);
+			else if (r == WJB_VALUE && name != NULL)
+			{
+				has_key |= pg_strcasecmp(name, "idempotency-key") == 0;
+				has_trace |= pg_strcasecmp(name, "traceparent") == 0;
+				c->headers[c->nheaders++] = psprintf("%s: %s", name, json_value_text(&v));
+				name = NULL;
+			}
+		}
+	}
+	if (!has_key)
+		c->headers[c->nheaders++] = psprintf("Idempotency-Key: %s/%s",
+											 DatumGetCString(DirectFunctionCall1(uuid_out, run->id)), step);
+	if (!has_trace)
+		c->headers[c->nheaders++] = psprintf("traceparent: %s", engine_traceparent(run, step, attempt));
+}
+
+/*
+ * claim_one
+ *		Turn one claimed step of a locked run into a request (true), or
+ *		fail it, or let it wait for its host's circuit (false).
+ */
+static bool
+claim_one(ClaimArgs *a, EngineRun *run, const char *step, bool circuits, HttpStepClaim *c)
+{
+	Datum		values[5];
+	bool		isnull;
+	Jsonb	   *request = NULL;
+	JsonbValue *url;
+	JsonbValue *method;
+	JsonbValue *headers;
+	JsonbValue *body;
+	Jsonb	   *headers_jb = NULL;
+	StepDef    *def = engine_step_def(run->name, run->version, step);
+	int			timeout_ms;
+	char	   *url_text = NULL;
+	char	   *host = NULL;
+	char	   *why = NULL;
+	const char *why_kind = "invalid";
+	int32		attempt;
+	Datum		token;
+
+	values[0] = run->id;
+	values[1] = CStringGetTextDatum(step);
+	if (engine_stmt(S_STEP_INPUT, &run->leaves, values, NULL) == 1)
+	{
+		Datum		input = engine_col("input", &isnull);
+
+		if (!isnull)
+			request = DatumGetJsonbP(input);
+	}
+	engine_rows_done();
+	timeout_ms = def->found && !def->timeout_isnull ? interval_ms(def->timeout)
+		: Max(orchestrator_default_step_timeout, 1);
+
+	url = object_value(request, "url");
+	headers = object_value(request, "headers");
+	if (headers != NULL && headers->type == jbvNull)
+		headers = NULL;
+	if (url == NULL || url->type != jbvString)
+		why = psprintf("the rendered url is %s, not a string",
+					   url == NULL ? "null" : json_text(url));
+	else if (headers != NULL && !(headers->type == jbvBinary &&
+								  JsonContainerIsObject(headers->val.binary.data)))
+	{
+		char	   *text = json_text(headers);
+
+		why = psprintf("the rendered headers are %.*s, not an object",
+					   pg_mbcliplen(text, strlen(text), 200), text);
+	}
+	else
+	{
+		bool		invalid;
+
+		url_text = pnstrdup(url->val.string.val, url->val.string.len);
+		why = orchestrator_http_check_url(url_text, &invalid, &host, NULL);
+		why_kind = invalid ? "invalid" : "refused";
+	}
+
+	if (why == NULL && circuits)
+	{
+		values[0] = ObjectIdGetDatum(run->owner);
+		values[1] = CStringGetTextDatum(host ? host : "");
+		values[2] = lease_interval(timeout_ms);
+		engine_stmt(S_HTTP_CIRCUIT_ADMIT, NULL, values, NULL);
+		{
+			Datum		wait = engine_col("wait", &isnull);
+
+			engine_rows_done();
+			if (!isnull)
+			{
+				/* the host's circuit is open: wait without counting an attempt */
+				Datum		w[5] = {run->id, CStringGetTextDatum(step), wait,
+					ObjectIdGetDatum(run->owner), values[1]};
+
+				engine_stmt(S_HTTP_CIRCUIT_WAIT, NULL, w, NULL);
+				return false;
+			}
+		}
+	}
+
+	attempt = engine_step_started(run, step, a->worker);
+	if (why != NULL)
+	{
+		fail_unsendable(run, step, why_kind, why, url);
+		return false;
+	}
+
+	token = engine_random_uuid();
+	{
+		Datum		l[6] = {run->id, CStringGetTextDatum(step), token, lease_interval(timeout_ms),
+			CStringGetTextDatum(a->worker), TimestampTzGetDatum(DT_NOEND)};
+
+		engine_stmt(S_LEASE, NULL, l, NULL);
+	}
+
+	/* the request, in the caller's memory */
+	{
+		MemoryContext unit_context = MemoryContextSwitchTo(a->caller_context);
+
+		memcpy(&c->run_id, DatumGetUUIDP(run->id), sizeof(pg_uuid_t));
+		memcpy(&c->token, DatumGetUUIDP(token), sizeof(pg_uuid_t));
+		c->step = pstrdup(step);
+		method = object_value(request, "method");
+		c->method = method != NULL && method->type == jbvString
+			? pnstrdup(method->val.string.val, method->val.string.len) : pstrdup("GET");
+		c->url = pstrdup(url_text);
+		if (headers != NULL)
+			headers_jb = JsonbValueToJsonb(headers);
+		request_headers(c, headers_jb, run, step, attempt);
+		body = object_value(request, "body");
+		c->body = body != NULL && strcmp(c->method, "GET") != 0 && strcmp(c->method, "HEAD") != 0
+			? JsonbToCString(NULL, &JsonbValueToJsonb(body)->root, 0) : NULL;
+		c->timeout_ms = timeout_ms;
+		MemoryContextSwitchTo(unit_context);
+	}
+	return true;
+}
+
+static void
+claim_work(void *arg)
+{
+	ClaimArgs  *a = arg;
+	EngineClaim *claimed;
+	uint64		nclaimed;
+	bool		circuits;
+
+	if (a->recover)
+		engine_stmt(S_HTTP_RECOVER, NULL, NULL, NULL);
+
+	/* breakers are looked at only while one is not closed (usually never) */
+	engine_stmt(S_HTTP_CIRCUITS_OPEN, NULL, NULL, NULL);
+	circuits = engine_col_bool("open");
+	engine_rows_done();
+
+	nclaimed = engine_claim("@http", a->max_items, (Datum) 0, &claimed);
+	a->claims = MemoryContextAllocZero(a->caller_context, sizeof(HttpStepClaim) * Max(nclaimed, 1));
+	for (uint64 i = 0; i < nclaimed; i++)
+	{
+		EngineRun	run;
+
+		if (!engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), NULL, true, &run))
+			continue;
+		if (claimed[i].leased)
+		{
+			/* a lease left by a dispatcher that died or lost track */
+			engine_lease_expired(&run, claimed[i].step, claimed[i].worker);
+			continue;
+		}
+		if (claim_one(a, &run, claimed[i].step, circuits, &a->claims[a->n]))
+			a->n++;
+	}
+}
+
+/*
+ * orchestrator_http_claim_steps
+ *		Claim up to max_items due http steps for this dispatcher ("worker"
+ *		holds their leases); returns how many requests, in *claims (in the
+ *		current memory context).
+ */
+int
+orchestrator_http_claim_steps(int max_items, const char *worker, bool recover, HttpStepClaim **claims)
+{
+	ClaimArgs	a;
+
+	memset(&a, 0, sizeof(a));
+	a.caller_context = CurrentMemoryContext;
+	a.max_items = max_items;
+	a.worker = worker;
+	a.recover = recover;
+	engine_unit(claim_work, &a);
+	*claims = a.claims;
+	return a.n;
+}
