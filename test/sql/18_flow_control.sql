@@ -190,11 +190,11 @@ RESET ROLE;
 SET ROLE alice;
 SELECT try($$SET orchestrator.max_admitted_runs = 1$$) AS user_sets_setting;
 RESET ROLE;
-SELECT count(*) AS active_now FROM orchestrator.workflow_runs WHERE status IN ('pending', 'running', 'compensating');
+SELECT count(*) > 1 AS several_active FROM orchestrator.workflow_runs WHERE status IN ('pending', 'running', 'compensating');
 SET orchestrator.max_admitted_runs = 1;
 SELECT orchestrator.start_workflow('fc_tenant') AS g1 \gset
 SELECT status FROM orchestrator.runs WHERE id = :'g1';
-SELECT data FROM orchestrator.events(:'g1') WHERE type = 'workflow.queued';
+SELECT data - 'active' AS data FROM orchestrator.events(:'g1') WHERE type = 'workflow.queued';
 RESET orchestrator.max_admitted_runs;
 -- The setting back at 0: the dispatchers' pass admits it.
 SELECT orchestrator._admission_sweep();
