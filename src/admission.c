@@ -611,11 +611,7 @@ try_admit(Pass *p, Datum run_id, const char *workflow, const char *tenant)
 static int	admitting = 0;
 static bool admit_again = false;
 
-/*
- * admit_waiting
- *		Slots were freed (of every scope: all; else of a workflow or a
- *		tenant): admit queued runs that now fit, best first.
- */
+/* Passes over the queued runs, until one admits nothing more. */
 static void
 admit_passes(bool all, const char *workflow, const char *tenant)
 {
@@ -664,6 +660,11 @@ admit_passes(bool all, const char *workflow, const char *tenant)
 	} while (again);
 }
 
+/*
+ * admit_waiting
+ *		Slots were freed (of every scope: all; else of a workflow or a
+ *		tenant): admit queued runs that now fit, best first.
+ */
 static void
 admit_waiting(bool all, const char *workflow, const char *tenant)
 {
