@@ -12,11 +12,14 @@ DROP POLICY definitions_visible ON orchestrator.definitions;
 -- Functions that are gone, or change their arguments, result or body.
 DROP FUNCTION orchestrator._relay_status();
 DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrole, jsonb, text, integer, timestamptz);
+DROP FUNCTION orchestrator._spec_action(text, text, jsonb, text);
 DROP FUNCTION orchestrator._validate_spec(text, jsonb);
+DROP FUNCTION orchestrator._api_define_workflow(text, jsonb);
 DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
 DROP FUNCTION orchestrator._def_step(orchestrator.workflow_runs, text);
 DROP FUNCTION orchestrator._try_lock_run(uuid);
 DROP FUNCTION orchestrator._claim(text, integer);
+DROP FUNCTION orchestrator._is_active(text);
 DROP FUNCTION orchestrator._enqueue(orchestrator.workflow_runs, text, text, timestamptz);
 DROP FUNCTION orchestrator._step_started(orchestrator.workflow_runs, text, text);
 DROP FUNCTION orchestrator._step_ready(orchestrator.workflow_runs, text);
@@ -108,6 +111,45 @@ CREATE TABLE orchestrator.owner_limits (
 COMMENT ON TABLE orchestrator.owner_limits IS 'hard limits per owner role (NULL: the orchestrator.max_* default; 0: none), set with set_owner_limits()';
 CREATE INDEX workflow_runs_active_owner ON orchestrator.workflow_runs (owner) WHERE finished_at IS NULL;
 SELECT pg_catalog.pg_extension_config_dump('orchestrator.owner_limits', '');
+-- Flow control (issue 12): admission slots held by a run, the slots, the
+-- queued runs, the rate buckets.
+ALTER TABLE orchestrator.workflow_runs ADD COLUMN admission smallint NOT NULL DEFAULT 0;
+COMMENT ON COLUMN orchestrator.workflow_runs.admission IS 'admission slots the run holds while active (bits: 1 global, 2 workflow, 4 tenant; src/admission.c)';
+CREATE TABLE orchestrator.admission_slots (
+	scope      text    NOT NULL CHECK (scope IN ('global', 'workflow', 'tenant')),
+	key        text    NOT NULL,
+	max_active integer CHECK (max_active > 0),
+	active     integer NOT NULL DEFAULT 0 CHECK (active >= 0),
+	PRIMARY KEY (scope, key)
+) WITH (fillfactor = 50);
+COMMENT ON TABLE orchestrator.admission_slots IS 'admission limits and the slots held, per scope (global, workflow, tenant)';
+
+-- Queued runs, in the order they are admitted.
+CREATE TABLE orchestrator.admission_queue (
+	run_id    uuid        NOT NULL PRIMARY KEY,
+	priority  integer     NOT NULL,
+	queued_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	workflow  text        NOT NULL,
+	tenant    text
+);
+CREATE INDEX admission_queue_order ON orchestrator.admission_queue (priority DESC, queued_at, run_id);
+CREATE INDEX admission_queue_workflow ON orchestrator.admission_queue (workflow);
+CREATE INDEX admission_queue_tenant ON orchestrator.admission_queue (tenant) WHERE tenant IS NOT NULL;
+COMMENT ON TABLE orchestrator.admission_queue IS 'runs waiting for an admission slot (status queued)';
+
+-- Token buckets of rate-limited steps, per owner role and key: tokens left
+-- (below zero: promised to scheduled steps) when last counted.
+CREATE TABLE orchestrator.rate_buckets (
+	owner      regrole     NOT NULL,
+	key        text        NOT NULL,
+	tokens     float8      NOT NULL,
+	counted_at timestamptz NOT NULL,
+	PRIMARY KEY (owner, key)
+) WITH (fillfactor = 50);
+COMMENT ON TABLE orchestrator.rate_buckets IS 'token buckets of step rate limits, per owner role and key';
+SELECT pg_catalog.pg_extension_config_dump('orchestrator.admission_slots', '');
+SELECT pg_catalog.pg_extension_config_dump('orchestrator.admission_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('orchestrator.rate_buckets', '');
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
@@ -149,6 +191,108 @@ RETURNS double precision
 AS 'MODULE_PATHNAME', 'orchestrator_notify_queue_usage'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+CREATE FUNCTION orchestrator._spec_rate_limit(wf text, what text, v jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	hint text := 'For example "rate_limit": {"key": "payments-api", "per_second": 5, "burst": 10}: a bucket of 10 tokens that refills 5 a second, shared by the steps of your workflows that name "payments-api".';
+BEGIN
+	IF jsonb_typeof(v) IS DISTINCT FROM 'object' THEN
+		PERFORM orchestrator._spec_error(wf, format('%s: "rate_limit" must be an object with "key", "per_second" and "burst"', what), hint);
+	END IF;
+	PERFORM orchestrator._spec_keys(wf, what || '.rate_limit', v, ARRAY['key', 'per_second', 'burst']);
+	IF jsonb_typeof(v -> 'key') IS DISTINCT FROM 'string' OR length(v ->> 'key') NOT BETWEEN 1 AND 128 THEN
+		PERFORM orchestrator._spec_error(wf, format('%s: rate_limit.key must be a non-empty string of at most 128 characters, not %s', what, coalesce(v -> 'key', 'null')), hint);
+	END IF;
+	IF jsonb_typeof(v -> 'per_second') IS DISTINCT FROM 'number' OR (v ->> 'per_second')::numeric <= 0
+	   OR (v ->> 'per_second')::numeric > 1000000 THEN
+		PERFORM orchestrator._spec_error(wf, format('%s: rate_limit.per_second must be a number greater than 0 (at most 1000000), not %s', what, coalesce(v -> 'per_second', 'null')), hint);
+	END IF;
+	IF jsonb_typeof(v -> 'burst') IS DISTINCT FROM 'number' OR (v ->> 'burst')::numeric < 1
+	   OR (v ->> 'burst')::numeric > 1000000 OR (v ->> 'burst')::numeric <> trunc((v ->> 'burst')::numeric) THEN
+		PERFORM orchestrator._spec_error(wf, format('%s: rate_limit.burst must be an integer from 1 to 1000000, not %s', what, coalesce(v -> 'burst', 'null')), hint);
+	END IF;
+END
+$$;
+
+CREATE FUNCTION orchestrator._spec_action(wf text, what text, s jsonb, kind text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	req jsonb;
+	url jsonb;
+	n   integer;
+	v   jsonb;
+BEGIN
+	IF s ? 'rate_limit' THEN
+		PERFORM orchestrator._spec_rate_limit(wf, what, s -> 'rate_limit');
+	END IF;
+	CASE kind
+	WHEN 'sql' THEN
+		IF jsonb_typeof(s -> 'sql') IS DISTINCT FROM 'string' OR btrim(s ->> 'sql') = '' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "sql" must be a non-empty string', what));
+		END IF;
+		BEGIN
+			n := orchestrator._sql_statement_count(s ->> 'sql');
+		EXCEPTION WHEN syntax_error THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "sql" does not parse: %s', what, SQLERRM));
+		END;
+		IF n <> 1 THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "sql" must hold exactly one statement, not %s', what, n),
+				'Split the work into several sql steps, or wrap it in a function.');
+		END IF;
+		IF s ? 'args' THEN
+			IF jsonb_typeof(s -> 'args') <> 'array' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "args" must be an array', what));
+			END IF;
+			IF jsonb_array_length(s -> 'args') > 100 THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: at most 100 args', what));
+			END IF;
+			PERFORM orchestrator._spec_templates(wf, what || '.args', s -> 'args');
+		END IF;
+	WHEN 'http' THEN
+		req := s -> 'request';
+		IF jsonb_typeof(req) IS DISTINCT FROM 'object' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "request" must be an object with at least "url"', what));
+		END IF;
+		PERFORM orchestrator._spec_keys(wf, what || '.request', req, ARRAY['method', 'url', 'headers', 'body']);
+		IF coalesce(req ->> 'method', 'GET') NOT IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: unsupported HTTP method %s', what, req -> 'method'),
+				'Use GET, POST, PUT, PATCH, DELETE or HEAD.');
+		END IF;
+		url := req -> 'url';
+		IF jsonb_typeof(url) = 'string' THEN
+			IF url #>> '{}' !~* '^https?://[^/\s]+' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: url must be an http:// or https:// URL, not %s', what, url));
+			END IF;
+		ELSIF NOT (jsonb_typeof(url) = 'object' AND url ? '$path') THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "request.url" must be a string or a {"$path": ...} template', what));
+		END IF;
+		IF req ? 'headers' THEN
+			IF jsonb_typeof(req -> 'headers') <> 'object' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "request.headers" must be an object', what));
+			END IF;
+			FOR v IN SELECT value FROM jsonb_each(req -> 'headers') LOOP
+				IF jsonb_typeof(v) <> 'string' AND NOT (jsonb_typeof(v) = 'object' AND v ? '$path') THEN
+					PERFORM orchestrator._spec_error(wf, format('%s: header values must be strings or templates, not %s', what, v));
+				END IF;
+			END LOOP;
+		END IF;
+		PERFORM orchestrator._spec_templates(wf, what || '.request', req);
+	WHEN 'external' THEN
+		IF jsonb_typeof(s -> 'queue') IS DISTINCT FROM 'string'
+		   OR (s ->> 'queue') !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: "queue" must be a name of letters, digits, "_", ".", ":" or "-" (at most 63), not %s', what, coalesce(s -> 'queue', 'null')));
+		END IF;
+		IF s ? 'input' THEN
+			PERFORM orchestrator._spec_templates(wf, what || '.input', s -> 'input');
+		END IF;
+	END CASE;
+END
+$$;
+
 CREATE FUNCTION orchestrator._validate_spec(wf text, spec jsonb)
 RETURNS SETOF orchestrator.definition_steps
 LANGUAGE plpgsql
@@ -181,7 +325,13 @@ BEGIN
 	IF octet_length(spec::text) > 1048576 THEN
 		PERFORM orchestrator._spec_error(wf, format('the spec is %s bytes; at most 1 MB is allowed', octet_length(spec::text)));
 	END IF;
-	PERFORM orchestrator._spec_keys(wf, 'the spec', spec, ARRAY['steps', 'result', 'description']);
+	PERFORM orchestrator._spec_keys(wf, 'the spec', spec, ARRAY['steps', 'result', 'description', 'max_active_runs']);
+	IF spec ? 'max_active_runs' AND (jsonb_typeof(spec -> 'max_active_runs') <> 'number'
+			OR (spec ->> 'max_active_runs')::numeric NOT BETWEEN 1 AND 1000000
+			OR (spec ->> 'max_active_runs')::numeric <> trunc((spec ->> 'max_active_runs')::numeric)) THEN
+		PERFORM orchestrator._spec_error(wf, format('"max_active_runs" must be an integer from 1 to 1000000, not %s', spec -> 'max_active_runs'),
+			'At most that many runs of the workflow (all versions) are active at once; more wait with status queued.  Leave it out for no limit.');
+	END IF;
 	IF jsonb_typeof(spec -> 'steps') IS DISTINCT FROM 'array' OR jsonb_array_length(spec -> 'steps') = 0 THEN
 		PERFORM orchestrator._spec_error(wf, '"steps" must be a non-empty array');
 	END IF;
@@ -217,10 +367,14 @@ BEGIN
 			PERFORM orchestrator._spec_error(wf, format('%s: unknown kind %s', what, coalesce(s -> 'kind', 'null')),
 				'The kinds are sql, http, external, sleep and wait.');
 		END IF;
+		IF kind IN ('sleep', 'wait') AND s ? 'rate_limit' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: %s steps take no "rate_limit"', what, kind),
+				'A rate limit spaces out calls: it applies to sql, http and external steps.');
+		END IF;
 		PERFORM orchestrator._spec_keys(wf, what, s, common || CASE kind
-			WHEN 'sql' THEN ARRAY['sql', 'args']
-			WHEN 'http' THEN ARRAY['request']
-			WHEN 'external' THEN ARRAY['queue', 'input']
+			WHEN 'sql' THEN ARRAY['sql', 'args', 'rate_limit']
+			WHEN 'http' THEN ARRAY['request', 'rate_limit']
+			WHEN 'external' THEN ARRAY['queue', 'input', 'rate_limit']
 			WHEN 'sleep' THEN ARRAY['duration', 'until']
 			WHEN 'wait' THEN ARRAY['signal'] END);
 
@@ -326,7 +480,7 @@ BEGIN
 			IF jsonb_typeof(r) <> 'object' OR coalesce(r ->> 'kind', '') NOT IN ('sql', 'http', 'external') THEN
 				PERFORM orchestrator._spec_error(wf, format('%s: "compensate" must be an object of kind sql, http or external', what));
 			END IF;
-			PERFORM orchestrator._spec_keys(wf, what || '.compensate', r, ARRAY['kind', 'sql', 'args', 'request', 'queue', 'input', 'timeout']);
+			PERFORM orchestrator._spec_keys(wf, what || '.compensate', r, ARRAY['kind', 'sql', 'args', 'request', 'queue', 'input', 'timeout', 'rate_limit']);
 			PERFORM orchestrator._spec_action(wf, what || '.compensate', r, r ->> 'kind');
 		END IF;
 
@@ -384,6 +538,56 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._api_define_workflow(name text, spec jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+	v      integer;
+	owner  regrole;
+	caller regrole := orchestrator._caller();
+	steps  orchestrator.definition_steps[];
+BEGIN
+	steps := ARRAY(SELECT x FROM orchestrator._validate_spec(name, spec) x);
+	-- Literal URLs of http steps must be allowed hosts (75_http.sql).
+	PERFORM orchestrator._http_check_spec(name, steps);
+
+	-- Serialise definitions of the same name so versions are gap-free.
+	PERFORM pg_advisory_xact_lock(hashtext('orchestrator.define_workflow'), hashtext(name));
+	-- A name belongs to the role that defined it first.  Only that role (or
+	-- a role with its privileges) adds versions: a new version decides what
+	-- the next runs execute, with the owner's rights.  Checked before
+	-- anything else is looked at, so that others learn nothing of its
+	-- versions.
+	SELECT w.owner INTO owner FROM orchestrator.workflows w WHERE w.name = _api_define_workflow.name;
+	IF NOT FOUND THEN
+		INSERT INTO orchestrator.workflows (name, owner) VALUES (name, caller);
+	ELSIF NOT orchestrator._acts_as(owner) THEN
+		RAISE EXCEPTION 'workflow "%" belongs to another role', name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Only the role that first defined a workflow, and roles with its privileges, can add versions to it.',
+				  HINT = 'Choose another name.';
+	END IF;
+	SELECT d.version INTO v FROM orchestrator.definitions d WHERE d.name = _api_define_workflow.name AND d.spec = _api_define_workflow.spec
+		ORDER BY d.version DESC LIMIT 1;
+	IF FOUND THEN
+		RETURN v;
+	END IF;
+	SELECT coalesce(max(d.version), 0) + 1 INTO v FROM orchestrator.definitions d WHERE d.name = _api_define_workflow.name;
+	INSERT INTO orchestrator.definitions (name, version, spec, created_by) VALUES (name, v, spec, caller);
+	INSERT INTO orchestrator.definition_steps
+		SELECT x.name, v, x.step, x.position, x.kind, x.depends_on, x.dependents, x.condition, x.spec,
+			   x.max_attempts, x.backoff, x.multiplier, x.max_backoff, x.jitter, x.timeout, x.compensates
+		FROM unnest(steps) x;
+	-- The latest version's "max_active_runs" limits the runs of the name.
+	PERFORM orchestrator._admission_configure('workflow', name, (spec ->> 'max_active_runs')::integer);
+	RETURN v;
+END
+$$;
+
 CREATE FUNCTION orchestrator._yaml_to_jsonb(yaml text)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'orchestrator_yaml_to_jsonb'
@@ -430,6 +634,11 @@ CREATE FUNCTION orchestrator._lease_expired(run_id uuid, step text, worker text)
 RETURNS void
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_lease_expired';
+
+CREATE FUNCTION orchestrator._is_active(status text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$ SELECT status IN ('queued', 'pending', 'running', 'compensating') $$;
 
 CREATE FUNCTION orchestrator._api_start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
 RETURNS uuid
@@ -606,6 +815,9 @@ BEGIN
 						   FROM orchestrator.workflow_steps x
 						   WHERE x.run_id = r.id AND x.step = ANY (redo) AND x.attempt > 0)),
 		'by', orchestrator._caller()));
+	-- Active again: it takes admission slots like a start, or waits queued
+	-- (then no step is made ready below; its admission does that).
+	PERFORM orchestrator._admission_resumed(r.id);
 	IF r.deadline IS NOT NULL THEN
 		PERFORM orchestrator._enqueue(r.id, '@deadline', '@timer', r.deadline);
 	END IF;
@@ -780,6 +992,71 @@ BEGIN
 				 (5, 'max_active_runs', 'orchestrator.max_active_runs'),
 				 (6, 'max_pending_webhooks', 'orchestrator.max_pending_webhooks')) k(n, name, setting)
 	ORDER BY k.n;
+END
+$$;
+
+CREATE FUNCTION orchestrator._admission_configure(scope text, key text, max_active integer)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_admission_configure'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._admission_resumed(run_id uuid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_admission_resumed'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._admission_sweep()
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_admission_sweep'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._api_set_tenant_limits(tenant text, max_active_runs integer)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT orchestrator._is_admin() THEN
+		RAISE EXCEPTION 'permission denied to set tenant limits'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Tenant limits are set by members of orchestrator_admin.',
+				  HINT = 'Ask an administrator.';
+	END IF;
+	IF tenant IS NULL OR length(tenant) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'tenant must be a string of 1 to 255 characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Got %s.', coalesce(quote_literal(tenant), 'NULL')),
+				  HINT = 'It is the "tenant" option given to start_workflow().';
+	END IF;
+	IF max_active_runs < 0 THEN
+		RAISE EXCEPTION 'max_active_runs must not be negative'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Got %s.', max_active_runs),
+				  HINT = '0 or NULL removes the limit.';
+	END IF;
+	PERFORM orchestrator._admission_configure('tenant', tenant, nullif(max_active_runs, 0));
+END
+$$;
+
+CREATE FUNCTION orchestrator._api_get_tenant_limits(tenant text DEFAULT NULL)
+RETURNS TABLE (name text, max_active_runs integer, active integer, queued bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NOT orchestrator._is_admin() THEN
+		RAISE EXCEPTION 'permission denied to read tenant limits'
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Tenant limits are read by members of orchestrator_admin.';
+	END IF;
+	RETURN QUERY
+	SELECT s.key, s.max_active, s.active,
+		   (SELECT count(*) FROM orchestrator.admission_queue q WHERE q.tenant = s.key)
+	FROM orchestrator.admission_slots s
+	WHERE s.scope = 'tenant' AND (_api_get_tenant_limits.tenant IS NULL OR s.key = _api_get_tenant_limits.tenant)
+	ORDER BY s.key;
 END
 $$;
 
@@ -1759,6 +2036,7 @@ DECLARE
 	own_oldest double precision;
 	ahead      integer := orchestrator._partitions_ahead();
 	active     bigint;
+	queued     bigint;
 	breakers   jsonb;
 	problems   text[] := '{}';
 	not_ready  boolean := false;
@@ -1793,7 +2071,9 @@ BEGIN
 	FROM orchestrator.work_queue q
 	WHERE left(q.queue, 1) = '@' AND q.lease_token IS NULL AND q.available_at <= now()
 	  AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.run_id = q.run_id AND b.step = q.step);
-	SELECT count(*) INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
+	-- queued runs (admission, 54_flow_control.sql) are not finished but not active
+	SELECT count(*) INTO queued FROM orchestrator.admission_queue;
+	SELECT count(*) - queued INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
 	SELECT coalesce(jsonb_agg(jsonb_build_object('owner', c.owner, 'host', c.host, 'state', c.state, 'failures', c.failures,
 				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host, c.owner::text), '[]')
 	INTO breakers
@@ -1879,6 +2159,7 @@ BEGIN
 			'last_active', last_turn),
 		'dispatchers', dispatchers,
 		'active_runs', active,
+		'queued_runs', queued,
 		'queue_depth', depth,
 		'oldest_ready_age_seconds', round(oldest::numeric, 3),
 		'dispatcher_ready', own_ready,
@@ -1934,8 +2215,10 @@ BEGIN
 	FOR w IN SELECT s.slot, s.consecutive_failures FROM orchestrator._worker_status() s ORDER BY s.slot LOOP
 		out := out || format(E'orchestrator_worker_consecutive_failures{slot="%s"} %s\n', w.slot, w.consecutive_failures);
 	END LOOP;
-	out := out || E'# HELP orchestrator_active_runs Runs not finished (pending, running).\n# TYPE orchestrator_active_runs gauge\n'
+	out := out || E'# HELP orchestrator_active_runs Runs active (pending, running, compensating).\n# TYPE orchestrator_active_runs gauge\n'
 		|| format(E'orchestrator_active_runs %s\n', h ->> 'active_runs');
+	out := out || E'# HELP orchestrator_queued_runs Runs waiting for an admission slot (status queued).\n# TYPE orchestrator_queued_runs gauge\n'
+		|| format(E'orchestrator_queued_runs %s\n', h ->> 'queued_runs');
 	out := out || E'# HELP orchestrator_queue_ready Steps ready to be claimed, per queue.\n# TYPE orchestrator_queue_ready gauge\n';
 	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
 		out := out || format(E'orchestrator_queue_ready{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.ready);
@@ -2144,6 +2427,20 @@ LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.get_owner_limits(regrole) IS
 'the hard limits that apply to a role (default: the caller) and where each comes from (role, or the setting); 0: no limit';
+
+CREATE FUNCTION orchestrator.set_tenant_limits(tenant text, max_active_runs integer)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.set_tenant_limits(text, integer) IS
+'admission: at most max_active_runs active runs started with option tenant = tenant, more wait queued (NULL or 0: no limit); admins only';
+
+CREATE FUNCTION orchestrator.get_tenant_limits(tenant text DEFAULT NULL)
+RETURNS TABLE (name text, max_active_runs integer, active integer, queued bigint)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.get_tenant_limits(text) IS
+'the tenants with an admission limit (or the one named): the limit, runs active and queued; admins only';
 
 -- Views as a fresh install has them.
 
@@ -2380,6 +2677,10 @@ GRANT SELECT ON orchestrator.queue_limits TO orchestrator_admin;
 GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orchestrator_admin;
 GRANT EXECUTE ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) TO orchestrator_admin;
 GRANT SELECT ON orchestrator.owner_limits TO orchestrator_admin;
+GRANT EXECUTE ON FUNCTION orchestrator.set_tenant_limits(text, integer),
+	orchestrator.get_tenant_limits(text) TO orchestrator_admin;
+GRANT SELECT ON orchestrator.admission_slots, orchestrator.admission_queue, orchestrator.rate_buckets
+TO orchestrator_admin;
 GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestrator.error_rates,
 	orchestrator.step_errors, orchestrator.throughput, orchestrator.queue_depth,
 	orchestrator.costs_per_day

@@ -229,6 +229,7 @@ copy_step_def(StepDef *def, MemoryContext target)
 	copy->queue = copy_string(def->queue);
 	copy->sql = copy_string(def->sql);
 	copy->signal = copy_string(def->signal);
+	copy->rate_key = copy_string(def->rate_key);
 	copy->condition = copy_datum(def->condition, !def->has_condition, -1);
 	copy->when = copy_datum(def->when, !def->has_condition, -1);
 	copy->args_json = copy_datum(def->args_json, false, -1);
@@ -291,7 +292,15 @@ load_step_def(StepDef *def)
 	def->on_error_continue = engine_col_bool("on_error_continue");
 	def->dependents = engine_col("dependents", &isnull);
 	def->has_result_template = engine_col_bool("has_result_template");
-	def->plain_when_ready = !def->has_condition &&
+	def->rate_key = engine_col_text("rate_key");
+	if (def->rate_key != NULL)
+	{
+		d = engine_col("rate_per_second", &isnull);
+		def->rate_per_second = isnull ? 1 : DatumGetFloat8(d);
+		def->rate_burst = Max(engine_col_int32("rate_burst"), 1);
+	}
+	/* a rate-limited step takes its token in engine_step_ready() */
+	def->plain_when_ready = def->rate_key == NULL && !def->has_condition &&
 		(def->kind == KIND_SQL || (def->kind == KIND_EXTERNAL && !def->templated));
 }
 

@@ -50,6 +50,7 @@
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
 
+#include "admission.h"
 #include "engine.h"
 #include "metrics.h"
 #include "otlp.h"
@@ -65,6 +66,7 @@ const char *const run_status_names[RUN_STATUS_COUNT] = {
 	[RUN_SUCCEEDED] = "succeeded",
 	[RUN_FAILED] = "failed",
 	[RUN_CANCELLED] = "cancelled",
+	[RUN_QUEUED] = "queued",
 };
 
 const char *const step_status_names[STEP_STATUS_COUNT] = {
@@ -77,6 +79,7 @@ const char *const step_status_names[STEP_STATUS_COUNT] = {
 	[STEP_DEAD] = "dead",
 	[STEP_CANCELLED] = "cancelled",
 	[STEP_COMPENSATED] = "compensated",
+	[STEP_SCHEDULED] = "scheduled",
 };
 
 RunStatus
@@ -535,6 +538,9 @@ load_run(Stmt s, Datum run_id, const char *step, EngineRun *run)
 	run->attempt = engine_col_int32("attempt");
 	run->trace_id = engine_col_text("trace_id");
 	run->trace_parent = engine_col_text("trace_parent");
+	run->admission = (int16) DatumGetInt16(engine_col("admission", &isnull));
+	if (isnull)
+		run->admission = 0;
 	engine_rows_done();
 	return true;
 }
@@ -667,6 +673,7 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	bool		isnull;
 	Datum		event_data;
 	int			wake = 0;
+	Admission	admission;
 
 	if (!orchestrator_run_leaves(run->id, &run->leaves, true))
 		ereport(ERROR,
@@ -676,8 +683,14 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 				 errhint("Run orchestrator.maintain(), or keep the dispatchers running: they create partitions ahead.")));
 	run->status = RUN_PENDING;
 	run->attempt = 0;
+	run->admission = 0;
+
+	/* over an admission limit: queued, no step made ready (admission.c) */
+	admission_at_start(run, tenant, &admission);
 
 	roots = engine_root_steps(run->name, run->version, &nroots);
+	if (admission.queued)
+		nroots = 0;
 	plain = palloc(sizeof(Datum) * Max(nroots, 1));
 	queues = palloc(sizeof(Datum) * Max(nroots, 1));
 	slow = palloc0(sizeof(bool) * Max(nroots, 1));
@@ -737,6 +750,8 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	event_data = engine_col("data", &isnull);
 	engine_rows_done();
 	announce_event(run, seq, CStringGetTextDatum("workflow.created"), "workflow.created", NULL, event_data);
+	if (admission.limited)
+		admission_created(run, tenant, &admission);
 
 	/* the plain first steps' queues: dispatchers woken, workers told */
 	if (wake)
@@ -860,8 +875,15 @@ engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnu
 	engine_stmt(S_RUN_FINISH, &run->leaves, values, nulls);
 	data = engine_col("data", &isnull);
 	engine_rows_done();
-	run->status = status;
-	engine_emit_jsonb(run, psprintf("workflow.%s", run_status_names[status]), NULL, data, false);
+	{
+		bool		was_queued = run->status == RUN_QUEUED;
+
+		run->status = status;
+		engine_emit_jsonb(run, psprintf("workflow.%s", run_status_names[status]), NULL, data, false);
+		/* its admission slots go to the runs queued for them */
+		if (run->admission != 0 || was_queued)
+			admission_run_left(run, was_queued);
+	}
 }
 
 /*
@@ -892,6 +914,8 @@ compensate_next(EngineRun *run)
 	engine_rows_done();
 	run->status = RUN_FAILED;
 	engine_emit_jsonb(run, "workflow.failed", NULL, data, false);
+	if (run->admission != 0)
+		admission_run_left(run, false);
 }
 
 /* ----------------------------------------------------------------
@@ -1111,6 +1135,10 @@ engine_step_ready(EngineRun *run, const char *step)
 					: def->ready_input;
 				nulls[2] = ' ';
 			}
+			/* no token of its rate limit yet: scheduled for when one is due */
+			if (def->rate_key != NULL &&
+				rate_limit_schedule(run, def, values[2], nulls[2] == 'n'))
+				break;
 			engine_stmt(S_MAKE_READY, &run->leaves, values, nulls);
 			engine_enqueue(run, step, def->queue, GetCurrentTransactionStartTimestamp());
 			break;
@@ -1546,6 +1574,8 @@ engine_step_done(EngineRun *run, StepDef *def)
 		orchestrator_metrics_event(&e);
 		announce_event(run, seq, CStringGetTextDatum("workflow.succeeded"), "workflow.succeeded",
 					   NULL, data);
+		if (run->admission != 0)
+			admission_run_left(run, false);
 	}
 }
 
@@ -1629,6 +1659,9 @@ engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retrya
 		engine_stmt(S_RETRY_STEP, &run->leaves, values, nulls);
 		due = DatumGetTimestampTz(engine_col("ready_at", &isnull));
 		engine_rows_done();
+		/* a retry of a rate-limited step waits for a token as well */
+		if (def->rate_key != NULL)
+			due = rate_limit_retry(run, def, step, due);
 		values[2] = TimestampTzGetDatum(due);
 		engine_stmt(S_RETRY_QUEUE, NULL, values, NULL);
 		/* due later: the dispatchers learn when from a wake for timers */
@@ -1753,7 +1786,7 @@ engine_fire_timer(EngineRun *run, const char *step)
 	if (strcmp(step, "@deadline") == 0)
 	{
 		engine_stmt(S_DEQUEUE, NULL, values, NULL);
-		if (engine_run_active(run))
+		if (engine_run_active(run) || run->status == RUN_QUEUED)
 		{
 			StringInfoData e;
 
@@ -1769,6 +1802,13 @@ engine_fire_timer(EngineRun *run, const char *step)
 		status = engine_col_text("status");
 	engine_rows_done();
 	def = engine_step_def(run->name, run->version, step);
+	if (status != NULL && strcmp(status, "scheduled") == 0 && def->found &&
+		(engine_run_active(run) || run->status == RUN_COMPENSATING))
+	{
+		/* its rate limit's token is due: ready on its own queue */
+		rate_limit_token_due(run, def, step);
+		return;
+	}
 	if (status == NULL || strcmp(status, "running") != 0 || !def->found)
 	{
 		engine_stmt(S_DEQUEUE, NULL, values, NULL);

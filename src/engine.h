@@ -27,6 +27,8 @@ typedef enum RunStatus
 	RUN_SUCCEEDED,
 	RUN_FAILED,
 	RUN_CANCELLED,
+	RUN_QUEUED,					/* created over an admission limit; waits for
+								 * a slot (admission.c) */
 	RUN_STATUS_COUNT
 } RunStatus;
 
@@ -42,6 +44,8 @@ typedef enum StepStatus
 	STEP_DEAD,					/* out of attempts */
 	STEP_CANCELLED,				/* the run ended first */
 	STEP_COMPENSATED,			/* undone by its compensation */
+	STEP_SCHEDULED,				/* waits for a rate limit's token, due at
+								 * ready_at (rate_limit.c) */
 	STEP_STATUS_COUNT
 } StepStatus;
 
@@ -84,6 +88,8 @@ typedef struct EngineRun
 	int32		attempt;		/* of the step it was locked for, so far */
 	char	   *trace_id;		/* W3C trace (NULL: a random one, or the run id) */
 	char	   *trace_parent;	/* the caller's traceparent, if given */
+	int16		admission;		/* admission slots it holds (ADMISSION_*
+								 * bits, admission.h) */
 } EngineRun;
 
 /*
@@ -126,6 +132,10 @@ typedef struct StepDef
 	Datum		max_backoff;	/* interval */
 	double		jitter;
 	bool		on_error_continue;	/* a step failed for good lets the run go on */
+	/* "rate_limit" (rate_limit.c): NULL key when it has none */
+	char	   *rate_key;
+	double		rate_per_second;
+	int32		rate_burst;
 	/* successors */
 	Datum		dependents;		/* text[] */
 	bool		plain_when_ready;	/* made ready by its release: sql, or

@@ -28,6 +28,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "admission.h"
 #include "engine.h"
 #include "guc.h"
 
@@ -473,6 +474,9 @@ dispatch_work(void *arg)
 			MemoryContextReset(item_context);
 		}
 	}
+
+	/* queued runs that fit now (admission.c) */
+	admission_dispatch_pass(pass->processed == 0);
 
 	if (pass->processed == 0)
 	{

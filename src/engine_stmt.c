@@ -31,14 +31,14 @@ typedef struct StmtDef
 
 /* a run, with the attempts so far of one of its steps */
 #define LOCK_RUN \
-	"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent," \
+	"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, admission," \
 	" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2) AS attempt" \
 	" FROM @runs@ WHERE id = $1 FOR UPDATE"
 /* ... without the attempts */
 #define LOCK_RUN_ONLY \
-	"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, 0 AS attempt" \
+	"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, admission, 0 AS attempt" \
 	" FROM @runs@ WHERE id = $1 FOR UPDATE"
-#define OPEN_STATUSES "('waiting', 'ready', 'running')"
+#define OPEN_STATUSES "('waiting', 'ready', 'running', 'scheduled')"
 
 static const StmtDef stmts[S_COUNT] = {
 	/* due rows of a queue in index order, skipping locked ones */
@@ -64,7 +64,7 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_LOCK_RUN_ONLY_WAIT] = {LOCK_RUN_ONLY, 1, {UUIDOID}},
 	/* a run the caller has locked already */
 	[S_READ_RUN] = {
-		"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, 0 AS attempt"
+		"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, admission, 0 AS attempt"
 		" FROM @runs@ WHERE id = $1",
 	1, {UUIDOID}},
 	[S_RUN_EXISTS] = {
@@ -124,6 +124,9 @@ static const StmtDef stmts[S_COUNT] = {
 		" (d.spec ->> 'duration')::interval AS duration, d.spec ->> 'signal' AS signal, d.timeout,"
 		" d.max_attempts, d.backoff, d.multiplier, d.max_backoff, d.jitter, d.dependents,"
 		" d.spec ->> 'on_error' IS NOT DISTINCT FROM 'continue' AS on_error_continue,"
+		" d.spec -> 'rate_limit' ->> 'key' AS rate_key,"
+		" (d.spec -> 'rate_limit' ->> 'per_second')::float8 AS rate_per_second,"
+		" (d.spec -> 'rate_limit' ->> 'burst')::integer AS rate_burst,"
 		" (SELECT f.spec ? 'result' FROM orchestrator.definitions f WHERE f.name = d.name AND f.version = d.version)"
 		"   AS has_result_template,"
 		" d.xmin"

@@ -27,6 +27,7 @@ extern int	orchestrator_max_result_size;
 extern int	orchestrator_max_signal_size;
 extern int	orchestrator_max_events_per_run;
 extern int	orchestrator_max_active_runs;
+extern int	orchestrator_max_admitted_runs;
 extern int	orchestrator_max_pending_webhooks;
 extern int	orchestrator_shutdown_grace;
 extern int	orchestrator_step_timeout_grace;

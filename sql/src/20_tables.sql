@@ -97,12 +97,14 @@ CREATE TABLE orchestrator.workflow_runs (
 	started_by      regrole       NOT NULL,
 	trace_id        text          DEFAULT orchestrator._new_trace_id(),
 	trace_parent    text,
+	admission       smallint      NOT NULL DEFAULT 0,
 	PRIMARY KEY (id)
 ) PARTITION BY RANGE (id);
 COMMENT ON TABLE orchestrator.workflow_runs IS 'one row per workflow run (partitioned by run id = creation day)';
 COMMENT ON COLUMN orchestrator.workflow_runs.owner IS 'owner of the workflow: its sql steps run with this role''s rights';
 COMMENT ON COLUMN orchestrator.workflow_runs.started_by IS 'the role that started the run';
 COMMENT ON COLUMN orchestrator.workflow_runs.trace_id IS 'W3C trace id (32 hex digits) of the run''s trace: the caller''s (option traceparent) or a random one; NULL for runs created before 0.4 (their run id serves)';
+COMMENT ON COLUMN orchestrator.workflow_runs.admission IS 'admission slots the run holds while active (bits: 1 global, 2 workflow, 4 tenant; src/admission.c)';
 COMMENT ON COLUMN orchestrator.workflow_runs.trace_parent IS 'the traceparent given to start_workflow (normalised to version 00): the caller''s span is the parent of the run''s span';
 
 CREATE TABLE orchestrator.workflow_steps (

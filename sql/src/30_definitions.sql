@@ -130,6 +130,32 @@ BEGIN
 END
 $$;
 
+-- A step's "rate_limit": {"key": name, "per_second": n > 0, "burst": integer >= 1}.
+CREATE FUNCTION orchestrator._spec_rate_limit(wf text, what text, v jsonb)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	hint text := 'For example "rate_limit": {"key": "payments-api", "per_second": 5, "burst": 10}: a bucket of 10 tokens that refills 5 a second, shared by the steps of your workflows that name "payments-api".';
+BEGIN
+	IF jsonb_typeof(v) IS DISTINCT FROM 'object' THEN
+		PERFORM orchestrator._spec_error(wf, format('%s: "rate_limit" must be an object with "key", "per_second" and "burst"', what), hint);
+	END IF;
+	PERFORM orchestrator._spec_keys(wf, what || '.rate_limit', v, ARRAY['key', 'per_second', 'burst']);
+	IF jsonb_typeof(v -> 'key') IS DISTINCT FROM 'string' OR length(v ->> 'key') NOT BETWEEN 1 AND 128 THEN
+		PERFORM orchestrator._spec_error(wf, format('%s: rate_limit.key must be a non-empty string of at most 128 characters, not %s', what, coalesce(v -> 'key', 'null')), hint);
+	END IF;
+	IF jsonb_typeof(v -> 'per_second') IS DISTINCT FROM 'number' OR (v ->> 'per_second')::numeric <= 0
+	   OR (v ->> 'per_second')::numeric > 1000000 THEN
+		PERFORM orchestrator._spec_error(wf, format('%s: rate_limit.per_second must be a number greater than 0 (at most 1000000), not %s', what, coalesce(v -> 'per_second', 'null')), hint);
+	END IF;
+	IF jsonb_typeof(v -> 'burst') IS DISTINCT FROM 'number' OR (v ->> 'burst')::numeric < 1
+	   OR (v ->> 'burst')::numeric > 1000000 OR (v ->> 'burst')::numeric <> trunc((v ->> 'burst')::numeric) THEN
+		PERFORM orchestrator._spec_error(wf, format('%s: rate_limit.burst must be an integer from 1 to 1000000, not %s', what, coalesce(v -> 'burst', 'null')), hint);
+	END IF;
+END
+$$;
+
 -- Validate the kind-specific part of a step (or of a compensate action).
 CREATE FUNCTION orchestrator._spec_action(wf text, what text, s jsonb, kind text)
 RETURNS void
@@ -141,6 +167,9 @@ DECLARE
 	n   integer;
 	v   jsonb;
 BEGIN
+	IF s ? 'rate_limit' THEN
+		PERFORM orchestrator._spec_rate_limit(wf, what, s -> 'rate_limit');
+	END IF;
 	CASE kind
 	WHEN 'sql' THEN
 		IF jsonb_typeof(s -> 'sql') IS DISTINCT FROM 'string' OR btrim(s ->> 'sql') = '' THEN
@@ -238,7 +267,13 @@ BEGIN
 	IF octet_length(spec::text) > 1048576 THEN
 		PERFORM orchestrator._spec_error(wf, format('the spec is %s bytes; at most 1 MB is allowed', octet_length(spec::text)));
 	END IF;
-	PERFORM orchestrator._spec_keys(wf, 'the spec', spec, ARRAY['steps', 'result', 'description']);
+	PERFORM orchestrator._spec_keys(wf, 'the spec', spec, ARRAY['steps', 'result', 'description', 'max_active_runs']);
+	IF spec ? 'max_active_runs' AND (jsonb_typeof(spec -> 'max_active_runs') <> 'number'
+			OR (spec ->> 'max_active_runs')::numeric NOT BETWEEN 1 AND 1000000
+			OR (spec ->> 'max_active_runs')::numeric <> trunc((spec ->> 'max_active_runs')::numeric)) THEN
+		PERFORM orchestrator._spec_error(wf, format('"max_active_runs" must be an integer from 1 to 1000000, not %s', spec -> 'max_active_runs'),
+			'At most that many runs of the workflow (all versions) are active at once; more wait with status queued.  Leave it out for no limit.');
+	END IF;
 	IF jsonb_typeof(spec -> 'steps') IS DISTINCT FROM 'array' OR jsonb_array_length(spec -> 'steps') = 0 THEN
 		PERFORM orchestrator._spec_error(wf, '"steps" must be a non-empty array');
 	END IF;
@@ -274,10 +309,14 @@ BEGIN
 			PERFORM orchestrator._spec_error(wf, format('%s: unknown kind %s', what, coalesce(s -> 'kind', 'null')),
 				'The kinds are sql, http, external, sleep and wait.');
 		END IF;
+		IF kind IN ('sleep', 'wait') AND s ? 'rate_limit' THEN
+			PERFORM orchestrator._spec_error(wf, format('%s: %s steps take no "rate_limit"', what, kind),
+				'A rate limit spaces out calls: it applies to sql, http and external steps.');
+		END IF;
 		PERFORM orchestrator._spec_keys(wf, what, s, common || CASE kind
-			WHEN 'sql' THEN ARRAY['sql', 'args']
-			WHEN 'http' THEN ARRAY['request']
-			WHEN 'external' THEN ARRAY['queue', 'input']
+			WHEN 'sql' THEN ARRAY['sql', 'args', 'rate_limit']
+			WHEN 'http' THEN ARRAY['request', 'rate_limit']
+			WHEN 'external' THEN ARRAY['queue', 'input', 'rate_limit']
 			WHEN 'sleep' THEN ARRAY['duration', 'until']
 			WHEN 'wait' THEN ARRAY['signal'] END);
 
@@ -383,7 +422,7 @@ BEGIN
 			IF jsonb_typeof(r) <> 'object' OR coalesce(r ->> 'kind', '') NOT IN ('sql', 'http', 'external') THEN
 				PERFORM orchestrator._spec_error(wf, format('%s: "compensate" must be an object of kind sql, http or external', what));
 			END IF;
-			PERFORM orchestrator._spec_keys(wf, what || '.compensate', r, ARRAY['kind', 'sql', 'args', 'request', 'queue', 'input', 'timeout']);
+			PERFORM orchestrator._spec_keys(wf, what || '.compensate', r, ARRAY['kind', 'sql', 'args', 'request', 'queue', 'input', 'timeout', 'rate_limit']);
 			PERFORM orchestrator._spec_action(wf, what || '.compensate', r, r ->> 'kind');
 		END IF;
 
@@ -485,6 +524,8 @@ BEGIN
 		SELECT x.name, v, x.step, x.position, x.kind, x.depends_on, x.dependents, x.condition, x.spec,
 			   x.max_attempts, x.backoff, x.multiplier, x.max_backoff, x.jitter, x.timeout, x.compensates
 		FROM unnest(steps) x;
+	-- The latest version's "max_active_runs" limits the runs of the name.
+	PERFORM orchestrator._admission_configure('workflow', name, (spec ->> 'max_active_runs')::integer);
 	RETURN v;
 END
 $$;

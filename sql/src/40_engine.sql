@@ -143,5 +143,5 @@ $$;
 CREATE FUNCTION orchestrator._is_active(status text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE
-AS $$ SELECT status IN ('pending', 'running', 'compensating') $$;
+AS $$ SELECT status IN ('queued', 'pending', 'running', 'compensating') $$;
 

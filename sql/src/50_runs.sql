@@ -203,6 +203,9 @@ BEGIN
 						   FROM orchestrator.workflow_steps x
 						   WHERE x.run_id = r.id AND x.step = ANY (redo) AND x.attempt > 0)),
 		'by', orchestrator._caller()));
+	-- Active again: it takes admission slots like a start, or waits queued
+	-- (then no step is made ready below; its admission does that).
+	PERFORM orchestrator._admission_resumed(r.id);
 	IF r.deadline IS NOT NULL THEN
 		PERFORM orchestrator._enqueue(r.id, '@deadline', '@timer', r.deadline);
 	END IF;

@@ -48,6 +48,7 @@ DECLARE
 	own_oldest double precision;
 	ahead      integer := orchestrator._partitions_ahead();
 	active     bigint;
+	queued     bigint;
 	breakers   jsonb;
 	problems   text[] := '{}';
 	not_ready  boolean := false;
@@ -82,7 +83,9 @@ BEGIN
 	FROM orchestrator.work_queue q
 	WHERE left(q.queue, 1) = '@' AND q.lease_token IS NULL AND q.available_at <= now()
 	  AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.run_id = q.run_id AND b.step = q.step);
-	SELECT count(*) INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
+	-- queued runs (admission, 54_flow_control.sql) are not finished but not active
+	SELECT count(*) INTO queued FROM orchestrator.admission_queue;
+	SELECT count(*) - queued INTO active FROM orchestrator.workflow_runs r WHERE r.finished_at IS NULL;
 	SELECT coalesce(jsonb_agg(jsonb_build_object('owner', c.owner, 'host', c.host, 'state', c.state, 'failures', c.failures,
 				'opened_at', c.opened_at, 'retry_at', c.retry_at) ORDER BY c.host, c.owner::text), '[]')
 	INTO breakers
@@ -168,6 +171,7 @@ BEGIN
 			'last_active', last_turn),
 		'dispatchers', dispatchers,
 		'active_runs', active,
+		'queued_runs', queued,
 		'queue_depth', depth,
 		'oldest_ready_age_seconds', round(oldest::numeric, 3),
 		'dispatcher_ready', own_ready,
@@ -234,8 +238,10 @@ BEGIN
 	FOR w IN SELECT s.slot, s.consecutive_failures FROM orchestrator._worker_status() s ORDER BY s.slot LOOP
 		out := out || format(E'orchestrator_worker_consecutive_failures{slot="%s"} %s\n', w.slot, w.consecutive_failures);
 	END LOOP;
-	out := out || E'# HELP orchestrator_active_runs Runs not finished (pending, running).\n# TYPE orchestrator_active_runs gauge\n'
+	out := out || E'# HELP orchestrator_active_runs Runs active (pending, running, compensating).\n# TYPE orchestrator_active_runs gauge\n'
 		|| format(E'orchestrator_active_runs %s\n', h ->> 'active_runs');
+	out := out || E'# HELP orchestrator_queued_runs Runs waiting for an admission slot (status queued).\n# TYPE orchestrator_queued_runs gauge\n'
+		|| format(E'orchestrator_queued_runs %s\n', h ->> 'queued_runs');
 	out := out || E'# HELP orchestrator_queue_ready Steps ready to be claimed, per queue.\n# TYPE orchestrator_queue_ready gauge\n';
 	FOR q IN SELECT * FROM orchestrator._queue_stats() s ORDER BY s.queue LOOP
 		out := out || format(E'orchestrator_queue_ready{queue="%s"} %s\n', orchestrator._prom_label(q.queue), q.ready);

@@ -305,3 +305,17 @@ LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.get_owner_limits(regrole) IS
 'the hard limits that apply to a role (default: the caller) and where each comes from (role, or the setting); 0: no limit';
+
+CREATE FUNCTION orchestrator.set_tenant_limits(tenant text, max_active_runs integer)
+RETURNS void
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.set_tenant_limits(text, integer) IS
+'admission: at most max_active_runs active runs started with option tenant = tenant, more wait queued (NULL or 0: no limit); admins only';
+
+CREATE FUNCTION orchestrator.get_tenant_limits(tenant text DEFAULT NULL)
+RETURNS TABLE (name text, max_active_runs integer, active integer, queued bigint)
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.get_tenant_limits(text) IS
+'the tenants with an admission limit (or the one named): the limit, runs active and queued; admins only';

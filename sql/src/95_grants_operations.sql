@@ -20,6 +20,13 @@ GRANT EXECUTE ON FUNCTION orchestrator.health(), orchestrator.metrics() TO orche
 GRANT EXECUTE ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) TO orchestrator_admin;
 GRANT SELECT ON orchestrator.owner_limits TO orchestrator_admin;
 
+-- Flow control (54_flow_control.sql): tenant limits set and read by admins;
+-- admins read the slots, the queued runs and the rate buckets.
+GRANT EXECUTE ON FUNCTION orchestrator.set_tenant_limits(text, integer),
+	orchestrator.get_tenant_limits(text) TO orchestrator_admin;
+GRANT SELECT ON orchestrator.admission_slots, orchestrator.admission_queue, orchestrator.rate_buckets
+TO orchestrator_admin;
+
 GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestrator.error_rates,
 	orchestrator.step_errors, orchestrator.throughput, orchestrator.queue_depth,
 	orchestrator.costs_per_day

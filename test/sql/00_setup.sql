@@ -12,7 +12,7 @@ DECLARE
 BEGIN
 	FOR i IN 1 .. seconds * 20 LOOP
 		SELECT status INTO s FROM orchestrator.runs WHERE runs.id = wait_for_run.id;
-		IF s NOT IN ('pending', 'running', 'compensating') THEN
+		IF s NOT IN ('queued', 'pending', 'running', 'compensating') THEN
 			RETURN s;
 		END IF;
 		PERFORM pg_sleep(0.05);

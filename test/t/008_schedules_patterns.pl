@@ -62,6 +62,23 @@ for my $i (0 .. $#blocks)
 	{
 		like($out, qr/^2\n0\n/m, 'the packer claimed two orders (the limit), a second claim none');
 	}
+	if ($sql =~ /'ship_label', jsonb_build_object/)
+	{
+		like($out, qr/^8\nready\|5\nscheduled\|3$/m, 'five labels ready (the burst), three scheduled');
+	}
+	if ($sql =~ /'month_report', jsonb_build_object/)
+	{
+		like($out, qr/^5\npending\|2\nqueued\|3$/m, 'two reports admitted, three queued');
+	}
+	if ($sql =~ /reporter-1/)
+	{
+		like($out, qr/^t\npending\|2\nqueued\|2\nsucceeded\|1\nworkflow\.created\nworkflow\.queued\nworkflow\.admitted$/m,
+			'a finished report admitted the oldest queued one');
+	}
+	if ($sql =~ /get_tenant_limits/)
+	{
+		like($out, qr/^acme\|3\|0\|0$/m, 'the tenant limit, read back');
+	}
 	if ($sql =~ /INSERT INTO shop\.orders/)
 	{
 		is( $node->safe_psql(

@@ -1,0 +1,43 @@
+/*-------------------------------------------------------------------------
+ *
+ * admission.h
+ *	  Flow control: admission of runs under limits of active runs
+ *	  (admission.c) and rate limits of steps (rate_limit.c), hooked into the
+ *	  state machine (engine.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORCHESTRATOR_ADMISSION_H
+#define ORCHESTRATOR_ADMISSION_H
+
+#include "postgres.h"
+
+#include "engine.h"
+
+/* The scopes of admission limits: bits of workflow_runs.admission. */
+#define ADMISSION_GLOBAL	0x01	/* orchestrator.max_admitted_runs */
+#define ADMISSION_WORKFLOW	0x02	/* a workflow's "max_active_runs" */
+#define ADMISSION_TENANT	0x04	/* set_tenant_limits() */
+#define ADMISSION_SCOPES	3
+
+/* What admission_at_start() decided for a run being created. */
+typedef struct Admission
+{
+	bool		limited;		/* some limit applies: admission_created() */
+	bool		queued;			/* over a limit: the run waits */
+	int16		bits;			/* slots taken (when admitted) */
+	char	   *reason;			/* JSON: the limit it waits for */
+} Admission;
+
+/* admission.c */
+extern void admission_at_start(EngineRun *run, const char *tenant, Admission *a);
+extern void admission_created(EngineRun *run, const char *tenant, Admission *a);
+extern void admission_run_left(EngineRun *run, bool was_queued);
+extern void admission_dispatch_pass(bool idle);
+
+/* rate_limit.c */
+extern bool rate_limit_schedule(EngineRun *run, StepDef *def, Datum input, bool input_isnull);
+extern void rate_limit_token_due(EngineRun *run, StepDef *def, const char *step);
+extern TimestampTz rate_limit_retry(EngineRun *run, StepDef *def, const char *step, TimestampTz due);
+
+#endif							/* ORCHESTRATOR_ADMISSION_H */
