@@ -19,7 +19,7 @@ BEGIN
 	END LOOP;
 	RETURN 'timeout: ' || s;
 END $$;
-CREATE FUNCTION try_detail(sql text) RETURNS text
+CREATE FUNCTION cmp_try(sql text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
 	d text;
@@ -174,7 +174,7 @@ SELECT wait_for_run(:'c') IN ('cancelled', 'failed') AS child_ended;
 -- checked at definition, and again when a child starts.
 CREATE ROLE cmp_user LOGIN IN ROLE orchestrator_user;
 SET ROLE cmp_user;
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_theirs', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child"}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_theirs', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child"}]}')$$);
 RESET ROLE;
 SELECT orchestrator.grant_workflow('cmp_child', 'cmp_user');
 SET ROLE cmp_user;
@@ -193,19 +193,19 @@ SELECT count(*) AS children FROM orchestrator.runs WHERE parent_id = :'p';
 RESET ROLE;
 
 -- Bad definitions: a specific SQLSTATE, and nothing written.
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "no_such_workflow"}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child", "version": 7}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child", "version": -1}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": 5}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child", "queue": "q"}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child", "input": {"a": {"$path": "$["}}}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": "$.input.items"}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": {"$path": "$.input.items", "x": 1}}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": {"$path": "$["}}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "wait", "signal": "s", "for_each": {"$path": "$.input.items"}}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "max_parallel": 2}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": {"$path": "$.input.items"}, "max_parallel": 0}]}')$$);
-SELECT try_detail($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": {"$path": "$.input.items"}, "max_parallel": 1.5}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "no_such_workflow"}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child", "version": 7}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child", "version": -1}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": 5}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child", "queue": "q"}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "workflow", "workflow": "cmp_child", "input": {"a": {"$path": "$["}}}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": "$.input.items"}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": {"$path": "$.input.items", "x": 1}}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": {"$path": "$["}}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "wait", "signal": "s", "for_each": {"$path": "$.input.items"}}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "max_parallel": 2}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": {"$path": "$.input.items"}, "max_parallel": 0}]}')$$);
+SELECT cmp_try($$SELECT orchestrator.define_workflow('cmp_bad', '{"steps": [{"name": "k", "kind": "sql", "sql": "SELECT 1", "for_each": {"$path": "$.input.items"}, "max_parallel": 1.5}]}')$$);
 SELECT count(*) AS written FROM orchestrator.workflows WHERE name = 'cmp_bad';
 
 -- Fan-out over sql steps: once per element, at most max_parallel at once,
@@ -331,5 +331,7 @@ SELECT wait_for_run(:'f');
 SELECT step, status, input -> 'body' AS body, error ->> 'kind' AS kind FROM orchestrator.run_steps
 WHERE run_id = :'f' ORDER BY step;
 
+-- the breaker's record of those refused requests (30_http counts its own)
+DELETE FROM orchestrator.http_circuits WHERE host = '127.0.0.1:9';
 DROP OWNED BY cmp_user;
 DROP ROLE cmp_user;
