@@ -150,6 +150,18 @@ COMMENT ON TABLE orchestrator.rate_buckets IS 'token buckets of step rate limits
 SELECT pg_catalog.pg_extension_config_dump('orchestrator.admission_slots', '');
 SELECT pg_catalog.pg_extension_config_dump('orchestrator.admission_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('orchestrator.rate_buckets', '');
+-- Child workflows and fan-out (issue 12), as in sql/src/20_tables.sql.
+ALTER TABLE orchestrator.workflow_runs ADD COLUMN parent_step text;
+COMMENT ON COLUMN orchestrator.workflow_runs.parent_id IS 'the run whose step of kind workflow started this one (a child run); NULL for runs started otherwise';
+COMMENT ON COLUMN orchestrator.workflow_runs.parent_step IS 'the step of the parent run that started this child run';
+CREATE INDEX workflow_runs_parent ON orchestrator.workflow_runs (parent_id) WHERE parent_id IS NOT NULL;
+ALTER TABLE orchestrator.workflow_steps ADD COLUMN element integer;
+ALTER TABLE orchestrator.workflow_steps ADD COLUMN item jsonb;
+ALTER TABLE orchestrator.workflow_steps ADD COLUMN child_id uuid;
+COMMENT ON COLUMN orchestrator.workflow_steps.element IS 'for an element of a for_each step (named "<step>[<element>]"): its index in the array; NULL for other steps';
+COMMENT ON COLUMN orchestrator.workflow_steps.item IS 'for an element of a for_each step: its array element ($.item in its templates)';
+COMMENT ON COLUMN orchestrator.workflow_steps.child_id IS 'for a step of kind workflow: the child run of its latest attempt';
+
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
@@ -312,7 +324,8 @@ DECLARE
 	remaining text[];
 	progress boolean;
 	n        integer;
-	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'on_error', 'description'];
+	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'on_error', 'description',
+						   'for_each', 'max_parallel'];
 BEGIN
 	IF wf IS NULL OR wf !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
 		RAISE EXCEPTION 'invalid workflow name %', coalesce(quote_literal(wf), 'NULL')
@@ -363,9 +376,9 @@ BEGIN
 		sname := s ->> 'name';
 		what := format('step "%s"', sname);
 		kind := s ->> 'kind';
-		IF kind IS NULL OR kind NOT IN ('sql', 'http', 'external', 'sleep', 'wait') THEN
+		IF kind IS NULL OR kind NOT IN ('sql', 'http', 'external', 'sleep', 'wait', 'workflow') THEN
 			PERFORM orchestrator._spec_error(wf, format('%s: unknown kind %s', what, coalesce(s -> 'kind', 'null')),
-				'The kinds are sql, http, external, sleep and wait.');
+				'The kinds are sql, http, external, sleep, wait and workflow.');
 		END IF;
 		IF kind IN ('sleep', 'wait') AND s ? 'rate_limit' THEN
 			PERFORM orchestrator._spec_error(wf, format('%s: %s steps take no "rate_limit"', what, kind),
@@ -376,7 +389,8 @@ BEGIN
 			WHEN 'http' THEN ARRAY['request', 'rate_limit']
 			WHEN 'external' THEN ARRAY['queue', 'input', 'rate_limit']
 			WHEN 'sleep' THEN ARRAY['duration', 'until']
-			WHEN 'wait' THEN ARRAY['signal'] END);
+			WHEN 'wait' THEN ARRAY['signal']
+			WHEN 'workflow' THEN ARRAY['workflow', 'version', 'input'] END);
 
 		deps := '{}';
 		IF s ? 'depends_on' THEN
@@ -431,12 +445,14 @@ BEGIN
 		IF kind IN ('sleep', 'wait') AND s ? 'retry' THEN
 			PERFORM orchestrator._spec_error(wf, format('%s: %s steps are not retried; remove "retry"', what, kind));
 		END IF;
-		row.max_attempts := coalesce((r ->> 'max_attempts')::integer, CASE WHEN kind IN ('sleep', 'wait') THEN 1 ELSE 3 END);
+		-- A child run is a whole workflow with retries of its own: run once
+		-- unless "retry" says otherwise.
+		row.max_attempts := coalesce((r ->> 'max_attempts')::integer, CASE WHEN kind IN ('sleep', 'wait', 'workflow') THEN 1 ELSE 3 END);
 		row.backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.backoff', r -> 'backoff', true), interval '1 second');
 		row.multiplier := coalesce((r ->> 'multiplier')::float8, 2);
 		row.max_backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.max_backoff', r -> 'max_backoff', true), interval '1 minute');
 		row.jitter := coalesce((r ->> 'jitter')::float8, 0.2);
-		row.timeout := CASE WHEN kind IN ('sleep', 'wait') THEN orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout')
+		row.timeout := CASE WHEN kind IN ('sleep', 'wait', 'workflow') THEN orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout')
 						   ELSE orchestrator._spec_timeout(wf, what || '.timeout', s -> 'timeout') END;
 
 		IF s ? 'on_error' AND (s -> 'on_error') NOT IN ('"fail"', '"continue"') THEN
@@ -471,9 +487,60 @@ BEGIN
 			IF jsonb_typeof(s -> 'signal') IS DISTINCT FROM 'string' OR (s ->> 'signal') !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
 				PERFORM orchestrator._spec_error(wf, format('%s: "signal" must be a name of letters, digits, "_", ".", ":" or "-", not %s', what, coalesce(s -> 'signal', 'null')));
 			END IF;
+		WHEN 'workflow' THEN
+			-- A child run: the workflow must exist (and the definer may start
+			-- it) now; the right of the owner is checked again at each start.
+			IF jsonb_typeof(s -> 'workflow') IS DISTINCT FROM 'string' OR (s ->> 'workflow') !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "workflow" must be the name of a workflow, not %s', what, coalesce(s -> 'workflow', 'null')));
+			END IF;
+			IF s ? 'version' AND (jsonb_typeof(s -> 'version') <> 'number'
+					OR (s ->> 'version')::numeric NOT BETWEEN 1 AND 999999999
+					OR (s ->> 'version')::numeric <> trunc((s ->> 'version')::numeric)) THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "version" must be a positive integer, not %s', what, s -> 'version'),
+					'Omit "version" to start the latest version of the workflow when the step runs.');
+			END IF;
+			IF NOT EXISTS (SELECT 1 FROM orchestrator.definitions d WHERE d.name = s ->> 'workflow'
+						   AND (NOT s ? 'version' OR d.version = (s ->> 'version')::integer)) THEN
+				RAISE EXCEPTION 'invalid workflow definition "%"', wf
+					USING ERRCODE = 'undefined_object',
+						  DETAIL = format('%s: workflow "%s"%s is not defined.', upper(left(what, 1)) || substr(what, 2), s ->> 'workflow',
+										  CASE WHEN s ? 'version' THEN format(' version %s', s -> 'version') ELSE '' END),
+						  HINT = 'Define the child workflow first.';
+			END IF;
+			IF NOT orchestrator._may(s ->> 'workflow', 'start') THEN
+				RAISE EXCEPTION 'invalid workflow definition "%"', wf
+					USING ERRCODE = 'insufficient_privilege',
+						  DETAIL = format('%s: permission denied to start workflow "%s".', upper(left(what, 1)) || substr(what, 2), s ->> 'workflow'),
+						  HINT = 'Its owner can grant it: SELECT orchestrator.grant_workflow(<name>, <role>);';
+			END IF;
+			IF s ? 'input' THEN
+				PERFORM orchestrator._spec_templates(wf, what || '.input', s -> 'input');
+			END IF;
 		ELSE
 			PERFORM orchestrator._spec_action(wf, what, s, kind);
 		END CASE;
+
+		-- Fan-out: once per element of an array.
+		IF s ? 'for_each' THEN
+			IF jsonb_typeof(s -> 'for_each') IS DISTINCT FROM 'object' OR NOT (s -> 'for_each') ? '$path' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "for_each" must be a {"$path": ...} template selecting an array, not %s', what, s -> 'for_each'),
+					'For example {"$path": "$.input.items"}; each element runs the step with $.item and $.index.');
+			END IF;
+			PERFORM orchestrator._spec_templates(wf, what || '.for_each', s -> 'for_each');
+			IF kind = 'wait' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: a wait step cannot have "for_each"', what),
+					'A signal completes every waiting step of its name at once; wait once, then fan out.');
+			END IF;
+		END IF;
+		IF s ? 'max_parallel' THEN
+			IF NOT s ? 'for_each' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "max_parallel" needs "for_each"', what));
+			END IF;
+			IF jsonb_typeof(s -> 'max_parallel') <> 'number' OR (s ->> 'max_parallel')::numeric NOT BETWEEN 1 AND 10000
+			   OR (s ->> 'max_parallel')::numeric <> trunc((s ->> 'max_parallel')::numeric) THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "max_parallel" must be an integer from 1 to 10000, not %s', what, s -> 'max_parallel'));
+			END IF;
+		END IF;
 
 		IF s ? 'compensate' THEN
 			r := s -> 'compensate';
@@ -604,6 +671,23 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._may_start_as(name text, role regrole)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = role) THEN
+		RETURN false;
+	END IF;
+	RETURN pg_catalog.pg_has_role(role, 'orchestrator_admin', 'MEMBER')
+		OR EXISTS (SELECT 1 FROM orchestrator.workflows w
+				   WHERE w.name = _may_start_as.name AND pg_catalog.pg_has_role(role, w.owner, 'USAGE'))
+		OR EXISTS (SELECT 1 FROM orchestrator.workflow_grants g
+				   WHERE g.name = _may_start_as.name AND g.privilege = 'start'
+					 AND pg_catalog.pg_has_role(role, g.grantee, 'USAGE'));
+END
+$$;
+
 CREATE FUNCTION orchestrator._step_ready(run_id uuid, step text)
 RETURNS void
 LANGUAGE C
@@ -693,11 +777,21 @@ BEGIN
 		'input', r.input, 'result', r.result, 'error', r.error, 'idempotency_key', r.idempotency_key,
 		'created_at', r.created_at, 'started_at', r.started_at, 'finished_at', r.finished_at,
 		'trace_id', coalesce(r.trace_id, replace(r.id::text, '-', '')),
+		'parent_id', r.parent_id, 'parent_step', r.parent_step,
+		-- elements of for_each steps are steps "<step>[<index>]"; a step of
+		-- kind workflow names the child run of its latest attempt
 		'steps', (SELECT jsonb_object_agg(s.step, jsonb_build_object(
 					'kind', s.kind, 'status', s.status, 'attempt', s.attempt, 'input', s.input,
 					'result', s.result, 'error', s.error, 'started_at', s.started_at,
-					'finished_at', s.finished_at))
-				  FROM orchestrator.workflow_steps s WHERE s.run_id = r.id));
+					'finished_at', s.finished_at)
+					|| CASE WHEN s.child_id IS NOT NULL THEN jsonb_build_object('child_id', s.child_id) ELSE '{}' END
+					|| CASE WHEN s.element IS NOT NULL THEN jsonb_build_object('element', s.element, 'item', s.item) ELSE '{}' END
+					|| CASE WHEN s.progress IS NOT NULL THEN jsonb_build_object('progress', s.progress) ELSE '{}' END)
+				  FROM orchestrator.workflow_steps s WHERE s.run_id = r.id),
+		-- its child runs, every attempt's (children are created after their parent)
+		'children', coalesce((SELECT jsonb_agg(jsonb_build_object('id', c.id, 'name', c.name, 'version', c.version,
+					'status', c.status, 'step', c.parent_step, 'created_at', c.created_at) ORDER BY c.id)
+				  FROM orchestrator.workflow_runs c WHERE c.parent_id = r.id AND c.id >= r.id), '[]'));
 END
 $$;
 
@@ -768,19 +862,21 @@ BEGIN
 	END IF;
 
 	-- Every step that did not succeed and was not skipped is to do again.
+	-- (Elements of a for_each step are redone by their step: its fan-out
+	-- keeps the elements that succeeded.)
 	SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}') INTO redo
 		FROM orchestrator.workflow_steps x
-		WHERE x.run_id = r.id AND x.status NOT IN ('succeeded', 'skipped');
+		WHERE x.run_id = r.id AND x.status NOT IN ('succeeded', 'skipped') AND x.element IS NULL;
 	IF steps IS NOT NULL THEN
 		SELECT n INTO bad FROM unnest(steps) n
 			WHERE n IS NULL OR NOT EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
-										   WHERE x.run_id = r.id AND x.step = n)
+										   WHERE x.run_id = r.id AND x.step = n AND x.element IS NULL)
 			LIMIT 1;
 		IF FOUND THEN
 			RAISE EXCEPTION 'workflow run % has no step %', r.id, coalesce(quote_literal(bad), 'NULL')
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = format('Its steps are: %s.', (SELECT string_agg(x.step, ', ' ORDER BY x.position)
-						  FROM orchestrator.workflow_steps x WHERE x.run_id = r.id)),
+						  FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.element IS NULL)),
 					  HINT = 'Name the failed steps to retry, or pass NULL to retry every failed step.';
 		END IF;
 		SELECT n INTO bad FROM unnest(steps) n WHERE n <> ALL (redo) LIMIT 1;
@@ -793,7 +889,7 @@ BEGIN
 		END IF;
 		-- A run cannot go on past a failed step that stays failed.
 		SELECT x.step INTO bad FROM orchestrator.workflow_steps x
-			WHERE x.run_id = r.id AND x.status IN ('failed', 'dead') AND x.step <> ALL (steps)
+			WHERE x.run_id = r.id AND x.status IN ('failed', 'dead') AND x.step <> ALL (steps) AND x.element IS NULL
 			ORDER BY x.position LIMIT 1;
 		IF FOUND THEN
 			RAISE EXCEPTION 'step % of workflow run % failed and is not named', quote_literal(bad), r.id
@@ -2447,7 +2543,7 @@ COMMENT ON FUNCTION orchestrator.get_tenant_limits(text) IS
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.started_by, r.idempotency_key, r.priority,
 		   r.deadline, r.parent_id, r.created_at, r.started_at, r.finished_at, r.cost, r.input,
-		   r.result, r.error, coalesce(r.trace_id, replace(r.id::text, '-', '')) AS trace_id
+		   r.result, r.error, coalesce(r.trace_id, replace(r.id::text, '-', '')) AS trace_id, r.parent_step
 	FROM orchestrator.workflow_runs r
 	WHERE orchestrator._may_see(r.owner, r.started_by);
 

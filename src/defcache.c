@@ -240,6 +240,9 @@ copy_step_def(StepDef *def, MemoryContext target)
 	copy->backoff = copy_datum(def->backoff, false, 16);
 	copy->max_backoff = copy_datum(def->max_backoff, false, 16);
 	copy->dependents = copy_datum(def->dependents, false, -1);
+	copy->for_each_path = copy_datum(def->for_each_path, !def->for_each, -1);
+	copy->element_of = copy_string(def->element_of);
+	copy->child_workflow = copy_string(def->child_workflow);
 	MemoryContextSwitchTo(context);
 	return copy;
 }
@@ -247,7 +250,7 @@ copy_step_def(StepDef *def, MemoryContext target)
 static StepKind
 kind_from_name(const char *kind)
 {
-	static const char *const names[KIND_COUNT] = {"sql", "external", "http", "sleep", "wait"};
+	static const char *const names[KIND_COUNT] = {"sql", "external", "http", "sleep", "wait", "workflow"};
 
 	for (int i = 0; i < KIND_COUNT; i++)
 		if (strcmp(kind, names[i]) == 0)
@@ -299,8 +302,15 @@ load_step_def(StepDef *def)
 		def->rate_per_second = isnull ? 1 : DatumGetFloat8(d);
 		def->rate_burst = Max(engine_col_int32("rate_burst"), 1);
 	}
+	def->for_each_path = engine_col("for_each", &isnull);
+	def->for_each = !isnull;
+	def->max_parallel = engine_col_int32("max_parallel");
+	def->element_of = NULL;
+	def->element_index = 0;
+	def->child_workflow = engine_col_text("child_workflow");
+	def->child_version = engine_col_int32("child_version");
 	/* a rate-limited step takes its token in engine_step_ready() */
-	def->plain_when_ready = def->rate_key == NULL && !def->has_condition &&
+	def->plain_when_ready = def->rate_key == NULL && !def->has_condition && !def->for_each &&
 		(def->kind == KIND_SQL || (def->kind == KIND_EXTERNAL && !def->templated));
 }
 
@@ -317,6 +327,30 @@ engine_step_def(const char *name, int32 version, const char *step)
 	char		key[DEF_KEY_LEN];
 	int			keylen;
 	bool		cacheable;
+
+	/* an element "<step>[<i>]" of a for_each step: its step's, adapted */
+	{
+		size_t		len = strlen(step);
+
+		if (len > 0 && step[len - 1] == ']')
+		{
+			char	   *base_name;
+			int32		index;
+
+			if (compose_element_name(step, &base_name, &index))
+			{
+				StepDef    *base = engine_step_def(name, version, base_name);
+
+				if (base->found && base->for_each)
+					return compose_element_def(base, step, index);
+			}
+			def = palloc0(sizeof(StepDef));
+			def->name = pstrdup(name);
+			def->version = version;
+			def->step = pstrdup(step);
+			return def;
+		}
+	}
 
 	keylen = snprintf(key, sizeof(key), "%d/%s/%s", version, name, step);
 	cacheable = keylen < DEF_KEY_LEN;

@@ -42,6 +42,7 @@
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -660,8 +661,8 @@ void
 engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 				   const char *idempotency_key)
 {
-	Datum		values[15];
-	char		nulls[15];
+	Datum		values[17];
+	char		nulls[17];
 	StringInfoData data;
 	int			nroots;
 	char	  **roots;
@@ -719,6 +720,11 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 		appendStringInfoString(&data, ", \"tenant\": ");
 		escape_json(&data, tenant);
 	}
+	if (run->has_parent)
+	{
+		appendStringInfo(&data, ", \"parent_id\": \"%s\", \"parent_step\": ", uuid_string(run->parent_id));
+		escape_json(&data, run->parent_step);
+	}
 	appendStringInfoChar(&data, '}');
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -742,6 +748,10 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	nulls[13] = run->trace_id ? ' ' : 'n';
 	values[14] = run->trace_parent ? CStringGetTextDatum(run->trace_parent) : (Datum) 0;
 	nulls[14] = run->trace_parent ? ' ' : 'n';
+	values[15] = run->has_parent ? run->parent_id : (Datum) 0;
+	nulls[15] = run->has_parent ? ' ' : 'n';
+	values[16] = run->has_parent ? CStringGetTextDatum(run->parent_step) : (Datum) 0;
+	nulls[16] = run->has_parent ? ' ' : 'n';
 	if (engine_stmt(S_CREATE_RUN, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -793,6 +803,9 @@ engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnu
 	bool		result_isnull = true;
 	Datum		data;
 	uint64		n;
+	Datum		parent_id;
+	bool		parent_isnull;
+	char	   *parent_step;
 
 	values[0] = run->id;
 	if (run->status == RUN_COMPENSATING)
@@ -816,13 +829,26 @@ engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnu
 	{
 		char	  **cancelled;
 
+		Datum	   *children;
+		int			nchildren = 0;
+
 		n = engine_stmt(S_CANCEL_OPEN_STEPS, &run->leaves, values, NULL);
 		cancelled = palloc(sizeof(char *) * Max(n, 1));
+		children = palloc(sizeof(Datum) * Max(n, 1));
 		for (uint64 i = 0; i < n; i++)
+		{
+			Datum		child = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+
 			cancelled[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			/* a step of kind workflow: its child run is cancelled too */
+			if (!isnull)
+				children[nchildren++] = datumCopy(child, false, UUID_LEN);
+		}
 		engine_rows_done();
 		for (uint64 i = 0; i < n; i++)
 			engine_emit(run, "step.cancelled", cancelled[i], NULL);
+		for (int i = 0; i < nchildren; i++)
+			compose_cancel_child(children[i]);
 	}
 
 	if (status == RUN_FAILED && run->status != RUN_COMPENSATING)
@@ -874,6 +900,8 @@ engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnu
 	nulls[3] = error_isnull ? 'n' : ' ';
 	engine_stmt(S_RUN_FINISH, &run->leaves, values, nulls);
 	data = engine_col("data", &isnull);
+	parent_id = engine_col("parent_id", &parent_isnull);
+	parent_step = engine_col_text("parent_step");
 	engine_rows_done();
 	{
 		bool		was_queued = run->status == RUN_QUEUED;
@@ -884,6 +912,7 @@ engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnu
 		if (run->admission != 0 || was_queued)
 			admission_run_left(run, was_queued);
 	}
+	compose_run_ended(run, parent_id, parent_isnull, parent_step);
 }
 
 /*
@@ -911,11 +940,18 @@ compensate_next(EngineRun *run)
 	}
 	engine_stmt(S_RUN_COMPENSATED, &run->leaves, values, NULL);
 	data = engine_col("data", &isnull);
-	engine_rows_done();
-	run->status = RUN_FAILED;
-	engine_emit_jsonb(run, "workflow.failed", NULL, data, false);
-	if (run->admission != 0)
-		admission_run_left(run, false);
+	{
+		bool		parent_isnull;
+		Datum		parent_id = engine_col("parent_id", &parent_isnull);
+		char	   *parent_step = engine_col_text("parent_step");
+
+		engine_rows_done();
+		run->status = RUN_FAILED;
+		engine_emit_jsonb(run, "workflow.failed", NULL, data, false);
+		if (run->admission != 0)
+			admission_run_left(run, false);
+		compose_run_ended(run, parent_id, parent_isnull, parent_step);
+	}
 }
 
 /* ----------------------------------------------------------------
@@ -958,6 +994,47 @@ run_context(EngineRun *run, Datum *context, bool *context_ready)
 		*context_ready = true;
 	}
 	return *context;
+}
+
+/*
+ * step_context
+ *		The context of a step's templates: the run's, and for an element of
+ *		a for_each step also $.item and $.index (read once).
+ */
+static Datum
+step_context(EngineRun *run, StepDef *def, Datum *context, bool *context_ready)
+{
+	if (def == NULL || def->element_of == NULL)
+		return run_context(run, context, context_ready);
+	if (!*context_ready)
+	{
+		Datum		values[2] = {run->id, CStringGetTextDatum(def->step)};
+		bool		isnull;
+
+		engine_stmt(S_CONTEXT_ITEM, &run->leaves, values, NULL);
+		*context = engine_col("context", &isnull);
+		engine_rows_done();
+		*context_ready = true;
+	}
+	return *context;
+}
+
+/*
+ * engine_render_step
+ *		A template of a step with every {"$path": "<jsonpath>"} replaced by
+ *		the first match of the path over the step's context.
+ */
+Datum
+engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context, bool *context_ready)
+{
+	Datum		values[2] = {template, step_context(run, def, context, context_ready)};
+	bool		isnull;
+	Datum		rendered;
+
+	engine_stmt(S_RENDER, NULL, values, NULL);
+	rendered = engine_col("rendered", &isnull);
+	engine_rows_done();
+	return isnull ? jsonb_from_cstring("null") : rendered;
 }
 
 /*
@@ -1069,8 +1146,8 @@ until_time(Datum until, TimestampTz *due, char **why)
 }
 
 /* {"message": msg}, for errors the engine raises itself */
-static Datum
-message_error(const char *message)
+Datum
+engine_message_error(const char *message)
 {
 	StringInfoData s;
 
@@ -1122,16 +1199,28 @@ engine_step_ready(EngineRun *run, const char *step)
 		}
 	}
 
+	/* once per element of an array (compose.c) */
+	if (def->for_each)
+	{
+		compose_fan_out(run, def, &context, &context_ready);
+		return;
+	}
+
 	switch (def->kind)
 	{
 		case KIND_SQL:
 		case KIND_EXTERNAL:
 		case KIND_HTTP:
-			/* external input and http request rendered now */
+		case KIND_WORKFLOW:
+			/*
+			 * external input, http request and a child's input rendered
+			 * now; a child run is started by the dispatchers' timer pass
+			 * (compose_fire()), like a retry
+			 */
 			if (def->kind != KIND_SQL && !def->ready_input_isnull)
 			{
 				values[2] = def->templated
-					? engine_render(run, def->ready_input, &context, &context_ready)
+					? engine_render_step(run, def, def->ready_input, &context, &context_ready)
 					: def->ready_input;
 				nulls[2] = ' ';
 			}
@@ -1159,10 +1248,10 @@ engine_step_ready(EngineRun *run, const char *step)
 					engine_rows_done();
 				}
 				else if (!until_time(def->templated
-									 ? engine_render(run, def->ready_input, &context, &context_ready)
+									 ? engine_render_step(run, def, def->ready_input, &context, &context_ready)
 									 : def->ready_input, &due, &why))
 				{
-					engine_attempt_failed(run, step, message_error(why), false, (Datum) 0, true);
+					engine_attempt_failed(run, step, engine_message_error(why), false, (Datum) 0, true);
 					return;
 				}
 				values[2] = jsonb_from_cstring(psprintf("{\"until\": %s}", json_time(due)));
@@ -1480,6 +1569,12 @@ engine_step_done(EngineRun *run, StepDef *def)
 	bool		made_ready = false;
 	bool		isnull;
 
+	/* an element of a for_each step: the step goes on (compose.c) */
+	if (def->element_of != NULL)
+	{
+		compose_element_done(run, def);
+		return;
+	}
 	if (def->compensates != NULL)
 	{
 		Datum		values[2] = {run->id, CStringGetTextDatum(def->compensates)};
@@ -1549,6 +1644,9 @@ engine_step_done(EngineRun *run, StepDef *def)
 		Datum		data;
 		int64		seq;
 		MetricsEvent e;
+		bool		parent_isnull;
+		Datum		parent_id;
+		char	   *parent_step;
 
 		flush_deferred_start(run);
 		if (engine_stmt(S_RUN_SUCCEEDED, &run->leaves, values, NULL) == 0)
@@ -1566,6 +1664,8 @@ engine_step_done(EngineRun *run, StepDef *def)
 		e.trace_id = engine_col_text("trace_id");
 		e.trace_parent = engine_col_text("trace_parent");
 		e.created_at = col_time("created_at");
+		parent_id = engine_col("parent_id", &parent_isnull);
+		parent_step = parent_isnull ? NULL : engine_col_text("parent_step");
 		engine_rows_done();
 		run->status = RUN_SUCCEEDED;
 		/* a run succeeds only when no step is open: a deadline is left */
@@ -1576,6 +1676,8 @@ engine_step_done(EngineRun *run, StepDef *def)
 					   NULL, data);
 		if (run->admission != 0)
 			admission_run_left(run, false);
+		if (!parent_isnull)
+			compose_run_ended(run, parent_id, false, parent_step);
 	}
 }
 
@@ -1663,7 +1765,11 @@ engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retrya
 		if (def->rate_key != NULL)
 			due = rate_limit_retry(run, def, step, due);
 		values[2] = TimestampTzGetDatum(due);
-		engine_stmt(S_RETRY_QUEUE, NULL, values, NULL);
+		/* a child run's step has no queue row while its child runs */
+		if (def->kind == KIND_WORKFLOW)
+			engine_enqueue(run, step, "@timer", due);
+		else
+			engine_stmt(S_RETRY_QUEUE, NULL, values, NULL);
 		/* due later: the dispatchers learn when from a wake for timers */
 		if (def->kind == KIND_SQL)
 			orchestrator_wake_dispatchers_at_commit(WAKE_TIMER);
@@ -1680,6 +1786,12 @@ engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retrya
 	engine_stmt(S_STEP_FINAL, &run->leaves, values, NULL);
 	engine_emit_jsonb(run, psprintf("step.%s", step_status_names[final]), step,
 					  attempt_data(attempt, error, NULL, NULL), false);
+	/* an element of a for_each step: the step decides (compose.c) */
+	if (def->element_of != NULL)
+	{
+		compose_element_final(run, def, final, error);
+		return;
+	}
 	/* "on_error": "continue": the run goes on, as after a success */
 	if (def->on_error_continue && def->compensates == NULL && engine_run_active(run))
 	{
@@ -1783,6 +1895,8 @@ engine_fire_timer(EngineRun *run, const char *step)
 	StepDef    *def;
 	char	   *status = NULL;
 
+	if (step[0] == '@' && compose_fire_internal(run, step))
+		return;
 	if (strcmp(step, "@deadline") == 0)
 	{
 		engine_stmt(S_DEQUEUE, NULL, values, NULL);
@@ -1807,6 +1921,12 @@ engine_fire_timer(EngineRun *run, const char *step)
 	{
 		/* its rate limit's token is due: ready on its own queue */
 		rate_limit_token_due(run, def, step);
+		return;
+	}
+	/* a child run to start, or one that ended (compose.c) */
+	if (def->found && def->kind == KIND_WORKFLOW && status != NULL)
+	{
+		compose_fire(run, def, status);
 		return;
 	}
 	if (status == NULL || strcmp(status, "running") != 0 || !def->found)

@@ -57,6 +57,7 @@ typedef enum StepKind
 	KIND_HTTP,
 	KIND_SLEEP,
 	KIND_WAIT,
+	KIND_WORKFLOW,				/* a child run (compose.c) */
 	KIND_COUNT
 } StepKind;
 
@@ -90,6 +91,10 @@ typedef struct EngineRun
 	char	   *trace_parent;	/* the caller's traceparent, if given */
 	int16		admission;		/* admission slots it holds (ADMISSION_*
 								 * bits, admission.h) */
+	/* at creation only (compose.c): the run and step that started it */
+	bool		has_parent;
+	Datum		parent_id;
+	char	   *parent_step;
 } EngineRun;
 
 /*
@@ -143,6 +148,16 @@ typedef struct StepDef
 									 * condition */
 	/* its workflow */
 	bool		has_result_template;
+	/* fan-out (compose.c): once per element of an array */
+	bool		for_each;
+	Datum		for_each_path;	/* the {"$path": ...} template */
+	int32		max_parallel;	/* 0: no limit */
+	/* an element "<step>[<index>]" of a for_each step */
+	char	   *element_of;		/* the for_each step, or NULL */
+	int32		element_index;
+	/* kind workflow: the child's workflow and version (0: the latest) */
+	char	   *child_workflow;
+	int32		child_version;
 } StepDef;
 
 /* engine_stmt.c: the statements of the transitions */
@@ -229,6 +244,23 @@ typedef enum Stmt
 	S_NEXT_WAKE,
 	S_PARTITION_AHEAD,
 	S_CREATE_PARTITIONS,
+	/* compose.c */
+	S_CONTEXT_ITEM,
+	S_ITEMS_CREATE,
+	S_ITEMS_TRIM,
+	S_ITEMS_NEXT,
+	S_ITEM_RELEASE,
+	S_ITEM_DONE,
+	S_ITEMS_RESULT,
+	S_ITEMS_FINISH,
+	S_FAN_OUT,
+	S_CHILD_OF_STEP,
+	S_CHILD_RUN,
+	S_SET_CHILD,
+	S_PARENT_TENANT,
+	S_NESTING,
+	S_HAND_OFF,
+	S_MAY_START_AS,
 	S_COUNT
 } Stmt;
 
@@ -306,5 +338,19 @@ extern void engine_sql_attempt_failed(EngineRun *run, const char *step, Timestam
 extern void engine_lease_expired(EngineRun *run, const char *step, const char *worker);
 extern void engine_fire_timer(EngineRun *run, const char *step);
 extern Datum engine_render(EngineRun *run, Datum template, Datum *context, bool *context_ready);
+extern Datum engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context,
+								bool *context_ready);
+extern Datum engine_message_error(const char *message);
+
+/* compose.c: child workflows and fan-out */
+extern StepDef *compose_element_def(StepDef *base, const char *step, int32 index);
+extern bool compose_element_name(const char *step, char **base, int32 *index);
+extern void compose_fan_out(EngineRun *run, StepDef *def, Datum *context, bool *context_ready);
+extern void compose_element_done(EngineRun *run, StepDef *def);
+extern void compose_element_final(EngineRun *run, StepDef *def, StepStatus final, Datum error);
+extern void compose_fire(EngineRun *run, StepDef *def, const char *status);
+extern void compose_cancel_child(Datum child_id);
+extern void compose_run_ended(EngineRun *run, Datum parent_id, bool parent_isnull, const char *parent_step);
+extern bool compose_fire_internal(EngineRun *run, const char *step);
 
 #endif							/* ORCHESTRATOR_ENGINE_H */

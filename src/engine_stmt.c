@@ -20,7 +20,7 @@
 
 #include "engine.h"
 
-#define MAX_ARGS 15
+#define MAX_ARGS 17
 
 typedef struct StmtDef
 {
@@ -112,7 +112,8 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_STEP_DEF] = {
 		"SELECT d.kind, d.compensates, strpos(d.spec::text, '\"$path\"') > 0 AS templated,"
 		" d.condition, d.spec -> 'when' AS \"when\","
-		" CASE d.kind WHEN 'sql' THEN '@sql' WHEN 'http' THEN '@http' ELSE d.spec ->> 'queue' END AS queue,"
+		" CASE d.kind WHEN 'sql' THEN '@sql' WHEN 'http' THEN '@http' WHEN 'workflow' THEN '@timer'"
+		"   ELSE d.spec ->> 'queue' END AS queue,"
 		" d.spec ->> 'sql' AS sql, coalesce(d.spec -> 'args', '[]') AS args_json,"
 		" CASE WHEN jsonb_typeof(coalesce(d.spec -> 'args', '[]')) = 'array'"
 		"   AND strpos(coalesce(d.spec -> 'args', '[]')::text, '\"$path\"') = 0"
@@ -120,6 +121,7 @@ static const StmtDef stmts[S_COUNT] = {
 		" CASE WHEN d.kind = 'sql' AND d.timeout IS NOT NULL THEN"
 		"   greatest(1, least(extract(epoch FROM d.timeout) * 1000, 2147483647))::integer END AS timeout_ms,"
 		" CASE d.kind WHEN 'external' THEN coalesce(d.spec -> 'input', '{}')"
+		"   WHEN 'workflow' THEN coalesce(d.spec -> 'input', '{}')"
 		"   WHEN 'http' THEN d.spec -> 'request' WHEN 'sleep' THEN d.spec -> 'until' END AS ready_input,"
 		" (d.spec ->> 'duration')::interval AS duration, d.spec ->> 'signal' AS signal, d.timeout,"
 		" d.max_attempts, d.backoff, d.multiplier, d.max_backoff, d.jitter, d.dependents,"
@@ -129,6 +131,8 @@ static const StmtDef stmts[S_COUNT] = {
 		" (d.spec -> 'rate_limit' ->> 'burst')::integer AS rate_burst,"
 		" (SELECT f.spec ? 'result' FROM orchestrator.definitions f WHERE f.name = d.name AND f.version = d.version)"
 		"   AS has_result_template,"
+		" d.spec -> 'for_each' AS for_each, (d.spec ->> 'max_parallel')::integer AS max_parallel,"
+		" d.spec ->> 'workflow' AS child_workflow, (d.spec ->> 'version')::integer AS child_version,"
 		" d.xmin"
 		" FROM orchestrator.definition_steps d"
 		" WHERE d.name = $1 AND d.version = $2 AND d.step = $3",
@@ -267,17 +271,18 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_RUN_SUCCEEDED] = {
 		"WITH w AS (UPDATE @runs@ w SET status = 'succeeded',"
 		"   result = (SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') FROM @steps@ x"
-		"     WHERE x.run_id = $1 AND x.status = 'succeeded'),"
+		"     WHERE x.run_id = $1 AND x.status = 'succeeded' AND x.element IS NULL),"
 		"   error = NULL, finished_at = clock_timestamp()"
 		"   WHERE w.id = $1 AND NOT EXISTS (SELECT 1 FROM @steps@ s"
 		"     WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ")"
 		"   RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result)) AS data,"
-		"     w.trace_id, w.trace_parent, w.created_at),"
+		"     w.trace_id, w.trace_parent, w.created_at, w.parent_id, w.parent_step),"
 		" ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
 		"   SELECT $1, coalesce((SELECT max(e.seq) FROM @events@ e WHERE e.run_id = $1), 0) + 1,"
 		"     clock_timestamp(), 'workflow.succeeded', NULL, w.data FROM w"
 		"   RETURNING seq, data, at)"
-		" SELECT ins.seq, ins.data, ins.at, w.trace_id, w.trace_parent, w.created_at FROM ins, w",
+		" SELECT ins.seq, ins.data, ins.at, w.trace_id, w.trace_parent, w.created_at,"
+		" w.parent_id, w.parent_step FROM ins, w",
 	1, {UUIDOID}},
 
 	/*
@@ -286,8 +291,9 @@ static const StmtDef stmts[S_COUNT] = {
 	 */
 	[S_CREATE_RUN] = {
 		"WITH run AS (INSERT INTO @runs@ (id, name, version, tenant, owner, started_by, input, idempotency_key,"
-		"   priority, deadline, trace_id, trace_parent)"
-		"   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($14, orchestrator._new_trace_id()), $15)),"
+		"   priority, deadline, trace_id, trace_parent, parent_id, parent_step)"
+		"   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($14, orchestrator._new_trace_id()), $15,"
+		"     $16, $17)),"
 		" steps AS (INSERT INTO @steps@ (run_id, step, position, kind, deps_open, status, ready_at, input)"
 		"   SELECT $1, d.step, d.position, d.kind, cardinality(d.depends_on),"
 		"     CASE WHEN d.step = ANY ($11) THEN 'ready' ELSE 'waiting' END,"
@@ -299,8 +305,8 @@ static const StmtDef stmts[S_COUNT] = {
 		" INSERT INTO @events@ (run_id, seq, at, type, step, data)"
 		" VALUES ($1, 1, clock_timestamp(), 'workflow.created', NULL, $13)"
 		" RETURNING seq, data",
-	15, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
-	TEXTARRAYOID, TEXTARRAYOID, JSONBOID, TEXTOID, TEXTOID}},
+	17, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
+	TEXTARRAYOID, TEXTARRAYOID, JSONBOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID}},
 	/* start_workflow()'s checks */
 	/* the version ($2, or the latest), the owner, webhook subscriptions */
 	[S_START_LOOKUP] = {
@@ -347,7 +353,7 @@ static const StmtDef stmts[S_COUNT] = {
 		" 'run', jsonb_build_object('id', r.id, 'name', r.name, 'version', r.version, 'tenant', r.tenant),"
 		" 'steps', coalesce((SELECT jsonb_object_agg(s.step, jsonb_build_object("
 		"   'status', s.status, 'result', s.result, 'error', s.error, 'attempt', s.attempt))"
-		"   FROM @steps@ s WHERE s.run_id = r.id), '{}')) AS context"
+		"   FROM @steps@ s WHERE s.run_id = r.id AND s.element IS NULL), '{}')) AS context"
 		" FROM @runs@ r WHERE r.id = $1",
 	1, {UUIDOID}},
 	[S_RENDER] = {
@@ -395,8 +401,8 @@ static const StmtDef stmts[S_COUNT] = {
 	/* a run ends */
 	[S_CANCEL_OPEN_STEPS] = {
 		"WITH cancelled AS (UPDATE @steps@ x SET status = 'cancelled', finished_at = clock_timestamp()"
-		"   WHERE x.run_id = $1 AND x.status IN " OPEN_STATUSES " RETURNING x.step, x.position)"
-		" SELECT step FROM cancelled ORDER BY position",
+		"   WHERE x.run_id = $1 AND x.status IN " OPEN_STATUSES " RETURNING x.step, x.position, x.element, x.child_id)"
+		" SELECT step, child_id FROM cancelled ORDER BY position, element NULLS FIRST",
 	1, {UUIDOID}},
 	/* a failed run's succeeded steps with a compensation get it */
 	[S_ADD_COMPENSATIONS] = {
@@ -419,7 +425,7 @@ static const StmtDef stmts[S_COUNT] = {
 		"UPDATE @steps@ SET status = 'compensated' WHERE run_id = $1 AND step = $2", 2, {UUIDOID, TEXTOID}},
 	[S_RUN_COMPENSATED] = {
 		"UPDATE @runs@ SET status = 'failed', finished_at = clock_timestamp() WHERE id = $1"
-		" RETURNING jsonb_build_object('error', error, 'compensated', true) AS data",
+		" RETURNING jsonb_build_object('error', error, 'compensated', true) AS data, parent_id, parent_step",
 	1, {UUIDOID}},
 	[S_RUN_ERROR] = {
 		"SELECT error FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
@@ -428,11 +434,12 @@ static const StmtDef stmts[S_COUNT] = {
 	2, {TEXTOID, INT4OID}},
 	[S_STEP_RESULTS] = {
 		"SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') AS results FROM @steps@ x"
-		" WHERE x.run_id = $1 AND x.status = 'succeeded'",
+		" WHERE x.run_id = $1 AND x.status = 'succeeded' AND x.element IS NULL",
 	1, {UUIDOID}},
 	[S_RUN_FINISH] = {
 		"UPDATE @runs@ SET status = $2, result = $3, error = $4, finished_at = clock_timestamp() WHERE id = $1"
-		" RETURNING jsonb_strip_nulls(jsonb_build_object('error', error, 'result', result)) AS data",
+		" RETURNING jsonb_strip_nulls(jsonb_build_object('error', error, 'result', result)) AS data,"
+		" parent_id, parent_step",
 	4, {UUIDOID, TEXTOID, JSONBOID, JSONBOID}},
 
 	/* a finished HTTP request (http_record.c): its lease, its step */
@@ -494,6 +501,104 @@ static const StmtDef stmts[S_COUNT] = {
 	1, {INT4OID}},
 	[S_CREATE_PARTITIONS] = {
 		"SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date, $1 + 1)", 1, {INT4OID}},
+
+	/*
+	 * compose.c: fan-out.  A for_each step's elements are step rows of
+	 * their own, "<step>[<i>]"; the step's progress counts them: items,
+	 * max_parallel (0: no limit), started (elements 0 .. started-1 were
+	 * made ready), done, failed.
+	 */
+	/* an element's context: the run's, with $.item and $.index */
+	[S_CONTEXT_ITEM] = {
+		"SELECT jsonb_build_object('input', r.input,"
+		" 'run', jsonb_build_object('id', r.id, 'name', r.name, 'version', r.version, 'tenant', r.tenant),"
+		" 'steps', coalesce((SELECT jsonb_object_agg(s.step, jsonb_build_object("
+		"   'status', s.status, 'result', s.result, 'error', s.error, 'attempt', s.attempt))"
+		"   FROM @steps@ s WHERE s.run_id = r.id AND s.element IS NULL), '{}'),"
+		" 'item', x.item, 'index', x.element) AS context"
+		" FROM @runs@ r JOIN @steps@ x ON x.run_id = r.id AND x.step = $2 WHERE r.id = $1",
+	2, {UUIDOID, TEXTOID}},
+	/* the elements, waiting; a resumed run keeps those that succeeded */
+	[S_ITEMS_CREATE] = {
+		"INSERT INTO @steps@ AS x (run_id, step, position, kind, deps_open, element, item)"
+		" SELECT $1, $2 || '[' || (a.o - 1) || ']', p.position, p.kind, 1, a.o - 1, a.v"
+		" FROM @steps@ p, jsonb_array_elements($3) WITH ORDINALITY a(v, o) WHERE p.run_id = $1 AND p.step = $2"
+		" ON CONFLICT (run_id, step) DO UPDATE SET status = 'waiting', deps_open = 1, item = excluded.item,"
+		"   attempt_base = x.attempt, error = NULL, result = NULL, worker = NULL, ready_at = NULL,"
+		"   started_at = NULL, finished_at = NULL, child_id = NULL"
+		" WHERE x.status <> 'succeeded' OR x.item IS DISTINCT FROM excluded.item",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+	/* elements of an earlier, longer array (a resumed run) */
+	[S_ITEMS_TRIM] = {
+		"DELETE FROM @steps@ x WHERE x.run_id = $1 AND x.element >= $3 AND starts_with(x.step, $2 || '[')",
+	3, {UUIDOID, TEXTOID, INT4OID}},
+	[S_FAN_OUT] = {
+		"UPDATE @steps@ SET progress = $3 WHERE run_id = $1 AND step = $2", 3, {UUIDOID, TEXTOID, JSONBOID}},
+	/* the next element to make ready, if the limit allows */
+	[S_ITEMS_NEXT] = {
+		"UPDATE @steps@ SET progress = jsonb_set(progress, '{started}', to_jsonb((progress ->> 'started')::integer + 1))"
+		" WHERE run_id = $1 AND step = $2 AND status = 'running'"
+		"   AND (progress ->> 'started')::integer < (progress ->> 'items')::integer"
+		"   AND ((progress ->> 'max_parallel')::integer = 0"
+		"     OR (progress ->> 'started')::integer - (progress ->> 'done')::integer < (progress ->> 'max_parallel')::integer)"
+		" RETURNING (progress ->> 'started')::integer - 1 AS next",
+	2, {UUIDOID, TEXTOID}},
+	/* an element still to run (not one a resumed run kept) */
+	[S_ITEM_RELEASE] = {
+		"UPDATE @steps@ SET deps_open = 0 WHERE run_id = $1 AND step = $2 AND status = 'waiting' RETURNING step",
+	2, {UUIDOID, TEXTOID}},
+	[S_ITEM_DONE] = {
+		"UPDATE @steps@ SET progress = progress || jsonb_build_object("
+		"   'done', (progress ->> 'done')::integer + 1,"
+		"   'failed', (progress ->> 'failed')::integer + CASE WHEN $3 THEN 1 ELSE 0 END)"
+		" WHERE run_id = $1 AND step = $2 AND status = 'running'"
+		" RETURNING (progress ->> 'done')::integer AS done, (progress ->> 'items')::integer AS items,"
+		" (progress ->> 'failed')::integer AS failed",
+	3, {UUIDOID, TEXTOID, BOOLOID}},
+	/* the results in element order (NULL for a failed one), and the failed */
+	[S_ITEMS_RESULT] = {
+		"SELECT coalesce(jsonb_agg(x.result ORDER BY x.element), '[]') AS results,"
+		" coalesce(jsonb_agg(jsonb_build_object('index', x.element, 'status', x.status, 'error', x.error)"
+		"   ORDER BY x.element) FILTER (WHERE x.status IN ('failed', 'dead')), '[]') AS failed"
+		" FROM @steps@ x WHERE x.run_id = $1 AND x.element IS NOT NULL AND starts_with(x.step, $2 || '[')",
+	2, {UUIDOID, TEXTOID}},
+	/* a for_each step whose failed elements were let go ("on_error": "continue") */
+	[S_ITEMS_FINISH] = {
+		"UPDATE @steps@ SET status = 'failed', result = $3, error = $4, finished_at = clock_timestamp()"
+		" WHERE run_id = $1 AND step = $2",
+	4, {UUIDOID, TEXTOID, JSONBOID, JSONBOID}},
+
+	/* child runs */
+	[S_CHILD_OF_STEP] = {
+		"SELECT child_id FROM @steps@ WHERE run_id = $1 AND step = $2", 2, {UUIDOID, TEXTOID}},
+	/* on the child's partitions */
+	[S_CHILD_RUN] = {
+		"SELECT status, result, error, name FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
+	[S_SET_CHILD] = {
+		"UPDATE @steps@ SET child_id = $3 WHERE run_id = $1 AND step = $2",
+	3, {UUIDOID, TEXTOID, UUIDOID}},
+	[S_PARENT_TENANT] = {
+		"SELECT tenant FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
+	/* how many runs up the parent chain goes (at most 64) */
+	[S_NESTING] = {
+		"WITH RECURSIVE up(id, depth) AS (SELECT $1::uuid, 0"
+		"   UNION ALL SELECT r.parent_id, u.depth + 1 FROM up u JOIN orchestrator.workflow_runs r ON r.id = u.id"
+		"   WHERE r.parent_id IS NOT NULL AND u.depth < 64)"
+		" SELECT max(depth) AS depth FROM up",
+	1, {UUIDOID}},
+	/*
+	 * Work for another run, handed over through its queue instead of
+	 * locking it (a child's end to its parent's step, a parent's end to
+	 * its child): on the target's partitions, a due timer.
+	 */
+	[S_HAND_OFF] = {
+		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
+		" SELECT $1, $2, '@timer', 0, now(), r.name FROM @runs@ r WHERE r.id = $1"
+		" ON CONFLICT ON CONSTRAINT work_queue_pkey DO UPDATE"
+		" SET queue = '@timer', priority = 0, available_at = now(), lease_token = NULL, lease = NULL, worker = NULL",
+	2, {UUIDOID, TEXTOID}},
+	[S_MAY_START_AS] = {
+		"SELECT orchestrator._may_start_as($1, $2) AS may", 2, {TEXTOID, REGROLEOID}},
 };
 
 /*

@@ -88,7 +88,7 @@ step_args(EngineRun *run, StepDef *def, Datum *args_json)
 	*args_json = def->args_json;
 	if (!def->args_isnull)
 		return DatumGetArrayTypeP(def->args);
-	*args_json = engine_render(run, def->args_json, &context, &context_ready);
+	*args_json = engine_render_step(run, def, def->args_json, &context, &context_ready);
 	rendered = DatumGetJsonbP(*args_json);
 	if (!JB_ROOT_IS_ARRAY(rendered) || JB_ROOT_IS_SCALAR(rendered))
 		ereport(ERROR,

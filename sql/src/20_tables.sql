@@ -98,6 +98,7 @@ CREATE TABLE orchestrator.workflow_runs (
 	trace_id        text          DEFAULT orchestrator._new_trace_id(),
 	trace_parent    text,
 	admission       smallint      NOT NULL DEFAULT 0,
+	parent_step     text,
 	PRIMARY KEY (id)
 ) PARTITION BY RANGE (id);
 COMMENT ON TABLE orchestrator.workflow_runs IS 'one row per workflow run (partitioned by run id = creation day)';
@@ -105,6 +106,11 @@ COMMENT ON COLUMN orchestrator.workflow_runs.owner IS 'owner of the workflow: it
 COMMENT ON COLUMN orchestrator.workflow_runs.started_by IS 'the role that started the run';
 COMMENT ON COLUMN orchestrator.workflow_runs.trace_id IS 'W3C trace id (32 hex digits) of the run''s trace: the caller''s (option traceparent) or a random one; NULL for runs created before 0.4 (their run id serves)';
 COMMENT ON COLUMN orchestrator.workflow_runs.admission IS 'admission slots the run holds while active (bits: 1 global, 2 workflow, 4 tenant; src/admission.c)';
+COMMENT ON COLUMN orchestrator.workflow_runs.parent_id IS 'the run whose step of kind workflow started this one (a child run); NULL for runs started otherwise';
+COMMENT ON COLUMN orchestrator.workflow_runs.parent_step IS 'the step of the parent run that started this child run';
+-- A parent's children (get_workflow), without a scan: only child runs have
+-- an entry.
+CREATE INDEX workflow_runs_parent ON orchestrator.workflow_runs (parent_id) WHERE parent_id IS NOT NULL;
 COMMENT ON COLUMN orchestrator.workflow_runs.trace_parent IS 'the traceparent given to start_workflow (normalised to version 00): the caller''s span is the parent of the run''s span';
 
 CREATE TABLE orchestrator.workflow_steps (
@@ -124,8 +130,14 @@ CREATE TABLE orchestrator.workflow_steps (
 	finished_at timestamptz,
 	attempt_base integer      NOT NULL DEFAULT 0,
 	progress    jsonb,
+	element     integer,
+	item        jsonb,
+	child_id    uuid,
 	PRIMARY KEY (run_id, step)
 ) PARTITION BY RANGE (run_id);
+COMMENT ON COLUMN orchestrator.workflow_steps.element IS 'for an element of a for_each step (named "<step>[<element>]"): its index in the array; NULL for other steps';
+COMMENT ON COLUMN orchestrator.workflow_steps.item IS 'for an element of a for_each step: its array element ($.item in its templates)';
+COMMENT ON COLUMN orchestrator.workflow_steps.child_id IS 'for a step of kind workflow: the child run of its latest attempt';
 COMMENT ON COLUMN orchestrator.workflow_steps.attempt_base IS 'attempts made before the run was last resumed (retry_run): max_attempts counts from here';
 COMMENT ON COLUMN orchestrator.workflow_steps.progress IS 'the latest progress an external worker reported (heartbeat_step)';
 COMMENT ON TABLE orchestrator.workflow_steps IS 'one row per step of each run (partitioned like workflow_runs)';

@@ -254,7 +254,8 @@ DECLARE
 	remaining text[];
 	progress boolean;
 	n        integer;
-	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'on_error', 'description'];
+	common   text[] := ARRAY['name', 'kind', 'depends_on', 'when', 'retry', 'timeout', 'compensate', 'on_error', 'description',
+						   'for_each', 'max_parallel'];
 BEGIN
 	IF wf IS NULL OR wf !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
 		RAISE EXCEPTION 'invalid workflow name %', coalesce(quote_literal(wf), 'NULL')
@@ -305,9 +306,9 @@ BEGIN
 		sname := s ->> 'name';
 		what := format('step "%s"', sname);
 		kind := s ->> 'kind';
-		IF kind IS NULL OR kind NOT IN ('sql', 'http', 'external', 'sleep', 'wait') THEN
+		IF kind IS NULL OR kind NOT IN ('sql', 'http', 'external', 'sleep', 'wait', 'workflow') THEN
 			PERFORM orchestrator._spec_error(wf, format('%s: unknown kind %s', what, coalesce(s -> 'kind', 'null')),
-				'The kinds are sql, http, external, sleep and wait.');
+				'The kinds are sql, http, external, sleep, wait and workflow.');
 		END IF;
 		IF kind IN ('sleep', 'wait') AND s ? 'rate_limit' THEN
 			PERFORM orchestrator._spec_error(wf, format('%s: %s steps take no "rate_limit"', what, kind),
@@ -318,7 +319,8 @@ BEGIN
 			WHEN 'http' THEN ARRAY['request', 'rate_limit']
 			WHEN 'external' THEN ARRAY['queue', 'input', 'rate_limit']
 			WHEN 'sleep' THEN ARRAY['duration', 'until']
-			WHEN 'wait' THEN ARRAY['signal'] END);
+			WHEN 'wait' THEN ARRAY['signal']
+			WHEN 'workflow' THEN ARRAY['workflow', 'version', 'input'] END);
 
 		deps := '{}';
 		IF s ? 'depends_on' THEN
@@ -373,12 +375,14 @@ BEGIN
 		IF kind IN ('sleep', 'wait') AND s ? 'retry' THEN
 			PERFORM orchestrator._spec_error(wf, format('%s: %s steps are not retried; remove "retry"', what, kind));
 		END IF;
-		row.max_attempts := coalesce((r ->> 'max_attempts')::integer, CASE WHEN kind IN ('sleep', 'wait') THEN 1 ELSE 3 END);
+		-- A child run is a whole workflow with retries of its own: run once
+		-- unless "retry" says otherwise.
+		row.max_attempts := coalesce((r ->> 'max_attempts')::integer, CASE WHEN kind IN ('sleep', 'wait', 'workflow') THEN 1 ELSE 3 END);
 		row.backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.backoff', r -> 'backoff', true), interval '1 second');
 		row.multiplier := coalesce((r ->> 'multiplier')::float8, 2);
 		row.max_backoff := coalesce(orchestrator._spec_interval(wf, what || '.retry.max_backoff', r -> 'max_backoff', true), interval '1 minute');
 		row.jitter := coalesce((r ->> 'jitter')::float8, 0.2);
-		row.timeout := CASE WHEN kind IN ('sleep', 'wait') THEN orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout')
+		row.timeout := CASE WHEN kind IN ('sleep', 'wait', 'workflow') THEN orchestrator._spec_interval(wf, what || '.timeout', s -> 'timeout')
 						   ELSE orchestrator._spec_timeout(wf, what || '.timeout', s -> 'timeout') END;
 
 		IF s ? 'on_error' AND (s -> 'on_error') NOT IN ('"fail"', '"continue"') THEN
@@ -413,9 +417,60 @@ BEGIN
 			IF jsonb_typeof(s -> 'signal') IS DISTINCT FROM 'string' OR (s ->> 'signal') !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
 				PERFORM orchestrator._spec_error(wf, format('%s: "signal" must be a name of letters, digits, "_", ".", ":" or "-", not %s', what, coalesce(s -> 'signal', 'null')));
 			END IF;
+		WHEN 'workflow' THEN
+			-- A child run: the workflow must exist (and the definer may start
+			-- it) now; the right of the owner is checked again at each start.
+			IF jsonb_typeof(s -> 'workflow') IS DISTINCT FROM 'string' OR (s ->> 'workflow') !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "workflow" must be the name of a workflow, not %s', what, coalesce(s -> 'workflow', 'null')));
+			END IF;
+			IF s ? 'version' AND (jsonb_typeof(s -> 'version') <> 'number'
+					OR (s ->> 'version')::numeric NOT BETWEEN 1 AND 999999999
+					OR (s ->> 'version')::numeric <> trunc((s ->> 'version')::numeric)) THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "version" must be a positive integer, not %s', what, s -> 'version'),
+					'Omit "version" to start the latest version of the workflow when the step runs.');
+			END IF;
+			IF NOT EXISTS (SELECT 1 FROM orchestrator.definitions d WHERE d.name = s ->> 'workflow'
+						   AND (NOT s ? 'version' OR d.version = (s ->> 'version')::integer)) THEN
+				RAISE EXCEPTION 'invalid workflow definition "%"', wf
+					USING ERRCODE = 'undefined_object',
+						  DETAIL = format('%s: workflow "%s"%s is not defined.', upper(left(what, 1)) || substr(what, 2), s ->> 'workflow',
+										  CASE WHEN s ? 'version' THEN format(' version %s', s -> 'version') ELSE '' END),
+						  HINT = 'Define the child workflow first.';
+			END IF;
+			IF NOT orchestrator._may(s ->> 'workflow', 'start') THEN
+				RAISE EXCEPTION 'invalid workflow definition "%"', wf
+					USING ERRCODE = 'insufficient_privilege',
+						  DETAIL = format('%s: permission denied to start workflow "%s".', upper(left(what, 1)) || substr(what, 2), s ->> 'workflow'),
+						  HINT = 'Its owner can grant it: SELECT orchestrator.grant_workflow(<name>, <role>);';
+			END IF;
+			IF s ? 'input' THEN
+				PERFORM orchestrator._spec_templates(wf, what || '.input', s -> 'input');
+			END IF;
 		ELSE
 			PERFORM orchestrator._spec_action(wf, what, s, kind);
 		END CASE;
+
+		-- Fan-out: once per element of an array.
+		IF s ? 'for_each' THEN
+			IF jsonb_typeof(s -> 'for_each') IS DISTINCT FROM 'object' OR NOT (s -> 'for_each') ? '$path' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "for_each" must be a {"$path": ...} template selecting an array, not %s', what, s -> 'for_each'),
+					'For example {"$path": "$.input.items"}; each element runs the step with $.item and $.index.');
+			END IF;
+			PERFORM orchestrator._spec_templates(wf, what || '.for_each', s -> 'for_each');
+			IF kind = 'wait' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: a wait step cannot have "for_each"', what),
+					'A signal completes every waiting step of its name at once; wait once, then fan out.');
+			END IF;
+		END IF;
+		IF s ? 'max_parallel' THEN
+			IF NOT s ? 'for_each' THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "max_parallel" needs "for_each"', what));
+			END IF;
+			IF jsonb_typeof(s -> 'max_parallel') <> 'number' OR (s ->> 'max_parallel')::numeric NOT BETWEEN 1 AND 10000
+			   OR (s ->> 'max_parallel')::numeric <> trunc((s ->> 'max_parallel')::numeric) THEN
+				PERFORM orchestrator._spec_error(wf, format('%s: "max_parallel" must be an integer from 1 to 10000, not %s', what, s -> 'max_parallel'));
+			END IF;
+		END IF;
 
 		IF s ? 'compensate' THEN
 			r := s -> 'compensate';
@@ -619,6 +674,26 @@ $$;
 -- that cannot be inlined (this one has subqueries) is parsed again on every
 -- call.  It runs inside the API's implementations, whose search_path is
 -- pinned; its names are qualified anyway.
+-- _may(name, 'start') for a given role rather than the caller: may that
+-- role start runs of workflow "name"?  A child run is started by the owner of
+-- its parent's workflow (src/compose.c).
+CREATE FUNCTION orchestrator._may_start_as(name text, role regrole)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = role) THEN
+		RETURN false;
+	END IF;
+	RETURN pg_catalog.pg_has_role(role, 'orchestrator_admin', 'MEMBER')
+		OR EXISTS (SELECT 1 FROM orchestrator.workflows w
+				   WHERE w.name = _may_start_as.name AND pg_catalog.pg_has_role(role, w.owner, 'USAGE'))
+		OR EXISTS (SELECT 1 FROM orchestrator.workflow_grants g
+				   WHERE g.name = _may_start_as.name AND g.privilege = 'start'
+					 AND pg_catalog.pg_has_role(role, g.grantee, 'USAGE'));
+END
+$$;
+
 CREATE FUNCTION orchestrator._may(name text, privilege text)
 RETURNS boolean
 LANGUAGE plpgsql STABLE

@@ -58,11 +58,21 @@ BEGIN
 		'input', r.input, 'result', r.result, 'error', r.error, 'idempotency_key', r.idempotency_key,
 		'created_at', r.created_at, 'started_at', r.started_at, 'finished_at', r.finished_at,
 		'trace_id', coalesce(r.trace_id, replace(r.id::text, '-', '')),
+		'parent_id', r.parent_id, 'parent_step', r.parent_step,
+		-- elements of for_each steps are steps "<step>[<index>]"; a step of
+		-- kind workflow names the child run of its latest attempt
 		'steps', (SELECT jsonb_object_agg(s.step, jsonb_build_object(
 					'kind', s.kind, 'status', s.status, 'attempt', s.attempt, 'input', s.input,
 					'result', s.result, 'error', s.error, 'started_at', s.started_at,
-					'finished_at', s.finished_at))
-				  FROM orchestrator.workflow_steps s WHERE s.run_id = r.id));
+					'finished_at', s.finished_at)
+					|| CASE WHEN s.child_id IS NOT NULL THEN jsonb_build_object('child_id', s.child_id) ELSE '{}' END
+					|| CASE WHEN s.element IS NOT NULL THEN jsonb_build_object('element', s.element, 'item', s.item) ELSE '{}' END
+					|| CASE WHEN s.progress IS NOT NULL THEN jsonb_build_object('progress', s.progress) ELSE '{}' END)
+				  FROM orchestrator.workflow_steps s WHERE s.run_id = r.id),
+		-- its child runs, every attempt's (children are created after their parent)
+		'children', coalesce((SELECT jsonb_agg(jsonb_build_object('id', c.id, 'name', c.name, 'version', c.version,
+					'status', c.status, 'step', c.parent_step, 'created_at', c.created_at) ORDER BY c.id)
+				  FROM orchestrator.workflow_runs c WHERE c.parent_id = r.id AND c.id >= r.id), '[]'));
 END
 $$;
 
@@ -156,19 +166,21 @@ BEGIN
 	END IF;
 
 	-- Every step that did not succeed and was not skipped is to do again.
+	-- (Elements of a for_each step are redone by their step: its fan-out
+	-- keeps the elements that succeeded.)
 	SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}') INTO redo
 		FROM orchestrator.workflow_steps x
-		WHERE x.run_id = r.id AND x.status NOT IN ('succeeded', 'skipped');
+		WHERE x.run_id = r.id AND x.status NOT IN ('succeeded', 'skipped') AND x.element IS NULL;
 	IF steps IS NOT NULL THEN
 		SELECT n INTO bad FROM unnest(steps) n
 			WHERE n IS NULL OR NOT EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
-										   WHERE x.run_id = r.id AND x.step = n)
+										   WHERE x.run_id = r.id AND x.step = n AND x.element IS NULL)
 			LIMIT 1;
 		IF FOUND THEN
 			RAISE EXCEPTION 'workflow run % has no step %', r.id, coalesce(quote_literal(bad), 'NULL')
 				USING ERRCODE = 'invalid_parameter_value',
 					  DETAIL = format('Its steps are: %s.', (SELECT string_agg(x.step, ', ' ORDER BY x.position)
-						  FROM orchestrator.workflow_steps x WHERE x.run_id = r.id)),
+						  FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.element IS NULL)),
 					  HINT = 'Name the failed steps to retry, or pass NULL to retry every failed step.';
 		END IF;
 		SELECT n INTO bad FROM unnest(steps) n WHERE n <> ALL (redo) LIMIT 1;
@@ -181,7 +193,7 @@ BEGIN
 		END IF;
 		-- A run cannot go on past a failed step that stays failed.
 		SELECT x.step INTO bad FROM orchestrator.workflow_steps x
-			WHERE x.run_id = r.id AND x.status IN ('failed', 'dead') AND x.step <> ALL (steps)
+			WHERE x.run_id = r.id AND x.status IN ('failed', 'dead') AND x.step <> ALL (steps) AND x.element IS NULL
 			ORDER BY x.position LIMIT 1;
 		IF FOUND THEN
 			RAISE EXCEPTION 'step % of workflow run % failed and is not named', quote_literal(bad), r.id
@@ -288,7 +300,7 @@ $$;
 CREATE VIEW orchestrator.runs WITH (security_barrier) AS
 	SELECT r.id, r.name, r.version, r.status, r.tenant, r.owner, r.started_by, r.idempotency_key, r.priority,
 		   r.deadline, r.parent_id, r.created_at, r.started_at, r.finished_at, r.cost, r.input,
-		   r.result, r.error, coalesce(r.trace_id, replace(r.id::text, '-', '')) AS trace_id
+		   r.result, r.error, coalesce(r.trace_id, replace(r.id::text, '-', '')) AS trace_id, r.parent_step
 	FROM orchestrator.workflow_runs r
 	WHERE orchestrator._may_see(r.owner, r.started_by);
 

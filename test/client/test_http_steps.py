@@ -21,7 +21,9 @@
   - every webhook delivery carries a Standard Webhooks signature that
     verifies with the secret (checked here with hmac/hashlib), and failing
     deliveries are retried until the sink accepts them;
-  - https certificates are verified (a self-signed one fails, not retried).
+  - https certificates are verified (a self-signed one fails, not retried);
+  - a for_each step of kind http sends a request per element, retries each
+    on its own and keeps the results in order.
 
 Starts its own cluster (test/cluster.sh) on 127.0.0.1:5534 and sinks on
 5535/5536 (and [::1]:5539), and stops them.
@@ -458,6 +460,36 @@ def test_webhooks(cur, sink):
           % len(got))
 
 
+def test_fan_out(cur, sink):
+    """for_each over http steps: a request per element ($.item, $.index in
+    the templates), each element retried on its own (a 503 once), the
+    results in the array's order, at most max_parallel at once."""
+    cur.execute("""SELECT orchestrator.define_workflow('fan_http', %s)""", (json.dumps({"steps": [
+        {"name": "calls", "kind": "http", "for_each": {"$path": "$.input.items"}, "max_parallel": 2,
+         "request": {"method": "POST", "url": {"$path": "$.item.url"}, "body": {"i": {"$path": "$.index"}}},
+         "retry": {"max_attempts": 3, "backoff": "100 milliseconds", "jitter": 0}}]}),))
+    base = "http://127.0.0.1:%d" % SINK
+    items = [{"url": base + "/fan/0"}, {"url": base + "/flaky/fan1/1"}, {"url": base + "/fan/2"}]
+    run_id = start(cur, "fan_http", {"items": items})
+    wait_runs(cur, [run_id])
+    run = run_of(cur, run_id)
+    assert run["status"] == "succeeded", run
+    calls = run["result"]["calls"]
+    assert [c["status"] for c in calls] == [200, 200, 200], calls
+    assert [c["body"]["body"]["i"] for c in calls] == [0, 1, 2], calls
+    assert run["steps"]["calls[1]"]["attempt"] == 2, run["steps"]["calls[1]"]
+    assert run["steps"]["calls[0]"]["attempt"] == 1, run["steps"]["calls[0]"]
+    assert len(sink.requests("/fan/")) == 2 and len(sink.requests("/flaky/fan1/")) == 2
+    # at most 2 elements between their first step.started and their end
+    cur.execute("""WITH spans AS (SELECT step, min(seq) FILTER (WHERE type = 'step.started') s,
+                         max(seq) FILTER (WHERE type = 'step.succeeded') f
+                       FROM orchestrator.events(%s) WHERE step LIKE 'calls[%%' GROUP BY step)
+                   SELECT max((SELECT count(*) FROM spans o WHERE o.s <= x.s AND o.f > x.s)) FROM spans x""",
+                (run_id,))
+    assert cur.fetchone()[0] <= 2
+    print("ok: for_each over http steps, per-element retry, results in order, max_parallel")
+
+
 def main():
     subprocess.run(["bash", CLUSTER, "start", DATADIR, str(PORT), "orchestrator"], check=True)
     sink = Sink(SINK).start()
@@ -477,6 +509,7 @@ def main():
         test_circuit_breaker(cur)
         test_webhooks(cur, sink)
         test_tls_verified(cur)
+        test_fan_out(cur, sink)
     finally:
         sink.stop()
         subprocess.run(["bash", CLUSTER, "stop", DATADIR])

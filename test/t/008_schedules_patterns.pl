@@ -94,6 +94,16 @@ ok( $node->poll_query_until(
 is( $node->safe_psql(
 		'postgres', q{SELECT count(*) FROM orchestrator.workflow_events WHERE type = 'step.progress'}),
 	'2', 'one progress event per packed order');
+ok( $node->poll_query_until(
+		'postgres', q{SELECT status = 'succeeded' AND result ->> 'total' = '71.700' AND jsonb_array_length(result -> 'quotes') = 3
+		 FROM orchestrator.runs WHERE name = 'quote_orders'}),
+	'the fan-out quoted every customer and the fan-in summed the quotes');
+ok( $node->poll_query_until(
+		'postgres', q{SELECT r.status = 'succeeded' AND r.result #>> '{log,sent}' = 'Thank you, ada'
+		   AND (SELECT string_agg(c.status || ':' || c.parent_step || ':' || c.started_by, ',')
+				FROM orchestrator.runs c WHERE c.parent_id = r.id) = 'succeeded:thank:shop'
+		 FROM orchestrator.runs r WHERE r.name = 'follow_up'}),
+	'the child run succeeded, started as shop, and its result reached the parent');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM cron.job WHERE jobname LIKE 'workflow:%'}),
 	'0', 'the schedules are removed');
 is( $node->safe_psql(

@@ -180,8 +180,8 @@ foreach my $db ('restored', 'restored_sql')
 		'0', "$db: partitions are not extension members");
 	is( $node->safe_psql($db,
 			"SELECT count(*) FROM pg_indexes WHERE schemaname = 'orchestrator' AND tablename ~ '^workflow_runs_p[0-9]{8}\$'")
-		  % 5,
-		0, "$db: each runs partition has its five indexes");
+		  % 6,
+		0, "$db: each runs partition has its six indexes");
 	is( $node->safe_psql($db, q{
 SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
 WHERE c.relnamespace = 'orchestrator'::regnamespace AND c.relname ~ '_p[0-9]{8}$' AND NOT i.indisvalid}),
