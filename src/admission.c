@@ -6,7 +6,7 @@
  *	  admitted, in priority-then-age order, as slots free.
  *
  * Scopes (ADMISSION_* bits, admission.h), checked in this order:
- *   global    setting orchestrator.max_admitted_runs (0: none)
+ *   global    setting orchestrator.max_active_runs (0: none)
  *   workflow  "max_active_runs" of the latest version of a workflow name,
  *             counting the runs of every version of it
  *   tenant    set_tenant_limits(tenant, n)
@@ -316,8 +316,8 @@ scopes_of(const char *name, const char *tenant, Scope *out)
 {
 	int			n = 0;
 
-	if (orchestrator_max_admitted_runs > 0)
-		out[n++] = (Scope) {0, "", orchestrator_max_admitted_runs, 0};
+	if (orchestrator_max_active_runs > 0)
+		out[n++] = (Scope) {0, "", orchestrator_max_active_runs, 0};
 	if (scope_limit(1, name) > 0)
 		out[n++] = (Scope) {1, name, 0, 0};
 	if (tenant != NULL && scope_limit(2, tenant) > 0)
@@ -748,7 +748,7 @@ admission_dispatch_pass(bool idle)
 {
 	bool		queued;
 
-	if (idle && orchestrator_max_admitted_runs == 0)
+	if (idle && orchestrator_max_active_runs == 0)
 		adm_exec(A_DROP_GLOBAL, NULL, NULL);
 	adm_exec(A_QUEUE_EXISTS, NULL, NULL);
 	queued = engine_col_bool("queued");

@@ -15,7 +15,7 @@
 #include "engine.h"
 
 /* The scopes of admission limits: bits of workflow_runs.admission. */
-#define ADMISSION_GLOBAL	0x01	/* orchestrator.max_admitted_runs */
+#define ADMISSION_GLOBAL	0x01	/* orchestrator.max_active_runs */
 #define ADMISSION_WORKFLOW	0x02	/* a workflow's "max_active_runs" */
 #define ADMISSION_TENANT	0x04	/* set_tenant_limits() */
 #define ADMISSION_SCOPES	3

@@ -40,8 +40,8 @@ int			orchestrator_max_input_size = 1024;
 int			orchestrator_max_result_size = 1024;
 int			orchestrator_max_signal_size = 1024;
 int			orchestrator_max_events_per_run = 10000;
+int			orchestrator_max_owner_active_runs = 0;
 int			orchestrator_max_active_runs = 0;
-int			orchestrator_max_admitted_runs = 0;
 int			orchestrator_max_pending_webhooks = 0;
 int			orchestrator_shutdown_grace = 5000;
 int			orchestrator_step_timeout_grace = 5000;
@@ -328,20 +328,20 @@ orchestrator_define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("orchestrator.max_active_runs",
+	DefineCustomIntVariable("orchestrator.max_active_runs_per_owner",
 							"Default most pending or running runs of workflows one role owns (orchestrator.owner_limits max_active_runs overrides it).",
 							"More starts are refused with SQLSTATE 54000.  0: no limit (no count is made).",
-							&orchestrator_max_active_runs,
+							&orchestrator_max_owner_active_runs,
 							0,
 							0, INT_MAX,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("orchestrator.max_admitted_runs",
+	DefineCustomIntVariable("orchestrator.max_active_runs",
 							"Most runs active at once (pending, running or compensating), of all workflows and roles; more wait queued.",
 							"Runs over it are created with status queued and admitted as runs end (admission.c).  0: no limit.",
-							&orchestrator_max_admitted_runs,
+							&orchestrator_max_active_runs,
 							0,
 							0, INT_MAX,
 							PGC_SUSET,

@@ -62,7 +62,7 @@ static const char *const quota_names[Q_COUNT] = {
 /* The setting that gives each one's default. */
 static const char *const quota_settings[Q_COUNT] = {
 	"orchestrator.max_input_size", "orchestrator.max_result_size", "orchestrator.max_signal_size",
-	"orchestrator.max_events_per_run", "orchestrator.max_active_runs", "orchestrator.max_pending_webhooks"
+	"orchestrator.max_events_per_run", "orchestrator.max_active_runs_per_owner", "orchestrator.max_pending_webhooks"
 };
 
 typedef struct OwnerLimits
@@ -133,7 +133,7 @@ quota_default(QuotaKind k)
 		case Q_EVENTS:
 			return orchestrator_max_events_per_run;
 		case Q_ACTIVE_RUNS:
-			return orchestrator_max_active_runs;
+			return orchestrator_max_owner_active_runs;
 		case Q_PENDING_WEBHOOKS:
 			return orchestrator_max_pending_webhooks;
 		default:

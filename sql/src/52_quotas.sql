@@ -141,7 +141,7 @@ BEGIN
 				 (2, 'max_result_bytes', 'orchestrator.max_result_size'),
 				 (3, 'max_signal_bytes', 'orchestrator.max_signal_size'),
 				 (4, 'max_events_per_run', 'orchestrator.max_events_per_run'),
-				 (5, 'max_active_runs', 'orchestrator.max_active_runs'),
+				 (5, 'max_active_runs', 'orchestrator.max_active_runs_per_owner'),
 				 (6, 'max_pending_webhooks', 'orchestrator.max_pending_webhooks')) k(n, name, setting)
 	ORDER BY k.n;
 END

@@ -5,7 +5,7 @@
 -- get_tenant_limits.
 --
 -- Active runs (pending, running, compensating) hold a slot of each scope
--- with a limit: the setting orchestrator.max_admitted_runs (all runs), a
+-- with a limit: the setting orchestrator.max_active_runs (all runs), a
 -- workflow's "max_active_runs" (its latest version's, counting runs of every
 -- version), a tenant's set_tenant_limits().  A run over a limit is created
 -- "queued" and admitted, best priority then oldest first, when a slot

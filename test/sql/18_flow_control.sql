@@ -1,6 +1,6 @@
 \set SHOW_CONTEXT never
 -- Flow control: admission limits (workflow "max_active_runs",
--- set_tenant_limits, orchestrator.max_admitted_runs) make runs over them
+-- set_tenant_limits, orchestrator.max_active_runs) make runs over them
 -- wait as "queued"; step "rate_limit" spaces out steps with a token bucket.
 -- (Concurrent starts and finishes: test/isolation/specs/admission.spec and
 -- rate_limit.spec; restarts: test/t/011_flow_control_restart.pl.)
@@ -185,17 +185,17 @@ SELECT count(*) AS tenant_rows FROM orchestrator.get_tenant_limits();
 RESET ROLE;
 
 -- ----------------------------------------------------------------
--- orchestrator.max_admitted_runs: all runs (superuser setting).
+-- orchestrator.max_active_runs: all runs (superuser setting).
 -- ----------------------------------------------------------------
 SET ROLE alice;
-SELECT try($$SET orchestrator.max_admitted_runs = 1$$) AS user_sets_setting;
+SELECT try($$SET orchestrator.max_active_runs = 1$$) AS user_sets_setting;
 RESET ROLE;
 SELECT count(*) > 1 AS several_active FROM orchestrator.workflow_runs WHERE status IN ('pending', 'running', 'compensating');
-SET orchestrator.max_admitted_runs = 1;
+SET orchestrator.max_active_runs = 1;
 SELECT orchestrator.start_workflow('fc_tenant') AS g1 \gset
 SELECT status FROM orchestrator.runs WHERE id = :'g1';
 SELECT data - 'active' AS data FROM orchestrator.events(:'g1') WHERE type = 'workflow.queued';
-RESET orchestrator.max_admitted_runs;
+RESET orchestrator.max_active_runs;
 -- The setting back at 0: the dispatchers' pass admits it.
 SELECT orchestrator._admission_sweep();
 SELECT status FROM orchestrator.runs WHERE id = :'g1';
