@@ -11,11 +11,12 @@
  *
  * The store (table, view and the other functions) is in
  * sql/src/79_sessions.sql.  The two calls that carry the load,
- * session_get() and session_set(), are here: each is one statement
- * prepared once per backend and run through SPI, without PL/pgSQL and
- * without a per-call SET search_path (every name in the statements is
- * schema-qualified, operators too, so the caller's search_path cannot
- * change what they mean).  Their refusals are raised by the PL/pgSQL
+ * session_get() and session_set(), are here.  session_get() probes the
+ * primary key itself, without a statement (session_lookup()).
+ * session_set() is one statement prepared once per backend and run through
+ * SPI, without PL/pgSQL and without a per-call SET search_path (every name
+ * in the statements is schema-qualified, operators too, so the caller's
+ * search_path cannot change what they mean).  Their refusals are raised by the PL/pgSQL
  * functions _session_check() and _session_refuse(), called only when
  * something is wrong, so each message is written once.
  *
@@ -30,7 +31,6 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
