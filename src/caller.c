@@ -69,6 +69,7 @@ typedef struct ApiMapEntry
 {
 	Oid			entry;			/* hash key: the entry point */
 	Oid			impl;
+	Oid			namespace;		/* of both */
 	bool		strict;
 } ApiMapEntry;
 
@@ -124,7 +125,7 @@ api_proc_invalidated(Datum arg, int cacheid, uint32 hashvalue)
  *		argument types, in the same schema.
  */
 static Oid
-api_lookup(Oid entry)
+api_lookup(Oid entry, Oid *namespace)
 {
 	HeapTuple	tuple;
 	Form_pg_proc proc;
@@ -136,6 +137,7 @@ api_lookup(Oid entry)
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for function %u", entry);
 	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	*namespace = proc->pronamespace;
 	schema = get_namespace_name(proc->pronamespace);
 	name = psprintf("_api_%s", NameStr(proc->proname));
 	oid = LookupFuncName(list_make2(makeString(schema), makeString(name)),
@@ -161,8 +163,10 @@ api_impl(FmgrInfo *flinfo)
 	ApiImpl    *impl = flinfo->fn_extra;
 	ApiMapEntry *known;
 	Oid			oid;
+	Oid			namespace;
 	bool		strict;
 	bool		found;
+	AclResult	aclresult;
 
 	/* functions are replaced by upgrades: look again after any change */
 	if (impl != NULL && impl->generation == proc_generation)
@@ -188,22 +192,33 @@ api_impl(FmgrInfo *flinfo)
 	if (known != NULL)
 	{
 		oid = known->impl;
+		namespace = known->namespace;
 		strict = known->strict;
 	}
 	else
 	{
 		uint64		generation = proc_generation;
 
-		oid = api_lookup(flinfo->fn_oid);
+		oid = api_lookup(flinfo->fn_oid, &namespace);
 		strict = func_strict(oid);
 		/* only what no invalidation overtook is kept */
 		if (generation == proc_generation && api_map_generation == proc_generation)
 		{
 			known = hash_search(api_map, &flinfo->fn_oid, HASH_ENTER, &found);
 			known->impl = oid;
+			known->namespace = namespace;
 			known->strict = strict;
 		}
 	}
+
+	/*
+	 * The caller needs USAGE on the schema, as the lookup by name checked
+	 * for each statement before the map kept it (a trigger or an OID can
+	 * reach an entry point without naming it).
+	 */
+	aclresult = pg_namespace_aclcheck(namespace, GetUserId(), ACL_USAGE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(namespace));
 
 	if (impl == NULL)
 		impl = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(ApiImpl));
