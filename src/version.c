@@ -11,17 +11,20 @@
  * one), which is not safe to guess at.
  *
  * The gate asks on every API call, so the answer is kept in the backend
- * once it was yes, until something changes the extension's row: every way
- * to create, update, alter or drop an extension (CREATE / ALTER / DROP
- * EXTENSION, DROP SCHEMA ... CASCADE, DROP OWNED, pg_restore) reaches the
- * object access hook with pg_extension's class, and the hook, in the
- * backend that makes the change, queues a relcache invalidation of
- * pg_extension.  At commit it reaches every backend of the database, whose
- * callback forgets the answer (as does a reset of the invalidation queue),
- * and the next call looks again.  pg_extension has no syscache of its own
- * whose callback would tell; and the hook is in every backend, since the
- * library is preloaded.  A superuser's direct UPDATE of pg_extension goes
- * unseen: that is not a supported way to change an extension.
+ * once it was yes, until something may have changed the extension's row:
+ * after every utility statement that can create, update, alter or drop an
+ * extension (CREATE / ALTER EXTENSION, any DROP, DROP OWNED: DROP SCHEMA
+ * ... CASCADE drops an extension too; pg_restore creates extensions with
+ * CREATE EXTENSION), the utility hook, in the backend that ran it, queues a
+ * relcache invalidation of pg_extension.  At commit it reaches every
+ * backend of the database, whose callback forgets the answer (as does a
+ * reset of the invalidation queue), and the next call looks again.
+ * pg_extension has no syscache of its own whose callback would tell; the
+ * hook is in every backend, since the library is preloaded.  A
+ * superuser's direct UPDATE of pg_extension goes unseen until the next
+ * such statement: that is not a supported way to change an extension.
+ * (Not the object access hook: installing one changes how the server
+ * runs every function call and search path lookup.)
  *
  *-------------------------------------------------------------------------
  */
@@ -31,10 +34,11 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
-#include "catalog/objectaccess.h"
 #include "catalog/pg_extension.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "storage/proc.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -75,7 +79,7 @@ orchestrator_installed_version(void)
 	return version;
 }
 
-static object_access_hook_type prev_object_access = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /* The hook is installed: the answer can be kept beyond a transaction. */
 static bool hook_installed = false;
@@ -84,18 +88,46 @@ static bool hook_installed = false;
 static bool schema_current = false;
 
 /*
- * version_object_access
- *		Any change of an extension (of any extension: the hook is not told
- *		its name when it is dropped) makes every backend look again.
+ * changes_extensions
+ *		Can this utility statement create, update, alter or drop an
+ *		extension?  Every DROP can (DROP SCHEMA ... CASCADE, DROP of a
+ *		member with CASCADE), as can DROP OWNED.
+ */
+static bool
+changes_extensions(Node *stmt)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_CreateExtensionStmt:
+		case T_AlterExtensionStmt:
+		case T_AlterExtensionContentsStmt:
+		case T_DropStmt:
+		case T_DropOwnedStmt:
+			return true;
+		case T_AlterObjectSchemaStmt:
+			return ((AlterObjectSchemaStmt *) stmt)->objectType == OBJECT_EXTENSION;
+		default:
+			return false;
+	}
+}
+
+/*
+ * version_process_utility
+ *		After a statement that may have changed an extension, make every
+ *		backend of the database look at the installed version again.
  */
 static void
-version_object_access(ObjectAccessType access, Oid classId, Oid objectId,
-					  int subId, void *arg)
+version_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+						ProcessUtilityContext context, ParamListInfo params,
+						QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	if (prev_object_access)
-		prev_object_access(access, classId, objectId, subId, arg);
-	if (classId == ExtensionRelationId &&
-		(access == OAT_POST_CREATE || access == OAT_POST_ALTER || access == OAT_DROP))
+	bool		changes = pstmt->utilityStmt != NULL && changes_extensions(pstmt->utilityStmt);
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	if (changes)
 	{
 		schema_current = false;
 		CacheInvalidateRelcacheByRelid(ExtensionRelationId);
@@ -112,14 +144,14 @@ version_invalidated(Datum arg, Oid relid)
 
 /*
  * orchestrator_version_install_hooks
- *		From _PG_init: chain the object access hook and listen for the
+ *		From _PG_init: chain the utility hook and listen for the
  *		invalidations it sends.
  */
 void
 orchestrator_version_install_hooks(void)
 {
-	prev_object_access = object_access_hook;
-	object_access_hook = version_object_access;
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = version_process_utility;
 	CacheRegisterRelcacheCallback(version_invalidated, (Datum) 0);
 	hook_installed = true;
 }
