@@ -7,6 +7,8 @@
 #
 #   bash bench/sessions.sh          (as root on Debian 12: installs redis-server)
 #   REPS=3 SECONDS_PER_POINT=5 CLIENTS="1 8 32" PORT=55512 REDIS_PORT=56512 bash bench/sessions.sh
+#   OPS=set PG_SETTINGS="commit_delay=200" bash bench/sessions.sh   (only the sets, with
+#     server settings applied by ALTER SYSTEM: a setting docs/sessions.md discusses)
 #
 # Like with like: both clients are C programs (pgbench, redis-benchmark) on
 # 127.0.0.1 over TCP, one request in flight per connection (no pipelining),
@@ -34,6 +36,8 @@ secs=${SECONDS_PER_POINT:-5}
 clients=${CLIENTS:-1 8 32}
 port=${PORT:-55512}
 rport=${REDIS_PORT:-56512}
+ops=${OPS:-get set}
+settings=${PG_SETTINGS:-}
 keys=10000
 
 data=$(mktemp -d /tmp/orchestrator-bench-sessions.XXXXXX)
@@ -55,6 +59,8 @@ q -c "CREATE EXTENSION orchestrator" -c "CREATE ROLE bench LOGIN IN ROLE orchest
 as_pg "$bindir/psql" -X -qAt -h 127.0.0.1 -p "$port" -U bench -d bench -v ON_ERROR_STOP=1 \
 	-c "SELECT count(orchestrator.session_set('session:' || i, '$value')) FROM generate_series(1, $keys) i" >/dev/null
 q -c "VACUUM ANALYZE orchestrator.session_store"
+for kv in $settings; do q -c "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'"; done
+[ -n "$settings" ] && q -c "SELECT pg_reload_conf()" >/dev/null
 cat > "$data/get.sql" <<EOF
 \set id random(1, $keys)
 SELECT orchestrator.session_get('session:' || :id);
@@ -104,8 +110,8 @@ redis_start() {	# appendfsync mode
 }
 
 echo "# orchestrator session store vs Redis ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), PostgreSQL $(q -c 'SHOW server_version'), $(redis-server --version | awk '{print $3}'), $(date -u +'%F %H:%M UTC'))"
-echo "# reproduce: REPS=$reps SECONDS_PER_POINT=$secs CLIENTS=\"$clients\" bash bench/sessions.sh"
-echo "# PostgreSQL: synchronous_commit=$(q -c 'SHOW synchronous_commit'), fsync=$(q -c 'SHOW fsync'), wal_sync_method=$(q -c 'SHOW wal_sync_method'), shared_buffers=$(q -c 'SHOW shared_buffers')"
+echo "# reproduce: REPS=$reps SECONDS_PER_POINT=$secs CLIENTS=\"$clients\" OPS=\"$ops\" PG_SETTINGS=\"$settings\" bash bench/sessions.sh"
+echo "# PostgreSQL: synchronous_commit=$(q -c 'SHOW synchronous_commit'), fsync=$(q -c 'SHOW fsync'), wal_sync_method=$(q -c 'SHOW wal_sync_method'), shared_buffers=$(q -c 'SHOW shared_buffers'), commit_delay=$(q -c 'SHOW commit_delay'), commit_siblings=$(q -c 'SHOW commit_siblings')"
 echo
 printf '%-34s %7s %4s %9s %8s %8s\n' system op clients ops/s p50_ms p99_ms
 results=$data/results
@@ -116,18 +122,28 @@ row() {	# system op clients "ops p50 p99"
 }
 for rep in $(seq "$reps"); do
 	for c in $clients; do
-		row "postgres session_get (C)" get "$c" "$(pgbench_point get bench "$c")"
-		row "postgres plain SELECT (baseline)" get "$c" "$(pgbench_point raw_get postgres "$c")"
-		row "postgres session_set (durable)" set "$c" "$(pgbench_point set bench "$c")"
-		row "postgres plain upsert (baseline)" set "$c" "$(pgbench_point raw_set postgres "$c")"
+		if [[ " $ops " == *" get "* ]]; then
+			row "postgres session_get (C)" get "$c" "$(pgbench_point get bench "$c")"
+			row "postgres plain SELECT (baseline)" get "$c" "$(pgbench_point raw_get postgres "$c")"
+		fi
+		if [[ " $ops " == *" set "* ]]; then
+			row "postgres session_set (durable)" set "$c" "$(pgbench_point set bench "$c")"
+			row "postgres plain upsert (baseline)" set "$c" "$(pgbench_point raw_set postgres "$c")"
+		fi
 	done
 	for mode in everysec always; do
+		# the reads do not depend on the AOF setting: once is enough with only sets
+		if [[ " $ops " != *" get "* && $mode = everysec ]]; then continue; fi
 		redis_start "$mode"
 		for c in $clients; do
 			# about SECONDS_PER_POINT seconds each, from what this machine does
-			row "redis appendfsync $mode" get "$c" "$(redis_point get "$c" $((secs * 40000)))"
+			if [[ " $ops " == *" get "* ]]; then
+				row "redis appendfsync $mode" get "$c" "$(redis_point get "$c" $((secs * 40000)))"
+			fi
 			n=$((secs * 30000)); [ "$mode" = always ] && n=$((secs * 6000))
-			row "redis appendfsync $mode" set "$c" "$(redis_point set "$c" "$n")"
+			if [[ " $ops " == *" set "* ]]; then
+				row "redis appendfsync $mode" set "$c" "$(redis_point set "$c" "$n")"
+			fi
 		done
 	done
 done
@@ -150,6 +166,8 @@ med() { awk -v s="$1" -v o="$2" -v c="$3" '$0 ~ "^" s && $(NF-5) == o && $(NF-4)
 for c in $clients; do
 	pg_get=$(med "postgres session_get" get "$c"); r_get=$(med "redis appendfsync everysec" get "$c")
 	pg_set=$(med "postgres session_set" set "$c"); r_set=$(med "redis appendfsync always" set "$c")
+	if [ -z "$pg_get" ]; then pg_get=0 r_get=1; fi
+	if [ -z "$pg_set" ]; then pg_set=0 r_set=1; fi
 	echo "clients=$c  session_get/redis GET = $pg_get/$r_get = $(awk -v a="$pg_get" -v b="$r_get" 'BEGIN { printf "%.0f%%", 100 * a / b }') (target >= 50% at 8 clients)   session_set/redis SET always = $pg_set/$r_set = $(awk -v a="$pg_set" -v b="$r_set" 'BEGIN { printf "%.0f%%", 100 * a / b }') (target >= 100%)"
 done
 echo "# load after the run: $(cut -d' ' -f1-3 /proc/loadavg) (other processes share these cores: compare within one run)"

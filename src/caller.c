@@ -34,6 +34,8 @@
 #include "parser/parse_func.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
@@ -51,8 +53,30 @@ typedef struct ApiImpl
 {
 	Oid			oid;
 	bool		strict;
+	uint64		generation;		/* of proc_generation when looked up */
 	FmgrInfo	flinfo;
 } ApiImpl;
+
+/*
+ * Which implementation each entry point calls, kept in the backend: the
+ * lookup by name costs more than a call of a small function, and fn_extra
+ * lives only as long as one execution of the calling statement.  Any
+ * change of pg_proc (a function created, replaced or dropped: an upgrade)
+ * bumps proc_generation, which empties the map and makes every fn_extra
+ * look again.
+ */
+typedef struct ApiMapEntry
+{
+	Oid			entry;			/* hash key: the entry point */
+	Oid			impl;
+	Oid			namespace;		/* of both */
+	bool		strict;
+} ApiMapEntry;
+
+static HTAB *api_map = NULL;
+static uint64 api_map_generation = 0;
+static uint64 proc_generation = 1;
+static bool proc_callback_registered = false;
 
 PG_FUNCTION_INFO_V1(orchestrator_api);
 PG_FUNCTION_INFO_V1(orchestrator_caller_role);
@@ -89,29 +113,31 @@ orchestrator_refuse_restricted(Oid function)
 			 errhint("Call orchestrator functions from statements of their own, not from index expressions, materialized views or functions that maintenance operations evaluate.")));
 }
 
-/*
- * api_impl
- *		The implementation of the entry point "flinfo": _api_<name> with the
- *		same argument types, in the same schema.
- */
-static ApiImpl *
-api_impl(FmgrInfo *flinfo)
+static void
+api_proc_invalidated(Datum arg, int cacheid, uint32 hashvalue)
 {
-	ApiImpl    *impl = flinfo->fn_extra;
+	proc_generation++;
+}
+
+/*
+ * api_lookup
+ *		The implementation of entry point "entry": _api_<name> with the same
+ *		argument types, in the same schema.
+ */
+static Oid
+api_lookup(Oid entry, Oid *namespace)
+{
 	HeapTuple	tuple;
 	Form_pg_proc proc;
 	char	   *schema;
 	char	   *name;
 	Oid			oid;
 
-	/* functions are replaced by upgrades: look again when it is gone */
-	if (impl != NULL && SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(impl->oid)))
-		return impl;
-
-	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(flinfo->fn_oid));
+	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(entry));
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for function %u", flinfo->fn_oid);
+		elog(ERROR, "cache lookup failed for function %u", entry);
 	proc = (Form_pg_proc) GETSTRUCT(tuple);
+	*namespace = proc->pronamespace;
 	schema = get_namespace_name(proc->pronamespace);
 	name = psprintf("_api_%s", NameStr(proc->proname));
 	oid = LookupFuncName(list_make2(makeString(schema), makeString(name)),
@@ -123,11 +149,82 @@ api_impl(FmgrInfo *flinfo)
 				 errdetail("Function %s.%s with the same arguments does not exist.", schema, name),
 				 errhint("The installed orchestrator extension is damaged or of another version: run ALTER EXTENSION orchestrator UPDATE, or create it again.")));
 	ReleaseSysCache(tuple);
+	return oid;
+}
+
+/*
+ * api_impl
+ *		The implementation of the entry point "flinfo", from fn_extra, the
+ *		backend's map or the catalog, in that order.
+ */
+static ApiImpl *
+api_impl(FmgrInfo *flinfo)
+{
+	ApiImpl    *impl = flinfo->fn_extra;
+	ApiMapEntry *known;
+	Oid			oid;
+	Oid			namespace;
+	bool		strict;
+	bool		found;
+	AclResult	aclresult;
+
+	/* functions are replaced by upgrades: look again after any change */
+	if (impl != NULL && impl->generation == proc_generation)
+		return impl;
+
+	if (!proc_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, api_proc_invalidated, (Datum) 0);
+		proc_callback_registered = true;
+	}
+	if (api_map == NULL || api_map_generation != proc_generation)
+	{
+		HASHCTL		ctl;
+
+		if (api_map != NULL)
+			hash_destroy(api_map);
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(ApiMapEntry);
+		api_map = hash_create("orchestrator API entry points", 64, &ctl, HASH_ELEM | HASH_BLOBS);
+		api_map_generation = proc_generation;
+	}
+	known = hash_search(api_map, &flinfo->fn_oid, HASH_FIND, NULL);
+	if (known != NULL)
+	{
+		oid = known->impl;
+		namespace = known->namespace;
+		strict = known->strict;
+	}
+	else
+	{
+		uint64		generation = proc_generation;
+
+		oid = api_lookup(flinfo->fn_oid, &namespace);
+		strict = func_strict(oid);
+		/* only what no invalidation overtook is kept */
+		if (generation == proc_generation && api_map_generation == proc_generation)
+		{
+			known = hash_search(api_map, &flinfo->fn_oid, HASH_ENTER, &found);
+			known->impl = oid;
+			known->namespace = namespace;
+			known->strict = strict;
+		}
+	}
+
+	/*
+	 * The caller needs USAGE on the schema, as the lookup by name checked
+	 * for each statement before the map kept it (a trigger or an OID can
+	 * reach an entry point without naming it).
+	 */
+	aclresult = pg_namespace_aclcheck(namespace, GetUserId(), ACL_USAGE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_SCHEMA, get_namespace_name(namespace));
 
 	if (impl == NULL)
 		impl = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(ApiImpl));
+	impl->generation = proc_generation;
 	impl->oid = oid;
-	impl->strict = func_strict(oid);
+	impl->strict = strict;
 	fmgr_info_cxt(oid, &impl->flinfo, flinfo->fn_mcxt);
 	flinfo->fn_extra = impl;
 	return impl;

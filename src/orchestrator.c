@@ -19,6 +19,7 @@
 #include "otlp.h"
 #include "relay.h"
 #include "restore.h"
+#include "version.h"
 #include "shmem.h"
 #include "workers.h"
 
@@ -53,4 +54,5 @@ _PG_init(void)
 	orchestrator_metrics_install();
 	orchestrator_otlp_install();
 	orchestrator_restore_install_hooks();
+	orchestrator_version_install_hooks();
 }

@@ -541,6 +541,10 @@ orchestrator_notify_private(const char *channel, const char *payload)
 void
 orchestrator_private_channel(const char *prefix, Oid role, char *buf)
 {
+	/* the last name made: the key lives as long as this backend */
+	static char last_prefix[NAMEDATALEN] = "";
+	static Oid	last_role = InvalidOid;
+	static char last_name[NAMEDATALEN];
 	pg_hmac_ctx *ctx;
 	uint8		input[2 * sizeof(Oid)];
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
@@ -550,6 +554,11 @@ orchestrator_private_channel(const char *prefix, Oid role, char *buf)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("orchestrator must be loaded via shared_preload_libraries")));
+	if (OidIsValid(last_role) && role == last_role && strcmp(prefix, last_prefix) == 0)
+	{
+		strlcpy(buf, last_name, NAMEDATALEN);
+		return;
+	}
 	memcpy(input, &MyDatabaseId, sizeof(Oid));
 	memcpy(input + sizeof(Oid), &role, sizeof(Oid));
 	ctx = pg_hmac_create(PG_SHA256);
@@ -563,6 +572,12 @@ orchestrator_private_channel(const char *prefix, Oid role, char *buf)
 	Assert(n + 32 < NAMEDATALEN);
 	hex_encode((const char *) digest, 16, buf + n);
 	buf[n + 32] = '\0';
+	if (strlen(prefix) < NAMEDATALEN)
+	{
+		strlcpy(last_prefix, prefix, NAMEDATALEN);
+		strlcpy(last_name, buf, NAMEDATALEN);
+		last_role = role;
+	}
 }
 
 /*

@@ -11,11 +11,12 @@
  *
  * The store (table, view and the other functions) is in
  * sql/src/79_sessions.sql.  The two calls that carry the load,
- * session_get() and session_set(), are here: each is one statement
- * prepared once per backend and run through SPI, without PL/pgSQL and
- * without a per-call SET search_path (every name in the statements is
- * schema-qualified, operators too, so the caller's search_path cannot
- * change what they mean).  Their refusals are raised by the PL/pgSQL
+ * session_get() and session_set(), are here.  session_get() probes the
+ * primary key itself, without a statement (session_lookup()).
+ * session_set() is one statement prepared once per backend and run through
+ * SPI, without PL/pgSQL and without a per-call SET search_path (every name
+ * in the statements is schema-qualified, operators too, so the caller's
+ * search_path cannot change what they mean).  Their refusals are raised by the PL/pgSQL
  * functions _session_check() and _session_refuse(), called only when
  * something is wrong, so each message is written once.
  *
@@ -23,12 +24,27 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "caller.h"
@@ -51,9 +67,6 @@ static Oid	session_argtypes[6] = {REGROLEOID, TEXTOID, JSONBOID, INTERVALOID, IN
 #define LOCKED(s) "coalesce(" s ".lock_expires_at OPERATOR(pg_catalog.>) pg_catalog.now(), false)"
 #define DEAD(s) s ".expires_at OPERATOR(pg_catalog.<=) pg_catalog.now()"
 #define THIS_KEY(s) s ".owner OPERATOR(pg_catalog.=) $1 AND " s ".key OPERATOR(pg_catalog.=) $2"
-
-static const char *const get_sql =
-"SELECT s.value FROM orchestrator.session_store s WHERE " THIS_KEY("s") " AND " LIVE("s");
 
 /* A new key, or a live one whose lock is free or lapsed (ttl NULL keeps its expiry). */
 static const char *const upsert_sql =
@@ -90,7 +103,6 @@ static const char *const update_sql =
 
 static void session_announce(Oid owner, const char *op, const char *key, int64 version);
 
-static SPIPlanPtr get_plan = NULL;
 static SPIPlanPtr upsert_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
@@ -151,6 +163,8 @@ session_check(FunctionCallInfo fcinfo, int nargs)
 			values[i] = PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i);
 			nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
 		}
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
 		SPI_execute_with_args(nargs == 1 ? "SELECT orchestrator._session_check($1)"
 							  : "SELECT orchestrator._session_set_check($1, $2, $3, $4)",
 							  nargs, types, values, nulls, true, 0);
@@ -175,26 +189,132 @@ session_result(bool *isnull)
 }
 
 /*
+ * The store's table, its primary key and the columns session_get() reads,
+ * looked up once per backend and forgotten on any relcache invalidation of
+ * either relation (the extension dropped and created again, an upgrade).
+ */
+static Oid	store_relid = InvalidOid;
+static Oid	store_pkey = InvalidOid;
+static AttrNumber store_value_att;
+static AttrNumber store_expires_att;
+static bool store_callback_registered = false;
+
+static void
+store_invalidated(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == store_relid || relid == store_pkey)
+		store_relid = InvalidOid;
+}
+
+/* Look up orchestrator.session_store, its key (owner, key) and two columns by name. */
+static void
+store_lookup(void)
+{
+	Oid			nsp = get_namespace_oid("orchestrator", false);
+	Oid			relid = get_relname_relid("session_store", nsp);
+	Oid			pkey = get_relname_relid("session_store_pkey", nsp);
+	AttrNumber	owner_att,
+				key_att;
+	HeapTuple	tuple;
+	bool		ok;
+
+	if (!store_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(store_invalidated, (Datum) 0);
+		store_callback_registered = true;
+	}
+	if (!OidIsValid(relid) || !OidIsValid(pkey))
+		elog(ERROR, "orchestrator.session_store or its primary key is missing");
+	owner_att = get_attnum(relid, "owner");
+	key_att = get_attnum(relid, "key");
+	store_value_att = get_attnum(relid, "value");
+	store_expires_att = get_attnum(relid, "expires_at");
+	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(pkey));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for index %u", pkey);
+	{
+		Form_pg_index idx = (Form_pg_index) GETSTRUCT(tuple);
+
+		ok = idx->indrelid == relid && idx->indisunique && idx->indnkeyatts == 2 &&
+			idx->indkey.values[0] == owner_att && idx->indkey.values[1] == key_att &&
+			store_value_att != InvalidAttrNumber && store_expires_att != InvalidAttrNumber;
+	}
+	ReleaseSysCache(tuple);
+	if (!ok)
+		elog(ERROR, "orchestrator.session_store is not as this library expects");
+	store_pkey = pkey;
+	store_relid = relid;
+}
+
+/*
+ * session_lookup
+ *		The value of owner's live session "key" (a copy in the current
+ *		memory context), or NULL: one probe of the primary key under the
+ *		statement's snapshot, without a query.  Locks, predicate locks and
+ *		statistics are the index scan's own, as in an executor's.
+ */
+static Datum
+session_lookup(Oid owner, Datum key, bool *isnull)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData keys[2];
+	bool		pushed = false;
+	Datum		result = (Datum) 0;
+
+	*isnull = true;
+	if (!OidIsValid(store_relid))
+		store_lookup();
+	rel = table_open(store_relid, AccessShareLock);
+	index = index_open(store_pkey, AccessShareLock);
+	if (!ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed = true;
+	}
+	/* ScanKeyInit() compares text in the "C" collation, the column's */
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(owner));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, key);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		no_expiry;
+		Datum		expires = slot_getattr(slot, store_expires_att, &no_expiry);
+
+		/* live: expires_at IS NULL OR expires_at > now() */
+		if (no_expiry || DatumGetTimestampTz(expires) > GetCurrentTransactionStartTimestamp())
+		{
+			Datum		value = slot_getattr(slot, store_value_att, isnull);
+
+			if (!*isnull)
+				result = PointerGetDatum(PG_DETOAST_DATUM_COPY(value));
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	if (pushed)
+		PopActiveSnapshot();
+	/* the locks stay until the end of the transaction, as a query's do */
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return result;
+}
+
+/*
  * orchestrator._api_session_get(key text) returns jsonb
  */
 Datum
 orchestrator_session_get(PG_FUNCTION_ARGS)
 {
-	Datum		values[2];
 	Datum		result;
 	bool		isnull;
-	int			rc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	session_check(fcinfo, 1);
-	values[0] = ObjectIdGetDatum(orchestrator_current_caller());
-	values[1] = PG_GETARG_DATUM(0);
-	rc = SPI_execute_plan(session_plan(&get_plan, get_sql, 2, session_argtypes), values, NULL, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "session_get: %s", SPI_result_code_string(rc));
-	result = session_result(&isnull);
-	SPI_finish();
+	result = session_lookup(orchestrator_current_caller(), PG_GETARG_DATUM(0), &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
@@ -218,9 +338,9 @@ orchestrator_session_set(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int			rc;
 
+	session_check(fcinfo, 4);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	session_check(fcinfo, 4);
 
 	values[0] = ObjectIdGetDatum(owner);
 	for (int i = 0; i < 5; i++)

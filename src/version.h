@@ -10,5 +10,6 @@
 
 extern char *orchestrator_installed_version(void);
 extern void orchestrator_require_current_schema(void);
+extern void orchestrator_version_install_hooks(void);
 
 #endif							/* ORCHESTRATOR_VERSION_H */

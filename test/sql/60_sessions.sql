@@ -241,3 +241,34 @@ SELECT orchestrator._session_purge(3) AS purged_rest;
 -- Built for churn: updates are HOT (no index on what changes).
 SELECT reloptions FROM pg_class WHERE oid = 'orchestrator.session_store'::regclass;
 SELECT indexrelid::regclass, indkey FROM pg_index WHERE indrelid = 'orchestrator.session_store'::regclass;
+
+-- session_get() reads the row without a statement (an index probe in C):
+-- values stored compressed or out of line come back whole; in a transaction
+-- it sees the transaction's own writes, in a serializable one the rows it
+-- read are tracked like a query's; the probe counts as an index scan.
+SET ROLE alice;
+SELECT orchestrator.session_set('big', (SELECT jsonb_agg(md5(i::text)) FROM generate_series(1, 5000) i)) AS v;
+SELECT orchestrator.session_get('big') = (SELECT jsonb_agg(md5(i::text)) FROM generate_series(1, 5000) i) AS big_whole,
+       jsonb_array_length(orchestrator.session_get('big')) AS big_len;
+SELECT orchestrator.session_set('big', to_jsonb(repeat('x', 300000))) AS v;
+SELECT length(orchestrator.session_get('big') #>> '{}') AS compressed_len;
+BEGIN;
+SELECT orchestrator.session_set('in-tx', '"first"') AS v;
+SELECT orchestrator.session_get('in-tx') AS sees_own_write;
+SELECT orchestrator.session_set('in-tx', '"second"') AS v;
+SELECT orchestrator.session_get('in-tx') AS sees_own_update;
+ROLLBACK;
+SELECT orchestrator.session_get('in-tx') IS NULL AS rolled_back;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT orchestrator.session_get('cart:1') IS NOT NULL AS read_serializable;
+SELECT count(*) > 0 AS predicate_locked FROM pg_locks
+WHERE pid = pg_backend_pid() AND locktype IN ('page', 'tuple') AND mode = 'SIReadLock';
+COMMIT;
+RESET ROLE;
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan AS scans_before FROM pg_stat_user_indexes WHERE indexrelid = 'orchestrator.session_store_pkey'::regclass \gset
+SET ROLE alice;
+SELECT orchestrator.session_get('cart:1') IS NOT NULL AS got;
+RESET ROLE;
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan - :scans_before AS probes_counted FROM pg_stat_user_indexes WHERE indexrelid = 'orchestrator.session_store_pkey'::regclass;

@@ -207,5 +207,55 @@ for my $from (@released)
 	ok($wait_for->($after), "$from: a workflow runs after the update");
 }
 
+# The gate keeps its "this schema is mine" in the backend, across
+# transactions, until the extension changes: a backend that has served the
+# current schema refuses an older one that another backend creates in its
+# place, and one that it creates itself (DROP SCHEMA ... CASCADE drops the
+# extension too); it is served again after the update.
+#
+# In a database of its own, where no dispatcher runs: a DROP of the schema
+# could deadlock with a dispatcher's claim.
+{
+	my $old = $released[-1];
+	my $refused = qr/must be updated before it can be used/;
+	$node->safe_psql('postgres', 'CREATE DATABASE kept');
+	$node->safe_psql('kept', 'SET client_min_messages = error; CREATE EXTENSION orchestrator');
+	my $kept = $node->background_psql('kept', on_error_stop => 0);
+	$kept->query_safe('SET client_min_messages = error');
+	is($kept->query_safe("SELECT orchestrator.define_workflow('kept', '{\"steps\": [{\"name\": \"a\", \"kind\": \"sql\", \"sql\": \"SELECT 1\"}]}')"),
+		'1', 'a backend is served by the current schema');
+	$kept->query_safe("SELECT orchestrator.session_get('k')");
+	$node->safe_psql('kept', "DROP EXTENSION orchestrator CASCADE");
+	$node->safe_psql('kept', "SET client_min_messages = error; CREATE EXTENSION orchestrator VERSION '$old'");
+	my ($out, $ret) = $kept->query("SELECT orchestrator.define_workflow('kept2', '{\"steps\": [{\"name\": \"a\", \"kind\": \"sql\", \"sql\": \"SELECT 1\"}]}')");
+	like($kept->{stderr}, $refused, "the same backend refuses the $old schema another backend created since");
+	$kept->{stderr} = '';
+	$node->safe_psql('kept', 'ALTER EXTENSION orchestrator UPDATE');
+	is($kept->query_safe("SELECT orchestrator.define_workflow('kept', '{\"steps\": [{\"name\": \"a\", \"kind\": \"sql\", \"sql\": \"SELECT 1\"}]}')"),
+		'1', 'and is served again after the update');
+	$kept->query_safe("DROP SCHEMA orchestrator CASCADE");
+	$kept->query_safe("CREATE EXTENSION orchestrator VERSION '$old'");
+	($out, $ret) = $kept->query("SELECT orchestrator.define_workflow('kept3', '{\"steps\": [{\"name\": \"a\", \"kind\": \"sql\", \"sql\": \"SELECT 1\"}]}')");
+	like($kept->{stderr}, $refused, "a backend refuses the $old schema it created itself after DROP SCHEMA ... CASCADE");
+	$kept->{stderr} = '';
+	$kept->query_safe('ALTER EXTENSION orchestrator UPDATE');
+
+	# The mechanism, apart from the flood of invalidations a whole extension
+	# sends (which would make the backend look again anyway): a change of
+	# the installed version that no DDL made goes unseen until any
+	# extension changes; then every backend looks again.
+	is($kept->query_safe("SELECT orchestrator.session_get('k') IS NULL"), 't', 'served, and kept');
+	$node->safe_psql('kept', "UPDATE pg_extension SET extversion = '$old' WHERE extname = 'orchestrator'");
+	$node->safe_psql('kept', 'CREATE EXTENSION autoinc');
+	($out, $ret) = $kept->query("SELECT orchestrator.session_get('k')");
+	like($kept->{stderr}, qr/installed extension is version \Q$old\E/,
+		'a change of any extension makes another backend read the installed version again');
+	$kept->{stderr} = '';
+	$node->safe_psql('kept', "UPDATE pg_extension SET extversion = '$current' WHERE extname = 'orchestrator'");
+	$node->safe_psql('kept', 'DROP EXTENSION autoinc');
+	is($kept->query_safe("SELECT orchestrator.session_get('k') IS NULL"), 't', 'and it is served again');
+	$kept->quit;
+}
+
 $node->stop;
 done_testing();
