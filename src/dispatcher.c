@@ -177,15 +177,15 @@ dispatch_once(DispatchResult *result)
 	pgstat_report_activity(STATE_RUNNING, dispatch_query);
 
 	/*
-	 * The extension may be created (or dropped) at any time after the server
-	 * starts.  get_extension_oid() is the catalog lookup that
-	 * "SELECT 1 FROM pg_extension WHERE extname = 'orchestrator'" would do,
-	 * without planning a query every turn.
+	 * The extension may be created, updated or dropped at any time after
+	 * the server starts: the answer is kept until a statement that can
+	 * change an extension invalidates it (version.c), so an idle turn reads
+	 * no catalog.
 	 */
 	{
-		char	   *installed = orchestrator_installed_version();
+		char	   *installed;
 
-		result->extension_exists = installed != NULL && strcmp(installed, ORCHESTRATOR_VERSION) == 0;
+		result->extension_exists = orchestrator_schema_current(&installed);
 		result->other_version = result->extension_exists || installed == NULL ? NULL
 			: MemoryContextStrdup(TopMemoryContext, installed);
 	}

@@ -181,3 +181,24 @@ orchestrator_require_current_schema(void)
 	checked = MyProc->lxid;
 	schema_current = hook_installed;
 }
+
+/*
+ * orchestrator_schema_current
+ *		Is the installed extension this library's version?  Like
+ *		orchestrator_require_current_schema(), without an error: the
+ *		dispatchers ask every turn, and an idle turn must not scan the
+ *		catalog.  When it is not, *installed is the version installed
+ *		(NULL: none).
+ */
+bool
+orchestrator_schema_current(char **installed)
+{
+	*installed = NULL;
+	if (schema_current)
+		return true;
+	*installed = orchestrator_installed_version();
+	if (*installed == NULL || strcmp(*installed, ORCHESTRATOR_VERSION) != 0)
+		return false;
+	schema_current = hook_installed;
+	return true;
+}

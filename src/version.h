@@ -10,6 +10,7 @@
 
 extern char *orchestrator_installed_version(void);
 extern void orchestrator_require_current_schema(void);
+extern bool orchestrator_schema_current(char **installed);
 extern void orchestrator_version_install_hooks(void);
 
 #endif							/* ORCHESTRATOR_VERSION_H */

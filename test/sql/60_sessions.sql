@@ -53,10 +53,11 @@ SELECT expires_at IS NULL AS never_expires FROM orchestrator.session_read('ttl')
 COMMIT;
 SELECT orchestrator.session_touch('nothing', '1 hour') AS touched_absent;
 
--- expiry: absent at once, everywhere
-SELECT orchestrator.session_set('short', '"soon gone"', ttl => '10 milliseconds') AS v;
+-- expiry: absent at once, everywhere (the TTL is long enough for the next
+-- statements to see the key on a loaded machine)
+SELECT orchestrator.session_set('short', '"soon gone"', ttl => '500 milliseconds') AS v;
 SELECT orchestrator.session_lock('short', '00000000-0000-0000-0000-00000000000a', '1 hour') AS locked;
-SELECT pg_sleep(0.05);
+SELECT pg_sleep(0.6);
 SELECT orchestrator.session_get('short') IS NULL AS get_absent;
 SELECT count(*) AS read_rows FROM orchestrator.session_read('short');
 SELECT count(*) AS listed FROM orchestrator.session_list('short');
@@ -64,10 +65,10 @@ SELECT orchestrator.session_touch('short', '1 hour') AS touch_expired;
 SELECT orchestrator.session_lock('short', '00000000-0000-0000-0000-00000000000b', '1 hour') AS lock_expired;
 SELECT orchestrator.session_delete('short') AS delete_expired;
 -- an expired key is a new key: create works, versions start again, its lock is gone
-SELECT orchestrator.session_set('short2', '1', ttl => '10 milliseconds') AS v;
+SELECT orchestrator.session_set('short2', '1', ttl => '500 milliseconds') AS v;
 SELECT orchestrator.session_set('short2', '2') AS v;
 SELECT orchestrator.session_lock('short2', '00000000-0000-0000-0000-00000000000a', '1 hour') AS locked;
-SELECT pg_sleep(0.05);
+SELECT pg_sleep(0.6);
 SELECT orchestrator.session_create('short2', '"new"') AS created_over_expired;
 SELECT value, version, expires_at, locked FROM orchestrator.session_read('short2');
 SELECT orchestrator.session_set('short3', '1', ttl => '10 milliseconds') AS v;
