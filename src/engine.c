@@ -1765,11 +1765,14 @@ engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retrya
 		if (def->rate_key != NULL)
 			due = rate_limit_retry(run, def, step, due);
 		values[2] = TimestampTzGetDatum(due);
-		/* a child run's step has no queue row while its child runs */
+		/*
+		 * a child run's step has no queue row while its child runs, nor has a
+		 * sql step that a dispatcher chained (sql_steps.c)
+		 */
 		if (def->kind == KIND_WORKFLOW)
 			engine_enqueue(run, step, "@timer", due);
-		else
-			engine_stmt(S_RETRY_QUEUE, NULL, values, NULL);
+		else if (engine_stmt(S_RETRY_QUEUE, NULL, values, NULL) == 0)
+			engine_enqueue(run, step, def->queue, due);
 		/* due later: the dispatchers learn when from a wake for timers */
 		if (def->kind == KIND_SQL)
 			orchestrator_wake_dispatchers_at_commit(WAKE_TIMER);

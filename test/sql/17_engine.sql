@@ -57,3 +57,20 @@ SELECT step, status FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY pos
 SELECT try($$SELECT orchestrator.define_workflow('engine_on_error_bad',
   '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1", "on_error": "ignore"}]}')$$);
 SELECT count(*) AS written FROM orchestrator.workflows WHERE name = 'engine_on_error_bad';
+
+-- A sql step that a dispatcher runs right after the step it depends on, in
+-- the same transaction (chaining), has no queue row: when it fails with
+-- attempts left, its retry is queued all the same (it was lost before: the
+-- step stayed ready forever).  The second attempt succeeds.
+SELECT orchestrator.define_workflow('engine_chained_retry', $$
+{"steps": [
+  {"name": "first", "kind": "sql", "sql": "SELECT 1 AS one"},
+  {"name": "flaky", "kind": "sql", "depends_on": ["first"],
+   "sql": "SELECT 1 / ($1 #>> '{}')::int AS ok", "args": [{"$path": "$.steps.flaky.attempt"}],
+   "retry": {"max_attempts": 3, "backoff": "10 milliseconds", "jitter": 0}}
+]}
+$$);
+SELECT orchestrator.start_workflow('engine_chained_retry') AS r \gset
+SELECT wait_for_run(:'r');
+SELECT step, status, attempt FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
+SELECT string_agg(type || coalesce(':' || step, ''), ', ' ORDER BY seq) AS history FROM orchestrator.events(:'r');

@@ -79,6 +79,35 @@ for my $i (0 .. $#blocks)
 	{
 		like($out, qr/^acme\|3\|0\|0$/m, 'the tenant limit, read back');
 	}
+	if ($sql =~ /AS same_run/)
+	{
+		like($out, qr/^t$/m, 'a second request with the same idempotency key returns the first run');
+	}
+	if ($sql =~ /'approved', '\{"by": "ann"\}'/)
+	{
+		ok( $node->poll_query_until(
+				'postgres', q{SELECT state = 'paid, approved by ann' FROM shop.refunds WHERE order_id = 7}),
+			'the refund was paid once approved, with the approver\'s name');
+		is( $node->safe_psql('postgres', q{SELECT status FROM orchestrator.runs WHERE name = 'refund'}),
+			'succeeded', 'one refund run, succeeded');
+	}
+	if ($sql =~ /start_workflow\('place_order'/)
+	{
+		ok( $node->poll_query_until(
+				'postgres', q{SELECT status = 'failed' FROM orchestrator.runs WHERE name = 'place_order'}),
+			'the order run failed');
+		is( $node->safe_psql(
+				'postgres', q{SELECT string_agg(step || ':' || status, ',' ORDER BY step) FROM orchestrator.run_steps
+				 WHERE workflow = 'place_order'}),
+			'charge:dead,compensate:reserve:succeeded,reserve:compensated',
+			'the charge is dead, the reservation compensated');
+		is($node->safe_psql('postgres', q{SELECT reserved FROM shop.stock WHERE sku = 'mug'}),
+			'0', 'the stock reservation was released');
+	}
+	if ($sql =~ /WHERE r\.name = 'place_order' ORDER BY e\.seq/)
+	{
+		like($out, qr/step\.compensated\|reserve\nworkflow\.failed\|$/m, 'the history ends with the compensation and the failure');
+	}
 	if ($sql =~ /INSERT INTO shop\.orders/)
 	{
 		is( $node->safe_psql(
