@@ -941,40 +941,9 @@ $$;
 
 CREATE FUNCTION orchestrator._api_signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
 RETURNS boolean
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-	r orchestrator.workflow_runs;
-	s text;
-BEGIN
-	IF signal IS NULL OR signal !~ '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,62}$' THEN
-		RAISE EXCEPTION 'invalid signal name %', coalesce(quote_literal(signal), 'NULL')
-			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = 'A signal name is 1 to 63 letters, digits, "_", ".", ":" or "-".';
-	END IF;
-	r := orchestrator._lock_run(run_id);
-	IF NOT orchestrator._is_active(r.status) THEN
-		RETURN false;
-	END IF;
-	payload := coalesce(payload, 'null');
-	PERFORM orchestrator._check_signal(r.id, r.owner, payload);
-	INSERT INTO orchestrator.signals (run_id, id, name, payload, sent_by)
-		VALUES (r.id, orchestrator.uuid_v7(), signal, payload, orchestrator._caller());
-	PERFORM orchestrator._emit(r.id, 'signal.received', NULL, jsonb_build_object('signal', signal, 'payload', payload));
-	FOR s IN SELECT x.step FROM orchestrator.workflow_steps x
-			 JOIN orchestrator.definition_steps d ON d.name = r.name AND d.version = r.version AND d.step = x.step
-			 WHERE x.run_id = r.id AND x.kind = 'wait' AND x.status = 'running' AND d.spec ->> 'signal' = signal
-			 ORDER BY x.position LOOP
-		-- Completing one wait step can finish the run; then stop.
-		EXIT WHEN NOT orchestrator._is_active((SELECT w.status FROM orchestrator.workflow_runs w WHERE w.id = r.id));
-		PERFORM orchestrator._step_succeeded(r.id, s, payload);
-	END LOOP;
-	RETURN true;
-END
-$$;
+AS 'MODULE_PATHNAME', 'orchestrator_api_signal_workflow'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION orchestrator._owner_limit(owner regrole, name text)
 RETURNS bigint

@@ -448,6 +448,23 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()"
 		" FOR UPDATE",
 	3, {UUIDOID, TEXTOID, UUIDOID}},
+	/* signal_workflow (signal.c): the run locked, 42704 unless the caller may see it */
+	[S_LOCK_RUN_CHECKED] = {
+		"SELECT (orchestrator._lock_run($1)).id", 1, {UUIDOID}},
+	/* 54000 over the owner's limits */
+	[S_CHECK_SIGNAL] = {
+		"SELECT orchestrator._check_signal($1, $2::regrole, $3)", 3, {UUIDOID, OIDOID, JSONBOID}},
+	[S_KEEP_SIGNAL] = {
+		"INSERT INTO orchestrator.signals (run_id, id, name, payload, sent_by)"
+		" VALUES ($1, orchestrator.uuid_v7(), $2, $3, orchestrator._caller())",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+	/* the run's wait steps waiting for signal $4, in position order */
+	[S_WAITING_FOR_SIGNAL] = {
+		"SELECT x.step FROM @steps@ x JOIN orchestrator.definition_steps d"
+		"   ON d.name = $2 AND d.version = $3 AND d.step = x.step"
+		" WHERE x.run_id = $1 AND x.kind = 'wait' AND x.status = 'running' AND d.spec ->> 'signal' = $4"
+		" ORDER BY x.position",
+	4, {UUIDOID, TEXTOID, INT4OID, TEXTOID}},
 	/* the HTTP claim (http_claim.c): leases of dispatchers gone expire now */
 	[S_HTTP_RECOVER] = {
 		"UPDATE orchestrator.work_queue w SET available_at = now()"
