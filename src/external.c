@@ -30,7 +30,7 @@ PG_FUNCTION_INFO_V1(orchestrator_claim_external);
 PG_FUNCTION_INFO_V1(orchestrator_complete_step);
 PG_FUNCTION_INFO_V1(orchestrator_complete_steps);
 
-/* A fresh version 4 UUID: the lease token (as gen_engine_random_uuid()). */
+/* A fresh version 4 UUID: a lease token (as gen_random_uuid()). */
 Datum
 engine_random_uuid(void)
 {
