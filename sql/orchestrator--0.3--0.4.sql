@@ -1260,11 +1260,6 @@ CREATE FUNCTION orchestrator._dispatch(max_steps integer, OUT processed integer,
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_dispatch';
 
-CREATE FUNCTION orchestrator._http_step_info(run_id uuid, step text,
-	OUT owner regrole, OUT request jsonb, OUT timeout interval, OUT trace_id text, OUT trace_parent text)
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_http_step_info';
-
 CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
 	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,
 	OUT owner regrole, OUT host text, OUT failed boolean)

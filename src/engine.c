@@ -972,10 +972,24 @@ engine_enqueue(EngineRun *run, const char *step, const char *queue, TimestampTz 
 		CStringGetTextDatum(queue), CStringGetTextDatum(run->name), TimestampTzGetDatum(available_at)};
 
 	engine_stmt(S_ENQUEUE, NULL, q, NULL);
-	if (queue[0] == '@')
-		orchestrator_wake_dispatchers_at_commit(strcmp(queue, "@sql") == 0 ? WAKE_SQL
-												: strcmp(queue, "@http") == 0 ? WAKE_HTTP : WAKE_TIMER);
-	else if (available_at <= GetCurrentTransactionStartTimestamp())
+
+	/*
+	 * Work due now wakes the dispatchers for its kind (or announces its
+	 * external queue).  A timer always wakes them: they learn when it is due.
+	 * Sql and http work due later is found by the timer pass and the HTTP
+	 * turn's next wake (a retry wakes for timers itself).
+	 */
+	if (timer)
+		orchestrator_wake_dispatchers_at_commit(WAKE_TIMER);
+	else if (available_at > GetCurrentTransactionStartTimestamp())
+		return;
+	else if (strcmp(queue, "@sql") == 0)
+		orchestrator_wake_dispatchers_at_commit(WAKE_SQL);
+	else if (strcmp(queue, "@http") == 0)
+		orchestrator_wake_dispatchers_at_commit(WAKE_HTTP);
+	else if (queue[0] == '@')
+		orchestrator_wake_dispatchers_at_commit(WAKE_TIMER);
+	else
 		orchestrator_notify(RELAY_QUEUES, queue);
 }
 
@@ -1764,15 +1778,12 @@ engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retrya
 		/* a retry of a rate-limited step waits for a token as well */
 		if (def->rate_key != NULL)
 			due = rate_limit_retry(run, def, step, due);
-		values[2] = TimestampTzGetDatum(due);
 		/*
-		 * a child run's step has no queue row while its child runs, nor has a
-		 * sql step that a dispatcher chained (sql_steps.c)
+		 * queued again, lease gone (a child run's step waits on @timer; the
+		 * step may have no queue row: a sql step chained by a dispatcher, a
+		 * child run's step while its child ran)
 		 */
-		if (def->kind == KIND_WORKFLOW)
-			engine_enqueue(run, step, "@timer", due);
-		else if (engine_stmt(S_RETRY_QUEUE, NULL, values, NULL) == 0)
-			engine_enqueue(run, step, def->queue, due);
+		engine_enqueue(run, step, def->kind == KIND_WORKFLOW ? "@timer" : def->queue, due);
 		/* due later: the dispatchers learn when from a wake for timers */
 		if (def->kind == KIND_SQL)
 			orchestrator_wake_dispatchers_at_commit(WAKE_TIMER);

@@ -390,10 +390,6 @@ static const StmtDef stmts[S_COUNT] = {
 		"   coalesce($8, interval '0'))"
 		" WHERE run_id = $1 AND step = $2 RETURNING ready_at",
 	9, {UUIDOID, TEXTOID, JSONBOID, INTERVALOID, FLOAT8OID, FLOAT8OID, INTERVALOID, INTERVALOID, INT4OID}},
-	[S_RETRY_QUEUE] = {
-		"UPDATE orchestrator.work_queue SET available_at = $3, lease_token = NULL, lease = NULL, worker = NULL"
-		" WHERE run_id = $1 AND step = $2",
-	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
 	[S_STEP_FINAL] = {
 		"UPDATE @steps@ SET status = $3, error = $4, finished_at = clock_timestamp() WHERE run_id = $1 AND step = $2",
 	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},

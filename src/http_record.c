@@ -34,7 +34,6 @@
 #include "metrics.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_http_step_record);
-PG_FUNCTION_INFO_V1(orchestrator_http_step_info);
 
 extern Datum orchestrator_http_url_host(PG_FUNCTION_ARGS);
 
@@ -268,73 +267,4 @@ orchestrator_http_step_record(PG_FUNCTION_ARGS)
 		nulls[0] = nulls[1] = nulls[2] = false;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
-}
-
-/*
- * _http_step_info(run_id, step, OUT owner, OUT request, OUT timeout,
- *		OUT trace_id, OUT trace_parent)
- *		What the HTTP claim needs of a claimed step whose run it locked: the
- *		workflow's owner (the breakers' key), the rendered request, the
- *		attempt's timeout (NULL: the default) and the run's trace, read on
- *		the run's partitions.
- */
-typedef struct HttpInfo
-{
-	MemoryContext caller_context;	/* where results go */
-	Datum		run_id;
-	char	   *step;
-	Datum		values[5];
-	bool		nulls[5];
-} HttpInfo;
-
-static void
-info_work(void *arg)
-{
-	HttpInfo   *a = arg;
-	EngineRun	run;
-	Datum		values[2] = {a->run_id, CStringGetTextDatum(a->step)};
-	StepDef    *def;
-	MemoryContext unit_context;
-
-	if (!engine_read_run(a->run_id, &run))
-		return;
-	unit_context = MemoryContextSwitchTo(a->caller_context);
-	a->values[0] = ObjectIdGetDatum(run.owner);
-	a->nulls[0] = false;
-	if (engine_stmt(S_STEP_INPUT, &run.leaves, values, NULL) == 1)
-	{
-		a->values[1] = engine_col("input", &a->nulls[1]);
-		a->values[3] = engine_col("trace_id", &a->nulls[3]);
-		a->values[4] = engine_col("trace_parent", &a->nulls[4]);
-	}
-	engine_rows_done();
-	def = engine_step_def(run.name, run.version, a->step);
-	if (def->found && !def->timeout_isnull)
-	{
-		a->values[2] = datumCopy(def->timeout, false, 16);
-		a->nulls[2] = false;
-	}
-	MemoryContextSwitchTo(unit_context);
-}
-
-Datum
-orchestrator_http_step_info(PG_FUNCTION_ARGS)
-{
-	HttpInfo	a;
-	TupleDesc	desc;
-
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("run id and step must not be null")));
-	memset(&a, 0, sizeof(a));
-	a.caller_context = CurrentMemoryContext;
-	a.run_id = PG_GETARG_DATUM(0);
-	a.step = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	for (int i = 0; i < 5; i++)
-		a.nulls[i] = true;
-	engine_unit(info_work, &a);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), a.values, a.nulls)));
 }

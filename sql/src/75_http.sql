@@ -208,14 +208,6 @@ EXCEPTION WHEN others THEN
 END
 $$;
 
--- What the claim needs of a step whose run it locked: the workflow's owner,
--- the rendered request, the step's timeout, the run's trace
--- (src/http_record.c).
-CREATE FUNCTION orchestrator._http_step_info(run_id uuid, step text,
-	OUT owner regrole, OUT request jsonb, OUT timeout interval, OUT trace_id text, OUT trace_parent text)
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_http_step_info';
-
 -- Record one finished attempt of an http step (src/http_record.c): a
 -- success, a retry or a failure.  Returns the breaker's key and whether the
 -- attempt counts as a failure of the host (NULL host: no effect on the

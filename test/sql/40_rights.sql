@@ -183,7 +183,8 @@ SELECT try($$SELECT orchestrator._run_finish(orchestrator.uuid_v7(), 'cancelled'
 SELECT try($$SELECT orchestrator._step_ready(orchestrator.uuid_v7(), 'a')$$) AS call_step_ready;
 SELECT try($$SELECT orchestrator._step_succeeded(orchestrator.uuid_v7(), 'a', '{}')$$) AS call_step_succeeded;
 SELECT try($$SELECT orchestrator._attempt_failed(orchestrator.uuid_v7(), 'a', '{}', false)$$) AS call_attempt_failed;
-SELECT try($$SELECT orchestrator._http_step_info(orchestrator.uuid_v7(), 'a')$$) AS call_http_step_info;
+SELECT try($$SELECT * FROM orchestrator._http_step_record(orchestrator.uuid_v7(), 'a', orchestrator.uuid_v7(), 200, '{}', '', 'text', NULL, NULL, 1)$$) AS call_http_step_record;
+SELECT try($$SELECT orchestrator._api_signal_workflow(orchestrator.uuid_v7(), 'go', '{}')$$) AS call_signal_implementation;
 SELECT try($$SELECT * FROM orchestrator._dispatch(10)$$) AS call_dispatch;
 RESET ROLE;
 -- Every internal function (a name starting with "_") a user may execute: only
