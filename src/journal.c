@@ -19,7 +19,9 @@
  *    the process.  Nothing commits, so no attempt would ever be counted and
  *    such a step would run for ever.  Before each step's statement the
  *    dispatcher writes the step's key to a small journal file of its slot
- *    (a pwrite, no fsync: a backend crash is not an OS crash), and clears
+ *    (mapped into memory, so a write is a store, not a system call; the
+ *    page cache keeps it when the process dies; no fsync: a backend crash
+ *    is not an OS crash), and clears
  *    it when the batch is done.  A dispatcher that exits (FATAL: the
  *    watchdog, pg_terminate_backend) hands the step over from its exit
  *    callback, before its locks are released.  A process that crashes or
@@ -43,6 +45,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,6 +91,7 @@ typedef struct JournalEntry
 volatile sig_atomic_t orchestrator_watchdog_fired = false;
 
 static int	journal_fd = -1;
+static volatile JournalEntry *journal_map = NULL;	/* the file, mapped */
 static int	journal_slot = -1;
 static bool journal_dirty = false;	/* the file holds a RUNNING entry */
 
@@ -111,14 +115,8 @@ journal_path(char *path, int slot)
 static void
 journal_sigquit(SIGNAL_ARGS)
 {
-	if (journal_fd >= 0)
-	{
-		uint32		state = JOURNAL_INNOCENT;
-
-		/* nothing to be done if it fails: the step is counted then */
-		if (pwrite(journal_fd, &state, sizeof(state), offsetof(JournalEntry, state)) < 0)
-			_exit(2);
-	}
+	if (journal_map != NULL)
+		journal_map->state = JOURNAL_INNOCENT;
 	_exit(2);
 }
 
@@ -126,12 +124,21 @@ journal_sigquit(SIGNAL_ARGS)
 static void
 journal_write(const JournalEntry *entry)
 {
-	if (journal_fd < 0)
+	if (journal_map == NULL)
 		return;
-	if (pwrite(journal_fd, entry, sizeof(JournalEntry), 0) != sizeof(JournalEntry))
-		ereport(LOG,
-				(errcode_for_file_access(),
-				 errmsg("could not write orchestrator journal of dispatcher %d: %m", journal_slot)));
+
+	/*
+	 * The state last, the key and reason first: a process killed in the
+	 * middle leaves an empty entry or a whole one (a torn key blamed
+	 * instead would be harmless too: recording checks the attempt).
+	 */
+	journal_map->state = JOURNAL_EMPTY;
+	pg_write_barrier();
+	memcpy((void *) &journal_map->key, &entry->key, sizeof(entry->key));
+	memcpy((void *) journal_map->reason, entry->reason, sizeof(entry->reason));
+	journal_map->magic = JOURNAL_MAGIC;
+	pg_write_barrier();
+	journal_map->state = entry->state;
 }
 
 /*
@@ -250,7 +257,15 @@ orchestrator_journal_open(int slot)
 				 errmsg("could not create directory \"%s\": %m", JOURNAL_DIR)));
 	journal_path(path, slot);
 	journal_fd = BasicOpenFile(path, O_RDWR | O_CREAT | PG_BINARY);
-	if (journal_fd < 0)
+	if (journal_fd >= 0 && ftruncate(journal_fd, sizeof(JournalEntry)) == 0)
+	{
+		void	   *map = mmap(NULL, sizeof(JournalEntry), PROT_READ | PROT_WRITE, MAP_SHARED,
+							   journal_fd, 0);
+
+		if (map != MAP_FAILED)
+			journal_map = map;
+	}
+	if (journal_map == NULL)
 		ereport(LOG,
 				(errcode_for_file_access(),
 				 errmsg("could not open orchestrator journal \"%s\": %m", path),
@@ -303,13 +318,8 @@ orchestrator_batch_end(void)
 	in_hand = false;
 	if (journal_dirty)
 	{
-		uint32		state = JOURNAL_EMPTY;
-
-		if (journal_fd >= 0 &&
-			pwrite(journal_fd, &state, sizeof(state), offsetof(JournalEntry, state)) != sizeof(state))
-			ereport(LOG,
-					(errcode_for_file_access(),
-					 errmsg("could not write orchestrator journal of dispatcher %d: %m", journal_slot)));
+		if (journal_map != NULL)
+			journal_map->state = JOURNAL_EMPTY;
 		journal_dirty = false;
 		orchestrator_report_step(NULL, NULL);
 	}
