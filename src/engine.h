@@ -168,6 +168,7 @@ typedef enum Stmt
 	S_MAY_WORK,
 	S_WEBHOOKS_EXIST,
 	S_LOCK_RUN,
+	S_LOCK_RUN_START,
 	S_LOCK_RUN_WAIT,
 	S_LOCK_RUN_ONLY,
 	S_LOCK_RUN_ONLY_WAIT,
@@ -191,6 +192,7 @@ typedef enum Stmt
 	S_STEP_RUNNING,
 	S_DEQUEUE,
 	S_SQL_STEP_SUCCEEDED,
+	S_SQL_STEP_SUCCEEDED_RELEASE,
 	S_STEP_SUCCEEDED,
 	S_ADD_COST,
 	S_RELEASE_DEPENDENT,
@@ -290,6 +292,7 @@ extern void engine_note_webhooks(bool exist);
 extern uint64 engine_claim(const char *queue, int max_items, Datum workflows,
 						   EngineClaim **claimed);
 extern bool engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run);
+extern bool engine_lock_run_to_start(Datum run_id, const char *step, EngineRun *run);
 extern bool engine_read_run(Datum run_id, EngineRun *run);
 extern void engine_require_work_right(EngineRun *run);
 extern bool engine_run_active(EngineRun *run);

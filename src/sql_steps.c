@@ -180,7 +180,6 @@ run_one(EngineClaim *claim, EngineRun *run, bool chained)
 		engine_sql_step_succeeded(run, &with_args, claim->step, st.result, st.result_isnull,
 								  started_at, started_appended, !chained);
 	}
-	engine_step_done(run, def);
 }
 
 /*
@@ -305,7 +304,9 @@ sql_batch_work(void *arg)
 			continue;
 
 		oldcontext = MemoryContextSwitchTo(step_context);
-		if (engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), claimed[i].step, true, &run))
+		if (claimed[i].leased
+			? engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), claimed[i].step, true, &run)
+			: engine_lock_run_to_start(UUIDPGetDatum(&claimed[i].run_id), claimed[i].step, &run))
 		{
 			chain.run_id = run.id;
 			chain.n = 0;
