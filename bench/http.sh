@@ -2,7 +2,9 @@
 # Benchmark of http steps and webhook deliveries against a local sink
 # (test/client/http_sink.py, Python's ThreadingHTTPServer), beside the sink's
 # own capacity measured with wrk, in one run on one throwaway cluster.
-#   bash bench/http.sh        (as root on Debian 12; RUNS=... SLOW_RUNS=... to change sizes)
+#   bash bench/http.sh        (as root on Debian 12; RUNS=... SLOW_RUNS=... to change sizes,
+#                              PORT=... SINK_PORT=... for the server's and the sink's ports,
+#                              PG_BINDIR=... for another PostgreSQL installation)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" = 0 ]; then
@@ -11,14 +13,15 @@ if [ "$(id -u)" = 0 ]; then
 fi
 runs=${RUNS:-4000}
 slow_runs=${SLOW_RUNS:-2000}
-port=5532 sink_port=5533
+port=${PORT:-5532} sink_port=${SINK_PORT:-5533}
+bin=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 data=$(mktemp -d /tmp/orchestrator-bench-http.XXXXXX)
 [ "$(id -u)" = 0 ] && chown postgres: "$data"
 /usr/bin/python3 "$root/test/client/http_sink.py" "$sink_port" & sink_pid=$!
 trap 'kill $sink_pid 2>/dev/null; bash "$root/test/cluster.sh" stop "$data"; rm -rf "$data"' EXIT
 bash "$root/test/cluster.sh" start "$data" "$port" bench
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-q() { as_pg /usr/lib/postgresql/15/bin/psql -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
+q() { as_pg "$bin/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
 set_conc() { q -c "ALTER SYSTEM SET orchestrator.http_max_concurrency = $1" -c "SELECT pg_reload_conf()" >/dev/null; sleep 0.5; }
 sink="http://127.0.0.1:$sink_port"
 

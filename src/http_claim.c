@@ -14,7 +14,7 @@
  * dispatcher that died is a lost attempt (engine_lease_expired); with
  * "recover" (a dispatcher's first claim) the leases of dispatchers that no
  * longer run expire at once.  Nothing is sent here: the caller commits
- * first.  Webhook deliveries are claimed afterwards by _webhook_claim().
+ * first.  Webhook deliveries are claimed afterwards (webhook.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "breaker.h"
 #include "engine.h"
 #include "guc.h"
 #include "http.h"
@@ -226,23 +227,18 @@ claim_one(ClaimArgs *a, EngineRun *run, const char *step, bool circuits, HttpSte
 
 	if (why == NULL && circuits)
 	{
-		values[0] = ObjectIdGetDatum(run->owner);
-		values[1] = CStringGetTextDatum(host ? host : "");
-		values[2] = lease_interval(timeout_ms);
-		engine_stmt(S_HTTP_CIRCUIT_ADMIT, NULL, values, NULL);
+		TimestampTz wait;
+
+		if (host == NULL)
+			host = "";
+		if (!breaker_admit(run->owner, host, lease_interval(timeout_ms), &wait))
 		{
-			Datum		wait = engine_col("wait", &isnull);
+			/* the host's circuit is open: wait without counting an attempt */
+			Datum		w[4] = {run->id, CStringGetTextDatum(step), TimestampTzGetDatum(wait),
+				CStringGetTextDatum(breaker_tag(run->owner, host))};
 
-			engine_rows_done();
-			if (!isnull)
-			{
-				/* the host's circuit is open: wait without counting an attempt */
-				Datum		w[5] = {run->id, CStringGetTextDatum(step), wait,
-					ObjectIdGetDatum(run->owner), values[1]};
-
-				engine_stmt(S_HTTP_CIRCUIT_WAIT, NULL, w, NULL);
-				return false;
-			}
+			engine_stmt(S_HTTP_CIRCUIT_WAIT, NULL, w, NULL);
+			return false;
 		}
 	}
 
@@ -338,4 +334,30 @@ orchestrator_http_claim_steps(int max_items, const char *worker, bool recover, H
 	engine_unit(claim_work, &a);
 	*claims = a.claims;
 	return a.n;
+}
+
+/*
+ * http_next_wake
+ *		When a dispatcher should next look for HTTP work (retries, leases'
+ *		expiry, breaker waits, webhook deliveries); false when none is
+ *		scheduled.  In the caller's transaction.
+ */
+static void
+next_wake_work(void *arg)
+{
+	TimestampTz *next_wake = arg;
+	bool		isnull;
+	Datum		d;
+
+	engine_stmt(S_HTTP_NEXT_WAKE, NULL, NULL, NULL);
+	d = engine_col("next_wake", &isnull);
+	engine_rows_done();
+	*next_wake = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+}
+
+bool
+http_next_wake(TimestampTz *next_wake)
+{
+	engine_unit(next_wake_work, next_wake);
+	return *next_wake != DT_NOEND;
 }
