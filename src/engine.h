@@ -281,6 +281,7 @@ typedef enum Stmt
 	S_WEBHOOK_FAILED,
 	S_WEBHOOK_DELIVERED,
 	S_RUN_TRACE,
+	S_HTTP_LEASES,
 	S_COUNT
 } Stmt;
 

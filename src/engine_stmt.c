@@ -712,6 +712,13 @@ static const StmtDef stmts[S_COUNT] = {
 	/* a run's trace, for the traceparent of its deliveries */
 	[S_RUN_TRACE] = {
 		"SELECT trace_id, trace_parent FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
+	/* the HTTP claim's leases: rows ($1, $2) get token $3 for $4, held by $5 */
+	[S_HTTP_LEASES] = {
+		"UPDATE orchestrator.work_queue w SET lease_token = t.token, lease = t.lease, worker = $5,"
+		" available_at = now() + t.lease"
+		" FROM unnest($1, $2, $3, $4) t(run_id, step, token, lease)"
+		" WHERE w.run_id = t.run_id AND w.step = t.step",
+	5, {UUIDARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INTERVALARRAYOID, TEXTOID}},
 };
 
 /*

@@ -10,7 +10,8 @@
  * not allowed fails the attempt at once, not retryable), its host's circuit
  * breaker is asked (an open circuit moves the row to later without counting
  * an attempt), the attempt starts, and the queue row gets a lease for the
- * step's timeout plus a margin, held by "http:<pid>".  A lease left by a
+ * step's timeout plus a margin, held by "http:<pid>" (the leases of a claim
+ * in one statement, at its end).  A lease left by a
  * dispatcher that died is a lost attempt (engine_lease_expired); with
  * "recover" (a dispatcher's first claim) the leases of dispatchers that no
  * longer run expire at once.  Nothing is sent here: the caller commits
@@ -22,6 +23,7 @@
 
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -44,6 +46,12 @@ typedef struct ClaimArgs
 	bool		recover;
 	HttpStepClaim *claims;
 	int			n;
+	/* the leases to give, in one statement */
+	Datum	   *lease_runs;
+	Datum	   *lease_steps;
+	Datum	   *lease_tokens;
+	Datum	   *lease_lengths;
+	int			nleases;
 } ClaimArgs;
 
 /* The value of key in a jsonb object, or NULL. */
@@ -249,13 +257,13 @@ claim_one(ClaimArgs *a, EngineRun *run, const char *step, bool circuits, HttpSte
 		return false;
 	}
 
+	/* its lease, given with the others' at the end of the claim */
 	token = engine_random_uuid();
-	{
-		Datum		l[6] = {run->id, CStringGetTextDatum(step), token, lease_interval(timeout_ms),
-			CStringGetTextDatum(a->worker), TimestampTzGetDatum(DT_NOEND)};
-
-		engine_stmt(S_LEASE, NULL, l, NULL);
-	}
+	a->lease_runs[a->nleases] = run->id;
+	a->lease_steps[a->nleases] = CStringGetTextDatum(step);
+	a->lease_tokens[a->nleases] = token;
+	a->lease_lengths[a->nleases] = lease_interval(timeout_ms);
+	a->nleases++;
 
 	/* the request, in the caller's memory */
 	{
@@ -298,6 +306,10 @@ claim_work(void *arg)
 
 	nclaimed = engine_claim("@http", a->max_items, (Datum) 0, &claimed);
 	a->claims = MemoryContextAllocZero(a->caller_context, sizeof(HttpStepClaim) * Max(nclaimed, 1));
+	a->lease_runs = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->lease_steps = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->lease_tokens = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->lease_lengths = palloc(sizeof(Datum) * Max(nclaimed, 1));
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
 		EngineRun	run;
@@ -312,6 +324,17 @@ claim_work(void *arg)
 		}
 		if (claim_one(a, &run, claimed[i].step, circuits, &a->claims[a->n]))
 			a->n++;
+	}
+	if (a->nleases > 0)
+	{
+		Datum		values[5] = {
+			PointerGetDatum(construct_array(a->lease_runs, a->nleases, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+			PointerGetDatum(construct_array(a->lease_steps, a->nleases, TEXTOID, -1, false, TYPALIGN_INT)),
+			PointerGetDatum(construct_array(a->lease_tokens, a->nleases, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+			PointerGetDatum(construct_array(a->lease_lengths, a->nleases, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE)),
+			CStringGetTextDatum(a->worker)};
+
+		engine_stmt(S_HTTP_LEASES, NULL, values, NULL);
 	}
 }
 
