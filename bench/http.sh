@@ -9,8 +9,11 @@
 #                              PG_BINDIR=... for another PostgreSQL installation)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ "$(id -u)" = 0 ]; then
+# (SETUP=0: measure the installation in PG_BINDIR as it is, without building this tree into it)
+if [ "$(id -u)" = 0 ] && [ "${SETUP:-1}" != 0 ]; then
 	bash "$root/test/setup.sh" >/dev/null
+fi
+if [ "$(id -u)" = 0 ]; then
 	command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 runs=${RUNS:-4000}
@@ -22,10 +25,11 @@ data=$(mktemp -d /tmp/orchestrator-bench-http.XXXXXX)
 if [ "${SINK:-c}" = python ]; then
 	/usr/bin/python3 "$root/test/client/http_sink.py" "$sink_port" & sink_pid=$!
 else
-	cc -O2 -o "$data/sink" "$root/bench/sink.c"
-	"$data/sink" "$sink_port" & sink_pid=$!
+	sink_bin=$(mktemp /tmp/orchestrator-bench-sink.XXXXXX)
+	cc -O2 -o "$sink_bin" "$root/bench/sink.c"
+	"$sink_bin" "$sink_port" & sink_pid=$!
 fi
-trap 'kill $sink_pid 2>/dev/null; bash "$root/test/cluster.sh" stop "$data"; rm -rf "$data"' EXIT
+trap 'kill $sink_pid 2>/dev/null; bash "$root/test/cluster.sh" stop "$data"; rm -rf "$data" ${sink_bin:-}' EXIT
 bash "$root/test/cluster.sh" start "$data" "$port" bench
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 q() { as_pg "$bin/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
