@@ -1,29 +1,43 @@
 #!/usr/bin/env bash
 # Benchmark of http steps and webhook deliveries against a local sink
-# (test/client/http_sink.py, Python's ThreadingHTTPServer), beside the sink's
-# own capacity measured with wrk, in one run on one throwaway cluster.
-#   bash bench/http.sh        (as root on Debian 12; RUNS=... SLOW_RUNS=... to change sizes)
+# (bench/sink.c, a small epoll server in C; SINK=python for
+# test/client/http_sink.py, Python's ThreadingHTTPServer, which is the limit
+# on 2 cores), beside the sink's own capacity measured with wrk, in one run
+# on one throwaway cluster.
+#   bash bench/http.sh        (as root on Debian 12; RUNS=... SLOW_RUNS=... to change sizes,
+#                              PORT=... SINK_PORT=... for the server's and the sink's ports,
+#                              PG_BINDIR=... for another PostgreSQL installation)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ "$(id -u)" = 0 ]; then
+# (SETUP=0: measure the installation in PG_BINDIR as it is, without building this tree into it)
+if [ "$(id -u)" = 0 ] && [ "${SETUP:-1}" != 0 ]; then
 	bash "$root/test/setup.sh" >/dev/null
+fi
+if [ "$(id -u)" = 0 ]; then
 	command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 runs=${RUNS:-4000}
 slow_runs=${SLOW_RUNS:-2000}
-port=5532 sink_port=5533
+port=${PORT:-5532} sink_port=${SINK_PORT:-5533}
+bin=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 data=$(mktemp -d /tmp/orchestrator-bench-http.XXXXXX)
 [ "$(id -u)" = 0 ] && chown postgres: "$data"
-/usr/bin/python3 "$root/test/client/http_sink.py" "$sink_port" & sink_pid=$!
-trap 'kill $sink_pid 2>/dev/null; bash "$root/test/cluster.sh" stop "$data"; rm -rf "$data"' EXIT
+if [ "${SINK:-c}" = python ]; then
+	/usr/bin/python3 "$root/test/client/http_sink.py" "$sink_port" & sink_pid=$!
+else
+	sink_bin=$(mktemp /tmp/orchestrator-bench-sink.XXXXXX)
+	cc -O2 -o "$sink_bin" "$root/bench/sink.c"
+	"$sink_bin" "$sink_port" & sink_pid=$!
+fi
+trap 'kill $sink_pid 2>/dev/null; bash "$root/test/cluster.sh" stop "$data"; rm -rf "$data" ${sink_bin:-}' EXIT
 bash "$root/test/cluster.sh" start "$data" "$port" bench
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-q() { as_pg /usr/lib/postgresql/15/bin/psql -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
+q() { as_pg "$bin/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
 set_conc() { q -c "ALTER SYSTEM SET orchestrator.http_max_concurrency = $1" -c "SELECT pg_reload_conf()" >/dev/null; sleep 0.5; }
 sink="http://127.0.0.1:$sink_port"
 
 echo "# orchestrator http benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), libcurl $(curl-config --version | cut -d' ' -f2), $(date -u +%F))"
-echo "# reproduce: bash bench/http.sh   (RUNS=$runs SLOW_RUNS=$slow_runs; orchestrator.workers=2)"
+echo "# reproduce: bash bench/http.sh   (RUNS=$runs SLOW_RUNS=$slow_runs SINK=${SINK:-c}; orchestrator.workers=2)"
 # the sink is the only host the dispatchers may call (the default allows none)
 q -c "ALTER SYSTEM SET orchestrator.http_allowed_hosts = '127.0.0.1:$sink_port'" -c "SELECT pg_reload_conf()" >/dev/null
 q -c "CREATE EXTENSION orchestrator"
@@ -69,7 +83,8 @@ done
 
 echo
 echo "## (4) webhook deliveries (signed), outbox filled in one transaction, fast endpoint"
-hook=$(q -c "SELECT id FROM orchestrator.create_webhook('$sink/fast', '{bench.*}')")
+# (the outbox rows are written directly; the subscription's pattern matches no event here)
+hook=$(q -c "SELECT id FROM orchestrator.create_webhook('$sink/fast', '{workflow.bench}')")
 for c in 10 100 500; do
 	set_conc "$c"
 	t0=$(q -c "SELECT extract(epoch FROM clock_timestamp())")

@@ -41,9 +41,17 @@ DROP FUNCTION orchestrator._exec_sql_step(uuid, text);
 DROP FUNCTION orchestrator._sql_attempt_lost(uuid, text, integer, jsonb);
 DROP FUNCTION orchestrator._fire_timer(uuid, text);
 DROP FUNCTION orchestrator._dispatch(integer);
+DROP FUNCTION orchestrator._http_circuit_tag(regrole, text);
+DROP FUNCTION orchestrator._http_circuit_admit(regrole, text, interval);
 DROP FUNCTION orchestrator._http_claim(integer, text, boolean);
+DROP FUNCTION orchestrator._http_next_wake();
+DROP FUNCTION orchestrator._retry_after(text);
 DROP FUNCTION orchestrator._http_step_record(uuid, text, uuid, integer, jsonb, text, text, text, text, float8);
+DROP FUNCTION orchestrator._http_breakers(regrole[], text[], boolean[], uuid[], text[]);
+DROP FUNCTION orchestrator._http_record(text[], uuid[], text[], uuid[], uuid[], integer[], text[], text[], text[], text[], text[], float8[]);
+DROP FUNCTION orchestrator._http_record_items(boolean, text[], uuid[], text[], uuid[], uuid[], integer[], text[], text[], text[], text[], text[], float8[]);
 DROP FUNCTION orchestrator._webhook_outbox(uuid, bigint, text, text, jsonb);
+DROP FUNCTION orchestrator._webhook_failed(uuid, integer, text, interval);
 DROP FUNCTION orchestrator._webhook_claim(integer, text, boolean);
 DROP FUNCTION orchestrator._webhook_record(uuid, uuid, integer, jsonb, text, text, float8);
 DROP FUNCTION orchestrator._api_maintain(integer);
@@ -1260,105 +1268,21 @@ CREATE FUNCTION orchestrator._dispatch(max_steps integer, OUT processed integer,
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_dispatch';
 
+CREATE FUNCTION orchestrator._http_circuit_admit(owner regrole, host text, probe_lease interval)
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'orchestrator_http_circuit_admit'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION orchestrator._retry_after(value text)
+RETURNS interval
+AS 'MODULE_PATHNAME', 'orchestrator_retry_after'
+LANGUAGE C STABLE STRICT;
+
 CREATE FUNCTION orchestrator._http_step_record(run_id uuid, step text, token uuid, status integer,
 	headers jsonb, body text, body_kind text, error_kind text, error text, elapsed_ms float8,
 	OUT owner regrole, OUT host text, OUT failed boolean)
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_http_step_record';
-
-CREATE FUNCTION orchestrator._webhook_claim(max_items integer, worker text, recover boolean,
-	OUT kind text, OUT run_id uuid, OUT step text, OUT id uuid, OUT token uuid, OUT method text,
-	OUT url text, OUT headers text[], OUT body text, OUT timeout_ms integer, OUT sign_key bytea)
-RETURNS SETOF record
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	o   record;
-	w   orchestrator.webhooks;
-	why text;
-	tmo interval := current_setting('orchestrator.default_step_timeout')::interval;
-BEGIN
-	IF recover THEN
-		UPDATE orchestrator.webhook_outbox x SET available_at = now()
-			WHERE x.status = 'delivering' AND x.available_at > now()
-			  AND x.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s
-										 WHERE s.pid IS NOT NULL));
-	END IF;
-	FOR o IN SELECT x.id, x.webhook_id, x.run_id, x.status, x.payload
-			 FROM orchestrator.webhook_outbox x
-			 WHERE x.status IN ('pending', 'delivering') AND x.available_at <= now()
-			 ORDER BY x.available_at
-			 LIMIT max_items
-			 FOR UPDATE SKIP LOCKED LOOP
-		IF o.status = 'delivering' THEN
-			PERFORM orchestrator._webhook_failed(o.id, NULL, 'lease expired (the dispatcher stopped)', NULL);
-			CONTINUE;
-		END IF;
-		SELECT * INTO w FROM orchestrator.webhooks x WHERE x.id = o.webhook_id;
-		IF NOT FOUND THEN
-			UPDATE orchestrator.webhook_outbox x SET status = 'cancelled' WHERE x.id = o.id;
-			CONTINUE;
-		END IF;
-		why := orchestrator._http_check_url(w.url);
-		IF why IS NOT NULL THEN
-			UPDATE orchestrator.webhook_outbox x SET status = 'dead', last_error = why, attempt = x.attempt + 1,
-				last_attempt_at = now() WHERE x.id = o.id;
-			CONTINUE;
-		END IF;
-		UPDATE orchestrator.webhook_outbox x
-			SET status = 'delivering', attempt = x.attempt + 1, lease_token = gen_random_uuid(),
-				worker = _webhook_claim.worker, available_at = now() + tmo + interval '30 seconds',
-				last_attempt_at = now()
-			WHERE x.id = o.id
-			RETURNING x.lease_token INTO token;
-		kind := 'webhook';
-		run_id := o.run_id;
-		step := NULL;
-		id := o.id;
-		method := 'POST';
-		url := w.url;
-		-- W3C trace context: the trace of the event's run, a span per
-		-- delivery attempt
-		headers := ARRAY(SELECT 'traceparent: ' || orchestrator._traceparent(r.id, r.trace_id, r.trace_parent,
-																		  'webhook:' || o.id, a.attempt)
-						 FROM orchestrator.workflow_runs r, orchestrator.webhook_outbox a
-						 WHERE r.id = o.run_id AND a.id = o.id);
-		body := o.payload::text;
-		timeout_ms := greatest(1, least(extract(epoch FROM tmo) * 1000, 2147483647))::integer;
-		sign_key := (SELECT convert_to(s.sealed_secret, 'UTF8') FROM orchestrator.webhook_secrets s
-					 WHERE s.webhook_id = w.id);
-		RETURN NEXT;
-	END LOOP;
-END
-$$;
-
-CREATE FUNCTION orchestrator._webhook_record(id uuid, token uuid, status integer, headers jsonb,
-	error_kind text, error text, elapsed_ms float8)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	PERFORM 1 FROM orchestrator.webhook_outbox o
-		WHERE o.id = _webhook_record.id AND o.lease_token = _webhook_record.token AND o.status = 'delivering'
-		FOR UPDATE;
-	IF NOT FOUND THEN
-		RETURN;
-	END IF;
-	PERFORM orchestrator._metrics_http(true, status, error_kind);
-	IF status BETWEEN 200 AND 299 THEN
-		UPDATE orchestrator.webhook_outbox o
-			SET status = 'delivered', delivered_at = now(), last_status = _webhook_record.status,
-				last_error = NULL, lease_token = NULL, worker = NULL
-			WHERE o.id = _webhook_record.id;
-	ELSE
-		PERFORM orchestrator._webhook_failed(id, status,
-			coalesce(error, format('HTTP %s', status)),
-			orchestrator._retry_after(headers ->> 'retry-after'));
-	END IF;
-END
-$$;
 
 CREATE FUNCTION orchestrator._check_job_name(job_name text)
 RETURNS void

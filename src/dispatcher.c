@@ -270,7 +270,7 @@ typedef struct HttpTurn
 static void
 http_once(HttpTurn *turn)
 {
-	const char *query = turn->record ? "orchestrator._http_record()" : "orchestrator HTTP claim";
+	const char *query = turn->record ? "orchestrator HTTP record" : "orchestrator HTTP claim";
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

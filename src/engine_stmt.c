@@ -485,12 +485,6 @@ static const StmtDef stmts[S_COUNT] = {
 		" parent_id, parent_step",
 	4, {UUIDOID, TEXTOID, JSONBOID, JSONBOID}},
 
-	/* a finished HTTP request (http_record.c): its lease, its step */
-	[S_HTTP_LEASE] = {
-		"SELECT 1 FROM orchestrator.work_queue"
-		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()"
-		" FOR UPDATE",
-	3, {UUIDOID, TEXTOID, UUIDOID}},
 	/* signal_workflow (signal.c): the run locked, 42704 unless the caller may see it */
 	[S_LOCK_RUN_CHECKED] = {
 		"SELECT (orchestrator._lock_run($1)).id", 1, {UUIDOID}},
@@ -519,25 +513,15 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_HTTP_CIRCUITS_OPEN] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.http_circuits c WHERE c.state <> 'closed') AS open",
 	0, {0}},
-	/* NULL when the host's circuit lets a request through, else when to look again */
-	[S_HTTP_CIRCUIT_ADMIT] = {
-		"SELECT orchestrator._http_circuit_admit($1::regrole, $2, $3) AS wait",
-	3, {OIDOID, TEXTOID, INTERVALOID}},
+	/* a step waits for its host's circuit ($4: the tag of the circuit, breaker.c) */
 	[S_HTTP_CIRCUIT_WAIT] = {
-		"UPDATE orchestrator.work_queue w SET available_at = $3,"
-		" worker = orchestrator._http_circuit_tag($4::regrole, $5)"
+		"UPDATE orchestrator.work_queue w SET available_at = $3, worker = $4"
 		" WHERE w.run_id = $1 AND w.step = $2",
-	5, {UUIDOID, TEXTOID, TIMESTAMPTZOID, OIDOID, TEXTOID}},
-	[S_HTTP_STEP] = {
-		"SELECT attempt, input ->> 'url' AS url, EXISTS (SELECT 1 FROM orchestrator.http_circuits) AS circuits"
-		" FROM @steps@ WHERE run_id = $1 AND step = $2",
-	2, {UUIDOID, TEXTOID}},
+	4, {UUIDOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}},
 	[S_STEP_INPUT] = {
 		"SELECT s.input, r.trace_id, r.trace_parent FROM @steps@ s, @runs@ r"
 		" WHERE s.run_id = $1 AND s.step = $2 AND r.id = $1",
 	2, {UUIDOID, TEXTOID}},
-	[S_RETRY_AFTER] = {
-		"SELECT orchestrator._retry_after($1) AS delay", 1, {TEXTOID}},
 
 	/* the dispatchers' pass over timers and leases (engine_fn.c) */
 	[S_EXPIRED_LEASES] = {
@@ -659,6 +643,129 @@ static const StmtDef stmts[S_COUNT] = {
 	2, {UUIDOID, TEXTOID}},
 	[S_MAY_START_AS] = {
 		"SELECT orchestrator._may_start_as($1, $2) AS may", 2, {TEXTOID, REGROLEOID}},
+
+	/*
+	 * HTTP (http_record.c, breaker.c, webhook.c).  When a dispatcher looks
+	 * for HTTP work next: the first due '@http' row (a retry, a lease's
+	 * expiry, a step waiting for its circuit) or webhook delivery.
+	 */
+	[S_HTTP_NEXT_WAKE] = {
+		"SELECT min(t) AS next_wake FROM ("
+		" (SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@http')"
+		" UNION ALL"
+		" (SELECT o.available_at FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')"
+		"  ORDER BY o.available_at LIMIT 1)) due(t)",
+	0, {0}},
+	/* a step's lease is still held by token $3 (expired or not) */
+	[S_HTTP_LEASE_HELD] = {
+		"SELECT EXISTS (SELECT 1 FROM orchestrator.work_queue"
+		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3) AS held",
+	3, {UUIDOID, TEXTOID, UUIDOID}},
+	[S_CIRCUITS_EXIST] = {
+		"SELECT EXISTS (SELECT 1 FROM orchestrator.http_circuits) AS exist", 0, {0}},
+	/* circuit breakers: one row per workflow owner and host:port that failed */
+	[S_CIRCUIT_GET] = {
+		"SELECT state, failures, opened_at, retry_at FROM orchestrator.http_circuits"
+		" WHERE owner = $1 AND host = $2",
+	2, {REGROLEOID, TEXTOID}},
+	[S_CIRCUIT_LOCK] = {
+		"SELECT state, failures, opened_at, retry_at FROM orchestrator.http_circuits"
+		" WHERE owner = $1 AND host = $2 FOR UPDATE",
+	2, {REGROLEOID, TEXTOID}},
+	/* the cool-down is over (or a probe was lost), and nobody else probes */
+	[S_CIRCUIT_PROBE_LOCK] = {
+		"SELECT 1 FROM orchestrator.http_circuits"
+		" WHERE owner = $1 AND host = $2 AND state <> 'closed' AND retry_at <= now()"
+		" FOR UPDATE SKIP LOCKED",
+	2, {REGROLEOID, TEXTOID}},
+	[S_CIRCUIT_PROBE] = {
+		"UPDATE orchestrator.http_circuits SET state = 'half_open', retry_at = now() + $3, updated_at = now()"
+		" WHERE owner = $1 AND host = $2",
+	3, {REGROLEOID, TEXTOID, INTERVALOID}},
+	[S_CIRCUIT_CLOSE] = {
+		"UPDATE orchestrator.http_circuits SET state = 'closed', failures = 0, retry_at = NULL, updated_at = now()"
+		" WHERE owner = $1 AND host = $2",
+	2, {REGROLEOID, TEXTOID}},
+	/* steps that waited for a circuit ($1: its tag) may go now */
+	[S_CIRCUIT_RELEASE] = {
+		"UPDATE orchestrator.work_queue w SET available_at = now(), worker = NULL"
+		" WHERE w.queue = '@http' AND w.lease_token IS NULL AND w.worker = $1",
+	1, {TEXTOID}},
+	[S_CIRCUIT_ADD] = {
+		"INSERT INTO orchestrator.http_circuits (owner, host) VALUES ($1, $2)"
+		" ON CONFLICT (owner, host) DO NOTHING",
+	2, {REGROLEOID, TEXTOID}},
+	[S_CIRCUIT_OPEN] = {
+		"UPDATE orchestrator.http_circuits SET state = 'open', failures = $3, opened_at = now(),"
+		" retry_at = now() + $4, updated_at = now()"
+		" WHERE owner = $1 AND host = $2 RETURNING retry_at",
+	4, {REGROLEOID, TEXTOID, INT4OID, INTERVALOID}},
+	[S_CIRCUIT_FAILURE] = {
+		"UPDATE orchestrator.http_circuits SET failures = $3, updated_at = now()"
+		" WHERE owner = $1 AND host = $2",
+	3, {REGROLEOID, TEXTOID, INT4OID}},
+
+	/* webhook deliveries (webhook.c): leases of dispatchers gone expire now */
+	[S_WEBHOOK_RECOVER] = {
+		"UPDATE orchestrator.webhook_outbox x SET available_at = now()"
+		" WHERE x.status = 'delivering' AND x.available_at > now()"
+		" AND x.worker <> ALL (ARRAY(SELECT 'http:' || s.pid FROM orchestrator._worker_status() s"
+		"   WHERE s.pid IS NOT NULL))",
+	0, {0}},
+	/* due deliveries, skipping locked ones, with their webhook and secret */
+	[S_WEBHOOK_DUE] = {
+		"SELECT x.id, x.run_id, x.status, x.payload::text AS body, w.id IS NOT NULL AS subscribed, w.url,"
+		" s.sealed_secret"
+		" FROM orchestrator.webhook_outbox x"
+		" LEFT JOIN orchestrator.webhooks w ON w.id = x.webhook_id"
+		" LEFT JOIN orchestrator.webhook_secrets s ON s.webhook_id = x.webhook_id"
+		" WHERE x.status IN ('pending', 'delivering') AND x.available_at <= now()"
+		" ORDER BY x.available_at LIMIT $1 FOR UPDATE OF x SKIP LOCKED",
+	1, {INT4OID}},
+	[S_WEBHOOK_CANCEL] = {
+		"UPDATE orchestrator.webhook_outbox SET status = 'cancelled' WHERE id = $1", 1, {UUIDOID}},
+	/* a URL that may not be used (any more): dead at once */
+	[S_WEBHOOK_DEAD] = {
+		"UPDATE orchestrator.webhook_outbox SET status = 'dead', last_error = $2, attempt = attempt + 1,"
+		" last_attempt_at = now() WHERE id = $1",
+	2, {UUIDOID, TEXTOID}},
+	/* the claimed deliveries ($1, with their lease tokens $2), for $3 */
+	[S_WEBHOOK_LEASE] = {
+		"UPDATE orchestrator.webhook_outbox x SET status = 'delivering', attempt = x.attempt + 1,"
+		" lease_token = t.token, worker = $4, available_at = now() + $3, last_attempt_at = now()"
+		" FROM unnest($1, $2) WITH ORDINALITY t(id, token, ord) WHERE x.id = t.id"
+		" RETURNING t.ord::integer AS ord, x.attempt",
+	4, {UUIDARRAYOID, UUIDARRAYOID, INTERVALOID, TEXTOID}},
+	/*
+	 * an attempt failed ($5: the lease it held, NULL: whatever it is): again
+	 * after orchestrator.webhook_retry_schedule's delay for this attempt, at
+	 * least Retry-After ($4), or dead after the last
+	 */
+	[S_WEBHOOK_FAILED] = {
+		"UPDATE orchestrator.webhook_outbox o"
+		" SET status = CASE WHEN o.attempt <= cardinality(s.schedule) THEN 'pending' ELSE 'dead' END,"
+		" available_at = CASE WHEN o.attempt <= cardinality(s.schedule)"
+		"   THEN now() + greatest(s.schedule[o.attempt], coalesce($4, interval '0')) ELSE o.available_at END,"
+		" lease_token = NULL, worker = NULL, last_status = $2, last_error = $3"
+		" FROM (SELECT string_to_array(current_setting('orchestrator.webhook_retry_schedule'), ',')::interval[]"
+		"   AS schedule) s"
+		" WHERE o.id = $1 AND ($5 IS NULL OR (o.lease_token = $5 AND o.status = 'delivering'))",
+	5, {UUIDOID, INT4OID, TEXTOID, INTERVALOID, UUIDOID}},
+	[S_WEBHOOK_DELIVERED] = {
+		"UPDATE orchestrator.webhook_outbox SET status = 'delivered', delivered_at = now(), last_status = $3,"
+		" last_error = NULL, lease_token = NULL, worker = NULL"
+		" WHERE id = $1 AND lease_token = $2 AND status = 'delivering'",
+	3, {UUIDOID, UUIDOID, INT4OID}},
+	/* a run's trace, for the traceparent of its deliveries */
+	[S_RUN_TRACE] = {
+		"SELECT trace_id, trace_parent FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
+	/* the HTTP claim's leases: rows ($1, $2) get token $3 for $4, held by $5 */
+	[S_HTTP_LEASES] = {
+		"UPDATE orchestrator.work_queue w SET lease_token = t.token, lease = t.lease, worker = $5,"
+		" available_at = now() + t.lease"
+		" FROM unnest($1, $2, $3, $4) t(run_id, step, token, lease)"
+		" WHERE w.run_id = t.run_id AND w.step = t.step",
+	5, {UUIDARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INTERVALARRAYOID, TEXTOID}},
 };
 
 /*

@@ -7,7 +7,7 @@
  * one, outside any transaction:
  *
  *	1. claim (a short transaction): http_claim.c takes due '@http' queue
- *	   rows, then _webhook_claim() webhook deliveries; counts the attempt, gives
+ *	   rows, then webhook.c webhook deliveries; counts the attempt, gives
  *	   each a lease (timeout + margin) and returns the rendered requests;
  *	   the transaction commits before anything is sent;
  *	2. transfer: each request becomes an easy handle of this dispatcher's
@@ -16,9 +16,9 @@
  *	   curl's sockets are kept in an epoll set, and that epoll descriptor
  *	   sits in a WaitEventSet beside the latch and postmaster death, so one
  *	   wait sees a wake-up, a shutdown and network readiness at once;
- *	3. record (batched transactions): orchestrator._http_record() stores
- *	   the outcomes of all finished requests with one call; a completion
- *	   whose lease is stale is dropped there.
+ *	3. record (batched transactions): http_record.c stores the outcomes of
+ *	   the finished requests, a batch per transaction; a completion whose
+ *	   lease is stale is dropped there.
  *
  * A dispatcher that dies mid-request leaves leases behind; they expire (or
  * are recovered at once by the next dispatcher that starts, since the
@@ -80,7 +80,7 @@ typedef struct HttpRequest
 	dlist_node	node;
 	MemoryContext context;		/* everything below except curl's own */
 
-	/* what to send (from http_claim.c, or _webhook_claim) */
+	/* what to send (from http_claim.c, or webhook.c) */
 	bool		is_webhook;
 	pg_uuid_t	run_id;
 	char	   *step;
@@ -110,6 +110,7 @@ typedef struct HttpRequest
 	StringInfoData resp_headers;	/* "name": "value" pairs, JSON */
 	bool		too_large;
 	char	   *content_type;
+	char	   *retry_after;	/* the Retry-After header (the last one) */
 
 	/* the outcome */
 	int			status;			/* HTTP status, 0 when none */
@@ -140,16 +141,6 @@ static int	n_done = 0;
 static int	applied_concurrency = -1;
 static bool fd_cap_logged = false;
 static int	applied_host_connections = -1;
-
-static const char *webhook_claim_query =
-"SELECT kind, run_id, step, id, token, method, url, headers, body, timeout_ms, sign_key "
-"FROM orchestrator._webhook_claim($1, $2, $3)";
-
-static const char *next_wake_query =
-"SELECT orchestrator._http_next_wake()";
-
-static const char *record_query =
-"SELECT orchestrator._http_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /*
  * socket_callback
@@ -374,6 +365,8 @@ header_callback(char *data, size_t size, size_t nmemb, void *userp)
 			*--end = '\0';
 		if (strcmp(line, "content-type") == 0)
 			req->content_type = MemoryContextStrdup(req->context, value);
+		if (strcmp(line, "retry-after") == 0 && pg_verifymbstr(value, strlen(value), true))
+			req->retry_after = MemoryContextStrdup(req->context, value);
 		/* headers are octets; keep only what is valid in the database encoding */
 		if (pg_verifymbstr(line, strlen(line), true) &&
 			pg_verifymbstr(value, strlen(value), true))
@@ -495,31 +488,6 @@ orchestrator_http_done_count(void)
 }
 
 /*
- * column_text
- *		A text column as a C string in the current context, or NULL.
- */
-static char *
-column_text(HeapTuple tuple, TupleDesc desc, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-static void
-column_uuid(HeapTuple tuple, TupleDesc desc, int col, pg_uuid_t *dest)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
-
-	if (isnull)
-		memset(dest, 0, sizeof(pg_uuid_t));
-	else
-		memcpy(dest, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-}
-
-/*
  * sign_delivery
  *		Sign a webhook delivery with its sealed secret (in req's context).
  *		Signed here, in the claiming transaction: the backend's HMAC needs a
@@ -588,7 +556,7 @@ add_claimed(HttpRequest *req)
 /*
  * orchestrator_http_claim
  *		Claim up to max_items due requests: http steps (http_claim.c), then
- *		webhook deliveries (_webhook_claim()).  Runs in the dispatcher's
+ *		webhook deliveries (webhook.c).  Runs in the dispatcher's
  *		transaction; the requests are started by
  *		orchestrator_http_start_claimed() once it committed.
  */
@@ -596,12 +564,10 @@ int
 orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 						TimestampTz *next_wake)
 {
-	Oid			argtypes[3] = {INT4OID, TEXTOID, BOOLOID};
-	Datum		values[3];
 	char		worker[64];
-	int			rc;
-	uint64		i;
 	int			n;
+	int			nhooks;
+	WebhookClaim *hooks;
 	int			sign_failures = 0;
 	SecretError first_error = {0};
 	HttpStepClaim *steps;
@@ -631,55 +597,36 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 	if (n >= max_items)
 		return n;
 
-	values[0] = Int32GetDatum(max_items - n);
-	values[1] = CStringGetTextDatum(worker);
-	values[2] = BoolGetDatum(recover);
-	rc = SPI_execute_with_args(webhook_claim_query, 3, argtypes, values, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not run orchestrator._webhook_claim(): %s",
-						SPI_result_code_string(rc))));
-
-	n += (int) SPI_processed;
-	for (i = 0; i < SPI_processed; i++)
+	nhooks = webhook_claim(max_items - n, worker, recover, &hooks);
+	n += nhooks;
+	for (int k = 0; k < nhooks; k++)
 	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext old;
 		HttpRequest *req = new_request();
-		bool		isnull;
-		Datum		d;
+		MemoryContext old = MemoryContextSwitchTo(req->context);
 		SecretError err;
+		bytea	   *sealed = NULL;
 
-		old = MemoryContextSwitchTo(req->context);
 		req->is_webhook = true;
-		column_uuid(tuple, desc, 2, &req->run_id);
-		req->step = column_text(tuple, desc, 3);
-		column_uuid(tuple, desc, 4, &req->id);
-		column_uuid(tuple, desc, 5, &req->token);
-		req->method = column_text(tuple, desc, 6);
-		req->url = column_text(tuple, desc, 7);
-		d = SPI_getbinval(tuple, desc, 8, &isnull);
-		if (!isnull)
+		req->run_id = hooks[k].run_id;
+		req->id = hooks[k].id;
+		req->token = hooks[k].token;
+		req->method = pstrdup("POST");
+		req->url = pstrdup(hooks[k].url);
+		/* W3C trace context: the trace of the event's run, a span per attempt */
+		req->headers = palloc0(sizeof(char *));
+		if (hooks[k].traceparent)
+			req->headers[req->nheaders++] = psprintf("traceparent: %s", hooks[k].traceparent);
+		req->body = pstrdup(hooks[k].body);
+		req->timeout_ms = hooks[k].timeout_ms;
+		if (hooks[k].sealed_secret)
 		{
-			ArrayType  *arr = DatumGetArrayTypeP(d);
-			Datum	   *elems;
-			bool	   *nulls;
-			int			nelems;
+			size_t		len = strlen(hooks[k].sealed_secret);
 
-			deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
-							  &elems, &nulls, &nelems);
-			req->headers = palloc0(sizeof(char *) * Max(nelems, 1));
-			for (int j = 0; j < nelems; j++)
-				if (!nulls[j])
-					req->headers[req->nheaders++] = TextDatumGetCString(elems[j]);
+			sealed = palloc(VARHDRSZ + len);
+			SET_VARSIZE(sealed, VARHDRSZ + len);
+			memcpy(VARDATA(sealed), hooks[k].sealed_secret, len);
 		}
-		req->body = column_text(tuple, desc, 9);
-		d = SPI_getbinval(tuple, desc, 10, &isnull);
-		req->timeout_ms = isnull ? 60000 : DatumGetInt32(d);
-		d = SPI_getbinval(tuple, desc, 11, &isnull);
-		if (!sign_delivery(req, isnull ? NULL : DatumGetByteaPP(d), &err) && sign_failures++ == 0)
+		if (!sign_delivery(req, sealed, &err) && sign_failures++ == 0)
 			first_error = err;
 		MemoryContextSwitchTo(old);
 		add_claimed(req);
@@ -696,20 +643,7 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 				 first_error.hint ? errhint("%s", first_error.hint) : 0));
 
 	if (n < max_items)
-	{
-		rc = SPI_execute(next_wake_query, false, 1);
-		if (rc == SPI_OK_SELECT && SPI_processed == 1)
-		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull)
-			{
-				*has_next_wake = true;
-				*next_wake = DatumGetTimestampTz(d);
-			}
-		}
-	}
+		*has_next_wake = http_next_wake(next_wake);
 	return n;
 }
 
@@ -1082,26 +1016,8 @@ orchestrator_http_wait(long timeout_ms)
 }
 
 /*
- * make_array
- *		A one-dimensional array of n elements.
- */
-static Datum
-make_array(Datum *values, bool *nulls, int n, Oid elemtype)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(values, nulls, 1, dims, lbs,
-											  elemtype, typlen, typbyval, typalign));
-}
-
-/*
  * body_as_text
- *		The response body as text for _http_record(), and how to read it:
+ *		The response body as text for http_record.c, and how to read it:
  *		"json" (a JSON content type and valid JSON), "text" (valid in the
  *		database encoding) or "base64" (anything else).
  */
@@ -1136,100 +1052,49 @@ body_as_text(HttpRequest *req, const char **kind)
 
 /*
  * orchestrator_http_record
- *		Record the outcomes of the first finished requests (up to a batch) in
- *		the caller's transaction, with one call of _http_record().
+ *		Record the outcomes of the first finished requests (up to a batch of
+ *		HTTP_RECORD_BATCH, or HTTP_RECORD_MAX_BYTES of bodies) in the
+ *		caller's transaction (http_record.c).
  */
 int
 orchestrator_http_record(void)
 {
-	Oid			argtypes[12] = {TEXTARRAYOID, UUIDARRAYOID, TEXTARRAYOID, UUIDARRAYOID,
-	UUIDARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TEXTARRAYOID, FLOAT8ARRAYOID};
-	Datum		args[12];
-	Datum	   *v[12];
-	bool	   *nl[12];
+	HttpResult *items;
 	int			n = 0;
 	Size		bytes = 0;
 	dlist_iter	iter;
-	int			rc;
 	int			max = Min(n_done, HTTP_RECORD_BATCH);
 
 	if (max == 0)
 		return 0;
 	record_batch = max;			/* until we know better */
-	for (int c = 0; c < 12; c++)
-	{
-		v[c] = palloc0(sizeof(Datum) * max);
-		nl[c] = palloc0(sizeof(bool) * max);
-	}
-
+	items = palloc0(sizeof(HttpResult) * max);
 	dlist_foreach(iter, &done)
 	{
 		HttpRequest *req = dlist_container(HttpRequest, node, iter.cur);
-		const char *body_kind;
-		char	   *body;
+		HttpResult *r = &items[n];
 
 		if (n >= max || (n > 0 && bytes + req->response.len > HTTP_RECORD_MAX_BYTES))
 			break;
-		v[0][n] = CStringGetTextDatum(req->is_webhook ? "webhook" : "step");
-		v[1][n] = UUIDPGetDatum(&req->run_id);
-		if (req->step)
-			v[2][n] = CStringGetTextDatum(req->step);
-		else
-			nl[2][n] = true;
-		v[3][n] = UUIDPGetDatum(&req->id);
-		v[4][n] = UUIDPGetDatum(&req->token);
+		r->is_webhook = req->is_webhook;
+		r->run_id = req->run_id;
+		r->step = req->step;
+		r->id = req->id;
+		r->token = req->token;
+		r->url = req->url;
+		r->status = req->status;
+		r->headers = psprintf("{%s}", req->resp_headers.data);
+		r->retry_after = req->retry_after;
 		if (req->status > 0)
-			v[5][n] = Int32GetDatum(req->status);
-		else
-			nl[5][n] = true;
-		v[6][n] = CStringGetTextDatum(psprintf("{%s}", req->resp_headers.data));
-		if (req->status > 0)
-		{
-			body = body_as_text(req, &body_kind);
-			v[7][n] = CStringGetTextDatum(body);
-			v[8][n] = CStringGetTextDatum(body_kind);
-		}
-		else
-		{
-			nl[7][n] = true;
-			nl[8][n] = true;
-		}
-		if (req->error_kind)
-		{
-			v[9][n] = CStringGetTextDatum(req->error_kind);
-			v[10][n] = CStringGetTextDatum(req->error);
-		}
-		else
-		{
-			nl[9][n] = true;
-			nl[10][n] = true;
-		}
-		v[11][n] = Float8GetDatum(req->elapsed_ms);
+			r->body = body_as_text(req, &r->body_kind);
+		r->error_kind = req->error_kind;
+		r->error = req->error;
+		r->elapsed_ms = req->elapsed_ms;
 		bytes += req->response.len;
 		n++;
 	}
-
 	record_batch = n;
-	args[0] = make_array(v[0], nl[0], n, TEXTOID);
-	args[1] = make_array(v[1], nl[1], n, UUIDOID);
-	args[2] = make_array(v[2], nl[2], n, TEXTOID);
-	args[3] = make_array(v[3], nl[3], n, UUIDOID);
-	args[4] = make_array(v[4], nl[4], n, UUIDOID);
-	args[5] = make_array(v[5], nl[5], n, INT4OID);
-	args[6] = make_array(v[6], nl[6], n, TEXTOID);
-	args[7] = make_array(v[7], nl[7], n, TEXTOID);
-	args[8] = make_array(v[8], nl[8], n, TEXTOID);
-	args[9] = make_array(v[9], nl[9], n, TEXTOID);
-	args[10] = make_array(v[10], nl[10], n, TEXTOID);
-	args[11] = make_array(v[11], nl[11], n, FLOAT8OID);
-
-	rc = SPI_execute_with_args(record_query, 12, argtypes, args, NULL, false, 0);
-	if (rc != SPI_OK_SELECT)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not run orchestrator._http_record(): %s",
-						SPI_result_code_string(rc))));
+	http_record_batch(items, n);
 	return n;
 }
 

@@ -40,6 +40,56 @@ typedef struct HttpStepClaim
 extern int	orchestrator_http_claim_steps(int max_items, const char *worker, bool recover,
 										  HttpStepClaim **claims);
 
+/* A finished request (http.c), to record (http_record.c, webhook.c). */
+typedef struct HttpResult
+{
+	bool		is_webhook;
+	pg_uuid_t	run_id;
+	const char *step;			/* http steps */
+	pg_uuid_t	id;				/* webhook deliveries */
+	pg_uuid_t	token;			/* the lease */
+	const char *url;
+	int			status;			/* HTTP status, 0 when none */
+	const char *headers;		/* response headers, a JSON object */
+	const char *retry_after;	/* the Retry-After header, or NULL */
+	const char *body;			/* NULL: none */
+	const char *body_kind;		/* json, text or base64 */
+	const char *error_kind;		/* NULL, network, timeout, too_large,
+								 * invalid, refused, tls, secret */
+	const char *error;
+	double		elapsed_ms;
+	struct ErrorData *record_error; /* why recording it failed */
+} HttpResult;
+
+/* http_record.c: record finished requests, in the caller's transaction. */
+extern void http_record_batch(HttpResult *items, int n);
+
+/* http_record.c: a Retry-After value as a delay (an interval); false: none. */
+extern bool http_retry_after(const char *value, Datum *delay);
+
+/* A webhook delivery claimed, to send (webhook.c). */
+typedef struct WebhookClaim
+{
+	pg_uuid_t	run_id;
+	pg_uuid_t	id;
+	pg_uuid_t	token;			/* its lease */
+	char	   *url;
+	char	   *traceparent;	/* NULL: its run is gone */
+	char	   *body;
+	int			timeout_ms;
+	char	   *sealed_secret;	/* NULL: none */
+} WebhookClaim;
+
+/* webhook.c: claim due deliveries; record one delivery's outcome. */
+extern int	webhook_claim(int max_items, const char *worker, bool recover, WebhookClaim **claims);
+extern void webhook_record(const HttpResult *r);
+
+/* http_util.c: the circuit breaker's key of a URL ("host:port"), or NULL. */
+extern char *orchestrator_http_breaker_key(const char *url);
+
+/* http_record.c: when a dispatcher looks for HTTP work next (false: none). */
+extern bool http_next_wake(TimestampTz *next_wake);
+
 /*
  * In a transaction: claim up to max_items due requests (lease, attempt
  * counted).  When fewer were due, *next_wake is when the next one is due.

@@ -10,11 +10,12 @@
  * not allowed fails the attempt at once, not retryable), its host's circuit
  * breaker is asked (an open circuit moves the row to later without counting
  * an attempt), the attempt starts, and the queue row gets a lease for the
- * step's timeout plus a margin, held by "http:<pid>".  A lease left by a
+ * step's timeout plus a margin, held by "http:<pid>" (the leases of a claim
+ * in one statement, at its end).  A lease left by a
  * dispatcher that died is a lost attempt (engine_lease_expired); with
  * "recover" (a dispatcher's first claim) the leases of dispatchers that no
  * longer run expire at once.  Nothing is sent here: the caller commits
- * first.  Webhook deliveries are claimed afterwards by _webhook_claim().
+ * first.  Webhook deliveries are claimed afterwards (webhook.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -22,12 +23,14 @@
 
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "breaker.h"
 #include "engine.h"
 #include "guc.h"
 #include "http.h"
@@ -43,6 +46,12 @@ typedef struct ClaimArgs
 	bool		recover;
 	HttpStepClaim *claims;
 	int			n;
+	/* the leases to give, in one statement */
+	Datum	   *lease_runs;
+	Datum	   *lease_steps;
+	Datum	   *lease_tokens;
+	Datum	   *lease_lengths;
+	int			nleases;
 } ClaimArgs;
 
 /* The value of key in a jsonb object, or NULL. */
@@ -226,23 +235,18 @@ claim_one(ClaimArgs *a, EngineRun *run, const char *step, bool circuits, HttpSte
 
 	if (why == NULL && circuits)
 	{
-		values[0] = ObjectIdGetDatum(run->owner);
-		values[1] = CStringGetTextDatum(host ? host : "");
-		values[2] = lease_interval(timeout_ms);
-		engine_stmt(S_HTTP_CIRCUIT_ADMIT, NULL, values, NULL);
+		TimestampTz wait;
+
+		if (host == NULL)
+			host = "";
+		if (!breaker_admit(run->owner, host, lease_interval(timeout_ms), &wait))
 		{
-			Datum		wait = engine_col("wait", &isnull);
+			/* the host's circuit is open: wait without counting an attempt */
+			Datum		w[4] = {run->id, CStringGetTextDatum(step), TimestampTzGetDatum(wait),
+				CStringGetTextDatum(breaker_tag(run->owner, host))};
 
-			engine_rows_done();
-			if (!isnull)
-			{
-				/* the host's circuit is open: wait without counting an attempt */
-				Datum		w[5] = {run->id, CStringGetTextDatum(step), wait,
-					ObjectIdGetDatum(run->owner), values[1]};
-
-				engine_stmt(S_HTTP_CIRCUIT_WAIT, NULL, w, NULL);
-				return false;
-			}
+			engine_stmt(S_HTTP_CIRCUIT_WAIT, NULL, w, NULL);
+			return false;
 		}
 	}
 
@@ -253,13 +257,13 @@ claim_one(ClaimArgs *a, EngineRun *run, const char *step, bool circuits, HttpSte
 		return false;
 	}
 
+	/* its lease, given with the others' at the end of the claim */
 	token = engine_random_uuid();
-	{
-		Datum		l[6] = {run->id, CStringGetTextDatum(step), token, lease_interval(timeout_ms),
-			CStringGetTextDatum(a->worker), TimestampTzGetDatum(DT_NOEND)};
-
-		engine_stmt(S_LEASE, NULL, l, NULL);
-	}
+	a->lease_runs[a->nleases] = run->id;
+	a->lease_steps[a->nleases] = CStringGetTextDatum(step);
+	a->lease_tokens[a->nleases] = token;
+	a->lease_lengths[a->nleases] = lease_interval(timeout_ms);
+	a->nleases++;
 
 	/* the request, in the caller's memory */
 	{
@@ -302,6 +306,10 @@ claim_work(void *arg)
 
 	nclaimed = engine_claim("@http", a->max_items, (Datum) 0, &claimed);
 	a->claims = MemoryContextAllocZero(a->caller_context, sizeof(HttpStepClaim) * Max(nclaimed, 1));
+	a->lease_runs = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->lease_steps = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->lease_tokens = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->lease_lengths = palloc(sizeof(Datum) * Max(nclaimed, 1));
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
 		EngineRun	run;
@@ -316,6 +324,17 @@ claim_work(void *arg)
 		}
 		if (claim_one(a, &run, claimed[i].step, circuits, &a->claims[a->n]))
 			a->n++;
+	}
+	if (a->nleases > 0)
+	{
+		Datum		values[5] = {
+			PointerGetDatum(construct_array(a->lease_runs, a->nleases, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+			PointerGetDatum(construct_array(a->lease_steps, a->nleases, TEXTOID, -1, false, TYPALIGN_INT)),
+			PointerGetDatum(construct_array(a->lease_tokens, a->nleases, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+			PointerGetDatum(construct_array(a->lease_lengths, a->nleases, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE)),
+			CStringGetTextDatum(a->worker)};
+
+		engine_stmt(S_HTTP_LEASES, NULL, values, NULL);
 	}
 }
 
@@ -338,4 +357,30 @@ orchestrator_http_claim_steps(int max_items, const char *worker, bool recover, H
 	engine_unit(claim_work, &a);
 	*claims = a.claims;
 	return a.n;
+}
+
+/*
+ * http_next_wake
+ *		When a dispatcher should next look for HTTP work (retries, leases'
+ *		expiry, breaker waits, webhook deliveries); false when none is
+ *		scheduled.  In the caller's transaction.
+ */
+static void
+next_wake_work(void *arg)
+{
+	TimestampTz *next_wake = arg;
+	bool		isnull;
+	Datum		d;
+
+	engine_stmt(S_HTTP_NEXT_WAKE, NULL, NULL, NULL);
+	d = engine_col("next_wake", &isnull);
+	engine_rows_done();
+	*next_wake = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+}
+
+bool
+http_next_wake(TimestampTz *next_wake)
+{
+	engine_unit(next_wake_work, next_wake);
+	return *next_wake != DT_NOEND;
 }

@@ -1,73 +1,62 @@
 /*-------------------------------------------------------------------------
  *
  * http_record.c
- *	  What a finished HTTP request means for its step: success, a retry, or
- *	  a failure (the transitions of engine.c), and what it tells the circuit
- *	  breaker of its host.
+ *	  What finished HTTP requests mean: for an http step a success, a retry
+ *	  or a failure (the transitions of engine.c) and what it tells the
+ *	  circuit breaker of its host (breaker.c); for a webhook delivery,
+ *	  delivered or tried again (webhook.c).
  *
  * The dispatcher records a batch of finished requests in one transaction
- * (_http_record() in 75_http.sql, which also applies the breakers);
- * _http_step_record() does one step's, on the run's partitions.
+ * (http_record_batch()).  The batch is tried in one subtransaction; only
+ * when that fails is it redone item by item, each guarded by its own
+ * subtransaction (an error recording one fails that step, not retried, and
+ * leaves the others).  One subtransaction per item always would overflow
+ * the backend's subxid cache with large batches, which slows every snapshot
+ * in the server.
  *
  * A response is recorded when its lease is still the step's (not expired,
- * not superseded, the run still going); otherwise it is dropped.  2xx/3xx
- * succeed; 429 and 5xx are retried (after Retry-After, when given); other
- * 4xx fail the step; a network error or a timeout is retried, any other
- * error (an invalid or refused URL, a response too large) fails it.
+ * not superseded, the run still going): the queue row is taken (deleted)
+ * at once; otherwise the response is dropped.  2xx/3xx succeed; 429 and
+ * 5xx are retried (after Retry-After, when given); other 4xx fail the step;
+ * a network error or a timeout is retried, any other error (an invalid or
+ * refused URL, a response too large) fails it.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <curl/curl.h>
+
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
 
+#include "breaker.h"
 #include "engine.h"
+#include "http.h"
 #include "metrics.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_http_step_record);
+PG_FUNCTION_INFO_V1(orchestrator_retry_after);
 
-extern Datum orchestrator_http_url_host(PG_FUNCTION_ARGS);
-
-typedef struct HttpOutcome
+/* A batch being recorded. */
+typedef struct RecordBatch
 {
-	FunctionCallInfo fcinfo;
-	MemoryContext caller_context;	/* where results go: the unit's memory
-									 * is gone when it returns */
-	Oid			owner;			/* of the breaker key; InvalidOid: none */
-	char	   *host;
-	bool		failed;
-} HttpOutcome;
-
-static char *
-arg_text(FunctionCallInfo fcinfo, int i)
-{
-	return PG_ARGISNULL(i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(i));
-}
-
-/* "host:port" of a URL, the breaker's key (NULL when it does not parse) */
-static char *
-url_host(const char *url)
-{
-	LOCAL_FCINFO(fc, 1);
-	Datum		d;
-
-	if (url == NULL)
-		return NULL;
-	InitFunctionCallInfoData(*fc, NULL, 1, InvalidOid, NULL, NULL);
-	fc->args[0].value = CStringGetTextDatum(url);
-	fc->args[0].isnull = false;
-	d = orchestrator_http_url_host(fc);
-	return fc->isnull ? NULL : TextDatumGetCString(d);
-}
+	HttpResult *items;
+	int			n;
+	bool		circuits;		/* some breaker row exists */
+	BreakerOutcome *outcomes;	/* of the items, for breaker_apply() */
+	int			noutcomes;
+	MemoryContext item_context; /* reset after each item */
+	HttpResult *current;		/* the item in hand (guarded mode) */
+} RecordBatch;
 
 static void
 json_key_string(StringInfo s, const char *key, const char *value)
@@ -87,164 +76,397 @@ jsonb_of(const char *json)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 }
 
-/* The response body as JSON: parsed when it is JSON, else a string. */
-static char *
-body_json(const char *body, const char *body_kind)
+/* The response body as JSON text: as it is when it is JSON, else a string. */
+static void
+append_body(StringInfo s, const char *body, const char *body_kind)
 {
-	StringInfoData s;
-
 	if (body == NULL)
-		return "null";
-	if (body_kind != NULL && strcmp(body_kind, "json") == 0)
-		return JsonbToCString(NULL, &DatumGetJsonbP(jsonb_of(body))->root, 0);
-	initStringInfo(&s);
-	escape_json(&s, body);
-	return s.data;
+		appendStringInfoString(s, "null");
+	else if (body_kind != NULL && strcmp(body_kind, "json") == 0)
+		appendStringInfoString(s, body);
+	else
+		escape_json(s, body);
 }
 
-static void
-record_work(void *arg)
+/*
+ * http_retry_after
+ *		A Retry-After value (delay-seconds or an HTTP date) as a delay of at
+ *		most a day; false when there is none or it does not parse.
+ */
+bool
+http_retry_after(const char *value, Datum *delay)
 {
-	HttpOutcome *o = arg;
-	FunctionCallInfo fcinfo = o->fcinfo;
-	Datum		run_id = PG_GETARG_DATUM(0);
-	char	   *step = arg_text(fcinfo, 1);
-	bool		has_status = !PG_ARGISNULL(3);
-	int32		status = has_status ? PG_GETARG_INT32(3) : 0;
-	char	   *headers = PG_ARGISNULL(4) ? NULL : JsonbToCString(NULL, &PG_GETARG_JSONB_P(4)->root, 0);
-	char	   *body = arg_text(fcinfo, 5);
-	char	   *body_kind = arg_text(fcinfo, 6);
-	char	   *error_kind = arg_text(fcinfo, 7);
-	char	   *error = arg_text(fcinfo, 8);
-	double		elapsed_ms = PG_ARGISNULL(9) ? 0 : PG_GETARG_FLOAT8(9);
-	EngineRun	run;
-	Datum		values[3] = {run_id, CStringGetTextDatum(step), PG_GETARG_DATUM(2)};
-	char	   *url = NULL;
-	int32		attempt = 0;
-	bool		circuits;
-	StringInfoData s;
+	Interval   *i;
+	int64		us;
+	const char *p = value;
+	int			digits = 0;
 
-	if (!engine_lock_run(run_id, NULL, false, &run) ||
-		!(engine_run_active(&run) || run.status == RUN_COMPENSATING))
-		return;
-	/* stale: the lease expired or was superseded */
-	if (engine_stmt(S_HTTP_LEASE, NULL, values, NULL) != 1)
-		return;
-	orchestrator_metrics_http(false, has_status ? status : 0, error_kind);
-	if (engine_stmt(S_HTTP_STEP, &run.leaves, values, NULL) == 1)
+	if (value == NULL)
+		return false;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v')
+		p++;
+	while (p[digits] >= '0' && p[digits] <= '9')
+		digits++;
+	if (digits > 0 && digits <= 9)
 	{
-		attempt = engine_col_int32("attempt");
-		url = engine_col_text("url");
-		circuits = engine_col_bool("circuits");
+		const char *q = p + digits;
+
+		while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == '\f' || *q == '\v')
+			q++;
+		if (*q == '\0')
+			us = (int64) atoi(p) * USECS_PER_SEC;
+		else
+			digits = 0;
 	}
 	else
-		circuits = false;
-	engine_rows_done();
+		digits = 0;
+	if (digits == 0)
+	{
+		time_t		t = curl_getdate(value, NULL);
+
+		if (t == -1)
+			return false;
+		us = time_t_to_timestamptz(t) - GetCurrentTransactionStartTimestamp();
+		us = Max(us, 0);
+	}
+	us = Min(us, USECS_PER_DAY);
+	i = palloc0(sizeof(Interval));
+	/* a whole day is '1 day', as least() of intervals would give */
+	if (us == USECS_PER_DAY)
+		i->day = 1;
+	else
+		i->time = us;
+	*delay = IntervalPGetDatum(i);
+	return true;
+}
+
+/*
+ * record_step
+ *		Record the outcome of one http step's request.  Returns true when it
+ *		tells the host's circuit breaker something, in *outcome (its strings
+ *		in "keep").
+ */
+static bool
+record_step(const HttpResult *r, bool circuits, BreakerOutcome *outcome, MemoryContext keep)
+{
+	Datum		run_id = UUIDPGetDatum(&r->run_id);
+	bool		has_status = r->status > 0;
+	int32		status = r->status;
+	EngineRun	run;
+	StepDef    *def;
+	StringInfoData s;
+	bool		failed = false;
+	bool		counts;
+
+	if (!engine_lock_run(run_id, r->step, false, &run) ||
+		!(engine_run_active(&run) || run.status == RUN_COMPENSATING))
+		return false;
+	/* stale (the lease expired or was superseded): dropped */
+	if (!engine_take_leased(&run, r->step, UUIDPGetDatum(&r->token)))
+		return false;
+	orchestrator_metrics_http(false, status, r->error_kind);
+	def = engine_step_def(run.name, run.version, r->step);
+	if (!def->found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("step \"%s\" is not defined in workflow \"%s\" version %d",
+						r->step, run.name, run.version)));
 
 	/* step.http: what came back */
 	initStringInfo(&s);
-	appendStringInfo(&s, "{\"attempt\": %d", attempt);
+	appendStringInfo(&s, "{\"attempt\": %d", run.attempt);
 	if (has_status)
 		appendStringInfo(&s, ", \"status\": %d", status);
-	appendStringInfo(&s, ", \"elapsed_ms\": %.1f", elapsed_ms);
-	json_key_string(&s, "error", error);
-	json_key_string(&s, "error_kind", error_kind);
+	appendStringInfo(&s, ", \"elapsed_ms\": %.1f", r->elapsed_ms);
+	json_key_string(&s, "error", r->error);
+	json_key_string(&s, "error_kind", r->error_kind);
 	appendStringInfoChar(&s, '}');
-	engine_emit(&run, "step.http", step, s.data);
-
-	/* the breaker key, unless a success meets no breaker at all (the usual case) */
-	if (!has_status || status >= 500 || circuits)
-	{
-		char	   *host = url_host(url);
-
-		o->host = host ? MemoryContextStrdup(o->caller_context, host) : NULL;
-		o->owner = run.owner;
-	}
+	engine_emit(&run, "step.http", r->step, s.data);
 
 	if (!has_status)
 	{
-		o->failed = error_kind != NULL &&
-			(strcmp(error_kind, "network") == 0 || strcmp(error_kind, "timeout") == 0);
-		if (!o->failed)
-			o->host = NULL;
+		/* a network error or a timeout is the host's failure, and retried */
+		failed = r->error_kind != NULL &&
+			(strcmp(r->error_kind, "network") == 0 || strcmp(r->error_kind, "timeout") == 0);
+		counts = failed;
 		resetStringInfo(&s);
 		appendStringInfoChar(&s, '{');
-		json_key_string(&s, "message", error);
-		json_key_string(&s, "kind", error_kind);
-		json_key_string(&s, "url", url);
+		json_key_string(&s, "message", r->error);
+		json_key_string(&s, "kind", r->error_kind);
+		json_key_string(&s, "url", r->url);
 		appendStringInfoChar(&s, '}');
-		engine_attempt_failed(&run, step, jsonb_of(s.data), o->failed, (Datum) 0, true);
-		return;
+		engine_attempt_failed(&run, r->step, jsonb_of(s.data), failed, (Datum) 0, true);
 	}
-
-	if (status >= 400)
+	else if (status >= 400)
 	{
-		char	   *message = psprintf("HTTP %d from %s", status, url ? url : "");
+		char	   *message = psprintf("HTTP %d from %s", status, r->url ? r->url : "");
 
 		resetStringInfo(&s);
 		appendStringInfoString(&s, "{\"message\": ");
 		escape_json(&s, message);
 		appendStringInfo(&s, ", \"status\": %d", status);
-		if (body != NULL && strlen(body) <= 4096)
-			appendStringInfo(&s, ", \"body\": %s", body_json(body, body_kind));
+		if (r->body != NULL && strlen(r->body) <= 4096)
+		{
+			appendStringInfoString(&s, ", \"body\": ");
+			append_body(&s, r->body, r->body_kind);
+		}
 		appendStringInfoChar(&s, '}');
 		if (status == 429 || status >= 500)
 		{
 			Datum		retry_after = (Datum) 0;
-			bool		retry_after_isnull = true;
-			char	   *value = NULL;
+			bool		has_retry_after = http_retry_after(r->retry_after, &retry_after);
 
-			if (headers != NULL)
-			{
-				Jsonb	   *h = PG_GETARG_JSONB_P(4);
-				JsonbValue *v = getKeyJsonValueFromContainer(&h->root, "retry-after", 11, NULL);
-
-				if (v != NULL && v->type == jbvString)
-					value = pnstrdup(v->val.string.val, v->val.string.len);
-			}
-			if (value != NULL)
-			{
-				Datum		r[1] = {CStringGetTextDatum(value)};
-
-				engine_stmt(S_RETRY_AFTER, NULL, r, NULL);
-				retry_after = engine_col("delay", &retry_after_isnull);
-				engine_rows_done();
-			}
-			engine_attempt_failed(&run, step, jsonb_of(s.data), true, retry_after, retry_after_isnull);
-			o->failed = status >= 500;
+			engine_attempt_failed(&run, r->step, jsonb_of(s.data), true, retry_after,
+								  !has_retry_after);
+			failed = status >= 500;
+			counts = status >= 500 || circuits;
+			/* 429: rate limited, not down */
 			if (status == 429)
-				o->host = NULL;		/* rate limited, not down */
+				counts = false;
 		}
 		else
 		{
-			engine_attempt_failed(&run, step, jsonb_of(s.data), false, (Datum) 0, true);
-			o->failed = false;
+			engine_attempt_failed(&run, r->step, jsonb_of(s.data), false, (Datum) 0, true);
+			counts = circuits;
 		}
-		return;
+	}
+	else
+	{
+		resetStringInfo(&s);
+		appendStringInfo(&s, "{\"status\": %d, \"headers\": %s, \"body\": ", status,
+						 r->headers ? r->headers : "null");
+		append_body(&s, r->body, r->body_kind);
+		if (r->body_kind != NULL && strcmp(r->body_kind, "base64") == 0)
+			appendStringInfoString(&s, ", \"body_encoding\": \"base64\"");
+		appendStringInfoChar(&s, '}');
+		engine_record_success(&run, def, r->step, jsonb_of(s.data), false, false);
+		engine_step_done(&run, def);
+		/* a success meets no breaker at all, in the usual case */
+		counts = circuits;
 	}
 
-	resetStringInfo(&s);
-	appendStringInfo(&s, "{\"status\": %d, \"headers\": %s, \"body\": %s", status,
-					 headers ? headers : "null", body_json(body, body_kind));
-	if (body_kind != NULL && strcmp(body_kind, "base64") == 0)
-		appendStringInfoString(&s, ", \"body_encoding\": \"base64\"");
-	appendStringInfoChar(&s, '}');
-	engine_step_succeeded(&run, step, jsonb_of(s.data), false);
-	o->failed = false;
+	if (counts)
+	{
+		char	   *host = orchestrator_http_breaker_key(r->url);
+
+		if (host == NULL)
+			return false;
+		outcome->owner = run.owner;
+		outcome->host = MemoryContextStrdup(keep, host);
+		outcome->failed = failed;
+		outcome->run_id = r->run_id;
+		outcome->step = MemoryContextStrdup(keep, r->step);
+		return true;
+	}
+	return false;
+}
+
+/* Record item i of the batch (its memory is reset afterwards). */
+static void
+record_item(RecordBatch *b, HttpResult *r)
+{
+	MemoryContext keep = CurrentMemoryContext;
+
+	MemoryContextSwitchTo(b->item_context);
+	if (r->is_webhook)
+		webhook_record(r);
+	else if (record_step(r, b->circuits, &b->outcomes[b->noutcomes], keep))
+		b->noutcomes++;
+	MemoryContextSwitchTo(keep);
+	MemoryContextReset(b->item_context);
+}
+
+/* The whole batch, in the subtransaction of engine_try(). */
+static void
+record_all(void *arg)
+{
+	RecordBatch *b = arg;
+
+	b->noutcomes = 0;
+	for (int i = 0; i < b->n; i++)
+		record_item(b, &b->items[i]);
+	if (b->noutcomes > 0)
+		breaker_apply(b->outcomes, b->noutcomes);
+}
+
+static void
+record_current(void *arg)
+{
+	RecordBatch *b = arg;
+
+	record_item(b, b->current);
+}
+
+static void
+apply_breakers(void *arg)
+{
+	RecordBatch *b = arg;
+
+	breaker_apply(b->outcomes, b->noutcomes);
+}
+
+/*
+ * fail_internal
+ *		Recording a step's response failed: the attempt fails, not retried,
+ *		unless its lease is gone (then nothing).
+ */
+static void
+fail_internal(void *arg)
+{
+	RecordBatch *b = arg;
+	HttpResult *r = b->current;
+	ErrorData  *e = r->record_error;
+	EngineRun	run;
+	Datum		values[3] = {UUIDPGetDatum(&r->run_id), CStringGetTextDatum(r->step),
+	UUIDPGetDatum(&r->token)};
+	bool		held;
+	StringInfoData s;
+
+	if (!engine_lock_run(values[0], r->step, false, &run))
+		return;
+	engine_stmt(S_HTTP_LEASE_HELD, NULL, values, NULL);
+	held = engine_col_bool("held");
+	engine_rows_done();
+	if (!held)
+		return;
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"message\": ");
+	escape_json(&s, e->message ? e->message : "");
+	appendStringInfoString(&s, ", \"sqlstate\": ");
+	escape_json(&s, unpack_sql_state(e->sqlerrcode));
+	appendStringInfoString(&s, ", \"internal\": true}");
+	engine_attempt_failed(&run, r->step, jsonb_of(s.data), false, (Datum) 0, true);
+}
+
+/* Item by item, each in a subtransaction of its own. */
+static void
+record_guarded(RecordBatch *b)
+{
+	ErrorData  *error;
+
+	b->noutcomes = 0;
+	for (int i = 0; i < b->n; i++)
+	{
+		HttpResult *r = &b->items[i];
+
+		b->current = r;
+		if (engine_try(record_current, b, &error))
+			continue;
+		MemoryContextReset(b->item_context);
+		if (r->is_webhook)
+		{
+			/* its lease expires and the delivery is tried again */
+			ereport(WARNING,
+					(errmsg("orchestrator: recording webhook delivery %s failed: %s",
+							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&r->id))),
+							error->message)));
+			continue;
+		}
+		ereport(WARNING,
+				(errmsg("orchestrator: recording the response of step \"%s\" of run %s failed: %s",
+						r->step,
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&r->run_id))),
+						error->message)));
+		r->record_error = error;
+		/* when this fails too, its lease expires and the attempt is retried */
+		(void) engine_try(fail_internal, b, &error);
+	}
+	if (b->noutcomes > 0 && !engine_try(apply_breakers, b, &error))
+		ereport(WARNING,
+				(errmsg("orchestrator: updating circuit breakers failed: %s", error->message)));
+}
+
+static void
+record_batch_work(void *arg)
+{
+	RecordBatch *b = arg;
+	ErrorData  *error;
+
+	engine_stmt(S_CIRCUITS_EXIST, NULL, NULL, NULL);
+	b->circuits = engine_col_bool("exist");
+	engine_rows_done();
+	b->outcomes = palloc0(sizeof(BreakerOutcome) * Max(b->n, 1));
+	b->item_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator http record",
+											ALLOCSET_DEFAULT_SIZES);
+	if (!engine_try(record_all, b, &error))
+		record_guarded(b);
+}
+
+/*
+ * http_record_batch
+ *		Record n finished requests in the caller's transaction.
+ */
+void
+http_record_batch(HttpResult *items, int n)
+{
+	RecordBatch b;
+
+	memset(&b, 0, sizeof(b));
+	b.items = items;
+	b.n = n;
+	engine_unit(record_batch_work, &b);
+}
+
+/* _http_step_record(): one step, guarded by nothing (for tests) */
+typedef struct StepRecordCall
+{
+	HttpResult *r;
+	MemoryContext caller_context;
+	bool		has_outcome;
+	BreakerOutcome outcome;
+} StepRecordCall;
+
+static void
+step_record_work(void *arg)
+{
+	StepRecordCall *c = arg;
+	bool		circuits;
+
+	RunLeaves	leaves;
+
+	engine_stmt(S_CIRCUITS_EXIST, NULL, NULL, NULL);
+	circuits = engine_col_bool("exist");
+	engine_rows_done();
+	/* the URL the step's request was rendered with */
+	if (orchestrator_run_leaves(UUIDPGetDatum(&c->r->run_id), &leaves, true))
+	{
+		Datum		values[2] = {UUIDPGetDatum(&c->r->run_id), CStringGetTextDatum(c->r->step)};
+		bool		isnull;
+
+		if (engine_stmt(S_STEP_INPUT, &leaves, values, NULL) == 1)
+		{
+			Datum		input = engine_col("input", &isnull);
+			Jsonb	   *jb = isnull ? NULL : DatumGetJsonbP(input);
+			JsonbValue *url = jb != NULL && JB_ROOT_IS_OBJECT(jb)
+				? getKeyJsonValueFromContainer(&jb->root, "url", 3, NULL) : NULL;
+
+			if (url != NULL && url->type == jbvString)
+				c->r->url = pnstrdup(url->val.string.val, url->val.string.len);
+		}
+		engine_rows_done();
+	}
+	c->has_outcome = record_step(c->r, circuits, &c->outcome, c->caller_context);
+}
+
+static char *
+arg_text(FunctionCallInfo fcinfo, int i)
+{
+	return PG_ARGISNULL(i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(i));
 }
 
 /*
  * _http_step_record(run_id, step, token, status, headers, body, body_kind,
  *		error_kind, error, elapsed_ms, OUT owner, OUT host, OUT failed)
- *		Record one finished attempt of an http step.  Returns the breaker's
- *		key and whether the attempt counts as a failure of the host (NULL
- *		host: no effect on the breaker, or a stale response that was
- *		dropped).
+ *		Record one finished attempt of an http step, as the dispatcher
+ *		does.  Returns the breaker's key
+ *		and whether the attempt counts as a failure of the host (NULL host:
+ *		no effect on the breaker, or a stale response that was dropped).
  */
 Datum
 orchestrator_http_step_record(PG_FUNCTION_ARGS)
 {
-	HttpOutcome o;
+	StepRecordCall c;
+	HttpResult	r;
 	TupleDesc	desc;
 	Datum		values[3];
 	bool		nulls[3] = {true, true, true};
@@ -255,16 +477,51 @@ orchestrator_http_step_record(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("run id, step and lease token must not be null")));
-	memset(&o, 0, sizeof(o));
-	o.fcinfo = fcinfo;
-	o.caller_context = CurrentMemoryContext;
-	engine_unit(record_work, &o);
-	if (o.host != NULL)
+	memset(&r, 0, sizeof(r));
+	memcpy(&r.run_id, PG_GETARG_UUID_P(0), sizeof(pg_uuid_t));
+	r.step = arg_text(fcinfo, 1);
+	memcpy(&r.token, PG_GETARG_UUID_P(2), sizeof(pg_uuid_t));
+	r.status = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT32(3);
+	if (!PG_ARGISNULL(4))
 	{
-		values[0] = ObjectIdGetDatum(o.owner);
-		values[1] = CStringGetTextDatum(o.host);
-		values[2] = BoolGetDatum(o.failed);
+		Jsonb	   *h = PG_GETARG_JSONB_P(4);
+		JsonbValue *v = JB_ROOT_IS_OBJECT(h)
+			? getKeyJsonValueFromContainer(&h->root, "retry-after", 11, NULL) : NULL;
+
+		r.headers = JsonbToCString(NULL, &h->root, 0);
+		if (v != NULL && v->type == jbvString)
+			r.retry_after = pnstrdup(v->val.string.val, v->val.string.len);
+	}
+	r.body = arg_text(fcinfo, 5);
+	r.body_kind = arg_text(fcinfo, 6);
+	r.error_kind = arg_text(fcinfo, 7);
+	r.error = arg_text(fcinfo, 8);
+	r.elapsed_ms = PG_ARGISNULL(9) ? 0 : PG_GETARG_FLOAT8(9);
+
+	memset(&c, 0, sizeof(c));
+	c.r = &r;
+	c.caller_context = CurrentMemoryContext;
+	engine_unit(step_record_work, &c);
+	if (c.has_outcome)
+	{
+		values[0] = ObjectIdGetDatum(c.outcome.owner);
+		values[1] = CStringGetTextDatum(c.outcome.host);
+		values[2] = BoolGetDatum(c.outcome.failed);
 		nulls[0] = nulls[1] = nulls[2] = false;
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/*
+ * _retry_after(value): seconds or an HTTP date in a Retry-After header, as
+ * a delay of at most a day (NULL: none, or it does not parse).
+ */
+Datum
+orchestrator_retry_after(PG_FUNCTION_ARGS)
+{
+	Datum		delay;
+
+	if (!http_retry_after(text_to_cstring(PG_GETARG_TEXT_PP(0)), &delay))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(delay);
 }

@@ -108,8 +108,13 @@ orchestrator_http_check_url(const char *url, bool *invalid, char **hostport,
 		bare[len - 1] = '\0';
 		bare++;
 	}
+	/* the circuit breaker's key: lowercase, whatever the URL's case */
 	if (hostport)
+	{
 		*hostport = psprintf("%s:%s", host, port ? port : "");
+		for (char *c = *hostport; *c; c++)
+			*c = pg_tolower((unsigned char) *c);
+	}
 	if (target)
 	{
 		target->host = bare;
@@ -203,15 +208,28 @@ Datum
 orchestrator_http_url_host(PG_FUNCTION_ARGS)
 {
 	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *hostport = orchestrator_http_breaker_key(url);
+
+	if (hostport == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(hostport));
+}
+
+/*
+ * orchestrator_http_breaker_key
+ *		"host:port" of an http(s) URL (lowercase, default port explicit):
+ *		the key of its circuit breaker; NULL when the URL does not parse.
+ */
+char *
+orchestrator_http_breaker_key(const char *url)
+{
 	bool		invalid;
 	char	   *hostport;
 
+	if (url == NULL)
+		return NULL;
 	(void) orchestrator_http_check_url(url, &invalid, &hostport, NULL);
-	if (invalid || hostport == NULL)
-		PG_RETURN_NULL();
-	for (char *c = hostport; *c; c++)
-		*c = pg_tolower((unsigned char) *c);
-	PG_RETURN_TEXT_P(cstring_to_text(hostport));
+	return invalid ? NULL : hostport;
 }
 
 /*
