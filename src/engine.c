@@ -1516,47 +1516,6 @@ engine_record_success(EngineRun *run, StepDef *def, const char *step,
 	return emit_event(run, S_EMIT_RESULT, "step.succeeded", step, result, result_isnull);
 }
 
-/* A dependent released by a step's success (step_done()). */
-typedef struct Release
-{
-	bool		found;			/* it was waiting: released */
-	int32		open;			/* its dependencies left */
-	int32		attempt;		/* so far */
-} Release;
-
-static void step_done(EngineRun *run, StepDef *def, Release *released);
-
-/*
- * release_arrays
- *		For S_SQL_STEP_SUCCEEDED_RELEASE: which of a step's dependents are
- *		plain (made ready by their release), and their input when ready.
- */
-static void
-release_arrays(EngineRun *run, StepDef *def, int n, Datum *plain, Datum *inputs)
-{
-	Datum	   *names;
-	bool	   *name_nulls;
-	Datum	   *flags = palloc(sizeof(Datum) * n);
-	Datum	   *input = palloc0(sizeof(Datum) * n);
-	bool	   *input_nulls = palloc(sizeof(bool) * n);
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-
-	deconstruct_array(DatumGetArrayTypeP(def->dependents), TEXTOID, -1, false, TYPALIGN_INT,
-					  &names, &name_nulls, &n);
-	for (int i = 0; i < n; i++)
-	{
-		StepDef    *next_def = engine_step_def(run->name, run->version, TextDatumGetCString(names[i]));
-
-		flags[i] = BoolGetDatum(next_def->plain_when_ready);
-		input[i] = next_def->ready_input;
-		input_nulls[i] = next_def->ready_input_isnull;
-	}
-	*plain = PointerGetDatum(construct_array(flags, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	*inputs = PointerGetDatum(construct_md_array(input, input_nulls, 1, dims, lbs, JSONBOID, -1,
-												 false, TYPALIGN_INT));
-}
-
 /* An event appended by S_SQL_STEP_SUCCEEDED, read back to be announced. */
 typedef struct AppendedEvent
 {
@@ -1572,25 +1531,20 @@ typedef struct AppendedEvent
  *		A sql step run in this transaction succeeded: its row goes from ready
  *		to succeeded, and its step.started (unless started_appended: it was
  *		appended before the statement ran) and step.succeeded are appended,
- *		all in one statement, which also releases the step's dependents;
- *		then the step is done (engine_step_done()).  step.started is
- *		appended afterwards so that the step costs one statement, not three
- *		or more; the step's own statement therefore does not see it (it
- *		commits with the rest).
+ *		all in one statement.  step.started is appended afterwards so that
+ *		the step costs one statement, not three; the step's own statement
+ *		therefore does not see it (it commits with the rest).
  */
 void
 engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 						  Datum result, bool result_isnull, TimestampTz started_at,
 						  bool started_appended, bool dequeue)
 {
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	AppendedEvent events[2];
 	uint64		n;
-	uint64		nevents = 0;
 	bool		isnull;
-	int			ndependents = 0;
-	Release    *released = NULL;
 
 	orchestrator_quota_check_result(run->owner, result, result_isnull);
 	values[0] = run->id;
@@ -1602,43 +1556,11 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 	nulls[3] = result_isnull ? 'n' : ' ';
 	values[4] = def->args_json;
 	values[5] = BoolGetDatum(!started_appended);
-
-	/*
-	 * The dependents engine_step_done() would release are released by the
-	 * same statement (a compensation or an element of a for_each step has
-	 * none to release; a run the statement ended releases none).
-	 */
-	if (def->element_of == NULL && def->compensates == NULL && engine_run_active(run))
-		ndependents = ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(def->dependents)),
-									 ARR_DIMS(DatumGetArrayTypeP(def->dependents)));
-	if (ndependents > 0)
-	{
-		released = palloc0(sizeof(Release) * ndependents);
-		values[6] = def->dependents;
-		release_arrays(run, def, ndependents, &values[7], &values[8]);
-		n = engine_stmt(S_SQL_STEP_SUCCEEDED_RELEASE, &run->leaves, values, nulls);
-	}
-	else
-		n = engine_stmt(S_SQL_STEP_SUCCEEDED, &run->leaves, values, nulls);
-	for (uint64 i = 0; i < n; i++)
-	{
-		engine_col_at(i, "seq", &isnull);
-		if (!isnull)
-			nevents++;
-		else
-		{
-			int64		k = DatumGetInt64(engine_col_at(i, "released", &isnull)) - 1;
-
-			released[k].found = true;
-			released[k].open = DatumGetInt32(engine_col_at(i, "deps_open", &isnull));
-			released[k].attempt = DatumGetInt32(engine_col_at(i, "attempt", &isnull));
-		}
-	}
-	if (nevents != (started_appended ? 1 : 2))
+	n = engine_stmt(S_SQL_STEP_SUCCEEDED, &run->leaves, values, nulls);
+	if (n != (started_appended ? 1 : 2))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("workflow run %s has no step \"%s\"", uuid_string(run->id), step)));
-	n = nevents;
 	for (uint64 i = 0; i < n; i++)
 	{
 		AppendedEvent *e = &events[i];
@@ -1669,7 +1591,6 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 		announce_event(run, events[i].seq, events[i].type_text, events[i].type, step, events[i].data);
 	}
 	add_cost(run, result, result_isnull);
-	step_done(run, def, released);
 }
 
 /*
@@ -1681,17 +1602,6 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
  */
 void
 engine_step_done(EngineRun *run, StepDef *def)
-{
-	step_done(run, def, NULL);
-}
-
-/*
- * step_done
- *		engine_step_done(), with its dependents released already when
- *		released is not NULL (one entry per dependent, in order).
- */
-static void
-step_done(EngineRun *run, StepDef *def, Release *released)
 {
 	Datum	   *names;
 	bool	   *name_nulls;
@@ -1728,26 +1638,16 @@ step_done(EngineRun *run, StepDef *def, Release *released)
 		int32		open;
 		int32		attempt;
 
-		if (released != NULL)
-		{
-			if (!released[i].found)
-				continue;
-			open = released[i].open;
-			attempt = released[i].attempt;
-		}
 		/* a plain dependent is made ready by the update that releases it */
-		else if (engine_stmt(next_def->plain_when_ready ? S_RELEASE_READY : S_RELEASE_DEPENDENT,
-							 &run->leaves, values, nulls) != 1)
+		if (engine_stmt(next_def->plain_when_ready ? S_RELEASE_READY : S_RELEASE_DEPENDENT,
+						&run->leaves, values, nulls) != 1)
 		{
 			engine_rows_done();
 			continue;
 		}
-		else
-		{
-			open = DatumGetInt32(engine_col("deps_open", &isnull));
-			attempt = next_def->plain_when_ready ? engine_col_int32("attempt") : 0;
-			engine_rows_done();
-		}
+		open = DatumGetInt32(engine_col("deps_open", &isnull));
+		attempt = next_def->plain_when_ready ? engine_col_int32("attempt") : 0;
+		engine_rows_done();
 		if (open != 0)
 			continue;
 		if (next_def->plain_when_ready)

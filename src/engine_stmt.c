@@ -244,39 +244,6 @@ static const StmtDef stmts[S_COUNT] = {
 		" SELECT ins.seq, ins.type, ins.data, ins.at, upd.kind, upd.attempt, upd.ready_at,"
 		" $3::timestamptz AS started_at FROM ins, upd ORDER BY ins.seq",
 	6, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID, BOOLOID}},
-	/*
-	 * ... and the dependents it releases ($7, in order; $8: plain, made
-	 * ready by the release that leaves them no dependency, with input $9),
-	 * one row each after the events: "released" is the dependent's index
-	 * in $7 (1-based), with its dependencies left (engine_step_done())
-	 */
-	[S_SQL_STEP_SUCCEEDED_RELEASE] = {
-		"WITH upd AS (UPDATE @steps@ SET status = 'succeeded', attempt = attempt + 1, started_at = $3,"
-		"   finished_at = clock_timestamp(), worker = 'dispatcher', result = $4, error = NULL,"
-		"   input = CASE WHEN $5 <> '[]' THEN jsonb_build_object('args', $5) ELSE input END"
-		"   WHERE run_id = $1 AND step = $2 RETURNING kind, attempt, ready_at, finished_at),"
-		" last AS (SELECT coalesce(max(e.seq), 0) AS seq FROM @events@ e WHERE e.run_id = $1),"
-		" ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
-		"   SELECT $1, last.seq + 1, $3, 'step.started', $2,"
-		"     jsonb_build_object('attempt', upd.attempt, 'worker', 'dispatcher') FROM last, upd WHERE $6"
-		"   UNION ALL"
-		"   SELECT $1, last.seq + CASE WHEN $6 THEN 2 ELSE 1 END, upd.finished_at, 'step.succeeded', $2,"
-		"     jsonb_build_object('result', $4::jsonb) FROM last, upd"
-		"   RETURNING seq, type, data, at),"
-		" rel AS (UPDATE @steps@ s SET deps_open = s.deps_open - 1,"
-		"   status = CASE WHEN s.deps_open = 1 AND d.plain THEN 'ready' ELSE s.status END,"
-		"   ready_at = CASE WHEN s.deps_open = 1 AND d.plain THEN clock_timestamp() ELSE s.ready_at END,"
-		"   input = CASE WHEN s.deps_open = 1 AND d.plain THEN d.input ELSE s.input END"
-		"   FROM unnest($7::text[], $8::boolean[], $9::jsonb[]) WITH ORDINALITY d(step, plain, input, i)"
-		"   WHERE s.run_id = $1 AND s.step = d.step AND s.status = 'waiting'"
-		"   RETURNING d.i, s.deps_open, s.attempt)"
-		" SELECT ins.seq, ins.type, ins.data, ins.at, upd.kind, upd.attempt, upd.ready_at,"
-		" $3::timestamptz AS started_at, NULL::bigint AS released, NULL::integer AS deps_open FROM ins, upd"
-		" UNION ALL"
-		" SELECT NULL, NULL, NULL, NULL, NULL, rel.attempt, NULL, NULL, rel.i, rel.deps_open FROM rel"
-		" ORDER BY 1 NULLS LAST, 9",
-	9, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID, BOOLOID, TEXTARRAYOID, BOOLARRAYOID,
-	JSONBARRAYOID}},
 	[S_STEP_SUCCEEDED] = {
 		"UPDATE @steps@ SET status = 'succeeded', result = $3, error = NULL, finished_at = clock_timestamp()"
 		" WHERE run_id = $1 AND step = $2",

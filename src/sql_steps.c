@@ -180,6 +180,7 @@ run_one(EngineClaim *claim, EngineRun *run, bool chained)
 		engine_sql_step_succeeded(run, &with_args, claim->step, st.result, st.result_isnull,
 								  started_at, started_appended, !chained);
 	}
+	engine_step_done(run, def);
 }
 
 /*
