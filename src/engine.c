@@ -53,6 +53,7 @@
 
 #include "admission.h"
 #include "engine.h"
+#include "history.h"
 #include "metrics.h"
 #include "otlp.h"
 #include "quota.h"
@@ -193,6 +194,51 @@ static Datum
 json_object1(const char *key, Datum value, bool isnull)
 {
 	return jsonb_from_cstring(psprintf("{\"%s\": %s}", key, json_text(value, isnull)));
+}
+
+/* ... the same, built without printing and parsing the value */
+static Datum
+jsonb_object1(const char *key, Datum value, bool isnull)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	if (isnull)
+		v.type = jbvNull;
+	else
+	{
+		Jsonb	   *jb = DatumGetJsonbP(value);
+
+		v.type = jbvBinary;
+		v.val.binary.data = &jb->root;
+		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+}
+
+static void announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name,
+						   const char *step, Datum event_data);
+
+/*
+ * append_event
+ *		Append one event to a locked run's history (history.c) and announce
+ *		it.  Returns its sequence number.
+ */
+static int64
+append_event(EngineRun *run, const char *type, const char *step, TimestampTz at, Datum data)
+{
+	HistoryEvent e = {type, step, at, data};
+	int64		seq = history_append(run->leaves.events, run->id, 1, &e);
+
+	announce_event(run, seq, CStringGetTextDatum(type), type, step, data);
+	return seq;
 }
 
 /*
@@ -365,6 +411,33 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 	}
 	else if (counted)
 		s = s == S_EMIT ? S_EMIT_COUNTED : S_EMIT_RESULT_COUNTED;
+
+	/*
+	 * Appended by history.c, then (counted) the step's row read for
+	 * metrics.c; only an event whose count needs the run's row as well goes
+	 * through a statement that appends it.
+	 */
+	if (s != S_EMIT_COUNTED && s != S_EMIT_RESULT_COUNTED)
+	{
+		bool		result = (s == S_EMIT_RESULT || s == S_EMIT_RESULT_STEP_COUNTED);
+		HistoryEvent ev;
+
+		ev.type = type;
+		ev.step = step;
+		ev.at = GetCurrentTimestamp();
+		ev.data = result ? jsonb_object1("result", data, data_isnull) : values[3];
+		seq = history_append(run->leaves.events, run->id, 1, &ev);
+		if (s == S_EMIT_STEP_COUNTED || s == S_EMIT_RESULT_STEP_COUNTED)
+		{
+			Datum		m[3] = {run->id, values[2], TimestampTzGetDatum(ev.at)};
+
+			engine_stmt(S_STEP_METRICS, &run->leaves, m, NULL);
+			metrics_event(run, type, step);
+			engine_rows_done();
+		}
+		announce_event(run, seq, values[1], type, step, ev.data);
+		return seq;
+	}
 
 	if (engine_stmt(s, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
@@ -544,16 +617,14 @@ load_run(Stmt s, Datum run_id, const char *step, EngineRun *run)
 		run->admission = 0;
 	if (s == S_LOCK_RUN_START)
 	{
-		Datum		seq = engine_col("started_seq", &isnull);
+		Datum		started_at = engine_col("started_at", &isnull);
 
 		if (!isnull)
 		{
-			Datum		data = engine_col("started_data", &isnull);
-
 			engine_rows_done();
 			run->status = RUN_RUNNING;
-			announce_event(run, DatumGetInt64(seq), CStringGetTextDatum("workflow.started"),
-						   "workflow.started", NULL, data);
+			append_event(run, "workflow.started", NULL, DatumGetTimestampTz(started_at),
+						 jsonb_from_cstring("{}"));
 			return true;
 		}
 	}
@@ -662,13 +733,13 @@ engine_run_started(EngineRun *run)
 	if (engine_stmt(S_RUN_STARTED, &run->leaves, values, NULL) == 1)
 	{
 		bool		isnull;
-		int64		seq = DatumGetInt64(engine_col("seq", &isnull));
-		Datum		data = engine_col("data", &isnull);
+		TimestampTz started_at = DatumGetTimestampTz(engine_col("started_at", &isnull));
 
 		engine_rows_done();
-		announce_event(run, seq, CStringGetTextDatum("workflow.started"), "workflow.started",
-					   NULL, data);
+		append_event(run, "workflow.started", NULL, started_at, jsonb_from_cstring("{}"));
 	}
+	else
+		engine_rows_done();
 	run->status = RUN_RUNNING;
 }
 
@@ -1540,11 +1611,12 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 						  Datum result, bool result_isnull, TimestampTz started_at,
 						  bool started_appended, bool dequeue)
 {
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	AppendedEvent events[2];
-	uint64		n;
+	uint64		n = 0;
 	bool		isnull;
+	static const char result_key[] = "result";
 
 	orchestrator_quota_check_result(run->owner, result, result_isnull);
 	values[0] = run->id;
@@ -1555,33 +1627,54 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 	values[3] = result;
 	nulls[3] = result_isnull ? 'n' : ' ';
 	values[4] = def->args_json;
-	values[5] = BoolGetDatum(!started_appended);
-	n = engine_stmt(S_SQL_STEP_SUCCEEDED, &run->leaves, values, nulls);
-	if (n != (started_appended ? 1 : 2))
+	if (engine_stmt(S_SQL_STEP_ROW_SUCCEEDED, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("workflow run %s has no step \"%s\"", uuid_string(run->id), step)));
-	for (uint64 i = 0; i < n; i++)
 	{
-		AppendedEvent *e = &events[i];
-		Datum		ready_at = engine_col_at(i, "ready_at", &isnull);
+		int32		attempt = engine_col_int32("attempt");
+		bool		no_ready_at;
+		Datum		ready_at = engine_col("ready_at", &no_ready_at);
+		TimestampTz finished_at = DatumGetTimestampTz(engine_col("finished_at", &isnull));
+		HistoryEvent appended[2];
+		int64		first;
 
-		e->seq = DatumGetInt64(engine_col_at(i, "seq", &isnull));
-		e->type_text = engine_col_at(i, "type", &isnull);
-		e->type = TextDatumGetCString(e->type_text);
-		e->data = engine_col_at(i, "data", &isnull);
-		memset(&e->metrics, 0, sizeof(MetricsEvent));
-		e->metrics.type = e->type;
-		e->metrics.run_id = uuid_string(run->id);
-		e->metrics.step = step;
-		e->metrics.workflow = run->name;
-		e->metrics.kind = "sql";
-		e->metrics.started_at = started_at;
-		e->metrics.ready_at = isnull ? 0 : DatumGetTimestampTz(ready_at);
-		e->metrics.at = DatumGetTimestampTz(engine_col_at(i, "at", &isnull));
-		e->metrics.trace_id = run->trace_id;
-		e->metrics.trace_parent = run->trace_parent;
-		e->metrics.attempt = DatumGetInt32(engine_col_at(i, "attempt", &isnull));
+		if (!started_appended)
+		{
+			appended[n].type = "step.started";
+			appended[n].step = step;
+			appended[n].at = started_at;
+			appended[n].data = jsonb_from_cstring(psprintf("{\"attempt\": %d, \"worker\": \"dispatcher\"}",
+														   attempt));
+			n++;
+		}
+		appended[n].type = "step.succeeded";
+		appended[n].step = step;
+		appended[n].at = finished_at;
+		appended[n].data = jsonb_object1(result_key, result, result_isnull);
+		n++;
+		first = history_append(run->leaves.events, run->id, (int) n, appended);
+		for (uint64 i = 0; i < n; i++)
+		{
+			AppendedEvent *e = &events[i];
+
+			e->seq = first + i;
+			e->type = (char *) appended[i].type;
+			e->type_text = CStringGetTextDatum(e->type);
+			e->data = appended[i].data;
+			memset(&e->metrics, 0, sizeof(MetricsEvent));
+			e->metrics.type = e->type;
+			e->metrics.run_id = uuid_string(run->id);
+			e->metrics.step = step;
+			e->metrics.workflow = run->name;
+			e->metrics.kind = "sql";
+			e->metrics.started_at = started_at;
+			e->metrics.ready_at = no_ready_at ? 0 : DatumGetTimestampTz(ready_at);
+			e->metrics.at = appended[i].at;
+			e->metrics.trace_id = run->trace_id;
+			e->metrics.trace_parent = run->trace_parent;
+			e->metrics.attempt = attempt;
+		}
 	}
 	engine_rows_done();
 	for (uint64 i = 0; i < n; i++)
@@ -1694,8 +1787,12 @@ engine_step_done(EngineRun *run, StepDef *def)
 			engine_rows_done();
 			return;				/* a step is still open */
 		}
-		seq = DatumGetInt64(engine_col("seq", &isnull));
 		data = engine_col("data", &isnull);
+		{
+			HistoryEvent ev = {"workflow.succeeded", NULL, col_time("at"), data};
+
+			seq = history_append(run->leaves.events, run->id, 1, &ev);
+		}
 		memset(&e, 0, sizeof(e));
 		e.type = "workflow.succeeded";
 		e.run_id = uuid_string(run->id);

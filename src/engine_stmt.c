@@ -61,18 +61,15 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
 	[S_LOCK_RUN_WAIT] = {LOCK_RUN, 2, {UUIDOID, TEXTOID}},
 	/*
-	 * S_LOCK_RUN for a step about to run: a pending run starts at once, with
-	 * workflow.started (started_seq and started_data: NULL when it had)
+	 * S_LOCK_RUN for a step about to run: a pending run starts at once
+	 * (started_at: NULL when it had; workflow.started is appended by
+	 * history.c)
 	 */
 	[S_LOCK_RUN_START] = {
 		"WITH l AS (" LOCK_RUN " SKIP LOCKED),"
 		" st AS (UPDATE @runs@ r SET status = 'running', started_at = clock_timestamp()"
-		"   FROM l WHERE r.id = $1 AND l.status = 'pending' RETURNING r.id),"
-		" ev AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
-		"   SELECT $1, coalesce((SELECT max(e.seq) FROM @events@ e WHERE e.run_id = $1), 0) + 1,"
-		"     clock_timestamp(), 'workflow.started', NULL, '{}' FROM st"
-		"   RETURNING seq, data)"
-		" SELECT l.*, ev.seq AS started_seq, ev.data AS started_data FROM l LEFT JOIN ev ON true",
+		"   FROM l WHERE r.id = $1 AND l.status = 'pending' RETURNING r.started_at)"
+		" SELECT l.*, st.started_at FROM l LEFT JOIN st ON true",
 	2, {UUIDOID, TEXTOID}},
 	[S_LOCK_RUN_ONLY] = {LOCK_RUN_ONLY " SKIP LOCKED", 1, {UUIDOID}},
 	[S_LOCK_RUN_ONLY_WAIT] = {LOCK_RUN_ONLY, 1, {UUIDOID}},
@@ -152,14 +149,10 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE d.name = $1 AND d.version = $2 AND d.step = $3",
 	3, {TEXTOID, INT4OID, TEXTOID}},
 
-	/* a pending run starts, with workflow.started (no row: it had started) */
+	/* a pending run starts (no row: it had started) */
 	[S_RUN_STARTED] = {
-		"WITH r AS (UPDATE @runs@ SET status = 'running', started_at = clock_timestamp()"
-		"   WHERE id = $1 AND status = 'pending' RETURNING id)"
-		" INSERT INTO @events@ (run_id, seq, at, type, step, data)"
-		" SELECT $1, coalesce((SELECT max(e.seq) FROM @events@ e WHERE e.run_id = $1), 0) + 1,"
-		"   clock_timestamp(), 'workflow.started', NULL, '{}' FROM r"
-		" RETURNING seq, data",
+		"UPDATE @runs@ SET status = 'running', started_at = clock_timestamp()"
+		" WHERE id = $1 AND status = 'pending' RETURNING started_at",
 	1, {UUIDOID}},
 	/* events: the next sequence number of the run (its row is locked) */
 	[S_EMIT] = {
@@ -244,6 +237,19 @@ static const StmtDef stmts[S_COUNT] = {
 		" SELECT ins.seq, ins.type, ins.data, ins.at, upd.kind, upd.attempt, upd.ready_at,"
 		" $3::timestamptz AS started_at FROM ins, upd ORDER BY ins.seq",
 	6, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID, BOOLOID}},
+	/* ... the row only: its events are appended by history.c */
+	/* what metrics.c counts of an event of a step (history.c appended it) */
+	[S_STEP_METRICS] = {
+		"SELECT NULL::text AS name, s.kind, s.started_at, s.ready_at, $3::timestamptz AS at,"
+		" NULL::text AS trace_id, NULL::text AS trace_parent, NULL::timestamptz AS created_at, s.attempt"
+		" FROM (SELECT 1) one LEFT JOIN @steps@ s ON s.run_id = $1 AND s.step = $2",
+	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
+	[S_SQL_STEP_ROW_SUCCEEDED] = {
+		"UPDATE @steps@ SET status = 'succeeded', attempt = attempt + 1, started_at = $3,"
+		" finished_at = clock_timestamp(), worker = 'dispatcher', result = $4, error = NULL,"
+		" input = CASE WHEN $5 <> '[]' THEN jsonb_build_object('args', $5) ELSE input END"
+		" WHERE run_id = $1 AND step = $2 RETURNING kind, attempt, ready_at, finished_at",
+	5, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID}},
 	[S_STEP_SUCCEEDED] = {
 		"UPDATE @steps@ SET status = 'succeeded', result = $3, error = NULL, finished_at = clock_timestamp()"
 		" WHERE run_id = $1 AND step = $2",
@@ -279,24 +285,18 @@ static const StmtDef stmts[S_COUNT] = {
 		"DELETE FROM orchestrator.work_queue WHERE run_id = $1", 1, {UUIDOID}},
 	/* the run succeeds when no step is open any more (no result template) */
 	/*
-	 * a run with no step open succeeds, with workflow.succeeded, returning
-	 * what metrics.c counts (no row: a step is still open)
+	 * a run with no step open succeeds, returning workflow.succeeded's data
+	 * and what metrics.c counts (no row: a step is still open)
 	 */
 	[S_RUN_SUCCEEDED] = {
-		"WITH w AS (UPDATE @runs@ w SET status = 'succeeded',"
-		"   result = (SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') FROM @steps@ x"
-		"     WHERE x.run_id = $1 AND x.status = 'succeeded' AND x.element IS NULL),"
-		"   error = NULL, finished_at = clock_timestamp()"
-		"   WHERE w.id = $1 AND NOT EXISTS (SELECT 1 FROM @steps@ s"
-		"     WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ")"
-		"   RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result)) AS data,"
-		"     w.trace_id, w.trace_parent, w.created_at, w.parent_id, w.parent_step),"
-		" ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
-		"   SELECT $1, coalesce((SELECT max(e.seq) FROM @events@ e WHERE e.run_id = $1), 0) + 1,"
-		"     clock_timestamp(), 'workflow.succeeded', NULL, w.data FROM w"
-		"   RETURNING seq, data, at)"
-		" SELECT ins.seq, ins.data, ins.at, w.trace_id, w.trace_parent, w.created_at,"
-		" w.parent_id, w.parent_step FROM ins, w",
+		"UPDATE @runs@ w SET status = 'succeeded',"
+		" result = (SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') FROM @steps@ x"
+		"   WHERE x.run_id = $1 AND x.status = 'succeeded' AND x.element IS NULL),"
+		" error = NULL, finished_at = clock_timestamp()"
+		" WHERE w.id = $1 AND NOT EXISTS (SELECT 1 FROM @steps@ s"
+		"   WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ")"
+		" RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result)) AS data, w.finished_at AS at,"
+		" w.trace_id, w.trace_parent, w.created_at, w.parent_id, w.parent_step",
 	1, {UUIDOID}},
 
 	/*
