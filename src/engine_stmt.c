@@ -53,9 +53,9 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE queue = $1 AND available_at <= now() AND workflow = ANY ($3)"
 		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
 	3, {TEXTOID, INT4OID, TEXTARRAYOID}},
-	/* 42501 unless the caller may work external steps of workflow $1 */
+	/* may the caller work external steps of workflow $1? */
 	[S_MAY_WORK] = {
-		"SELECT orchestrator._require_may_work($1)", 1, {TEXTOID}},
+		"SELECT orchestrator._may($1, 'work') AS may", 1, {TEXTOID}},
 	[S_WEBHOOKS_EXIST] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks) AS exist", 0, {0}},
 	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
@@ -444,9 +444,6 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()"
 		" FOR UPDATE",
 	3, {UUIDOID, TEXTOID, UUIDOID}},
-	/* signal_workflow (signal.c): the run locked, 42704 unless the caller may see it */
-	[S_LOCK_RUN_CHECKED] = {
-		"SELECT (orchestrator._lock_run($1)).id", 1, {UUIDOID}},
 	/* 54000 over the owner's limits */
 	[S_CHECK_SIGNAL] = {
 		"SELECT orchestrator._check_signal($1, $2::regrole, $3)", 3, {UUIDOID, OIDOID, JSONBOID}},
@@ -612,6 +609,79 @@ static const StmtDef stmts[S_COUNT] = {
 	2, {UUIDOID, TEXTOID}},
 	[S_MAY_START_AS] = {
 		"SELECT orchestrator._may_start_as($1, $2) AS may", 2, {TEXTOID, REGROLEOID}},
+
+	/*
+	 * The API's transitions of a run (run_api.c: cancel_workflow,
+	 * retry_run, signal_workflow) and of claimed external steps
+	 * (external.c).
+	 */
+	/* may the caller see the run (locked)? */
+	[S_RUN_VISIBLE] = {
+		"SELECT orchestrator._may_see(owner, started_by) AS visible FROM @runs@ WHERE id = $1",
+	1, {UUIDOID}},
+	/* retry_run: the run's steps (not elements), in position order */
+	[S_RESUME_STEPS_READ] = {
+		"SELECT step, status, attempt FROM @steps@ WHERE run_id = $1 AND element IS NULL ORDER BY position",
+	1, {UUIDOID}},
+	/* its failure started compensations: what they undid stays undone */
+	[S_RESUME_COMPENSATED] = {
+		"SELECT EXISTS (SELECT 1 FROM @steps@ x JOIN orchestrator.definition_steps d"
+		"   ON d.name = $2 AND d.version = $3 AND d.step = x.step"
+		"   WHERE x.run_id = $1 AND (x.status = 'compensated' OR d.compensates IS NOT NULL)) AS compensated",
+	3, {UUIDOID, TEXTOID, INT4OID}},
+	[S_RESUME_RUN] = {
+		"UPDATE @runs@ SET status = CASE WHEN started_at IS NULL THEN 'pending' ELSE 'running' END,"
+		" error = NULL, result = NULL, finished_at = NULL WHERE id = $1 RETURNING status",
+	1, {UUIDOID}},
+	/* the steps to do ($4) wait again, for those of their dependencies still to do */
+	[S_RESUME_STEPS] = {
+		"UPDATE @steps@ x SET status = 'waiting', attempt_base = x.attempt, error = NULL, result = NULL,"
+		" worker = NULL, ready_at = NULL, started_at = NULL, finished_at = NULL,"
+		" deps_open = (SELECT count(*) FROM unnest(d.depends_on) dep WHERE dep = ANY ($4))"
+		" FROM orchestrator.definition_steps d"
+		" WHERE x.run_id = $1 AND x.step = ANY ($4) AND d.name = $2 AND d.version = $3 AND d.step = x.step",
+	4, {UUIDOID, TEXTOID, INT4OID, TEXTARRAYOID}},
+	/* a waiting step with no dependency left to wait for */
+	[S_STEP_FREE] = {
+		"SELECT status = 'waiting' AND deps_open = 0 AS free FROM @steps@ WHERE run_id = $1 AND step = $2",
+	2, {UUIDOID, TEXTOID}},
+	/* the lease token is still the step's, unexpired (by key: see S_TAKE_LEASED) */
+	[S_CHECK_LEASE] = {
+		"SELECT 1 FROM orchestrator.work_queue"
+		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()"
+		" FOR UPDATE",
+	3, {UUIDOID, TEXTOID, UUIDOID}},
+	/* heartbeat_step's progress, kept on the step */
+	[S_STEP_PROGRESS] = {
+		"UPDATE @steps@ SET progress = $3 WHERE run_id = $1 AND step = $2"
+		" RETURNING jsonb_build_object('attempt', attempt, 'progress', progress) AS data",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+
+	/*
+	 * claim_steps: a limited queue's row, updated so that claims of the
+	 * queue follow one another (under REPEATABLE READ a second claim fails
+	 * with 40001 rather than count leases it cannot see) ...
+	 */
+	[S_QUEUE_LIMIT] = {
+		"UPDATE orchestrator.queue_limits SET claimed_at = now() WHERE queue = $1 RETURNING max_running",
+	1, {TEXTOID}},
+	/* ... and its live leases, counted after that lock (a new snapshot) */
+	[S_QUEUE_LEASED] = {
+		"SELECT count(*) AS running FROM orchestrator.work_queue"
+		" WHERE queue = $1 AND lease_token IS NOT NULL AND available_at > now()",
+	1, {TEXTOID}},
+	/*
+	 * the workflows whose external steps the caller may work: NULL for
+	 * members of orchestrator_admin (all), else those it owns or was
+	 * granted "work" on (directly or through a role it acts as)
+	 */
+	[S_WORKABLE] = {
+		"SELECT CASE WHEN orchestrator._is_admin() THEN NULL ELSE ARRAY("
+		"   SELECT w.name FROM orchestrator.workflows w WHERE orchestrator._acts_as(w.owner)"
+		"   UNION"
+		"   SELECT g.name FROM orchestrator.workflow_grants g"
+		"   WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee)) END AS workflows",
+	0, {0}},
 };
 
 /*
