@@ -385,3 +385,21 @@ orchestrator_dispatch(PG_FUNCTION_ARGS)
 	nulls[1] = !pass.has_next_wake;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
+
+/*
+ * orchestrator._step_succeeded() of versions 0.3 and before: the install
+ * scripts of released versions name it, so the library keeps the symbol
+ * (creating those versions, to update them, must work); the API refuses
+ * their schema.
+ */
+PG_FUNCTION_INFO_V1(orchestrator_step_succeeded);
+
+Datum
+orchestrator_step_succeeded(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the orchestrator extension must be updated before it can be used"),
+			 errhint("Run ALTER EXTENSION orchestrator UPDATE in this database.")));
+	PG_RETURN_VOID();
+}

@@ -624,3 +624,21 @@ orchestrator_api_fail_step(PG_FUNCTION_ARGS)
 	engine_unit(fail_step_work, &f);
 	PG_RETURN_BOOL(f.failed);
 }
+
+/*
+ * orchestrator._claim_external() of versions 0.3 and before: the install
+ * scripts of released versions name it, so the library keeps the symbol
+ * (creating those versions, to update them, must work); the API refuses
+ * their schema.
+ */
+PG_FUNCTION_INFO_V1(orchestrator_claim_external);
+
+Datum
+orchestrator_claim_external(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the orchestrator extension must be updated before it can be used"),
+			 errhint("Run ALTER EXTENSION orchestrator UPDATE in this database.")));
+	PG_RETURN_VOID();
+}
