@@ -17,12 +17,16 @@ DROP FUNCTION orchestrator._validate_spec(text, jsonb);
 DROP FUNCTION orchestrator._api_define_workflow(text, jsonb);
 DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
 DROP FUNCTION orchestrator._def_step(orchestrator.workflow_runs, text);
+DROP FUNCTION orchestrator._lock_run(uuid, boolean);
+DROP FUNCTION orchestrator._visible_run(uuid);
+DROP FUNCTION orchestrator._run_not_found(uuid);
 DROP FUNCTION orchestrator._try_lock_run(uuid);
 DROP FUNCTION orchestrator._claim(text, integer);
 DROP FUNCTION orchestrator._is_active(text);
 DROP FUNCTION orchestrator._enqueue(orchestrator.workflow_runs, text, text, timestamptz);
 DROP FUNCTION orchestrator._step_started(orchestrator.workflow_runs, text, text);
 DROP FUNCTION orchestrator._step_ready(orchestrator.workflow_runs, text);
+DROP FUNCTION orchestrator._step_succeeded(uuid, text, jsonb);
 DROP FUNCTION orchestrator._step_done(uuid, orchestrator.definition_steps);
 DROP FUNCTION orchestrator._backoff(orchestrator.definition_steps, integer);
 DROP FUNCTION orchestrator._attempt_failed(uuid, text, jsonb, boolean, interval);
@@ -35,8 +39,12 @@ DROP FUNCTION orchestrator._api_retry_run(uuid, text[]);
 DROP FUNCTION orchestrator._api_signal_workflow(uuid, text, jsonb);
 DROP FUNCTION orchestrator._lease_expired(uuid, text, text);
 DROP FUNCTION orchestrator._claim_external(text, text, integer, interval, text[]);
+DROP FUNCTION orchestrator._workable_workflows();
 DROP FUNCTION orchestrator._api_claim_steps(text, text, integer, interval);
+DROP FUNCTION orchestrator._require_may_work(text);
+DROP FUNCTION orchestrator._check_lease(uuid, text, uuid);
 DROP FUNCTION orchestrator._api_heartbeat_step(uuid, text, uuid);
+DROP FUNCTION orchestrator._api_fail_step(uuid, text, uuid, jsonb, boolean);
 DROP FUNCTION orchestrator._exec_sql_step(uuid, text);
 DROP FUNCTION orchestrator._sql_attempt_lost(uuid, text, integer, jsonb);
 DROP FUNCTION orchestrator._fire_timer(uuid, text);
@@ -696,41 +704,31 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator._step_ready(run_id uuid, step text)
-RETURNS void
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_step_ready';
-
-CREATE FUNCTION orchestrator._step_started(run_id uuid, step text, worker text DEFAULT NULL)
-RETURNS integer
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_step_started';
-
 CREATE FUNCTION orchestrator._attempt_failed(run_id uuid, step text, error jsonb, retryable boolean,
 											 retry_after interval DEFAULT NULL)
 RETURNS void
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_attempt_failed';
 
-CREATE FUNCTION orchestrator._run_finish(run_id uuid, status text, error jsonb)
-RETURNS void
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_run_finish';
-
-CREATE FUNCTION orchestrator._enqueue(run_id uuid, step text, queue text, available_at timestamptz)
-RETURNS void
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_enqueue';
-
-CREATE FUNCTION orchestrator._lease_expired(run_id uuid, step text, worker text)
-RETURNS void
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_lease_expired';
-
-CREATE FUNCTION orchestrator._is_active(status text)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE
-AS $$ SELECT status IN ('queued', 'pending', 'running', 'compensating') $$;
+CREATE FUNCTION orchestrator._visible_run(run_id uuid)
+RETURNS orchestrator.workflow_runs
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	r orchestrator.workflow_runs;
+BEGIN
+	IF run_id IS NULL THEN
+		RAISE EXCEPTION 'run id must not be null' USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = _visible_run.run_id;
+	IF NOT FOUND OR NOT orchestrator._may_see(r.owner, r.started_by) THEN
+		RAISE EXCEPTION 'workflow run % does not exist', run_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Runs are visible to the role that started them, to the owner of their workflow and to members of orchestrator_admin.';
+	END IF;
+	RETURN r;
+END
+$$;
 
 CREATE FUNCTION orchestrator._api_start_workflow(name text, input jsonb DEFAULT '{}', options jsonb DEFAULT '{}')
 RETURNS uuid
@@ -805,147 +803,15 @@ $$;
 
 CREATE FUNCTION orchestrator._api_cancel_workflow(run_id uuid, reason text DEFAULT NULL)
 RETURNS boolean
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-	r orchestrator.workflow_runs := orchestrator._lock_run(run_id);
-BEGIN
-	IF NOT orchestrator._is_active(r.status) THEN
-		RETURN false;
-	END IF;
-	PERFORM orchestrator._run_finish(r.id, 'cancelled',
-		jsonb_strip_nulls(jsonb_build_object('reason', reason, 'by', orchestrator._caller())));
-	RETURN true;
-END
-$$;
+AS 'MODULE_PATHNAME', 'orchestrator_api_cancel_workflow'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION orchestrator._api_retry_run(run_id uuid, steps text[] DEFAULT NULL)
 RETURNS boolean
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-	r     orchestrator.workflow_runs := orchestrator._lock_run(run_id);
-	bad   text;
-	redo  text[];
-	s     text;
-BEGIN
-	IF r.status = 'compensating' THEN
-		RAISE EXCEPTION 'workflow run % is compensating and cannot be resumed', r.id
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'Its failed steps are being undone by their compensations.',
-				  HINT = 'Start a new run once the compensations are done.';
-	END IF;
-	IF r.status NOT IN ('failed', 'cancelled') THEN
-		RETURN false;
-	END IF;
-	-- Resuming runs the owner's steps again, as starting does: seeing the
-	-- run is not enough (a role whose "start" grant was revoked sees the
-	-- runs it started).
-	IF NOT orchestrator._may(r.name, 'start') THEN
-		RAISE EXCEPTION 'permission denied to resume a run of workflow "%"', r.name
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = 'Resuming a run needs the right to start its workflow: its owner, roles granted "start", members of orchestrator_admin.',
-				  HINT = format('The owner can run: SELECT orchestrator.grant_workflow(%L, %L);', r.name, orchestrator._caller());
-	END IF;
-	IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
-			   JOIN orchestrator.definition_steps d
-				 ON d.name = r.name AND d.version = r.version AND d.step = x.step
-			   WHERE x.run_id = r.id AND (x.status = 'compensated' OR d.compensates IS NOT NULL)) THEN
-		RAISE EXCEPTION 'workflow run % was compensated and cannot be resumed', r.id
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'Its failure started the compensations of its succeeded steps: what they did was undone.',
-				  HINT = 'Start a new run.';
-	END IF;
-	IF r.deadline IS NOT NULL AND r.deadline <= now() THEN
-		RAISE EXCEPTION 'the deadline of workflow run % has passed', r.id
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = format('Its deadline was %s.', r.deadline),
-				  HINT = 'A resumed run keeps its deadline; start a new run with a later one.';
-	END IF;
-
-	-- Every step that did not succeed and was not skipped is to do again.
-	-- (Elements of a for_each step are redone by their step: its fan-out
-	-- keeps the elements that succeeded.)
-	SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}') INTO redo
-		FROM orchestrator.workflow_steps x
-		WHERE x.run_id = r.id AND x.status NOT IN ('succeeded', 'skipped') AND x.element IS NULL;
-	IF steps IS NOT NULL THEN
-		SELECT n INTO bad FROM unnest(steps) n
-			WHERE n IS NULL OR NOT EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
-										   WHERE x.run_id = r.id AND x.step = n AND x.element IS NULL)
-			LIMIT 1;
-		IF FOUND THEN
-			RAISE EXCEPTION 'workflow run % has no step %', r.id, coalesce(quote_literal(bad), 'NULL')
-				USING ERRCODE = 'invalid_parameter_value',
-					  DETAIL = format('Its steps are: %s.', (SELECT string_agg(x.step, ', ' ORDER BY x.position)
-						  FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.element IS NULL)),
-					  HINT = 'Name the failed steps to retry, or pass NULL to retry every failed step.';
-		END IF;
-		SELECT n INTO bad FROM unnest(steps) n WHERE n <> ALL (redo) LIMIT 1;
-		IF FOUND THEN
-			RAISE EXCEPTION 'step % of workflow run % is %, not failed', quote_literal(bad), r.id,
-				(SELECT x.status FROM orchestrator.workflow_steps x WHERE x.run_id = r.id AND x.step = bad)
-				USING ERRCODE = 'invalid_parameter_value',
-					  DETAIL = 'A resumed run keeps the results of its succeeded and skipped steps.',
-					  HINT = 'Name only failed, dead or cancelled steps.';
-		END IF;
-		-- A run cannot go on past a failed step that stays failed.
-		SELECT x.step INTO bad FROM orchestrator.workflow_steps x
-			WHERE x.run_id = r.id AND x.status IN ('failed', 'dead') AND x.step <> ALL (steps) AND x.element IS NULL
-			ORDER BY x.position LIMIT 1;
-		IF FOUND THEN
-			RAISE EXCEPTION 'step % of workflow run % failed and is not named', quote_literal(bad), r.id
-				USING ERRCODE = 'invalid_parameter_value',
-					  DETAIL = 'A run cannot continue while one of its steps stays failed.',
-					  HINT = 'Name every failed or dead step, or pass NULL to retry them all.';
-		END IF;
-	END IF;
-
-	UPDATE orchestrator.workflow_runs w
-		SET status = CASE WHEN w.started_at IS NULL THEN 'pending' ELSE 'running' END,
-			error = NULL, result = NULL, finished_at = NULL
-		WHERE w.id = r.id
-		RETURNING * INTO r;
-	-- The steps that get a new attempt: those of the steps to do that had
-	-- started (the others never ran).
-	PERFORM orchestrator._emit(r.id, 'workflow.resumed', NULL, jsonb_build_object(
-		'steps', to_jsonb((SELECT coalesce(array_agg(x.step ORDER BY x.position), '{}')
-						   FROM orchestrator.workflow_steps x
-						   WHERE x.run_id = r.id AND x.step = ANY (redo) AND x.attempt > 0)),
-		'by', orchestrator._caller()));
-	-- Active again: it takes admission slots like a start, or waits queued
-	-- (then no step is made ready below; its admission does that).
-	PERFORM orchestrator._admission_resumed(r.id);
-	IF r.deadline IS NOT NULL THEN
-		PERFORM orchestrator._enqueue(r.id, '@deadline', '@timer', r.deadline);
-	END IF;
-
-	UPDATE orchestrator.workflow_steps x
-		SET status = 'waiting', attempt_base = x.attempt, error = NULL, result = NULL, worker = NULL,
-			ready_at = NULL, started_at = NULL, finished_at = NULL,
-			deps_open = (SELECT count(*) FROM unnest(d.depends_on) dep
-						 WHERE dep = ANY (redo))
-		FROM orchestrator.definition_steps d
-		WHERE x.run_id = r.id AND x.step = ANY (redo)
-		  AND d.name = r.name AND d.version = r.version AND d.step = x.step;
-	FOREACH s IN ARRAY redo LOOP
-		-- Making a step ready may end the run (a sleep whose "until" is no time).
-		SELECT * INTO r FROM orchestrator.workflow_runs w WHERE w.id = r.id;
-		EXIT WHEN r.status NOT IN ('pending', 'running');
-		IF EXISTS (SELECT 1 FROM orchestrator.workflow_steps x
-				   WHERE x.run_id = r.id AND x.step = s AND x.deps_open = 0 AND x.status = 'waiting') THEN
-			PERFORM orchestrator._step_ready(r.id, s);
-		END IF;
-	END LOOP;
-	RETURN true;
-END
-$$;
+AS 'MODULE_PATHNAME', 'orchestrator_api_retry_run'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION orchestrator._api_signal_workflow(run_id uuid, signal text, payload jsonb DEFAULT '{}')
 RETURNS boolean
@@ -1073,11 +939,6 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'orchestrator_admission_configure'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION orchestrator._admission_resumed(run_id uuid)
-RETURNS void
-AS 'MODULE_PATHNAME', 'orchestrator_admission_resumed'
-LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
-
 CREATE FUNCTION orchestrator._admission_sweep()
 RETURNS void
 AS 'MODULE_PATHNAME', 'orchestrator_admission_sweep'
@@ -1133,70 +994,14 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator._claim_external(queue text, worker text, max_steps integer, lease interval,
-											 workflows text[])
-RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
-			   workflow text, deadline timestamptz, traceparent text)
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_claim_external';
-
 CREATE FUNCTION orchestrator._api_claim_steps(queue text, worker text, max_steps integer DEFAULT 1,
 										 lease interval DEFAULT NULL)
 RETURNS TABLE (run_id uuid, step text, attempt integer, lease_token uuid, input jsonb,
 			   workflow text, deadline timestamptz, traceparent text)
-LANGUAGE plpgsql
+LANGUAGE C
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-	lim     integer;
-	running bigint;
-BEGIN
-	PERFORM orchestrator._check_queue_name(queue);
-	IF worker IS NULL OR length(worker) NOT BETWEEN 1 AND 255 THEN
-		RAISE EXCEPTION 'worker must be a name of 1 to 255 characters' USING ERRCODE = 'invalid_parameter_value',
-			HINT = 'Name the worker so that its leases can be traced, for example host:pid.';
-	END IF;
-	IF max_steps IS NULL OR max_steps NOT BETWEEN 1 AND 1000 THEN
-		RAISE EXCEPTION 'max_steps must be from 1 to 1000' USING ERRCODE = 'invalid_parameter_value',
-			DETAIL = format('Got %s.', coalesce(max_steps::text, 'NULL'));
-	END IF;
-	-- No lease given: orchestrator.default_lease (5 minutes unless set).
-	lease := coalesce(lease, current_setting('orchestrator.default_lease')::interval);
-	IF lease < interval '1 second' OR lease > interval '1 day' THEN
-		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
-			DETAIL = format('Got %s.', coalesce(lease::text, 'NULL')),
-			HINT = 'Heartbeat with heartbeat_step() to keep a long task''s lease.';
-	END IF;
-
-	-- A limited queue (set_queue_limit): at most max_running live leases.
-	-- Updating its row makes claims of the queue follow one another (under
-	-- REPEATABLE READ a second claim fails with 40001 rather than count
-	-- leases it cannot see); the count is a new snapshot, after the lock.
-	UPDATE orchestrator.queue_limits l SET claimed_at = now()
-		WHERE l.queue = _api_claim_steps.queue
-		RETURNING l.max_running INTO lim;
-	IF FOUND THEN
-		SELECT count(*) INTO running FROM orchestrator.work_queue w
-			WHERE w.queue = _api_claim_steps.queue AND w.lease_token IS NOT NULL AND w.available_at > now();
-		IF running >= lim THEN
-			RETURN;
-		END IF;
-		max_steps := least(max_steps, lim - running);
-	END IF;
-
-	-- The claim itself is in C (external.c, with engine_claim() and
-	-- engine_step_claimed()): a step of a run that another
-	-- transaction holds is left for the next claim.
-	-- Only steps of workflows the caller may work; others' rows are not
-	-- even locked.
-	-- traceparent: the attempt's span in the run's trace, for the worker to
-	-- continue.
-	RETURN QUERY SELECT * FROM orchestrator._claim_external(_api_claim_steps.queue, _api_claim_steps.worker, max_steps, lease,
-															  orchestrator._workable_workflows());
-END
-$$;
+AS 'MODULE_PATHNAME', 'orchestrator_api_claim_steps';
 
 CREATE FUNCTION orchestrator._api_set_queue_limit(queue text, max_running integer)
 RETURNS void
@@ -1222,42 +1027,21 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator._extend_lease(run_id uuid, step text, lease interval)
-RETURNS void
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_extend_lease';
-
 CREATE FUNCTION orchestrator._api_heartbeat_step(run_id uuid, step text, lease_token uuid,
 												 lease interval DEFAULT NULL, progress jsonb DEFAULT NULL)
 RETURNS boolean
-LANGUAGE plpgsql
+LANGUAGE C
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-	n integer;
-BEGIN
-	IF lease < interval '1 second' OR lease > interval '1 day' THEN
-		RAISE EXCEPTION 'lease must be from 1 second to 1 day' USING ERRCODE = 'invalid_parameter_value',
-			DETAIL = format('Got %s.', lease),
-			HINT = 'NULL extends the lease by the length it has.';
-	END IF;
-	IF NOT orchestrator._check_lease(run_id, step, lease_token) THEN
-		RETURN false;
-	END IF;
-	-- In C: never past the end of the attempt (the step's timeout).
-	PERFORM orchestrator._extend_lease(run_id, step, lease);
-	IF progress IS NOT NULL THEN
-		UPDATE orchestrator.workflow_steps s SET progress = _api_heartbeat_step.progress
-			WHERE s.run_id = _api_heartbeat_step.run_id AND s.step = _api_heartbeat_step.step
-			RETURNING s.attempt INTO n;
-		PERFORM orchestrator._emit(run_id, 'step.progress', step,
-								   jsonb_build_object('attempt', n, 'progress', progress));
-	END IF;
-	RETURN true;
-END
-$$;
+AS 'MODULE_PATHNAME', 'orchestrator_api_heartbeat_step';
+
+CREATE FUNCTION orchestrator._api_fail_step(run_id uuid, step text, lease_token uuid, error jsonb,
+									   retryable boolean DEFAULT true)
+RETURNS boolean
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'orchestrator_api_fail_step';
 
 CREATE FUNCTION orchestrator._sql_attempt_lost(run_id uuid, step text, attempt integer, error jsonb)
 RETURNS text

@@ -60,7 +60,6 @@
 #include "guc.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_admission_configure);
-PG_FUNCTION_INFO_V1(orchestrator_admission_resumed);
 PG_FUNCTION_INFO_V1(orchestrator_admission_sweep);
 
 static const char *const scope_names[ADMISSION_SCOPES] = {"global", "workflow", "tenant"};
@@ -818,56 +817,47 @@ orchestrator_admission_configure(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-static void
-resumed_work(void *arg)
+/*
+ * admission_resumed
+ *		retry_run() made a failed or cancelled run (locked, its status
+ *		pending or running again) active again: it takes slots like a start,
+ *		or waits queued (workflow.queued; run->status becomes queued).
+ */
+void
+admission_resumed(EngineRun *run)
 {
-	Datum		run_id = *(Datum *) arg;
-	EngineRun	run;
+	Datum		run_id = run->id;
 	char	   *tenant = NULL;
 	Admission	a;
 
-	if (!engine_read_run(run_id, &run))
-		return;
 	SPI_execute_with_args("SELECT tenant FROM orchestrator.workflow_runs WHERE id = $1",
 						  1, (Oid[]) {UUIDOID}, &run_id, NULL, true, 1);
 	if (SPI_processed == 1)
 		tenant = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	SPI_freetuptable(SPI_tuptable);
 
-	admission_at_start(&run, tenant, &a);
+	admission_at_start(run, tenant, &a);
 	if (!a.limited)
 	{
 		/* slots it held before it ended were given back then */
-		if (run.admission != 0)
+		if (run->admission != 0)
 		{
-			Datum		values[3] = {run.id, CStringGetTextDatum(run_status_names[run.status]), Int16GetDatum(0)};
+			Datum		values[3] = {run->id, CStringGetTextDatum(run_status_names[run->status]), Int16GetDatum(0)};
 
 			adm_exec(A_RUN_SET, values, NULL);
+			run->admission = 0;
 		}
 		return;
 	}
 	if (!a.queued)
 	{
-		Datum		values[3] = {run.id, CStringGetTextDatum(run_status_names[run.status]), Int16GetDatum(a.bits)};
+		Datum		values[3] = {run->id, CStringGetTextDatum(run_status_names[run->status]), Int16GetDatum(a.bits)};
 
 		adm_exec(A_RUN_SET, values, NULL);
+		run->admission = a.bits;
 		return;
 	}
-	admission_created(&run, tenant, &a);
-}
-
-/*
- * orchestrator._admission_resumed(run_id uuid)
- *		retry_run() made a failed or cancelled run (locked) active again: it
- *		takes slots like a start, or waits queued.
- */
-Datum
-orchestrator_admission_resumed(PG_FUNCTION_ARGS)
-{
-	Datum		run_id = PG_GETARG_DATUM(0);
-
-	engine_unit(resumed_work, &run_id);
-	PG_RETURN_VOID();
+	admission_created(run, tenant, &a);
 }
 
 static void

@@ -33,6 +33,7 @@ typedef struct Admission
 extern void admission_at_start(EngineRun *run, const char *tenant, Admission *a);
 extern void admission_created(EngineRun *run, const char *tenant, Admission *a);
 extern void admission_run_left(EngineRun *run, bool was_queued);
+extern void admission_resumed(EngineRun *run);
 extern void admission_dispatch_pass(bool idle);
 
 /* rate_limit.c */

@@ -18,10 +18,13 @@
  * no lock cycle can form.
  *
  * The statements (engine_stmt.c) work on the partitions that hold the run
- * (leaf.c).  Callers: the dispatchers' sql steps (sql_steps.c) and timers
- * (engine_fn.c), external workers (external.c), start_workflow (start.c),
- * and, through the SQL-callable entry points of engine_fn.c, the API
- * functions written in PL/pgSQL (cancel, signal, resume, HTTP recording).
+ * (leaf.c).  Callers: the dispatchers' sql steps (sql_steps.c), timers
+ * (engine_fn.c) and HTTP steps (http_claim.c, http_record.c), external
+ * workers (external.c), start_workflow (start.c), cancel_workflow and
+ * retry_run (run_api.c), signal_workflow (signal.c); and, through the
+ * SQL-callable _emit() and _attempt_failed() of engine_fn.c, the HTTP
+ * responses' batch in PL/pgSQL.  docs/architecture.md tables every
+ * transition and its callers.
  * The EngineRun a transition is given is kept current: a transition that
  * changes the run's status changes run->status.
  *
@@ -716,9 +719,18 @@ void
 engine_require_work_right(EngineRun *run)
 {
 	Datum		values[1] = {CStringGetTextDatum(run->name)};
+	bool		may;
 
 	engine_stmt(S_MAY_WORK, NULL, values, NULL);
+	may = engine_col_bool("may");
 	engine_rows_done();
+	if (!may)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to work steps of workflow \"%s\"", run->name),
+				 errdetail("External steps are worked by the owner of their workflow, by roles it was granted to with privilege \"work\", and by members of orchestrator_admin."),
+				 errhint("The owner can run: SELECT orchestrator.grant_workflow(%s, '<role>', 'work');",
+						 quote_literal_cstr(run->name))));
 }
 
 /* A pending run starts with its first step. */
@@ -1587,7 +1599,7 @@ engine_record_success(EngineRun *run, StepDef *def, const char *step,
 	return emit_event(run, S_EMIT_RESULT, "step.succeeded", step, result, result_isnull);
 }
 
-/* An event appended by S_SQL_STEP_SUCCEEDED, read back to be announced. */
+/* An event of a sql step's success, to be counted and announced. */
 typedef struct AppendedEvent
 {
 	int64		seq;

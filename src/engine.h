@@ -191,7 +191,6 @@ typedef enum Stmt
 	S_STEP_STARTED,
 	S_STEP_RUNNING,
 	S_DEQUEUE,
-	S_SQL_STEP_SUCCEEDED,
 	S_SQL_STEP_ROW_SUCCEEDED,
 	S_STEP_METRICS,
 	S_STEP_SUCCEEDED,
@@ -235,7 +234,6 @@ typedef enum Stmt
 	S_STEP_RESULTS,
 	S_RUN_FINISH,
 	S_HTTP_RECOVER,
-	S_LOCK_RUN_CHECKED,
 	S_CHECK_SIGNAL,
 	S_KEEP_SIGNAL,
 	S_WAITING_FOR_SIGNAL,
@@ -285,6 +283,18 @@ typedef enum Stmt
 	S_WEBHOOK_DELIVERED,
 	S_RUN_TRACE,
 	S_HTTP_LEASES,
+	/* run_api.c, external.c: the API's transitions */
+	S_RUN_VISIBLE,
+	S_RESUME_STEPS_READ,
+	S_RESUME_COMPENSATED,
+	S_RESUME_RUN,
+	S_RESUME_STEPS,
+	S_STEP_FREE,
+	S_CHECK_LEASE,
+	S_STEP_PROGRESS,
+	S_QUEUE_LIMIT,
+	S_QUEUE_LEASED,
+	S_WORKABLE,
 	S_COUNT
 } Stmt;
 
@@ -313,6 +323,7 @@ extern uint64 engine_claim(const char *queue, int max_items, Datum workflows,
 extern bool engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run);
 extern bool engine_lock_run_to_start(Datum run_id, const char *step, EngineRun *run);
 extern bool engine_read_run(Datum run_id, EngineRun *run);
+extern void engine_lock_visible_run(Datum run_id, bool run_id_isnull, EngineRun *run);
 extern void engine_require_work_right(EngineRun *run);
 extern bool engine_run_active(EngineRun *run);
 extern char *engine_traceparent(EngineRun *run, const char *step, int32 attempt);

@@ -4,10 +4,11 @@
  *	  SQL-callable entry points of the state machine (engine.c), and the
  *	  dispatchers' pass over timers and expired leases.
  *
- * The API functions written in PL/pgSQL (cancel, signal, resume, the HTTP
- * claim and recording) call these internal functions (granted to nobody)
- * with the run's row locked; each is one transition of engine.c in a unit
- * of work of its own.
+ * What PL/pgSQL still reaches of the engine, through internal functions
+ * granted to nobody, with the run's row locked: _emit() and
+ * _attempt_failed() (the HTTP responses' batch, 75_http.sql), and the
+ * journal's _sql_attempt_lost() (journal.c); each is a unit of work of its
+ * own.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,14 +34,7 @@
 #include "guc.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_emit);
-PG_FUNCTION_INFO_V1(orchestrator_step_succeeded);
-PG_FUNCTION_INFO_V1(orchestrator_step_ready);
-PG_FUNCTION_INFO_V1(orchestrator_step_started);
 PG_FUNCTION_INFO_V1(orchestrator_attempt_failed);
-PG_FUNCTION_INFO_V1(orchestrator_run_finish);
-PG_FUNCTION_INFO_V1(orchestrator_enqueue);
-PG_FUNCTION_INFO_V1(orchestrator_lease_expired);
-PG_FUNCTION_INFO_V1(orchestrator_extend_lease);
 PG_FUNCTION_INFO_V1(orchestrator_sql_attempt_lost);
 PG_FUNCTION_INFO_V1(orchestrator_dispatch);
 
@@ -123,67 +117,6 @@ orchestrator_emit(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(d);
 }
 
-/* _step_succeeded(run_id, step, result) */
-static void
-step_succeeded_work(void *arg)
-{
-	Call	   *c = arg;
-	FunctionCallInfo fcinfo = c->fcinfo;
-
-	read_run(c);
-	engine_step_succeeded(&c->run, arg_text(fcinfo, 1),
-						  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2));
-}
-
-Datum
-orchestrator_step_succeeded(PG_FUNCTION_ARGS)
-{
-	bool		isnull;
-
-	call_unit(fcinfo, 2, step_succeeded_work, &isnull);
-	PG_RETURN_VOID();
-}
-
-/* _step_ready(run_id, step) */
-static void
-step_ready_work(void *arg)
-{
-	Call	   *c = arg;
-
-	read_run(c);
-	engine_step_ready(&c->run, arg_text(c->fcinfo, 1));
-}
-
-Datum
-orchestrator_step_ready(PG_FUNCTION_ARGS)
-{
-	bool		isnull;
-
-	call_unit(fcinfo, 2, step_ready_work, &isnull);
-	PG_RETURN_VOID();
-}
-
-/* _step_started(run_id, step, worker) returns the attempt */
-static void
-step_started_work(void *arg)
-{
-	Call	   *c = arg;
-
-	read_run(c);
-	c->result = Int32GetDatum(engine_step_started(&c->run, arg_text(c->fcinfo, 1),
-												  arg_text(c->fcinfo, 2)));
-	c->result_isnull = false;
-}
-
-Datum
-orchestrator_step_started(PG_FUNCTION_ARGS)
-{
-	bool		isnull;
-	Datum		d = call_unit(fcinfo, 2, step_started_work, &isnull);
-
-	PG_RETURN_DATUM(d);
-}
-
 /* _attempt_failed(run_id, step, error, retryable, retry_after) */
 static void
 attempt_failed_work(void *arg)
@@ -202,92 +135,6 @@ orchestrator_attempt_failed(PG_FUNCTION_ARGS)
 	bool		isnull;
 
 	call_unit(fcinfo, 4, attempt_failed_work, &isnull);
-	PG_RETURN_VOID();
-}
-
-/* _run_finish(run_id, status, error): succeeded, failed or cancelled */
-static void
-run_finish_work(void *arg)
-{
-	Call	   *c = arg;
-	FunctionCallInfo fcinfo = c->fcinfo;
-	RunStatus	status = run_status_from_name(arg_text(fcinfo, 1));
-
-	if (status != RUN_SUCCEEDED && status != RUN_FAILED && status != RUN_CANCELLED)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"%s\" is not a final run status", run_status_names[status])));
-	read_run(c);
-	engine_run_finish(&c->run, status, PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
-					  PG_ARGISNULL(2));
-}
-
-Datum
-orchestrator_run_finish(PG_FUNCTION_ARGS)
-{
-	bool		isnull;
-
-	call_unit(fcinfo, 2, run_finish_work, &isnull);
-	PG_RETURN_VOID();
-}
-
-/* _enqueue(run_id, step, queue, available_at) */
-static void
-enqueue_work(void *arg)
-{
-	Call	   *c = arg;
-	FunctionCallInfo fcinfo = c->fcinfo;
-
-	read_run(c);
-	engine_enqueue(&c->run, arg_text(fcinfo, 1), arg_text(fcinfo, 2), PG_GETARG_TIMESTAMPTZ(3));
-}
-
-Datum
-orchestrator_enqueue(PG_FUNCTION_ARGS)
-{
-	bool		isnull;
-
-	call_unit(fcinfo, 4, enqueue_work, &isnull);
-	PG_RETURN_VOID();
-}
-
-/* _lease_expired(run_id, step, worker) */
-static void
-lease_expired_work(void *arg)
-{
-	Call	   *c = arg;
-
-	read_run(c);
-	engine_lease_expired(&c->run, arg_text(c->fcinfo, 1), arg_text(c->fcinfo, 2));
-}
-
-Datum
-orchestrator_lease_expired(PG_FUNCTION_ARGS)
-{
-	bool		isnull;
-
-	call_unit(fcinfo, 2, lease_expired_work, &isnull);
-	PG_RETURN_VOID();
-}
-
-/* _extend_lease(run_id, step, lease): heartbeat_step, its token checked */
-static void
-extend_lease_work(void *arg)
-{
-	Call	   *c = arg;
-	FunctionCallInfo fcinfo = c->fcinfo;
-
-	read_run(c);
-	engine_extend_lease(&c->run, arg_text(fcinfo, 1), PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
-						PG_ARGISNULL(2));
-}
-
-Datum
-orchestrator_extend_lease(PG_FUNCTION_ARGS)
-{
-	bool		isnull;
-
-	call_unit(fcinfo, 2, extend_lease_work, &isnull);
 	PG_RETURN_VOID();
 }
 
@@ -537,4 +384,22 @@ orchestrator_dispatch(PG_FUNCTION_ARGS)
 	values[1] = TimestampTzGetDatum(pass.next_wake);
 	nulls[1] = !pass.has_next_wake;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/*
+ * orchestrator._step_succeeded() of versions 0.3 and before: the install
+ * scripts of released versions name it, so the library keeps the symbol
+ * (creating those versions, to update them, must work); the API refuses
+ * their schema.
+ */
+PG_FUNCTION_INFO_V1(orchestrator_step_succeeded);
+
+Datum
+orchestrator_step_succeeded(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the orchestrator extension must be updated before it can be used"),
+			 errhint("Run ALTER EXTENSION orchestrator UPDATE in this database.")));
+	PG_RETURN_VOID();
 }

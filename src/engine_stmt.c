@@ -53,9 +53,9 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE queue = $1 AND available_at <= now() AND workflow = ANY ($3)"
 		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
 	3, {TEXTOID, INT4OID, TEXTARRAYOID}},
-	/* 42501 unless the caller may work external steps of workflow $1 */
+	/* may the caller work external steps of workflow $1? */
 	[S_MAY_WORK] = {
-		"SELECT orchestrator._require_may_work($1)", 1, {TEXTOID}},
+		"SELECT orchestrator._may($1, 'work') AS may", 1, {TEXTOID}},
 	[S_WEBHOOKS_EXIST] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks) AS exist", 0, {0}},
 	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
@@ -215,35 +215,16 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_DEQUEUE] = {
 		"DELETE FROM orchestrator.work_queue WHERE run_id = $1 AND step = $2",
 	2, {UUIDOID, TEXTOID}},
-	/*
-	 * a sql step run in this transaction: from ready to succeeded at once,
-	 * with its events in the same statement: step.started ($6: unless it
-	 * was appended already) and step.succeeded, in that order; each row
-	 * returns what metrics.c counts
-	 */
-	[S_SQL_STEP_SUCCEEDED] = {
-		"WITH upd AS (UPDATE @steps@ SET status = 'succeeded', attempt = attempt + 1, started_at = $3,"
-		"   finished_at = clock_timestamp(), worker = 'dispatcher', result = $4, error = NULL,"
-		"   input = CASE WHEN $5 <> '[]' THEN jsonb_build_object('args', $5) ELSE input END"
-		"   WHERE run_id = $1 AND step = $2 RETURNING kind, attempt, ready_at, finished_at),"
-		" last AS (SELECT coalesce(max(e.seq), 0) AS seq FROM @events@ e WHERE e.run_id = $1),"
-		" ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)"
-		"   SELECT $1, last.seq + 1, $3, 'step.started', $2,"
-		"     jsonb_build_object('attempt', upd.attempt, 'worker', 'dispatcher') FROM last, upd WHERE $6"
-		"   UNION ALL"
-		"   SELECT $1, last.seq + CASE WHEN $6 THEN 2 ELSE 1 END, upd.finished_at, 'step.succeeded', $2,"
-		"     jsonb_build_object('result', $4::jsonb) FROM last, upd"
-		"   RETURNING seq, type, data, at)"
-		" SELECT ins.seq, ins.type, ins.data, ins.at, upd.kind, upd.attempt, upd.ready_at,"
-		" $3::timestamptz AS started_at FROM ins, upd ORDER BY ins.seq",
-	6, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID, BOOLOID}},
-	/* ... the row only: its events are appended by history.c */
 	/* what metrics.c counts of an event of a step (history.c appended it) */
 	[S_STEP_METRICS] = {
 		"SELECT NULL::text AS name, s.kind, s.started_at, s.ready_at, $3::timestamptz AS at,"
 		" NULL::text AS trace_id, NULL::text AS trace_parent, NULL::timestamptz AS created_at, s.attempt"
 		" FROM (SELECT 1) one LEFT JOIN @steps@ s ON s.run_id = $1 AND s.step = $2",
 	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
+	/*
+	 * a sql step run in this transaction: from ready to succeeded at once
+	 * (its step.started and step.succeeded are appended by history.c)
+	 */
 	[S_SQL_STEP_ROW_SUCCEEDED] = {
 		"UPDATE @steps@ SET status = 'succeeded', attempt = attempt + 1, started_at = $3,"
 		" finished_at = clock_timestamp(), worker = 'dispatcher', result = $4, error = NULL,"
@@ -452,9 +433,6 @@ static const StmtDef stmts[S_COUNT] = {
 		" parent_id, parent_step",
 	4, {UUIDOID, TEXTOID, JSONBOID, JSONBOID}},
 
-	/* signal_workflow (signal.c): the run locked, 42704 unless the caller may see it */
-	[S_LOCK_RUN_CHECKED] = {
-		"SELECT (orchestrator._lock_run($1)).id", 1, {UUIDOID}},
 	/* 54000 over the owner's limits */
 	[S_CHECK_SIGNAL] = {
 		"SELECT orchestrator._check_signal($1, $2::regrole, $3)", 3, {UUIDOID, OIDOID, JSONBOID}},
@@ -733,6 +711,78 @@ static const StmtDef stmts[S_COUNT] = {
 		" FROM unnest($1, $2, $3, $4) t(run_id, step, token, lease)"
 		" WHERE w.run_id = t.run_id AND w.step = t.step",
 	5, {UUIDARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INTERVALARRAYOID, TEXTOID}},
+	/*
+	 * The API's transitions of a run (run_api.c: cancel_workflow,
+	 * retry_run, signal_workflow) and of claimed external steps
+	 * (external.c).
+	 */
+	/* may the caller see the run (locked)? */
+	[S_RUN_VISIBLE] = {
+		"SELECT orchestrator._may_see(owner, started_by) AS visible FROM @runs@ WHERE id = $1",
+	1, {UUIDOID}},
+	/* retry_run: the run's steps (not elements), in position order */
+	[S_RESUME_STEPS_READ] = {
+		"SELECT step, status, attempt FROM @steps@ WHERE run_id = $1 AND element IS NULL ORDER BY position",
+	1, {UUIDOID}},
+	/* its failure started compensations: what they undid stays undone */
+	[S_RESUME_COMPENSATED] = {
+		"SELECT EXISTS (SELECT 1 FROM @steps@ x JOIN orchestrator.definition_steps d"
+		"   ON d.name = $2 AND d.version = $3 AND d.step = x.step"
+		"   WHERE x.run_id = $1 AND (x.status = 'compensated' OR d.compensates IS NOT NULL)) AS compensated",
+	3, {UUIDOID, TEXTOID, INT4OID}},
+	[S_RESUME_RUN] = {
+		"UPDATE @runs@ SET status = CASE WHEN started_at IS NULL THEN 'pending' ELSE 'running' END,"
+		" error = NULL, result = NULL, finished_at = NULL WHERE id = $1 RETURNING status",
+	1, {UUIDOID}},
+	/* the steps to do ($4) wait again, for those of their dependencies still to do */
+	[S_RESUME_STEPS] = {
+		"UPDATE @steps@ x SET status = 'waiting', attempt_base = x.attempt, error = NULL, result = NULL,"
+		" worker = NULL, ready_at = NULL, started_at = NULL, finished_at = NULL,"
+		" deps_open = (SELECT count(*) FROM unnest(d.depends_on) dep WHERE dep = ANY ($4))"
+		" FROM orchestrator.definition_steps d"
+		" WHERE x.run_id = $1 AND x.step = ANY ($4) AND d.name = $2 AND d.version = $3 AND d.step = x.step",
+	4, {UUIDOID, TEXTOID, INT4OID, TEXTARRAYOID}},
+	/* a waiting step with no dependency left to wait for */
+	[S_STEP_FREE] = {
+		"SELECT status = 'waiting' AND deps_open = 0 AS free FROM @steps@ WHERE run_id = $1 AND step = $2",
+	2, {UUIDOID, TEXTOID}},
+	/* the lease token is still the step's, unexpired (by key: see S_TAKE_LEASED) */
+	[S_CHECK_LEASE] = {
+		"SELECT 1 FROM orchestrator.work_queue"
+		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()"
+		" FOR UPDATE",
+	3, {UUIDOID, TEXTOID, UUIDOID}},
+	/* heartbeat_step's progress, kept on the step */
+	[S_STEP_PROGRESS] = {
+		"UPDATE @steps@ SET progress = $3 WHERE run_id = $1 AND step = $2"
+		" RETURNING jsonb_build_object('attempt', attempt, 'progress', progress) AS data",
+	3, {UUIDOID, TEXTOID, JSONBOID}},
+
+	/*
+	 * claim_steps: a limited queue's row, updated so that claims of the
+	 * queue follow one another (under REPEATABLE READ a second claim fails
+	 * with 40001 rather than count leases it cannot see) ...
+	 */
+	[S_QUEUE_LIMIT] = {
+		"UPDATE orchestrator.queue_limits SET claimed_at = now() WHERE queue = $1 RETURNING max_running",
+	1, {TEXTOID}},
+	/* ... and its live leases, counted after that lock (a new snapshot) */
+	[S_QUEUE_LEASED] = {
+		"SELECT count(*) AS running FROM orchestrator.work_queue"
+		" WHERE queue = $1 AND lease_token IS NOT NULL AND available_at > now()",
+	1, {TEXTOID}},
+	/*
+	 * the workflows whose external steps the caller may work: NULL for
+	 * members of orchestrator_admin (all), else those it owns or was
+	 * granted "work" on (directly or through a role it acts as)
+	 */
+	[S_WORKABLE] = {
+		"SELECT CASE WHEN orchestrator._is_admin() THEN NULL ELSE ARRAY("
+		"   SELECT w.name FROM orchestrator.workflows w WHERE orchestrator._acts_as(w.owner)"
+		"   UNION"
+		"   SELECT g.name FROM orchestrator.workflow_grants g"
+		"   WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee)) END AS workflows",
+	0, {0}},
 };
 
 /*

@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * external.c
- *	  External workers' claims and completions, through engine.c.
+ *	  External workers' claims, heartbeats, completions and failures,
+ *	  through engine.c.
  *
- * claim_steps() validates its arguments in PL/pgSQL and claims through
- * _claim_external(); complete_step() and complete_steps() are this file's
- * functions themselves.  They do what the PL/pgSQL versions of 0.1 did, with
- * statements on the run's partitions.
+ * claim_steps(), heartbeat_step(), complete_step(), complete_steps() and
+ * fail_step() are this file's functions themselves: their arguments
+ * checked, the run locked, the lease checked, then the transitions of
+ * engine.c, with statements on the run's partitions.
  *
  *-------------------------------------------------------------------------
  */
@@ -16,19 +17,24 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
 #include "engine.h"
+#include "quota.h"
 
-PG_FUNCTION_INFO_V1(orchestrator_claim_external);
+PG_FUNCTION_INFO_V1(orchestrator_api_claim_steps);
+PG_FUNCTION_INFO_V1(orchestrator_api_heartbeat_step);
 PG_FUNCTION_INFO_V1(orchestrator_complete_step);
 PG_FUNCTION_INFO_V1(orchestrator_complete_steps);
+PG_FUNCTION_INFO_V1(orchestrator_api_fail_step);
 
 /* A fresh version 4 UUID: a lease token (as gen_random_uuid()). */
 Datum
@@ -46,13 +52,15 @@ engine_random_uuid(void)
 }
 
 /*
- * orchestrator_claim_external
- *		_claim_external(queue, worker, max_steps, lease, workflows): claim up
- *		to max_steps due steps of an external queue with a lease, as
- *		claim_steps() returns them; only steps of the workflows named
- *		(NULL: all).  The caller validated the arguments.
+ * orchestrator_api_claim_steps
+ *		_api_claim_steps(queue, worker, max_steps, lease): claim up to
+ *		max_steps due steps of an external queue with a lease (NULL:
+ *		orchestrator.default_lease), only of the workflows the caller may
+ *		work; a step of a run that another transaction holds is left for the
+ *		next claim.  traceparent: the attempt's span in the run's trace, for
+ *		the worker to continue.
  */
-/* What _claim_external() works on in its unit of work. */
+/* What claim_steps() works on in its unit of work. */
 typedef struct ClaimExternal
 {
 	ReturnSetInfo *rsinfo;
@@ -60,7 +68,6 @@ typedef struct ClaimExternal
 	char	   *worker;
 	int32		max_steps;
 	Datum		lease;
-	Datum		workflows;		/* text[] of the workflows it may work; 0: all */
 	Datum		lease_end;		/* now() + lease */
 } ClaimExternal;
 
@@ -69,8 +76,41 @@ claim_external_work(void *arg)
 {
 	ClaimExternal *a = arg;
 	EngineClaim *claimed;
-	uint64		nclaimed = engine_claim(a->queue, a->max_steps, a->workflows, &claimed);
+	uint64		nclaimed;
+	Datum		q[1] = {CStringGetTextDatum(a->queue)};
+	Datum		workflows;
+	bool		all;
 
+	/*
+	 * A limited queue (set_queue_limit): at most max_running live leases.
+	 * Updating its row makes claims of the queue follow one another; the
+	 * count is a new snapshot, after the lock.
+	 */
+	if (engine_stmt(S_QUEUE_LIMIT, NULL, q, NULL) == 1)
+	{
+		bool		isnull;
+		Datum		d = engine_col("max_running", &isnull);
+		int64		limit = isnull ? 0 : DatumGetInt32(d);
+		int64		running;
+
+		engine_rows_done();
+		engine_stmt(S_QUEUE_LEASED, NULL, q, NULL);
+		running = DatumGetInt64(engine_col("running", &isnull));
+		engine_rows_done();
+		if (running >= limit)
+			return;
+		if (limit - running < a->max_steps)
+			a->max_steps = (int32) (limit - running);
+	}
+	else
+		engine_rows_done();
+
+	/* only steps of workflows the caller may work: others' rows are not even locked */
+	engine_stmt(S_WORKABLE, NULL, NULL, NULL);
+	workflows = engine_col("workflows", &all);
+	engine_rows_done();
+
+	nclaimed = engine_claim(a->queue, a->max_steps, all ? (Datum) 0 : workflows, &claimed);
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
 		EngineClaim *c = &claimed[i];
@@ -111,22 +151,87 @@ claim_external_work(void *arg)
 	}
 }
 
+/* A queue name: 1 to 63 letters, digits, "_", ".", ":" or "-", not first. */
+static bool
+valid_queue_name(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = name[i];
+		bool		word = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '_';
+
+		if (!word && (i == 0 || (c != '.' && c != ':' && c != '-')))
+			return false;
+	}
+	return true;
+}
+
+/* Is an interval outside 1 second .. 1 day (as interval comparison has it)? */
+static bool
+lease_out_of_range(Datum lease)
+{
+	Datum		second = DirectFunctionCall3(interval_in, CStringGetDatum("1 second"),
+											 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	Datum		day = DirectFunctionCall3(interval_in, CStringGetDatum("1 day"),
+										  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+
+	return DatumGetBool(DirectFunctionCall2(interval_lt, lease, second)) ||
+		DatumGetBool(DirectFunctionCall2(interval_gt, lease, day));
+}
+
+static char *
+interval_text(Datum interval)
+{
+	return DatumGetCString(DirectFunctionCall1(interval_out, interval));
+}
+
 Datum
-orchestrator_claim_external(PG_FUNCTION_ARGS)
+orchestrator_api_claim_steps(PG_FUNCTION_ARGS)
 {
 	ClaimExternal a;
+	char	   *queue = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *worker = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			worker_len = worker ? pg_mbstrlen(worker) : 0;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+	if (queue == NULL || !valid_queue_name(queue))
 		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("queue, worker, max_steps and lease must not be null")));
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid queue name %s", queue ? quote_literal_cstr(queue) : "NULL"),
+				 errdetail("A queue name is 1 to 63 letters, digits, \"_\", \".\", \":\" or \"-\", as in the step's \"queue\".")));
+	if (worker == NULL || worker_len < 1 || worker_len > 255)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("worker must be a name of 1 to 255 characters"),
+				 errhint("Name the worker so that its leases can be traced, for example host:pid.")));
+	if (PG_ARGISNULL(2) || PG_GETARG_INT32(2) < 1 || PG_GETARG_INT32(2) > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_steps must be from 1 to 1000"),
+				 errdetail("Got %s.", PG_ARGISNULL(2) ? "NULL" : psprintf("%d", PG_GETARG_INT32(2)))));
+	/* no lease given: orchestrator.default_lease (5 minutes unless set) */
+	if (PG_ARGISNULL(3))
+		a.lease = DirectFunctionCall3(interval_in,
+									  CStringGetDatum(GetConfigOptionByName("orchestrator.default_lease", NULL, false)),
+									  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	else
+		a.lease = PG_GETARG_DATUM(3);
+	if (lease_out_of_range(a.lease))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must be from 1 second to 1 day"),
+				 errdetail("Got %s.", interval_text(a.lease)),
+				 errhint("Heartbeat with heartbeat_step() to keep a long task's lease.")));
+
 	InitMaterializedSRF(fcinfo, 0);
 	a.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	a.workflows = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
-	a.queue = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	a.worker = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	a.queue = queue;
+	a.worker = worker;
 	a.max_steps = PG_GETARG_INT32(2);
-	a.lease = PG_GETARG_DATUM(3);
 	a.lease_end = DirectFunctionCall2(timestamptz_pl_interval,
 									  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
 									  a.lease);
@@ -358,4 +463,182 @@ orchestrator_complete_steps(PG_FUNCTION_ARGS)
 	engine_unit(complete_steps_work, &batch);
 
 	return (Datum) 0;
+}
+
+/*
+ * check_lease
+ *		Lock the run of a claimed step and check the lease token (inside a
+ *		unit of work): false when it is stale (expired, superseded, or of a
+ *		run that has finished or is gone).  The run is locked first, then its
+ *		queue row, as everywhere.  The token proves which attempt the caller
+ *		works on; the caller must also be allowed to work the workflow's
+ *		steps (a token may have leaked): 42501 otherwise, whatever the token.
+ */
+static bool
+check_lease(Datum run_id, const char *step, Datum token, EngineRun *run)
+{
+	Datum		values[3] = {run_id, CStringGetTextDatum(step), token};
+	bool		valid;
+
+	if (!engine_lock_run(run_id, NULL, false, run))
+		return false;
+	engine_require_work_right(run);
+	if (!(engine_run_active(run) || run->status == RUN_COMPENSATING))
+		return false;
+	valid = engine_stmt(S_CHECK_LEASE, NULL, values, NULL) == 1;
+	engine_rows_done();
+	return valid;
+}
+
+static void
+require_lease_args(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("run_id, step and lease_token must not be null"),
+				 errhint("Pass the values claim_steps() returned.")));
+}
+
+/*
+ * orchestrator_api_heartbeat_step
+ *		_api_heartbeat_step(run_id, step, lease_token, lease, progress):
+ *		extend a claimed step's lease, by its length or by a new length from
+ *		now on, never past the end of its attempt (the step's timeout);
+ *		progress (when not NULL) is kept on the step and appended as event
+ *		step.progress.  False (and nothing changed) when the lease is stale.
+ */
+typedef struct Heartbeat
+{
+	Datum		run_id;
+	char	   *step;
+	Datum		token;
+	Datum		lease;
+	bool		lease_isnull;
+	Datum		progress;
+	bool		progress_isnull;
+	bool		extended;
+} Heartbeat;
+
+static void
+heartbeat_work(void *arg)
+{
+	Heartbeat  *h = arg;
+	EngineRun	run;
+
+	if (!check_lease(h->run_id, h->step, h->token, &run))
+		return;
+	/*
+	 * Progress is a payload the worker writes into the owner's run, and an
+	 * event each time: bounded as a result and as signals are (54000).
+	 */
+	if (!h->progress_isnull)
+	{
+		orchestrator_quota_check_worker_payload(run.owner, "the step's progress", h->progress, false);
+		orchestrator_quota_check_events(run.owner, run.id);
+	}
+	engine_extend_lease(&run, h->step, h->lease, h->lease_isnull);
+	if (!h->progress_isnull)
+	{
+		Datum		values[3] = {run.id, CStringGetTextDatum(h->step), h->progress};
+		Datum		data;
+		bool		isnull;
+
+		engine_stmt(S_STEP_PROGRESS, &run.leaves, values, NULL);
+		data = engine_col("data", &isnull);
+		engine_rows_done();
+		engine_emit_jsonb(&run, "step.progress", h->step, data, isnull);
+	}
+	h->extended = true;
+}
+
+Datum
+orchestrator_api_heartbeat_step(PG_FUNCTION_ARGS)
+{
+	Heartbeat	h;
+
+	h.lease_isnull = PG_ARGISNULL(3);
+	h.lease = h.lease_isnull ? (Datum) 0 : PG_GETARG_DATUM(3);
+	if (!h.lease_isnull && lease_out_of_range(h.lease))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must be from 1 second to 1 day"),
+				 errdetail("Got %s.", interval_text(h.lease)),
+				 errhint("NULL extends the lease by the length it has.")));
+	require_lease_args(fcinfo);
+	h.run_id = PG_GETARG_DATUM(0);
+	h.step = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	h.token = PG_GETARG_DATUM(2);
+	h.progress_isnull = PG_ARGISNULL(4);
+	h.progress = h.progress_isnull ? (Datum) 0 : PG_GETARG_DATUM(4);
+	h.extended = false;
+	engine_unit(heartbeat_work, &h);
+	PG_RETURN_BOOL(h.extended);
+}
+
+/*
+ * orchestrator_api_fail_step
+ *		_api_fail_step(run_id, step, lease_token, error, retryable): a failed
+ *		attempt of a claimed step (error NULL: JSON null; retryable NULL:
+ *		true), retried after a backoff while attempts remain and retryable,
+ *		else the step is dead or failed and the run fails.  False (and
+ *		nothing changed) when the lease is stale.
+ */
+typedef struct FailStep
+{
+	Datum		run_id;
+	char	   *step;
+	Datum		token;
+	Datum		error;
+	bool		retryable;
+	bool		failed;
+} FailStep;
+
+static void
+fail_step_work(void *arg)
+{
+	FailStep   *f = arg;
+	EngineRun	run;
+
+	if (!check_lease(f->run_id, f->step, f->token, &run))
+		return;
+	/* the error is the worker's payload, kept on the step, the events and the run */
+	orchestrator_quota_check_worker_payload(run.owner, "the step's error", f->error, false);
+	engine_attempt_failed(&run, f->step, f->error, f->retryable, (Datum) 0, true);
+	f->failed = true;
+}
+
+Datum
+orchestrator_api_fail_step(PG_FUNCTION_ARGS)
+{
+	FailStep	f;
+
+	require_lease_args(fcinfo);
+	f.run_id = PG_GETARG_DATUM(0);
+	f.step = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	f.token = PG_GETARG_DATUM(2);
+	f.error = PG_ARGISNULL(3) ? DirectFunctionCall1(jsonb_in, CStringGetDatum("null"))
+		: PG_GETARG_DATUM(3);
+	f.retryable = PG_ARGISNULL(4) ? true : PG_GETARG_BOOL(4);
+	f.failed = false;
+	engine_unit(fail_step_work, &f);
+	PG_RETURN_BOOL(f.failed);
+}
+
+/*
+ * orchestrator._claim_external() of versions 0.3 and before: the install
+ * scripts of released versions name it, so the library keeps the symbol
+ * (creating those versions, to update them, must work); the API refuses
+ * their schema.
+ */
+PG_FUNCTION_INFO_V1(orchestrator_claim_external);
+
+Datum
+orchestrator_claim_external(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the orchestrator extension must be updated before it can be used"),
+			 errhint("Run ALTER EXTENSION orchestrator UPDATE in this database.")));
+	PG_RETURN_VOID();
 }

@@ -319,7 +319,7 @@ orchestrator_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("orchestrator.max_events_per_run",
-							"Default most events a run may have before signals to it are refused, per owner (orchestrator.owner_limits max_events_per_run overrides it).",
+							"Default most events a run may have before signals and workers' progress reports to it are refused, per owner (orchestrator.owner_limits max_events_per_run overrides it).",
 							"0: no limit.",
 							&orchestrator_max_events_per_run,
 							10000,

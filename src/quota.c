@@ -374,10 +374,24 @@ orchestrator_check_signal(PG_FUNCTION_ARGS)
 {
 	Datum		run_id = PG_GETARG_DATUM(0);
 	Oid			owner = PG_GETARG_OID(1);
-	int64		limit;
 
 	check_payload(owner, Q_SIGNAL, "the signal's payload", PG_GETARG_DATUM(2), PG_ARGISNULL(2));
-	limit = quota_limit(owner, Q_EVENTS);
+	orchestrator_quota_check_events(owner, run_id);
+	check_pending_webhooks(owner);
+	PG_RETURN_VOID();
+}
+
+/*
+ * orchestrator_quota_check_events
+ *		Before an event that an outside caller asks for is appended to a run
+ *		(locked) of "owner" (a signal, a worker's progress): the run's events
+ *		so far.
+ */
+void
+orchestrator_quota_check_events(Oid owner, Datum run_id)
+{
+	int64		limit = quota_limit(owner, Q_EVENTS);
+
 	if (limit > 0)
 	{
 		int64		n = count_at_most(COUNT_RUN_EVENTS, run_id, limit);
@@ -390,8 +404,18 @@ orchestrator_check_signal(PG_FUNCTION_ARGS)
 							   (long long) n, quota_names[Q_EVENTS], role_name(owner), (long long) limit),
 					 errhint("%s", raise_hint(owner, Q_EVENTS))));
 	}
-	check_pending_webhooks(owner);
-	PG_RETURN_VOID();
+}
+
+/*
+ * orchestrator_quota_check_worker_payload
+ *		Before what an external worker reports of an attempt is recorded for
+ *		a run of "owner" (heartbeat_step's progress, fail_step's error): its
+ *		size, under the limit of a step's result ("what" names it).
+ */
+void
+orchestrator_quota_check_worker_payload(Oid owner, const char *what, Datum payload, bool isnull)
+{
+	check_payload(owner, Q_RESULT, what, payload, isnull);
 }
 
 /*

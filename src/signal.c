@@ -62,11 +62,8 @@ signal_work(void *arg)
 	char	  **waiting;
 
 	/* 42704 (as for a run that does not exist) unless the caller may see it */
+	engine_lock_visible_run(sig->run_id, false, &run);
 	values[0] = sig->run_id;
-	engine_stmt(S_LOCK_RUN_CHECKED, NULL, values, NULL);
-	engine_rows_done();
-	if (!engine_read_run(sig->run_id, &run))
-		return;
 	if (!engine_run_active(&run) && run.status != RUN_QUEUED && run.status != RUN_COMPENSATING)
 		return;
 

@@ -52,11 +52,6 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'orchestrator_admission_configure'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION orchestrator._admission_resumed(run_id uuid)
-RETURNS void
-AS 'MODULE_PATHNAME', 'orchestrator_admission_resumed'
-LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
-
 CREATE FUNCTION orchestrator._admission_sweep()
 RETURNS void
 AS 'MODULE_PATHNAME', 'orchestrator_admission_sweep'

@@ -177,12 +177,14 @@ RESET ROLE;
 -- 8. Internal functions are not callable by users, implementations included.
 SET ROLE r_other;
 SELECT try($$SELECT orchestrator._api_start_workflow('r_billing', '{}', '{}')$$) AS call_implementation;
-SELECT try($$SELECT orchestrator._claim_external('r_billing', 'w', 1, '1 minute', NULL)$$) AS call_claim;
--- the state machine's SQL-callable transitions, on any run id
-SELECT try($$SELECT orchestrator._run_finish(orchestrator.uuid_v7(), 'cancelled', NULL)$$) AS call_run_finish;
-SELECT try($$SELECT orchestrator._step_ready(orchestrator.uuid_v7(), 'a')$$) AS call_step_ready;
-SELECT try($$SELECT orchestrator._step_succeeded(orchestrator.uuid_v7(), 'a', '{}')$$) AS call_step_succeeded;
+SELECT try($$SELECT * FROM orchestrator._api_claim_steps('r_billing', 'w', 1, '1 minute')$$) AS call_claim;
+-- the API's transitions in C, and those PL/pgSQL still reaches, on any run id
+SELECT try($$SELECT orchestrator._api_cancel_workflow(orchestrator.uuid_v7(), NULL)$$) AS call_cancel_implementation;
+SELECT try($$SELECT orchestrator._api_retry_run(orchestrator.uuid_v7(), NULL)$$) AS call_retry_implementation;
+SELECT try($$SELECT orchestrator._api_heartbeat_step(orchestrator.uuid_v7(), 'a', orchestrator.uuid_v7(), NULL, NULL)$$) AS call_heartbeat_implementation;
+SELECT try($$SELECT orchestrator._api_fail_step(orchestrator.uuid_v7(), 'a', orchestrator.uuid_v7(), '{}', false)$$) AS call_fail_implementation;
 SELECT try($$SELECT orchestrator._attempt_failed(orchestrator.uuid_v7(), 'a', '{}', false)$$) AS call_attempt_failed;
+SELECT try($$SELECT orchestrator._emit(orchestrator.uuid_v7(), 'workflow.cancelled', NULL, '{}')$$) AS call_emit;
 SELECT try($$SELECT * FROM orchestrator._http_step_record(orchestrator.uuid_v7(), 'a', orchestrator.uuid_v7(), 200, '{}', '', 'text', NULL, NULL, 1)$$) AS call_http_step_record;
 SELECT try($$SELECT orchestrator._api_signal_workflow(orchestrator.uuid_v7(), 'go', '{}')$$) AS call_signal_implementation;
 SELECT try($$SELECT * FROM orchestrator._dispatch(10)$$) AS call_dispatch;
@@ -209,3 +211,74 @@ SET ROLE r_other;
 SELECT owner, host, state FROM orchestrator.circuit_breakers WHERE host = 'partner.example:443';
 RESET ROLE;
 DELETE FROM orchestrator.http_circuits WHERE host = 'partner.example:443';
+
+-- 10. Resuming, cancelling, heartbeating and failing another role's run are
+-- refused (these transitions are C since 0.4, with the errors of the
+-- PL/pgSQL they replaced): cancel and resume answer as for a run that does
+-- not exist; heartbeat and fail refuse a lease of a workflow the caller may
+-- not work, whatever the token.  Nothing is written.
+CREATE FUNCTION r_err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	st text; msg text; det text; hin text;
+BEGIN
+	EXECUTE sql;
+	RETURN 'ok';
+EXCEPTION WHEN others THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hin = PG_EXCEPTION_HINT;
+	RETURN regexp_replace(concat_ws(' | ', st, msg, nullif(det, ''), nullif(hin, '')),
+		'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<id>', 'g');
+END $$;
+GRANT EXECUTE ON FUNCTION r_err(text) TO PUBLIC;
+SET ROLE r_owner;
+SELECT orchestrator.define_workflow('r_victim', '{"steps": [{"name": "job", "kind": "external", "queue": "r_victim"},
+	{"name": "after", "kind": "wait", "signal": "go", "depends_on": ["job"]}]}');
+SELECT orchestrator.start_workflow('r_victim') AS victim_run \gset
+SELECT orchestrator.start_workflow('r_victim') AS victim_stopped \gset
+SELECT orchestrator.cancel_workflow(:'victim_stopped', 'to resume later') AS owner_cancels;
+SELECT lease_token AS victim_token FROM orchestrator.claim_steps('r_victim', 'owner-worker') \gset
+RESET ROLE;
+SET ROLE r_other;
+SELECT r_err(format('SELECT orchestrator.cancel_workflow(%L, %L)', :'victim_run', 'hostile')) AS cancel_others;
+SELECT r_err(format('SELECT orchestrator.retry_run(%L)', :'victim_stopped')) AS resume_others;
+SELECT r_err(format('SELECT orchestrator.retry_run(%L, ARRAY[%L])', :'victim_stopped', 'job')) AS resume_others_named;
+SELECT r_err(format('SELECT orchestrator.heartbeat_step(%L, %L, %L, %L, %L)', :'victim_run', 'job', :'victim_token',
+	'1 hour', '{"hostile": true}')) AS heartbeat_others;
+SELECT r_err(format('SELECT orchestrator.fail_step(%L, %L, %L, %L, false)', :'victim_run', 'job', :'victim_token',
+	'{"hostile": true}')) AS fail_others;
+SELECT r_err(format('SELECT orchestrator.fail_step(%L, %L, %L, %L)', :'victim_stopped', 'job', orchestrator.uuid_v7(), '{}')) AS fail_others_ended;
+SELECT r_err(format('SELECT orchestrator.signal_workflow(%L, %L)', :'victim_run', 'go')) AS signal_others;
+-- arguments are checked first, the same for any run
+SELECT r_err(format('SELECT orchestrator.heartbeat_step(%L, %L, %L, %L)', :'victim_run', 'job', :'victim_token', '0 seconds')) AS heartbeat_bad_lease;
+SELECT r_err(format('SELECT orchestrator.heartbeat_step(%L, NULL, %L)', :'victim_run', :'victim_token')) AS heartbeat_null_step;
+SELECT r_err(format('SELECT orchestrator.fail_step(NULL, %L, %L, %L)', 'job', :'victim_token', '{}')) AS fail_null_run;
+SELECT r_err('SELECT orchestrator.retry_run(NULL)') AS resume_null;
+SELECT r_err('SELECT orchestrator.cancel_workflow(NULL)') AS cancel_null;
+SELECT r_err(format('SELECT orchestrator.cancel_workflow(%L)', orchestrator.uuid_v7())) AS cancel_missing;
+SELECT r_err(format('SELECT orchestrator.fail_step(%L, %L, %L, %L)', orchestrator.uuid_v7(), 'job', orchestrator.uuid_v7(), '{}')) AS fail_missing;
+SELECT r_err($$SELECT * FROM orchestrator.claim_steps('r victim', 'w')$$) AS claim_bad_queue;
+SELECT r_err($$SELECT * FROM orchestrator.claim_steps('r_victim', '')$$) AS claim_bad_worker;
+SELECT r_err($$SELECT * FROM orchestrator.claim_steps('r_victim', 'w', 0)$$) AS claim_bad_max;
+SELECT r_err($$SELECT * FROM orchestrator.claim_steps('r_victim', 'w', 1, '2 days')$$) AS claim_bad_lease;
+SELECT count(*) AS others_claim FROM orchestrator.claim_steps('r_victim', 'thief', 10, '1 hour');
+RESET ROLE;
+SELECT status FROM orchestrator.runs WHERE id = :'victim_run';
+SELECT status FROM orchestrator.runs WHERE id = :'victim_stopped';
+SELECT type, step FROM orchestrator.events(:'victim_run') ORDER BY seq;
+SELECT status, attempt, progress FROM orchestrator.run_steps WHERE run_id = :'victim_run' AND step = 'job';
+SELECT lease, worker FROM orchestrator.work_queue WHERE run_id = :'victim_run';
+-- The owner's calls go through: heartbeat with progress, a failed attempt
+-- (retried), and the cancelled run resumed.
+SET ROLE r_owner;
+SELECT orchestrator.heartbeat_step(:'victim_run', 'job', :'victim_token', '10 minutes', '{"done": 1}') AS owner_heartbeats;
+RESET ROLE;
+SELECT lease FROM orchestrator.work_queue WHERE run_id = :'victim_run';
+SELECT data FROM orchestrator.events(:'victim_run') WHERE type = 'step.progress';
+SET ROLE r_owner;
+SELECT orchestrator.fail_step(:'victim_run', 'job', :'victim_token', '{"message": "try again"}') AS owner_fails;
+SELECT orchestrator.fail_step(:'victim_run', 'job', :'victim_token', '{"message": "again"}') AS stale_token_fails;
+SELECT status, attempt, error FROM orchestrator.run_steps WHERE run_id = :'victim_run' AND step = 'job';
+SELECT orchestrator.retry_run(:'victim_stopped') AS owner_resumes;
+SELECT status FROM orchestrator.runs WHERE id = :'victim_stopped';
+SELECT type, step, data - 'by' AS data FROM orchestrator.events(:'victim_stopped') ORDER BY seq;
+SELECT orchestrator.cancel_workflow(:'victim_run') AS owner_cancels, orchestrator.cancel_workflow(:'victim_stopped') AS owner_cancels_resumed;
+RESET ROLE;

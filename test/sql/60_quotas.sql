@@ -82,7 +82,16 @@ SELECT orchestrator.complete_step(:'crun', 'work', :'tok', jsonb_build_object('b
 \set VERBOSITY terse
 SELECT try(format('SELECT * FROM orchestrator.complete_steps(ARRAY[%L]::uuid[], ARRAY[''work''], ARRAY[%L]::uuid[], ARRAY[%L]::jsonb[])',
   :'crun', :'tok', jsonb_build_object('blob', repeat('x', 2000)))) AS complete_steps_big;
-SELECT status, result FROM orchestrator.run_steps WHERE run_id = :'crun' AND step = 'work';
+-- Nor does what a worker reports on the way: heartbeat_step's progress and
+-- fail_step's error are bounded as a result is (0.3 took any size, kept on
+-- the step and in the history).
+\set VERBOSITY default
+SELECT orchestrator.heartbeat_step(:'crun', 'work', :'tok', NULL, jsonb_build_object('blob', repeat('x', 2000)));
+SELECT orchestrator.fail_step(:'crun', 'work', :'tok', jsonb_build_object('blob', repeat('x', 2000)));
+\set VERBOSITY terse
+SELECT status, result, progress, error FROM orchestrator.run_steps WHERE run_id = :'crun' AND step = 'work';
+SELECT count(*) AS progress_events FROM orchestrator.events(:'crun') WHERE type IN ('step.progress', 'step.retrying');
+SELECT orchestrator.heartbeat_step(:'crun', 'work', :'tok', NULL, '{"half": true}') AS small_progress;
 SELECT orchestrator.complete_step(:'crun', 'work', :'tok', '{"ok": true}') AS completed_small;
 -- A sql step's result over the limit fails its attempt with 54000.
 SELECT orchestrator.cancel_workflow(:'run1');
@@ -108,6 +117,14 @@ SELECT orchestrator.signal_workflow(:'erun', 'noise') AS first_signal;
 SELECT orchestrator.signal_workflow(:'erun', 'noise');
 \set VERBOSITY terse
 SELECT count(*) - :events_now AS events_added FROM orchestrator.events(:'erun');
+-- A worker's progress is an event each time: refused at the limit too (0.3
+-- appended any number); a heartbeat without progress still holds the lease.
+SELECT lease_token AS etok FROM orchestrator.claim_steps('q_quota', 'w2', 10) WHERE run_id = :'erun' \gset
+\set VERBOSITY default
+SELECT orchestrator.heartbeat_step(:'erun', 'work', :'etok', NULL, '{"done": 1}');
+\set VERBOSITY terse
+SELECT orchestrator.heartbeat_step(:'erun', 'work', :'etok') AS heartbeat_without_progress;
+SELECT count(*) AS progress_events FROM orchestrator.events(:'erun') WHERE type = 'step.progress';
 RESET ROLE;
 
 -- 7. Pending webhook deliveries of the owner's runs: starts and signals are
