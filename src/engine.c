@@ -779,7 +779,6 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	Datum	   *queues;
 	int			nplain = 0;
 	bool	   *slow;
-	int64		seq;
 	bool		isnull;
 	Datum		event_data;
 	int			wake = 0;
@@ -865,10 +864,13 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not create run %s", uuid_string(run->id))));
-	seq = DatumGetInt64(engine_col("seq", &isnull));
-	event_data = engine_col("data", &isnull);
-	engine_rows_done();
-	announce_event(run, seq, CStringGetTextDatum("workflow.created"), "workflow.created", NULL, event_data);
+	{
+		TimestampTz at = DatumGetTimestampTz(engine_col("at", &isnull));
+
+		event_data = engine_col("data", &isnull);
+		engine_rows_done();
+		append_event(run, "workflow.created", NULL, at, event_data);
+	}
 	if (admission.limited)
 		admission_created(run, tenant, &admission);
 

@@ -276,13 +276,14 @@ static const StmtDef stmts[S_COUNT] = {
 		" error = NULL, finished_at = clock_timestamp()"
 		" WHERE w.id = $1 AND NOT EXISTS (SELECT 1 FROM @steps@ s"
 		"   WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ")"
-		" RETURNING jsonb_strip_nulls(jsonb_build_object('result', w.result)) AS data, w.finished_at AS at,"
+		" RETURNING jsonb_build_object('result', w.result) AS data, w.finished_at AS at,"
 		" w.trace_id, w.trace_parent, w.created_at, w.parent_id, w.parent_step",
 	1, {UUIDOID}},
 
 	/*
 	 * start_workflow(): the run, its steps (the plain first ones, $11, made
-	 * ready and queued on $12), and its first event
+	 * ready and queued on $12); its first event ($13) is appended by
+	 * history.c
 	 */
 	[S_CREATE_RUN] = {
 		"WITH run AS (INSERT INTO @runs@ (id, name, version, tenant, owner, started_by, input, idempotency_key,"
@@ -297,9 +298,7 @@ static const StmtDef stmts[S_COUNT] = {
 		"   FROM orchestrator.definition_steps d WHERE d.name = $2 AND d.version = $3 AND d.compensates IS NULL),"
 		" queued AS (INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
 		"   SELECT $1, q.step, q.queue, $9, now(), $2 FROM unnest($11, $12) q(step, queue))"
-		" INSERT INTO @events@ (run_id, seq, at, type, step, data)"
-		" VALUES ($1, 1, clock_timestamp(), 'workflow.created', NULL, $13)"
-		" RETURNING seq, data",
+		" SELECT clock_timestamp() AS at, $13 AS data",
 	17, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
 	TEXTARRAYOID, TEXTARRAYOID, JSONBOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID}},
 	/* start_workflow()'s checks */
@@ -429,7 +428,10 @@ static const StmtDef stmts[S_COUNT] = {
 	1, {UUIDOID}},
 	[S_RUN_FINISH] = {
 		"UPDATE @runs@ SET status = $2, result = $3, error = $4, finished_at = clock_timestamp() WHERE id = $1"
-		" RETURNING jsonb_strip_nulls(jsonb_build_object('error', error, 'result', result)) AS data,"
+		" RETURNING CASE WHEN error IS NULL AND result IS NULL THEN '{}'"
+		"   WHEN error IS NULL THEN jsonb_build_object('result', result)"
+		"   WHEN result IS NULL THEN jsonb_build_object('error', error)"
+		"   ELSE jsonb_build_object('error', error, 'result', result) END AS data,"
 		" parent_id, parent_step",
 	4, {UUIDOID, TEXTOID, JSONBOID, JSONBOID}},
 

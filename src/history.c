@@ -16,10 +16,10 @@
  * checked; every index of the partition gets its entry (an index this code
  * cannot fill, one on an expression or partial, raises an error rather than
  * being skipped); the unique check of the primary key applies.  What it
- * does not do: fire triggers or check CHECK constraints (the history has
- * none: docs/architecture.md; an operator's trigger on the history would
- * not fire for these rows).  The caller holds the run's row lock, so no
- * other transaction appends to the run meanwhile.
+ * does not do: fire triggers or check CHECK constraints; the history has
+ * none, and a partition that has one (an operator added it) is refused
+ * with an error rather than written behind its back.  The caller holds the
+ * run's row lock, so no other transaction appends to the run meanwhile.
  *
  *-------------------------------------------------------------------------
  */
@@ -131,6 +131,14 @@ history_append(Oid partition, Datum run_id, int n, const HistoryEvent *events)
 	Oid			pkey;
 	int64		first;
 
+	if (rel->trigdesc != NULL ||
+		(desc->constr != NULL && desc->constr->num_check > 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("partition \"%s\" of the history has a trigger or a check constraint",
+						RelationGetRelationName(rel)),
+				 errdetail("Events are appended without the executor: triggers would not fire, checks would not be made."),
+				 errhint("Drop it; to follow the history, LISTEN to channel orchestrator or read orchestrator.events(run_id, after_seq).")));
 	for (int c = 0; c < EVENT_COLUMNS; c++)
 	{
 		place[c] = attnameAttNum(rel, event_columns[c], false) - 1;
