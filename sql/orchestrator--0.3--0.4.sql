@@ -15,6 +15,7 @@ DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrol
 DROP FUNCTION orchestrator._spec_action(text, text, jsonb, text);
 DROP FUNCTION orchestrator._validate_spec(text, jsonb);
 DROP FUNCTION orchestrator._api_define_workflow(text, jsonb);
+DROP FUNCTION orchestrator._emit(uuid, text, text, jsonb);
 DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
 DROP FUNCTION orchestrator._def_step(orchestrator.workflow_runs, text);
 DROP FUNCTION orchestrator._lock_run(uuid, boolean);
@@ -703,12 +704,6 @@ BEGIN
 					 AND pg_catalog.pg_has_role(role, g.grantee, 'USAGE'));
 END
 $$;
-
-CREATE FUNCTION orchestrator._attempt_failed(run_id uuid, step text, error jsonb, retryable boolean,
-											 retry_after interval DEFAULT NULL)
-RETURNS void
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_attempt_failed';
 
 CREATE FUNCTION orchestrator._visible_run(run_id uuid)
 RETURNS orchestrator.workflow_runs

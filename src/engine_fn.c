@@ -33,8 +33,6 @@
 #include "engine.h"
 #include "guc.h"
 
-PG_FUNCTION_INFO_V1(orchestrator_emit);
-PG_FUNCTION_INFO_V1(orchestrator_attempt_failed);
 PG_FUNCTION_INFO_V1(orchestrator_sql_attempt_lost);
 PG_FUNCTION_INFO_V1(orchestrator_dispatch);
 
@@ -67,19 +65,6 @@ arg_text(FunctionCallInfo fcinfo, int i)
 	return PG_ARGISNULL(i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(i));
 }
 
-/* The run of argument 1, whose row the caller has locked. */
-static void
-read_run(Call *c)
-{
-	FunctionCallInfo fcinfo = c->fcinfo;
-
-	if (!engine_read_run(PG_GETARG_DATUM(0), &c->run))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("workflow run %s does not exist",
-						DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0))))));
-}
-
 static Datum
 call_unit(FunctionCallInfo fcinfo, int required, void (*work) (void *arg), bool *isnull)
 {
@@ -94,49 +79,6 @@ call_unit(FunctionCallInfo fcinfo, int required, void (*work) (void *arg), bool 
 	return c.result;
 }
 
-/* _emit(run_id, type, step, data): append an event */
-static void
-emit_work(void *arg)
-{
-	Call	   *c = arg;
-	FunctionCallInfo fcinfo = c->fcinfo;
-
-	read_run(c);
-	c->result = Int64GetDatum(engine_emit_jsonb(&c->run, arg_text(fcinfo, 1), arg_text(fcinfo, 2),
-												PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3),
-												PG_ARGISNULL(3)));
-	c->result_isnull = false;
-}
-
-Datum
-orchestrator_emit(PG_FUNCTION_ARGS)
-{
-	bool		isnull;
-	Datum		d = call_unit(fcinfo, 2, emit_work, &isnull);
-
-	PG_RETURN_DATUM(d);
-}
-
-/* _attempt_failed(run_id, step, error, retryable, retry_after) */
-static void
-attempt_failed_work(void *arg)
-{
-	Call	   *c = arg;
-	FunctionCallInfo fcinfo = c->fcinfo;
-
-	read_run(c);
-	engine_attempt_failed(&c->run, arg_text(fcinfo, 1), PG_GETARG_DATUM(2), PG_GETARG_BOOL(3),
-						  PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4), PG_ARGISNULL(4));
-}
-
-Datum
-orchestrator_attempt_failed(PG_FUNCTION_ARGS)
-{
-	bool		isnull;
-
-	call_unit(fcinfo, 4, attempt_failed_work, &isnull);
-	PG_RETURN_VOID();
-}
 
 /*
  * _sql_attempt_lost(run_id, step, attempt, error) returns text
@@ -387,19 +329,39 @@ orchestrator_dispatch(PG_FUNCTION_ARGS)
 }
 
 /*
- * orchestrator._step_succeeded() of versions 0.3 and before: the install
- * scripts of released versions name it, so the library keeps the symbol
- * (creating those versions, to update them, must work); the API refuses
- * their schema.
+ * orchestrator._step_succeeded(), _emit() and _attempt_failed() of versions
+ * 0.3 and before: the install scripts of released versions name them, so
+ * the library keeps the symbols (creating those versions, to update them,
+ * must work); the API refuses their schema.
  */
-PG_FUNCTION_INFO_V1(orchestrator_step_succeeded);
-
-Datum
-orchestrator_step_succeeded(PG_FUNCTION_ARGS)
+static Datum
+refuse_old_schema(void)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("the orchestrator extension must be updated before it can be used"),
 			 errhint("Run ALTER EXTENSION orchestrator UPDATE in this database.")));
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(orchestrator_step_succeeded);
+PG_FUNCTION_INFO_V1(orchestrator_emit);
+PG_FUNCTION_INFO_V1(orchestrator_attempt_failed);
+
+Datum
+orchestrator_step_succeeded(PG_FUNCTION_ARGS)
+{
+	return refuse_old_schema();
+}
+
+Datum
+orchestrator_emit(PG_FUNCTION_ARGS)
+{
+	return refuse_old_schema();
+}
+
+Datum
+orchestrator_attempt_failed(PG_FUNCTION_ARGS)
+{
+	return refuse_old_schema();
 }

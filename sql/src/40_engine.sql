@@ -1,32 +1,12 @@
 -- The state machine of runs and steps lives in C (src/engine.c): every
 -- transition of runs and steps, in one place, and the API functions that
 -- make them (start, cancel, resume, signal, claims and completions of
--- external steps) are C as well.  Here: the two transitions that PL/pgSQL
--- still reaches (the batch of HTTP responses, 75_http.sql: events of its
--- circuit breakers, failed attempts), templates, and the helpers of the
--- read-only API functions.  Callers of _emit() and _attempt_failed() hold
--- the run's row lock (FOR UPDATE), which serialises all changes to one run.
+-- external steps, HTTP responses, webhooks) are C as well.  Here:
+-- templates, and the helpers of the read-only API functions.
 --
 -- All functions here are internal (not granted to anyone but _may_see(),
 -- which the views use): the SECURITY DEFINER API functions and the
 -- dispatchers call them.
-
--- Append an event to a run's history and announce it (after commit,
--- through the relay); webhook outbox rows commit with it (76_webhooks.sql).
--- Returns its sequence number: one past the run's last.
-CREATE FUNCTION orchestrator._emit(run_id uuid, type text, step text DEFAULT NULL, data jsonb DEFAULT '{}')
-RETURNS bigint
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_emit';
-
--- Retried after a backoff (at least retry_after) while attempts remain and
--- the error is retryable; otherwise the step is dead or failed, and the run
--- fails.
-CREATE FUNCTION orchestrator._attempt_failed(run_id uuid, step text, error jsonb, retryable boolean,
-											 retry_after interval DEFAULT NULL)
-RETURNS void
-LANGUAGE C
-AS 'MODULE_PATHNAME', 'orchestrator_attempt_failed';
 
 -- Replace every {"$path": "<jsonpath>"} inside a template by the first match
 -- of the path over the context (JSON null when nothing matches).

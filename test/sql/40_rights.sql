@@ -178,13 +178,11 @@ RESET ROLE;
 SET ROLE r_other;
 SELECT try($$SELECT orchestrator._api_start_workflow('r_billing', '{}', '{}')$$) AS call_implementation;
 SELECT try($$SELECT * FROM orchestrator._api_claim_steps('r_billing', 'w', 1, '1 minute')$$) AS call_claim;
--- the API's transitions in C, and those PL/pgSQL still reaches, on any run id
+-- the API's transitions in C, on any run id
 SELECT try($$SELECT orchestrator._api_cancel_workflow(orchestrator.uuid_v7(), NULL)$$) AS call_cancel_implementation;
 SELECT try($$SELECT orchestrator._api_retry_run(orchestrator.uuid_v7(), NULL)$$) AS call_retry_implementation;
 SELECT try($$SELECT orchestrator._api_heartbeat_step(orchestrator.uuid_v7(), 'a', orchestrator.uuid_v7(), NULL, NULL)$$) AS call_heartbeat_implementation;
 SELECT try($$SELECT orchestrator._api_fail_step(orchestrator.uuid_v7(), 'a', orchestrator.uuid_v7(), '{}', false)$$) AS call_fail_implementation;
-SELECT try($$SELECT orchestrator._attempt_failed(orchestrator.uuid_v7(), 'a', '{}', false)$$) AS call_attempt_failed;
-SELECT try($$SELECT orchestrator._emit(orchestrator.uuid_v7(), 'workflow.cancelled', NULL, '{}')$$) AS call_emit;
 SELECT try($$SELECT * FROM orchestrator._http_step_record(orchestrator.uuid_v7(), 'a', orchestrator.uuid_v7(), 200, '{}', '', 'text', NULL, NULL, 1)$$) AS call_http_step_record;
 SELECT try($$SELECT orchestrator._api_signal_workflow(orchestrator.uuid_v7(), 'go', '{}')$$) AS call_signal_implementation;
 SELECT try($$SELECT * FROM orchestrator._dispatch(10)$$) AS call_dispatch;
