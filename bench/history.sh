@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 n=${N:-1000000}
 days=90
 lookups=${LOOKUPS:-2000}
-port=5525
+port=${PORT:-5525}
 data=$(mktemp -d /tmp/orchestrator-history.XXXXXX)
 [ "$(id -u)" = 0 ] && chown postgres: "$data"
 trap 'bash "$root/test/cluster.sh" stop "$data"; rm -rf "$data"' EXIT
