@@ -624,7 +624,10 @@ BEGIN
 	END LOOP;
 	-- Expired runs can be in the days kept above and in the days from the
 	-- first one not looked at above on (the cutoff's); not in the days before
-	-- the first kept one, all retired whole.
+	-- the first kept one, all retired whole, nor in runs created a day or
+	-- more after the cutoff (a run finishes after its id is made, but for
+	-- one that starts and finishes in one transaction: now() is its start).
+	-- The bounds let the planner leave out every other partition.
 	scan_from := coalesce(scan_from, day, today);
 
 	SELECT w.day INTO watermark FROM orchestrator.run_stats_watermark w FOR UPDATE;
@@ -633,11 +636,12 @@ BEGIN
 	-- completion first, at most max_runs per call.  Those of a day already
 	-- rolled up are subtracted from its roll-ups (_delete_runs).
 	lo := orchestrator.uuid_v7_boundary(scan_from::timestamp AT TIME ZONE 'UTC');
+	hi := orchestrator.uuid_v7_boundary(cutoff + interval '1 day');
 	FOR batch IN
 		SELECT d.day, array_agg(d.id) AS ids
 		FROM (SELECT w.id, (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date AS day
 			  FROM orchestrator.workflow_runs w
-			  WHERE w.finished_at < cutoff AND w.id >= lo
+			  WHERE w.finished_at < cutoff AND w.id >= lo AND w.id < hi
 				AND (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date <> ALL (retire_days)
 			  ORDER BY w.finished_at, w.id
 			  LIMIT max_runs) d
@@ -652,7 +656,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	more := EXISTS (
-		SELECT 1 FROM orchestrator.workflow_runs w WHERE w.finished_at < cutoff AND w.id >= lo
+		SELECT 1 FROM orchestrator.workflow_runs w WHERE w.finished_at < cutoff AND w.id >= lo AND w.id < hi
 		  AND (orchestrator.uuid_v7_time(w.id) AT TIME ZONE 'UTC')::date <> ALL (retire_days));
 
 	-- Roll-ups: up to 7 closed days after the watermark are added, oldest
