@@ -8,6 +8,7 @@
 #   - maintain() retiring the oldest day.
 #   bash bench/history.sh              (as root on Debian 12; N=1000000 by default)
 #   N=10000000 bash bench/history.sh   (the issue's 10 million runs; long on 2 cores)
+#   PORT=57902 PG_BINDIR=... bash bench/history.sh   (another port, another installation)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] && bash "$root/test/setup.sh" >/dev/null
