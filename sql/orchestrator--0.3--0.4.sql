@@ -175,6 +175,8 @@ COMMENT ON COLUMN orchestrator.workflow_steps.child_id IS 'for a step of kind wo
 ALTER TABLE orchestrator.run_stats_daily ALTER COLUMN seconds TYPE numeric;
 ALTER TABLE orchestrator.step_duration_stats_daily ADD COLUMN durations double precision[];
 ALTER TABLE orchestrator.step_duration_stats_daily ADD COLUMN counts integer[];
+CREATE INDEX step_duration_stats_daily_day ON orchestrator.step_duration_stats_daily
+	((partition_day::timestamp AT TIME ZONE 'UTC'));
 CREATE TABLE orchestrator.run_stats_days (
 	partition_day date        PRIMARY KEY,
 	rolled_up_at  timestamptz NOT NULL
@@ -2932,12 +2934,12 @@ CREATE VIEW orchestrator.sessions WITH (security_barrier) AS
 
 CREATE VIEW orchestrator._run_stats AS
 	SELECT s.day::timestamp AT TIME ZONE 'UTC' AS day, s.owner, s.workflow, s.tenant, s.status,
-		   s.runs, s.finished, s.seconds, s.cost
+		   s.runs, s.finished, s.seconds::double precision, s.cost
 	FROM orchestrator.run_stats_daily s
 	UNION ALL
 	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', r.owner, r.name, r.tenant, r.status,
 		   1::bigint, (r.finished_at IS NOT NULL)::integer::bigint,
-		   coalesce(extract(epoch FROM r.finished_at - r.created_at), 0), r.cost
+		   coalesce(extract(epoch FROM r.finished_at - r.created_at), 0)::double precision, r.cost
 	FROM orchestrator.workflow_runs r
 	WHERE r.id >= (SELECT orchestrator._stats_live_from());
 

@@ -21,12 +21,12 @@
 -- Runs per definition, tenant, status and day.
 CREATE VIEW orchestrator._run_stats AS
 	SELECT s.day::timestamp AT TIME ZONE 'UTC' AS day, s.owner, s.workflow, s.tenant, s.status,
-		   s.runs, s.finished, s.seconds, s.cost
+		   s.runs, s.finished, s.seconds::double precision, s.cost
 	FROM orchestrator.run_stats_daily s
 	UNION ALL
 	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', r.owner, r.name, r.tenant, r.status,
 		   1::bigint, (r.finished_at IS NOT NULL)::integer::bigint,
-		   coalesce(extract(epoch FROM r.finished_at - r.created_at), 0), r.cost
+		   coalesce(extract(epoch FROM r.finished_at - r.created_at), 0)::double precision, r.cost
 	FROM orchestrator.workflow_runs r
 	WHERE r.id >= (SELECT orchestrator._stats_live_from());
 
