@@ -8,13 +8,14 @@
 #   - maintain() retiring the oldest day.
 #   bash bench/history.sh              (as root on Debian 12; N=1000000 by default)
 #   N=10000000 bash bench/history.sh   (the issue's 10 million runs; long on 2 cores)
+#   PORT=57902 PG_BINDIR=... bash bench/history.sh   (another port, another installation)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] && bash "$root/test/setup.sh" >/dev/null
 n=${N:-1000000}
 days=90
 lookups=${LOOKUPS:-2000}
-port=5525
+port=${PORT:-5525}
 data=$(mktemp -d /tmp/orchestrator-history.XXXXXX)
 [ "$(id -u)" = 0 ] && chown postgres: "$data"
 trap 'bash "$root/test/cluster.sh" stop "$data"; rm -rf "$data"' EXIT

@@ -21,7 +21,7 @@
 -- Runs per definition, tenant, status and day.
 CREATE VIEW orchestrator._run_stats AS
 	SELECT s.day::timestamp AT TIME ZONE 'UTC' AS day, s.owner, s.workflow, s.tenant, s.status,
-		   s.runs, s.finished, s.seconds, s.cost
+		   s.runs, s.finished, s.seconds::double precision, s.cost
 	FROM orchestrator.run_stats_daily s
 	UNION ALL
 	SELECT date_trunc('day', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', r.owner, r.name, r.tenant, r.status,
@@ -139,6 +139,14 @@ COMMENT ON VIEW orchestrator.queue_depth IS 'steps ready, scheduled and running 
 
 -- Tokens reported by a step result: a number, or an object with "total",
 -- or an object whose numeric fields are summed ({"input": 10, "output": 5}).
+-- The sum is a function of its own so that _tokens holds no subquery and is
+-- inlined into the queries that call it (a roll-up calls it once per step).
+CREATE FUNCTION orchestrator._tokens_sum(tokens jsonb)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT sum((e.value #>> '{}')::numeric) FROM jsonb_each(tokens) e WHERE jsonb_typeof(e.value) = 'number'
+$$;
 CREATE FUNCTION orchestrator._tokens(result jsonb)
 RETURNS numeric
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -147,8 +155,7 @@ AS $$
 		WHEN 'number' THEN (result ->> 'tokens')::numeric
 		WHEN 'object' THEN CASE jsonb_typeof(result -> 'tokens' -> 'total')
 			WHEN 'number' THEN (result -> 'tokens' ->> 'total')::numeric
-			ELSE (SELECT sum((e.value #>> '{}')::numeric) FROM jsonb_each(result -> 'tokens') e
-				  WHERE jsonb_typeof(e.value) = 'number') END
+			ELSE orchestrator._tokens_sum(result -> 'tokens') END
 		END
 $$;
 

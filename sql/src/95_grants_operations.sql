@@ -32,4 +32,4 @@ GRANT SELECT ON orchestrator.runs_per_day, orchestrator.step_durations, orchestr
 	orchestrator.costs_per_day
 TO orchestrator_user;
 -- Called by the views with the caller's rights; reveals nothing.
-GRANT EXECUTE ON FUNCTION orchestrator._tokens(jsonb), orchestrator._stats_live_from() TO orchestrator_user;
+GRANT EXECUTE ON FUNCTION orchestrator._tokens(jsonb), orchestrator._tokens_sum(jsonb), orchestrator._stats_live_from() TO orchestrator_user;
