@@ -47,18 +47,6 @@ ms_interval(int64 ms)
 	return IntervalPGetDatum(i);
 }
 
-/* A time as JSON text, as to_jsonb() writes it. */
-static char *
-json_time(TimestampTz t)
-{
-	char		buf[MAXDATELEN + 3];
-
-	buf[0] = '"';
-	JsonEncodeDateTime(buf + 1, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL);
-	strcat(buf, "\"");
-	return pstrdup(buf);
-}
-
 /*
  * breaker_tag
  *		The worker tag of a queue row waiting for the circuit of owner and
@@ -188,7 +176,7 @@ breaker_succeeded(BreakerOutcome *o)
 	if (isnull)
 		appendStringInfoString(&s, "null");
 	else
-		appendStringInfoString(&s, json_time(DatumGetTimestampTz(opened_at)));
+		appendStringInfoString(&s, engine_json_time(DatumGetTimestampTz(opened_at)));
 	appendStringInfoChar(&s, '}');
 	circuit_event(o, "circuit.closed", s.data);
 
@@ -234,7 +222,7 @@ breaker_failed(BreakerOutcome *o)
 		appendStringInfoString(&s, "{\"host\": ");
 		escape_json(&s, o->host);
 		appendStringInfo(&s, ", \"failures\": %d, \"retry_at\": ", failures);
-		appendStringInfoString(&s, json_time(retry_at));
+		appendStringInfoString(&s, engine_json_time(retry_at));
 		appendStringInfoChar(&s, '}');
 		circuit_event(o, "circuit.opened", s.data);
 	}

@@ -169,9 +169,33 @@ json_text(Datum value, bool isnull)
 	return isnull ? "null" : JsonbToCString(NULL, &DatumGetJsonbP(value)->root, 0);
 }
 
+/*
+ * engine_valid_name
+ *		A queue or signal name: 1 to 63 letters, digits, "_", ".", ":" or "-",
+ *		the first a letter, digit or "_".
+ */
+bool
+engine_valid_name(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = name[i];
+		bool		word = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '_';
+
+		if (!word && (i == 0 || (c != '.' && c != ':' && c != '-')))
+			return false;
+	}
+	return true;
+}
+
 /* A time as JSON text, as to_jsonb() writes it. */
-static char *
-json_time(TimestampTz t)
+char *
+engine_json_time(TimestampTz t)
 {
 	char		buf[MAXDATELEN + 3];
 
@@ -1379,7 +1403,7 @@ engine_step_ready(EngineRun *run, const char *step)
 					engine_attempt_failed(run, step, engine_message_error(why), false, (Datum) 0, true);
 					return;
 				}
-				values[2] = jsonb_from_cstring(psprintf("{\"until\": %s}", json_time(due)));
+				values[2] = jsonb_from_cstring(psprintf("{\"until\": %s}", engine_json_time(due)));
 				nulls[2] = ' ';
 				engine_stmt(S_SET_INPUT, &run->leaves, values, nulls);
 				/* an "until" after the timeout: the timer is the timeout */
@@ -1924,7 +1948,7 @@ engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retrya
 		/* due later: the dispatchers learn when from a wake for timers */
 		if (def->kind == KIND_SQL)
 			orchestrator_wake_dispatchers_at_commit(WAKE_TIMER);
-		due_json = json_time(due);
+		due_json = engine_json_time(due);
 		engine_emit_jsonb(run, "step.retrying", step, attempt_data(attempt, error, "retry_at", due_json),
 						  false);
 		return;
@@ -2057,7 +2081,7 @@ engine_fire_timer(EngineRun *run, const char *step)
 
 			initStringInfo(&e);
 			appendStringInfo(&e, "{\"message\": \"deadline exceeded\", \"deadline\": %s}",
-							 json_time(run->deadline));
+							 engine_json_time(run->deadline));
 			engine_run_finish(run, RUN_FAILED, jsonb_from_cstring(e.data), false);
 		}
 		return;
@@ -2087,7 +2111,7 @@ engine_fire_timer(EngineRun *run, const char *step)
 	}
 	if (def->kind == KIND_SLEEP)
 	{
-		char	   *now = json_time(GetCurrentTransactionStartTimestamp());
+		char	   *now = engine_json_time(GetCurrentTransactionStartTimestamp());
 		bool		timed_out = false;
 		char	   *until = NULL;
 

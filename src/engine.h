@@ -377,6 +377,8 @@ extern Datum engine_render(EngineRun *run, Datum template, Datum *context, bool 
 extern Datum engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context,
 								bool *context_ready);
 extern Datum engine_message_error(const char *message);
+extern bool engine_valid_name(const char *name);
+extern char *engine_json_time(TimestampTz t);
 
 /* compose.c: child workflows and fan-out */
 extern StepDef *compose_element_def(StepDef *base, const char *step, int32 index);

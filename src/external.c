@@ -151,26 +151,6 @@ claim_external_work(void *arg)
 	}
 }
 
-/* A queue name: 1 to 63 letters, digits, "_", ".", ":" or "-", not first. */
-static bool
-valid_queue_name(const char *name)
-{
-	size_t		len = strlen(name);
-
-	if (len == 0 || len > 63)
-		return false;
-	for (size_t i = 0; i < len; i++)
-	{
-		char		c = name[i];
-		bool		word = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			(c >= '0' && c <= '9') || c == '_';
-
-		if (!word && (i == 0 || (c != '.' && c != ':' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
 /* Is an interval outside 1 second .. 1 day (as interval comparison has it)? */
 static bool
 lease_out_of_range(Datum lease)
@@ -198,7 +178,7 @@ orchestrator_api_claim_steps(PG_FUNCTION_ARGS)
 	char	   *worker = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	int			worker_len = worker ? pg_mbstrlen(worker) : 0;
 
-	if (queue == NULL || !valid_queue_name(queue))
+	if (queue == NULL || !engine_valid_name(queue))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid queue name %s", queue ? quote_literal_cstr(queue) : "NULL"),

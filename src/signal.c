@@ -23,26 +23,6 @@
 
 PG_FUNCTION_INFO_V1(orchestrator_api_signal_workflow);
 
-/* A signal name: 1 to 63 letters, digits, "_", ".", ":" or "-", not first. */
-static bool
-valid_signal_name(const char *name)
-{
-	size_t		len = strlen(name);
-
-	if (len == 0 || len > 63)
-		return false;
-	for (size_t i = 0; i < len; i++)
-	{
-		char		c = name[i];
-		bool		word = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			(c >= '0' && c <= '9') || c == '_';
-
-		if (!word && (i == 0 || (c != '.' && c != ':' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
 typedef struct Signal
 {
 	Datum		run_id;
@@ -115,7 +95,7 @@ orchestrator_api_signal_workflow(PG_FUNCTION_ARGS)
 	Signal		sig;
 
 	sig.name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (sig.name == NULL || !valid_signal_name(sig.name))
+	if (sig.name == NULL || !engine_valid_name(sig.name))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid signal name %s",

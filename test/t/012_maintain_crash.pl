@@ -29,7 +29,7 @@ $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION orchestrator');
 
 # Day -100: 40 runs, all expired (retired whole).  Day -99: 40 runs finishing
-# from 03:00 every 5 minutes (the cutoff at 04:00 expires 12 of them).  Two
+# from 03:05 every 5 minutes (a cutoff at 04:02:30 expires 12 of them).  Two
 # owners' worth of groups: two tenants, two statuses, durations, tokens.
 $node->safe_psql(
 	'postgres', q{
@@ -82,8 +82,11 @@ SELECT md5(string_agg(x, E'\n' ORDER BY x)) FROM (
 	UNION ALL SELECT t::text FROM orchestrator.costs_per_day t WHERE t.workflow = 'crash_wf') s
 };
 my $runs = q{SELECT count(*) FROM orchestrator.workflow_runs WHERE name = 'crash_wf'};
+# The cutoff falls between the runs finishing at 04:00 and 04:05 (retention is
+# whole seconds: a cutoff at 04:00 itself kept the 04:00 run or not depending
+# on how the fraction of a second rounded).
 my $retention = q{SELECT set_config('orchestrator.retention',
-	extract(epoch FROM now() - (((now() AT TIME ZONE 'UTC')::date - 99)::timestamp AT TIME ZONE 'UTC' + interval '4 hours'))::bigint || 's', false)};
+	extract(epoch FROM now() - (((now() AT TIME ZONE 'UTC')::date - 99)::timestamp AT TIME ZONE 'UTC' + interval '4 hours 150 seconds'))::bigint || 's', false)};
 
 my $rollups_before = $node->safe_psql('postgres', $rollups);
 my $runs_before = $node->safe_psql('postgres', $runs);
