@@ -17,6 +17,7 @@
 
 #include <curl/curl.h>
 
+#include "access/xact.h"
 #include "common/base64.h"
 #include "common/hmac.h"
 #include "fmgr.h"
@@ -371,4 +372,56 @@ orchestrator_webhook_sign(PG_FUNCTION_ARGS)
 	if (sig == NULL)
 		orchestrator_secret_report(ERROR, &err);
 	PG_RETURN_TEXT_P(cstring_to_text(sig));
+}
+
+/*
+ * http_retry_after
+ *		A Retry-After value (delay-seconds or an HTTP date) as a delay of at
+ *		most a day; false when there is none or it does not parse.
+ */
+bool
+http_retry_after(const char *value, Datum *delay)
+{
+	Interval   *i;
+	int64		us;
+	const char *p = value;
+	int			digits = 0;
+
+	if (value == NULL)
+		return false;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v')
+		p++;
+	while (p[digits] >= '0' && p[digits] <= '9')
+		digits++;
+	if (digits > 0 && digits <= 9)
+	{
+		const char *q = p + digits;
+
+		while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r' || *q == '\f' || *q == '\v')
+			q++;
+		if (*q == '\0')
+			us = (int64) atoi(p) * USECS_PER_SEC;
+		else
+			digits = 0;
+	}
+	else
+		digits = 0;
+	if (digits == 0)
+	{
+		time_t		t = curl_getdate(value, NULL);
+
+		if (t == -1)
+			return false;
+		us = time_t_to_timestamptz(t) - GetCurrentTransactionStartTimestamp();
+		us = Max(us, 0);
+	}
+	us = Min(us, USECS_PER_DAY);
+	i = palloc0(sizeof(Interval));
+	/* a whole day is '1 day', as least() of intervals would give */
+	if (us == USECS_PER_DAY)
+		i->day = 1;
+	else
+		i->time = us;
+	*delay = IntervalPGetDatum(i);
+	return true;
 }
