@@ -21,10 +21,9 @@
  * (leaf.c).  Callers: the dispatchers' sql steps (sql_steps.c), timers
  * (engine_fn.c) and HTTP steps (http_claim.c, http_record.c), external
  * workers (external.c), start_workflow (start.c), cancel_workflow and
- * retry_run (run_api.c), signal_workflow (signal.c); and, through the
- * SQL-callable _emit() and _attempt_failed() of engine_fn.c, the HTTP
- * responses' batch in PL/pgSQL.  docs/architecture.md tables every
- * transition and its callers.
+ * retry_run (run_api.c), signal_workflow (signal.c).  Events are appended
+ * by history.c.  docs/architecture.md tables every transition and its
+ * callers.
  * The EngineRun a transition is given is kept current: a transition that
  * changes the run's status changes run->status.
  *
@@ -216,16 +215,9 @@ json_interval(Datum interval)
 	return s.data;
 }
 
-/* {"key": value} */
+/* {"key": value} (value jsonb, or null), built without printing and parsing it */
 static Datum
 json_object1(const char *key, Datum value, bool isnull)
-{
-	return jsonb_from_cstring(psprintf("{\"%s\": %s}", key, json_text(value, isnull)));
-}
-
-/* ... the same, built without printing and parsing the value */
-static Datum
-jsonb_object1(const char *key, Datum value, bool isnull)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue	k;
@@ -342,12 +334,6 @@ metrics_event(EngineRun *run, const char *type, const char *step)
 }
 
 /*
- * emit_event
- *		Append an event to the run's history and announce it.  "s" is
- *		S_EMIT (data is the event's data; NULL for {}) or S_EMIT_RESULT (data
- *		is a step result).  Returns the event's sequence number.
- */
-/*
  * The step.started of a sql step whose statement is running: appended with
  * the step's outcome (engine_sql_step_succeeded()), or before any other
  * event of its run that the statement appends through the API, so that the
@@ -392,90 +378,56 @@ flush_deferred_start(EngineRun *run)
 	}
 }
 
+/*
+ * emit_event
+ *		Append an event to the run's history (history.c) and announce it:
+ *		data is the event's data (NULL for {}), or with "result" the step
+ *		result it carries ({"result": data}).  Returns its sequence number.
+ */
 static int64
-emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum data, bool data_isnull)
+emit_event(EngineRun *run, bool result, const char *type, const char *step, Datum data,
+		   bool data_isnull)
 {
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	HistoryEvent ev;
 	int64		seq;
-	bool		isnull;
-	Datum		event_data;
-	bool		counted;
 
 	flush_deferred_start(run);
-
-	values[0] = run->id;
-	values[1] = CStringGetTextDatum(type);
-	if (step != NULL)
-		values[2] = CStringGetTextDatum(step);
+	ev.type = type;
+	ev.step = step;
+	ev.at = GetCurrentTimestamp();
+	if (result)
+		ev.data = json_object1("result", data, data_isnull);
 	else
-		nulls[2] = 'n';
-	if (s == S_EMIT && data_isnull)
-		values[3] = jsonb_from_cstring("{}");
-	else if (data_isnull)
-		nulls[3] = 'n';
-	else
-		values[3] = data;
+		ev.data = data_isnull ? jsonb_from_cstring("{}") : data;
+	seq = history_append(run->leaves.events, run->id, 1, &ev);
 
 	/*
-	 * metrics.c counts some events (at commit): then the statement reads
-	 * what it needs as well, the step's row (and the run's, unless the
-	 * workflow is known here and no span is made; then the end of a run
-	 * needs nothing).
+	 * metrics.c counts some events (at commit), with what it reads of the
+	 * step's row (and the run's, unless the workflow is known here and no
+	 * span is made; then the end of a run needs nothing read)
 	 */
-	counted = orchestrator_metrics_counts(type);
-	if (counted && run->name != NULL && !orchestrator_otlp_enabled())
+	if (orchestrator_metrics_counts(type))
 	{
-		if (step == NULL)
+		bool		run_known = run->name != NULL && !orchestrator_otlp_enabled();
+
+		if (run_known && step == NULL)
 		{
 			MetricsEvent e = {.type = type, .workflow = run->name};
 
 			orchestrator_metrics_event(&e);
-			counted = false;
 		}
 		else
-			s = s == S_EMIT ? S_EMIT_STEP_COUNTED : S_EMIT_RESULT_STEP_COUNTED;
-	}
-	else if (counted)
-		s = s == S_EMIT ? S_EMIT_COUNTED : S_EMIT_RESULT_COUNTED;
-
-	/*
-	 * Appended by history.c, then (counted) the step's row read for
-	 * metrics.c; only an event whose count needs the run's row as well goes
-	 * through a statement that appends it.
-	 */
-	if (s != S_EMIT_COUNTED && s != S_EMIT_RESULT_COUNTED)
-	{
-		bool		result = (s == S_EMIT_RESULT || s == S_EMIT_RESULT_STEP_COUNTED);
-		HistoryEvent ev;
-
-		ev.type = type;
-		ev.step = step;
-		ev.at = GetCurrentTimestamp();
-		ev.data = result ? jsonb_object1("result", data, data_isnull) : values[3];
-		seq = history_append(run->leaves.events, run->id, 1, &ev);
-		if (s == S_EMIT_STEP_COUNTED || s == S_EMIT_RESULT_STEP_COUNTED)
 		{
-			Datum		m[3] = {run->id, values[2], TimestampTzGetDatum(ev.at)};
+			Datum		m[3] = {run->id, step ? CStringGetTextDatum(step) : (Datum) 0,
+			TimestampTzGetDatum(ev.at)};
+			char		nulls[3] = {' ', step ? ' ' : 'n', ' '};
 
-			engine_stmt(S_STEP_METRICS, &run->leaves, m, NULL);
+			engine_stmt(run_known ? S_STEP_METRICS : S_RUN_STEP_METRICS, &run->leaves, m, nulls);
 			metrics_event(run, type, step);
 			engine_rows_done();
 		}
-		announce_event(run, seq, values[1], type, step, ev.data);
-		return seq;
 	}
-
-	if (engine_stmt(s, &run->leaves, values, nulls) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not append event \"%s\"", type)));
-	seq = DatumGetInt64(engine_col("seq", &isnull));
-	event_data = engine_col("data", &isnull);
-	if (counted)
-		metrics_event(run, type, step);
-	engine_rows_done();
-	announce_event(run, seq, values[1], type, step, event_data);
+	announce_event(run, seq, CStringGetTextDatum(type), type, step, ev.data);
 	return seq;
 }
 
@@ -483,14 +435,14 @@ emit_event(EngineRun *run, Stmt s, const char *type, const char *step, Datum dat
 int64
 engine_emit(EngineRun *run, const char *type, const char *step, const char *data_json)
 {
-	return emit_event(run, S_EMIT, type, step,
+	return emit_event(run, false, type, step,
 					  data_json ? jsonb_from_cstring(data_json) : (Datum) 0, data_json == NULL);
 }
 
 int64
 engine_emit_jsonb(EngineRun *run, const char *type, const char *step, Datum data, bool data_isnull)
 {
-	return emit_event(run, S_EMIT, type, step, data, data_isnull);
+	return emit_event(run, false, type, step, data, data_isnull);
 }
 
 /* ----------------------------------------------------------------
@@ -1622,7 +1574,7 @@ engine_record_success(EngineRun *run, StepDef *def, const char *step,
 	nulls[2] = result_isnull ? 'n' : ' ';
 	engine_stmt(S_STEP_SUCCEEDED, &run->leaves, values, nulls);
 	add_cost(run, result, result_isnull);
-	return emit_event(run, S_EMIT_RESULT, "step.succeeded", step, result, result_isnull);
+	return emit_event(run, true, "step.succeeded", step, result, result_isnull);
 }
 
 /* An event of a sql step's success, to be counted and announced. */
@@ -1654,7 +1606,6 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 	AppendedEvent events[2];
 	uint64		n = 0;
 	bool		isnull;
-	static const char result_key[] = "result";
 
 	orchestrator_quota_check_result(run->owner, result, result_isnull);
 	values[0] = run->id;
@@ -1689,7 +1640,7 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 		appended[n].type = "step.succeeded";
 		appended[n].step = step;
 		appended[n].at = finished_at;
-		appended[n].data = jsonb_object1(result_key, result, result_isnull);
+		appended[n].data = json_object1("result", result, result_isnull);
 		n++;
 		first = history_append(run->leaves.events, run->id, (int) n, appended);
 		for (uint64 i = 0; i < n; i++)
@@ -1813,7 +1764,6 @@ engine_step_done(EngineRun *run, StepDef *def)
 	{
 		Datum		values[1] = {run->id};
 		Datum		data;
-		int64		seq;
 		MetricsEvent e;
 		bool		parent_isnull;
 		Datum		parent_id;
@@ -1826,11 +1776,6 @@ engine_step_done(EngineRun *run, StepDef *def)
 			return;				/* a step is still open */
 		}
 		data = engine_col("data", &isnull);
-		{
-			HistoryEvent ev = {"workflow.succeeded", NULL, col_time("at"), data};
-
-			seq = history_append(run->leaves.events, run->id, 1, &ev);
-		}
 		memset(&e, 0, sizeof(e));
 		e.type = "workflow.succeeded";
 		e.run_id = uuid_string(run->id);
@@ -1846,9 +1791,8 @@ engine_step_done(EngineRun *run, StepDef *def)
 		/* a run succeeds only when no step is open: a deadline is left */
 		if (run->has_deadline)
 			engine_stmt(S_DELETE_RUN_QUEUE, NULL, values, NULL);
+		append_event(run, "workflow.succeeded", NULL, e.at, data);
 		orchestrator_metrics_event(&e);
-		announce_event(run, seq, CStringGetTextDatum("workflow.succeeded"), "workflow.succeeded",
-					   NULL, data);
 		if (run->admission != 0)
 			admission_run_left(run, false);
 		if (!parent_isnull)

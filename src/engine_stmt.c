@@ -154,45 +154,7 @@ static const StmtDef stmts[S_COUNT] = {
 		"UPDATE @runs@ SET status = 'running', started_at = clock_timestamp()"
 		" WHERE id = $1 AND status = 'pending' RETURNING started_at",
 	1, {UUIDOID}},
-	/* events: the next sequence number of the run (its row is locked) */
-	[S_EMIT] = {
-		"INSERT INTO @events@ (run_id, seq, at, type, step, data)"
-		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, $4 FROM @events@ e WHERE e.run_id = $1"
-		" RETURNING seq, data",
-	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
-	[S_EMIT_RESULT] = {
-		"INSERT INTO @events@ (run_id, seq, at, type, step, data)"
-		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, jsonb_build_object('result', $4::jsonb)"
-		" FROM @events@ e WHERE e.run_id = $1"
-		" RETURNING seq, data",
-	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
 	/* an event's deliveries, one per subscription whose patterns match it */
-	/*
-	 * S_EMIT and S_EMIT_RESULT for an event metrics.c counts, returning also
-	 * what it needs: the workflow, the step's kind, times and attempt, the
-	 * run's trace (metrics_event() in engine.c).
-	 */
-#define EMIT_COUNTED(data) \
-		"WITH ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)" \
-		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, " data " FROM @events@ e WHERE e.run_id = $1" \
-		" RETURNING seq, data, at)" \
-		" SELECT ins.seq, ins.data, r.name, s.kind, s.started_at, s.ready_at, ins.at," \
-		" r.trace_id, r.trace_parent, r.created_at, s.attempt" \
-		" FROM ins, @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $3 WHERE r.id = $1"
-	/* ... when the workflow is known and no span is made: the step only */
-#define EMIT_STEP_COUNTED(data) \
-		"WITH ins AS (INSERT INTO @events@ (run_id, seq, at, type, step, data)" \
-		" SELECT $1, coalesce(max(e.seq), 0) + 1, clock_timestamp(), $2, $3, " data " FROM @events@ e WHERE e.run_id = $1" \
-		" RETURNING seq, data, at)" \
-		" SELECT ins.seq, ins.data, NULL::text AS name, s.kind, s.started_at, s.ready_at, ins.at," \
-		" NULL::text AS trace_id, NULL::text AS trace_parent, NULL::timestamptz AS created_at, s.attempt" \
-		" FROM ins LEFT JOIN @steps@ s ON s.run_id = $1 AND s.step = $3"
-	[S_EMIT_COUNTED] = {EMIT_COUNTED("$4"), 4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
-	[S_EMIT_RESULT_COUNTED] = {EMIT_COUNTED("jsonb_build_object('result', $4::jsonb)"),
-	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
-	[S_EMIT_STEP_COUNTED] = {EMIT_STEP_COUNTED("$4"), 4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
-	[S_EMIT_RESULT_STEP_COUNTED] = {EMIT_STEP_COUNTED("jsonb_build_object('result', $4::jsonb)"),
-	4, {UUIDOID, TEXTOID, TEXTOID, JSONBOID}},
 	[S_WEBHOOK_OUTBOX] = {
 		"INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, available_at)"
 		" SELECT orchestrator.uuid_v7(), w.id, $1, $2, $3,"
@@ -215,11 +177,20 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_DEQUEUE] = {
 		"DELETE FROM orchestrator.work_queue WHERE run_id = $1 AND step = $2",
 	2, {UUIDOID, TEXTOID}},
-	/* what metrics.c counts of an event of a step (history.c appended it) */
+	/*
+	 * what metrics.c counts of an event appended at $3 (metrics_event() in
+	 * engine.c): the step's kind, times and attempt ($2: NULL for none) ...
+	 */
 	[S_STEP_METRICS] = {
 		"SELECT NULL::text AS name, s.kind, s.started_at, s.ready_at, $3::timestamptz AS at,"
 		" NULL::text AS trace_id, NULL::text AS trace_parent, NULL::timestamptz AS created_at, s.attempt"
 		" FROM (SELECT 1) one LEFT JOIN @steps@ s ON s.run_id = $1 AND s.step = $2",
+	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
+	/* ... and the run's workflow and trace, when a span is made or the name unknown */
+	[S_RUN_STEP_METRICS] = {
+		"SELECT r.name, s.kind, s.started_at, s.ready_at, $3::timestamptz AS at,"
+		" r.trace_id, r.trace_parent, r.created_at, s.attempt"
+		" FROM @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $2 WHERE r.id = $1",
 	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
 	/*
 	 * a sql step run in this transaction: from ready to succeeded at once

@@ -32,7 +32,6 @@
 #include "catalog/index.h"
 #include "catalog/pg_type.h"
 #include "nodes/execnodes.h"
-#include "parser/parse_relation.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -52,7 +51,7 @@ static const char *const event_columns[EVENT_COLUMNS] = {"run_id", "seq", "at", 
  *		this command's included.
  */
 static int64
-last_seq(Relation rel, Oid pkey, Datum run_id)
+last_seq(Relation rel, Oid pkey, AttrNumber seq_attno, Datum run_id)
 {
 	Relation	index = index_open(pkey, AccessShareLock);
 	ScanKeyData key;
@@ -66,8 +65,7 @@ last_seq(Relation rel, Oid pkey, Datum run_id)
 	if (HeapTupleIsValid(tuple))
 	{
 		bool		isnull;
-		AttrNumber	attno = attnameAttNum(rel, "seq", false);
-		Datum		d = heap_getattr(tuple, attno, RelationGetDescr(rel), &isnull);
+		Datum		d = heap_getattr(tuple, seq_attno, RelationGetDescr(rel), &isnull);
 
 		if (!isnull)
 			seq = DatumGetInt64(d);
@@ -139,29 +137,32 @@ history_append(Oid partition, Datum run_id, int n, const HistoryEvent *events)
 						RelationGetRelationName(rel)),
 				 errdetail("Events are appended without the executor: triggers would not fire, checks would not be made."),
 				 errhint("Drop it; to follow the history, LISTEN to channel orchestrator or read orchestrator.events(run_id, after_seq).")));
+	/* the columns by name, from the descriptor the relcache keeps */
 	for (int c = 0; c < EVENT_COLUMNS; c++)
-	{
-		place[c] = attnameAttNum(rel, event_columns[c], false) - 1;
-		if (place[c] < 0)
-			elog(ERROR, "column \"%s\" of the history is missing", event_columns[c]);
-	}
+		place[c] = -1;
 	for (int a = 0; a < natts; a++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, a);
-		bool		known = false;
+		int			c = 0;
 
-		for (int c = 0; c < EVENT_COLUMNS; c++)
-			known |= (place[c] == a);
-		if (!known && !att->attisdropped)
+		if (att->attisdropped)
+			continue;
+		while (c < EVENT_COLUMNS && strcmp(NameStr(att->attname), event_columns[c]) != 0)
+			c++;
+		if (c == EVENT_COLUMNS)
 			elog(ERROR, "column \"%s\" of the history is not known to this version of orchestrator",
 				 NameStr(att->attname));
+		place[c] = a;
 	}
+	for (int c = 0; c < EVENT_COLUMNS; c++)
+		if (place[c] < 0)
+			elog(ERROR, "column \"%s\" of the history is missing", event_columns[c]);
 
 	RelationGetIndexList(rel);
 	pkey = rel->rd_pkindex;
 	if (!OidIsValid(pkey))
 		elog(ERROR, "partition \"%s\" of the history has no primary key", RelationGetRelationName(rel));
-	first = last_seq(rel, pkey, run_id) + 1;
+	first = last_seq(rel, pkey, place[1] + 1, run_id) + 1;
 
 	for (int i = 0; i < n; i++)
 	{
