@@ -68,12 +68,6 @@ json_of(Datum jsonb, bool isnull)
 	return isnull ? "null" : JsonbToCString(NULL, &DatumGetJsonbP(jsonb)->root, 0);
 }
 
-static char *
-uuid_text(Datum id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, id));
-}
-
 /* ----------------------------------------------------------------
  * Elements of a for_each step
  * ---------------------------------------------------------------- */
@@ -609,7 +603,7 @@ compose_fire(EngineRun *run, StepDef *def, const char *status)
 			StringInfoData data;
 
 			initStringInfo(&data);
-			appendStringInfo(&data, "{\"run_id\": \"%s\", \"workflow\": ", uuid_text(UUIDPGetDatum(&c.child)));
+			appendStringInfo(&data, "{\"run_id\": \"%s\", \"workflow\": ", engine_uuid_text(UUIDPGetDatum(&c.child)));
 			escape_json(&data, def->child_workflow);
 			appendStringInfo(&data, ", \"version\": %d, \"attempt\": %d}", c.version, c.attempt);
 			engine_emit(run, "workflow.child_started", def->step, data.data);
@@ -652,7 +646,7 @@ compose_fire(EngineRun *run, StepDef *def, const char *status)
 			return;				/* still going: a stale notice */
 
 		initStringInfo(&s);
-		appendStringInfo(&s, "{\"run_id\": \"%s\", \"status\": \"%s\"}", uuid_text(child), child_status);
+		appendStringInfo(&s, "{\"run_id\": \"%s\", \"status\": \"%s\"}", engine_uuid_text(child), child_status);
 		engine_emit(run, "workflow.child_finished", def->step, s.data);
 		if (strcmp(child_status, "succeeded") == 0)
 		{
@@ -661,7 +655,7 @@ compose_fire(EngineRun *run, StepDef *def, const char *status)
 		}
 		resetStringInfo(&s);
 		appendStringInfo(&s, "{\"message\": \"child run %s\", \"run_id\": \"%s\", \"workflow\": ",
-						 child_status, uuid_text(child));
+						 child_status, engine_uuid_text(child));
 		escape_json(&s, def->child_workflow);
 		appendStringInfo(&s, ", \"status\": \"%s\", \"error\": %s}", child_status, json_of(error, error_isnull));
 		/* a failed child is retried with a new one; a cancelled one is not */

@@ -155,8 +155,9 @@ jsonb_from_cstring(const char *json)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 }
 
-static char *
-uuid_string(Datum id)
+/* A uuid as text. */
+char *
+engine_uuid_text(Datum id)
 {
 	return DatumGetCString(DirectFunctionCall1(uuid_out, id));
 }
@@ -274,7 +275,7 @@ announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name, con
 	engine_transitions++;
 	initStringInfo(&payload);
 	appendStringInfo(&payload, "{\"run_id\" : \"%s\", \"seq\" : " INT64_FORMAT ", \"type\" : ",
-					 uuid_string(run->id), seq);
+					 engine_uuid_text(run->id), seq);
 	escape_json(&payload, type_name);
 	appendStringInfoString(&payload, ", \"step\" : ");
 	if (step != NULL)
@@ -319,7 +320,7 @@ metrics_event(EngineRun *run, const char *type, const char *step)
 
 	memset(&e, 0, sizeof(e));
 	e.type = type;
-	e.run_id = uuid_string(run->id);
+	e.run_id = engine_uuid_text(run->id);
 	e.step = step;
 	e.workflow = run->name != NULL ? run->name : engine_col_text("name");
 	e.kind = engine_col_text("kind");
@@ -621,7 +622,7 @@ load_run(Stmt s, Datum run_id, const char *step, EngineRun *run)
 char *
 engine_traceparent(EngineRun *run, const char *step, int32 attempt)
 {
-	char	   *id = uuid_string(run->id);
+	char	   *id = engine_uuid_text(run->id);
 	char	   *seed = psprintf("%s/%s/%d", id, step ? step : "", attempt);
 	char		md5[33];
 	const char *errstr = NULL;
@@ -763,7 +764,7 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	if (!orchestrator_run_leaves(run->id, &run->leaves, true))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("no partition of orchestrator.workflow_runs for run %s", uuid_string(run->id)),
+				 errmsg("no partition of orchestrator.workflow_runs for run %s", engine_uuid_text(run->id)),
 				 errdetail("History is partitioned by day, and no partition holds today."),
 				 errhint("Run orchestrator.maintain(), or keep the dispatchers running: they create partitions ahead.")));
 	run->status = RUN_PENDING;
@@ -806,7 +807,7 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	}
 	if (run->has_parent)
 	{
-		appendStringInfo(&data, ", \"parent_id\": \"%s\", \"parent_step\": ", uuid_string(run->parent_id));
+		appendStringInfo(&data, ", \"parent_id\": \"%s\", \"parent_step\": ", engine_uuid_text(run->parent_id));
 		escape_json(&data, run->parent_step);
 	}
 	appendStringInfoChar(&data, '}');
@@ -839,7 +840,7 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	if (engine_stmt(S_CREATE_RUN, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not create run %s", uuid_string(run->id))));
+				 errmsg("could not create run %s", engine_uuid_text(run->id))));
 	{
 		TimestampTz at = DatumGetTimestampTz(engine_col("at", &isnull));
 
@@ -1442,7 +1443,7 @@ engine_step_started(EngineRun *run, const char *step, const char *worker)
 	if (engine_stmt(S_STEP_STARTED, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("workflow run %s has no step \"%s\"", uuid_string(run->id), step)));
+				 errmsg("workflow run %s has no step \"%s\"", engine_uuid_text(run->id), step)));
 	attempt = engine_col_int32("attempt");
 	engine_rows_done();
 	engine_step_started_event(run, step, attempt, worker);
@@ -1619,7 +1620,7 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 	if (engine_stmt(S_SQL_STEP_ROW_SUCCEEDED, &run->leaves, values, nulls) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("workflow run %s has no step \"%s\"", uuid_string(run->id), step)));
+				 errmsg("workflow run %s has no step \"%s\"", engine_uuid_text(run->id), step)));
 	{
 		int32		attempt = engine_col_int32("attempt");
 		bool		no_ready_at;
@@ -1653,7 +1654,7 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 			e->data = appended[i].data;
 			memset(&e->metrics, 0, sizeof(MetricsEvent));
 			e->metrics.type = e->type;
-			e->metrics.run_id = uuid_string(run->id);
+			e->metrics.run_id = engine_uuid_text(run->id);
 			e->metrics.step = step;
 			e->metrics.workflow = run->name;
 			e->metrics.kind = "sql";
@@ -1778,7 +1779,7 @@ engine_step_done(EngineRun *run, StepDef *def)
 		data = engine_col("data", &isnull);
 		memset(&e, 0, sizeof(e));
 		e.type = "workflow.succeeded";
-		e.run_id = uuid_string(run->id);
+		e.run_id = engine_uuid_text(run->id);
 		e.workflow = run->name;
 		e.at = col_time("at");
 		e.trace_id = engine_col_text("trace_id");

@@ -374,6 +374,7 @@ extern Datum engine_render_step(EngineRun *run, StepDef *def, Datum template, Da
 extern Datum engine_message_error(const char *message);
 extern bool engine_valid_name(const char *name);
 extern char *engine_json_time(TimestampTz t);
+extern char *engine_uuid_text(Datum id);
 
 /* compose.c: child workflows and fan-out */
 extern StepDef *compose_element_def(StepDef *base, const char *step, int32 index);

@@ -31,12 +31,6 @@
 PG_FUNCTION_INFO_V1(orchestrator_api_cancel_workflow);
 PG_FUNCTION_INFO_V1(orchestrator_api_retry_run);
 
-static char *
-uuid_text(Datum id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, id));
-}
-
 /* The caller, as to_jsonb(_caller()) writes it: a JSON string. */
 static void
 append_caller_json(StringInfo s)
@@ -71,7 +65,7 @@ engine_lock_visible_run(Datum run_id, bool run_id_isnull, EngineRun *run)
 	if (!visible)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("workflow run %s does not exist", uuid_text(run_id)),
+				 errmsg("workflow run %s does not exist", engine_uuid_text(run_id)),
 				 errhint("Runs are visible to the role that started them, to the owner of their workflow and to members of orchestrator_admin.")));
 }
 
@@ -187,7 +181,7 @@ named(Resume *r, const char *step)
 static void
 check_named_steps(Resume *r, EngineRun *run, RunStep *steps, int n)
 {
-	char	   *id = uuid_text(run->id);
+	char	   *id = engine_uuid_text(run->id);
 
 	for (int i = 0; i < r->nsteps; i++)
 		if (r->steps[i] == NULL || find_step(steps, n, r->steps[i]) == NULL)
@@ -246,7 +240,7 @@ resume_work(void *arg)
 	if (run.status == RUN_COMPENSATING)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("workflow run %s is compensating and cannot be resumed", uuid_text(run.id)),
+				 errmsg("workflow run %s is compensating and cannot be resumed", engine_uuid_text(run.id)),
 				 errdetail("Its failed steps are being undone by their compensations."),
 				 errhint("Start a new run once the compensations are done.")));
 	if (run.status != RUN_FAILED && run.status != RUN_CANCELLED)
@@ -277,14 +271,14 @@ resume_work(void *arg)
 	if (engine_col_bool("compensated"))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("workflow run %s was compensated and cannot be resumed", uuid_text(run.id)),
+				 errmsg("workflow run %s was compensated and cannot be resumed", engine_uuid_text(run.id)),
 				 errdetail("Its failure started the compensations of its succeeded steps: what they did was undone."),
 				 errhint("Start a new run.")));
 	engine_rows_done();
 	if (run.has_deadline && run.deadline <= GetCurrentTransactionStartTimestamp())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the deadline of workflow run %s has passed", uuid_text(run.id)),
+				 errmsg("the deadline of workflow run %s has passed", engine_uuid_text(run.id)),
 				 errdetail("Its deadline was %s.",
 						   DatumGetCString(DirectFunctionCall1(timestamptz_out,
 															   TimestampTzGetDatum(run.deadline)))),
