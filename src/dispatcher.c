@@ -101,15 +101,22 @@ static volatile sig_atomic_t shutdown_requested = false;
  *		them for up to orchestrator.shutdown_grace, so that requests that
  *		answer in milliseconds are not sent again after the restart.
  *		Otherwise end at once, as die() does (a sql step's statement is
- *		cancelled and its transaction rolled back).
+ *		cancelled and its transaction rolled back).  A SIGTERM that comes
+ *		again while they finish changes nothing: the postmaster may signal
+ *		a background worker more than once in one shutdown, and ending the
+ *		process in the middle of recording would send every request of the
+ *		batch again; the grace bounds the wait, and an immediate shutdown
+ *		(SIGQUIT) still ends it at once.
  */
 static void
 dispatcher_sigterm(SIGNAL_ARGS)
 {
 	int			save_errno = errno;
 
-	if (orchestrator_http_in_flight() + orchestrator_http_done_count() > 0 &&
-		orchestrator_shutdown_grace > 0 && !shutdown_requested)
+	if (shutdown_requested)
+		SetLatch(MyLatch);
+	else if (orchestrator_http_in_flight() + orchestrator_http_done_count() > 0 &&
+			 orchestrator_shutdown_grace > 0)
 	{
 		shutdown_requested = true;
 		SetLatch(MyLatch);
