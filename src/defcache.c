@@ -46,9 +46,8 @@ typedef struct DefCacheEntry
 {
 	char		key[DEF_KEY_LEN];
 	StepDef    *def;			/* "version/name/step" */
-	char	  **roots;			/* "version/name/": its first steps */
-	int			nroots;
-	MemoryContext context;		/* holds def or roots */
+	RunShape   *shape;			/* "version/name/": its steps */
+	MemoryContext context;		/* holds def or shape */
 	Size		bytes;			/* what the entry costs */
 	uint64		epoch;			/* of the outermost unit that used it last */
 	dlist_node	lru;			/* least recently used first */
@@ -161,8 +160,7 @@ def_cache_add(const char *key, MemoryContext context)
 		return NULL;
 	}
 	entry->def = NULL;
-	entry->roots = NULL;
-	entry->nroots = 0;
+	entry->shape = NULL;
 	entry->context = context;
 	entry->bytes = bytes;
 	entry->epoch = def_epoch;
@@ -399,65 +397,99 @@ engine_step_def(const char *name, int32 version, const char *step)
 }
 
 /*
- * engine_root_steps
- *		The steps of a version that depend on nothing (its first steps), in
- *		position order; cached like step definitions.
+ * engine_run_shape
+ *		The steps of a version that a new run has (all but compensations),
+ *		in position order, and its first steps; cached like step
+ *		definitions.
  */
-char	  **
-engine_root_steps(const char *name, int32 version, int *nroots)
+RunShape *
+engine_run_shape(const char *name, int32 version)
 {
 	char		key[DEF_KEY_LEN];
 	int			keylen;
 	Datum		values[2];
 	uint64		n;
-	char	  **roots;
+	RunShape   *shape;
 	bool		cacheable;
 	DefCacheEntry *entry;
+	TupleDesc	desc;
 
 	keylen = snprintf(key, sizeof(key), "%d/%s/", version, name);
 	cacheable = keylen < DEF_KEY_LEN;
 	if (cacheable && (entry = hash_search(def_cache, key, HASH_FIND, NULL)) != NULL)
 	{
 		def_cache_touch(entry);
-		*nroots = entry->nroots;
-		return entry->roots;
+		return entry->shape;
 	}
 	if (cacheable)
 		def_figures.misses++;
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = Int32GetDatum(version);
-	n = engine_stmt(S_ROOT_STEPS, NULL, values, NULL);
-	roots = palloc(sizeof(char *) * Max(n, 1));
+	n = engine_stmt(S_RUN_SHAPE, NULL, values, NULL);
+	desc = SPI_tuptable->tupdesc;
+	shape = palloc0(sizeof(RunShape));
+	shape->steps = palloc0(sizeof(ShapeStep) * Max(n, 1));
+	shape->roots = palloc(sizeof(char *) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)
 	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		ShapeStep  *s = &shape->steps[i];
 		bool		isnull;
+		Datum		d;
 		TransactionId xmin;
 
-		roots[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-								SPI_fnumber(SPI_tuptable->tupdesc, "step"));
-		xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-												   SPI_fnumber(SPI_tuptable->tupdesc, "xmin"), &isnull));
+		s->step = SPI_getvalue(t, desc, SPI_fnumber(desc, "step"));
+		s->position = DatumGetInt32(SPI_getbinval(t, desc, SPI_fnumber(desc, "position"), &isnull));
+		s->kind = SPI_getvalue(t, desc, SPI_fnumber(desc, "kind"));
+		s->ndeps = DatumGetInt32(SPI_getbinval(t, desc, SPI_fnumber(desc, "ndeps"), &isnull));
+		if (isnull)
+			s->ndeps = 0;
+		d = SPI_getbinval(t, desc, SPI_fnumber(desc, "external_input"), &isnull);
+		s->external_input = isnull ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		if (s->ndeps == 0)
+			shape->roots[shape->nroots++] = s->step;
+		xmin = DatumGetTransactionId(SPI_getbinval(t, desc, SPI_fnumber(desc, "xmin"), &isnull));
 		cacheable &= !TransactionIdIsCurrentTransactionId(xmin) && TransactionIdDidCommit(xmin);
 	}
+	shape->nsteps = (int) n;
 	engine_rows_done();
-	*nroots = (int) n;
 
 	if (cacheable && n > 0)
 	{
 		MemoryContext target = def_entry_context();
 		MemoryContext context = MemoryContextSwitchTo(target);
-		char	  **copy = palloc(sizeof(char *) * n);
+		RunShape   *copy = palloc0(sizeof(RunShape));
 
-		for (uint64 i = 0; i < n; i++)
-			copy[i] = pstrdup(roots[i]);
+		copy->nsteps = shape->nsteps;
+		copy->steps = palloc0(sizeof(ShapeStep) * n);
+		copy->roots = palloc(sizeof(char *) * n);
+		for (int i = 0; i < shape->nsteps; i++)
+		{
+			ShapeStep  *s = &copy->steps[i];
+
+			*s = shape->steps[i];
+			s->step = pstrdup(s->step);
+			s->kind = pstrdup(s->kind);
+			if (s->external_input != (Datum) 0)
+				s->external_input = datumCopy(s->external_input, false, -1);
+			if (s->ndeps == 0)
+				copy->roots[copy->nroots++] = s->step;
+		}
 		MemoryContextSwitchTo(context);
 		entry = def_cache_add(key, target);
 		if (entry != NULL)
-		{
-			entry->roots = copy;
-			entry->nroots = (int) n;
-		}
+			entry->shape = copy;
 	}
-	return roots;
+	return shape;
+}
+
+/* The steps of a version that depend on nothing, in position order. */
+char	  **
+engine_root_steps(const char *name, int32 version, int *nroots)
+{
+	RunShape   *shape = engine_run_shape(name, version);
+
+	*nroots = shape->nroots;
+	return shape->roots;
 }

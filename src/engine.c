@@ -56,6 +56,7 @@
 #include "admission.h"
 #include "engine.h"
 #include "history.h"
+#include "run_rows.h"
 #include "metrics.h"
 #include "otlp.h"
 #include "quota.h"
@@ -217,8 +218,8 @@ json_interval(Datum interval)
 }
 
 /* {"key": value} (value jsonb, or null), built without printing and parsing it */
-static Datum
-json_object1(const char *key, Datum value, bool isnull)
+Datum
+engine_json_object1(const char *key, Datum value, bool isnull)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue	k;
@@ -397,7 +398,7 @@ emit_event(EngineRun *run, bool result, const char *type, const char *step, Datu
 	ev.step = step;
 	ev.at = GetCurrentTimestamp();
 	if (result)
-		ev.data = json_object1("result", data, data_isnull);
+		ev.data = engine_json_object1("result", data, data_isnull);
 	else
 		ev.data = data_isnull ? jsonb_from_cstring("{}") : data;
 	seq = history_append(run->leaves.events, run->id, 1, &ev);
@@ -747,17 +748,14 @@ void
 engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 				   const char *idempotency_key)
 {
-	Datum		values[17];
-	char		nulls[17];
 	StringInfoData data;
+	RunShape   *shape;
 	int			nroots;
 	char	  **roots;
-	Datum	   *plain;
-	Datum	   *queues;
+	char	  **plain;
+	char	  **queues;
 	int			nplain = 0;
 	bool	   *slow;
-	bool		isnull;
-	Datum		event_data;
 	int			wake = 0;
 	Admission	admission;
 
@@ -774,11 +772,11 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	/* over an admission limit: queued, no step made ready (admission.c) */
 	admission_at_start(run, tenant, &admission);
 
-	roots = engine_root_steps(run->name, run->version, &nroots);
-	if (admission.queued)
-		nroots = 0;
-	plain = palloc(sizeof(Datum) * Max(nroots, 1));
-	queues = palloc(sizeof(Datum) * Max(nroots, 1));
+	shape = engine_run_shape(run->name, run->version);
+	roots = shape->roots;
+	nroots = admission.queued ? 0 : shape->nroots;
+	plain = palloc(sizeof(char *) * Max(nroots, 1));
+	queues = palloc(sizeof(char *) * Max(nroots, 1));
 	slow = palloc0(sizeof(bool) * Max(nroots, 1));
 	for (int i = 0; i < nroots; i++)
 	{
@@ -789,8 +787,8 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 			slow[i] = true;
 			continue;
 		}
-		plain[nplain] = CStringGetTextDatum(roots[i]);
-		queues[nplain] = CStringGetTextDatum(def->queue);
+		plain[nplain] = roots[i];
+		queues[nplain] = def->queue;
 		nplain++;
 		if (def->queue[0] == '@')
 			wake |= strcmp(def->queue, "@sql") == 0 ? WAKE_SQL : WAKE_TIMER;
@@ -812,42 +810,8 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	}
 	appendStringInfoChar(&data, '}');
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = run->id;
-	values[1] = CStringGetTextDatum(run->name);
-	values[2] = Int32GetDatum(run->version);
-	values[3] = tenant ? CStringGetTextDatum(tenant) : (Datum) 0;
-	nulls[3] = tenant ? ' ' : 'n';
-	values[4] = ObjectIdGetDatum(run->owner);
-	values[5] = ObjectIdGetDatum(started_by);
-	values[6] = input;
-	values[7] = idempotency_key ? CStringGetTextDatum(idempotency_key) : (Datum) 0;
-	nulls[7] = idempotency_key ? ' ' : 'n';
-	values[8] = Int32GetDatum(run->priority);
-	values[9] = TimestampTzGetDatum(run->deadline);
-	nulls[9] = run->has_deadline ? ' ' : 'n';
-	values[10] = PointerGetDatum(construct_array(plain, nplain, TEXTOID, -1, false, TYPALIGN_INT));
-	values[11] = PointerGetDatum(construct_array(queues, nplain, TEXTOID, -1, false, TYPALIGN_INT));
-	values[12] = jsonb_from_cstring(data.data);
-	values[13] = run->trace_id ? CStringGetTextDatum(run->trace_id) : (Datum) 0;
-	nulls[13] = run->trace_id ? ' ' : 'n';
-	values[14] = run->trace_parent ? CStringGetTextDatum(run->trace_parent) : (Datum) 0;
-	nulls[14] = run->trace_parent ? ' ' : 'n';
-	values[15] = run->has_parent ? run->parent_id : (Datum) 0;
-	nulls[15] = run->has_parent ? ' ' : 'n';
-	values[16] = run->has_parent ? CStringGetTextDatum(run->parent_step) : (Datum) 0;
-	nulls[16] = run->has_parent ? ' ' : 'n';
-	if (engine_stmt(S_CREATE_RUN, &run->leaves, values, nulls) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not create run %s", engine_uuid_text(run->id))));
-	{
-		TimestampTz at = DatumGetTimestampTz(engine_col("at", &isnull));
-
-		event_data = engine_col("data", &isnull);
-		engine_rows_done();
-		append_event(run, "workflow.created", NULL, at, event_data);
-	}
+	run_rows_create(run, started_by, tenant, input, idempotency_key, shape, nplain, plain, queues);
+	append_event(run, "workflow.created", NULL, GetCurrentTimestamp(), jsonb_from_cstring(data.data));
 	if (admission.limited)
 		admission_created(run, tenant, &admission);
 
@@ -855,12 +819,8 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	if (wake)
 		orchestrator_wake_dispatchers_at_commit(wake);
 	for (int i = 0; i < nplain; i++)
-	{
-		char	   *queue = TextDatumGetCString(queues[i]);
-
-		if (queue[0] != '@')
-			orchestrator_notify(RELAY_QUEUES, queue);
-	}
+		if (queues[i][0] != '@')
+			orchestrator_notify(RELAY_QUEUES, queues[i]);
 
 	if (run->has_deadline)
 		engine_enqueue(run, "@deadline", "@timer", run->deadline);
@@ -904,7 +864,7 @@ engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnu
 		engine_stmt(S_RUN_ERROR, &run->leaves, values, NULL);
 		saga_error = engine_col("error", &isnull);
 		engine_rows_done();
-		error = json_object1("compensation", error, error_isnull);
+		error = engine_json_object1("compensation", error, error_isnull);
 		if (!isnull)
 			error = DirectFunctionCall2(jsonb_concat, saga_error, error);
 		error_isnull = false;
@@ -951,7 +911,7 @@ engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnu
 			engine_stmt(S_RUN_COMPENSATING, &run->leaves, c, cn);
 			run->status = RUN_COMPENSATING;
 			engine_emit_jsonb(run, "workflow.compensating", NULL,
-							  json_object1("error", error, error_isnull), false);
+							  engine_json_object1("error", error, error_isnull), false);
 			compensate_next(run);
 			return;
 		}
@@ -1295,7 +1255,7 @@ engine_step_ready(EngineRun *run, const char *step)
 		if (!holds)
 		{
 			engine_stmt(S_STEP_SKIPPED, &run->leaves, values, NULL);
-			engine_emit_jsonb(run, "step.skipped", step, json_object1("when", def->when, false), false);
+			engine_emit_jsonb(run, "step.skipped", step, engine_json_object1("when", def->when, false), false);
 			engine_step_done(run, def);
 			return;
 		}
@@ -1602,30 +1562,19 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 						  Datum result, bool result_isnull, TimestampTz started_at,
 						  bool started_appended, bool dequeue)
 {
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	StepRowSucceeded row;
 	AppendedEvent events[2];
 	uint64		n = 0;
-	bool		isnull;
 
 	orchestrator_quota_check_result(run->owner, result, result_isnull);
-	values[0] = run->id;
-	values[1] = CStringGetTextDatum(step);
 	if (dequeue)
-		engine_stmt(S_DEQUEUE, NULL, values, NULL);
-	values[2] = TimestampTzGetDatum(started_at);
-	values[3] = result;
-	nulls[3] = result_isnull ? 'n' : ' ';
-	values[4] = def->args_json;
-	if (engine_stmt(S_SQL_STEP_ROW_SUCCEEDED, &run->leaves, values, nulls) != 1)
+		queue_row_delete(orchestrator_table_oid("work_queue"), run->id, step);
+	if (!step_row_sql_succeeded(run, step, started_at, result, result_isnull, def->args_json, &row))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("workflow run %s has no step \"%s\"", engine_uuid_text(run->id), step)));
 	{
-		int32		attempt = engine_col_int32("attempt");
-		bool		no_ready_at;
-		Datum		ready_at = engine_col("ready_at", &no_ready_at);
-		TimestampTz finished_at = DatumGetTimestampTz(engine_col("finished_at", &isnull));
+		int32		attempt = row.attempt;
 		HistoryEvent appended[2];
 		int64		first;
 
@@ -1640,8 +1589,8 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 		}
 		appended[n].type = "step.succeeded";
 		appended[n].step = step;
-		appended[n].at = finished_at;
-		appended[n].data = json_object1("result", result, result_isnull);
+		appended[n].at = row.finished_at;
+		appended[n].data = engine_json_object1("result", result, result_isnull);
 		n++;
 		first = history_append(run->leaves.events, run->id, (int) n, appended);
 		for (uint64 i = 0; i < n; i++)
@@ -1659,14 +1608,13 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 			e->metrics.workflow = run->name;
 			e->metrics.kind = "sql";
 			e->metrics.started_at = started_at;
-			e->metrics.ready_at = no_ready_at ? 0 : DatumGetTimestampTz(ready_at);
+			e->metrics.ready_at = row.has_ready_at ? row.ready_at : 0;
 			e->metrics.at = appended[i].at;
 			e->metrics.trace_id = run->trace_id;
 			e->metrics.trace_parent = run->trace_parent;
 			e->metrics.attempt = attempt;
 		}
 	}
-	engine_rows_done();
 	for (uint64 i = 0; i < n; i++)
 	{
 		if (orchestrator_metrics_counts(events[i].type))
@@ -1690,7 +1638,6 @@ engine_step_done(EngineRun *run, StepDef *def)
 	bool	   *name_nulls;
 	int			n;
 	bool		made_ready = false;
-	bool		isnull;
 
 	/* an element of a for_each step: the step goes on (compose.c) */
 	if (def->element_of != NULL)
@@ -1716,21 +1663,13 @@ engine_step_done(EngineRun *run, StepDef *def)
 	{
 		char	   *next = TextDatumGetCString(names[i]);
 		StepDef    *next_def = engine_step_def(run->name, run->version, next);
-		Datum		values[3] = {run->id, names[i], next_def->ready_input};
-		char		nulls[3] = {' ', ' ', next_def->ready_input_isnull ? 'n' : ' '};
 		int32		open;
 		int32		attempt;
 
 		/* a plain dependent is made ready by the update that releases it */
-		if (engine_stmt(next_def->plain_when_ready ? S_RELEASE_READY : S_RELEASE_DEPENDENT,
-						&run->leaves, values, nulls) != 1)
-		{
-			engine_rows_done();
+		if (!step_row_release(run, next, next_def->plain_when_ready, next_def->ready_input,
+							  next_def->ready_input_isnull, &open, &attempt))
 			continue;
-		}
-		open = DatumGetInt32(engine_col("deps_open", &isnull));
-		attempt = next_def->plain_when_ready ? engine_col_int32("attempt") : 0;
-		engine_rows_done();
 		if (open != 0)
 			continue;
 		if (next_def->plain_when_ready)
@@ -1764,40 +1703,30 @@ engine_step_done(EngineRun *run, StepDef *def)
 	else
 	{
 		Datum		values[1] = {run->id};
-		Datum		data;
+		RunRowSucceeded row;
 		MetricsEvent e;
-		bool		parent_isnull;
-		Datum		parent_id;
-		char	   *parent_step;
 
 		flush_deferred_start(run);
-		if (engine_stmt(S_RUN_SUCCEEDED, &run->leaves, values, NULL) == 0)
-		{
-			engine_rows_done();
+		if (!run_row_succeeded(run, &row))
 			return;				/* a step is still open */
-		}
-		data = engine_col("data", &isnull);
 		memset(&e, 0, sizeof(e));
 		e.type = "workflow.succeeded";
 		e.run_id = engine_uuid_text(run->id);
 		e.workflow = run->name;
-		e.at = col_time("at");
-		e.trace_id = engine_col_text("trace_id");
-		e.trace_parent = engine_col_text("trace_parent");
-		e.created_at = col_time("created_at");
-		parent_id = engine_col("parent_id", &parent_isnull);
-		parent_step = parent_isnull ? NULL : engine_col_text("parent_step");
-		engine_rows_done();
+		e.at = row.at;
+		e.trace_id = row.trace_id;
+		e.trace_parent = row.trace_parent;
+		e.created_at = row.created_at;
 		run->status = RUN_SUCCEEDED;
 		/* a run succeeds only when no step is open: a deadline is left */
 		if (run->has_deadline)
 			engine_stmt(S_DELETE_RUN_QUEUE, NULL, values, NULL);
-		append_event(run, "workflow.succeeded", NULL, e.at, data);
+		append_event(run, "workflow.succeeded", NULL, e.at, row.data);
 		orchestrator_metrics_event(&e);
 		if (run->admission != 0)
 			admission_run_left(run, false);
-		if (!parent_isnull)
-			compose_run_ended(run, parent_id, false, parent_step);
+		if (!row.parent_isnull)
+			compose_run_ended(run, row.parent_id, false, row.parent_step);
 	}
 }
 

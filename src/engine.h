@@ -185,24 +185,19 @@ typedef enum Stmt
 	S_STEP_STARTED,
 	S_STEP_RUNNING,
 	S_DEQUEUE,
-	S_SQL_STEP_ROW_SUCCEEDED,
 	S_STEP_METRICS,
 	S_RUN_STEP_METRICS,
 	S_STEP_SUCCEEDED,
 	S_ADD_COST,
-	S_RELEASE_DEPENDENT,
-	S_RELEASE_READY,
 	S_ENQUEUE,
 	S_OPEN_STEPS,
 	S_DELETE_RUN_QUEUE,
-	S_RUN_SUCCEEDED,
-	S_CREATE_RUN,
 	S_START_LOOKUP,
 	S_MAY_START,
 	S_DEADLINE,
 	S_CLAIM_IDEMPOTENCY_KEY,
 	S_IDEMPOTENT_RUN,
-	S_ROOT_STEPS,
+	S_RUN_SHAPE,
 	S_MAKE_READY,
 	S_STEP_SKIPPED,
 	S_STEP_READY_AT,
@@ -306,6 +301,26 @@ extern StepDef *engine_step_def(const char *name, int32 version, const char *ste
 extern void engine_def_cache_check(void);
 extern char **engine_root_steps(const char *name, int32 version, int *nroots);
 
+/* A version's steps as a new run has them (engine_run_shape()). */
+typedef struct ShapeStep
+{
+	char	   *step;
+	int32		position;
+	char	   *kind;
+	int32		ndeps;			/* how many it depends on */
+	Datum		external_input; /* jsonb, of an external step (else 0) */
+} ShapeStep;
+
+typedef struct RunShape
+{
+	int			nsteps;			/* compensations left out */
+	ShapeStep  *steps;			/* in position order */
+	int			nroots;
+	char	  **roots;			/* the steps that depend on nothing */
+} RunShape;
+
+extern RunShape *engine_run_shape(const char *name, int32 version);
+
 /* engine.c: units of work */
 extern void engine_unit(void (*work) (void *arg), void *arg);
 extern bool engine_try(void (*fn) (void *arg), void *arg, ErrorData **error);
@@ -374,6 +389,7 @@ extern Datum engine_render_step(EngineRun *run, StepDef *def, Datum template, Da
 extern Datum engine_message_error(const char *message);
 extern bool engine_valid_name(const char *name);
 extern char *engine_json_time(TimestampTz t);
+extern Datum engine_json_object1(const char *key, Datum value, bool isnull);
 extern char *engine_uuid_text(Datum id);
 
 /* compose.c: child workflows and fan-out */

@@ -192,16 +192,6 @@ static const StmtDef stmts[S_COUNT] = {
 		" r.trace_id, r.trace_parent, r.created_at, s.attempt"
 		" FROM @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $2 WHERE r.id = $1",
 	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
-	/*
-	 * a sql step run in this transaction: from ready to succeeded at once
-	 * (its step.started and step.succeeded are appended by history.c)
-	 */
-	[S_SQL_STEP_ROW_SUCCEEDED] = {
-		"UPDATE @steps@ SET status = 'succeeded', attempt = attempt + 1, started_at = $3,"
-		" finished_at = clock_timestamp(), worker = 'dispatcher', result = $4, error = NULL,"
-		" input = CASE WHEN $5 <> '[]' THEN jsonb_build_object('args', $5) ELSE input END"
-		" WHERE run_id = $1 AND step = $2 RETURNING kind, attempt, ready_at, finished_at",
-	5, {UUIDOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID}},
 	[S_STEP_SUCCEEDED] = {
 		"UPDATE @steps@ SET status = 'succeeded', result = $3, error = NULL, finished_at = clock_timestamp()"
 		" WHERE run_id = $1 AND step = $2",
@@ -209,20 +199,6 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_ADD_COST] = {
 		"UPDATE @runs@ SET cost = cost + round(($2 ->> 'cost')::numeric, 4) WHERE id = $1",
 	2, {UUIDOID, JSONBOID}},
-	[S_RELEASE_DEPENDENT] = {
-		"UPDATE @steps@ s SET deps_open = s.deps_open - 1"
-		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
-		" RETURNING s.deps_open",
-	2, {UUIDOID, TEXTOID}},
-	/* the same, making a plain dependent ready when it was the last */
-	[S_RELEASE_READY] = {
-		"UPDATE @steps@ s SET deps_open = s.deps_open - 1,"
-		" status = CASE WHEN s.deps_open = 1 THEN 'ready' ELSE s.status END,"
-		" ready_at = CASE WHEN s.deps_open = 1 THEN clock_timestamp() ELSE s.ready_at END,"
-		" input = CASE WHEN s.deps_open = 1 THEN $3 ELSE s.input END"
-		" WHERE s.run_id = $1 AND s.step = $2 AND s.status = 'waiting'"
-		" RETURNING s.deps_open, s.attempt",
-	3, {UUIDOID, TEXTOID, JSONBOID}},
 	[S_ENQUEUE] = {
 		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
 		" VALUES ($1, $2, $4, $3, $6, $5)"
@@ -235,43 +211,7 @@ static const StmtDef stmts[S_COUNT] = {
 	1, {UUIDOID}},
 	[S_DELETE_RUN_QUEUE] = {
 		"DELETE FROM orchestrator.work_queue WHERE run_id = $1", 1, {UUIDOID}},
-	/* the run succeeds when no step is open any more (no result template) */
-	/*
-	 * a run with no step open succeeds, returning workflow.succeeded's data
-	 * and what metrics.c counts (no row: a step is still open)
-	 */
-	[S_RUN_SUCCEEDED] = {
-		"UPDATE @runs@ w SET status = 'succeeded',"
-		" result = (SELECT coalesce(jsonb_object_agg(x.step, x.result), '{}') FROM @steps@ x"
-		"   WHERE x.run_id = $1 AND x.status = 'succeeded' AND x.element IS NULL),"
-		" error = NULL, finished_at = clock_timestamp()"
-		" WHERE w.id = $1 AND NOT EXISTS (SELECT 1 FROM @steps@ s"
-		"   WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ")"
-		" RETURNING jsonb_build_object('result', w.result) AS data, w.finished_at AS at,"
-		" w.trace_id, w.trace_parent, w.created_at, w.parent_id, w.parent_step",
-	1, {UUIDOID}},
 
-	/*
-	 * start_workflow(): the run, its steps (the plain first ones, $11, made
-	 * ready and queued on $12); its first event ($13) is appended by
-	 * history.c
-	 */
-	[S_CREATE_RUN] = {
-		"WITH run AS (INSERT INTO @runs@ (id, name, version, tenant, owner, started_by, input, idempotency_key,"
-		"   priority, deadline, trace_id, trace_parent, parent_id, parent_step)"
-		"   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($14, orchestrator._new_trace_id()), $15,"
-		"     $16, $17)),"
-		" steps AS (INSERT INTO @steps@ (run_id, step, position, kind, deps_open, status, ready_at, input)"
-		"   SELECT $1, d.step, d.position, d.kind, cardinality(d.depends_on),"
-		"     CASE WHEN d.step = ANY ($11) THEN 'ready' ELSE 'waiting' END,"
-		"     CASE WHEN d.step = ANY ($11) THEN clock_timestamp() END,"
-		"     CASE WHEN d.step = ANY ($11) AND d.kind = 'external' THEN coalesce(d.spec -> 'input', '{}') END"
-		"   FROM orchestrator.definition_steps d WHERE d.name = $2 AND d.version = $3 AND d.compensates IS NULL),"
-		" queued AS (INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
-		"   SELECT $1, q.step, q.queue, $9, now(), $2 FROM unnest($11, $12) q(step, queue))"
-		" SELECT clock_timestamp() AS at, $13 AS data",
-	17, {UUIDOID, TEXTOID, INT4OID, TEXTOID, REGROLEOID, REGROLEOID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
-	TEXTARRAYOID, TEXTARRAYOID, JSONBOID, TEXTOID, TEXTOID, UUIDOID, TEXTOID}},
 	/* start_workflow()'s checks */
 	/* the version ($2, or the latest), the owner, webhook subscriptions */
 	[S_START_LOOKUP] = {
@@ -292,10 +232,12 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_IDEMPOTENT_RUN] = {
 		"SELECT run_id FROM orchestrator.idempotency_keys WHERE started_by = $1 AND name = $2 AND key = $3",
 	3, {REGROLEOID, TEXTOID, TEXTOID}},
-	[S_ROOT_STEPS] = {
-		"SELECT d.step, d.xmin FROM orchestrator.definition_steps d"
-		" WHERE d.name = $1 AND d.version = $2 AND d.compensates IS NULL AND cardinality(d.depends_on) = 0"
-		" ORDER BY d.position",
+	/* the steps a new run has (compensations are added when needed) */
+	[S_RUN_SHAPE] = {
+		"SELECT d.step, d.position, d.kind, cardinality(d.depends_on) AS ndeps,"
+		" CASE WHEN d.kind = 'external' THEN coalesce(d.spec -> 'input', '{}') END AS external_input, d.xmin"
+		" FROM orchestrator.definition_steps d"
+		" WHERE d.name = $1 AND d.version = $2 AND d.compensates IS NULL ORDER BY d.position",
 	2, {TEXTOID, INT4OID}},
 
 	/* a step whose dependencies are done */

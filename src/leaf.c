@@ -160,6 +160,19 @@ orchestrator_run_leaves(Datum run_id, RunLeaves *leaves, bool missing_ok)
 	return OidIsValid(leaves->runs) && OidIsValid(leaves->steps) && OidIsValid(leaves->events);
 }
 
+/* An unpartitioned table of the extension (work_queue, ...), by name. */
+Oid
+orchestrator_table_oid(const char *name)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid("orchestrator", false));
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table orchestrator.%s does not exist", name)));
+	return relid;
+}
+
 /* Append the schema-qualified, quoted name of a relation. */
 static void
 append_relation_name(StringInfo buf, Oid relid)

@@ -23,6 +23,7 @@ typedef struct RunLeaves
 struct CacheFigures;
 
 extern bool orchestrator_run_leaves(Datum run_id, RunLeaves *leaves, bool missing_ok);
+extern Oid orchestrator_table_oid(const char *name);
 
 extern SPIPlanPtr orchestrator_leaf_plan(int id, const char *sql, int nargs,
 										 Oid *argtypes, const RunLeaves *leaves);

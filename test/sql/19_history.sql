@@ -1,9 +1,10 @@
 \set SHOW_CONTEXT never
--- Events are appended with the heap and index access methods (src/history.c),
--- not through INSERT statements: sequence numbers, order and columns are
--- those a statement would write, and a partition of the history that such
--- appends would write behind the back of (a trigger, a check constraint, an
--- index on an expression) is refused with an error, not skipped.
+-- Events are appended, and the hot transitions' step and run rows written,
+-- with the heap and index access methods (src/rows.c), not through
+-- statements: sequence numbers, order and columns are those a statement
+-- would write, every index is kept (on expressions and partial ones too),
+-- and a table such writes would go behind the back of (a trigger, a check
+-- constraint) is refused with an error, not skipped.
 
 SELECT orchestrator.define_workflow('history_three', $$
 {"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
@@ -46,11 +47,53 @@ SELECT count(*) AS runs_written FROM orchestrator.runs WHERE name = 'history_thr
 DROP TRIGGER history_audit ON orchestrator.workflow_events;
 DROP FUNCTION history_audit();
 
--- An index on an expression cannot be kept by these appends either.
-CREATE INDEX history_by_type ON orchestrator.workflow_events ((data ->> 'x'));
+-- A trigger on the steps or the runs is refused the same way (their rows
+-- are written directly too), whatever event it fires on; nothing is written.
+CREATE FUNCTION steps_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RETURN NEW; END $$;
+CREATE TRIGGER steps_audit AFTER UPDATE ON orchestrator.workflow_steps
+	FOR EACH ROW EXECUTE FUNCTION steps_audit();
 SELECT regexp_replace(try($$SELECT orchestrator.start_workflow('history_three')$$), '_p[0-9]{8}', '_p<day>')
-	AS with_expression_index;
-DROP INDEX orchestrator.history_by_type;
+	AS with_steps_trigger;
+DROP TRIGGER steps_audit ON orchestrator.workflow_steps;
+CREATE TRIGGER runs_audit BEFORE DELETE ON orchestrator.workflow_runs
+	FOR EACH ROW EXECUTE FUNCTION steps_audit();
+SELECT regexp_replace(try($$SELECT orchestrator.start_workflow('history_three')$$), '_p[0-9]{8}', '_p<day>')
+	AS with_runs_trigger;
+DROP TRIGGER runs_audit ON orchestrator.workflow_runs;
+DROP FUNCTION steps_audit();
+SELECT count(*) AS runs_written FROM orchestrator.runs WHERE name = 'history_three';
+
+-- Indexes on expressions and partial indexes are kept: the rows are found
+-- through them.
+CREATE INDEX history_by_x ON orchestrator.workflow_events ((data -> 'result' ->> 'x'));
+CREATE INDEX history_succeeded ON orchestrator.workflow_events (run_id) WHERE type = 'workflow.succeeded';
+CREATE INDEX steps_done_late ON orchestrator.workflow_steps ((result ->> 'x')) WHERE status = 'succeeded';
+SELECT orchestrator.start_workflow('history_three') AS r_expr \gset
+SELECT wait_for_run(:'r_expr');
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) AS by_expression FROM orchestrator.workflow_events
+	WHERE data -> 'result' ->> 'x' = 'x' AND run_id = :'r_expr';
+SELECT count(*) AS by_partial FROM orchestrator.workflow_events
+	WHERE type = 'workflow.succeeded' AND run_id = :'r_expr';
+SELECT step AS by_partial_expression FROM orchestrator.workflow_steps
+	WHERE result ->> 'x' = 'x' AND status = 'succeeded' AND run_id = :'r_expr';
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+-- every index of the runs, steps, events and queue has an entry for every
+-- row (amcheck's heapallindexed): the runs' own expression and partial
+-- indexes (day created, minute finished, active by owner) included
+CREATE EXTENSION amcheck;
+SELECT count(*) > 3 AS indexes_checked FROM (
+	SELECT bt_index_check(i.indexrelid, true)
+	FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_am a ON a.oid = (SELECT relam FROM pg_class WHERE oid = i.indexrelid)
+	WHERE c.relnamespace = 'orchestrator'::regnamespace AND a.amname = 'btree'
+	  AND (c.relname ~ '^workflow_(runs|steps|events)_p' OR c.relname = 'work_queue')) x;
+DROP EXTENSION amcheck;
+DROP INDEX orchestrator.history_by_x;
+DROP INDEX orchestrator.history_succeeded;
+DROP INDEX orchestrator.steps_done_late;
 -- an index on plain columns is kept
 CREATE INDEX history_by_type ON orchestrator.workflow_events (type);
 SELECT orchestrator.start_workflow('history_three') AS r2 \gset

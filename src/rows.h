@@ -1,0 +1,36 @@
+/*-------------------------------------------------------------------------
+ *
+ * rows.h
+ *	  Rows of the engine's tables written without the executor (rows.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORCHESTRATOR_ROWS_H
+#define ORCHESTRATOR_ROWS_H
+
+#include "access/htup.h"
+#include "access/genam.h"
+#include "executor/tuptable.h"
+#include "utils/relcache.h"
+
+/* rows of a table in primary key order (rows_scan()) */
+typedef struct RowsScan
+{
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+} RowsScan;
+
+extern Relation rows_open(Oid relid);
+extern void rows_close(Relation rel);
+extern void rows_place(Relation rel, int ncolumns, const char *const *columns, int *place);
+extern void rows_insert(Relation rel, Datum *values, bool *nulls);
+extern RowsScan *rows_scan(Relation rel, int nkeys, const Datum *keys);
+extern HeapTuple rows_next(RowsScan *s);
+extern void rows_scan_end(RowsScan *s);
+extern HeapTuple rows_fetch(Relation rel, int nkeys, const Datum *keys);
+extern bool rows_update(Relation rel, HeapTuple old, Datum *values, bool *nulls, bool *replace);
+extern bool rows_delete(Relation rel, HeapTuple old);
+extern Datum rows_get(Relation rel, HeapTuple tuple, int place, bool *isnull);
+
+#endif							/* ORCHESTRATOR_ROWS_H */

@@ -1,0 +1,458 @@
+/*-------------------------------------------------------------------------
+ *
+ * run_rows.c
+ *	  The rows the hot transitions change, written through rows.c: a sql
+ *	  step's success, the release of its dependents, its queue row, the
+ *	  run's success.
+ *
+ * Each function is the whole transition of its rows, as the statement it
+ * replaces was (the statements' text is kept in the comments).  The
+ * caller holds the run's row lock: a row found changed by another
+ * transaction is a broken invariant, reported as a serialization failure
+ * (the dispatcher's batch is retried) rather than written over.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "access/htup_details.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "engine.h"
+#include "leaf.h"
+#include "rows.h"
+#include "run_rows.h"
+
+/* workflow_steps */
+enum
+{
+	SC_RUN_ID, SC_STEP, SC_POSITION, SC_KIND, SC_STATUS, SC_ATTEMPT, SC_DEPS_OPEN, SC_INPUT,
+	SC_RESULT, SC_ERROR, SC_WORKER, SC_READY_AT, SC_STARTED_AT, SC_FINISHED_AT,
+	SC_ATTEMPT_BASE, SC_PROGRESS, SC_ELEMENT, SC_ITEM, SC_CHILD_ID, STEP_COLUMNS
+};
+static const char *const step_columns[STEP_COLUMNS] = {
+	"run_id", "step", "position", "kind", "status", "attempt", "deps_open", "input",
+	"result", "error", "worker", "ready_at", "started_at", "finished_at",
+	"attempt_base", "progress", "element", "item", "child_id"
+};
+
+/* workflow_runs */
+enum
+{
+	RC_ID, RC_NAME, RC_VERSION, RC_STATUS, RC_TENANT, RC_OWNER, RC_INPUT, RC_RESULT, RC_ERROR,
+	RC_IDEMPOTENCY_KEY, RC_PRIORITY, RC_DEADLINE, RC_PARENT_ID, RC_CREATED_AT, RC_STARTED_AT,
+	RC_FINISHED_AT, RC_COST, RC_STARTED_BY, RC_TRACE_ID, RC_TRACE_PARENT, RC_ADMISSION,
+	RC_PARENT_STEP, RUN_COLUMNS
+};
+static const char *const run_columns[RUN_COLUMNS] = {
+	"id", "name", "version", "status", "tenant", "owner", "input", "result", "error",
+	"idempotency_key", "priority", "deadline", "parent_id", "created_at", "started_at",
+	"finished_at", "cost", "started_by", "trace_id", "trace_parent", "admission",
+	"parent_step"
+};
+
+extern Datum orchestrator_new_trace_id(PG_FUNCTION_ARGS);
+
+/* work_queue */
+static const char *const queue_columns[] = {
+	"run_id", "step", "queue", "priority", "available_at", "lease_token", "lease", "worker", "workflow"
+};
+
+/* A table opened to change rows, its columns placed, and scratch arrays. */
+typedef struct Rows
+{
+	Relation	rel;
+	int		   *place;
+	Datum	   *values;
+	bool	   *nulls;
+	bool	   *replace;
+} Rows;
+
+static void
+rows_begin(Rows *r, Oid relid, int ncolumns, const char *const *columns)
+{
+	int			natts;
+
+	r->rel = rows_open(relid);
+	natts = RelationGetDescr(r->rel)->natts;
+	r->place = palloc(sizeof(int) * ncolumns);
+	rows_place(r->rel, ncolumns, columns, r->place);
+	r->values = palloc0(sizeof(Datum) * natts);
+	r->nulls = palloc0(sizeof(bool) * natts);
+	r->replace = palloc0(sizeof(bool) * natts);
+}
+
+static void
+rows_end(Rows *r)
+{
+	rows_close(r->rel);
+}
+
+static Datum
+get(Rows *r, HeapTuple t, int column, bool *isnull)
+{
+	return rows_get(r->rel, t, r->place[column], isnull);
+}
+
+static int32
+get_int32(Rows *r, HeapTuple t, int column)
+{
+	bool		isnull;
+	Datum		d = get(r, t, column, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+static char *
+get_text(Rows *r, HeapTuple t, int column)
+{
+	bool		isnull;
+	Datum		d = get(r, t, column, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static void
+set(Rows *r, int column, Datum value, bool isnull)
+{
+	int			a = r->place[column];
+
+	r->values[a] = isnull ? (Datum) 0 : value;
+	r->nulls[a] = isnull;
+	r->replace[a] = true;
+}
+
+static void
+changed_elsewhere(Rows *r, Datum run_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("a row of \"%s\" of run %s was changed by another transaction",
+					RelationGetRelationName(r->rel), engine_uuid_text(run_id)),
+			 errdetail("Transitions of a run hold its row lock; another writer did not.")));
+}
+
+static HeapTuple
+fetch_step(Rows *r, EngineRun *run, const char *step)
+{
+	Datum		keys[2] = {run->id, CStringGetTextDatum(step)};
+
+	rows_begin(r, run->leaves.steps, STEP_COLUMNS, step_columns);
+	return rows_fetch(r->rel, 2, keys);
+}
+
+/*
+ * step_row_sql_succeeded
+ *		A sql step run in this transaction: from ready to succeeded at once.
+ *		UPDATE steps SET status = 'succeeded', attempt = attempt + 1,
+ *		started_at, finished_at = clock_timestamp(), worker = 'dispatcher',
+ *		result, error = NULL, input = {"args": args} when it has args.
+ *		False when the run has no such step.
+ */
+bool
+step_row_sql_succeeded(EngineRun *run, const char *step, TimestampTz started_at,
+					   Datum result, bool result_isnull, Datum args_json, StepRowSucceeded *out)
+{
+	Rows		r;
+	HeapTuple	old = fetch_step(&r, run, step);
+	Jsonb	   *args = DatumGetJsonbP(args_json);
+	bool		isnull;
+	Datum		ready_at;
+
+	if (old == NULL)
+	{
+		rows_end(&r);
+		return false;
+	}
+	out->attempt = get_int32(&r, old, SC_ATTEMPT) + 1;
+	ready_at = get(&r, old, SC_READY_AT, &isnull);
+	out->has_ready_at = !isnull;
+	out->ready_at = isnull ? 0 : DatumGetTimestampTz(ready_at);
+	out->finished_at = GetCurrentTimestamp();
+	set(&r, SC_STATUS, CStringGetTextDatum("succeeded"), false);
+	set(&r, SC_ATTEMPT, Int32GetDatum(out->attempt), false);
+	set(&r, SC_STARTED_AT, TimestampTzGetDatum(started_at), false);
+	set(&r, SC_FINISHED_AT, TimestampTzGetDatum(out->finished_at), false);
+	set(&r, SC_WORKER, CStringGetTextDatum("dispatcher"), false);
+	set(&r, SC_RESULT, result, result_isnull);
+	set(&r, SC_ERROR, (Datum) 0, true);
+	if (!(JB_ROOT_IS_ARRAY(args) && !JB_ROOT_IS_SCALAR(args) && JB_ROOT_COUNT(args) == 0))
+		set(&r, SC_INPUT, engine_json_object1("args", args_json, false), false);
+	if (!rows_update(r.rel, old, r.values, r.nulls, r.replace))
+		changed_elsewhere(&r, run->id);
+	rows_end(&r);
+	return true;
+}
+
+/*
+ * step_row_release
+ *		One dependency of a waiting step is done.
+ *		UPDATE steps SET deps_open = deps_open - 1 WHERE status = 'waiting';
+ *		make_ready: the last one makes it ready (ready_at, input).  False
+ *		when the step is not waiting; else *deps_open is what is left and
+ *		*attempt its attempts so far.
+ */
+bool
+step_row_release(EngineRun *run, const char *step, bool make_ready, Datum input,
+				 bool input_isnull, int32 *deps_open, int32 *attempt)
+{
+	Rows		r;
+	HeapTuple	old = fetch_step(&r, run, step);
+	char	   *status;
+
+	if (old == NULL || (status = get_text(&r, old, SC_STATUS)) == NULL ||
+		strcmp(status, "waiting") != 0)
+	{
+		rows_end(&r);
+		return false;
+	}
+	*deps_open = get_int32(&r, old, SC_DEPS_OPEN) - 1;
+	*attempt = get_int32(&r, old, SC_ATTEMPT);
+	set(&r, SC_DEPS_OPEN, Int32GetDatum(*deps_open), false);
+	if (make_ready && *deps_open == 0)
+	{
+		set(&r, SC_STATUS, CStringGetTextDatum("ready"), false);
+		set(&r, SC_READY_AT, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+		set(&r, SC_INPUT, input, input_isnull);
+	}
+	if (!rows_update(r.rel, old, r.values, r.nulls, r.replace))
+		changed_elsewhere(&r, run->id);
+	rows_end(&r);
+	return true;
+}
+
+/*
+ * queue_row_delete
+ *		DELETE FROM work_queue WHERE run_id AND step: the queue row of a
+ *		step this transaction claimed (and so holds locked).
+ */
+void
+queue_row_delete(Oid queue, Datum run_id, const char *step)
+{
+	Rows		r;
+	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
+	HeapTuple	old;
+
+	rows_begin(&r, queue, lengthof(queue_columns), queue_columns);
+	old = rows_fetch(r.rel, 2, keys);
+	if (old != NULL && !rows_delete(r.rel, old))
+		changed_elsewhere(&r, run_id);
+	rows_end(&r);
+}
+
+/*
+ * run_row_succeeded
+ *		A run with no step open succeeds; its result is the object of its
+ *		succeeded steps' results (elements of for_each steps left out).
+ *		False, and nothing written, while a step is open.
+ */
+bool
+run_row_succeeded(EngineRun *run, RunRowSucceeded *out)
+{
+	Rows		steps;
+	Rows		runs;
+	RowsScan   *scan;
+	HeapTuple	t;
+	JsonbParseState *state = NULL;
+	bool		open = false;
+	Datum		key[1] = {run->id};
+	Datum		result;
+	bool		isnull;
+
+	/* the steps: one open keeps the run going */
+	rows_begin(&steps, run->leaves.steps, STEP_COLUMNS, step_columns);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	scan = rows_scan(steps.rel, 1, key);
+	while (!open && (t = rows_next(scan)) != NULL)
+	{
+		char	   *status = get_text(&steps, t, SC_STATUS);
+		JsonbValue	k;
+		JsonbValue	v;
+		Datum		d;
+
+		if (strcmp(status, "waiting") == 0 || strcmp(status, "ready") == 0 ||
+			strcmp(status, "running") == 0 || strcmp(status, "scheduled") == 0)
+		{
+			open = true;
+			break;
+		}
+		if (strcmp(status, "succeeded") != 0)
+			continue;
+		get(&steps, t, SC_ELEMENT, &isnull);
+		if (!isnull)
+			continue;
+		d = get(&steps, t, SC_STEP, &isnull);
+		k.type = jbvString;
+		k.val.string.val = TextDatumGetCString(d);
+		k.val.string.len = strlen(k.val.string.val);
+		pushJsonbValue(&state, WJB_KEY, &k);
+		d = get(&steps, t, SC_RESULT, &isnull);
+		if (isnull)
+			v.type = jbvNull;
+		else
+		{
+			Jsonb	   *jb = DatumGetJsonbPCopy(d);
+
+			v.type = jbvBinary;
+			v.val.binary.data = &jb->root;
+			v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+		}
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	rows_scan_end(scan);
+	rows_end(&steps);
+	if (open)
+		return false;
+	result = JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+
+	/* the run */
+	rows_begin(&runs, run->leaves.runs, RUN_COLUMNS, run_columns);
+	t = rows_fetch(runs.rel, 1, key);
+	if (t == NULL)
+	{
+		rows_end(&runs);
+		return false;
+	}
+	out->at = GetCurrentTimestamp();
+	out->data = engine_json_object1("result", result, false);
+	out->trace_id = get_text(&runs, t, RC_TRACE_ID);
+	out->trace_parent = get_text(&runs, t, RC_TRACE_PARENT);
+	out->created_at = DatumGetTimestampTz(get(&runs, t, RC_CREATED_AT, &isnull));
+	out->parent_id = get(&runs, t, RC_PARENT_ID, &out->parent_isnull);
+	if (!out->parent_isnull)
+		out->parent_id = datumCopy(out->parent_id, false, UUID_LEN);
+	out->parent_step = get_text(&runs, t, RC_PARENT_STEP);
+	set(&runs, RC_STATUS, CStringGetTextDatum("succeeded"), false);
+	set(&runs, RC_RESULT, result, false);
+	set(&runs, RC_ERROR, (Datum) 0, true);
+	set(&runs, RC_FINISHED_AT, TimestampTzGetDatum(out->at), false);
+	if (!rows_update(runs.rel, t, runs.values, runs.nulls, runs.replace))
+		changed_elsewhere(&runs, run->id);
+	rows_end(&runs);
+	return true;
+}
+
+/*
+ * run_rows_create
+ *		A new run's rows: the run (pending), its steps (the "plain" first
+ *		ones, plain[0..nplain-1], ready and queued on queues[]; an external
+ *		one with its input), the queue rows.  What start_workflow() wrote
+ *		with INSERT statements, the columns' defaults included.
+ */
+void
+run_rows_create(EngineRun *run, Oid started_by, const char *tenant, Datum input,
+				const char *idempotency_key, RunShape *shape,
+				int nplain, char **plain, char **queues)
+{
+	Rows		r;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz clock = GetCurrentTimestamp();
+	Form_pg_attribute cost;
+	Datum		trace_id;
+
+	/* the run */
+	rows_begin(&r, run->leaves.runs, RUN_COLUMNS, run_columns);
+	cost = TupleDescAttr(RelationGetDescr(r.rel), r.place[RC_COST]);
+	if (run->trace_id)
+		trace_id = CStringGetTextDatum(run->trace_id);
+	else
+	{
+		LOCAL_FCINFO(fc, 0);
+
+		InitFunctionCallInfoData(*fc, NULL, 0, InvalidOid, NULL, NULL);
+		trace_id = orchestrator_new_trace_id(fc);
+	}
+	set(&r, RC_ID, run->id, false);
+	set(&r, RC_NAME, CStringGetTextDatum(run->name), false);
+	set(&r, RC_VERSION, Int32GetDatum(run->version), false);
+	set(&r, RC_STATUS, CStringGetTextDatum("pending"), false);
+	set(&r, RC_TENANT, tenant ? CStringGetTextDatum(tenant) : (Datum) 0, tenant == NULL);
+	set(&r, RC_OWNER, ObjectIdGetDatum(run->owner), false);
+	set(&r, RC_INPUT, input, false);
+	set(&r, RC_RESULT, (Datum) 0, true);
+	set(&r, RC_ERROR, (Datum) 0, true);
+	set(&r, RC_IDEMPOTENCY_KEY, idempotency_key ? CStringGetTextDatum(idempotency_key) : (Datum) 0,
+		idempotency_key == NULL);
+	set(&r, RC_PRIORITY, Int32GetDatum(run->priority), false);
+	set(&r, RC_DEADLINE, TimestampTzGetDatum(run->deadline), !run->has_deadline);
+	set(&r, RC_PARENT_ID, run->parent_id, !run->has_parent);
+	set(&r, RC_CREATED_AT, TimestampTzGetDatum(now), false);
+	set(&r, RC_STARTED_AT, (Datum) 0, true);
+	set(&r, RC_FINISHED_AT, (Datum) 0, true);
+	set(&r, RC_COST, DirectFunctionCall3(numeric_in, CStringGetDatum("0"), ObjectIdGetDatum(InvalidOid),
+										 Int32GetDatum(cost->atttypmod)), false);
+	set(&r, RC_STARTED_BY, ObjectIdGetDatum(started_by), false);
+	set(&r, RC_TRACE_ID, trace_id, false);
+	set(&r, RC_TRACE_PARENT, run->trace_parent ? CStringGetTextDatum(run->trace_parent) : (Datum) 0,
+		run->trace_parent == NULL);
+	set(&r, RC_ADMISSION, Int16GetDatum(0), false);
+	set(&r, RC_PARENT_STEP, run->has_parent ? CStringGetTextDatum(run->parent_step) : (Datum) 0,
+		!run->has_parent);
+	rows_insert(r.rel, r.values, r.nulls);
+	rows_end(&r);
+
+	/* its steps */
+	rows_begin(&r, run->leaves.steps, STEP_COLUMNS, step_columns);
+	for (int i = 0; i < shape->nsteps; i++)
+	{
+		ShapeStep  *s = &shape->steps[i];
+		bool		ready = false;
+
+		for (int p = 0; p < nplain && !ready; p++)
+			ready = strcmp(plain[p], s->step) == 0;
+		set(&r, SC_RUN_ID, run->id, false);
+		set(&r, SC_STEP, CStringGetTextDatum(s->step), false);
+		set(&r, SC_POSITION, Int32GetDatum(s->position), false);
+		set(&r, SC_KIND, CStringGetTextDatum(s->kind), false);
+		set(&r, SC_STATUS, CStringGetTextDatum(ready ? "ready" : "waiting"), false);
+		set(&r, SC_ATTEMPT, Int32GetDatum(0), false);
+		set(&r, SC_DEPS_OPEN, Int32GetDatum(s->ndeps), false);
+		set(&r, SC_INPUT, s->external_input, !(ready && s->external_input != (Datum) 0));
+		set(&r, SC_RESULT, (Datum) 0, true);
+		set(&r, SC_ERROR, (Datum) 0, true);
+		set(&r, SC_WORKER, (Datum) 0, true);
+		set(&r, SC_READY_AT, TimestampTzGetDatum(clock), !ready);
+		set(&r, SC_STARTED_AT, (Datum) 0, true);
+		set(&r, SC_FINISHED_AT, (Datum) 0, true);
+		set(&r, SC_ATTEMPT_BASE, Int32GetDatum(0), false);
+		set(&r, SC_PROGRESS, (Datum) 0, true);
+		set(&r, SC_ELEMENT, (Datum) 0, true);
+		set(&r, SC_ITEM, (Datum) 0, true);
+		set(&r, SC_CHILD_ID, (Datum) 0, true);
+		rows_insert(r.rel, r.values, r.nulls);
+	}
+	rows_end(&r);
+
+	/* the queue rows of its ready steps */
+	if (nplain > 0)
+	{
+		enum
+		{
+			QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
+			QC_WORKER, QC_WORKFLOW
+		};
+
+		rows_begin(&r, orchestrator_table_oid("work_queue"), lengthof(queue_columns), queue_columns);
+		for (int p = 0; p < nplain; p++)
+		{
+			set(&r, QC_RUN_ID, run->id, false);
+			set(&r, QC_STEP, CStringGetTextDatum(plain[p]), false);
+			set(&r, QC_QUEUE, CStringGetTextDatum(queues[p]), false);
+			set(&r, QC_PRIORITY, Int32GetDatum(run->priority), false);
+			set(&r, QC_AVAILABLE_AT, TimestampTzGetDatum(now), false);
+			set(&r, QC_LEASE_TOKEN, (Datum) 0, true);
+			set(&r, QC_LEASE, (Datum) 0, true);
+			set(&r, QC_WORKER, (Datum) 0, true);
+			set(&r, QC_WORKFLOW, CStringGetTextDatum(run->name), false);
+			rows_insert(r.rel, r.values, r.nulls);
+		}
+		rows_end(&r);
+	}
+}

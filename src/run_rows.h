@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * run_rows.h
+ *	  The rows the hot transitions change, without the executor
+ *	  (run_rows.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORCHESTRATOR_RUN_ROWS_H
+#define ORCHESTRATOR_RUN_ROWS_H
+
+#include "engine.h"
+
+typedef struct StepRowSucceeded
+{
+	int32		attempt;		/* this one */
+	bool		has_ready_at;
+	TimestampTz ready_at;
+	TimestampTz finished_at;
+} StepRowSucceeded;
+
+typedef struct RunRowSucceeded
+{
+	Datum		data;			/* workflow.succeeded's: {"result": ...} */
+	TimestampTz at;
+	char	   *trace_id;
+	char	   *trace_parent;
+	TimestampTz created_at;
+	bool		parent_isnull;
+	Datum		parent_id;
+	char	   *parent_step;
+} RunRowSucceeded;
+
+extern bool step_row_sql_succeeded(EngineRun *run, const char *step, TimestampTz started_at,
+								   Datum result, bool result_isnull, Datum args_json,
+								   StepRowSucceeded *out);
+extern bool step_row_release(EngineRun *run, const char *step, bool make_ready, Datum input,
+							 bool input_isnull, int32 *deps_open, int32 *attempt);
+extern void queue_row_delete(Oid queue, Datum run_id, const char *step);
+extern bool run_row_succeeded(EngineRun *run, RunRowSucceeded *out);
+extern void run_rows_create(EngineRun *run, Oid started_by, const char *tenant, Datum input,
+							const char *idempotency_key, RunShape *shape,
+							int nplain, char **plain, char **queues);
+
+#endif							/* ORCHESTRATOR_RUN_ROWS_H */
