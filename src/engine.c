@@ -564,52 +564,35 @@ engine_claim(const char *queue, int max_items, Datum workflows, EngineClaim **cl
 	return n;
 }
 
-/* Read the run statement "s" returns, into *run; false when no row. */
+/*
+ * load_run
+ *		Read (and lock, unless RUN_LOCK_NONE) a run into *run, with the
+ *		attempts so far of "step"; start: a pending run starts
+ *		(workflow.started).  False when it is locked (RUN_LOCK_SKIP) or gone.
+ */
 static bool
-load_run(Stmt s, Datum run_id, const char *step, EngineRun *run)
+load_run(RunLock lock, bool start, Datum run_id, const char *step, EngineRun *run)
 {
-	Datum		values[2];
-	bool		isnull;
-	Datum		deadline;
+	RunRowLocked row;
 
 	run->id = run_id;
 	if (!orchestrator_run_leaves(run_id, &run->leaves, true))
 		return false;
-	values[0] = run_id;
-	values[1] = step ? CStringGetTextDatum(step) : (Datum) 0;
-	if (engine_stmt(s, &run->leaves, values, NULL) != 1)
-	{
-		engine_rows_done();
+	if (!run_row_lock(run, step, lock, start, &row))
 		return false;
-	}
-	run->status = run_status_from_name(engine_col_text("status"));
-	run->owner = DatumGetObjectId(engine_col("owner", &isnull));
-	run->name = engine_col_text("name");
-	run->version = engine_col_int32("version");
-	run->priority = engine_col_int32("priority");
-	deadline = engine_col("deadline", &isnull);
-	run->has_deadline = !isnull;
-	run->deadline = isnull ? 0 : DatumGetTimestampTz(deadline);
-	run->attempt = engine_col_int32("attempt");
-	run->trace_id = engine_col_text("trace_id");
-	run->trace_parent = engine_col_text("trace_parent");
-	run->admission = (int16) DatumGetInt16(engine_col("admission", &isnull));
-	if (isnull)
-		run->admission = 0;
-	if (s == S_LOCK_RUN_START)
-	{
-		Datum		started_at = engine_col("started_at", &isnull);
-
-		if (!isnull)
-		{
-			engine_rows_done();
-			run->status = RUN_RUNNING;
-			append_event(run, "workflow.started", NULL, DatumGetTimestampTz(started_at),
-						 jsonb_from_cstring("{}"));
-			return true;
-		}
-	}
-	engine_rows_done();
+	run->status = row.status;
+	run->owner = row.owner;
+	run->name = row.name;
+	run->version = row.version;
+	run->priority = row.priority;
+	run->has_deadline = row.has_deadline;
+	run->deadline = row.deadline;
+	run->attempt = row.attempt;
+	run->trace_id = row.trace_id;
+	run->trace_parent = row.trace_parent;
+	run->admission = row.admission;
+	if (row.started)
+		append_event(run, "workflow.started", NULL, row.started_at, jsonb_from_cstring("{}"));
 	return true;
 }
 
@@ -658,9 +641,7 @@ engine_traceparent(EngineRun *run, const char *step, int32 attempt)
 bool
 engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run)
 {
-	return load_run(step == NULL ? (skip_locked ? S_LOCK_RUN_ONLY : S_LOCK_RUN_ONLY_WAIT)
-					: (skip_locked ? S_LOCK_RUN : S_LOCK_RUN_WAIT),
-					run_id, step, run);
+	return load_run(skip_locked ? RUN_LOCK_SKIP : RUN_LOCK_WAIT, false, run_id, step, run);
 }
 
 /*
@@ -671,14 +652,14 @@ engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run
 bool
 engine_lock_run_to_start(Datum run_id, const char *step, EngineRun *run)
 {
-	return load_run(S_LOCK_RUN_START, run_id, step, run);
+	return load_run(RUN_LOCK_SKIP, true, run_id, step, run);
 }
 
 /* Read a run whose row the caller has locked. */
 bool
 engine_read_run(Datum run_id, EngineRun *run)
 {
-	return load_run(S_READ_RUN, run_id, NULL, run);
+	return load_run(RUN_LOCK_NONE, false, run_id, NULL, run);
 }
 
 /* Is the run still going (pending or running)? */
@@ -715,21 +696,13 @@ engine_require_work_right(EngineRun *run)
 void
 engine_run_started(EngineRun *run)
 {
-	Datum		values[1] = {run->id};
+	RunRowLocked row;
 
 	if (run->status != RUN_PENDING)
 		return;
 	flush_deferred_start(run);
-	if (engine_stmt(S_RUN_STARTED, &run->leaves, values, NULL) == 1)
-	{
-		bool		isnull;
-		TimestampTz started_at = DatumGetTimestampTz(engine_col("started_at", &isnull));
-
-		engine_rows_done();
-		append_event(run, "workflow.started", NULL, started_at, jsonb_from_cstring("{}"));
-	}
-	else
-		engine_rows_done();
+	if (run_row_lock(run, NULL, RUN_LOCK_NONE, true, &row) && row.started)
+		append_event(run, "workflow.started", NULL, row.started_at, jsonb_from_cstring("{}"));
 	run->status = RUN_RUNNING;
 }
 

@@ -29,15 +29,7 @@ typedef struct StmtDef
 	Oid			argtypes[MAX_ARGS];
 } StmtDef;
 
-/* a run, with the attempts so far of one of its steps */
-#define LOCK_RUN \
-	"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, admission," \
-	" (SELECT s.attempt FROM @steps@ s WHERE s.run_id = $1 AND s.step = $2) AS attempt" \
-	" FROM @runs@ WHERE id = $1 FOR UPDATE"
-/* ... without the attempts */
-#define LOCK_RUN_ONLY \
-	"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, admission, 0 AS attempt" \
-	" FROM @runs@ WHERE id = $1 FOR UPDATE"
+/* a step still to be done (run_row_succeeded() in run_rows.c tests the same) */
 #define OPEN_STATUSES "('waiting', 'ready', 'running', 'scheduled')"
 
 static const StmtDef stmts[S_COUNT] = {
@@ -58,26 +50,6 @@ static const StmtDef stmts[S_COUNT] = {
 		"SELECT orchestrator._may($1, 'work') AS may", 1, {TEXTOID}},
 	[S_WEBHOOKS_EXIST] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks) AS exist", 0, {0}},
-	[S_LOCK_RUN] = {LOCK_RUN " SKIP LOCKED", 2, {UUIDOID, TEXTOID}},
-	[S_LOCK_RUN_WAIT] = {LOCK_RUN, 2, {UUIDOID, TEXTOID}},
-	/*
-	 * S_LOCK_RUN for a step about to run: a pending run starts at once
-	 * (started_at: NULL when it had; workflow.started is appended by
-	 * history.c)
-	 */
-	[S_LOCK_RUN_START] = {
-		"WITH l AS (" LOCK_RUN " SKIP LOCKED),"
-		" st AS (UPDATE @runs@ r SET status = 'running', started_at = clock_timestamp()"
-		"   FROM l WHERE r.id = $1 AND l.status = 'pending' RETURNING r.started_at)"
-		" SELECT l.*, st.started_at FROM l LEFT JOIN st ON true",
-	2, {UUIDOID, TEXTOID}},
-	[S_LOCK_RUN_ONLY] = {LOCK_RUN_ONLY " SKIP LOCKED", 1, {UUIDOID}},
-	[S_LOCK_RUN_ONLY_WAIT] = {LOCK_RUN_ONLY, 1, {UUIDOID}},
-	/* a run the caller has locked already */
-	[S_READ_RUN] = {
-		"SELECT status, owner, name, version, priority, deadline, trace_id, trace_parent, admission, 0 AS attempt"
-		" FROM @runs@ WHERE id = $1",
-	1, {UUIDOID}},
 	[S_RUN_EXISTS] = {
 		"SELECT EXISTS (SELECT 1 FROM @runs@ WHERE id = $1) AS exist", 1, {UUIDOID}},
 
@@ -149,11 +121,6 @@ static const StmtDef stmts[S_COUNT] = {
 		" WHERE d.name = $1 AND d.version = $2 AND d.step = $3",
 	3, {TEXTOID, INT4OID, TEXTOID}},
 
-	/* a pending run starts (no row: it had started) */
-	[S_RUN_STARTED] = {
-		"UPDATE @runs@ SET status = 'running', started_at = clock_timestamp()"
-		" WHERE id = $1 AND status = 'pending' RETURNING started_at",
-	1, {UUIDOID}},
 	/* an event's deliveries, one per subscription whose patterns match it */
 	[S_WEBHOOK_OUTBOX] = {
 		"INSERT INTO orchestrator.webhook_outbox (id, webhook_id, run_id, seq, type, payload, available_at)"

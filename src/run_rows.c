@@ -17,7 +17,10 @@
 
 #include "fmgr.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
@@ -455,4 +458,98 @@ run_rows_create(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 		}
 		rows_end(&r);
 	}
+}
+
+/*
+ * run_row_lock
+ *		Read a run, locked FOR UPDATE as the statements did (lock: RUN_LOCK_
+ *		SKIP gives up at once when another transaction holds it, RUN_LOCK_WAIT
+ *		waits and then locks its latest version, RUN_LOCK_NONE reads a run
+ *		the caller has locked already), with the attempts so far of one of
+ *		its steps (step NULL: 0).  start: a pending run starts (running,
+ *		started_at; out->started set).  False when it is locked (SKIP) or does
+ *		not exist.
+ */
+bool
+run_row_lock(EngineRun *run, const char *step, RunLock lock, bool start, RunRowLocked *out)
+{
+	Rows		r;
+	Datum		key[1] = {run->id};
+	HeapTuple	t;
+	bool		isnull;
+	Datum		d;
+	char	   *status;
+
+	rows_begin(&r, run->leaves.runs, RUN_COLUMNS, run_columns);
+	for (;;)
+	{
+		HeapTupleData locked;
+		Buffer		buffer;
+		TM_FailureData tmfd;
+		TM_Result	result;
+
+		t = rows_fetch(r.rel, 1, key);
+		if (t == NULL || lock == RUN_LOCK_NONE)
+			break;
+		locked.t_self = t->t_self;
+		result = heap_lock_tuple(r.rel, &locked, GetCurrentCommandId(true), LockTupleExclusive,
+								 lock == RUN_LOCK_SKIP ? LockWaitSkip : LockWaitBlock,
+								 false, &buffer, &tmfd);
+		ReleaseBuffer(buffer);
+		if (result == TM_Ok)
+			break;
+		if (result == TM_WouldBlock || lock == RUN_LOCK_SKIP)
+		{
+			/* held by another transaction, or changed since it was read */
+			rows_end(&r);
+			return false;
+		}
+		if (result != TM_Updated && result != TM_Deleted)
+			elog(ERROR, "could not lock run %s: result %d", engine_uuid_text(run->id), (int) result);
+		/* it waited for a transaction that changed the run: its latest version */
+		heap_freetuple(t);
+	}
+	if (t == NULL)
+	{
+		rows_end(&r);
+		return false;
+	}
+
+	status = get_text(&r, t, RC_STATUS);
+	out->status = run_status_from_name(status);
+	out->owner = DatumGetObjectId(get(&r, t, RC_OWNER, &isnull));
+	out->name = get_text(&r, t, RC_NAME);
+	out->version = get_int32(&r, t, RC_VERSION);
+	out->priority = get_int32(&r, t, RC_PRIORITY);
+	d = get(&r, t, RC_DEADLINE, &isnull);
+	out->has_deadline = !isnull;
+	out->deadline = isnull ? 0 : DatumGetTimestampTz(d);
+	out->trace_id = get_text(&r, t, RC_TRACE_ID);
+	out->trace_parent = get_text(&r, t, RC_TRACE_PARENT);
+	d = get(&r, t, RC_ADMISSION, &isnull);
+	out->admission = isnull ? 0 : DatumGetInt16(d);
+	out->started = false;
+	if (start && out->status == RUN_PENDING)
+	{
+		out->started_at = GetCurrentTimestamp();
+		set(&r, RC_STATUS, CStringGetTextDatum("running"), false);
+		set(&r, RC_STARTED_AT, TimestampTzGetDatum(out->started_at), false);
+		if (!rows_update(r.rel, t, r.values, r.nulls, r.replace))
+			changed_elsewhere(&r, run->id);
+		out->status = RUN_RUNNING;
+		out->started = true;
+	}
+	rows_end(&r);
+
+	out->attempt = 0;
+	if (step != NULL)
+	{
+		Rows		s;
+		HeapTuple	st = fetch_step(&s, run, step);
+
+		if (st != NULL)
+			out->attempt = get_int32(&s, st, SC_ATTEMPT);
+		rows_end(&s);
+	}
+	return true;
 }

@@ -31,6 +31,33 @@ typedef struct RunRowSucceeded
 	char	   *parent_step;
 } RunRowSucceeded;
 
+/* run_row_lock(): how the run's row is locked */
+typedef enum RunLock
+{
+	RUN_LOCK_NONE,				/* the caller holds it already */
+	RUN_LOCK_SKIP,				/* SKIP LOCKED */
+	RUN_LOCK_WAIT
+} RunLock;
+
+typedef struct RunRowLocked
+{
+	RunStatus	status;
+	Oid			owner;
+	char	   *name;
+	int32		version;
+	int32		priority;
+	bool		has_deadline;
+	TimestampTz deadline;
+	char	   *trace_id;
+	char	   *trace_parent;
+	int16		admission;
+	int32		attempt;		/* of the step asked for, so far */
+	bool		started;		/* it was pending and started now */
+	TimestampTz started_at;
+} RunRowLocked;
+
+extern bool run_row_lock(EngineRun *run, const char *step, RunLock lock, bool start,
+						 RunRowLocked *out);
 extern bool step_row_sql_succeeded(EngineRun *run, const char *step, TimestampTz started_at,
 								   Datum result, bool result_isnull, Datum args_json,
 								   StepRowSucceeded *out);
