@@ -207,6 +207,23 @@ DELETE FROM orchestrator.step_error_stats_daily;
 DELETE FROM orchestrator.throughput_stats;
 DELETE FROM orchestrator.step_duration_stats_daily;
 
+-- What start_workflow() and every event look up of workflows and webhook
+-- subscriptions (a workflow's latest version and owner; whether any
+-- subscription exists) is cached by each process (src/lookup_cache.c).  A
+-- statement that changes one of these tables invalidates the caches of all
+-- processes at its commit.
+CREATE FUNCTION orchestrator._lookup_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'orchestrator_lookup_changed'
+LANGUAGE C;
+
+CREATE TRIGGER lookup_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orchestrator.definitions
+	FOR EACH STATEMENT EXECUTE FUNCTION orchestrator._lookup_changed();
+CREATE TRIGGER lookup_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orchestrator.workflows
+	FOR EACH STATEMENT EXECUTE FUNCTION orchestrator._lookup_changed();
+CREATE TRIGGER lookup_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orchestrator.webhooks
+	FOR EACH STATEMENT EXECUTE FUNCTION orchestrator._lookup_changed();
+
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).

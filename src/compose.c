@@ -454,7 +454,6 @@ start_child_work(void *arg)
 
 		child.owner = DatumGetObjectId(engine_col("owner", &owner_isnull));
 	}
-	engine_note_webhooks(engine_col_bool("webhooks"));
 	engine_rows_done();
 	c->retryable = false;
 	if (isnull && def->child_version > 0)

@@ -56,6 +56,7 @@
 #include "admission.h"
 #include "engine.h"
 #include "history.h"
+#include "lookup_cache.h"
 #include "run_rows.h"
 #include "metrics.h"
 #include "otlp.h"
@@ -120,35 +121,6 @@ typedef struct EngineState
  * unit and puts it back, also when an error unwinds through it.
  */
 static EngineState engine = {-1, 0};
-
-/*
- * Are there webhook subscriptions (then events get outbox rows)?  Read once
- * per transaction, when the first event is appended: a subscription applies
- * from the transactions that start after it is created.
- */
-static LocalTransactionId webhooks_checked_in = InvalidLocalTransactionId;
-static bool webhooks_exist;
-
-static bool
-webhooks_exist_now(void)
-{
-	if (webhooks_checked_in != MyProc->lxid || webhooks_checked_in == InvalidLocalTransactionId)
-	{
-		engine_stmt(S_WEBHOOKS_EXIST, NULL, NULL, NULL);
-		webhooks_exist = engine_col_bool("exist");
-		engine_rows_done();
-		webhooks_checked_in = MyProc->lxid;
-	}
-	return webhooks_exist;
-}
-
-/* A caller that read whether subscriptions exist in this transaction. */
-void
-engine_note_webhooks(bool exist)
-{
-	webhooks_exist = exist;
-	webhooks_checked_in = MyProc->lxid;
-}
 
 static Datum
 jsonb_from_cstring(const char *json)
@@ -286,7 +258,7 @@ announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name, con
 	appendStringInfoChar(&payload, '}');
 	orchestrator_notify(RELAY_EVENTS, payload.data);
 
-	if (webhooks_exist_now())
+	if (lookup_webhooks_exist())
 	{
 		Datum		w[6] = {run->id, Int64GetDatum(seq), type,
 			step ? CStringGetTextDatum(step) : (Datum) 0, event_data, CStringGetTextDatum(run->name)};

@@ -318,7 +318,6 @@ extern RunShape *engine_run_shape(const char *name, int32 version);
 extern void engine_unit(void (*work) (void *arg), void *arg);
 extern bool engine_try(void (*fn) (void *arg), void *arg, ErrorData **error);
 extern uint64 engine_transitions;
-extern void engine_note_webhooks(bool exist);
 
 /* engine.c: runs */
 extern uint64 engine_claim(const char *queue, int max_items, Datum workflows,

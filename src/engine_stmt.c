@@ -180,13 +180,12 @@ static const StmtDef stmts[S_COUNT] = {
 		"DELETE FROM orchestrator.work_queue WHERE run_id = $1", 1, {UUIDOID}},
 
 	/* start_workflow()'s checks */
-	/* the version ($2, or the latest), the owner, webhook subscriptions */
+	/* the version ($2, or the latest) and the owner (lookup_cache.c keeps the latest) */
 	[S_START_LOOKUP] = {
 		"SELECT CASE WHEN $2 IS NULL"
 		"   THEN (SELECT max(version) FROM orchestrator.definitions WHERE name = $1)"
 		"   ELSE (SELECT version FROM orchestrator.definitions WHERE name = $1 AND version = $2) END AS version,"
-		" (SELECT owner FROM orchestrator.workflows WHERE name = $1) AS owner,"
-		" EXISTS (SELECT 1 FROM orchestrator.webhooks) AS webhooks",
+		" (SELECT owner FROM orchestrator.workflows WHERE name = $1) AS owner",
 	2, {TEXTOID, INT4OID}},
 	[S_MAY_START] = {
 		"SELECT orchestrator._may($1, 'start') AS may", 1, {TEXTOID}},

@@ -25,6 +25,7 @@
 
 #include "caller.h"
 #include "engine.h"
+#include "lookup_cache.h"
 #include "quota.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_api_start_workflow);
@@ -198,40 +199,35 @@ start_work(void *arg)
 
 	/* the version (the one asked for, or the latest) and the owner */
 	values[0] = CStringGetTextDatum(a->name);
-	values[1] = (Datum) 0;
 	if ((v = option(options, "version")) != NULL)
 	{
+		Datum		d;
+		bool		no_version;
+
 		if (!integer_option(v, 0, 999999999, &version) || json_text(v)[0] == '-')
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("option \"version\" must be a positive integer"),
 					 errdetail("Got %s.", json_text(v))));
 		values[1] = Int32GetDatum(version);
-	}
-	{
-		char		nulls[2] = {' ', v ? ' ' : 'n'};
-		Datum		d;
-		bool		no_version;
-
-		engine_stmt(S_START_LOOKUP, NULL, values, nulls);
+		engine_stmt(S_START_LOOKUP, NULL, values, NULL);
 		d = engine_col("version", &no_version);
 		run.owner = DatumGetObjectId(engine_col("owner", &isnull));
 		if (isnull)
 			run.owner = InvalidOid;
-		engine_note_webhooks(engine_col_bool("webhooks"));
 		engine_rows_done();
-		if (no_version && v != NULL)
+		if (no_version)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("workflow \"%s\" has no version %d", a->name, version),
 					 errhint("Omit \"version\" to start the latest version.")));
-		if (no_version)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("workflow \"%s\" is not defined", a->name),
-					 errhint("Define it first with orchestrator.define_workflow(name, spec).")));
 		version = DatumGetInt32(d);
 	}
+	else if (!lookup_latest_version(a->name, &version, &run.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("workflow \"%s\" is not defined", a->name),
+				 errhint("Define it first with orchestrator.define_workflow(name, spec).")));
 
 	/*
 	 * Its owner, roles granted "start", and admins start runs; the steps run
