@@ -41,7 +41,10 @@
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
@@ -106,64 +109,190 @@ rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
 }
 
 /*
- * insert_index_entries
- *		The entries of every index of rel for a heap tuple just written
- *		(update: a new version, not HOT).  Expressions and predicates are
- *		evaluated in an EState made only when an index has them.
+ * What inserting index entries needs of a table, kept per process: its
+ * indexes, each one's IndexInfo, and for expressions and predicates an
+ * EState whose prepared expressions are used again for every row.  A
+ * relcache invalidation of the table (an index created, dropped, made
+ * ready; the table altered) marks the entry stale; it is rebuilt on next
+ * use, never while in use (an invalidation can arrive in index_open()).
  */
-static void
-insert_index_entries(Relation rel, HeapTuple tuple, bool update)
-{
-	List	   *indexes = RelationGetIndexList(rel);
-	ListCell   *lc;
-	TupleTableSlot *slot = NULL;
-	EState	   *estate = NULL;
+#define ROWS_CACHE_MAX_INDEXES 32
 
+typedef struct IndexCacheEntry
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	MemoryContext context;		/* holds all below */
+	int			nindexes;
+	Oid			indexes[ROWS_CACHE_MAX_INDEXES];
+	IndexInfo  *info[ROWS_CACHE_MAX_INDEXES];
+	ExprState  *predicate[ROWS_CACHE_MAX_INDEXES];
+	EState	   *estate;			/* NULL: no expression, no predicate */
+	TupleTableSlot *slot;
+} IndexCacheEntry;
+
+static HTAB *index_cache = NULL;
+
+static void
+index_cache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	IndexCacheEntry *entry;
+
+	if (index_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		if ((entry = hash_search(index_cache, &relid, HASH_FIND, NULL)) != NULL)
+			entry->valid = false;
+		return;
+	}
+	hash_seq_init(&status, index_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+static void
+index_cache_refuse(Relation index, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("index \"%s\" cannot be maintained by orchestrator", RelationGetRelationName(index)),
+			 errdetail("Rows of runs, steps and events are written without the executor; %s are not kept.", why),
+			 errhint("Drop the constraint.")));
+}
+
+static IndexCacheEntry *
+index_cache_entry(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	IndexCacheEntry *entry;
+	bool		found;
+	List	   *indexes;
+	ListCell   *lc;
+	MemoryContext old;
+	int			nindexes;
+
+	if (index_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(IndexCacheEntry);
+		ctl.hcxt = CacheMemoryContext;
+		index_cache = hash_create("orchestrator index cache", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(index_cache_callback, (Datum) 0);
+	}
+	entry = hash_search(index_cache, &relid, HASH_ENTER, &found);
+	if (found && entry->valid && entry->nindexes >= 0)
+		return entry;
+	if (found && entry->context != NULL)
+		MemoryContextDelete(entry->context);
+	entry->context = NULL;
+	entry->nindexes = -1;		/* incomplete until the end (an error may leave it so) */
+	entry->valid = true;		/* an invalidation from here on marks it stale */
+	entry->context = AllocSetContextCreate(CacheMemoryContext, "orchestrator index cache entry",
+										   ALLOCSET_SMALL_SIZES);
+	entry->estate = NULL;
+	entry->slot = NULL;
+	old = MemoryContextSwitchTo(entry->context);
+	indexes = RelationGetIndexList(rel);
+	if (list_length(indexes) > ROWS_CACHE_MAX_INDEXES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("table \"%s\" has more than %d indexes", RelationGetRelationName(rel),
+						ROWS_CACHE_MAX_INDEXES)));
+	nindexes = 0;
 	foreach(lc, indexes)
 	{
 		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
 		IndexInfo  *info = BuildIndexInfo(index);
+		int			i = nindexes;
+
+		if (info->ii_ExclusionOps != NULL)
+			index_cache_refuse(index, "exclusion constraints");
+		if (index->rd_index->indisunique && !index->rd_index->indimmediate)
+			index_cache_refuse(index, "deferred unique checks");
+		entry->indexes[i] = lfirst_oid(lc);
+		entry->info[i] = info;
+		entry->predicate[i] = NULL;
+		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
+		{
+			if (entry->estate == NULL)
+			{
+				entry->estate = CreateExecutorState();
+				entry->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+													   &TTSOpsHeapTuple);
+				GetPerTupleExprContext(entry->estate)->ecxt_scantuple = entry->slot;
+			}
+			/* prepared once, in the entry's EState (FormIndexDatum() keeps them) */
+			MemoryContextSwitchTo(entry->estate->es_query_cxt);
+			if (info->ii_Predicate != NIL)
+				entry->predicate[i] = ExecPrepareQual(info->ii_Predicate, entry->estate);
+			if (info->ii_Expressions != NIL)
+				info->ii_ExpressionsState = ExecPrepareExprList(info->ii_Expressions, entry->estate);
+			MemoryContextSwitchTo(entry->context);
+		}
+		nindexes++;
+		index_close(index, NoLock);
+	}
+	MemoryContextSwitchTo(old);
+	entry->nindexes = nindexes;
+	return entry;
+}
+
+/*
+ * insert_index_entries
+ *		The entries of every index of rel for a heap tuple just written
+ *		(update: a new version, not HOT).
+ */
+static void
+insert_index_entries(Relation rel, HeapTuple tuple, bool update)
+{
+	IndexCacheEntry *entry = index_cache_entry(rel);
+	TupleTableSlot *slot = NULL;
+	ExprContext *econtext = NULL;
+
+	if (entry->estate != NULL)
+	{
+		slot = entry->slot;
+		econtext = GetPerTupleExprContext(entry->estate);
+		ExecStoreHeapTuple(tuple, slot, false);
+	}
+	for (int i = 0; i < entry->nindexes; i++)
+	{
+		IndexInfo  *info = entry->info[i];
+		Relation	index = index_open(entry->indexes[i], RowExclusiveLock);
 		Datum		keys[INDEX_MAX_KEYS];
 		bool		key_nulls[INDEX_MAX_KEYS];
 
-		if (!info->ii_ReadyForInserts)
+		if (!info->ii_ReadyForInserts ||
+			(entry->predicate[i] != NULL && !ExecQual(entry->predicate[i], econtext)))
 		{
-			index_close(index, RowExclusiveLock);
+			index_close(index, NoLock);
 			continue;
 		}
-		if (info->ii_ExclusionOps != NULL || !index->rd_index->indimmediate)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("index \"%s\" cannot be maintained by orchestrator", RelationGetRelationName(index)),
-					 errdetail("Rows of runs, steps and events are written without the executor; exclusion constraints and deferred unique checks are not kept."),
-					 errhint("Drop the constraint.")));
-		if (slot == NULL)
+		if (info->ii_Expressions != NIL)
+			FormIndexDatum(info, slot, entry->estate, keys, key_nulls);
+		else
 		{
-			slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-			ExecStoreHeapTuple(tuple, slot, false);
+			/* plain columns, straight from the tuple */
+			for (int k = 0; k < info->ii_NumIndexAttrs; k++)
+				keys[k] = heap_getattr(tuple, info->ii_IndexAttrNumbers[k], RelationGetDescr(rel),
+									   &key_nulls[k]);
 		}
-		if ((info->ii_Expressions != NIL || info->ii_Predicate != NIL) && estate == NULL)
-		{
-			estate = CreateExecutorState();
-			GetPerTupleExprContext(estate)->ecxt_scantuple = slot;
-		}
-		if (info->ii_Predicate != NIL &&
-			!ExecQual(ExecPrepareQual(info->ii_Predicate, estate), GetPerTupleExprContext(estate)))
-		{
-			index_close(index, RowExclusiveLock);
-			continue;
-		}
-		FormIndexDatum(info, slot, estate, keys, key_nulls);
 		index_insert(index, keys, key_nulls, &tuple->t_self, rel,
 					 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
 					 update, info);
 		index_close(index, NoLock);
 	}
-	if (estate != NULL)
-		FreeExecutorState(estate);
-	if (slot != NULL)
-		ExecDropSingleTupleTableSlot(slot);
-	list_free(indexes);
+	if (econtext != NULL)
+	{
+		ResetExprContext(econtext);
+		ExecClearTuple(slot);
+	}
 }
 
 /* NOT NULL, as the executor checks it (the columns written: all, or replace[]) */
