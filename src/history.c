@@ -22,11 +22,13 @@
 #include "catalog/index.h"
 #include "catalog/pg_type.h"
 #include "nodes/execnodes.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "history.h"
 #include "rows.h"
@@ -67,6 +69,21 @@ last_seq(Relation rel, Oid pkey, AttrNumber seq_attno, Datum run_id)
 }
 
 /*
+ * The last sequence number this process appended, so that the next append
+ * to the same run need not read it back: valid in the same transaction and
+ * subtransaction only (an append in a subtransaction that rolled back, or
+ * in one that ended, leaves a different current subtransaction: read again).
+ * Every event goes through here, and the caller holds the run's lock.
+ */
+static struct
+{
+	LocalTransactionId lxid;
+	SubTransactionId subxid;
+	pg_uuid_t	run_id;
+	int64		seq;
+}			appended = {InvalidLocalTransactionId, InvalidSubTransactionId};
+
+/*
  * history_append
  *		Append events to the history of a run whose row the caller has
  *		locked, in "partition" (the run's partition of workflow_events), with
@@ -89,7 +106,12 @@ history_append(Oid partition, Datum run_id, int n, const HistoryEvent *events)
 	pkey = rel->rd_pkindex;
 	if (!OidIsValid(pkey))
 		elog(ERROR, "partition \"%s\" of the history has no primary key", RelationGetRelationName(rel));
-	first = last_seq(rel, pkey, place[1] + 1, run_id) + 1;
+	if (appended.lxid == MyProc->lxid && appended.lxid != InvalidLocalTransactionId &&
+		appended.subxid == GetCurrentSubTransactionId() &&
+		memcmp(&appended.run_id, DatumGetUUIDP(run_id), sizeof(pg_uuid_t)) == 0)
+		first = appended.seq + 1;
+	else
+		first = last_seq(rel, pkey, place[1] + 1, run_id) + 1;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -107,5 +129,9 @@ history_append(Oid partition, Datum run_id, int n, const HistoryEvent *events)
 		rows_insert(rel, values, nulls);
 	}
 	rows_close(rel);
+	appended.lxid = MyProc->lxid;
+	appended.subxid = GetCurrentSubTransactionId();
+	appended.run_id = *DatumGetUUIDP(run_id);
+	appended.seq = first + n - 1;
 	return first;
 }
