@@ -55,6 +55,7 @@
 #include "executor.h"
 #include "guc.h"
 #include "http.h"
+#include "queue_vacuum.h"
 #include "journal.h"
 #include "shmem.h"
 #include "sql_steps.h"
@@ -633,6 +634,8 @@ orchestrator_dispatcher_main(Datum main_arg)
 			extension_exists = true;
 
 			orchestrator_report_turn((uint64) Max(result.processed, 0), true);
+			if (dispatcher_slot == 0)
+				queue_vacuum_after_turn();
 
 			/* Did some work: there may be more, go again at once. */
 			dispatch_due = result.processed > 0;

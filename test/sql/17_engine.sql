@@ -74,3 +74,27 @@ SELECT orchestrator.start_workflow('engine_chained_retry') AS r \gset
 SELECT wait_for_run(:'r');
 SELECT step, status, attempt FROM orchestrator.run_steps WHERE run_id = :'r' ORDER BY position;
 SELECT string_agg(type || coalesce(':' || step, ''), ', ' ORDER BY seq) AS history FROM orchestrator.events(:'r');
+
+-- Steps flowing through the queue leave dead index entries that every claim
+-- would walk over until a vacuum: the first dispatcher vacuums work_queue
+-- itself once enough steps went through (queue_vacuum.c), not only when
+-- autovacuum comes by.
+SELECT set_config('engine_test.vacuums_before', vacuum_count::text, false) IS NOT NULL AS noted
+FROM pg_stat_user_tables WHERE schemaname = 'orchestrator' AND relname = 'work_queue';
+SELECT orchestrator.define_workflow('engine_churn', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"}]}');
+SELECT count(orchestrator.start_workflow('engine_churn')) AS started FROM generate_series(1, 2100);
+DO $$
+DECLARE
+	before bigint := current_setting('engine_test.vacuums_before')::bigint;
+BEGIN
+	FOR i IN 1..600 LOOP
+		PERFORM pg_stat_clear_snapshot();
+		EXIT WHEN (SELECT vacuum_count FROM pg_stat_user_tables
+				   WHERE schemaname = 'orchestrator' AND relname = 'work_queue') > before
+			AND NOT EXISTS (SELECT 1 FROM orchestrator.workflow_runs WHERE name = 'engine_churn' AND finished_at IS NULL);
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT count(*) FILTER (WHERE status = 'succeeded') AS churned FROM orchestrator.workflow_runs WHERE name = 'engine_churn';
+SELECT vacuum_count > current_setting('engine_test.vacuums_before')::bigint AS queue_vacuumed FROM pg_stat_user_tables
+WHERE schemaname = 'orchestrator' AND relname = 'work_queue';
