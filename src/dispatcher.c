@@ -523,6 +523,8 @@ orchestrator_dispatcher_main(Datum main_arg)
 	bool		http_has_wake = false;
 	TimestampTz http_wake = 0;
 	bool		http_recover = true;
+	bool		sql_has_wake = false;	/* a sql batch again shortly */
+	TimestampTz sql_wake = 0;
 
 	dispatcher_slot = DatumGetInt32(main_arg);
 	if (dispatcher_slot < 0 || dispatcher_slot >= ORCHESTRATOR_MAX_WORKERS)
@@ -583,6 +585,11 @@ orchestrator_dispatcher_main(Datum main_arg)
 		now = GetCurrentTimestamp();
 		if (dispatch_has_wake && now >= dispatch_wake)
 			dispatch_due = timers_due = true;
+		if (sql_has_wake && now >= sql_wake)
+		{
+			dispatch_due = true;
+			sql_has_wake = false;
+		}
 
 		if (dispatch_due)
 		{
@@ -645,6 +652,10 @@ orchestrator_dispatcher_main(Datum main_arg)
 				timers_due = result.processed > 0;
 				dispatch_has_wake = result.has_next_wake;
 				dispatch_wake = result.next_wake;
+				/* a due sql step nobody holds: its run was locked, look again soon */
+				sql_has_wake = orchestrator_sql_steps_waiting;
+				sql_wake = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 20);
+				orchestrator_sql_steps_waiting = false;
 			}
 			busy = result.processed > 0;
 		}
@@ -708,8 +719,10 @@ orchestrator_dispatcher_main(Datum main_arg)
 			deadline = dispatch_wake;
 		if (http_has_wake && http_wake < deadline)
 			deadline = http_wake;
-		sleep_ms = Max(TimestampDifferenceMilliseconds(now, deadline), 1);
-		if (orchestrator_http_wait(sleep_ms))
+		sleep_ms = TimestampDifferenceMilliseconds(now, deadline);
+		if (sql_has_wake)
+			sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, sql_wake));
+		if (orchestrator_http_wait(Max(sleep_ms, 1)))
 			woken_for(&dispatch_due, &timers_due, &http_claim_due);
 		if (GetCurrentTimestamp() >= deadline)
 			dispatch_due = timers_due = http_claim_due = true;

@@ -31,6 +31,7 @@
 
 #include "admission.h"
 #include "engine.h"
+#include "sql_steps.h"
 #include "guc.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_sql_attempt_lost);
@@ -288,6 +289,7 @@ dispatch_work(void *arg)
 		}
 		engine_stmt(S_NEXT_WAKE, NULL, NULL, NULL);
 		d = engine_col("next_wake", &isnull);
+		orchestrator_sql_steps_waiting = engine_col_bool("sql_waiting");
 		engine_rows_done();
 		pass->has_next_wake = !isnull;
 		if (!isnull)

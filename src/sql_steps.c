@@ -253,6 +253,8 @@ chain_take(EngineRun *run, const char *step, int32 attempt)
 	return true;
 }
 
+bool		orchestrator_sql_steps_waiting = false;
+
 /* The dispatcher's batch in its unit of work. */
 typedef struct SqlBatch
 {
