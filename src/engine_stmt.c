@@ -33,13 +33,11 @@ typedef struct StmtDef
 #define OPEN_STATUSES "('waiting', 'ready', 'running', 'scheduled')"
 
 static const StmtDef stmts[S_COUNT] = {
-	/* due rows of a queue in index order, skipping locked ones */
-	[S_CLAIM] = {
-		"SELECT run_id, step, lease_token IS NOT NULL AS leased, worker FROM orchestrator.work_queue"
-		" WHERE queue = $1 AND available_at <= now()"
-		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-	2, {TEXTOID, INT4OID}},
-	/* ... only of the workflows named in $3 (claim_steps() of a role) */
+	/*
+	 * due rows of a queue in index order, skipping locked ones, only of the
+	 * workflows named in $3 (claim_steps() of a role; all of a queue's rows
+	 * are claimed by queue_rows_claim(), run_rows.c)
+	 */
 	[S_CLAIM_FOR] = {
 		"SELECT run_id, step, lease_token IS NOT NULL AS leased, worker FROM orchestrator.work_queue"
 		" WHERE queue = $1 AND available_at <= now() AND workflow = ANY ($3)"

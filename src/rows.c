@@ -340,15 +340,26 @@ rows_insert(Relation rel, Datum *values, bool *nulls)
 RowsScan *
 rows_scan(Relation rel, int nkeys, const Datum *keys)
 {
+	RelationGetIndexList(rel);
+	if (!OidIsValid(rel->rd_pkindex))
+		elog(ERROR, "table \"%s\" has no primary key", RelationGetRelationName(rel));
+	return rows_scan_on(rel, rel->rd_pkindex, nkeys, keys);
+}
+
+/*
+ * rows_scan_on
+ *		rows_scan() through another index of rel: the rows whose leading key
+ *		columns equal keys[], in the index's order.
+ */
+RowsScan *
+rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys)
+{
 	RowsScan   *s = palloc(sizeof(RowsScan));
 	ScanKeyData skeys[2];
 
 	Assert(nkeys >= 1 && nkeys <= 2);
 	CommandCounterIncrement();
-	RelationGetIndexList(rel);
-	if (!OidIsValid(rel->rd_pkindex))
-		elog(ERROR, "table \"%s\" has no primary key", RelationGetRelationName(rel));
-	s->index = index_open(rel->rd_pkindex, AccessShareLock);
+	s->index = index_open(indexid, AccessShareLock);
 	for (int k = 0; k < nkeys; k++)
 	{
 		Oid			type = s->index->rd_opcintype[k];

@@ -20,10 +20,12 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -552,4 +554,66 @@ run_row_lock(EngineRun *run, const char *step, RunLock lock, bool start, RunRowL
 		rows_end(&s);
 	}
 	return true;
+}
+
+/*
+ * queue_rows_claim
+ *		SELECT run_id, step, lease_token IS NOT NULL, worker FROM work_queue
+ *		WHERE queue = $1 AND available_at <= now() ORDER BY priority DESC,
+ *		available_at LIMIT $2 FOR UPDATE SKIP LOCKED: up to max_items due
+ *		rows of an internal queue, in the order of index work_queue_claim,
+ *		each locked, those another transaction holds (or changed meanwhile)
+ *		skipped.
+ */
+uint64
+queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed)
+{
+	Rows		r;
+	Oid			index = get_relname_relid("work_queue_claim", get_namespace_oid("orchestrator", false));
+	Datum		key[1] = {CStringGetTextDatum(queue)};
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	RowsScan   *scan;
+	HeapTuple	t;
+	uint64		n = 0;
+	enum
+	{
+		QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
+		QC_WORKER, QC_WORKFLOW
+	};
+
+	if (!OidIsValid(index))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("index orchestrator.work_queue_claim does not exist"),
+				 errhint("Queues are claimed through it: create the extension again, or restore the index.")));
+	*claimed = palloc0(sizeof(EngineClaim) * Max(max_items, 1));
+	rows_begin(&r, orchestrator_table_oid("work_queue"), lengthof(queue_columns), queue_columns);
+	scan = rows_scan_on(r.rel, index, 1, key);
+	while (n < (uint64) max_items && (t = rows_next(scan)) != NULL)
+	{
+		bool		isnull;
+		HeapTupleData locked;
+		Buffer		buffer;
+		TM_FailureData tmfd;
+		TM_Result	result;
+		EngineClaim *c;
+
+		if (DatumGetTimestampTz(get(&r, t, QC_AVAILABLE_AT, &isnull)) > now)
+			continue;
+		locked.t_self = t->t_self;
+		result = heap_lock_tuple(r.rel, &locked, GetCurrentCommandId(true), LockTupleExclusive,
+								 LockWaitSkip, false, &buffer, &tmfd);
+		ReleaseBuffer(buffer);
+		if (result != TM_Ok)
+			continue;
+		c = &(*claimed)[n++];
+		memcpy(&c->run_id, DatumGetUUIDP(get(&r, t, QC_RUN_ID, &isnull)), sizeof(pg_uuid_t));
+		c->step = get_text(&r, t, QC_STEP);
+		get(&r, t, QC_LEASE_TOKEN, &isnull);
+		c->leased = !isnull;
+		c->worker = get_text(&r, t, QC_WORKER);
+	}
+	rows_scan_end(scan);
+	rows_end(&r);
+	return n;
 }
