@@ -708,8 +708,9 @@ admission_run_left(EngineRun *run, bool was_queued)
 	{
 		Datum		t[1] = {run->id};
 
+		/* not read-only: a run written in this command (rows.c) is seen */
 		SPI_execute_with_args("SELECT tenant FROM orchestrator.workflow_runs WHERE id = $1",
-							  1, (Oid[]) {UUIDOID}, t, NULL, true, 1);
+							  1, (Oid[]) {UUIDOID}, t, NULL, false, 1);
 		if (SPI_processed == 1)
 			tenant = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		SPI_freetuptable(SPI_tuptable);
@@ -831,7 +832,7 @@ admission_resumed(EngineRun *run)
 	Admission	a;
 
 	SPI_execute_with_args("SELECT tenant FROM orchestrator.workflow_runs WHERE id = $1",
-						  1, (Oid[]) {UUIDOID}, &run_id, NULL, true, 1);
+						  1, (Oid[]) {UUIDOID}, &run_id, NULL, false, 1);
 	if (SPI_processed == 1)
 		tenant = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	SPI_freetuptable(SPI_tuptable);

@@ -244,3 +244,19 @@ SELECT s.status, s.attempt, s.ready_at > now() + interval '900 seconds' AS retry
 	FROM orchestrator.run_steps s WHERE s.run_id = :'sql_run';
 SELECT orchestrator.cancel_workflow(:'sql_run');
 RESET ROLE;
+
+-- A run that fails while it is started (its first step a sleep whose "until"
+-- is no time) gives back the tenant slot it took: the run's tenant is read in
+-- the same command that wrote the run (with rows.c, a read-only query of the
+-- statement's snapshot found no row, and the slot was kept: the tenant's next
+-- start queued for good).
+SELECT orchestrator.set_tenant_limits('fc_fail_fast', 1);
+SELECT orchestrator.define_workflow('fc_fail_at_start',
+  '{"steps": [{"name": "s", "kind": "sleep", "until": {"$path": "$.input.until"}}]}') > 0 AS defined;
+SELECT orchestrator.start_workflow('fc_fail_at_start', '{"until": "soon"}', '{"tenant": "fc_fail_fast"}') AS ff \gset
+SELECT status FROM orchestrator.workflow_runs WHERE id = :'ff';
+SELECT active FROM orchestrator.get_tenant_limits('fc_fail_fast');
+SELECT orchestrator.start_workflow('fc_fail_at_start', '{"until": "2999-01-01T00:00:00Z"}', '{"tenant": "fc_fail_fast"}') AS ff2 \gset
+SELECT status <> 'queued' AS admitted FROM orchestrator.workflow_runs WHERE id = :'ff2';
+SELECT orchestrator.cancel_workflow(:'ff2');
+SELECT orchestrator.set_tenant_limits('fc_fail_fast', NULL);
