@@ -563,7 +563,8 @@ run_row_lock(EngineRun *run, const char *step, RunLock lock, bool start, RunRowL
  *		available_at LIMIT $2 FOR UPDATE SKIP LOCKED: up to max_items due
  *		rows of an internal queue, in the order of index work_queue_claim,
  *		each locked, those another transaction holds (or changed meanwhile)
- *		skipped.
+ *		skipped.  Due means by the clock, not by the transaction's start: a
+ *		transaction that claims again sees what became due meanwhile.
  */
 uint64
 queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed)
@@ -571,7 +572,7 @@ queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed)
 	Rows		r;
 	Oid			index = get_relname_relid("work_queue_claim", get_namespace_oid("orchestrator", false));
 	Datum		key[1] = {CStringGetTextDatum(queue)};
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz now = GetCurrentTimestamp();
 	RowsScan   *scan;
 	HeapTuple	t;
 	uint64		n = 0;
