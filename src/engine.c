@@ -2103,3 +2103,232 @@ engine_fire_timer(EngineRun *run, const char *step)
 	else
 		engine_stmt(S_DEQUEUE, NULL, values, NULL);
 }
+
+/* ----------------------------------------------------------------
+ * Batches of claimed steps
+ *
+ * A dispatcher's HTTP claim and the recording of a batch of responses
+ * (http_claim.c, http_record.c) lock the runs of many steps at once: one
+ * statement per partition set instead of one lock (and a start, and a
+ * step's update) per step, with the same effect as the single transitions
+ * above.
+ * ---------------------------------------------------------------- */
+
+/* Row "row" of a batch statement's result: the columns of a locked run. */
+static void
+run_from_row(uint64 row, EngineRun *run)
+{
+	bool		isnull;
+	Datum		d;
+
+	run->status = run_status_from_name(TextDatumGetCString(engine_col_at(row, "status", &isnull)));
+	run->owner = DatumGetObjectId(engine_col_at(row, "owner", &isnull));
+	run->name = TextDatumGetCString(engine_col_at(row, "name", &isnull));
+	run->version = DatumGetInt32(engine_col_at(row, "version", &isnull));
+	run->priority = DatumGetInt32(engine_col_at(row, "priority", &isnull));
+	d = engine_col_at(row, "deadline", &isnull);
+	run->has_deadline = !isnull;
+	run->deadline = isnull ? 0 : DatumGetTimestampTz(d);
+	d = engine_col_at(row, "trace_id", &isnull);
+	run->trace_id = isnull ? NULL : TextDatumGetCString(d);
+	d = engine_col_at(row, "trace_parent", &isnull);
+	run->trace_parent = isnull ? NULL : TextDatumGetCString(d);
+	d = engine_col_at(row, "admission", &isnull);
+	run->admission = isnull ? 0 : DatumGetInt16(d);
+}
+
+static Datum
+uuid_array(int n, const Datum *ids)
+{
+	return PointerGetDatum(construct_array((Datum *) ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+}
+
+static Datum
+text_array(int n, char *const *texts)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(texts[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * engine_steps_started
+ *		Claimed queue rows (run_ids[i], steps[i]) of runs in one partition
+ *		set start an attempt each, as engine_lock_run_to_start() and
+ *		engine_step_started() would one at a time: the runs are locked
+ *		(started[i] false for a run another transaction holds, or one that
+ *		is gone), a pending run starts, each step's attempt is counted, held
+ *		by "worker", in one statement; then, in the order given, each row's
+ *		workflow.started (the first row of a run that started here) and
+ *		step.started are appended, announced and counted.  runs[i] is the
+ *		row's run, its "attempt" the one before; inputs[i] the step's input.
+ */
+void
+engine_steps_started(const RunLeaves *leaves, int n, const Datum *run_ids, char *const *steps,
+					 const char *worker, bool *started, EngineRun *runs, Datum *inputs,
+					 bool *inputs_isnull)
+{
+	Datum		values[3];
+	uint64		nrows;
+	int32	   *attempts;
+	TimestampTz *started_at;
+	TimestampTz *ready_at;
+	TimestampTz *created_at;
+	TimestampTz *run_started_at;
+	char	  **kinds;
+
+	memset(started, 0, sizeof(bool) * n);
+	if (n == 0)
+		return;
+	values[0] = uuid_array(n, run_ids);
+	values[1] = text_array(n, steps);
+	values[2] = CStringGetTextDatum(worker);
+	nrows = engine_stmt(S_STEPS_STARTED, leaves, values, NULL);
+	attempts = palloc0(sizeof(int32) * n);
+	started_at = palloc0(sizeof(TimestampTz) * n);
+	ready_at = palloc0(sizeof(TimestampTz) * n);
+	created_at = palloc0(sizeof(TimestampTz) * n);
+	run_started_at = palloc0(sizeof(TimestampTz) * n);
+	kinds = palloc0(sizeof(char *) * n);
+	for (uint64 row = 0; row < nrows; row++)
+	{
+		bool		isnull;
+		int			i = (int) DatumGetInt64(engine_col_at(row, "i", &isnull)) - 1;
+		Datum		d;
+		EngineRun  *run = &runs[i];
+
+		d = engine_col_at(row, "attempt", &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("workflow run %s has no step \"%s\"", engine_uuid_text(run_ids[i]), steps[i])));
+		attempts[i] = DatumGetInt32(d);
+		memset(run, 0, sizeof(EngineRun));
+		run->id = run_ids[i];
+		run->leaves = *leaves;
+		run_from_row(row, run);
+		run->attempt = attempts[i] - 1;
+		inputs[i] = engine_col_at(row, "input", &inputs_isnull[i]);
+		started_at[i] = DatumGetTimestampTz(engine_col_at(row, "step_started_at", &isnull));
+		d = engine_col_at(row, "ready_at", &isnull);
+		ready_at[i] = isnull ? 0 : DatumGetTimestampTz(d);
+		d = engine_col_at(row, "created_at", &isnull);
+		created_at[i] = isnull ? 0 : DatumGetTimestampTz(d);
+		d = engine_col_at(row, "run_started_at", &isnull);
+		run_started_at[i] = isnull ? 0 : DatumGetTimestampTz(d);
+		d = engine_col_at(row, "kind", &isnull);
+		kinds[i] = isnull ? NULL : TextDatumGetCString(d);
+		started[i] = true;
+	}
+	engine_rows_done();
+
+	for (int i = 0; i < n; i++)
+	{
+		EngineRun  *run = &runs[i];
+		HistoryEvent ev[2];
+		int			nev = 0;
+		int64		seq;
+		bool		run_starts = false;
+
+		if (!started[i])
+			continue;
+		/* the run's workflow.started comes before its first step.started */
+		if (run->status == RUN_PENDING && run_started_at[i] != 0)
+		{
+			run_starts = true;
+			for (int k = 0; k < i && run_starts; k++)
+				if (started[k] && DatumGetBool(DirectFunctionCall2(uuid_eq, run_ids[k], run_ids[i])))
+					run_starts = false;
+		}
+		if (run->status == RUN_PENDING && run_started_at[i] != 0)
+			run->status = RUN_RUNNING;
+		if (run_starts)
+		{
+			ev[nev].type = "workflow.started";
+			ev[nev].step = NULL;
+			ev[nev].at = run_started_at[i];
+			ev[nev].data = jsonb_from_cstring("{}");
+			nev++;
+		}
+		{
+			StringInfoData data;
+
+			initStringInfo(&data);
+			appendStringInfo(&data, "{\"attempt\": %d, \"worker\": ", attempts[i]);
+			escape_json(&data, worker);
+			appendStringInfoChar(&data, '}');
+			ev[nev].type = "step.started";
+			ev[nev].step = steps[i];
+			ev[nev].at = GetCurrentTimestamp();
+			ev[nev].data = jsonb_from_cstring(data.data);
+			nev++;
+		}
+		seq = history_append(run->leaves.events, run->id, nev, ev);
+		for (int k = 0; k < nev; k++)
+		{
+			const char *type = ev[k].type;
+
+			/* step.started is counted, from what the statement returned */
+			if (ev[k].step != NULL && orchestrator_metrics_counts(type))
+			{
+				MetricsEvent e;
+
+				memset(&e, 0, sizeof(e));
+				e.type = type;
+				e.run_id = engine_uuid_text(run->id);
+				e.workflow = run->name;
+				e.step = ev[k].step;
+				e.kind = kinds[i];
+				e.started_at = started_at[i];
+				e.ready_at = ready_at[i];
+				e.at = ev[k].at;
+				e.attempt = attempts[i];
+				e.trace_id = run->trace_id;
+				e.trace_parent = run->trace_parent;
+				e.created_at = created_at[i];
+				orchestrator_metrics_event(&e);
+			}
+			announce_event(run, seq + k, CStringGetTextDatum(type), type, ev[k].step, ev[k].data);
+		}
+	}
+}
+
+/*
+ * engine_lock_runs
+ *		The runs of rows (run_ids[i], steps[i]) in one partition set,
+ *		locked (waiting for them, in the order of their ids) and read as
+ *		engine_lock_run() does, with the attempts so far of each row's step:
+ *		runs[i], found[i] (false: the run is gone).
+ */
+void
+engine_lock_runs(const RunLeaves *leaves, int n, const Datum *run_ids, char *const *steps,
+				 bool *found, EngineRun *runs)
+{
+	Datum		values[2];
+	uint64		nrows;
+
+	memset(found, 0, sizeof(bool) * n);
+	if (n == 0)
+		return;
+	values[0] = uuid_array(n, run_ids);
+	values[1] = text_array(n, steps);
+	nrows = engine_stmt(S_LOCK_RUNS, leaves, values, NULL);
+	for (uint64 row = 0; row < nrows; row++)
+	{
+		bool		isnull;
+		int			i = (int) DatumGetInt64(engine_col_at(row, "i", &isnull)) - 1;
+		Datum		d;
+		EngineRun  *run = &runs[i];
+
+		memset(run, 0, sizeof(EngineRun));
+		run->id = run_ids[i];
+		run->leaves = *leaves;
+		run_from_row(row, run);
+		d = engine_col_at(row, "attempt", &isnull);
+		run->attempt = isnull ? 0 : DatumGetInt32(d);
+		found[i] = true;
+	}
+	engine_rows_done();
+}

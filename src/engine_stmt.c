@@ -756,6 +756,51 @@ static const StmtDef stmts[S_COUNT] = {
 		"   SELECT g.name FROM orchestrator.workflow_grants g"
 		"   WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee)) END AS workflows",
 	0, {0}},
+
+	/*
+	 * Batches of claimed steps, of runs in one partition set (engine.c).
+	 * engine_steps_started(): the runs of rows ($1, $2) are locked, skipping
+	 * locked ones; pending ones start (run_started_at: NULL when it had);
+	 * each step starts an attempt, held by $3.  One row per step started,
+	 * in the order given (i); "attempt" is the new one.
+	 */
+	[S_STEPS_STARTED] = {
+		"WITH t AS (SELECT t.run_id, t.step, t.i FROM unnest($1, $2) WITH ORDINALITY t(run_id, step, i)),"
+		" l AS (SELECT r.id, r.status, r.owner, r.name, r.version, r.priority, r.deadline, r.trace_id,"
+		"   r.trace_parent, r.admission, r.created_at FROM @runs@ r WHERE r.id = ANY ($1)"
+		"   ORDER BY r.id FOR UPDATE SKIP LOCKED),"
+		" st AS (UPDATE @runs@ r SET status = 'running', started_at = clock_timestamp()"
+		"   FROM l WHERE r.id = l.id AND l.status = 'pending' RETURNING r.id, r.started_at),"
+		" s AS (UPDATE @steps@ s SET status = 'running', attempt = s.attempt + 1,"
+		"   started_at = clock_timestamp(), worker = $3"
+		"   FROM t JOIN l ON l.id = t.run_id WHERE s.run_id = t.run_id AND s.step = t.step"
+		"   RETURNING s.run_id, s.step, s.attempt, s.input, s.started_at, s.ready_at, s.kind)"
+		" SELECT t.i, l.status, l.owner, l.name, l.version, l.priority, l.deadline, l.trace_id, l.trace_parent,"
+		" l.admission, l.created_at, st.started_at AS run_started_at, s.attempt, s.input,"
+		" s.started_at AS step_started_at, s.ready_at, s.kind"
+		" FROM t JOIN l ON l.id = t.run_id LEFT JOIN s ON s.run_id = t.run_id AND s.step = t.step"
+		" LEFT JOIN st ON st.id = t.run_id ORDER BY t.i",
+	3, {UUIDARRAYOID, TEXTARRAYOID, TEXTOID}},
+	/*
+	 * engine_lock_runs(): the runs of rows ($1, $2), locked in the order
+	 * of their ids (waiting), with the attempts so far of each row's step
+	 */
+	[S_LOCK_RUNS] = {
+		"WITH l AS (SELECT r.id, r.status, r.owner, r.name, r.version, r.priority, r.deadline, r.trace_id,"
+		"   r.trace_parent, r.admission FROM @runs@ r WHERE r.id = ANY ($1) ORDER BY r.id FOR UPDATE)"
+		" SELECT t.i, l.status, l.owner, l.name, l.version, l.priority, l.deadline, l.trace_id, l.trace_parent,"
+		" l.admission, (SELECT s.attempt FROM @steps@ s WHERE s.run_id = t.run_id AND s.step = t.step) AS attempt"
+		" FROM unnest($1, $2) WITH ORDINALITY t(run_id, step, i) JOIN l ON l.id = t.run_id ORDER BY t.i",
+	2, {UUIDARRAYOID, TEXTARRAYOID}},
+	/*
+	 * http_record.c: the queue rows ($1, $2) whose lease is still token $3,
+	 * unexpired, are taken (S_TAKE_LEASED for many rows); i: which
+	 */
+	[S_HTTP_TAKE_LEASES] = {
+		"DELETE FROM orchestrator.work_queue w USING unnest($1, $2, $3) WITH ORDINALITY t(run_id, step, token, i)"
+		" WHERE w.run_id = t.run_id AND w.step = t.step AND w.lease_token IS NOT DISTINCT FROM t.token"
+		" AND w.available_at > now() RETURNING t.i",
+	3, {UUIDARRAYOID, TEXTARRAYOID, UUIDARRAYOID}},
 };
 
 /*
