@@ -291,8 +291,10 @@ typedef enum Stmt
 	S_QUEUE_LEASED,
 	S_WORKABLE,
 	/* engine.c: batches of claimed steps (http_claim.c, http_record.c) */
-	S_STEPS_STARTED,
+	S_LOCK_RUNS_SKIP,
 	S_LOCK_RUNS,
+	S_RUNS_STARTED,
+	S_STEPS_STARTED,
 	S_HTTP_TAKE_LEASES,
 	S_COUNT
 } Stmt;

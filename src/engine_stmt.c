@@ -758,48 +758,45 @@ static const StmtDef stmts[S_COUNT] = {
 	0, {0}},
 
 	/*
-	 * Batches of claimed steps, of runs in one partition set (engine.c).
-	 * engine_steps_started(): the runs of rows ($1, $2) are locked, skipping
-	 * locked ones; pending ones start (run_started_at: NULL when it had);
-	 * each step starts an attempt, held by $3.  One row per step started,
-	 * in the order given (i); "attempt" is the new one.
+	 * Batches of claimed steps, of runs in one partition set (engine.c),
+	 * each row of the arrays numbered by "i" (from 1).  Every statement
+	 * joins its arrays to the tables' keys (index scans), never two
+	 * sets to each other.  The runs of rows $1, locked in the order of
+	 * their ids, skipping locked ones (S_LOCK_RUNS_SKIP) or waiting for
+	 * them (S_LOCK_RUNS, with the attempts so far of each row's step $2):
 	 */
+#define LOCK_RUNS(extra) \
+	"SELECT t.i, r.status, r.owner, r.name, r.version, r.priority, r.deadline, r.trace_id, r.trace_parent," \
+	" r.admission, r.created_at" extra " FROM unnest($1, $2) WITH ORDINALITY t(run_id, step, i)" \
+	" JOIN @runs@ r ON r.id = t.run_id ORDER BY r.id FOR UPDATE OF r"
+	[S_LOCK_RUNS_SKIP] = {LOCK_RUNS("") " SKIP LOCKED", 2, {UUIDARRAYOID, TEXTARRAYOID}},
+	[S_LOCK_RUNS] = {
+		LOCK_RUNS(", (SELECT s.attempt FROM @steps@ s WHERE s.run_id = t.run_id AND s.step = t.step) AS attempt"),
+	2, {UUIDARRAYOID, TEXTARRAYOID}},
+	/* ... the pending runs among locked runs $1 start */
+	[S_RUNS_STARTED] = {
+		"UPDATE @runs@ r SET status = 'running', started_at = clock_timestamp()"
+		" FROM unnest($1) WITH ORDINALITY t(id, i) WHERE r.id = t.id AND r.status = 'pending'"
+		" RETURNING t.i, r.started_at",
+	1, {UUIDARRAYOID}},
+	/* ... and steps ($1, $2) of locked runs start an attempt, held by $3 */
 	[S_STEPS_STARTED] = {
-		"WITH t AS (SELECT t.run_id, t.step, t.i FROM unnest($1, $2) WITH ORDINALITY t(run_id, step, i)),"
-		" l AS (SELECT r.id, r.status, r.owner, r.name, r.version, r.priority, r.deadline, r.trace_id,"
-		"   r.trace_parent, r.admission, r.created_at FROM @runs@ r WHERE r.id = ANY ($1)"
-		"   ORDER BY r.id FOR UPDATE SKIP LOCKED),"
-		" st AS (UPDATE @runs@ r SET status = 'running', started_at = clock_timestamp()"
-		"   FROM l WHERE r.id = l.id AND l.status = 'pending' RETURNING r.id, r.started_at),"
-		" s AS (UPDATE @steps@ s SET status = 'running', attempt = s.attempt + 1,"
-		"   started_at = clock_timestamp(), worker = $3"
-		"   FROM t JOIN l ON l.id = t.run_id WHERE s.run_id = t.run_id AND s.step = t.step"
-		"   RETURNING s.run_id, s.step, s.attempt, s.input, s.started_at, s.ready_at, s.kind)"
-		" SELECT t.i, l.status, l.owner, l.name, l.version, l.priority, l.deadline, l.trace_id, l.trace_parent,"
-		" l.admission, l.created_at, st.started_at AS run_started_at, s.attempt, s.input,"
-		" s.started_at AS step_started_at, s.ready_at, s.kind"
-		" FROM t JOIN l ON l.id = t.run_id LEFT JOIN s ON s.run_id = t.run_id AND s.step = t.step"
-		" LEFT JOIN st ON st.id = t.run_id ORDER BY t.i",
+		"UPDATE @steps@ s SET status = 'running', attempt = s.attempt + 1, started_at = clock_timestamp(), worker = $3"
+		" FROM unnest($1, $2) WITH ORDINALITY t(run_id, step, i) WHERE s.run_id = t.run_id AND s.step = t.step"
+		" RETURNING t.i, s.attempt, s.input, s.started_at, s.ready_at, s.kind",
 	3, {UUIDARRAYOID, TEXTARRAYOID, TEXTOID}},
 	/*
-	 * engine_lock_runs(): the runs of rows ($1, $2), locked in the order
-	 * of their ids (waiting), with the attempts so far of each row's step
-	 */
-	[S_LOCK_RUNS] = {
-		"WITH l AS (SELECT r.id, r.status, r.owner, r.name, r.version, r.priority, r.deadline, r.trace_id,"
-		"   r.trace_parent, r.admission FROM @runs@ r WHERE r.id = ANY ($1) ORDER BY r.id FOR UPDATE)"
-		" SELECT t.i, l.status, l.owner, l.name, l.version, l.priority, l.deadline, l.trace_id, l.trace_parent,"
-		" l.admission, (SELECT s.attempt FROM @steps@ s WHERE s.run_id = t.run_id AND s.step = t.step) AS attempt"
-		" FROM unnest($1, $2) WITH ORDINALITY t(run_id, step, i) JOIN l ON l.id = t.run_id ORDER BY t.i",
-	2, {UUIDARRAYOID, TEXTARRAYOID}},
-	/*
 	 * http_record.c: the queue rows ($1, $2) whose lease is still token $3,
-	 * unexpired, are taken (S_TAKE_LEASED for many rows); i: which
+	 * unexpired, are taken (S_TAKE_LEASED for many rows); i: which.  The
+	 * rows are found by their keys: "available_at > now()" as such would
+	 * let a generic plan scan the claim index for every unexpired row
+	 * (every request in flight) and compare each with every row of the
+	 * arrays; "IS TRUE" keeps it from being an index condition.
 	 */
 	[S_HTTP_TAKE_LEASES] = {
 		"DELETE FROM orchestrator.work_queue w USING unnest($1, $2, $3) WITH ORDINALITY t(run_id, step, token, i)"
 		" WHERE w.run_id = t.run_id AND w.step = t.step AND w.lease_token IS NOT DISTINCT FROM t.token"
-		" AND w.available_at > now() RETURNING t.i",
+		" AND (w.available_at > now()) IS TRUE RETURNING t.i",
 	3, {UUIDARRAYOID, TEXTARRAYOID, UUIDARRAYOID}},
 };
 
