@@ -5,13 +5,17 @@
  *
  * A dispatcher's HTTP turn (http.c) claims in one short transaction: rows of
  * the '@http' queue in index order, skipping locked ones, then their runs,
- * skipping locked ones (nobody waits).  For each step the request is read
- * from the step's rendered input and checked (a URL that is not http(s) or
- * not allowed fails the attempt at once, not retryable), its host's circuit
- * breaker is asked (an open circuit moves the row to later without counting
- * an attempt), the attempt starts, and the queue row gets a lease for the
- * step's timeout plus a margin, held by "http:<pid>" (the leases of a claim
- * in one statement, at its end).  A lease left by a
+ * skipping locked ones (nobody waits).  While every circuit breaker is
+ * closed (usually), the steps start together: their runs are locked, the
+ * pending ones started and the attempts counted by a few statements for the
+ * whole claim (engine_steps_started()); then each step's request, read from
+ * its rendered input, is checked (a URL that is not http(s) or not allowed
+ * fails the attempt at once, not retryable).  While some breaker is not
+ * closed, the steps go one at a time, the request checked and its host's
+ * breaker asked before the attempt starts (an open circuit moves the row to
+ * later without counting an attempt).  A started step's queue row gets a
+ * lease for the step's timeout plus a margin, held by "http:<pid>" (the
+ * leases of a claim in one statement, at its end).  A lease left by a
  * dispatcher that died is a lost attempt (engine_lease_expired); with
  * "recover" (a dispatcher's first claim) the leases of dispatchers that no
  * longer run expire at once.  Nothing is sent here: the caller commits

@@ -7,7 +7,9 @@
  *	  delivered or tried again (webhook.c).
  *
  * The dispatcher records a batch of finished requests in one transaction
- * (http_record_batch()).  The batch is tried in one subtransaction; only
+ * (http_record_batch()): the runs of its http steps are locked together,
+ * in the order of their ids, and their leases taken in one statement, then
+ * each item is recorded.  The batch is tried in one subtransaction; only
  * when that fails is it redone item by item, each guarded by its own
  * subtransaction (an error recording one fails that step, not retried, and
  * leaves the others).  One subtransaction per item always would overflow
