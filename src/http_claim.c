@@ -56,6 +56,9 @@ typedef struct ClaimArgs
 	Datum	   *lease_tokens;
 	Datum	   *lease_lengths;
 	int			nleases;
+	/* runs that this claim ended: their other rows are not started */
+	Datum	   *ended;
+	int			nended;
 } ClaimArgs;
 
 /* The value of key in a jsonb object, or NULL. */
@@ -322,14 +325,28 @@ claim_one(ClaimArgs *a, EngineRun *run, const char *step, HttpStepClaim *c)
 	return claim_started(a, run, step, &p, attempt, c);
 }
 
-/* Is run_id among the first n of ids? */
+/* Did this claim end the run (a step's failure failed it)? */
 static bool
-uuid_among(Datum run_id, const Datum *ids, int n)
+ended_here(ClaimArgs *a, Datum run_id)
 {
-	for (int k = 0; k < n; k++)
-		if (memcmp(DatumGetUUIDP(ids[k]), DatumGetUUIDP(run_id), UUID_LEN) == 0)
+	for (int k = 0; k < a->nended; k++)
+		if (memcmp(DatumGetUUIDP(a->ended[k]), DatumGetUUIDP(run_id), UUID_LEN) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * note_ended
+ *		A row of the claim failed its step, and that changed its run's
+ *		status (it failed, or compensates): the run's end cancelled its other
+ *		steps and took their queue rows, so the claim's other rows of that
+ *		run are left alone.
+ */
+static void
+note_ended(ClaimArgs *a, EngineRun *run, RunStatus before)
+{
+	if (run->status != before && !ended_here(a, run->id))
+		a->ended[a->nended++] = run->id;
 }
 
 /*
@@ -337,9 +354,9 @@ uuid_among(Datum run_id, const Datum *ids, int n)
  *		With every circuit closed, the claimed steps start together: their
  *		runs are locked, started and the attempts counted in one statement
  *		per partition set (engine_steps_started()), then each becomes a
- *		request or fails.  A step whose run another row of the claim ended
- *		(a request that could not be sent failed it) is not sent: the run's
- *		end cancelled it.
+ *		request or fails.  A row whose run another row of the claim ended
+ *		(an expired lease or a request that could not be sent failed it) is
+ *		not started, or not sent: the run's end cancelled its step.
  */
 static void
 claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
@@ -353,12 +370,9 @@ claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
 	bool	   *started = palloc(sizeof(bool) * Max(n, 1));
 	Datum	   *inputs = palloc(sizeof(Datum) * Max(n, 1));
 	bool	   *inputs_isnull = palloc(sizeof(bool) * Max(n, 1));
-	int		   *members = palloc(sizeof(int) * Max(n, 1));
-	Datum	   *ended = palloc(sizeof(Datum) * Max(n, 1));
-	int			nended = 0;
-
 	for (int i = 0; i < n; i++)
-		has_leaves[i] = orchestrator_run_leaves(UUIDPGetDatum(&claimed[i].run_id), &leaves[i], true);
+		has_leaves[i] = !ended_here(a, UUIDPGetDatum(&claimed[i].run_id)) &&
+			orchestrator_run_leaves(UUIDPGetDatum(&claimed[i].run_id), &leaves[i], true);
 
 	for (int first = 0; first < n; first++)
 	{
@@ -374,7 +388,6 @@ claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
 			grouped[i] = true;
 			ids[m] = UUIDPGetDatum(&claimed[i].run_id);
 			steps[m] = claimed[i].step;
-			members[m] = i;
 			m++;
 		}
 		engine_steps_started(&leaves[first], m, ids, steps, a->worker, started, runs, inputs, inputs_isnull);
@@ -384,16 +397,14 @@ claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
 			RunStatus	before = run->status;
 			RequestParts p;
 
-			if (!started[k])
-				continue;
-			if (uuid_among(run->id, ended, nended))
+			if (!started[k] || ended_here(a, run->id))
 				continue;
 			request_parts(inputs_isnull[k] ? NULL : DatumGetJsonbP(inputs[k]),
 						  engine_step_def(run->name, run->version, steps[k]), &p);
 			if (claim_started(a, run, steps[k], &p, run->attempt + 1, &a->claims[a->n]))
 				a->n++;
-			else if (run->status != before)
-				ended[nended++] = run->id;
+			else
+				note_ended(a, run, before);
 		}
 	}
 }
@@ -422,26 +433,33 @@ claim_work(void *arg)
 	a->lease_steps = palloc(sizeof(Datum) * Max(nclaimed, 1));
 	a->lease_tokens = palloc(sizeof(Datum) * Max(nclaimed, 1));
 	a->lease_lengths = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->ended = palloc(sizeof(Datum) * Max(nclaimed, 1));
 	fresh = palloc(sizeof(EngineClaim) * Max(nclaimed, 1));
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
 		EngineRun	run;
+		RunStatus	before;
 
 		if (!claimed[i].leased && !circuits)
 		{
 			fresh[nfresh++] = claimed[i];	/* started together, below */
 			continue;
 		}
-		if (!engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), NULL, true, &run))
+		if (ended_here(a, UUIDPGetDatum(&claimed[i].run_id)) ||
+			!engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), NULL, true, &run))
 			continue;
+		before = run.status;
 		if (claimed[i].leased)
 		{
 			/* a lease left by a dispatcher that died or lost track */
 			engine_lease_expired(&run, claimed[i].step, claimed[i].worker);
+			note_ended(a, &run, before);
 			continue;
 		}
 		if (claim_one(a, &run, claimed[i].step, &a->claims[a->n]))
 			a->n++;
+		else
+			note_ended(a, &run, before);
 	}
 	if (nfresh > 0)
 		claim_batch(a, fresh, nfresh);
