@@ -1986,3 +1986,290 @@ engine_fire_timer(EngineRun *run, const char *step)
 	else
 		engine_stmt(S_DEQUEUE, NULL, values, NULL);
 }
+
+/* ----------------------------------------------------------------
+ * Batches of claimed steps
+ *
+ * A dispatcher's HTTP claim and the recording of a batch of responses
+ * (http_claim.c, http_record.c) lock the runs of many steps at once: one
+ * statement per partition set instead of one lock (and a start, and a
+ * step's update) per step, with the same effect as the single transitions
+ * above.
+ * ---------------------------------------------------------------- */
+
+/* Row "row" of a batch statement's result: the columns of a locked run. */
+static void
+run_from_row(uint64 row, EngineRun *run)
+{
+	bool		isnull;
+	Datum		d;
+
+	run->status = run_status_from_name(TextDatumGetCString(engine_col_at(row, "status", &isnull)));
+	run->owner = DatumGetObjectId(engine_col_at(row, "owner", &isnull));
+	run->name = TextDatumGetCString(engine_col_at(row, "name", &isnull));
+	run->version = DatumGetInt32(engine_col_at(row, "version", &isnull));
+	run->priority = DatumGetInt32(engine_col_at(row, "priority", &isnull));
+	d = engine_col_at(row, "deadline", &isnull);
+	run->has_deadline = !isnull;
+	run->deadline = isnull ? 0 : DatumGetTimestampTz(d);
+	d = engine_col_at(row, "trace_id", &isnull);
+	run->trace_id = isnull ? NULL : TextDatumGetCString(d);
+	d = engine_col_at(row, "trace_parent", &isnull);
+	run->trace_parent = isnull ? NULL : TextDatumGetCString(d);
+	d = engine_col_at(row, "admission", &isnull);
+	run->admission = isnull ? 0 : DatumGetInt16(d);
+}
+
+static Datum
+uuid_array(int n, const Datum *ids)
+{
+	return PointerGetDatum(construct_array((Datum *) ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+}
+
+static Datum
+text_array(int n, char *const *texts)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(texts[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* The row number "i" (from 1) of a batch statement's row, from 0. */
+static int
+row_index(uint64 row, int n)
+{
+	bool		isnull;
+	int64		i = DatumGetInt64(engine_col_at(row, "i", &isnull));
+
+	if (isnull || i < 1 || i > n)
+		elog(ERROR, "orchestrator batch statement returned row %lld of %d", (long long) i, n);
+	return (int) i - 1;
+}
+
+/*
+ * lock_runs
+ *		Lock the runs of rows (run_ids[i], steps[i]) and read them into
+ *		runs[i] (found[i]); statement S_LOCK_RUNS or S_LOCK_RUNS_SKIP.
+ */
+static void
+lock_runs(Stmt stmt, const RunLeaves *leaves, int n, const Datum *run_ids, char *const *steps,
+		  bool *found, EngineRun *runs, TimestampTz *created_at)
+{
+	Datum		values[2] = {uuid_array(n, run_ids), text_array(n, steps)};
+	uint64		nrows = engine_stmt(stmt, leaves, values, NULL);
+
+	memset(found, 0, sizeof(bool) * n);
+	for (uint64 row = 0; row < nrows; row++)
+	{
+		int			i = row_index(row, n);
+		bool		isnull;
+		Datum		d;
+		EngineRun  *run = &runs[i];
+
+		memset(run, 0, sizeof(EngineRun));
+		run->id = run_ids[i];
+		run->leaves = *leaves;
+		run_from_row(row, run);
+		if (stmt == S_LOCK_RUNS)
+		{
+			d = engine_col_at(row, "attempt", &isnull);
+			run->attempt = isnull ? 0 : DatumGetInt32(d);
+		}
+		if (created_at != NULL)
+		{
+			d = engine_col_at(row, "created_at", &isnull);
+			created_at[i] = isnull ? 0 : DatumGetTimestampTz(d);
+		}
+		found[i] = true;
+	}
+	engine_rows_done();
+}
+
+/*
+ * engine_steps_started
+ *		Claimed queue rows (run_ids[i], steps[i]) of runs in one partition
+ *		set start an attempt each, as engine_lock_run_to_start() and
+ *		engine_step_started() would one at a time: the runs are locked
+ *		(started[i] false for a run another transaction holds, or one that
+ *		is gone), the pending ones start, each step's attempt is counted,
+ *		held by "worker", in three statements for the whole batch; then, in
+ *		the order given, each row's workflow.started (the first row of a run
+ *		that started here) and step.started are appended, announced and
+ *		counted.  runs[i] is the row's run (its "attempt" the one before);
+ *		inputs[i] the step's input.
+ */
+void
+engine_steps_started(const RunLeaves *leaves, int n, const Datum *run_ids, char *const *steps,
+					 const char *worker, bool *started, EngineRun *runs, Datum *inputs,
+					 bool *inputs_isnull)
+{
+	bool	   *locked = palloc(sizeof(bool) * Max(n, 1));
+	int32	   *attempts = palloc0(sizeof(int32) * Max(n, 1));
+	TimestampTz *started_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
+	TimestampTz *ready_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
+	TimestampTz *created_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
+	TimestampTz *run_started_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
+	bool	   *run_starts = palloc0(sizeof(bool) * Max(n, 1));
+	char	  **kinds = palloc0(sizeof(char *) * Max(n, 1));
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	char	  **names = palloc(sizeof(char *) * Max(n, 1));
+	int		   *which = palloc(sizeof(int) * Max(n, 1));
+	int			m = 0;
+	uint64		nrows;
+
+	memset(started, 0, sizeof(bool) * n);
+	if (n == 0)
+		return;
+	lock_runs(S_LOCK_RUNS_SKIP, leaves, n, run_ids, steps, locked, runs, created_at);
+
+	/* the pending runs start (each once, at its first row) */
+	for (int i = 0; i < n; i++)
+	{
+		bool		first = locked[i] && runs[i].status == RUN_PENDING;
+
+		for (int k = 0; k < m && first; k++)
+			if (memcmp(DatumGetUUIDP(ids[k]), DatumGetUUIDP(run_ids[i]), UUID_LEN) == 0)
+				first = false;
+		if (first)
+		{
+			ids[m] = run_ids[i];
+			which[m++] = i;
+		}
+	}
+	if (m > 0)
+	{
+		Datum		values[1] = {uuid_array(m, ids)};
+
+		nrows = engine_stmt(S_RUNS_STARTED, leaves, values, NULL);
+		for (uint64 row = 0; row < nrows; row++)
+		{
+			int			k = row_index(row, m);
+			bool		isnull;
+
+			run_started_at[which[k]] = DatumGetTimestampTz(engine_col_at(row, "started_at", &isnull));
+			run_starts[which[k]] = true;
+		}
+		engine_rows_done();
+	}
+
+	/* the steps of the locked runs start their attempts */
+	m = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (!locked[i])
+			continue;
+		/* a run that started here is running for all its rows */
+		if (runs[i].status == RUN_PENDING)
+			runs[i].status = RUN_RUNNING;
+		ids[m] = run_ids[i];
+		names[m] = steps[i];
+		which[m++] = i;
+	}
+	if (m == 0)
+		return;
+	{
+		Datum		values[3] = {uuid_array(m, ids), text_array(m, names), CStringGetTextDatum(worker)};
+
+		nrows = engine_stmt(S_STEPS_STARTED, leaves, values, NULL);
+	}
+	for (uint64 row = 0; row < nrows; row++)
+	{
+		int			i = which[row_index(row, m)];
+		bool		isnull;
+		Datum		d;
+
+		attempts[i] = DatumGetInt32(engine_col_at(row, "attempt", &isnull));
+		runs[i].attempt = attempts[i] - 1;
+		inputs[i] = engine_col_at(row, "input", &inputs_isnull[i]);
+		started_at[i] = DatumGetTimestampTz(engine_col_at(row, "started_at", &isnull));
+		d = engine_col_at(row, "ready_at", &isnull);
+		ready_at[i] = isnull ? 0 : DatumGetTimestampTz(d);
+		d = engine_col_at(row, "kind", &isnull);
+		kinds[i] = isnull ? NULL : TextDatumGetCString(d);
+		started[i] = true;
+	}
+	engine_rows_done();
+	for (int i = 0; i < n; i++)
+		if (locked[i] && !started[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("workflow run %s has no step \"%s\"", engine_uuid_text(run_ids[i]), steps[i])));
+
+	for (int i = 0; i < n; i++)
+	{
+		EngineRun  *run = &runs[i];
+		HistoryEvent ev[2];
+		int			nev = 0;
+		int64		seq;
+
+		if (!started[i])
+			continue;
+		/* the run's workflow.started comes before its first step.started */
+		if (run_starts[i])
+		{
+			ev[nev].type = "workflow.started";
+			ev[nev].step = NULL;
+			ev[nev].at = run_started_at[i];
+			ev[nev].data = jsonb_from_cstring("{}");
+			nev++;
+		}
+		{
+			StringInfoData data;
+
+			initStringInfo(&data);
+			appendStringInfo(&data, "{\"attempt\": %d, \"worker\": ", attempts[i]);
+			escape_json(&data, worker);
+			appendStringInfoChar(&data, '}');
+			ev[nev].type = "step.started";
+			ev[nev].step = steps[i];
+			ev[nev].at = GetCurrentTimestamp();
+			ev[nev].data = jsonb_from_cstring(data.data);
+			nev++;
+		}
+		seq = history_append(run->leaves.events, run->id, nev, ev);
+		for (int k = 0; k < nev; k++)
+		{
+			const char *type = ev[k].type;
+
+			/* step.started is counted, from what the statement returned */
+			if (ev[k].step != NULL && orchestrator_metrics_counts(type))
+			{
+				MetricsEvent e;
+
+				memset(&e, 0, sizeof(e));
+				e.type = type;
+				e.run_id = engine_uuid_text(run->id);
+				e.workflow = run->name;
+				e.step = ev[k].step;
+				e.kind = kinds[i];
+				e.started_at = started_at[i];
+				e.ready_at = ready_at[i];
+				e.at = ev[k].at;
+				e.attempt = attempts[i];
+				e.trace_id = run->trace_id;
+				e.trace_parent = run->trace_parent;
+				e.created_at = created_at[i];
+				orchestrator_metrics_event(&e);
+			}
+			announce_event(run, seq + k, CStringGetTextDatum(type), type, ev[k].step, ev[k].data);
+		}
+	}
+}
+
+/*
+ * engine_lock_runs
+ *		The runs of rows (run_ids[i], steps[i]) in one partition set,
+ *		locked (waiting for them, in the order of their ids) and read as
+ *		engine_lock_run() does, with the attempts so far of each row's step:
+ *		runs[i], found[i] (false: the run is gone).
+ */
+void
+engine_lock_runs(const RunLeaves *leaves, int n, const Datum *run_ids, char *const *steps,
+				 bool *found, EngineRun *runs)
+{
+	if (n == 0)
+		return;
+	lock_runs(S_LOCK_RUNS, leaves, n, run_ids, steps, found, runs, NULL);
+}

@@ -277,6 +277,12 @@ typedef enum Stmt
 	S_QUEUE_LIMIT,
 	S_QUEUE_LEASED,
 	S_WORKABLE,
+	/* engine.c: batches of claimed steps (http_claim.c, http_record.c) */
+	S_LOCK_RUNS_SKIP,
+	S_LOCK_RUNS,
+	S_RUNS_STARTED,
+	S_STEPS_STARTED,
+	S_HTTP_TAKE_LEASES,
 	S_COUNT
 } Stmt;
 
@@ -356,6 +362,13 @@ extern void engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *
 extern int64 engine_record_success(EngineRun *run, StepDef *def, const char *step,
 								   Datum result, bool result_isnull, bool dequeue);
 extern void engine_step_done(EngineRun *run, StepDef *def);
+
+/* engine.c: batches of claimed steps, runs of one partition set */
+extern void engine_steps_started(const RunLeaves *leaves, int n, const Datum *run_ids,
+								 char *const *steps, const char *worker, bool *started,
+								 EngineRun *runs, Datum *inputs, bool *inputs_isnull);
+extern void engine_lock_runs(const RunLeaves *leaves, int n, const Datum *run_ids,
+							 char *const *steps, bool *found, EngineRun *runs);
 
 /*
  * Set by the dispatcher's sql batch (sql_steps.c) for its unit: offered

@@ -137,6 +137,15 @@ static int	record_batch = 0;		/* size of the batch being recorded */
 static int	n_running = 0;
 static int	n_done = 0;
 
+/*
+ * Easy handles of finished requests, kept for the next ones (reset, not
+ * freed and made again: a handle is tens of kilobytes of curl's state); at
+ * most as many as requests may be in flight.
+ */
+static CURL **spare_easy = NULL;
+static int	n_spare_easy = 0;
+static int	max_spare_easy = 0;
+
 /* settings applied to the multi handle */
 static int	applied_concurrency = -1;
 static bool fd_cap_logged = false;
@@ -407,6 +416,8 @@ http_cleanup(int code, Datum arg)
 		if (req->header_list)
 			curl_slist_free_all(req->header_list);
 	}
+	while (n_spare_easy > 0)
+		curl_easy_cleanup(spare_easy[--n_spare_easy]);
 	curl_multi_cleanup(multi);
 	multi = NULL;
 	if (epoll_fd >= 0)
@@ -715,6 +726,51 @@ header_refusal(const char *h)
 }
 
 /*
+ * take_easy
+ *		An easy handle for a request: a spare one, reset to curl's defaults
+ *		(its options are all set again below; the connections it used stay
+ *		in the multi handle's cache either way), else a new one.
+ */
+static CURL *
+take_easy(void)
+{
+	CURL	   *easy;
+
+	if (n_spare_easy == 0)
+		return curl_easy_init();
+	easy = spare_easy[--n_spare_easy];
+	curl_easy_reset(easy);
+	return easy;
+}
+
+/*
+ * give_back_easy
+ *		A request is over: keep its handle for another, up to the number of
+ *		requests that may be in flight (the setting may have been lowered).
+ */
+static void
+give_back_easy(CURL *easy)
+{
+	int			want = effective_concurrency();
+
+	if (max_spare_easy < want)
+	{
+		CURL	  **grown = spare_easy == NULL
+			? MemoryContextAlloc(TopMemoryContext, sizeof(CURL *) * want)
+			: repalloc(spare_easy, sizeof(CURL *) * want);
+
+		spare_easy = grown;
+		max_spare_easy = want;
+	}
+	while (n_spare_easy > want)
+		curl_easy_cleanup(spare_easy[--n_spare_easy]);
+	if (n_spare_easy < want)
+		spare_easy[n_spare_easy++] = easy;
+	else
+		curl_easy_cleanup(easy);
+}
+
+/*
  * start_request
  *		Hand one request to curl.  Nothing here throws after the easy handle
  *		is created except out-of-memory, which ends the process anyway.
@@ -762,7 +818,7 @@ start_request(HttpRequest *req)
 		list = curl_slist_append(list, req->sign_headers[i]);
 	req->header_list = list;
 
-	easy = curl_easy_init();
+	easy = take_easy();
 	if (easy == NULL)
 	{
 		curl_slist_free_all(list);
@@ -815,7 +871,7 @@ start_request(HttpRequest *req)
 
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
 	{
-		curl_easy_cleanup(easy);
+		give_back_easy(easy);
 		req->easy = NULL;
 		curl_slist_free_all(list);
 		req->header_list = NULL;
@@ -876,7 +932,7 @@ collect_finished(void)
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
 		curl_multi_remove_handle(multi, easy);
-		curl_easy_cleanup(easy);
+		give_back_easy(easy);
 		req->easy = NULL;
 		curl_slist_free_all(req->header_list);
 		req->header_list = NULL;

@@ -5,13 +5,17 @@
  *
  * A dispatcher's HTTP turn (http.c) claims in one short transaction: rows of
  * the '@http' queue in index order, skipping locked ones, then their runs,
- * skipping locked ones (nobody waits).  For each step the request is read
- * from the step's rendered input and checked (a URL that is not http(s) or
- * not allowed fails the attempt at once, not retryable), its host's circuit
- * breaker is asked (an open circuit moves the row to later without counting
- * an attempt), the attempt starts, and the queue row gets a lease for the
- * step's timeout plus a margin, held by "http:<pid>" (the leases of a claim
- * in one statement, at its end).  A lease left by a
+ * skipping locked ones (nobody waits).  While every circuit breaker is
+ * closed (usually), the steps start together: their runs are locked, the
+ * pending ones started and the attempts counted by a few statements for the
+ * whole claim (engine_steps_started()); then each step's request, read from
+ * its rendered input, is checked (a URL that is not http(s) or not allowed
+ * fails the attempt at once, not retryable).  While some breaker is not
+ * closed, the steps go one at a time, the request checked and its host's
+ * breaker asked before the attempt starts (an open circuit moves the row to
+ * later without counting an attempt).  A started step's queue row gets a
+ * lease for the step's timeout plus a margin, held by "http:<pid>" (the
+ * leases of a claim in one statement, at its end).  A lease left by a
  * dispatcher that died is a lost attempt (engine_lease_expired); with
  * "recover" (a dispatcher's first claim) the leases of dispatchers that no
  * longer run expire at once.  Nothing is sent here: the caller commits
@@ -52,6 +56,9 @@ typedef struct ClaimArgs
 	Datum	   *lease_tokens;
 	Datum	   *lease_lengths;
 	int			nleases;
+	/* runs that this claim ended: their other rows are not started */
+	Datum	   *ended;
+	int			nended;
 } ClaimArgs;
 
 /* The value of key in a jsonb object, or NULL. */
@@ -171,30 +178,120 @@ request_headers(HttpStepClaim *c, Jsonb *headers, EngineRun *run, const char *st
 		c->headers[c->nheaders++] = psprintf("traceparent: %s", engine_traceparent(run, step, attempt));
 }
 
+/* A step's rendered request, read and checked. */
+typedef struct RequestParts
+{
+	Jsonb	   *request;
+	JsonbValue *url;
+	JsonbValue *headers;
+	char	   *url_text;
+	char	   *host;			/* the URL's host (NULL: the URL is not valid) */
+	char	   *why;			/* why it cannot be sent, or NULL */
+	const char *why_kind;
+	int			timeout_ms;
+} RequestParts;
+
+/* Read and check the request of a step (input: its rendered request). */
+static void
+request_parts(Jsonb *request, StepDef *def, RequestParts *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->request = request;
+	p->why_kind = "invalid";
+	p->timeout_ms = def->found && !def->timeout_isnull ? interval_ms(def->timeout)
+		: Max(orchestrator_default_step_timeout, 1);
+
+	p->url = object_value(request, "url");
+	p->headers = object_value(request, "headers");
+	if (p->headers != NULL && p->headers->type == jbvNull)
+		p->headers = NULL;
+	if (p->url == NULL || p->url->type != jbvString)
+		p->why = psprintf("the rendered url is %s, not a string",
+						  p->url == NULL ? "null" : json_text(p->url));
+	else if (p->headers != NULL && !(p->headers->type == jbvBinary &&
+									 JsonContainerIsObject(p->headers->val.binary.data)))
+	{
+		char	   *text = json_text(p->headers);
+
+		p->why = psprintf("the rendered headers are %.*s, not an object",
+						  pg_mbcliplen(text, strlen(text), 200), text);
+	}
+	else
+	{
+		bool		invalid;
+
+		p->url_text = pnstrdup(p->url->val.string.val, p->url->val.string.len);
+		p->why = orchestrator_http_check_url(p->url_text, &invalid, &p->host, NULL);
+		p->why_kind = invalid ? "invalid" : "refused";
+	}
+}
+
+/*
+ * claim_started
+ *		A step whose attempt started: turn it into a request (true, in *c),
+ *		or fail the attempt when it cannot be sent (false).
+ */
+static bool
+claim_started(ClaimArgs *a, EngineRun *run, const char *step, RequestParts *p, int32 attempt,
+			  HttpStepClaim *c)
+{
+	JsonbValue *method;
+	JsonbValue *body;
+	Jsonb	   *headers_jb = NULL;
+	Datum		token;
+
+	if (p->why != NULL)
+	{
+		fail_unsendable(run, step, p->why_kind, p->why, p->url);
+		return false;
+	}
+
+	/* its lease, given with the others' at the end of the claim */
+	token = engine_random_uuid();
+	a->lease_runs[a->nleases] = run->id;
+	a->lease_steps[a->nleases] = CStringGetTextDatum(step);
+	a->lease_tokens[a->nleases] = token;
+	a->lease_lengths[a->nleases] = lease_interval(p->timeout_ms);
+	a->nleases++;
+
+	/* the request, in the caller's memory */
+	{
+		MemoryContext unit_context = MemoryContextSwitchTo(a->caller_context);
+
+		memcpy(&c->run_id, DatumGetUUIDP(run->id), sizeof(pg_uuid_t));
+		memcpy(&c->token, DatumGetUUIDP(token), sizeof(pg_uuid_t));
+		c->step = pstrdup(step);
+		method = object_value(p->request, "method");
+		c->method = method != NULL && method->type == jbvString
+			? pnstrdup(method->val.string.val, method->val.string.len) : pstrdup("GET");
+		c->url = pstrdup(p->url_text);
+		if (p->headers != NULL)
+			headers_jb = JsonbValueToJsonb(p->headers);
+		request_headers(c, headers_jb, run, step, attempt);
+		body = object_value(p->request, "body");
+		c->body = body != NULL && strcmp(c->method, "GET") != 0 && strcmp(c->method, "HEAD") != 0
+			? JsonbToCString(NULL, &JsonbValueToJsonb(body)->root, 0) : NULL;
+		c->timeout_ms = p->timeout_ms;
+		MemoryContextSwitchTo(unit_context);
+	}
+	return true;
+}
+
 /*
  * claim_one
  *		Turn one claimed step of a locked run into a request (true), or
- *		fail it, or let it wait for its host's circuit (false).
+ *		fail it, or let it wait for its host's circuit (false): one step at
+ *		a time, while some circuit is not closed.
  */
 static bool
-claim_one(ClaimArgs *a, EngineRun *run, const char *step, bool circuits, HttpStepClaim *c)
+claim_one(ClaimArgs *a, EngineRun *run, const char *step, HttpStepClaim *c)
 {
 	Datum		values[5];
 	bool		isnull;
 	Jsonb	   *request = NULL;
-	JsonbValue *url;
-	JsonbValue *method;
-	JsonbValue *headers;
-	JsonbValue *body;
-	Jsonb	   *headers_jb = NULL;
 	StepDef    *def = engine_step_def(run->name, run->version, step);
-	int			timeout_ms;
-	char	   *url_text = NULL;
-	char	   *host = NULL;
-	char	   *why = NULL;
-	const char *why_kind = "invalid";
+	RequestParts p;
 	int32		attempt;
-	Datum		token;
 
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(step);
@@ -206,40 +303,14 @@ claim_one(ClaimArgs *a, EngineRun *run, const char *step, bool circuits, HttpSte
 			request = DatumGetJsonbP(input);
 	}
 	engine_rows_done();
-	timeout_ms = def->found && !def->timeout_isnull ? interval_ms(def->timeout)
-		: Max(orchestrator_default_step_timeout, 1);
+	request_parts(request, def, &p);
 
-	url = object_value(request, "url");
-	headers = object_value(request, "headers");
-	if (headers != NULL && headers->type == jbvNull)
-		headers = NULL;
-	if (url == NULL || url->type != jbvString)
-		why = psprintf("the rendered url is %s, not a string",
-					   url == NULL ? "null" : json_text(url));
-	else if (headers != NULL && !(headers->type == jbvBinary &&
-								  JsonContainerIsObject(headers->val.binary.data)))
-	{
-		char	   *text = json_text(headers);
-
-		why = psprintf("the rendered headers are %.*s, not an object",
-					   pg_mbcliplen(text, strlen(text), 200), text);
-	}
-	else
-	{
-		bool		invalid;
-
-		url_text = pnstrdup(url->val.string.val, url->val.string.len);
-		why = orchestrator_http_check_url(url_text, &invalid, &host, NULL);
-		why_kind = invalid ? "invalid" : "refused";
-	}
-
-	if (why == NULL && circuits)
+	if (p.why == NULL)
 	{
 		TimestampTz wait;
+		const char *host = p.host != NULL ? p.host : "";
 
-		if (host == NULL)
-			host = "";
-		if (!breaker_admit(run->owner, host, lease_interval(timeout_ms), &wait))
+		if (!breaker_admit(run->owner, host, lease_interval(p.timeout_ms), &wait))
 		{
 			/* the host's circuit is open: wait without counting an attempt */
 			Datum		w[4] = {run->id, CStringGetTextDatum(step), TimestampTzGetDatum(wait),
@@ -251,41 +322,91 @@ claim_one(ClaimArgs *a, EngineRun *run, const char *step, bool circuits, HttpSte
 	}
 
 	attempt = engine_step_started(run, step, a->worker);
-	if (why != NULL)
+	return claim_started(a, run, step, &p, attempt, c);
+}
+
+/* Did this claim end the run (a step's failure failed it)? */
+static bool
+ended_here(ClaimArgs *a, Datum run_id)
+{
+	for (int k = 0; k < a->nended; k++)
+		if (memcmp(DatumGetUUIDP(a->ended[k]), DatumGetUUIDP(run_id), UUID_LEN) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * note_ended
+ *		A row of the claim failed its step, and that changed its run's
+ *		status (it failed, or compensates): the run's end cancelled its other
+ *		steps and took their queue rows, so the claim's other rows of that
+ *		run are left alone.
+ */
+static void
+note_ended(ClaimArgs *a, EngineRun *run, RunStatus before)
+{
+	if (run->status != before && !ended_here(a, run->id))
+		a->ended[a->nended++] = run->id;
+}
+
+/*
+ * claim_batch
+ *		With every circuit closed, the claimed steps start together: their
+ *		runs are locked, started and the attempts counted in one statement
+ *		per partition set (engine_steps_started()), then each becomes a
+ *		request or fails.  A row whose run another row of the claim ended
+ *		(an expired lease or a request that could not be sent failed it) is
+ *		not started, or not sent: the run's end cancelled its step.
+ */
+static void
+claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
+{
+	RunLeaves  *leaves = palloc(sizeof(RunLeaves) * Max(n, 1));
+	bool	   *has_leaves = palloc0(sizeof(bool) * Max(n, 1));
+	bool	   *grouped = palloc0(sizeof(bool) * Max(n, 1));
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	char	  **steps = palloc(sizeof(char *) * Max(n, 1));
+	EngineRun  *runs = palloc0(sizeof(EngineRun) * Max(n, 1));
+	bool	   *started = palloc(sizeof(bool) * Max(n, 1));
+	Datum	   *inputs = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *inputs_isnull = palloc(sizeof(bool) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		has_leaves[i] = !ended_here(a, UUIDPGetDatum(&claimed[i].run_id)) &&
+			orchestrator_run_leaves(UUIDPGetDatum(&claimed[i].run_id), &leaves[i], true);
+
+	for (int first = 0; first < n; first++)
 	{
-		fail_unsendable(run, step, why_kind, why, url);
-		return false;
+		int			m = 0;
+
+		if (grouped[first] || !has_leaves[first])
+			continue;
+		/* the rows of runs in the same partitions as this one, in claim order */
+		for (int i = first; i < n; i++)
+		{
+			if (grouped[i] || !has_leaves[i] || memcmp(&leaves[i], &leaves[first], sizeof(RunLeaves)) != 0)
+				continue;
+			grouped[i] = true;
+			ids[m] = UUIDPGetDatum(&claimed[i].run_id);
+			steps[m] = claimed[i].step;
+			m++;
+		}
+		engine_steps_started(&leaves[first], m, ids, steps, a->worker, started, runs, inputs, inputs_isnull);
+		for (int k = 0; k < m; k++)
+		{
+			EngineRun  *run = &runs[k];
+			RunStatus	before = run->status;
+			RequestParts p;
+
+			if (!started[k] || ended_here(a, run->id))
+				continue;
+			request_parts(inputs_isnull[k] ? NULL : DatumGetJsonbP(inputs[k]),
+						  engine_step_def(run->name, run->version, steps[k]), &p);
+			if (claim_started(a, run, steps[k], &p, run->attempt + 1, &a->claims[a->n]))
+				a->n++;
+			else
+				note_ended(a, run, before);
+		}
 	}
-
-	/* its lease, given with the others' at the end of the claim */
-	token = engine_random_uuid();
-	a->lease_runs[a->nleases] = run->id;
-	a->lease_steps[a->nleases] = CStringGetTextDatum(step);
-	a->lease_tokens[a->nleases] = token;
-	a->lease_lengths[a->nleases] = lease_interval(timeout_ms);
-	a->nleases++;
-
-	/* the request, in the caller's memory */
-	{
-		MemoryContext unit_context = MemoryContextSwitchTo(a->caller_context);
-
-		memcpy(&c->run_id, DatumGetUUIDP(run->id), sizeof(pg_uuid_t));
-		memcpy(&c->token, DatumGetUUIDP(token), sizeof(pg_uuid_t));
-		c->step = pstrdup(step);
-		method = object_value(request, "method");
-		c->method = method != NULL && method->type == jbvString
-			? pnstrdup(method->val.string.val, method->val.string.len) : pstrdup("GET");
-		c->url = pstrdup(url_text);
-		if (headers != NULL)
-			headers_jb = JsonbValueToJsonb(headers);
-		request_headers(c, headers_jb, run, step, attempt);
-		body = object_value(request, "body");
-		c->body = body != NULL && strcmp(c->method, "GET") != 0 && strcmp(c->method, "HEAD") != 0
-			? JsonbToCString(NULL, &JsonbValueToJsonb(body)->root, 0) : NULL;
-		c->timeout_ms = timeout_ms;
-		MemoryContextSwitchTo(unit_context);
-	}
-	return true;
 }
 
 static void
@@ -293,7 +414,9 @@ claim_work(void *arg)
 {
 	ClaimArgs  *a = arg;
 	EngineClaim *claimed;
+	EngineClaim *fresh;
 	uint64		nclaimed;
+	int			nfresh = 0;
 	bool		circuits;
 
 	if (a->recover)
@@ -310,21 +433,36 @@ claim_work(void *arg)
 	a->lease_steps = palloc(sizeof(Datum) * Max(nclaimed, 1));
 	a->lease_tokens = palloc(sizeof(Datum) * Max(nclaimed, 1));
 	a->lease_lengths = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->ended = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	fresh = palloc(sizeof(EngineClaim) * Max(nclaimed, 1));
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
 		EngineRun	run;
+		RunStatus	before;
 
-		if (!engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), NULL, true, &run))
+		if (!claimed[i].leased && !circuits)
+		{
+			fresh[nfresh++] = claimed[i];	/* started together, below */
 			continue;
+		}
+		if (ended_here(a, UUIDPGetDatum(&claimed[i].run_id)) ||
+			!engine_lock_run(UUIDPGetDatum(&claimed[i].run_id), NULL, true, &run))
+			continue;
+		before = run.status;
 		if (claimed[i].leased)
 		{
 			/* a lease left by a dispatcher that died or lost track */
 			engine_lease_expired(&run, claimed[i].step, claimed[i].worker);
+			note_ended(a, &run, before);
 			continue;
 		}
-		if (claim_one(a, &run, claimed[i].step, circuits, &a->claims[a->n]))
+		if (claim_one(a, &run, claimed[i].step, &a->claims[a->n]))
 			a->n++;
+		else
+			note_ended(a, &run, before);
 	}
+	if (nfresh > 0)
+		claim_batch(a, fresh, nfresh);
 	if (a->nleases > 0)
 	{
 		Datum		values[5] = {

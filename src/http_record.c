@@ -7,7 +7,9 @@
  *	  delivered or tried again (webhook.c).
  *
  * The dispatcher records a batch of finished requests in one transaction
- * (http_record_batch()).  The batch is tried in one subtransaction; only
+ * (http_record_batch()): the runs of its http steps are locked together,
+ * in the order of their ids, and their leases taken in one statement, then
+ * each item is recorded.  The batch is tried in one subtransaction; only
  * when that fails is it redone item by item, each guarded by its own
  * subtransaction (an error recording one fails that step, not retried, and
  * leaves the others).  One subtransaction per item always would overflow
@@ -32,11 +34,13 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "breaker.h"
 #include "engine.h"
@@ -88,48 +92,48 @@ append_body(StringInfo s, const char *body, const char *body_kind)
 		escape_json(s, body);
 }
 
+/* Is the run still going (or compensating): may a response be recorded? */
+static bool
+run_takes_responses(EngineRun *run)
+{
+	return engine_run_active(run) || run->status == RUN_COMPENSATING;
+}
+
 /*
- * record_step
- *		Record the outcome of one http step's request.  Returns true when it
- *		tells the host's circuit breaker something, in *outcome (its strings
- *		in "keep").
+ * record_taken
+ *		Record the outcome of one http step's request, whose run is locked
+ *		and whose lease was taken.  Returns true when it tells the host's
+ *		circuit breaker something, in *outcome (its strings in "keep").
  */
 static bool
-record_step(const HttpResult *r, bool circuits, BreakerOutcome *outcome, MemoryContext keep)
+record_taken(const HttpResult *r, EngineRun *run, bool circuits, BreakerOutcome *outcome,
+			 MemoryContext keep)
 {
-	Datum		run_id = UUIDPGetDatum(&r->run_id);
 	bool		has_status = r->status > 0;
 	int32		status = r->status;
-	EngineRun	run;
 	StepDef    *def;
 	StringInfoData s;
 	bool		failed = false;
-	bool		counts;
+	bool		counts = false;
 
-	if (!engine_lock_run(run_id, r->step, false, &run) ||
-		!(engine_run_active(&run) || run.status == RUN_COMPENSATING))
-		return false;
-	/* stale (the lease expired or was superseded): dropped */
-	if (!engine_take_leased(&run, r->step, UUIDPGetDatum(&r->token)))
-		return false;
 	orchestrator_metrics_http(false, status, r->error_kind);
-	def = engine_step_def(run.name, run.version, r->step);
+	def = engine_step_def(run->name, run->version, r->step);
 	if (!def->found)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("step \"%s\" is not defined in workflow \"%s\" version %d",
-						r->step, run.name, run.version)));
+						r->step, run->name, run->version)));
 
 	/* step.http: what came back */
 	initStringInfo(&s);
-	appendStringInfo(&s, "{\"attempt\": %d", run.attempt);
+	appendStringInfo(&s, "{\"attempt\": %d", run->attempt);
 	if (has_status)
 		appendStringInfo(&s, ", \"status\": %d", status);
 	appendStringInfo(&s, ", \"elapsed_ms\": %.1f", r->elapsed_ms);
 	json_key_string(&s, "error", r->error);
 	json_key_string(&s, "error_kind", r->error_kind);
 	appendStringInfoChar(&s, '}');
-	engine_emit(&run, "step.http", r->step, s.data);
+	engine_emit(run, "step.http", r->step, s.data);
 
 	if (!has_status)
 	{
@@ -143,7 +147,7 @@ record_step(const HttpResult *r, bool circuits, BreakerOutcome *outcome, MemoryC
 		json_key_string(&s, "kind", r->error_kind);
 		json_key_string(&s, "url", r->url);
 		appendStringInfoChar(&s, '}');
-		engine_attempt_failed(&run, r->step, jsonb_of(s.data), failed, (Datum) 0, true);
+		engine_attempt_failed(run, r->step, jsonb_of(s.data), failed, (Datum) 0, true);
 	}
 	else if (status >= 400)
 	{
@@ -164,7 +168,7 @@ record_step(const HttpResult *r, bool circuits, BreakerOutcome *outcome, MemoryC
 			Datum		retry_after = (Datum) 0;
 			bool		has_retry_after = http_retry_after(r->retry_after, &retry_after);
 
-			engine_attempt_failed(&run, r->step, jsonb_of(s.data), true, retry_after,
+			engine_attempt_failed(run, r->step, jsonb_of(s.data), true, retry_after,
 								  !has_retry_after);
 			failed = status >= 500;
 			counts = status >= 500 || circuits;
@@ -174,7 +178,7 @@ record_step(const HttpResult *r, bool circuits, BreakerOutcome *outcome, MemoryC
 		}
 		else
 		{
-			engine_attempt_failed(&run, r->step, jsonb_of(s.data), false, (Datum) 0, true);
+			engine_attempt_failed(run, r->step, jsonb_of(s.data), false, (Datum) 0, true);
 			counts = circuits;
 		}
 	}
@@ -187,8 +191,8 @@ record_step(const HttpResult *r, bool circuits, BreakerOutcome *outcome, MemoryC
 		if (r->body_kind != NULL && strcmp(r->body_kind, "base64") == 0)
 			appendStringInfoString(&s, ", \"body_encoding\": \"base64\"");
 		appendStringInfoChar(&s, '}');
-		engine_record_success(&run, def, r->step, jsonb_of(s.data), false, false);
-		engine_step_done(&run, def);
+		engine_record_success(run, def, r->step, jsonb_of(s.data), false, false);
+		engine_step_done(run, def);
 		/* a success meets no breaker at all, in the usual case */
 		counts = circuits;
 	}
@@ -199,7 +203,7 @@ record_step(const HttpResult *r, bool circuits, BreakerOutcome *outcome, MemoryC
 
 		if (host == NULL)
 			return false;
-		outcome->owner = run.owner;
+		outcome->owner = run->owner;
 		outcome->host = MemoryContextStrdup(keep, host);
 		outcome->failed = failed;
 		outcome->run_id = r->run_id;
@@ -207,6 +211,25 @@ record_step(const HttpResult *r, bool circuits, BreakerOutcome *outcome, MemoryC
 		return true;
 	}
 	return false;
+}
+
+/*
+ * record_step
+ *		Record the outcome of one http step's request: its run locked, its
+ *		lease taken, one statement each (the guarded, item-by-item path).
+ */
+static bool
+record_step(const HttpResult *r, bool circuits, BreakerOutcome *outcome, MemoryContext keep)
+{
+	EngineRun	run;
+
+	if (!engine_lock_run(UUIDPGetDatum(&r->run_id), r->step, false, &run) ||
+		!run_takes_responses(&run))
+		return false;
+	/* stale (the lease expired or was superseded): dropped */
+	if (!engine_take_leased(&run, r->step, UUIDPGetDatum(&r->token)))
+		return false;
+	return record_taken(r, &run, circuits, outcome, keep);
 }
 
 /* Record item i of the batch (its memory is reset afterwards). */
@@ -224,15 +247,160 @@ record_item(RecordBatch *b, HttpResult *r)
 	MemoryContextReset(b->item_context);
 }
 
-/* The whole batch, in the subtransaction of engine_try(). */
+/* http steps of a batch in the order of their runs' ids (then as given) */
+static int
+item_order(const void *x, const void *y, void *arg)
+{
+	const HttpResult *items = arg;
+	int			i = *(const int *) x;
+	int			j = *(const int *) y;
+	int			c = memcmp(&items[i].run_id, &items[j].run_id, sizeof(pg_uuid_t));
+
+	return c != 0 ? c : (i > j) - (i < j);
+}
+
+/*
+ * lock_and_take
+ *		The runs of the batch's http steps are locked, in the order of their
+ *		ids, one statement per partition set (engine_lock_runs()), and the
+ *		leases still held of those whose run takes responses are taken, in
+ *		one statement: taken[i] says which.  Items of one run share its
+ *		EngineRun (*run_of[i]), so that what one does to the run (ends it)
+ *		the next one sees; attempts[i] is the attempt of item i's step.
+ */
+static void
+lock_and_take(RecordBatch *b, EngineRun **run_of, int32 *attempts, bool *taken)
+{
+	int			n = b->n;
+	int		   *order = palloc(sizeof(int) * Max(n, 1));
+	RunLeaves  *leaves = palloc(sizeof(RunLeaves) * Max(n, 1));
+	bool	   *has_leaves = palloc0(sizeof(bool) * Max(n, 1));
+	EngineRun  *runs = palloc0(sizeof(EngineRun) * Max(n, 1));
+	bool	   *found = palloc0(sizeof(bool) * Max(n, 1));
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	char	  **steps = palloc(sizeof(char *) * Max(n, 1));
+	Datum	   *tokens = palloc(sizeof(Datum) * Max(n, 1));
+	int		   *which = palloc(sizeof(int) * Max(n, 1));
+	int			nsteps = 0;
+	int			ntake = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		run_of[i] = NULL;
+		taken[i] = false;
+		if (!b->items[i].is_webhook)
+			order[nsteps++] = i;
+	}
+	qsort_arg(order, nsteps, sizeof(int), item_order, b->items);
+	for (int k = 0; k < nsteps; k++)
+	{
+		HttpResult *r = &b->items[order[k]];
+
+		has_leaves[k] = orchestrator_run_leaves(UUIDPGetDatum(&r->run_id), &leaves[k], true);
+	}
+
+	/* runs of one partition set are next to each other in the order of ids */
+	for (int first = 0; first < nsteps;)
+	{
+		int			end = first + 1;
+
+		while (end < nsteps && has_leaves[end] == has_leaves[first] &&
+			   (!has_leaves[first] || memcmp(&leaves[end], &leaves[first], sizeof(RunLeaves)) == 0))
+			end++;
+		if (has_leaves[first])
+		{
+			for (int k = first; k < end; k++)
+			{
+				ids[k - first] = UUIDPGetDatum(&b->items[order[k]].run_id);
+				steps[k - first] = (char *) b->items[order[k]].step;
+			}
+			engine_lock_runs(&leaves[first], end - first, ids, steps, found + first, runs + first);
+		}
+		first = end;
+	}
+
+	for (int k = 0; k < nsteps; k++)
+	{
+		int			i = order[k];
+		HttpResult *r = &b->items[i];
+		int			rep = k;
+
+		if (!found[k])
+			continue;
+		/* the first item of its run holds the run for all of them */
+		if (k > 0 && run_of[order[k - 1]] != NULL &&
+			memcmp(&b->items[order[k - 1]].run_id, &r->run_id, sizeof(pg_uuid_t)) == 0)
+			rep = (int) (run_of[order[k - 1]] - runs);
+		run_of[i] = &runs[rep];
+		attempts[i] = runs[k].attempt;
+		if (!run_takes_responses(run_of[i]))
+			continue;
+		ids[ntake] = UUIDPGetDatum(&r->run_id);
+		steps[ntake] = (char *) r->step;
+		tokens[ntake] = UUIDPGetDatum(&r->token);
+		which[ntake] = i;
+		ntake++;
+	}
+	if (ntake > 0)
+	{
+		Datum		values[3];
+		Datum	   *texts = palloc(sizeof(Datum) * ntake);
+		uint64		ntaken;
+
+		for (int k = 0; k < ntake; k++)
+			texts[k] = CStringGetTextDatum(steps[k]);
+		values[0] = PointerGetDatum(construct_array(ids, ntake, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+		values[1] = PointerGetDatum(construct_array(texts, ntake, TEXTOID, -1, false, TYPALIGN_INT));
+		values[2] = PointerGetDatum(construct_array(tokens, ntake, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+		ntaken = engine_stmt(S_HTTP_TAKE_LEASES, NULL, values, NULL);
+		for (uint64 row = 0; row < ntaken; row++)
+		{
+			bool		isnull;
+			int			k = (int) DatumGetInt64(engine_col_at(row, "i", &isnull)) - 1;
+
+			taken[which[k]] = true;
+		}
+		engine_rows_done();
+	}
+}
+
+/*
+ * record_all
+ *		The whole batch, in the subtransaction of engine_try(): the runs of
+ *		its http steps locked and their leases taken together, then each
+ *		item recorded in turn.  A response whose run is gone or no longer
+ *		going, or whose lease is stale, is dropped.
+ */
 static void
 record_all(void *arg)
 {
 	RecordBatch *b = arg;
+	EngineRun **run_of = palloc(sizeof(EngineRun *) * Max(b->n, 1));
+	int32	   *attempts = palloc0(sizeof(int32) * Max(b->n, 1));
+	bool	   *taken = palloc(sizeof(bool) * Max(b->n, 1));
 
 	b->noutcomes = 0;
+	lock_and_take(b, run_of, attempts, taken);
 	for (int i = 0; i < b->n; i++)
-		record_item(b, &b->items[i]);
+	{
+		HttpResult *r = &b->items[i];
+		MemoryContext keep = CurrentMemoryContext;
+
+		if (!r->is_webhook)
+		{
+			/* another response of its run may have ended it meanwhile */
+			if (!taken[i] || !run_takes_responses(run_of[i]))
+				continue;
+			run_of[i]->attempt = attempts[i];
+			MemoryContextSwitchTo(b->item_context);
+			if (record_taken(r, run_of[i], b->circuits, &b->outcomes[b->noutcomes], keep))
+				b->noutcomes++;
+			MemoryContextSwitchTo(keep);
+			MemoryContextReset(b->item_context);
+		}
+		else
+			record_item(b, r);
+	}
 	if (b->noutcomes > 0)
 		breaker_apply(b->outcomes, b->noutcomes);
 }

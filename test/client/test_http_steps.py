@@ -23,7 +23,12 @@
     deliveries are retried until the sink accepts them;
   - https certificates are verified (a self-signed one fails, not retried);
   - a for_each step of kind http sends a request per element, retries each
-    on its own and keeps the results in order.
+    on its own and keeps the results in order;
+  - a step of a run that another step of the same claim failed (a request
+    that could not be sent) is cancelled with the run, not started again;
+  - a response over the owner's max_result_bytes fails its own attempt
+    (54000, internal) when its batch is redone item by item; the others of
+    the batch succeed.
 
 Starts its own cluster (test/cluster.sh) on 127.0.0.1:5534 and sinks on
 5535/5536 (and [::1]:5539), and stops them.
@@ -490,6 +495,73 @@ def test_fan_out(cur, sink):
     print("ok: for_each over http steps, per-element retry, results in order, max_parallel")
 
 
+def test_run_ended_by_claim(cur, sink):
+    """Two http steps of one run claimed together, the first of which
+    cannot be sent (its URL renders to null: failed, not retried, the run
+    fails): the second is cancelled with the run, and stays cancelled; it
+    is not started again on the failed run (before the claim took its steps
+    together, it was: 'running' in a failed run, with a step.started after
+    workflow.failed)."""
+    cur.execute("""SELECT orchestrator.define_workflow('ended_by_claim', %s)""", (json.dumps({"steps": [
+        {"name": "a", "kind": "http", "request": {"url": {"$path": "$.input.missing"}}},
+        {"name": "b", "kind": "http", "request": {"url": "http://127.0.0.1:%d/ended/b" % SINK}}]}),))
+    ids = [start(cur, "ended_by_claim", {}) for _ in range(5)]
+    wait_runs(cur, ids)
+    for run_id in ids:
+        run = run_of(cur, run_id)
+        assert run["status"] == "failed", run
+        assert run["steps"]["a"]["status"] == "failed", run["steps"]["a"]
+        assert run["steps"]["b"]["status"] == "cancelled", (run_id, run["steps"]["b"])
+        cur.execute("""SELECT count(*) FROM orchestrator.events(%s) e
+                       WHERE e.step = 'b' AND e.seq > (SELECT seq FROM orchestrator.events(%s)
+                                                       WHERE type = 'workflow.failed')""", (run_id, run_id))
+        assert cur.fetchone()[0] == 0, events(cur, run_id)
+    # both sent; the 404 fails the run, whose other response (usually in the
+    # same recording batch) is then dropped: the step stays cancelled
+    cur.execute("""SELECT orchestrator.define_workflow('ended_by_response', %s)""", (json.dumps({"steps": [
+        {"name": "a", "kind": "http", "request": {"url": "http://127.0.0.1:%d/status/404" % SINK}},
+        {"name": "b", "kind": "http", "request": {"url": "http://127.0.0.1:%d/ended/b2" % SINK}}]}),))
+    ids = [start(cur, "ended_by_response", {}) for _ in range(5)]
+    wait_runs(cur, ids)
+    for run_id in ids:
+        run = run_of(cur, run_id)
+        assert run["status"] == "failed" and run["steps"]["a"]["status"] == "failed", run
+        assert run["steps"]["b"]["status"] in ("cancelled", "succeeded"), run["steps"]["b"]
+        cur.execute("""SELECT count(*) FROM orchestrator.events(%s) e
+                       WHERE e.step = 'b' AND e.seq > (SELECT seq FROM orchestrator.events(%s)
+                                                       WHERE type = 'workflow.failed')""", (run_id, run_id))
+        assert cur.fetchone()[0] == 0, events(cur, run_id)
+    print("ok: a step of a run that another step of the same claim failed is cancelled, not started again; "
+          "a response of a run that ended is dropped")
+
+
+def test_batch_redone_item_by_item(cur, sink):
+    """A response whose result is over the owner's max_result_bytes makes
+    the recording of its batch fail: the batch (its runs locked and leases
+    taken together) is rolled back and redone item by item; that step's
+    attempt fails (54000, internal, not retried), the others of the batch
+    succeed."""
+    cur.execute("SELECT orchestrator.set_owner_limits('postgres', '{\"max_result_bytes\": 3000}')")
+    try:
+        cur.execute("""SELECT orchestrator.define_workflow('echo_size', %s)""", (json.dumps({"steps": [
+            {"name": "e", "kind": "http",
+             "request": {"method": "POST", "url": "http://127.0.0.1:%d/echo/size" % SINK,
+                         "body": {"pad": {"$path": "$.input.pad"}}}}]}),))
+        cur.execute("SELECT orchestrator.start_workflow('echo_size', jsonb_build_object('pad', repeat('x', n))) "
+                    "FROM unnest(ARRAY[10, 10, 10, 10, 10000, 10, 10, 10, 10, 10]) n")
+        ids = [r[0] for r in cur.fetchall()]
+        wait_runs(cur, ids)
+        statuses = [run_of(cur, i)["status"] for i in ids]
+        assert statuses == ["succeeded"] * 4 + ["failed"] + ["succeeded"] * 5, statuses
+        step = run_of(cur, ids[4])["steps"]["e"]
+        assert step["status"] == "failed" and step["attempt"] == 1, step
+        assert step["error"]["sqlstate"] == "54000" and step["error"]["internal"] is True, step["error"]
+    finally:
+        cur.execute("SELECT orchestrator.set_owner_limits('postgres', '{\"max_result_bytes\": null}')")
+    print("ok: a response over max_result_bytes fails its own attempt (54000, internal); the rest of its "
+          "batch is recorded")
+
+
 def main():
     subprocess.run(["bash", CLUSTER, "start", DATADIR, str(PORT), "orchestrator"], check=True)
     sink = Sink(SINK).start()
@@ -510,6 +582,8 @@ def main():
         test_webhooks(cur, sink)
         test_tls_verified(cur)
         test_fan_out(cur, sink)
+        test_run_ended_by_claim(cur, sink)
+        test_batch_redone_item_by_item(cur, sink)
     finally:
         sink.stop()
         subprocess.run(["bash", CLUSTER, "stop", DATADIR])
