@@ -157,6 +157,121 @@ release_session_locks(void)
 }
 
 /*
+ * How many sql steps a rolling batch claims at a time: few, so that the
+ * dispatchers share what is waiting instead of one of them taking it all
+ * in one claim while the other finds nothing, and so that each of them
+ * comes back for new work soon; enough that the claim's statement is a
+ * small part of the work.
+ */
+#define SQL_CLAIM_CHUNK 4
+
+/*
+ * wait_in_batch
+ *		In an open batch with nothing to do while another dispatcher is
+ *		committing: wait until sql steps are made ready (true) or no other
+ *		dispatcher is committing or "until" passes (false).
+ *
+ * The latch is left set afterwards, so that the main loop still looks at
+ * the other kinds of work it was woken for meanwhile.
+ */
+static bool
+wait_in_batch(TimestampTz until)
+{
+	bool		work = false;
+
+	orchestrator_set_batch_phase(BATCH_WAITING);
+	for (;;)
+	{
+		long		ms;
+
+		ResetLatch(MyLatch);
+		if (orchestrator_take_wake_kind(WAKE_SQL))
+		{
+			work = true;
+			break;
+		}
+		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+		if (ms <= 0 || shutdown_requested || !orchestrator_other_committing())
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ms, PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	orchestrator_set_batch_phase(BATCH_OTHER);
+	SetLatch(MyLatch);
+	return work;
+}
+
+/*
+ * next_sql_claim
+ *		How many sql steps the batch (sql_steps.c) claims next in this
+ *		transaction, after "claimed" so far; 0 ends the batch (commit).
+ *
+ * With orchestrator.batch_window 0, one claim of orchestrator.batch_size
+ * per transaction.  Otherwise the batch rolls: it claims SQL_CLAIM_CHUNK
+ * at a time, and claims again while the last claim left more due (a
+ * backlog: twice as many each time, up to batch_size in all, as one claim
+ * of batch_size would), or while the transaction is younger than
+ * batch_window and sql steps were made ready since the last claim (a
+ * committer woke us: wake.c).  Work
+ * that becomes ready while both dispatchers are inside a batch then starts
+ * as soon as one of them has finished the runs in hand, instead of waiting
+ * for a batch to end, commit and claim again; fewer commits also leave the
+ * dispatchers less time waiting for the WAL flush, during which no work
+ * is picked up.
+ *
+ * The dispatchers also take turns to commit: while another one is
+ * committing, a batch goes on past its window (up to 4 windows), and one
+ * with nothing to do waits for work or for the end of that commit
+ * instead of committing too; so one of them is always there to start work
+ * made ready.  HTTP requests that finished end the batch: they are
+ * recorded next.
+ */
+static int
+next_sql_claim(int claimed, bool more_due)
+{
+	static int	asked = 0;
+	TimestampTz started = GetCurrentTransactionStartTimestamp();
+	TimestampTz now;
+	bool		woken;
+
+	if (orchestrator_batch_window <= 0)
+		return claimed == 0 ? orchestrator_batch_size : 0;
+	if (claimed >= orchestrator_batch_size)
+		return 0;
+	if (claimed > 0)
+	{
+		if (shutdown_requested || orchestrator_http_done_count() > 0)
+			return 0;
+		woken = orchestrator_take_wake_kind(WAKE_SQL);
+
+		/*
+		 * A backlog: on up to batch_size, as one claim of it would take,
+		 * claiming twice as many each time
+		 */
+		if (more_due)
+		{
+			asked = Min(2 * asked, orchestrator_batch_size - claimed);
+			return asked;
+		}
+		now = GetCurrentTimestamp();
+		if (TimestampDifferenceExceeds(started, now, 4 * orchestrator_batch_window))
+			return 0;
+		if (woken)
+		{
+			if (TimestampDifferenceExceeds(started, now, orchestrator_batch_window) &&
+				!orchestrator_other_committing())
+				return 0;
+		}
+		else if (!orchestrator_other_committing() ||
+				 !wait_in_batch(TimestampTzPlusMilliseconds(started, 4 * orchestrator_batch_window)))
+			return 0;
+	}
+	asked = Min(SQL_CLAIM_CHUNK, orchestrator_batch_size - claimed);
+	return asked;
+}
+
+/*
  * dispatch_once
  *		Run one dispatch turn in its own transaction, the worker_spi way.
  *		Errors propagate to the caller.
@@ -206,7 +321,7 @@ dispatch_once(DispatchResult *result)
 		int			sql_processed;
 
 		/* sql steps in C (sql_steps.c), then timers and leases */
-		sql_processed = orchestrator_run_sql_steps(orchestrator_batch_size);
+		sql_processed = orchestrator_run_sql_steps(orchestrator_batch_size, next_sql_claim);
 		result->processed += sql_processed;
 		if (sql_processed >= orchestrator_batch_size || !timers)
 			goto done;
@@ -252,7 +367,9 @@ dispatch_once(DispatchResult *result)
 done:
 	SPI_finish();
 	PopActiveSnapshot();
+	orchestrator_set_batch_phase(BATCH_COMMITTING);
 	CommitTransactionCommand();
+	orchestrator_set_batch_phase(BATCH_OTHER);
 	debug_query_string = NULL;
 	release_session_locks();
 	pgstat_report_stat(false);
@@ -327,6 +444,7 @@ recover_from_error(MemoryContext context)
 	QueryCancelPending = false;
 
 	AbortCurrentTransaction();
+	orchestrator_set_batch_phase(BATCH_OTHER);
 	debug_query_string = NULL;
 	release_session_locks();
 	MemoryContextSwitchTo(context);

@@ -28,6 +28,7 @@
 char	   *orchestrator_database = NULL;
 int			orchestrator_workers = 2;
 int			orchestrator_batch_size = 64;
+int			orchestrator_batch_window = 5;
 int			orchestrator_poll_interval = 1000;
 int			orchestrator_default_lease = 5 * 60 * 1000;
 int			orchestrator_default_step_timeout = 60 * 1000;
@@ -206,6 +207,16 @@ orchestrator_define_gucs(void)
 							1, 10000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.batch_window",
+							"How long a dispatcher's batch of sql steps goes on taking work committed meanwhile.",
+							"Within this time from the start of its transaction, a dispatcher claims again before it commits when new sql steps were made ready; 0 claims once per transaction.",
+							&orchestrator_batch_window,
+							5,
+							0, 10000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("orchestrator.poll_interval",

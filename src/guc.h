@@ -14,6 +14,7 @@
 extern char *orchestrator_database;
 extern int	orchestrator_workers;
 extern int	orchestrator_batch_size;
+extern int	orchestrator_batch_window;
 extern int	orchestrator_poll_interval;
 extern int	orchestrator_default_lease;
 extern int	orchestrator_default_step_timeout;

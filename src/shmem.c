@@ -91,6 +91,7 @@ orchestrator_shmem_startup(void)
 			pg_atomic_init_u64(&orchestrator_shared->slots[i].last_active, 0);
 			pg_atomic_init_u64(&orchestrator_shared->slots[i].steps_processed, 0);
 			pg_atomic_init_u32(&orchestrator_shared->slots[i].wake_kinds, 0);
+			pg_atomic_init_u32(&orchestrator_shared->slots[i].batch_phase, BATCH_OTHER);
 			SpinLockInit(&orchestrator_shared->slots[i].mutex);
 		}
 		pg_atomic_init_u32(&orchestrator_shared->nlost, 0);
@@ -168,6 +169,7 @@ orchestrator_claim_slot(int slot)
 	s->stop_requested = false;
 	pg_atomic_write_u64(&s->last_active, 0);
 	pg_atomic_write_u64(&s->steps_processed, 0);
+	pg_atomic_write_u32(&s->batch_phase, BATCH_OTHER);
 	LWLockRelease(orchestrator_shared->lock);
 
 	SpinLockAcquire(&s->mutex);
@@ -378,6 +380,65 @@ orchestrator_take_wake_kinds(void)
 	if (my_slot < 0)
 		return WAKE_ALL;
 	return (int) pg_atomic_exchange_u32(&orchestrator_shared->slots[my_slot].wake_kinds, 0);
+}
+
+/*
+ * orchestrator_take_wake_kind
+ *		Was this dispatcher woken for "kind" since it last looked?  Forgets
+ *		that kind only (the others stay for the main loop).
+ */
+bool
+orchestrator_take_wake_kind(int kind)
+{
+	if (my_slot < 0)
+		return true;
+	return (pg_atomic_fetch_and_u32(&orchestrator_shared->slots[my_slot].wake_kinds,
+									~(uint32) kind) & (uint32) kind) != 0;
+}
+
+/*
+ * orchestrator_set_batch_phase
+ *		Say where this dispatcher's batch is (BATCH_*).  Leaving
+ *		BATCH_COMMITTING sets the latches of the dispatchers that wait for
+ *		that commit to end (dispatcher.c, wait_in_batch).
+ */
+void
+orchestrator_set_batch_phase(uint32 phase)
+{
+	uint32		was;
+
+	if (my_slot < 0)
+		return;
+	was = pg_atomic_exchange_u32(&orchestrator_shared->slots[my_slot].batch_phase, phase);
+	if (was != BATCH_COMMITTING || phase == BATCH_COMMITTING)
+		return;
+	for (int i = 0; i < ORCHESTRATOR_MAX_WORKERS; i++)
+	{
+		OrchestratorSlot *s = &orchestrator_shared->slots[i];
+
+		if (i != my_slot && s->in_use && s->pgprocno >= 0 &&
+			pg_atomic_read_u32(&s->batch_phase) == BATCH_WAITING)
+			SetLatch(&ProcGlobal->allProcs[s->pgprocno].procLatch);
+	}
+}
+
+/*
+ * orchestrator_other_committing
+ *		Is another dispatcher committing its batch?  Read without the lock:
+ *		a slot that changes meanwhile only makes the answer late.
+ */
+bool
+orchestrator_other_committing(void)
+{
+	for (int i = 0; i < ORCHESTRATOR_MAX_WORKERS; i++)
+	{
+		OrchestratorSlot *s = &orchestrator_shared->slots[i];
+
+		if (i != my_slot && s->in_use &&
+			pg_atomic_read_u32(&s->batch_phase) == BATCH_COMMITTING)
+			return true;
+	}
+	return false;
 }
 
 /*

@@ -55,6 +55,12 @@ typedef struct OrchestratorSlot
 	/* Kinds of work it was woken for (wake.h), or-ed in by committers. */
 	pg_atomic_uint32 wake_kinds;
 
+	/*
+	 * Where its batch of sql steps is (BATCH_*): written by its dispatcher,
+	 * read by the others (dispatcher.c, next_sql_claim).
+	 */
+	pg_atomic_uint32 batch_phase;
+
 	/* The sql step it is handling, if any: written by its dispatcher. */
 	slock_t		mutex;
 	bool		has_step;
@@ -115,5 +121,14 @@ extern pid_t orchestrator_slot_pid(int slot);
 extern void orchestrator_set_launcher_pid(pid_t pid);
 extern void orchestrator_wake_dispatchers(int kinds);
 extern int	orchestrator_take_wake_kinds(void);
+extern bool orchestrator_take_wake_kind(int kind);
+
+/* A dispatcher's batch_phase */
+#define BATCH_OTHER			0	/* none of the below */
+#define BATCH_COMMITTING	1	/* committing its transaction */
+#define BATCH_WAITING		2	/* in an open batch, waiting for another's commit */
+
+extern void orchestrator_set_batch_phase(uint32 phase);
+extern bool orchestrator_other_committing(void);
 
 #endif							/* ORCHESTRATOR_SHMEM_H */

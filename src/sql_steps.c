@@ -260,6 +260,7 @@ typedef struct SqlBatch
 {
 	int			max_steps;
 	int			processed;
+	SqlBatchNext next;			/* how many to claim next (0: commit) */
 } SqlBatch;
 
 /*
@@ -293,11 +294,15 @@ sql_batch_work(void *arg)
 	MemoryContext oldcontext;
 	EngineClaim *claimed;
 	uint64		nclaimed;
+	int			asked = batch->next(0, true);
+	int			total = 0;
 
 	step_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator sql step",
 										 ALLOCSET_DEFAULT_SIZES);
-	nclaimed = engine_claim("@sql", batch->max_steps, (Datum) 0, &claimed);
 	chain.room = 3 * batch->max_steps;
+claim:
+	nclaimed = engine_claim("@sql", asked, (Datum) 0, &claimed);
+	total += (int) nclaimed;
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
 		EngineRun	run;
@@ -324,18 +329,28 @@ sql_batch_work(void *arg)
 		MemoryContextReset(step_context);
 		CHECK_FOR_INTERRUPTS();
 	}
+
+	/*
+	 * A rolling batch: while the dispatcher says so (more due, or work
+	 * committed meanwhile), claim again in the same transaction instead of
+	 * making that work wait for this commit (the claim takes what is due
+	 * by the clock: work made ready after this transaction began too).
+	 */
+	if (nclaimed > 0 && (asked = batch->next(total, (int) nclaimed == asked)) > 0)
+		goto claim;
 	orchestrator_batch_end();
 }
 
 /*
  * orchestrator_run_sql_steps
- *		Claim up to max_steps due sql steps and run them in the current
- *		transaction.  Returns how many were processed.
+ *		Claim due sql steps and run them in the current transaction, as
+ *		many at a time as "next" says (at most max_steps are chained), until
+ *		it says 0 or a claim finds none.  Returns how many were processed.
  */
 int
-orchestrator_run_sql_steps(int max_steps)
+orchestrator_run_sql_steps(int max_steps, SqlBatchNext next)
 {
-	SqlBatch	batch = {max_steps, 0};
+	SqlBatch	batch = {max_steps, 0, next};
 
 	if (max_steps <= 0)
 		return 0;

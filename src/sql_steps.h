@@ -8,7 +8,14 @@
 #ifndef ORCHESTRATOR_SQL_STEPS_H
 #define ORCHESTRATOR_SQL_STEPS_H
 
-extern int	orchestrator_run_sql_steps(int max_steps);
+/*
+ * How many sql steps the batch claims next in its transaction (0: none,
+ * commit): asked first with claimed 0, then after the steps of each claim
+ * were run; more_due: the last claim got all it asked for.
+ */
+typedef int (*SqlBatchNext) (int claimed, bool more_due);
+
+extern int	orchestrator_run_sql_steps(int max_steps, SqlBatchNext next);
 
 /*
  * Set by the timers pass (_dispatch()): a due sql step is held by nobody
