@@ -6,6 +6,11 @@
 # bench/realistic.sh, alone.
 #   bash bench/external.sh                      (as root on Debian 12)
 #   CLIENTS=16 SECONDS_PER_POINT=15 SKIP_SETUP=1 PG_BINDIR=<installation> bash bench/external.sh
+# BACKLOG=N: no clients; N runs are started in one statement first, then
+# WORKERS (2) workers claim CLAIM (50) and complete_steps() them for
+# SECONDS_PER_POINT seconds, ROUNDS (3) times on the same cluster (the
+# backlog topped up each round): external steps/s in bulk, as bench/dispatch.sh
+# measures sql steps.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
@@ -35,6 +40,20 @@ chmod -R a+rX "$data"
 
 echo "# orchestrator external-steps benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), $(date -u +%F))"
 echo "# reproduce: CLIENTS=$clients SECONDS_PER_POINT=$secs bash bench/external.sh"
+if [ -n "${BACKLOG:-}" ]; then
+	workers=${WORKERS:-2} claim=${CLAIM:-50}
+	sed -i "s/'bench-worker', 50/'w' || :client_id, $claim/" "$data/work.sql"
+	echo "# reproduce: BACKLOG=$BACKLOG WORKERS=$workers CLAIM=$claim SECONDS_PER_POINT=$secs bash bench/external.sh"
+	for round in $(seq 1 "${ROUNDS:-3}"); do
+		q -c "SELECT count(orchestrator.start_workflow('ext1')) FROM generate_series(1, $BACKLOG - (SELECT count(*) FROM orchestrator.work_queue WHERE queue = 'bench'))" >/dev/null
+		q -c "VACUUM ANALYZE orchestrator.work_queue" -c CHECKPOINT >/dev/null
+		before=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE status = 'succeeded'")
+		pgb -f "$data/work.sql" -c "$workers" -j "$workers" -T "$secs" >/dev/null
+		after=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE status = 'succeeded'")
+		echo "round=$round workers=$workers claim=$claim  external steps/s=$(( (after - before) / secs ))"
+	done
+	exit 0
+fi
 t0=$(date +%s.%N)
 pgb -f "$data/work.sql" -c 2 -j 2 -T $((secs + 600)) > "$data/workers.out" &
 starts=$(pgb -f "$data/start.sql" -c "$clients" -j "$clients" -T "$secs" | awk '/^tps/ {printf "%.0f", $3}')
