@@ -6,7 +6,8 @@
 # bench/realistic.sh, alone.
 #   bash bench/external.sh                      (as root on Debian 12)
 #   CLIENTS=16 SECONDS_PER_POINT=15 SKIP_SETUP=1 PG_BINDIR=<installation> bash bench/external.sh
-# BACKLOG=N: no clients; N runs are started in one statement first, then
+# BACKLOG=N: no clients; N runs (STEPS=1 or 3 external steps in a row) are
+# started in one statement first, then
 # WORKERS (2) workers claim CLAIM (50) and complete_steps() them for
 # SECONDS_PER_POINT seconds, ROUNDS (3) times on the same cluster (the
 # backlog topped up each round): external steps/s in bulk, as bench/dispatch.sh
@@ -41,16 +42,20 @@ chmod -R a+rX "$data"
 echo "# orchestrator external-steps benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), $(date -u +%F))"
 echo "# reproduce: CLIENTS=$clients SECONDS_PER_POINT=$secs bash bench/external.sh"
 if [ -n "${BACKLOG:-}" ]; then
-	workers=${WORKERS:-2} claim=${CLAIM:-50}
+	workers=${WORKERS:-2} claim=${CLAIM:-50} steps=${STEPS:-1}
 	sed -i "s/'bench-worker', 50/'w' || :client_id, $claim/" "$data/work.sql"
-	echo "# reproduce: BACKLOG=$BACKLOG WORKERS=$workers CLAIM=$claim SECONDS_PER_POINT=$secs bash bench/external.sh"
+	# STEPS=3: runs of three external steps in a row (as bench/dispatch.sh's noop3)
+	q -c "SELECT orchestrator.define_workflow('ext3', '{\"steps\": [{\"name\": \"a\", \"kind\": \"external\", \"queue\": \"bench\"},
+		{\"name\": \"b\", \"kind\": \"external\", \"queue\": \"bench\", \"depends_on\": [\"a\"]},
+		{\"name\": \"c\", \"kind\": \"external\", \"queue\": \"bench\", \"depends_on\": [\"b\"]}]}')" >/dev/null
+	echo "# reproduce: BACKLOG=$BACKLOG STEPS=$steps WORKERS=$workers CLAIM=$claim SECONDS_PER_POINT=$secs bash bench/external.sh"
 	for round in $(seq 1 "${ROUNDS:-3}"); do
-		q -c "SELECT count(orchestrator.start_workflow('ext1')) FROM generate_series(1, $BACKLOG - (SELECT count(*) FROM orchestrator.work_queue WHERE queue = 'bench'))" >/dev/null
+		q -c "SELECT count(orchestrator.start_workflow('ext$steps')) FROM generate_series(1, $BACKLOG - (SELECT count(*) FROM orchestrator.work_queue WHERE queue = 'bench'))" >/dev/null
 		q -c "VACUUM ANALYZE orchestrator.work_queue" -c CHECKPOINT >/dev/null
-		before=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE status = 'succeeded'")
+		before=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE status = 'succeeded'")
 		pgb -f "$data/work.sql" -c "$workers" -j "$workers" -T "$secs" >/dev/null
-		after=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE status = 'succeeded'")
-		echo "round=$round workers=$workers claim=$claim  external steps/s=$(( (after - before) / secs ))"
+		after=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE status = 'succeeded'")
+		echo "round=$round steps=$steps workers=$workers claim=$claim  external steps/s=$(( (after - before) / secs ))"
 	done
 	exit 0
 fi
