@@ -1013,10 +1013,9 @@ void
 engine_enqueue(EngineRun *run, const char *step, const char *queue, TimestampTz available_at)
 {
 	bool		timer = strcmp(queue, "@timer") == 0;
-	Datum		q[6] = {run->id, CStringGetTextDatum(step), Int32GetDatum(timer ? 0 : run->priority),
-		CStringGetTextDatum(queue), CStringGetTextDatum(run->name), TimestampTzGetDatum(available_at)};
 
-	engine_stmt(S_ENQUEUE, NULL, q, NULL);
+	queue_row_enqueue(orchestrator_table_oid("work_queue"), run, step, queue,
+					  timer ? 0 : run->priority, available_at);
 
 	/*
 	 * Work due now wakes the dispatchers for its kind (or announces its

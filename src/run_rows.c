@@ -785,3 +785,46 @@ queue_row_take_leased(Oid queue, Datum run_id, const char *step, Datum token)
 	rows_end(&r);
 	return taken;
 }
+
+/*
+ * queue_row_enqueue
+ *		A step of a locked run queued (or queued again):
+ *		INSERT INTO work_queue (run_id, step, queue, priority, available_at,
+ *		workflow) ON CONFLICT (run_id, step) DO UPDATE SET queue, priority,
+ *		available_at, lease_token = NULL, lease = NULL, worker = NULL.
+ */
+void
+queue_row_enqueue(Oid queue, EngineRun *run, const char *step, const char *queue_name,
+				  int32 priority, TimestampTz available_at)
+{
+	enum
+	{
+		QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
+		QC_WORKER, QC_WORKFLOW
+	};
+	Rows		r;
+	Datum		keys[2] = {run->id, CStringGetTextDatum(step)};
+	HeapTuple	old;
+
+	rows_begin(&r, queue, lengthof(queue_columns), queue_columns);
+	old = rows_fetch(r.rel, 2, keys);
+	set(&r, QC_QUEUE, CStringGetTextDatum(queue_name), false);
+	set(&r, QC_PRIORITY, Int32GetDatum(priority), false);
+	set(&r, QC_AVAILABLE_AT, TimestampTzGetDatum(available_at), false);
+	set(&r, QC_LEASE_TOKEN, (Datum) 0, true);
+	set(&r, QC_LEASE, (Datum) 0, true);
+	set(&r, QC_WORKER, (Datum) 0, true);
+	if (old != NULL)
+	{
+		if (!rows_update(r.rel, old, r.values, r.nulls, r.replace))
+			changed_elsewhere(&r, run->id);
+	}
+	else
+	{
+		set(&r, QC_RUN_ID, run->id, false);
+		set(&r, QC_STEP, keys[1], false);
+		set(&r, QC_WORKFLOW, CStringGetTextDatum(run->name), false);
+		rows_insert(r.rel, r.values, r.nulls);
+	}
+	rows_end(&r);
+}

@@ -93,5 +93,7 @@ extern bool step_row_succeeded(EngineRun *run, const char *step, Datum result, b
 extern void queue_row_lease(Oid queue, Datum run_id, const char *step, Datum token, Datum lease,
 							const char *worker, TimestampTz attempt_end);
 extern bool queue_row_take_leased(Oid queue, Datum run_id, const char *step, Datum token);
+extern void queue_row_enqueue(Oid queue, EngineRun *run, const char *step, const char *queue_name,
+							  int32 priority, TimestampTz available_at);
 
 #endif							/* ORCHESTRATOR_RUN_ROWS_H */
