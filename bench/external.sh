@@ -26,6 +26,7 @@ trap 'pkill -f "$data/work.sql" 2>/dev/null || true; bash "$root/test/cluster.sh
 bash "$root/test/cluster.sh" start "$data/pg" "$port" bench
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 q() { as_pg "$bindir/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
+ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
 pgb() { as_pg "$bindir/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n "$@" bench 2>/dev/null; }
 
 q -c "CREATE EXTENSION orchestrator" \
@@ -53,9 +54,20 @@ if [ -n "${BACKLOG:-}" ]; then
 		q -c "SELECT count(orchestrator.start_workflow('ext$steps')) FROM generate_series(1, $BACKLOG - (SELECT count(*) FROM orchestrator.work_queue WHERE queue = 'bench'))" >/dev/null
 		q -c "VACUUM ANALYZE orchestrator.work_queue" -c CHECKPOINT >/dev/null
 		before=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE status = 'succeeded'")
-		pgb -f "$data/work.sql" -c "$workers" -j "$workers" -T "$secs" >/dev/null
+		pgb -f "$data/work.sql" -c "$workers" -j "$workers" -T "$secs" >/dev/null &
+		# the workers' backends' CPU (/proc/<pid>/stat) over the middle of the round
+		sleep 1
+		pids=$(q -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name = 'pgbench'")
+		done0=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE status = 'succeeded'")
+		cpu0=$(ticks $pids)
+		sleep $((secs - 2))
+		cpu1=$(ticks $pids)
+		done1=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE status = 'succeeded'")
+		wait
 		after=$(q -c "SELECT count(*) FROM orchestrator.workflow_steps WHERE status = 'succeeded'")
-		echo "round=$round steps=$steps workers=$workers claim=$claim  external steps/s=$(( (after - before) / secs ))"
+		us=$(awk -v c=$((cpu1 - cpu0)) -v n=$((done1 - done0)) -v hz="$(getconf CLK_TCK)" \
+			'BEGIN {printf "%.0f", (n > 0 ? c / hz * 1e6 / n : 0)}')
+		echo "round=$round steps=$steps workers=$workers claim=$claim  external steps/s=$(( (after - before) / secs ))  workers' backend CPU per step=$us us"
 	done
 	exit 0
 fi
