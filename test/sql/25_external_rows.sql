@@ -61,6 +61,27 @@ SELECT count(*) AS queue_rows_left FROM orchestrator.work_queue WHERE run_id = :
 -- The events, in order.
 SELECT seq, type, step, data - 'error' - 'retry_at' AS data FROM orchestrator.events(:'r') ORDER BY seq;
 
+-- history.c remembers the last event this transaction appended to a run;
+-- one appended in a subtransaction rolled back is forgotten with it: the
+-- next one takes its number (no gap), one after a released savepoint
+-- follows.
+SELECT orchestrator.start_workflow('rows_ext') AS r5 \gset
+CREATE TEMP TABLE c5 AS SELECT * FROM orchestrator.claim_steps('rows_q', 'w5', 10);
+BEGIN;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 1}') AS beat FROM c5;
+SAVEPOINT s;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 2}') AS beat FROM c5;
+ROLLBACK TO SAVEPOINT s;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 3}') AS beat FROM c5;
+SAVEPOINT t;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 4}') AS beat FROM c5;
+RELEASE SAVEPOINT t;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 5}') AS beat FROM c5;
+COMMIT;
+SELECT seq, type, data FROM orchestrator.events(:'r5') WHERE seq > 2 ORDER BY seq;
+SELECT count(*) = max(seq) AS no_gaps FROM orchestrator.events(:'r5');
+SELECT orchestrator.complete_step(run_id, step, lease_token, '{}') AS completed FROM c5;
+
 -- Every index of the runs, steps, events and queue has an entry for every
 -- row (amcheck's heapallindexed), after claims, leases, retries and
 -- completions of several runs.
