@@ -58,6 +58,7 @@ typedef struct RunRowLocked
 
 extern bool run_row_lock(EngineRun *run, const char *step, RunLock lock, bool start,
 						 RunRowLocked *out);
+
 /* what metrics.c counts of a step's event, from its row */
 typedef struct StepRowTimes
 {
