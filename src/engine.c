@@ -405,6 +405,49 @@ emit_event(EngineRun *run, bool result, const char *type, const char *step, Datu
 	return seq;
 }
 
+/*
+ * emit_step_event
+ *		emit_event() of a step's event whose row the caller changed and read
+ *		(times): what metrics.c counts of it is known, not read again.
+ */
+static int64
+emit_step_event(EngineRun *run, bool result, const char *type, const char *step, Datum data,
+				bool data_isnull, const StepRowTimes *times)
+{
+	HistoryEvent ev;
+	int64		seq;
+
+	flush_deferred_start(run);
+	ev.type = type;
+	ev.step = step;
+	ev.at = GetCurrentTimestamp();
+	if (result)
+		ev.data = engine_json_object1("result", data, data_isnull);
+	else
+		ev.data = data_isnull ? jsonb_from_cstring("{}") : data;
+	seq = history_append(run->leaves.events, run->id, 1, &ev);
+	if (orchestrator_metrics_counts(type))
+	{
+		MetricsEvent e;
+
+		memset(&e, 0, sizeof(e));
+		e.type = type;
+		e.run_id = engine_uuid_text(run->id);
+		e.step = step;
+		e.workflow = run->name;
+		e.kind = times->kind;
+		e.started_at = times->started_at;
+		e.ready_at = times->ready_at;
+		e.at = ev.at;
+		e.trace_id = run->trace_id;
+		e.trace_parent = run->trace_parent;
+		e.attempt = times->attempt;
+		orchestrator_metrics_event(&e);
+	}
+	announce_event(run, seq, CStringGetTextDatum(type), type, step, ev.data);
+	return seq;
+}
+
 /* An event whose data is given as JSON text (NULL: {}). */
 int64
 engine_emit(EngineRun *run, const char *type, const char *step, const char *data_json)
@@ -970,10 +1013,9 @@ void
 engine_enqueue(EngineRun *run, const char *step, const char *queue, TimestampTz available_at)
 {
 	bool		timer = strcmp(queue, "@timer") == 0;
-	Datum		q[6] = {run->id, CStringGetTextDatum(step), Int32GetDatum(timer ? 0 : run->priority),
-		CStringGetTextDatum(queue), CStringGetTextDatum(run->name), TimestampTzGetDatum(available_at)};
 
-	engine_stmt(S_ENQUEUE, NULL, q, NULL);
+	queue_row_enqueue(orchestrator_table_oid("work_queue"), run, step, queue,
+					  timer ? 0 : run->priority, available_at);
 
 	/*
 	 * Work due now wakes the dispatchers for its kind (or announces its
@@ -1378,37 +1420,28 @@ engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 					TimestampTz *attempt_end)
 {
 	StepDef    *def = engine_step_def(run->name, run->version, step);
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	int32		attempt;
-	bool		isnull;
-	Datum		end;
+	StepRowClaimed row;
+	StringInfoData data;
 
 	engine_run_started(run);
-	values[0] = run->id;
-	values[1] = CStringGetTextDatum(step);
-	values[2] = CStringGetTextDatum(worker);
-	values[3] = def->timeout;
-	nulls[3] = def->found && !def->timeout_isnull ? ' ' : 'n';
-	if (engine_stmt(S_STEP_CLAIMED, &run->leaves, values, nulls) != 1)
+	if (!step_row_claimed(run, step, worker, def->timeout, !(def->found && !def->timeout_isnull), &row))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("step \"%s\" of a claimed queue row does not exist", step)));
-	attempt = engine_col_int32("attempt");
-	*input = engine_col("input", input_isnull);
-	end = engine_col("attempt_end", &isnull);
-	*attempt_end = isnull ? DT_NOEND : DatumGetTimestampTz(end);
-	engine_rows_done();
-	engine_step_started_event(run, step, attempt, worker);
+	*input = row.input;
+	*input_isnull = row.input_isnull;
+	*attempt_end = row.attempt_end;
 
-	values[2] = lease_token;
-	values[3] = lease;
-	values[4] = CStringGetTextDatum(worker);
-	values[5] = TimestampTzGetDatum(*attempt_end);
-	nulls[3] = ' ';
-	nulls[5] = isnull ? 'n' : ' ';
-	engine_stmt(S_LEASE, NULL, values, nulls);
-	return attempt;
+	/* step.started, as engine_step_started_event() writes it */
+	initStringInfo(&data);
+	appendStringInfo(&data, "{\"attempt\": %d, \"worker\": ", row.times.attempt);
+	escape_json(&data, worker);
+	appendStringInfoChar(&data, '}');
+	emit_step_event(run, false, "step.started", step, jsonb_from_cstring(data.data), false, &row.times);
+
+	queue_row_lease(orchestrator_table_oid("work_queue"), run->id, step, lease_token, lease,
+					worker, row.attempt_end);
+	return row.times.attempt;
 }
 
 /*
@@ -1437,9 +1470,7 @@ engine_extend_lease(EngineRun *run, const char *step, Datum lease, bool lease_is
 bool
 engine_take_leased(EngineRun *run, const char *step, Datum lease_token)
 {
-	Datum		values[3] = {run->id, CStringGetTextDatum(step), lease_token};
-
-	return engine_stmt(S_TAKE_LEASED, NULL, values, NULL) == 1;
+	return queue_row_take_leased(orchestrator_table_oid("work_queue"), run->id, step, lease_token);
 }
 
 /* Does a step result carry a numeric "cost" (added to the run's cost)? */
@@ -1477,19 +1508,20 @@ int64
 engine_record_success(EngineRun *run, StepDef *def, const char *step,
 					  Datum result, bool result_isnull, bool dequeue)
 {
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Datum		values[2];
+	StepRowTimes times;
+	bool		found;
 
 	orchestrator_quota_check_result(run->owner, result, result_isnull);
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(step);
 	if (dequeue)
 		engine_stmt(S_DEQUEUE, NULL, values, NULL);
-	values[2] = result;
-	nulls[2] = result_isnull ? 'n' : ' ';
-	engine_stmt(S_STEP_SUCCEEDED, &run->leaves, values, nulls);
+	found = step_row_succeeded(run, step, result, result_isnull, &times);
 	add_cost(run, result, result_isnull);
-	return emit_event(run, true, "step.succeeded", step, result, result_isnull);
+	if (!found)
+		return emit_event(run, true, "step.succeeded", step, result, result_isnull);
+	return emit_step_event(run, true, "step.succeeded", step, result, result_isnull, &times);
 }
 
 /* An event of a sql step's success, to be counted and announced. */

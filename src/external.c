@@ -23,6 +23,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
@@ -71,12 +72,15 @@ typedef struct ClaimExternal
 	Datum		lease_end;		/* now() + lease */
 } ClaimExternal;
 
+static void claim_one(ClaimExternal *a, EngineClaim *c);
+
 static void
 claim_external_work(void *arg)
 {
 	ClaimExternal *a = arg;
 	EngineClaim *claimed;
 	uint64		nclaimed;
+	MemoryContext item_context;
 	Datum		q[1] = {CStringGetTextDatum(a->queue)};
 	Datum		workflows;
 	bool		all;
@@ -111,44 +115,61 @@ claim_external_work(void *arg)
 	engine_rows_done();
 
 	nclaimed = engine_claim(a->queue, a->max_steps, all ? (Datum) 0 : workflows, &claimed);
+	item_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator claim",
+										 ALLOCSET_DEFAULT_SIZES);
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
 		EngineClaim *c = &claimed[i];
-		EngineRun	run;
-		Datum		values[8];
-		bool		nulls[8] = {false, false, false, false, false, false, false, false};
-		Datum		token;
-		int32		attempt;
-		TimestampTz deadline = DatumGetTimestampTz(a->lease_end);
-		TimestampTz attempt_end;
+		MemoryContext outer = MemoryContextSwitchTo(item_context);
 
-		/* a run another transaction holds is left for the next claim */
-		if (!engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
-			continue;
-		if (c->leased)
-		{
-			engine_lease_expired(&run, c->step, c->worker);
-			continue;
-		}
-		token = engine_random_uuid();
-		attempt = engine_step_claimed(&run, c->step, a->worker, token, a->lease,
-									  &values[4], &nulls[4], &attempt_end);
-
-		values[0] = run.id;
-		values[1] = CStringGetTextDatum(c->step);
-		values[2] = Int32GetDatum(attempt);
-		values[3] = token;
-		values[5] = CStringGetTextDatum(run.name);
-		/* least(now() + lease, the end of the attempt, the run's deadline) */
-		if (attempt_end < deadline)
-			deadline = attempt_end;
-		if (run.has_deadline && run.deadline < deadline)
-			deadline = run.deadline;
-		values[6] = TimestampTzGetDatum(deadline);
-		/* the attempt's span in the run's trace, for the worker to continue */
-		values[7] = CStringGetTextDatum(engine_traceparent(&run, c->step, attempt));
-		tuplestore_putvalues(a->rsinfo->setResult, a->rsinfo->setDesc, values, nulls);
+		claim_one(a, c);
+		MemoryContextSwitchTo(outer);
+		MemoryContextReset(item_context);
 	}
+}
+
+/*
+ * claim_one
+ *		One claimed queue row (in a memory context of its own: the row for
+ *		the caller is copied into the result).
+ */
+static void
+claim_one(ClaimExternal *a, EngineClaim *c)
+{
+	EngineRun	run;
+	Datum		values[8];
+	bool		nulls[8] = {false, false, false, false, false, false, false, false};
+	Datum		token;
+	int32		attempt;
+	TimestampTz deadline = DatumGetTimestampTz(a->lease_end);
+	TimestampTz attempt_end;
+
+	/* a run another transaction holds is left for the next claim */
+	if (!engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
+		return;
+	if (c->leased)
+	{
+		engine_lease_expired(&run, c->step, c->worker);
+		return;
+	}
+	token = engine_random_uuid();
+	attempt = engine_step_claimed(&run, c->step, a->worker, token, a->lease,
+								  &values[4], &nulls[4], &attempt_end);
+
+	values[0] = run.id;
+	values[1] = CStringGetTextDatum(c->step);
+	values[2] = Int32GetDatum(attempt);
+	values[3] = token;
+	values[5] = CStringGetTextDatum(run.name);
+	/* least(now() + lease, the end of the attempt, the run's deadline) */
+	if (attempt_end < deadline)
+		deadline = attempt_end;
+	if (run.has_deadline && run.deadline < deadline)
+		deadline = run.deadline;
+	values[6] = TimestampTzGetDatum(deadline);
+	/* the attempt's span in the run's trace, for the worker to continue */
+	values[7] = CStringGetTextDatum(engine_traceparent(&run, c->step, attempt));
+	tuplestore_putvalues(a->rsinfo->setResult, a->rsinfo->setDesc, values, nulls);
 }
 
 /* Is an interval outside 1 second .. 1 day (as interval comparison has it)? */
@@ -224,11 +245,30 @@ orchestrator_api_claim_steps(PG_FUNCTION_ARGS)
  *		Complete one claimed step (inside a unit of work); false when the
  *		lease is stale.
  */
-/* The last workflow the caller was found allowed to work, in one call. */
+/*
+ * The workflows the caller was found allowed to work, in one call: checked
+ * once each, not once per step (kept in the call's memory).
+ */
 typedef struct WorkRights
 {
-	const char *workflow;
+	MemoryContext context;
+	List	   *workflows;
 } WorkRights;
+
+static void
+require_work_right_once(WorkRights *rights, EngineRun *run)
+{
+	ListCell   *lc;
+	MemoryContext outer;
+
+	foreach(lc, rights->workflows)
+		if (strcmp((const char *) lfirst(lc), run->name) == 0)
+			return;
+	engine_require_work_right(run);
+	outer = MemoryContextSwitchTo(rights->context);
+	rights->workflows = lappend(rights->workflows, pstrdup(run->name));
+	MemoryContextSwitchTo(outer);
+}
 
 static bool
 complete_one(Datum run_id, const char *step, Datum token, Datum result, WorkRights *rights)
@@ -243,11 +283,7 @@ complete_one(Datum run_id, const char *step, Datum token, Datum result, WorkRigh
 	 */
 	if (!engine_lock_run(run_id, NULL, false, &run))
 		return false;
-	if (rights->workflow == NULL || strcmp(rights->workflow, run.name) != 0)
-	{
-		engine_require_work_right(&run);
-		rights->workflow = run.name;
-	}
+	require_work_right_once(rights, &run);
 	if (!(engine_run_active(&run) || run.status == RUN_COMPENSATING) ||
 		!engine_take_leased(&run, step, token))
 		return false;
@@ -278,7 +314,7 @@ static void
 complete_step_work(void *arg)
 {
 	CompleteStep *a = arg;
-	WorkRights	rights = {NULL};
+	WorkRights	rights = {CurrentMemoryContext, NIL};
 
 	a->completed = complete_one(a->run_id, a->step, a->token, a->result, &rights);
 }
@@ -354,18 +390,24 @@ static void
 complete_steps_work(void *arg)
 {
 	CompleteSteps *a = arg;
-	WorkRights	rights = {NULL};
+	WorkRights	rights = {CurrentMemoryContext, NIL};
+	MemoryContext item_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator completion",
+													   ALLOCSET_DEFAULT_SIZES);
 
+	/* each completion in a memory context of its own; its row is copied */
 	for (int i = 0; i < a->n; i++)
 	{
 		Completion *c = &a->items[i];
 		Datum		values[3];
 		bool		nulls[3] = {false, false, false};
+		MemoryContext outer = MemoryContextSwitchTo(item_context);
 
 		values[0] = c->run_id;
 		values[1] = CStringGetTextDatum(c->step);
 		values[2] = BoolGetDatum(complete_one(c->run_id, c->step, c->token, c->result, &rights));
 		tuplestore_putvalues(a->rsinfo->setResult, a->rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(outer);
+		MemoryContextReset(item_context);
 	}
 }
 

@@ -244,12 +244,37 @@ index_cache_entry(Relation rel)
 }
 
 /*
+ * index_unchanged
+ *		The executor's hint to an index that an update did not change its
+ *		columns (so that its entries are only new versions of the same keys,
+ *		which bottom-up deletion then looks for): an update (replace: the
+ *		columns it set) that set none of the index's columns.  An index on
+ *		expressions gets no hint; an index whose key changed must not get
+ *		it, or every insertion into a full page makes a deletion pass.
+ */
+static bool
+index_unchanged(IndexInfo *info, const bool *replace)
+{
+	if (replace == NULL || info->ii_Expressions != NIL)
+		return false;
+	for (int k = 0; k < info->ii_NumIndexAttrs; k++)
+	{
+		AttrNumber	a = info->ii_IndexAttrNumbers[k];
+
+		if (a > 0 && replace[a - 1])
+			return false;
+	}
+	return true;
+}
+
+/*
  * insert_index_entries
  *		The entries of every index of rel for a heap tuple just written
- *		(update: a new version, not HOT).
+ *		(replace: the columns of an update, a new version, not HOT; NULL
+ *		for an insert).
  */
 static void
-insert_index_entries(Relation rel, HeapTuple tuple, bool update)
+insert_index_entries(Relation rel, HeapTuple tuple, const bool *replace)
 {
 	IndexCacheEntry *entry = index_cache_entry(rel);
 	TupleTableSlot *slot = NULL;
@@ -285,7 +310,7 @@ insert_index_entries(Relation rel, HeapTuple tuple, bool update)
 		}
 		index_insert(index, keys, key_nulls, &tuple->t_self, rel,
 					 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-					 update, info);
+					 index_unchanged(info, replace), info);
 		index_close(index, NoLock);
 	}
 	if (econtext != NULL)
@@ -326,7 +351,7 @@ rows_insert(Relation rel, Datum *values, bool *nulls)
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 
 	simple_heap_insert(rel, tuple);
-	insert_index_entries(rel, tuple, false);
+	insert_index_entries(rel, tuple, NULL);
 	heap_freetuple(tuple);
 }
 
@@ -439,7 +464,7 @@ rows_update(Relation rel, HeapTuple old, Datum *values, bool *nulls, bool *repla
 		return false;
 	}
 	if (!HeapTupleIsHeapOnly(tuple))
-		insert_index_entries(rel, tuple, true);
+		insert_index_entries(rel, tuple, replace);
 	heap_freetuple(tuple);
 	return true;
 }

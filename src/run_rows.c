@@ -29,6 +29,7 @@
 #include "utils/numeric.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "engine.h"
 #include "leaf.h"
@@ -617,4 +618,213 @@ queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed)
 	rows_scan_end(scan);
 	rows_end(&r);
 	return n;
+}
+
+/* What a step's row says for metrics.c, read where it changed. */
+static void
+step_row_times(Rows *r, HeapTuple t, StepRowTimes *out)
+{
+	bool		isnull;
+	Datum		d;
+
+	out->kind = get_text(r, t, SC_KIND);
+	out->attempt = get_int32(r, t, SC_ATTEMPT);
+	d = get(r, t, SC_STARTED_AT, &isnull);
+	out->started_at = isnull ? 0 : DatumGetTimestampTz(d);
+	d = get(r, t, SC_READY_AT, &isnull);
+	out->ready_at = isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * step_row_claimed
+ *		An external worker's attempt starts.
+ *		UPDATE steps SET status = 'running', attempt = attempt + 1,
+ *		started_at = clock_timestamp(), worker WHERE run_id AND step
+ *		RETURNING attempt, input, started_at + timeout AS attempt_end.
+ *		timeout: an interval, or NULL (the attempt has no end: DT_NOEND).
+ *		False when the run has no such step.
+ */
+bool
+step_row_claimed(EngineRun *run, const char *step, const char *worker,
+				 Datum timeout, bool timeout_isnull, StepRowClaimed *out)
+{
+	Rows		r;
+	HeapTuple	old = fetch_step(&r, run, step);
+	Datum		d;
+
+	if (old == NULL)
+	{
+		rows_end(&r);
+		return false;
+	}
+	step_row_times(&r, old, &out->times);
+	out->times.attempt++;
+	out->times.started_at = GetCurrentTimestamp();
+	d = get(&r, old, SC_INPUT, &out->input_isnull);
+	out->input = out->input_isnull ? (Datum) 0 : datumCopy(d, false, -1);
+	out->attempt_end = timeout_isnull ? DT_NOEND
+		: DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												  TimestampTzGetDatum(out->times.started_at),
+												  timeout));
+	set(&r, SC_STATUS, CStringGetTextDatum("running"), false);
+	set(&r, SC_ATTEMPT, Int32GetDatum(out->times.attempt), false);
+	set(&r, SC_STARTED_AT, TimestampTzGetDatum(out->times.started_at), false);
+	set(&r, SC_WORKER, CStringGetTextDatum(worker), false);
+	if (!rows_update(r.rel, old, r.values, r.nulls, r.replace))
+		changed_elsewhere(&r, run->id);
+	rows_end(&r);
+	return true;
+}
+
+/*
+ * step_row_succeeded
+ *		A step another party ran succeeded (an external worker, a sleep, a
+ *		signal, an HTTP response).
+ *		UPDATE steps SET status = 'succeeded', result, error = NULL,
+ *		finished_at = clock_timestamp() WHERE run_id AND step.  False when
+ *		the run has no such step; else what metrics.c counts of it.
+ */
+bool
+step_row_succeeded(EngineRun *run, const char *step, Datum result, bool result_isnull,
+				   StepRowTimes *out)
+{
+	Rows		r;
+	HeapTuple	old = fetch_step(&r, run, step);
+
+	if (old == NULL)
+	{
+		rows_end(&r);
+		return false;
+	}
+	step_row_times(&r, old, out);
+	set(&r, SC_STATUS, CStringGetTextDatum("succeeded"), false);
+	set(&r, SC_RESULT, result, result_isnull);
+	set(&r, SC_ERROR, (Datum) 0, true);
+	set(&r, SC_FINISHED_AT, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	if (!rows_update(r.rel, old, r.values, r.nulls, r.replace))
+		changed_elsewhere(&r, run->id);
+	rows_end(&r);
+	return true;
+}
+
+/*
+ * queue_row_lease
+ *		The lease of a step this transaction claimed (its queue row locked):
+ *		UPDATE work_queue SET lease_token, lease, worker,
+ *		available_at = least(now() + lease, attempt_end) WHERE run_id AND
+ *		step (attempt_end DT_NOEND: none).
+ */
+void
+queue_row_lease(Oid queue, Datum run_id, const char *step, Datum token, Datum lease,
+				const char *worker, TimestampTz attempt_end)
+{
+	enum
+	{
+		QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
+		QC_WORKER, QC_WORKFLOW
+	};
+	Rows		r;
+	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
+	HeapTuple	old;
+	TimestampTz until;
+
+	rows_begin(&r, queue, lengthof(queue_columns), queue_columns);
+	old = rows_fetch(r.rel, 2, keys);
+	if (old == NULL)
+	{
+		rows_end(&r);
+		return;
+	}
+	until = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+													lease));
+	if (attempt_end < until)
+		until = attempt_end;
+	set(&r, QC_LEASE_TOKEN, token, false);
+	set(&r, QC_LEASE, lease, false);
+	set(&r, QC_WORKER, CStringGetTextDatum(worker), false);
+	set(&r, QC_AVAILABLE_AT, TimestampTzGetDatum(until), false);
+	if (!rows_update(r.rel, old, r.values, r.nulls, r.replace))
+		changed_elsewhere(&r, run_id);
+	rows_end(&r);
+}
+
+/*
+ * queue_row_take_leased
+ *		A lease token that is still the one of the step's queue row, and
+ *		unexpired, takes the row:
+ *		DELETE FROM work_queue WHERE run_id AND step
+ *		AND lease_token IS NOT DISTINCT FROM token AND available_at > now().
+ *		False, and nothing deleted, otherwise.
+ */
+bool
+queue_row_take_leased(Oid queue, Datum run_id, const char *step, Datum token)
+{
+	enum
+	{
+		QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN
+	};
+	Rows		r;
+	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
+	HeapTuple	old;
+	bool		isnull;
+	Datum		d;
+	bool		taken = false;
+
+	rows_begin(&r, queue, lengthof(queue_columns), queue_columns);
+	old = rows_fetch(r.rel, 2, keys);
+	if (old != NULL)
+	{
+		d = get(&r, old, QC_LEASE_TOKEN, &isnull);
+		taken = !isnull &&
+			memcmp(DatumGetUUIDP(d)->data, DatumGetUUIDP(token)->data, UUID_LEN) == 0 &&
+			DatumGetTimestampTz(get(&r, old, QC_AVAILABLE_AT, &isnull)) > GetCurrentTransactionStartTimestamp();
+		if (taken && !rows_delete(r.rel, old))
+			changed_elsewhere(&r, run_id);
+	}
+	rows_end(&r);
+	return taken;
+}
+
+/*
+ * queue_row_enqueue
+ *		A step of a locked run queued (or queued again):
+ *		INSERT INTO work_queue (run_id, step, queue, priority, available_at,
+ *		workflow) ON CONFLICT (run_id, step) DO UPDATE SET queue, priority,
+ *		available_at, lease_token = NULL, lease = NULL, worker = NULL.
+ */
+void
+queue_row_enqueue(Oid queue, EngineRun *run, const char *step, const char *queue_name,
+				  int32 priority, TimestampTz available_at)
+{
+	enum
+	{
+		QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
+		QC_WORKER, QC_WORKFLOW
+	};
+	Rows		r;
+	Datum		keys[2] = {run->id, CStringGetTextDatum(step)};
+	HeapTuple	old;
+
+	rows_begin(&r, queue, lengthof(queue_columns), queue_columns);
+	old = rows_fetch(r.rel, 2, keys);
+	set(&r, QC_QUEUE, CStringGetTextDatum(queue_name), false);
+	set(&r, QC_PRIORITY, Int32GetDatum(priority), false);
+	set(&r, QC_AVAILABLE_AT, TimestampTzGetDatum(available_at), false);
+	set(&r, QC_LEASE_TOKEN, (Datum) 0, true);
+	set(&r, QC_LEASE, (Datum) 0, true);
+	set(&r, QC_WORKER, (Datum) 0, true);
+	if (old != NULL)
+	{
+		if (!rows_update(r.rel, old, r.values, r.nulls, r.replace))
+			changed_elsewhere(&r, run->id);
+	}
+	else
+	{
+		set(&r, QC_RUN_ID, run->id, false);
+		set(&r, QC_STEP, keys[1], false);
+		set(&r, QC_WORKFLOW, CStringGetTextDatum(run->name), false);
+		rows_insert(r.rel, r.values, r.nulls);
+	}
+	rows_end(&r);
 }

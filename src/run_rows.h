@@ -58,6 +58,24 @@ typedef struct RunRowLocked
 
 extern bool run_row_lock(EngineRun *run, const char *step, RunLock lock, bool start,
 						 RunRowLocked *out);
+
+/* what metrics.c counts of a step's event, from its row */
+typedef struct StepRowTimes
+{
+	char	   *kind;
+	int32		attempt;
+	TimestampTz started_at;		/* 0: none */
+	TimestampTz ready_at;		/* 0: none */
+} StepRowTimes;
+
+typedef struct StepRowClaimed
+{
+	StepRowTimes times;			/* this attempt's */
+	Datum		input;
+	bool		input_isnull;
+	TimestampTz attempt_end;	/* DT_NOEND: none */
+} StepRowClaimed;
+
 extern bool step_row_sql_succeeded(EngineRun *run, const char *step, TimestampTz started_at,
 								   Datum result, bool result_isnull, Datum args_json,
 								   StepRowSucceeded *out);
@@ -69,5 +87,14 @@ extern bool run_row_succeeded(EngineRun *run, RunRowSucceeded *out);
 extern void run_rows_create(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 							const char *idempotency_key, RunShape *shape,
 							int nplain, char **plain, char **queues);
+extern bool step_row_claimed(EngineRun *run, const char *step, const char *worker,
+							 Datum timeout, bool timeout_isnull, StepRowClaimed *out);
+extern bool step_row_succeeded(EngineRun *run, const char *step, Datum result, bool result_isnull,
+							   StepRowTimes *out);
+extern void queue_row_lease(Oid queue, Datum run_id, const char *step, Datum token, Datum lease,
+							const char *worker, TimestampTz attempt_end);
+extern bool queue_row_take_leased(Oid queue, Datum run_id, const char *step, Datum token);
+extern void queue_row_enqueue(Oid queue, EngineRun *run, const char *step, const char *queue_name,
+							  int32 priority, TimestampTz available_at);
 
 #endif							/* ORCHESTRATOR_RUN_ROWS_H */

@@ -1,0 +1,99 @@
+\set SHOW_CONTEXT never
+-- The rows of external steps' claims, completions and retries are written
+-- with the heap and index access methods (src/run_rows.c), not statements:
+-- each column is what the statement wrote (leases bounded by the attempt's
+-- end, a retry's queue row written over rather than added), the events
+-- and their order are unchanged, and every index is kept.
+
+SELECT orchestrator.define_workflow('rows_ext', $$
+{"steps": [
+  {"name": "a", "kind": "external", "queue": "rows_q", "timeout": "30 seconds",
+   "retry": {"max_attempts": 2, "backoff": "1 hour", "max_backoff": "2 hours", "jitter": 0}},
+  {"name": "b", "kind": "external", "queue": "rows_q", "depends_on": ["a"], "input": {"from": "a"}}
+]}
+$$);
+SELECT orchestrator.start_workflow('rows_ext', '{"n": 1}') AS r \gset
+
+-- The claim: the run starts, the attempt starts, the queue row carries the
+-- lease, which ends with the attempt (30 seconds) rather than after the
+-- lease asked for (1 minute).
+BEGIN;
+CREATE TEMP TABLE c1 AS SELECT * FROM orchestrator.claim_steps('rows_q', 'w1', 10, '1 minute');
+SELECT step, attempt, input, workflow FROM c1;
+SELECT r.status AS run_status, r.started_at IS NOT NULL AS run_started,
+       s.status, s.attempt, s.worker, s.started_at = c.deadline - interval '30 seconds' AS lease_ends_with_attempt,
+       w.lease_token = c.lease_token AS token_kept, w.lease, w.worker AS queue_worker,
+       w.available_at = least(now() + interval '1 minute', s.started_at + interval '30 seconds') AS available_at_is_least
+FROM c1 c
+JOIN orchestrator.workflow_runs r ON r.id = c.run_id
+JOIN orchestrator.workflow_steps s ON s.run_id = c.run_id AND s.step = c.step
+JOIN orchestrator.work_queue w ON w.run_id = c.run_id AND w.step = c.step;
+COMMIT;
+
+-- A failed attempt with attempts left: the step waits for its retry on the
+-- same queue row, written over (no lease, no worker, due after the backoff).
+SELECT orchestrator.fail_step(run_id, step, lease_token, '{"why": "flaky"}') AS failed FROM c1;
+SELECT count(*) AS queue_rows, bool_and(lease_token IS NULL AND lease IS NULL AND worker IS NULL) AS lease_cleared,
+       bool_and(available_at > now() + interval '30 minutes') AS after_backoff, min(queue) AS queue,
+       min(workflow) AS workflow
+FROM orchestrator.work_queue WHERE run_id = :'r';
+-- the old token is refused now
+SELECT orchestrator.complete_step(run_id, step, lease_token, '{}') AS completed_with_old_token FROM c1;
+
+-- Due again: the second attempt is claimed and completed.
+UPDATE orchestrator.work_queue SET available_at = now() WHERE run_id = :'r';
+CREATE TEMP TABLE c2 AS SELECT * FROM orchestrator.claim_steps('rows_q', 'w2', 10);
+SELECT step, attempt FROM c2;
+SELECT s.status, s.attempt, s.worker FROM orchestrator.workflow_steps s WHERE s.run_id = :'r' AND s.step = 'a';
+SELECT orchestrator.complete_step(run_id, step, lease_token, '{"x": 1}') AS completed FROM c2;
+-- the step succeeded with its result; the next one is ready and queued
+SELECT step, status, attempt, result, error, finished_at IS NOT NULL AS finished, input
+FROM orchestrator.workflow_steps WHERE run_id = :'r' ORDER BY position;
+SELECT step, queue, workflow, lease_token IS NULL AS unleased FROM orchestrator.work_queue WHERE run_id = :'r';
+
+-- The last step, then the run succeeds.
+CREATE TEMP TABLE c3 AS SELECT * FROM orchestrator.claim_steps('rows_q', 'w3', 10);
+SELECT step, attempt, input FROM c3;
+SELECT orchestrator.complete_step(run_id, step, lease_token, NULL) AS completed FROM c3;
+SELECT status, result FROM orchestrator.workflow_runs WHERE id = :'r';
+SELECT count(*) AS queue_rows_left FROM orchestrator.work_queue WHERE run_id = :'r';
+
+-- The events, in order.
+SELECT seq, type, step, data - 'error' - 'retry_at' AS data FROM orchestrator.events(:'r') ORDER BY seq;
+
+-- history.c remembers the last event this transaction appended to a run;
+-- one appended in a subtransaction rolled back is forgotten with it: the
+-- next one takes its number (no gap), one after a released savepoint
+-- follows.
+SELECT orchestrator.start_workflow('rows_ext') AS r5 \gset
+CREATE TEMP TABLE c5 AS SELECT * FROM orchestrator.claim_steps('rows_q', 'w5', 10);
+BEGIN;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 1}') AS beat FROM c5;
+SAVEPOINT s;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 2}') AS beat FROM c5;
+ROLLBACK TO SAVEPOINT s;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 3}') AS beat FROM c5;
+SAVEPOINT t;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 4}') AS beat FROM c5;
+RELEASE SAVEPOINT t;
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, NULL, '{"p": 5}') AS beat FROM c5;
+COMMIT;
+SELECT seq, type, data FROM orchestrator.events(:'r5') WHERE seq > 2 ORDER BY seq;
+SELECT count(*) = max(seq) AS no_gaps FROM orchestrator.events(:'r5');
+SELECT orchestrator.complete_step(run_id, step, lease_token, '{}') AS completed FROM c5;
+
+-- Every index of the runs, steps, events and queue has an entry for every
+-- row (amcheck's heapallindexed), after claims, leases, retries and
+-- completions of several runs.
+SELECT count(orchestrator.start_workflow('rows_ext')) FROM generate_series(1, 20);
+CREATE TEMP TABLE c4 AS SELECT * FROM orchestrator.claim_steps('rows_q', 'w4', 50);
+SELECT count(*) FILTER (WHERE completed) AS completed FROM orchestrator.complete_steps(
+	(SELECT array_agg(run_id) FROM c4), (SELECT array_agg(step) FROM c4),
+	(SELECT array_agg(lease_token) FROM c4), (SELECT array_agg('{}'::jsonb) FROM c4));
+CREATE EXTENSION amcheck;
+SELECT count(*) > 3 AS indexes_checked FROM (
+	SELECT bt_index_check(i.indexrelid, true)
+	FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_am a ON a.oid = (SELECT relam FROM pg_class WHERE oid = i.indexrelid)
+	WHERE c.relnamespace = 'orchestrator'::regnamespace AND a.amname = 'btree'
+	  AND (c.relname ~ '^workflow_(runs|steps|events)_p' OR c.relname = 'work_queue')) x;
+DROP EXTENSION amcheck;
