@@ -51,30 +51,6 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_RUN_EXISTS] = {
 		"SELECT EXISTS (SELECT 1 FROM @runs@ WHERE id = $1) AS exist", 1, {UUIDOID}},
 
-	/*
-	 * A lease token that is still the one of the step's queue row, and
-	 * unexpired: the row is taken.  The row must be found by its key:
-	 * "lease_token = $3" would let the planner use the partial index of
-	 * leased rows (it implies lease_token IS NOT NULL), and with statistics
-	 * taken while few leases were held, a generic plan reads every live
-	 * lease; IS NOT DISTINCT FROM (the token is never NULL here) does not
-	 * imply it.
-	 */
-	[S_TAKE_LEASED] = {
-		"DELETE FROM orchestrator.work_queue"
-		" WHERE run_id = $1 AND step = $2 AND lease_token IS NOT DISTINCT FROM $3 AND available_at > now()",
-	3, {UUIDOID, TEXTOID, UUIDOID}},
-	/* the attempt ends at started_at + the step's timeout ($4; NULL: none) */
-	[S_STEP_CLAIMED] = {
-		"UPDATE @steps@ SET status = 'running', attempt = attempt + 1, started_at = clock_timestamp(), worker = $3"
-		" WHERE run_id = $1 AND step = $2 RETURNING attempt, input, started_at + $4 AS attempt_end",
-	4, {UUIDOID, TEXTOID, TEXTOID, INTERVALOID}},
-	/* a lease never outlasts its attempt's end ($6; NULL: none) */
-	[S_LEASE] = {
-		"UPDATE orchestrator.work_queue SET lease_token = $3, lease = $4, worker = $5,"
-		" available_at = least(now() + $4, $6)"
-		" WHERE run_id = $1 AND step = $2",
-	6, {UUIDOID, TEXTOID, UUIDOID, INTERVALOID, TEXTOID, TIMESTAMPTZOID}},
 	/* heartbeat_step: a new expiry, by a new length ($3) or the lease's own */
 	[S_EXTEND_LEASE] = {
 		"UPDATE orchestrator.work_queue w SET lease = coalesce($3, w.lease),"
@@ -157,20 +133,9 @@ static const StmtDef stmts[S_COUNT] = {
 		" r.trace_id, r.trace_parent, r.created_at, s.attempt"
 		" FROM @runs@ r LEFT JOIN @steps@ s ON s.run_id = r.id AND s.step = $2 WHERE r.id = $1",
 	3, {UUIDOID, TEXTOID, TIMESTAMPTZOID}},
-	[S_STEP_SUCCEEDED] = {
-		"UPDATE @steps@ SET status = 'succeeded', result = $3, error = NULL, finished_at = clock_timestamp()"
-		" WHERE run_id = $1 AND step = $2",
-	3, {UUIDOID, TEXTOID, JSONBOID}},
 	[S_ADD_COST] = {
 		"UPDATE @runs@ SET cost = cost + round(($2 ->> 'cost')::numeric, 4) WHERE id = $1",
 	2, {UUIDOID, JSONBOID}},
-	[S_ENQUEUE] = {
-		"INSERT INTO orchestrator.work_queue (run_id, step, queue, priority, available_at, workflow)"
-		" VALUES ($1, $2, $4, $3, $6, $5)"
-		" ON CONFLICT ON CONSTRAINT work_queue_pkey DO UPDATE"
-		" SET queue = excluded.queue, priority = excluded.priority, available_at = excluded.available_at,"
-		" lease_token = NULL, lease = NULL, worker = NULL",
-	6, {UUIDOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TIMESTAMPTZOID}},
 	[S_OPEN_STEPS] = {
 		"SELECT EXISTS (SELECT 1 FROM @steps@ s WHERE s.run_id = $1 AND s.status IN " OPEN_STATUSES ") AS open",
 	1, {UUIDOID}},

@@ -29,23 +29,26 @@
 #include "queue_vacuum.h"
 #include "shmem.h"
 
-/* vacuum when the dispatchers processed this many steps since the last one ... */
-#define QUEUE_VACUUM_STEPS 2000
+/* vacuum when this many queue rows were deleted or moved since the last one ... */
+#define QUEUE_VACUUM_ROWS 2000
 /* ... and at most this often */
 #define QUEUE_VACUUM_INTERVAL_MS 2000
 
-static uint64 steps_at_last = 0;
+static uint64 rows_at_last = 0;
 static TimestampTz last_vacuum = 0;
 
-/* steps processed by all dispatchers (shmem.c counts them per slot) */
-static uint64
-steps_processed(void)
+/*
+ * queue_vacuum_note
+ *		A transaction deleted or moved n queue rows (counted before it
+ *		commits: a count, not a promise).  Every process calls it: a claim or
+ *		completion by an external worker leaves dead entries as much as a
+ *		dispatcher's step.
+ */
+void
+queue_vacuum_note(int n)
 {
-	uint64		total = 0;
-
-	for (int i = 0; i < ORCHESTRATOR_MAX_WORKERS; i++)
-		total += pg_atomic_read_u64(&orchestrator_shared->slots[i].steps_processed);
-	return total;
+	if (orchestrator_shared != NULL)
+		pg_atomic_fetch_add_u64(&orchestrator_shared->queue_rows_retired, (uint64) n);
 }
 
 static void
@@ -68,8 +71,8 @@ vacuum_queue(void)
 
 /*
  * queue_vacuum_after_turn
- *		After a turn of the first dispatcher: vacuum work_queue when the
- *		dispatchers went through enough steps since the last time.  An error
+ *		After a turn of the first dispatcher: vacuum work_queue when enough
+ *		of its rows were deleted or moved since the last time.  An error
  *		(the extension dropped meanwhile, say) is logged and the turn loop
  *		goes on.
  */
@@ -78,16 +81,14 @@ queue_vacuum_after_turn(void)
 {
 	TimestampTz now;
 	MemoryContext context = CurrentMemoryContext;
-	uint64		steps = steps_processed();
+	uint64		rows = pg_atomic_read_u64(&orchestrator_shared->queue_rows_retired);
 
-	if (steps < steps_at_last)
-		steps_at_last = steps;	/* a dispatcher started again: its count too */
-	if (steps - steps_at_last < QUEUE_VACUUM_STEPS)
+	if (rows - rows_at_last < QUEUE_VACUUM_ROWS)
 		return;
 	now = GetCurrentTimestamp();
 	if (!TimestampDifferenceExceeds(last_vacuum, now, QUEUE_VACUUM_INTERVAL_MS))
 		return;
-	steps_at_last = steps;
+	rows_at_last = rows;
 	last_vacuum = now;
 	PG_TRY();
 	{

@@ -9,6 +9,7 @@
 #ifndef ORCHESTRATOR_QUEUE_VACUUM_H
 #define ORCHESTRATOR_QUEUE_VACUUM_H
 
+extern void queue_vacuum_note(int n);
 extern void queue_vacuum_after_turn(void);
 
 #endif							/* ORCHESTRATOR_QUEUE_VACUUM_H */

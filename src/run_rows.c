@@ -33,6 +33,7 @@
 
 #include "engine.h"
 #include "leaf.h"
+#include "queue_vacuum.h"
 #include "rows.h"
 #include "run_rows.h"
 
@@ -250,6 +251,8 @@ queue_row_delete(Oid queue, Datum run_id, const char *step)
 	old = rows_fetch(r.rel, 2, keys);
 	if (old != NULL && !rows_delete(r.rel, old))
 		changed_elsewhere(&r, run_id);
+	if (old != NULL)
+		queue_vacuum_note(1);
 	rows_end(&r);
 }
 
@@ -746,6 +749,7 @@ queue_row_lease(Oid queue, Datum run_id, const char *step, Datum token, Datum le
 	set(&r, QC_AVAILABLE_AT, TimestampTzGetDatum(until), false);
 	if (!rows_update(r.rel, old, r.values, r.nulls, r.replace))
 		changed_elsewhere(&r, run_id);
+	queue_vacuum_note(1);
 	rows_end(&r);
 }
 
@@ -781,6 +785,8 @@ queue_row_take_leased(Oid queue, Datum run_id, const char *step, Datum token)
 			DatumGetTimestampTz(get(&r, old, QC_AVAILABLE_AT, &isnull)) > GetCurrentTransactionStartTimestamp();
 		if (taken && !rows_delete(r.rel, old))
 			changed_elsewhere(&r, run_id);
+		if (taken)
+			queue_vacuum_note(1);
 	}
 	rows_end(&r);
 	return taken;
@@ -818,6 +824,7 @@ queue_row_enqueue(Oid queue, EngineRun *run, const char *step, const char *queue
 	{
 		if (!rows_update(r.rel, old, r.values, r.nulls, r.replace))
 			changed_elsewhere(&r, run->id);
+		queue_vacuum_note(1);
 	}
 	else
 	{

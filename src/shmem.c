@@ -95,6 +95,7 @@ orchestrator_shmem_startup(void)
 			SpinLockInit(&orchestrator_shared->slots[i].mutex);
 		}
 		pg_atomic_init_u32(&orchestrator_shared->nlost, 0);
+		pg_atomic_init_u64(&orchestrator_shared->queue_rows_retired, 0);
 		pg_atomic_init_u32(&orchestrator_shared->nunchained, 0);
 	}
 

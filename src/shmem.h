@@ -100,6 +100,12 @@ typedef struct OrchestratorShared
 
 	/* Lost attempts to record; protected by lock, nlost readable without */
 	pg_atomic_uint32 nlost;
+
+	/*
+	 * work_queue rows deleted or moved (leases) by anyone: each leaves dead
+	 * index entries until a vacuum (queue_vacuum.c)
+	 */
+	pg_atomic_uint64 queue_rows_retired;
 	LostStep	lost[ORCHESTRATOR_MAX_LOST];
 
 	/* A ring of them; protected by lock, nunchained readable without */
