@@ -189,19 +189,17 @@ json_interval(Datum interval)
 	return s.data;
 }
 
-/* {"key": value} (value jsonb, or null), built without printing and parsing it */
-Datum
-engine_json_object1(const char *key, Datum value, bool isnull)
+/* Push "key": value (value jsonb, or null) into an object being built. */
+void
+engine_jsonb_push_pair(JsonbParseState **state, const char *key, Datum value, bool isnull)
 {
-	JsonbParseState *state = NULL;
 	JsonbValue	k;
 	JsonbValue	v;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
-	pushJsonbValue(&state, WJB_KEY, &k);
+	pushJsonbValue(state, WJB_KEY, &k);
 	if (isnull)
 		v.type = jbvNull;
 	else
@@ -212,7 +210,17 @@ engine_json_object1(const char *key, Datum value, bool isnull)
 		v.val.binary.data = &jb->root;
 		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
 	}
-	pushJsonbValue(&state, WJB_VALUE, &v);
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* {"key": value} (value jsonb, or null), built without printing and parsing it */
+Datum
+engine_json_object1(const char *key, Datum value, bool isnull)
+{
+	JsonbParseState *state = NULL;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	engine_jsonb_push_pair(&state, key, value, isnull);
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
@@ -353,6 +361,28 @@ flush_deferred_start(EngineRun *run)
 }
 
 /*
+ * append_one
+ *		Append one event (its deferred step.started first): data is the
+ *		event's data (NULL for {}), or with "result" the step result it
+ *		carries ({"result": data}).  Returns its sequence number; *ev is what
+ *		was appended.
+ */
+static int64
+append_one(EngineRun *run, bool result, const char *type, const char *step, Datum data,
+		   bool data_isnull, HistoryEvent *ev)
+{
+	flush_deferred_start(run);
+	ev->type = type;
+	ev->step = step;
+	ev->at = GetCurrentTimestamp();
+	if (result)
+		ev->data = engine_json_object1("result", data, data_isnull);
+	else
+		ev->data = data_isnull ? jsonb_from_cstring("{}") : data;
+	return history_append(run->leaves.events, run->id, 1, ev);
+}
+
+/*
  * emit_event
  *		Append an event to the run's history (history.c) and announce it:
  *		data is the event's data (NULL for {}), or with "result" the step
@@ -363,17 +393,7 @@ emit_event(EngineRun *run, bool result, const char *type, const char *step, Datu
 		   bool data_isnull)
 {
 	HistoryEvent ev;
-	int64		seq;
-
-	flush_deferred_start(run);
-	ev.type = type;
-	ev.step = step;
-	ev.at = GetCurrentTimestamp();
-	if (result)
-		ev.data = engine_json_object1("result", data, data_isnull);
-	else
-		ev.data = data_isnull ? jsonb_from_cstring("{}") : data;
-	seq = history_append(run->leaves.events, run->id, 1, &ev);
+	int64		seq = append_one(run, result, type, step, data, data_isnull, &ev);
 
 	/*
 	 * metrics.c counts some events (at commit), with what it reads of the
@@ -415,17 +435,7 @@ emit_step_event(EngineRun *run, bool result, const char *type, const char *step,
 				bool data_isnull, const StepRowTimes *times)
 {
 	HistoryEvent ev;
-	int64		seq;
-
-	flush_deferred_start(run);
-	ev.type = type;
-	ev.step = step;
-	ev.at = GetCurrentTimestamp();
-	if (result)
-		ev.data = engine_json_object1("result", data, data_isnull);
-	else
-		ev.data = data_isnull ? jsonb_from_cstring("{}") : data;
-	seq = history_append(run->leaves.events, run->id, 1, &ev);
+	int64		seq = append_one(run, result, type, step, data, data_isnull, &ev);
 	if (orchestrator_metrics_counts(type))
 	{
 		MetricsEvent e;

@@ -389,6 +389,9 @@ extern Datum engine_message_error(const char *message);
 extern bool engine_valid_name(const char *name);
 extern char *engine_json_time(TimestampTz t);
 extern Datum engine_json_object1(const char *key, Datum value, bool isnull);
+struct JsonbParseState;
+extern void engine_jsonb_push_pair(struct JsonbParseState **state, const char *key, Datum value,
+								   bool isnull);
 extern char *engine_uuid_text(Datum id);
 
 /* compose.c: child workflows and fan-out */

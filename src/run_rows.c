@@ -282,8 +282,7 @@ run_row_succeeded(EngineRun *run, RunRowSucceeded *out)
 	while (!open && (t = rows_next(scan)) != NULL)
 	{
 		char	   *status = get_text(&steps, t, SC_STATUS);
-		JsonbValue	k;
-		JsonbValue	v;
+		char	   *name;
 		Datum		d;
 
 		if (strcmp(status, "waiting") == 0 || strcmp(status, "ready") == 0 ||
@@ -297,23 +296,11 @@ run_row_succeeded(EngineRun *run, RunRowSucceeded *out)
 		get(&steps, t, SC_ELEMENT, &isnull);
 		if (!isnull)
 			continue;
-		d = get(&steps, t, SC_STEP, &isnull);
-		k.type = jbvString;
-		k.val.string.val = TextDatumGetCString(d);
-		k.val.string.len = strlen(k.val.string.val);
-		pushJsonbValue(&state, WJB_KEY, &k);
+		name = get_text(&steps, t, SC_STEP);
 		d = get(&steps, t, SC_RESULT, &isnull);
-		if (isnull)
-			v.type = jbvNull;
-		else
-		{
-			Jsonb	   *jb = DatumGetJsonbPCopy(d);
-
-			v.type = jbvBinary;
-			v.val.binary.data = &jb->root;
-			v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-		}
-		pushJsonbValue(&state, WJB_VALUE, &v);
+		/* a copy: the scan's tuple goes at its next row */
+		engine_jsonb_push_pair(&state, name, isnull ? (Datum) 0 : PointerGetDatum(DatumGetJsonbPCopy(d)),
+							   isnull);
 	}
 	rows_scan_end(scan);
 	rows_end(&steps);
