@@ -46,6 +46,7 @@
 #include "utils/uuid.h"
 
 #include "engine.h"
+#include "lookup_cache.h"
 #include "quota.h"
 #include "wake.h"
 
@@ -435,33 +436,22 @@ start_child_work(void *arg)
 	StepDef    *def = c->def;
 	EngineRun	child;
 	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
 	bool		isnull;
 	Datum		input;
 	char	   *tenant = NULL;
-	Datum		d;
 
 	memset(&child, 0, sizeof(child));
 
 	/* the workflow and version, as start_workflow() finds them */
 	values[0] = CStringGetTextDatum(def->child_workflow);
-	values[1] = Int32GetDatum(def->child_version);
-	nulls[1] = def->child_version > 0 ? ' ' : 'n';
-	engine_stmt(S_START_LOOKUP, NULL, values, nulls);
-	d = engine_col("version", &isnull);
-	{
-		bool		owner_isnull;
-
-		child.owner = DatumGetObjectId(engine_col("owner", &owner_isnull));
-	}
-	engine_rows_done();
 	c->retryable = false;
-	if (isnull && def->child_version > 0)
-		child_error(ERRCODE_UNDEFINED_OBJECT,
-					psprintf("workflow \"%s\" has no version %d", def->child_workflow, def->child_version), NULL);
-	if (isnull)
+	if (!lookup_workflow(def->child_workflow, Max(def->child_version, 0), &child.version, &child.owner))
+	{
+		if (def->child_version > 0)
+			child_error(ERRCODE_UNDEFINED_OBJECT,
+						psprintf("workflow \"%s\" has no version %d", def->child_workflow, def->child_version), NULL);
 		child_error(ERRCODE_UNDEFINED_OBJECT, psprintf("workflow \"%s\" is not defined", def->child_workflow), NULL);
-	child.version = DatumGetInt32(d);
+	}
 	c->version = child.version;
 
 	/* started by the parent's owner: its right to start the workflow */

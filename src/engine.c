@@ -1024,7 +1024,7 @@ engine_enqueue(EngineRun *run, const char *step, const char *queue, TimestampTz 
 {
 	bool		timer = strcmp(queue, "@timer") == 0;
 
-	queue_row_enqueue(orchestrator_table_oid("work_queue"), run, step, queue,
+	queue_row_enqueue(run, step, queue,
 					  timer ? 0 : run->priority, available_at);
 
 	/*
@@ -1449,7 +1449,7 @@ engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 	appendStringInfoChar(&data, '}');
 	emit_step_event(run, false, "step.started", step, jsonb_from_cstring(data.data), false, &row.times);
 
-	queue_row_lease(orchestrator_table_oid("work_queue"), run->id, step, lease_token, lease,
+	queue_row_lease(run->id, step, lease_token, lease,
 					worker, row.attempt_end);
 	return row.times.attempt;
 }
@@ -1480,7 +1480,7 @@ engine_extend_lease(EngineRun *run, const char *step, Datum lease, bool lease_is
 bool
 engine_take_leased(EngineRun *run, const char *step, Datum lease_token)
 {
-	return queue_row_take_leased(orchestrator_table_oid("work_queue"), run->id, step, lease_token);
+	return queue_row_take_leased(run->id, step, lease_token);
 }
 
 /* Does a step result carry a numeric "cost" (added to the run's cost)? */
@@ -1564,7 +1564,7 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 
 	orchestrator_quota_check_result(run->owner, result, result_isnull);
 	if (dequeue)
-		queue_row_delete(orchestrator_table_oid("work_queue"), run->id, step);
+		queue_row_delete(run->id, step);
 	if (!step_row_sql_succeeded(run, step, started_at, result, result_isnull, def->args_json, &row))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -104,29 +104,31 @@ lookup_init(void)
 }
 
 /*
- * lookup_latest_version
- *		A workflow's latest version and its owner (false: not defined).
+ * lookup_workflow
+ *		A workflow's version (asked: that one, 0: its latest) and its owner
+ *		(InvalidOid: no such workflow); false when there is no such version.
+ *		Only the latest is kept: a version asked for is read each time.
  */
 bool
-lookup_latest_version(const char *name, int32 *version, Oid *owner)
+lookup_workflow(const char *name, int32 asked, int32 *version, Oid *owner)
 {
 	LookupEntry *entry;
 	Datum		values[2];
-	char		nulls[2] = {' ', 'n'};
+	char		nulls[2] = {' ', asked > 0 ? ' ' : 'n'};
 	bool		missing;
 	bool		isnull;
+	bool		cacheable = asked == 0 && strlen(name) < LOOKUP_NAME_LEN;
 	Datum		d;
 
 	lookup_init();
-	if (strlen(name) < LOOKUP_NAME_LEN &&
-		(entry = hash_search(workflows, name, HASH_FIND, NULL)) != NULL)
+	if (cacheable && (entry = hash_search(workflows, name, HASH_FIND, NULL)) != NULL)
 	{
 		*version = entry->version;
 		*owner = entry->owner;
 		return true;
 	}
 	values[0] = CStringGetTextDatum(name);
-	values[1] = (Datum) 0;
+	values[1] = Int32GetDatum(asked);
 	engine_stmt(S_START_LOOKUP, NULL, values, nulls);
 	d = engine_col("version", &missing);
 	*owner = DatumGetObjectId(engine_col("owner", &isnull));
@@ -136,7 +138,7 @@ lookup_latest_version(const char *name, int32 *version, Oid *owner)
 	if (missing)
 		return false;
 	*version = DatumGetInt32(d);
-	if (strlen(name) < LOOKUP_NAME_LEN && OidIsValid(*owner))
+	if (cacheable && OidIsValid(*owner))
 	{
 		if (hash_get_num_entries(workflows) >= LOOKUP_MAX_ENTRIES)
 		{

@@ -9,7 +9,7 @@
 #ifndef ORCHESTRATOR_LOOKUP_CACHE_H
 #define ORCHESTRATOR_LOOKUP_CACHE_H
 
-extern bool lookup_latest_version(const char *name, int32 *version, Oid *owner);
+extern bool lookup_workflow(const char *name, int32 asked, int32 *version, Oid *owner);
 extern bool lookup_webhooks_exist(void);
 
 #endif							/* ORCHESTRATOR_LOOKUP_CACHE_H */

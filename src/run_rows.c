@@ -68,9 +68,15 @@ static const char *const run_columns[RUN_COLUMNS] = {
 extern Datum orchestrator_new_trace_id(PG_FUNCTION_ARGS);
 
 /* work_queue */
-static const char *const queue_columns[] = {
+enum
+{
+	QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
+	QC_WORKER, QC_WORKFLOW, QUEUE_COLUMNS
+};
+static const char *const queue_columns[QUEUE_COLUMNS] = {
 	"run_id", "step", "queue", "priority", "available_at", "lease_token", "lease", "worker", "workflow"
 };
+
 
 /* A table opened to change rows, its columns placed, and scratch arrays. */
 typedef struct Rows
@@ -100,6 +106,13 @@ static void
 rows_end(Rows *r)
 {
 	rows_close(r->rel);
+}
+
+/* the table every queue row is in */
+static void
+queue_rows_begin(Rows *r)
+{
+	rows_begin(r, orchestrator_table_oid("work_queue"), QUEUE_COLUMNS, queue_columns);
 }
 
 static Datum
@@ -241,13 +254,13 @@ step_row_release(EngineRun *run, const char *step, bool make_ready, Datum input,
  *		step this transaction claimed (and so holds locked).
  */
 void
-queue_row_delete(Oid queue, Datum run_id, const char *step)
+queue_row_delete(Datum run_id, const char *step)
 {
 	Rows		r;
 	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
 	HeapTuple	old;
 
-	rows_begin(&r, queue, lengthof(queue_columns), queue_columns);
+	queue_rows_begin(&r);
 	old = rows_fetch(r.rel, 2, keys);
 	if (old != NULL && !rows_delete(r.rel, old))
 		changed_elsewhere(&r, run_id);
@@ -429,13 +442,8 @@ run_rows_create(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 	/* the queue rows of its ready steps */
 	if (nplain > 0)
 	{
-		enum
-		{
-			QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
-			QC_WORKER, QC_WORKFLOW
-		};
 
-		rows_begin(&r, orchestrator_table_oid("work_queue"), lengthof(queue_columns), queue_columns);
+		queue_rows_begin(&r);
 		for (int p = 0; p < nplain; p++)
 		{
 			set(&r, QC_RUN_ID, run->id, false);
@@ -567,11 +575,6 @@ queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed)
 	RowsScan   *scan;
 	HeapTuple	t;
 	uint64		n = 0;
-	enum
-	{
-		QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
-		QC_WORKER, QC_WORKFLOW
-	};
 
 	if (!OidIsValid(index))
 		ereport(ERROR,
@@ -579,7 +582,7 @@ queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed)
 				 errmsg("index orchestrator.work_queue_claim does not exist"),
 				 errhint("Queues are claimed through it: create the extension again, or restore the index.")));
 	*claimed = palloc0(sizeof(EngineClaim) * Max(max_items, 1));
-	rows_begin(&r, orchestrator_table_oid("work_queue"), lengthof(queue_columns), queue_columns);
+	queue_rows_begin(&r);
 	scan = rows_scan_on(r.rel, index, 1, key);
 	while (n < (uint64) max_items && (t = rows_next(scan)) != NULL)
 	{
@@ -705,20 +708,15 @@ step_row_succeeded(EngineRun *run, const char *step, Datum result, bool result_i
  *		step (attempt_end DT_NOEND: none).
  */
 void
-queue_row_lease(Oid queue, Datum run_id, const char *step, Datum token, Datum lease,
+queue_row_lease(Datum run_id, const char *step, Datum token, Datum lease,
 				const char *worker, TimestampTz attempt_end)
 {
-	enum
-	{
-		QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
-		QC_WORKER, QC_WORKFLOW
-	};
 	Rows		r;
 	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
 	HeapTuple	old;
 	TimestampTz until;
 
-	rows_begin(&r, queue, lengthof(queue_columns), queue_columns);
+	queue_rows_begin(&r);
 	old = rows_fetch(r.rel, 2, keys);
 	if (old == NULL)
 	{
@@ -749,12 +747,8 @@ queue_row_lease(Oid queue, Datum run_id, const char *step, Datum token, Datum le
  *		False, and nothing deleted, otherwise.
  */
 bool
-queue_row_take_leased(Oid queue, Datum run_id, const char *step, Datum token)
+queue_row_take_leased(Datum run_id, const char *step, Datum token)
 {
-	enum
-	{
-		QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN
-	};
 	Rows		r;
 	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
 	HeapTuple	old;
@@ -762,7 +756,7 @@ queue_row_take_leased(Oid queue, Datum run_id, const char *step, Datum token)
 	Datum		d;
 	bool		taken = false;
 
-	rows_begin(&r, queue, lengthof(queue_columns), queue_columns);
+	queue_rows_begin(&r);
 	old = rows_fetch(r.rel, 2, keys);
 	if (old != NULL)
 	{
@@ -787,19 +781,14 @@ queue_row_take_leased(Oid queue, Datum run_id, const char *step, Datum token)
  *		available_at, lease_token = NULL, lease = NULL, worker = NULL.
  */
 void
-queue_row_enqueue(Oid queue, EngineRun *run, const char *step, const char *queue_name,
+queue_row_enqueue(EngineRun *run, const char *step, const char *queue_name,
 				  int32 priority, TimestampTz available_at)
 {
-	enum
-	{
-		QC_RUN_ID, QC_STEP, QC_QUEUE, QC_PRIORITY, QC_AVAILABLE_AT, QC_LEASE_TOKEN, QC_LEASE,
-		QC_WORKER, QC_WORKFLOW
-	};
 	Rows		r;
 	Datum		keys[2] = {run->id, CStringGetTextDatum(step)};
 	HeapTuple	old;
 
-	rows_begin(&r, queue, lengthof(queue_columns), queue_columns);
+	queue_rows_begin(&r);
 	old = rows_fetch(r.rel, 2, keys);
 	set(&r, QC_QUEUE, CStringGetTextDatum(queue_name), false);
 	set(&r, QC_PRIORITY, Int32GetDatum(priority), false);

@@ -81,7 +81,7 @@ extern bool step_row_sql_succeeded(EngineRun *run, const char *step, TimestampTz
 								   StepRowSucceeded *out);
 extern bool step_row_release(EngineRun *run, const char *step, bool make_ready, Datum input,
 							 bool input_isnull, int32 *deps_open, int32 *attempt);
-extern void queue_row_delete(Oid queue, Datum run_id, const char *step);
+extern void queue_row_delete(Datum run_id, const char *step);
 extern uint64 queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed);
 extern bool run_row_succeeded(EngineRun *run, RunRowSucceeded *out);
 extern void run_rows_create(EngineRun *run, Oid started_by, const char *tenant, Datum input,
@@ -91,10 +91,10 @@ extern bool step_row_claimed(EngineRun *run, const char *step, const char *worke
 							 Datum timeout, bool timeout_isnull, StepRowClaimed *out);
 extern bool step_row_succeeded(EngineRun *run, const char *step, Datum result, bool result_isnull,
 							   StepRowTimes *out);
-extern void queue_row_lease(Oid queue, Datum run_id, const char *step, Datum token, Datum lease,
+extern void queue_row_lease(Datum run_id, const char *step, Datum token, Datum lease,
 							const char *worker, TimestampTz attempt_end);
-extern bool queue_row_take_leased(Oid queue, Datum run_id, const char *step, Datum token);
-extern void queue_row_enqueue(Oid queue, EngineRun *run, const char *step, const char *queue_name,
+extern bool queue_row_take_leased(Datum run_id, const char *step, Datum token);
+extern void queue_row_enqueue(EngineRun *run, const char *step, const char *queue_name,
 							  int32 priority, TimestampTz available_at);
 
 #endif							/* ORCHESTRATOR_RUN_ROWS_H */

@@ -199,35 +199,25 @@ start_work(void *arg)
 
 	/* the version (the one asked for, or the latest) and the owner */
 	values[0] = CStringGetTextDatum(a->name);
-	if ((v = option(options, "version")) != NULL)
+	if ((v = option(options, "version")) != NULL &&
+		(!integer_option(v, 0, 999999999, &version) || json_text(v)[0] == '-'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"version\" must be a positive integer"),
+				 errdetail("Got %s.", json_text(v))));
+	/* "version": 0 names no version (0 asks lookup_workflow() for the latest) */
+	if ((v != NULL && version == 0) || !lookup_workflow(a->name, version, &version, &run.owner))
 	{
-		Datum		d;
-		bool		no_version;
-
-		if (!integer_option(v, 0, 999999999, &version) || json_text(v)[0] == '-')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("option \"version\" must be a positive integer"),
-					 errdetail("Got %s.", json_text(v))));
-		values[1] = Int32GetDatum(version);
-		engine_stmt(S_START_LOOKUP, NULL, values, NULL);
-		d = engine_col("version", &no_version);
-		run.owner = DatumGetObjectId(engine_col("owner", &isnull));
-		if (isnull)
-			run.owner = InvalidOid;
-		engine_rows_done();
-		if (no_version)
+		if (v != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("workflow \"%s\" has no version %d", a->name, version),
 					 errhint("Omit \"version\" to start the latest version.")));
-		version = DatumGetInt32(d);
-	}
-	else if (!lookup_latest_version(a->name, &version, &run.owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("workflow \"%s\" is not defined", a->name),
 				 errhint("Define it first with orchestrator.define_workflow(name, spec).")));
+	}
 
 	/*
 	 * Its owner, roles granted "start", and admins start runs; the steps run
