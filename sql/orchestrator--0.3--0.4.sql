@@ -250,7 +250,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION orchestrator._relay_status(
 	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint,
-	OUT deferrals bigint, OUT deferred_since timestamptz)
+	OUT deferrals bigint, OUT deferred_since timestamptz, OUT unheard bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -2286,6 +2286,7 @@ BEGIN
 		'max_usage', current_setting('orchestrator.notify_queue_max_usage')::integer / 100.0,
 		'relay_pid', relay.pid, 'relay_queued', relay.queued, 'sent', relay.sent, 'dropped', relay.dropped,
 		'direct', relay.direct, 'deferrals', relay.deferrals, 'deferred_since', relay.deferred_since,
+		'unheard', relay.unheard,
 		'listeners_behind', CASE WHEN relay.deferred_since IS NOT NULL
 			OR usage * 100 >= current_setting('orchestrator.notify_queue_max_usage')::integer / 2.0
 			THEN holders END));

@@ -29,6 +29,10 @@
  * so a name nobody else can compute is what keeps one role's announcements
  * (session keys, src/sessions.c) from the others.
  *
+ * Nobody listening, nothing sent: a commit's notifications go to the ring
+ * only when a backend of this database LISTENs (notify_listened_here()),
+ * counted in "unheard" otherwise.
+ *
  * Delivery is best effort, as NOTIFY always was for a client that is not
  * connected: the events are in workflow_events, and a client catches up with
  * orchestrator.events(run_id, after_seq).  Notifications go directly (the
@@ -114,6 +118,7 @@ typedef struct RelayShared
 	pg_atomic_uint64 dropped;	/* ring or notification queue full */
 	pg_atomic_uint64 direct;	/* sent in the transaction: no relay */
 	pg_atomic_uint64 deferrals; /* pauses because the queue was too full */
+	pg_atomic_uint64 unheard;	/* not sent: nobody listened in the database */
 	TimestampTz deferred_since; /* 0 unless the relay is waiting for room */
 	struct NotifyQueueControl *notify_queue;	/* the server's, or NULL */
 	int			capacity;
@@ -294,6 +299,7 @@ relay_shmem_startup(void)
 		pg_atomic_init_u64(&relay->dropped, 0);
 		pg_atomic_init_u64(&relay->direct, 0);
 		pg_atomic_init_u64(&relay->deferrals, 0);
+		pg_atomic_init_u64(&relay->unheard, 0);
 		relay->deferred_since = 0;
 		relay->capacity = orchestrator_relay_queue_size;
 		if (!pg_strong_random(relay->channel_key, RELAY_CHANNEL_KEY_LEN))
@@ -302,6 +308,34 @@ relay_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 	/* set up before this hook runs; found again after a crash restart */
 	relay->notify_queue = notify_queue_find();
+}
+
+/*
+ * notify_listened_here
+ *		Does a backend LISTEN in this database?  (True when the server's
+ *		record cannot be read.)
+ *
+ * Asked at commit, after this transaction became visible: a session whose
+ * LISTEN registers later reads the events this transaction appended when it
+ * catches up with events(run_id, after_seq) after its LISTEN, so nothing is
+ * lost by not sending them.  A session that registered before is seen here
+ * (both under NotifyQueueLock).  So when nobody listens, the notifications
+ * of a commit are neither copied, nor sent, nor is the relay woken: most
+ * commits of an engine without a LISTENing client cost nothing here.
+ */
+static bool
+notify_listened_here(void)
+{
+	NotifyQueueControl *q = relay->notify_queue;
+	bool		found = false;
+
+	if (q == NULL)
+		return true;
+	LWLockAcquire(NotifyQueueLock, LW_SHARED);
+	for (BackendId i = q->first; i > 0 && i <= MaxBackends && !found; i = q->slots[i].next)
+		found = q->slots[i].pid != InvalidPid && q->slots[i].dboid == MyDatabaseId;
+	LWLockRelease(NotifyQueueLock);
+	return found;
 }
 
 /*
@@ -317,6 +351,11 @@ relay_push(Pending *p)
 	int			n;
 	int			procno;
 
+	if (!notify_listened_here())
+	{
+		pg_atomic_fetch_add_u64(&relay->unheard, p->n);
+		return;
+	}
 	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
 	room = relay->capacity - (relay->head - relay->tail);
 	n = (uint64) p->n < room ? p->n : (int) room;
@@ -604,14 +643,15 @@ orchestrator_notify_sql(PG_FUNCTION_ARGS)
 /*
  * orchestrator._relay_status(): the relay's pid, notifications waiting in the
  * ring, sent by it, dropped, sent directly, the pauses it made because the
- * server's queue was too full and since when it has been waiting for room.
+ * server's queue was too full, since when it has been waiting for room, and
+ * those not sent because nobody listened in the database.
  */
 Datum
 orchestrator_relay_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[7];
-	bool		nulls[7] = {false, false, false, false, false, false, false};
+	Datum		values[8];
+	bool		nulls[8] = {false, false, false, false, false, false, false, false};
 	pid_t		pid;
 	uint64		queued;
 	TimestampTz deferred_since;
@@ -633,6 +673,7 @@ orchestrator_relay_status(PG_FUNCTION_ARGS)
 	values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&relay->deferrals));
 	values[6] = TimestampTzGetDatum(deferred_since);
 	nulls[6] = deferred_since == 0;
+	values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&relay->unheard));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 

@@ -104,10 +104,11 @@ LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 
 -- The relay as shared memory sees it (for health() and metrics()): deferrals
 -- counts its pauses because the server's notification queue was fuller than
--- orchestrator.notify_queue_max_usage, deferred_since is set while it waits.
+-- orchestrator.notify_queue_max_usage, deferred_since is set while it waits;
+-- unheard counts notifications not sent because nobody listened.
 CREATE FUNCTION orchestrator._relay_status(
 	OUT pid integer, OUT queued bigint, OUT sent bigint, OUT dropped bigint, OUT direct bigint,
-	OUT deferrals bigint, OUT deferred_since timestamptz)
+	OUT deferrals bigint, OUT deferred_since timestamptz, OUT unheard bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -150,6 +150,7 @@ BEGIN
 		'max_usage', current_setting('orchestrator.notify_queue_max_usage')::integer / 100.0,
 		'relay_pid', relay.pid, 'relay_queued', relay.queued, 'sent', relay.sent, 'dropped', relay.dropped,
 		'direct', relay.direct, 'deferrals', relay.deferrals, 'deferred_since', relay.deferred_since,
+		'unheard', relay.unheard,
 		'listeners_behind', CASE WHEN relay.deferred_since IS NOT NULL
 			OR usage * 100 >= current_setting('orchestrator.notify_queue_max_usage')::integer / 2.0
 			THEN holders END));

@@ -30,8 +30,8 @@ PORT = 55539 + OFFSET
 DATADIR = tempfile.mkdtemp(prefix="orchestrator-relay-")
 
 
-def connect(autocommit=True):
-    conn = psycopg2.connect(host="127.0.0.1", port=PORT, dbname="orchestrator", user="postgres")
+def connect(autocommit=True, dbname="orchestrator"):
+    conn = psycopg2.connect(host="127.0.0.1", port=PORT, dbname=dbname, user="postgres")
     conn.autocommit = autocommit
     return conn
 
@@ -63,8 +63,8 @@ def until(conn, pred, seconds=30):
 
 
 def status(cur):
-    cur.execute("SELECT pid, queued, sent, dropped, direct FROM orchestrator._relay_status()")
-    return dict(zip(["pid", "queued", "sent", "dropped", "direct"], cur.fetchone()))
+    cur.execute("SELECT pid, queued, sent, dropped, direct, unheard FROM orchestrator._relay_status()")
+    return dict(zip(["pid", "queued", "sent", "dropped", "direct", "unheard"], cur.fetchone()))
 
 
 def wait_finished(cur, seconds=60):
@@ -94,6 +94,21 @@ def main():
                 break
             time.sleep(0.1)
         assert status(cur)["pid"], "no relay running"
+
+        # 0. nobody listens in the database: nothing is copied or sent, all
+        #    is counted as unheard (a listener in another database does not count)
+        other = connect(dbname="postgres")
+        other.cursor().execute("LISTEN orchestrator")
+        before = status(cur)
+        cur.execute("SELECT orchestrator.start_workflow('relay3')")
+        wait_finished(cur)
+        after = status(cur)
+        assert after["unheard"] == before["unheard"] + 9, (before, after)
+        assert (after["sent"], after["direct"], after["queued"]) == (before["sent"], before["direct"], 0), (before, after)
+        assert drain(other, 0.5) == []
+        other.close()
+        print("nobody listening: 9 notifications unheard, none sent (%d -> %d)"
+              % (before["unheard"], after["unheard"]))
 
         listener = connect()
         listener.cursor().execute("LISTEN orchestrator")
