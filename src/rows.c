@@ -76,6 +76,29 @@ rows_close(Relation rel)
 }
 
 /*
+ * The positions rows_place() found, kept per table and list of names until a
+ * relcache invalidation of the table (index_cache_callback(), below): the
+ * engine places the same few lists for every row it writes.
+ */
+#define PLACE_CACHE_SIZE 16
+#define PLACE_CACHE_MAX_COLUMNS 32
+
+typedef struct PlaceCacheEntry
+{
+	Oid			relid;			/* InvalidOid: unused or stale */
+	const char *const *columns;
+	int			ncolumns;
+	int			place[PLACE_CACHE_MAX_COLUMNS];
+} PlaceCacheEntry;
+
+static PlaceCacheEntry place_cache[PLACE_CACHE_SIZE];
+static int	place_cache_victim = 0;	/* replaced next when none is free */
+
+static void rows_cache_register(void);
+
+static void place_columns(Relation rel, int ncolumns, const char *const *columns, int *place);
+
+/*
  * rows_place
  *		The position in the table's descriptor of each named column; every
  *		column of the table must be named (a column this version does not
@@ -83,6 +106,41 @@ rows_close(Relation rel)
  */
 void
 rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
+{
+	Oid			relid = RelationGetRelid(rel);
+	PlaceCacheEntry *free_entry = NULL;
+
+	for (int i = 0; i < PLACE_CACHE_SIZE; i++)
+	{
+		PlaceCacheEntry *e = &place_cache[i];
+
+		if (e->relid == relid && e->columns == columns && e->ncolumns == ncolumns)
+		{
+			memcpy(place, e->place, sizeof(int) * ncolumns);
+			return;
+		}
+		if (free_entry == NULL && !OidIsValid(e->relid))
+			free_entry = e;
+	}
+	place_columns(rel, ncolumns, columns, place);
+	rows_cache_register();
+	if (free_entry == NULL)
+	{
+		/* last week's partitions give way to today's */
+		free_entry = &place_cache[place_cache_victim];
+		place_cache_victim = (place_cache_victim + 1) % PLACE_CACHE_SIZE;
+	}
+	if (ncolumns <= PLACE_CACHE_MAX_COLUMNS)
+	{
+		memcpy(free_entry->place, place, sizeof(int) * ncolumns);
+		free_entry->columns = columns;
+		free_entry->ncolumns = ncolumns;
+		free_entry->relid = relid;
+	}
+}
+
+static void
+place_columns(Relation rel, int ncolumns, const char *const *columns, int *place)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 
@@ -98,8 +156,12 @@ rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
 		while (c < ncolumns && strcmp(NameStr(att->attname), columns[c]) != 0)
 			c++;
 		if (c == ncolumns)
-			elog(ERROR, "column \"%s\" of table \"%s\" is not known to this version of orchestrator",
-				 NameStr(att->attname), RelationGetRelationName(rel));
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("column \"%s\" of table \"%s\" is not known to this version of orchestrator",
+							NameStr(att->attname), RelationGetRelationName(rel)),
+					 errdetail("Rows of runs, steps and events are written without the executor, column by column; a column added to them would be left without its default."),
+					 errhint("Drop the column; keep what it would hold in a table of your own.")));
 		place[c] = a;
 	}
 	for (int c = 0; c < ncolumns; c++)
@@ -139,6 +201,9 @@ index_cache_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	IndexCacheEntry *entry;
 
+	for (int i = 0; i < PLACE_CACHE_SIZE; i++)
+		if (!OidIsValid(relid) || place_cache[i].relid == relid)
+			place_cache[i].relid = InvalidOid;
 	if (index_cache == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -150,6 +215,19 @@ index_cache_callback(Datum arg, Oid relid)
 	hash_seq_init(&status, index_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 		entry->valid = false;
+}
+
+/* Both caches are told of relcache invalidations, from the first use of either. */
+static void
+rows_cache_register(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(index_cache_callback, (Datum) 0);
+		registered = true;
+	}
 }
 
 static void
@@ -183,7 +261,7 @@ index_cache_entry(Relation rel)
 		ctl.hcxt = CacheMemoryContext;
 		index_cache = hash_create("orchestrator index cache", 64, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		CacheRegisterRelcacheCallback(index_cache_callback, (Datum) 0);
+		rows_cache_register();
 	}
 	entry = hash_search(index_cache, &relid, HASH_ENTER, &found);
 	if (found && entry->valid && entry->nindexes >= 0)

@@ -64,6 +64,17 @@ DROP TRIGGER runs_audit ON orchestrator.workflow_runs;
 DROP FUNCTION steps_audit();
 SELECT count(*) AS runs_written FROM orchestrator.runs WHERE name = 'history_three';
 
+-- The columns' positions are kept per table once found; a column added
+-- later is seen (a run is refused rather than written without it), and
+-- once it is gone again runs start.
+SELECT orchestrator.start_workflow('history_three') IS NOT NULL AS started_before;
+BEGIN;
+ALTER TABLE orchestrator.workflow_steps ADD COLUMN audit_note text;
+SELECT regexp_replace(try($$SELECT orchestrator.start_workflow('history_three')$$), '_p[0-9]{8}', '_p<day>')
+	AS with_new_column;
+ROLLBACK;
+SELECT orchestrator.start_workflow('history_three') IS NOT NULL AS started_after;
+
 -- Indexes on expressions and partial indexes are kept: the rows are found
 -- through them.
 CREATE INDEX history_by_x ON orchestrator.workflow_events ((data -> 'result' ->> 'x'));
