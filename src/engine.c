@@ -224,6 +224,38 @@ engine_json_object1(const char *key, Datum value, bool isnull)
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
+/*
+ * engine_step_started_data
+ *		step.started's data: {"attempt": n, "worker": w} ("worker" left out
+ *		when NULL), built without printing and parsing it.
+ */
+Datum
+engine_step_started_data(int32 attempt, const char *worker)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	v.type = jbvString;
+	v.val.string.val = "attempt";
+	v.val.string.len = strlen("attempt");
+	pushJsonbValue(&state, WJB_KEY, &v);
+	v.type = jbvNumeric;
+	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int4_numeric, Int32GetDatum(attempt)));
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	if (worker != NULL)
+	{
+		v.type = jbvString;
+		v.val.string.val = "worker";
+		v.val.string.len = strlen("worker");
+		pushJsonbValue(&state, WJB_KEY, &v);
+		v.val.string.val = (char *) worker;
+		v.val.string.len = strlen(worker);
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+}
+
 static void announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name,
 						   const char *step, Datum event_data);
 
@@ -1380,17 +1412,7 @@ engine_step_ready(EngineRun *run, const char *step)
 int64
 engine_step_started_event(EngineRun *run, const char *step, int32 attempt, const char *worker)
 {
-	StringInfoData data;
-
-	initStringInfo(&data);
-	appendStringInfo(&data, "{\"attempt\": %d", attempt);
-	if (worker != NULL)
-	{
-		appendStringInfoString(&data, ", \"worker\": ");
-		escape_json(&data, worker);
-	}
-	appendStringInfoChar(&data, '}');
-	return engine_emit(run, "step.started", step, data.data);
+	return engine_emit_jsonb(run, "step.started", step, engine_step_started_data(attempt, worker), false);
 }
 
 /*
@@ -1579,8 +1601,7 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 			appended[n].type = "step.started";
 			appended[n].step = step;
 			appended[n].at = started_at;
-			appended[n].data = jsonb_from_cstring(psprintf("{\"attempt\": %d, \"worker\": \"dispatcher\"}",
-														   attempt));
+			appended[n].data = engine_step_started_data(attempt, "dispatcher");
 			n++;
 		}
 		appended[n].type = "step.succeeded";

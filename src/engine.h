@@ -389,6 +389,7 @@ extern Datum engine_message_error(const char *message);
 extern bool engine_valid_name(const char *name);
 extern char *engine_json_time(TimestampTz t);
 extern Datum engine_json_object1(const char *key, Datum value, bool isnull);
+extern Datum engine_step_started_data(int32 attempt, const char *worker);
 struct JsonbParseState;
 extern void engine_jsonb_push_pair(struct JsonbParseState **state, const char *key, Datum value,
 								   bool isnull);

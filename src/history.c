@@ -84,6 +84,20 @@ static struct
 }			appended = {InvalidLocalTransactionId, InvalidSubTransactionId};
 
 /*
+ * history_new_run
+ *		The current transaction just inserted the row of run "run_id": its
+ *		history is empty, the first append need not look.
+ */
+void
+history_new_run(Datum run_id)
+{
+	appended.lxid = MyProc->lxid;
+	appended.subxid = GetCurrentSubTransactionId();
+	appended.run_id = *DatumGetUUIDP(run_id);
+	appended.seq = 0;
+}
+
+/*
  * history_append
  *		Append events to the history of a run whose row the caller has
  *		locked, in "partition" (the run's partition of workflow_events), with

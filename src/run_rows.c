@@ -32,6 +32,7 @@
 #include "utils/uuid.h"
 
 #include "engine.h"
+#include "history.h"
 #include "leaf.h"
 #include "queue_vacuum.h"
 #include "rows.h"
@@ -406,6 +407,8 @@ run_rows_create(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 		!run->has_parent);
 	rows_insert(r.rel, r.values, r.nulls);
 	rows_end(&r);
+	/* the key is unique: no event of the run exists yet */
+	history_new_run(run->id);
 
 	/* its steps */
 	rows_begin(&r, run->leaves.steps, STEP_COLUMNS, step_columns);
