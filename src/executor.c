@@ -21,12 +21,14 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "parser/parser.h"
 #include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -417,25 +419,47 @@ disarm_step_timeout(StepTimeout *st)
 }
 
 /*
+ * to_jsonb(record), called as a query calls it: it reads its argument's
+ * type from the call's expression, which DirectFunctionCall has none of.
+ */
+static FmgrInfo *
+record_to_jsonb_fn(void)
+{
+	static FmgrInfo *fn = NULL;
+
+	if (fn == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		FmgrInfo   *f = palloc0(sizeof(FmgrInfo));
+
+		fmgr_info_cxt(F_TO_JSONB, f, TopMemoryContext);
+		f->fn_expr = (Node *) makeFuncExpr(F_TO_JSONB, JSONBOID,
+										   list_make1(makeNullConst(RECORDOID, -1, InvalidOid)),
+										   InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+		MemoryContextSwitchTo(old);
+		fn = f;
+	}
+	return fn;
+}
+
+/*
  * row_to_jsonb
  *		A result row as a jsonb object (column name: value), built in
- *		"target" so that it survives SPI_finish().
+ *		"target" so that it survives SPI_finish().  The same as
+ *		row_to_json(row)::jsonb, without printing and parsing the text.
  */
 static Datum
 row_to_jsonb(HeapTuple tuple, TupleDesc tupdesc, MemoryContext target)
 {
 	TupleDesc	desc = CreateTupleDescCopy(tupdesc);
 	Datum		row;
-	Datum		json;
 	Datum		jsonb;
 	MemoryContext oldcontext;
 
-	/* row_to_json() looks the row type up by its typmod */
+	/* to_jsonb() looks the row type up by its typmod */
 	BlessTupleDesc(desc);
 	row = heap_copy_tuple_as_datum(tuple, desc);
-	json = DirectFunctionCall1(row_to_json, row);
-	jsonb = DirectFunctionCall1(jsonb_in,
-								CStringGetDatum(text_to_cstring(DatumGetTextPP(json))));
+	jsonb = FunctionCall1(record_to_jsonb_fn(), row);
 
 	oldcontext = MemoryContextSwitchTo(target);
 	jsonb = datumCopy(jsonb, false, -1);
