@@ -93,3 +93,23 @@ RESET ROLE;
 SELECT 'frank' AS schema, who, count(*) FROM frank.notes GROUP BY who
 UNION ALL
 SELECT 'gina', who, count(*) FROM gina.notes GROUP BY who ORDER BY 1;
+
+-- A step's result is its first row as row_to_json() would give it, as jsonb,
+-- for every kind of value (built with to_jsonb(record) since 0.4).
+RESET ROLE;
+SELECT orchestrator.define_workflow('result_types', $q$
+{"steps": [{"name": "s", "kind": "sql", "sql": "SELECT 1::int AS i, 1.5::float8 AS f, 'NaN'::float8 AS n, '-Infinity'::float4 AS inf, 1e-7::float8 AS small, '2026-01-01 10:00:00.123456+00'::timestamptz AS ts, 'infinity'::timestamptz AS tinf, '2026-01-01'::date AS d, '1 day'::interval AS iv, '{\"a\": 1, \"a\": 2}'::json AS j, '[1, null]'::jsonb AS jb, ARRAY[1, 2] AS arr, ARRAY[ROW(1, 'x')] AS recs, 'x\"y\\u00e9'::text AS t, NULL::int AS nul, true AS b, '\\x00ff'::bytea AS by, 12345678901234567890.5::numeric AS big, 'NaN'::numeric AS nn, ROW(1, 'a') AS rec, '(1,2)'::point AS p, 7 AS i"}]}
+$q$);
+SELECT orchestrator.start_workflow('result_types') AS r_types \gset
+SELECT wait_for_run(:'r_types');
+SET TimeZone = 'UTC';	-- the dispatchers' settings, not pg_regress's
+SET IntervalStyle = 'postgres';
+SELECT s.result = (SELECT row_to_json(z)::jsonb FROM (SELECT 1::int AS i, 1.5::float8 AS f, 'NaN'::float8 AS n, '-Infinity'::float4 AS inf,
+		1e-7::float8 AS small, '2026-01-01 10:00:00.123456+00'::timestamptz AS ts, 'infinity'::timestamptz AS tinf, '2026-01-01'::date AS d,
+		'1 day'::interval AS iv, '{"a": 1, "a": 2}'::json AS j, '[1, null]'::jsonb AS jb, ARRAY[1, 2] AS arr, ARRAY[ROW(1, 'x')] AS recs,
+		'x"y\u00e9'::text AS t, NULL::int AS nul, true AS b, '\x00ff'::bytea AS by, 12345678901234567890.5::numeric AS big,
+		'NaN'::numeric AS nn, ROW(1, 'a') AS rec, '(1,2)'::point AS p, 7 AS i) z) AS as_row_to_json,
+	s.result
+FROM orchestrator.run_steps s WHERE s.run_id = :'r_types';
+RESET TimeZone;
+RESET IntervalStyle;
