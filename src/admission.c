@@ -58,6 +58,7 @@
 #include "admission.h"
 #include "engine.h"
 #include "guc.h"
+#include "relcache_watch.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_admission_configure);
 PG_FUNCTION_INFO_V1(orchestrator_admission_sweep);
@@ -262,7 +263,7 @@ scope_limit(int scope, const char *key)
 
 	if (!limit_callback)
 	{
-		CacheRegisterRelcacheCallback(limits_invalidated, (Datum) 0);
+		orchestrator_watch_relcache(limits_invalidated);
 		limit_callback = true;
 	}
 	snprintf(k, sizeof(k), "%c:%s", scope_names[scope][0], key);

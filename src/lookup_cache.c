@@ -33,6 +33,7 @@
 
 #include "engine.h"
 #include "lookup_cache.h"
+#include "relcache_watch.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_lookup_changed);
 
@@ -85,7 +86,7 @@ lookup_init(void)
 
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(lookup_relcache_callback, (Datum) 0);
+		orchestrator_watch_relcache(lookup_relcache_callback);
 		callback_registered = true;
 	}
 	if (workflows != NULL)

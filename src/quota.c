@@ -41,6 +41,7 @@
 
 #include "guc.h"
 #include "quota.h"
+#include "relcache_watch.h"
 
 typedef enum QuotaKind
 {
@@ -152,7 +153,7 @@ owner_limits(Oid owner)
 
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(owner_limits_invalidated, (Datum) 0);
+		orchestrator_watch_relcache(owner_limits_invalidated);
 		callback_registered = true;
 	}
 	owner_cache_ensure();

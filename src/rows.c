@@ -48,6 +48,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "relcache_watch.h"
 #include "rows.h"
 
 /*
@@ -225,7 +226,7 @@ rows_cache_register(void)
 
 	if (!registered)
 	{
-		CacheRegisterRelcacheCallback(index_cache_callback, (Datum) 0);
+		orchestrator_watch_relcache(index_cache_callback);
 		registered = true;
 	}
 }

@@ -49,6 +49,7 @@
 
 #include "caller.h"
 #include "relay.h"
+#include "relcache_watch.h"
 
 #define SESSION_CHANNEL_PREFIX "orchestrator_session"
 
@@ -220,7 +221,7 @@ store_lookup(void)
 
 	if (!store_callback_registered)
 	{
-		CacheRegisterRelcacheCallback(store_invalidated, (Datum) 0);
+		orchestrator_watch_relcache(store_invalidated);
 		store_callback_registered = true;
 	}
 	if (!OidIsValid(relid) || !OidIsValid(pkey))

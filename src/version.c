@@ -44,6 +44,7 @@
 #include "utils/inval.h"
 #include "utils/rel.h"
 
+#include "relcache_watch.h"
 #include "version.h"
 
 /*
@@ -152,7 +153,7 @@ orchestrator_version_install_hooks(void)
 {
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = version_process_utility;
-	CacheRegisterRelcacheCallback(version_invalidated, (Datum) 0);
+	orchestrator_watch_relcache(version_invalidated);
 	hook_installed = true;
 }
 
