@@ -7,6 +7,8 @@
 #   bash bench/realistic.sh                 (as root on Debian 12)
 #   SECONDS_PER_POINT=30 CLIENTS="1 4 16" PG_BINDIR=... bash bench/realistic.sh
 #   (SKIP_SETUP=1 PG_BINDIR=<another installation>: measure another build)
+#   LISTENER=1: a client LISTENs to the orchestrator channel throughout and
+#   reads every notification (without one, the relay sends none: unheard)
 #
 # Figures per N:
 #   raw        commits/s of INSERT INTO raw_commit DEFAULT VALUES
@@ -43,8 +45,27 @@ drain() {	# wait until no run is unfinished; print the time it took to get there
 	while [ "$(q -c 'SELECT count(*) FROM orchestrator.workflow_runs WHERE finished_at IS NULL')" != 0 ]; do sleep 0.2; done
 }
 
+if [ -n "${LISTENER:-}" ]; then
+	# a client that LISTENs and reads everything, as an application would
+	as_pg /usr/bin/python3 - "$port" > "$data/listener.out" 2>&1 <<'PY' &
+import select, sys, psycopg2
+conn = psycopg2.connect(host="127.0.0.1", port=int(sys.argv[1]), dbname="bench", user="postgres")
+conn.autocommit = True
+conn.cursor().execute("LISTEN orchestrator")
+n = 0
+while True:
+    if select.select([conn], [], [], 1.0)[0]:
+        conn.poll()
+        n += len(conn.notifies)
+        conn.notifies.clear()
+        print(n, flush=True)
+PY
+	listener=$!
+	trap 'kill $listener 2>/dev/null; bash "$root/test/cluster.sh" stop "$data/pg"; rm -rf "$data"' EXIT
+fi
+
 echo "# orchestrator realistic-load benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), $(date -u +%F))"
-echo "# reproduce: SECONDS_PER_POINT=$secs CLIENTS=\"$clients\" bash bench/realistic.sh   (synchronous_commit $(q -c 'SHOW synchronous_commit'), orchestrator.workers $(q -c 'SHOW orchestrator.workers'))"
+echo "# reproduce: ${LISTENER:+LISTENER=1 }SECONDS_PER_POINT=$secs CLIENTS=\"$clients\" bash bench/realistic.sh   (synchronous_commit $(q -c 'SHOW synchronous_commit'), orchestrator.workers $(q -c 'SHOW orchestrator.workers'))"
 q -c "CREATE EXTENSION orchestrator" -c "CREATE TABLE raw_commit (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())" >/dev/null
 q >/dev/null <<'SQL'
 SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
@@ -115,3 +136,7 @@ for c in $clients; do
 	runs=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE id > '$from' AND name = 'ext1'")
 	printf '%-8s %-10s %-12s\n' "$c" "$starts" "$(awk -v n="$runs" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')"
 done
+if [ -n "${LISTENER:-}" ]; then
+	echo
+	echo "# the listening client read $(tail -1 "$data/listener.out") notifications; relay: $(q -c "SELECT format('sent %s, unheard %s, dropped %s', sent, unheard, dropped) FROM orchestrator._relay_status()")"
+fi
