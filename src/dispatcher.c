@@ -86,6 +86,7 @@ typedef struct DispatchResult
 	bool		timers_ran;		/* it ran: has_next_wake, next_wake are new */
 	char	   *other_version;	/* the version installed instead, if any */
 	int32		processed;
+	bool		again;			/* more may be due: another turn at once */
 	bool		has_next_wake;
 	TimestampTz next_wake;
 } DispatchResult;
@@ -227,6 +228,9 @@ wait_in_batch(TimestampTz until)
  * made ready.  HTTP requests that finished end the batch: they are
  * recorded next.
  */
+/* next_sql_claim() ended a batch after a wake-up for sql work: go again */
+static bool sql_wake_unserved = false;
+
 static int
 next_sql_claim(int claimed, bool more_due)
 {
@@ -242,7 +246,7 @@ next_sql_claim(int claimed, bool more_due)
 	if (claimed > 0)
 	{
 		if (shutdown_requested || orchestrator_http_done_count() > 0)
-			return 0;
+			return 0;		/* the wake-up, if any, stays for the main loop */
 		woken = orchestrator_take_wake_kind(WAKE_SQL);
 
 		/*
@@ -256,12 +260,18 @@ next_sql_claim(int claimed, bool more_due)
 		}
 		now = GetCurrentTimestamp();
 		if (TimestampDifferenceExceeds(started, now, 4 * orchestrator_batch_window))
+		{
+			sql_wake_unserved |= woken;
 			return 0;
+		}
 		if (woken)
 		{
 			if (TimestampDifferenceExceeds(started, now, orchestrator_batch_window) &&
 				!orchestrator_other_committing())
+			{
+				sql_wake_unserved = true;
 				return 0;
+			}
 		}
 		else if (!orchestrator_other_committing() ||
 				 !wait_in_batch(TimestampTzPlusMilliseconds(started, 4 * orchestrator_batch_window)))
@@ -319,10 +329,20 @@ dispatch_once(DispatchResult *result)
 		int			rc;
 
 		int			sql_processed;
+		bool		sql_more;
 
-		/* sql steps in C (sql_steps.c), then timers and leases */
-		sql_processed = orchestrator_run_sql_steps(orchestrator_batch_size, next_sql_claim);
+		/*
+		 * sql steps in C (sql_steps.c), then timers and leases.  Lost
+		 * attempts recorded or timers that found work make another turn; sql
+		 * steps only when the last claim was full: work committed meanwhile
+		 * wakes a dispatcher itself (an empty turn per batch was a third of
+		 * a dispatcher's CPU under a trickle of starts).
+		 */
+		result->again = result->processed > 0;
+		sql_wake_unserved = false;
+		sql_processed = orchestrator_run_sql_steps(orchestrator_batch_size, next_sql_claim, &sql_more);
 		result->processed += sql_processed;
+		result->again |= sql_more || sql_wake_unserved || sql_processed >= orchestrator_batch_size;
 		if (sql_processed >= orchestrator_batch_size || !timers)
 			goto done;
 		result->timers_ran = true;
@@ -357,6 +377,7 @@ dispatch_once(DispatchResult *result)
 
 			d = SPI_getbinval(tuple, tupdesc, 1, &isnull);
 			result->processed += isnull ? 0 : DatumGetInt32(d);
+			result->again |= !isnull && DatumGetInt32(d) > 0;
 			d = SPI_getbinval(tuple, tupdesc, 2, &isnull);
 			result->has_next_wake = !isnull;
 			if (!isnull)
@@ -762,8 +783,8 @@ orchestrator_dispatcher_main(Datum main_arg)
 			if (dispatcher_slot == 0)
 				queue_vacuum_after_turn();
 
-			/* Did some work: there may be more, go again at once. */
-			dispatch_due = result.processed > 0;
+			/* More may be due: go again at once. */
+			dispatch_due = result.again;
 			if (result.timers_ran)
 			{
 				/* go on with timers while they found work */
@@ -840,8 +861,11 @@ orchestrator_dispatcher_main(Datum main_arg)
 		sleep_ms = TimestampDifferenceMilliseconds(now, deadline);
 		if (sql_has_wake)
 			sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, sql_wake));
+		/* committers wake one dispatcher asleep here for sql work (shmem.c) */
+		orchestrator_set_batch_phase(BATCH_IDLE);
 		if (orchestrator_http_wait(Max(sleep_ms, 1)))
 			woken_for(&dispatch_due, &timers_due, &http_claim_due);
+		orchestrator_set_batch_phase(BATCH_OTHER);
 		if (GetCurrentTimestamp() >= deadline)
 			dispatch_due = timers_due = http_claim_due = true;
 	}

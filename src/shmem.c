@@ -96,6 +96,7 @@ orchestrator_shmem_startup(void)
 		}
 		pg_atomic_init_u32(&orchestrator_shared->nlost, 0);
 		pg_atomic_init_u64(&orchestrator_shared->queue_rows_retired, 0);
+		pg_atomic_init_u32(&orchestrator_shared->sql_wake_turn, 0);
 		pg_atomic_init_u32(&orchestrator_shared->nunchained, 0);
 	}
 
@@ -340,9 +341,52 @@ orchestrator_set_launcher_pid(pid_t pid)
 }
 
 /*
+ * ready_for_sql
+ *		A live dispatcher that would take sql work at once: one waiting in its
+ *		open batch for more (it claims in the same transaction), else one
+ *		asleep between turns; taken in turn from a rotating start so that a
+ *		burst of commits is shared.  -1 when every one is busy.  Called with
+ *		the lock held.
+ */
+static int
+ready_for_sql(void)
+{
+	int			waiting[ORCHESTRATOR_MAX_WORKERS];
+	int			idle[ORCHESTRATOR_MAX_WORKERS];
+	int			nwaiting = 0;
+	int			nidle = 0;
+	uint32		turn;
+
+	for (int i = 0; i < ORCHESTRATOR_MAX_WORKERS; i++)
+	{
+		OrchestratorSlot *s = &orchestrator_shared->slots[i];
+		uint32		phase;
+
+		if (!s->in_use || s->pgprocno < 0)
+			continue;
+		phase = pg_atomic_read_u32(&s->batch_phase);
+		if (phase == BATCH_WAITING)
+			waiting[nwaiting++] = i;
+		else if (phase == BATCH_IDLE)
+			idle[nidle++] = i;
+	}
+	if (nwaiting == 0 && nidle == 0)
+		return -1;
+	turn = pg_atomic_fetch_add_u32(&orchestrator_shared->sql_wake_turn, 1);
+	return nwaiting > 0 ? waiting[turn % nwaiting] : idle[turn % nidle];
+}
+
+/*
  * orchestrator_wake_dispatchers
- *		Tell every live dispatcher which kinds of work became ready (wake.h)
- *		and set its latch.
+ *		Tell the live dispatchers which kinds of work became ready (wake.h)
+ *		and set their latches.
+ *
+ * Sql work alone goes to one dispatcher ready for it, when there is one:
+ * waking them all made each but one run an empty claim and transaction per
+ * start under a trickle of starts (a third of their CPU per step at 100
+ * starts/s).  One busy with a step, a commit or HTTP is never the only one
+ * told, so a step that runs long or a stuck statement does not hold up the
+ * work; when all are busy, all are told and the first free takes it.
  *
  * Called from a commit callback, so it must not fail: it only takes the lock
  * in shared mode, sets bits and latches, and a latch of a process that
@@ -351,17 +395,19 @@ orchestrator_set_launcher_pid(pid_t pid)
 void
 orchestrator_wake_dispatchers(int kinds)
 {
-	int			i;
+	int			one = -1;
 
 	if (orchestrator_shared == NULL)
 		return;
 
 	LWLockAcquire(orchestrator_shared->lock, LW_SHARED);
-	for (i = 0; i < ORCHESTRATOR_MAX_WORKERS; i++)
+	if (kinds == WAKE_SQL)
+		one = ready_for_sql();
+	for (int i = 0; i < ORCHESTRATOR_MAX_WORKERS; i++)
 	{
 		OrchestratorSlot *s = &orchestrator_shared->slots[i];
 
-		if (s->in_use && s->pgprocno >= 0)
+		if (s->in_use && s->pgprocno >= 0 && (one < 0 || i == one))
 		{
 			pg_atomic_fetch_or_u32(&s->wake_kinds, (uint32) kinds);
 			SetLatch(&ProcGlobal->allProcs[s->pgprocno].procLatch);

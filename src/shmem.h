@@ -106,6 +106,8 @@ typedef struct OrchestratorShared
 	 * index entries until a vacuum (queue_vacuum.c)
 	 */
 	pg_atomic_uint64 queue_rows_retired;
+	/* turns of the wake-ups of one dispatcher for sql work (wake.c) */
+	pg_atomic_uint32 sql_wake_turn;
 	LostStep	lost[ORCHESTRATOR_MAX_LOST];
 
 	/* A ring of them; protected by lock, nunchained readable without */
@@ -133,6 +135,7 @@ extern bool orchestrator_take_wake_kind(int kind);
 #define BATCH_OTHER			0	/* none of the below */
 #define BATCH_COMMITTING	1	/* committing its transaction */
 #define BATCH_WAITING		2	/* in an open batch, waiting for another's commit */
+#define BATCH_IDLE			3	/* asleep between turns */
 
 extern void orchestrator_set_batch_phase(uint32 phase);
 extern bool orchestrator_other_committing(void);

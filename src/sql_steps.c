@@ -261,6 +261,7 @@ typedef struct SqlBatch
 	int			max_steps;
 	int			processed;
 	SqlBatchNext next;			/* how many to claim next (0: commit) */
+	bool		more_due;		/* the last claim got all it asked for */
 } SqlBatch;
 
 /*
@@ -336,7 +337,8 @@ claim:
 	 * making that work wait for this commit (the claim takes what is due
 	 * by the clock: work made ready after this transaction began too).
 	 */
-	if (nclaimed > 0 && (asked = batch->next(total, (int) nclaimed == asked)) > 0)
+	batch->more_due = nclaimed > 0 && (int) nclaimed == asked;
+	if (nclaimed > 0 && (asked = batch->next(total, batch->more_due)) > 0)
 		goto claim;
 	orchestrator_batch_end();
 }
@@ -345,15 +347,18 @@ claim:
  * orchestrator_run_sql_steps
  *		Claim due sql steps and run them in the current transaction, as
  *		many at a time as "next" says (at most max_steps are chained), until
- *		it says 0 or a claim finds none.  Returns how many were processed.
+ *		it says 0 or a claim finds none.  Returns how many were processed;
+ *		*more_due: the last claim got all it asked for (more may be due).
  */
 int
-orchestrator_run_sql_steps(int max_steps, SqlBatchNext next)
+orchestrator_run_sql_steps(int max_steps, SqlBatchNext next, bool *more_due)
 {
-	SqlBatch	batch = {max_steps, 0, next};
+	SqlBatch	batch = {max_steps, 0, next, false};
 
+	*more_due = false;
 	if (max_steps <= 0)
 		return 0;
 	engine_unit(sql_batch_work, &batch);
+	*more_due = batch.more_due;
 	return batch.processed;
 }

@@ -15,7 +15,7 @@
  */
 typedef int (*SqlBatchNext) (int claimed, bool more_due);
 
-extern int	orchestrator_run_sql_steps(int max_steps, SqlBatchNext next);
+extern int	orchestrator_run_sql_steps(int max_steps, SqlBatchNext next, bool *more_due);
 
 /*
  * Set by the timers pass (_dispatch()): a due sql step is held by nobody
