@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # CPU a three-step no-op sql run costs: the backend's per start (each start
 # committed on its own, dispatchers off) and the dispatchers' per step
-# (runs started in one statement, drained by the two dispatchers), read from
+# (runs started in one statement, drained by the two dispatchers; and under a
+# trickle of starts from one client), read from
 # /proc/<pid>/stat before and after.  CPU time moves less than throughput on
 # a machine shared with other work; run two installations one after the
 # other (PG_BINDIR) to compare builds.  Prints the figures and the command.
 #
 #   bash bench/cpu_per_run.sh                      (as root on Debian 12)
-#   SKIP_SETUP=1 PG_BINDIR=<installation> ROUNDS=3 STARTS=5000 RUNS=6000 bash bench/cpu_per_run.sh
+#   SKIP_SETUP=1 PG_BINDIR=<installation> ROUNDS=3 STARTS=5000 RUNS=6000 TRICKLE=100 bash bench/cpu_per_run.sh
+# (TRICKLE: starts per second of the one client of the trickle measurement)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
@@ -16,6 +18,7 @@ export PG_BINDIR=$bindir
 rounds=${ROUNDS:-3}
 starts=${STARTS:-5000}
 runs=${RUNS:-6000}
+trickle=${TRICKLE:-100}
 port=${PORT:-55530}
 hz=$(getconf CLK_TCK)
 data=$(mktemp -d /tmp/orchestrator-cpu.XXXXXX)
@@ -36,7 +39,7 @@ SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "
 SQL
 
 echo "# orchestrator CPU per run ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), $(date -u +%F))"
-echo "# reproduce: SKIP_SETUP=1 PG_BINDIR=$bindir ROUNDS=$rounds STARTS=$starts RUNS=$runs bash bench/cpu_per_run.sh"
+echo "# reproduce: SKIP_SETUP=1 PG_BINDIR=$bindir ROUNDS=$rounds STARTS=$starts RUNS=$runs TRICKLE=$trickle bash bench/cpu_per_run.sh"
 echo
 echo "## dispatchers: CPU per step draining $runs runs started in one statement"
 for r in $(seq "$rounds"); do
@@ -47,6 +50,23 @@ for r in $(seq "$rounds"); do
 	b=$(ticks $pids)
 	awk -v a="$a" -v b="$b" -v n="$runs" -v hz="$hz" \
 		'BEGIN {printf "round %d: %.0f us per step\n", '"$r"', (b - a) / hz * 1e6 / (3 * n)}'
+done
+
+echo
+echo "## dispatchers: CPU per step under a trickle: one client starting $trickle runs/s for 10 s (pgbench -R)"
+echo "SELECT orchestrator.start_workflow('noop3');" > "$data/start.sql"
+chmod a+r "$data/start.sql"
+for r in $(seq "$rounds"); do
+	pids=$(dispatchers)
+	a=$(ticks $pids)
+	n0=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs")
+	as_pg "$bindir/pgbench" -h 127.0.0.1 -p "$port" -U postgres -n -f "$data/start.sql" -c 1 -j 1 \
+		-R "$trickle" -T 10 bench >/dev/null 2>&1
+	drain
+	b=$(ticks $pids)
+	n1=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs")
+	awk -v a="$a" -v b="$b" -v n="$((n1 - n0))" -v hz="$hz" \
+		'BEGIN {printf "round %d: %.0f us per step (%d runs)\n", '"$r"', (b - a) / hz * 1e6 / (3 * n), n}'
 done
 
 echo
