@@ -98,7 +98,9 @@ rows_begin(Rows *r, Oid relid, int ncolumns, const char *const *columns)
 	r->place = palloc(sizeof(int) * ncolumns);
 	rows_place(r->rel, ncolumns, columns, r->place);
 	r->values = palloc0(sizeof(Datum) * natts);
-	r->nulls = palloc0(sizeof(bool) * natts);
+	/* NULL in a column dropped from the table (the others are all set) */
+	r->nulls = palloc(sizeof(bool) * natts);
+	memset(r->nulls, true, sizeof(bool) * natts);
 	r->replace = palloc0(sizeof(bool) * natts);
 }
 
