@@ -49,6 +49,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/resowner.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
@@ -1422,16 +1423,19 @@ engine_step_started(EngineRun *run, const char *step, const char *worker)
  *		row carries the lease.  Returns the attempt and the step's input, and
  *		when the attempt ends (its "timeout" after the claim; DT_NOEND
  *		without one): the lease never outlasts that, whatever heartbeats
- *		ask, so the token stops being accepted then.
+ *		ask, so the token stops being accepted then.  queue_tid: where the
+ *		claim found (and locked) the queue row, when known.
  */
 int32
 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 					Datum lease_token, Datum lease, Datum *input, bool *input_isnull,
-					TimestampTz *attempt_end)
+					TimestampTz *attempt_end, ItemPointer queue_tid)
 {
 	StepDef    *def = engine_step_def(run->name, run->version, step);
 	StepRowClaimed row;
-	StringInfoData data;
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
 
 	engine_run_started(run);
 	if (!step_row_claimed(run, step, worker, def->timeout, !(def->found && !def->timeout_isnull), &row))
@@ -1442,15 +1446,31 @@ engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 	*input_isnull = row.input_isnull;
 	*attempt_end = row.attempt_end;
 
-	/* step.started, as engine_step_started_event() writes it */
-	initStringInfo(&data);
-	appendStringInfo(&data, "{\"attempt\": %d, \"worker\": ", row.times.attempt);
-	escape_json(&data, worker);
-	appendStringInfoChar(&data, '}');
-	emit_step_event(run, false, "step.started", step, jsonb_from_cstring(data.data), false, &row.times);
+	/*
+	 * step.started, as engine_step_started_event() writes it ({"attempt": n,
+	 * "worker": worker}), built without printing and parsing it
+	 */
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "attempt";
+	k.val.string.len = strlen("attempt");
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvNumeric;
+	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int4_numeric, Int32GetDatum(row.times.attempt)));
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	k.val.string.val = "worker";
+	k.val.string.len = strlen("worker");
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = (char *) worker;
+	v.val.string.len = strlen(worker);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	emit_step_event(run, false, "step.started", step,
+					JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL))),
+					false, &row.times);
 
 	queue_row_lease(run->id, step, lease_token, lease,
-					worker, row.attempt_end);
+					worker, row.attempt_end, queue_tid);
 	return row.times.attempt;
 }
 

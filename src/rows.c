@@ -40,6 +40,7 @@
 #include "catalog/index.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -47,6 +48,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "rows.h"
 
@@ -81,10 +83,108 @@ rows_close(Relation rel)
  *		column of the table must be named (a column this version does not
  *		know would be left without its default).
  */
+/*
+ * The last placement found per table and column list (a process places the
+ * same few lists in the same few tables, once per row changed): checked
+ * against the descriptor before it is used again, so a table altered
+ * meanwhile (a column dropped or added) is placed afresh.
+ */
+#define ROWS_PLACE_MAX 40
+
+typedef struct PlaceKey
+{
+	Oid			relid;
+	const char *const *columns;
+} PlaceKey;
+
+typedef struct PlaceEntry
+{
+	PlaceKey	key;			/* hash key */
+	int			natts;			/* of the descriptor placed; -1: none */
+	int			place[ROWS_PLACE_MAX];
+} PlaceEntry;
+
+static HTAB *place_cache = NULL;
+
+static void index_cache_register(void);
+
+/*
+ * A relcache invalidation of a table (one dropped, too) forgets its entries
+ * (called by index_cache_callback(): relcache callbacks are few).
+ */
+static void
+place_cache_forget(Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	PlaceEntry *entry;
+
+	if (place_cache == NULL)
+		return;
+	hash_seq_init(&status, place_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (!OidIsValid(relid) || entry->key.relid == relid)
+			hash_search(place_cache, &entry->key, HASH_REMOVE, NULL);
+}
+
+/* Does a placement found before still fit the table's descriptor? */
+static bool
+place_fits(TupleDesc desc, PlaceEntry *entry, int ncolumns, const char *const *columns)
+{
+	int			live = 0;
+
+	if (entry->natts != desc->natts)
+		return false;
+	for (int a = 0; a < desc->natts; a++)
+		if (!TupleDescAttr(desc, a)->attisdropped)
+			live++;
+	if (live != ncolumns)
+		return false;
+	for (int c = 0; c < ncolumns; c++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, entry->place[c]);
+
+		if (att->attisdropped || strcmp(NameStr(att->attname), columns[c]) != 0)
+			return false;
+	}
+	return true;
+}
+
 void
 rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	PlaceEntry *entry = NULL;
+
+	if (ncolumns <= ROWS_PLACE_MAX)
+	{
+		PlaceKey	key;
+		bool		found;
+
+		if (place_cache == NULL)
+		{
+			HASHCTL		ctl;
+
+			memset(&ctl, 0, sizeof(ctl));
+			ctl.keysize = sizeof(PlaceKey);
+			ctl.entrysize = sizeof(PlaceEntry);
+			ctl.hcxt = CacheMemoryContext;
+			place_cache = hash_create("orchestrator column places", 64, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			index_cache_register();
+		}
+		memset(&key, 0, sizeof(key));
+		key.relid = RelationGetRelid(rel);
+		key.columns = columns;
+		entry = hash_search(place_cache, &key, HASH_ENTER, &found);
+		if (!found)
+			entry->natts = -1;
+		else if (place_fits(desc, entry, ncolumns, columns))
+		{
+			memcpy(place, entry->place, sizeof(int) * ncolumns);
+			return;
+		}
+		entry->natts = -1;		/* until placed below (an error leaves it so) */
+	}
 
 	for (int c = 0; c < ncolumns; c++)
 		place[c] = -1;
@@ -106,6 +206,11 @@ rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
 		if (place[c] < 0)
 			elog(ERROR, "column \"%s\" of table \"%s\" is missing",
 				 columns[c], RelationGetRelationName(rel));
+	if (entry != NULL)
+	{
+		memcpy(entry->place, place, sizeof(int) * ncolumns);
+		entry->natts = desc->natts;
+	}
 }
 
 /*
@@ -139,6 +244,7 @@ index_cache_callback(Datum arg, Oid relid)
 	HASH_SEQ_STATUS status;
 	IndexCacheEntry *entry;
 
+	place_cache_forget(relid);
 	if (index_cache == NULL)
 		return;
 	if (OidIsValid(relid))
@@ -150,6 +256,19 @@ index_cache_callback(Datum arg, Oid relid)
 	hash_seq_init(&status, index_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 		entry->valid = false;
+}
+
+/* The relcache callback of both caches, registered once. */
+static void
+index_cache_register(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(index_cache_callback, (Datum) 0);
+		registered = true;
+	}
 }
 
 static void
@@ -183,7 +302,7 @@ index_cache_entry(Relation rel)
 		ctl.hcxt = CacheMemoryContext;
 		index_cache = hash_create("orchestrator index cache", 64, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		CacheRegisterRelcacheCallback(index_cache_callback, (Datum) 0);
+		index_cache_register();
 	}
 	entry = hash_search(index_cache, &relid, HASH_ENTER, &found);
 	if (found && entry->valid && entry->nindexes >= 0)
@@ -376,6 +495,55 @@ rows_scan(Relation rel, int nkeys, const Datum *keys)
  *		rows_scan() through another index of rel: the rows whose leading key
  *		columns equal keys[], in the index's order.
  */
+/*
+ * The equality function of an index column's operator family for its type,
+ * remembered (a few pairs: uuid, text): looked up in the catalogs once per
+ * process instead of twice per row found; forgotten when an operator family
+ * changes.
+ */
+#define ROWS_EQ_MAX 8
+
+static struct
+{
+	Oid			opfamily;
+	Oid			type;
+	RegProcedure proc;
+}			eq_procs[ROWS_EQ_MAX];
+static int	n_eq_procs = 0;
+static bool eq_callback_set = false;
+
+static void
+eq_procs_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	n_eq_procs = 0;
+}
+
+static RegProcedure
+equality_proc(Oid opfamily, Oid type)
+{
+	RegProcedure proc;
+
+	for (int i = 0; i < n_eq_procs; i++)
+		if (eq_procs[i].opfamily == opfamily && eq_procs[i].type == type)
+			return eq_procs[i].proc;
+	if (!eq_callback_set)
+	{
+		CacheRegisterSyscacheCallback(AMOPSTRATEGY, eq_procs_callback, (Datum) 0);
+		eq_callback_set = true;
+	}
+	proc = get_opcode(get_opfamily_member(opfamily, type, type, BTEqualStrategyNumber));
+	if (!RegProcedureIsValid(proc))
+		elog(ERROR, "no equality operator for type %u in operator family %u", type, opfamily);
+	if (n_eq_procs < ROWS_EQ_MAX)
+	{
+		eq_procs[n_eq_procs].opfamily = opfamily;
+		eq_procs[n_eq_procs].type = type;
+		eq_procs[n_eq_procs].proc = proc;
+		n_eq_procs++;
+	}
+	return proc;
+}
+
 RowsScan *
 rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys)
 {
@@ -388,10 +556,10 @@ rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys)
 	for (int k = 0; k < nkeys; k++)
 	{
 		Oid			type = s->index->rd_opcintype[k];
-		Oid			op = get_opfamily_member(s->index->rd_opfamily[k], type, type, BTEqualStrategyNumber);
 
 		ScanKeyEntryInitialize(&skeys[k], 0, k + 1, BTEqualStrategyNumber, type,
-							   s->index->rd_indcollation[k], get_opcode(op), keys[k]);
+							   s->index->rd_indcollation[k],
+							   equality_proc(s->index->rd_opfamily[k], type), keys[k]);
 	}
 	s->slot = table_slot_create(rel, NULL);
 	s->scan = index_beginscan(rel, s->index, SnapshotSelf, nkeys, 0);
@@ -417,7 +585,8 @@ rows_scan_end(RowsScan *s)
 {
 	index_endscan(s->scan);
 	ExecDropSingleTupleTableSlot(s->slot);
-	index_close(s->index, AccessShareLock);
+	/* the lock is kept to the end of the transaction, as the executor keeps it */
+	index_close(s->index, NoLock);
 	pfree(s);
 }
 
@@ -492,4 +661,35 @@ Datum
 rows_get(Relation rel, HeapTuple tuple, int place, bool *isnull)
 {
 	return heap_getattr(tuple, place + 1, RelationGetDescr(rel), isnull);
+}
+
+/*
+ * rows_fetch_tid
+ *		The row at tid (as rows_fetch() returns it: a copy with its t_self)
+ *		when it is there, the latest version (SnapshotSelf) and not changed
+ *		since; NULL otherwise, the caller then finds it by key.  For a row
+ *		this transaction locked a moment ago (a claimed queue row): no index
+ *		is searched again.
+ */
+HeapTuple
+rows_fetch_tid(Relation rel, ItemPointer tid)
+{
+	HeapTupleData tuple;
+	Buffer		buffer;
+	HeapTuple	found = NULL;
+
+	if (tid == NULL || !ItemPointerIsValid(tid))
+		return NULL;
+	CommandCounterIncrement();
+	tuple.t_self = *tid;
+	if (heap_fetch(rel, SnapshotSelf, &tuple, &buffer, false))
+	{
+		/* not updated since (a lock leaves t_ctid pointing at itself) */
+		if (ItemPointerEquals(&tuple.t_self, &tuple.t_data->t_ctid))
+			found = heap_copytuple(&tuple);
+		ReleaseBuffer(buffer);
+	}
+	else if (BufferIsValid(buffer))
+		ReleaseBuffer(buffer);
+	return found;
 }

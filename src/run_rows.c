@@ -606,6 +606,7 @@ queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed)
 		c = &(*claimed)[n++];
 		memcpy(&c->run_id, DatumGetUUIDP(get(&r, t, QC_RUN_ID, &isnull)), sizeof(pg_uuid_t));
 		c->step = get_text(&r, t, QC_STEP);
+		c->tid = t->t_self;
 		get(&r, t, QC_LEASE_TOKEN, &isnull);
 		c->leased = !isnull;
 		c->worker = get_text(&r, t, QC_WORKER);
@@ -702,16 +703,31 @@ step_row_succeeded(EngineRun *run, const char *step, Datum result, bool result_i
 	return true;
 }
 
+/* Is a queue row the one of (run_id, step)? */
+static bool
+queue_row_is(Rows *r, HeapTuple t, Datum run_id, const char *step)
+{
+	bool		isnull;
+	Datum		d = get(r, t, QC_RUN_ID, &isnull);
+	char	   *s;
+
+	if (isnull || memcmp(DatumGetUUIDP(d)->data, DatumGetUUIDP(run_id)->data, UUID_LEN) != 0)
+		return false;
+	s = get_text(r, t, QC_STEP);
+	return s != NULL && strcmp(s, step) == 0;
+}
+
 /*
  * queue_row_lease
  *		The lease of a step this transaction claimed (its queue row locked):
  *		UPDATE work_queue SET lease_token, lease, worker,
  *		available_at = least(now() + lease, attempt_end) WHERE run_id AND
- *		step (attempt_end DT_NOEND: none).
+ *		step (attempt_end DT_NOEND: none).  tid: where the claim found
+ *		the row (it is not searched for again), or NULL.
  */
 void
 queue_row_lease(Datum run_id, const char *step, Datum token, Datum lease,
-				const char *worker, TimestampTz attempt_end)
+				const char *worker, TimestampTz attempt_end, ItemPointer tid)
 {
 	Rows		r;
 	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
@@ -719,7 +735,14 @@ queue_row_lease(Datum run_id, const char *step, Datum token, Datum lease,
 	TimestampTz until;
 
 	queue_rows_begin(&r);
-	old = rows_fetch(r.rel, 2, keys);
+	old = rows_fetch_tid(r.rel, tid);
+	if (old != NULL && !queue_row_is(&r, old, run_id, step))
+	{
+		heap_freetuple(old);
+		old = NULL;
+	}
+	if (old == NULL)
+		old = rows_fetch(r.rel, 2, keys);
 	if (old == NULL)
 	{
 		rows_end(&r);
