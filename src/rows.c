@@ -411,6 +411,7 @@ insert_index_entries(Relation rel, HeapTuple tuple, const bool *replace)
 		Relation	index = index_open(entry->indexes[i], RowExclusiveLock);
 		Datum		keys[INDEX_MAX_KEYS];
 		bool		key_nulls[INDEX_MAX_KEYS];
+		bool		unchanged;
 
 		if (!info->ii_ReadyForInserts ||
 			(entry->predicate[i] != NULL && !ExecQual(entry->predicate[i], econtext)))
@@ -427,9 +428,17 @@ insert_index_entries(Relation rel, HeapTuple tuple, const bool *replace)
 				keys[k] = heap_getattr(tuple, info->ii_IndexAttrNumbers[k], RelationGetDescr(rel),
 									   &key_nulls[k]);
 		}
+		unchanged = index_unchanged(info, replace);
+
+		/*
+		 * A unique index whose key an update left as it was (no expression,
+		 * no predicate) is not checked again: the old version, which this
+		 * transaction holds, has that key already, so no other row can.
+		 */
 		index_insert(index, keys, key_nulls, &tuple->t_self, rel,
-					 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-					 index_unchanged(info, replace), info);
+					 index->rd_index->indisunique && !(unchanged && info->ii_Predicate == NIL)
+					 ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+					 unchanged, info);
 		index_close(index, NoLock);
 	}
 	if (econtext != NULL)
