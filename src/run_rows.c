@@ -27,7 +27,9 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/inval.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -110,11 +112,13 @@ rows_end(Rows *r)
 	rows_close(r->rel);
 }
 
+static Oid	queue_table_oid(void);
+
 /* the table every queue row is in */
 static void
 queue_rows_begin(Rows *r)
 {
-	rows_begin(r, orchestrator_table_oid("work_queue"), QUEUE_COLUMNS, queue_columns);
+	rows_begin(r, queue_table_oid(), QUEUE_COLUMNS, queue_columns);
 }
 
 static Datum
@@ -835,4 +839,33 @@ queue_row_enqueue(EngineRun *run, const char *step, const char *queue_name,
 		rows_insert(r.rel, r.values, r.nulls);
 	}
 	rows_end(&r);
+}
+
+/*
+ * The OID of orchestrator.work_queue, looked up once per process rather
+ * than once per queue row changed (two catalog searches each time), and
+ * again after any change of pg_class or pg_namespace.
+ */
+static Oid	queue_oid = InvalidOid;
+
+static void
+queue_oid_forget(Datum arg, int cacheid, uint32 hashvalue)
+{
+	queue_oid = InvalidOid;
+}
+
+static Oid
+queue_table_oid(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(RELNAMENSP, queue_oid_forget, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACENAME, queue_oid_forget, (Datum) 0);
+		registered = true;
+	}
+	if (!OidIsValid(queue_oid))
+		queue_oid = orchestrator_table_oid("work_queue");
+	return queue_oid;
 }
