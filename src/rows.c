@@ -78,12 +78,6 @@ rows_close(Relation rel)
 }
 
 /*
- * rows_place
- *		The position in the table's descriptor of each named column; every
- *		column of the table must be named (a column this version does not
- *		know would be left without its default).
- */
-/*
  * The last placement found per table and column list (a process places the
  * same few lists in the same few tables, once per row changed): checked
  * against the descriptor before it is used again, so a table altered
@@ -149,6 +143,12 @@ place_fits(TupleDesc desc, PlaceEntry *entry, int ncolumns, const char *const *c
 	return true;
 }
 
+/*
+ * rows_place
+ *		The position in the table's descriptor of each named column; every
+ *		column of the table must be named (a column this version does not
+ *		know would be left without its default).
+ */
 void
 rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
 {
@@ -500,11 +500,6 @@ rows_scan(Relation rel, int nkeys, const Datum *keys)
 }
 
 /*
- * rows_scan_on
- *		rows_scan() through another index of rel: the rows whose leading key
- *		columns equal keys[], in the index's order.
- */
-/*
  * The equality function of an index column's operator family for its type,
  * remembered (a few pairs: uuid, text): looked up in the catalogs once per
  * process instead of twice per row found; forgotten when an operator family
@@ -553,6 +548,11 @@ equality_proc(Oid opfamily, Oid type)
 	return proc;
 }
 
+/*
+ * rows_scan_on
+ *		rows_scan() through another index of rel: the rows whose leading key
+ *		columns equal keys[], in the index's order.
+ */
 RowsScan *
 rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys)
 {
