@@ -49,6 +49,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/resowner.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
@@ -1444,16 +1445,16 @@ engine_step_started(EngineRun *run, const char *step, const char *worker)
  *		row carries the lease.  Returns the attempt and the step's input, and
  *		when the attempt ends (its "timeout" after the claim; DT_NOEND
  *		without one): the lease never outlasts that, whatever heartbeats
- *		ask, so the token stops being accepted then.
+ *		ask, so the token stops being accepted then.  queue_tid: where the
+ *		claim found (and locked) the queue row, when known.
  */
 int32
 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 					Datum lease_token, Datum lease, Datum *input, bool *input_isnull,
-					TimestampTz *attempt_end)
+					TimestampTz *attempt_end, ItemPointer queue_tid)
 {
 	StepDef    *def = engine_step_def(run->name, run->version, step);
 	StepRowClaimed row;
-	StringInfoData data;
 
 	engine_run_started(run);
 	if (!step_row_claimed(run, step, worker, def->timeout, !(def->found && !def->timeout_isnull), &row))
@@ -1464,15 +1465,11 @@ engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 	*input_isnull = row.input_isnull;
 	*attempt_end = row.attempt_end;
 
-	/* step.started, as engine_step_started_event() writes it */
-	initStringInfo(&data);
-	appendStringInfo(&data, "{\"attempt\": %d, \"worker\": ", row.times.attempt);
-	escape_json(&data, worker);
-	appendStringInfoChar(&data, '}');
-	emit_step_event(run, false, "step.started", step, jsonb_from_cstring(data.data), false, &row.times);
+	emit_step_event(run, false, "step.started", step,
+					engine_step_started_data(row.times.attempt, worker), false, &row.times);
 
 	queue_row_lease(run->id, step, lease_token, lease,
-					worker, row.attempt_end);
+					worker, row.attempt_end, queue_tid);
 	return row.times.attempt;
 }
 

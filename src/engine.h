@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "storage/itemptr.h"
 #include "utils/elog.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -72,6 +73,7 @@ typedef struct EngineClaim
 	char	   *step;
 	bool		leased;			/* it held a lease, now expired */
 	char	   *worker;
+	ItemPointerData tid;		/* the row locked (invalid: unknown) */
 } EngineClaim;
 
 /* A locked run and what the transitions need of it. */
@@ -346,7 +348,7 @@ extern int64 engine_step_started_event(EngineRun *run, const char *step, int32 a
 									   const char *worker);
 extern int32 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 								 Datum lease_token, Datum lease, Datum *input, bool *input_isnull,
-								 TimestampTz *attempt_end);
+								 TimestampTz *attempt_end, ItemPointer queue_tid);
 extern void engine_extend_lease(EngineRun *run, const char *step, Datum lease, bool lease_isnull);
 extern bool engine_take_leased(EngineRun *run, const char *step, Datum lease_token);
 extern void engine_defer_step_started(EngineRun *run, const char *step, int32 attempt);

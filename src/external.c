@@ -144,17 +144,23 @@ claim_one(ClaimExternal *a, EngineClaim *c)
 	TimestampTz deadline = DatumGetTimestampTz(a->lease_end);
 	TimestampTz attempt_end;
 
-	/* a run another transaction holds is left for the next claim */
-	if (!engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
-		return;
+	/*
+	 * A run another transaction holds is left for the next claim.  An
+	 * expired lease is a lost attempt; otherwise the step starts, and a
+	 * pending run with it: started by the read that locks it (not read
+	 * again by engine_step_claimed()).
+	 */
 	if (c->leased)
 	{
-		engine_lease_expired(&run, c->step, c->worker);
+		if (engine_lock_run(UUIDPGetDatum(&c->run_id), NULL, true, &run))
+			engine_lease_expired(&run, c->step, c->worker);
 		return;
 	}
+	if (!engine_lock_run_to_start(UUIDPGetDatum(&c->run_id), NULL, &run))
+		return;
 	token = engine_random_uuid();
 	attempt = engine_step_claimed(&run, c->step, a->worker, token, a->lease,
-								  &values[4], &nulls[4], &attempt_end);
+								  &values[4], &nulls[4], &attempt_end, &c->tid);
 
 	values[0] = run.id;
 	values[1] = CStringGetTextDatum(c->step);

@@ -40,6 +40,7 @@
 #include "catalog/index.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -47,6 +48,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "relcache_watch.h"
 #include "rows.h"
@@ -371,6 +373,7 @@ insert_index_entries(Relation rel, HeapTuple tuple, const bool *replace)
 		Relation	index = index_open(entry->indexes[i], RowExclusiveLock);
 		Datum		keys[INDEX_MAX_KEYS];
 		bool		key_nulls[INDEX_MAX_KEYS];
+		bool		unchanged;
 
 		if (!info->ii_ReadyForInserts ||
 			(entry->predicate[i] != NULL && !ExecQual(entry->predicate[i], econtext)))
@@ -387,9 +390,17 @@ insert_index_entries(Relation rel, HeapTuple tuple, const bool *replace)
 				keys[k] = heap_getattr(tuple, info->ii_IndexAttrNumbers[k], RelationGetDescr(rel),
 									   &key_nulls[k]);
 		}
+		unchanged = index_unchanged(info, replace);
+
+		/*
+		 * A unique index whose key an update left as it was (no expression,
+		 * no predicate) is not checked again: the old version, which this
+		 * transaction holds, has that key already, so no other row can.
+		 */
 		index_insert(index, keys, key_nulls, &tuple->t_self, rel,
-					 index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
-					 index_unchanged(info, replace), info);
+					 index->rd_index->indisunique && !(unchanged && info->ii_Predicate == NIL)
+					 ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+					 unchanged, info);
 		index_close(index, NoLock);
 	}
 	if (econtext != NULL)
@@ -451,6 +462,55 @@ rows_scan(Relation rel, int nkeys, const Datum *keys)
 }
 
 /*
+ * The equality function of an index column's operator family for its type,
+ * remembered (a few pairs: uuid, text): looked up in the catalogs once per
+ * process instead of twice per row found; forgotten when an operator family
+ * changes.
+ */
+#define ROWS_EQ_MAX 8
+
+static struct
+{
+	Oid			opfamily;
+	Oid			type;
+	RegProcedure proc;
+}			eq_procs[ROWS_EQ_MAX];
+static int	n_eq_procs = 0;
+static bool eq_callback_set = false;
+
+static void
+eq_procs_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	n_eq_procs = 0;
+}
+
+static RegProcedure
+equality_proc(Oid opfamily, Oid type)
+{
+	RegProcedure proc;
+
+	for (int i = 0; i < n_eq_procs; i++)
+		if (eq_procs[i].opfamily == opfamily && eq_procs[i].type == type)
+			return eq_procs[i].proc;
+	if (!eq_callback_set)
+	{
+		CacheRegisterSyscacheCallback(AMOPSTRATEGY, eq_procs_callback, (Datum) 0);
+		eq_callback_set = true;
+	}
+	proc = get_opcode(get_opfamily_member(opfamily, type, type, BTEqualStrategyNumber));
+	if (!RegProcedureIsValid(proc))
+		elog(ERROR, "no equality operator for type %u in operator family %u", type, opfamily);
+	if (n_eq_procs < ROWS_EQ_MAX)
+	{
+		eq_procs[n_eq_procs].opfamily = opfamily;
+		eq_procs[n_eq_procs].type = type;
+		eq_procs[n_eq_procs].proc = proc;
+		n_eq_procs++;
+	}
+	return proc;
+}
+
+/*
  * rows_scan_on
  *		rows_scan() through another index of rel: the rows whose leading key
  *		columns equal keys[], in the index's order.
@@ -467,10 +527,10 @@ rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys)
 	for (int k = 0; k < nkeys; k++)
 	{
 		Oid			type = s->index->rd_opcintype[k];
-		Oid			op = get_opfamily_member(s->index->rd_opfamily[k], type, type, BTEqualStrategyNumber);
 
 		ScanKeyEntryInitialize(&skeys[k], 0, k + 1, BTEqualStrategyNumber, type,
-							   s->index->rd_indcollation[k], get_opcode(op), keys[k]);
+							   s->index->rd_indcollation[k],
+							   equality_proc(s->index->rd_opfamily[k], type), keys[k]);
 	}
 	s->slot = table_slot_create(rel, NULL);
 	s->scan = index_beginscan(rel, s->index, SnapshotSelf, nkeys, 0);
@@ -496,7 +556,8 @@ rows_scan_end(RowsScan *s)
 {
 	index_endscan(s->scan);
 	ExecDropSingleTupleTableSlot(s->slot);
-	index_close(s->index, AccessShareLock);
+	/* the lock is kept to the end of the transaction, as the executor keeps it */
+	index_close(s->index, NoLock);
 	pfree(s);
 }
 
@@ -571,4 +632,35 @@ Datum
 rows_get(Relation rel, HeapTuple tuple, int place, bool *isnull)
 {
 	return heap_getattr(tuple, place + 1, RelationGetDescr(rel), isnull);
+}
+
+/*
+ * rows_fetch_tid
+ *		The row at tid (as rows_fetch() returns it: a copy with its t_self)
+ *		when it is there, the latest version (SnapshotSelf) and not changed
+ *		since; NULL otherwise, the caller then finds it by key.  For a row
+ *		this transaction locked a moment ago (a claimed queue row): no index
+ *		is searched again.
+ */
+HeapTuple
+rows_fetch_tid(Relation rel, ItemPointer tid)
+{
+	HeapTupleData tuple;
+	Buffer		buffer;
+	HeapTuple	found = NULL;
+
+	if (tid == NULL || !ItemPointerIsValid(tid))
+		return NULL;
+	CommandCounterIncrement();
+	tuple.t_self = *tid;
+	if (heap_fetch(rel, SnapshotSelf, &tuple, &buffer, false))
+	{
+		/* not updated since (a lock leaves t_ctid pointing at itself) */
+		if (ItemPointerEquals(&tuple.t_self, &tuple.t_data->t_ctid))
+			found = heap_copytuple(&tuple);
+		ReleaseBuffer(buffer);
+	}
+	else if (BufferIsValid(buffer))
+		ReleaseBuffer(buffer);
+	return found;
 }

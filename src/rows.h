@@ -30,6 +30,7 @@ extern RowsScan *rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum 
 extern HeapTuple rows_next(RowsScan *s);
 extern void rows_scan_end(RowsScan *s);
 extern HeapTuple rows_fetch(Relation rel, int nkeys, const Datum *keys);
+extern HeapTuple rows_fetch_tid(Relation rel, ItemPointer tid);
 extern bool rows_update(Relation rel, HeapTuple old, Datum *values, bool *nulls, bool *replace);
 extern bool rows_delete(Relation rel, HeapTuple old);
 extern Datum rows_get(Relation rel, HeapTuple tuple, int place, bool *isnull);

@@ -27,7 +27,9 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/inval.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -99,7 +101,9 @@ rows_begin(Rows *r, Oid relid, int ncolumns, const char *const *columns)
 	r->place = palloc(sizeof(int) * ncolumns);
 	rows_place(r->rel, ncolumns, columns, r->place);
 	r->values = palloc0(sizeof(Datum) * natts);
-	r->nulls = palloc0(sizeof(bool) * natts);
+	/* NULL in a column dropped from the table (the others are all set) */
+	r->nulls = palloc(sizeof(bool) * natts);
+	memset(r->nulls, true, sizeof(bool) * natts);
 	r->replace = palloc0(sizeof(bool) * natts);
 }
 
@@ -109,11 +113,13 @@ rows_end(Rows *r)
 	rows_close(r->rel);
 }
 
+static Oid	queue_table_oid(void);
+
 /* the table every queue row is in */
 static void
 queue_rows_begin(Rows *r)
 {
-	rows_begin(r, orchestrator_table_oid("work_queue"), QUEUE_COLUMNS, queue_columns);
+	rows_begin(r, queue_table_oid(), QUEUE_COLUMNS, queue_columns);
 }
 
 static Datum
@@ -607,6 +613,7 @@ queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed)
 		c = &(*claimed)[n++];
 		memcpy(&c->run_id, DatumGetUUIDP(get(&r, t, QC_RUN_ID, &isnull)), sizeof(pg_uuid_t));
 		c->step = get_text(&r, t, QC_STEP);
+		c->tid = t->t_self;
 		get(&r, t, QC_LEASE_TOKEN, &isnull);
 		c->leased = !isnull;
 		c->worker = get_text(&r, t, QC_WORKER);
@@ -703,16 +710,31 @@ step_row_succeeded(EngineRun *run, const char *step, Datum result, bool result_i
 	return true;
 }
 
+/* Is a queue row the one of (run_id, step)? */
+static bool
+queue_row_is(Rows *r, HeapTuple t, Datum run_id, const char *step)
+{
+	bool		isnull;
+	Datum		d = get(r, t, QC_RUN_ID, &isnull);
+	char	   *s;
+
+	if (isnull || memcmp(DatumGetUUIDP(d)->data, DatumGetUUIDP(run_id)->data, UUID_LEN) != 0)
+		return false;
+	s = get_text(r, t, QC_STEP);
+	return s != NULL && strcmp(s, step) == 0;
+}
+
 /*
  * queue_row_lease
  *		The lease of a step this transaction claimed (its queue row locked):
  *		UPDATE work_queue SET lease_token, lease, worker,
  *		available_at = least(now() + lease, attempt_end) WHERE run_id AND
- *		step (attempt_end DT_NOEND: none).
+ *		step (attempt_end DT_NOEND: none).  tid: where the claim found
+ *		the row (it is not searched for again), or NULL.
  */
 void
 queue_row_lease(Datum run_id, const char *step, Datum token, Datum lease,
-				const char *worker, TimestampTz attempt_end)
+				const char *worker, TimestampTz attempt_end, ItemPointer tid)
 {
 	Rows		r;
 	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
@@ -720,7 +742,14 @@ queue_row_lease(Datum run_id, const char *step, Datum token, Datum lease,
 	TimestampTz until;
 
 	queue_rows_begin(&r);
-	old = rows_fetch(r.rel, 2, keys);
+	old = rows_fetch_tid(r.rel, tid);
+	if (old != NULL && !queue_row_is(&r, old, run_id, step))
+	{
+		heap_freetuple(old);
+		old = NULL;
+	}
+	if (old == NULL)
+		old = rows_fetch(r.rel, 2, keys);
 	if (old == NULL)
 	{
 		rows_end(&r);
@@ -813,4 +842,33 @@ queue_row_enqueue(EngineRun *run, const char *step, const char *queue_name,
 		rows_insert(r.rel, r.values, r.nulls);
 	}
 	rows_end(&r);
+}
+
+/*
+ * The OID of orchestrator.work_queue, looked up once per process rather
+ * than once per queue row changed (two catalog searches each time), and
+ * again after any change of pg_class or pg_namespace.
+ */
+static Oid	queue_oid = InvalidOid;
+
+static void
+queue_oid_forget(Datum arg, int cacheid, uint32 hashvalue)
+{
+	queue_oid = InvalidOid;
+}
+
+static Oid
+queue_table_oid(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(RELNAMENSP, queue_oid_forget, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACENAME, queue_oid_forget, (Datum) 0);
+		registered = true;
+	}
+	if (!OidIsValid(queue_oid))
+		queue_oid = orchestrator_table_oid("work_queue");
+	return queue_oid;
 }

@@ -92,7 +92,7 @@ extern bool step_row_claimed(EngineRun *run, const char *step, const char *worke
 extern bool step_row_succeeded(EngineRun *run, const char *step, Datum result, bool result_isnull,
 							   StepRowTimes *out);
 extern void queue_row_lease(Datum run_id, const char *step, Datum token, Datum lease,
-							const char *worker, TimestampTz attempt_end);
+							const char *worker, TimestampTz attempt_end, ItemPointer tid);
 extern bool queue_row_take_leased(Datum run_id, const char *step, Datum token);
 extern void queue_row_enqueue(EngineRun *run, const char *step, const char *queue_name,
 							  int32 priority, TimestampTz available_at);
