@@ -1570,12 +1570,14 @@ typedef struct AppendedEvent
  *		appended before the statement ran) and step.succeeded are appended,
  *		all in one statement.  step.started is appended afterwards so that
  *		the step costs one statement, not three; the step's own statement
- *		therefore does not see it (it commits with the rest).
+ *		therefore does not see it (it commits with the rest).  dequeue: its
+ *		queue row goes too (found at queue_tid, where the claim locked it,
+ *		unless it moved).
  */
 void
 engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 						  Datum result, bool result_isnull, TimestampTz started_at,
-						  bool started_appended, bool dequeue)
+						  bool started_appended, bool dequeue, ItemPointer queue_tid)
 {
 	StepRowSucceeded row;
 	AppendedEvent events[2];
@@ -1583,7 +1585,7 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 
 	orchestrator_quota_check_result(run->owner, result, result_isnull);
 	if (dequeue)
-		queue_row_delete(run->id, step);
+		queue_row_delete(run->id, step, queue_tid);
 	if (!step_row_sql_succeeded(run, step, started_at, result, result_isnull, def->args_json, &row))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

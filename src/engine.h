@@ -355,7 +355,7 @@ extern void engine_defer_step_started(EngineRun *run, const char *step, int32 at
 extern bool engine_take_deferred_start(void);
 extern void engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 									  Datum result, bool result_isnull, TimestampTz started_at,
-									  bool started_appended, bool dequeue);
+									  bool started_appended, bool dequeue, ItemPointer queue_tid);
 extern int64 engine_record_success(EngineRun *run, StepDef *def, const char *step,
 								   Datum result, bool result_isnull, bool dequeue);
 extern void engine_step_done(EngineRun *run, StepDef *def);

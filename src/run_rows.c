@@ -255,20 +255,31 @@ step_row_release(EngineRun *run, const char *step, bool make_ready, Datum input,
 	return true;
 }
 
+static bool queue_row_is(Rows *r, HeapTuple t, Datum run_id, const char *step);
+
 /*
  * queue_row_delete
  *		DELETE FROM work_queue WHERE run_id AND step: the queue row of a
- *		step this transaction claimed (and so holds locked).
+ *		step this transaction claimed (and so holds locked); tid: where the
+ *		claim found it, when known.
  */
 void
-queue_row_delete(Datum run_id, const char *step)
+queue_row_delete(Datum run_id, const char *step, ItemPointer tid)
 {
 	Rows		r;
 	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
 	HeapTuple	old;
 
 	queue_rows_begin(&r);
-	old = rows_fetch(r.rel, 2, keys);
+	/* where the claim locked it, unless it moved since */
+	old = rows_fetch_tid(r.rel, tid);
+	if (old != NULL && !queue_row_is(&r, old, run_id, step))
+	{
+		heap_freetuple(old);
+		old = NULL;
+	}
+	if (old == NULL)
+		old = rows_fetch(r.rel, 2, keys);
 	if (old != NULL && !rows_delete(r.rel, old))
 		changed_elsewhere(&r, run_id);
 	if (old != NULL)

@@ -178,7 +178,7 @@ run_one(EngineClaim *claim, EngineRun *run, bool chained)
 
 		with_args.args_json = args_json;
 		engine_sql_step_succeeded(run, &with_args, claim->step, st.result, st.result_isnull,
-								  started_at, started_appended, !chained);
+								  started_at, started_appended, !chained, &claim->tid);
 	}
 	engine_step_done(run, def);
 }
@@ -281,6 +281,7 @@ run_chained(SqlBatch *batch, EngineRun *run)
 		claim.step = chain.steps[i].step;
 		claim.leased = false;
 		claim.worker = NULL;
+		ItemPointerSetInvalid(&claim.tid);
 		run->attempt = chain.steps[i].attempt;
 		handle_one(&claim, run, true);
 		batch->processed++;
