@@ -86,6 +86,7 @@ typedef struct HttpRequest
 	char	   *step;
 	pg_uuid_t	id;				/* webhook delivery */
 	pg_uuid_t	token;			/* lease */
+	int32		attempt;		/* http steps: the attempt the lease is for */
 	char	   *method;
 	char	   *url;
 	char	  **headers;		/* "Name: value" */
@@ -595,6 +596,7 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 		req->run_id = steps[k].run_id;
 		req->step = pstrdup(steps[k].step);
 		req->token = steps[k].token;
+		req->attempt = steps[k].attempt;
 		req->method = pstrdup(steps[k].method);
 		req->url = pstrdup(steps[k].url);
 		req->headers = palloc0(sizeof(char *) * Max(steps[k].nheaders, 1));
@@ -1137,6 +1139,7 @@ orchestrator_http_record(void)
 		r->step = req->step;
 		r->id = req->id;
 		r->token = req->token;
+		r->attempt = req->attempt;
 		r->url = req->url;
 		r->status = req->status;
 		r->headers = psprintf("{%s}", req->resp_headers.data);

@@ -76,6 +76,45 @@ rows_close(Relation rel)
 }
 
 /*
+ * Where rows_place() found the columns of a table, kept per process (every
+ * transition places the columns of each table it opens: a few hundred
+ * string comparisons each time), per table and list of names (callers pass
+ * their static arrays), forgotten at a relcache invalidation of the table.
+ */
+#define ROWS_PLACE_MAX_COLUMNS 64
+
+typedef struct PlaceKey
+{
+	Oid			relid;
+	const char *const *columns;
+	int			ncolumns;
+} PlaceKey;
+
+typedef struct PlaceEntry
+{
+	PlaceKey	key;
+	bool		valid;
+	int			natts;
+	int			place[ROWS_PLACE_MAX_COLUMNS];
+} PlaceEntry;
+
+static HTAB *place_cache = NULL;
+
+static void
+place_cache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	PlaceEntry *entry;
+
+	if (place_cache == NULL)
+		return;
+	hash_seq_init(&status, place_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (!OidIsValid(relid) || entry->key.relid == relid)
+			entry->valid = false;
+}
+
+/*
  * rows_place
  *		The position in the table's descriptor of each named column; every
  *		column of the table must be named (a column this version does not
@@ -85,6 +124,36 @@ void
 rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	PlaceKey	key;
+	PlaceEntry *entry = NULL;
+	bool		found;
+
+	if (ncolumns <= ROWS_PLACE_MAX_COLUMNS)
+	{
+		if (place_cache == NULL)
+		{
+			HASHCTL		ctl;
+
+			memset(&ctl, 0, sizeof(ctl));
+			ctl.keysize = sizeof(PlaceKey);
+			ctl.entrysize = sizeof(PlaceEntry);
+			ctl.hcxt = CacheMemoryContext;
+			place_cache = hash_create("orchestrator column places", 64, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			CacheRegisterRelcacheCallback(place_cache_callback, (Datum) 0);
+		}
+		memset(&key, 0, sizeof(key));
+		key.relid = RelationGetRelid(rel);
+		key.columns = columns;
+		key.ncolumns = ncolumns;
+		entry = hash_search(place_cache, &key, HASH_ENTER, &found);
+		if (found && entry->valid && entry->natts == desc->natts)
+		{
+			memcpy(place, entry->place, sizeof(int) * ncolumns);
+			return;
+		}
+		entry->valid = false;
+	}
 
 	for (int c = 0; c < ncolumns; c++)
 		place[c] = -1;
@@ -106,6 +175,12 @@ rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
 		if (place[c] < 0)
 			elog(ERROR, "column \"%s\" of table \"%s\" is missing",
 				 columns[c], RelationGetRelationName(rel));
+	if (entry != NULL)
+	{
+		memcpy(entry->place, place, sizeof(int) * ncolumns);
+		entry->natts = desc->natts;
+		entry->valid = true;
+	}
 }
 
 /*
