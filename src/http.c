@@ -155,7 +155,11 @@ static int	applied_host_connections = -1;
 /*
  * socket_callback
  *		curl tells which sockets to watch for what: mirror it in the epoll
- *		set.  Must not throw (curl is on the stack).
+ *		set.  Must not throw (curl is on the stack).  A socket in the set is
+ *		marked with curl_multi_assign() (curl forgets the mark when it
+ *		removes the socket), so that a socket is added, or changed, with one
+ *		system call: a kept connection leaves the set after each request and
+ *		comes back with the next.
  */
 static int
 socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -171,8 +175,15 @@ socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socket
 	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
 		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
 	ev.data.fd = s;
-	if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-		(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev);
+	if (socketp != NULL)
+	{
+		if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+			(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev);
+		return 0;
+	}
+	if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev);
+	curl_multi_assign(multi, s, (void *) &epoll_fd);
 	return 0;
 }
 

@@ -7,18 +7,18 @@
  * the '@http' queue in index order, skipping locked ones, then their runs,
  * skipping locked ones (nobody waits).  While every circuit breaker is
  * closed (usually), the steps start together: their runs are locked, the
- * pending ones started and the attempts counted by a few statements for the
- * whole claim (engine_steps_started()); then each step's request, read from
+ * pending ones started and the attempts counted, row by row through the
+ * access methods (engine_steps_started()); then each step's request, read from
  * its rendered input, is checked (a URL that is not http(s) or not allowed
  * fails the attempt at once, not retryable).  While some breaker is not
  * closed, the steps go one at a time, the request checked and its host's
  * breaker asked before the attempt starts (an open circuit moves the row to
  * later without counting an attempt).  A started step's queue row gets a
- * lease for the step's timeout plus a margin, held by "http:<pid>".  A
- * lease left by a dispatcher that died is a lost attempt
- * (engine_lease_expired); with
- * "recover" (a dispatcher's first claim) the leases of dispatchers that no
- * longer run expire at once.  Nothing is sent here: the caller commits
+ * lease for the step's timeout plus a margin, held by "http:<pid>" (the
+ * leases of a claim given at its end).  A lease left by a dispatcher that
+ * died is a lost attempt (engine_lease_expired); with "recover" (a
+ * dispatcher's first claim) the leases of dispatchers that no longer run
+ * expire at once.  Nothing is sent here: the caller commits
  * first.  Webhook deliveries are claimed afterwards (webhook.c).
  *
  *-------------------------------------------------------------------------
@@ -44,9 +44,21 @@
 /* a request's lease: its timeout plus this, to answer and be recorded */
 #define HTTP_LEASE_MARGIN_MS	30000
 
+/* a lease to give (the claim's rows are leased together, at its end) */
+typedef struct Lease
+{
+	Datum		run_id;
+	const char *step;
+	Datum		token;
+	Datum		lease;
+} Lease;
+
 typedef struct ClaimArgs
 {
 	MemoryContext caller_context;	/* where the claims go */
+	MemoryContext unit_context; /* the claim's own */
+	Lease	   *leases;
+	int			nleases;
 	int			max_items;
 	const char *worker;
 	bool		recover;
@@ -242,9 +254,18 @@ claim_started(ClaimArgs *a, EngineRun *run, const char *step, RequestParts *p, i
 		return false;
 	}
 
-	/* its lease, held by this dispatcher (the queue row is locked) */
-	token = engine_random_uuid();
-	queue_row_lease(run->id, step, token, lease_interval(p->timeout_ms), a->worker, DT_NOEND);
+	/* its lease, given with the others' at the end of the claim */
+	{
+		MemoryContext row_context = MemoryContextSwitchTo(a->unit_context);
+		Lease	   *l = &a->leases[a->nleases++];
+
+		token = engine_random_uuid();
+		l->run_id = run->id;
+		l->step = step;
+		l->token = token;
+		l->lease = lease_interval(p->timeout_ms);
+		MemoryContextSwitchTo(row_context);
+	}
 
 	/* the request, in the caller's memory */
 	{
@@ -432,6 +453,8 @@ claim_work(void *arg)
 	nclaimed = engine_claim("@http", a->max_items, (Datum) 0, &claimed);
 	a->claims = MemoryContextAllocZero(a->caller_context, sizeof(HttpStepClaim) * Max(nclaimed, 1));
 	a->ended = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->unit_context = CurrentMemoryContext;
+	a->leases = palloc(sizeof(Lease) * Max(nclaimed, 1));
 	fresh = palloc(sizeof(EngineClaim) * Max(nclaimed, 1));
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
@@ -461,6 +484,14 @@ claim_work(void *arg)
 	}
 	if (nfresh > 0)
 		claim_batch(a, fresh, nfresh);
+
+	/*
+	 * the leases, held by this dispatcher (the queue rows are locked): one
+	 * after another, so that the queue's pages are visited together
+	 */
+	for (int k = 0; k < a->nleases; k++)
+		queue_row_lease(a->leases[k].run_id, a->leases[k].step, a->leases[k].token,
+						a->leases[k].lease, a->worker, DT_NOEND);
 }
 
 /*
