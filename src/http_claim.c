@@ -8,8 +8,8 @@
  * skipping locked ones (nobody waits).  While every circuit breaker is
  * closed (usually), the steps start together: their runs are locked, the
  * pending ones started and the attempts counted, row by row through the
- * access methods (engine_steps_started()); then each step's request, read from
- * its rendered input, is checked (a URL that is not http(s) or not allowed
+ * access methods (engine_steps_started()); then each step's request, read
+ * from its rendered input, is checked (a URL that is not http(s) or not allowed
  * fails the attempt at once, not retryable).  While some breaker is not
  * closed, the steps go one at a time, the request checked and its host's
  * breaker asked before the attempt starts (an open circuit moves the row to
@@ -18,8 +18,8 @@
  * leases of a claim given at its end).  A lease left by a dispatcher that
  * died is a lost attempt (engine_lease_expired); with "recover" (a
  * dispatcher's first claim) the leases of dispatchers that no longer run
- * expire at once.  Nothing is sent here: the caller commits
- * first.  Webhook deliveries are claimed afterwards (webhook.c).
+ * expire at once.  Nothing is sent here: the caller commits first.
+ * Webhook deliveries are claimed afterwards (webhook.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -369,9 +369,9 @@ note_ended(ClaimArgs *a, EngineRun *run, RunStatus before)
  *		runs are locked, started and the attempts counted, per partition set
  *		(engine_steps_started()), then each becomes a request or fails (in a
  *		memory context reset after each: the request is copied to the
- *		caller's).  A row whose run another row of the claim ended
- *		(an expired lease or a request that could not be sent failed it) is
- *		not started, or not sent: the run's end cancelled its step.
+ *		caller's).  A row whose run another row of the claim ended (an
+ *		expired lease or a request that could not be sent failed it) is not
+ *		started, or not sent: the run's end cancelled its step.
  */
 static void
 claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)

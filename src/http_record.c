@@ -8,8 +8,8 @@
  *
  * The dispatcher records a batch of finished requests in one transaction
  * (http_record_batch()): the runs of its http steps are locked together,
- * in the order of their ids, and their leases taken (their queue rows deleted), then
- * each item is recorded.  The batch is tried in one subtransaction; only
+ * in the order of their ids, and their leases taken (their queue rows
+ * deleted), then each item is recorded.  The batch is tried in one subtransaction; only
  * when that fails is it redone item by item, each guarded by its own
  * subtransaction (an error recording one fails that step, not retried, and
  * leaves the others).  One subtransaction per item always would overflow
@@ -265,9 +265,10 @@ item_order(const void *x, const void *y, void *arg)
  *		The runs of the batch's http steps are locked, in the order of their
  *		ids (engine_lock_runs(), per partition set), and then the leases
  *		still held of those whose run takes responses are taken
- *		(queue_row_take_leased()): taken[i] says which.  Items of one run share its
- *		EngineRun (*run_of[i]), so that what one does to the run (ends it)
- *		the next one sees; attempts[i] is the attempt of item i's step.
+ *		(queue_row_take_leased()): taken[i] says which.  Items of one run
+ *		share its EngineRun (*run_of[i]), so that what one does to the run
+ *		(ends it) the next one sees; attempts[i] is the attempt of item i's
+ *		step (the one its request carries, else read with the lock).
  */
 static void
 lock_and_take(RecordBatch *b, EngineRun **run_of, int32 *attempts, bool *taken)
