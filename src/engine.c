@@ -242,7 +242,7 @@ engine_step_started_data(int32 attempt, const char *worker)
 	v.val.string.len = strlen("attempt");
 	pushJsonbValue(&state, WJB_KEY, &v);
 	v.type = jbvNumeric;
-	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int4_numeric, Int32GetDatum(attempt)));
+	v.val.numeric = int64_to_numeric(attempt);
 	pushJsonbValue(&state, WJB_VALUE, &v);
 	if (worker != NULL)
 	{
@@ -2053,249 +2053,141 @@ engine_fire_timer(EngineRun *run, const char *step)
  * Batches of claimed steps
  *
  * A dispatcher's HTTP claim and the recording of a batch of responses
- * (http_claim.c, http_record.c) lock the runs of many steps at once: one
- * statement per partition set instead of one lock (and a start, and a
- * step's update) per step, with the same effect as the single transitions
- * above.
+ * (http_claim.c, http_record.c) lock the runs of many steps at once, with
+ * the same effect as the single transitions above: the rows through the
+ * access methods (run_rows.c), the events of a row appended together.
  * ---------------------------------------------------------------- */
 
-/* Row "row" of a batch statement's result: the columns of a locked run. */
+/* A run read and locked by run_row_lock(), into an EngineRun. */
 static void
-run_from_row(uint64 row, EngineRun *run)
+run_from_locked(EngineRun *run, const RunRowLocked *row)
 {
-	bool		isnull;
-	Datum		d;
-
-	run->status = run_status_from_name(TextDatumGetCString(engine_col_at(row, "status", &isnull)));
-	run->owner = DatumGetObjectId(engine_col_at(row, "owner", &isnull));
-	run->name = TextDatumGetCString(engine_col_at(row, "name", &isnull));
-	run->version = DatumGetInt32(engine_col_at(row, "version", &isnull));
-	run->priority = DatumGetInt32(engine_col_at(row, "priority", &isnull));
-	d = engine_col_at(row, "deadline", &isnull);
-	run->has_deadline = !isnull;
-	run->deadline = isnull ? 0 : DatumGetTimestampTz(d);
-	d = engine_col_at(row, "trace_id", &isnull);
-	run->trace_id = isnull ? NULL : TextDatumGetCString(d);
-	d = engine_col_at(row, "trace_parent", &isnull);
-	run->trace_parent = isnull ? NULL : TextDatumGetCString(d);
-	d = engine_col_at(row, "admission", &isnull);
-	run->admission = isnull ? 0 : DatumGetInt16(d);
+	run->status = row->status;
+	run->owner = row->owner;
+	run->name = row->name;
+	run->version = row->version;
+	run->priority = row->priority;
+	run->has_deadline = row->has_deadline;
+	run->deadline = row->deadline;
+	run->attempt = row->attempt;
+	run->trace_id = row->trace_id;
+	run->trace_parent = row->trace_parent;
+	run->admission = row->admission;
 }
 
+/* {} as jsonb, without parsing it */
 static Datum
-uuid_array(int n, const Datum *ids)
+empty_object(void)
 {
-	return PointerGetDatum(construct_array((Datum *) ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-}
+	JsonbParseState *state = NULL;
 
-static Datum
-text_array(int n, char *const *texts)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(texts[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/* The row number "i" (from 1) of a batch statement's row, from 0. */
-static int
-row_index(uint64 row, int n)
-{
-	bool		isnull;
-	int64		i = DatumGetInt64(engine_col_at(row, "i", &isnull));
-
-	if (isnull || i < 1 || i > n)
-		elog(ERROR, "orchestrator batch statement returned row %lld of %d", (long long) i, n);
-	return (int) i - 1;
-}
-
-/*
- * lock_runs
- *		Lock the runs of rows (run_ids[i], steps[i]) and read them into
- *		runs[i] (found[i]); statement S_LOCK_RUNS or S_LOCK_RUNS_SKIP.
- */
-static void
-lock_runs(Stmt stmt, const RunLeaves *leaves, int n, const Datum *run_ids, char *const *steps,
-		  bool *found, EngineRun *runs, TimestampTz *created_at)
-{
-	Datum		values[2] = {uuid_array(n, run_ids), text_array(n, steps)};
-	uint64		nrows = engine_stmt(stmt, leaves, values, NULL);
-
-	memset(found, 0, sizeof(bool) * n);
-	for (uint64 row = 0; row < nrows; row++)
-	{
-		int			i = row_index(row, n);
-		bool		isnull;
-		Datum		d;
-		EngineRun  *run = &runs[i];
-
-		memset(run, 0, sizeof(EngineRun));
-		run->id = run_ids[i];
-		run->leaves = *leaves;
-		run_from_row(row, run);
-		if (stmt == S_LOCK_RUNS)
-		{
-			d = engine_col_at(row, "attempt", &isnull);
-			run->attempt = isnull ? 0 : DatumGetInt32(d);
-		}
-		if (created_at != NULL)
-		{
-			d = engine_col_at(row, "created_at", &isnull);
-			created_at[i] = isnull ? 0 : DatumGetTimestampTz(d);
-		}
-		found[i] = true;
-	}
-	engine_rows_done();
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
 /*
  * engine_steps_started
  *		Claimed queue rows (run_ids[i], steps[i]) of runs in one partition
  *		set start an attempt each, as engine_lock_run_to_start() and
- *		engine_step_started() would one at a time: the runs are locked
+ *		engine_step_started() would one at a time: the run is locked
  *		(started[i] false for a run another transaction holds, or one that
- *		is gone), the pending ones start, each step's attempt is counted,
- *		held by "worker", in three statements for the whole batch; then, in
- *		the order given, each row's workflow.started (the first row of a run
- *		that started here) and step.started are appended, announced and
- *		counted.  runs[i] is the row's run (its "attempt" the one before);
- *		inputs[i] the step's input.
+ *		is gone), a pending one starts, the step's attempt is counted, held
+ *		by "worker", through the access methods (run_row_lock(),
+ *		step_row_claimed()); in the order given, each row's workflow.started
+ *		(the first row of a run that started here) and step.started are
+ *		appended, announced and counted.  runs[i] is the row's run (its
+ *		"attempt" the one before); inputs[i] the step's input.  Each row is
+ *		worked in a memory context reset after it (what the caller gets is
+ *		copied out): a claim of hundreds of rows would otherwise grow the
+ *		unit's memory by megabytes, fresh pages the kernel zeroes for every
+ *		claim.
  */
 void
 engine_steps_started(const RunLeaves *leaves, int n, const Datum *run_ids, char *const *steps,
 					 const char *worker, bool *started, EngineRun *runs, Datum *inputs,
 					 bool *inputs_isnull)
 {
-	bool	   *locked = palloc(sizeof(bool) * Max(n, 1));
-	int32	   *attempts = palloc0(sizeof(int32) * Max(n, 1));
-	TimestampTz *started_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
-	TimestampTz *ready_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
-	TimestampTz *created_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
-	TimestampTz *run_started_at = palloc0(sizeof(TimestampTz) * Max(n, 1));
-	bool	   *run_starts = palloc0(sizeof(bool) * Max(n, 1));
-	char	  **kinds = palloc0(sizeof(char *) * Max(n, 1));
-	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
-	char	  **names = palloc(sizeof(char *) * Max(n, 1));
-	int		   *which = palloc(sizeof(int) * Max(n, 1));
-	int			m = 0;
-	uint64		nrows;
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext row_context = AllocSetContextCreate(outer, "orchestrator steps started",
+													  ALLOCSET_DEFAULT_SIZES);
+	bool	   *tried = palloc0(sizeof(bool) * Max(n, 1));
 
 	memset(started, 0, sizeof(bool) * n);
-	if (n == 0)
-		return;
-	lock_runs(S_LOCK_RUNS_SKIP, leaves, n, run_ids, steps, locked, runs, created_at);
-
-	/* the pending runs start (each once, at its first row) */
-	for (int i = 0; i < n; i++)
-	{
-		bool		first = locked[i] && runs[i].status == RUN_PENDING;
-
-		for (int k = 0; k < m && first; k++)
-			if (memcmp(DatumGetUUIDP(ids[k]), DatumGetUUIDP(run_ids[i]), UUID_LEN) == 0)
-				first = false;
-		if (first)
-		{
-			ids[m] = run_ids[i];
-			which[m++] = i;
-		}
-	}
-	if (m > 0)
-	{
-		Datum		values[1] = {uuid_array(m, ids)};
-
-		nrows = engine_stmt(S_RUNS_STARTED, leaves, values, NULL);
-		for (uint64 row = 0; row < nrows; row++)
-		{
-			int			k = row_index(row, m);
-			bool		isnull;
-
-			run_started_at[which[k]] = DatumGetTimestampTz(engine_col_at(row, "started_at", &isnull));
-			run_starts[which[k]] = true;
-		}
-		engine_rows_done();
-	}
-
-	/* the steps of the locked runs start their attempts */
-	m = 0;
-	for (int i = 0; i < n; i++)
-	{
-		if (!locked[i])
-			continue;
-		/* a run that started here is running for all its rows */
-		if (runs[i].status == RUN_PENDING)
-			runs[i].status = RUN_RUNNING;
-		ids[m] = run_ids[i];
-		names[m] = steps[i];
-		which[m++] = i;
-	}
-	if (m == 0)
-		return;
-	{
-		Datum		values[3] = {uuid_array(m, ids), text_array(m, names), CStringGetTextDatum(worker)};
-
-		nrows = engine_stmt(S_STEPS_STARTED, leaves, values, NULL);
-	}
-	for (uint64 row = 0; row < nrows; row++)
-	{
-		int			i = which[row_index(row, m)];
-		bool		isnull;
-		Datum		d;
-
-		attempts[i] = DatumGetInt32(engine_col_at(row, "attempt", &isnull));
-		runs[i].attempt = attempts[i] - 1;
-		inputs[i] = engine_col_at(row, "input", &inputs_isnull[i]);
-		started_at[i] = DatumGetTimestampTz(engine_col_at(row, "started_at", &isnull));
-		d = engine_col_at(row, "ready_at", &isnull);
-		ready_at[i] = isnull ? 0 : DatumGetTimestampTz(d);
-		d = engine_col_at(row, "kind", &isnull);
-		kinds[i] = isnull ? NULL : TextDatumGetCString(d);
-		started[i] = true;
-	}
-	engine_rows_done();
-	for (int i = 0; i < n; i++)
-		if (locked[i] && !started[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("workflow run %s has no step \"%s\"", engine_uuid_text(run_ids[i]), steps[i])));
-
 	for (int i = 0; i < n; i++)
 	{
 		EngineRun  *run = &runs[i];
+		RunRowLocked row;
+		StepRowClaimed step;
 		HistoryEvent ev[2];
 		int			nev = 0;
+		int			same = -1;
 		int64		seq;
 
-		if (!started[i])
+		/* a run of an earlier row of the claim is locked (and running) already */
+		for (int k = 0; k < i && same < 0; k++)
+			if (tried[k] && memcmp(DatumGetUUIDP(run_ids[k]), DatumGetUUIDP(run_ids[i]), UUID_LEN) == 0)
+				same = k;
+		tried[i] = true;
+		memset(run, 0, sizeof(EngineRun));
+		if (same >= 0 && !started[same])
 			continue;
+		MemoryContextSwitchTo(row_context);
+		if (same >= 0)
+		{
+			*run = runs[same];
+			row.started = false;
+		}
+		else
+		{
+			run->id = run_ids[i];
+			run->leaves = *leaves;
+			if (!run_row_lock(run, NULL, RUN_LOCK_SKIP, true, &row))
+			{
+				MemoryContextSwitchTo(outer);
+				MemoryContextReset(row_context);
+				continue;
+			}
+			run_from_locked(run, &row);
+			/* what the caller keeps */
+			run->name = MemoryContextStrdup(outer, row.name);
+			run->trace_id = row.trace_id ? MemoryContextStrdup(outer, row.trace_id) : NULL;
+			run->trace_parent = row.trace_parent ? MemoryContextStrdup(outer, row.trace_parent) : NULL;
+		}
+		if (!step_row_claimed(run, steps[i], worker, (Datum) 0, true, &step))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("workflow run %s has no step \"%s\"", engine_uuid_text(run_ids[i]), steps[i])));
+		run->attempt = step.times.attempt - 1;
+		inputs_isnull[i] = step.input_isnull;
+		inputs[i] = (Datum) 0;
+		if (!step.input_isnull)
+		{
+			MemoryContextSwitchTo(outer);
+			inputs[i] = datumCopy(step.input, false, -1);
+			MemoryContextSwitchTo(row_context);
+		}
+		started[i] = true;
+
 		/* the run's workflow.started comes before its first step.started */
-		if (run_starts[i])
+		if (row.started)
 		{
 			ev[nev].type = "workflow.started";
 			ev[nev].step = NULL;
-			ev[nev].at = run_started_at[i];
-			ev[nev].data = jsonb_from_cstring("{}");
+			ev[nev].at = row.started_at;
+			ev[nev].data = empty_object();
 			nev++;
 		}
-		{
-			StringInfoData data;
-
-			initStringInfo(&data);
-			appendStringInfo(&data, "{\"attempt\": %d, \"worker\": ", attempts[i]);
-			escape_json(&data, worker);
-			appendStringInfoChar(&data, '}');
-			ev[nev].type = "step.started";
-			ev[nev].step = steps[i];
-			ev[nev].at = GetCurrentTimestamp();
-			ev[nev].data = jsonb_from_cstring(data.data);
-			nev++;
-		}
+		ev[nev].type = "step.started";
+		ev[nev].step = steps[i];
+		ev[nev].at = GetCurrentTimestamp();
+		ev[nev].data = engine_step_started_data(step.times.attempt, worker);
+		nev++;
 		seq = history_append(run->leaves.events, run->id, nev, ev);
 		for (int k = 0; k < nev; k++)
 		{
 			const char *type = ev[k].type;
 
-			/* step.started is counted, from what the statement returned */
+			/* step.started is counted, from what its row said */
 			if (ev[k].step != NULL && orchestrator_metrics_counts(type))
 			{
 				MetricsEvent e;
@@ -2305,33 +2197,45 @@ engine_steps_started(const RunLeaves *leaves, int n, const Datum *run_ids, char 
 				e.run_id = engine_uuid_text(run->id);
 				e.workflow = run->name;
 				e.step = ev[k].step;
-				e.kind = kinds[i];
-				e.started_at = started_at[i];
-				e.ready_at = ready_at[i];
+				e.kind = step.times.kind;
+				e.started_at = step.times.started_at;
+				e.ready_at = step.times.ready_at;
 				e.at = ev[k].at;
-				e.attempt = attempts[i];
+				e.attempt = step.times.attempt;
 				e.trace_id = run->trace_id;
 				e.trace_parent = run->trace_parent;
-				e.created_at = created_at[i];
 				orchestrator_metrics_event(&e);
 			}
 			announce_event(run, seq + k, CStringGetTextDatum(type), type, ev[k].step, ev[k].data);
 		}
+		MemoryContextSwitchTo(outer);
+		MemoryContextReset(row_context);
 	}
+	MemoryContextDelete(row_context);
 }
 
 /*
  * engine_lock_runs
  *		The runs of rows (run_ids[i], steps[i]) in one partition set,
- *		locked (waiting for them, in the order of their ids) and read as
- *		engine_lock_run() does, with the attempts so far of each row's step:
- *		runs[i], found[i] (false: the run is gone).
+ *		locked (waiting for them, in the order given: the caller's is that
+ *		of their ids) and read as engine_lock_run() does, with the attempts
+ *		so far of each row's step (steps[i] NULL: not read, 0): runs[i],
+ *		found[i] (false: the run is gone).
  */
 void
 engine_lock_runs(const RunLeaves *leaves, int n, const Datum *run_ids, char *const *steps,
 				 bool *found, EngineRun *runs)
 {
-	if (n == 0)
-		return;
-	lock_runs(S_LOCK_RUNS, leaves, n, run_ids, steps, found, runs, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		EngineRun  *run = &runs[i];
+		RunRowLocked row;
+
+		memset(run, 0, sizeof(EngineRun));
+		run->id = run_ids[i];
+		run->leaves = *leaves;
+		found[i] = run_row_lock(run, steps[i], RUN_LOCK_WAIT, false, &row);
+		if (found[i])
+			run_from_locked(run, &row);
+	}
 }

@@ -261,7 +261,6 @@ typedef enum Stmt
 	S_WEBHOOK_FAILED,
 	S_WEBHOOK_DELIVERED,
 	S_RUN_TRACE,
-	S_HTTP_LEASES,
 	/* run_api.c, external.c: the API's transitions */
 	S_RUN_VISIBLE,
 	S_RESUME_STEPS_READ,
@@ -274,12 +273,6 @@ typedef enum Stmt
 	S_QUEUE_LIMIT,
 	S_QUEUE_LEASED,
 	S_WORKABLE,
-	/* engine.c: batches of claimed steps (http_claim.c, http_record.c) */
-	S_LOCK_RUNS_SKIP,
-	S_LOCK_RUNS,
-	S_RUNS_STARTED,
-	S_STEPS_STARTED,
-	S_HTTP_TAKE_LEASES,
 	S_COUNT
 } Stmt;
 

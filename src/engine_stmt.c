@@ -558,13 +558,6 @@ static const StmtDef stmts[S_COUNT] = {
 	/* a run's trace, for the traceparent of its deliveries */
 	[S_RUN_TRACE] = {
 		"SELECT trace_id, trace_parent FROM @runs@ WHERE id = $1", 1, {UUIDOID}},
-	/* the HTTP claim's leases: rows ($1, $2) get token $3 for $4, held by $5 */
-	[S_HTTP_LEASES] = {
-		"UPDATE orchestrator.work_queue w SET lease_token = t.token, lease = t.lease, worker = $5,"
-		" available_at = now() + t.lease"
-		" FROM unnest($1, $2, $3, $4) t(run_id, step, token, lease)"
-		" WHERE w.run_id = t.run_id AND w.step = t.step",
-	5, {UUIDARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INTERVALARRAYOID, TEXTOID}},
 	/*
 	 * The API's transitions of a run (run_api.c: cancel_workflow,
 	 * retry_run, signal_workflow) and of claimed external steps
@@ -637,48 +630,6 @@ static const StmtDef stmts[S_COUNT] = {
 		"   SELECT g.name FROM orchestrator.workflow_grants g"
 		"   WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee)) END AS workflows",
 	0, {0}},
-
-	/*
-	 * Batches of claimed steps, of runs in one partition set (engine.c),
-	 * each row of the arrays numbered by "i" (from 1).  Every statement
-	 * joins its arrays to the tables' keys (index scans), never two
-	 * sets to each other.  The runs of rows $1, locked in the order of
-	 * their ids, skipping locked ones (S_LOCK_RUNS_SKIP) or waiting for
-	 * them (S_LOCK_RUNS, with the attempts so far of each row's step $2):
-	 */
-#define LOCK_RUNS(extra) \
-	"SELECT t.i, r.status, r.owner, r.name, r.version, r.priority, r.deadline, r.trace_id, r.trace_parent," \
-	" r.admission, r.created_at" extra " FROM unnest($1, $2) WITH ORDINALITY t(run_id, step, i)" \
-	" JOIN @runs@ r ON r.id = t.run_id ORDER BY r.id FOR UPDATE OF r"
-	[S_LOCK_RUNS_SKIP] = {LOCK_RUNS("") " SKIP LOCKED", 2, {UUIDARRAYOID, TEXTARRAYOID}},
-	[S_LOCK_RUNS] = {
-		LOCK_RUNS(", (SELECT s.attempt FROM @steps@ s WHERE s.run_id = t.run_id AND s.step = t.step) AS attempt"),
-	2, {UUIDARRAYOID, TEXTARRAYOID}},
-	/* ... the pending runs among locked runs $1 start */
-	[S_RUNS_STARTED] = {
-		"UPDATE @runs@ r SET status = 'running', started_at = clock_timestamp()"
-		" FROM unnest($1) WITH ORDINALITY t(id, i) WHERE r.id = t.id AND r.status = 'pending'"
-		" RETURNING t.i, r.started_at",
-	1, {UUIDARRAYOID}},
-	/* ... and steps ($1, $2) of locked runs start an attempt, held by $3 */
-	[S_STEPS_STARTED] = {
-		"UPDATE @steps@ s SET status = 'running', attempt = s.attempt + 1, started_at = clock_timestamp(), worker = $3"
-		" FROM unnest($1, $2) WITH ORDINALITY t(run_id, step, i) WHERE s.run_id = t.run_id AND s.step = t.step"
-		" RETURNING t.i, s.attempt, s.input, s.started_at, s.ready_at, s.kind",
-	3, {UUIDARRAYOID, TEXTARRAYOID, TEXTOID}},
-	/*
-	 * http_record.c: the queue rows ($1, $2) whose lease is still token $3,
-	 * unexpired, are taken (S_TAKE_LEASED for many rows); i: which.  The
-	 * rows are found by their keys: "available_at > now()" as such would
-	 * let a generic plan scan the claim index for every unexpired row
-	 * (every request in flight) and compare each with every row of the
-	 * arrays; "IS TRUE" keeps it from being an index condition.
-	 */
-	[S_HTTP_TAKE_LEASES] = {
-		"DELETE FROM orchestrator.work_queue w USING unnest($1, $2, $3) WITH ORDINALITY t(run_id, step, token, i)"
-		" WHERE w.run_id = t.run_id AND w.step = t.step AND w.lease_token IS NOT DISTINCT FROM t.token"
-		" AND (w.available_at > now()) IS TRUE RETURNING t.i",
-	3, {UUIDARRAYOID, TEXTARRAYOID, UUIDARRAYOID}},
 };
 
 /*

@@ -86,6 +86,7 @@ typedef struct HttpRequest
 	char	   *step;
 	pg_uuid_t	id;				/* webhook delivery */
 	pg_uuid_t	token;			/* lease */
+	int32		attempt;		/* http steps: the attempt the lease is for */
 	char	   *method;
 	char	   *url;
 	char	  **headers;		/* "Name: value" */
@@ -154,7 +155,11 @@ static int	applied_host_connections = -1;
 /*
  * socket_callback
  *		curl tells which sockets to watch for what: mirror it in the epoll
- *		set.  Must not throw (curl is on the stack).
+ *		set.  Must not throw (curl is on the stack).  A socket in the set is
+ *		marked with curl_multi_assign() (curl forgets the mark when it
+ *		removes the socket), so that a socket is added, or changed, with one
+ *		system call: a kept connection leaves the set after each request and
+ *		comes back with the next.
  */
 static int
 socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -170,8 +175,15 @@ socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socket
 	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
 		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
 	ev.data.fd = s;
-	if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-		(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev);
+	if (socketp != NULL)
+	{
+		if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+			(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev);
+		return 0;
+	}
+	if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev);
+	curl_multi_assign(multi, s, (void *) &epoll_fd);
 	return 0;
 }
 
@@ -595,6 +607,7 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 		req->run_id = steps[k].run_id;
 		req->step = pstrdup(steps[k].step);
 		req->token = steps[k].token;
+		req->attempt = steps[k].attempt;
 		req->method = pstrdup(steps[k].method);
 		req->url = pstrdup(steps[k].url);
 		req->headers = palloc0(sizeof(char *) * Max(steps[k].nheaders, 1));
@@ -1137,6 +1150,7 @@ orchestrator_http_record(void)
 		r->step = req->step;
 		r->id = req->id;
 		r->token = req->token;
+		r->attempt = req->attempt;
 		r->url = req->url;
 		r->status = req->status;
 		r->headers = psprintf("{%s}", req->resp_headers.data);

@@ -29,6 +29,7 @@ typedef struct HttpStepClaim
 	pg_uuid_t	run_id;
 	char	   *step;
 	pg_uuid_t	token;			/* its lease */
+	int32		attempt;		/* the attempt the lease is for */
 	char	   *method;
 	char	   *url;
 	char	  **headers;		/* "Name: value" */
@@ -48,6 +49,8 @@ typedef struct HttpResult
 	const char *step;			/* http steps */
 	pg_uuid_t	id;				/* webhook deliveries */
 	pg_uuid_t	token;			/* the lease */
+	int32		attempt;		/* http steps: the attempt the lease is for (0:
+								 * unknown, read with the run's lock) */
 	const char *url;
 	int			status;			/* HTTP status, 0 when none */
 	const char *headers;		/* response headers, a JSON object */

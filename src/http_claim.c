@@ -7,19 +7,19 @@
  * the '@http' queue in index order, skipping locked ones, then their runs,
  * skipping locked ones (nobody waits).  While every circuit breaker is
  * closed (usually), the steps start together: their runs are locked, the
- * pending ones started and the attempts counted by a few statements for the
- * whole claim (engine_steps_started()); then each step's request, read from
- * its rendered input, is checked (a URL that is not http(s) or not allowed
+ * pending ones started and the attempts counted, row by row through the
+ * access methods (engine_steps_started()); then each step's request, read
+ * from its rendered input, is checked (a URL that is not http(s) or not allowed
  * fails the attempt at once, not retryable).  While some breaker is not
  * closed, the steps go one at a time, the request checked and its host's
  * breaker asked before the attempt starts (an open circuit moves the row to
  * later without counting an attempt).  A started step's queue row gets a
  * lease for the step's timeout plus a margin, held by "http:<pid>" (the
- * leases of a claim in one statement, at its end).  A lease left by a
- * dispatcher that died is a lost attempt (engine_lease_expired); with
- * "recover" (a dispatcher's first claim) the leases of dispatchers that no
- * longer run expire at once.  Nothing is sent here: the caller commits
- * first.  Webhook deliveries are claimed afterwards (webhook.c).
+ * leases of a claim given at its end).  A lease left by a dispatcher that
+ * died is a lost attempt (engine_lease_expired); with "recover" (a
+ * dispatcher's first claim) the leases of dispatchers that no longer run
+ * expire at once.  Nothing is sent here: the caller commits first.
+ * Webhook deliveries are claimed afterwards (webhook.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -31,6 +31,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -38,24 +39,31 @@
 #include "engine.h"
 #include "guc.h"
 #include "http.h"
+#include "run_rows.h"
 
 /* a request's lease: its timeout plus this, to answer and be recorded */
 #define HTTP_LEASE_MARGIN_MS	30000
 
+/* a lease to give (the claim's rows are leased together, at its end) */
+typedef struct Lease
+{
+	Datum		run_id;
+	const char *step;
+	Datum		token;
+	Datum		lease;
+} Lease;
+
 typedef struct ClaimArgs
 {
 	MemoryContext caller_context;	/* where the claims go */
+	MemoryContext unit_context; /* the claim's own */
+	Lease	   *leases;
+	int			nleases;
 	int			max_items;
 	const char *worker;
 	bool		recover;
 	HttpStepClaim *claims;
 	int			n;
-	/* the leases to give, in one statement */
-	Datum	   *lease_runs;
-	Datum	   *lease_steps;
-	Datum	   *lease_tokens;
-	Datum	   *lease_lengths;
-	int			nleases;
 	/* runs that this claim ended: their other rows are not started */
 	Datum	   *ended;
 	int			nended;
@@ -247,12 +255,17 @@ claim_started(ClaimArgs *a, EngineRun *run, const char *step, RequestParts *p, i
 	}
 
 	/* its lease, given with the others' at the end of the claim */
-	token = engine_random_uuid();
-	a->lease_runs[a->nleases] = run->id;
-	a->lease_steps[a->nleases] = CStringGetTextDatum(step);
-	a->lease_tokens[a->nleases] = token;
-	a->lease_lengths[a->nleases] = lease_interval(p->timeout_ms);
-	a->nleases++;
+	{
+		MemoryContext row_context = MemoryContextSwitchTo(a->unit_context);
+		Lease	   *l = &a->leases[a->nleases++];
+
+		token = engine_random_uuid();
+		l->run_id = run->id;
+		l->step = step;
+		l->token = token;
+		l->lease = lease_interval(p->timeout_ms);
+		MemoryContextSwitchTo(row_context);
+	}
 
 	/* the request, in the caller's memory */
 	{
@@ -260,6 +273,7 @@ claim_started(ClaimArgs *a, EngineRun *run, const char *step, RequestParts *p, i
 
 		memcpy(&c->run_id, DatumGetUUIDP(run->id), sizeof(pg_uuid_t));
 		memcpy(&c->token, DatumGetUUIDP(token), sizeof(pg_uuid_t));
+		c->attempt = attempt;
 		c->step = pstrdup(step);
 		method = object_value(p->request, "method");
 		c->method = method != NULL && method->type == jbvString
@@ -352,11 +366,12 @@ note_ended(ClaimArgs *a, EngineRun *run, RunStatus before)
 /*
  * claim_batch
  *		With every circuit closed, the claimed steps start together: their
- *		runs are locked, started and the attempts counted in one statement
- *		per partition set (engine_steps_started()), then each becomes a
- *		request or fails.  A row whose run another row of the claim ended
- *		(an expired lease or a request that could not be sent failed it) is
- *		not started, or not sent: the run's end cancelled its step.
+ *		runs are locked, started and the attempts counted, per partition set
+ *		(engine_steps_started()), then each becomes a request or fails (in a
+ *		memory context reset after each: the request is copied to the
+ *		caller's).  A row whose run another row of the claim ended (an
+ *		expired lease or a request that could not be sent failed it) is not
+ *		started, or not sent: the run's end cancelled its step.
  */
 static void
 claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
@@ -370,6 +385,10 @@ claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
 	bool	   *started = palloc(sizeof(bool) * Max(n, 1));
 	Datum	   *inputs = palloc(sizeof(Datum) * Max(n, 1));
 	bool	   *inputs_isnull = palloc(sizeof(bool) * Max(n, 1));
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext row_context = AllocSetContextCreate(outer, "orchestrator http claim row",
+													  ALLOCSET_DEFAULT_SIZES);
+
 	for (int i = 0; i < n; i++)
 		has_leaves[i] = !ended_here(a, UUIDPGetDatum(&claimed[i].run_id)) &&
 			orchestrator_run_leaves(UUIDPGetDatum(&claimed[i].run_id), &leaves[i], true);
@@ -399,14 +418,18 @@ claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
 
 			if (!started[k] || ended_here(a, run->id))
 				continue;
+			MemoryContextSwitchTo(row_context);
 			request_parts(inputs_isnull[k] ? NULL : DatumGetJsonbP(inputs[k]),
 						  engine_step_def(run->name, run->version, steps[k]), &p);
 			if (claim_started(a, run, steps[k], &p, run->attempt + 1, &a->claims[a->n]))
 				a->n++;
 			else
 				note_ended(a, run, before);
+			MemoryContextSwitchTo(outer);
+			MemoryContextReset(row_context);
 		}
 	}
+	MemoryContextDelete(row_context);
 }
 
 static void
@@ -429,11 +452,9 @@ claim_work(void *arg)
 
 	nclaimed = engine_claim("@http", a->max_items, (Datum) 0, &claimed);
 	a->claims = MemoryContextAllocZero(a->caller_context, sizeof(HttpStepClaim) * Max(nclaimed, 1));
-	a->lease_runs = palloc(sizeof(Datum) * Max(nclaimed, 1));
-	a->lease_steps = palloc(sizeof(Datum) * Max(nclaimed, 1));
-	a->lease_tokens = palloc(sizeof(Datum) * Max(nclaimed, 1));
-	a->lease_lengths = palloc(sizeof(Datum) * Max(nclaimed, 1));
 	a->ended = palloc(sizeof(Datum) * Max(nclaimed, 1));
+	a->unit_context = CurrentMemoryContext;
+	a->leases = palloc(sizeof(Lease) * Max(nclaimed, 1));
 	fresh = palloc(sizeof(EngineClaim) * Max(nclaimed, 1));
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
@@ -463,17 +484,14 @@ claim_work(void *arg)
 	}
 	if (nfresh > 0)
 		claim_batch(a, fresh, nfresh);
-	if (a->nleases > 0)
-	{
-		Datum		values[5] = {
-			PointerGetDatum(construct_array(a->lease_runs, a->nleases, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
-			PointerGetDatum(construct_array(a->lease_steps, a->nleases, TEXTOID, -1, false, TYPALIGN_INT)),
-			PointerGetDatum(construct_array(a->lease_tokens, a->nleases, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
-			PointerGetDatum(construct_array(a->lease_lengths, a->nleases, INTERVALOID, sizeof(Interval), false, TYPALIGN_DOUBLE)),
-			CStringGetTextDatum(a->worker)};
 
-		engine_stmt(S_HTTP_LEASES, NULL, values, NULL);
-	}
+	/*
+	 * the leases, held by this dispatcher (the queue rows are locked): one
+	 * after another, so that the queue's pages are visited together
+	 */
+	for (int k = 0; k < a->nleases; k++)
+		queue_row_lease(a->leases[k].run_id, a->leases[k].step, a->leases[k].token,
+						a->leases[k].lease, a->worker, DT_NOEND, NULL);
 }
 
 /*

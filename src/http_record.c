@@ -8,8 +8,8 @@
  *
  * The dispatcher records a batch of finished requests in one transaction
  * (http_record_batch()): the runs of its http steps are locked together,
- * in the order of their ids, and their leases taken in one statement, then
- * each item is recorded.  The batch is tried in one subtransaction; only
+ * in the order of their ids, and their leases taken (their queue rows
+ * deleted), then each item is recorded.  The batch is tried in one subtransaction; only
  * when that fails is it redone item by item, each guarded by its own
  * subtransaction (an error recording one fails that step, not retried, and
  * leaves the others).  One subtransaction per item always would overflow
@@ -46,6 +46,7 @@
 #include "engine.h"
 #include "http.h"
 #include "metrics.h"
+#include "run_rows.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_http_step_record);
 PG_FUNCTION_INFO_V1(orchestrator_retry_after);
@@ -262,11 +263,12 @@ item_order(const void *x, const void *y, void *arg)
 /*
  * lock_and_take
  *		The runs of the batch's http steps are locked, in the order of their
- *		ids, one statement per partition set (engine_lock_runs()), and the
- *		leases still held of those whose run takes responses are taken, in
- *		one statement: taken[i] says which.  Items of one run share its
- *		EngineRun (*run_of[i]), so that what one does to the run (ends it)
- *		the next one sees; attempts[i] is the attempt of item i's step.
+ *		ids (engine_lock_runs(), per partition set), and then the leases
+ *		still held of those whose run takes responses are taken
+ *		(queue_row_take_leased()): taken[i] says which.  Items of one run
+ *		share its EngineRun (*run_of[i]), so that what one does to the run
+ *		(ends it) the next one sees; attempts[i] is the attempt of item i's
+ *		step (the one its request carries, else read with the lock).
  */
 static void
 lock_and_take(RecordBatch *b, EngineRun **run_of, int32 *attempts, bool *taken)
@@ -312,7 +314,8 @@ lock_and_take(RecordBatch *b, EngineRun **run_of, int32 *attempts, bool *taken)
 			for (int k = first; k < end; k++)
 			{
 				ids[k - first] = UUIDPGetDatum(&b->items[order[k]].run_id);
-				steps[k - first] = (char *) b->items[order[k]].step;
+				/* the attempt its lease is for is known: not read again */
+				steps[k - first] = b->items[order[k]].attempt > 0 ? NULL : (char *) b->items[order[k]].step;
 			}
 			engine_lock_runs(&leaves[first], end - first, ids, steps, found + first, runs + first);
 		}
@@ -332,7 +335,7 @@ lock_and_take(RecordBatch *b, EngineRun **run_of, int32 *attempts, bool *taken)
 			memcmp(&b->items[order[k - 1]].run_id, &r->run_id, sizeof(pg_uuid_t)) == 0)
 			rep = (int) (run_of[order[k - 1]] - runs);
 		run_of[i] = &runs[rep];
-		attempts[i] = runs[k].attempt;
+		attempts[i] = r->attempt > 0 ? r->attempt : runs[k].attempt;
 		if (!run_takes_responses(run_of[i]))
 			continue;
 		ids[ntake] = UUIDPGetDatum(&r->run_id);
@@ -341,27 +344,9 @@ lock_and_take(RecordBatch *b, EngineRun **run_of, int32 *attempts, bool *taken)
 		which[ntake] = i;
 		ntake++;
 	}
-	if (ntake > 0)
-	{
-		Datum		values[3];
-		Datum	   *texts = palloc(sizeof(Datum) * ntake);
-		uint64		ntaken;
-
-		for (int k = 0; k < ntake; k++)
-			texts[k] = CStringGetTextDatum(steps[k]);
-		values[0] = PointerGetDatum(construct_array(ids, ntake, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-		values[1] = PointerGetDatum(construct_array(texts, ntake, TEXTOID, -1, false, TYPALIGN_INT));
-		values[2] = PointerGetDatum(construct_array(tokens, ntake, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-		ntaken = engine_stmt(S_HTTP_TAKE_LEASES, NULL, values, NULL);
-		for (uint64 row = 0; row < ntaken; row++)
-		{
-			bool		isnull;
-			int			k = (int) DatumGetInt64(engine_col_at(row, "i", &isnull)) - 1;
-
-			taken[which[k]] = true;
-		}
-		engine_rows_done();
-	}
+	/* the leases still held, unexpired, are taken (their queue rows deleted) */
+	for (int k = 0; k < ntake; k++)
+		taken[which[k]] = queue_row_take_leased(ids[k], steps[k], tokens[k]);
 }
 
 /*

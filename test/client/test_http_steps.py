@@ -28,7 +28,9 @@
     that could not be sent) is cancelled with the run, not started again;
   - a response over the owner's max_result_bytes fails its own attempt
     (54000, internal) when its batch is redone item by item; the others of
-    the batch succeed.
+    the batch succeed;
+  - the queue rows of http steps count towards the first dispatcher's
+    VACUUM of work_queue.
 
 Starts its own cluster (test/cluster.sh) on 127.0.0.1:5534 and sinks on
 5535/5536 (and [::1]:5539), and stops them.
@@ -562,6 +564,49 @@ def test_batch_redone_item_by_item(cur, sink):
           "batch is recorded")
 
 
+def test_queue_vacuumed(cur, sink):
+    """HTTP steps' queue rows count towards the first dispatcher's own
+    VACUUM of work_queue (decision 63: "deleted or leased by anyone"): 2,100
+    one-step http runs lease and delete 4,200 queue rows, and the queue is
+    vacuumed afterwards, not only when autovacuum comes by (before, the
+    HTTP claim's leases and the recording's deletions were statements that
+    counted nothing: an HTTP-only workload never had it vacuumed).  Their
+    histories keep their order: created, started, step started, step.http,
+    step succeeded, succeeded."""
+    cur.execute("SELECT vacuum_count FROM pg_stat_user_tables "
+                "WHERE schemaname = 'orchestrator' AND relname = 'work_queue'")
+    before = cur.fetchone()[0]
+    cur.execute("""SELECT orchestrator.define_workflow('churn_http', %s)""", (json.dumps({"steps": [
+        {"name": "a", "kind": "http",
+         "request": {"method": "POST", "url": "http://127.0.0.1:%d/fast" % SINK,
+                     "body": {"i": {"$path": "$.input.i"}}}}]}),))
+    cur.execute("SELECT orchestrator.start_workflow('churn_http', jsonb_build_object('i', g)) "
+                "FROM generate_series(1, 2100) g")
+    ids = [r[0] for r in cur.fetchall()]
+    wait_runs(cur, ids, timeout=120)
+    cur.execute("SELECT count(*) FROM orchestrator.workflow_runs WHERE name = 'churn_http' AND status = 'succeeded'")
+    assert cur.fetchone()[0] == 2100
+    for run_id in ids[:3] + ids[-3:]:
+        assert [(t, s) for t, s, _ in events(cur, run_id)] == [
+            ("workflow.created", None), ("workflow.started", None), ("step.started", "a"),
+            ("step.http", "a"), ("step.succeeded", "a"), ("workflow.succeeded", None)], events(cur, run_id)
+        started = events(cur, run_id, "step.started")[0][2]
+        assert started["attempt"] == 1 and started["worker"].startswith("http:"), started
+    deadline = time.time() + 30
+    after = before
+    while time.time() < deadline:
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute("SELECT vacuum_count FROM pg_stat_user_tables "
+                    "WHERE schemaname = 'orchestrator' AND relname = 'work_queue'")
+        after = cur.fetchone()[0]
+        if after > before:
+            break
+        time.sleep(0.2)
+    assert after > before, "work_queue was not vacuumed by the dispatcher (vacuum_count %d)" % after
+    print("ok: 2,100 http steps' queue rows get work_queue vacuumed by the first dispatcher; "
+          "their histories in order")
+
+
 def main():
     subprocess.run(["bash", CLUSTER, "start", DATADIR, str(PORT), "orchestrator"], check=True)
     sink = Sink(SINK).start()
@@ -584,6 +629,7 @@ def main():
         test_fan_out(cur, sink)
         test_run_ended_by_claim(cur, sink)
         test_batch_redone_item_by_item(cur, sink)
+        test_queue_vacuumed(cur, sink)
     finally:
         sink.stop()
         subprocess.run(["bash", CLUSTER, "stop", DATADIR])
