@@ -231,6 +231,9 @@ wait_in_batch(TimestampTz until)
 /* next_sql_claim() ended a batch after a wake-up for sql work: go again */
 static bool sql_wake_unserved = false;
 
+/* this batch found a backlog and woke another dispatcher for it */
+static bool backlog_shared = false;
+
 static int
 next_sql_claim(int claimed, bool more_due)
 {
@@ -239,6 +242,14 @@ next_sql_claim(int claimed, bool more_due)
 	TimestampTz now;
 	bool		woken;
 
+	if (claimed == 0)
+		backlog_shared = false;
+	else if (more_due && !backlog_shared)
+	{
+		/* a backlog: another dispatcher asleep helps (one was woken for it) */
+		orchestrator_wake_another_for_sql();
+		backlog_shared = true;
+	}
 	if (orchestrator_batch_window <= 0)
 		return claimed == 0 ? orchestrator_batch_size : 0;
 	if (claimed >= orchestrator_batch_size)

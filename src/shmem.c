@@ -417,6 +417,31 @@ orchestrator_wake_dispatchers(int kinds)
 }
 
 /*
+ * orchestrator_wake_another_for_sql
+ *		A batch found a backlog (its claim got all it asked for): wake one
+ *		other dispatcher ready for sql work, if there is one, to share it
+ *		(a commit that made much work ready wakes only one).
+ */
+void
+orchestrator_wake_another_for_sql(void)
+{
+	int			one;
+
+	if (orchestrator_shared == NULL || my_slot < 0)
+		return;
+	LWLockAcquire(orchestrator_shared->lock, LW_SHARED);
+	one = ready_for_sql();
+	if (one >= 0 && one != my_slot)
+	{
+		OrchestratorSlot *s = &orchestrator_shared->slots[one];
+
+		pg_atomic_fetch_or_u32(&s->wake_kinds, (uint32) WAKE_SQL);
+		SetLatch(&ProcGlobal->allProcs[s->pgprocno].procLatch);
+	}
+	LWLockRelease(orchestrator_shared->lock);
+}
+
+/*
  * orchestrator_take_wake_kinds
  *		The kinds of work this dispatcher was woken for since it last looked
  *		(and forget them).

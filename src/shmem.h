@@ -128,6 +128,7 @@ extern bool orchestrator_take_restart_promptly(int slot);
 extern pid_t orchestrator_slot_pid(int slot);
 extern void orchestrator_set_launcher_pid(pid_t pid);
 extern void orchestrator_wake_dispatchers(int kinds);
+extern void orchestrator_wake_another_for_sql(void);
 extern int	orchestrator_take_wake_kinds(void);
 extern bool orchestrator_take_wake_kind(int kind);
 

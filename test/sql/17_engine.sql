@@ -98,3 +98,26 @@ END $$;
 SELECT count(*) FILTER (WHERE status = 'succeeded') AS churned FROM orchestrator.workflow_runs WHERE name = 'engine_churn';
 SELECT vacuum_count > current_setting('engine_test.vacuums_before')::bigint AS queue_vacuumed FROM pg_stat_user_tables
 WHERE schemaname = 'orchestrator' AND relname = 'work_queue';
+
+-- A commit that makes sql work ready wakes one dispatcher; one that finds a
+-- backlog (its claim got all it asked for) wakes another to share it: both
+-- dispatchers run steps of runs started in one statement.
+SELECT set_config('engine_test.processed_before',
+	(SELECT string_agg(slot || ':' || steps_processed, ',' ORDER BY slot) FROM orchestrator._worker_status()), false)
+	IS NOT NULL AS noted;
+SELECT orchestrator.define_workflow('engine_backlog', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
+  {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]}]}');
+SELECT count(orchestrator.start_workflow('engine_backlog')) AS started FROM generate_series(1, 1000);
+DO $$
+BEGIN
+	FOR i IN 1..600 LOOP
+		EXIT WHEN NOT EXISTS (SELECT 1 FROM orchestrator.workflow_runs WHERE name = 'engine_backlog' AND finished_at IS NULL);
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT count(*) FILTER (WHERE status = 'succeeded') AS backlog_done FROM orchestrator.workflow_runs WHERE name = 'engine_backlog';
+SELECT count(*) AS dispatchers_that_helped
+FROM orchestrator._worker_status() w
+JOIN (SELECT split_part(x, ':', 1)::int AS slot, split_part(x, ':', 2)::bigint AS processed
+	  FROM unnest(string_to_array(current_setting('engine_test.processed_before'), ',')) x) b USING (slot)
+WHERE w.steps_processed > b.processed;
