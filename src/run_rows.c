@@ -258,6 +258,28 @@ step_row_release(EngineRun *run, const char *step, bool make_ready, Datum input,
 static bool queue_row_is(Rows *r, HeapTuple t, Datum run_id, const char *step);
 
 /*
+ * fetch_claimed
+ *		The queue row of (run_id, step) that a claim of this transaction
+ *		locked: where it found it (tid, when known) unless it moved since,
+ *		else by key.  NULL when it is gone.
+ */
+static HeapTuple
+fetch_claimed(Rows *r, Datum run_id, const char *step, ItemPointer tid)
+{
+	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
+	HeapTuple	old = rows_fetch_tid(r->rel, tid);
+
+	if (old != NULL && !queue_row_is(r, old, run_id, step))
+	{
+		heap_freetuple(old);
+		old = NULL;
+	}
+	if (old == NULL)
+		old = rows_fetch(r->rel, 2, keys);
+	return old;
+}
+
+/*
  * queue_row_delete
  *		DELETE FROM work_queue WHERE run_id AND step: the queue row of a
  *		step this transaction claimed (and so holds locked); tid: where the
@@ -267,19 +289,10 @@ void
 queue_row_delete(Datum run_id, const char *step, ItemPointer tid)
 {
 	Rows		r;
-	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
 	HeapTuple	old;
 
 	queue_rows_begin(&r);
-	/* where the claim locked it, unless it moved since */
-	old = rows_fetch_tid(r.rel, tid);
-	if (old != NULL && !queue_row_is(&r, old, run_id, step))
-	{
-		heap_freetuple(old);
-		old = NULL;
-	}
-	if (old == NULL)
-		old = rows_fetch(r.rel, 2, keys);
+	old = fetch_claimed(&r, run_id, step, tid);
 	if (old != NULL && !rows_delete(r.rel, old))
 		changed_elsewhere(&r, run_id);
 	if (old != NULL)
@@ -748,19 +761,11 @@ queue_row_lease(Datum run_id, const char *step, Datum token, Datum lease,
 				const char *worker, TimestampTz attempt_end, ItemPointer tid)
 {
 	Rows		r;
-	Datum		keys[2] = {run_id, CStringGetTextDatum(step)};
 	HeapTuple	old;
 	TimestampTz until;
 
 	queue_rows_begin(&r);
-	old = rows_fetch_tid(r.rel, tid);
-	if (old != NULL && !queue_row_is(&r, old, run_id, step))
-	{
-		heap_freetuple(old);
-		old = NULL;
-	}
-	if (old == NULL)
-		old = rows_fetch(r.rel, 2, keys);
+	old = fetch_claimed(&r, run_id, step, tid);
 	if (old == NULL)
 	{
 		rows_end(&r);
