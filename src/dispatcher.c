@@ -203,6 +203,12 @@ wait_in_batch(TimestampTz until)
 	return work;
 }
 
+/* next_sql_claim() ended a batch after a wake-up for sql work: go again */
+static bool sql_wake_unserved = false;
+
+/* this batch found a backlog and woke another dispatcher for it */
+static bool backlog_shared = false;
+
 /*
  * next_sql_claim
  *		How many sql steps the batch (sql_steps.c) claims next in this
@@ -228,12 +234,6 @@ wait_in_batch(TimestampTz until)
  * made ready.  HTTP requests that finished end the batch: they are
  * recorded next.
  */
-/* next_sql_claim() ended a batch after a wake-up for sql work: go again */
-static bool sql_wake_unserved = false;
-
-/* this batch found a backlog and woke another dispatcher for it */
-static bool backlog_shared = false;
-
 static int
 next_sql_claim(int claimed, bool more_due)
 {

@@ -126,6 +126,8 @@ rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
 			free_entry = e;
 	}
 	place_columns(rel, ncolumns, columns, place);
+	if (ncolumns > PLACE_CACHE_MAX_COLUMNS)
+		return;
 	rows_cache_register();
 	if (free_entry == NULL)
 	{
@@ -133,13 +135,10 @@ rows_place(Relation rel, int ncolumns, const char *const *columns, int *place)
 		free_entry = &place_cache[place_cache_victim];
 		place_cache_victim = (place_cache_victim + 1) % PLACE_CACHE_SIZE;
 	}
-	if (ncolumns <= PLACE_CACHE_MAX_COLUMNS)
-	{
-		memcpy(free_entry->place, place, sizeof(int) * ncolumns);
-		free_entry->columns = columns;
-		free_entry->ncolumns = ncolumns;
-		free_entry->relid = relid;
-	}
+	memcpy(free_entry->place, place, sizeof(int) * ncolumns);
+	free_entry->columns = columns;
+	free_entry->ncolumns = ncolumns;
+	free_entry->relid = relid;
 }
 
 static void

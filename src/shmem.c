@@ -340,6 +340,14 @@ orchestrator_set_launcher_pid(pid_t pid)
 	LWLockRelease(orchestrator_shared->lock);
 }
 
+/* Or "kinds" into a dispatcher's wake-up bits and set its latch. */
+static void
+tell_slot(OrchestratorSlot *s, int kinds)
+{
+	pg_atomic_fetch_or_u32(&s->wake_kinds, (uint32) kinds);
+	SetLatch(&ProcGlobal->allProcs[s->pgprocno].procLatch);
+}
+
 /*
  * ready_for_sql
  *		A live dispatcher that would take sql work at once: one waiting in its
@@ -408,10 +416,7 @@ orchestrator_wake_dispatchers(int kinds)
 		OrchestratorSlot *s = &orchestrator_shared->slots[i];
 
 		if (s->in_use && s->pgprocno >= 0 && (one < 0 || i == one))
-		{
-			pg_atomic_fetch_or_u32(&s->wake_kinds, (uint32) kinds);
-			SetLatch(&ProcGlobal->allProcs[s->pgprocno].procLatch);
-		}
+			tell_slot(s, kinds);
 	}
 	LWLockRelease(orchestrator_shared->lock);
 }
@@ -432,12 +437,7 @@ orchestrator_wake_another_for_sql(void)
 	LWLockAcquire(orchestrator_shared->lock, LW_SHARED);
 	one = ready_for_sql();
 	if (one >= 0 && one != my_slot)
-	{
-		OrchestratorSlot *s = &orchestrator_shared->slots[one];
-
-		pg_atomic_fetch_or_u32(&s->wake_kinds, (uint32) WAKE_SQL);
-		SetLatch(&ProcGlobal->allProcs[s->pgprocno].procLatch);
-	}
+		tell_slot(&orchestrator_shared->slots[one], WAKE_SQL);
 	LWLockRelease(orchestrator_shared->lock);
 }
 

@@ -31,3 +31,20 @@ EXCEPTION WHEN others THEN
 	RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<id>', 'g');
 END $$;
 GRANT EXECUTE ON FUNCTION try(text), wait_for_run(uuid, integer) TO PUBLIC;
+-- Helper: amcheck every btree index of the runs', steps' and events'
+-- partitions and of the queue, heapallindexed (an entry for every row);
+-- returns how many were checked.
+CREATE FUNCTION indexes_checked() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	n bigint;
+BEGIN
+	CREATE EXTENSION amcheck;
+	SELECT count(*) INTO n FROM (
+		SELECT bt_index_check(i.indexrelid, true)
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_am a ON a.oid = (SELECT relam FROM pg_class WHERE oid = i.indexrelid)
+		WHERE c.relnamespace = 'orchestrator'::regnamespace AND a.amname = 'btree'
+		  AND (c.relname ~ '^workflow_(runs|steps|events)_p' OR c.relname = 'work_queue')) x;
+	DROP EXTENSION amcheck;
+	RETURN n;
+END $$;
