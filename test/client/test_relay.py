@@ -5,6 +5,8 @@
 - the notifications of a rolled-back subtransaction, or of a rolled-back
   transaction, are never sent;
 - many concurrent runs: each run's notifications arrive in seq order;
+- commits within orchestrator.notify_interval of the last batch go out
+  together in the next one; the first after a quiet spell goes at once;
 - a transaction that produced notifications cannot be PREPAREd;
 - with the relay gone (terminated), notifications are sent directly, and the
   relay comes back.
@@ -182,6 +184,47 @@ def main():
         bad = {r: s for r, s in by_run.items() if s != sorted(s)}
         assert not bad, bad
         print("200 runs from 4 clients: %d runs complete, each in seq order" % len(concurrent))
+
+        # 4b. gathered: after a batch the relay waits orchestrator.notify_interval
+        #     before the next; what commits meanwhile goes out in one batch, in
+        #     order, and a notification after a quiet spell goes at once
+        cur.execute("ALTER SYSTEM SET orchestrator.notify_interval = '1s'")
+        cur.execute("SELECT pg_reload_conf()")
+        time.sleep(1.5)  # the relay reloads at its next turn (within its 1 s wait)
+        drain(listener, 0.2)
+        starter_conn = connect()
+        sc = starter_conn.cursor()
+        t0 = time.time()
+        sc.execute("SELECT orchestrator.start_workflow('relay_wait')")
+        first = sc.fetchone()[0]
+        got = until(listener, lambda p: p["run_id"] == first)
+        quiet = time.time() - t0
+        sent_at = time.time()
+        later = []
+        for _ in range(3):
+            sc.execute("SELECT orchestrator.start_workflow('relay_wait')")
+            later.append(sc.fetchone()[0])
+        arrivals = {}
+        deadline = time.time() + 10
+        while len(arrivals) < 3 and time.time() < deadline:
+            if select.select([listener], [], [], 0.05)[0]:
+                listener.poll()
+                while listener.notifies:
+                    p = json.loads(listener.notifies.pop(0).payload)
+                    if p["run_id"] in later and p["run_id"] not in arrivals:
+                        arrivals[p["run_id"]] = time.time()
+        assert len(arrivals) == 3, arrivals
+        waited = min(arrivals.values()) - sent_at
+        spread = max(arrivals.values()) - min(arrivals.values())
+        assert quiet < 0.9, "a notification after a quiet spell waited %.3f s" % quiet
+        assert waited > 0.5, "the next batch came %.3f s after the last, interval 1 s" % waited
+        assert spread < 0.2, "three commits of one interval arrived %.3f s apart" % spread
+        cur.execute("ALTER SYSTEM RESET orchestrator.notify_interval")
+        cur.execute("SELECT pg_reload_conf()")
+        starter_conn.close()
+        drain(listener, 1.5)
+        print("notify_interval 1 s: first notification after %.3f s, the next three commits "
+              "gathered into one batch %.3f s later (spread %.3f s)" % (quiet, waited, spread))
 
         # 5. relay terminated: direct notifications meanwhile, then it is back
         pid = status(cur)["pid"]

@@ -98,6 +98,12 @@ END $$;
 SELECT count(*) FILTER (WHERE status = 'succeeded') AS churned FROM orchestrator.workflow_runs WHERE name = 'engine_churn';
 SELECT vacuum_count > current_setting('engine_test.vacuums_before')::bigint AS queue_vacuumed FROM pg_stat_user_tables
 WHERE schemaname = 'orchestrator' AND relname = 'work_queue';
+-- No vacuum truncates the queue (vacuum_truncate off): cutting a drained
+-- queue's empty pages off would take a lock every start and claim waits behind.
+SELECT reloptions @> '{vacuum_truncate=false}' AS never_truncated FROM pg_class WHERE oid = 'orchestrator.work_queue'::regclass;
+SELECT set_config('engine_test.queue_pages', pg_relation_size('orchestrator.work_queue')::text, false) <> '0' AS queue_has_pages;
+VACUUM orchestrator.work_queue;
+SELECT pg_relation_size('orchestrator.work_queue') = current_setting('engine_test.queue_pages')::bigint AS queue_kept_its_pages;
 
 -- A commit that makes sql work ready wakes one dispatcher; one that finds a
 -- backlog (its claim got all it asked for) wakes another to share it: both
