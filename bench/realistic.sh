@@ -18,10 +18,14 @@
 #              start until the last run finished (the backlog drained)
 #   latency    commit -> step.started of the first step, p50/p99 (from the
 #              events: workflow.created is appended just before the start commits)
+# Last, with 4 clients among N: those figures beside the targets the engine is
+# held to (e2e >= 1.5x raw, p50 < 2 ms, p99 < 10 ms, starts >= 0.70x raw with
+# the dispatchers off, 16 clients no lower than 4), each "met" or "NOT met".
 # Then: starts with the dispatchers off (orchestrator.workers = 0), and runs
 # of one external step started by N clients while 2 workers claim 50 and
 # complete them with complete_steps().
 set -euo pipefail
+declare -A e2e_of ratio_of lat_of off_of
 root=$(cd "$(dirname "$0")/.." && pwd)
 bindir=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 # SKIP_SETUP=1: use the installation as it is (to compare another build)
@@ -104,6 +108,7 @@ for c in $clients; do
 			  WHERE c.type = 'workflow.created' AND c.run_id > '$from') x")
 	printf '%-8s %-10s %-10s %-16s %-10s %-8s %s\n' "$c" "$raw" "$starts" "$(pctl "$data"/log.*)" "$e2e" \
 		"$(awk -v e="$e2e" -v r="$raw" 'BEGIN {printf "%.2fx", e / r}')" "$lat"
+	e2e_of[$c]=$e2e; ratio_of[$c]=$(awk -v e="$e2e" -v r="$raw" 'BEGIN {printf "%.2f", e / r}'); lat_of[$c]=$lat
 done
 
 echo
@@ -115,6 +120,7 @@ for c in $clients; do
 	raw=$(pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" | tps)
 	starts=$(pgb -f "$data/start.sql" -c "$c" -j "$c" -T "$secs" | tps)
 	printf '%-8s %-10s %-10s %s\n' "$c" "$raw" "$starts" "$(awk -v s="$starts" -v r="$raw" 'BEGIN {printf "%.2fx", s / r}')"
+	off_of[$c]=$(awk -v s="$starts" -v r="$raw" 'BEGIN {printf "%.2f", s / r}')
 done
 q -c "ALTER SYSTEM RESET orchestrator.workers" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 2
@@ -139,4 +145,19 @@ done
 if [ -n "${LISTENER:-}" ]; then
 	echo
 	echo "# the listening client read $(tail -1 "$data/listener.out") notifications; relay: $(q -c "SELECT format('sent %s, unheard %s, dropped %s', sent, unheard, dropped) FROM orchestrator._relay_status()")"
+fi
+
+if [ -n "${ratio_of[4]:-}" ]; then
+	# the figures beside the targets the engine is held to (4 clients)
+	verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {ok = (op == ">=") ? v >= t : v < t; print ok ? "met" : "NOT met"}'; }
+	p50=${lat_of[4]% / *}; p99=${lat_of[4]#* / }
+	echo
+	echo "## against the targets (4 clients)"
+	echo "e2e >= 1.5x raw commits:                 ${ratio_of[4]}x  $(verdict "${ratio_of[4]}" 1.5 '>=')"
+	echo "commit->step.started p50 < 2 ms:         $p50 ms  $(verdict "$p50" 2 '<')"
+	echo "commit->step.started p99 < 10 ms:        $p99 ms  $(verdict "$p99" 10 '<')"
+	echo "starts, dispatchers off, >= 0.70x raw:   ${off_of[4]}x  $(verdict "${off_of[4]}" 0.70 '>=')"
+	if [ -n "${e2e_of[16]:-}" ]; then
+		echo "e2e at 16 clients >= e2e at 4:           ${e2e_of[16]} vs ${e2e_of[4]} steps/s  $(verdict "${e2e_of[16]}" "${e2e_of[4]}" '>=')"
+	fi
 fi
