@@ -51,6 +51,7 @@ typedef struct Lease
 	const char *step;
 	Datum		token;
 	Datum		lease;
+	ItemPointerData tid;		/* the queue row the claim locked (invalid: unknown) */
 } Lease;
 
 typedef struct ClaimArgs
@@ -240,8 +241,8 @@ request_parts(Jsonb *request, StepDef *def, RequestParts *p)
  *		or fail the attempt when it cannot be sent (false).
  */
 static bool
-claim_started(ClaimArgs *a, EngineRun *run, const char *step, RequestParts *p, int32 attempt,
-			  HttpStepClaim *c)
+claim_started(ClaimArgs *a, EngineRun *run, const char *step, ItemPointer tid,
+			  RequestParts *p, int32 attempt, HttpStepClaim *c)
 {
 	JsonbValue *method;
 	JsonbValue *body;
@@ -264,6 +265,7 @@ claim_started(ClaimArgs *a, EngineRun *run, const char *step, RequestParts *p, i
 		l->step = step;
 		l->token = token;
 		l->lease = lease_interval(p->timeout_ms);
+		l->tid = *tid;
 		MemoryContextSwitchTo(row_context);
 	}
 
@@ -298,7 +300,7 @@ claim_started(ClaimArgs *a, EngineRun *run, const char *step, RequestParts *p, i
  *		a time, while some circuit is not closed.
  */
 static bool
-claim_one(ClaimArgs *a, EngineRun *run, const char *step, HttpStepClaim *c)
+claim_one(ClaimArgs *a, EngineRun *run, const char *step, ItemPointer tid, HttpStepClaim *c)
 {
 	Datum		values[5];
 	bool		isnull;
@@ -336,7 +338,7 @@ claim_one(ClaimArgs *a, EngineRun *run, const char *step, HttpStepClaim *c)
 	}
 
 	attempt = engine_step_started(run, step, a->worker);
-	return claim_started(a, run, step, &p, attempt, c);
+	return claim_started(a, run, step, tid, &p, attempt, c);
 }
 
 /* Did this claim end the run (a step's failure failed it)? */
@@ -381,6 +383,7 @@ claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
 	bool	   *grouped = palloc0(sizeof(bool) * Max(n, 1));
 	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
 	char	  **steps = palloc(sizeof(char *) * Max(n, 1));
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * Max(n, 1));
 	EngineRun  *runs = palloc0(sizeof(EngineRun) * Max(n, 1));
 	bool	   *started = palloc(sizeof(bool) * Max(n, 1));
 	Datum	   *inputs = palloc(sizeof(Datum) * Max(n, 1));
@@ -407,6 +410,7 @@ claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
 			grouped[i] = true;
 			ids[m] = UUIDPGetDatum(&claimed[i].run_id);
 			steps[m] = claimed[i].step;
+			tids[m] = claimed[i].tid;
 			m++;
 		}
 		engine_steps_started(&leaves[first], m, ids, steps, a->worker, started, runs, inputs, inputs_isnull);
@@ -421,7 +425,7 @@ claim_batch(ClaimArgs *a, EngineClaim *claimed, int n)
 			MemoryContextSwitchTo(row_context);
 			request_parts(inputs_isnull[k] ? NULL : DatumGetJsonbP(inputs[k]),
 						  engine_step_def(run->name, run->version, steps[k]), &p);
-			if (claim_started(a, run, steps[k], &p, run->attempt + 1, &a->claims[a->n]))
+			if (claim_started(a, run, steps[k], &tids[k], &p, run->attempt + 1, &a->claims[a->n]))
 				a->n++;
 			else
 				note_ended(a, run, before);
@@ -477,7 +481,7 @@ claim_work(void *arg)
 			note_ended(a, &run, before);
 			continue;
 		}
-		if (claim_one(a, &run, claimed[i].step, &a->claims[a->n]))
+		if (claim_one(a, &run, claimed[i].step, &claimed[i].tid, &a->claims[a->n]))
 			a->n++;
 		else
 			note_ended(a, &run, before);
@@ -487,11 +491,13 @@ claim_work(void *arg)
 
 	/*
 	 * the leases, held by this dispatcher (the queue rows are locked): one
-	 * after another, so that the queue's pages are visited together
+	 * after another, so that the queue's pages are visited together, each
+	 * written where the claim locked its row when that is known
 	 */
 	for (int k = 0; k < a->nleases; k++)
 		queue_row_lease(a->leases[k].run_id, a->leases[k].step, a->leases[k].token,
-						a->leases[k].lease, a->worker, DT_NOEND, NULL);
+						a->leases[k].lease, a->worker, DT_NOEND,
+						ItemPointerIsValid(&a->leases[k].tid) ? &a->leases[k].tid : NULL);
 }
 
 /*
