@@ -96,8 +96,6 @@ typedef struct MetricsShared
 	uint64		webhook[NOUTCOMES];
 	Histogram	duration[NKINDS];
 	Histogram	latency;
-	pg_atomic_uint64 spans_dropped;
-	pg_atomic_uint64 spans_exported;
 	MetricsWorkflow wf[FLEXIBLE_ARRAY_MEMBER];	/* max_workflows + 1: the last
 												 * is "other" */
 } MetricsShared;
@@ -182,8 +180,6 @@ metrics_shmem_startup(void)
 		memset(metrics, 0, metrics_shmem_size());
 		metrics->lock = &(GetNamedLWLockTranche("orchestrator metrics"))->lock;
 		metrics->max_workflows = orchestrator_metrics_max_workflows;
-		pg_atomic_init_u64(&metrics->spans_dropped, 0);
-		pg_atomic_init_u64(&metrics->spans_exported, 0);
 		strlcpy(metrics->wf[metrics->max_workflows].name, "other", METRICS_NAME_LEN);
 	}
 	memset(&info, 0, sizeof(info));
@@ -574,20 +570,6 @@ orchestrator_metrics_http_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-void
-orchestrator_metrics_spans_dropped(uint64 n)
-{
-	if (metrics != NULL && n > 0)
-		pg_atomic_fetch_add_u64(&metrics->spans_dropped, n);
-}
-
-void
-orchestrator_metrics_spans_exported(uint64 n)
-{
-	if (metrics != NULL && n > 0)
-		pg_atomic_fetch_add_u64(&metrics->spans_exported, n);
-}
-
 /* A label value: backslash, double quote and newline escaped. */
 static void
 append_label(StringInfo buf, const char *v)
@@ -650,6 +632,8 @@ orchestrator_metrics_text(PG_FUNCTION_ARGS)
 	MetricsShared *copy;
 	Size		size;
 	int			n;
+	uint64		spans_exported;
+	uint64		spans_dropped;
 
 	if (metrics == NULL)
 		PG_RETURN_NULL();
@@ -728,6 +712,7 @@ orchestrator_metrics_text(PG_FUNCTION_ARGS)
 						   "# TYPE orchestrator_dispatch_latency_seconds histogram\n");
 	append_histogram(&buf, "orchestrator_dispatch_latency_seconds", NULL, NULL,
 					 &copy->latency, latency_bounds, lengthof(latency_bounds));
+	orchestrator_otlp_counts(&spans_exported, &spans_dropped);
 	appendStringInfo(&buf,
 					 "# HELP orchestrator_otlp_spans_exported_total Spans sent to orchestrator.otlp_endpoint and accepted.\n"
 					 "# TYPE orchestrator_otlp_spans_exported_total counter\n"
@@ -735,8 +720,7 @@ orchestrator_metrics_text(PG_FUNCTION_ARGS)
 					 "# HELP orchestrator_otlp_spans_dropped_total Spans not exported: the queue was full or the collector failed.\n"
 					 "# TYPE orchestrator_otlp_spans_dropped_total counter\n"
 					 "orchestrator_otlp_spans_dropped_total " UINT64_FORMAT "\n",
-					 pg_atomic_read_u64(&metrics->spans_exported),
-					 pg_atomic_read_u64(&metrics->spans_dropped));
+					 spans_exported, spans_dropped);
 
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }

@@ -44,8 +44,6 @@ extern void orchestrator_metrics_event(const MetricsEvent *e);
 extern void orchestrator_metrics_http(bool webhook, int status, const char *error_kind);
 
 /* A span not exported (otlp.c): counted at once, not at commit. */
-extern void orchestrator_metrics_spans_dropped(uint64 n);
-extern void orchestrator_metrics_spans_exported(uint64 n);
 
 extern void orchestrator_metrics_install(void);
 

@@ -49,7 +49,6 @@
 #include "utils/memutils.h"
 
 #include "guc.h"
-#include "metrics.h"
 #include "otlp.h"
 #include "workers.h"
 
@@ -68,6 +67,8 @@ typedef struct OtlpShared
 	int			pgprocno;		/* the exporter's latch, -1 when none */
 	uint64		head;			/* spans written so far */
 	uint64		tail;			/* spans taken by the exporter so far */
+	pg_atomic_uint64 exported;	/* sent and accepted */
+	pg_atomic_uint64 dropped;	/* queue full, collector failed, or turned off */
 	int			capacity;
 	OtlpSpan	spans[FLEXIBLE_ARRAY_MEMBER];
 } OtlpShared;
@@ -108,9 +109,19 @@ otlp_shmem_startup(void)
 		otlp->lock = &(GetNamedLWLockTranche("orchestrator otlp"))->lock;
 		otlp->pgprocno = -1;
 		otlp->head = otlp->tail = 0;
+		pg_atomic_init_u64(&otlp->exported, 0);
+		pg_atomic_init_u64(&otlp->dropped, 0);
 		otlp->capacity = orchestrator_otlp_queue_size;
 	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Spans exported and dropped since the server started (for metrics.c). */
+void
+orchestrator_otlp_counts(uint64 *exported, uint64 *dropped)
+{
+	*exported = otlp != NULL ? pg_atomic_read_u64(&otlp->exported) : 0;
+	*dropped = otlp != NULL ? pg_atomic_read_u64(&otlp->dropped) : 0;
 }
 
 bool
@@ -166,7 +177,7 @@ orchestrator_otlp_push(const OtlpSpan *span)
 	}
 	LWLockRelease(otlp->lock);
 	if (!stored)
-		orchestrator_metrics_spans_dropped(1);
+		pg_atomic_fetch_add_u64(&otlp->dropped, 1);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 }
@@ -372,11 +383,11 @@ orchestrator_otlp_main(Datum main_arg)
 		{
 			pgstat_report_activity(STATE_RUNNING, "exporting spans");
 			if (orchestrator_otlp_endpoint[0] == '\0')
-				orchestrator_metrics_spans_dropped(n);	/* turned off meanwhile */
+				pg_atomic_fetch_add_u64(&otlp->dropped, n);	/* turned off meanwhile */
 			else if (otlp_post(easy, orchestrator_otlp_endpoint, batch, n))
-				orchestrator_metrics_spans_exported(n);
+				pg_atomic_fetch_add_u64(&otlp->exported, n);
 			else
-				orchestrator_metrics_spans_dropped(n);
+				pg_atomic_fetch_add_u64(&otlp->dropped, n);
 			pgstat_report_activity(STATE_IDLE, NULL);
 		}
 		if (more)

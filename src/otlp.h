@@ -33,6 +33,7 @@ typedef struct OtlpSpan
 
 /* Is an endpoint set (then transitions make spans)? */
 extern bool orchestrator_otlp_enabled(void);
+extern void orchestrator_otlp_counts(uint64 *exported, uint64 *dropped);
 
 /* The span id of a run (step NULL) or of a step attempt: _span_id(). */
 extern void orchestrator_span_id(const char *run_id, const char *step, int32 attempt, char *out);
