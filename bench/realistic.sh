@@ -52,16 +52,23 @@ drain() {	# wait until no run is unfinished; print the time it took to get there
 
 if [ -n "${LISTENER:-}" ]; then
 	# a client that LISTENs and reads everything, as an application would
-	as_pg /usr/bin/python3 - "$port" > "$data/listener.out" 2>&1 <<'PY' &
-import select, sys, psycopg2
+	# (and notes when each run's workflow.succeeded reached it)
+	as_pg /usr/bin/python3 - "$port" "$data/arrivals.tsv" > "$data/listener.out" 2>&1 <<'PY' &
+import json, select, sys, time, psycopg2
 conn = psycopg2.connect(host="127.0.0.1", port=int(sys.argv[1]), dbname="bench", user="postgres")
 conn.autocommit = True
 conn.cursor().execute("LISTEN orchestrator")
+arrivals = open(sys.argv[2], "a")
 n = 0
 while True:
     if select.select([conn], [], [], 1.0)[0]:
         conn.poll()
+        now = time.time()
         n += len(conn.notifies)
+        for note in conn.notifies:
+            if '"workflow.succeeded"' in note.payload:
+                arrivals.write("%s\t%.6f\n" % (json.loads(note.payload)["run_id"], now))
+        arrivals.flush()
         conn.notifies.clear()
         print(n, flush=True)
 PY
@@ -147,6 +154,18 @@ done
 if [ -n "${LISTENER:-}" ]; then
 	echo
 	echo "# the listening client read $(tail -1 "$data/listener.out") notifications; relay: $(q -c "SELECT format('sent %s, unheard %s, dropped %s', sent, unheard, dropped) FROM orchestrator._relay_status()")"
+	# workflow.succeeded appended (its time, in the committing transaction) -> read by the client
+	echo "# notification latency, workflow.succeeded appended -> read by the listening client, runs of noop3: $(q <<SQL
+CREATE TEMP TABLE arrivals (run_id uuid, at double precision);
+\\copy arrivals FROM '$data/arrivals.tsv'
+SELECT format('p50 %s / p99 %s ms over %s runs',
+	round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+	round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2), count(*))
+FROM (SELECT (a.at - extract(epoch FROM e.at)) * 1000 AS ms
+	  FROM arrivals a JOIN orchestrator.workflow_events e ON e.run_id = a.run_id AND e.type = 'workflow.succeeded'
+	  JOIN orchestrator.workflow_runs r ON r.id = a.run_id AND r.name = 'noop3') x;
+SQL
+)"
 fi
 
 if [ -n "${ratio_of[4]:-}" ]; then

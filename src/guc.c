@@ -35,7 +35,7 @@ int			orchestrator_default_step_timeout = 60 * 1000;
 int			orchestrator_max_step_timeout = 3600 * 1000;
 int			orchestrator_relay_queue_size = 16384;
 int			orchestrator_notify_queue_max_usage = 50;
-int			orchestrator_notify_interval = 5;
+int			orchestrator_notify_interval = 2;
 int			orchestrator_definition_cache_size = 16 * 1024;
 int			orchestrator_plan_cache_size = 16 * 1024;
 int			orchestrator_max_input_size = 1024;
@@ -284,7 +284,7 @@ orchestrator_define_gucs(void)
 							"Shortest time between two batches of notifications the relay sends.",
 							"Notifications committed meanwhile are gathered into the next batch: one transaction of the relay, and one wake-up of each listening session, per interval under load.  The first notification after a quiet spell is sent at once.  0: send as soon as woken.",
 							&orchestrator_notify_interval,
-							5,
+							2,
 							0, 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
