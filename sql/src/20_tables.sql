@@ -160,6 +160,10 @@ COMMENT ON TABLE orchestrator.workflow_events IS 'append-only history of every r
 -- expiry of the lease an external worker holds (lease_token set).  workflow
 -- (the run's) lets claim_steps() skip, without locking them, the rows of
 -- workflows the claiming role may not work.
+-- Claims read the rows without a lease through work_queue_claim, expired
+-- leases through work_queue_leased: a lease moves a row from the first index
+-- to the second (two index entries with the primary key's, not three), and
+-- claims never step over the live leases of their queue.
 CREATE TABLE orchestrator.work_queue (
 	run_id       uuid        NOT NULL,
 	step         text        NOT NULL,
@@ -172,7 +176,7 @@ CREATE TABLE orchestrator.work_queue (
 	workflow     text        NOT NULL,
 	PRIMARY KEY (run_id, step)
 ) WITH (fillfactor = 70);
-CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at);
+CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at) WHERE lease_token IS NULL;
 CREATE INDEX work_queue_leased ON orchestrator.work_queue (available_at) WHERE lease_token IS NOT NULL;
 
 -- Queue limits (set_queue_limit): claim_steps() never hands out more than
