@@ -218,6 +218,9 @@ CREATE INDEX signals_by_name ON orchestrator.signals (run_id, name, id);
 -- Partitions: one per UTC day for each history table, bounded by the UUIDv7
 -- boundaries of midnight.  Created ahead by _create_partitions (at install,
 -- and by the dispatchers and maintain() afterwards).
+-- The events are only inserted (fillfactor 100); runs and steps keep
+-- orchestrator.partition_fillfactor (75 unless set) of each page for
+-- inserts, the rest for their updates' new versions (HOT when they fit).
 CREATE FUNCTION orchestrator._create_partitions(first_day date, days integer)
 RETURNS integer
 LANGUAGE plpgsql
@@ -239,7 +242,8 @@ BEGIN
 				part, tbl,
 				orchestrator.uuid_v7_boundary(day::timestamp AT TIME ZONE 'UTC'),
 				orchestrator.uuid_v7_boundary((day + 1)::timestamp AT TIME ZONE 'UTC'),
-				CASE tbl WHEN 'workflow_events' THEN 100 ELSE 75 END);
+				CASE tbl WHEN 'workflow_events' THEN 100
+					ELSE coalesce(nullif(current_setting('orchestrator.partition_fillfactor', true), '')::integer, 75) END);
 			created := created + 1;
 		END LOOP;
 	END LOOP;
