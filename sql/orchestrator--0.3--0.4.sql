@@ -12,6 +12,7 @@ DROP POLICY definitions_visible ON orchestrator.definitions;
 -- Functions that are gone, or change their arguments, result or body.
 DROP FUNCTION orchestrator._relay_status();
 DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrole, jsonb, text, integer, timestamptz);
+DROP FUNCTION orchestrator._create_partitions(date, integer);
 DROP FUNCTION orchestrator._spec_action(text, text, jsonb, text);
 DROP FUNCTION orchestrator._validate_spec(text, jsonb);
 DROP FUNCTION orchestrator._api_define_workflow(text, jsonb);
@@ -227,6 +228,11 @@ CREATE TRIGGER lookup_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON or
 -- No vacuum truncates the queue (see sql/src/20_tables.sql).
 ALTER TABLE orchestrator.work_queue SET (vacuum_truncate = false);
 
+-- Rows under a lease leave the claim index (sql/src/20_tables.sql): a claim's
+-- lease writes two index entries instead of three.
+DROP INDEX orchestrator.work_queue_claim;
+CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at) WHERE lease_token IS NULL;
+
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).
@@ -267,6 +273,36 @@ CREATE FUNCTION orchestrator._notify_queue_usage()
 RETURNS double precision
 AS 'MODULE_PATHNAME', 'orchestrator_notify_queue_usage'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION orchestrator._create_partitions(first_day date, days integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	created integer := 0;
+	day     date;
+	tbl     text;
+	part    text;
+BEGIN
+	FOR i IN 0 .. days - 1 LOOP
+		day := first_day + i;
+		FOREACH tbl IN ARRAY ARRAY['workflow_runs', 'workflow_steps', 'workflow_events'] LOOP
+			part := format('%s_p%s', tbl, to_char(day, 'YYYYMMDD'));
+			CONTINUE WHEN to_regclass(format('orchestrator.%I', part)) IS NOT NULL;
+			EXECUTE format(
+				'CREATE TABLE orchestrator.%I PARTITION OF orchestrator.%I FOR VALUES FROM (%L) TO (%L) WITH (fillfactor = %s)',
+				part, tbl,
+				orchestrator.uuid_v7_boundary(day::timestamp AT TIME ZONE 'UTC'),
+				orchestrator.uuid_v7_boundary((day + 1)::timestamp AT TIME ZONE 'UTC'),
+				CASE tbl WHEN 'workflow_events' THEN 100
+					ELSE coalesce(nullif(current_setting('orchestrator.partition_fillfactor', true), '')::integer, 75) END);
+			created := created + 1;
+		END LOOP;
+	END LOOP;
+	RETURN created;
+END
+$$;
 
 CREATE FUNCTION orchestrator._spec_rate_limit(wf text, what text, v jsonb)
 RETURNS void

@@ -598,37 +598,8 @@ engine_set_chain_hook(EngineChainHook hook)
 uint64
 engine_claim(const char *queue, int max_items, Datum workflows, EngineClaim **claimed)
 {
-	Datum		values[3] = {CStringGetTextDatum(queue), Int32GetDatum(max_items), workflows};
-	uint64		n;
-	TupleDesc	desc;
-	int			c_run;
-	int			c_step;
-	int			c_leased;
-	int			c_worker;
-	bool		isnull;
-
-	/* all rows of a queue: through the access methods (run_rows.c) */
-	if (workflows == (Datum) 0)
-		return queue_rows_claim(queue, max_items, claimed);
-	n = engine_stmt(S_CLAIM_FOR, NULL, values, NULL);
-	desc = SPI_tuptable->tupdesc;
-	c_run = SPI_fnumber(desc, "run_id");
-	c_step = SPI_fnumber(desc, "step");
-	c_leased = SPI_fnumber(desc, "leased");
-	c_worker = SPI_fnumber(desc, "worker");
-	*claimed = palloc0(sizeof(EngineClaim) * Max(n, 1));
-	for (uint64 i = 0; i < n; i++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		EngineClaim *c = &(*claimed)[i];
-
-		memcpy(&c->run_id, DatumGetUUIDP(SPI_getbinval(tuple, desc, c_run, &isnull)), sizeof(pg_uuid_t));
-		c->step = TextDatumGetCString(SPI_getbinval(tuple, desc, c_step, &isnull));
-		c->leased = DatumGetBool(SPI_getbinval(tuple, desc, c_leased, &isnull));
-		c->worker = SPI_getvalue(tuple, desc, c_worker);
-	}
-	engine_rows_done();
-	return n;
+	/* through the access methods (run_rows.c) */
+	return queue_rows_claim_of(queue, max_items, workflows, claimed);
 }
 
 /*

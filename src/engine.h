@@ -165,7 +165,6 @@ typedef struct StepDef
 /* engine_stmt.c: the statements of the transitions */
 typedef enum Stmt
 {
-	S_CLAIM_FOR,
 	S_MAY_WORK,
 	S_WEBHOOKS_EXIST,
 	S_RUN_EXISTS,

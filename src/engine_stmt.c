@@ -33,16 +33,6 @@ typedef struct StmtDef
 #define OPEN_STATUSES "('waiting', 'ready', 'running', 'scheduled')"
 
 static const StmtDef stmts[S_COUNT] = {
-	/*
-	 * due rows of a queue in index order, skipping locked ones, only of the
-	 * workflows named in $3 (claim_steps() of a role; all of a queue's rows
-	 * are claimed by queue_rows_claim(), run_rows.c)
-	 */
-	[S_CLAIM_FOR] = {
-		"SELECT run_id, step, lease_token IS NOT NULL AS leased, worker FROM orchestrator.work_queue"
-		" WHERE queue = $1 AND available_at <= now() AND workflow = ANY ($3)"
-		" ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-	3, {TEXTOID, INT4OID, TEXTARRAYOID}},
 	/* may the caller work external steps of workflow $1? */
 	[S_MAY_WORK] = {
 		"SELECT orchestrator._may($1, 'work') AS may", 1, {TEXTOID}},
@@ -328,15 +318,16 @@ static const StmtDef stmts[S_COUNT] = {
 	[S_NEXT_WAKE] = {
 		"SELECT min(t) AS next_wake,"
 		" EXISTS (SELECT 1 FROM (SELECT 1 FROM orchestrator.work_queue w WHERE w.queue = '@sql'"
-		"   AND w.available_at <= now() LIMIT 1 FOR UPDATE SKIP LOCKED) x) AS sql_waiting FROM ("
+		"   AND w.lease_token IS NULL AND w.available_at <= now() LIMIT 1 FOR UPDATE SKIP LOCKED) x) AS sql_waiting FROM ("
 		" (SELECT w.available_at FROM orchestrator.work_queue w"
-		"  WHERE w.queue = '@timer' AND w.priority = 0 ORDER BY w.priority DESC, w.available_at LIMIT 1)"
+		"  WHERE w.queue = '@timer' AND w.priority = 0 AND w.lease_token IS NULL"
+		"  ORDER BY w.priority DESC, w.available_at LIMIT 1)"
 		" UNION ALL"
 		" (SELECT w.available_at FROM orchestrator.work_queue w"
 		"  WHERE w.lease_token IS NOT NULL ORDER BY w.available_at LIMIT 1)"
 		" UNION ALL"
 		" (SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@sql'"
-		"  AND w.available_at > now())) due(t)",
+		"  AND w.lease_token IS NULL AND w.available_at > now())) due(t)",
 	0, {0}},
 	[S_PARTITION_AHEAD] = {
 		"SELECT to_regclass(format('orchestrator.workflow_events_p%s',"
@@ -450,7 +441,9 @@ static const StmtDef stmts[S_COUNT] = {
 	 */
 	[S_HTTP_NEXT_WAKE] = {
 		"SELECT min(t) AS next_wake FROM ("
-		" (SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@http')"
+		" (SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@http' AND w.lease_token IS NULL)"
+		" UNION ALL"
+		" (SELECT min(w.available_at) FROM orchestrator.work_queue w WHERE w.queue = '@http' AND w.lease_token IS NOT NULL)"
 		" UNION ALL"
 		" (SELECT o.available_at FROM orchestrator.webhook_outbox o WHERE o.status IN ('pending', 'delivering')"
 		"  ORDER BY o.available_at LIMIT 1)) due(t)",

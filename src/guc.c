@@ -59,6 +59,7 @@ char	   *orchestrator_webhook_retry_schedule = NULL;
 int			orchestrator_retention = 90 * 24 * 3600;
 int			orchestrator_archive_mode = ORCHESTRATOR_ARCHIVE_DROP;
 int			orchestrator_partitions_ahead = 7;
+int			orchestrator_partition_fillfactor = 75;
 bool		orchestrator_restoring = false;
 char	   *orchestrator_secret_key_file = NULL;
 int			orchestrator_metrics_max_workflows = 100;
@@ -446,6 +447,16 @@ orchestrator_define_gucs(void)
 							&orchestrator_partitions_ahead,
 							7,
 							1, 366,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.partition_fillfactor",
+							"Fillfactor of the partitions of workflow_runs and workflow_steps created from now on.",
+							"Below 75 leaves room on each page for the updates a claim makes to many adjacent runs and steps at once (HOT updates, no index entries), at the cost of that room in the finished history.",
+							&orchestrator_partition_fillfactor,
+							75,
+							10, 100,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);

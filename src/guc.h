@@ -50,6 +50,7 @@ extern char *orchestrator_webhook_retry_schedule;
 extern int	orchestrator_retention;
 extern int	orchestrator_archive_mode;
 extern int	orchestrator_partitions_ahead;
+extern int	orchestrator_partition_fillfactor;
 extern bool orchestrator_restoring;
 
 /* Key that seals secrets at rest (secrets.c). */

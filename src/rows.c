@@ -663,3 +663,33 @@ rows_fetch_tid(Relation rel, ItemPointer tid)
 		ReleaseBuffer(buffer);
 	return found;
 }
+
+/*
+ * rows_scan_until
+ *		The rows of rel whose first column in index indexid is at most
+ *		"upper", in the index's order: a range of the index read to its end
+ *		and no further (the lease expiries due by a time, in
+ *		work_queue_leased).
+ */
+RowsScan *
+rows_scan_until(Relation rel, Oid indexid, Datum upper)
+{
+	RowsScan   *s = palloc(sizeof(RowsScan));
+	ScanKeyData skey;
+	Oid			type;
+	RegProcedure proc;
+
+	CommandCounterIncrement();
+	s->index = index_open(indexid, AccessShareLock);
+	type = s->index->rd_opcintype[0];
+	proc = get_opcode(get_opfamily_member(s->index->rd_opfamily[0], type, type,
+										  BTLessEqualStrategyNumber));
+	if (!RegProcedureIsValid(proc))
+		elog(ERROR, "no <= operator for type %u in operator family %u", type, s->index->rd_opfamily[0]);
+	ScanKeyEntryInitialize(&skey, 0, 1, BTLessEqualStrategyNumber, type,
+						   s->index->rd_indcollation[0], proc, upper);
+	s->slot = table_slot_create(rel, NULL);
+	s->scan = index_beginscan(rel, s->index, SnapshotSelf, 1, 0);
+	index_rescan(s->scan, &skey, 1, NULL, 0);
+	return s;
+}

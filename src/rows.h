@@ -27,6 +27,7 @@ extern void rows_place(Relation rel, int ncolumns, const char *const *columns, i
 extern void rows_insert(Relation rel, Datum *values, bool *nulls);
 extern RowsScan *rows_scan(Relation rel, int nkeys, const Datum *keys);
 extern RowsScan *rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys);
+extern RowsScan *rows_scan_until(Relation rel, Oid indexid, Datum upper);
 extern HeapTuple rows_next(RowsScan *s);
 extern void rows_scan_end(RowsScan *s);
 extern HeapTuple rows_fetch(Relation rel, int nkeys, const Datum *keys);

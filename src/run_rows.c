@@ -21,7 +21,9 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "storage/bufmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
@@ -590,61 +592,14 @@ run_row_lock(EngineRun *run, const char *step, RunLock lock, bool start, RunRowL
 
 /*
  * queue_rows_claim
- *		SELECT run_id, step, lease_token IS NOT NULL, worker FROM work_queue
- *		WHERE queue = $1 AND available_at <= now() ORDER BY priority DESC,
- *		available_at LIMIT $2 FOR UPDATE SKIP LOCKED: up to max_items due
- *		rows of an internal queue, in the order of index work_queue_claim,
- *		each locked, those another transaction holds (or changed meanwhile)
- *		skipped.  Due means by the clock, not by the transaction's start: a
- *		transaction that claims again sees what became due meanwhile.
+ *		queue_rows_claim_of() for all workflows: the claims of the
+ *		dispatchers' queues, and of an external queue for a worker that may
+ *		work all its workflows.
  */
 uint64
 queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed)
 {
-	Rows		r;
-	Oid			index = get_relname_relid("work_queue_claim", get_namespace_oid("orchestrator", false));
-	Datum		key[1] = {CStringGetTextDatum(queue)};
-	TimestampTz now = GetCurrentTimestamp();
-	RowsScan   *scan;
-	HeapTuple	t;
-	uint64		n = 0;
-
-	if (!OidIsValid(index))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("index orchestrator.work_queue_claim does not exist"),
-				 errhint("Queues are claimed through it: create the extension again, or restore the index.")));
-	*claimed = palloc0(sizeof(EngineClaim) * Max(max_items, 1));
-	queue_rows_begin(&r);
-	scan = rows_scan_on(r.rel, index, 1, key);
-	while (n < (uint64) max_items && (t = rows_next(scan)) != NULL)
-	{
-		bool		isnull;
-		HeapTupleData locked;
-		Buffer		buffer;
-		TM_FailureData tmfd;
-		TM_Result	result;
-		EngineClaim *c;
-
-		if (DatumGetTimestampTz(get(&r, t, QC_AVAILABLE_AT, &isnull)) > now)
-			continue;
-		locked.t_self = t->t_self;
-		result = heap_lock_tuple(r.rel, &locked, GetCurrentCommandId(true), LockTupleExclusive,
-								 LockWaitSkip, false, &buffer, &tmfd);
-		ReleaseBuffer(buffer);
-		if (result != TM_Ok)
-			continue;
-		c = &(*claimed)[n++];
-		memcpy(&c->run_id, DatumGetUUIDP(get(&r, t, QC_RUN_ID, &isnull)), sizeof(pg_uuid_t));
-		c->step = get_text(&r, t, QC_STEP);
-		c->tid = t->t_self;
-		get(&r, t, QC_LEASE_TOKEN, &isnull);
-		c->leased = !isnull;
-		c->worker = get_text(&r, t, QC_WORKER);
-	}
-	rows_scan_end(scan);
-	rows_end(&r);
-	return n;
+	return queue_rows_claim_of(queue, max_items, (Datum) 0, claimed);
 }
 
 /* What a step's row says for metrics.c, read where it changed. */
@@ -887,4 +842,132 @@ queue_table_oid(void)
 	if (!OidIsValid(queue_oid))
 		queue_oid = orchestrator_table_oid("work_queue");
 	return queue_oid;
+}
+
+/* The OID of an index of work_queue, by name; ERROR when it is gone. */
+static Oid
+queue_index_oid(const char *name)
+{
+	Oid			index = get_relname_relid(name, get_namespace_oid("orchestrator", false));
+
+	if (!OidIsValid(index))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("index orchestrator.%s does not exist", name),
+				 errhint("Queues are claimed through it: create the extension again, or restore the index.")));
+	return index;
+}
+
+/*
+ * A due queue row of the claim: skipped (false) when its workflow is not
+ * one of names[0..nnames-1] (names NULL: any), or when another transaction
+ * holds it or changed it meanwhile; else locked, and *c says what it is.
+ */
+static bool
+claim_queue_row(Rows *r, HeapTuple t, char **names, int nnames, EngineClaim *c)
+{
+	bool		isnull;
+	HeapTupleData locked;
+	Buffer		buffer;
+	TM_FailureData tmfd;
+	TM_Result	result;
+
+	if (names != NULL)
+	{
+		char	   *workflow = get_text(r, t, QC_WORKFLOW);
+		int			i;
+
+		for (i = 0; i < nnames; i++)
+			if (workflow != NULL && strcmp(workflow, names[i]) == 0)
+				break;
+		if (i == nnames)
+			return false;
+	}
+	locked.t_self = t->t_self;
+	result = heap_lock_tuple(r->rel, &locked, GetCurrentCommandId(true), LockTupleExclusive,
+							 LockWaitSkip, false, &buffer, &tmfd);
+	ReleaseBuffer(buffer);
+	if (result != TM_Ok)
+		return false;
+	memcpy(&c->run_id, DatumGetUUIDP(get(r, t, QC_RUN_ID, &isnull)), sizeof(pg_uuid_t));
+	c->step = get_text(r, t, QC_STEP);
+	c->tid = t->t_self;
+	get(r, t, QC_LEASE_TOKEN, &isnull);
+	c->leased = !isnull;
+	c->worker = get_text(r, t, QC_WORKER);
+	return true;
+}
+
+/*
+ * queue_rows_claim_of
+ *		SELECT run_id, step, lease_token IS NOT NULL, worker FROM work_queue
+ *		WHERE queue = $1 AND available_at <= now() AND workflow = ANY ($3)
+ *		ORDER BY priority DESC, available_at LIMIT $2 FOR UPDATE SKIP
+ *		LOCKED: up to max_items due rows of a queue, each locked, those
+ *		another transaction holds (or changed meanwhile) skipped, and rows
+ *		of other workflows than those of the text array "workflows" not
+ *		even locked ((Datum) 0: any workflow).  Due means by the clock, not
+ *		by the transaction's start: a transaction that claims again sees
+ *		what became due meanwhile.
+ *
+ *		Leased rows are not in index work_queue_claim (a lease is a row
+ *		leaving it, decision 74): the expired leases of the queue come
+ *		first, from index work_queue_leased up to now (usually nothing to
+ *		read: a lease expires when its worker is gone), then the ready rows
+ *		in the order of work_queue_claim.  '@sql' and '@timer' rows are never
+ *		leased.
+ */
+uint64
+queue_rows_claim_of(const char *queue, int max_items, Datum workflows, EngineClaim **claimed)
+{
+	Rows		r;
+	Datum		key[1] = {CStringGetTextDatum(queue)};
+	TimestampTz now = GetCurrentTimestamp();
+	RowsScan   *scan;
+	HeapTuple	t;
+	uint64		n = 0;
+	char	  **names = NULL;
+	int			nnames = 0;
+	bool		isnull;
+
+	*claimed = palloc0(sizeof(EngineClaim) * Max(max_items, 1));
+	if (workflows != (Datum) 0)
+	{
+		Datum	   *elems;
+		bool	   *elem_nulls;
+
+		deconstruct_array(DatumGetArrayTypeP(workflows), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elem_nulls, &nnames);
+		names = palloc(sizeof(char *) * Max(nnames, 1));
+		for (int i = 0; i < nnames; i++)
+			names[i] = elem_nulls[i] ? "" : TextDatumGetCString(elems[i]);
+	}
+	queue_rows_begin(&r);
+	if (strcmp(queue, "@sql") != 0 && strcmp(queue, "@timer") != 0)
+	{
+		scan = rows_scan_until(r.rel, queue_index_oid("work_queue_leased"), TimestampTzGetDatum(now));
+		while (n < (uint64) max_items && (t = rows_next(scan)) != NULL)
+		{
+			char	   *q = get_text(&r, t, QC_QUEUE);
+
+			get(&r, t, QC_LEASE_TOKEN, &isnull);
+			if (isnull || q == NULL || strcmp(q, queue) != 0 ||
+				DatumGetTimestampTz(get(&r, t, QC_AVAILABLE_AT, &isnull)) > now)
+				continue;
+			if (claim_queue_row(&r, t, names, nnames, &(*claimed)[n]))
+				n++;
+		}
+		rows_scan_end(scan);
+	}
+	scan = rows_scan_on(r.rel, queue_index_oid("work_queue_claim"), 1, key);
+	while (n < (uint64) max_items && (t = rows_next(scan)) != NULL)
+	{
+		if (DatumGetTimestampTz(get(&r, t, QC_AVAILABLE_AT, &isnull)) > now)
+			continue;
+		if (claim_queue_row(&r, t, names, nnames, &(*claimed)[n]))
+			n++;
+	}
+	rows_scan_end(scan);
+	rows_end(&r);
+	return n;
 }

@@ -160,6 +160,10 @@ COMMENT ON TABLE orchestrator.workflow_events IS 'append-only history of every r
 -- expiry of the lease an external worker holds (lease_token set).  workflow
 -- (the run's) lets claim_steps() skip, without locking them, the rows of
 -- workflows the claiming role may not work.
+-- Claims read the rows without a lease through work_queue_claim, expired
+-- leases through work_queue_leased: a lease moves a row from the first index
+-- to the second (two index entries with the primary key's, not three), and
+-- claims never step over the live leases of their queue.
 -- No vacuum truncates it (vacuum_truncate): a drained queue's empty pages
 -- would be cut off under an ACCESS EXCLUSIVE lock that every start, claim and
 -- step waits behind, for a table that grows again a moment later.
@@ -175,7 +179,7 @@ CREATE TABLE orchestrator.work_queue (
 	workflow     text        NOT NULL,
 	PRIMARY KEY (run_id, step)
 ) WITH (fillfactor = 70, vacuum_truncate = false);
-CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at);
+CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at) WHERE lease_token IS NULL;
 CREATE INDEX work_queue_leased ON orchestrator.work_queue (available_at) WHERE lease_token IS NOT NULL;
 
 -- Queue limits (set_queue_limit): claim_steps() never hands out more than
@@ -217,6 +221,9 @@ CREATE INDEX signals_by_name ON orchestrator.signals (run_id, name, id);
 -- Partitions: one per UTC day for each history table, bounded by the UUIDv7
 -- boundaries of midnight.  Created ahead by _create_partitions (at install,
 -- and by the dispatchers and maintain() afterwards).
+-- The events are only inserted (fillfactor 100); runs and steps keep
+-- orchestrator.partition_fillfactor (75 unless set) of each page for
+-- inserts, the rest for their updates' new versions (HOT when they fit).
 CREATE FUNCTION orchestrator._create_partitions(first_day date, days integer)
 RETURNS integer
 LANGUAGE plpgsql
@@ -238,7 +245,8 @@ BEGIN
 				part, tbl,
 				orchestrator.uuid_v7_boundary(day::timestamp AT TIME ZONE 'UTC'),
 				orchestrator.uuid_v7_boundary((day + 1)::timestamp AT TIME ZONE 'UTC'),
-				CASE tbl WHEN 'workflow_events' THEN 100 ELSE 75 END);
+				CASE tbl WHEN 'workflow_events' THEN 100
+					ELSE coalesce(nullif(current_setting('orchestrator.partition_fillfactor', true), '')::integer, 75) END);
 			created := created + 1;
 		END LOOP;
 	END LOOP;

@@ -26,3 +26,17 @@ FROM scanned_relations(format('SELECT * FROM orchestrator.workflow_events WHERE 
 -- The plan itself, for the reader (partition names vary by day).
 EXPLAIN (COSTS OFF)
 SELECT id FROM orchestrator.workflow_runs WHERE id = '00000000-0000-7000-8000-000000000000';
+-- Runs' and steps' partitions take orchestrator.partition_fillfactor (75
+-- unless set), events 100, when they are created; existing ones keep theirs.
+SELECT current_setting('orchestrator.partition_fillfactor') AS default_fillfactor;
+SELECT c.relname ~ '^workflow_events' AS events, array_to_string(c.reloptions, ',') AS options, count(*) >= 9 AS nine_days_or_more
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent IN ('orchestrator.workflow_runs'::regclass, 'orchestrator.workflow_steps'::regclass, 'orchestrator.workflow_events'::regclass)
+GROUP BY 1, 2 ORDER BY 1, 2;
+SET orchestrator.partition_fillfactor = 50;
+SELECT orchestrator._create_partitions(date '2199-12-31', 1) AS created;
+SELECT c.relname, array_to_string(c.reloptions, ',') AS options
+FROM pg_class c WHERE c.relnamespace = 'orchestrator'::regnamespace AND c.relname LIKE '%_p21991231' ORDER BY 1;
+RESET orchestrator.partition_fillfactor;
+DROP TABLE orchestrator.workflow_runs_p21991231, orchestrator.workflow_steps_p21991231, orchestrator.workflow_events_p21991231;
+SELECT try($$SET orchestrator.partition_fillfactor = 5$$) AS too_low;

@@ -135,3 +135,61 @@ SELECT count(orchestrator.start_workflow('rows_ext9')) AS started FROM generate_
 SELECT count(*) AS claimed FROM orchestrator.claim_steps('rows_q9', 'w9', 1);
 SELECT try($$SELECT * FROM orchestrator.claim_steps('rows_q9', 'w9', 1)$$) AS second_lease;
 ROLLBACK;
+
+-- A row under a lease is not in index work_queue_claim (the lease moves it
+-- to work_queue_leased: two index entries, not three): a claim never steps
+-- over a live lease, finds an expired one through work_queue_leased (and
+-- retries the step), a heartbeat moves the expiry within that index, and a
+-- worker limited to some workflows claims the same way without touching
+-- the rows of the others.
+SELECT indexrelid::regclass AS index, pg_get_expr(indpred, indrelid) AS rows_in_it
+FROM pg_index WHERE indrelid = 'orchestrator.work_queue'::regclass AND indpred IS NOT NULL ORDER BY 1;
+SELECT orchestrator.define_workflow('rows_ext10', $$
+{"steps": [{"name": "a", "kind": "external", "queue": "rows_q10",
+  "retry": {"max_attempts": 3, "backoff": "1 hour", "max_backoff": "1 hour", "jitter": 0}}]}
+$$);
+SELECT orchestrator.start_workflow('rows_ext10', '{"n": 10}') AS r10 \gset
+SELECT orchestrator.start_workflow('rows_ext10', '{"n": 11}') AS r11 \gset
+CREATE TEMP TABLE c10 AS SELECT * FROM orchestrator.claim_steps('rows_q10', 'w10', 1, '1 minute');
+SELECT run_id = :'r10' AS first_run FROM c10;
+-- the live lease is skipped: the next claim gets the other run's step, then nothing
+CREATE TEMP TABLE c11 AS SELECT * FROM orchestrator.claim_steps('rows_q10', 'w11', 10, '1 minute');
+SELECT run_id = :'r11' AS other_run FROM c11;
+SELECT count(*) AS nothing_left FROM orchestrator.claim_steps('rows_q10', 'w12', 10);
+-- a heartbeat extends the lease: the row stays leased and is not claimed
+SELECT orchestrator.heartbeat_step(run_id, step, lease_token, '10 minutes') AS beat FROM c10;
+SELECT lease, available_at BETWEEN now() + interval '9 minutes' AND now() + interval '10 minutes' AS extended FROM orchestrator.work_queue WHERE run_id = :'r10';
+SELECT count(*) AS still_nothing FROM orchestrator.claim_steps('rows_q10', 'w12', 10);
+-- An expired lease (in one transaction with the claim, so that no
+-- dispatcher handles it first): the claim that finds it loses the attempt
+-- and queues the retry, and does not return it; its token is refused.
+BEGIN;
+UPDATE orchestrator.work_queue SET available_at = now() - interval '1 second' WHERE run_id = :'r11';
+SELECT count(*) AS returned FROM orchestrator.claim_steps('rows_q10', 'w13', 10);
+SELECT step, lease_token IS NULL AS unleased, worker, available_at = now() + interval '1 hour' AS after_backoff
+FROM orchestrator.work_queue WHERE run_id = :'r11';
+SELECT status, attempt FROM orchestrator.workflow_steps WHERE run_id = :'r11';
+COMMIT;
+SELECT orchestrator.complete_step(run_id, step, lease_token, '{}') AS completed_after_expiry FROM c11;
+SELECT seq, type, step, data - 'retry_at' AS data FROM orchestrator.events(:'r11') ORDER BY seq;
+-- due again: the retry is claimed as attempt 2
+UPDATE orchestrator.work_queue SET available_at = now() WHERE run_id = :'r11';
+CREATE TEMP TABLE c12 AS SELECT * FROM orchestrator.claim_steps('rows_q10', 'w14', 10);
+SELECT run_id = :'r11' AS retried, attempt FROM c12;
+-- A worker limited to its own workflows (alice owns rows_ext12, not
+-- rows_ext10) on the same queue: it takes its step and leaves the other
+-- workflow's expired lease alone (not locked, not handled).
+SET ROLE alice;
+SELECT orchestrator.define_workflow('rows_ext12', '{"steps": [{"name": "a", "kind": "external", "queue": "rows_q10"}]}') AS v;
+SELECT orchestrator.start_workflow('rows_ext12') AS r12 \gset
+RESET ROLE;
+BEGIN;
+UPDATE orchestrator.work_queue SET available_at = now() - interval '1 second' WHERE run_id = :'r10';
+SET LOCAL ROLE alice;
+SELECT run_id = :'r12' AS own_step, attempt FROM orchestrator.claim_steps('rows_q10', 'w-alice', 10);
+RESET ROLE;
+SELECT lease_token IS NOT NULL AS still_leased, worker FROM orchestrator.work_queue WHERE run_id = :'r10';
+ROLLBACK;
+SELECT orchestrator.complete_step(run_id, step, lease_token, '{"done": 10}') AS completed FROM c10;
+SELECT orchestrator.complete_step(run_id, step, lease_token, '{"done": 11}') AS completed FROM c12;
+SELECT indexes_checked() > 3 AS indexes_checked;
