@@ -11,7 +11,11 @@
 #   reads every notification (without one, the relay sends none: unheard)
 #
 # Figures per N:
-#   raw        commits/s of INSERT INTO raw_commit DEFAULT VALUES, and the
+#   raw        commits/s of INSERT INTO raw_commit DEFAULT VALUES, measured
+#              before the starts and again after the drain (each after a
+#              CHECKPOINT and sync: the storage's writeback of what came
+#              before, a fresh cluster's above all, slowed the first raw
+#              figure by up to a third); the ratio uses their mean; and the
 #              latency of one (p50/p99: a stall of the storage shows here too)
 #   starts     start_workflow('noop3') transactions/s while the dispatchers run
 #   start p50/p99  latency of one start transaction (pgbench per-transaction log)
@@ -46,6 +50,9 @@ tps() { awk '/^tps/ {printf "%.0f", $3}'; }
 # p50 and p99 (ms) of the per-transaction latencies (column 3, us) in pgbench logs
 pctl() { cat "$@" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {if (NR == 0) {print "-"; exit}
 	printf "%.2f / %.2f", a[int(NR*0.5)+1]/1000, a[int(NR*0.99)+1]/1000}'; }
+# before a baseline: what earlier work left dirty written out, so that the
+# storage's writeback (a fresh cluster's, a drain's) does not slow one side
+settle() { q -c "CHECKPOINT" >/dev/null; sync; }
 drain() {	# wait until no run is unfinished; print the time it took to get there
 	while [ "$(q -c 'SELECT count(*) FROM orchestrator.workflow_runs WHERE finished_at IS NULL')" != 0 ]; do sleep 0.2; done
 }
@@ -98,24 +105,29 @@ chmod -R a+rX "$data"
 
 echo
 echo "## end to end: N clients start 3-step no-op sql runs (one per transaction) for ${secs}s while 2 dispatchers work"
-printf '%-8s %-10s %-16s %-10s %-16s %-10s %-8s %s\n' clients raw/s 'raw p50/p99' starts/s 'start p50/p99' e2e_steps/s ratio 'commit->step.started p50/p99 ms'
+printf '%-8s %-12s %-16s %-10s %-16s %-10s %-8s %s\n' clients 'raw/s b, a' 'raw p50/p99' starts/s 'start p50/p99' e2e_steps/s ratio 'commit->step.started p50/p99 ms'
 for c in $clients; do
 	rm -f "$data"/rawlog.*
-	raw=$(cd "$data" && pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" -l --log-prefix="$data/rawlog" | tps)
+	settle
+	raw_before=$(cd "$data" && pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" -l --log-prefix="$data/rawlog" | tps)
 	drain
+	settle
 	from=$(q -c "SELECT orchestrator.uuid_v7()")
 	rm -f "$data"/log.*
 	t0=$(date +%s.%N)
 	starts=$(cd "$data" && pgb -f "$data/start.sql" -c "$c" -j "$c" -T "$secs" -l --log-prefix="$data/log" | tps)
 	drain
 	t1=$(date +%s.%N)
+	settle
+	raw_after=$(pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" | tps)
+	raw=$(( (raw_before + raw_after) / 2 ))
 	runs=$(q -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE id > '$from' AND name = 'noop3'")
 	e2e=$(awk -v n="$runs" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", 3 * n / (b - a)}')
 	lat=$(q -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2) || ' / ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2)
 		FROM (SELECT extract(epoch FROM s.at - c.at) * 1000 AS ms FROM orchestrator.workflow_events c
 			  JOIN orchestrator.workflow_events s ON s.run_id = c.run_id AND s.type = 'step.started' AND s.step = 'a'
 			  WHERE c.type = 'workflow.created' AND c.run_id > '$from') x")
-	printf '%-8s %-10s %-16s %-10s %-16s %-10s %-8s %s\n' "$c" "$raw" "$(pctl "$data"/rawlog.*)" "$starts" "$(pctl "$data"/log.*)" "$e2e" \
+	printf '%-8s %-12s %-16s %-10s %-16s %-10s %-8s %s\n' "$c" "$raw_before, $raw_after" "$(pctl "$data"/rawlog.*)" "$starts" "$(pctl "$data"/log.*)" "$e2e" \
 		"$(awk -v e="$e2e" -v r="$raw" 'BEGIN {printf "%.2fx", e / r}')" "$lat"
 	e2e_of[$c]=$e2e; ratio_of[$c]=$(awk -v e="$e2e" -v r="$raw" 'BEGIN {printf "%.2f", e / r}'); lat_of[$c]=$lat
 done
@@ -126,7 +138,9 @@ q -c "ALTER SYSTEM SET orchestrator.workers = 0" -c "SELECT pg_reload_conf()" >/
 sleep 2
 printf '%-8s %-10s %-10s %s\n' clients raw/s starts/s ratio
 for c in $clients; do
+	settle
 	raw=$(pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" | tps)
+	settle
 	starts=$(pgb -f "$data/start.sql" -c "$c" -j "$c" -T "$secs" | tps)
 	printf '%-8s %-10s %-10s %s\n' "$c" "$raw" "$starts" "$(awk -v s="$starts" -v r="$raw" 'BEGIN {printf "%.2fx", s / r}')"
 	off_of[$c]=$(awk -v s="$starts" -v r="$raw" 'BEGIN {printf "%.2f", s / r}')
