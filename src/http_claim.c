@@ -496,8 +496,7 @@ claim_work(void *arg)
 	 */
 	for (int k = 0; k < a->nleases; k++)
 		queue_row_lease(a->leases[k].run_id, a->leases[k].step, a->leases[k].token,
-						a->leases[k].lease, a->worker, DT_NOEND,
-						ItemPointerIsValid(&a->leases[k].tid) ? &a->leases[k].tid : NULL);
+						a->leases[k].lease, a->worker, DT_NOEND, &a->leases[k].tid);
 }
 
 /*

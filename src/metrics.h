@@ -43,8 +43,6 @@ extern void orchestrator_metrics_event(const MetricsEvent *e);
 /* The outcome of an HTTP request of a step or a webhook delivery. */
 extern void orchestrator_metrics_http(bool webhook, int status, const char *error_kind);
 
-/* A span not exported (otlp.c): counted at once, not at commit. */
-
 extern void orchestrator_metrics_install(void);
 
 #endif							/* ORCHESTRATOR_METRICS_H */

@@ -461,61 +461,64 @@ rows_scan(Relation rel, int nkeys, const Datum *keys)
 }
 
 /*
- * The equality function of an index column's operator family for its type,
- * remembered (a few pairs: uuid, text): looked up in the catalogs once per
- * process instead of twice per row found; forgotten when an operator family
- * changes.
+ * The btree comparison functions the scans use (equality, and <= for
+ * rows_scan_until()) per operator family and type, remembered (a few: uuid,
+ * text, timestamptz): looked up in the catalogs once per process instead of
+ * at every row found; forgotten when an operator family changes.
  */
-#define ROWS_EQ_MAX 8
+#define ROWS_PROCS_MAX 8
 
 static struct
 {
 	Oid			opfamily;
 	Oid			type;
+	StrategyNumber strategy;
 	RegProcedure proc;
-}			eq_procs[ROWS_EQ_MAX];
-static int	n_eq_procs = 0;
-static bool eq_callback_set = false;
+}			btree_procs[ROWS_PROCS_MAX];
+static int	n_btree_procs = 0;
+static bool btree_procs_callback_set = false;
 
 static void
-eq_procs_callback(Datum arg, int cacheid, uint32 hashvalue)
+btree_procs_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	n_eq_procs = 0;
+	n_btree_procs = 0;
 }
 
 static RegProcedure
-equality_proc(Oid opfamily, Oid type)
+btree_proc(Oid opfamily, Oid type, StrategyNumber strategy)
 {
 	RegProcedure proc;
 
-	for (int i = 0; i < n_eq_procs; i++)
-		if (eq_procs[i].opfamily == opfamily && eq_procs[i].type == type)
-			return eq_procs[i].proc;
-	if (!eq_callback_set)
+	for (int i = 0; i < n_btree_procs; i++)
+		if (btree_procs[i].opfamily == opfamily && btree_procs[i].type == type &&
+			btree_procs[i].strategy == strategy)
+			return btree_procs[i].proc;
+	if (!btree_procs_callback_set)
 	{
-		CacheRegisterSyscacheCallback(AMOPSTRATEGY, eq_procs_callback, (Datum) 0);
-		eq_callback_set = true;
+		CacheRegisterSyscacheCallback(AMOPSTRATEGY, btree_procs_callback, (Datum) 0);
+		btree_procs_callback_set = true;
 	}
-	proc = get_opcode(get_opfamily_member(opfamily, type, type, BTEqualStrategyNumber));
+	proc = get_opcode(get_opfamily_member(opfamily, type, type, strategy));
 	if (!RegProcedureIsValid(proc))
-		elog(ERROR, "no equality operator for type %u in operator family %u", type, opfamily);
-	if (n_eq_procs < ROWS_EQ_MAX)
+		elog(ERROR, "no operator of strategy %d for type %u in operator family %u",
+			 strategy, type, opfamily);
+	if (n_btree_procs < ROWS_PROCS_MAX)
 	{
-		eq_procs[n_eq_procs].opfamily = opfamily;
-		eq_procs[n_eq_procs].type = type;
-		eq_procs[n_eq_procs].proc = proc;
-		n_eq_procs++;
+		btree_procs[n_btree_procs].opfamily = opfamily;
+		btree_procs[n_btree_procs].type = type;
+		btree_procs[n_btree_procs].strategy = strategy;
+		btree_procs[n_btree_procs].proc = proc;
+		n_btree_procs++;
 	}
 	return proc;
 }
 
 /*
- * rows_scan_on
- *		rows_scan() through another index of rel: the rows whose leading key
- *		columns equal keys[], in the index's order.
+ * The scan of rows_scan_on() and rows_scan_until(): the index's leading
+ * nkeys columns compared with keys[] by strategy, in the index's order.
  */
-RowsScan *
-rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys)
+static RowsScan *
+scan_begin(Relation rel, Oid indexid, StrategyNumber strategy, int nkeys, const Datum *keys)
 {
 	RowsScan   *s = palloc(sizeof(RowsScan));
 	ScanKeyData skeys[2];
@@ -527,14 +530,25 @@ rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys)
 	{
 		Oid			type = s->index->rd_opcintype[k];
 
-		ScanKeyEntryInitialize(&skeys[k], 0, k + 1, BTEqualStrategyNumber, type,
+		ScanKeyEntryInitialize(&skeys[k], 0, k + 1, strategy, type,
 							   s->index->rd_indcollation[k],
-							   equality_proc(s->index->rd_opfamily[k], type), keys[k]);
+							   btree_proc(s->index->rd_opfamily[k], type, strategy), keys[k]);
 	}
 	s->slot = table_slot_create(rel, NULL);
 	s->scan = index_beginscan(rel, s->index, SnapshotSelf, nkeys, 0);
 	index_rescan(s->scan, skeys, nkeys, NULL, 0);
 	return s;
+}
+
+/*
+ * rows_scan_on
+ *		rows_scan() through another index of rel: the rows whose leading key
+ *		columns equal keys[], in the index's order.
+ */
+RowsScan *
+rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys)
+{
+	return scan_begin(rel, indexid, BTEqualStrategyNumber, nkeys, keys);
 }
 
 HeapTuple
@@ -674,22 +688,5 @@ rows_fetch_tid(Relation rel, ItemPointer tid)
 RowsScan *
 rows_scan_until(Relation rel, Oid indexid, Datum upper)
 {
-	RowsScan   *s = palloc(sizeof(RowsScan));
-	ScanKeyData skey;
-	Oid			type;
-	RegProcedure proc;
-
-	CommandCounterIncrement();
-	s->index = index_open(indexid, AccessShareLock);
-	type = s->index->rd_opcintype[0];
-	proc = get_opcode(get_opfamily_member(s->index->rd_opfamily[0], type, type,
-										  BTLessEqualStrategyNumber));
-	if (!RegProcedureIsValid(proc))
-		elog(ERROR, "no <= operator for type %u in operator family %u", type, s->index->rd_opfamily[0]);
-	ScanKeyEntryInitialize(&skey, 0, 1, BTLessEqualStrategyNumber, type,
-						   s->index->rd_indcollation[0], proc, upper);
-	s->slot = table_slot_create(rel, NULL);
-	s->scan = index_beginscan(rel, s->index, SnapshotSelf, 1, 0);
-	index_rescan(s->scan, &skey, 1, NULL, 0);
-	return s;
+	return scan_begin(rel, indexid, BTLessEqualStrategyNumber, 1, &upper);
 }

@@ -106,7 +106,7 @@ typedef struct OrchestratorShared
 	 * index entries until a vacuum (queue_vacuum.c)
 	 */
 	pg_atomic_uint64 queue_rows_retired;
-	/* turns of the wake-ups of one dispatcher for sql work (wake.c) */
+	/* turns of the wake-ups of one dispatcher for sql work (ready_for_sql) */
 	pg_atomic_uint32 sql_wake_turn;
 	LostStep	lost[ORCHESTRATOR_MAX_LOST];
 
