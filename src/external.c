@@ -30,6 +30,7 @@
 
 #include "engine.h"
 #include "quota.h"
+#include "random_pool.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_api_claim_steps);
 PG_FUNCTION_INFO_V1(orchestrator_api_heartbeat_step);
@@ -43,10 +44,7 @@ engine_random_uuid(void)
 {
 	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
 
-	if (!pg_strong_random(uuid->data, UUID_LEN))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random lease token")));
+	random_pool_fill(uuid->data, UUID_LEN);
 	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
 	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
 	return UUIDPGetDatum(uuid);

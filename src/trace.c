@@ -20,6 +20,8 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "random_pool.h"
+
 PG_FUNCTION_INFO_V1(orchestrator_new_trace_id);
 
 /*
@@ -36,10 +38,7 @@ orchestrator_new_trace_id(PG_FUNCTION_ARGS)
 
 	while (zero)
 	{
-		if (!pg_strong_random(bytes, sizeof(bytes)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate a random trace id")));
+		random_pool_fill(bytes, sizeof(bytes));
 		for (int i = 0; i < 16; i++)
 			zero &= bytes[i] == 0;
 	}

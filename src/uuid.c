@@ -29,6 +29,8 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "random_pool.h"
+
 PG_FUNCTION_INFO_V1(orchestrator_uuid_v7);
 PG_FUNCTION_INFO_V1(orchestrator_uuid_v7_boundary);
 PG_FUNCTION_INFO_V1(orchestrator_uuid_v7_time);
@@ -95,11 +97,7 @@ orchestrator_uuid_v7(PG_FUNCTION_ARGS)
 				 errmsg("system clock is beyond the range of a version 7 uuid")));
 	last_clock_seq = clock_seq;
 
-	if (!pg_strong_random(&uuid->data[8], UUID_LEN - 8))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
-
+	random_pool_fill(&uuid->data[8], UUID_LEN - 8);
 	uuid_v7_fill(uuid, clock_seq);
 
 	PG_RETURN_UUID_P(uuid);

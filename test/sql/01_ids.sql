@@ -18,3 +18,10 @@ SELECT orchestrator.uuid_v7_boundary(now()) <= orchestrator.uuid_v7()
 SELECT orchestrator.uuid_v7_boundary('1969-12-31 23:59:59+00');
 SELECT orchestrator.uuid_v7_boundary('infinity');
 SELECT orchestrator.uuid_v7_time('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');
+-- The random part of ids, trace ids and lease tokens come from a pool of
+-- strong random bytes refilled as it runs out (random_pool.c): over many
+-- refills no random part repeats.
+SELECT count(DISTINCT substr(id::text, 20)) AS distinct_rand_b, count(*) AS ids
+FROM (SELECT orchestrator.uuid_v7() AS id FROM generate_series(1, 10000)) g;
+SELECT count(DISTINCT t) AS distinct_trace_ids, bool_and(t ~ '^[0-9a-f]{32}$' AND t <> repeat('0', 32)) AS well_formed
+FROM (SELECT orchestrator._new_trace_id() AS t FROM generate_series(1, 10000)) g;
