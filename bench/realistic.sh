@@ -9,6 +9,7 @@
 #   (SKIP_SETUP=1 PG_BINDIR=<another installation>: measure another build)
 #   LISTENER=1: a client LISTENs to the orchestrator channel throughout and
 #   reads every notification (without one, the relay sends none: unheard)
+#   FRESH_WAL=1: measure on a fresh cluster's WAL (see "WAL" below)
 #
 # Figures per N:
 #   raw        commits/s of INSERT INTO raw_commit DEFAULT VALUES, measured
@@ -23,6 +24,17 @@
 #              start until the last run finished (the backlog drained)
 #   latency    commit -> step.started of the first step, p50/p99 (from the
 #              events: workflow.created is appended just before the start commits)
+#   WAL/run, new segments   WAL bytes per run over the starts and the drain, and
+#              how many WAL segment files the server created meanwhile
+# WAL: a 3-step run writes about 5 KB of WAL, so 2,500 runs/s fill a 16 MB
+# segment every 1.2 s.  A server that has run for a while recycles the
+# segments its checkpoints retire; a fresh cluster has none to recycle and
+# creates each one (16 MB of zeros written and synced), and every commit
+# waits behind that: a stall of 20-100 ms on this machine's storage at every
+# new segment, the cause of the p99 outliers of earlier rounds.  So before
+# measuring, the cluster keeps min_wal_size = 1GB and 64 segments are made
+# and retired for recycling (what a server in steady state has); FRESH_WAL=1
+# skips that, and the "new segments" column shows which case was measured.
 # Then: starts with the dispatchers off (orchestrator.workers = 0), and runs
 # of one external step started by N clients while 2 workers claim 50 and
 # complete them with complete_steps().
@@ -84,7 +96,7 @@ PY
 fi
 
 echo "# orchestrator realistic-load benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), $(date -u +%F))"
-echo "# reproduce: ${LISTENER:+LISTENER=1 }SECONDS_PER_POINT=$secs CLIENTS=\"$clients\" bash bench/realistic.sh   (synchronous_commit $(q -c 'SHOW synchronous_commit'), orchestrator.workers $(q -c 'SHOW orchestrator.workers'))"
+echo "# reproduce: ${LISTENER:+LISTENER=1 }${FRESH_WAL:+FRESH_WAL=1 }SECONDS_PER_POINT=$secs CLIENTS=\"$clients\" bash bench/realistic.sh   (synchronous_commit $(q -c 'SHOW synchronous_commit'), orchestrator.workers $(q -c 'SHOW orchestrator.workers'))"
 q -c "CREATE EXTENSION orchestrator" -c "CREATE TABLE raw_commit (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())" >/dev/null
 q >/dev/null <<'SQL'
 SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
@@ -92,6 +104,22 @@ SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "
   {"name": "c", "kind": "sql", "sql": "SELECT 3 AS three", "depends_on": ["b"]}]}');
 SELECT orchestrator.define_workflow('ext1', '{"steps": [{"name": "a", "kind": "external", "queue": "bench"}]}');
 SQL
+if [ -z "${FRESH_WAL:-}" ]; then
+	# segments for the checkpoints to recycle, as on a server in steady state
+	q -c "ALTER SYSTEM SET min_wal_size = '1GB'" -c "SELECT pg_reload_conf()" >/dev/null
+	for _ in $(seq 64); do q -c "INSERT INTO raw_commit DEFAULT VALUES" -c "SELECT pg_switch_wal()" >/dev/null; done
+	q -c "CHECKPOINT" -c "CHECKPOINT" >/dev/null
+fi
+# WAL segment files created since a time (birth times; "?" where the file
+# system does not keep them)
+segs_since() {
+	local n=0 b
+	for f in "$data"/pg/pg_wal/0*; do
+		b=$(stat -c %W "$f"); [ "$b" = 0 ] && { echo "?"; return; }
+		[ "$b" -ge "$1" ] && n=$((n + 1))
+	done
+	echo "$n"
+}
 echo 'INSERT INTO raw_commit DEFAULT VALUES;' > "$data/raw.sql"
 echo "SELECT orchestrator.start_workflow('noop3');" > "$data/start.sql"
 echo "SELECT orchestrator.start_workflow('ext1');" > "$data/start_ext.sql"
@@ -105,7 +133,7 @@ chmod -R a+rX "$data"
 
 echo
 echo "## end to end: N clients start 3-step no-op sql runs (one per transaction) for ${secs}s while 2 dispatchers work"
-printf '%-8s %-12s %-16s %-10s %-16s %-10s %-8s %s\n' clients 'raw/s b, a' 'raw p50/p99' starts/s 'start p50/p99' e2e_steps/s ratio 'commit->step.started p50/p99 ms'
+printf '%-8s %-12s %-16s %-10s %-16s %-10s %-8s %-33s %s\n' clients 'raw/s b, a' 'raw p50/p99' starts/s 'start p50/p99' e2e_steps/s ratio 'commit->step.started p50/p99 ms' 'WAL/run, new segments'
 for c in $clients; do
 	rm -f "$data"/rawlog.*
 	settle
@@ -114,10 +142,13 @@ for c in $clients; do
 	settle
 	from=$(q -c "SELECT orchestrator.uuid_v7()")
 	rm -f "$data"/log.*
+	w0=$(q -c "SELECT pg_current_wal_lsn()")
 	t0=$(date +%s.%N)
 	starts=$(cd "$data" && pgb -f "$data/start.sql" -c "$c" -j "$c" -T "$secs" -l --log-prefix="$data/log" | tps)
 	drain
 	t1=$(date +%s.%N)
+	wal=$(q -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$w0')::bigint")
+	segs=$(segs_since "${t0%.*}")
 	settle
 	raw_after=$(pgb -f "$data/raw.sql" -c "$c" -j "$c" -T "$secs" | tps)
 	raw=$(( (raw_before + raw_after) / 2 ))
@@ -127,8 +158,8 @@ for c in $clients; do
 		FROM (SELECT extract(epoch FROM s.at - c.at) * 1000 AS ms FROM orchestrator.workflow_events c
 			  JOIN orchestrator.workflow_events s ON s.run_id = c.run_id AND s.type = 'step.started' AND s.step = 'a'
 			  WHERE c.type = 'workflow.created' AND c.run_id > '$from') x")
-	printf '%-8s %-12s %-16s %-10s %-16s %-10s %-8s %s\n' "$c" "$raw_before, $raw_after" "$(pctl "$data"/rawlog.*)" "$starts" "$(pctl "$data"/log.*)" "$e2e" \
-		"$(awk -v e="$e2e" -v r="$raw" 'BEGIN {printf "%.2fx", e / r}')" "$lat"
+	printf '%-8s %-12s %-16s %-10s %-16s %-10s %-8s %-33s %s\n' "$c" "$raw_before, $raw_after" "$(pctl "$data"/rawlog.*)" "$starts" "$(pctl "$data"/log.*)" "$e2e" \
+		"$(awk -v e="$e2e" -v r="$raw" 'BEGIN {printf "%.2fx", e / r}')" "$lat" "$(awk -v w="$wal" -v n="$runs" 'BEGIN {printf "%.0f B", w / n}'), $segs"
 	e2e_of[$c]=$e2e; ratio_of[$c]=$(awk -v e="$e2e" -v r="$raw" 'BEGIN {printf "%.2f", e / r}'); lat_of[$c]=$lat
 done
 
