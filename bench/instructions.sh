@@ -12,6 +12,8 @@
 #   A_BINDIR=<installation> B_BINDIR=<another> ROUNDS=2 bash bench/instructions.sh
 # Both installations must hold the same extension version (the cluster is
 # made with A's and counted with each in turn, alternating).
+#   SETUP_SQL='<statements>': run after CREATE EXTENSION (a what-if: an index
+#   added or dropped, a setting)
 #
 # Each figure is a difference: the count of a session doing 2N of a thing
 # minus that of one doing N, over N, so that the backend's start and exit
@@ -39,6 +41,9 @@ SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "
   {"name": "c", "kind": "sql", "sql": "SELECT 3 AS three", "depends_on": ["b"]}]}');
 SELECT orchestrator.define_workflow('ext1', '{"steps": [{"name": "a", "kind": "external", "queue": "bench"}]}');
 SQL
+if [ -n "${SETUP_SQL:-}" ]; then
+	as_pg "$a_bin/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -v ON_ERROR_STOP=1 -c "$SETUP_SQL" >/dev/null
+fi
 PG_BINDIR=$a_bin bash "$root/test/cluster.sh" stop "$data/pg"
 
 # the sessions: k starts, one per statement (each its own transaction);
@@ -65,7 +70,7 @@ count() {
 per() { local x y; x=$(count "$1" "$data/$2.$n.sql"); y=$(count "$1" "$data/$2.$((2 * n)).sql"); echo $(((y - x) / n)); }
 
 echo "# orchestrator instructions per start and per external run ($(date -u +%F), valgrind $(valgrind --version | sed 's/valgrind-//'), N=$n)"
-echo "# reproduce: A_BINDIR=$a_bin${b_bin:+ B_BINDIR=$b_bin} ROUNDS=$rounds N=$n bash bench/instructions.sh"
+echo "# reproduce: A_BINDIR=$a_bin${b_bin:+ B_BINDIR=$b_bin}${SETUP_SQL:+ SETUP_SQL=\"$SETUP_SQL\"} ROUNDS=$rounds N=$n bash bench/instructions.sh"
 printf '%-6s %-6s %-28s %s\n' round build 'start_workflow(noop3)' 'external run (bulk start, claim 50, complete_steps)'
 for r in $(seq "$rounds"); do
 	for build in A ${b_bin:+B}; do

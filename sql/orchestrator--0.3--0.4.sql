@@ -233,6 +233,12 @@ ALTER TABLE orchestrator.work_queue SET (vacuum_truncate = false);
 DROP INDEX orchestrator.work_queue_claim;
 CREATE INDEX work_queue_claim ON orchestrator.work_queue (queue, priority DESC, available_at) WHERE lease_token IS NULL;
 
+-- The runs' finished_at index holds finished runs only (sql/src/80_maintenance.sql);
+-- it is built again on every partition while the update holds the history.
+DROP INDEX orchestrator.workflow_runs_finished_at;
+CREATE INDEX workflow_runs_finished_at ON orchestrator.workflow_runs (finished_at) INCLUDE (id)
+	WHERE finished_at IS NOT NULL;
+
 -- END hand-written
 
 -- Functions as a fresh install has them (sql/src/*.sql).

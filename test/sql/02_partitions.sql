@@ -6,6 +6,11 @@ WHERE c.relnamespace = 'orchestrator'::regnamespace
 GROUP BY c.relname ORDER BY 1;
 SELECT to_regclass('orchestrator.workflow_runs_p' || to_char((now() AT TIME ZONE 'UTC')::date, 'YYYYMMDD')) IS NOT NULL
     AS todays_partition;
+-- The runs' indexes on finished_at hold finished runs only: a start writes
+-- no entry in them (unfinished runs are found through the active-owner
+-- index).
+SELECT x.indexrelid::regclass AS index, pg_get_expr(x.indpred, x.indrelid) AS holds
+FROM pg_index x WHERE x.indrelid = 'orchestrator.workflow_runs'::regclass ORDER BY x.indexrelid::regclass::text;
 -- Creating partitions is idempotent.
 SELECT orchestrator._create_partitions((now() AT TIME ZONE 'UTC')::date, 3) AS created_again;
 -- A lookup by run id prunes to one partition: the plan scans exactly one
