@@ -2,11 +2,11 @@
 # Instructions a backend executes per start_workflow() of a three-step run,
 # and per one-step external run (started in bulk, claimed 50 at a time and
 # completed with complete_steps()), counted by valgrind (callgrind's Ir) in
-# a single-user backend.  Unlike CPU time on a shared 2-core machine, the
-# count repeats to within about 1.5% (the tables grow between counts), so a
-# change of a few percent in the backend's work shows in one round.  The
-# dispatchers' share (sql steps) is not counted here: they are background
-# workers, and a single-user backend has none.
+# a single-user backend; and the dispatchers' instructions per sql step of
+# three-step runs started in bulk, counted with the whole server under
+# callgrind.  Unlike CPU time on a shared 2-core machine, the counts repeat
+# to within about 1.5% (the tables grow between counts), so a change of a few
+# percent shows in one round.
 #
 #   bash bench/instructions.sh                        (as root on Debian 12)
 #   A_BINDIR=<installation> B_BINDIR=<another> ROUNDS=2 bash bench/instructions.sh
@@ -27,6 +27,7 @@ b_bin=${B_BINDIR:-}
 command -v valgrind >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq valgrind >/dev/null; }
 rounds=${ROUNDS:-2}
 n=${N:-300}
+session=${SESSION_SECONDS:-45}
 port=${PORT:-55540}
 data=$(mktemp -d /tmp/orchestrator-instructions.XXXXXX)
 [ "$(id -u)" = 0 ] && chown postgres: "$data"
@@ -69,12 +70,50 @@ count() {
 }
 per() { local x y; x=$(count "$1" "$data/$2.$n.sql"); y=$(count "$1" "$data/$2.$((2 * n)).sql"); echo $(((y - x) / n)); }
 
-echo "# orchestrator instructions per start and per external run ($(date -u +%F), valgrind $(valgrind --version | sed 's/valgrind-//'), N=$n)"
-echo "# reproduce: A_BINDIR=$a_bin${b_bin:+ B_BINDIR=$b_bin}${SETUP_SQL:+ SETUP_SQL=\"$SETUP_SQL\"} ROUNDS=$rounds N=$n bash bench/instructions.sh"
-printf '%-6s %-6s %-28s %s\n' round build 'start_workflow(noop3)' 'external run (bulk start, claim 50, complete_steps)'
+# instructions of the two dispatchers draining k three-step runs started in
+# one statement: the whole server runs under callgrind (each process counted
+# in a file of its own), and the dispatchers' files are summed after a fast
+# shutdown.  Their idle passes count too (about 1.2 million instructions a
+# second under valgrind, for both), so every session lasts the same time
+# from the dispatchers' start (SESSION_SECONDS), and the idle part cancels
+# out of the difference.
+count_dispatch() {
+	local bin=$1 k=$2 pids t0
+	local psql=("$bin/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench)
+	rm -f "$data"/cg.*
+	as_pg bash -c "valgrind --tool=callgrind --callgrind-out-file='$data/cg.%p' '$bin/postgres' -D '$data/pg' > '$data/valgrind.log' 2>&1 &"
+	until [ "$(as_pg "${psql[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'orchestrator dispatcher'" 2>/dev/null)" = 2 ]; do sleep 1; done
+	t0=$(date +%s)
+	pids=$(as_pg "${psql[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type = 'orchestrator dispatcher'")
+	as_pg "${psql[@]}" -c "SELECT count(orchestrator.start_workflow('noop3')) FROM generate_series(1, $k)" >/dev/null
+	until [ "$(as_pg "${psql[@]}" -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE finished_at IS NULL")" = 0 ]; do sleep 1; done
+	if [ $(($(date +%s) - t0)) -ge "$session" ]; then
+		echo "the drain took longer than SESSION_SECONDS=$session: raise it" >&2; exit 1
+	fi
+	sleep $((session - ($(date +%s) - t0)))
+	as_pg "$bin/pg_ctl" -D "$data/pg" -m fast -w stop >/dev/null
+	for p in $pids; do awk '/^totals:/ {print $2}' "$data/cg.$p"; done | awk '{s += $1} END {print s}'
+}
+# the runs the single-user sessions started are drained first, uncounted
+drain_backlog() {
+	PG_BINDIR=$1 bash "$root/test/cluster.sh" start "$data/pg" "$port" bench
+	until [ "$(as_pg "$1/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE finished_at IS NULL")" = 0 ]; do sleep 1; done
+	as_pg "$1/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench -c "VACUUM" >/dev/null
+	PG_BINDIR=$1 bash "$root/test/cluster.sh" stop "$data/pg"
+}
+per_step() {
+	local x y
+	drain_backlog "$1"; x=$(count_dispatch "$1" "$n")
+	drain_backlog "$1"; y=$(count_dispatch "$1" $((2 * n)))
+	echo $(((y - x) / (3 * n)))
+}
+
+echo "# orchestrator instructions per start, per sql step and per external run ($(date -u +%F), valgrind $(valgrind --version | sed 's/valgrind-//'), N=$n)"
+echo "# reproduce: A_BINDIR=$a_bin${b_bin:+ B_BINDIR=$b_bin}${SETUP_SQL:+ SETUP_SQL=\"$SETUP_SQL\"} ROUNDS=$rounds N=$n SESSION_SECONDS=$session bash bench/instructions.sh"
+printf '%-6s %-6s %-24s %-24s %s\n' round build 'start_workflow(noop3)' 'dispatchers, sql step' 'external run (bulk start, claim 50, complete_steps)'
 for r in $(seq "$rounds"); do
 	for build in A ${b_bin:+B}; do
 		bin=$a_bin; [ "$build" = B ] && bin=$b_bin
-		printf '%-6s %-6s %-28s %s\n' "$r" "$build" "$(per "$bin" starts)" "$(per "$bin" external)"
+		printf '%-6s %-6s %-24s %-24s %s\n' "$r" "$build" "$(per "$bin" starts)" "$(per_step "$bin")" "$(per "$bin" external)"
 	done
 done
