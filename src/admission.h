@@ -12,7 +12,7 @@
 
 #include "postgres.h"
 
-#include "engine.h"
+#include "run_model.h"
 
 /* The scopes of admission limits: bits of workflow_runs.admission. */
 #define ADMISSION_GLOBAL	0x01	/* orchestrator.max_active_runs */

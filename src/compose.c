@@ -52,73 +52,12 @@
 
 extern Datum orchestrator_uuid_v7(PG_FUNCTION_ARGS);
 
-/* The most elements of one for_each step. */
-#define MAX_ITEMS 10000
 /* The most runs in a chain of parents and children. */
 #define MAX_NESTING 32
-
-static Datum
-jsonb_of(const char *json)
-{
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-}
-
-static char *
-json_of(Datum jsonb, bool isnull)
-{
-	return isnull ? "null" : JsonbToCString(NULL, &DatumGetJsonbP(jsonb)->root, 0);
-}
 
 /* ----------------------------------------------------------------
  * Elements of a for_each step
  * ---------------------------------------------------------------- */
-
-/*
- * compose_element_name
- *		Is "step" the name of an element, "<base>[<index>]"?
- */
-bool
-compose_element_name(const char *step, char **base, int32 *index)
-{
-	const char *open = strrchr(step, '[');
-	size_t		len = strlen(step);
-	long		n = 0;
-
-	if (open == NULL || open == step || len < 3 || step[len - 1] != ']' || open + 2 > step + len - 1)
-		return false;
-	for (const char *c = open + 1; c < step + len - 1; c++)
-	{
-		if (*c < '0' || *c > '9' || n > MAX_ITEMS)
-			return false;
-		n = n * 10 + (*c - '0');
-	}
-	*base = pnstrdup(step, open - step);
-	*index = (int32) n;
-	return true;
-}
-
-/*
- * compose_element_def
- *		The definition of an element: its step's (kind, action, retry
- *		policy, timeout, on_error), without what belongs to the step as a
- *		whole (its condition, the fan-out, its dependents).  In the current
- *		memory context; the step's definition is held by the unit of work.
- */
-StepDef *
-compose_element_def(StepDef *base, const char *step, int32 index)
-{
-	StepDef    *def = palloc(sizeof(StepDef));
-
-	*def = *base;
-	def->step = pstrdup(step);
-	def->element_of = base->step;
-	def->element_index = index;
-	def->for_each = false;
-	def->has_condition = false;
-	def->plain_when_ready = false;
-	def->dependents = PointerGetDatum(construct_empty_array(TEXTOID));
-	return def;
-}
 
 static char *
 element_name(const char *step, int32 index)
@@ -202,13 +141,13 @@ finish_step(EngineRun *run, StepDef *def)
 
 		initStringInfo(&e);
 		appendStringInfo(&e, "{\"message\": \"%d of %d elements failed\", \"failed\": %s}", nfailed,
-						 JB_ROOT_COUNT(DatumGetJsonbP(results)), json_of(failed, false));
-		error = jsonb_of(e.data);
+						 JB_ROOT_COUNT(DatumGetJsonbP(results)), engine_json_text(failed, false));
+		error = engine_jsonb(e.data);
 		values[2] = results;
 		values[3] = error;
 		engine_stmt(S_ITEMS_FINISH, &run->leaves, values, NULL);
 		engine_emit_jsonb(run, "step.failed", def->step,
-						  jsonb_of(psprintf("{\"attempt\": 1, \"error\": %s}", e.data)), false);
+						  engine_jsonb(psprintf("{\"attempt\": 1, \"error\": %s}", e.data)), false);
 		engine_step_done(run, def);
 	}
 }
@@ -293,7 +232,7 @@ compose_fan_out(EngineRun *run, StepDef *def, Datum *context, bool *context_read
 	if (!JB_ROOT_IS_ARRAY(jb) || JB_ROOT_IS_SCALAR(jb))
 	{
 		StringInfoData e;
-		char	   *got = json_of(items, false);
+		char	   *got = engine_json_text(items, false);
 
 		initStringInfo(&e);
 		appendStringInfoString(&e, "{\"message\": ");
@@ -302,15 +241,15 @@ compose_fan_out(EngineRun *run, StepDef *def, Datum *context, bool *context_read
 		appendStringInfoString(&e, ", \"for_each\": ");
 		escape_json(&e, path);
 		appendStringInfoChar(&e, '}');
-		engine_attempt_failed(run, def->step, jsonb_of(e.data), false, (Datum) 0, true);
+		engine_attempt_failed(run, def->step, engine_jsonb(e.data), false, (Datum) 0, true);
 		return;
 	}
 	n = JB_ROOT_COUNT(jb);
-	if (n > MAX_ITEMS)
+	if (n > FOR_EACH_MAX_ITEMS)
 	{
 		engine_attempt_failed(run, def->step,
 							  engine_message_error(psprintf("for_each selected %d elements; at most %d are allowed",
-															n, MAX_ITEMS)),
+															n, FOR_EACH_MAX_ITEMS)),
 							  false, (Datum) 0, true);
 		return;
 	}
@@ -329,7 +268,7 @@ compose_fan_out(EngineRun *run, StepDef *def, Datum *context, bool *context_read
 		engine_stmt(S_ITEMS_TRIM, &run->leaves, t, NULL);
 	}
 	engine_stmt(S_ITEMS_CREATE, &run->leaves, values, NULL);
-	values[2] = jsonb_of(psprintf("{\"items\": %d, \"max_parallel\": %d, \"started\": 0, \"done\": 0, \"failed\": 0}",
+	values[2] = engine_jsonb(psprintf("{\"items\": %d, \"max_parallel\": %d, \"started\": 0, \"done\": 0, \"failed\": 0}",
 								  n, def->max_parallel));
 	engine_stmt(S_FAN_OUT, &run->leaves, values, NULL);
 	fill(run, def);
@@ -380,14 +319,14 @@ compose_element_final(EngineRun *run, StepDef *def, StepStatus final, Datum erro
 	appendStringInfo(&e, "{\"message\": \"element %d failed\", \"index\": %d, \"step\": ",
 					 def->element_index, def->element_index);
 	escape_json(&e, def->step);
-	appendStringInfo(&e, ", \"error\": %s}", json_of(error, false));
+	appendStringInfo(&e, ", \"error\": %s}", engine_json_text(error, false));
 	values[0] = run->id;
 	values[1] = CStringGetTextDatum(step->step);
 	values[2] = CStringGetTextDatum(step_status_names[final]);
-	values[3] = jsonb_of(e.data);
+	values[3] = engine_jsonb(e.data);
 	engine_stmt(S_STEP_FINAL, &run->leaves, values, NULL);
 	engine_emit_jsonb(run, psprintf("step.%s", step_status_names[final]), step->step,
-					  jsonb_of(psprintf("{\"attempt\": 1, \"error\": %s}", e.data)), false);
+					  engine_jsonb(psprintf("{\"attempt\": 1, \"error\": %s}", e.data)), false);
 	{
 		StringInfoData r;
 
@@ -395,7 +334,7 @@ compose_element_final(EngineRun *run, StepDef *def, StepStatus final, Datum erro
 		appendStringInfoString(&r, "{\"step\": ");
 		escape_json(&r, step->step);
 		appendStringInfo(&r, ", \"status\": \"%s\", \"error\": %s}", step_status_names[final], e.data);
-		engine_run_finish(run, RUN_FAILED, jsonb_of(r.data), false);
+		engine_run_finish(run, RUN_FAILED, engine_jsonb(r.data), false);
 	}
 }
 
@@ -489,7 +428,7 @@ start_child_work(void *arg)
 	input = engine_col("input", &isnull);
 	engine_rows_done();
 	if (isnull)
-		input = jsonb_of("{}");
+		input = engine_jsonb("{}");
 	engine_stmt(S_PARENT_TENANT, &run->leaves, values, NULL);
 	tenant = engine_col_text("tenant");
 	engine_rows_done();
@@ -584,7 +523,7 @@ compose_fire(EngineRun *run, StepDef *def, const char *status)
 			appendStringInfoString(&err, ", \"workflow\": ");
 			escape_json(&err, def->child_workflow);
 			appendStringInfoChar(&err, '}');
-			engine_attempt_failed(run, def->step, jsonb_of(err.data),
+			engine_attempt_failed(run, def->step, engine_jsonb(err.data),
 								  c.retryable && strncmp(state, "42", 2) != 0, (Datum) 0, true);
 			return;
 		}
@@ -639,16 +578,16 @@ compose_fire(EngineRun *run, StepDef *def, const char *status)
 		engine_emit(run, "workflow.child_finished", def->step, s.data);
 		if (strcmp(child_status, "succeeded") == 0)
 		{
-			engine_step_succeeded(run, def->step, result_isnull ? jsonb_of("null") : result, false);
+			engine_step_succeeded(run, def->step, result_isnull ? engine_jsonb("null") : result, false);
 			return;
 		}
 		resetStringInfo(&s);
 		appendStringInfo(&s, "{\"message\": \"child run %s\", \"run_id\": \"%s\", \"workflow\": ",
 						 child_status, engine_uuid_text(child));
 		escape_json(&s, def->child_workflow);
-		appendStringInfo(&s, ", \"status\": \"%s\", \"error\": %s}", child_status, json_of(error, error_isnull));
+		appendStringInfo(&s, ", \"status\": \"%s\", \"error\": %s}", child_status, engine_json_text(error, error_isnull));
 		/* a failed child is retried with a new one; a cancelled one is not */
-		engine_attempt_failed(run, def->step, jsonb_of(s.data), strcmp(child_status, "failed") == 0,
+		engine_attempt_failed(run, def->step, engine_jsonb(s.data), strcmp(child_status, "failed") == 0,
 							  (Datum) 0, true);
 	}
 }
@@ -696,6 +635,6 @@ compose_fire_internal(EngineRun *run, const char *step)
 	engine_stmt(S_DEQUEUE, NULL, values, NULL);
 	if (engine_run_active(run))
 		engine_run_finish(run, RUN_CANCELLED,
-						  jsonb_of("{\"reason\": \"its parent run ended\", \"by\": \"orchestrator\"}"), false);
+						  engine_jsonb("{\"reason\": \"its parent run ended\", \"by\": \"orchestrator\"}"), false);
 	return true;
 }

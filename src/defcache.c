@@ -37,7 +37,7 @@
 #include "utils/memutils.h"
 
 #include "defcache.h"
-#include "engine.h"
+#include "engine_stmt.h"
 #include "guc.h"
 
 #define DEF_KEY_LEN 256
@@ -335,12 +335,12 @@ engine_step_def(const char *name, int32 version, const char *step)
 			char	   *base_name;
 			int32		index;
 
-			if (compose_element_name(step, &base_name, &index))
+			if (step_element_name(step, &base_name, &index))
 			{
 				StepDef    *base = engine_step_def(name, version, base_name);
 
 				if (base->found && base->for_each)
-					return compose_element_def(base, step, index);
+					return step_element_def(base, step, index);
 			}
 			def = palloc0(sizeof(StepDef));
 			def->name = pstrdup(name);
@@ -492,4 +492,55 @@ engine_root_steps(const char *name, int32 version, int *nroots)
 
 	*nroots = shape->nroots;
 	return shape->roots;
+}
+
+/* ----------------------------------------------------------------
+ * Elements of a for_each step (their rows and transitions: compose.c)
+ * ---------------------------------------------------------------- */
+
+/*
+ * step_element_name
+ *		Is "step" the name of an element, "<base>[<index>]"?
+ */
+bool
+step_element_name(const char *step, char **base, int32 *index)
+{
+	const char *open = strrchr(step, '[');
+	size_t		len = strlen(step);
+	long		n = 0;
+
+	if (open == NULL || open == step || len < 3 || step[len - 1] != ']' || open + 2 > step + len - 1)
+		return false;
+	for (const char *c = open + 1; c < step + len - 1; c++)
+	{
+		if (*c < '0' || *c > '9' || n > FOR_EACH_MAX_ITEMS)
+			return false;
+		n = n * 10 + (*c - '0');
+	}
+	*base = pnstrdup(step, open - step);
+	*index = (int32) n;
+	return true;
+}
+
+/*
+ * step_element_def
+ *		The definition of an element: its step's (kind, action, retry
+ *		policy, timeout, on_error), without what belongs to the step as a
+ *		whole (its condition, the fan-out, its dependents).  In the current
+ *		memory context; the step's definition is held by the unit of work.
+ */
+StepDef *
+step_element_def(StepDef *base, const char *step, int32 index)
+{
+	StepDef    *def = palloc(sizeof(StepDef));
+
+	*def = *base;
+	def->step = pstrdup(step);
+	def->element_of = base->step;
+	def->element_index = index;
+	def->for_each = false;
+	def->has_condition = false;
+	def->plain_when_ready = false;
+	def->dependents = PointerGetDatum(construct_empty_array(TEXTOID));
+	return def;
 }

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * defcache.h
- *	  The figures of the per-process caches; the step definitions' cache
- *	  (defcache.c) is bounded in bytes.
+ *	  Step definitions and a version's shape, read once per process and
+ *	  kept in a cache bounded in bytes (defcache.c); the definition of a
+ *	  for_each step's element is its step's.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,17 +12,17 @@
 
 #include "postgres.h"
 
-/* Figures of a per-process cache, for health() and metrics(). */
-typedef struct CacheFigures
-{
-	uint64		entries;
-	uint64		bytes;
-	uint64		limit_bytes;
-	uint64		hits;
-	uint64		misses;
-	uint64		evictions;
-} CacheFigures;
+#include "cache_figures.h"
+#include "run_model.h"
 
+extern StepDef *engine_step_def(const char *name, int32 version, const char *step);
+extern RunShape *engine_run_shape(const char *name, int32 version);
+extern char **engine_root_steps(const char *name, int32 version, int *nroots);
+extern void engine_def_cache_check(void);
 extern void defcache_figures(CacheFigures *figures);
+
+/* elements of a for_each step, "<step>[<index>]" */
+extern bool step_element_name(const char *step, char **base, int32 *index);
+extern StepDef *step_element_def(StepDef *base, const char *step, int32 index);
 
 #endif							/* ORCHESTRATOR_DEFCACHE_H */

@@ -66,41 +66,6 @@
 #include "version.h"
 #include "wake.h"
 
-const char *const run_status_names[RUN_STATUS_COUNT] = {
-	[RUN_PENDING] = "pending",
-	[RUN_RUNNING] = "running",
-	[RUN_COMPENSATING] = "compensating",
-	[RUN_SUCCEEDED] = "succeeded",
-	[RUN_FAILED] = "failed",
-	[RUN_CANCELLED] = "cancelled",
-	[RUN_QUEUED] = "queued",
-};
-
-const char *const step_status_names[STEP_STATUS_COUNT] = {
-	[STEP_WAITING] = "waiting",
-	[STEP_READY] = "ready",
-	[STEP_RUNNING] = "running",
-	[STEP_SUCCEEDED] = "succeeded",
-	[STEP_SKIPPED] = "skipped",
-	[STEP_FAILED] = "failed",
-	[STEP_DEAD] = "dead",
-	[STEP_CANCELLED] = "cancelled",
-	[STEP_COMPENSATED] = "compensated",
-	[STEP_SCHEDULED] = "scheduled",
-};
-
-RunStatus
-run_status_from_name(const char *name)
-{
-	for (int i = 0; i < RUN_STATUS_COUNT; i++)
-		if (strcmp(name, run_status_names[i]) == 0)
-			return (RunStatus) i;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown run status \"%s\"", name)));
-	return RUN_FAILED;			/* keep the compiler quiet */
-}
-
 /*
  * Events appended by this process: a caller that lets user code run (a sql
  * step's statement) compares it before and after, and reads its run again
@@ -122,140 +87,6 @@ typedef struct EngineState
  * unit and puts it back, also when an error unwinds through it.
  */
 static EngineState engine = {-1, 0};
-
-static Datum
-jsonb_from_cstring(const char *json)
-{
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-}
-
-/* A uuid as text. */
-char *
-engine_uuid_text(Datum id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, id));
-}
-
-/* A jsonb value as JSON text ("null" for SQL NULL). */
-static char *
-json_text(Datum value, bool isnull)
-{
-	return isnull ? "null" : JsonbToCString(NULL, &DatumGetJsonbP(value)->root, 0);
-}
-
-/*
- * engine_valid_name
- *		A queue or signal name: 1 to 63 letters, digits, "_", ".", ":" or "-",
- *		the first a letter, digit or "_".
- */
-bool
-engine_valid_name(const char *name)
-{
-	size_t		len = strlen(name);
-
-	if (len == 0 || len > 63)
-		return false;
-	for (size_t i = 0; i < len; i++)
-	{
-		char		c = name[i];
-		bool		word = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			(c >= '0' && c <= '9') || c == '_';
-
-		if (!word && (i == 0 || (c != '.' && c != ':' && c != '-')))
-			return false;
-	}
-	return true;
-}
-
-/* A time as JSON text, as to_jsonb() writes it. */
-char *
-engine_json_time(TimestampTz t)
-{
-	char		buf[MAXDATELEN + 3];
-
-	buf[0] = '"';
-	JsonEncodeDateTime(buf + 1, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL);
-	strcat(buf, "\"");
-	return pstrdup(buf);
-}
-
-/* An interval as JSON text, as to_jsonb() writes it. */
-static char *
-json_interval(Datum interval)
-{
-	StringInfoData s;
-
-	initStringInfo(&s);
-	escape_json(&s, DatumGetCString(DirectFunctionCall1(interval_out, interval)));
-	return s.data;
-}
-
-/* Push "key": value (value jsonb, or null) into an object being built. */
-void
-engine_jsonb_push_pair(JsonbParseState **state, const char *key, Datum value, bool isnull)
-{
-	JsonbValue	k;
-	JsonbValue	v;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-	if (isnull)
-		v.type = jbvNull;
-	else
-	{
-		Jsonb	   *jb = DatumGetJsonbP(value);
-
-		v.type = jbvBinary;
-		v.val.binary.data = &jb->root;
-		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	}
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
-/* {"key": value} (value jsonb, or null), built without printing and parsing it */
-Datum
-engine_json_object1(const char *key, Datum value, bool isnull)
-{
-	JsonbParseState *state = NULL;
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	engine_jsonb_push_pair(&state, key, value, isnull);
-	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
-}
-
-/*
- * engine_step_started_data
- *		step.started's data: {"attempt": n, "worker": w} ("worker" left out
- *		when NULL), built without printing and parsing it.
- */
-Datum
-engine_step_started_data(int32 attempt, const char *worker)
-{
-	JsonbParseState *state = NULL;
-	JsonbValue	v;
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	v.type = jbvString;
-	v.val.string.val = "attempt";
-	v.val.string.len = strlen("attempt");
-	pushJsonbValue(&state, WJB_KEY, &v);
-	v.type = jbvNumeric;
-	v.val.numeric = int64_to_numeric(attempt);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	if (worker != NULL)
-	{
-		v.type = jbvString;
-		v.val.string.val = "worker";
-		v.val.string.len = strlen("worker");
-		pushJsonbValue(&state, WJB_KEY, &v);
-		v.val.string.val = (char *) worker;
-		v.val.string.len = strlen(worker);
-		pushJsonbValue(&state, WJB_VALUE, &v);
-	}
-	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
-}
 
 static void announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name,
 						   const char *step, Datum event_data);
@@ -411,7 +242,7 @@ append_one(EngineRun *run, bool result, const char *type, const char *step, Datu
 	if (result)
 		ev->data = engine_json_object1("result", data, data_isnull);
 	else
-		ev->data = data_isnull ? jsonb_from_cstring("{}") : data;
+		ev->data = data_isnull ? engine_jsonb("{}") : data;
 	return history_append(run->leaves.events, run->id, 1, ev);
 }
 
@@ -496,7 +327,7 @@ int64
 engine_emit(EngineRun *run, const char *type, const char *step, const char *data_json)
 {
 	return emit_event(run, false, type, step,
-					  data_json ? jsonb_from_cstring(data_json) : (Datum) 0, data_json == NULL);
+					  data_json ? engine_jsonb(data_json) : (Datum) 0, data_json == NULL);
 }
 
 int64
@@ -630,7 +461,7 @@ load_run(RunLock lock, bool start, Datum run_id, const char *step, EngineRun *ru
 	run->trace_parent = row.trace_parent;
 	run->admission = row.admission;
 	if (row.started)
-		append_event(run, "workflow.started", NULL, row.started_at, jsonb_from_cstring("{}"));
+		append_event(run, "workflow.started", NULL, row.started_at, engine_jsonb("{}"));
 	return true;
 }
 
@@ -740,7 +571,7 @@ engine_run_started(EngineRun *run)
 		return;
 	flush_deferred_start(run);
 	if (run_row_lock(run, NULL, RUN_LOCK_NONE, true, &row) && row.started)
-		append_event(run, "workflow.started", NULL, row.started_at, jsonb_from_cstring("{}"));
+		append_event(run, "workflow.started", NULL, row.started_at, engine_jsonb("{}"));
 	run->status = RUN_RUNNING;
 }
 
@@ -822,7 +653,7 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	appendStringInfoChar(&data, '}');
 
 	run_rows_create(run, started_by, tenant, input, idempotency_key, shape, nplain, plain, queues);
-	append_event(run, "workflow.created", NULL, GetCurrentTimestamp(), jsonb_from_cstring(data.data));
+	append_event(run, "workflow.created", NULL, GetCurrentTimestamp(), engine_jsonb(data.data));
 	if (admission.limited)
 		admission_created(run, tenant, &admission);
 
@@ -1106,7 +937,7 @@ engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context,
 	engine_stmt(S_RENDER, NULL, values, NULL);
 	rendered = engine_col("rendered", &isnull);
 	engine_rows_done();
-	return isnull ? jsonb_from_cstring("null") : rendered;
+	return isnull ? engine_jsonb("null") : rendered;
 }
 
 /*
@@ -1124,7 +955,7 @@ engine_render(EngineRun *run, Datum template, Datum *context, bool *context_read
 	engine_stmt(S_RENDER, NULL, values, NULL);
 	rendered = engine_col("rendered", &isnull);
 	engine_rows_done();
-	return isnull ? jsonb_from_cstring("null") : rendered;
+	return isnull ? engine_jsonb("null") : rendered;
 }
 
 /*
@@ -1194,7 +1025,7 @@ until_time(Datum until, TimestampTz *due, char **why)
 	UntilCast	c = {until, 0, true};
 	ErrorData  *e;
 
-	if (strcmp(json_text(until, false), "null") == 0)
+	if (strcmp(engine_json_text(until, false), "null") == 0)
 	{
 		*why = "\"until\" matched nothing";
 		return false;
@@ -1205,7 +1036,7 @@ until_time(Datum until, TimestampTz *due, char **why)
 			e->sqlerrcode != ERRCODE_DATETIME_FIELD_OVERFLOW &&
 			e->sqlerrcode != ERRCODE_INVALID_TEXT_REPRESENTATION)
 			ReThrowError(e);
-		*why = psprintf("\"until\" is not a timestamp: %s", json_text(until, false));
+		*why = psprintf("\"until\" is not a timestamp: %s", engine_json_text(until, false));
 		return false;
 	}
 	if (c.isnull)
@@ -1215,19 +1046,6 @@ until_time(Datum until, TimestampTz *due, char **why)
 	}
 	*due = c.due;
 	return true;
-}
-
-/* {"message": msg}, for errors the engine raises itself */
-Datum
-engine_message_error(const char *message)
-{
-	StringInfoData s;
-
-	initStringInfo(&s);
-	appendStringInfoString(&s, "{\"message\": ");
-	escape_json(&s, message);
-	appendStringInfoChar(&s, '}');
-	return jsonb_from_cstring(s.data);
 }
 
 /*
@@ -1326,7 +1144,7 @@ engine_step_ready(EngineRun *run, const char *step)
 					engine_attempt_failed(run, step, engine_message_error(why), false, (Datum) 0, true);
 					return;
 				}
-				values[2] = jsonb_from_cstring(psprintf("{\"until\": %s}", engine_json_time(due)));
+				values[2] = engine_jsonb(psprintf("{\"until\": %s}", engine_json_time(due)));
 				nulls[2] = ' ';
 				engine_stmt(S_SET_INPUT, &run->leaves, values, nulls);
 				/* an "until" after the timeout: the timer is the timeout */
@@ -1743,11 +1561,11 @@ attempt_data(int32 attempt, Datum error, const char *extra_key, const char *extr
 	StringInfoData s;
 
 	initStringInfo(&s);
-	appendStringInfo(&s, "{\"attempt\": %d, \"error\": %s", attempt, json_text(error, false));
+	appendStringInfo(&s, "{\"attempt\": %d, \"error\": %s", attempt, engine_json_text(error, false));
 	if (extra_key)
 		appendStringInfo(&s, ", \"%s\": %s", extra_key, extra_json);
 	appendStringInfoChar(&s, '}');
-	return jsonb_from_cstring(s.data);
+	return engine_jsonb(s.data);
 }
 
 /*
@@ -1841,8 +1659,8 @@ engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retrya
 		appendStringInfoString(&e, "{\"step\": ");
 		escape_json(&e, step);
 		appendStringInfo(&e, ", \"status\": \"%s\", \"error\": %s}", step_status_names[final],
-						 json_text(error, false));
-		engine_run_finish(run, RUN_FAILED, jsonb_from_cstring(e.data), false);
+						 engine_json_text(error, false));
+		engine_run_finish(run, RUN_FAILED, engine_jsonb(e.data), false);
 	}
 }
 
@@ -1877,7 +1695,7 @@ engine_sql_attempt_failed(EngineRun *run, const char *step, TimestampTz started_
 		escape_json(&e, error->hint);
 	}
 	appendStringInfoChar(&e, '}');
-	engine_attempt_failed(run, step, jsonb_from_cstring(e.data),
+	engine_attempt_failed(run, step, engine_jsonb(e.data),
 						  strncmp(state, "42", 2) != 0 && strncmp(state, "0A", 2) != 0,
 						  (Datum) 0, true);
 }
@@ -1908,7 +1726,7 @@ engine_lease_expired(EngineRun *run, const char *step, const char *worker)
 	initStringInfo(&e);
 	if (timed_out)
 		appendStringInfo(&e, "{\"message\": \"timed out\", \"timeout\": %s, \"worker\": ",
-						 json_interval(def->timeout));
+						 engine_json_interval(def->timeout));
 	else
 		appendStringInfoString(&e, "{\"message\": \"lease expired\", \"worker\": ");
 	if (worker)
@@ -1916,7 +1734,7 @@ engine_lease_expired(EngineRun *run, const char *step, const char *worker)
 	else
 		appendStringInfoString(&e, "null");
 	appendStringInfoChar(&e, '}');
-	engine_attempt_failed(run, step, jsonb_from_cstring(e.data), true, (Datum) 0, true);
+	engine_attempt_failed(run, step, engine_jsonb(e.data), true, (Datum) 0, true);
 }
 
 /*
@@ -1943,7 +1761,7 @@ engine_fire_timer(EngineRun *run, const char *step)
 			initStringInfo(&e);
 			appendStringInfo(&e, "{\"message\": \"deadline exceeded\", \"deadline\": %s}",
 							 engine_json_time(run->deadline));
-			engine_run_finish(run, RUN_FAILED, jsonb_from_cstring(e.data), false);
+			engine_run_finish(run, RUN_FAILED, engine_jsonb(e.data), false);
 		}
 		return;
 	}
@@ -1991,17 +1809,17 @@ engine_fire_timer(EngineRun *run, const char *step)
 
 				timed_out = engine_col_bool("timed_out");
 				u = engine_col("until", &isnull);
-				until = json_text(u, isnull);
+				until = engine_json_text(u, isnull);
 			}
 			engine_rows_done();
 		}
 		if (timed_out)
 			engine_attempt_failed(run, step,
-								  jsonb_from_cstring(psprintf("{\"message\": \"timed out\", \"timeout\": %s, \"until\": %s}",
-															  json_interval(def->timeout), until)),
+								  engine_jsonb(psprintf("{\"message\": \"timed out\", \"timeout\": %s, \"until\": %s}",
+															  engine_json_interval(def->timeout), until)),
 								  false, (Datum) 0, true);
 		else
-			engine_step_succeeded(run, step, jsonb_from_cstring(psprintf("{\"slept_until\": %s}", now)), false);
+			engine_step_succeeded(run, step, engine_jsonb(psprintf("{\"slept_until\": %s}", now)), false);
 	}
 	else if (def->kind == KIND_WAIT)
 	{
@@ -2014,7 +1832,7 @@ engine_fire_timer(EngineRun *run, const char *step)
 		else
 			appendStringInfoString(&e, "null");
 		appendStringInfoChar(&e, '}');
-		engine_attempt_failed(run, step, jsonb_from_cstring(e.data), false, (Datum) 0, true);
+		engine_attempt_failed(run, step, engine_jsonb(e.data), false, (Datum) 0, true);
 	}
 	else
 		engine_stmt(S_DEQUEUE, NULL, values, NULL);

@@ -18,7 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 
-#include "engine.h"
+#include "engine_stmt.h"
 
 #define MAX_ARGS 17
 

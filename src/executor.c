@@ -37,7 +37,7 @@
 #include "utils/timestamp.h"
 
 #include "caller.h"
-#include "defcache.h"
+#include "cache_figures.h"
 #include "executor.h"
 #include "leaf.h"
 #include "guc.h"

@@ -30,7 +30,7 @@
 #include "utils/rel.h"
 #include "utils/uuid.h"
 
-#include "defcache.h"
+#include "cache_figures.h"
 #include "leaf.h"
 
 /*

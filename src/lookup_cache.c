@@ -31,7 +31,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
-#include "engine.h"
+#include "engine_stmt.h"
 #include "lookup_cache.h"
 #include "relcache_watch.h"
 

@@ -35,11 +35,12 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "engine.h"
+#include "engine_json.h"
 #include "history.h"
 #include "leaf.h"
 #include "queue_vacuum.h"
 #include "rows.h"
+#include "run_model.h"
 #include "run_rows.h"
 
 /* workflow_steps */

@@ -9,7 +9,7 @@
 #ifndef ORCHESTRATOR_RUN_ROWS_H
 #define ORCHESTRATOR_RUN_ROWS_H
 
-#include "engine.h"
+#include "run_model.h"
 
 typedef struct StepRowSucceeded
 {

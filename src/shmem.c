@@ -23,6 +23,7 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
+#include "defcache.h"
 #include "executor.h"
 #include "journal.h"
 #include "leaf.h"

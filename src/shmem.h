@@ -18,7 +18,7 @@
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
-#include "defcache.h"
+#include "cache_figures.h"
 #include "guc.h"
 #include "journal.h"
 
