@@ -52,11 +52,13 @@
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 
+#include "defcache.h"
 #include "executor.h"
 #include "guc.h"
 #include "http.h"
 #include "queue_vacuum.h"
 #include "journal.h"
+#include "leaf.h"
 #include "shmem.h"
 #include "sql_steps.h"
 #include "version.h"
@@ -552,6 +554,30 @@ dispatch_turn(DispatchResult *result, HttpTurn *http, MemoryContext loop_context
 }
 
 /*
+ * report_turn
+ *		The turn's figures to this dispatcher's slot, and at most once a
+ *		second its caches' (the engine plans' bytes are a scan).
+ */
+static void
+report_turn(uint64 processed, bool succeeded)
+{
+	static TimestampTz last_cache_report = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	orchestrator_report_turn(processed, succeeded);
+	if (now - last_cache_report >= USECS_PER_SEC)
+	{
+		CacheFigures f[ORCHESTRATOR_CACHES];
+
+		defcache_figures(&f[CACHE_DEFINITIONS]);
+		orchestrator_step_plan_figures(&f[CACHE_STEP_PLANS]);
+		orchestrator_leaf_plan_figures(&f[CACHE_ENGINE_PLANS]);
+		orchestrator_report_caches(f);
+		last_cache_report = now;
+	}
+}
+
+/*
  * sleep_for
  *		Sleep up to "ms" milliseconds on the latch.  With "wakeable", a set
  *		latch (work made ready) ends the sleep early; without it (backing off
@@ -760,7 +786,7 @@ orchestrator_dispatcher_main(Datum main_arg)
 				sleep_ms = (long) orchestrator_poll_interval << Min(failures - 1, 16);
 				sleep_ms = Min(sleep_ms, Max(DISPATCH_MAX_ERROR_BACKOFF_MS,
 											 orchestrator_poll_interval));
-				orchestrator_report_turn(0, false);
+				report_turn(0, false);
 				sleep_for(sleep_ms, false);
 				continue;
 			}
@@ -790,7 +816,7 @@ orchestrator_dispatcher_main(Datum main_arg)
 			waiting_logged = false;
 			extension_exists = true;
 
-			orchestrator_report_turn((uint64) Max(result.processed, 0), true);
+			report_turn((uint64) Max(result.processed, 0), true);
 			if (dispatcher_slot == 0)
 				queue_vacuum_after_turn();
 

@@ -26,8 +26,8 @@
  *    watchdog, pg_terminate_backend) hands the step over from its exit
  *    callback, before its locks are released.  A process that crashes or
  *    is killed cannot: the postmaster then reinitialises shared memory, and
- *    the journal entries of every slot are read back then (shmem.c calls
- *    orchestrator_journal_startup()).  Dispatchers that the postmaster
+ *    the journal entries of every slot are read back then (this file's
+ *    shared memory startup hook, which runs after shmem.c's).  Dispatchers that the postmaster
  *    stops because another process crashed (SIGQUIT) mark their entries as
  *    not their step's fault.  When a new postmaster starts (after a
  *    shutdown, an immediate one included, or an OS crash) the entries are
@@ -627,7 +627,7 @@ orchestrator_record_lost_steps(void)
  *		steps that were running are lost attempts: queued for recording.
  *		Must not raise errors (this is the postmaster).
  */
-void
+static void
 orchestrator_journal_startup(bool crash_restart)
 {
 	int			queued = 0;
@@ -675,4 +675,38 @@ orchestrator_journal_startup(bool crash_restart)
 				(errcode(ERRCODE_CRASH_SHUTDOWN),
 				 errmsg("orchestrator: %d sql step(s) were running in dispatchers when the server crashed; their attempts count as failed",
 						queued)));
+}
+
+/*
+ * Has this postmaster set up shared memory before?  Then the server is
+ * reinitialising after a crash of one of its processes.
+ */
+static bool journal_started_before = false;
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Read the journals back once shmem.c has set the slots up (in the postmaster). */
+static void
+journal_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	if (!IsUnderPostmaster)
+	{
+		orchestrator_journal_startup(journal_started_before);
+		journal_started_before = true;
+	}
+}
+
+/*
+ * orchestrator_journal_install_hooks
+ *		Called after orchestrator_shmem_install_hooks(): a hook runs the ones
+ *		installed before it first, so the slots exist when the lost steps
+ *		are queued in them.
+ */
+void
+orchestrator_journal_install_hooks(void)
+{
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = journal_shmem_startup;
 }

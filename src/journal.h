@@ -14,16 +14,7 @@
 #include "utils/elog.h"
 #include "utils/uuid.h"
 
-/* Step names are at most 63 bytes, "compensate:" + name 74. */
-#define STEP_KEY_NAME_LEN	128
-
-/* One attempt of a sql step: what a lost attempt is recorded against. */
-typedef struct StepKey
-{
-	pg_uuid_t	run_id;
-	int32		attempt;		/* the attempt being made (1 = first) */
-	char		step[STEP_KEY_NAME_LEN];
-} StepKey;
+#include "shmem.h"			/* StepKey */
 
 /* In the dispatcher, around each step of a batch (sql_steps.c). */
 extern void orchestrator_step_begin(pg_uuid_t *run_id, const char *step, int32 attempt);
@@ -38,8 +29,8 @@ extern void orchestrator_journal_open(int slot);
 extern bool orchestrator_step_failed_in_batch(ErrorData *edata);
 extern int	orchestrator_record_lost_steps(void);
 
-/* The postmaster, when shared memory is (re)initialised (shmem.c). */
-extern void orchestrator_journal_startup(bool crash_restart);
+/* The postmaster, when shared memory is (re)initialised. */
+extern void orchestrator_journal_install_hooks(void);
 
 /* The step watchdog fired (executor.c): the exit names that reason. */
 extern volatile sig_atomic_t orchestrator_watchdog_fired;

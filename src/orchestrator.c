@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 
 #include "guc.h"
+#include "journal.h"
 #include "metrics.h"
 #include "otlp.h"
 #include "relay.h"
@@ -49,6 +50,7 @@ _PG_init(void)
 
 	orchestrator_define_gucs();
 	orchestrator_shmem_install_hooks();
+	orchestrator_journal_install_hooks();	/* after shmem's */
 	orchestrator_register_launcher();
 	orchestrator_relay_install();
 	orchestrator_metrics_install();

@@ -23,12 +23,7 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
-#include "defcache.h"
-#include "executor.h"
-#include "journal.h"
-#include "leaf.h"
 #include "shmem.h"
-#include "wake.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_worker_status);
 PG_FUNCTION_INFO_V1(orchestrator_cache_status);
@@ -39,14 +34,6 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static int	my_slot = -1;
-
-/*
- * Has this postmaster set up shared memory before?  Then the server is
- * reinitialising after a crash of one of its processes (the postmaster
- * itself stays), and the sql steps the dispatchers were running when it
- * crashed are lost attempts (journal.c).
- */
-static bool shmem_initialised_before = false;
 
 /*
  * orchestrator_shmem_request
@@ -102,12 +89,6 @@ orchestrator_shmem_startup(void)
 	}
 
 	LWLockRelease(AddinShmemInitLock);
-
-	if (!found && !IsUnderPostmaster)
-	{
-		orchestrator_journal_startup(shmem_initialised_before);
-		shmem_initialised_before = true;
-	}
 }
 
 /*
@@ -200,31 +181,14 @@ orchestrator_my_slot(void)
 void
 orchestrator_report_turn(uint64 processed, bool succeeded)
 {
-	static TimestampTz last_cache_report = 0;
 	OrchestratorSlot *s;
-	TimestampTz now;
 
 	if (my_slot < 0)
 		return;
 	s = &orchestrator_shared->slots[my_slot];
-	now = GetCurrentTimestamp();
-	pg_atomic_write_u64(&s->last_active, (uint64) now);
+	pg_atomic_write_u64(&s->last_active, (uint64) GetCurrentTimestamp());
 	if (processed > 0)
 		pg_atomic_fetch_add_u64(&s->steps_processed, processed);
-
-	/* its caches, at most once a second (the engine plans' bytes: a scan) */
-	if (now - last_cache_report >= USECS_PER_SEC)
-	{
-		CacheFigures f[ORCHESTRATOR_CACHES];
-
-		defcache_figures(&f[CACHE_DEFINITIONS]);
-		orchestrator_step_plan_figures(&f[CACHE_STEP_PLANS]);
-		orchestrator_leaf_plan_figures(&f[CACHE_ENGINE_PLANS]);
-		SpinLockAcquire(&s->mutex);
-		memcpy(s->caches, f, sizeof(f));
-		SpinLockRelease(&s->mutex);
-		last_cache_report = now;
-	}
 
 	/* a turn that worked ends a series of failures (read without the lock) */
 	if (succeeded && s->failures != 0)
@@ -233,6 +197,24 @@ orchestrator_report_turn(uint64 processed, bool succeeded)
 		s->failures = 0;
 		LWLockRelease(orchestrator_shared->lock);
 	}
+}
+
+/*
+ * orchestrator_report_caches
+ *		Show the calling dispatcher's per-process caches (CACHE_*), as their
+ *		owners counted them, to health() and metrics().
+ */
+void
+orchestrator_report_caches(const CacheFigures *figures)
+{
+	OrchestratorSlot *s;
+
+	if (my_slot < 0)
+		return;
+	s = &orchestrator_shared->slots[my_slot];
+	SpinLockAcquire(&s->mutex);
+	memcpy(s->caches, figures, sizeof(s->caches));
+	SpinLockRelease(&s->mutex);
 }
 
 /*

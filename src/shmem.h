@@ -17,12 +17,29 @@
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "cache_figures.h"
 #include "guc.h"
-#include "journal.h"
 
 #define SLOT_ERROR_LEN		256
+
+/* Step names are at most 63 bytes, "compensate:" + name 74. */
+#define STEP_KEY_NAME_LEN	128
+
+/* One attempt of a sql step: what a lost attempt is recorded against. */
+typedef struct StepKey
+{
+	pg_uuid_t	run_id;
+	int32		attempt;		/* the attempt being made (1 = first) */
+	char		step[STEP_KEY_NAME_LEN];
+} StepKey;
+
+/* Kinds of work a dispatcher is woken for (a bit mask: a slot's wake_kinds). */
+#define WAKE_SQL	0x01		/* a sql step became ready */
+#define WAKE_TIMER	0x02		/* a timer or deadline was queued */
+#define WAKE_HTTP	0x04		/* an http step or webhook delivery */
+#define WAKE_ALL	(WAKE_SQL | WAKE_TIMER | WAKE_HTTP)
 
 /* The per-process caches a dispatcher reports (orchestrator._cache_status()). */
 #define CACHE_DEFINITIONS	0	/* step definitions (defcache.c) */
@@ -52,7 +69,7 @@ typedef struct OrchestratorSlot
 	pg_atomic_uint64 last_active;	/* a TimestampTz, 0 = never */
 	pg_atomic_uint64 steps_processed;
 
-	/* Kinds of work it was woken for (wake.h), or-ed in by committers. */
+	/* Kinds of work it was woken for (WAKE_*), or-ed in by committers. */
 	pg_atomic_uint32 wake_kinds;
 
 	/*
@@ -121,6 +138,7 @@ extern void orchestrator_shmem_install_hooks(void);
 extern bool orchestrator_claim_slot(int slot);
 extern int	orchestrator_my_slot(void);
 extern void orchestrator_report_turn(uint64 processed, bool succeeded);
+extern void orchestrator_report_caches(const CacheFigures *figures);
 extern void orchestrator_report_failure(const char *error);
 extern void orchestrator_report_step(pg_uuid_t *run_id, const char *step);
 extern void orchestrator_request_stop(int slot);
