@@ -35,545 +35,26 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "common/md5.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
-#include "miscadmin.h"
-#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
-#include "utils/resowner.h"
-#include "utils/datetime.h"
 #include "utils/timestamp.h"
 
 #include "admission.h"
 #include "engine.h"
 #include "history.h"
-#include "lookup_cache.h"
-#include "run_rows.h"
 #include "metrics.h"
-#include "otlp.h"
 #include "quota.h"
 #include "relay.h"
-#include "version.h"
+#include "run_rows.h"
 #include "wake.h"
-
-/*
- * Events appended by this process: a caller that lets user code run (a sql
- * step's statement) compares it before and after, and reads its run again
- * when the code changed it through the API.
- */
-uint64		engine_transitions = 0;
-
-/* A unit of work of the engine (see engine_unit()). */
-typedef struct EngineState
-{
-	int			nestlevel;		/* GUC nest level of its search_path, or -1 */
-	int			depth;			/* units it runs inside, plus one */
-	EngineChainHook chain;		/* set by the unit itself (sql_steps.c) */
-} EngineState;
-
-/*
- * The current unit of work.  Units nest: a sql step's statement may call
- * complete_step() or signal_workflow(); each entry point saves the outer
- * unit and puts it back, also when an error unwinds through it.
- */
-static EngineState engine = {-1, 0};
-
-static void announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name,
-						   const char *step, Datum event_data);
-
-/*
- * append_event
- *		Append one event to a locked run's history (history.c) and announce
- *		it.  Returns its sequence number.
- */
-static int64
-append_event(EngineRun *run, const char *type, const char *step, TimestampTz at, Datum data)
-{
-	HistoryEvent e = {type, step, at, data};
-	int64		seq = history_append(run->leaves.events, run->id, 1, &e);
-
-	announce_event(run, seq, CStringGetTextDatum(type), type, step, data);
-	return seq;
-}
-
-/*
- * announce_event
- *		An event appended: announce it (relay.c, sent after commit) and queue
- *		its webhook deliveries.
- */
-static void
-announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name, const char *step,
-			   Datum event_data)
-{
-	StringInfoData payload;
-
-	engine_transitions++;
-	initStringInfo(&payload);
-	appendStringInfo(&payload, "{\"run_id\" : \"%s\", \"seq\" : " INT64_FORMAT ", \"type\" : ",
-					 engine_uuid_text(run->id), seq);
-	escape_json(&payload, type_name);
-	appendStringInfoString(&payload, ", \"step\" : ");
-	if (step != NULL)
-		escape_json(&payload, step);
-	else
-		appendStringInfoString(&payload, "null");
-	appendStringInfoChar(&payload, '}');
-	orchestrator_notify(RELAY_EVENTS, payload.data);
-
-	if (lookup_webhooks_exist())
-	{
-		Datum		w[6] = {run->id, Int64GetDatum(seq), type,
-			step ? CStringGetTextDatum(step) : (Datum) 0, event_data, CStringGetTextDatum(run->name)};
-		char		wn[6] = {' ', ' ', ' ', step ? ' ' : 'n', ' ', ' '};
-
-		if (engine_stmt(S_WEBHOOK_OUTBOX, NULL, w, wn) > 0)
-			orchestrator_wake_dispatchers_at_commit(WAKE_HTTP);
-	}
-}
-
-/* A time column of the statement's row, 0 when NULL. */
-static TimestampTz
-col_time(const char *name)
-{
-	bool		isnull;
-	Datum		d = engine_col(name, &isnull);
-
-	return isnull ? 0 : DatumGetTimestampTz(d);
-}
-
-/*
- * metrics_event
- *		Note a counted transition for metrics() and the spans (metrics.c,
- *		otlp.c), from the row a counting statement returned: the workflow,
- *		the step's kind, times and attempt, the run's trace.  Counted when
- *		the transaction commits.
- */
-static void
-metrics_event(EngineRun *run, const char *type, const char *step)
-{
-	MetricsEvent e;
-
-	memset(&e, 0, sizeof(e));
-	e.type = type;
-	e.run_id = engine_uuid_text(run->id);
-	e.step = step;
-	e.workflow = run->name != NULL ? run->name : engine_col_text("name");
-	e.kind = engine_col_text("kind");
-	e.started_at = col_time("started_at");
-	e.ready_at = col_time("ready_at");
-	e.at = col_time("at");
-	e.trace_id = engine_col_text("trace_id");
-	e.trace_parent = engine_col_text("trace_parent");
-	e.created_at = col_time("created_at");
-	e.attempt = engine_col_int32("attempt");
-	orchestrator_metrics_event(&e);
-}
-
-/*
- * The step.started of a sql step whose statement is running: appended with
- * the step's outcome (engine_sql_step_succeeded()), or before any other
- * event of its run that the statement appends through the API, so that the
- * history keeps its order.
- */
-static struct
-{
-	bool		pending;
-	Datum		run_id;
-	const char *step;
-	int32		attempt;
-}			deferred_start;
-
-void
-engine_defer_step_started(EngineRun *run, const char *step, int32 attempt)
-{
-	deferred_start.pending = true;
-	deferred_start.run_id = run->id;
-	deferred_start.step = step;
-	deferred_start.attempt = attempt;
-}
-
-/* Is the deferred step.started still to be appended?  Forgets it. */
-bool
-engine_take_deferred_start(void)
-{
-	bool		pending = deferred_start.pending;
-
-	deferred_start.pending = false;
-	return pending;
-}
-
-/* An event of the run is appended: its deferred step.started goes first. */
-static void
-flush_deferred_start(EngineRun *run)
-{
-	if (deferred_start.pending &&
-		DatumGetBool(DirectFunctionCall2(uuid_eq, run->id, deferred_start.run_id)))
-	{
-		deferred_start.pending = false;
-		engine_step_started_event(run, deferred_start.step, deferred_start.attempt, "dispatcher");
-	}
-}
-
-/*
- * append_one
- *		Append one event (its deferred step.started first): data is the
- *		event's data (NULL for {}), or with "result" the step result it
- *		carries ({"result": data}).  Returns its sequence number; *ev is what
- *		was appended.
- */
-static int64
-append_one(EngineRun *run, bool result, const char *type, const char *step, Datum data,
-		   bool data_isnull, HistoryEvent *ev)
-{
-	flush_deferred_start(run);
-	ev->type = type;
-	ev->step = step;
-	ev->at = GetCurrentTimestamp();
-	if (result)
-		ev->data = engine_json_object1("result", data, data_isnull);
-	else
-		ev->data = data_isnull ? engine_jsonb("{}") : data;
-	return history_append(run->leaves.events, run->id, 1, ev);
-}
-
-/*
- * emit_event
- *		Append an event to the run's history (history.c) and announce it:
- *		data is the event's data (NULL for {}), or with "result" the step
- *		result it carries ({"result": data}).  Returns its sequence number.
- */
-static int64
-emit_event(EngineRun *run, bool result, const char *type, const char *step, Datum data,
-		   bool data_isnull)
-{
-	HistoryEvent ev;
-	int64		seq = append_one(run, result, type, step, data, data_isnull, &ev);
-
-	/*
-	 * metrics.c counts some events (at commit), with what it reads of the
-	 * step's row (and the run's, unless the workflow is known here and no
-	 * span is made; then the end of a run needs nothing read)
-	 */
-	if (orchestrator_metrics_counts(type))
-	{
-		bool		run_known = run->name != NULL && !orchestrator_otlp_enabled();
-
-		if (run_known && step == NULL)
-		{
-			MetricsEvent e = {.type = type, .workflow = run->name};
-
-			orchestrator_metrics_event(&e);
-		}
-		else
-		{
-			Datum		m[3] = {run->id, step ? CStringGetTextDatum(step) : (Datum) 0,
-			TimestampTzGetDatum(ev.at)};
-			char		nulls[3] = {' ', step ? ' ' : 'n', ' '};
-
-			engine_stmt(run_known ? S_STEP_METRICS : S_RUN_STEP_METRICS, &run->leaves, m, nulls);
-			metrics_event(run, type, step);
-			engine_rows_done();
-		}
-	}
-	announce_event(run, seq, CStringGetTextDatum(type), type, step, ev.data);
-	return seq;
-}
-
-/*
- * emit_step_event
- *		emit_event() of a step's event whose row the caller changed and read
- *		(times): what metrics.c counts of it is known, not read again.
- */
-static int64
-emit_step_event(EngineRun *run, bool result, const char *type, const char *step, Datum data,
-				bool data_isnull, const StepRowTimes *times)
-{
-	HistoryEvent ev;
-	int64		seq = append_one(run, result, type, step, data, data_isnull, &ev);
-	if (orchestrator_metrics_counts(type))
-	{
-		MetricsEvent e;
-
-		memset(&e, 0, sizeof(e));
-		e.type = type;
-		e.run_id = engine_uuid_text(run->id);
-		e.step = step;
-		e.workflow = run->name;
-		e.kind = times->kind;
-		e.started_at = times->started_at;
-		e.ready_at = times->ready_at;
-		e.at = ev.at;
-		e.trace_id = run->trace_id;
-		e.trace_parent = run->trace_parent;
-		e.attempt = times->attempt;
-		orchestrator_metrics_event(&e);
-	}
-	announce_event(run, seq, CStringGetTextDatum(type), type, step, ev.data);
-	return seq;
-}
-
-/* An event whose data is given as JSON text (NULL: {}). */
-int64
-engine_emit(EngineRun *run, const char *type, const char *step, const char *data_json)
-{
-	return emit_event(run, false, type, step,
-					  data_json ? engine_jsonb(data_json) : (Datum) 0, data_json == NULL);
-}
-
-int64
-engine_emit_jsonb(EngineRun *run, const char *type, const char *step, Datum data, bool data_isnull)
-{
-	return emit_event(run, false, type, step, data, data_isnull);
-}
-
-/* ----------------------------------------------------------------
- * Units of work
- * ---------------------------------------------------------------- */
-
-/*
- * engine_begin
- *		Start a unit of work (a dispatcher batch, a call of the API), saving
- *		the one it runs inside (if any) in *outer: the search_path the
- *		statements are prepared under (their names are qualified; nothing
- *		else may resolve them).
- *		Memory goes to the SPI connection of the unit.
- */
-static void
-engine_begin(EngineState *outer)
-{
-	*outer = engine;
-	engine.depth = outer->depth + 1;
-	engine.nestlevel = -1;
-	engine.chain = NULL;
-	if (strcmp(namespace_search_path, "pg_catalog, pg_temp") != 0)
-	{
-		engine.nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", "pg_catalog, pg_temp",
-								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	}
-	if (engine.depth == 1)
-		engine_def_cache_check();
-}
-
-static void
-engine_end(EngineState *outer)
-{
-	if (engine.nestlevel >= 0)
-		AtEOXact_GUC(true, engine.nestlevel);
-	engine = *outer;
-}
-
-/*
- * engine_unit
- *		Run "work" as a unit of work, in an SPI connection of its own.  The
- *		outer unit is put back afterwards, also when an error unwinds
- *		through this one (the (sub)transaction's abort then releases this
- *		unit's memory and setting).
- */
-void
-engine_unit(void (*work) (void *arg), void *arg)
-{
-	EngineState outer;
-
-	orchestrator_require_current_schema();
-	SPI_connect();
-	engine_begin(&outer);
-	PG_TRY();
-	{
-		work(arg);
-	}
-	PG_CATCH();
-	{
-		engine = outer;
-		deferred_start.pending = false;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	engine_end(&outer);
-	SPI_finish();
-}
-
-/*
- * engine_set_chain_hook
- *		The current unit offers the sql steps made ready to "hook" (NULL:
- *		none); units run inside it don't (an API call made by a step's
- *		statement queues what it makes ready).
- */
-void
-engine_set_chain_hook(EngineChainHook hook)
-{
-	engine.chain = hook;
-}
-
-/* ----------------------------------------------------------------
- * Runs
- * ---------------------------------------------------------------- */
-
-/*
- * engine_claim
- *		Lock up to max_items due rows of a queue, in index order, skipping
- *		locked ones; with workflows (a text[]), only rows of those workflows.
- *		Their runs are locked one by one afterwards (engine_lock_run()).
- *		Returns how many, in *claimed (in the current memory context).
- */
-uint64
-engine_claim(const char *queue, int max_items, Datum workflows, EngineClaim **claimed)
-{
-	/* through the access methods (run_rows.c) */
-	return queue_rows_claim_of(queue, max_items, workflows, claimed);
-}
-
-/*
- * load_run
- *		Read (and lock, unless RUN_LOCK_NONE) a run into *run, with the
- *		attempts so far of "step"; start: a pending run starts
- *		(workflow.started).  False when it is locked (RUN_LOCK_SKIP) or gone.
- */
-static bool
-load_run(RunLock lock, bool start, Datum run_id, const char *step, EngineRun *run)
-{
-	RunRowLocked row;
-
-	run->id = run_id;
-	if (!orchestrator_run_leaves(run_id, &run->leaves, true))
-		return false;
-	if (!run_row_lock(run, step, lock, start, &row))
-		return false;
-	run->status = row.status;
-	run->owner = row.owner;
-	run->name = row.name;
-	run->version = row.version;
-	run->priority = row.priority;
-	run->has_deadline = row.has_deadline;
-	run->deadline = row.deadline;
-	run->attempt = row.attempt;
-	run->trace_id = row.trace_id;
-	run->trace_parent = row.trace_parent;
-	run->admission = row.admission;
-	if (row.started)
-		append_event(run, "workflow.started", NULL, row.started_at, engine_jsonb("{}"));
-	return true;
-}
-
-/*
- * engine_traceparent
- *		The W3C traceparent of an attempt of a step: the run's trace (its id
- *		for runs created before 0.4), the attempt's span, the flags the run's
- *		caller sent (else sampled).  The span id is derived, not stored
- *		(_span_id()), so HTTP headers, claims and exported spans agree.
- */
-char *
-engine_traceparent(EngineRun *run, const char *step, int32 attempt)
-{
-	char	   *id = engine_uuid_text(run->id);
-	char	   *seed = psprintf("%s/%s/%d", id, step ? step : "", attempt);
-	char		md5[33];
-	const char *errstr = NULL;
-	char		trace[33];
-	int			n = 0;
-
-	if (!pg_md5_hash(seed, strlen(seed), md5, &errstr))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute a span id: %s", errstr ? errstr : "md5 failed")));
-	if (run->trace_id)
-		strlcpy(trace, run->trace_id, sizeof(trace));
-	else
-	{
-		for (const char *c = id; *c && n < 32; c++)
-			if (*c != '-')
-				trace[n++] = *c;
-		trace[n] = '\0';
-	}
-	return psprintf("00-%s-%.16s-%s", trace, md5,
-					run->trace_parent && strlen(run->trace_parent) >= 2
-					? run->trace_parent + strlen(run->trace_parent) - 2 : "01");
-}
-
-/*
- * engine_lock_run
- *		Lock a run (skip_locked: false at once when another transaction
- *		holds it) and read it, with the attempts so far of one of its steps
- *		(step NULL: not needed).  False when it is locked or does not exist
- *		(a run removed by retention has no partition any more either).
- */
-bool
-engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run)
-{
-	return load_run(skip_locked ? RUN_LOCK_SKIP : RUN_LOCK_WAIT, false, run_id, step, run);
-}
-
-/*
- * engine_lock_run_to_start
- *		engine_lock_run() (skipping a locked run) for a step that is about to
- *		run: a pending run starts in the same statement (engine_run_started()).
- */
-bool
-engine_lock_run_to_start(Datum run_id, const char *step, EngineRun *run)
-{
-	return load_run(RUN_LOCK_SKIP, true, run_id, step, run);
-}
-
-/* Read a run whose row the caller has locked. */
-bool
-engine_read_run(Datum run_id, EngineRun *run)
-{
-	return load_run(RUN_LOCK_NONE, false, run_id, NULL, run);
-}
-
-/* Is the run still going (pending or running)? */
-bool
-engine_run_active(EngineRun *run)
-{
-	return run->status == RUN_PENDING || run->status == RUN_RUNNING;
-}
-
-/*
- * engine_require_work_right
- *		42501 unless the caller may work external steps of the run's
- *		workflow (its owner, a role granted "work", an admin).
- */
-void
-engine_require_work_right(EngineRun *run)
-{
-	Datum		values[1] = {CStringGetTextDatum(run->name)};
-	bool		may;
-
-	engine_stmt(S_MAY_WORK, NULL, values, NULL);
-	may = engine_col_bool("may");
-	engine_rows_done();
-	if (!may)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to work steps of workflow \"%s\"", run->name),
-				 errdetail("External steps are worked by the owner of their workflow, by roles it was granted to with privilege \"work\", and by members of orchestrator_admin."),
-				 errhint("The owner can run: SELECT orchestrator.grant_workflow(%s, '<role>', 'work');",
-						 quote_literal_cstr(run->name))));
-}
-
-/* A pending run starts with its first step. */
-void
-engine_run_started(EngineRun *run)
-{
-	RunRowLocked row;
-
-	if (run->status != RUN_PENDING)
-		return;
-	flush_deferred_start(run);
-	if (run_row_lock(run, NULL, RUN_LOCK_NONE, true, &row) && row.started)
-		append_event(run, "workflow.started", NULL, row.started_at, engine_jsonb("{}"));
-	run->status = RUN_RUNNING;
-}
 
 /*
  * engine_run_created
@@ -653,7 +134,7 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 	appendStringInfoChar(&data, '}');
 
 	run_rows_create(run, started_by, tenant, input, idempotency_key, shape, nplain, plain, queues);
-	append_event(run, "workflow.created", NULL, GetCurrentTimestamp(), engine_jsonb(data.data));
+	engine_append_event(run, "workflow.created", NULL, GetCurrentTimestamp(), engine_jsonb(data.data));
 	if (admission.limited)
 		admission_created(run, tenant, &admission);
 
@@ -848,154 +329,6 @@ compensate_next(EngineRun *run)
  * Steps
  * ---------------------------------------------------------------- */
 
-/*
- * engine_enqueue
- *		Put a step on a queue (again): internal queues wake the dispatchers
- *		at commit, external queues with due work are announced on channel
- *		orchestrator_queue.  Timers have no priority.
- */
-void
-engine_enqueue(EngineRun *run, const char *step, const char *queue, TimestampTz available_at)
-{
-	bool		timer = strcmp(queue, "@timer") == 0;
-
-	queue_row_enqueue(run, step, queue,
-					  timer ? 0 : run->priority, available_at);
-
-	/*
-	 * Work due now wakes the dispatchers for its kind (or announces its
-	 * external queue).  A timer always wakes them: they learn when it is due.
-	 * Sql and http work due later is found by the timer pass and the HTTP
-	 * turn's next wake (a retry wakes for timers itself).
-	 */
-	if (timer)
-		orchestrator_wake_dispatchers_at_commit(WAKE_TIMER);
-	else if (available_at > GetCurrentTransactionStartTimestamp())
-		return;
-	else if (strcmp(queue, "@sql") == 0)
-		orchestrator_wake_dispatchers_at_commit(WAKE_SQL);
-	else if (strcmp(queue, "@http") == 0)
-		orchestrator_wake_dispatchers_at_commit(WAKE_HTTP);
-	else if (queue[0] == '@')
-		orchestrator_wake_dispatchers_at_commit(WAKE_TIMER);
-	else
-		orchestrator_notify(RELAY_QUEUES, queue);
-}
-
-/* The run's context, which templates and conditions read (read once). */
-static Datum
-run_context(EngineRun *run, Datum *context, bool *context_ready)
-{
-	if (!*context_ready)
-	{
-		Datum		values[1] = {run->id};
-		bool		isnull;
-
-		engine_stmt(S_CONTEXT, &run->leaves, values, NULL);
-		*context = engine_col("context", &isnull);
-		engine_rows_done();
-		*context_ready = true;
-	}
-	return *context;
-}
-
-/*
- * step_context
- *		The context of a step's templates: the run's, and for an element of
- *		a for_each step also $.item and $.index (read once).
- */
-static Datum
-step_context(EngineRun *run, StepDef *def, Datum *context, bool *context_ready)
-{
-	if (def == NULL || def->element_of == NULL)
-		return run_context(run, context, context_ready);
-	if (!*context_ready)
-	{
-		Datum		values[2] = {run->id, CStringGetTextDatum(def->step)};
-		bool		isnull;
-
-		engine_stmt(S_CONTEXT_ITEM, &run->leaves, values, NULL);
-		*context = engine_col("context", &isnull);
-		engine_rows_done();
-		*context_ready = true;
-	}
-	return *context;
-}
-
-/*
- * engine_render_step
- *		A template of a step with every {"$path": "<jsonpath>"} replaced by
- *		the first match of the path over the step's context.
- */
-Datum
-engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context, bool *context_ready)
-{
-	Datum		values[2] = {template, step_context(run, def, context, context_ready)};
-	bool		isnull;
-	Datum		rendered;
-
-	engine_stmt(S_RENDER, NULL, values, NULL);
-	rendered = engine_col("rendered", &isnull);
-	engine_rows_done();
-	return isnull ? engine_jsonb("null") : rendered;
-}
-
-/*
- * engine_render
- *		A template with every {"$path": "<jsonpath>"} replaced by the first
- *		match of the path over the run's context.
- */
-Datum
-engine_render(EngineRun *run, Datum template, Datum *context, bool *context_ready)
-{
-	Datum		values[2] = {template, run_context(run, context, context_ready)};
-	bool		isnull;
-	Datum		rendered;
-
-	engine_stmt(S_RENDER, NULL, values, NULL);
-	rendered = engine_col("rendered", &isnull);
-	engine_rows_done();
-	return isnull ? engine_jsonb("null") : rendered;
-}
-
-/*
- * engine_try
- *		Run fn(arg) in a subtransaction of its own.  True when it returned;
- *		false when it raised an error: the subtransaction is then rolled
- *		back (whatever fn did is undone) and the error returned in *error,
- *		in the caller's memory context.  The one way the engine contains an
- *		error: a sql step's statement, a timer, a value that is no time.
- */
-bool
-engine_try(void (*fn) (void *arg), void *arg, ErrorData **error)
-{
-	MemoryContext context = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(context);
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(context);
-		*error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(context);
-		CurrentResourceOwner = owner;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
-}
-
 typedef struct UntilCast
 {
 	Datum		until;
@@ -1074,7 +407,7 @@ engine_step_ready(EngineRun *run, const char *step)
 
 	if (def->has_condition)
 	{
-		Datum		c[2] = {def->condition, run_context(run, &context, &context_ready)};
+		Datum		c[2] = {def->condition, engine_run_context(run, &context, &context_ready)};
 		bool		holds;
 
 		engine_stmt(S_CONDITION, NULL, c, NULL);
@@ -1196,16 +529,6 @@ engine_step_ready(EngineRun *run, const char *step)
 }
 
 /*
- * engine_step_started_event
- *		The step.started event of an attempt.
- */
-int64
-engine_step_started_event(EngineRun *run, const char *step, int32 attempt, const char *worker)
-{
-	return engine_emit_jsonb(run, "step.started", step, engine_step_started_data(attempt, worker), false);
-}
-
-/*
  * engine_step_started
  *		A step starts an attempt: counted, timed, announced; the run becomes
  *		running at its first step.  Returns the attempt's number.
@@ -1254,7 +577,7 @@ engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 	*input_isnull = row.input_isnull;
 	*attempt_end = row.attempt_end;
 
-	emit_step_event(run, false, "step.started", step,
+	engine_emit_step_event(run, false, "step.started", step,
 					engine_step_started_data(row.times.attempt, worker), false, &row.times);
 
 	queue_row_lease(run->id, step, lease_token, lease,
@@ -1338,8 +661,8 @@ engine_record_success(EngineRun *run, StepDef *def, const char *step,
 	found = step_row_succeeded(run, step, result, result_isnull, &times);
 	add_cost(run, result, result_isnull);
 	if (!found)
-		return emit_event(run, true, "step.succeeded", step, result, result_isnull);
-	return emit_step_event(run, true, "step.succeeded", step, result, result_isnull, &times);
+		return engine_emit_event(run, true, "step.succeeded", step, result, result_isnull);
+	return engine_emit_step_event(run, true, "step.succeeded", step, result, result_isnull, &times);
 }
 
 /* An event of a sql step's success, to be counted and announced. */
@@ -1424,7 +747,7 @@ engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 	{
 		if (orchestrator_metrics_counts(events[i].type))
 			orchestrator_metrics_event(&events[i].metrics);
-		announce_event(run, events[i].seq, events[i].type_text, events[i].type, step, events[i].data);
+		engine_announce_event(run, events[i].seq, events[i].type_text, events[i].type, step, events[i].data);
 	}
 	add_cost(run, result, result_isnull);
 }
@@ -1480,8 +803,7 @@ engine_step_done(EngineRun *run, StepDef *def)
 		if (next_def->plain_when_ready)
 		{
 			/* a sql step may be run at once by the dispatcher's batch */
-			if (next_def->kind != KIND_SQL || engine.chain == NULL ||
-				!engine.chain(run, next, attempt))
+			if (next_def->kind != KIND_SQL || !engine_chain_offer(run, next, attempt))
 				engine_enqueue(run, next, next_def->queue, GetCurrentTransactionStartTimestamp());
 			made_ready = true;
 		}
@@ -1511,7 +833,7 @@ engine_step_done(EngineRun *run, StepDef *def)
 		RunRowSucceeded row;
 		MetricsEvent e;
 
-		flush_deferred_start(run);
+		engine_flush_deferred_start(run);
 		if (!run_row_succeeded(run, &row))
 			return;				/* a step is still open */
 		memset(&e, 0, sizeof(e));
@@ -1526,7 +848,7 @@ engine_step_done(EngineRun *run, StepDef *def)
 		/* a run succeeds only when no step is open: a deadline is left */
 		if (run->has_deadline)
 			engine_stmt(S_DELETE_RUN_QUEUE, NULL, values, NULL);
-		append_event(run, "workflow.succeeded", NULL, e.at, row.data);
+		engine_append_event(run, "workflow.succeeded", NULL, e.at, row.data);
 		orchestrator_metrics_event(&e);
 		if (run->admission != 0)
 			admission_run_left(run, false);
@@ -1995,7 +1317,7 @@ engine_steps_started(const RunLeaves *leaves, int n, const Datum *run_ids, char 
 				e.trace_parent = run->trace_parent;
 				orchestrator_metrics_event(&e);
 			}
-			announce_event(run, seq + k, CStringGetTextDatum(type), type, ev[k].step, ev[k].data);
+			engine_announce_event(run, seq + k, CStringGetTextDatum(type), type, ev[k].step, ev[k].data);
 		}
 		MemoryContextSwitchTo(outer);
 		MemoryContextReset(row_context);

@@ -18,48 +18,29 @@
 #include "utils/uuid.h"
 
 #include "defcache.h"
+#include "engine_events.h"
 #include "engine_json.h"
+#include "engine_run.h"
 #include "engine_stmt.h"
+#include "engine_unit.h"
 #include "leaf.h"
 #include "run_model.h"
 
-/* engine.c: units of work */
-extern void engine_unit(void (*work) (void *arg), void *arg);
-extern bool engine_try(void (*fn) (void *arg), void *arg, ErrorData **error);
-extern uint64 engine_transitions;
 
 /* engine.c: runs */
-extern uint64 engine_claim(const char *queue, int max_items, Datum workflows,
-						   EngineClaim **claimed);
-extern bool engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run);
-extern bool engine_lock_run_to_start(Datum run_id, const char *step, EngineRun *run);
-extern bool engine_read_run(Datum run_id, EngineRun *run);
 extern void engine_lock_visible_run(Datum run_id, bool run_id_isnull, EngineRun *run);
-extern void engine_require_work_right(EngineRun *run);
-extern bool engine_run_active(EngineRun *run);
-extern char *engine_traceparent(EngineRun *run, const char *step, int32 attempt);
 extern void engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 							   const char *idempotency_key);
-extern void engine_run_started(EngineRun *run);
 extern void engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnull);
 
 /* engine.c: steps */
-extern int64 engine_emit(EngineRun *run, const char *type, const char *step, const char *data_json);
-extern int64 engine_emit_jsonb(EngineRun *run, const char *type, const char *step, Datum data,
-							   bool data_isnull);
-extern void engine_enqueue(EngineRun *run, const char *step, const char *queue,
-						   TimestampTz available_at);
 extern void engine_step_ready(EngineRun *run, const char *step);
 extern int32 engine_step_started(EngineRun *run, const char *step, const char *worker);
-extern int64 engine_step_started_event(EngineRun *run, const char *step, int32 attempt,
-									   const char *worker);
 extern int32 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 								 Datum lease_token, Datum lease, Datum *input, bool *input_isnull,
 								 TimestampTz *attempt_end, ItemPointer queue_tid);
 extern void engine_extend_lease(EngineRun *run, const char *step, Datum lease, bool lease_isnull);
 extern bool engine_take_leased(EngineRun *run, const char *step, Datum lease_token);
-extern void engine_defer_step_started(EngineRun *run, const char *step, int32 attempt);
-extern bool engine_take_deferred_start(void);
 extern void engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 									  Datum result, bool result_isnull, TimestampTz started_at,
 									  bool started_appended, bool dequeue, ItemPointer queue_tid);
@@ -74,13 +55,6 @@ extern void engine_steps_started(const RunLeaves *leaves, int n, const Datum *ru
 extern void engine_lock_runs(const RunLeaves *leaves, int n, const Datum *run_ids,
 							 char *const *steps, bool *found, EngineRun *runs);
 
-/*
- * Set by the dispatcher's sql batch (sql_steps.c) for its unit: offered
- * each sql step made ready, it returns true when it takes the step to run
- * at once, in the same transaction, instead of the step being queued.
- */
-typedef bool (*EngineChainHook) (EngineRun *run, const char *step, int32 attempt);
-extern void engine_set_chain_hook(EngineChainHook hook);
 
 /* A fresh version 4 UUID (a lease token), in external.c. */
 extern Datum engine_random_uuid(void);
@@ -91,9 +65,6 @@ extern void engine_sql_attempt_failed(EngineRun *run, const char *step, Timestam
 									  ErrorData *error);
 extern void engine_lease_expired(EngineRun *run, const char *step, const char *worker);
 extern void engine_fire_timer(EngineRun *run, const char *step);
-extern Datum engine_render(EngineRun *run, Datum template, Datum *context, bool *context_ready);
-extern Datum engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context,
-								bool *context_ready);
 
 /* compose.c: child workflows and fan-out */
 extern void compose_fan_out(EngineRun *run, StepDef *def, Datum *context, bool *context_ready);
