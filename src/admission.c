@@ -29,8 +29,13 @@
  * Admitting takes the rows of a queued run's other scopes and the run
  * itself with SKIP LOCKED, never waiting while it holds a row (no lock
  * cycle); a run passed over that way is admitted by the next finish or by
- * the dispatchers' pass (admission_dispatch_pass()), which also admits runs
+ * the dispatchers' pass (admission_queued_runs()), which also admits runs
  * after a limit was raised.
+ *
+ * This file decides and keeps the slots; it makes no step ready.  The
+ * transition of a queued run admitted (its first steps made ready) is the
+ * engine's: engine_admit_waiting() (engine.c) asks admission_candidates()
+ * and admission_admit() here, batch by batch.
  *
  * With no limit configured a start costs a hash lookup of the workflow
  * (and of the tenant): the limits are kept per backend, dropped when
@@ -56,16 +61,15 @@
 #include "utils/uuid.h"
 
 #include "admission.h"
-#include "engine.h"
+#include "engine_events.h"
+#include "engine_run.h"
+#include "engine_stmt.h"
 #include "guc.h"
 #include "relcache_watch.h"
 
-PG_FUNCTION_INFO_V1(orchestrator_admission_configure);
-PG_FUNCTION_INFO_V1(orchestrator_admission_sweep);
-
 static const char *const scope_names[ADMISSION_SCOPES] = {"global", "workflow", "tenant"};
 
-/* queued runs looked at per pass of admit_waiting() */
+/* queued runs looked at per batch (admission_candidates()) */
 #define ADMIT_BATCH 64
 
 /* ----------------------------------------------------------------
@@ -501,15 +505,15 @@ admission_created(EngineRun *run, const char *tenant, Admission *a)
 }
 
 /* The scopes known full in one admission pass. */
-typedef struct Pass
+struct AdmitPass
 {
 	int			nfull;
 	Scope		full[16];
 	bool		global_full;
-} Pass;
+};
 
 static bool
-known_full(Pass *p, Scope *s)
+known_full(AdmitPass *p, Scope *s)
 {
 	if (s->scope == 0)
 		return p->global_full;
@@ -520,7 +524,7 @@ known_full(Pass *p, Scope *s)
 }
 
 static void
-note_full(Pass *p, Scope *s)
+note_full(AdmitPass *p, Scope *s)
 {
 	if (s->scope == 0)
 		p->global_full = true;
@@ -529,170 +533,141 @@ note_full(Pass *p, Scope *s)
 }
 
 /*
- * try_admit
- *		Admit one queued run when each of its scopes has room, taking
- *		nothing that another transaction holds: the run becomes pending
- *		(running, when resumed after it had started), workflow.admitted,
- *		and its steps with nothing to wait for are made ready.
+ * admission_candidates
+ *		The next batch of queued runs that slots freed "where" may admit,
+ *		best first (the transitions admit them: engine_admit_waiting()).
  */
-static bool
-try_admit(Pass *p, Datum run_id, const char *workflow, const char *tenant)
+AdmitBatch *
+admission_candidates(const AdmitWhere *where)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', where->workflow ? ' ' : 'n', where->tenant ? ' ' : 'n', ' '};
+	AdmitBatch *b = palloc0(sizeof(AdmitBatch));
+	uint64		n;
+
+	values[0] = BoolGetDatum(where->all);
+	values[1] = where->workflow ? CStringGetTextDatum(where->workflow) : (Datum) 0;
+	values[2] = where->tenant ? CStringGetTextDatum(where->tenant) : (Datum) 0;
+	values[3] = Int32GetDatum(ADMIT_BATCH);
+	n = adm_exec(A_CANDIDATES, values, nulls);
+	b->n = (int) n;
+	b->ids = palloc(sizeof(Datum) * Max(n, 1));
+	b->workflows = palloc(sizeof(char *) * Max(n, 1));
+	b->tenants = palloc(sizeof(char *) * Max(n, 1));
+	b->pass = palloc0(sizeof(AdmitPass));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+		memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)),
+			   sizeof(pg_uuid_t));
+		b->ids[i] = UUIDPGetDatum(id);
+		b->workflows[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		b->tenants[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return b;
+}
+
+/* Is the global scope full (nothing more fits in this pass)? */
+bool
+admission_nothing_fits(AdmitBatch *b)
+{
+	return b->pass->global_full;
+}
+
+/* May a batch that admitted some runs be followed by more candidates? */
+bool
+admission_batch_more(AdmitBatch *b)
+{
+	return b->n == ADMIT_BATCH && !b->pass->global_full;
+}
+
+/*
+ * admission_admit
+ *		Admit the batch's run i when each of its scopes has room, taking
+ *		nothing that another transaction holds: the run (locked into *q)
+ *		becomes pending (running, when resumed after it had started) with
+ *		its slots, workflow.admitted.  *roots are its steps with nothing to
+ *		wait for, which the caller makes ready.
+ */
+bool
+admission_admit(AdmitBatch *b, int i, EngineRun *q, char ***roots, int *nroots)
 {
 	Scope		scopes[ADMISSION_SCOPES];
-	int			n = scopes_of(workflow, tenant, scopes);
+	int			n = scopes_of(b->workflows[i], b->tenants[i], scopes);
 	int16		bits = 0;
-	EngineRun	q;
-	Datum		values[2] = {run_id, (Datum) 0};
+	Datum		values[2] = {b->ids[i], (Datum) 0};
 	int			nsteps;
 	char	  **steps;
 
-	for (int i = 0; i < n; i++)
-		if (known_full(p, &scopes[i]))
+	for (int s = 0; s < n; s++)
+		if (known_full(b->pass, &scopes[s]))
 			return false;
-	for (int i = 0; i < n; i++)
+	for (int s = 0; s < n; s++)
 	{
 		bool		no_row;
 
-		if (!lock_scope(&scopes[i], true, &no_row))
+		if (!lock_scope(&scopes[s], true, &no_row))
 		{
 			if (no_row)
 			{
-				scopes[i].limit = 0;
+				scopes[s].limit = 0;
 				continue;
 			}
 			return false;		/* another transaction decides there now */
 		}
-		if (scopes[i].limit > 0 && scopes[i].active >= scopes[i].limit)
+		if (scopes[s].limit > 0 && scopes[s].active >= scopes[s].limit)
 		{
-			note_full(p, &scopes[i]);
+			note_full(b->pass, &scopes[s]);
 			return false;
 		}
 	}
 	if (adm_exec(A_QUEUE_LOCK, values, NULL) != 1)
 		return false;
 	SPI_freetuptable(SPI_tuptable);
-	if (!engine_lock_run(run_id, NULL, true, &q))
+	if (!engine_lock_run(b->ids[i], NULL, true, q))
 		return false;
-	if (q.status != RUN_QUEUED)
+	if (q->status != RUN_QUEUED)
 	{
 		adm_exec(A_QUEUE_DEL, values, NULL);
 		return false;
 	}
-	for (int i = 0; i < n; i++)
-		if (scopes[i].limit > 0)
+	for (int s = 0; s < n; s++)
+		if (scopes[s].limit > 0)
 		{
-			scope_stmt(A_TAKE, &scopes[i]);
-			bits |= (int16) (1 << scopes[i].scope);
+			scope_stmt(A_TAKE, &scopes[s]);
+			bits |= (int16) (1 << scopes[s].scope);
 		}
 	values[1] = Int16GetDatum(bits);
 	if (adm_exec(A_ADMIT_RUN, values, NULL) != 1)
 		elog(ERROR, "queued run %s could not be admitted",
-			 DatumGetCString(DirectFunctionCall1(uuid_out, run_id)));
-	q.status = run_status_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+			 DatumGetCString(DirectFunctionCall1(uuid_out, b->ids[i])));
+	q->status = run_status_from_name(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	SPI_freetuptable(SPI_tuptable);
-	q.admission = bits;
+	q->admission = bits;
 	adm_exec(A_QUEUE_DEL, values, NULL);
-	engine_emit(&q, "workflow.admitted", NULL, NULL);
+	engine_emit(q, "workflow.admitted", NULL, NULL);
 
 	nsteps = (int) adm_exec(A_ROOTS, values, NULL);
 	steps = palloc(sizeof(char *) * Max(nsteps, 1));
-	for (int i = 0; i < nsteps; i++)
-		steps[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+	for (int s = 0; s < nsteps; s++)
+		steps[s] = SPI_getvalue(SPI_tuptable->vals[s], SPI_tuptable->tupdesc, 1);
 	SPI_freetuptable(SPI_tuptable);
-	for (int i = 0; i < nsteps && engine_run_active(&q); i++)
-		engine_step_ready(&q, steps[i]);
+	*roots = steps;
+	*nroots = nsteps;
 	return true;
-}
-
-/*
- * A run admitted here may end at once (and give its slots back): the
- * nested call only asks the outer one for another pass, over every scope.
- */
-static int	admitting = 0;
-static bool admit_again = false;
-
-/* Passes over the queued runs, until one admits nothing more. */
-static void
-admit_passes(bool all, const char *workflow, const char *tenant)
-{
-	bool		again;
-
-	do
-	{
-		Datum		values[4];
-		char		nulls[4] = {' ', workflow ? ' ' : 'n', tenant ? ' ' : 'n', ' '};
-		uint64		n;
-		Datum	   *ids;
-		char	  **workflows;
-		char	  **tenants;
-		Pass		pass;
-		bool		any = false;
-
-		admit_again = false;
-		memset(&pass, 0, sizeof(pass));
-		values[0] = BoolGetDatum(all);
-		values[1] = workflow ? CStringGetTextDatum(workflow) : (Datum) 0;
-		values[2] = tenant ? CStringGetTextDatum(tenant) : (Datum) 0;
-		values[3] = Int32GetDatum(ADMIT_BATCH);
-		n = adm_exec(A_CANDIDATES, values, nulls);
-		ids = palloc(sizeof(Datum) * Max(n, 1));
-		workflows = palloc(sizeof(char *) * Max(n, 1));
-		tenants = palloc(sizeof(char *) * Max(n, 1));
-		for (uint64 i = 0; i < n; i++)
-		{
-			bool		isnull;
-			pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-
-			memcpy(id, DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)),
-				   sizeof(pg_uuid_t));
-			ids[i] = UUIDPGetDatum(id);
-			workflows[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-			tenants[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
-		}
-		SPI_freetuptable(SPI_tuptable);
-		for (uint64 i = 0; i < n && !pass.global_full; i++)
-			if (try_admit(&pass, ids[i], workflows[i], tenants[i]))
-				any = true;
-		/* a nested end freed slots anywhere; a full batch may have more */
-		again = admit_again || (any && n == ADMIT_BATCH && !pass.global_full);
-		if (admit_again)
-			all = true;
-	} while (again);
-}
-
-/*
- * admit_waiting
- *		Slots were freed (of every scope: all; else of a workflow or a
- *		tenant): admit queued runs that now fit, best first.
- */
-static void
-admit_waiting(bool all, const char *workflow, const char *tenant)
-{
-	if (admitting > 0)
-	{
-		admit_again = true;
-		return;
-	}
-	admitting++;
-	PG_TRY();
-	{
-		admit_passes(all, workflow, tenant);
-	}
-	PG_FINALLY();
-	{
-		admitting--;
-	}
-	PG_END_TRY();
 }
 
 /*
  * admission_run_left
  *		A run left the active statuses (or a queued run ended: cancelled, or
- *		failed at its deadline): its slots are given back and queued runs
- *		admitted into them.
+ *		failed at its deadline): its slots are given back.  True when queued
+ *		runs are to be admitted into them: in *where.
  */
-void
-admission_run_left(EngineRun *run, bool was_queued)
+bool
+admission_run_left(EngineRun *run, bool was_queued, AdmitWhere *where)
 {
 	Datum		values[1] = {run->id};
 	Scope		scopes[ADMISSION_SCOPES];
@@ -703,7 +678,7 @@ admission_run_left(EngineRun *run, bool was_queued)
 	if (was_queued)
 	{
 		adm_exec(A_QUEUE_DEL, values, NULL);
-		return;
+		return false;
 	}
 	if ((run->admission & ADMISSION_TENANT) != 0)
 	{
@@ -734,18 +709,21 @@ admission_run_left(EngineRun *run, bool was_queued)
 		if (scopes[i].scope == 0)
 			all = true;
 	}
-	admit_waiting(all, run->name, tenant);
+	where->all = all;
+	where->workflow = run->name;
+	where->tenant = tenant;
+	return true;
 }
 
 /*
- * admission_dispatch_pass
- *		The dispatchers' pass: queued runs that fit are admitted (after a
- *		limit was raised or removed, or when a finish passed them over); an
- *		idle pass drops the global row once the setting is 0, so that it is
- *		counted afresh when set again.
+ * admission_queued_runs
+ *		The dispatchers' pass: are there queued runs (which may fit now,
+ *		after a limit was raised or removed, or when a finish passed them
+ *		over)?  An idle pass drops the global row once the setting is 0, so
+ *		that it is counted afresh when set again.
  */
-void
-admission_dispatch_pass(bool idle)
+bool
+admission_queued_runs(bool idle)
 {
 	bool		queued;
 
@@ -754,29 +732,22 @@ admission_dispatch_pass(bool idle)
 	adm_exec(A_QUEUE_EXISTS, NULL, NULL);
 	queued = engine_col_bool("queued");
 	engine_rows_done();
-	if (queued)
-		admit_waiting(true, NULL, NULL);
+	return queued;
 }
 
-/* ----------------------------------------------------------------
- * SQL-callable (internal)
- * ---------------------------------------------------------------- */
-
-typedef struct Configure
+/*
+ * admission_configure
+ *		Set (limit 0: remove) the limit of a workflow or tenant scope (the
+ *		caller checked the right and the scope's name).  A new limit counts
+ *		the scope's active runs.  *where: the queued runs that may fit now.
+ */
+void
+admission_configure(const char *scope_name, const char *key, int32 limit, AdmitWhere *where)
 {
-	char	   *scope;
-	char	   *key;
-	int32		limit;
-} Configure;
+	Datum		values[3] = {CStringGetTextDatum(scope_name), CStringGetTextDatum(key), Int32GetDatum(limit)};
+	int			scope = strcmp(scope_name, "workflow") == 0 ? 1 : 2;
 
-static void
-configure_work(void *arg)
-{
-	Configure  *c = arg;
-	Datum		values[3] = {CStringGetTextDatum(c->scope), CStringGetTextDatum(c->key), Int32GetDatum(c->limit)};
-	int			scope = strcmp(c->scope, "workflow") == 0 ? 1 : 2;
-
-	if (c->limit <= 0)
+	if (limit <= 0)
 		adm_exec(A_UNCONFIGURE, values, NULL);
 	else
 	{
@@ -786,37 +757,12 @@ configure_work(void *arg)
 		created = engine_col_bool("created");
 		engine_rows_done();
 		if (created)
-			recount(scope, c->key);
+			recount(scope, key);
 	}
 	limits_changed();
-	/* a raised or removed limit lets queued runs in */
-	admit_waiting(false, scope == 1 ? c->key : NULL, scope == 2 ? c->key : NULL);
-}
-
-/*
- * orchestrator._admission_configure(scope text, key text, max_active integer)
- *		Set (NULL or 0: remove) the limit of a workflow or tenant scope; the
- *		caller checked the right.  A new limit counts the scope's active
- *		runs; queued runs that now fit are admitted.
- */
-Datum
-orchestrator_admission_configure(PG_FUNCTION_ARGS)
-{
-	Configure	c;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("scope and key must not be null")));
-	c.scope = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	c.key = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	c.limit = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
-	if (strcmp(c.scope, "workflow") != 0 && strcmp(c.scope, "tenant") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown admission scope \"%s\"", c.scope)));
-	engine_unit(configure_work, &c);
-	PG_RETURN_VOID();
+	where->all = false;
+	where->workflow = scope == 1 ? key : NULL;
+	where->tenant = scope == 2 ? key : NULL;
 }
 
 /*
@@ -860,21 +806,4 @@ admission_resumed(EngineRun *run)
 		return;
 	}
 	admission_created(run, tenant, &a);
-}
-
-static void
-sweep_work(void *arg)
-{
-	admit_waiting(true, NULL, NULL);
-}
-
-/*
- * orchestrator._admission_sweep(): admit the queued runs that fit (what
- * the dispatchers' pass does), for tests and operators.
- */
-Datum
-orchestrator_admission_sweep(PG_FUNCTION_ARGS)
-{
-	engine_unit(sweep_work, NULL);
-	PG_RETURN_VOID();
 }

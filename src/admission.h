@@ -2,8 +2,9 @@
  *
  * admission.h
  *	  Flow control: admission of runs under limits of active runs
- *	  (admission.c) and rate limits of steps (rate_limit.c), hooked into the
- *	  state machine (engine.c).
+ *	  (admission.c) and rate limits of steps (rate_limit.c): policies that
+ *	  the state machine (engine.c) asks; they call only the primitives
+ *	  below them (engine_run.h, engine_events.h), never a transition.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,12 +30,37 @@ typedef struct Admission
 	char	   *reason;			/* JSON: the limit it waits for */
 } Admission;
 
+/* Where slots were freed: queued runs of every scope, or of a workflow or a tenant. */
+typedef struct AdmitWhere
+{
+	bool		all;
+	const char *workflow;		/* NULL: none */
+	const char *tenant;			/* NULL: none */
+} AdmitWhere;
+
+/* A batch of queued runs to admit, best first, and what its pass learnt. */
+typedef struct AdmitPass AdmitPass;
+typedef struct AdmitBatch
+{
+	int			n;
+	Datum	   *ids;
+	char	  **workflows;
+	char	  **tenants;
+	AdmitPass  *pass;			/* the scopes found full */
+} AdmitBatch;
+
 /* admission.c */
 extern void admission_at_start(EngineRun *run, const char *tenant, Admission *a);
 extern void admission_created(EngineRun *run, const char *tenant, Admission *a);
-extern void admission_run_left(EngineRun *run, bool was_queued);
+extern bool admission_run_left(EngineRun *run, bool was_queued, AdmitWhere *where);
 extern void admission_resumed(EngineRun *run);
-extern void admission_dispatch_pass(bool idle);
+extern bool admission_queued_runs(bool idle);
+extern void admission_configure(const char *scope_name, const char *key, int32 limit,
+								AdmitWhere *where);
+extern AdmitBatch *admission_candidates(const AdmitWhere *where);
+extern bool admission_nothing_fits(AdmitBatch *b);
+extern bool admission_batch_more(AdmitBatch *b);
+extern bool admission_admit(AdmitBatch *b, int i, EngineRun *q, char ***roots, int *nroots);
 
 /* rate_limit.c */
 extern bool rate_limit_schedule(EngineRun *run, StepDef *def, Datum input, bool input_isnull);

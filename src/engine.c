@@ -163,6 +163,7 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
  *		keeps the error that started the saga.
  */
 static void compensate_next(EngineRun *run);
+static void run_left_slots(EngineRun *run, bool was_queued);
 
 void
 engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnull)
@@ -281,7 +282,7 @@ engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnu
 		engine_emit_jsonb(run, psprintf("workflow.%s", run_status_names[status]), NULL, data, false);
 		/* its admission slots go to the runs queued for them */
 		if (run->admission != 0 || was_queued)
-			admission_run_left(run, was_queued);
+			run_left_slots(run, was_queued);
 	}
 	compose_run_ended(run, parent_id, parent_isnull, parent_step);
 }
@@ -320,9 +321,88 @@ compensate_next(EngineRun *run)
 		run->status = RUN_FAILED;
 		engine_emit_jsonb(run, "workflow.failed", NULL, data, false);
 		if (run->admission != 0)
-			admission_run_left(run, false);
+			run_left_slots(run, false);
 		compose_run_ended(run, parent_id, parent_isnull, parent_step);
 	}
+}
+
+/* ----------------------------------------------------------------
+ * Queued runs admitted (admission.c decides and keeps the slots)
+ * ---------------------------------------------------------------- */
+
+/*
+ * A run admitted here may end at once (and give its slots back): the
+ * nested call only asks the outer one for another pass, over every scope.
+ */
+static int	admitting = 0;
+static bool admit_again = false;
+
+/* Passes over the queued runs, until one admits nothing more. */
+static void
+admit_passes(AdmitWhere where)
+{
+	bool		again;
+
+	do
+	{
+		AdmitBatch *b;
+		bool		any = false;
+
+		admit_again = false;
+		b = admission_candidates(&where);
+		for (int i = 0; i < b->n && !admission_nothing_fits(b); i++)
+		{
+			EngineRun	q;
+			char	  **roots;
+			int			nroots;
+
+			if (!admission_admit(b, i, &q, &roots, &nroots))
+				continue;
+			any = true;
+			/* its steps with nothing to wait for */
+			for (int r = 0; r < nroots && engine_run_active(&q); r++)
+				engine_step_ready(&q, roots[r]);
+		}
+		/* a nested end freed slots anywhere; a full batch may have more */
+		again = admit_again || (any && admission_batch_more(b));
+		if (admit_again)
+			where.all = true;
+	} while (again);
+}
+
+/*
+ * engine_admit_waiting
+ *		Slots were freed ("where"): admit the queued runs that now fit,
+ *		best first, and make their first steps ready.
+ */
+void
+engine_admit_waiting(const AdmitWhere *where)
+{
+	if (admitting > 0)
+	{
+		admit_again = true;
+		return;
+	}
+	admitting++;
+	PG_TRY();
+	{
+		admit_passes(*where);
+	}
+	PG_FINALLY();
+	{
+		admitting--;
+	}
+	PG_END_TRY();
+}
+
+/* A run left the active statuses: its slots go to the runs queued for them. */
+static void
+run_left_slots(EngineRun *run, bool was_queued)
+{
+	AdmitWhere	where;
+
+	if (admission_run_left(run, was_queued, &where))
+		engine_admit_waiting(&where);
 }
 
 /* ----------------------------------------------------------------
@@ -851,7 +931,7 @@ engine_step_done(EngineRun *run, StepDef *def)
 		engine_append_event(run, "workflow.succeeded", NULL, e.at, row.data);
 		orchestrator_metrics_event(&e);
 		if (run->admission != 0)
-			admission_run_left(run, false);
+			run_left_slots(run, false);
 		if (!row.parent_isnull)
 			compose_run_ended(run, row.parent_id, false, row.parent_step);
 	}

@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "admission.h"
 #include "defcache.h"
 #include "engine_events.h"
 #include "engine_json.h"
@@ -32,6 +33,7 @@ extern void engine_lock_visible_run(Datum run_id, bool run_id_isnull, EngineRun 
 extern void engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 							   const char *idempotency_key);
 extern void engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnull);
+extern void engine_admit_waiting(const AdmitWhere *where);
 
 /* engine.c: steps */
 extern void engine_step_ready(EngineRun *run, const char *step);

@@ -266,7 +266,8 @@ dispatch_work(void *arg)
 	}
 
 	/* queued runs that fit now (admission.c) */
-	admission_dispatch_pass(pass->processed == 0);
+	if (admission_queued_runs(pass->processed == 0))
+		engine_admit_waiting(&(AdmitWhere) {.all = true});
 
 	if (pass->processed == 0)
 	{
@@ -328,6 +329,74 @@ orchestrator_dispatch(PG_FUNCTION_ARGS)
 	values[1] = TimestampTzGetDatum(pass.next_wake);
 	nulls[1] = !pass.has_next_wake;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+/* ----------------------------------------------------------------
+ * Admission limits (admission.c keeps them; queued runs are admitted here)
+ * ---------------------------------------------------------------- */
+
+PG_FUNCTION_INFO_V1(orchestrator_admission_configure);
+PG_FUNCTION_INFO_V1(orchestrator_admission_sweep);
+
+typedef struct Configure
+{
+	char	   *scope;
+	char	   *key;
+	int32		limit;
+} Configure;
+
+static void
+configure_work(void *arg)
+{
+	Configure  *c = arg;
+	AdmitWhere	where;
+
+	admission_configure(c->scope, c->key, c->limit, &where);
+	/* a raised or removed limit lets queued runs in */
+	engine_admit_waiting(&where);
+}
+
+/*
+ * orchestrator._admission_configure(scope text, key text, max_active integer)
+ *		Set (NULL or 0: remove) the limit of a workflow or tenant scope; the
+ *		caller checked the right.  A new limit counts the scope's active
+ *		runs; queued runs that now fit are admitted.
+ */
+Datum
+orchestrator_admission_configure(PG_FUNCTION_ARGS)
+{
+	Configure	c;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("scope and key must not be null")));
+	c.scope = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	c.key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	c.limit = PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2);
+	if (strcmp(c.scope, "workflow") != 0 && strcmp(c.scope, "tenant") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown admission scope \"%s\"", c.scope)));
+	engine_unit(configure_work, &c);
+	PG_RETURN_VOID();
+}
+
+static void
+sweep_work(void *arg)
+{
+	engine_admit_waiting(&(AdmitWhere) {.all = true});
+}
+
+/*
+ * orchestrator._admission_sweep(): admit the queued runs that fit (what
+ * the dispatchers' pass does), for tests and operators.
+ */
+Datum
+orchestrator_admission_sweep(PG_FUNCTION_ARGS)
+{
+	engine_unit(sweep_work, NULL);
+	PG_RETURN_VOID();
 }
 
 /*

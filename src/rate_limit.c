@@ -33,7 +33,10 @@
 #include "utils/timestamp.h"
 
 #include "admission.h"
-#include "engine.h"
+#include "engine_events.h"
+#include "engine_json.h"
+#include "engine_run.h"
+#include "engine_stmt.h"
 
 typedef enum RateStmt
 {
@@ -119,17 +122,6 @@ take_token(EngineRun *run, StepDef *def, TimestampTz *now)
 	return due;
 }
 
-static char *
-time_json(TimestampTz t)
-{
-	char		buf[MAXDATELEN + 3];
-
-	buf[0] = '"';
-	JsonEncodeDateTime(buf + 1, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL);
-	strcat(buf, "\"");
-	return pstrdup(buf);
-}
-
 /*
  * rate_limit_schedule
  *		A rate-limited step of kind sql, http or external is to be made
@@ -153,7 +145,7 @@ rate_limit_schedule(EngineRun *run, StepDef *def, Datum input, bool input_isnull
 	initStringInfo(&data);
 	appendStringInfoString(&data, "{\"rate_limit\": ");
 	escape_json(&data, def->rate_key);
-	appendStringInfo(&data, ", \"ready_at\": %s}", time_json(due));
+	appendStringInfo(&data, ", \"ready_at\": %s}", engine_json_time(due));
 	engine_emit(run, "step.scheduled", def->step, data.data);
 	return true;
 }
