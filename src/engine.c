@@ -48,6 +48,7 @@
 #include "utils/timestamp.h"
 
 #include "admission.h"
+#include "compose.h"
 #include "engine.h"
 #include "history.h"
 #include "metrics.h"
@@ -461,6 +462,157 @@ until_time(Datum until, TimestampTz *due, char **why)
 	return true;
 }
 
+/* ----------------------------------------------------------------
+ * Fan-out: the elements of a for_each step (compose.c writes and counts
+ * them; the transitions they lead to are here)
+ * ---------------------------------------------------------------- */
+
+/*
+ * The fills under way in this process: an element made ready by a fill can
+ * finish at once (a sleep whose "until" is no time) and would fill again
+ * from inside; the outer fill goes on instead.
+ */
+typedef struct Fill
+{
+	pg_uuid_t	run;
+	const char *step;
+	struct Fill *next;
+} Fill;
+
+static Fill *fills = NULL;
+
+static bool
+filling(EngineRun *run, const char *step)
+{
+	for (Fill *f = fills; f != NULL; f = f->next)
+		if (memcmp(f->run.data, DatumGetUUIDP(run->id)->data, UUID_LEN) == 0 && strcmp(f->step, step) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Every element of a for_each step is done: it succeeds with their results
+ * in order, or ends failed (compose_items_finished()); the run goes on.
+ */
+static void
+fan_out_finish(EngineRun *run, StepDef *def)
+{
+	Datum		results;
+
+	if (compose_items_finished(run, def, &results))
+		engine_record_success(run, def, def->step, results, false, false);
+	engine_step_done(run, def);
+}
+
+/*
+ * fill
+ *		Make the next elements ready while the limit allows; finish the step
+ *		when the last one is done.
+ */
+static void
+fill(EngineRun *run, StepDef *def)
+{
+	Fill		me;
+
+	if (filling(run, def->step))
+		return;
+	memcpy(me.run.data, DatumGetUUIDP(run->id)->data, UUID_LEN);
+	me.step = def->step;
+	me.next = fills;
+	fills = &me;
+	PG_TRY();
+	{
+		while (engine_run_active(run))
+		{
+			bool		last;
+			char	   *element = compose_next_element(run, def, &last);
+
+			if (element == NULL)
+			{
+				if (last)
+					fan_out_finish(run, def);
+				break;
+			}
+			engine_step_ready(run, element);
+		}
+	}
+	PG_FINALLY();
+	{
+		fills = me.next;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * fan_out
+ *		A for_each step is ready (its condition held): it starts, its path
+ *		is rendered over the run's context, and its elements are written and
+ *		the first ones made ready.  An empty array succeeds with [] at once;
+ *		anything but an array fails the attempt.
+ */
+static void
+fan_out(EngineRun *run, StepDef *def, Datum *context, bool *context_ready)
+{
+	Datum		items = engine_render(run, def->for_each_path, context, context_ready);
+	Datum		error;
+
+	engine_step_started(run, def->step, NULL);
+	switch (compose_fan_out(run, def, items, &error))
+	{
+		case FAN_OUT_INVALID:
+			engine_attempt_failed(run, def->step, error, false, (Datum) 0, true);
+			break;
+		case FAN_OUT_EMPTY:
+			engine_record_success(run, def, def->step, items, false, false);
+			engine_step_done(run, def);
+			break;
+		case FAN_OUT_WRITTEN:
+			fill(run, def);
+			break;
+	}
+}
+
+/*
+ * element_done
+ *		An element succeeded, or failed for good while its step goes on
+ *		regardless ("on_error": "continue"): the next one is made ready, or
+ *		the step finishes.
+ */
+static void
+element_done(EngineRun *run, StepDef *element, bool failed)
+{
+	StepDef    *step = engine_step_def(run->name, run->version, element->element_of);
+
+	if (!engine_run_active(run) || !step->found)
+		return;
+	if (compose_item_done(run, step, failed))
+		fan_out_finish(run, step);
+	else
+		fill(run, step);
+}
+
+/*
+ * element_final
+ *		An element failed for good (failed or dead; its retries are its
+ *		own).  Unless the step goes on regardless, the step fails with that
+ *		status and the run with it (its other elements are cancelled).
+ */
+static void
+element_final(EngineRun *run, StepDef *element, StepStatus final, Datum error)
+{
+	StepDef    *step;
+
+	if (element->on_error_continue)
+	{
+		element_done(run, element, true);
+		return;
+	}
+	step = engine_step_def(run->name, run->version, element->element_of);
+	if (!engine_run_active(run) || !step->found)
+		return;
+	engine_run_finish(run, RUN_FAILED, compose_element_failed(run, step, element, final, error), false);
+}
+
 /*
  * engine_step_ready
  *		All of a step's dependencies are done: skip it (condition false) or
@@ -502,10 +654,10 @@ engine_step_ready(EngineRun *run, const char *step)
 		}
 	}
 
-	/* once per element of an array (compose.c) */
+	/* once per element of an array */
 	if (def->for_each)
 	{
-		compose_fan_out(run, def, &context, &context_ready);
+		fan_out(run, def, &context, &context_ready);
 		return;
 	}
 
@@ -518,7 +670,7 @@ engine_step_ready(EngineRun *run, const char *step)
 			/*
 			 * external input, http request and a child's input rendered
 			 * now; a child run is started by the dispatchers' timer pass
-			 * (compose_fire()), like a retry
+			 * (engine_timer.c), like a retry
 			 */
 			if (def->kind != KIND_SQL && !def->ready_input_isnull)
 			{
@@ -847,10 +999,10 @@ engine_step_done(EngineRun *run, StepDef *def)
 	int			n;
 	bool		made_ready = false;
 
-	/* an element of a for_each step: the step goes on (compose.c) */
+	/* an element of a for_each step: the step goes on */
 	if (def->element_of != NULL)
 	{
-		compose_element_done(run, def);
+		element_done(run, def, false);
 		return;
 	}
 	if (def->compensates != NULL)
@@ -1042,10 +1194,10 @@ engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retrya
 	engine_stmt(S_STEP_FINAL, &run->leaves, values, NULL);
 	engine_emit_jsonb(run, psprintf("step.%s", step_status_names[final]), step,
 					  attempt_data(attempt, error, NULL, NULL), false);
-	/* an element of a for_each step: the step decides (compose.c) */
+	/* an element of a for_each step: the step decides */
 	if (def->element_of != NULL)
 	{
-		compose_element_final(run, def, final, error);
+		element_final(run, def, final, error);
 		return;
 	}
 	/* "on_error": "continue": the run goes on, as after a success */
@@ -1137,107 +1289,6 @@ engine_lease_expired(EngineRun *run, const char *step, const char *worker)
 		appendStringInfoString(&e, "null");
 	appendStringInfoChar(&e, '}');
 	engine_attempt_failed(run, step, engine_jsonb(e.data), true, (Datum) 0, true);
-}
-
-/*
- * engine_fire_timer
- *		A timer is due: a run's deadline passes (a saga already under way is
- *		let finish), a sleep ends, or a wait times out.
- */
-void
-engine_fire_timer(EngineRun *run, const char *step)
-{
-	Datum		values[2] = {run->id, CStringGetTextDatum(step)};
-	StepDef    *def;
-	char	   *status = NULL;
-
-	if (step[0] == '@' && compose_fire_internal(run, step))
-		return;
-	if (strcmp(step, "@deadline") == 0)
-	{
-		engine_stmt(S_DEQUEUE, NULL, values, NULL);
-		if (engine_run_active(run) || run->status == RUN_QUEUED)
-		{
-			StringInfoData e;
-
-			initStringInfo(&e);
-			appendStringInfo(&e, "{\"message\": \"deadline exceeded\", \"deadline\": %s}",
-							 engine_json_time(run->deadline));
-			engine_run_finish(run, RUN_FAILED, engine_jsonb(e.data), false);
-		}
-		return;
-	}
-
-	if (engine_stmt(S_STEP_STATE, &run->leaves, values, NULL) == 1)
-		status = engine_col_text("status");
-	engine_rows_done();
-	def = engine_step_def(run->name, run->version, step);
-	if (status != NULL && strcmp(status, "scheduled") == 0 && def->found &&
-		(engine_run_active(run) || run->status == RUN_COMPENSATING))
-	{
-		/* its rate limit's token is due: ready on its own queue */
-		rate_limit_token_due(run, def, step);
-		return;
-	}
-	/* a child run to start, or one that ended (compose.c) */
-	if (def->found && def->kind == KIND_WORKFLOW && status != NULL)
-	{
-		compose_fire(run, def, status);
-		return;
-	}
-	if (status == NULL || strcmp(status, "running") != 0 || !def->found)
-	{
-		engine_stmt(S_DEQUEUE, NULL, values, NULL);
-		return;
-	}
-	if (def->kind == KIND_SLEEP)
-	{
-		char	   *now = engine_json_time(GetCurrentTransactionStartTimestamp());
-		bool		timed_out = false;
-		char	   *until = NULL;
-
-		/*
-		 * An "until" later than its timeout allows (a "duration" is at most
-		 * the timeout: define_workflow checks).
-		 */
-		if (!def->timeout_isnull && def->duration_isnull)
-		{
-			Datum		t[3] = {run->id, values[1], def->timeout};
-
-			if (engine_stmt(S_SLEEP_TIMED_OUT, &run->leaves, t, NULL) == 1)
-			{
-				bool		isnull;
-				Datum		u;
-
-				timed_out = engine_col_bool("timed_out");
-				u = engine_col("until", &isnull);
-				until = engine_json_text(u, isnull);
-			}
-			engine_rows_done();
-		}
-		if (timed_out)
-			engine_attempt_failed(run, step,
-								  engine_jsonb(psprintf("{\"message\": \"timed out\", \"timeout\": %s, \"until\": %s}",
-															  engine_json_interval(def->timeout), until)),
-								  false, (Datum) 0, true);
-		else
-			engine_step_succeeded(run, step, engine_jsonb(psprintf("{\"slept_until\": %s}", now)), false);
-	}
-	else if (def->kind == KIND_WAIT)
-	{
-		StringInfoData e;
-
-		initStringInfo(&e);
-		appendStringInfoString(&e, "{\"message\": \"timed out waiting for signal\", \"signal\": ");
-		if (def->signal)
-			escape_json(&e, def->signal);
-		else
-			appendStringInfoString(&e, "null");
-		appendStringInfoChar(&e, '}');
-		engine_attempt_failed(run, step, engine_jsonb(e.data), false, (Datum) 0, true);
-	}
-	else
-		engine_stmt(S_DEQUEUE, NULL, values, NULL);
 }
 
 /* ----------------------------------------------------------------

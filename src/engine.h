@@ -66,15 +66,5 @@ extern void engine_attempt_failed(EngineRun *run, const char *step, Datum error,
 extern void engine_sql_attempt_failed(EngineRun *run, const char *step, TimestampTz started_at,
 									  ErrorData *error);
 extern void engine_lease_expired(EngineRun *run, const char *step, const char *worker);
-extern void engine_fire_timer(EngineRun *run, const char *step);
-
-/* compose.c: child workflows and fan-out */
-extern void compose_fan_out(EngineRun *run, StepDef *def, Datum *context, bool *context_ready);
-extern void compose_element_done(EngineRun *run, StepDef *def);
-extern void compose_element_final(EngineRun *run, StepDef *def, StepStatus final, Datum error);
-extern void compose_fire(EngineRun *run, StepDef *def, const char *status);
-extern void compose_cancel_child(Datum child_id);
-extern void compose_run_ended(EngineRun *run, Datum parent_id, bool parent_isnull, const char *parent_step);
-extern bool compose_fire_internal(EngineRun *run, const char *step);
 
 #endif							/* ORCHESTRATOR_ENGINE_H */

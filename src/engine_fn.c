@@ -31,6 +31,7 @@
 
 #include "admission.h"
 #include "engine.h"
+#include "engine_timer.h"
 #include "sql_steps.h"
 #include "guc.h"
 
