@@ -19,6 +19,7 @@
 
 #include "admission.h"
 #include "defcache.h"
+#include "engine_attempt.h"
 #include "engine_events.h"
 #include "engine_json.h"
 #include "engine_run.h"
@@ -26,7 +27,6 @@
 #include "engine_unit.h"
 #include "leaf.h"
 #include "run_model.h"
-
 
 /* engine.c: runs */
 extern void engine_lock_visible_run(Datum run_id, bool run_id_isnull, EngineRun *run);
@@ -37,26 +37,12 @@ extern void engine_admit_waiting(const AdmitWhere *where);
 
 /* engine.c: steps */
 extern void engine_step_ready(EngineRun *run, const char *step);
-extern int32 engine_step_started(EngineRun *run, const char *step, const char *worker);
-extern int32 engine_step_claimed(EngineRun *run, const char *step, const char *worker,
-								 Datum lease_token, Datum lease, Datum *input, bool *input_isnull,
-								 TimestampTz *attempt_end, ItemPointer queue_tid);
-extern void engine_extend_lease(EngineRun *run, const char *step, Datum lease, bool lease_isnull);
-extern bool engine_take_leased(EngineRun *run, const char *step, Datum lease_token);
 extern void engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *step,
 									  Datum result, bool result_isnull, TimestampTz started_at,
 									  bool started_appended, bool dequeue, ItemPointer queue_tid);
 extern int64 engine_record_success(EngineRun *run, StepDef *def, const char *step,
 								   Datum result, bool result_isnull, bool dequeue);
 extern void engine_step_done(EngineRun *run, StepDef *def);
-
-/* engine.c: batches of claimed steps, runs of one partition set */
-extern void engine_steps_started(const RunLeaves *leaves, int n, const Datum *run_ids,
-								 char *const *steps, const char *worker, bool *started,
-								 EngineRun *runs, Datum *inputs, bool *inputs_isnull);
-extern void engine_lock_runs(const RunLeaves *leaves, int n, const Datum *run_ids,
-							 char *const *steps, bool *found, EngineRun *runs);
-
 
 /* A fresh version 4 UUID (a lease token), in external.c. */
 extern Datum engine_random_uuid(void);

@@ -38,6 +38,23 @@ engine_claim(const char *queue, int max_items, Datum workflows, EngineClaim **cl
 	return queue_rows_claim_of(queue, max_items, workflows, claimed);
 }
 
+/* A run read and locked by run_row_lock(), into an EngineRun. */
+void
+engine_run_from_row(EngineRun *run, const RunRowLocked *row)
+{
+	run->status = row->status;
+	run->owner = row->owner;
+	run->name = row->name;
+	run->version = row->version;
+	run->priority = row->priority;
+	run->has_deadline = row->has_deadline;
+	run->deadline = row->deadline;
+	run->attempt = row->attempt;
+	run->trace_id = row->trace_id;
+	run->trace_parent = row->trace_parent;
+	run->admission = row->admission;
+}
+
 /*
  * load_run
  *		Read (and lock, unless RUN_LOCK_NONE) a run into *run, with the
@@ -54,17 +71,7 @@ load_run(RunLock lock, bool start, Datum run_id, const char *step, EngineRun *ru
 		return false;
 	if (!run_row_lock(run, step, lock, start, &row))
 		return false;
-	run->status = row.status;
-	run->owner = row.owner;
-	run->name = row.name;
-	run->version = row.version;
-	run->priority = row.priority;
-	run->has_deadline = row.has_deadline;
-	run->deadline = row.deadline;
-	run->attempt = row.attempt;
-	run->trace_id = row.trace_id;
-	run->trace_parent = row.trace_parent;
-	run->admission = row.admission;
+	engine_run_from_row(run, &row);
 	if (row.started)
 		engine_append_event(run, "workflow.started", NULL, row.started_at, engine_jsonb("{}"));
 	return true;
@@ -290,3 +297,28 @@ engine_render(EngineRun *run, Datum template, Datum *context, bool *context_read
 	return isnull ? engine_jsonb("null") : rendered;
 }
 
+/*
+ * engine_lock_runs
+ *		The runs of rows (run_ids[i], steps[i]) in one partition set,
+ *		locked (waiting for them, in the order given: the caller's is that
+ *		of their ids) and read as engine_lock_run() does, with the attempts
+ *		so far of each row's step (steps[i] NULL: not read, 0): runs[i],
+ *		found[i] (false: the run is gone).
+ */
+void
+engine_lock_runs(const RunLeaves *leaves, int n, const Datum *run_ids, char *const *steps,
+				 bool *found, EngineRun *runs)
+{
+	for (int i = 0; i < n; i++)
+	{
+		EngineRun  *run = &runs[i];
+		RunRowLocked row;
+
+		memset(run, 0, sizeof(EngineRun));
+		run->id = run_ids[i];
+		run->leaves = *leaves;
+		found[i] = run_row_lock(run, steps[i], RUN_LOCK_WAIT, false, &row);
+		if (found[i])
+			engine_run_from_row(run, &row);
+	}
+}
