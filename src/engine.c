@@ -17,13 +17,18 @@
  * SKIP LOCKED and never wait, so the only waiters take the run lock first and
  * no lock cycle can form.
  *
- * The statements (engine_stmt.c) work on the partitions that hold the run
- * (leaf.c).  Callers: the dispatchers' sql steps (sql_steps.c), timers
- * (engine_fn.c) and HTTP steps (http_claim.c, http_record.c), external
- * workers (external.c), start_workflow (start.c), cancel_workflow and
- * retry_run (run_api.c), signal_workflow (signal.c).  Events are appended
- * by history.c.  docs/architecture.md tables every transition and its
- * callers.
+ * Layers (docs/architecture.md, "The state machine in C"): this file holds
+ * the transitions that call each other.  Below it, and never calling it:
+ * an attempt's start (engine_attempt.c), the policies that decide
+ * (admission.c, rate_limit.c, compose.c: they return decisions, the
+ * transitions they lead to are here), the primitives (engine_run.c,
+ * engine_events.c, engine_unit.c), the rows (run_rows.c) and definitions
+ * (defcache.c), the model (run_model.h).  Above it: what a due timer does
+ * (engine_timer.c) and the entry points: the dispatchers' sql steps
+ * (sql_steps.c), timers (engine_fn.c) and HTTP steps (http_claim.c,
+ * http_record.c), external workers (external.c), start_workflow (start.c),
+ * cancel_workflow and retry_run (run_api.c), signal_workflow (signal.c).
+ * docs/architecture.md tables every transition and its callers.
  * The EngineRun a transition is given is kept current: a transition that
  * changes the run's status changes run->status.
  *

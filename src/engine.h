@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * engine.h
- *	  The state machine of runs and steps, in C (engine.c), its statements
- *	  (engine_stmt.c), the step definitions it reads (defcache.c) and its
- *	  SQL-callable entry points (engine_fn.c).
+ *	  The transitions of runs and steps (engine.c), as the entry points
+ *	  above them include them: with the headers of every layer below (the
+ *	  attempts, the policies, the primitives, the definitions, the model;
+ *	  docs/architecture.md, "The state machine in C").  Nothing below the
+ *	  transitions includes this file.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,8 +30,10 @@
 #include "leaf.h"
 #include "run_model.h"
 
-/* engine.c: runs */
+/* run_api.c: the run locked for the caller of the API */
 extern void engine_lock_visible_run(Datum run_id, bool run_id_isnull, EngineRun *run);
+
+/* engine.c: runs */
 extern void engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 							   const char *idempotency_key);
 extern void engine_run_finish(EngineRun *run, RunStatus status, Datum error, bool error_isnull);
@@ -43,14 +47,14 @@ extern void engine_sql_step_succeeded(EngineRun *run, StepDef *def, const char *
 extern int64 engine_record_success(EngineRun *run, StepDef *def, const char *step,
 								   Datum result, bool result_isnull, bool dequeue);
 extern void engine_step_done(EngineRun *run, StepDef *def);
-
-/* A fresh version 4 UUID (a lease token), in external.c. */
-extern Datum engine_random_uuid(void);
 extern void engine_step_succeeded(EngineRun *run, const char *step, Datum result, bool result_isnull);
 extern void engine_attempt_failed(EngineRun *run, const char *step, Datum error, bool retryable,
 								  Datum retry_after, bool retry_after_isnull);
 extern void engine_sql_attempt_failed(EngineRun *run, const char *step, TimestampTz started_at,
 									  ErrorData *error);
 extern void engine_lease_expired(EngineRun *run, const char *step, const char *worker);
+
+/* A fresh version 4 UUID (a lease token), in external.c. */
+extern Datum engine_random_uuid(void);
 
 #endif							/* ORCHESTRATOR_ENGINE_H */

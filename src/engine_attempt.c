@@ -77,7 +77,7 @@ engine_step_claimed(EngineRun *run, const char *step, const char *worker,
 	*attempt_end = row.attempt_end;
 
 	engine_emit_step_event(run, false, "step.started", step,
-					engine_step_started_data(row.times.attempt, worker), false, &row.times);
+						   engine_step_started_data(row.times.attempt, worker), false, &row.times);
 
 	queue_row_lease(run->id, step, lease_token, lease,
 					worker, row.attempt_end, queue_tid);

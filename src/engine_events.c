@@ -53,7 +53,7 @@ engine_append_event(EngineRun *run, const char *type, const char *step, Timestam
  */
 void
 engine_announce_event(EngineRun *run, int64 seq, Datum type, const char *type_name, const char *step,
-			   Datum event_data)
+					  Datum event_data)
 {
 	StringInfoData payload;
 
@@ -194,7 +194,7 @@ append_one(EngineRun *run, bool result, const char *type, const char *step, Datu
  */
 int64
 engine_emit_event(EngineRun *run, bool result, const char *type, const char *step, Datum data,
-		   bool data_isnull)
+				  bool data_isnull)
 {
 	HistoryEvent ev;
 	int64		seq = append_one(run, result, type, step, data, data_isnull, &ev);
@@ -231,12 +231,12 @@ engine_emit_event(EngineRun *run, bool result, const char *type, const char *ste
 
 /*
  * engine_emit_step_event
- *		engine_engine_emit_event() of a step's event whose row the caller changed and read
+ *		engine_emit_event() of a step's event whose row the caller changed and read
  *		(times): what metrics.c counts of it is known, not read again.
  */
 int64
 engine_emit_step_event(EngineRun *run, bool result, const char *type, const char *step, Datum data,
-				bool data_isnull, const StepRowTimes *times)
+					   bool data_isnull, const StepRowTimes *times)
 {
 	HistoryEvent ev;
 	int64		seq = append_one(run, result, type, step, data, data_isnull, &ev);
