@@ -1153,15 +1153,7 @@ engine_sql_attempt_failed(EngineRun *run, const char *step, TimestampTz started_
 
 	engine_stmt(S_STEP_RUNNING, &run->leaves, r, NULL);
 	initStringInfo(&e);
-	appendStringInfoString(&e, "{\"message\": ");
-	escape_json(&e, error->message ? error->message : "");
-	appendStringInfoString(&e, ", \"sqlstate\": ");
-	escape_json(&e, state);
-	if (error->detail && error->detail[0])
-	{
-		appendStringInfoString(&e, ", \"detail\": ");
-		escape_json(&e, error->detail);
-	}
+	engine_error_fields(&e, error);
 	if (error->hint && error->hint[0])
 	{
 		appendStringInfoString(&e, ", \"hint\": ");

@@ -156,6 +156,26 @@ engine_step_started_data(int32 attempt, const char *worker)
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
+/*
+ * engine_error_fields
+ *		Open a JSON error object from an error caught in user code:
+ *		{"message": ..., "sqlstate": ...[, "detail": ...] (the caller adds
+ *		what else it knows and the closing brace).
+ */
+void
+engine_error_fields(StringInfo s, const ErrorData *e)
+{
+	appendStringInfoString(s, "{\"message\": ");
+	escape_json(s, e->message ? e->message : "");
+	appendStringInfoString(s, ", \"sqlstate\": ");
+	escape_json(s, unpack_sql_state(e->sqlerrcode));
+	if (e->detail && e->detail[0])
+	{
+		appendStringInfoString(s, ", \"detail\": ");
+		escape_json(s, e->detail);
+	}
+}
+
 /* {"message": msg}, for errors the engine raises itself */
 Datum
 engine_message_error(const char *message)

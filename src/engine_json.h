@@ -11,6 +11,7 @@
 
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "utils/timestamp.h"
 
 struct JsonbParseState;
@@ -26,5 +27,6 @@ extern void engine_jsonb_push_pair(struct JsonbParseState **state, const char *k
 extern Datum engine_json_object1(const char *key, Datum value, bool isnull);
 extern Datum engine_step_started_data(int32 attempt, const char *worker);
 extern Datum engine_message_error(const char *message);
+extern void engine_error_fields(StringInfo s, const ErrorData *e);
 
 #endif							/* ORCHESTRATOR_ENGINE_JSON_H */

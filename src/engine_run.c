@@ -262,14 +262,14 @@ step_context(EngineRun *run, StepDef *def, Datum *context, bool *context_ready)
 }
 
 /*
- * engine_render_step
- *		A template of a step with every {"$path": "<jsonpath>"} replaced by
- *		the first match of the path over the step's context.
+ * render_over
+ *		A template with every {"$path": "<jsonpath>"} replaced by the first
+ *		match of the path over a context (JSON null where nothing matches).
  */
-Datum
-engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context, bool *context_ready)
+static Datum
+render_over(Datum template, Datum context)
 {
-	Datum		values[2] = {template, step_context(run, def, context, context_ready)};
+	Datum		values[2] = {template, context};
 	bool		isnull;
 	Datum		rendered;
 
@@ -280,6 +280,17 @@ engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context,
 }
 
 /*
+ * engine_render_step
+ *		A template of a step with every {"$path": "<jsonpath>"} replaced by
+ *		the first match of the path over the step's context.
+ */
+Datum
+engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context, bool *context_ready)
+{
+	return render_over(template, step_context(run, def, context, context_ready));
+}
+
+/*
  * engine_render
  *		A template with every {"$path": "<jsonpath>"} replaced by the first
  *		match of the path over the run's context.
@@ -287,14 +298,7 @@ engine_render_step(EngineRun *run, StepDef *def, Datum template, Datum *context,
 Datum
 engine_render(EngineRun *run, Datum template, Datum *context, bool *context_ready)
 {
-	Datum		values[2] = {template, engine_run_context(run, context, context_ready)};
-	bool		isnull;
-	Datum		rendered;
-
-	engine_stmt(S_RENDER, NULL, values, NULL);
-	rendered = engine_col("rendered", &isnull);
-	engine_rows_done();
-	return isnull ? engine_jsonb("null") : rendered;
+	return render_over(template, engine_run_context(run, context, context_ready));
 }
 
 /*

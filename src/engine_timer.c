@@ -204,15 +204,7 @@ child_run_timer(EngineRun *run, StepDef *def, const char *status)
 			const char *state = unpack_sql_state(e->sqlerrcode);
 
 			initStringInfo(&err);
-			appendStringInfoString(&err, "{\"message\": ");
-			escape_json(&err, e->message ? e->message : "");
-			appendStringInfoString(&err, ", \"sqlstate\": ");
-			escape_json(&err, state);
-			if (e->detail && e->detail[0])
-			{
-				appendStringInfoString(&err, ", \"detail\": ");
-				escape_json(&err, e->detail);
-			}
+			engine_error_fields(&err, e);
 			appendStringInfoString(&err, ", \"workflow\": ");
 			escape_json(&err, def->child_workflow);
 			appendStringInfoChar(&err, '}');
