@@ -57,7 +57,11 @@
 #include "egress.h"
 #include "guc.h"
 #include "http.h"
+#include "http_claim.h"
+#include "http_record.h"
+#include "http_util.h"
 #include "secrets.h"
+#include "webhook.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500
 #error "orchestrator needs libcurl 7.85.0 or later (CURLOPT_PROTOCOLS_STR)"

@@ -38,7 +38,8 @@
 #include "breaker.h"
 #include "engine.h"
 #include "guc.h"
-#include "http.h"
+#include "http_claim.h"
+#include "http_util.h"
 #include "run_rows.h"
 
 /* a request's lease: its timeout plus this, to answer and be recorded */

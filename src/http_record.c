@@ -44,9 +44,11 @@
 
 #include "breaker.h"
 #include "engine.h"
-#include "http.h"
+#include "http_record.h"
+#include "http_util.h"
 #include "metrics.h"
 #include "run_rows.h"
+#include "webhook.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_http_step_record);
 PG_FUNCTION_INFO_V1(orchestrator_retry_after);

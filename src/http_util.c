@@ -23,9 +23,10 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/inet.h"
+#include "utils/timestamp.h"
 
 #include "egress.h"
-#include "http.h"
+#include "http_util.h"
 #include "secrets.h"
 
 #if LIBCURL_VERSION_NUM < 0x075500

@@ -29,8 +29,9 @@
 
 #include "engine.h"
 #include "guc.h"
-#include "http.h"
+#include "http_util.h"
 #include "metrics.h"
+#include "webhook.h"
 
 /* a delivery's lease: its timeout, plus this, to answer and be recorded */
 #define WEBHOOK_LEASE_MARGIN_MS	30000
