@@ -56,6 +56,7 @@
 #include "executor.h"
 #include "guc.h"
 #include "http.h"
+#include "http_transfer.h"
 #include "queue_vacuum.h"
 #include "journal.h"
 #include "leaf.h"

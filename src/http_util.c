@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * http_util.c
- *	  URL checks against orchestrator.http_allowed_hosts, webhook signing,
- *	  random bytes; and their SQL entry points.
+ *	  URL checks against orchestrator.http_allowed_hosts, request header
+ *	  checks, webhook signing, random bytes; and their SQL entry points.
  *
  * URLs are parsed with libcurl's own URL parser (curl_url), the same one the
  * transfer uses, so the host that is checked is the host that is contacted.
@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <netinet/in.h>
 
 #include <curl/curl.h>
@@ -131,6 +132,41 @@ done:
 	curl_free(port);
 	curl_url_cleanup(h);
 	return result;
+}
+
+/*
+ * orchestrator_http_header_refusal
+ *		NULL for a header line we are willing to send: "Name: value", the
+ *		name an HTTP token (RFC 9110), no line breaks, and not one of the
+ *		headers curl derives from the URL and the body (Host, Content-Length,
+ *		Transfer-Encoding), which a user may not override: another Host than
+ *		the checked URL's could reach another virtual host, and a wrong
+ *		length or encoding would smuggle requests.  Otherwise why not.
+ */
+char *
+orchestrator_http_header_refusal(const char *h)
+{
+	static const char *const reserved[] = {"host", "content-length", "transfer-encoding"};
+	const char *colon = strchr(h, ':');
+	size_t		namelen;
+
+	if (strchr(h, '\r') != NULL || strchr(h, '\n') != NULL)
+		return psprintf("request header \"%s\" contains a line break", h);
+	if (colon == NULL || colon == h)
+		return psprintf("invalid request header \"%s\"", h);
+	namelen = colon - h;
+	for (const char *p = h; p < colon; p++)
+	{
+		if (!(isalnum((unsigned char) *p) || strchr("!#$%&'*+-.^_`|~", *p) != NULL))
+			return psprintf("request header name \"%.*s\" is not an HTTP token", (int) namelen, h);
+	}
+	for (size_t i = 0; i < lengthof(reserved); i++)
+	{
+		if (namelen == strlen(reserved[i]) && pg_strncasecmp(h, reserved[i], namelen) == 0)
+			return psprintf("request header \"%.*s\" may not be set: it is derived from the URL and the body",
+							(int) namelen, h);
+	}
+	return NULL;
 }
 
 /*

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * http_util.h
- *	  URL checks against orchestrator.http_allowed_hosts, a breaker's key,
- *	  Retry-After, webhook signatures (http_util.c).  Below every other
- *	  HTTP file: it uses only egress.c and secrets.c.
+ *	  URL checks against orchestrator.http_allowed_hosts, request header
+ *	  checks, a breaker's key, Retry-After, webhook signatures
+ *	  (http_util.c).  Below every other HTTP file: it uses only egress.c
+ *	  and secrets.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +27,13 @@ typedef struct HttpUrlTarget
  */
 extern char *orchestrator_http_check_url(const char *url, bool *invalid,
 										 char **hostport, HttpUrlTarget *target);
+
+/*
+ * NULL for a request header line we are willing to send ("Name: value", the
+ * name a token, not Host, Content-Length or Transfer-Encoding); otherwise
+ * why not.
+ */
+extern char *orchestrator_http_header_refusal(const char *h);
 
 /* The circuit breaker's key of a URL ("host:port"), or NULL. */
 extern char *orchestrator_http_breaker_key(const char *url);
