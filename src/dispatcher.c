@@ -15,8 +15,9 @@
  *	  orchestrator._dispatch() fires timers and expires leases (PL/pgSQL)
  *	  and returns when the next one is due;
  *	- an HTTP turn (http_once): records the requests that finished and claims
- *	  new http steps and webhook deliveries; the transfers themselves run
- *	  between turns, outside any transaction, with libcurl (http.c).
+ *	  new http steps and webhook deliveries (http.c); the transfers
+ *	  themselves run between turns, outside any transaction, with libcurl
+ *	  (http_transfer.c).
  *
  * After a turn that did work the dispatcher goes again at once; otherwise it
  * sleeps on its latch until the next timer is due or orchestrator.poll_interval

@@ -299,7 +299,7 @@ orchestrator_random_bytes(PG_FUNCTION_ARGS)
  *		"v1," + base64(HMAC-SHA256(key, msg_id "." timestamp "." body)), the
  *		Standard Webhooks signature.
  */
-char *
+static char *
 orchestrator_webhook_signature(const char *key, int keylen, const char *msg_id,
 							   int64 timestamp, const char *body, size_t bodylen)
 {

@@ -41,14 +41,10 @@ extern char *orchestrator_http_breaker_key(const char *url);
 /* A Retry-After value as a delay (an interval); false: none. */
 extern bool http_retry_after(const char *value, Datum *delay);
 
-/* Standard Webhooks signature "v1,<base64 HMAC-SHA256>". */
-extern char *orchestrator_webhook_signature(const char *key, int keylen,
-											const char *msg_id, int64 timestamp,
-											const char *body, size_t bodylen);
-
 /*
- * The same with a sealed webhook secret (secrets.h); NULL with *err filled
- * in when it cannot be opened.
+ * Standard Webhooks signature "v1,<base64 HMAC-SHA256>" with a sealed
+ * webhook secret (secrets.h); NULL with *err filled in when it cannot be
+ * opened.
  */
 struct SecretError;
 extern char *orchestrator_webhook_sign_sealed(const char *sealed, int sealedlen,

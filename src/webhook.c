@@ -2,8 +2,8 @@
  *
  * webhook.c
  *	  The webhook outbox: deliveries claimed by the dispatchers' HTTP turn
- *	  (after http steps), sent by http.c, recorded with the batch of
- *	  responses (http_record.c).
+ *	  (after http steps), sent by http_transfer.c, recorded with the batch
+ *	  of responses (http_record.c).
  *
  * A delivery is a row of orchestrator.webhook_outbox, written in the
  * transaction of its event (engine.c).  The claim takes due rows, skipping
