@@ -122,16 +122,6 @@ engine_take_leased(EngineRun *run, const char *step, Datum lease_token)
  * ---------------------------------------------------------------- */
 
 
-/* {} as jsonb, without parsing it */
-static Datum
-empty_object(void)
-{
-	JsonbParseState *state = NULL;
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
-}
-
 /*
  * engine_steps_started
  *		Claimed queue rows (run_ids[i], steps[i]) of runs in one partition
@@ -221,7 +211,7 @@ engine_steps_started(const RunLeaves *leaves, int n, const Datum *run_ids, char 
 			ev[nev].type = "workflow.started";
 			ev[nev].step = NULL;
 			ev[nev].at = row.started_at;
-			ev[nev].data = empty_object();
+			ev[nev].data = engine_empty_object();
 			nev++;
 		}
 		ev[nev].type = "step.started";

@@ -182,7 +182,7 @@ append_one(EngineRun *run, bool result, const char *type, const char *step, Datu
 	if (result)
 		ev->data = engine_json_object1("result", data, data_isnull);
 	else
-		ev->data = data_isnull ? engine_jsonb("{}") : data;
+		ev->data = data_isnull ? engine_empty_object() : data;
 	return history_append(run->leaves.events, run->id, 1, ev);
 }
 

@@ -27,6 +27,16 @@ engine_jsonb(const char *json)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 }
 
+/* {} as jsonb, built without parsing text */
+Datum
+engine_empty_object(void)
+{
+	JsonbParseState *state = NULL;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+}
+
 /* A uuid as text. */
 char *
 engine_uuid_text(Datum id)

@@ -17,6 +17,7 @@
 struct JsonbParseState;
 
 extern Datum engine_jsonb(const char *json);
+extern Datum engine_empty_object(void);
 extern char *engine_json_text(Datum value, bool isnull);
 extern char *engine_uuid_text(Datum id);
 extern bool engine_valid_name(const char *name);

@@ -73,7 +73,7 @@ load_run(RunLock lock, bool start, Datum run_id, const char *step, EngineRun *ru
 		return false;
 	engine_run_from_row(run, &row);
 	if (row.started)
-		engine_append_event(run, "workflow.started", NULL, row.started_at, engine_jsonb("{}"));
+		engine_append_event(run, "workflow.started", NULL, row.started_at, engine_empty_object());
 	return true;
 }
 
@@ -183,7 +183,7 @@ engine_run_started(EngineRun *run)
 		return;
 	engine_flush_deferred_start(run);
 	if (run_row_lock(run, NULL, RUN_LOCK_NONE, true, &row) && row.started)
-		engine_append_event(run, "workflow.started", NULL, row.started_at, engine_jsonb("{}"));
+		engine_append_event(run, "workflow.started", NULL, row.started_at, engine_empty_object());
 	run->status = RUN_RUNNING;
 }
 

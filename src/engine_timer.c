@@ -121,7 +121,7 @@ start_child_work(void *arg)
 	input = engine_col("input", &isnull);
 	engine_rows_done();
 	if (isnull)
-		input = engine_jsonb("{}");
+		input = engine_empty_object();
 	engine_stmt(S_PARENT_TENANT, &run->leaves, values, NULL);
 	tenant = engine_col_text("tenant");
 	engine_rows_done();

@@ -27,11 +27,11 @@
  *    callback, before its locks are released.  A process that crashes or
  *    is killed cannot: the postmaster then reinitialises shared memory, and
  *    the journal entries of every slot are read back then (this file's
- *    shared memory startup hook, which runs after shmem.c's).  Dispatchers that the postmaster
- *    stops because another process crashed (SIGQUIT) mark their entries as
- *    not their step's fault.  When a new postmaster starts (after a
- *    shutdown, an immediate one included, or an OS crash) the entries are
- *    discarded: they were not the steps' fault either.
+ *    shared memory startup hook, which runs after shmem.c's).  Dispatchers
+ *    that the postmaster stops because another process crashed (SIGQUIT)
+ *    mark their entries as not their step's fault.  When a new postmaster
+ *    starts (after a shutdown, an immediate one included, or an OS crash)
+ *    the entries are discarded: they were not the steps' fault either.
  *
  * Lost attempts wait in shared memory until a dispatcher records them at
  * the start of a turn, each in a short transaction of its own
