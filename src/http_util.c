@@ -37,7 +37,6 @@
 PG_FUNCTION_INFO_V1(orchestrator_http_check_url_sql);
 PG_FUNCTION_INFO_V1(orchestrator_http_check_connect);
 PG_FUNCTION_INFO_V1(orchestrator_http_url_host);
-PG_FUNCTION_INFO_V1(orchestrator_random_bytes);
 PG_FUNCTION_INFO_V1(orchestrator_webhook_sign);
 
 /*
@@ -268,30 +267,6 @@ orchestrator_http_breaker_key(const char *url)
 		return NULL;
 	(void) orchestrator_http_check_url(url, &invalid, &hostport, NULL);
 	return invalid ? NULL : hostport;
-}
-
-/*
- * orchestrator_random_bytes
- *		_random_bytes(n): n bytes from the strong random source (webhook
- *		secrets; pgcrypto is not required).
- */
-Datum
-orchestrator_random_bytes(PG_FUNCTION_ARGS)
-{
-	int32		n = PG_GETARG_INT32(0);
-	bytea	   *result;
-
-	if (n < 1 || n > 1024)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("number of random bytes must be from 1 to 1024")));
-	result = palloc(VARHDRSZ + n);
-	SET_VARSIZE(result, VARHDRSZ + n);
-	if (!pg_strong_random(VARDATA(result), n))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random bytes")));
-	PG_RETURN_BYTEA_P(result);
 }
 
 /*

@@ -2,7 +2,8 @@
  *
  * secrets.c
  *	  Secrets sealed at rest: AES-256-GCM with a key kept in a file outside
- *	  the database, and the SQL entry point that seals webhook secrets.
+ *	  the database, the SQL entry point that seals webhook secrets, and the
+ *	  random bytes new webhook secrets are made of.
  *
  * A sealed secret is the text
  *
@@ -56,6 +57,7 @@
 #define WEBHOOK_KEY_MIN_LEN 16
 
 PG_FUNCTION_INFO_V1(orchestrator_webhook_secret_seal);
+PG_FUNCTION_INFO_V1(orchestrator_random_bytes);
 
 typedef enum KeyStatus
 {
@@ -559,4 +561,31 @@ orchestrator_webhook_secret_seal(PG_FUNCTION_ARGS)
 				 errhidestmt(true)));
 	sealed = orchestrator_secret_seal(VARDATA_ANY(secret), VARSIZE_ANY_EXHDR(secret), create_key);
 	PG_RETURN_TEXT_P(cstring_to_text(sealed));
+}
+
+/*
+ * orchestrator_random_bytes
+ *		_random_bytes(n): n bytes straight from the strong random source,
+ *		for new webhook secrets (pgcrypto is not required).  Not from the
+ *		identifiers' pool (random_pool.c): a secret's bytes are drawn for it
+ *		alone and not kept in the process.
+ */
+Datum
+orchestrator_random_bytes(PG_FUNCTION_ARGS)
+{
+	int32		n = PG_GETARG_INT32(0);
+	bytea	   *result;
+
+	if (n < 1 || n > 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("number of random bytes must be from 1 to 1024"),
+				 errdetail("Got %d.", n)));
+	result = palloc(VARHDRSZ + n);
+	SET_VARSIZE(result, VARHDRSZ + n);
+	if (!pg_strong_random(VARDATA(result), n))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes")));
+	PG_RETURN_BYTEA_P(result);
 }

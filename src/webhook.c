@@ -36,7 +36,7 @@
 /* a delivery's lease: its timeout, plus this, to answer and be recorded */
 #define WEBHOOK_LEASE_MARGIN_MS	30000
 
-typedef struct ClaimArgs
+typedef struct DeliveryClaimArgs
 {
 	MemoryContext caller_context;
 	int			max_items;
@@ -44,7 +44,7 @@ typedef struct ClaimArgs
 	bool		recover;
 	WebhookClaim *claims;
 	int			n;
-} ClaimArgs;
+} DeliveryClaimArgs;
 
 /* A due row, as read by the claim. */
 typedef struct DueRow
@@ -139,7 +139,7 @@ delivery_traceparent(const DueRow *row, int32 attempt)
 static void
 claim_work(void *arg)
 {
-	ClaimArgs  *a = arg;
+	DeliveryClaimArgs *a = arg;
 	Datum		values[4];
 	uint64		n;
 	DueRow	   *rows;
@@ -259,7 +259,7 @@ claim_work(void *arg)
 int
 webhook_claim(int max_items, const char *worker, bool recover, WebhookClaim **claims)
 {
-	ClaimArgs	a;
+	DeliveryClaimArgs a;
 
 	memset(&a, 0, sizeof(a));
 	a.caller_context = CurrentMemoryContext;
