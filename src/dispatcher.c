@@ -9,11 +9,12 @@
  *
  *	- a dispatch turn (dispatch_once): first the attempts of sql steps lost
  *	  outside their statement are recorded, each in a short transaction
- *	  (journal.c), then, if the
- *	  installed extension is this library's version, a batch of due sql
- *	  steps is claimed and run in C (sql_steps.c), and, when timers are due,
- *	  orchestrator._dispatch() fires timers and expires leases (PL/pgSQL)
- *	  and returns when the next one is due;
+ *	  (journal.c), then, if the installed extension is this library's
+ *	  version, a batch of due sql steps is claimed and run in C
+ *	  (sql_steps.c), and, when timers are due, orchestrator._dispatch()
+ *	  fires timers and expires leases and returns when the next one is due
+ *	  (engine_fn.c; called through SQL, so that the function of the
+ *	  installed version answers, as it did for versions before 0.4);
  *	- an HTTP turn (http_once): records the requests that finished and claims
  *	  new http steps and webhook deliveries (http.c); the transfers
  *	  themselves run between turns, outside any transaction, with libcurl
@@ -54,6 +55,7 @@
 #include "utils/timestamp.h"
 
 #include "defcache.h"
+#include "engine_unit.h"
 #include "executor.h"
 #include "guc.h"
 #include "http.h"
@@ -732,6 +734,16 @@ orchestrator_dispatcher_main(Datum main_arg)
 	/* shows in pg_stat_activity (the GUC's assign hook reports it) */
 	snprintf(appname, sizeof(appname), "%s %d", ORCHESTRATOR_DISPATCHER_TYPE, dispatcher_slot);
 	SetConfigOption("application_name", appname, PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * The search_path of the engine's units (engine_unit.c) for the whole
+	 * session, whatever ALTER DATABASE or ROLE set: a unit then need not set
+	 * it and undo it in every transaction.  A setting pushed for a nest level
+	 * makes PostgreSQL 15 walk all its settings when any later nest level of
+	 * the transaction ends, and each sql step ends two (its own, with its
+	 * search_path, and its subtransaction).
+	 */
+	SetConfigOption("search_path", ENGINE_SEARCH_PATH, PGC_USERSET, PGC_S_SESSION);
 
 	loop_context = AllocSetContextCreate(TopMemoryContext,
 										 "orchestrator dispatcher loop",

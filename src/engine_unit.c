@@ -52,10 +52,10 @@ engine_begin(EngineState *outer)
 	engine.depth = outer->depth + 1;
 	engine.nestlevel = -1;
 	engine.chain = NULL;
-	if (strcmp(namespace_search_path, "pg_catalog, pg_temp") != 0)
+	if (strcmp(namespace_search_path, ENGINE_SEARCH_PATH) != 0)
 	{
 		engine.nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", "pg_catalog, pg_temp",
+		(void) set_config_option("search_path", ENGINE_SEARCH_PATH,
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	}
 	if (engine.depth == 1)

@@ -14,6 +14,13 @@
 
 #include "run_model.h"
 
+/*
+ * The search_path a unit's statements run under: their names are qualified,
+ * and nothing else may resolve them.  The dispatchers keep it for their
+ * whole session.
+ */
+#define ENGINE_SEARCH_PATH "pg_catalog, pg_temp"
+
 extern void engine_unit(void (*work) (void *arg), void *arg);
 extern bool engine_try(void (*fn) (void *arg), void *arg, ErrorData **error);
 
