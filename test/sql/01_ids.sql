@@ -25,3 +25,28 @@ SELECT count(DISTINCT substr(id::text, 20)) AS distinct_rand_b, count(*) AS ids
 FROM (SELECT orchestrator.uuid_v7() AS id FROM generate_series(1, 10000)) g;
 SELECT count(DISTINCT t) AS distinct_trace_ids, bool_and(t ~ '^[0-9a-f]{32}$' AND t <> repeat('0', 32)) AS well_formed
 FROM (SELECT orchestrator._new_trace_id() AS t FROM generate_series(1, 10000)) g;
+-- The engine writes run ids in events, notifications and messages as uuid's
+-- own text form (engine_json.c formats them itself): 2,000 random ids, each
+-- named in the message of a transition on a run that does not exist.
+DO $$
+DECLARE
+	id uuid;
+	mismatches integer := 0;
+	named integer := 0;
+BEGIN
+	FOR i IN 1 .. 2000 LOOP
+		id := CASE WHEN i = 1 THEN 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid
+		           WHEN i = 2 THEN '00000000-0000-0000-0000-000000000000'::uuid
+		           ELSE gen_random_uuid() END;
+		BEGIN
+			PERFORM orchestrator.cancel_workflow(id);
+		EXCEPTION WHEN undefined_object THEN
+			named := named + 1;
+			IF SQLERRM <> format('workflow run %s does not exist', id) THEN
+				mismatches := mismatches + 1;
+			END IF;
+		END;
+	END LOOP;
+	RAISE NOTICE 'run ids named: %, written unlike uuid_out: %', named, mismatches;
+END
+$$;
