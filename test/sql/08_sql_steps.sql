@@ -94,6 +94,17 @@ SELECT 'frank' AS schema, who, count(*) FROM frank.notes GROUP BY who
 UNION ALL
 SELECT 'gina', who, count(*) FROM gina.notes GROUP BY who ORDER BY 1;
 
+-- A step runs with search_path "$user", public, whatever the dispatcher's
+-- session has; a step that sets another for the session leaves the next
+-- step of the same batch with its own.
+SELECT orchestrator.define_workflow('path_steps', $q$
+{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT current_setting('search_path') AS path, set_config('search_path', 'pg_catalog', false) AS changed"},
+           {"name": "b", "kind": "sql", "sql": "SELECT current_setting('search_path') AS path", "depends_on": ["a"]}]}
+$q$);
+SELECT orchestrator.start_workflow('path_steps') AS r_path \gset
+SELECT wait_for_run(:'r_path');
+SELECT step, result FROM orchestrator.workflow_steps WHERE run_id = :'r_path' ORDER BY step;
+
 -- A step's result is its first row as row_to_json() would give it, as jsonb,
 -- for every kind of value (built with to_jsonb(record) since 0.4).
 RESET ROLE;
