@@ -22,7 +22,9 @@
 #include "lib/stringinfo.h"
 #include "partitioning/partbounds.h"
 #include "partitioning/partdesc.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -32,6 +34,7 @@
 
 #include "cache_figures.h"
 #include "leaf.h"
+#include "relcache_watch.h"
 
 /*
  * Kept plans: about 25 statements for each day whose runs are active.
@@ -90,38 +93,107 @@ orchestrator_plan_bytes(SPIPlanPtr plan)
 	return bytes;
 }
 
+/* The three history tables, partitioned alike by run id (a day each). */
+typedef enum HistoryTable
+{
+	HT_RUNS,
+	HT_STEPS,
+	HT_EVENTS,
+	HT_COUNT
+} HistoryTable;
+
+static const char *const history_tables[HT_COUNT] = {"workflow_runs", "workflow_steps", "workflow_events"};
+
+/*
+ * The partition each history table gave last, with its bounds: the next run
+ * of the same day is placed by two comparisons, without the parent's name
+ * looked up or its bounds searched again (three times per run locked, 6,000
+ * instructions).  Forgotten at a relcache invalidation of the parent (a
+ * partition created, attached, detached or dropped invalidates it; so does
+ * dropping the extension) or of all relations.  The parent is still locked
+ * each time, first: the lock keeps the partition from being detached
+ * meanwhile, and taking it reads the invalidations that arrived.
+ */
+typedef struct LeafRange
+{
+	Oid			parent;			/* InvalidOid: not looked up */
+	Oid			leaf;			/* InvalidOid: no range kept */
+	pg_uuid_t	lower;			/* the leaf holds lower <= run id < upper */
+	pg_uuid_t	upper;
+} LeafRange;
+
+static LeafRange leaf_ranges[HT_COUNT];
+
+static void
+leaf_ranges_forget(Datum arg, Oid relid)
+{
+	for (int t = 0; t < HT_COUNT; t++)
+		if (!OidIsValid(relid) || relid == leaf_ranges[t].parent)
+		{
+			leaf_ranges[t].parent = InvalidOid;
+			leaf_ranges[t].leaf = InvalidOid;
+		}
+}
+
+/* Keep the bounds of partition "index" of a range-partitioned table, if finite. */
+static void
+keep_leaf_range(LeafRange *c, PartitionBoundInfo bounds, int offset, Oid leaf)
+{
+	if (offset < 0 || offset + 1 >= bounds->ndatums ||
+		bounds->kind[offset][0] != PARTITION_RANGE_DATUM_VALUE ||
+		bounds->kind[offset + 1][0] != PARTITION_RANGE_DATUM_VALUE)
+		return;
+	memcpy(&c->lower, DatumGetUUIDP(bounds->datums[offset][0]), sizeof(pg_uuid_t));
+	memcpy(&c->upper, DatumGetUUIDP(bounds->datums[offset + 1][0]), sizeof(pg_uuid_t));
+	c->leaf = leaf;
+}
+
 /*
  * leaf_of
- *		The partition of orchestrator.<parent> whose range holds run_id;
+ *		The partition of history table t whose range holds run_id;
  *		InvalidOid when there is none and missing_ok.
  */
 static Oid
-leaf_of(Oid nsp, const char *parent, Datum run_id, bool missing_ok)
+leaf_of(HistoryTable t, Datum run_id, bool missing_ok)
 {
-	Oid			parent_oid = get_relname_relid(parent, nsp);
+	LeafRange  *c = &leaf_ranges[t];
+	const pg_uuid_t *id = DatumGetUUIDP(run_id);
 	Relation	rel;
 	PartitionKey key;
 	PartitionDesc desc;
 	int			index = -1;
+	int			offset = -1;
 	Oid			leaf;
 
-	if (!OidIsValid(parent_oid))
+	if (OidIsValid(c->leaf))
+	{
+		/* the lock first: the invalidations it reads may forget the range */
+		LockRelationOid(c->parent, AccessShareLock);
+		if (OidIsValid(c->leaf) &&
+			memcmp(id->data, c->lower.data, UUID_LEN) >= 0 &&
+			memcmp(id->data, c->upper.data, UUID_LEN) < 0)
+			return c->leaf;
+	}
+
+	orchestrator_watch_relcache(leaf_ranges_forget);
+	if (!OidIsValid(c->parent))
+		c->parent = get_relname_relid(history_tables[t], get_namespace_oid("orchestrator", false));
+	if (!OidIsValid(c->parent))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"orchestrator.%s\" does not exist", parent)));
+				 errmsg("relation \"orchestrator.%s\" does not exist", history_tables[t])));
 
 	/* the lock keeps the partition from being detached under us */
-	rel = table_open(parent_oid, AccessShareLock);
+	rel = table_open(c->parent, AccessShareLock);
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"orchestrator.%s\" is not partitioned", parent)));
+				 errmsg("\"orchestrator.%s\" is not partitioned", history_tables[t])));
 	key = RelationGetPartitionKey(rel);
 	desc = RelationGetPartitionDesc(rel, true);
 	if (desc->nparts > 0 && key->strategy == PARTITION_STRATEGY_RANGE)
 	{
 		bool		is_equal;
-		int			offset;
 
 		offset = partition_range_datum_bsearch(key->partsupfunc, key->partcollation,
 											   desc->boundinfo, 1, &run_id, &is_equal);
@@ -135,10 +207,13 @@ leaf_of(Oid nsp, const char *parent, Datum run_id, bool missing_ok)
 	if (index < 0 || !desc->is_leaf[index])
 		ereport(ERROR,
 				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("no partition of \"orchestrator.%s\" holds run %s", parent,
+				 errmsg("no partition of \"orchestrator.%s\" holds run %s", history_tables[t],
 						DatumGetCString(DirectFunctionCall1(uuid_out, run_id))),
 				 errhint("Partitions are created ahead by the dispatchers and by orchestrator.maintain().")));
 	leaf = desc->oids[index];
+	/* its run ids are of the uuid type's order: the partition key's opclass is uuid_ops */
+	if (key->partsupfunc[0].fn_oid == F_UUID_CMP)
+		keep_leaf_range(c, desc->boundinfo, offset, leaf);
 	table_close(rel, NoLock);
 	return leaf;
 }
@@ -152,11 +227,9 @@ leaf_of(Oid nsp, const char *parent, Datum run_id, bool missing_ok)
 bool
 orchestrator_run_leaves(Datum run_id, RunLeaves *leaves, bool missing_ok)
 {
-	Oid			nsp = get_namespace_oid("orchestrator", false);
-
-	leaves->runs = leaf_of(nsp, "workflow_runs", run_id, missing_ok);
-	leaves->steps = leaf_of(nsp, "workflow_steps", run_id, missing_ok);
-	leaves->events = leaf_of(nsp, "workflow_events", run_id, missing_ok);
+	leaves->runs = leaf_of(HT_RUNS, run_id, missing_ok);
+	leaves->steps = leaf_of(HT_STEPS, run_id, missing_ok);
+	leaves->events = leaf_of(HT_EVENTS, run_id, missing_ok);
 	return OidIsValid(leaves->runs) && OidIsValid(leaves->steps) && OidIsValid(leaves->events);
 }
 

@@ -45,3 +45,25 @@ FROM pg_class c WHERE c.relnamespace = 'orchestrator'::regnamespace AND c.relnam
 RESET orchestrator.partition_fillfactor;
 DROP TABLE orchestrator.workflow_runs_p21991231, orchestrator.workflow_steps_p21991231, orchestrator.workflow_events_p21991231;
 SELECT try($$SET orchestrator.partition_fillfactor = 5$$) AS too_low;
+-- The engine keeps the partition it found last for each history table
+-- (leaf.c), and forgets it when the partitions change: a run's partition
+-- swapped for another table of the same range between two transitions on
+-- the run, in one session, is the one the second transition finds.
+SELECT orchestrator._create_partitions(date '2199-12-30', 1) AS created;
+SELECT orchestrator.define_workflow('swapped', '{"steps": [{"name": "s", "kind": "external", "queue": "swapped"}]}') AS swapped_version \gset
+CREATE FUNCTION swapped_run(status text) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO orchestrator.workflow_runs (id, name, version, status, owner, input, started_by)
+	VALUES (orchestrator.uuid_v7_boundary('2199-12-30 12:00+00'), 'swapped', 1, status, 'postgres', '{}', 'postgres')
+$$;
+SELECT swapped_run('running');
+SELECT orchestrator.cancel_workflow(orchestrator.uuid_v7_boundary('2199-12-30 12:00+00')) AS cancelled_first;
+CREATE TABLE swapped_runs (LIKE orchestrator.workflow_runs INCLUDING DEFAULTS);
+ALTER TABLE orchestrator.workflow_runs DETACH PARTITION orchestrator.workflow_runs_p21991230;
+ALTER TABLE orchestrator.workflow_runs ATTACH PARTITION swapped_runs
+	FOR VALUES FROM (orchestrator.uuid_v7_boundary('2199-12-30')) TO (orchestrator.uuid_v7_boundary('2199-12-31'));
+SELECT swapped_run('running');
+SELECT orchestrator.cancel_workflow(orchestrator.uuid_v7_boundary('2199-12-30 12:00+00')) AS cancelled_in_new_partition;
+SELECT (SELECT status FROM swapped_runs) AS new_partition, (SELECT status FROM orchestrator.workflow_runs_p21991230) AS detached;
+ALTER TABLE orchestrator.workflow_runs DETACH PARTITION swapped_runs;
+DROP TABLE swapped_runs, orchestrator.workflow_runs_p21991230, orchestrator.workflow_steps_p21991230, orchestrator.workflow_events_p21991230;
+DROP FUNCTION swapped_run(text);
