@@ -256,6 +256,11 @@ AS $$
 		   || orchestrator._span_id(run_id, step, attempt) || '-' || coalesce(right(trace_parent, 2), '01')
 $$;
 
+CREATE FUNCTION orchestrator._xact_lock(space text, key text, wait boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orchestrator_xact_lock'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
 CREATE FUNCTION orchestrator._cache_status(
 	OUT slot integer, OUT pid integer, OUT cache text, OUT entries bigint, OUT bytes bigint,
 	OUT limit_bytes bigint, OUT hits bigint, OUT misses bigint, OUT evictions bigint)
@@ -729,8 +734,9 @@ BEGIN
 	-- Literal URLs of http steps must be allowed hosts (75_http.sql).
 	PERFORM orchestrator._http_check_spec(name, steps);
 
-	-- Serialise definitions of the same name so versions are gap-free.
-	PERFORM pg_advisory_xact_lock(hashtext('orchestrator.define_workflow'), hashtext(name));
+	-- Serialise definitions of the same name so versions are gap-free (a
+	-- lock no role can take from SQL: see _xact_lock).
+	PERFORM orchestrator._xact_lock('define_workflow', name, true);
 	-- A name belongs to the role that defined it first.  Only that role (or
 	-- a role with its privileges) adds versions: a new version decides what
 	-- the next runs execute, with the owner's rights.  Checked before
@@ -2044,7 +2050,8 @@ BEGIN
 			HINT = 'It bounds how many expired runs one call deletes row by row; the default is 10000.';
 	END IF;
 	-- One maintain() at a time; a concurrent call reports and returns.
-	IF NOT pg_try_advisory_xact_lock(hashtext('orchestrator.maintain')) THEN
+	-- (A lock no role can take from SQL: see _xact_lock.)
+	IF NOT orchestrator._xact_lock('maintain', '', false) THEN
 		RETURN jsonb_build_object('skipped', true, 'reason', 'another maintain() is running');
 	END IF;
 

@@ -49,6 +49,15 @@ AS $$
 		   || orchestrator._span_id(run_id, step, attempt) || '-' || coalesce(right(trace_parent, 2), '01')
 $$;
 
+-- A transaction lock on (space, key) in a lock space of the extension's own
+-- (src/quota.c), which no SQL advisory lock function can take: waits when
+-- "wait", else false when it is held elsewhere.  define_workflow() and
+-- maintain() serialise themselves with it.
+CREATE FUNCTION orchestrator._xact_lock(space text, key text, wait boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orchestrator_xact_lock'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
 -- Arrange for the dispatchers' latches to be set when the current transaction
 -- commits (nothing happens if it aborts), for work of a kind: 'sql', 'timer'
 -- or 'http' (NULL: any).

@@ -552,8 +552,9 @@ BEGIN
 	-- Literal URLs of http steps must be allowed hosts (75_http.sql).
 	PERFORM orchestrator._http_check_spec(name, steps);
 
-	-- Serialise definitions of the same name so versions are gap-free.
-	PERFORM pg_advisory_xact_lock(hashtext('orchestrator.define_workflow'), hashtext(name));
+	-- Serialise definitions of the same name so versions are gap-free (a
+	-- lock no role can take from SQL: see _xact_lock).
+	PERFORM orchestrator._xact_lock('define_workflow', name, true);
 	-- A name belongs to the role that defined it first.  Only that role (or
 	-- a role with its privileges) adds versions: a new version decides what
 	-- the next runs execute, with the owner's rights.  Checked before

@@ -605,7 +605,8 @@ BEGIN
 			HINT = 'It bounds how many expired runs one call deletes row by row; the default is 10000.';
 	END IF;
 	-- One maintain() at a time; a concurrent call reports and returns.
-	IF NOT pg_try_advisory_xact_lock(hashtext('orchestrator.maintain')) THEN
+	-- (A lock no role can take from SQL: see _xact_lock.)
+	IF NOT orchestrator._xact_lock('maintain', '', false) THEN
 		RETURN jsonb_build_object('skipped', true, 'reason', 'another maintain() is running');
 	END IF;
 
