@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -30,8 +31,10 @@
 #include "utils/fmgrprotos.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/portal.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -508,6 +511,59 @@ execute_step(SqlStep *step)
 }
 
 /*
+ * close_step_cursors
+ *		Close the cursors the step's statement left open.
+ *
+ * A step runs in a subtransaction of the dispatcher's batch, and a cursor it
+ * declares (DECLARE, or a function that opens one and returns its name)
+ * would outlive it to the end of the batch: the next steps, of other owners,
+ * could FETCH from it (rows read with the first owner's rights) or find its
+ * name taken.  The portals this subtransaction made, and not running, go.
+ * Cheap when there are none (the usual case): one look for a ready portal.
+ * (ThereAreNoReadyPortals() leaves its scan of the portals registered when
+ * it finds one; only scans begun in this subtransaction are at its level,
+ * and the statement that began them has ended, so they are let go as an
+ * abort of it would.)  A step run outside a subtransaction (the superuser's
+ * _run_sql_step() called at top level) shares its transaction with nobody.
+ */
+static void
+close_step_cursors(void)
+{
+	SubTransactionId mine = GetCurrentSubTransactionId();
+	MemoryContext outer = CurrentMemoryContext;
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	if (GetCurrentTransactionNestLevel() <= 1 || ThereAreNoReadyPortals())
+		return;
+	AtEOSubXact_HashTables(false, GetCurrentTransactionNestLevel());
+	SPI_connect();
+	if (SPI_execute("SELECT name FROM pg_catalog.pg_cursors", true, 0) == SPI_OK_SELECT)
+	{
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			MemoryContext spi = MemoryContextSwitchTo(outer);
+
+			/* the list outlives SPI_finish() */
+			if (name != NULL)
+				names = lappend(names, pstrdup(name));
+			MemoryContextSwitchTo(spi);
+		}
+	}
+	SPI_finish();
+	foreach(lc, names)
+	{
+		Portal		portal = GetPortalByName((const char *) lfirst(lc));
+
+		if (PortalIsValid(portal) && portal->createSubid == mine &&
+			portal->status != PORTAL_ACTIVE && !portal->portalPinned)
+			PortalDrop(portal, false);
+	}
+	list_free_deep(names);
+}
+
+/*
  * run_step_as_owner
  *		Execute the step as its owner inside a security-restricted
  *		operation, with its own GUC nest level and statement timeout.
@@ -538,6 +594,7 @@ run_step_as_owner(SqlStep *step)
 	PG_TRY();
 	{
 		execute_step(step);
+		close_step_cursors();
 	}
 	PG_CATCH();
 	{
