@@ -780,6 +780,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	IF octet_length(spec) > 1048576 THEN
+		PERFORM orchestrator._spec_error(name, format('the YAML text is %s bytes; at most 1 MB is allowed', octet_length(spec)),
+			'Shorten the spec: comments and indentation count in the YAML text.');
+	END IF;
 	RETURN orchestrator._api_define_workflow(name, orchestrator._yaml_to_jsonb(spec));
 END
 $$;

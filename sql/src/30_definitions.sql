@@ -596,7 +596,9 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- define_workflow() of a spec written in YAML: the same validation, the
 -- same errors, the same stored jsonb (an identical spec, in YAML or JSON,
--- returns the existing version).
+-- returns the existing version).  The text is held to the spec's 1 MB before
+-- it is read: a larger one was parsed and turned into jsonb whole (memory and
+-- time in proportion, for any size up to 1 GB) before the check of the jsonb.
 CREATE FUNCTION orchestrator._api_define_workflow_yaml(name text, spec text)
 RETURNS integer
 LANGUAGE plpgsql
@@ -604,6 +606,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	IF octet_length(spec) > 1048576 THEN
+		PERFORM orchestrator._spec_error(name, format('the YAML text is %s bytes; at most 1 MB is allowed', octet_length(spec)),
+			'Shorten the spec: comments and indentation count in the YAML text.');
+	END IF;
 	RETURN orchestrator._api_define_workflow(name, orchestrator._yaml_to_jsonb(spec));
 END
 $$;

@@ -4,6 +4,20 @@
 CREATE ROLE h_alice LOGIN IN ROLE orchestrator_user;
 CREATE ROLE h_bob LOGIN IN ROLE orchestrator_user;
 CREATE ROLE h_admin LOGIN IN ROLE orchestrator_admin;
+-- An error's SQLSTATE, message, detail and hint.
+CREATE FUNCTION h_try(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	d text;
+	h text;
+BEGIN
+	EXECUTE sql;
+	RETURN 'ok';
+EXCEPTION WHEN others THEN
+	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
+	RETURN SQLSTATE || ': ' || SQLERRM || coalesce(' / ' || nullif(d, ''), '') || coalesce(' / ' || nullif(h, ''), '');
+END $$;
+GRANT EXECUTE ON FUNCTION h_try(text) TO PUBLIC;
 
 -- 1. A cursor a sql step leaves open.  A dispatcher's batch runs the steps
 -- of many owners in one transaction, each in a subtransaction: a cursor
@@ -32,3 +46,16 @@ SELECT orchestrator._run_sql_step('h_alice'::regrole, 'SELECT public.h_open() AS
 RELEASE step;
 SELECT name FROM pg_cursors ORDER BY name;
 COMMIT;
+
+-- 2. A YAML text larger than a spec may be: it was parsed and turned into
+-- jsonb whole (memory and time in proportion, up to 1 GB of text) before
+-- define_workflow() refused the 1 MB spec.  Now the text is refused first:
+-- 22023 with its size, even when what follows the 1 MB is not valid YAML (an
+-- anchor at the end, which the reader refuses with 22P02), and nothing is
+-- written; a text of 1 MB is read.
+SET ROLE h_alice;
+SELECT h_try($$SELECT orchestrator.define_workflow_yaml('h_big', 'steps: [' || repeat(' ', 1048576) || '&a x]')$$) AS yaml_over_1mb;
+SELECT count(*) AS written FROM orchestrator.definitions WHERE name = 'h_big';
+SELECT h_try($$SELECT orchestrator.define_workflow_yaml('h_big', 'steps: [{name: s, kind: external, queue: q}]' || repeat(' ', 1048576 - 44))$$) AS yaml_of_1mb;
+SELECT name, version FROM orchestrator.definitions WHERE name = 'h_big';
+RESET ROLE;
