@@ -1443,6 +1443,11 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._check_session_value(role regrole, value jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'orchestrator_check_session_value'
+LANGUAGE C STABLE PARALLEL SAFE;
+
 CREATE FUNCTION orchestrator._api_session_create(key text, value jsonb, ttl interval DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -1454,6 +1459,8 @@ DECLARE
 	created boolean;
 BEGIN
 	PERFORM orchestrator._session_set_check(key, value, ttl, NULL);
+	-- the value is held to the role's max_input_bytes (src/quota.c)
+	PERFORM orchestrator._check_session_value(me, value);
 	INSERT INTO orchestrator.session_store AS s (owner, key, value, version, expires_at, updated_at)
 		VALUES (me, key, value, 1, now() + ttl, now())
 	ON CONFLICT ON CONSTRAINT session_store_pkey DO UPDATE

@@ -433,6 +433,31 @@ orchestrator_quota_check_result(Oid owner, Datum result, bool isnull)
 }
 
 /*
+ * A session's value, written by "role" (session_create(), session_set()):
+ * held to the role's max_input_bytes, as a run's input.  Sessions had no
+ * bound: one role could write values of up to 1 GB into the shared table.
+ */
+void
+orchestrator_quota_check_session(Oid role, Datum value, bool isnull)
+{
+	check_payload(role, Q_INPUT, "the session's value", value, isnull);
+}
+
+/*
+ * orchestrator._check_session_value(role regrole, value jsonb): the same,
+ * for session_create() (PL/pgSQL).
+ */
+PG_FUNCTION_INFO_V1(orchestrator_check_session_value);
+
+Datum
+orchestrator_check_session_value(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(0))
+		orchestrator_quota_check_session(PG_GETARG_OID(0), PG_GETARG_DATUM(1), PG_ARGISNULL(1));
+	PG_RETURN_VOID();
+}
+
+/*
  * orchestrator._owner_limit(owner regrole, name text): the limit "name" of
  * a role as it applies (its row, else the default; 0: none).
  */

@@ -48,6 +48,7 @@
 #include "utils/timestamp.h"
 
 #include "caller.h"
+#include "quota.h"
 #include "relay.h"
 #include "relcache_watch.h"
 
@@ -340,6 +341,7 @@ orchestrator_session_set(PG_FUNCTION_ARGS)
 	int			rc;
 
 	session_check(fcinfo, 4);
+	orchestrator_quota_check_session(owner, PG_GETARG_DATUM(1), false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 

@@ -59,3 +59,19 @@ SELECT count(*) AS written FROM orchestrator.definitions WHERE name = 'h_big';
 SELECT h_try($$SELECT orchestrator.define_workflow_yaml('h_big', 'steps: [{name: s, kind: external, queue: q}]' || repeat(' ', 1048576 - 44))$$) AS yaml_of_1mb;
 SELECT name, version FROM orchestrator.definitions WHERE name = 'h_big';
 RESET ROLE;
+
+-- 3. Session values had no bound: one role could write values of up to 1 GB
+-- each into the table every role's sessions share.  A value is held to the
+-- writing role's max_input_bytes (54000, nothing written), as a run's input.
+SELECT orchestrator.set_owner_limits('h_alice', '{"max_input_bytes": 100}') ->> 'max_input_bytes' AS alice_max_input;
+SET ROLE h_alice;
+SELECT h_try($$SELECT orchestrator.session_set('h_big', jsonb_build_object('x', repeat('x', 200)))$$) AS set_over_limit;
+SELECT h_try($$SELECT orchestrator.session_create('h_big', jsonb_build_object('x', repeat('x', 200)))$$) AS create_over_limit;
+SELECT count(*) AS written FROM orchestrator.sessions WHERE key = 'h_big';
+SELECT orchestrator.session_set('h_small', '{"x": 1}') AS small_set, orchestrator.session_create('h_small2', '{"x": 1}') AS small_created;
+RESET ROLE;
+-- h_bob's limit is the default (1 MB): h_alice's does not apply to it
+SET ROLE h_bob;
+SELECT orchestrator.session_set('h_big', jsonb_build_object('x', repeat('x', 200))) AS bob_sets;
+RESET ROLE;
+SELECT orchestrator.set_owner_limits('h_alice', '{"max_input_bytes": null}') ->> 'max_input_bytes' AS alice_max_input;
