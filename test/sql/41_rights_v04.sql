@@ -75,3 +75,38 @@ SET ROLE h_bob;
 SELECT orchestrator.session_set('h_big', jsonb_build_object('x', repeat('x', 200))) AS bob_sets;
 RESET ROLE;
 SELECT orchestrator.set_owner_limits('h_alice', '{"max_input_bytes": null}') ->> 'max_input_bytes' AS alice_max_input;
+
+-- 4. Flow control.  A rate_limit key names a bucket of the workflow's owner:
+-- h_bob draining its own "h_key" (burst 1, a token an hour) leaves h_alice's
+-- bucket of the same name full (held).
+SET ROLE h_bob;
+SELECT orchestrator.define_workflow('h_bob_rl', '{"steps": [{"name": "s", "kind": "external", "queue": "h_rl",
+	"rate_limit": {"key": "h_key", "per_second": 0.0003, "burst": 1}}]}') AS bob_defines;
+SELECT count(orchestrator.start_workflow('h_bob_rl')) AS bob_starts FROM generate_series(1, 3);
+SELECT status, count(*) FROM orchestrator.run_steps WHERE workflow = 'h_bob_rl' GROUP BY status ORDER BY status;
+RESET ROLE;
+SET ROLE h_alice;
+SELECT orchestrator.define_workflow('h_alice_rl', '{"steps": [{"name": "s", "kind": "external", "queue": "h_rl",
+	"rate_limit": {"key": "h_key", "per_second": 0.0003, "burst": 1}}]}') AS alice_defines;
+SELECT orchestrator.start_workflow('h_alice_rl') AS alice_rl_run \gset
+SELECT status FROM orchestrator.run_steps WHERE run_id = :'alice_rl_run';
+RESET ROLE;
+SELECT owner, key, tokens < 0 AS promised FROM orchestrator.rate_buckets WHERE key = 'h_key' ORDER BY owner::text;
+
+-- A tenant is a label any starter may give (docs/security.md): the slots of
+-- a tenant limit are the tenant's, whoever owns the runs.  Known limit
+-- (decision 80): h_bob's own runs labelled "h_acme" hold the slot an
+-- administrator meant for h_alice's, whose run waits queued.
+SELECT orchestrator.set_tenant_limits('h_acme', 1);
+SET ROLE h_bob;
+SELECT orchestrator.define_workflow('h_bob_t', '{"steps": [{"name": "s", "kind": "external", "queue": "h_t"}]}') AS bob_defines;
+SELECT orchestrator.start_workflow('h_bob_t', '{}', '{"tenant": "h_acme"}') AS bob_t_run \gset
+SELECT status FROM orchestrator.runs WHERE id = :'bob_t_run';
+RESET ROLE;
+SET ROLE h_alice;
+SELECT orchestrator.define_workflow('h_alice_t', '{"steps": [{"name": "s", "kind": "external", "queue": "h_t"}]}') AS alice_defines;
+SELECT orchestrator.start_workflow('h_alice_t', '{}', '{"tenant": "h_acme"}') AS alice_t_run \gset
+SELECT status FROM orchestrator.runs WHERE id = :'alice_t_run';
+RESET ROLE;
+SELECT count(orchestrator.cancel_workflow(id)) AS cancelled FROM orchestrator.runs WHERE name IN ('h_bob_t', 'h_alice_t', 'h_bob_rl', 'h_alice_rl');
+SELECT orchestrator.set_tenant_limits('h_acme', NULL);
