@@ -24,7 +24,6 @@
 
 #include "access/detoast.h"
 #include "catalog/namespace.h"
-#include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -41,6 +40,7 @@
 #include "utils/snapmgr.h"
 
 #include "guc.h"
+#include "lock_space.h"
 #include "quota.h"
 #include "relcache_watch.h"
 
@@ -352,8 +352,8 @@ orchestrator_quota_check_start(Oid owner, Datum input, bool input_isnull)
 		LOCKTAG		tag;
 		int64		n;
 
-		/* advisory lock space of the extension: "orch", the role */
-		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x6f726368, (uint32) owner, 3);
+		/* the extension's own lock space (lock_space.h): "orch", the role */
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x6f726368, (uint32) owner, LOCK_SPACE_OWNER_STARTS);
 		(void) LockAcquire(&tag, ExclusiveLock, false, false);
 		n = count_at_most(COUNT_ACTIVE_RUNS, ObjectIdGetDatum(owner), limit);
 		if (n >= limit)
@@ -485,40 +485,4 @@ orchestrator_owner_limits_changed(PG_FUNCTION_ARGS)
 {
 	CacheInvalidateRelcacheByRelid(owner_limits_relid());
 	PG_RETURN_VOID();
-}
-
-/*
- * orchestrator._xact_lock(space text, key text, wait boolean) returns boolean
- *		A transaction lock of the extension's own, on (space, key): taken
- *		(waiting for it when "wait") and held to the end of the transaction;
- *		false when "wait" is false and another transaction holds it.
- *
- * define_workflow() (per name) and maintain() serialise themselves with it.
- * They used pg_advisory_xact_lock(), whose keys any role can take too: a
- * role holding pg_advisory_lock(hashtext('orchestrator.maintain')) in an
- * idle session made every maintain() skip, and one holding a workflow
- * name's key stalled its owner's define_workflow().  The SQL advisory lock
- * functions make tags whose last field is 1 or 2; these end in 4 (3 is the
- * owner lock of orchestrator_quota_check_start()), which no SQL function
- * can name.
- */
-PG_FUNCTION_INFO_V1(orchestrator_xact_lock);
-
-Datum
-orchestrator_xact_lock(PG_FUNCTION_ARGS)
-{
-	text	   *space;
-	text	   *key;
-	LOCKTAG		tag;
-	uint32		h1;
-	uint32		h2;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		elog(ERROR, "_xact_lock: null argument");
-	space = PG_GETARG_TEXT_PP(0);
-	key = PG_GETARG_TEXT_PP(1);
-	h1 = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(space), VARSIZE_ANY_EXHDR(space)));
-	h2 = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, h1, h2, 4);
-	PG_RETURN_BOOL(LockAcquire(&tag, ExclusiveLock, false, !PG_GETARG_BOOL(2)) != LOCKACQUIRE_NOT_AVAIL);
 }

@@ -50,7 +50,7 @@ AS $$
 $$;
 
 -- A transaction lock on (space, key) in a lock space of the extension's own
--- (src/quota.c), which no SQL advisory lock function can take: waits when
+-- (src/lock_space.c), which no SQL advisory lock function can take: waits when
 -- "wait", else false when it is held elsewhere.  define_workflow() and
 -- maintain() serialise themselves with it.
 CREATE FUNCTION orchestrator._xact_lock(space text, key text, wait boolean)

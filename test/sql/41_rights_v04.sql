@@ -95,7 +95,7 @@ SELECT owner, key, tokens < 0 AS promised FROM orchestrator.rate_buckets WHERE k
 
 -- A tenant is a label any starter may give (docs/security.md): the slots of
 -- a tenant limit are the tenant's, whoever owns the runs.  Known limit
--- (decision 80): h_bob's own runs labelled "h_acme" hold the slot an
+-- (decision 81): h_bob's own runs labelled "h_acme" hold the slot an
 -- administrator meant for h_alice's, whose run waits queued.
 SELECT orchestrator.set_tenant_limits('h_acme', 1);
 SET ROLE h_bob;
