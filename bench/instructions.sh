@@ -14,6 +14,9 @@
 # made with A's and counted with each in turn, alternating).
 #   SETUP_SQL='<statements>': run after CREATE EXTENSION (a what-if: an index
 #   added or dropped, a setting)
+#   TRICKLE=K: also the dispatchers' instructions per three-step run when
+#   runs come one at a time (K and 2K starts, one every TRICKLE_GAP seconds,
+#   0.2 by default), beside the bulk figure per run
 #
 # Each figure is a difference: the count of a session doing 2N of a thing
 # minus that of one doing N, over N, so that the backend's start and exit
@@ -94,6 +97,39 @@ count_dispatch() {
 	as_pg "$bin/pg_ctl" -D "$data/pg" -m fast -w stop >/dev/null
 	for p in $pids; do awk '/^totals:/ {print $2}' "$data/cg.$p"; done | awk '{s += $1} END {print s}'
 }
+# the dispatchers' instructions for k three-step runs started one at a time,
+# TRICKLE_GAP seconds apart, each in its own transaction: the server runs
+# under callgrind as above, with orchestrator.poll_interval at an hour, so
+# that the dispatchers make no idle passes (at a trickle, turns for runs
+# replace idle passes: with them, the difference of two sessions would take
+# the replaced passes off the runs' count)
+count_trickle() {
+	local bin=$1 k=$2 pids t0
+	local psql=("$bin/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench)
+	rm -f "$data"/cg.*
+	as_pg bash -c "valgrind --tool=callgrind --callgrind-out-file='$data/cg.%p' '$bin/postgres' -D '$data/pg' -c orchestrator.poll_interval=1h > '$data/valgrind.log' 2>&1 &"
+	until [ "$(as_pg "${psql[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'orchestrator dispatcher'" 2>/dev/null)" = 2 ]; do sleep 1; done
+	t0=$(date +%s)
+	pids=$(as_pg "${psql[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type = 'orchestrator dispatcher'")
+	# one session, so that no backend starts between the runs
+	awk -v k="$k" -v gap="${TRICKLE_GAP:-0.2}" 'BEGIN {for (i = 0; i < k; i++) print "SELECT orchestrator.start_workflow(\x27noop3\x27);\n\\! sleep " gap}' > "$data/trickle.sql"
+	chmod a+r "$data/trickle.sql"
+	as_pg "${psql[@]}" -v ON_ERROR_STOP=1 -f "$data/trickle.sql" >/dev/null
+	until [ "$(as_pg "${psql[@]}" -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE finished_at IS NULL")" = 0 ]; do sleep 1; done
+	if [ $(($(date +%s) - t0)) -ge "$session" ]; then
+		echo "the trickle took longer than SESSION_SECONDS=$session: raise it" >&2; exit 1
+	fi
+	sleep $((session - ($(date +%s) - t0)))
+	as_pg "$bin/pg_ctl" -D "$data/pg" -m fast -w stop >/dev/null
+	for p in $pids; do awk '/^totals:/ {print $2}' "$data/cg.$p"; done | awk '{s += $1} END {print s}'
+}
+per_trickle_run() {
+	local x y k=$TRICKLE
+	drain_backlog "$1"; x=$(count_trickle "$1" "$k")
+	drain_backlog "$1"; y=$(count_trickle "$1" $((2 * k)))
+	echo $(((y - x) / k))
+}
+
 # the runs the single-user sessions started are drained first, uncounted
 drain_backlog() {
 	PG_BINDIR=$1 bash "$root/test/cluster.sh" start "$data/pg" "$port" bench
@@ -109,11 +145,13 @@ per_step() {
 }
 
 echo "# orchestrator instructions per start, per sql step and per external run ($(date -u +%F), valgrind $(valgrind --version | sed 's/valgrind-//'), N=$n)"
-echo "# reproduce: A_BINDIR=$a_bin${b_bin:+ B_BINDIR=$b_bin}${SETUP_SQL:+ SETUP_SQL=\"$SETUP_SQL\"} ROUNDS=$rounds N=$n SESSION_SECONDS=$session bash bench/instructions.sh"
-printf '%-6s %-6s %-24s %-24s %s\n' round build 'start_workflow(noop3)' 'dispatchers, sql step' 'external run (bulk start, claim 50, complete_steps)'
+echo "# reproduce: A_BINDIR=$a_bin${b_bin:+ B_BINDIR=$b_bin}${SETUP_SQL:+ SETUP_SQL=\"$SETUP_SQL\"}${TRICKLE:+ TRICKLE=$TRICKLE} ROUNDS=$rounds N=$n SESSION_SECONDS=$session bash bench/instructions.sh"
+printf '%-6s %-6s %-24s %-24s %-52s %s\n' round build 'start_workflow(noop3)' 'dispatchers, sql step' 'external run (bulk start, claim 50, complete_steps)' "${TRICKLE:+dispatchers per run: bulk, trickle}"
 for r in $(seq "$rounds"); do
 	for build in A ${b_bin:+B}; do
 		bin=$a_bin; [ "$build" = B ] && bin=$b_bin
-		printf '%-6s %-6s %-24s %-24s %s\n' "$r" "$build" "$(per "$bin" starts)" "$(per_step "$bin")" "$(per "$bin" external)"
+		step=$(per_step "$bin")
+		printf '%-6s %-6s %-24s %-24s %-52s %s\n' "$r" "$build" "$(per "$bin" starts)" "$step" "$(per "$bin" external)" \
+			"${TRICKLE:+$((3 * step)), $(per_trickle_run "$bin")}"
 	done
 done

@@ -10,6 +10,9 @@
 #   LISTENER=1: a client LISTENs to the orchestrator channel throughout and
 #   reads every notification (without one, the relay sends none: unheard)
 #   FRESH_WAL=1: measure on a fresh cluster's WAL (see "WAL" below)
+#   SETTINGS="name=value ...": server settings changed before measuring (ALTER
+#   SYSTEM, reload), a what-if: SETTINGS="fsync=off" takes the storage's
+#   flushes out of the latencies (never on a server whose data matters)
 #
 # Figures per N:
 #   raw        commits/s of INSERT INTO raw_commit DEFAULT VALUES, measured
@@ -96,7 +99,7 @@ PY
 fi
 
 echo "# orchestrator realistic-load benchmark ($(nproc) cores, PostgreSQL $(q -c 'SHOW server_version'), $(date -u +%F))"
-echo "# reproduce: ${LISTENER:+LISTENER=1 }${FRESH_WAL:+FRESH_WAL=1 }SECONDS_PER_POINT=$secs CLIENTS=\"$clients\" bash bench/realistic.sh   (synchronous_commit $(q -c 'SHOW synchronous_commit'), orchestrator.workers $(q -c 'SHOW orchestrator.workers'))"
+echo "# reproduce: ${LISTENER:+LISTENER=1 }${FRESH_WAL:+FRESH_WAL=1 }${SETTINGS:+SETTINGS=\"$SETTINGS\" }SECONDS_PER_POINT=$secs CLIENTS=\"$clients\" bash bench/realistic.sh   (synchronous_commit $(q -c 'SHOW synchronous_commit'), orchestrator.workers $(q -c 'SHOW orchestrator.workers'))"
 q -c "CREATE EXTENSION orchestrator" -c "CREATE TABLE raw_commit (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())" >/dev/null
 q >/dev/null <<'SQL'
 SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
@@ -104,6 +107,10 @@ SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "
   {"name": "c", "kind": "sql", "sql": "SELECT 3 AS three", "depends_on": ["b"]}]}');
 SELECT orchestrator.define_workflow('ext1', '{"steps": [{"name": "a", "kind": "external", "queue": "bench"}]}');
 SQL
+for setting in ${SETTINGS:-}; do
+	q -c "ALTER SYSTEM SET ${setting%%=*} = '${setting#*=}'" >/dev/null
+done
+[ -n "${SETTINGS:-}" ] && q -c "SELECT pg_reload_conf()" >/dev/null
 if [ -z "${FRESH_WAL:-}" ]; then
 	# segments for the checkpoints to recycle, as on a server in steady state
 	q -c "ALTER SYSTEM SET min_wal_size = '1GB'" -c "SELECT pg_reload_conf()" >/dev/null
