@@ -11,8 +11,10 @@
 #   reads every notification (without one, the relay sends none: unheard)
 #   FRESH_WAL=1: measure on a fresh cluster's WAL (see "WAL" below)
 #   SETTINGS="name=value ...": server settings changed before measuring (ALTER
-#   SYSTEM, reload), a what-if: SETTINGS="fsync=off" takes the storage's
-#   flushes out of the latencies (never on a server whose data matters)
+#   SYSTEM, reload), a what-if, e.g. SETTINGS="wal_compression=on".  A setting
+#   that changes the commit rate changes the load too: with fsync=off the
+#   clients start runs faster than the dispatchers finish them, and the
+#   latencies measure the backlog
 #
 # Figures per N:
 #   raw        commits/s of INSERT INTO raw_commit DEFAULT VALUES, measured
