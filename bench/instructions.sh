@@ -30,6 +30,8 @@ b_bin=${B_BINDIR:-}
 command -v valgrind >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq valgrind >/dev/null; }
 rounds=${ROUNDS:-2}
 n=${N:-300}
+# the external sessions claim 50 at a time: other runs would be left unclaimed
+[ $((n % 50)) -eq 0 ] && [ "$n" -gt 0 ] || { echo "N must be a positive multiple of 50 (got $n)" >&2; exit 2; }
 session=${SESSION_SECONDS:-45}
 port=${PORT:-55540}
 data=$(mktemp -d /tmp/orchestrator-instructions.XXXXXX)
@@ -73,51 +75,38 @@ count() {
 }
 per() { local x y; x=$(count "$1" "$data/$2.$n.sql"); y=$(count "$1" "$data/$2.$((2 * n)).sql"); echo $(((y - x) / n)); }
 
-# instructions of the two dispatchers draining k three-step runs started in
-# one statement: the whole server runs under callgrind (each process counted
-# in a file of its own), and the dispatchers' files are summed after a fast
-# shutdown.  Their idle passes count too (about 1.2 million instructions a
-# second under valgrind, for both), so every session lasts the same time
-# from the dispatchers' start (SESSION_SECONDS), and the idle part cancels
-# out of the difference.
+# instructions of the two dispatchers running k three-step runs: the whole
+# server runs under callgrind (each process counted in a file of its own),
+# and the dispatchers' files are summed after a fast shutdown.  Their idle
+# passes count too (about 1.2 million instructions a second under valgrind,
+# for both), so every session lasts the same time from the dispatchers'
+# start (SESSION_SECONDS), and the idle part cancels out of the difference.
+#   bulk: the k runs started in one statement;
+#   trickle: started one at a time, TRICKLE_GAP seconds apart, each in its
+#   own transaction, with orchestrator.poll_interval at an hour so that the
+#   dispatchers make no idle passes (at a trickle, turns for runs replace
+#   idle passes: with them, the difference of two sessions would take the
+#   replaced passes off the runs' count)
 count_dispatch() {
-	local bin=$1 k=$2 pids t0
+	local bin=$1 k=$2 how=$3 pids t0 options=""
 	local psql=("$bin/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench)
+	[ "$how" = trickle ] && options="-c orchestrator.poll_interval=1h"
 	rm -f "$data"/cg.*
-	as_pg bash -c "valgrind --tool=callgrind --callgrind-out-file='$data/cg.%p' '$bin/postgres' -D '$data/pg' > '$data/valgrind.log' 2>&1 &"
+	as_pg bash -c "valgrind --tool=callgrind --callgrind-out-file='$data/cg.%p' '$bin/postgres' -D '$data/pg' $options > '$data/valgrind.log' 2>&1 &"
 	until [ "$(as_pg "${psql[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'orchestrator dispatcher'" 2>/dev/null)" = 2 ]; do sleep 1; done
 	t0=$(date +%s)
 	pids=$(as_pg "${psql[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type = 'orchestrator dispatcher'")
-	as_pg "${psql[@]}" -c "SELECT count(orchestrator.start_workflow('noop3')) FROM generate_series(1, $k)" >/dev/null
-	until [ "$(as_pg "${psql[@]}" -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE finished_at IS NULL")" = 0 ]; do sleep 1; done
-	if [ $(($(date +%s) - t0)) -ge "$session" ]; then
-		echo "the drain took longer than SESSION_SECONDS=$session: raise it" >&2; exit 1
+	if [ "$how" = bulk ]; then
+		as_pg "${psql[@]}" -c "SELECT count(orchestrator.start_workflow('noop3')) FROM generate_series(1, $k)" >/dev/null
+	else
+		# one session, so that no backend starts between the runs
+		awk -v k="$k" -v gap="${TRICKLE_GAP:-0.2}" 'BEGIN {for (i = 0; i < k; i++) print "SELECT orchestrator.start_workflow(\x27noop3\x27);\n\\! sleep " gap}' > "$data/trickle.sql"
+		chmod a+r "$data/trickle.sql"
+		as_pg "${psql[@]}" -v ON_ERROR_STOP=1 -f "$data/trickle.sql" >/dev/null
 	fi
-	sleep $((session - ($(date +%s) - t0)))
-	as_pg "$bin/pg_ctl" -D "$data/pg" -m fast -w stop >/dev/null
-	for p in $pids; do awk '/^totals:/ {print $2}' "$data/cg.$p"; done | awk '{s += $1} END {print s}'
-}
-# the dispatchers' instructions for k three-step runs started one at a time,
-# TRICKLE_GAP seconds apart, each in its own transaction: the server runs
-# under callgrind as above, with orchestrator.poll_interval at an hour, so
-# that the dispatchers make no idle passes (at a trickle, turns for runs
-# replace idle passes: with them, the difference of two sessions would take
-# the replaced passes off the runs' count)
-count_trickle() {
-	local bin=$1 k=$2 pids t0
-	local psql=("$bin/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench)
-	rm -f "$data"/cg.*
-	as_pg bash -c "valgrind --tool=callgrind --callgrind-out-file='$data/cg.%p' '$bin/postgres' -D '$data/pg' -c orchestrator.poll_interval=1h > '$data/valgrind.log' 2>&1 &"
-	until [ "$(as_pg "${psql[@]}" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'orchestrator dispatcher'" 2>/dev/null)" = 2 ]; do sleep 1; done
-	t0=$(date +%s)
-	pids=$(as_pg "${psql[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type = 'orchestrator dispatcher'")
-	# one session, so that no backend starts between the runs
-	awk -v k="$k" -v gap="${TRICKLE_GAP:-0.2}" 'BEGIN {for (i = 0; i < k; i++) print "SELECT orchestrator.start_workflow(\x27noop3\x27);\n\\! sleep " gap}' > "$data/trickle.sql"
-	chmod a+r "$data/trickle.sql"
-	as_pg "${psql[@]}" -v ON_ERROR_STOP=1 -f "$data/trickle.sql" >/dev/null
 	until [ "$(as_pg "${psql[@]}" -c "SELECT count(*) FROM orchestrator.workflow_runs WHERE finished_at IS NULL")" = 0 ]; do sleep 1; done
 	if [ $(($(date +%s) - t0)) -ge "$session" ]; then
-		echo "the trickle took longer than SESSION_SECONDS=$session: raise it" >&2; exit 1
+		echo "the runs took longer than SESSION_SECONDS=$session to finish: raise it" >&2; exit 1
 	fi
 	sleep $((session - ($(date +%s) - t0)))
 	as_pg "$bin/pg_ctl" -D "$data/pg" -m fast -w stop >/dev/null
@@ -125,8 +114,8 @@ count_trickle() {
 }
 per_trickle_run() {
 	local x y k=$TRICKLE
-	drain_backlog "$1"; x=$(count_trickle "$1" "$k")
-	drain_backlog "$1"; y=$(count_trickle "$1" $((2 * k)))
+	drain_backlog "$1"; x=$(count_dispatch "$1" "$k" trickle)
+	drain_backlog "$1"; y=$(count_dispatch "$1" $((2 * k)) trickle)
 	echo $(((y - x) / k))
 }
 
@@ -139,8 +128,8 @@ drain_backlog() {
 }
 per_step() {
 	local x y
-	drain_backlog "$1"; x=$(count_dispatch "$1" "$n")
-	drain_backlog "$1"; y=$(count_dispatch "$1" $((2 * n)))
+	drain_backlog "$1"; x=$(count_dispatch "$1" "$n" bulk)
+	drain_backlog "$1"; y=$(count_dispatch "$1" $((2 * n)) bulk)
 	echo $(((y - x) / (3 * n)))
 }
 
