@@ -29,9 +29,13 @@
  * to its reading by the client, 2 ms adds at most 2).  The first
  * notification after a quiet spell goes at once.
  *
- * Order: the ring is filled in commit order, and transactions that change the
- * same run are serialised by its row lock, so a run's notifications arrive
- * in the order of their sequence numbers.
+ * Order: the ring is filled in the order of the commit callbacks, and
+ * transactions that change the same run are serialised by its row lock, so a
+ * run's notifications arrive in the order of their sequence numbers, but for
+ * one window: the callback runs after the transaction became visible, and a
+ * backend preempted between the two can find a dispatcher's notifications of
+ * the run it started in the ring before its own (docs/architecture.md,
+ * "Order": seen once; the remedy, slots taken before the commit, not built).
  *
  * Private channels: besides the two shared channels, an entry may name its
  * own channel (RELAY_PRIVATE: the name, a zero byte, the payload).  Their
