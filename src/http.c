@@ -64,8 +64,8 @@ sign_delivery(HttpRequest *req, bytea *sealed, SecretError *err)
 {
 	char	   *msg_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&req->id)));
 	int64		ts = (int64) time(NULL);
-	const char *body = req->body ? req->body : "";
-	size_t		bodylen = req->body ? strlen(req->body) : 0;
+	const char *body = req->what.body ? req->what.body : "";
+	size_t		bodylen = req->what.body ? strlen(req->what.body) : 0;
 	char	   *sig;
 
 	memset(err, 0, sizeof(*err));
@@ -119,17 +119,15 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 		HttpRequest *req = http_request_new();
 		MemoryContext old = MemoryContextSwitchTo(req->context);
 
-		req->run_id = steps[k].run_id;
-		req->step = pstrdup(steps[k].step);
-		req->token = steps[k].token;
-		req->attempt = steps[k].attempt;
-		req->method = pstrdup(steps[k].method);
-		req->url = pstrdup(steps[k].url);
-		req->headers = palloc0(sizeof(char *) * Max(steps[k].nheaders, 1));
+		/* the claim, with its strings copied into the request's memory */
+		req->what = steps[k];
+		req->what.step = pstrdup(steps[k].step);
+		req->what.method = pstrdup(steps[k].method);
+		req->what.url = pstrdup(steps[k].url);
+		req->what.headers = palloc0(sizeof(char *) * Max(steps[k].nheaders, 1));
 		for (int j = 0; j < steps[k].nheaders; j++)
-			req->headers[req->nheaders++] = pstrdup(steps[k].headers[j]);
-		req->body = steps[k].body ? pstrdup(steps[k].body) : NULL;
-		req->timeout_ms = steps[k].timeout_ms;
+			req->what.headers[j] = pstrdup(steps[k].headers[j]);
+		req->what.body = steps[k].body ? pstrdup(steps[k].body) : NULL;
 		MemoryContextSwitchTo(old);
 		http_request_claimed(req);
 	}
@@ -146,17 +144,17 @@ orchestrator_http_claim(int max_items, bool recover, bool *has_next_wake,
 		bytea	   *sealed = NULL;
 
 		req->is_webhook = true;
-		req->run_id = hooks[k].run_id;
+		req->what.run_id = hooks[k].run_id;
 		req->id = hooks[k].id;
-		req->token = hooks[k].token;
-		req->method = pstrdup("POST");
-		req->url = pstrdup(hooks[k].url);
+		req->what.token = hooks[k].token;
+		req->what.method = pstrdup("POST");
+		req->what.url = pstrdup(hooks[k].url);
 		/* W3C trace context: the trace of the event's run, a span per attempt */
-		req->headers = palloc0(sizeof(char *));
+		req->what.headers = palloc0(sizeof(char *));
 		if (hooks[k].traceparent)
-			req->headers[req->nheaders++] = psprintf("traceparent: %s", hooks[k].traceparent);
-		req->body = pstrdup(hooks[k].body);
-		req->timeout_ms = hooks[k].timeout_ms;
+			req->what.headers[req->what.nheaders++] = psprintf("traceparent: %s", hooks[k].traceparent);
+		req->what.body = pstrdup(hooks[k].body);
+		req->what.timeout_ms = hooks[k].timeout_ms;
 		if (hooks[k].sealed_secret)
 		{
 			size_t		len = strlen(hooks[k].sealed_secret);
@@ -247,12 +245,12 @@ orchestrator_http_record(void)
 		if (n >= max || (n > 0 && bytes + req->response.len > HTTP_RECORD_MAX_BYTES))
 			break;
 		r->is_webhook = req->is_webhook;
-		r->run_id = req->run_id;
-		r->step = req->step;
+		r->run_id = req->what.run_id;
+		r->step = req->what.step;
 		r->id = req->id;
-		r->token = req->token;
-		r->attempt = req->attempt;
-		r->url = req->url;
+		r->token = req->what.token;
+		r->attempt = req->what.attempt;
+		r->url = req->what.url;
 		r->status = req->status;
 		r->headers = psprintf("{%s}", req->resp_headers.data);
 		r->retry_after = req->retry_after;
@@ -297,7 +295,7 @@ orchestrator_http_recorded(int n, bool ok)
 			ereport(WARNING,
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("orchestrator: giving up recording the outcome of an HTTP request to \"%s\"",
-							req->url),
+							req->what.url),
 					 errdetail("Recording failed %d times.", req->record_failures),
 					 errhint("The attempt is retried when its lease expires.")));
 		http_request_forget(req);

@@ -555,7 +555,7 @@ start_request(HttpRequest *req)
 	bool		has_content_type = false;
 
 	/* checked again here: the settings may have changed since the claim */
-	refusal = orchestrator_http_check_url(req->url, &invalid, NULL, &target);
+	refusal = orchestrator_http_check_url(req->what.url, &invalid, NULL, &target);
 	if (refusal)
 	{
 		finish_request(req, invalid ? "invalid" : "refused", refusal);
@@ -564,9 +564,9 @@ start_request(HttpRequest *req)
 	}
 	req->host = target.host;
 	req->default_port = target.default_port;
-	for (int i = 0; i < req->nheaders; i++)
+	for (int i = 0; i < req->what.nheaders; i++)
 	{
-		refusal = orchestrator_http_header_refusal(req->headers[i]);
+		refusal = orchestrator_http_header_refusal(req->what.headers[i]);
 		if (refusal)
 		{
 			curl_slist_free_all(list);
@@ -574,11 +574,11 @@ start_request(HttpRequest *req)
 			MemoryContextSwitchTo(old);
 			return;
 		}
-		if (pg_strncasecmp(req->headers[i], "content-type:", 13) == 0)
+		if (pg_strncasecmp(req->what.headers[i], "content-type:", 13) == 0)
 			has_content_type = true;
-		list = curl_slist_append(list, req->headers[i]);
+		list = curl_slist_append(list, req->what.headers[i]);
 	}
-	if (req->body && !has_content_type)
+	if (req->what.body && !has_content_type)
 		list = curl_slist_append(list, "Content-Type: application/json");
 	/* no "Expect: 100-continue" round trip for larger bodies */
 	list = curl_slist_append(list, "Expect:");
@@ -597,7 +597,7 @@ start_request(HttpRequest *req)
 	}
 	req->easy = easy;
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
-	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_URL, req->what.url);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_callback);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, req);
@@ -615,8 +615,8 @@ start_request(HttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) Max(req->timeout_ms, 1));
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Max(Min(req->timeout_ms, 30000), 1));
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) Max(req->what.timeout_ms, 1));
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Max(Min(req->what.timeout_ms, 30000), 1));
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
@@ -627,14 +627,14 @@ start_request(HttpRequest *req)
 					 (curl_off_t) orchestrator_http_max_response_size * 1024);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, list);
 
-	if (strcmp(req->method, "HEAD") == 0)
+	if (strcmp(req->what.method, "HEAD") == 0)
 		curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-	else if (strcmp(req->method, "GET") != 0)
+	else if (strcmp(req->what.method, "GET") != 0)
 	{
-		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
-		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->what.method);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->what.body ? req->what.body : "");
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-						 (curl_off_t) (req->body ? strlen(req->body) : 0));
+						 (curl_off_t) (req->what.body ? strlen(req->what.body) : 0));
 	}
 
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)

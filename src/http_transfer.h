@@ -15,6 +15,8 @@
 #include "lib/stringinfo.h"
 #include "utils/uuid.h"
 
+#include "http_types.h"
+
 /*
  * A request: what to send (filled in by http.c from a claim), the transfer,
  * and the outcome (read by http.c to record it).
@@ -24,19 +26,13 @@ typedef struct HttpRequest
 	dlist_node	node;
 	MemoryContext context;		/* everything below except curl's own */
 
-	/* what to send (from http_claim.c, or webhook.c) */
+	/*
+	 * what to send: an http step's claim (http_claim.c), copied, or a
+	 * webhook delivery's in the same shape (step NULL, attempt 0; webhook.c)
+	 */
 	bool		is_webhook;
-	pg_uuid_t	run_id;
-	char	   *step;
+	HttpStepClaim what;
 	pg_uuid_t	id;				/* webhook delivery */
-	pg_uuid_t	token;			/* lease */
-	int32		attempt;		/* http steps: the attempt the lease is for */
-	char	   *method;
-	char	   *url;
-	char	  **headers;		/* "Name: value" */
-	int			nheaders;
-	char	   *body;			/* NULL: none */
-	int			timeout_ms;
 	char	   *sign_headers[3];	/* webhooks: webhook-id, -timestamp, -signature */
 	char	   *sign_error;		/* webhooks: why it could not be signed (not sent) */
 
