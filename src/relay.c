@@ -29,13 +29,16 @@
  * to its reading by the client, 2 ms adds at most 2).  The first
  * notification after a quiet spell goes at once.
  *
- * Order: the ring is filled in the order of the commit callbacks, and
- * transactions that change the same run are serialised by its row lock, so a
- * run's notifications arrive in the order of their sequence numbers, but for
- * one window: the callback runs after the transaction became visible, and a
- * backend preempted between the two can find a dispatcher's notifications of
- * the run it started in the ring before its own (docs/architecture.md,
- * "Order": seen once; the remedy, slots taken before the commit, not built).
+ * Order: a transaction writes its notifications into the ring before its
+ * commit (XACT_EVENT_PRE_COMMIT), as entries held until its commit callback
+ * releases them; the relay sends in ring order and does not pass a held
+ * entry.  A transaction whose work another can see only once it is visible
+ * (a start, and the dispatcher that runs the started run's steps), or that
+ * waits for another's row lock (released after the commit callbacks), takes
+ * its place in the ring after the first's, so a run's notifications arrive
+ * in the order of their sequence numbers, however late a preempted backend
+ * runs its commit callback.  A commit that holds its entries longer than
+ * RELAY_HELD_MAX is passed over (relay_take()).
  *
  * Private channels: besides the two shared channels, an entry may name its
  * own channel (RELAY_PRIVATE: the name, a zero byte, the payload).  Their
@@ -104,12 +107,32 @@
 /* One notification: channel and payload (payloads longer than this go directly). */
 #define RELAY_PAYLOAD_MAX 250
 
+/* Where an entry of the ring stands. */
+typedef enum RelayEntryState
+{
+	ENTRY_READY = 0,			/* its transaction committed: send it */
+	ENTRY_HELD,					/* its transaction is committing: wait */
+	ENTRY_VOID					/* not to be sent: aborted, unheard or passed over */
+} RelayEntryState;
+
 typedef struct RelayEntry
 {
 	uint8		channel;		/* RelayChannel */
 	uint8		len;			/* of payload, without the terminating zero */
+	uint8		state;			/* RelayEntryState (in the ring) */
+	int32		pid;			/* the backend that wrote it */
+	uint64		pos;			/* its position: the ring's head when written */
+	uint64		group_end;		/* the position after its transaction's last */
 	char		payload[RELAY_PAYLOAD_MAX + 1];
 } RelayEntry;
+
+/*
+ * How long the relay waits for a held entry before it sends what follows
+ * without it (ms): a commit takes milliseconds, but one that waits for a
+ * synchronous standby may take as long as the standby, and must not hold
+ * back everybody else's notifications meanwhile.
+ */
+#define RELAY_HELD_MAX 1000
 
 /* Most notifications the relay sends in one transaction. */
 #define RELAY_BATCH 2000
@@ -354,57 +377,180 @@ notify_listened_here(void)
 }
 
 /*
- * relay_push
- *		Copy the committed transaction's notifications into the ring and wake
- *		the relay.  Runs in a commit callback: it must not fail, so what does
- *		not fit is dropped and counted.
+ * relay_append
+ *		Write "n" committed entries at the ring's head and wake the relay if
+ *		the ring was empty.  Runs in a commit callback: it must not fail, so
+ *		what does not fit is dropped and counted.
  */
 static void
-relay_push(Pending *p)
+relay_append(RelayEntry *entries, int n)
 {
 	uint64		room;
-	int			n;
+	int			fit;
 	int			procno;
 
-	if (!notify_listened_here())
-	{
-		pg_atomic_fetch_add_u64(&relay->unheard, p->n);
-		return;
-	}
 	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
 	room = relay->capacity - (relay->head - relay->tail);
 	/*
 	 * Wake the relay only when the ring was empty: entries already in it mean
-	 * it was woken for them and has not taken them yet (it takes everything
-	 * under this lock), so it takes these with them.
+	 * it was woken for them, or will be when the held ones among them are
+	 * released, and it takes these with them.
 	 */
 	procno = relay->head == relay->tail ? relay->pgprocno : -1;
-	n = (uint64) p->n < room ? p->n : (int) room;
-	for (int i = 0; i < n; i++)
-		relay->entries[(relay->head + i) % relay->capacity] = p->entries[i];
-	relay->head += n;
+	fit = (uint64) n < room ? n : (int) room;
+	for (int i = 0; i < fit; i++)
+	{
+		RelayEntry *e = &relay->entries[(relay->head + i) % relay->capacity];
+
+		*e = entries[i];
+		e->state = ENTRY_READY;
+		e->pid = MyProcPid;
+		e->pos = relay->head + i;
+		e->group_end = relay->head + fit;
+	}
+	relay->head += fit;
 	LWLockRelease(relay->lock);
 
-	if (n < p->n)
-		pg_atomic_fetch_add_u64(&relay->dropped, p->n - n);
+	if (fit < n)
+		pg_atomic_fetch_add_u64(&relay->dropped, n - fit);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/*
+ * The ring slots the committing transaction of this backend holds: from
+ * held_from, held_n of them, for the first held_offered entries of
+ * "pending" (those beyond held_n did not fit).  held_offered is -1 when the
+ * transaction took none before its commit.
+ */
+static uint64 held_from;
+static int	held_n;
+static int	held_offered = -1;
+
+/*
+ * relay_hold
+ *		Before the commit (XACT_EVENT_PRE_COMMIT, the transaction not yet
+ *		visible): write the transaction's notifications into the ring as
+ *		held entries, which the relay does not pass.  A transaction that can
+ *		make another's work visible (a start, whose run a dispatcher then
+ *		takes) thereby has its place in the ring before that other can have
+ *		one, however late its commit callback runs.
+ */
+static void
+relay_hold(Pending *p)
+{
+	uint64		room;
+	int			n;
+
+	held_offered = -1;
+	held_n = 0;
+	/* nobody listens: ask again at commit, after visibility (see there) */
+	if (!notify_listened_here())
+		return;
+	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+	room = relay->capacity - (relay->head - relay->tail);
+	n = (uint64) p->n < room ? p->n : (int) room;
+	for (int i = 0; i < n; i++)
+	{
+		RelayEntry *e = &relay->entries[(relay->head + i) % relay->capacity];
+
+		*e = p->entries[i];
+		e->state = ENTRY_HELD;
+		e->pid = MyProcPid;
+		e->pos = relay->head + i;
+		e->group_end = relay->head + n;
+	}
+	held_from = relay->head;
+	held_n = n;
+	held_offered = p->n;
+	relay->head += n;
+	LWLockRelease(relay->lock);
+}
+
+/*
+ * relay_release
+ *		After the commit (or its abort): make the held entries sendable
+ *		("send"), or void.  Returns false when the relay passed them over
+ *		meanwhile (held longer than RELAY_HELD_MAX); then they are no longer
+ *		in the ring.  Wakes the relay when they were the first it waits for.
+ */
+static bool
+relay_release(bool send)
+{
+	RelayEntry *first;
+	bool		ours;
+	int			procno = -1;
+
+	if (held_n == 0)
+		return true;
+	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+	first = &relay->entries[held_from % relay->capacity];
+	ours = first->pos == held_from && first->state == ENTRY_HELD && first->pid == MyProcPid;
+	if (ours)
+	{
+		uint64		k = relay->tail;
+
+		for (int i = 0; i < held_n; i++)
+			relay->entries[(held_from + i) % relay->capacity].state = send ? ENTRY_READY : ENTRY_VOID;
+		/* the relay waits for these when only void entries precede them */
+		while (k < held_from && relay->entries[k % relay->capacity].state == ENTRY_VOID)
+			k++;
+		if (k == held_from)
+			procno = relay->pgprocno;
+	}
+	LWLockRelease(relay->lock);
+	held_n = 0;
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	return ours;
 }
 
 /*
  * orchestrator_relay_commit
  *		Hand the committed transaction's notifications to the relay.  Called
  *		at commit, by this module's callback and by wake.c's before it wakes
- *		the dispatchers (transaction callbacks run in the reverse order of
- *		their registration: a dispatcher woken first could commit and push
- *		a run's next events before this transaction's, out of order).
+ *		the dispatchers (the sooner held entries are released, the less the
+ *		relay waits).
+ *
+ * Whether anybody listens is asked again here, after the transaction became
+ * visible (notify_listened_here()): when nobody does, the held entries are
+ * voided.  Entries the transaction did not hold go to the head now: all of
+ * them when nobody listened before the commit (a session that began to
+ * listen in between catches up with events(run_id, after_seq) anyway), and
+ * any queued after relay_hold() (another module's pre-commit callback).
  */
 void
 orchestrator_relay_commit(void)
 {
-	if (pending != NULL && pending->n > 0 && relay != NULL)
-		relay_push(pending);
+	Pending    *p = pending;
+	bool		heard;
+	int			from;
+
 	pending = NULL;				/* its memory goes with the transaction */
+	if (p == NULL || p->n == 0 || relay == NULL)
+	{
+		held_offered = -1;
+		return;
+	}
+	heard = notify_listened_here();
+	if (held_offered < 0)
+		from = 0;
+	else
+	{
+		int			held = held_n;
+
+		if (held_offered > held)
+			pg_atomic_fetch_add_u64(&relay->dropped, held_offered - held);
+		/* passed over by the relay: sent now, after what it sent meanwhile */
+		if (!relay_release(heard) && heard)
+			relay_append(p->entries, held);
+		from = held_offered;
+		held_offered = -1;
+	}
+	if (!heard)
+		pg_atomic_fetch_add_u64(&relay->unheard, p->n);
+	else if (from < p->n)
+		relay_append(p->entries + from, p->n - from);
 }
 
 static void
@@ -420,6 +566,10 @@ relay_xact_callback(XactEvent event, void *arg)
 						 errdetail("The transaction produced notifications, which are sent when it commits."),
 						 errhint("Commit the transaction instead of preparing it.")));
 			break;
+		case XACT_EVENT_PRE_COMMIT:
+			if (pending != NULL && pending->n > 0 && relay != NULL)
+				relay_hold(pending);
+			break;
 		case XACT_EVENT_COMMIT:
 			orchestrator_relay_commit();
 			break;
@@ -427,6 +577,9 @@ relay_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (relay != NULL)
+				(void) relay_release(false);
+			held_offered = -1;
 			pending = NULL;
 			break;
 		default:
@@ -757,6 +910,85 @@ relay_detach(int code, Datum arg)
 	LWLockRelease(relay->lock);
 }
 
+/* The held entry the relay waits for, and since when (relay_take()). */
+static uint64 waiting_at = PG_UINT64_MAX;
+static TimestampTz waiting_since = 0;
+
+/*
+ * relay_take
+ *		Take up to RELAY_BATCH ready entries from the ring's tail into
+ *		"batch", stepping over void ones and stopping at a held one: its
+ *		transaction is committing, and what follows may be later events of
+ *		the same run.  A transaction that holds its entries longer than
+ *		RELAY_HELD_MAX is passed over (its entries voided; it writes them
+ *		again at its commit, out of order for its runs): one slow commit
+ *		does not hold back everybody else's notifications.
+ */
+static int
+relay_take(RelayEntry *batch)
+{
+	int			n = 0;
+	int			passed = 0;
+	int32		passed_pid = 0;
+
+	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
+	while (relay->tail < relay->head && n < RELAY_BATCH)
+	{
+		RelayEntry *e = &relay->entries[relay->tail % relay->capacity];
+
+		if (e->state == ENTRY_HELD)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (e->pos != waiting_at)
+			{
+				waiting_at = e->pos;
+				waiting_since = now;
+				break;
+			}
+			if (!TimestampDifferenceExceeds(waiting_since, now, RELAY_HELD_MAX))
+				break;
+			passed_pid = e->pid;
+			for (uint64 k = e->pos; k < e->group_end; k++, passed++)
+				relay->entries[k % relay->capacity].state = ENTRY_VOID;
+			relay->tail = e->group_end;
+			continue;
+		}
+		if (e->state == ENTRY_READY)
+			batch[n++] = *e;
+		relay->tail++;
+	}
+	LWLockRelease(relay->lock);
+	if (passed > 0)
+		ereport(LOG,
+				(errmsg("orchestrator relay sent past %d notifications held for over %d ms by process %d",
+						passed, RELAY_HELD_MAX, passed_pid),
+				 errdetail("Their transaction was still committing; they are sent when it has committed, after the ones that followed them.")));
+	return n;
+}
+
+/*
+ * relay_waiting_ms
+ *		While the relay waits for a held entry: how long until it passes it
+ *		over, else -1.
+ */
+static long
+relay_waiting_ms(void)
+{
+	bool		held;
+	long		left;
+
+	LWLockAcquire(relay->lock, LW_SHARED);
+	held = relay->tail < relay->head &&
+		relay->entries[relay->tail % relay->capacity].state == ENTRY_HELD &&
+		relay->entries[relay->tail % relay->capacity].pos == waiting_at;
+	LWLockRelease(relay->lock);
+	if (!held)
+		return -1;
+	left = RELAY_HELD_MAX - TimestampDifferenceMilliseconds(waiting_since, GetCurrentTimestamp());
+	return Max(left, 1);
+}
+
 /*
  * relay_send
  *		Take up to RELAY_BATCH notifications from the ring and send them in
@@ -779,12 +1011,7 @@ relay_send(RelayEntry *batch, MemoryContext loop_context)
 	if (!notify_queue_has_room())
 		return -1;
 
-	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
-	n = (int) Min(relay->head - relay->tail, (uint64) RELAY_BATCH);
-	for (int i = 0; i < n; i++)
-		batch[i] = relay->entries[(relay->tail + i) % relay->capacity];
-	relay->tail += n;
-	LWLockRelease(relay->lock);
+	n = relay_take(batch);
 	if (n == 0)
 		return 0;
 
@@ -934,8 +1161,12 @@ orchestrator_relay_main(Datum main_arg)
 				relay_pause(orchestrator_notify_interval);
 			continue;			/* there may be more */
 		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
+		{
+			long		held = relay_waiting_ms();
+
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 held >= 0 ? held : 1000L, PG_WAIT_EXTENSION);
+		}
 	}
 }
 

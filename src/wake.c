@@ -49,7 +49,7 @@ wake_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			/* this transaction's events go to the relay first */
+			/* release this transaction's notifications before the wake-up */
 			orchestrator_relay_commit();
 			if (wake_pending)
 			{

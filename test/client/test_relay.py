@@ -7,6 +7,11 @@
 - many concurrent runs: each run's notifications arrive in seq order;
 - commits within orchestrator.notify_interval of the last batch go out
   together in the next one; the first after a quiet spell goes at once;
+- a start whose commit callback runs late (a test library sleeps between the
+  commit becoming visible and orchestrator's callback, as a preempted backend
+  would) still has its run's first notification arrive first, although a
+  dispatcher ran the run's steps meanwhile; a commit that holds its place
+  longer than a second is passed over, so it does not hold back the others;
 - a transaction that produced notifications cannot be PREPAREd;
 - with the relay gone (terminated), notifications are sent directly, and the
   relay comes back.
@@ -77,6 +82,83 @@ def wait_finished(cur, seconds=60):
             return
         time.sleep(0.1)
     raise AssertionError("runs did not finish")
+
+
+def build_commit_delay(cur):
+    """Build test/client/commit_delay.c against the server's headers and
+    create its function; returns nothing (raises when it cannot build)."""
+    pg_config = os.path.join(BINDIR, "pg_config")
+    inc = subprocess.run([pg_config, "--includedir-server"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    lib = os.path.join(tempfile.mkdtemp(prefix="orchestrator-commit-delay-"), "commit_delay.so")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-I", inc, "-o", lib,
+                    os.path.join(HERE, "commit_delay.c")], check=True)
+    cur.execute("CREATE OR REPLACE FUNCTION public.commit_delay(int) RETURNS void "
+                "LANGUAGE C AS %s, 'commit_delay_arm'", (lib,))
+
+
+def late_start(delay_ms, other_conn):
+    """Start a relay3 run whose commit sleeps delay_ms after it became
+    visible and before orchestrator's commit callback; meanwhile start
+    another run from other_conn, which wakes the dispatchers: they take
+    both.  Returns (late run, other run, time the late commit began)."""
+    c = connect(autocommit=False)
+    cc = c.cursor()
+    # orchestrator's callbacks (the relay's, and the dispatchers' wake-up,
+    # which releases the notifications first) are registered by the first
+    # start of a run with sql steps in this backend, commit_delay's after
+    # them: it runs first at commit
+    cc.execute("SELECT orchestrator.start_workflow('relay3')")
+    c.commit()
+    cc.execute("SELECT public.commit_delay(0)")
+    c.commit()
+    cc.execute("SELECT orchestrator.start_workflow('relay3')")
+    late = cc.fetchone()[0]
+    cc.execute("SELECT public.commit_delay(%s)", (delay_ms,))
+    th = threading.Thread(target=c.commit)
+    began = time.time()
+    th.start()
+    time.sleep(0.15)
+    oc = other_conn.cursor()
+    oc.execute("SELECT orchestrator.start_workflow('relay3')")
+    other = oc.fetchone()[0]
+    return late, other, began, th, c
+
+
+def late_commit(cur, listener):
+    build_commit_delay(cur)
+    other_conn = connect()
+    drain(listener, 0.3)
+
+    # within RELAY_HELD_MAX: the relay waits for the held entry
+    late, other, began, th, c = late_start(600, other_conn)
+    got = until(listener, lambda p: p["run_id"] == late and p["type"] == "workflow.succeeded", 20)
+    th.join()
+    c.close()
+    got += drain(listener, 0.5)
+    seqs = [p["seq"] for p in got if p["run_id"] == late]
+    assert seqs == list(range(1, 10)), "late commit: seq order %s" % seqs
+    cur.execute("""SELECT extract(epoch FROM max(at) - min(at))
+                   FROM orchestrator.workflow_events WHERE run_id = %s""", (late,))
+    span = float(cur.fetchone()[0])
+    assert span < 0.5, "the dispatchers did not run the late run during its commit (%.3f s)" % span
+    print("a start whose commit callback ran 600 ms late: its 9 notifications in seq order, "
+          "although its steps ran %.3f s after its start" % span)
+
+    # longer than RELAY_HELD_MAX: passed over, the others are not held back
+    late, other, began, th, c = late_start(3000, other_conn)
+    got = until(listener, lambda p: p["run_id"] == other and p["type"] == "workflow.succeeded", 20)
+    other_done = time.time() - began
+    got += until(listener, lambda p: p["run_id"] == late and p["seq"] == 1, 20)
+    th.join()
+    c.close()
+    got += drain(listener, 0.5)
+    assert other_done < 2.5, "another run's notifications waited %.3f s behind a 3 s commit" % other_done
+    seqs = sorted(p["seq"] for p in got if p["run_id"] == late)
+    assert seqs == list(range(1, 10)), "passed-over commit lost notifications: %s" % seqs
+    other_conn.close()
+    print("a commit held 3 s: passed over after the relay's limit; another run's notifications "
+          "arrived %.3f s after it began, and the late run's first notification afterwards" % other_done)
 
 
 def main():
@@ -225,6 +307,10 @@ def main():
         drain(listener, 1.5)
         print("notify_interval 1 s: first notification after %.3f s, the next three commits "
               "gathered into one batch %.3f s later (spread %.3f s)" % (quiet, waited, spread))
+
+        # 4c. a late commit callback: the start's notifications hold their
+        #     place in the ring from before its commit
+        late_commit(cur, listener)
 
         # 5. relay terminated: direct notifications meanwhile, then it is back
         pid = status(cur)["pid"]
