@@ -275,6 +275,11 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+CREATE FUNCTION orchestrator._api_events_channel()
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_events_channel'
+LANGUAGE C STABLE SECURITY DEFINER PARALLEL RESTRICTED;
+
 CREATE FUNCTION orchestrator._notify_listeners(OUT pid integer, OUT database oid, OUT behind_bytes bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'orchestrator_notify_listeners'
@@ -2645,6 +2650,13 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.session_channel() IS
 'the channel to LISTEN to for changes of the caller''s sessions (private to the caller; changes when the server restarts)';
 
+CREATE FUNCTION orchestrator.events_channel()
+RETURNS text
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.events_channel() IS
+'the channel to LISTEN to for the events of the runs the caller started or whose workflow it owns (private to the caller; changes when the server restarts); with orchestrator.notify_channels private or both';
+
 CREATE FUNCTION orchestrator.set_owner_limits(role regrole, limits jsonb)
 RETURNS jsonb
 LANGUAGE C
@@ -2876,6 +2888,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.session_lock(text, uuid, interval),
 	orchestrator.session_unlock(text, uuid),
 	orchestrator.session_channel(),
+	orchestrator.events_channel(),
 	orchestrator.get_owner_limits(regrole)
 TO orchestrator_user;
 GRANT EXECUTE ON FUNCTION

@@ -95,6 +95,7 @@ engine_run_created(EngineRun *run, Oid started_by, const char *tenant, Datum inp
 				 errdetail("History is partitioned by day, and no partition holds today."),
 				 errhint("Run orchestrator.maintain(), or keep the dispatchers running: they create partitions ahead.")));
 	run->status = RUN_PENDING;
+	run->started_by = started_by;
 	run->attempt = 0;
 	run->admission = 0;
 

@@ -10,19 +10,27 @@
  */
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 
+#include "caller.h"
 #include "engine_events.h"
 #include "engine_json.h"
 #include "engine_stmt.h"
+#include "guc.h"
 #include "history.h"
 #include "lookup_cache.h"
 #include "metrics.h"
 #include "otlp.h"
 #include "relay.h"
 #include "wake.h"
+
+/* Private channels of run events: "orchestrator_events_" and 32 hex digits. */
+#define EVENTS_CHANNEL_PREFIX "orchestrator_events"
+
+PG_FUNCTION_INFO_V1(orchestrator_events_channel);
 
 /*
  * Events appended by this process: a caller that lets user code run (a sql
@@ -47,6 +55,49 @@ engine_append_event(EngineRun *run, const char *type, const char *step, Timestam
 }
 
 /*
+ * announce_privately
+ *		Announce an event on the private channels of the roles that may see
+ *		the run besides administrators: the role that started it and its
+ *		workflow's owner (docs/security.md).
+ */
+static void
+announce_privately(EngineRun *run, const char *payload)
+{
+	char		channel[NAMEDATALEN];
+
+	if (OidIsValid(run->started_by))
+	{
+		orchestrator_private_channel(EVENTS_CHANNEL_PREFIX, run->started_by, channel);
+		orchestrator_notify_private(channel, payload);
+	}
+	if (OidIsValid(run->owner) && run->owner != run->started_by)
+	{
+		orchestrator_private_channel(EVENTS_CHANNEL_PREFIX, run->owner, channel);
+		orchestrator_notify_private(channel, payload);
+	}
+}
+
+/*
+ * orchestrator._api_events_channel()
+ *		The caller's private channel for the events of its runs, to LISTEN
+ *		to; refused while orchestrator.notify_channels sends nothing there.
+ */
+Datum
+orchestrator_events_channel(PG_FUNCTION_ARGS)
+{
+	char		channel[NAMEDATALEN];
+
+	if (orchestrator_notify_channels == NOTIFY_CHANNELS_PUBLIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("private event channels are off"),
+				 errdetail("orchestrator.notify_channels is \"public\": the events of every run go to the channel \"orchestrator\" only."),
+				 errhint("An administrator sets orchestrator.notify_channels to \"both\" or \"private\" and reloads the configuration.")));
+	orchestrator_private_channel(EVENTS_CHANNEL_PREFIX, orchestrator_current_caller(), channel);
+	PG_RETURN_TEXT_P(cstring_to_text(channel));
+}
+
+/*
  * engine_announce_event
  *		An event appended: announce it (relay.c, sent after commit) and queue
  *		its webhook deliveries.
@@ -68,7 +119,10 @@ engine_announce_event(EngineRun *run, int64 seq, Datum type, const char *type_na
 	else
 		appendStringInfoString(&payload, "null");
 	appendStringInfoChar(&payload, '}');
-	orchestrator_notify(RELAY_EVENTS, payload.data);
+	if (orchestrator_notify_channels != NOTIFY_CHANNELS_PRIVATE)
+		orchestrator_notify(RELAY_EVENTS, payload.data);
+	if (orchestrator_notify_channels != NOTIFY_CHANNELS_PUBLIC)
+		announce_privately(run, payload.data);
 
 	if (lookup_webhooks_exist())
 	{

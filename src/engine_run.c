@@ -44,6 +44,7 @@ engine_run_from_row(EngineRun *run, const RunRowLocked *row)
 {
 	run->status = row->status;
 	run->owner = row->owner;
+	run->started_by = row->started_by;
 	run->name = row->name;
 	run->version = row->version;
 	run->priority = row->priority;

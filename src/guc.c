@@ -36,6 +36,7 @@ int			orchestrator_max_step_timeout = 3600 * 1000;
 int			orchestrator_relay_queue_size = 16384;
 int			orchestrator_notify_queue_max_usage = 50;
 int			orchestrator_notify_interval = 2;
+int			orchestrator_notify_channels = NOTIFY_CHANNELS_PUBLIC;
 int			orchestrator_definition_cache_size = 16 * 1024;
 int			orchestrator_plan_cache_size = 16 * 1024;
 int			orchestrator_max_input_size = 1024;
@@ -65,6 +66,14 @@ char	   *orchestrator_secret_key_file = NULL;
 int			orchestrator_metrics_max_workflows = 100;
 char	   *orchestrator_otlp_endpoint = NULL;
 int			orchestrator_otlp_queue_size = 8192;
+
+/* Values of orchestrator.notify_channels. */
+static const struct config_enum_entry notify_channels_options[] = {
+	{"public", NOTIFY_CHANNELS_PUBLIC, false},
+	{"private", NOTIFY_CHANNELS_PRIVATE, false},
+	{"both", NOTIFY_CHANNELS_BOTH, false},
+	{NULL, 0, false}
+};
 
 /* Values of orchestrator.archive_mode; maintain() reads the name. */
 static const struct config_enum_entry archive_mode_options[] = {
@@ -290,6 +299,16 @@ orchestrator_define_gucs(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("orchestrator.notify_channels",
+							 "Where the events of runs are announced.",
+							 "public: on the channel \"orchestrator\", which every role that can connect may LISTEN to; private: on the channel of the role that started the run and of its workflow's owner (orchestrator.events_channel()), which nobody else can name; both: on all of them.",
+							 &orchestrator_notify_channels,
+							 NOTIFY_CHANNELS_PUBLIC,
+							 notify_channels_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("orchestrator.definition_cache_size",
 							"Memory each process may use to keep step definitions.",

@@ -22,6 +22,7 @@ extern int	orchestrator_max_step_timeout;
 extern int	orchestrator_relay_queue_size;
 extern int	orchestrator_notify_queue_max_usage;
 extern int	orchestrator_notify_interval;
+extern int	orchestrator_notify_channels;
 extern int	orchestrator_definition_cache_size;
 extern int	orchestrator_plan_cache_size;
 extern int	orchestrator_max_input_size;
@@ -42,6 +43,11 @@ extern int	orchestrator_http_max_response_size;
 extern int	orchestrator_http_breaker_threshold;
 extern int	orchestrator_http_breaker_cooldown;
 extern char *orchestrator_webhook_retry_schedule;
+
+/* Values of orchestrator.notify_channels: where run events are announced. */
+#define NOTIFY_CHANNELS_PUBLIC	0	/* the database's channel "orchestrator" */
+#define NOTIFY_CHANNELS_PRIVATE 1	/* each role's own (events_channel()) */
+#define NOTIFY_CHANNELS_BOTH	2
 
 /* Values of orchestrator.archive_mode. */
 #define ORCHESTRATOR_ARCHIVE_DROP	0

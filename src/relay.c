@@ -137,6 +137,9 @@ typedef struct RelayEntry
 /* Most notifications the relay sends in one transaction. */
 #define RELAY_BATCH 2000
 
+/* Private channel names a backend keeps, made last. */
+#define PRIVATE_CHANNELS_KEPT 4
+
 /* Random bytes, made at every start of shared memory, that name private channels. */
 #define RELAY_CHANNEL_KEY_LEN 32
 
@@ -291,6 +294,7 @@ static Pending *pending = NULL;
 static bool callbacks_registered = false;
 
 static void relay_queue(RelayChannel channel, const char *text, size_t len);
+static void notify_directly(const char *channel, const char *payload);
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -659,20 +663,29 @@ orchestrator_notify(RelayChannel channel, const char *payload)
 	size_t		len = strlen(payload);
 
 	if (len > RELAY_PAYLOAD_MAX || !relay_serves_us())
+		notify_directly(channel_names[channel], payload);
+	else
+		relay_queue(channel, payload, len);
+}
+
+/*
+ * notify_directly
+ *		NOTIFY in the current transaction (no relay serves it, or the
+ *		payload is too long for the ring), unless the server's queue is too
+ *		full: that would fail the transaction at commit, so drop instead.
+ */
+static void
+notify_directly(const char *channel, const char *payload)
+{
+	if (!notify_queue_has_room())
 	{
-		/* a full queue would fail this transaction at commit: drop instead */
-		if (!notify_queue_has_room())
-		{
-			if (relay != NULL)
-				pg_atomic_fetch_add_u64(&relay->dropped, 1);
-			return;
-		}
-		Async_Notify(channel_names[channel], payload);
 		if (relay != NULL)
-			pg_atomic_fetch_add_u64(&relay->direct, 1);
+			pg_atomic_fetch_add_u64(&relay->dropped, 1);
 		return;
 	}
-	relay_queue(channel, payload, len);
+	Async_Notify(channel, payload);
+	if (relay != NULL)
+		pg_atomic_fetch_add_u64(&relay->direct, 1);
 }
 
 /*
@@ -729,9 +742,7 @@ orchestrator_notify_private(const char *channel, const char *payload)
 
 	if (clen + 1 + plen > RELAY_PAYLOAD_MAX || !relay_serves_us())
 	{
-		Async_Notify(channel, payload);
-		if (relay != NULL)
-			pg_atomic_fetch_add_u64(&relay->direct, 1);
+		notify_directly(channel, payload);
 		return;
 	}
 	both = palloc(clen + 1 + plen + 1);
@@ -745,7 +756,7 @@ orchestrator_notify_private(const char *channel, const char *payload)
  * orchestrator_private_channel
  *		The name of the private channel of "role" in this database:
  *		"<prefix>_" and 32 hex digits of an HMAC-SHA256, keyed with random
- *		bytes made when the server started, of (database, role).  Nobody
+ *		bytes made when the server started, of (database, role, prefix).  Nobody
  *		can compute another role's name; it changes at every restart of the
  *		server (when every LISTEN ends anyway).  Written to buf, which has
  *		room for NAMEDATALEN bytes.
@@ -753,10 +764,14 @@ orchestrator_notify_private(const char *channel, const char *payload)
 void
 orchestrator_private_channel(const char *prefix, Oid role, char *buf)
 {
-	/* the last name made: the key lives as long as this backend */
-	static char last_prefix[NAMEDATALEN] = "";
-	static Oid	last_role = InvalidOid;
-	static char last_name[NAMEDATALEN];
+	/* the names made last (a run's events go to two roles, sessions to one) */
+	static struct
+	{
+		Oid			role;
+		char		prefix[NAMEDATALEN];
+		char		name[NAMEDATALEN];
+	}			made[PRIVATE_CHANNELS_KEPT];
+	static int	next_made = 0;
 	pg_hmac_ctx *ctx;
 	uint8		input[2 * sizeof(Oid)];
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
@@ -766,17 +781,19 @@ orchestrator_private_channel(const char *prefix, Oid role, char *buf)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("orchestrator must be loaded via shared_preload_libraries")));
-	if (OidIsValid(last_role) && role == last_role && strcmp(prefix, last_prefix) == 0)
-	{
-		strlcpy(buf, last_name, NAMEDATALEN);
-		return;
-	}
+	for (int i = 0; i < PRIVATE_CHANNELS_KEPT; i++)
+		if (OidIsValid(made[i].role) && made[i].role == role && strcmp(made[i].prefix, prefix) == 0)
+		{
+			strlcpy(buf, made[i].name, NAMEDATALEN);
+			return;
+		}
 	memcpy(input, &MyDatabaseId, sizeof(Oid));
 	memcpy(input + sizeof(Oid), &role, sizeof(Oid));
 	ctx = pg_hmac_create(PG_SHA256);
 	if (ctx == NULL ||
 		pg_hmac_init(ctx, relay->channel_key, RELAY_CHANNEL_KEY_LEN) < 0 ||
 		pg_hmac_update(ctx, input, sizeof(input)) < 0 ||
+		pg_hmac_update(ctx, (const uint8 *) prefix, strlen(prefix)) < 0 ||
 		pg_hmac_final(ctx, digest, sizeof(digest)) < 0)
 		elog(ERROR, "could not compute a channel name: %s", pg_hmac_error(ctx));
 	pg_hmac_free(ctx);
@@ -786,9 +803,10 @@ orchestrator_private_channel(const char *prefix, Oid role, char *buf)
 	buf[n + 32] = '\0';
 	if (strlen(prefix) < NAMEDATALEN)
 	{
-		strlcpy(last_prefix, prefix, NAMEDATALEN);
-		strlcpy(last_name, buf, NAMEDATALEN);
-		last_role = role;
+		made[next_made].role = role;
+		strlcpy(made[next_made].prefix, prefix, NAMEDATALEN);
+		strlcpy(made[next_made].name, buf, NAMEDATALEN);
+		next_made = (next_made + 1) % PRIVATE_CHANNELS_KEPT;
 	}
 }
 

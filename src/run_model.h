@@ -87,6 +87,7 @@ typedef struct EngineRun
 	RunLeaves	leaves;
 	RunStatus	status;			/* kept current by the transitions */
 	Oid			owner;			/* the workflow's: steps run as this role */
+	Oid			started_by;		/* the role that started it (InvalidOid: unknown) */
 	char	   *name;
 	int32		version;
 	int32		priority;

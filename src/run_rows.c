@@ -555,6 +555,7 @@ run_row_lock(EngineRun *run, const char *step, RunLock lock, bool start, RunRowL
 	status = get_text(&r, t, RC_STATUS);
 	out->status = run_status_from_name(status);
 	out->owner = DatumGetObjectId(get(&r, t, RC_OWNER, &isnull));
+	out->started_by = DatumGetObjectId(get(&r, t, RC_STARTED_BY, &isnull));
 	out->name = get_text(&r, t, RC_NAME);
 	out->version = get_int32(&r, t, RC_VERSION);
 	out->priority = get_int32(&r, t, RC_PRIORITY);

@@ -43,6 +43,7 @@ typedef struct RunRowLocked
 {
 	RunStatus	status;
 	Oid			owner;
+	Oid			started_by;
 	char	   *name;
 	int32		version;
 	int32		priority;

@@ -122,6 +122,15 @@ RETURNS record
 AS 'MODULE_PATHNAME', 'orchestrator_relay_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- The caller's private channel for the events of the runs it started or
+-- whose workflow it owns (a keyed hash nobody else can compute; it changes
+-- when the server restarts); refused while orchestrator.notify_channels is
+-- 'public'.
+CREATE FUNCTION orchestrator._api_events_channel()
+RETURNS text
+AS 'MODULE_PATHNAME', 'orchestrator_events_channel'
+LANGUAGE C STABLE SECURITY DEFINER PARALLEL RESTRICTED;
+
 -- Every backend listening for notifications (any database) and the bytes of
 -- the server's notification queue it has still to read: the one furthest
 -- behind holds the queue back (src/relay.c).

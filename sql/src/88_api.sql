@@ -292,6 +292,13 @@ AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.session_channel() IS
 'the channel to LISTEN to for changes of the caller''s sessions (private to the caller; changes when the server restarts)';
 
+CREATE FUNCTION orchestrator.events_channel()
+RETURNS text
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'orchestrator_api';
+COMMENT ON FUNCTION orchestrator.events_channel() IS
+'the channel to LISTEN to for the events of the runs the caller started or whose workflow it owns (private to the caller; changes when the server restarts); with orchestrator.notify_channels private or both';
+
 CREATE FUNCTION orchestrator.set_owner_limits(role regrole, limits jsonb)
 RETURNS jsonb
 LANGUAGE C

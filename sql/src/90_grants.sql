@@ -40,6 +40,7 @@ GRANT EXECUTE ON FUNCTION
 	orchestrator.session_lock(text, uuid, interval),
 	orchestrator.session_unlock(text, uuid),
 	orchestrator.session_channel(),
+	orchestrator.events_channel(),
 	orchestrator.get_owner_limits(regrole)
 TO orchestrator_user;
 

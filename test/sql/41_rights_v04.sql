@@ -110,3 +110,13 @@ SELECT status FROM orchestrator.runs WHERE id = :'alice_t_run';
 RESET ROLE;
 SELECT count(orchestrator.cancel_workflow(id)) AS cancelled FROM orchestrator.runs WHERE name IN ('h_bob_t', 'h_alice_t', 'h_bob_rl', 'h_alice_rl');
 SELECT orchestrator.set_tenant_limits('h_acme', NULL);
+
+-- Run events on private channels (decision 83).  With
+-- orchestrator.notify_channels 'public', the default, there is no private
+-- channel to tell; the implementation is nobody's to call directly.
+-- (test/client/test_events_channel.py shows what each role hears with
+-- 'private' and 'both', a setting of the server.)
+SET ROLE h_alice;
+SELECT h_try('SELECT orchestrator.events_channel()') AS public_only;
+SELECT h_try('SELECT orchestrator._api_events_channel()') AS implementation;
+RESET ROLE;

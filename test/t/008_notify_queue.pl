@@ -142,6 +142,16 @@ is("$ret|$out", '0|5', 'starts commit where notifications would go directly');
 cmp_ok($node->safe_psql('postgres', 'SELECT dropped FROM orchestrator._relay_status()'),
 	'>', $before, 'their notifications are dropped and counted');
 
+# A session announcement too long for the relay's entries goes directly: it
+# is dropped too (before decision 83 it was sent past the limit, and with the
+# queue really full it failed its transaction at commit; 4b).
+$before = $node->safe_psql('postgres', 'SELECT dropped || \'|\' || direct FROM orchestrator._relay_status()');
+$node->safe_psql('postgres', "SELECT orchestrator.session_set(repeat('k', 300), '1')");
+my ($dropped0, $direct0) = split /\|/, $before;
+is( $node->safe_psql('postgres',
+		"SELECT dropped > $dropped0 AND direct = $direct0 FROM orchestrator._relay_status()"),
+	't', 'a long session announcement is dropped and counted, not sent past the limit');
+
 ###########################################################################
 # 4b. With ORCH_TEST_FULL_NOTIFY_QUEUE=1 only: the real queue, full (about
 #     80 s and 8 GB of disk on a laptop-class machine, too much for every CI
@@ -150,7 +160,7 @@ cmp_ok($node->safe_psql('postgres', 'SELECT dropped FROM orchestrator._relay_sta
 
 SKIP:
 {
-	skip 'ORCH_TEST_FULL_NOTIFY_QUEUE is not set', 4 unless $ENV{ORCH_TEST_FULL_NOTIFY_QUEUE};
+	skip 'ORCH_TEST_FULL_NOTIFY_QUEUE is not set', 5 unless $ENV{ORCH_TEST_FULL_NOTIFY_QUEUE};
 
 	$node->safe_psql('postgres',
 		'ALTER SYSTEM SET orchestrator.notify_queue_max_usage = 99; SELECT pg_reload_conf()');
@@ -170,6 +180,8 @@ SKIP:
 		'a start and its steps commit with the queue full');
 	($r, $o, $e) = $node->psql('other', "SELECT count(orchestrator.start_workflow('w')) FROM generate_series(1, 5)");
 	is("$r|$o", '0|5', 'starts that notify directly commit with the queue full');
+	($r, $o, $e) = $node->psql('postgres', "SELECT orchestrator.session_set(repeat('q', 300), '1')");
+	is($r, 0, 'a session change with a long key commits with the queue full');
 	is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'orchestrator relay'"),
 		'1', 'the relay is alive');
 }
