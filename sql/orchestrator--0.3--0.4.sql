@@ -127,6 +127,7 @@ CREATE TABLE orchestrator.owner_limits (
 	max_events_per_run   bigint      CHECK (max_events_per_run >= 0),
 	max_active_runs      bigint      CHECK (max_active_runs >= 0),
 	max_pending_webhooks bigint      CHECK (max_pending_webhooks >= 0),
+	max_sessions         bigint      CHECK (max_sessions >= 0),
 	updated_at           timestamptz NOT NULL DEFAULT now(),
 	updated_by           regrole     NOT NULL
 );
@@ -941,7 +942,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT jsonb_object_agg(k, orchestrator._owner_limit(role, k))
 	FROM unnest(ARRAY['max_input_bytes', 'max_result_bytes', 'max_signal_bytes', 'max_events_per_run',
-					  'max_active_runs', 'max_pending_webhooks']) k
+					  'max_active_runs', 'max_pending_webhooks', 'max_sessions']) k
 $$;
 
 CREATE FUNCTION orchestrator._api_set_owner_limits(role regrole, limits jsonb)
@@ -952,7 +953,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	known text[] := ARRAY['max_input_bytes', 'max_result_bytes', 'max_signal_bytes', 'max_events_per_run',
-						  'max_active_runs', 'max_pending_webhooks'];
+						  'max_active_runs', 'max_pending_webhooks', 'max_sessions'];
 	bad   text;
 	k     text;
 	v     jsonb;
@@ -993,12 +994,14 @@ BEGIN
 		max_signal_bytes     = CASE WHEN limits ? 'max_signal_bytes' THEN (limits ->> 'max_signal_bytes')::bigint ELSE l.max_signal_bytes END,
 		max_events_per_run   = CASE WHEN limits ? 'max_events_per_run' THEN (limits ->> 'max_events_per_run')::bigint ELSE l.max_events_per_run END,
 		max_active_runs      = CASE WHEN limits ? 'max_active_runs' THEN (limits ->> 'max_active_runs')::bigint ELSE l.max_active_runs END,
-		max_pending_webhooks = CASE WHEN limits ? 'max_pending_webhooks' THEN (limits ->> 'max_pending_webhooks')::bigint ELSE l.max_pending_webhooks END
+		max_pending_webhooks = CASE WHEN limits ? 'max_pending_webhooks' THEN (limits ->> 'max_pending_webhooks')::bigint ELSE l.max_pending_webhooks END,
+		max_sessions         = CASE WHEN limits ? 'max_sessions' THEN (limits ->> 'max_sessions')::bigint ELSE l.max_sessions END
 	WHERE l.owner = role;
 	-- a row of defaults only is no row
 	DELETE FROM orchestrator.owner_limits l WHERE l.owner = role
 		AND l.max_input_bytes IS NULL AND l.max_result_bytes IS NULL AND l.max_signal_bytes IS NULL
-		AND l.max_events_per_run IS NULL AND l.max_active_runs IS NULL AND l.max_pending_webhooks IS NULL;
+		AND l.max_events_per_run IS NULL AND l.max_active_runs IS NULL AND l.max_pending_webhooks IS NULL
+		AND l.max_sessions IS NULL;
 	-- every backend forgets the rows it keeps when this commits; this one now
 	PERFORM orchestrator._owner_limits_changed();
 	RETURN orchestrator._effective_owner_limits(role);
@@ -1029,7 +1032,8 @@ BEGIN
 				 (3, 'max_signal_bytes', 'orchestrator.max_signal_size'),
 				 (4, 'max_events_per_run', 'orchestrator.max_events_per_run'),
 				 (5, 'max_active_runs', 'orchestrator.max_active_runs_per_owner'),
-				 (6, 'max_pending_webhooks', 'orchestrator.max_pending_webhooks')) k(n, name, setting)
+				 (6, 'max_pending_webhooks', 'orchestrator.max_pending_webhooks'),
+				 (7, 'max_sessions', 'orchestrator.max_sessions_per_owner')) k(n, name, setting)
 	ORDER BY k.n;
 END
 $$;
@@ -1448,10 +1452,10 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION orchestrator._check_session_value(role regrole, value jsonb)
+CREATE FUNCTION orchestrator._check_session_write(role regrole, key text, value jsonb)
 RETURNS void
-AS 'MODULE_PATHNAME', 'orchestrator_check_session_value'
-LANGUAGE C STABLE PARALLEL SAFE;
+AS 'MODULE_PATHNAME', 'orchestrator_check_session_write'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION orchestrator._api_session_create(key text, value jsonb, ttl interval DEFAULT NULL)
 RETURNS boolean
@@ -1464,8 +1468,9 @@ DECLARE
 	created boolean;
 BEGIN
 	PERFORM orchestrator._session_set_check(key, value, ttl, NULL);
-	-- the value is held to the role's max_input_bytes (src/quota.c)
-	PERFORM orchestrator._check_session_value(me, value);
+	-- the value is held to the role's max_input_bytes, a new key to its
+	-- max_sessions (src/quota.c)
+	PERFORM orchestrator._check_session_write(me, key, value);
 	INSERT INTO orchestrator.session_store AS s (owner, key, value, version, expires_at, updated_at)
 		VALUES (me, key, value, 1, now() + ttl, now())
 	ON CONFLICT ON CONSTRAINT session_store_pkey DO UPDATE
@@ -2662,7 +2667,7 @@ RETURNS jsonb
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) IS
-'set hard limits of a role (max_input_bytes, max_result_bytes, max_signal_bytes, max_events_per_run, max_active_runs, max_pending_webhooks; null: the default, 0: none); admins only; returns the limits as they apply';
+'set hard limits of a role (max_input_bytes, max_result_bytes, max_signal_bytes, max_events_per_run, max_active_runs, max_pending_webhooks, max_sessions; null: the default, 0: none); admins only; returns the limits as they apply';
 
 CREATE FUNCTION orchestrator.get_owner_limits(role regrole DEFAULT NULL)
 RETURNS TABLE (name text, value bigint, source text)

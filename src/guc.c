@@ -46,6 +46,7 @@ int			orchestrator_max_events_per_run = 10000;
 int			orchestrator_max_owner_active_runs = 0;
 int			orchestrator_max_active_runs = 0;
 int			orchestrator_max_pending_webhooks = 0;
+int			orchestrator_max_sessions_per_owner = 0;
 int			orchestrator_shutdown_grace = 5000;
 int			orchestrator_step_timeout_grace = 5000;
 int			orchestrator_engine_timeout = 60 * 1000;
@@ -394,6 +395,16 @@ orchestrator_define_gucs(void)
 							"Default most pending webhook deliveries of the runs of workflows one role owns (orchestrator.owner_limits max_pending_webhooks overrides it).",
 							"Starts and signals are refused with SQLSTATE 54000 beyond it.  0: no limit (no count is made).",
 							&orchestrator_max_pending_webhooks,
+							0,
+							0, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("orchestrator.max_sessions_per_owner",
+							"Default most live session keys of one role (orchestrator.owner_limits max_sessions overrides it).",
+							"A write of a new key beyond it is refused with SQLSTATE 54000; writes of live keys are not.  0: no limit (no count is made).",
+							&orchestrator_max_sessions_per_owner,
 							0,
 							0, INT_MAX,
 							PGC_SUSET,

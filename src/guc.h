@@ -32,6 +32,7 @@ extern int	orchestrator_max_events_per_run;
 extern int	orchestrator_max_owner_active_runs;
 extern int	orchestrator_max_active_runs;
 extern int	orchestrator_max_pending_webhooks;
+extern int	orchestrator_max_sessions_per_owner;
 extern int	orchestrator_shutdown_grace;
 extern int	orchestrator_step_timeout_grace;
 extern int	orchestrator_engine_timeout;

@@ -17,5 +17,7 @@
 #define LOCK_SPACE_OWNER_STARTS	3
 /* _xact_lock(space, key): define_workflow() per name, maintain() (lock_space.c) */
 #define LOCK_SPACE_NAMED		4
+/* a role's new session keys while it has a session limit (quota.c) */
+#define LOCK_SPACE_OWNER_SESSIONS	5
 
 #endif							/* ORCHESTRATOR_LOCK_SPACE_H */

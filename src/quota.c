@@ -2,7 +2,7 @@
  *
  * quota.c
  *	  Hard per-owner limits: payload sizes, events per run, active runs,
- *	  pending webhook deliveries.
+ *	  pending webhook deliveries, live session keys.
  *
  * A limit belongs to the role that owns the run (the workflow's owner): a row
  * of orchestrator.owner_limits, set by an administrator with
@@ -52,19 +52,21 @@ typedef enum QuotaKind
 	Q_EVENTS,
 	Q_ACTIVE_RUNS,
 	Q_PENDING_WEBHOOKS,
+	Q_SESSIONS,
 	Q_COUNT
 } QuotaKind;
 
 /* Column of orchestrator.owner_limits and key of set_owner_limits(). */
 static const char *const quota_names[Q_COUNT] = {
 	"max_input_bytes", "max_result_bytes", "max_signal_bytes",
-	"max_events_per_run", "max_active_runs", "max_pending_webhooks"
+	"max_events_per_run", "max_active_runs", "max_pending_webhooks", "max_sessions"
 };
 
 /* The setting that gives each one's default. */
 static const char *const quota_settings[Q_COUNT] = {
 	"orchestrator.max_input_size", "orchestrator.max_result_size", "orchestrator.max_signal_size",
-	"orchestrator.max_events_per_run", "orchestrator.max_active_runs_per_owner", "orchestrator.max_pending_webhooks"
+	"orchestrator.max_events_per_run", "orchestrator.max_active_runs_per_owner", "orchestrator.max_pending_webhooks",
+	"orchestrator.max_sessions_per_owner"
 };
 
 typedef struct OwnerLimits
@@ -138,6 +140,8 @@ quota_default(QuotaKind k)
 			return orchestrator_max_owner_active_runs;
 		case Q_PENDING_WEBHOOKS:
 			return orchestrator_max_pending_webhooks;
+		case Q_SESSIONS:
+			return orchestrator_max_sessions_per_owner;
 		default:
 			return 0;
 	}
@@ -170,7 +174,7 @@ owner_limits(Oid owner)
 		row.owner = owner;
 		SPI_connect();
 		if (SPI_execute_with_args("SELECT max_input_bytes, max_result_bytes, max_signal_bytes, "
-								  "max_events_per_run, max_active_runs, max_pending_webhooks "
+								  "max_events_per_run, max_active_runs, max_pending_webhooks, max_sessions "
 								  "FROM orchestrator.owner_limits WHERE owner = $1",
 								  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read orchestrator.owner_limits");
@@ -255,6 +259,8 @@ typedef enum QuotaCount
 	COUNT_ACTIVE_RUNS,
 	COUNT_PENDING_WEBHOOKS,
 	COUNT_RUN_EVENTS,
+	COUNT_SESSION_KEY,
+	COUNT_SESSIONS,
 	COUNT_KINDS
 } QuotaCount;
 
@@ -262,6 +268,7 @@ static const struct
 {
 	const char *sql;
 	Oid			argtype;
+	Oid			argtype2;		/* of $2, when not the limit */
 }			count_queries[COUNT_KINDS] = {
 	[COUNT_ACTIVE_RUNS] = {
 		"SELECT count(*) FROM (SELECT 1 FROM orchestrator.workflow_runs r "
@@ -273,9 +280,18 @@ static const struct
 	[COUNT_RUN_EVENTS] = {
 		"SELECT coalesce(max(e.seq), 0) FROM orchestrator.workflow_events e "
 		"WHERE e.run_id = $1 AND $2 > 0", UUIDOID},
+	/* 1 when the role's key $2 is live (a primary key probe) */
+	[COUNT_SESSION_KEY] = {
+		"SELECT count(*) FROM orchestrator.session_store s WHERE s.owner = $1 AND s.key = $2 "
+		"AND (s.expires_at IS NULL OR s.expires_at > now())", REGROLEOID, TEXTOID},
+	[COUNT_SESSIONS] = {
+		"SELECT count(*) FROM (SELECT 1 FROM orchestrator.session_store s WHERE s.owner = $1 "
+		"AND (s.expires_at IS NULL OR s.expires_at > now()) LIMIT $2) c", REGROLEOID},
 };
 
 static SPIPlanPtr count_plans[COUNT_KINDS];
+
+static int64 count_with(QuotaCount kind, Datum arg, Datum arg2);
 
 /*
  * count_at_most
@@ -285,8 +301,16 @@ static SPIPlanPtr count_plans[COUNT_KINDS];
 static int64
 count_at_most(QuotaCount kind, Datum arg, int64 limit)
 {
-	Oid			types[2] = {count_queries[kind].argtype, INT8OID};
-	Datum		values[2] = {arg, Int64GetDatum(limit)};
+	return count_with(kind, arg, Int64GetDatum(limit));
+}
+
+/* count_at_most() with any second argument. */
+static int64
+count_with(QuotaCount kind, Datum arg, Datum arg2)
+{
+	Oid			types[2] = {count_queries[kind].argtype,
+		OidIsValid(count_queries[kind].argtype2) ? count_queries[kind].argtype2 : INT8OID};
+	Datum		values[2] = {arg, arg2};
 	int64		n = 0;
 	bool		isnull;
 
@@ -433,27 +457,52 @@ orchestrator_quota_check_result(Oid owner, Datum result, bool isnull)
 }
 
 /*
- * A session's value, written by "role" (session_create(), session_set()):
- * held to the role's max_input_bytes, as a run's input.  Sessions had no
- * bound: one role could write values of up to 1 GB into the shared table.
+ * orchestrator_quota_check_session
+ *		Before "role" writes a session (session_create(), session_set()):
+ *		the value is held to the role's max_input_bytes, as a run's input
+ *		(sessions had no bound: one role could write values of up to 1 GB
+ *		into the table all roles share), and a new key ("key" not (Datum) 0,
+ *		and not live) to its max_sessions, counted under a lock per role held
+ *		until commit, so that concurrent writers of new keys cannot go over
+ *		together.  A write of a live key is never refused for the count.
  */
 void
-orchestrator_quota_check_session(Oid role, Datum value, bool isnull)
+orchestrator_quota_check_session(Oid role, Datum key, Datum value, bool isnull)
 {
+	int64		limit;
+	int64		n;
+	LOCKTAG		tag;
+
 	check_payload(role, Q_INPUT, "the session's value", value, isnull);
+	if (key == (Datum) 0)
+		return;
+	limit = quota_limit(role, Q_SESSIONS);
+	if (limit <= 0 || count_with(COUNT_SESSION_KEY, ObjectIdGetDatum(role), key) > 0)
+		return;
+	/* the extension's own lock space (lock_space.h): "orch", the role */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x6f726368, (uint32) role, LOCK_SPACE_OWNER_SESSIONS);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	n = count_at_most(COUNT_SESSIONS, ObjectIdGetDatum(role), limit);
+	if (n >= limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" has too many sessions", role_name(role)),
+				 errdetail("It has %lld live session keys; %s of role \"%s\" is %lld.",
+						   (long long) n, quota_names[Q_SESSIONS], role_name(role), (long long) limit),
+				 errhint("Delete keys, or give them a ttl.  %s", raise_hint(role, Q_SESSIONS))));
 }
 
 /*
- * orchestrator._check_session_value(role regrole, value jsonb): the same,
- * for session_create() (PL/pgSQL).
+ * orchestrator._check_session_write(role regrole, key text, value jsonb):
+ * the same, for session_create() (PL/pgSQL).
  */
-PG_FUNCTION_INFO_V1(orchestrator_check_session_value);
+PG_FUNCTION_INFO_V1(orchestrator_check_session_write);
 
 Datum
-orchestrator_check_session_value(PG_FUNCTION_ARGS)
+orchestrator_check_session_write(PG_FUNCTION_ARGS)
 {
-	if (!PG_ARGISNULL(0))
-		orchestrator_quota_check_session(PG_GETARG_OID(0), PG_GETARG_DATUM(1), PG_ARGISNULL(1));
+	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1))
+		orchestrator_quota_check_session(PG_GETARG_OID(0), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2), PG_ARGISNULL(2));
 	PG_RETURN_VOID();
 }
 

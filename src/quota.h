@@ -13,7 +13,7 @@
 extern void orchestrator_quota_check_start(Oid owner, Datum input, bool input_isnull);
 extern void orchestrator_quota_check_result(Oid owner, Datum result, bool isnull);
 extern void orchestrator_quota_check_events(Oid owner, Datum run_id);
-extern void orchestrator_quota_check_session(Oid role, Datum value, bool isnull);
+extern void orchestrator_quota_check_session(Oid role, Datum key, Datum value, bool isnull);
 extern void orchestrator_quota_check_worker_payload(Oid owner, const char *what, Datum payload, bool isnull);
 
 #endif							/* ORCHESTRATOR_QUOTA_H */

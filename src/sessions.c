@@ -341,7 +341,9 @@ orchestrator_session_set(PG_FUNCTION_ARGS)
 	int			rc;
 
 	session_check(fcinfo, 4);
-	orchestrator_quota_check_session(owner, PG_GETARG_DATUM(1), false);
+	/* an update of a live key (a lock token or a version) makes no new key */
+	orchestrator_quota_check_session(owner, has_token || (has_expected && expected > 0) ? (Datum) 0 : PG_GETARG_DATUM(0),
+									 PG_GETARG_DATUM(1), false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 

@@ -1,6 +1,6 @@
 -- Hard limits per owner role (src/quota.c): the largest input, step result
--- and signal payload, the most events per run, active runs and pending
--- webhook deliveries.  A row here, set by an administrator with
+-- and signal payload, the most events per run, active runs, pending
+-- webhook deliveries and live session keys.  A row here, set by an administrator with
 -- set_owner_limits(), overrides the defaults (the settings
 -- orchestrator.max_*); a NULL column is the default, 0 is no limit.  Going
 -- over raises 54000 (program_limit_exceeded) and writes nothing.
@@ -16,6 +16,7 @@ CREATE TABLE orchestrator.owner_limits (
 	max_events_per_run   bigint      CHECK (max_events_per_run >= 0),
 	max_active_runs      bigint      CHECK (max_active_runs >= 0),
 	max_pending_webhooks bigint      CHECK (max_pending_webhooks >= 0),
+	max_sessions         bigint      CHECK (max_sessions >= 0),
 	updated_at           timestamptz NOT NULL DEFAULT now(),
 	updated_by           regrole     NOT NULL
 );
@@ -48,7 +49,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT jsonb_object_agg(k, orchestrator._owner_limit(role, k))
 	FROM unnest(ARRAY['max_input_bytes', 'max_result_bytes', 'max_signal_bytes', 'max_events_per_run',
-					  'max_active_runs', 'max_pending_webhooks']) k
+					  'max_active_runs', 'max_pending_webhooks', 'max_sessions']) k
 $$;
 
 -- set_owner_limits(role, limits): merge "limits" into the role's row (a key
@@ -62,7 +63,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	known text[] := ARRAY['max_input_bytes', 'max_result_bytes', 'max_signal_bytes', 'max_events_per_run',
-						  'max_active_runs', 'max_pending_webhooks'];
+						  'max_active_runs', 'max_pending_webhooks', 'max_sessions'];
 	bad   text;
 	k     text;
 	v     jsonb;
@@ -103,12 +104,14 @@ BEGIN
 		max_signal_bytes     = CASE WHEN limits ? 'max_signal_bytes' THEN (limits ->> 'max_signal_bytes')::bigint ELSE l.max_signal_bytes END,
 		max_events_per_run   = CASE WHEN limits ? 'max_events_per_run' THEN (limits ->> 'max_events_per_run')::bigint ELSE l.max_events_per_run END,
 		max_active_runs      = CASE WHEN limits ? 'max_active_runs' THEN (limits ->> 'max_active_runs')::bigint ELSE l.max_active_runs END,
-		max_pending_webhooks = CASE WHEN limits ? 'max_pending_webhooks' THEN (limits ->> 'max_pending_webhooks')::bigint ELSE l.max_pending_webhooks END
+		max_pending_webhooks = CASE WHEN limits ? 'max_pending_webhooks' THEN (limits ->> 'max_pending_webhooks')::bigint ELSE l.max_pending_webhooks END,
+		max_sessions         = CASE WHEN limits ? 'max_sessions' THEN (limits ->> 'max_sessions')::bigint ELSE l.max_sessions END
 	WHERE l.owner = role;
 	-- a row of defaults only is no row
 	DELETE FROM orchestrator.owner_limits l WHERE l.owner = role
 		AND l.max_input_bytes IS NULL AND l.max_result_bytes IS NULL AND l.max_signal_bytes IS NULL
-		AND l.max_events_per_run IS NULL AND l.max_active_runs IS NULL AND l.max_pending_webhooks IS NULL;
+		AND l.max_events_per_run IS NULL AND l.max_active_runs IS NULL AND l.max_pending_webhooks IS NULL
+		AND l.max_sessions IS NULL;
 	-- every backend forgets the rows it keeps when this commits; this one now
 	PERFORM orchestrator._owner_limits_changed();
 	RETURN orchestrator._effective_owner_limits(role);
@@ -142,7 +145,8 @@ BEGIN
 				 (3, 'max_signal_bytes', 'orchestrator.max_signal_size'),
 				 (4, 'max_events_per_run', 'orchestrator.max_events_per_run'),
 				 (5, 'max_active_runs', 'orchestrator.max_active_runs_per_owner'),
-				 (6, 'max_pending_webhooks', 'orchestrator.max_pending_webhooks')) k(n, name, setting)
+				 (6, 'max_pending_webhooks', 'orchestrator.max_pending_webhooks'),
+				 (7, 'max_sessions', 'orchestrator.max_sessions_per_owner')) k(n, name, setting)
 	ORDER BY k.n;
 END
 $$;

@@ -99,11 +99,12 @@ BEGIN
 END
 $$;
 
--- A session's value is held to the writing role's max_input_bytes (54000).
-CREATE FUNCTION orchestrator._check_session_value(role regrole, value jsonb)
+-- A session's value is held to the writing role's max_input_bytes, and a
+-- new key to its max_sessions (54000; src/quota.c).
+CREATE FUNCTION orchestrator._check_session_write(role regrole, key text, value jsonb)
 RETURNS void
-AS 'MODULE_PATHNAME', 'orchestrator_check_session_value'
-LANGUAGE C STABLE PARALLEL SAFE;
+AS 'MODULE_PATHNAME', 'orchestrator_check_session_write'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION orchestrator._api_session_create(key text, value jsonb, ttl interval DEFAULT NULL)
 RETURNS boolean
@@ -116,8 +117,9 @@ DECLARE
 	created boolean;
 BEGIN
 	PERFORM orchestrator._session_set_check(key, value, ttl, NULL);
-	-- the value is held to the role's max_input_bytes (src/quota.c)
-	PERFORM orchestrator._check_session_value(me, value);
+	-- the value is held to the role's max_input_bytes, a new key to its
+	-- max_sessions (src/quota.c)
+	PERFORM orchestrator._check_session_write(me, key, value);
 	INSERT INTO orchestrator.session_store AS s (owner, key, value, version, expires_at, updated_at)
 		VALUES (me, key, value, 1, now() + ttl, now())
 	ON CONFLICT ON CONSTRAINT session_store_pkey DO UPDATE

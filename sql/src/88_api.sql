@@ -304,7 +304,7 @@ RETURNS jsonb
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'orchestrator_api';
 COMMENT ON FUNCTION orchestrator.set_owner_limits(regrole, jsonb) IS
-'set hard limits of a role (max_input_bytes, max_result_bytes, max_signal_bytes, max_events_per_run, max_active_runs, max_pending_webhooks; null: the default, 0: none); admins only; returns the limits as they apply';
+'set hard limits of a role (max_input_bytes, max_result_bytes, max_signal_bytes, max_events_per_run, max_active_runs, max_pending_webhooks, max_sessions; null: the default, 0: none); admins only; returns the limits as they apply';
 
 CREATE FUNCTION orchestrator.get_owner_limits(role regrole DEFAULT NULL)
 RETURNS TABLE (name text, value bigint, source text)

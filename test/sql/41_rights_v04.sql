@@ -76,6 +76,36 @@ SELECT orchestrator.session_set('h_big', jsonb_build_object('x', repeat('x', 200
 RESET ROLE;
 SELECT orchestrator.set_owner_limits('h_alice', '{"max_input_bytes": null}') ->> 'max_input_bytes' AS alice_max_input;
 
+-- 3b. The number of session keys had no bound either (rows, not bytes: a
+-- role could fill the shared table with small keys).  max_sessions counts a
+-- role's live keys; a new key beyond it is refused (54000, nothing written),
+-- a write of a live key never is, expired keys do not count, and another
+-- role's keys are its own.
+SELECT orchestrator.set_owner_limits('h_alice', '{"max_sessions": 2}') ->> 'max_sessions' AS alice_max_sessions;
+SET ROLE h_alice;
+SELECT orchestrator.session_delete('h_small') AND orchestrator.session_delete('h_small2') AS alice_starts_empty;
+SELECT orchestrator.session_set('h_k1', '1') AS k1, orchestrator.session_create('h_k2', '2') AS k2;
+SELECT h_try($$SELECT orchestrator.session_set('h_k3', '3')$$) AS set_new_key_over;
+SELECT h_try($$SELECT orchestrator.session_create('h_k3', '3')$$) AS create_new_key_over;
+SELECT count(*) AS written FROM orchestrator.sessions WHERE key = 'h_k3';
+SELECT orchestrator.session_set('h_k1', '10') AS live_key_rewritten,
+	   orchestrator.session_set('h_k2', '20', expected_version => 1) AS live_key_at_version;
+-- a key that expires frees its place; so does a deleted one
+SELECT orchestrator.session_set('h_k2', '2', '1 millisecond') AS k2_expiring;
+SELECT pg_sleep(0.01);
+SELECT orchestrator.session_set('h_k3', '3') AS k3_after_expiry;
+SELECT orchestrator.session_delete('h_k1') AS k1_deleted;
+SELECT orchestrator.session_create('h_k4', '4') AS k4_after_delete;
+SELECT * FROM orchestrator.get_owner_limits() WHERE name = 'max_sessions';
+RESET ROLE;
+SET ROLE h_bob;
+SELECT orchestrator.session_set('h_k1', '1') + orchestrator.session_set('h_k2', '2')
+	+ orchestrator.session_set('h_k3', '3') AS bob_sets_three_new_keys;
+RESET ROLE;
+SELECT orchestrator.set_owner_limits('h_alice', '{"max_sessions": null}') ->> 'max_sessions' AS alice_max_sessions;
+-- later tests count the sessions
+DELETE FROM orchestrator.session_store WHERE key LIKE 'h\_k_';
+
 -- 4. Flow control.  A rate_limit key names a bucket of the workflow's owner:
 -- h_bob draining its own "h_key" (burst 1, a token an hour) leaves h_alice's
 -- bucket of the same name full (held).
