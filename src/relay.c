@@ -48,7 +48,7 @@
  * (session keys, src/sessions.c) from the others.
  *
  * Nobody listening, nothing sent: a commit's notifications go to the ring
- * only when a backend of this database LISTENs (notify_listened_here()),
+ * only when a backend of this database LISTENs (notify_queue_listened_here()),
  * counted in "unheard" otherwise.
  *
  * Delivery is best effort, as NOTIFY always was for a client that is not
@@ -68,8 +68,8 @@
  * drops what does not fit (counted in "dropped") rather than wait.  A
  * transaction that would notify directly drops its notifications then
  * (counted too).  If NOTIFY fails in the relay all the same, the batch is
- * dropped, counted and the relay pauses.  orchestrator._notify_listeners()
- * reads the server's own record of each listening backend's position, so
+ * dropped, counted and the relay pauses.  What the server's queue holds and
+ * who listens is read from the server's own record (notify_queue.c), so
  * health() names the session that holds the queue back.
  *
  *-------------------------------------------------------------------------
@@ -91,16 +91,14 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
-#include "storage/lwlock.h"
-#include "access/slru.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
 
 #include "guc.h"
+#include "notify_queue.h"
 #include "relay.h"
 #include "workers.h"
 
@@ -161,7 +159,6 @@ typedef struct RelayShared
 	pg_atomic_uint64 deferrals; /* pauses because the queue was too full */
 	pg_atomic_uint64 unheard;	/* not sent: nobody listened in the database */
 	TimestampTz deferred_since; /* 0 unless the relay is waiting for room */
-	struct NotifyQueueControl *notify_queue;	/* the server's, or NULL */
 	int			capacity;
 	uint8		channel_key[RELAY_CHANNEL_KEY_LEN];	/* names private channels */
 	RelayEntry	entries[FLEXIBLE_ARRAY_MEMBER];
@@ -169,114 +166,6 @@ typedef struct RelayShared
 
 static RelayShared *relay = NULL;
 
-/*
- * The server's record of the notification queue: where it begins and ends
- * and how far each listening backend has read.  PostgreSQL keeps it private
- * to commands/async.c; this is its layout in PostgreSQL 14 to 16 (stable
- * within a major release), found by its shared-memory name when shared memory is set up.  A size
- * that differs from the entry's (another layout) leaves it unread: the
- * queue's usage then comes from pg_notification_queue_usage() and no
- * listener is named.
- */
-typedef struct NotifyQueuePos
-{
-	int			page;
-	int			offset;
-} NotifyQueuePos;
-
-typedef struct NotifyListener
-{
-	int32		pid;			/* InvalidPid: this slot does not listen */
-	Oid			dboid;
-	BackendId	next;			/* next listening slot */
-	NotifyQueuePos pos;			/* next entry it will read */
-} NotifyListener;
-
-typedef struct NotifyQueueControl
-{
-	NotifyQueuePos head;
-	NotifyQueuePos tail;
-	int			stop_page;
-	BackendId	first;			/* first listening slot */
-	TimestampTz last_fill_warning;
-	NotifyListener slots[FLEXIBLE_ARRAY_MEMBER];	/* [1..MaxBackends] */
-} NotifyQueueControl;
-
-/* Pages of the queue before it wraps (async.c's QUEUE_MAX_PAGE + 1). */
-#define NOTIFY_QUEUE_PAGES ((int64) SLRU_PAGES_PER_SEGMENT * 0x10000)
-
-/* Bytes of the queue listener "l" has still to read. */
-static int64
-notify_listener_behind(NotifyQueueControl *q, NotifyListener *l)
-{
-	int64		pages = ((int64) q->head.page - l->pos.page + NOTIFY_QUEUE_PAGES) % NOTIFY_QUEUE_PAGES;
-
-	return pages * BLCKSZ + q->head.offset - l->pos.offset;
-}
-
-/*
- * notify_queue_find
- *		In the postmaster, after the server's own shared memory is set up:
- *		the server's record of the notification queue, or NULL.
- */
-static NotifyQueueControl *
-notify_queue_find(void)
-{
-#if PG_VERSION_NUM >= 140000 && PG_VERSION_NUM < 170000
-	NotifyQueueControl *volatile q = NULL;
-	Size		size = add_size(offsetof(NotifyQueueControl, slots),
-								mul_size(MaxBackends + 1, sizeof(NotifyListener)));
-	MemoryContext context = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		bool		found;
-		NotifyQueueControl *c = ShmemInitStruct("Async Queue Control", size, &found);
-
-		if (found)
-			q = c;
-	}
-	PG_CATCH();
-	{
-		/* "ShmemIndex entry size is wrong": a layout we do not know */
-		MemoryContextSwitchTo(context);
-		FlushErrorState();
-		q = NULL;
-	}
-	PG_END_TRY();
-	return q;
-#else
-	return NULL;
-#endif
-}
-
-/*
- * notify_queue_behind
- *		Bytes of the notification queue the listener furthest behind has
- *		still to read (the real extent of the queue: the server moves its
- *		tail only now and then, when a notifying transaction crosses some
- *		pages), and through "pid" that listener.
- */
-static int64
-notify_queue_behind(NotifyQueueControl *q, int32 *pid)
-{
-	int64		most = 0;
-
-	*pid = 0;
-	LWLockAcquire(NotifyQueueLock, LW_SHARED);
-	for (BackendId i = q->first; i > 0 && i <= MaxBackends; i = q->slots[i].next)
-	{
-		int64		b = notify_listener_behind(q, &q->slots[i]);
-
-		if (q->slots[i].pid != InvalidPid && b > most)
-		{
-			most = b;
-			*pid = q->slots[i].pid;
-		}
-	}
-	LWLockRelease(NotifyQueueLock);
-	return most;
-}
 
 
 static const char *const channel_names[] = {"orchestrator", "orchestrator_queue"};
@@ -301,8 +190,6 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 PG_FUNCTION_INFO_V1(orchestrator_notify_sql);
 PG_FUNCTION_INFO_V1(orchestrator_relay_status);
-PG_FUNCTION_INFO_V1(orchestrator_notify_listeners);
-PG_FUNCTION_INFO_V1(orchestrator_notify_queue_usage);
 
 static Size
 relay_shmem_size(void)
@@ -349,36 +236,9 @@ relay_shmem_startup(void)
 	}
 	LWLockRelease(AddinShmemInitLock);
 	/* set up before this hook runs; found again after a crash restart */
-	relay->notify_queue = notify_queue_find();
+	notify_queue_attach();
 }
 
-/*
- * notify_listened_here
- *		Does a backend LISTEN in this database?  (True when the server's
- *		record cannot be read.)
- *
- * Asked at commit, after this transaction became visible: a session whose
- * LISTEN registers later reads the events this transaction appended when it
- * catches up with events(run_id, after_seq) after its LISTEN, so nothing is
- * lost by not sending them.  A session that registered before is seen here
- * (both under NotifyQueueLock).  So when nobody listens, the notifications
- * of a commit are neither copied, nor sent, nor is the relay woken: most
- * commits of an engine without a LISTENing client cost nothing here.
- */
-static bool
-notify_listened_here(void)
-{
-	NotifyQueueControl *q = relay->notify_queue;
-	bool		found = false;
-
-	if (q == NULL)
-		return true;
-	LWLockAcquire(NotifyQueueLock, LW_SHARED);
-	for (BackendId i = q->first; i > 0 && i <= MaxBackends && !found; i = q->slots[i].next)
-		found = q->slots[i].pid != InvalidPid && q->slots[i].dboid == MyDatabaseId;
-	LWLockRelease(NotifyQueueLock);
-	return found;
-}
 
 /*
  * relay_append
@@ -449,7 +309,7 @@ relay_hold(Pending *p)
 	held_offered = -1;
 	held_n = 0;
 	/* nobody listens: ask again at commit, after visibility (see there) */
-	if (!notify_listened_here())
+	if (!notify_queue_listened_here())
 		return;
 	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
 	room = relay->capacity - (relay->head - relay->tail);
@@ -517,7 +377,7 @@ relay_release(bool send)
  *		relay waits).
  *
  * Whether anybody listens is asked again here, after the transaction became
- * visible (notify_listened_here()): when nobody does, the held entries are
+ * visible (notify_queue_listened_here()): when nobody does, the held entries are
  * voided.  Entries the transaction did not hold go to the head now: all of
  * them when nobody listened before the commit (a session that began to
  * listen in between catches up with events(run_id, after_seq) anyway), and
@@ -536,7 +396,7 @@ orchestrator_relay_commit(void)
 		held_offered = -1;
 		return;
 	}
-	heard = notify_listened_here();
+	heard = notify_queue_listened_here();
 	if (held_offered < 0)
 		from = 0;
 	else
@@ -616,34 +476,6 @@ relay_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
-/*
- * notify_queue_usage
- *		How full the server's notification queue is, as
- *		pg_notification_queue_usage() counts (1: the half of its pages it
- *		can use), but up to the listener furthest behind rather than to the
- *		tail the server last recorded.
- */
-static double
-notify_queue_usage(void)
-{
-	int32		pid;
-
-	if (relay == NULL || relay->notify_queue == NULL)
-		return DatumGetFloat8(DirectFunctionCall1(pg_notification_queue_usage, (Datum) 0));
-	return (double) notify_queue_behind(relay->notify_queue, &pid) /
-		((double) NOTIFY_QUEUE_PAGES / 2 * BLCKSZ);
-}
-
-/*
- * notify_queue_has_room
- *		Is the server's notification queue below
- *		orchestrator.notify_queue_max_usage?
- */
-static bool
-notify_queue_has_room(void)
-{
-	return notify_queue_usage() * 100.0 < (double) orchestrator_notify_queue_max_usage;
-}
 
 /* Is a relay serving this backend's database? */
 static bool
@@ -868,50 +700,6 @@ orchestrator_relay_status(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-/*
- * orchestrator._notify_listeners(): every backend that listens (in any
- * database), with how many bytes of the notification queue it has still to
- * read; the one with the most holds the queue back (its position is the
- * queue's tail).  No rows when the server's record cannot be read.
- */
-Datum
-orchestrator_notify_listeners(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	NotifyQueueControl *q;
-
-	InitMaterializedSRF(fcinfo, 0);
-	q = relay != NULL ? relay->notify_queue : NULL;
-	if (q == NULL)
-		PG_RETURN_VOID();
-
-	LWLockAcquire(NotifyQueueLock, LW_SHARED);
-	for (BackendId i = q->first; i > 0 && i <= MaxBackends; i = q->slots[i].next)
-	{
-		NotifyListener *l = &q->slots[i];
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
-
-		if (l->pid == InvalidPid)
-			continue;
-		values[0] = Int32GetDatum(l->pid);
-		values[1] = ObjectIdGetDatum(l->dboid);
-		values[2] = Int64GetDatum(notify_listener_behind(q, l));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	LWLockRelease(NotifyQueueLock);
-	PG_RETURN_VOID();
-}
-
-/*
- * orchestrator._notify_queue_usage(): notify_queue_usage(), what the relay
- * compares with orchestrator.notify_queue_max_usage.
- */
-Datum
-orchestrator_notify_queue_usage(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_FLOAT8(notify_queue_usage());
-}
 
 /* Exit callback of the relay: backends notify directly from now on. */
 static void
