@@ -38,6 +38,19 @@ engine_claim(const char *queue, int max_items, Datum workflows, EngineClaim **cl
 	return queue_rows_claim_of(queue, max_items, workflows, claimed);
 }
 
+/*
+ * engine_claim_rolling
+ *		engine_claim() of an internal queue for the claims of a dispatcher's
+ *		rolling batch: each goes on from where the last one of the
+ *		transaction stopped instead of reading again what the transaction
+ *		claimed (queue_rows_claim_rolling()).
+ */
+uint64
+engine_claim_rolling(const char *queue, int max_items, EngineClaim **claimed)
+{
+	return queue_rows_claim_rolling(queue, max_items, claimed);
+}
+
 /* A run read and locked by run_row_lock(), into an EngineRun. */
 void
 engine_run_from_row(EngineRun *run, const RunRowLocked *row)

@@ -16,6 +16,7 @@
 #include "run_model.h"
 #include "run_rows.h"
 
+extern uint64 engine_claim_rolling(const char *queue, int max_items, EngineClaim **claimed);
 extern uint64 engine_claim(const char *queue, int max_items, Datum workflows,
 						   EngineClaim **claimed);
 extern bool engine_lock_run(Datum run_id, const char *step, bool skip_locked, EngineRun *run);

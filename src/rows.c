@@ -34,6 +34,7 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/itup.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -41,6 +42,7 @@
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "storage/bufmgr.h"
+#include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -514,31 +516,39 @@ btree_proc(Oid opfamily, Oid type, StrategyNumber strategy)
 }
 
 /*
- * The scan of rows_scan_on() and rows_scan_until(): the index's leading
- * nkeys columns compared with keys[] by strategy, in the index's order.
+ * The scan of rows_scan_on(), rows_scan_until() and rows_scan_range(): the
+ * index's leading nkeys columns compared with keys[] by strategies[], in the
+ * index's order; entries: the index's entries are read first (rows_next_entry()).
  */
 static RowsScan *
-scan_begin(Relation rel, Oid indexid, StrategyNumber strategy, int nkeys, const Datum *keys)
+scan_begin(Relation rel, Oid indexid, const StrategyNumber *strategies, int nkeys,
+		   const Datum *keys, bool entries)
 {
 	RowsScan   *s = palloc(sizeof(RowsScan));
-	ScanKeyData skeys[2];
+	ScanKeyData skeys[ROWS_SCAN_MAX_KEYS];
 
-	Assert(nkeys >= 1 && nkeys <= 2);
+	Assert(nkeys >= 1 && nkeys <= ROWS_SCAN_MAX_KEYS);
 	CommandCounterIncrement();
 	s->index = index_open(indexid, AccessShareLock);
 	for (int k = 0; k < nkeys; k++)
 	{
 		Oid			type = s->index->rd_opcintype[k];
 
-		ScanKeyEntryInitialize(&skeys[k], 0, k + 1, strategy, type,
+		ScanKeyEntryInitialize(&skeys[k], 0, k + 1, strategies[k], type,
 							   s->index->rd_indcollation[k],
-							   btree_proc(s->index->rd_opfamily[k], type, strategy), keys[k]);
+							   btree_proc(s->index->rd_opfamily[k], type, strategies[k]), keys[k]);
 	}
 	s->slot = table_slot_create(rel, NULL);
 	s->scan = index_beginscan(rel, s->index, SnapshotSelf, nkeys, 0);
+	/* before the rescan: that is where the index's access method looks at it */
+	s->scan->xs_want_itup = entries;
 	index_rescan(s->scan, skeys, nkeys, NULL, 0);
 	return s;
 }
+
+static const StrategyNumber equal_strategies[ROWS_SCAN_MAX_KEYS] = {
+	BTEqualStrategyNumber, BTEqualStrategyNumber, BTEqualStrategyNumber
+};
 
 /*
  * rows_scan_on
@@ -548,7 +558,7 @@ scan_begin(Relation rel, Oid indexid, StrategyNumber strategy, int nkeys, const 
 RowsScan *
 rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys)
 {
-	return scan_begin(rel, indexid, BTEqualStrategyNumber, nkeys, keys);
+	return scan_begin(rel, indexid, equal_strategies, nkeys, keys, false);
 }
 
 HeapTuple
@@ -688,5 +698,93 @@ rows_fetch_tid(Relation rel, ItemPointer tid)
 RowsScan *
 rows_scan_until(Relation rel, Oid indexid, Datum upper)
 {
-	return scan_begin(rel, indexid, BTLessEqualStrategyNumber, 1, &upper);
+	StrategyNumber strategy = BTLessEqualStrategyNumber;
+
+	return scan_begin(rel, indexid, &strategy, 1, &upper, false);
+}
+
+/*
+ * rows_scan_range
+ *		The entries of index indexid whose leading nkeys columns compare with
+ *		keys[] by strategies[] (btree strategy numbers: keys[k] is the right
+ *		operand), in the index's order, each seen before its row: what
+ *		rows_next_entry() says of an entry decides whether its row is read
+ *		(rows_entry_row()).
+ */
+RowsScan *
+rows_scan_range(Relation rel, Oid indexid, int nkeys, const StrategyNumber *strategies,
+				const Datum *keys)
+{
+	return scan_begin(rel, indexid, strategies, nkeys, keys, true);
+}
+
+/*
+ * rows_next_entry
+ *		The next entry of a rows_scan_range(): the row it points to (*tid,
+ *		the root of a HOT chain) and its key columns (values[], isnull[]:
+ *		as many as the index has; valid until the next call).  False at
+ *		the end.
+ */
+bool
+rows_next_entry(RowsScan *s, ItemPointer tid, Datum *values, bool *isnull)
+{
+	ItemPointer found = index_getnext_tid(s->scan, ForwardScanDirection);
+
+	if (found == NULL)
+		return false;
+	*tid = *found;
+	index_deform_tuple(s->scan->xs_itup, s->scan->xs_itupdesc, values, isnull);
+	return true;
+}
+
+/*
+ * rows_entry_row
+ *		The row of the entry rows_next_entry() returned last, the latest
+ *		version (SnapshotSelf) as rows_next() returns it; NULL when none is
+ *		visible.
+ */
+HeapTuple
+rows_entry_row(RowsScan *s)
+{
+	bool		should_free;
+	HeapTuple	tuple;
+
+	do
+	{
+		if (index_fetch_heap(s->scan, s->slot))
+		{
+			tuple = ExecFetchSlotHeapTuple(s->slot, false, &should_free);
+			Assert(!should_free);
+			return tuple;
+		}
+	} while (s->scan->xs_heap_continue);
+	return NULL;
+}
+
+/*
+ * rows_held_elsewhere
+ *		Does another transaction, still running, hold the row the scan
+ *		returned last (a lock of any strength, an update or a delete of
+ *		it)?  Then a lock of it that does not wait fails: told here from
+ *		the row's header, without the lock manager (heap_lock_tuple() asks
+ *		it for the row's lock and the holder's transaction lock).  False
+ *		when in doubt (a multixact): the caller tries the lock.
+ */
+bool
+rows_held_elsewhere(RowsScan *s)
+{
+	Buffer		buffer = ((BufferHeapTupleTableSlot *) s->slot)->buffer;
+	HeapTupleHeader header = ((BufferHeapTupleTableSlot *) s->slot)->base.tuple->t_data;
+	uint16		infomask;
+	TransactionId xmax;
+
+	LockBuffer(buffer, BUFFER_LOCK_SHARE);
+	infomask = header->t_infomask;
+	xmax = HeapTupleHeaderGetRawXmax(header);
+	LockBuffer(buffer, BUFFER_LOCK_UNLOCK);
+	if (infomask & (HEAP_XMAX_INVALID | HEAP_XMAX_IS_MULTI | HEAP_XMAX_COMMITTED))
+		return false;
+	if (!TransactionIdIsNormal(xmax) || TransactionIdIsCurrentTransactionId(xmax))
+		return false;
+	return TransactionIdIsInProgress(xmax);
 }

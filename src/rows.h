@@ -10,6 +10,7 @@
 
 #include "access/htup.h"
 #include "access/genam.h"
+#include "access/stratnum.h"
 #include "executor/tuptable.h"
 #include "utils/relcache.h"
 
@@ -29,6 +30,13 @@ extern RowsScan *rows_scan(Relation rel, int nkeys, const Datum *keys);
 extern RowsScan *rows_scan_on(Relation rel, Oid indexid, int nkeys, const Datum *keys);
 extern RowsScan *rows_scan_until(Relation rel, Oid indexid, Datum upper);
 extern HeapTuple rows_next(RowsScan *s);
+/* at most this many key columns in a scan */
+#define ROWS_SCAN_MAX_KEYS 3
+extern RowsScan *rows_scan_range(Relation rel, Oid indexid, int nkeys,
+								 const StrategyNumber *strategies, const Datum *keys);
+extern bool rows_next_entry(RowsScan *s, ItemPointer tid, Datum *values, bool *isnull);
+extern HeapTuple rows_entry_row(RowsScan *s);
+extern bool rows_held_elsewhere(RowsScan *s);
 extern void rows_scan_end(RowsScan *s);
 extern HeapTuple rows_fetch(Relation rel, int nkeys, const Datum *keys);
 extern HeapTuple rows_fetch_tid(Relation rel, ItemPointer tid);

@@ -19,6 +19,9 @@
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "catalog/pg_am.h"
+#include "storage/proc.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -972,4 +975,228 @@ queue_rows_claim_of(const char *queue, int max_items, Datum workflows, EngineCla
 	rows_scan_end(scan);
 	rows_end(&r);
 	return n;
+}
+
+
+/*
+ * The rolling claims of a dispatcher's batch (queue_rows_claim_rolling(),
+ * decision 83).
+ *
+ * A rolling batch claims a few due '@sql' rows, runs them, deletes their
+ * queue rows and claims again, up to batch_size, in one transaction.  A
+ * claim that read work_queue_claim from the start of the queue each time
+ * went past everything the transaction had claimed already (deleted, but
+ * its entries stay until a vacuum) and everything the other dispatcher
+ * holds (a failed lock each): quadratic in the batch.  So a claim goes on
+ * from where the last one stopped, the position of the last entry it read
+ * (its key, and its row's place among the entries of equal key, which a
+ * btree keeps in the order of the rows' places), in this order:
+ *
+ *	1. the rows of higher priority than the position's (made ready or
+ *	   started since, by this batch or another transaction): higher
+ *	   priority first holds within a batch too;
+ *	2. the rows of the position's priority after it;
+ *	3. the rows of lower priority;
+ *	4. when those did not fill the claim: the whole queue again from its
+ *	   start, as a claim that does not roll reads it (rows claimed in 1-3
+ *	   passed over).  A row that sorts before the position without a higher
+ *	   priority (one that became due since it was passed, one another
+ *	   transaction held and let go, one committed late with an earlier
+ *	   available_at) is claimed there: a claim never comes back short while
+ *	   a due row it may lock is left, as before.
+ *
+ * The position is values, no scan kept open: nothing to release at the
+ * end of the transaction or of a subtransaction, and no buffer pin held
+ * while steps run (a pinned leaf page would stop the other dispatcher's
+ * VACUUM of work_queue).  It is only where to look first; what a claim
+ * takes is decided by the rows' locks, as before.  A new transaction, or
+ * a claim that read to the end of the queue, starts from the start.
+ */
+typedef struct ClaimPosition
+{
+	LocalTransactionId lxid;	/* of the transaction it belongs to */
+	bool		valid;
+	bool		at_end;			/* the last claim read to the end of the queue */
+	int32		priority;		/* of the last entry read */
+	TimestampTz available_at;
+	ItemPointerData tid;
+} ClaimPosition;
+
+static ClaimPosition position;
+
+/* One rolling claim in progress. */
+typedef struct RollingClaim
+{
+	Rows		r;
+	Oid			index;
+	Datum		queue;
+	TimestampTz now;
+	EngineClaim *claimed;
+	uint64		n;
+	uint64		max;
+	uint64		first_passed;	/* claimed[first_passed..n-1] are passed over (4.) */
+	bool		ties_ordered;	/* entries of equal key are in their rows' order */
+} RollingClaim;
+
+/*
+ * rolling_scan
+ *		Claim due rows from the entries of work_queue_claim of the queue whose
+ *		(priority, available_at) compare with the keys by the strategies
+ *		(InvalidStrategy: that column is not compared); move: the position
+ *		follows the entries read; after: entries of the position's key up to
+ *		its row are passed over.  True when the scan read to its end.
+ */
+static bool
+rolling_scan(RollingClaim *c, StrategyNumber priority_strategy, StrategyNumber at_strategy,
+			 bool move, bool after)
+{
+	StrategyNumber strategies[3] = {BTEqualStrategyNumber, priority_strategy, at_strategy};
+	Datum		keys[3] = {c->queue, Int32GetDatum(position.priority),
+	TimestampTzGetDatum(position.available_at)};
+	int			nkeys = at_strategy != InvalidStrategy ? 3 : priority_strategy != InvalidStrategy ? 2 : 1;
+	RowsScan   *scan = rows_scan_range(c->r.rel, c->index, nkeys, strategies, keys);
+	bool		ended = false;
+
+	while (c->n < c->max)
+	{
+		ItemPointerData tid;
+		Datum		values[INDEX_MAX_KEYS];
+		bool		nulls[INDEX_MAX_KEYS];
+		int32		priority;
+		TimestampTz available_at;
+		HeapTuple	t;
+		bool		passed = false;
+
+		if (!rows_next_entry(scan, &tid, values, nulls))
+		{
+			ended = true;
+			break;
+		}
+		if (nulls[1] || nulls[2])
+			continue;
+		priority = DatumGetInt32(values[1]);
+		available_at = DatumGetTimestampTz(values[2]);
+		if (after && c->ties_ordered && available_at == position.available_at &&
+			ItemPointerCompare(&tid, &position.tid) <= 0)
+			continue;
+		if (move)
+		{
+			position.priority = priority;
+			position.available_at = available_at;
+			position.tid = tid;
+		}
+		/* not due: the entry says so, its row need not be read */
+		if (available_at > c->now || (t = rows_entry_row(scan)) == NULL)
+			continue;
+		if (rows_held_elsewhere(scan))
+			continue;
+		for (uint64 i = c->first_passed; i < c->n && !passed; i++)
+			passed = ItemPointerEquals(&c->claimed[i].tid, &t->t_self);
+		if (!passed && claim_queue_row(&c->r, t, NULL, 0, &c->claimed[c->n]))
+			c->n++;
+	}
+	rows_scan_end(scan);
+	return ended;
+}
+
+/*
+ * claim_index_known
+ *		Is index work_queue_claim the btree on (queue, priority DESC,
+ *		available_at) the rolling claims read (they take its entries' keys
+ *		by position), and are its entries of equal key in the order of their
+ *		rows (*ties_ordered: a btree made by PostgreSQL 12 or later)?  Looked
+ *		at once per index.
+ */
+static bool
+claim_index_known(Oid indexid, bool *ties_ordered)
+{
+	static Oid	known = InvalidOid;
+	static bool known_ok = false;
+	static bool known_ordered = false;
+
+	if (indexid != known)
+	{
+		Relation	index = index_open(indexid, AccessShareLock);
+		bool		allequalimage;
+
+		known_ok = index->rd_rel->relam == BTREE_AM_OID &&
+			index->rd_index->indnkeyatts == 3 &&
+			IndexRelationGetNumberOfAttributes(index) == 3 &&
+			index->rd_opcintype[1] == INT4OID &&
+			index->rd_opcintype[2] == TIMESTAMPTZOID &&
+			(index->rd_indoption[1] & INDOPTION_DESC) != 0 &&
+			(index->rd_indoption[2] & INDOPTION_DESC) == 0;
+		known_ordered = false;
+		if (known_ok)
+			_bt_metaversion(index, &known_ordered, &allequalimage);
+		index_close(index, NoLock);
+		known = indexid;
+	}
+	*ties_ordered = known_ordered;
+	return known_ok;
+}
+
+/*
+ * queue_rows_claim_rolling
+ *		queue_rows_claim() for the claims of a dispatcher's rolling batch of
+ *		an internal queue ('@sql'), in the current transaction: the same
+ *		rows in the same order, except that a row sorting before where the
+ *		last claim of the transaction stopped, and not of a higher priority,
+ *		comes after the rows that follow it (see ClaimPosition above).
+ */
+uint64
+queue_rows_claim_rolling(const char *queue, int max_items, EngineClaim **claimed)
+{
+	RollingClaim c;
+	bool		ended;
+
+	Assert(strcmp(queue, "@sql") == 0);
+	c.index = queue_index_oid("work_queue_claim");
+	if (!claim_index_known(c.index, &c.ties_ordered))
+	{
+		/* not the index this reads: the claim that reads any */
+		position.valid = false;
+		return queue_rows_claim(queue, max_items, claimed);
+	}
+	queue_rows_begin(&c.r);
+	*claimed = palloc0(sizeof(EngineClaim) * Max(max_items, 1));
+	c.queue = CStringGetTextDatum(queue);
+	c.now = GetCurrentTimestamp();
+	c.claimed = *claimed;
+	c.n = 0;
+	c.max = (uint64) Max(max_items, 0);
+	c.first_passed = c.max;
+
+	if (!position.valid || position.lxid != MyProc->lxid || position.at_end)
+	{
+		/* from the start of the queue */
+		position.valid = false;
+		position.lxid = MyProc->lxid;
+		ended = rolling_scan(&c, InvalidStrategy, InvalidStrategy, true, false);
+	}
+	else
+	{
+		int32		priority PG_USED_FOR_ASSERTS_ONLY = position.priority;
+
+		/* 1. higher priorities (the index is in descending priority) */
+		rolling_scan(&c, BTGreaterStrategyNumber, InvalidStrategy, false, false);
+		/* 2. the position's priority, after it */
+		ended = c.n < c.max && rolling_scan(&c, BTEqualStrategyNumber, BTGreaterEqualStrategyNumber,
+											true, true);
+		/* 3. lower priorities (2. moved within the position's priority) */
+		Assert(position.priority == priority);
+		if (ended)
+			ended = c.n < c.max && rolling_scan(&c, BTLessStrategyNumber, InvalidStrategy, true, false);
+		/* 4. still short: the whole queue, the rows claimed above passed over */
+		if (ended)
+		{
+			c.first_passed = 0;
+			ended = c.n < c.max && rolling_scan(&c, InvalidStrategy, InvalidStrategy, true, false);
+		}
+	}
+	/* read to the end: the next claim starts from the start */
+	position.at_end = ended;
+	position.valid = true;
+	rows_end(&c.r);
+	return c.n;
 }

@@ -84,6 +84,7 @@ extern bool step_row_release(EngineRun *run, const char *step, bool make_ready, 
 							 bool input_isnull, int32 *deps_open, int32 *attempt);
 extern void queue_row_delete(Datum run_id, const char *step, ItemPointer tid);
 extern uint64 queue_rows_claim(const char *queue, int max_items, EngineClaim **claimed);
+extern uint64 queue_rows_claim_rolling(const char *queue, int max_items, EngineClaim **claimed);
 extern uint64 queue_rows_claim_of(const char *queue, int max_items, Datum workflows,
 								  EngineClaim **claimed);
 extern bool run_row_succeeded(EngineRun *run, RunRowSucceeded *out);

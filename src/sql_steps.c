@@ -303,7 +303,7 @@ sql_batch_work(void *arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	chain.room = 3 * batch->max_steps;
 claim:
-	nclaimed = engine_claim("@sql", asked, (Datum) 0, &claimed);
+	nclaimed = engine_claim_rolling("@sql", asked, &claimed);
 	total += (int) nclaimed;
 	for (uint64 i = 0; i < nclaimed; i++)
 	{
