@@ -980,7 +980,7 @@ queue_rows_claim_of(const char *queue, int max_items, Datum workflows, EngineCla
 
 /*
  * The rolling claims of a dispatcher's batch (queue_rows_claim_rolling(),
- * decision 83).
+ * decision 85).
  *
  * A rolling batch claims a few due '@sql' rows, runs them, deletes their
  * queue rows and claims again, up to batch_size, in one transaction.  A

@@ -1,6 +1,6 @@
 
 # The order in which a dispatcher's rolling batch claims sql steps
-# (decision 83): each claim of a batch goes on from where the batch's last
+# (decision 85): each claim of a batch goes on from where the batch's last
 # claim stopped instead of reading the queue from its start again, and
 # that must not change what is claimed.  Pinned here, with one dispatcher
 # whose batch keeps rolling (batch_window 10 s) while a slow step runs:
