@@ -920,7 +920,9 @@ claim_queue_row(Rows *r, HeapTuple t, char **names, int nnames, EngineClaim *c)
  *		first, from index work_queue_leased up to now (usually nothing to
  *		read: a lease expires when its worker is gone), then the ready rows
  *		in the order of work_queue_claim.  '@sql' and '@timer' rows are never
- *		leased.
+ *		leased.  A row another running transaction holds (another worker's
+ *		claim, most often) is passed over from its header, without the two
+ *		trips to the lock manager of a refused lock (rows_held_elsewhere()).
  */
 uint64
 queue_rows_claim_of(const char *queue, int max_items, Datum workflows, EngineClaim **claimed)
@@ -959,6 +961,8 @@ queue_rows_claim_of(const char *queue, int max_items, Datum workflows, EngineCla
 			if (isnull || q == NULL || strcmp(q, queue) != 0 ||
 				DatumGetTimestampTz(get(&r, t, QC_AVAILABLE_AT, &isnull)) > now)
 				continue;
+			if (rows_held_elsewhere(scan))
+				continue;
 			if (claim_queue_row(&r, t, names, nnames, &(*claimed)[n]))
 				n++;
 		}
@@ -968,6 +972,9 @@ queue_rows_claim_of(const char *queue, int max_items, Datum workflows, EngineCla
 	while (n < (uint64) max_items && (t = rows_next(scan)) != NULL)
 	{
 		if (DatumGetTimestampTz(get(&r, t, QC_AVAILABLE_AT, &isnull)) > now)
+			continue;
+		/* held by another transaction: its lock would be refused (rows.c) */
+		if (rows_held_elsewhere(scan))
 			continue;
 		if (claim_queue_row(&r, t, names, nnames, &(*claimed)[n]))
 			n++;
