@@ -10,6 +10,7 @@ DROP POLICY workflows_visible ON orchestrator.workflows;
 DROP POLICY definitions_visible ON orchestrator.definitions;
 
 -- Functions that are gone, or change their arguments, result or body.
+DROP FUNCTION orchestrator._notify(text, text);
 DROP FUNCTION orchestrator._relay_status();
 DROP FUNCTION orchestrator._start_run(uuid, text, integer, text, regrole, regrole, jsonb, text, integer, timestamptz);
 DROP FUNCTION orchestrator._create_partitions(date, integer);

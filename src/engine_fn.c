@@ -401,8 +401,8 @@ orchestrator_admission_sweep(PG_FUNCTION_ARGS)
 }
 
 /*
- * orchestrator._step_succeeded(), _emit() and _attempt_failed() of versions
- * 0.3 and before: the install scripts of released versions name them, so
+ * orchestrator._step_succeeded(), _emit(), _attempt_failed() and _notify() of
+ * versions 0.3 and before: the install scripts of released versions name them, so
  * the library keeps the symbols (creating those versions, to update them,
  * must work); the API refuses their schema.
  */
@@ -419,6 +419,7 @@ refuse_old_schema(void)
 PG_FUNCTION_INFO_V1(orchestrator_step_succeeded);
 PG_FUNCTION_INFO_V1(orchestrator_emit);
 PG_FUNCTION_INFO_V1(orchestrator_attempt_failed);
+PG_FUNCTION_INFO_V1(orchestrator_notify_sql);
 
 Datum
 orchestrator_step_succeeded(PG_FUNCTION_ARGS)
@@ -434,6 +435,12 @@ orchestrator_emit(PG_FUNCTION_ARGS)
 
 Datum
 orchestrator_attempt_failed(PG_FUNCTION_ARGS)
+{
+	return refuse_old_schema();
+}
+
+Datum
+orchestrator_notify_sql(PG_FUNCTION_ARGS)
 {
 	return refuse_old_schema();
 }

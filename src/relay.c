@@ -11,8 +11,9 @@
  * ran at a third of the plain commit rate).
  *
  * Instead, a transaction keeps its notifications in backend memory
- * (orchestrator_notify()); when it commits, a transaction callback copies them
- * into a ring in shared memory and sets the relay's latch.  The relay worker,
+ * (orchestrator_notify()); just before it commits, a transaction callback
+ * copies them into a ring in shared memory, held, and when it has committed
+ * releases them and sets the relay's latch ("Order" below).  The relay worker,
  * connected to orchestrator.database, sends what the ring holds with
  * Async_Notify() in one transaction per batch (synchronous_commit off: a
  * notification need not survive a crash, the events do), so the notify lock
@@ -188,7 +189,6 @@ static void notify_directly(const char *channel, const char *payload);
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-PG_FUNCTION_INFO_V1(orchestrator_notify_sql);
 PG_FUNCTION_INFO_V1(orchestrator_relay_status);
 
 static Size
@@ -642,26 +642,6 @@ orchestrator_private_channel(const char *prefix, Oid role, char *buf)
 	}
 }
 
-/*
- * orchestrator._notify(channel text, payload text)
- *		orchestrator_notify() for SQL callers (PL/pgSQL API functions).
- */
-Datum
-orchestrator_notify_sql(PG_FUNCTION_ARGS)
-{
-	char	   *channel = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *payload = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	if (strcmp(channel, "orchestrator") == 0)
-		orchestrator_notify(RELAY_EVENTS, payload);
-	else if (strcmp(channel, "orchestrator_queue") == 0)
-		orchestrator_notify(RELAY_QUEUES, payload);
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown orchestrator channel \"%s\"", channel)));
-	PG_RETURN_VOID();
-}
 
 /*
  * orchestrator._relay_status(): the relay's pid, notifications waiting in the

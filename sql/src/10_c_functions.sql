@@ -104,13 +104,6 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'orchestrator_cache_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
--- Notify a channel ("orchestrator" or "orchestrator_queue") when the current
--- transaction commits, through the relay worker (src/relay.c).
-CREATE FUNCTION orchestrator._notify(channel text, payload text)
-RETURNS void
-AS 'MODULE_PATHNAME', 'orchestrator_notify_sql'
-LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
-
 -- The relay as shared memory sees it (for health() and metrics()): deferrals
 -- counts its pauses because the server's notification queue was fuller than
 -- orchestrator.notify_queue_max_usage, deferred_since is set while it waits;
