@@ -336,6 +336,22 @@ count_with(QuotaCount kind, Datum arg, Datum arg2)
 	return n;
 }
 
+/*
+ * lock_role_counts
+ *		Take, until commit, the lock per role under which its counts of one
+ *		kind ("space", lock_space.h) are made and acted on, so that two
+ *		transactions of the role cannot both take the last place.
+ */
+static void
+lock_role_counts(Oid role, uint16 space)
+{
+	LOCKTAG		tag;
+
+	/* the extension's own lock space (lock_space.h): "orch", the role */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x6f726368, (uint32) role, space);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
 static void
 check_pending_webhooks(Oid owner)
 {
@@ -373,12 +389,9 @@ orchestrator_quota_check_start(Oid owner, Datum input, bool input_isnull)
 	limit = quota_limit(owner, Q_ACTIVE_RUNS);
 	if (limit > 0)
 	{
-		LOCKTAG		tag;
 		int64		n;
 
-		/* the extension's own lock space (lock_space.h): "orch", the role */
-		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x6f726368, (uint32) owner, LOCK_SPACE_OWNER_STARTS);
-		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+		lock_role_counts(owner, LOCK_SPACE_OWNER_STARTS);
 		n = count_at_most(COUNT_ACTIVE_RUNS, ObjectIdGetDatum(owner), limit);
 		if (n >= limit)
 			ereport(ERROR,
@@ -471,7 +484,6 @@ orchestrator_quota_check_session(Oid role, Datum key, Datum value, bool isnull)
 {
 	int64		limit;
 	int64		n;
-	LOCKTAG		tag;
 
 	check_payload(role, Q_INPUT, "the session's value", value, isnull);
 	if (key == (Datum) 0)
@@ -479,9 +491,7 @@ orchestrator_quota_check_session(Oid role, Datum key, Datum value, bool isnull)
 	limit = quota_limit(role, Q_SESSIONS);
 	if (limit <= 0 || count_with(COUNT_SESSION_KEY, ObjectIdGetDatum(role), key) > 0)
 		return;
-	/* the extension's own lock space (lock_space.h): "orch", the role */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, 0x6f726368, (uint32) role, LOCK_SPACE_OWNER_SESSIONS);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	lock_role_counts(role, LOCK_SPACE_OWNER_SESSIONS);
 	n = count_at_most(COUNT_SESSIONS, ObjectIdGetDatum(role), limit);
 	if (n >= limit)
 		ereport(ERROR,
@@ -501,8 +511,9 @@ PG_FUNCTION_INFO_V1(orchestrator_check_session_write);
 Datum
 orchestrator_check_session_write(PG_FUNCTION_ARGS)
 {
-	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1))
-		orchestrator_quota_check_session(PG_GETARG_OID(0), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2), PG_ARGISNULL(2));
+	if (!PG_ARGISNULL(0))
+		orchestrator_quota_check_session(PG_GETARG_OID(0), PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
+										 PG_GETARG_DATUM(2), PG_ARGISNULL(2));
 	PG_RETURN_VOID();
 }
 

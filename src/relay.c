@@ -241,6 +241,32 @@ relay_shmem_startup(void)
 
 
 /*
+ * ring_write
+ *		With the relay's lock held: write up to "n" entries at the ring's
+ *		head in "state", as one group; returns how many fit (the rest is the
+ *		caller's to count as dropped).
+ */
+static int
+ring_write(RelayEntry *entries, int n, RelayEntryState state)
+{
+	uint64		room = relay->capacity - (relay->head - relay->tail);
+	int			fit = (uint64) n < room ? n : (int) room;
+
+	for (int i = 0; i < fit; i++)
+	{
+		RelayEntry *e = &relay->entries[(relay->head + i) % relay->capacity];
+
+		*e = entries[i];
+		e->state = state;
+		e->pid = MyProcPid;
+		e->pos = relay->head + i;
+		e->group_end = relay->head + fit;
+	}
+	relay->head += fit;
+	return fit;
+}
+
+/*
  * relay_append
  *		Write "n" committed entries at the ring's head and wake the relay if
  *		the ring was empty.  Runs in a commit callback: it must not fail, so
@@ -249,30 +275,17 @@ relay_shmem_startup(void)
 static void
 relay_append(RelayEntry *entries, int n)
 {
-	uint64		room;
 	int			fit;
 	int			procno;
 
 	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
-	room = relay->capacity - (relay->head - relay->tail);
 	/*
 	 * Wake the relay only when the ring was empty: entries already in it mean
 	 * it was woken for them, or will be when the held ones among them are
 	 * released, and it takes these with them.
 	 */
 	procno = relay->head == relay->tail ? relay->pgprocno : -1;
-	fit = (uint64) n < room ? n : (int) room;
-	for (int i = 0; i < fit; i++)
-	{
-		RelayEntry *e = &relay->entries[(relay->head + i) % relay->capacity];
-
-		*e = entries[i];
-		e->state = ENTRY_READY;
-		e->pid = MyProcPid;
-		e->pos = relay->head + i;
-		e->group_end = relay->head + fit;
-	}
-	relay->head += fit;
+	fit = ring_write(entries, n, ENTRY_READY);
 	LWLockRelease(relay->lock);
 
 	if (fit < n)
@@ -303,32 +316,16 @@ static int	held_offered = -1;
 static void
 relay_hold(Pending *p)
 {
-	uint64		room;
-	int			n;
-
 	held_offered = -1;
 	held_n = 0;
 	/* nobody listens: ask again at commit, after visibility (see there) */
 	if (!notify_queue_listened_here())
 		return;
 	LWLockAcquire(relay->lock, LW_EXCLUSIVE);
-	room = relay->capacity - (relay->head - relay->tail);
-	n = (uint64) p->n < room ? p->n : (int) room;
-	for (int i = 0; i < n; i++)
-	{
-		RelayEntry *e = &relay->entries[(relay->head + i) % relay->capacity];
-
-		*e = p->entries[i];
-		e->state = ENTRY_HELD;
-		e->pid = MyProcPid;
-		e->pos = relay->head + i;
-		e->group_end = relay->head + n;
-	}
 	held_from = relay->head;
-	held_n = n;
-	held_offered = p->n;
-	relay->head += n;
+	held_n = ring_write(p->entries, p->n, ENTRY_HELD);
 	LWLockRelease(relay->lock);
+	held_offered = p->n;
 }
 
 /*
