@@ -103,8 +103,22 @@ SELECT orchestrator.session_set('h_k1', '1') + orchestrator.session_set('h_k2', 
 	+ orchestrator.session_set('h_k3', '3') AS bob_sets_three_new_keys;
 RESET ROLE;
 SELECT orchestrator.set_owner_limits('h_alice', '{"max_sessions": null}') ->> 'max_sessions' AS alice_max_sessions;
+-- A session write in h_alice's index expression, evaluated by a superuser's
+-- ANALYZE, would write (and count against) the superuser's sessions: calls
+-- from a security-restricted operation are refused, nothing is written.
+CREATE SCHEMA h_trap AUTHORIZATION h_alice;
+SET ROLE h_alice;
+CREATE TABLE h_trap.t (x int);
+CREATE FUNCTION h_trap.f(int) RETURNS int LANGUAGE sql IMMUTABLE
+	AS $$ SELECT orchestrator.session_set('h_trap_key', to_jsonb($1))::int $$;
+CREATE INDEX ON h_trap.t (h_trap.f(x));
+INSERT INTO h_trap.t VALUES (1);
+RESET ROLE;
+SELECT h_try('ANALYZE h_trap.t') AS analyze_by_superuser;
+SELECT owner::text, key FROM orchestrator.session_store WHERE key = 'h_trap_key' ORDER BY 1;
+DROP SCHEMA h_trap CASCADE;
 -- later tests count the sessions
-DELETE FROM orchestrator.session_store WHERE key LIKE 'h\_k_';
+DELETE FROM orchestrator.session_store WHERE key LIKE 'h\_k_' OR key = 'h_trap_key';
 
 -- 4. Flow control.  A rate_limit key names a bucket of the workflow's owner:
 -- h_bob draining its own "h_key" (burst 1, a token an hour) leaves h_alice's
