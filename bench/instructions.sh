@@ -3,8 +3,9 @@
 # and per one-step external run (started in bulk, claimed 50 at a time and
 # completed with complete_steps()), counted by valgrind (callgrind's Ir) in
 # a single-user backend; and the dispatchers' instructions per sql step of
-# three-step runs started in bulk, counted with the whole server under
-# callgrind.  Unlike CPU time on a shared 2-core machine, the counts repeat
+# three-step runs and per one-step sql run, started in bulk, counted with
+# the whole server under callgrind.  The one-step sql run is the external
+# run's counterpart: the same run, its step done by a dispatcher.  Unlike CPU time on a shared 2-core machine, the counts repeat
 # to within about 1.5% (the tables grow between counts), so a change of a few
 # percent shows in one round.
 #
@@ -45,6 +46,7 @@ CREATE EXTENSION orchestrator;
 SELECT orchestrator.define_workflow('noop3', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"},
   {"name": "b", "kind": "sql", "sql": "SELECT 2 AS two", "depends_on": ["a"]},
   {"name": "c", "kind": "sql", "sql": "SELECT 3 AS three", "depends_on": ["b"]}]}');
+SELECT orchestrator.define_workflow('noop1', '{"steps": [{"name": "a", "kind": "sql", "sql": "SELECT 1 AS one"}]}');
 SELECT orchestrator.define_workflow('ext1', '{"steps": [{"name": "a", "kind": "external", "queue": "bench"}]}');
 SQL
 if [ -n "${SETUP_SQL:-}" ]; then
@@ -88,7 +90,7 @@ per() { local x y; x=$(count "$1" "$data/$2.$n.sql"); y=$(count "$1" "$data/$2.$
 #   idle passes: with them, the difference of two sessions would take the
 #   replaced passes off the runs' count)
 count_dispatch() {
-	local bin=$1 k=$2 how=$3 pids t0 options=""
+	local bin=$1 k=$2 how=$3 wf=${4:-noop3} pids t0 options=""
 	local psql=("$bin/psql" -X -qAt -h 127.0.0.1 -p "$port" -U postgres -d bench)
 	[ "$how" = trickle ] && options="-c orchestrator.poll_interval=1h"
 	rm -f "$data"/cg.*
@@ -97,7 +99,7 @@ count_dispatch() {
 	t0=$(date +%s)
 	pids=$(as_pg "${psql[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type = 'orchestrator dispatcher'")
 	if [ "$how" = bulk ]; then
-		as_pg "${psql[@]}" -c "SELECT count(orchestrator.start_workflow('noop3')) FROM generate_series(1, $k)" >/dev/null
+		as_pg "${psql[@]}" -c "SELECT count(orchestrator.start_workflow('$wf')) FROM generate_series(1, $k)" >/dev/null
 	else
 		# one session, so that no backend starts between the runs
 		awk -v k="$k" -v gap="${TRICKLE_GAP:-0.2}" 'BEGIN {for (i = 0; i < k; i++) print "SELECT orchestrator.start_workflow(\x27noop3\x27);\n\\! sleep " gap}' > "$data/trickle.sql"
@@ -132,15 +134,21 @@ per_step() {
 	drain_backlog "$1"; y=$(count_dispatch "$1" $((2 * n)) bulk)
 	echo $(((y - x) / (3 * n)))
 }
+per_one_step_run() {
+	local x y
+	drain_backlog "$1"; x=$(count_dispatch "$1" "$n" bulk noop1)
+	drain_backlog "$1"; y=$(count_dispatch "$1" $((2 * n)) bulk noop1)
+	echo $(((y - x) / n))
+}
 
 echo "# orchestrator instructions per start, per sql step and per external run ($(date -u +%F), valgrind $(valgrind --version | sed 's/valgrind-//'), N=$n)"
 echo "# reproduce: A_BINDIR=$a_bin${b_bin:+ B_BINDIR=$b_bin}${SETUP_SQL:+ SETUP_SQL=\"$SETUP_SQL\"}${TRICKLE:+ TRICKLE=$TRICKLE} ROUNDS=$rounds N=$n SESSION_SECONDS=$session bash bench/instructions.sh"
-printf '%-6s %-6s %-24s %-24s %-52s %s\n' round build 'start_workflow(noop3)' 'dispatchers, sql step' 'external run (bulk start, claim 50, complete_steps)' "${TRICKLE:+dispatchers per run: bulk, trickle}"
+printf '%-6s %-6s %-24s %-24s %-28s %-52s %s\n' round build 'start_workflow(noop3)' 'dispatchers, sql step' 'dispatchers, one-step run' 'external run (bulk start, claim 50, complete_steps)' "${TRICKLE:+dispatchers per run: bulk, trickle}"
 for r in $(seq "$rounds"); do
 	for build in A ${b_bin:+B}; do
 		bin=$a_bin; [ "$build" = B ] && bin=$b_bin
 		step=$(per_step "$bin")
-		printf '%-6s %-6s %-24s %-24s %-52s %s\n' "$r" "$build" "$(per "$bin" starts)" "$step" "$(per "$bin" external)" \
+		printf '%-6s %-6s %-24s %-24s %-28s %-52s %s\n' "$r" "$build" "$(per "$bin" starts)" "$step" "$(per_one_step_run "$bin")" "$(per "$bin" external)" \
 			"${TRICKLE:+$((3 * step)), $(per_trickle_run "$bin")}"
 	done
 done

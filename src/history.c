@@ -9,7 +9,8 @@
  * methods, no executor; what that keeps and refuses is said there).  The
  * sequence number is the last one of the run plus one; the caller holds
  * the run's row lock, so no other transaction appends to the run
- * meanwhile.
+ * meanwhile.  The last number is read back from the primary key unless
+ * seq_cache.c knows it.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,7 +23,6 @@
 #include "catalog/index.h"
 #include "catalog/pg_type.h"
 #include "nodes/execnodes.h"
-#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -32,6 +32,7 @@
 
 #include "history.h"
 #include "rows.h"
+#include "seq_cache.h"
 
 #define EVENT_COLUMNS 6
 
@@ -69,32 +70,14 @@ last_seq(Relation rel, Oid pkey, AttrNumber seq_attno, Datum run_id)
 }
 
 /*
- * The last sequence number this process appended, so that the next append
- * to the same run need not read it back: valid in the same transaction and
- * subtransaction only (an append in a subtransaction that rolled back, or
- * in one that ended, leaves a different current subtransaction: read again).
- * Every event goes through here, and the caller holds the run's lock.
- */
-static struct
-{
-	LocalTransactionId lxid;
-	SubTransactionId subxid;
-	pg_uuid_t	run_id;
-	int64		seq;
-}			appended = {InvalidLocalTransactionId, InvalidSubTransactionId};
-
-/*
  * history_new_run
  *		The current transaction just inserted the row of run "run_id": its
  *		history is empty, the first append need not look.
  */
 void
-history_new_run(Datum run_id)
+history_new_run(Oid partition, Datum run_id)
 {
-	appended.lxid = MyProc->lxid;
-	appended.subxid = GetCurrentSubTransactionId();
-	appended.run_id = *DatumGetUUIDP(run_id);
-	appended.seq = 0;
+	seq_cache_appended(partition, run_id, 0);
 }
 
 /*
@@ -120,12 +103,11 @@ history_append(Oid partition, Datum run_id, int n, const HistoryEvent *events)
 	pkey = rel->rd_pkindex;
 	if (!OidIsValid(pkey))
 		elog(ERROR, "partition \"%s\" of the history has no primary key", RelationGetRelationName(rel));
-	if (appended.lxid == MyProc->lxid && appended.lxid != InvalidLocalTransactionId &&
-		appended.subxid == GetCurrentSubTransactionId() &&
-		memcmp(&appended.run_id, DatumGetUUIDP(run_id), sizeof(pg_uuid_t)) == 0)
-		first = appended.seq + 1;
+	if (seq_cache_last(partition, run_id, &first))
+		first++;
 	else
 		first = last_seq(rel, pkey, place[1] + 1, run_id) + 1;
+	seq_cache_appending(partition, run_id);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -143,9 +125,6 @@ history_append(Oid partition, Datum run_id, int n, const HistoryEvent *events)
 		rows_insert(rel, values, nulls);
 	}
 	rows_close(rel);
-	appended.lxid = MyProc->lxid;
-	appended.subxid = GetCurrentSubTransactionId();
-	appended.run_id = *DatumGetUUIDP(run_id);
-	appended.seq = first + n - 1;
+	seq_cache_appended(partition, run_id, first + n - 1);
 	return first;
 }

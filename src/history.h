@@ -19,6 +19,6 @@ typedef struct HistoryEvent
 } HistoryEvent;
 
 extern int64 history_append(Oid partition, Datum run_id, int n, const HistoryEvent *events);
-extern void history_new_run(Datum run_id);
+extern void history_new_run(Oid partition, Datum run_id);
 
 #endif							/* ORCHESTRATOR_HISTORY_H */

@@ -20,6 +20,7 @@
 #include "otlp.h"
 #include "relay.h"
 #include "restore.h"
+#include "seq_cache.h"
 #include "version.h"
 #include "shmem.h"
 #include "workers.h"
@@ -55,6 +56,7 @@ _PG_init(void)
 	orchestrator_relay_install();
 	orchestrator_metrics_install();
 	orchestrator_otlp_install();
+	seq_cache_install();
 	orchestrator_restore_install_hooks();
 	orchestrator_version_install_hooks();
 }

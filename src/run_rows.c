@@ -444,7 +444,7 @@ run_rows_create(EngineRun *run, Oid started_by, const char *tenant, Datum input,
 	rows_insert(r.rel, r.values, r.nulls);
 	rows_end(&r);
 	/* the key is unique: no event of the run exists yet */
-	history_new_run(run->id);
+	history_new_run(run->leaves.events, run->id);
 
 	/* its steps */
 	rows_begin(&r, run->leaves.steps, STEP_COLUMNS, step_columns);

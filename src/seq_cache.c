@@ -1,0 +1,345 @@
+/*-------------------------------------------------------------------------
+ *
+ * seq_cache.c
+ *	  Each run's last event sequence number, remembered so that an append
+ *	  need not read it back from the history.
+ *
+ * An append gives the next sequence number of the run; finding the last
+ * one means reading the history's primary key backwards (an index opened,
+ * searched and its heap tuple checked: about 12k instructions).  Every
+ * transaction that appends to a run it did not create did that once per
+ * run: a dispatcher's turn, an external step's claim and its completion,
+ * an HTTP step's claim and its recording.
+ *
+ * Two memories replace the search:
+ *
+ * - In the transaction: the last number this transaction appended to each
+ *   run, with the subtransaction that appended it.  A subtransaction that
+ *   rolls back forgets what it and its children appended (those rows are
+ *   gone): the next append of such a run reads the history again.
+ *
+ * - In shared memory: a fixed table of slots, one run each, chosen by the
+ *   run id's hash (another run may take the slot: then the history is
+ *   read).  A transaction writes its runs' last numbers into their slots
+ *   before it commits, marked pending with its transaction id, and marks
+ *   them committed once it has.  A slot is used only when committed.
+ *
+ * Why that is safe: every append holds the run's row lock (history.c), so
+ * the transaction that last appended to a run has ended before another
+ * reads the run's slot.  If it committed and marked its slot, the slot
+ * holds the run's last number.  If it committed but has not marked it yet
+ * (the moment between becoming visible and its commit callback), the slot
+ * is pending: read the history.  If it rolled back, its abort callback
+ * emptied the slot.  A crash resets shared memory.  Appends from outside
+ * history.c would make a slot stale; none exist (rows restored from a dump
+ * land in partitions of other OIDs, and the slot names its partition).
+ * Should a slot ever be stale, the append fails on the primary key, and
+ * the failed transaction empties the slots of the runs it appended to, so
+ * the retry reads the history.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/uuid.h"
+
+#include "seq_cache.h"
+
+/* slots in shared memory (a power of two): 4096 x 48 bytes */
+#define SEQ_SLOTS 4096
+
+typedef enum SlotState
+{
+	SLOT_EMPTY = 0,
+	SLOT_PENDING,				/* written before commit by "xid" */
+	SLOT_COMMITTED				/* "xid" committed: "seq" is the run's last */
+} SlotState;
+
+typedef struct SeqSlot
+{
+	slock_t		mutex;
+	uint8		state;
+	Oid			partition;		/* the run's partition of workflow_events */
+	TransactionId xid;
+	pg_uuid_t	run_id;
+	int64		seq;
+} SeqSlot;
+
+static SeqSlot *slots = NULL;
+
+/* What this transaction appended, per run (in TopTransactionContext). */
+typedef struct Appended
+{
+	pg_uuid_t	run_id;			/* hash key */
+	Oid			partition;
+	int64		seq;
+	SubTransactionId subid;		/* of the last append */
+	bool		valid;			/* false: read the history */
+} Appended;
+
+static HTAB *appended = NULL;
+static TransactionId publishing_xid = InvalidTransactionId;
+static bool callbacks_registered = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+seq_cache_shmem_size(void)
+{
+	return mul_size(SEQ_SLOTS, sizeof(SeqSlot));
+}
+
+static void
+seq_cache_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(seq_cache_shmem_size()));
+}
+
+static void
+seq_cache_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	slots = ShmemInitStruct("orchestrator event sequence cache", seq_cache_shmem_size(), &found);
+	if (!found)
+	{
+		memset(slots, 0, seq_cache_shmem_size());
+		for (int i = 0; i < SEQ_SLOTS; i++)
+			SpinLockInit(&slots[i].mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* seq_cache_install: from _PG_init, the slots in shared memory. */
+void
+seq_cache_install(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = seq_cache_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = seq_cache_shmem_startup;
+}
+
+static SeqSlot *
+slot_of(const pg_uuid_t *run_id)
+{
+	return &slots[hash_bytes(run_id->data, UUID_LEN) & (SEQ_SLOTS - 1)];
+}
+
+/* Empty the slot of a run, if it holds that run. */
+static void
+slot_forget(const pg_uuid_t *run_id)
+{
+	SeqSlot    *s = slot_of(run_id);
+
+	SpinLockAcquire(&s->mutex);
+	if (memcmp(&s->run_id, run_id, sizeof(pg_uuid_t)) == 0)
+		s->state = SLOT_EMPTY;
+	SpinLockRelease(&s->mutex);
+}
+
+/*
+ * Before commit: each run's last number into its slot, pending; runs whose
+ * number this transaction lost track of are forgotten.  At commit: the
+ * slots still ours marked committed.  At abort or prepare: forgotten.
+ */
+static void
+seq_cache_xact_callback(XactEvent event, void *arg)
+{
+	HASH_SEQ_STATUS status;
+	Appended   *e;
+
+	if (appended == NULL || slots == NULL)
+	{
+		appended = NULL;
+		return;
+	}
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			publishing_xid = GetTopTransactionIdIfAny();
+			hash_seq_init(&status, appended);
+			while ((e = hash_seq_search(&status)) != NULL)
+			{
+				SeqSlot    *s = slot_of(&e->run_id);
+
+				if (!e->valid || !OidIsValid(e->partition) || !TransactionIdIsValid(publishing_xid))
+				{
+					slot_forget(&e->run_id);
+					continue;
+				}
+				SpinLockAcquire(&s->mutex);
+				s->state = SLOT_PENDING;
+				s->partition = e->partition;
+				s->xid = publishing_xid;
+				s->run_id = e->run_id;
+				s->seq = e->seq;
+				SpinLockRelease(&s->mutex);
+			}
+			return;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			hash_seq_init(&status, appended);
+			while ((e = hash_seq_search(&status)) != NULL)
+			{
+				SeqSlot    *s = slot_of(&e->run_id);
+
+				SpinLockAcquire(&s->mutex);
+				if (s->state == SLOT_PENDING && s->xid == publishing_xid &&
+					TransactionIdIsValid(publishing_xid) &&
+					memcmp(&s->run_id, &e->run_id, sizeof(pg_uuid_t)) == 0)
+					s->state = SLOT_COMMITTED;
+				SpinLockRelease(&s->mutex);
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			hash_seq_init(&status, appended);
+			while ((e = hash_seq_search(&status)) != NULL)
+				slot_forget(&e->run_id);
+			break;
+		default:
+			return;
+	}
+	/* the table's memory goes with TopTransactionContext */
+	appended = NULL;
+	publishing_xid = InvalidTransactionId;
+}
+
+/*
+ * A subtransaction that rolls back takes its appends, and its children's,
+ * with it: every subtransaction begun after it started is one of its
+ * children, so what was appended at or after its id is gone.
+ */
+static void
+seq_cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						   SubTransactionId parentSubid, void *arg)
+{
+	HASH_SEQ_STATUS status;
+	Appended   *e;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB || appended == NULL)
+		return;
+	hash_seq_init(&status, appended);
+	while ((e = hash_seq_search(&status)) != NULL)
+		if (e->subid >= mySubid)
+			e->valid = false;
+}
+
+/* This transaction's entry of a run, made when missing. */
+static Appended *
+entry_of(const pg_uuid_t *run_id)
+{
+	Appended   *e;
+	bool		found;
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(seq_cache_xact_callback, NULL);
+		RegisterSubXactCallback(seq_cache_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (appended == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(pg_uuid_t);
+		ctl.entrysize = sizeof(Appended);
+		ctl.hcxt = TopTransactionContext;
+		appended = hash_create("orchestrator appended runs", 64, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(appended, run_id, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->partition = InvalidOid;
+		e->seq = 0;
+		e->valid = false;
+		e->subid = GetCurrentSubTransactionId();
+	}
+	return e;
+}
+
+/*
+ * seq_cache_last
+ *		The last sequence number of a run whose row the caller has locked,
+ *		if known without reading the history: what this transaction
+ *		appended last, else the run's committed slot.
+ */
+bool
+seq_cache_last(Oid partition, Datum run_id, int64 *seq)
+{
+	const pg_uuid_t *id = DatumGetUUIDP(run_id);
+	SeqSlot    *s;
+	bool		known;
+
+	if (appended != NULL)
+	{
+		Appended   *e = hash_search(appended, id, HASH_FIND, NULL);
+
+		if (e != NULL)
+		{
+			*seq = e->seq;
+			return e->valid;
+		}
+	}
+	if (slots == NULL)
+		return false;
+	s = slot_of(id);
+	SpinLockAcquire(&s->mutex);
+	known = s->state == SLOT_COMMITTED && s->partition == partition &&
+		memcmp(&s->run_id, id, sizeof(pg_uuid_t)) == 0;
+	if (known)
+		*seq = s->seq;
+	SpinLockRelease(&s->mutex);
+	return known;
+}
+
+/*
+ * seq_cache_appending
+ *		This transaction is about to append to the run: should the append
+ *		fail, the run's slot is forgotten with the transaction (or the
+ *		number with the subtransaction).
+ */
+void
+seq_cache_appending(Oid partition, Datum run_id)
+{
+	Appended   *e = entry_of(DatumGetUUIDP(run_id));
+
+	e->valid = false;
+	e->subid = GetCurrentSubTransactionId();
+	e->partition = partition;
+}
+
+/*
+ * seq_cache_appended
+ *		This transaction appended to the run up to "seq" (0 for a run it
+ *		created, which has no event yet).
+ */
+void
+seq_cache_appended(Oid partition, Datum run_id, int64 seq)
+{
+	Appended   *e = entry_of(DatumGetUUIDP(run_id));
+
+	e->partition = partition;
+	e->seq = seq;
+	e->subid = GetCurrentSubTransactionId();
+	e->valid = true;
+}
