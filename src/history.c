@@ -77,7 +77,7 @@ last_seq(Relation rel, Oid pkey, AttrNumber seq_attno, Datum run_id)
 void
 history_new_run(Oid partition, Datum run_id)
 {
-	seq_cache_appended(partition, run_id, 0);
+	seq_cache_end(partition, run_id, 0);
 }
 
 /*
@@ -103,11 +103,10 @@ history_append(Oid partition, Datum run_id, int n, const HistoryEvent *events)
 	pkey = rel->rd_pkindex;
 	if (!OidIsValid(pkey))
 		elog(ERROR, "partition \"%s\" of the history has no primary key", RelationGetRelationName(rel));
-	if (seq_cache_last(partition, run_id, &first))
+	if (seq_cache_begin(partition, run_id, &first))
 		first++;
 	else
 		first = last_seq(rel, pkey, place[1] + 1, run_id) + 1;
-	seq_cache_appending(partition, run_id);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -125,6 +124,6 @@ history_append(Oid partition, Datum run_id, int n, const HistoryEvent *events)
 		rows_insert(rel, values, nulls);
 	}
 	rows_close(rel);
-	seq_cache_appended(partition, run_id, first + n - 1);
+	seq_cache_end(partition, run_id, first + n - 1);
 	return first;
 }

@@ -79,14 +79,21 @@ static SeqSlot *slots = NULL;
 /* What this transaction appended, per run (in TopTransactionContext). */
 typedef struct Appended
 {
-	pg_uuid_t	run_id;			/* hash key */
+	pg_uuid_t	run_id;			/* hash key (of others) */
 	Oid			partition;
 	int64		seq;
 	SubTransactionId subid;		/* of the last append */
 	bool		valid;			/* false: read the history */
 } Appended;
 
-static HTAB *appended = NULL;
+/*
+ * The transaction's runs: the first in "first" (most transactions append
+ * to one run: a start, a trickle's turn), the others in a hash table made
+ * for the second.
+ */
+static Appended first;
+static bool first_used = false;
+static HTAB *others = NULL;
 static TransactionId publishing_xid = InvalidTransactionId;
 static bool callbacks_registered = false;
 
@@ -154,72 +161,98 @@ slot_forget(const pg_uuid_t *run_id)
 	SpinLockRelease(&s->mutex);
 }
 
+/* Before commit: the run's last number into its slot, pending. */
+static void
+publish(Appended *e)
+{
+	SeqSlot    *s = slot_of(&e->run_id);
+
+	if (!e->valid || !OidIsValid(e->partition) || !TransactionIdIsValid(publishing_xid))
+	{
+		/* this transaction lost track of the run's number */
+		slot_forget(&e->run_id);
+		return;
+	}
+	SpinLockAcquire(&s->mutex);
+	s->state = SLOT_PENDING;
+	s->partition = e->partition;
+	s->xid = publishing_xid;
+	s->run_id = e->run_id;
+	s->seq = e->seq;
+	SpinLockRelease(&s->mutex);
+}
+
+/* After commit: the slot, if still ours, marked committed. */
+static void
+confirm(Appended *e)
+{
+	SeqSlot    *s = slot_of(&e->run_id);
+
+	SpinLockAcquire(&s->mutex);
+	if (s->state == SLOT_PENDING && s->xid == publishing_xid &&
+		TransactionIdIsValid(publishing_xid) &&
+		memcmp(&s->run_id, &e->run_id, sizeof(pg_uuid_t)) == 0)
+		s->state = SLOT_COMMITTED;
+	SpinLockRelease(&s->mutex);
+}
+
+static void
+forget(Appended *e)
+{
+	slot_forget(&e->run_id);
+}
+
+static void
+for_each_run(void (*fn) (Appended *))
+{
+	if (first_used)
+		fn(&first);
+	if (others != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		Appended   *e;
+
+		hash_seq_init(&status, others);
+		while ((e = hash_seq_search(&status)) != NULL)
+			fn(e);
+	}
+}
+
 /*
- * Before commit: each run's last number into its slot, pending; runs whose
- * number this transaction lost track of are forgotten.  At commit: the
+ * Before commit: each run's last number into its slot, pending (runs whose
+ * number this transaction lost track of are forgotten).  At commit: the
  * slots still ours marked committed.  At abort or prepare: forgotten.
  */
 static void
 seq_cache_xact_callback(XactEvent event, void *arg)
 {
-	HASH_SEQ_STATUS status;
-	Appended   *e;
-
-	if (appended == NULL || slots == NULL)
+	if (!first_used || slots == NULL)
 	{
-		appended = NULL;
+		first_used = false;
+		others = NULL;
 		return;
 	}
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 			publishing_xid = GetTopTransactionIdIfAny();
-			hash_seq_init(&status, appended);
-			while ((e = hash_seq_search(&status)) != NULL)
-			{
-				SeqSlot    *s = slot_of(&e->run_id);
-
-				if (!e->valid || !OidIsValid(e->partition) || !TransactionIdIsValid(publishing_xid))
-				{
-					slot_forget(&e->run_id);
-					continue;
-				}
-				SpinLockAcquire(&s->mutex);
-				s->state = SLOT_PENDING;
-				s->partition = e->partition;
-				s->xid = publishing_xid;
-				s->run_id = e->run_id;
-				s->seq = e->seq;
-				SpinLockRelease(&s->mutex);
-			}
+			for_each_run(publish);
 			return;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			hash_seq_init(&status, appended);
-			while ((e = hash_seq_search(&status)) != NULL)
-			{
-				SeqSlot    *s = slot_of(&e->run_id);
-
-				SpinLockAcquire(&s->mutex);
-				if (s->state == SLOT_PENDING && s->xid == publishing_xid &&
-					TransactionIdIsValid(publishing_xid) &&
-					memcmp(&s->run_id, &e->run_id, sizeof(pg_uuid_t)) == 0)
-					s->state = SLOT_COMMITTED;
-				SpinLockRelease(&s->mutex);
-			}
+			for_each_run(confirm);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			hash_seq_init(&status, appended);
-			while ((e = hash_seq_search(&status)) != NULL)
-				slot_forget(&e->run_id);
+			for_each_run(forget);
 			break;
 		default:
 			return;
 	}
 	/* the table's memory goes with TopTransactionContext */
-	appended = NULL;
+	first_used = false;
+	others = NULL;
 	publishing_xid = InvalidTransactionId;
 }
 
@@ -228,118 +261,129 @@ seq_cache_xact_callback(XactEvent event, void *arg)
  * with it: every subtransaction begun after it started is one of its
  * children, so what was appended at or after its id is gone.
  */
+static SubTransactionId aborted_subid;
+
+static void
+invalidate_if_aborted(Appended *e)
+{
+	if (e->subid >= aborted_subid)
+		e->valid = false;
+}
+
 static void
 seq_cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						   SubTransactionId parentSubid, void *arg)
 {
-	HASH_SEQ_STATUS status;
-	Appended   *e;
-
-	if (event != SUBXACT_EVENT_ABORT_SUB || appended == NULL)
+	if (event != SUBXACT_EVENT_ABORT_SUB || !first_used)
 		return;
-	hash_seq_init(&status, appended);
-	while ((e = hash_seq_search(&status)) != NULL)
-		if (e->subid >= mySubid)
-			e->valid = false;
+	aborted_subid = mySubid;
+	for_each_run(invalidate_if_aborted);
 }
 
-/* This transaction's entry of a run, made when missing. */
+/*
+ * This transaction's entry of a run, made when missing (*made: it was, so
+ * the transaction has not appended to the run yet).
+ */
 static Appended *
-entry_of(const pg_uuid_t *run_id)
+entry_of(const pg_uuid_t *run_id, bool *made)
 {
 	Appended   *e;
 	bool		found;
 
-	if (!callbacks_registered)
+	*made = false;
+	if (first_used && memcmp(&first.run_id, run_id, sizeof(pg_uuid_t)) == 0)
+		return &first;
+	if (others != NULL)
 	{
-		RegisterXactCallback(seq_cache_xact_callback, NULL);
-		RegisterSubXactCallback(seq_cache_subxact_callback, NULL);
-		callbacks_registered = true;
+		e = hash_search(others, run_id, HASH_ENTER, &found);
+		if (found)
+			return e;
 	}
-	if (appended == NULL)
+	else if (!first_used)
+	{
+		if (!callbacks_registered)
+		{
+			RegisterXactCallback(seq_cache_xact_callback, NULL);
+			RegisterSubXactCallback(seq_cache_subxact_callback, NULL);
+			callbacks_registered = true;
+		}
+		first_used = true;
+		e = &first;
+		e->run_id = *run_id;
+	}
+	else
 	{
 		HASHCTL		ctl;
 
 		ctl.keysize = sizeof(pg_uuid_t);
 		ctl.entrysize = sizeof(Appended);
 		ctl.hcxt = TopTransactionContext;
-		appended = hash_create("orchestrator appended runs", 64, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		others = hash_create("orchestrator appended runs", 64, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		e = hash_search(others, run_id, HASH_ENTER, NULL);
 	}
-	e = hash_search(appended, run_id, HASH_ENTER, &found);
-	if (!found)
-	{
-		e->partition = InvalidOid;
-		e->seq = 0;
-		e->valid = false;
-		e->subid = GetCurrentSubTransactionId();
-	}
+	e->partition = InvalidOid;
+	e->seq = 0;
+	e->valid = false;
+	e->subid = GetCurrentSubTransactionId();
+	*made = true;
 	return e;
 }
 
 /*
- * seq_cache_last
- *		The last sequence number of a run whose row the caller has locked,
- *		if known without reading the history: what this transaction
- *		appended last, else the run's committed slot.
+ * seq_cache_begin
+ *		This transaction is about to append to a run whose row it has
+ *		locked: *last is the run's last sequence number if known without
+ *		reading the history (what this transaction appended last, else the
+ *		run's committed slot); returns false otherwise.  Should the append
+ *		fail, the number is forgotten with the subtransaction, and the slot
+ *		with the transaction.  seq_cache_end() follows the append.
  */
 bool
-seq_cache_last(Oid partition, Datum run_id, int64 *seq)
+seq_cache_begin(Oid partition, Datum run_id, int64 *last)
 {
 	const pg_uuid_t *id = DatumGetUUIDP(run_id);
-	SeqSlot    *s;
-	bool		known;
+	bool		made;
+	Appended   *e = entry_of(id, &made);
+	bool		known = e->valid;
 
-	if (appended != NULL)
-	{
-		Appended   *e = hash_search(appended, id, HASH_FIND, NULL);
-
-		if (e != NULL)
-		{
-			*seq = e->seq;
-			return e->valid;
-		}
-	}
-	if (slots == NULL)
-		return false;
-	s = slot_of(id);
-	SpinLockAcquire(&s->mutex);
-	known = s->state == SLOT_COMMITTED && s->partition == partition &&
-		memcmp(&s->run_id, id, sizeof(pg_uuid_t)) == 0;
+	/*
+	 * The slot only for a run this transaction has not appended to: once
+	 * it has, the slot is older than its own appends (a number it lost
+	 * track of, in a subtransaction rolled back, is read from the history).
+	 */
 	if (known)
-		*seq = s->seq;
-	SpinLockRelease(&s->mutex);
+		*last = e->seq;
+	else if (made && slots != NULL)
+	{
+		SeqSlot    *s = slot_of(id);
+
+		SpinLockAcquire(&s->mutex);
+		known = s->state == SLOT_COMMITTED && s->partition == partition &&
+			memcmp(&s->run_id, id, sizeof(pg_uuid_t)) == 0;
+		if (known)
+			*last = s->seq;
+		SpinLockRelease(&s->mutex);
+	}
+	e->valid = false;
+	e->subid = GetCurrentSubTransactionId();
+	e->partition = partition;
 	return known;
 }
 
 /*
- * seq_cache_appending
- *		This transaction is about to append to the run: should the append
- *		fail, the run's slot is forgotten with the transaction (or the
- *		number with the subtransaction).
+ * seq_cache_end
+ *		This transaction appended to the run up to "last" (0: it created the
+ *		run, which has no event yet).
  */
 void
-seq_cache_appending(Oid partition, Datum run_id)
+seq_cache_end(Oid partition, Datum run_id, int64 last)
 {
-	Appended   *e = entry_of(DatumGetUUIDP(run_id));
-
-	e->valid = false;
-	e->subid = GetCurrentSubTransactionId();
-	e->partition = partition;
-}
-
-/*
- * seq_cache_appended
- *		This transaction appended to the run up to "seq" (0 for a run it
- *		created, which has no event yet).
- */
-void
-seq_cache_appended(Oid partition, Datum run_id, int64 seq)
-{
-	Appended   *e = entry_of(DatumGetUUIDP(run_id));
+	bool		made;
+	Appended   *e = entry_of(DatumGetUUIDP(run_id), &made);
 
 	e->partition = partition;
-	e->seq = seq;
+	e->seq = last;
 	e->subid = GetCurrentSubTransactionId();
 	e->valid = true;
 }

@@ -10,8 +10,7 @@
 #define ORCHESTRATOR_SEQ_CACHE_H
 
 extern void seq_cache_install(void);
-extern bool seq_cache_last(Oid partition, Datum run_id, int64 *seq);
-extern void seq_cache_appending(Oid partition, Datum run_id);
-extern void seq_cache_appended(Oid partition, Datum run_id, int64 seq);
+extern bool seq_cache_begin(Oid partition, Datum run_id, int64 *last);
+extern void seq_cache_end(Oid partition, Datum run_id, int64 last);
 
 #endif							/* ORCHESTRATOR_SEQ_CACHE_H */
