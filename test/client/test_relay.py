@@ -12,6 +12,10 @@
   would) still has its run's first notification arrive first, although a
   dispatcher ran the run's steps meanwhile; a commit that holds its place
   longer than a second is passed over, so it does not hold back the others;
+- a run's events are numbered after those of a transaction whose commit
+  callback runs late: the run's last number, remembered in shared memory by
+  that transaction (src/seq_cache.c), is marked usable only by its callback,
+  so meanwhile the history is read;
 - a transaction that produced notifications cannot be PREPAREd;
 - with the relay gone (terminated), notifications are sent directly, and the
   relay comes back.
@@ -123,6 +127,50 @@ def late_start(delay_ms, other_conn):
     oc.execute("SELECT orchestrator.start_workflow('relay3')")
     other = oc.fetchone()[0]
     return late, other, began, th, c
+
+
+def late_append(cur):
+    """A worker's heartbeat appends step.progress to a run while another
+    transaction, which appended to the same run, has become visible but not
+    yet run orchestrator's commit callback (commit_delay sleeps between the
+    two): the second takes the number after the first's, not the one the
+    run's slot held before.  commit_delay must be built."""
+    cur.execute("""SELECT orchestrator.define_workflow('held_seq', '{"steps": [
+        {"name": "a", "kind": "external", "queue": "held_seq"}]}')""")
+    cur.execute("SELECT orchestrator.start_workflow('held_seq')")
+    cur.execute("SELECT run_id, step, lease_token FROM orchestrator.claim_steps('held_seq', 'w', 1, '1 hour')")
+    run, step, token = cur.fetchone()
+    beat = "SELECT orchestrator.heartbeat_step(%s, %s, %s, NULL, %s)"
+    c = connect(autocommit=False)
+    cc = c.cursor()
+    # orchestrator's callbacks first (registered by this backend's first
+    # append), commit_delay's after them: it runs first at commit
+    cc.execute(beat, (run, step, token, '{"n": 1}'))
+    c.commit()
+    cc.execute("SELECT public.commit_delay(0)")
+    c.commit()
+    cc.execute(beat, (run, step, token, '{"n": 2}'))
+    cc.execute("SELECT public.commit_delay(1500)")
+    th = threading.Thread(target=c.commit)
+    th.start()
+    time.sleep(0.4)
+    other = connect()
+    oc = other.cursor()
+    oc.execute(beat, (run, step, token, '{"n": 3}'))
+    assert oc.fetchone()[0] is True
+    done_during = th.is_alive()
+    th.join()
+    c.close()
+    other.close()
+    cur.execute("SELECT array_agg(data->'progress'->>'n' ORDER BY seq), count(*) = max(seq) "
+                "FROM orchestrator.workflow_events WHERE run_id = %s AND type = 'step.progress'", (run,))
+    order, _ = cur.fetchone()
+    cur.execute("SELECT count(*) = max(seq) AND count(DISTINCT seq) = count(*) "
+                "FROM orchestrator.workflow_events WHERE run_id = %s", (run,))
+    assert cur.fetchone()[0] is True, "run %s: numbers with a gap or a repeat" % run
+    assert done_during, "the other heartbeat did not run while the late commit slept"
+    assert order == ["1", "2", "3"], order
+    print("late commit callback: the next transaction's event numbered after it (progress %s)" % order)
 
 
 def late_commit(cur, listener):
@@ -311,6 +359,7 @@ def main():
         # 4c. a late commit callback: the start's notifications hold their
         #     place in the ring from before its commit
         late_commit(cur, listener)
+        late_append(cur)
 
         # 5. relay terminated: direct notifications meanwhile, then it is back
         pid = status(cur)["pid"]
