@@ -54,7 +54,7 @@
 
 #include "seq_cache.h"
 
-/* slots in shared memory (a power of two): 4096 x 48 bytes */
+/* slots in shared memory (a power of two): 4096 x 40 bytes */
 #define SEQ_SLOTS 4096
 
 typedef enum SlotState
