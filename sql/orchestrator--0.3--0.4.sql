@@ -17,6 +17,7 @@ DROP FUNCTION orchestrator._create_partitions(date, integer);
 DROP FUNCTION orchestrator._spec_action(text, text, jsonb, text);
 DROP FUNCTION orchestrator._validate_spec(text, jsonb);
 DROP FUNCTION orchestrator._api_define_workflow(text, jsonb);
+DROP FUNCTION orchestrator._may(text, text);
 DROP FUNCTION orchestrator._emit(uuid, text, text, jsonb);
 DROP FUNCTION orchestrator._context(orchestrator.workflow_runs);
 DROP FUNCTION orchestrator._def_step(orchestrator.workflow_runs, text);
@@ -795,22 +796,15 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION orchestrator._may(name text, privilege text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orchestrator_may'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+
 CREATE FUNCTION orchestrator._may_start_as(name text, role regrole)
 RETURNS boolean
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = role) THEN
-		RETURN false;
-	END IF;
-	RETURN pg_catalog.pg_has_role(role, 'orchestrator_admin', 'MEMBER')
-		OR EXISTS (SELECT 1 FROM orchestrator.workflows w
-				   WHERE w.name = _may_start_as.name AND pg_catalog.pg_has_role(role, w.owner, 'USAGE'))
-		OR EXISTS (SELECT 1 FROM orchestrator.workflow_grants g
-				   WHERE g.name = _may_start_as.name AND g.privilege = 'start'
-					 AND pg_catalog.pg_has_role(role, g.grantee, 'USAGE'));
-END
-$$;
+AS 'MODULE_PATHNAME', 'orchestrator_may_start_as'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 CREATE FUNCTION orchestrator._visible_run(run_id uuid)
 RETURNS orchestrator.workflow_runs

@@ -33,9 +33,6 @@ typedef struct StmtDef
 #define OPEN_STATUSES "('waiting', 'ready', 'running', 'scheduled')"
 
 static const StmtDef stmts[S_COUNT] = {
-	/* may the caller work external steps of workflow $1? */
-	[S_MAY_WORK] = {
-		"SELECT orchestrator._may($1, 'work') AS may", 1, {TEXTOID}},
 	[S_WEBHOOKS_EXIST] = {
 		"SELECT EXISTS (SELECT 1 FROM orchestrator.webhooks) AS exist", 0, {0}},
 	[S_RUN_EXISTS] = {
@@ -140,8 +137,6 @@ static const StmtDef stmts[S_COUNT] = {
 		"   ELSE (SELECT version FROM orchestrator.definitions WHERE name = $1 AND version = $2) END AS version,"
 		" (SELECT owner FROM orchestrator.workflows WHERE name = $1) AS owner",
 	2, {TEXTOID, INT4OID}},
-	[S_MAY_START] = {
-		"SELECT orchestrator._may($1, 'start') AS may", 1, {TEXTOID}},
 	[S_DEADLINE] = {
 		"SELECT orchestrator._start_deadline($1) AS deadline", 1, {JSONBOID}},
 	[S_CLAIM_IDEMPOTENCY_KEY] = {
@@ -431,8 +426,6 @@ static const StmtDef stmts[S_COUNT] = {
 		" ON CONFLICT ON CONSTRAINT work_queue_pkey DO UPDATE"
 		" SET queue = '@timer', priority = 0, available_at = now(), lease_token = NULL, lease = NULL, worker = NULL",
 	2, {UUIDOID, TEXTOID}},
-	[S_MAY_START_AS] = {
-		"SELECT orchestrator._may_start_as($1, $2) AS may", 2, {TEXTOID, REGROLEOID}},
 
 	/*
 	 * HTTP (http_record.c, breaker.c, webhook.c).  When a dispatcher looks

@@ -16,7 +16,6 @@
 /* The statements, one name each. */
 typedef enum Stmt
 {
-	S_MAY_WORK,
 	S_WEBHOOKS_EXIST,
 	S_RUN_EXISTS,
 	S_EXTEND_LEASE,
@@ -32,7 +31,6 @@ typedef enum Stmt
 	S_OPEN_STEPS,
 	S_DELETE_RUN_QUEUE,
 	S_START_LOOKUP,
-	S_MAY_START,
 	S_DEADLINE,
 	S_CLAIM_IDEMPOTENCY_KEY,
 	S_IDEMPOTENT_RUN,
@@ -89,7 +87,6 @@ typedef enum Stmt
 	S_PARENT_TENANT,
 	S_NESTING,
 	S_HAND_OFF,
-	S_MAY_START_AS,
 	/* http_record.c, breaker.c, webhook.c */
 	S_HTTP_NEXT_WAKE,
 	S_HTTP_LEASE_HELD,

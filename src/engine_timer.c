@@ -22,6 +22,7 @@
 
 #include "admission.h"
 #include "engine.h"
+#include "rights.h"
 #include "engine_timer.h"
 #include "lookup_cache.h"
 #include "quota.h"
@@ -87,21 +88,12 @@ start_child_work(void *arg)
 	c->version = child.version;
 
 	/* started by the parent's owner: its right to start the workflow */
-	if (child.owner != run->owner)
-	{
-		bool		may;
-
-		values[1] = ObjectIdGetDatum(run->owner);
-		engine_stmt(S_MAY_START_AS, NULL, values, NULL);
-		may = engine_col_bool("may");
-		engine_rows_done();
-		if (!may)
-			child_error(ERRCODE_INSUFFICIENT_PRIVILEGE,
-						psprintf("permission denied to start workflow \"%s\"", def->child_workflow),
-						psprintf("Child runs are started by the owner of the parent's workflow (%s), which needs the right to start \"%s\".",
-								 DatumGetCString(DirectFunctionCall1(regroleout, ObjectIdGetDatum(run->owner))),
-								 def->child_workflow));
-	}
+	if (child.owner != run->owner && !workflow_right(def->child_workflow, "start", run->owner))
+		child_error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+					psprintf("permission denied to start workflow \"%s\"", def->child_workflow),
+					psprintf("Child runs are started by the owner of the parent's workflow (%s), which needs the right to start \"%s\".",
+							 DatumGetCString(DirectFunctionCall1(regroleout, ObjectIdGetDatum(run->owner))),
+							 def->child_workflow));
 
 	/* a chain of children has an end */
 	values[0] = run->id;

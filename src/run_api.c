@@ -26,6 +26,7 @@
 
 #include "admission.h"
 #include "caller.h"
+#include "rights.h"
 #include "engine.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_api_cancel_workflow);
@@ -251,9 +252,7 @@ resume_work(void *arg)
 	 * run is not enough (a role whose "start" grant was revoked sees the
 	 * runs it started).
 	 */
-	values[0] = CStringGetTextDatum(run.name);
-	engine_stmt(S_MAY_START, NULL, values, NULL);
-	if (!engine_col_bool("may"))
+	if (!caller_workflow_right(run.name, "start"))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to resume a run of workflow \"%s\"", run.name),
@@ -262,7 +261,6 @@ resume_work(void *arg)
 						 quote_literal_cstr(run.name),
 						 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(regroleout,
 																				ObjectIdGetDatum(orchestrator_current_caller())))))));
-	engine_rows_done();
 
 	values[0] = run.id;
 	values[1] = CStringGetTextDatum(run.name);

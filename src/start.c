@@ -24,6 +24,7 @@
 #include "utils/uuid.h"
 
 #include "caller.h"
+#include "rights.h"
 #include "engine.h"
 #include "lookup_cache.h"
 #include "quota.h"
@@ -223,23 +224,15 @@ start_work(void *arg)
 	 * Its owner, roles granted "start", and admins start runs; the steps run
 	 * with the owner's rights whoever starts them.
 	 */
-	if (run.owner != a->caller)
-	{
-		bool		may;
-
-		engine_stmt(S_MAY_START, NULL, values, NULL);
-		may = engine_col_bool("may");
-		engine_rows_done();
-		if (!may)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to start workflow \"%s\"", a->name),
-					 errdetail("Runs of a workflow are started by its owner, by roles it was granted to with privilege \"start\", and by members of orchestrator_admin."),
-					 errhint("The owner can run: SELECT orchestrator.grant_workflow(%s, %s);",
-							 quote_literal_cstr(a->name),
-							 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(regroleout,
-																				  ObjectIdGetDatum(a->caller)))))));
-	}
+	if (run.owner != a->caller && !workflow_right(a->name, "start", a->caller))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to start workflow \"%s\"", a->name),
+				 errdetail("Runs of a workflow are started by its owner, by roles it was granted to with privilege \"start\", and by members of orchestrator_admin."),
+				 errhint("The owner can run: SELECT orchestrator.grant_workflow(%s, %s);",
+						 quote_literal_cstr(a->name),
+						 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(regroleout,
+																				ObjectIdGetDatum(a->caller)))))));
 
 	idempotency_key = string_option(option(options, "idempotency_key"), "idempotency_key");
 	tenant = string_option(option(options, "tenant"), "tenant");

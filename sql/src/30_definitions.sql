@@ -677,38 +677,17 @@ $$;
 -- May the caller start runs of workflow "name" (privilege 'start') or
 -- work its external steps ('work')?  Its owner, roles granted that
 -- privilege (or members of such roles), and members of orchestrator_admin.
--- PL/pgSQL, without a SET clause, so that its plans are kept: a SQL function
--- that cannot be inlined (this one has subqueries) is parsed again on every
--- call.  It runs inside the API's implementations, whose search_path is
--- pinned; its names are qualified anyway.
--- _may(name, 'start') for a given role rather than the caller: may that
--- role start runs of workflow "name"?  A child run is started by the owner of
--- its parent's workflow (src/compose.c).
-CREATE FUNCTION orchestrator._may_start_as(name text, role regrole)
-RETURNS boolean
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = role) THEN
-		RETURN false;
-	END IF;
-	RETURN pg_catalog.pg_has_role(role, 'orchestrator_admin', 'MEMBER')
-		OR EXISTS (SELECT 1 FROM orchestrator.workflows w
-				   WHERE w.name = _may_start_as.name AND pg_catalog.pg_has_role(role, w.owner, 'USAGE'))
-		OR EXISTS (SELECT 1 FROM orchestrator.workflow_grants g
-				   WHERE g.name = _may_start_as.name AND g.privilege = 'start'
-					 AND pg_catalog.pg_has_role(role, g.grantee, 'USAGE'));
-END
-$$;
-
+-- In C (src/rights.c), where the engine checks the same rule without a
+-- statement.
 CREATE FUNCTION orchestrator._may(name text, privilege text)
 RETURNS boolean
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-	RETURN orchestrator._is_admin()
-		OR EXISTS (SELECT 1 FROM orchestrator.workflows w WHERE w.name = _may.name AND orchestrator._acts_as(w.owner))
-		OR EXISTS (SELECT 1 FROM orchestrator.workflow_grants g
-				   WHERE g.name = _may.name AND g.privilege = _may.privilege AND orchestrator._acts_as(g.grantee));
-END
-$$;
+AS 'MODULE_PATHNAME', 'orchestrator_may'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+-- _may(name, 'start') for a given role rather than the caller: may that
+-- role start runs of workflow "name"?  A child run is started by the owner of
+-- its parent's workflow (src/compose.c).  False for a role that does not exist.
+CREATE FUNCTION orchestrator._may_start_as(name text, role regrole)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'orchestrator_may_start_as'
+LANGUAGE C STABLE PARALLEL RESTRICTED;

@@ -164,3 +164,33 @@ SET ROLE h_alice;
 SELECT h_try('SELECT orchestrator.events_channel()') AS public_only;
 SELECT h_try('SELECT orchestrator._api_events_channel()') AS implementation;
 RESET ROLE;
+
+-- Who may start and work a workflow, checked in C (src/rights.c; the same
+-- rule as _may()): its owner, a role granted the privilege or a member of
+-- one, an administrator.  A revocation counts at once; "work" is not
+-- "start"; the function itself is nobody's to call.
+CREATE ROLE h_workers NOLOGIN;
+CREATE ROLE h_worker LOGIN IN ROLE orchestrator_user, h_workers;
+SET ROLE h_alice;
+SELECT orchestrator.define_workflow('h_rights', '{"steps": [{"name": "s", "kind": "external", "queue": "h_rights"}]}') AS rights_defined;
+SELECT orchestrator.grant_workflow('h_rights', 'h_workers', 'work') AS granted;
+SELECT orchestrator.start_workflow('h_rights') AS rights_run \gset
+RESET ROLE;
+SET ROLE h_worker;
+SELECT h_try($$SELECT orchestrator.start_workflow('h_rights')$$) AS work_is_not_start;
+SELECT run_id = :'rights_run' AS claimed, lease_token AS rights_token FROM orchestrator.claim_steps('h_rights', 'w', 1) \gset
+SELECT :'claimed' AS member_claims, orchestrator.heartbeat_step(:'rights_run', 's', :'rights_token') AS member_heartbeats;
+RESET ROLE;
+SET ROLE h_alice;
+SELECT orchestrator.revoke_workflow('h_rights', 'h_workers', 'work') AS revoked;
+RESET ROLE;
+SET ROLE h_worker;
+SELECT h_try(format('SELECT orchestrator.complete_step(%L, %L, %L, %L)', :'rights_run', 's', :'rights_token', '{}')) AS completes_after_revoke;
+RESET ROLE;
+SET ROLE h_admin;
+SELECT orchestrator.complete_step(:'rights_run', 's', :'rights_token', '{"by": "admin"}') AS admin_completes;
+RESET ROLE;
+SELECT status, result FROM orchestrator.runs WHERE id = :'rights_run';
+SET ROLE h_alice;
+SELECT h_try($$SELECT orchestrator._may('h_rights', 'work')$$) AS may_not_callable;
+RESET ROLE;

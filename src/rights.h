@@ -1,0 +1,15 @@
+/*-------------------------------------------------------------------------
+ *
+ * rights.h
+ *	  Who may start runs of a workflow or work its external steps
+ *	  (rights.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ORCHESTRATOR_RIGHTS_H
+#define ORCHESTRATOR_RIGHTS_H
+
+extern bool workflow_right(const char *name, const char *privilege, Oid role);
+extern bool caller_workflow_right(const char *name, const char *privilege);
+
+#endif							/* ORCHESTRATOR_RIGHTS_H */
