@@ -604,18 +604,6 @@ static const StmtDef stmts[S_COUNT] = {
 		"SELECT count(*) AS running FROM orchestrator.work_queue"
 		" WHERE queue = $1 AND lease_token IS NOT NULL AND available_at > now()",
 	1, {TEXTOID}},
-	/*
-	 * the workflows whose external steps the caller may work: NULL for
-	 * members of orchestrator_admin (all), else those it owns or was
-	 * granted "work" on (directly or through a role it acts as)
-	 */
-	[S_WORKABLE] = {
-		"SELECT CASE WHEN orchestrator._is_admin() THEN NULL ELSE ARRAY("
-		"   SELECT w.name FROM orchestrator.workflows w WHERE orchestrator._acts_as(w.owner)"
-		"   UNION"
-		"   SELECT g.name FROM orchestrator.workflow_grants g"
-		"   WHERE g.privilege = 'work' AND orchestrator._acts_as(g.grantee)) END AS workflows",
-	0, {0}},
 };
 
 /*

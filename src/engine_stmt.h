@@ -119,7 +119,6 @@ typedef enum Stmt
 	S_STEP_PROGRESS,
 	S_QUEUE_LIMIT,
 	S_QUEUE_LEASED,
-	S_WORKABLE,
 	S_COUNT
 } Stmt;
 

@@ -28,8 +28,10 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
+#include "caller.h"
 #include "engine.h"
 #include "quota.h"
+#include "rights.h"
 #include "random_pool.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_api_claim_steps);
@@ -81,7 +83,6 @@ claim_external_work(void *arg)
 	MemoryContext item_context;
 	Datum		q[1] = {CStringGetTextDatum(a->queue)};
 	Datum		workflows;
-	bool		all;
 
 	/*
 	 * A limited queue (set_queue_limit): at most max_running live leases.
@@ -108,11 +109,8 @@ claim_external_work(void *arg)
 		engine_rows_done();
 
 	/* only steps of workflows the caller may work: others' rows are not even locked */
-	engine_stmt(S_WORKABLE, NULL, NULL, NULL);
-	workflows = engine_col("workflows", &all);
-	engine_rows_done();
-
-	nclaimed = engine_claim(a->queue, a->max_steps, all ? (Datum) 0 : workflows, &claimed);
+	workflows = workable_workflows(orchestrator_current_caller());
+	nclaimed = engine_claim(a->queue, a->max_steps, workflows, &claimed);
 	item_context = AllocSetContextCreate(CurrentMemoryContext, "orchestrator claim",
 										 ALLOCSET_DEFAULT_SIZES);
 	for (uint64 i = 0; i < nclaimed; i++)

@@ -11,6 +11,9 @@
  * _may_start_as(name, role) are this file's, and the engine calls it
  * directly, without a statement.
  *
+ * Claims ask the other way round: which workflows may a role work
+ * (workable_workflows()), so that they lock no row of another's.
+ *
  * The tables are read with the access methods under SnapshotSelf (the
  * latest committed grants: a revocation counts from its commit on), past
  * their row-level security, which computes from this same rule what a role
@@ -20,11 +23,15 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_authid.h"
 #include "fmgr.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "caller.h"
@@ -123,6 +130,92 @@ workflow_right(const char *name, const char *privilege, Oid role)
 	if (acts_as_owner(name, role))
 		return true;
 	return privilege != NULL && acts_as_grantee(name, privilege, role);
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * workable_workflows
+ *		The workflows "role" may work, as a text[] (empty: none), or
+ *		(Datum) 0 when it may work every workflow (an administrator): for
+ *		claims, which lock no row of another workflow.
+ */
+Datum
+workable_workflows(Oid role)
+{
+	Oid			admin = get_role_oid("orchestrator_admin", true);
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	t;
+	int			place;
+	int			grantee_place;
+	int			privilege_place;
+	char	  **names;
+	int			n = 0;
+	int			size = 16;
+	Datum	   *elems;
+	int			nelems = 0;
+
+	if (OidIsValid(admin) && is_member_of_role(role, admin))
+		return (Datum) 0;
+	names = palloc(sizeof(char *) * size);
+
+	/* the workflows whose owner's privileges it has */
+	rel = table_open(orchestrator_table_oid("workflows"), AccessShareLock);
+	place = column(rel, "owner");
+	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
+	while ((t = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		owner = heap_getattr(t, place + 1, RelationGetDescr(rel), &isnull);
+
+		if (isnull || !has_privs_of_role(role, DatumGetObjectId(owner)))
+			continue;
+		if (n == size)
+			names = repalloc(names, sizeof(char *) * (size *= 2));
+		names[n++] = TextDatumGetCString(heap_getattr(t, column(rel, "name") + 1, RelationGetDescr(rel), &isnull));
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* and those granted "work" to a role whose privileges it has */
+	rel = table_open(orchestrator_table_oid("workflow_grants"), AccessShareLock);
+	place = column(rel, "name");
+	grantee_place = column(rel, "grantee");
+	privilege_place = column(rel, "privilege");
+	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
+	while ((t = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		grantee_null;
+		bool		privilege_null;
+		bool		name_null;
+		Datum		grantee = heap_getattr(t, grantee_place + 1, desc, &grantee_null);
+		Datum		privilege = heap_getattr(t, privilege_place + 1, desc, &privilege_null);
+		Datum		name = heap_getattr(t, place + 1, desc, &name_null);
+
+		if (grantee_null || privilege_null || name_null ||
+			strcmp(TextDatumGetCString(privilege), "work") != 0 ||
+			!has_privs_of_role(role, DatumGetObjectId(grantee)))
+			continue;
+		if (n == size)
+			names = repalloc(names, sizeof(char *) * (size *= 2));
+		names[n++] = TextDatumGetCString(name);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* each name once */
+	qsort(names, n, sizeof(char *), name_cmp);
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
+			elems[nelems++] = CStringGetTextDatum(names[i]);
+	return PointerGetDatum(construct_array(elems, nelems, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* workflow_right() for the role the current call acts for. */

@@ -11,5 +11,6 @@
 
 extern bool workflow_right(const char *name, const char *privilege, Oid role);
 extern bool caller_workflow_right(const char *name, const char *privilege);
+extern Datum workable_workflows(Oid role);
 
 #endif							/* ORCHESTRATOR_RIGHTS_H */

@@ -187,6 +187,16 @@ RESET ROLE;
 SET ROLE h_worker;
 SELECT h_try(format('SELECT orchestrator.complete_step(%L, %L, %L, %L)', :'rights_run', 's', :'rights_token', '{}')) AS completes_after_revoke;
 RESET ROLE;
+-- and its claims pass over the workflow's steps, which an admin's take
+SET ROLE h_alice;
+SELECT orchestrator.start_workflow('h_rights') AS rights_run2 \gset
+RESET ROLE;
+SET ROLE h_worker;
+SELECT count(*) AS claims_after_revoke FROM orchestrator.claim_steps('h_rights', 'w', 5);
+RESET ROLE;
+SET ROLE h_admin;
+SELECT run_id = :'rights_run2' AS admin_claims FROM orchestrator.claim_steps('h_rights', 'w', 5);
+RESET ROLE;
 SET ROLE h_admin;
 SELECT orchestrator.complete_step(:'rights_run', 's', :'rights_token', '{"by": "admin"}') AS admin_completes;
 RESET ROLE;
