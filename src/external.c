@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -30,8 +31,10 @@
 
 #include "caller.h"
 #include "engine.h"
+#include "leaf.h"
 #include "quota.h"
 #include "rights.h"
+#include "rows.h"
 #include "random_pool.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_api_claim_steps);
@@ -74,6 +77,22 @@ typedef struct ClaimExternal
 
 static void claim_one(ClaimExternal *a, EngineClaim *c);
 
+/*
+ * Has the queue a limit (a row of queue_limits, as committed now)?  Most
+ * have none: then no statement is run.  A limit set by a transaction that
+ * has not committed is not seen, as the statement would not see it.
+ */
+static bool
+queue_has_limit(const char *queue)
+{
+	Relation	rel = table_open(orchestrator_table_oid("queue_limits"), AccessShareLock);
+	Datum		key[1] = {CStringGetTextDatum(queue)};
+	HeapTuple	t = rows_fetch(rel, 1, key);
+
+	table_close(rel, AccessShareLock);
+	return t != NULL;
+}
+
 static void
 claim_external_work(void *arg)
 {
@@ -89,24 +108,27 @@ claim_external_work(void *arg)
 	 * Updating its row makes claims of the queue follow one another; the
 	 * count is a new snapshot, after the lock.
 	 */
-	if (engine_stmt(S_QUEUE_LIMIT, NULL, q, NULL) == 1)
+	if (queue_has_limit(a->queue))
 	{
-		bool		isnull;
-		Datum		d = engine_col("max_running", &isnull);
-		int64		limit = isnull ? 0 : DatumGetInt32(d);
-		int64		running;
+		if (engine_stmt(S_QUEUE_LIMIT, NULL, q, NULL) == 1)
+		{
+			bool		isnull;
+			Datum		d = engine_col("max_running", &isnull);
+			int64		limit = isnull ? 0 : DatumGetInt32(d);
+			int64		running;
 
-		engine_rows_done();
-		engine_stmt(S_QUEUE_LEASED, NULL, q, NULL);
-		running = DatumGetInt64(engine_col("running", &isnull));
-		engine_rows_done();
-		if (running >= limit)
-			return;
-		if (limit - running < a->max_steps)
-			a->max_steps = (int32) (limit - running);
+			engine_rows_done();
+			engine_stmt(S_QUEUE_LEASED, NULL, q, NULL);
+			running = DatumGetInt64(engine_col("running", &isnull));
+			engine_rows_done();
+			if (running >= limit)
+				return;
+			if (limit - running < a->max_steps)
+				a->max_steps = (int32) (limit - running);
+		}
+		else
+			engine_rows_done();
 	}
-	else
-		engine_rows_done();
 
 	/* only steps of workflows the caller may work: others' rows are not even locked */
 	workflows = workable_workflows(orchestrator_current_caller());
