@@ -17,13 +17,13 @@
 #include "utils/builtins.h"
 
 #include "caller.h"
-#include "rights.h"
 #include "engine_events.h"
 #include "engine_json.h"
 #include "engine_run.h"
 #include "engine_stmt.h"
 #include "leaf.h"
 #include "relay.h"
+#include "rights.h"
 #include "run_rows.h"
 #include "wake.h"
 

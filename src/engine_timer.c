@@ -22,10 +22,10 @@
 
 #include "admission.h"
 #include "engine.h"
-#include "rights.h"
 #include "engine_timer.h"
 #include "lookup_cache.h"
 #include "quota.h"
+#include "rights.h"
 
 extern Datum orchestrator_uuid_v7(PG_FUNCTION_ARGS);
 

@@ -33,9 +33,9 @@
 #include "engine.h"
 #include "leaf.h"
 #include "quota.h"
+#include "random_pool.h"
 #include "rights.h"
 #include "rows.h"
-#include "random_pool.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_api_claim_steps);
 PG_FUNCTION_INFO_V1(orchestrator_api_heartbeat_step);

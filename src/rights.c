@@ -151,8 +151,8 @@ workable_workflows(Oid role)
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	t;
-	int			place;
-	int			grantee_place;
+	int			name_place;
+	int			role_place;		/* the owner, then the grantee */
 	int			privilege_place;
 	char	  **names;
 	int			n = 0;
@@ -166,26 +166,29 @@ workable_workflows(Oid role)
 
 	/* the workflows whose owner's privileges it has */
 	rel = table_open(orchestrator_table_oid("workflows"), AccessShareLock);
-	place = column(rel, "owner");
+	name_place = column(rel, "name");
+	role_place = column(rel, "owner");
 	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 	while ((t = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
-		bool		isnull;
-		Datum		owner = heap_getattr(t, place + 1, RelationGetDescr(rel), &isnull);
+		bool		owner_null;
+		bool		name_null;
+		Datum		owner = heap_getattr(t, role_place + 1, RelationGetDescr(rel), &owner_null);
+		Datum		name = heap_getattr(t, name_place + 1, RelationGetDescr(rel), &name_null);
 
-		if (isnull || !has_privs_of_role(role, DatumGetObjectId(owner)))
+		if (owner_null || name_null || !has_privs_of_role(role, DatumGetObjectId(owner)))
 			continue;
 		if (n == size)
 			names = repalloc(names, sizeof(char *) * (size *= 2));
-		names[n++] = TextDatumGetCString(heap_getattr(t, column(rel, "name") + 1, RelationGetDescr(rel), &isnull));
+		names[n++] = TextDatumGetCString(name);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 
 	/* and those granted "work" to a role whose privileges it has */
 	rel = table_open(orchestrator_table_oid("workflow_grants"), AccessShareLock);
-	place = column(rel, "name");
-	grantee_place = column(rel, "grantee");
+	name_place = column(rel, "name");
+	role_place = column(rel, "grantee");
 	privilege_place = column(rel, "privilege");
 	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 	while ((t = heap_getnext(scan, ForwardScanDirection)) != NULL)
@@ -194,9 +197,9 @@ workable_workflows(Oid role)
 		bool		grantee_null;
 		bool		privilege_null;
 		bool		name_null;
-		Datum		grantee = heap_getattr(t, grantee_place + 1, desc, &grantee_null);
+		Datum		grantee = heap_getattr(t, role_place + 1, desc, &grantee_null);
 		Datum		privilege = heap_getattr(t, privilege_place + 1, desc, &privilege_null);
-		Datum		name = heap_getattr(t, place + 1, desc, &name_null);
+		Datum		name = heap_getattr(t, name_place + 1, desc, &name_null);
 
 		if (grantee_null || privilege_null || name_null ||
 			strcmp(TextDatumGetCString(privilege), "work") != 0 ||

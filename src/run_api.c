@@ -26,8 +26,8 @@
 
 #include "admission.h"
 #include "caller.h"
-#include "rights.h"
 #include "engine.h"
+#include "rights.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_api_cancel_workflow);
 PG_FUNCTION_INFO_V1(orchestrator_api_retry_run);

@@ -24,10 +24,10 @@
 #include "utils/uuid.h"
 
 #include "caller.h"
-#include "rights.h"
 #include "engine.h"
 #include "lookup_cache.h"
 #include "quota.h"
+#include "rights.h"
 
 PG_FUNCTION_INFO_V1(orchestrator_api_start_workflow);
 
