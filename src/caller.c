@@ -40,6 +40,7 @@
 #include "utils/syscache.h"
 
 #include "caller.h"
+#include "rights.h"
 #include "version.h"
 
 /* Set by the sql step executor for the duration of a step. */
@@ -301,9 +302,7 @@ orchestrator_acts_as(PG_FUNCTION_ARGS)
 Datum
 orchestrator_is_admin(PG_FUNCTION_ARGS)
 {
-	Oid			admin = get_role_oid("orchestrator_admin", true);
-
-	PG_RETURN_BOOL(OidIsValid(admin) && is_member_of_role(orchestrator_current_caller(), admin));
+	PG_RETURN_BOOL(role_is_admin(orchestrator_current_caller()));
 }
 
 /*

@@ -31,6 +31,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -42,71 +43,109 @@
 PG_FUNCTION_INFO_V1(orchestrator_may);
 PG_FUNCTION_INFO_V1(orchestrator_may_start_as);
 
-/* The place of a column (as rows_get() takes it), read by name. */
-static int
-column(Relation rel, const char *name)
+/*
+ * The rows that give rights: a workflow's row gives its owner's privileges
+ * (every privilege), a grant's row its grantee's (one privilege).
+ */
+typedef struct RightRows
 {
-	TupleDesc	desc = RelationGetDescr(rel);
+	const char *table;
+	const char *role_column;
+	const char *privilege_column;	/* NULL: every privilege */
+} RightRows;
 
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
+static const RightRows owners = {"workflows", "owner", NULL};
+static const RightRows grants = {"workflow_grants", "grantee", "privilege"};
 
-		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
-			return i;
-	}
-	elog(ERROR, "table \"%s\" has no column \"%s\"", RelationGetRelationName(rel), name);
-	return -1;					/* keep the compiler quiet */
+/* The rows' table, opened, and where its columns are. */
+typedef struct RightTable
+{
+	Relation	rel;
+	AttrNumber	name_att;
+	AttrNumber	role_att;
+	AttrNumber	privilege_att;	/* InvalidAttrNumber: every privilege */
+} RightTable;
+
+static void
+right_table_open(const RightRows *rows, RightTable *t)
+{
+	Oid			relid = orchestrator_table_oid(rows->table);
+
+	t->rel = table_open(relid, AccessShareLock);
+	t->name_att = get_attnum(relid, "name");
+	t->role_att = get_attnum(relid, rows->role_column);
+	t->privilege_att = rows->privilege_column ? get_attnum(relid, rows->privilege_column) : InvalidAttrNumber;
 }
 
-/* Has "role" the privileges of the owner of workflow "name"? */
+/* Does the row give "role" privilege "privilege"? */
 static bool
-acts_as_owner(const char *name, Oid role)
+row_gives(RightTable *t, HeapTuple row, const char *privilege, Oid role)
 {
-	Relation	rel = table_open(orchestrator_table_oid("workflows"), AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(t->rel);
+	bool		isnull;
+	Datum		holder = heap_getattr(row, t->role_att, desc, &isnull);
+
+	if (isnull)
+		return false;
+	if (t->privilege_att != InvalidAttrNumber)
+	{
+		Datum		granted = heap_getattr(row, t->privilege_att, desc, &isnull);
+
+		if (isnull || privilege == NULL || strcmp(TextDatumGetCString(granted), privilege) != 0)
+			return false;
+	}
+	return has_privs_of_role(role, DatumGetObjectId(holder));
+}
+
+/* Does a row of workflow "name" give "role" privilege "privilege"? */
+static bool
+rows_give(const RightRows *rows, const char *name, const char *privilege, Oid role)
+{
+	RightTable	t;
 	Datum		key[1] = {CStringGetTextDatum(name)};
-	HeapTuple	t;
+	RowsScan   *scan;
+	HeapTuple	row;
 	bool		may = false;
 
-	t = rows_fetch(rel, 1, key);
-	if (t != NULL)
+	right_table_open(rows, &t);
+	scan = rows_scan(t.rel, 1, key);
+	while (!may && (row = rows_next(scan)) != NULL)
+		may = row_gives(&t, row, privilege, role);
+	rows_scan_end(scan);
+	table_close(t.rel, AccessShareLock);
+	return may;
+}
+
+/* The names of the workflows whose rows give "role" "privilege", appended. */
+static List *
+names_given(const RightRows *rows, const char *privilege, Oid role, List *names)
+{
+	RightTable	t;
+	TableScanDesc scan;
+	HeapTuple	row;
+
+	right_table_open(rows, &t);
+	scan = table_beginscan(t.rel, SnapshotSelf, 0, NULL);
+	while ((row = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
-		Datum		owner = rows_get(rel, t, column(rel, "owner"), &isnull);
+		Datum		name = heap_getattr(row, t.name_att, RelationGetDescr(t.rel), &isnull);
 
-		may = !isnull && has_privs_of_role(role, DatumGetObjectId(owner));
+		if (!isnull && row_gives(&t, row, privilege, role))
+			names = lappend(names, TextDatumGetCString(name));
 	}
-	table_close(rel, AccessShareLock);
-	return may;
+	table_endscan(scan);
+	table_close(t.rel, AccessShareLock);
+	return names;
 }
 
-/* Has "role" the privileges of a role granted "privilege" on "name"? */
-static bool
-acts_as_grantee(const char *name, const char *privilege, Oid role)
+/* Is "role" a member of orchestrator_admin (superusers are)? */
+bool
+role_is_admin(Oid role)
 {
-	Relation	rel = table_open(orchestrator_table_oid("workflow_grants"), AccessShareLock);
-	Datum		key[1] = {CStringGetTextDatum(name)};
-	int			grantee_place = column(rel, "grantee");
-	int			privilege_place = column(rel, "privilege");
-	RowsScan   *scan;
-	HeapTuple	t;
-	bool		may = false;
+	Oid			admin = get_role_oid("orchestrator_admin", true);
 
-	scan = rows_scan(rel, 1, key);
-	while (!may && (t = rows_next(scan)) != NULL)
-	{
-		bool		grantee_null;
-		bool		privilege_null;
-		Datum		grantee = rows_get(rel, t, grantee_place, &grantee_null);
-		Datum		granted = rows_get(rel, t, privilege_place, &privilege_null);
-
-		may = !grantee_null && !privilege_null &&
-			strcmp(TextDatumGetCString(granted), privilege) == 0 &&
-			has_privs_of_role(role, DatumGetObjectId(grantee));
-	}
-	rows_scan_end(scan);
-	table_close(rel, AccessShareLock);
-	return may;
+	return OidIsValid(admin) && is_member_of_role(role, admin);
 }
 
 /*
@@ -118,24 +157,20 @@ acts_as_grantee(const char *name, const char *privilege, Oid role)
 bool
 workflow_right(const char *name, const char *privilege, Oid role)
 {
-	Oid			admin = get_role_oid("orchestrator_admin", true);
-
 	/* a dropped role's OID (a workflow's owner kept as regrole) has none */
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(role)))
 		return false;
-	if (OidIsValid(admin) && is_member_of_role(role, admin))
+	if (role_is_admin(role))
 		return true;
 	if (name == NULL)
 		return false;
-	if (acts_as_owner(name, role))
-		return true;
-	return privilege != NULL && acts_as_grantee(name, privilege, role);
+	return rows_give(&owners, name, privilege, role) || rows_give(&grants, name, privilege, role);
 }
 
 static int
-name_cmp(const void *a, const void *b)
+name_cmp(const ListCell *a, const ListCell *b)
 {
-	return strcmp(*(char *const *) a, *(char *const *) b);
+	return strcmp(lfirst(a), lfirst(b));
 }
 
 /*
@@ -147,78 +182,27 @@ name_cmp(const void *a, const void *b)
 Datum
 workable_workflows(Oid role)
 {
-	Oid			admin = get_role_oid("orchestrator_admin", true);
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	t;
-	int			name_place;
-	int			role_place;		/* the owner, then the grantee */
-	int			privilege_place;
-	char	  **names;
-	int			n = 0;
-	int			size = 16;
+	List	   *names;
 	Datum	   *elems;
-	int			nelems = 0;
+	int			n = 0;
+	const char *last = NULL;
+	ListCell   *lc;
 
-	if (OidIsValid(admin) && is_member_of_role(role, admin))
+	if (role_is_admin(role))
 		return (Datum) 0;
-	names = palloc(sizeof(char *) * size);
-
-	/* the workflows whose owner's privileges it has */
-	rel = table_open(orchestrator_table_oid("workflows"), AccessShareLock);
-	name_place = column(rel, "name");
-	role_place = column(rel, "owner");
-	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
-	while ((t = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		bool		owner_null;
-		bool		name_null;
-		Datum		owner = heap_getattr(t, role_place + 1, RelationGetDescr(rel), &owner_null);
-		Datum		name = heap_getattr(t, name_place + 1, RelationGetDescr(rel), &name_null);
-
-		if (owner_null || name_null || !has_privs_of_role(role, DatumGetObjectId(owner)))
-			continue;
-		if (n == size)
-			names = repalloc(names, sizeof(char *) * (size *= 2));
-		names[n++] = TextDatumGetCString(name);
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-
-	/* and those granted "work" to a role whose privileges it has */
-	rel = table_open(orchestrator_table_oid("workflow_grants"), AccessShareLock);
-	name_place = column(rel, "name");
-	role_place = column(rel, "grantee");
-	privilege_place = column(rel, "privilege");
-	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
-	while ((t = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		TupleDesc	desc = RelationGetDescr(rel);
-		bool		grantee_null;
-		bool		privilege_null;
-		bool		name_null;
-		Datum		grantee = heap_getattr(t, role_place + 1, desc, &grantee_null);
-		Datum		privilege = heap_getattr(t, privilege_place + 1, desc, &privilege_null);
-		Datum		name = heap_getattr(t, name_place + 1, desc, &name_null);
-
-		if (grantee_null || privilege_null || name_null ||
-			strcmp(TextDatumGetCString(privilege), "work") != 0 ||
-			!has_privs_of_role(role, DatumGetObjectId(grantee)))
-			continue;
-		if (n == size)
-			names = repalloc(names, sizeof(char *) * (size *= 2));
-		names[n++] = TextDatumGetCString(name);
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
+	names = names_given(&owners, "work", role, NIL);
+	names = names_given(&grants, "work", role, names);
 
 	/* each name once */
-	qsort(names, n, sizeof(char *), name_cmp);
-	elems = palloc(sizeof(Datum) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
-			elems[nelems++] = CStringGetTextDatum(names[i]);
-	return PointerGetDatum(construct_array(elems, nelems, TEXTOID, -1, false, TYPALIGN_INT));
+	list_sort(names, name_cmp);
+	elems = palloc(sizeof(Datum) * Max(list_length(names), 1));
+	foreach(lc, names)
+	{
+		if (last == NULL || strcmp(lfirst(lc), last) != 0)
+			elems[n++] = CStringGetTextDatum(lfirst(lc));
+		last = lfirst(lc);
+	}
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* workflow_right() for the role the current call acts for. */

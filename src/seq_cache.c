@@ -149,14 +149,14 @@ slot_of(const pg_uuid_t *run_id)
 	return &slots[hash_bytes(run_id->data, UUID_LEN) & (SEQ_SLOTS - 1)];
 }
 
-/* Empty the slot of a run, if it holds that run. */
+/* Empty the run's slot, if it holds that run. */
 static void
-slot_forget(const pg_uuid_t *run_id)
+forget(Appended *e)
 {
-	SeqSlot    *s = slot_of(run_id);
+	SeqSlot    *s = slot_of(&e->run_id);
 
 	SpinLockAcquire(&s->mutex);
-	if (memcmp(&s->run_id, run_id, sizeof(pg_uuid_t)) == 0)
+	if (memcmp(&s->run_id, &e->run_id, sizeof(pg_uuid_t)) == 0)
 		s->state = SLOT_EMPTY;
 	SpinLockRelease(&s->mutex);
 }
@@ -170,7 +170,7 @@ publish(Appended *e)
 	if (!e->valid || !OidIsValid(e->partition) || !TransactionIdIsValid(publishing_xid))
 	{
 		/* this transaction lost track of the run's number */
-		slot_forget(&e->run_id);
+		forget(e);
 		return;
 	}
 	SpinLockAcquire(&s->mutex);
@@ -182,7 +182,10 @@ publish(Appended *e)
 	SpinLockRelease(&s->mutex);
 }
 
-/* After commit: the slot, if still ours, marked committed. */
+/*
+ * After commit: the slot, if still ours, marked committed (publish() never
+ * leaves a slot pending without a transaction id).
+ */
 static void
 confirm(Appended *e)
 {
@@ -190,16 +193,9 @@ confirm(Appended *e)
 
 	SpinLockAcquire(&s->mutex);
 	if (s->state == SLOT_PENDING && s->xid == publishing_xid &&
-		TransactionIdIsValid(publishing_xid) &&
 		memcmp(&s->run_id, &e->run_id, sizeof(pg_uuid_t)) == 0)
 		s->state = SLOT_COMMITTED;
 	SpinLockRelease(&s->mutex);
-}
-
-static void
-forget(Appended *e)
-{
-	slot_forget(&e->run_id);
 }
 
 static void
