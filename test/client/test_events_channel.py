@@ -14,40 +14,19 @@
 Starts its own throwaway cluster (test/cluster.sh) on 127.0.0.1 and stops it.
 """
 import json
-import os
-import select
-import subprocess
-import tempfile
 import time
 
 import psycopg2
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CLUSTER = os.path.join(HERE, "..", "cluster.sh")
-# ORCH_PORT_OFFSET / PG_BINDIR: to run two suites at once on one machine.
-OFFSET = int(os.environ.get("ORCH_PORT_OFFSET", "0"))
-PORT = 55557 + OFFSET
-DATADIR = tempfile.mkdtemp(prefix="orchestrator-events-channel-")
+from cluster_client import Cluster, notifications
 
-
-def connect(user="postgres"):
-    conn = psycopg2.connect(host="127.0.0.1", port=PORT, dbname="orchestrator", user=user)
-    conn.autocommit = True
-    return conn
+CLUSTER = Cluster(55557, "events-channel")
+connect = CLUSTER.connect
 
 
 def drain(conn, seconds):
     """All (channel, payload) that arrive on conn within the given time."""
-    got = []
-    deadline = time.time() + seconds
-    while True:
-        conn.poll()
-        while conn.notifies:
-            n = conn.notifies.pop(0)
-            got.append((n.channel, json.loads(n.payload)))
-        if time.time() >= deadline:
-            return got
-        select.select([conn], [], [], 0.1)
+    return [(n.channel, json.loads(n.payload)) for n in notifications(conn, seconds)]
 
 
 def wait_done(cur, run):
@@ -76,7 +55,7 @@ def set_channels(cur, value, listeners):
 
 
 def main():
-    subprocess.run(["bash", CLUSTER, "start", DATADIR, str(PORT), "orchestrator"], check=True)
+    CLUSTER.start()
     try:
         admin = connect()
         cur = admin.cursor()
@@ -160,8 +139,7 @@ def main():
         assert got_a == expected and got_pub == expected, (expected, got_a, got_pub)
         print("both: %d events on alice's channel and on \"orchestrator\"" % len(expected))
     finally:
-        subprocess.run(["bash", CLUSTER, "stop", DATADIR])
-        subprocess.run(["rm", "-rf", DATADIR])
+        CLUSTER.stop()
 
 
 if __name__ == "__main__":

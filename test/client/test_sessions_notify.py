@@ -12,43 +12,18 @@
 Starts its own throwaway cluster (test/cluster.sh) on 127.0.0.1 and stops it.
 """
 import json
-import os
-import select
-import subprocess
-import tempfile
 import time
 
-import psycopg2
+from cluster_client import Cluster, notifications
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CLUSTER = os.path.join(HERE, "..", "cluster.sh")
-# ORCH_PORT_OFFSET / PG_BINDIR: to run two suites at once on one machine.
-OFFSET = int(os.environ.get("ORCH_PORT_OFFSET", "0"))
-PORT = 55545 + OFFSET
-DATADIR = tempfile.mkdtemp(prefix="orchestrator-sessions-")
+CLUSTER = Cluster(55545, "sessions")
+connect = CLUSTER.connect
 SECRET = "value-that-must-not-leak"
-
-
-def connect(user="postgres", autocommit=True):
-    conn = psycopg2.connect(host="127.0.0.1", port=PORT, dbname="orchestrator", user=user)
-    conn.autocommit = autocommit
-    return conn
 
 
 def drain(conn, seconds):
     """All (channel, payload, pid) that arrive on conn within the given time."""
-    got = []
-    deadline = time.time() + seconds
-    while True:
-        # psycopg2 also collects notifications while the connection runs
-        # statements of its own: take those first
-        conn.poll()
-        while conn.notifies:
-            n = conn.notifies.pop(0)
-            got.append((n.channel, n.payload, n.pid))
-        if time.time() >= deadline:
-            return got
-        select.select([conn], [], [], 0.1)
+    return [(n.channel, n.payload, n.pid) for n in notifications(conn, seconds)]
 
 
 def until(conn, count, seconds=30):
@@ -61,7 +36,7 @@ def until(conn, count, seconds=30):
 
 
 def main():
-    subprocess.run(["bash", CLUSTER, "start", DATADIR, str(PORT), "orchestrator"], check=True)
+    CLUSTER.start()
     try:
         admin = connect()
         cur = admin.cursor()
@@ -145,7 +120,7 @@ def main():
         assert drain(alice, 1.0) == [], "alice received bob's change"
         print("bob's change reached bob only")
     finally:
-        subprocess.run(["bash", CLUSTER, "stop", DATADIR])
+        CLUSTER.stop()
 
 
 if __name__ == "__main__":
