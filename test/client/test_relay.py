@@ -94,7 +94,8 @@ def build_commit_delay(cur):
     pg_config = os.path.join(BINDIR, "pg_config")
     inc = subprocess.run([pg_config, "--includedir-server"], check=True,
                          capture_output=True, text=True).stdout.strip()
-    lib = os.path.join(tempfile.mkdtemp(prefix="orchestrator-commit-delay-"), "commit_delay.so")
+    # in the cluster's directory, removed with it
+    lib = os.path.join(DATADIR, "commit_delay.so")
     subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-I", inc, "-o", lib,
                     os.path.join(HERE, "commit_delay.c")], check=True)
     cur.execute("CREATE OR REPLACE FUNCTION public.commit_delay(int) RETURNS void "
